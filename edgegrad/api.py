@@ -1,4 +1,55 @@
-"""``edgegrad.gradients``: the in-process entry point (placeholder until the engine lands)."""
+"""``edgegrad.gradients``: the in-process entry point over the plan and the engine."""
+
 from __future__ import annotations
-def gradients(*args, **kwargs):
-    raise NotImplementedError
+
+from typing import Any
+
+import numpy as np
+
+from . import engine
+from .batch import check_options
+from .losses import loss_and_grad
+from .network import Network
+from .plan import get_plan
+from .result import GradientResult
+
+__all__ = ["gradients", "node_values"]
+
+
+def gradients(net: Network, inputs: Any, targets: Any = None, loss: str | None = None,
+              reduction: str = "mean", per_example: bool = False, dtype: str = "float64") -> GradientResult:
+    """Outputs and exact derivatives of ``net`` for a batch, in output mode or loss mode (see the contract)."""
+    if not isinstance(net, Network):
+        raise TypeError(f"net must be an edgegrad.Network, got {type(net).__name__}")
+    x, t = check_options(net, inputs, targets, loss, reduction, dtype)
+    plan = get_plan(net, dtype)
+    batch, n_out = x.shape[0], net.n_outputs
+    run, _ = engine.forward(plan, x.astype(plan.dtype, copy=False), n_outputs=None if loss else n_out)
+    outputs = run.acts[plan.n_inputs + plan.output_rows].T.copy()
+    file_rows = plan.node_row
+
+    if loss is None:
+        engine.backward(plan, run, None)
+        edge_grads = np.empty((batch, n_out, net.n_edges), dtype=plan.dtype)
+        engine.per_example_edge_grads(plan, run, edge_grads)
+        deltas = np.ascontiguousarray(run.deltas[file_rows].transpose(2, 1, 0))
+        return GradientResult(outputs, None, edge_grads, deltas)
+
+    value, d_out = loss_and_grad(loss, reduction, outputs, t)
+    engine.backward(plan, run, d_out.T.astype(plan.dtype))
+    if per_example:
+        edge_grads = np.empty((batch, net.n_edges), dtype=plan.dtype)
+        engine.per_example_edge_grads(plan, run, edge_grads)
+        deltas = np.ascontiguousarray(run.deltas[file_rows].T)
+    else:
+        edge_grads = np.empty(net.n_edges, dtype=plan.dtype)
+        edge_grads[plan.edge_file] = engine.summed_edge_grads(plan, run)
+        deltas = run.deltas.sum(axis=1)[file_rows]
+    return GradientResult(outputs, value, edge_grads, deltas)
+
+
+def node_values(net: Network, inputs: Any, dtype: str = "float64") -> engine.NodeValues:
+    """z, o and f'(z) of every node for a batch, in file order (for explanations and checks)."""
+    x, _ = check_options(net, inputs, None, None, "mean", dtype)
+    plan = get_plan(net, dtype)
+    return engine.plan_node_values(plan, x.astype(plan.dtype, copy=False))

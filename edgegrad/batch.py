@@ -1,0 +1,65 @@
+"""Checks of a request's batch: inputs, targets, loss options, dtype; messages name the place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidInput
+from .losses import LOSSES, REDUCTIONS
+from .network import Network
+
+__all__ = ["DTYPES", "check_array", "check_options"]
+
+DTYPES = ("float64", "float32")
+
+
+def check_array(values: Any, name: str, columns: int, column_names: tuple[str, ...]) -> np.ndarray:
+    """A finite float64 B×columns array, or InvalidInput naming the first bad place."""
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{name}: expected a B×{columns} array of numbers (rows of {columns})") from None
+    if arr.ndim != 2 or arr.shape[1] != columns:
+        raise InvalidInput(f"{name}: expected shape (B, {columns}) with columns {_names(column_names)},"
+                           f" got {arr.shape}")
+    if arr.shape[0] == 0:
+        raise InvalidInput(f"{name}: the batch is empty (B = 0)")
+    bad = np.argwhere(~np.isfinite(arr))
+    if bad.size:
+        b, c = bad[0]
+        raise InvalidInput(f"{name}[{b}][{c}]: must be finite, got {arr[b, c]}")
+    return arr
+
+
+def _names(ids: tuple[str, ...]) -> str:
+    shown = ", ".join(ids[:6])
+    return f"[{shown}{', ...' if len(ids) > 6 else ''}]"
+
+
+def check_options(net: Network, inputs: Any, targets: Any, loss: str | None, reduction: str,
+                  dtype: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Validate a whole request; return (inputs, targets) as float64 arrays."""
+    if str(dtype) not in DTYPES:
+        raise InvalidInput(f"dtype: unknown dtype '{dtype}' (expected one of {', '.join(DTYPES)})")
+    if loss is not None and loss not in LOSSES:
+        raise InvalidInput(f"loss: unknown loss '{loss}' (expected one of {', '.join(LOSSES)})")
+    if reduction not in REDUCTIONS:
+        raise InvalidInput(f"reduction: unknown reduction '{reduction}' (expected one of {', '.join(REDUCTIONS)})")
+    x = check_array(inputs, "inputs", net.n_inputs, net.inputs)
+    if loss is None:
+        if targets is not None:
+            raise InvalidInput("targets: given without a loss (pass loss='mse', 'bce' or 'softmax_ce')")
+        return x, None
+    if targets is None:
+        raise InvalidInput(f"targets: loss '{loss}' needs targets (B×{net.n_outputs})")
+    t = check_array(targets, "targets", net.n_outputs, net.outputs)
+    if t.shape[0] != x.shape[0]:
+        raise InvalidInput(f"targets: has {t.shape[0]} rows but inputs has {x.shape[0]}")
+    if loss in ("bce", "softmax_ce"):
+        bad = np.argwhere((t < 0) | (t > 1))
+        if bad.size:
+            b, k = bad[0]
+            raise InvalidInput(f"targets[{b}][{k}]: {loss} needs targets in [0, 1], got {t[b, k]}")
+    return x, t

@@ -1,0 +1,227 @@
+"""Forward pass and δ-backpropagation over a compiled plan, vectorised over the batch and levels.
+
+Buffers are node-major (one row per vertex, one column per example) so every level is a row
+block: ``acts`` holds o for every vertex, ``deltas`` holds f'(z) after the forward pass and is
+turned into δ in place by the backward pass, level by level from the last:
+
+    δ(v) = f_v'(z[v]) · (∂P/∂o[v]|direct + Σ_c w(v,c) δ(c))        ∂P/∂w(u,v) = δ(v) · o[u]
+
+In output mode the delta buffer has K columns per example (one backward pass per output, all
+at once). Independent row chunks of a level run on a small thread pool (numpy and scipy release
+the GIL in these kernels).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterable, NamedTuple
+
+import numpy as np
+
+from .plan import Kernel, Level, Plan
+
+__all__ = ["Pass", "NodeValues", "forward", "backward", "summed_edge_grads", "per_example_edge_grads",
+           "plan_node_values", "node_values"]
+
+_THREADS = int(os.environ.get("EDGEGRAD_THREADS", 0)) or len(os.sched_getaffinity(0))
+_pool = ThreadPoolExecutor(max_workers=_THREADS, thread_name_prefix="edgegrad") if _THREADS > 1 else None
+
+
+def _run_all(tasks: Iterable[Callable[[], None]]) -> None:
+    """Run independent tasks on the pool (inline when there is one thread or one task)."""
+    tasks = list(tasks)
+    if _pool is None or len(tasks) < 2:
+        for task in tasks:
+            task()
+        return
+    for future in [_pool.submit(task) for task in tasks]:
+        future.result()
+
+
+class Pass(NamedTuple):
+    """The buffers of one forward (+ backward) pass."""
+
+    acts: np.ndarray     #: (I+N, B) o of every vertex, plan rows
+    deltas: np.ndarray   #: (N, B) or (N, K, B): f'(z) after forward, δ after backward
+    fprime: np.ndarray   #: (N, B) f'(z); the same array as ``deltas`` in loss mode
+
+
+class NodeValues(NamedTuple):
+    """Per-example values of every node in file order, for explanations and checks."""
+
+    z: np.ndarray        #: B×N pre-activations
+    o: np.ndarray        #: B×(I+N) outputs of every vertex (inputs first)
+    fprime: np.ndarray   #: B×N f'(z)
+
+
+def _product(kernel: Kernel, source: np.ndarray) -> np.ndarray:
+    """``kernel.matrix @ source[kernel.cols]`` without copying the source rows for sparse kernels."""
+    return kernel.matrix @ source[kernel.cols]
+
+
+def _forward_level(plan: Plan, level: Level, acts: np.ndarray, fprime: np.ndarray,
+                   z_out: np.ndarray | None) -> None:
+    n_in = plan.n_inputs
+    rows = slice(n_in + level.start, n_in + level.stop)
+    dense = level.forward[0] if level.forward and level.forward[0].dense else None
+    z_level = None
+    if dense is not None:
+        z_level = _product(dense, acts)
+    elif not level.forward:
+        z_level = np.zeros((level.stop - level.start, acts.shape[1]), dtype=acts.dtype)
+    if z_level is not None:
+        z_level += level.bias
+        pieces = [(b.lo, b.hi, None) for b in level.blocks]
+    else:
+        pieces = [(k.lo, k.hi, k) for k in level.forward]
+
+    def activate(lo: int, hi: int, kernel: Kernel | None) -> None:
+        if kernel is None:
+            z = z_level[lo:hi]
+        else:
+            z = _product(kernel, acts)
+            z += level.bias[lo:hi]
+        for block in level.blocks:
+            a, b = max(lo, block.lo), min(hi, block.hi)
+            if a >= b:
+                continue
+            zb = z[a - lo:b - lo]
+            o = block.activation.forward(zb)
+            acts[rows.start + a:rows.start + b] = o
+            fprime[level.start + a:level.start + b] = block.activation.derivative(zb, o)
+            if z_out is not None:
+                z_out[level.start + a:level.start + b] = zb
+
+    _run_all(lambda p=p: activate(*p) for p in pieces)
+
+
+def forward(plan: Plan, x: np.ndarray, n_outputs: int | None = None,
+            keep_z: bool = False) -> tuple[Pass, np.ndarray | None]:
+    """Forward pass for inputs ``x`` (B×I).
+
+    The delta buffer is (N, B) for loss mode (``n_outputs`` None) and (N, K, B) for output mode.
+    """
+    batch = x.shape[0]
+    acts = np.empty((plan.n_inputs + plan.n_nodes, batch), dtype=plan.dtype)
+    acts[:plan.n_inputs] = x.T
+    if n_outputs is None:
+        deltas = np.empty((plan.n_nodes, batch), dtype=plan.dtype)
+        fprime = deltas
+    else:
+        deltas = np.empty((plan.n_nodes, n_outputs, batch), dtype=plan.dtype)
+        fprime = np.empty((plan.n_nodes, batch), dtype=plan.dtype)
+    z = np.empty((plan.n_nodes, batch), dtype=plan.dtype) if keep_z else None
+    for level in plan.levels:
+        _forward_level(plan, level, acts, fprime, z)
+    return Pass(acts, deltas, fprime), z
+
+
+def backward(plan: Plan, run: Pass, direct: np.ndarray | None) -> None:
+    """Turn f'(z) in ``run.deltas`` into δ, level by level from the last.
+
+    ``direct`` is ∂L/∂o of the outputs, (K, B), in loss mode. In output mode (a 3-D delta buffer)
+    it is ignored: output k gets a direct term of 1 in its own column block.
+    """
+    deltas = run.deltas
+    output_mode = deltas.ndim == 3
+    flat = deltas.reshape(plan.n_nodes, -1)
+    width = flat.shape[1]
+    out_rows = plan.output_rows
+    for level in reversed(plan.levels):
+        n = level.stop - level.start
+        direct_rows = [(k, int(out_rows[k]) - level.start) for k in
+                       np.flatnonzero((out_rows >= level.start) & (out_rows < level.stop)).tolist()]
+
+        def pull(lo: int, hi: int, source: Kernel | np.ndarray | None,
+                 level: Level = level, direct_rows: list = direct_rows) -> None:
+            if source is None:
+                g = np.zeros((hi - lo, width), dtype=flat.dtype)
+            elif isinstance(source, np.ndarray):
+                g = source[lo:hi]
+            else:
+                g = _product(source, flat)
+            for k, r in direct_rows:
+                if lo <= r < hi:
+                    if output_mode:
+                        g.reshape(hi - lo, -1, deltas.shape[2])[r - lo, k] += 1
+                    else:
+                        g[r - lo] += direct[k]
+            rows = slice(level.start + lo, level.start + hi)
+            if output_mode:
+                deltas[rows] = g.reshape(hi - lo, -1, deltas.shape[2]) * run.fprime[rows][:, None, :]
+            else:
+                deltas[rows] *= g
+
+        if level.backward and level.backward[0].dense:
+            pieces = [(0, n, _product(level.backward[0], flat))]
+        else:
+            pieces = _fill_gaps([(k.lo, k.hi, k) for k in level.backward], n)
+        _run_all(lambda p=p: pull(*p) for p in pieces)
+
+
+def _fill_gaps(pieces: list[tuple[int, int, Kernel | None]], n: int) -> list[tuple[int, int, Kernel | None]]:
+    """Add empty pieces for rows no kernel covers (nodes without children)."""
+    out, at = [], 0
+    for lo, hi, k in sorted(pieces, key=lambda p: p[0]):
+        if lo > at:
+            out.append((at, lo, None))
+        out.append((lo, hi, k))
+        at = hi
+    if at < n:
+        out.append((at, n, None))
+    return out
+
+
+def summed_edge_grads(plan: Plan, run: Pass) -> np.ndarray:
+    """Σ_b δ(v)·o[u] for every edge, in plan edge order (loss mode without per_example)."""
+    acts, deltas = run.acts, run.deltas
+    grads = np.empty(plan.edge_src.size, dtype=plan.dtype)
+    for level in plan.levels:
+        if level.dense_grad is None:
+            continue
+        positions, r, c, cols = level.dense_grad
+        block = deltas[level.start:level.stop] @ acts[cols].T
+        grads[positions] = block[r, c]
+    sparse, src, dst = plan.sparse_edges, plan.edge_src, plan.edge_dst
+
+    def chunk(a: int, b: int) -> None:
+        pos = sparse[a:b]
+        grads[pos] = np.einsum("ij,ij->i", acts[src[pos]], deltas[dst[pos]])
+
+    _run_all(lambda c=c: chunk(*c) for c in plan.edge_chunks)
+    return grads
+
+
+def per_example_edge_grads(plan: Plan, run: Pass, out: np.ndarray) -> None:
+    """Fill ``out`` (B×E or B×K×E, file edge order) with δ(v)·o[u] per example (and per output)."""
+    acts, deltas = run.acts, run.deltas
+    src, dst, file_index = plan.edge_src, plan.edge_dst, plan.edge_file
+    n_edges = src.size
+
+    def chunk(a: int, b: int) -> None:
+        o = acts[src[a:b]]
+        d = deltas[dst[a:b]]
+        if d.ndim == 3:
+            prod = d * o[:, None, :]                      # (e, K, B)
+            out[:, :, file_index[a:b]] = prod.transpose(2, 1, 0)
+        else:
+            out[:, file_index[a:b]] = (d * o).T
+
+    step = 2048
+    _run_all(lambda a=a: chunk(a, min(a + step, n_edges)) for a in range(0, n_edges, step))
+
+
+def plan_node_values(plan: Plan, x: np.ndarray) -> NodeValues:
+    """z, o and f'(z) of every node for inputs ``x``, in file order (B×N, B×(I+N), B×N)."""
+    run, z = forward(plan, x, keep_z=True)
+    n_in = plan.n_inputs
+    o = np.concatenate([run.acts[:n_in], run.acts[n_in + plan.node_row]]).T
+    return NodeValues(z[plan.node_row].T.copy(), o.copy(), run.fprime[plan.node_row].T.copy())
+
+
+def node_values(net, inputs, dtype: str = "float64") -> NodeValues:
+    """z, o and f'(z) of every node of ``net`` for a batch, in file order (validated)."""
+    from .api import node_values as _node_values
+
+    return _node_values(net, inputs, dtype)

@@ -1,0 +1,202 @@
+"""Compile a network once into an execution plan: level-ordered rows, per-level kernels, index maps.
+
+Rows of the activation buffer are the vertices in *plan order*: the inputs first (file order), then
+the computed nodes sorted by (topological level, activation, file position). Each level is a
+contiguous block of rows and each activation a contiguous run inside it, so a whole level runs as
+one sparse (or dense, BLAS) product plus one vectorised activation call per activation present.
+Plans are cached by the network's content hash.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from .activations import ACTIVATION_NAMES, ACTIVATIONS, Activation
+from .network import Network
+
+__all__ = ["Plan", "Level", "Block", "Kernel", "compile_plan", "get_plan", "clear_plan_cache"]
+
+#: a level's in- or out-edges go to BLAS when at least this share of the block they span is set
+DENSE_MIN_DENSITY = 0.25
+#: sparse kernels are split into row chunks of about this many stored entries (for the thread pool)
+CHUNK_NNZ = 32_768
+#: edges per chunk in the per-edge gradient products
+EDGE_CHUNK = 4_096
+PLAN_CACHE_SIZE = 8
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """``rows[lo:hi] = matrix @ buffer[cols]``: a sparse or dense product over one block of rows."""
+
+    lo: int                          #: first row, relative to the level's first node row
+    hi: int
+    matrix: sp.csr_matrix | np.ndarray
+    cols: slice | np.ndarray         #: rows of the source buffer the matrix columns refer to
+    dense: bool
+
+
+@dataclass(frozen=True)
+class Block:
+    """A run of nodes in one level sharing one activation."""
+
+    lo: int                          #: rows relative to the level's first node row
+    hi: int
+    activation: Activation
+
+
+@dataclass(frozen=True)
+class Level:
+    """One topological level: node rows ``[start, stop)`` of the delta buffer (add ``n_inputs`` for activations)."""
+
+    start: int
+    stop: int
+    bias: np.ndarray                 #: (stop-start, 1)
+    blocks: tuple[Block, ...]
+    forward: tuple[Kernel, ...]      #: z = W_in @ activations
+    backward: tuple[Kernel, ...]     #: Σ_c w(v,c) δ(c) = W_out @ deltas
+    dense_grad: tuple[np.ndarray, np.ndarray, np.ndarray, slice | np.ndarray] | None = None
+    #: (plan edge positions, row in block, col in block, activation rows) for a dense in-block
+
+
+@dataclass
+class Plan:
+    """Everything one forward + δ-backward pass needs, in arrays."""
+
+    n_inputs: int
+    n_nodes: int
+    dtype: np.dtype
+    levels: tuple[Level, ...]
+    node_row: np.ndarray             #: file node index -> node row (plan order)
+    output_rows: np.ndarray          #: (K,) node rows of the outputs
+    edge_file: np.ndarray            #: plan edge position -> file edge index
+    edge_src: np.ndarray             #: plan edge position -> activation row of src
+    edge_dst: np.ndarray             #: plan edge position -> node row of dst
+    sparse_edges: np.ndarray         #: plan edge positions whose summed gradient is a per-edge product
+    edge_chunks: tuple[tuple[int, int], ...] = field(default=())
+
+
+def _split_rows(indptr: np.ndarray, lo: int, hi: int, boundaries: list[int]) -> list[tuple[int, int]]:
+    """Cut rows [lo, hi) at the given boundaries and into pieces of about CHUNK_NNZ entries."""
+    cuts = sorted({lo, hi, *[b for b in boundaries if lo < b < hi]})
+    pieces = []
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        nnz = indptr[b] - indptr[a]
+        parts = max(1, int(nnz // CHUNK_NNZ))
+        edges = np.searchsorted(indptr[a:b + 1], np.linspace(indptr[a], indptr[b], parts + 1)[1:-1])
+        rows = sorted({a, b, *[a + int(x) for x in edges if 0 < x < b - a]})
+        pieces.extend(zip(rows[:-1], rows[1:]))
+    return pieces
+
+
+def _kernels(matrix: sp.csr_matrix, col_offset: int, boundaries: list[int], dtype: np.dtype) -> tuple[Kernel, ...]:
+    """Row-chunked kernels for one level's matrix; dense (BLAS) when the spanned block is dense enough."""
+    n_rows, _ = matrix.shape
+    if matrix.nnz == 0:
+        return ()
+    used = np.unique(matrix.indices)
+    if matrix.nnz >= DENSE_MIN_DENSITY * n_rows * used.size:
+        contiguous = used[-1] - used[0] + 1 == used.size
+        cols = slice(col_offset + int(used[0]), col_offset + int(used[-1]) + 1) if contiguous else used + col_offset
+        block = matrix[:, used].toarray().astype(dtype)
+        return (Kernel(0, n_rows, block, cols, True),)
+    # keep only the columns actually used, as a slice starting at 0 (the sparse product reads a prefix)
+    width = int(used[-1]) + 1
+    matrix = sp.csr_matrix(matrix[:, :width], dtype=dtype)
+    matrix.sort_indices()
+    return tuple(Kernel(a, b, matrix[a:b], slice(col_offset, col_offset + width), False)
+                 for a, b in _split_rows(matrix.indptr, 0, n_rows, boundaries))
+
+
+def compile_plan(net: Network, dtype: str | np.dtype = "float64") -> Plan:
+    """Build the execution plan of ``net`` for ``dtype`` (float64 or float32)."""
+    dtype = np.dtype(dtype)
+    n_in, n = net.n_inputs, net.n_nodes
+    node_level = net.levels[n_in:]
+    codes = np.array([ACTIVATION_NAMES.index(a) for a in net.activations], dtype=np.int64)
+    order = np.lexsort((np.arange(n), codes, node_level))          # plan row -> file node
+    node_row = np.empty(n, dtype=np.int64)
+    node_row[order] = np.arange(n)
+    vertex_row = np.concatenate([np.arange(n_in), n_in + node_row])  # file vertex -> activation row
+
+    src_row = vertex_row[net.src]
+    dst_node_row = node_row[net.dst - n_in]
+    edge_order = np.lexsort((src_row, dst_node_row))                # plan edge -> file edge
+    e_src, e_dst = src_row[edge_order], dst_node_row[edge_order]
+    e_w = net.weights[edge_order]
+
+    sorted_levels = node_level[order]
+    sorted_codes = codes[order]
+    level_values, level_starts = np.unique(sorted_levels, return_index=True)
+    level_bounds = list(level_starts) + [n]
+    edge_level_start = np.searchsorted(e_dst, level_bounds)
+    # out-edges grouped by source node row, for the pull-style backward product
+    out_order = np.lexsort((e_dst, e_src))
+    o_src, o_dst, o_w = e_src[out_order], e_dst[out_order], e_w[out_order]
+
+    levels = []
+    dense_positions = []
+    for li in range(len(level_values)):
+        start, stop = int(level_bounds[li]), int(level_bounds[li + 1])
+        run_starts = np.flatnonzero(np.diff(sorted_codes[start:stop])) + 1
+        cuts = [0, *run_starts.tolist(), stop - start]
+        blocks = tuple(Block(a, b, ACTIVATIONS[ACTIVATION_NAMES[sorted_codes[start + a]]])
+                       for a, b in zip(cuts[:-1], cuts[1:]))
+        boundaries = cuts[1:-1]
+        e0, e1 = int(edge_level_start[li]), int(edge_level_start[li + 1])
+        w_in = sp.csr_matrix((e_w[e0:e1], (e_dst[e0:e1] - start, e_src[e0:e1])),
+                             shape=(stop - start, n_in + start), dtype=dtype)
+        forward = _kernels(w_in, 0, boundaries, dtype)
+        o0, o1 = np.searchsorted(o_src, [n_in + start, n_in + stop])
+        w_out = sp.csr_matrix((o_w[o0:o1], (o_src[o0:o1] - n_in - start, o_dst[o0:o1] - stop)),
+                              shape=(stop - start, n - stop), dtype=dtype)
+        backward = _kernels(w_out, stop, boundaries, dtype)
+        dense_grad = None
+        if forward and forward[0].dense:
+            cols = forward[0].cols
+            used = np.arange(cols.start, cols.stop) if isinstance(cols, slice) else cols
+            positions = np.arange(e0, e1)
+            dense_grad = (positions, e_dst[e0:e1] - start, np.searchsorted(used, e_src[e0:e1]), cols)
+            dense_positions.append(positions)
+        levels.append(Level(start, stop, net.biases[order[start:stop]].astype(dtype)[:, None],
+                            blocks, forward, backward, dense_grad))
+
+    dense_mask = np.zeros(e_src.size, dtype=bool)
+    for positions in dense_positions:
+        dense_mask[positions] = True
+    sparse_edges = np.flatnonzero(~dense_mask)
+    chunks = tuple((a, min(a + EDGE_CHUNK, sparse_edges.size)) for a in range(0, sparse_edges.size, EDGE_CHUNK))
+    return Plan(n_in, n, dtype, tuple(levels), node_row, node_row[net.output_index], edge_order,
+                e_src, e_dst, sparse_edges, chunks)
+
+
+_cache: OrderedDict[tuple[str, str], Plan] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def get_plan(net: Network, dtype: str | np.dtype = "float64") -> Plan:
+    """The cached plan of ``net`` for ``dtype``, compiled on first use (LRU of PLAN_CACHE_SIZE)."""
+    key = (net.content_hash, np.dtype(dtype).name)
+    with _cache_lock:
+        plan = _cache.get(key)
+        if plan is not None:
+            _cache.move_to_end(key)
+            return plan
+    plan = compile_plan(net, dtype)
+    with _cache_lock:
+        _cache[key] = plan
+        while len(_cache) > int(os.environ.get("EDGEGRAD_PLAN_CACHE", PLAN_CACHE_SIZE)):
+            _cache.popitem(last=False)
+    return plan
+
+
+def clear_plan_cache() -> None:
+    """Forget every cached plan."""
+    with _cache_lock:
+        _cache.clear()
