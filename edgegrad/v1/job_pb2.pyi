@@ -1,0 +1,176 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.rpc import status_pb2 as _status_pb2
+from edgegrad.v1 import network_pb2 as _network_pb2
+from edgegrad.v1 import tensor_pb2 as _tensor_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    JOB_STATE_UNSPECIFIED: _ClassVar[JobState]
+    JOB_STATE_QUEUED: _ClassVar[JobState]
+    JOB_STATE_RUNNING: _ClassVar[JobState]
+    JOB_STATE_SUCCEEDED: _ClassVar[JobState]
+    JOB_STATE_FAILED: _ClassVar[JobState]
+    JOB_STATE_CANCELLED: _ClassVar[JobState]
+
+class ResultField(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RESULT_FIELD_UNSPECIFIED: _ClassVar[ResultField]
+    RESULT_FIELD_OUTPUTS: _ClassVar[ResultField]
+    RESULT_FIELD_EDGE_GRADS: _ClassVar[ResultField]
+    RESULT_FIELD_DELTAS: _ClassVar[ResultField]
+JOB_STATE_UNSPECIFIED: JobState
+JOB_STATE_QUEUED: JobState
+JOB_STATE_RUNNING: JobState
+JOB_STATE_SUCCEEDED: JobState
+JOB_STATE_FAILED: JobState
+JOB_STATE_CANCELLED: JobState
+RESULT_FIELD_UNSPECIFIED: ResultField
+RESULT_FIELD_OUTPUTS: ResultField
+RESULT_FIELD_EDGE_GRADS: ResultField
+RESULT_FIELD_DELTAS: ResultField
+
+class GradientRequest(_message.Message):
+    __slots__ = ("network_hash", "network_inline", "inputs", "targets", "loss", "reduction", "per_example", "dtype")
+    NETWORK_HASH_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_INLINE_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
+    LOSS_FIELD_NUMBER: _ClassVar[int]
+    REDUCTION_FIELD_NUMBER: _ClassVar[int]
+    PER_EXAMPLE_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    network_hash: str
+    network_inline: _network_pb2.Network
+    inputs: _tensor_pb2.Tensor
+    targets: _tensor_pb2.Tensor
+    loss: str
+    reduction: str
+    per_example: bool
+    dtype: str
+    def __init__(self, network_hash: _Optional[str] = ..., network_inline: _Optional[_Union[_network_pb2.Network, _Mapping]] = ..., inputs: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., targets: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., loss: _Optional[str] = ..., reduction: _Optional[str] = ..., per_example: _Optional[bool] = ..., dtype: _Optional[str] = ...) -> None: ...
+
+class FieldLayout(_message.Message):
+    __slots__ = ("field", "shape", "row_elements")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    ROW_ELEMENTS_FIELD_NUMBER: _ClassVar[int]
+    field: ResultField
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    row_elements: int
+    def __init__(self, field: _Optional[_Union[ResultField, str]] = ..., shape: _Optional[_Iterable[int]] = ..., row_elements: _Optional[int] = ...) -> None: ...
+
+class ResultLayout(_message.Message):
+    __slots__ = ("dtype", "loss_mode", "fields", "chunk_count", "batch")
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    LOSS_MODE_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    dtype: _tensor_pb2.DType
+    loss_mode: bool
+    fields: _containers.RepeatedCompositeFieldContainer[FieldLayout]
+    chunk_count: int
+    batch: int
+    def __init__(self, dtype: _Optional[_Union[_tensor_pb2.DType, str]] = ..., loss_mode: _Optional[bool] = ..., fields: _Optional[_Iterable[_Union[FieldLayout, _Mapping]]] = ..., chunk_count: _Optional[int] = ..., batch: _Optional[int] = ...) -> None: ...
+
+class Shard(_message.Message):
+    __slots__ = ("index", "row_start", "row_stop", "state", "worker", "attempt")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    ROW_START_FIELD_NUMBER: _ClassVar[int]
+    ROW_STOP_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    row_start: int
+    row_stop: int
+    state: JobState
+    worker: str
+    attempt: int
+    def __init__(self, index: _Optional[int] = ..., row_start: _Optional[int] = ..., row_stop: _Optional[int] = ..., state: _Optional[_Union[JobState, str]] = ..., worker: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
+
+class Job(_message.Message):
+    __slots__ = ("name", "state", "request_id", "network_hash", "layout", "create_time", "start_time", "end_time", "error", "loss", "chunks_done", "shards", "attempt", "worker", "expire_time")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_HASH_FIELD_NUMBER: _ClassVar[int]
+    LAYOUT_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    LOSS_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_DONE_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    state: JobState
+    request_id: str
+    network_hash: str
+    layout: ResultLayout
+    create_time: _timestamp_pb2.Timestamp
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    error: _status_pb2.Status
+    loss: float
+    chunks_done: int
+    shards: _containers.RepeatedCompositeFieldContainer[Shard]
+    attempt: int
+    worker: str
+    expire_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., request_id: _Optional[str] = ..., network_hash: _Optional[str] = ..., layout: _Optional[_Union[ResultLayout, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., loss: _Optional[float] = ..., chunks_done: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[Shard, _Mapping]]] = ..., attempt: _Optional[int] = ..., worker: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ResultChunk(_message.Message):
+    __slots__ = ("seq", "field", "start", "stop", "row_start", "row_stop", "shard", "data")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    STOP_FIELD_NUMBER: _ClassVar[int]
+    ROW_START_FIELD_NUMBER: _ClassVar[int]
+    ROW_STOP_FIELD_NUMBER: _ClassVar[int]
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    field: ResultField
+    start: int
+    stop: int
+    row_start: int
+    row_stop: int
+    shard: int
+    data: _tensor_pb2.Tensor
+    def __init__(self, seq: _Optional[int] = ..., field: _Optional[_Union[ResultField, str]] = ..., start: _Optional[int] = ..., stop: _Optional[int] = ..., row_start: _Optional[int] = ..., row_stop: _Optional[int] = ..., shard: _Optional[int] = ..., data: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
+
+class Heartbeat(_message.Message):
+    __slots__ = ("state", "chunks_done", "time")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_DONE_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    state: JobState
+    chunks_done: int
+    time: _timestamp_pb2.Timestamp
+    def __init__(self, state: _Optional[_Union[JobState, str]] = ..., chunks_done: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class JobEvent(_message.Message):
+    __slots__ = ("state", "chunk", "heartbeat", "done")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    state: Job
+    chunk: ResultChunk
+    heartbeat: Heartbeat
+    done: Job
+    def __init__(self, state: _Optional[_Union[Job, _Mapping]] = ..., chunk: _Optional[_Union[ResultChunk, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., done: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
