@@ -24,18 +24,43 @@ from .plan import Kernel, Level, Plan
 __all__ = ["Pass", "NodeValues", "forward", "backward", "summed_edge_grads", "per_example_edge_grads",
            "plan_node_values", "node_values"]
 
-_THREADS = int(os.environ.get("EDGEGRAD_THREADS", 0)) or len(os.sched_getaffinity(0))
-_pool = ThreadPoolExecutor(max_workers=_THREADS, thread_name_prefix="edgegrad") if _THREADS > 1 else None
+def _thread_count() -> int:
+    """Threads for the kernels: EDGEGRAD_THREADS, else the CPUs this process may run on."""
+    configured = int(os.environ.get("EDGEGRAD_THREADS", "0") or 0)
+    if configured > 0:
+        return configured
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def _get_pool() -> ThreadPoolExecutor | None:
+    global _pool
+    if _pool is None and _thread_count() > 1:
+        _pool = ThreadPoolExecutor(max_workers=_thread_count(), thread_name_prefix="edgegrad")
+    return _pool
+
+
+def _forget_pool() -> None:
+    """A forked child has no pool threads: start a fresh pool on first use."""
+    global _pool
+    _pool = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _run_all(tasks: Iterable[Callable[[], None]]) -> None:
     """Run independent tasks on the pool (inline when there is one thread or one task)."""
     tasks = list(tasks)
-    if _pool is None or len(tasks) < 2:
+    pool = _get_pool() if len(tasks) > 1 else None
+    if pool is None:
         for task in tasks:
             task()
         return
-    for future in [_pool.submit(task) for task in tasks]:
+    for future in [pool.submit(task) for task in tasks]:
         future.result()
 
 
