@@ -32,6 +32,7 @@ __all__ = [
     "LOSSES",
     "REDUCTIONS",
     "numeric_gradient",
+    "assert_agrees",
 ]
 
 LOSSES = ("mse", "bce", "softmax_ce")
@@ -401,3 +402,17 @@ def numeric_gradient(f: Callable[[np.ndarray], Any], params: Sequence[float], h:
             return np.asarray(f(q), dtype=np.float64)
         cols.append((-at(2 * h) + 8 * at(h) - 8 * at(-h) + at(-2 * h)) / (12 * h))
     return np.array(cols)
+
+
+def assert_agrees(got: Any, want: Any, rtol: float = 1e-9) -> None:
+    """Results agree field by field to ``rtol`` relative (plus a 1e-12 floor for exact zeros)."""
+    for field in ("outputs", "edge_grads", "deltas"):
+        g, w = np.asarray(getattr(got, field)), np.asarray(getattr(want, field))
+        assert g.shape == w.shape, f"{field}: shape {g.shape}, reference {w.shape}"
+        floor = 1e-12 * max(1.0, float(np.max(np.abs(w), initial=0.0)))
+        np.testing.assert_allclose(g, w, rtol=rtol, atol=floor, err_msg=field)
+    if want.loss is None:
+        assert got.loss is None, f"loss: {got.loss!r} in output mode"
+    else:
+        assert got.loss is not None and abs(got.loss - want.loss) <= rtol * abs(want.loss) + 1e-300, \
+            f"loss: {got.loss!r}, reference {want.loss!r}"
