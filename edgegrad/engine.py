@@ -81,44 +81,59 @@ class NodeValues(NamedTuple):
 
 
 def _product(kernel: Kernel, source: np.ndarray) -> np.ndarray:
-    """``kernel.matrix @ source[kernel.cols]`` without copying the source rows for sparse kernels."""
+    """``kernel.matrix @ source[kernel.cols]``; sparse kernels read a row prefix without copying it."""
     return kernel.matrix @ source[kernel.cols]
+
+
+Piece = tuple[int, int, "Kernel | np.ndarray | None"]
+
+
+def _pieces(kernels: tuple[Kernel, ...], cuts: list[tuple[int, int]], source: np.ndarray) -> list[Piece]:
+    """Split a level's product into independent row pieces.
+
+    A dense kernel runs once here (BLAS threads on its own) and the pieces slice its result by
+    ``cuts``; sparse kernels are the pieces themselves; no kernel means the product is zero.
+    """
+    if kernels and kernels[0].dense:
+        full = _product(kernels[0], source)
+        return [(lo, hi, full) for lo, hi in cuts]
+    if not kernels:
+        return [(lo, hi, None) for lo, hi in cuts]
+    return [(k.lo, k.hi, k) for k in kernels]
+
+
+def _evaluate(piece: Piece, source: np.ndarray) -> np.ndarray:
+    """The product rows of one piece, as a fresh (or exclusively owned) array."""
+    lo, hi, what = piece
+    if what is None:
+        return np.zeros((hi - lo, source.shape[1]), dtype=source.dtype)
+    if isinstance(what, np.ndarray):
+        return what[lo:hi]
+    return _product(what, source)
 
 
 def _forward_level(plan: Plan, level: Level, acts: np.ndarray, fprime: np.ndarray,
                    z_out: np.ndarray | None) -> None:
-    n_in = plan.n_inputs
-    rows = slice(n_in + level.start, n_in + level.stop)
-    dense = level.forward[0] if level.forward and level.forward[0].dense else None
-    z_level = None
-    if dense is not None:
-        z_level = _product(dense, acts)
-    elif not level.forward:
-        z_level = np.zeros((level.stop - level.start, acts.shape[1]), dtype=acts.dtype)
-    if z_level is not None:
-        z_level += level.bias
-        pieces = [(b.lo, b.hi, None) for b in level.blocks]
-    else:
-        pieces = [(k.lo, k.hi, k) for k in level.forward]
+    """z = W_in·o + bias and o = f(z), f'(z) for one level, one piece per thread task."""
+    first_row = plan.n_inputs + level.start
 
-    def activate(lo: int, hi: int, kernel: Kernel | None) -> None:
-        if kernel is None:
-            z = z_level[lo:hi]
-        else:
-            z = _product(kernel, acts)
-            z += level.bias[lo:hi]
+    def activate(piece: Piece) -> None:
+        lo, hi, _ = piece
+        z = _evaluate(piece, acts)
+        z += level.bias[lo:hi]
         for block in level.blocks:
             a, b = max(lo, block.lo), min(hi, block.hi)
             if a >= b:
                 continue
             zb = z[a - lo:b - lo]
             o = block.activation.forward(zb)
-            acts[rows.start + a:rows.start + b] = o
+            acts[first_row + a:first_row + b] = o
             fprime[level.start + a:level.start + b] = block.activation.derivative(zb, o)
             if z_out is not None:
                 z_out[level.start + a:level.start + b] = zb
 
-    _run_all(lambda p=p: activate(*p) for p in pieces)
+    cuts = [(block.lo, block.hi) for block in level.blocks]
+    _run_all(lambda p=p: activate(p) for p in _pieces(level.forward, cuts, acts))
 
 
 def forward(plan: Plan, x: np.ndarray, n_outputs: int | None = None,
@@ -151,21 +166,14 @@ def backward(plan: Plan, run: Pass, direct: np.ndarray | None) -> None:
     deltas = run.deltas
     output_mode = deltas.ndim == 3
     flat = deltas.reshape(plan.n_nodes, -1)
-    width = flat.shape[1]
     out_rows = plan.output_rows
     for level in reversed(plan.levels):
-        n = level.stop - level.start
         direct_rows = [(k, int(out_rows[k]) - level.start) for k in
                        np.flatnonzero((out_rows >= level.start) & (out_rows < level.stop)).tolist()]
 
-        def pull(lo: int, hi: int, source: Kernel | np.ndarray | None,
-                 level: Level = level, direct_rows: list = direct_rows) -> None:
-            if source is None:
-                g = np.zeros((hi - lo, width), dtype=flat.dtype)
-            elif isinstance(source, np.ndarray):
-                g = source[lo:hi]
-            else:
-                g = _product(source, flat)
+        def pull(piece: Piece, level: Level = level, direct_rows: list = direct_rows) -> None:
+            lo, hi, _ = piece
+            g = _evaluate(piece, flat)
             for k, r in direct_rows:
                 if lo <= r < hi:
                     if output_mode:
@@ -178,24 +186,8 @@ def backward(plan: Plan, run: Pass, direct: np.ndarray | None) -> None:
             else:
                 deltas[rows] *= g
 
-        if level.backward and level.backward[0].dense:
-            pieces = [(0, n, _product(level.backward[0], flat))]
-        else:
-            pieces = _fill_gaps([(k.lo, k.hi, k) for k in level.backward], n)
-        _run_all(lambda p=p: pull(*p) for p in pieces)
-
-
-def _fill_gaps(pieces: list[tuple[int, int, Kernel | None]], n: int) -> list[tuple[int, int, Kernel | None]]:
-    """Add empty pieces for rows no kernel covers (nodes without children)."""
-    out, at = [], 0
-    for lo, hi, k in sorted(pieces, key=lambda p: p[0]):
-        if lo > at:
-            out.append((at, lo, None))
-        out.append((lo, hi, k))
-        at = hi
-    if at < n:
-        out.append((at, n, None))
-    return out
+        pieces = _pieces(level.backward, [(0, level.stop - level.start)], flat)
+        _run_all(lambda p=p: pull(p) for p in pieces)
 
 
 def summed_edge_grads(plan: Plan, run: Pass) -> np.ndarray:
