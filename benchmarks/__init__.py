@@ -1,0 +1,1 @@
+"""Benchmarks for edgegrad: seeded network generators, baselines and timing scripts (not installed)."""
