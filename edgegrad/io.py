@@ -46,6 +46,10 @@ def load_matrix(path: str | os.PathLike[str], name: str = "inputs",
         raise InvalidInput(f"{path}: cannot read {name} ({exc.strerror or exc})") from None
     if matrix.shape[0] == 0:
         raise InvalidInput(f"{path}: {name}: no rows")
+    if columns is not None and matrix.shape[1] != len(columns):
+        shown = ", ".join(columns[:6]) + (", ..." if len(columns) > 6 else "")
+        raise InvalidInput(f"{path}: {name}: expected {len(columns)} columns ({shown}) per row,"
+                           f" got {matrix.shape[1]}")
     bad = np.argwhere(~np.isfinite(matrix))
     if bad.size:
         b, c = (int(i) for i in bad[0])

@@ -168,3 +168,11 @@ def test_save_problems(tmp_path, net):
     with pytest.raises(InvalidInput, match=r"nodir.r\.json: cannot write"):
         save_result(str(tmp_path / "nodir" / "r.json"), net, output_mode_result())
     assert list(tmp_path.iterdir()) == []  # no temporary file left behind
+
+
+def test_column_count_checked_against_network_ids(tmp_path):
+    path = write(tmp_path, "x.json", "[[1, 2, 3]]")
+    assert error_of(path, "inputs", ["x1", "x2"]) == f"{path}: inputs: expected 2 columns (x1, x2) per row, got 3"
+    np.save(tmp_path / "t.npy", np.zeros((2, 1)))
+    assert error_of(tmp_path / "t.npy", "targets", ["y", "z"]) == (
+        f"{tmp_path / 't.npy'}: targets: expected 2 columns (y, z) per row, got 1")
