@@ -1,0 +1,277 @@
+"""``edgegrad.AsyncClient`` and its job handle: the asyncio (grpc.aio) client of the edgegrad service."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+
+import grpc
+import grpc.aio
+
+from edgegrad.codec import network_to_proto
+from edgegrad.errors import NotFound, Unavailable
+from edgegrad.network import Network
+from edgegrad.result import GradientResult
+from edgegrad.v1 import job_pb2, service_pb2, service_pb2_grpc
+
+from .errors import from_rpc_error, is_retryable
+from .job import stream_dropped
+from .options import Backoff, ConnectOptions, Deadline, DEFAULT_MAX_MESSAGE_BYTES
+from .protocol import WatchState, build_request
+
+__all__ = ["AsyncClient", "AsyncJobHandle"]
+
+T = TypeVar("T")
+
+
+class AsyncClient:
+    """The asyncio twin of ``Client``: ``async with edgegrad.AsyncClient(target) as c: await c.gradients(...)``.
+
+    Same arguments, retries, deadlines, TLS and token handling as ``Client``.
+    """
+
+    def __init__(self, target: str, *, timeout: float | None = None, tls: bool | None = None,
+                 root_certificates: bytes | str | None = None, token: str | None = None,
+                 backoff: Backoff | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        self.options = ConnectOptions.build(target, tls=tls, root_certificates=root_certificates, token=token,
+                                            max_message_bytes=max_message_bytes)
+        self.timeout = timeout
+        self.backoff = backoff or Backoff()
+        credentials = self.options.credentials()
+        if credentials is None:
+            self._channel = grpc.aio.insecure_channel(self.options.target, options=self.options.channel_options())
+        else:
+            self._channel = grpc.aio.secure_channel(self.options.target, credentials,
+                                                    options=self.options.channel_options())
+        self.stub = service_pb2_grpc.EdgegradStub(self._channel)
+        self._known: set[str] = set()
+
+    # ------------------------------------------------------------ lifecycle
+    async def close(self) -> None:
+        """Close the channel."""
+        await self._channel.close()
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"AsyncClient({self.options.target!r})"
+
+    # ------------------------------------------------------------ plumbing
+    def deadline(self, timeout: float | None) -> Deadline:
+        """The deadline of one operation: ``timeout`` or the client's default."""
+        return Deadline(self.timeout if timeout is None else timeout)
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """Metadata sent with every call (the bearer token, if any)."""
+        return self.options.metadata()
+
+    async def retrying(self, call: Callable[[float | None], Awaitable[T]], deadline: Deadline) -> T:
+        """Await ``call(timeout)``, retrying UNAVAILABLE with backoff until it answers or the deadline passes."""
+        delays = self.backoff.delays()
+        while True:
+            try:
+                return await call(deadline.remaining())
+            except grpc.RpcError as exc:
+                if not is_retryable(exc) or deadline.expired():
+                    raise from_rpc_error(exc) from None
+                delay = next(delays, None)
+                if delay is None:
+                    raise from_rpc_error(exc) from None
+                await asyncio.sleep(deadline.clip(delay))
+
+    async def _unary(self, method: str, request: Any, timeout: float | None) -> Any:
+        stub_method = getattr(self.stub, method)
+        return await self.retrying(lambda left: stub_method(request, timeout=left, metadata=self.metadata),
+                                   self.deadline(timeout))
+
+    # ------------------------------------------------------------ API
+    async def capabilities(self, timeout: float | None = None) -> service_pb2.Capabilities:
+        """The server's limits, activations, losses and TTLs."""
+        return await self._unary("GetCapabilities", service_pb2.GetCapabilitiesRequest(), timeout)
+
+    async def register(self, net: Network, timeout: float | None = None) -> str:
+        """Make sure the server stores ``net`` (sent at most once per client); return its content hash."""
+        digest = net.content_hash
+        if digest in self._known:
+            return digest
+        try:
+            await self._unary("GetNetwork", service_pb2.GetNetworkRequest(hash=digest), timeout)
+        except NotFound:
+            await self._unary("RegisterNetwork", service_pb2.RegisterNetworkRequest(network=network_to_proto(net)),
+                              timeout)
+        self._known.add(digest)
+        return digest
+
+    def forget(self, net_or_hash: Network | str) -> None:
+        """Drop a network from the registered-hash cache."""
+        self._known.discard(net_or_hash.content_hash if isinstance(net_or_hash, Network) else net_or_hash)
+
+    async def _with_network(self, net: Network, deadline: Deadline, action: Callable[[], Awaitable[T]]) -> T:
+        await self.register(net, timeout=deadline.remaining())
+        try:
+            return await action()
+        except NotFound as exc:
+            if net.content_hash not in exc.message and "network" not in (exc.field or exc.message):
+                raise
+            self.forget(net)
+            await self.register(net, timeout=deadline.remaining())
+            return await action()
+
+    async def submit(self, net: Network, inputs: Any, targets: Any = None, loss: str | None = None,
+                     reduction: str = "mean", per_example: bool = False, dtype: str = "float64",
+                     timeout: float | None = None, request_id: str | None = None) -> "AsyncJobHandle":
+        """Enqueue a job and return its handle at once."""
+        request = build_request(net, inputs, targets, loss, reduction, per_example, dtype, request_id=request_id)
+        deadline = self.deadline(timeout)
+        job = await self._with_network(net, deadline, lambda: self.retrying(
+            lambda left: self.stub.SubmitJob(request, timeout=left, metadata=self.metadata), deadline))
+        handle = AsyncJobHandle(self, job.name)
+        handle.state.update(job)
+        return handle
+
+    async def gradients(self, net: Network, inputs: Any, targets: Any = None, loss: str | None = None,
+                        reduction: str = "mean", per_example: bool = False, dtype: str = "float64",
+                        timeout: float | None = None) -> GradientResult:
+        """The same call and result as ``edgegrad.gradients``, computed by the service."""
+        request = build_request(net, inputs, targets, loss, reduction, per_example, dtype, request_id=None)
+        deadline = self.deadline(timeout)
+        return await self._with_network(
+            net, deadline, lambda: AsyncJobHandle(self, "", submit=request).result(deadline=deadline))
+
+    def job(self, name: str) -> "AsyncJobHandle":
+        """A handle on an existing job by name."""
+        return AsyncJobHandle(self, name)
+
+    async def get_job(self, name: str, timeout: float | None = None) -> job_pb2.Job:
+        """The current state of a job (NotFound if unknown or expired)."""
+        return await self._unary("GetJob", service_pb2.GetJobRequest(name=name), timeout)
+
+    async def list_jobs(self, page_size: int = 100, timeout: float | None = None) -> AsyncIterator[job_pb2.Job]:
+        """Every job the server keeps, page by page."""
+        token = ""
+        while True:
+            page = await self._unary("ListJobs", service_pb2.ListJobsRequest(page_size=page_size, page_token=token),
+                                     timeout)
+            for job in page.jobs:
+                yield job
+            token = page.next_page_token
+            if not token:
+                return
+
+    async def cancel_job(self, name: str, timeout: float | None = None) -> job_pb2.Job:
+        """Ask the server to cancel a job."""
+        return await self._unary("CancelJob", service_pb2.CancelJobRequest(name=name), timeout)
+
+    async def delete_job(self, name: str, timeout: float | None = None) -> None:
+        """Delete a job and its result."""
+        await self._unary("DeleteJob", service_pb2.DeleteJobRequest(name=name), timeout)
+
+
+class AsyncJobHandle:
+    """The asyncio twin of ``JobHandle``: ``await wait()``, ``await result()``, ``async for c in chunks()``."""
+
+    def __init__(self, client: AsyncClient, name: str, *,
+                 submit: service_pb2.SubmitJobRequest | None = None) -> None:
+        self.client = client
+        self.state = WatchState(name)
+        self._submit = submit
+        self._call: Any = None
+        self._dropped = False
+        self.reconnects = 0  #: how many times the stream was resumed after a drop
+
+    @property
+    def name(self) -> str:
+        """The job's name, ``jobs/<id>``."""
+        return self.state.name
+
+    @property
+    def job(self) -> job_pb2.Job | None:
+        """The latest state seen (no call made)."""
+        return self.state.job
+
+    def _open(self, deadline: Deadline) -> Any:
+        stub, metadata = self.client.stub, self.client.metadata
+        if not self.state.name and self._submit is not None:
+            return stub.Compute(self._submit, timeout=deadline.remaining(), metadata=metadata)
+        request = service_pb2.WatchJobRequest(name=self.state.name, after_seq=self.state.after_seq)
+        return stub.WatchJob(request, timeout=deadline.remaining(), metadata=metadata)
+
+    async def chunks(self, timeout: float | None = None, *,
+                     deadline: Deadline | None = None) -> AsyncIterator[job_pb2.ResultChunk]:
+        """Result chunks in seq order until the job ends, resuming after dropped streams."""
+        deadline = deadline or self.client.deadline(timeout)
+        delays = self.client.backoff.delays()
+        while not self.state.done:
+            self._dropped = False
+            self._call = call = self._open(deadline)
+            seen = self.state.after_seq, self.state.job
+            try:
+                async for event in call:
+                    chunk = self.state.feed(event)
+                    if chunk is not None:
+                        yield chunk
+                    if self.state.done:
+                        break
+            except grpc.RpcError as exc:
+                if not stream_dropped(exc) and not self._dropped or deadline.expired():
+                    raise from_rpc_error(exc) from None
+                last_error: Exception = from_rpc_error(exc)
+            except asyncio.CancelledError:
+                # Either our own drop_stream() (resume) or the caller's task being cancelled (stop).
+                if not self._dropped:
+                    raise
+                last_error = Unavailable(f"{self.name}: the watch stream was dropped")
+            else:
+                last_error = Unavailable(f"{self.name}: the watch stream ended before the job finished")
+            finally:
+                call.cancel()
+                self._call = None
+            if self.state.done:
+                break
+            if (self.state.after_seq, self.state.job) != seen:
+                delays = self.client.backoff.delays()
+            delay = next(delays, None)
+            if delay is None or deadline.expired():
+                raise last_error
+            self.reconnects += 1
+            await asyncio.sleep(deadline.clip(delay))
+
+    def drop_stream(self) -> None:
+        """Cut the current stream as a network failure would (the iterator then resumes)."""
+        call = self._call
+        if call is not None:
+            self._dropped = True
+            call.cancel()
+
+    async def wait(self, timeout: float | None = None, *, deadline: Deadline | None = None) -> job_pb2.Job:
+        """Wait until the job ends (all chunks received); return the final job."""
+        async for _ in self.chunks(deadline=deadline or self.client.deadline(timeout)):
+            pass
+        assert self.state.job is not None
+        return self.state.job
+
+    async def result(self, timeout: float | None = None, *, deadline: Deadline | None = None) -> GradientResult:
+        """The job's GradientResult; JobFailed, Cancelled or the job's own error if it did not succeed."""
+        await self.wait(deadline=deadline or self.client.deadline(timeout))
+        return self.state.result()
+
+    def done(self) -> bool:
+        """Whether the handle has seen the job end."""
+        return self.state.done
+
+    async def refresh(self, timeout: float | None = None) -> job_pb2.Job:
+        """Fetch the job's current state with GetJob."""
+        return await self.client.get_job(self.name, timeout=timeout)
+
+    async def cancel(self, timeout: float | None = None) -> job_pb2.Job:
+        """Ask the service to cancel the job."""
+        return await self.client.cancel_job(self.name, timeout=timeout)
+
+    async def delete(self, timeout: float | None = None) -> None:
+        """Delete the job and its result on the service."""
+        await self.client.delete_job(self.name, timeout=timeout)

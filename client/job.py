@@ -1,0 +1,139 @@
+"""``JobHandle``: one submitted job seen from the blocking client, with a self-resuming chunk stream."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Iterator
+
+import grpc
+
+from edgegrad.errors import Unavailable
+from edgegrad.result import GradientResult
+from edgegrad.v1 import job_pb2, service_pb2
+
+from .errors import from_rpc_error
+from .options import Deadline
+from .protocol import WatchState
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .sync import Client
+
+__all__ = ["JobHandle", "stream_dropped"]
+
+
+def stream_dropped(exc: grpc.RpcError) -> bool:
+    """Whether a failed watch stream lost its connection (resume it) rather than got an answer.
+
+    UNAVAILABLE is a lost connection; CANCELLED is a stream cut under the client (a server going
+    away, or ``drop_stream``). The client's own deadline shows as DEADLINE_EXCEEDED, never here.
+    """
+    code = exc.code() if hasattr(exc, "code") else None
+    return code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+
+
+class JobHandle:
+    """A job on the service: ``wait()``, ``result()``, ``cancel()``, and ``chunks()`` that resumes on its own.
+
+    Chunks are kept as they arrive, so ``result()`` after ``chunks()`` costs nothing more. If the
+    stream drops (server restart, network trouble), the handle reconnects with ``WatchJob(after_seq)``
+    and continues with no gap and no duplicate.
+    """
+
+    def __init__(self, client: "Client", name: str, *, submit: service_pb2.SubmitJobRequest | None = None) -> None:
+        self.client = client
+        self.state = WatchState(name)
+        self._submit = submit  # a Compute request still to send (gradients()), or None
+        self._call: grpc.Call | None = None
+        self.reconnects = 0  #: how many times the stream was resumed after a drop
+
+    @property
+    def name(self) -> str:
+        """The job's name, ``jobs/<id>`` ("" until a Compute stream has answered)."""
+        return self.state.name
+
+    @property
+    def job(self) -> job_pb2.Job | None:
+        """The latest state seen (no call made)."""
+        return self.state.job
+
+    def __repr__(self) -> str:
+        state = job_pb2.JobState.Name(self.job.state) if self.job is not None else "?"
+        return f"JobHandle({self.name!r}, {state})"
+
+    # ------------------------------------------------------------ stream
+    def _open(self, deadline: Deadline) -> grpc.Call:
+        """A new stream: Compute for a not yet submitted job, WatchJob from the last seq otherwise."""
+        stub, metadata = self.client.stub, self.client.metadata
+        if not self.state.name and self._submit is not None:
+            return stub.Compute(self._submit, timeout=deadline.remaining(), metadata=metadata)
+        request = service_pb2.WatchJobRequest(name=self.state.name, after_seq=self.state.after_seq)
+        return stub.WatchJob(request, timeout=deadline.remaining(), metadata=metadata)
+
+    def chunks(self, timeout: float | None = None, *, deadline: Deadline | None = None) -> Iterator[job_pb2.ResultChunk]:
+        """Result chunks in seq order, from where this handle left off, until the job ends."""
+        deadline = deadline or self.client.deadline(timeout)
+        delays = self.client.backoff.delays()
+        while not self.state.done:
+            self._call = call = self._open(deadline)
+            seen = self.state.after_seq, self.state.job
+            try:
+                for event in call:
+                    chunk = self.state.feed(event)
+                    if chunk is not None:
+                        yield chunk
+                    if self.state.done:
+                        break
+            except grpc.RpcError as exc:
+                if not stream_dropped(exc) or deadline.expired():
+                    raise from_rpc_error(exc) from None
+                last_error: Exception = from_rpc_error(exc)
+            else:
+                last_error = Unavailable(f"{self.name}: the watch stream ended before the job finished")
+            finally:
+                call.cancel()
+                self._call = None
+            if self.state.done:
+                break
+            if (self.state.after_seq, self.state.job) != seen:
+                delays = self.client.backoff.delays()  # progress was made: start backing off afresh
+            delay = next(delays, None)
+            if delay is None or deadline.expired():
+                raise last_error
+            self.reconnects += 1
+            time.sleep(deadline.clip(delay))
+
+    def drop_stream(self) -> None:
+        """Cut the current stream as a network failure would (the iterator then resumes); for tests and tools."""
+        call = self._call
+        if call is not None:
+            call.cancel()
+
+    # ------------------------------------------------------------ waiting
+    def wait(self, timeout: float | None = None, *, deadline: Deadline | None = None) -> job_pb2.Job:
+        """Block until the job ends (all chunks received); return the final job."""
+        for _ in self.chunks(deadline=deadline or self.client.deadline(timeout)):
+            pass
+        assert self.state.job is not None
+        return self.state.job
+
+    def result(self, timeout: float | None = None, *, deadline: Deadline | None = None) -> GradientResult:
+        """The job's GradientResult; JobFailed, Cancelled or the job's own error if it did not succeed."""
+        self.wait(deadline=deadline or self.client.deadline(timeout))
+        return self.state.result()
+
+    def done(self) -> bool:
+        """Whether the handle has seen the job end."""
+        return self.state.done
+
+    # ------------------------------------------------------------ control
+    def refresh(self, timeout: float | None = None) -> job_pb2.Job:
+        """Fetch the job's current state with GetJob."""
+        return self.client.get_job(self.name, timeout=timeout)
+
+    def cancel(self, timeout: float | None = None) -> job_pb2.Job:
+        """Ask the service to cancel the job (honoured between chunks); return its state after the request."""
+        return self.client.cancel_job(self.name, timeout=timeout)
+
+    def delete(self, timeout: float | None = None) -> None:
+        """Delete the job and its result on the service."""
+        self.client.delete_job(self.name, timeout=timeout)

@@ -1,0 +1,184 @@
+"""``edgegrad.Client``: the blocking client of the edgegrad service."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, Iterator, TypeVar
+
+import grpc
+
+from edgegrad.errors import NotFound
+from edgegrad.network import Network
+from edgegrad.result import GradientResult
+from edgegrad.v1 import job_pb2, service_pb2, service_pb2_grpc
+
+from edgegrad.codec import network_to_proto
+from .errors import from_rpc_error, is_retryable
+from .job import JobHandle
+from .options import Backoff, ConnectOptions, Deadline, DEFAULT_MAX_MESSAGE_BYTES
+from .protocol import build_request
+
+__all__ = ["Client"]
+
+T = TypeVar("T")
+
+
+class Client:
+    """A connection to an edgegrad server; ``with edgegrad.Client("host:50051") as c: c.gradients(...)``.
+
+    ``timeout`` is the default deadline (seconds) of each operation, retries included; ``tls`` or
+    ``root_certificates`` (PEM bytes or a path) turn TLS on; ``token`` (default: ``EDGEGRAD_TOKEN``)
+    is sent as ``authorization: Bearer <token>``. Calls that meet UNAVAILABLE are retried with
+    exponential backoff and jitter; submissions carry a request id, so a retry never runs a job twice.
+    """
+
+    def __init__(self, target: str, *, timeout: float | None = None, tls: bool | None = None,
+                 root_certificates: bytes | str | None = None, token: str | None = None,
+                 backoff: Backoff | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        self.options = ConnectOptions.build(target, tls=tls, root_certificates=root_certificates, token=token,
+                                            max_message_bytes=max_message_bytes)
+        self.timeout = timeout
+        self.backoff = backoff or Backoff()
+        credentials = self.options.credentials()
+        if credentials is None:
+            self._channel = grpc.insecure_channel(self.options.target, options=self.options.channel_options())
+        else:
+            self._channel = grpc.secure_channel(self.options.target, credentials,
+                                                options=self.options.channel_options())
+        self.stub = service_pb2_grpc.EdgegradStub(self._channel)
+        self._known: set[str] = set()
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        """Close the channel; open job handles stop working."""
+        self._channel.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Client({self.options.target!r})"
+
+    # ------------------------------------------------------------ plumbing
+    def deadline(self, timeout: float | None) -> Deadline:
+        """The deadline of one operation: ``timeout`` or the client's default."""
+        return Deadline(self.timeout if timeout is None else timeout)
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """Metadata sent with every call (the bearer token, if any)."""
+        return self.options.metadata()
+
+    def retrying(self, call: Callable[[float | None], T], deadline: Deadline) -> T:
+        """Run ``call(timeout)``, retrying UNAVAILABLE with backoff until it answers or the deadline passes."""
+        delays = self.backoff.delays()
+        while True:
+            try:
+                return call(deadline.remaining())
+            except grpc.RpcError as exc:
+                if not is_retryable(exc) or deadline.expired():
+                    raise from_rpc_error(exc) from None
+                delay = next(delays, None)
+                if delay is None:
+                    raise from_rpc_error(exc) from None
+                time.sleep(deadline.clip(delay))
+
+    def _unary(self, method: str, request: Any, timeout: float | None) -> Any:
+        stub_method = getattr(self.stub, method)
+        return self.retrying(lambda left: stub_method(request, timeout=left, metadata=self.metadata),
+                             self.deadline(timeout))
+
+    # ------------------------------------------------------------ API
+    def capabilities(self, timeout: float | None = None) -> service_pb2.Capabilities:
+        """The server's limits, activations, losses and TTLs."""
+        return self._unary("GetCapabilities", service_pb2.GetCapabilitiesRequest(), timeout)
+
+    def register(self, net: Network, timeout: float | None = None) -> str:
+        """Make sure the server stores ``net`` (sent at most once per client); return its content hash."""
+        digest = net.content_hash
+        with self._lock:
+            if digest in self._known:
+                return digest
+        try:
+            self._unary("GetNetwork", service_pb2.GetNetworkRequest(hash=digest), timeout)
+        except NotFound:
+            self._unary("RegisterNetwork", service_pb2.RegisterNetworkRequest(network=network_to_proto(net)), timeout)
+        with self._lock:
+            self._known.add(digest)
+        return digest
+
+    def forget(self, net_or_hash: Network | str) -> None:
+        """Drop a network from the registered-hash cache (it will be checked again next time)."""
+        digest = net_or_hash.content_hash if isinstance(net_or_hash, Network) else net_or_hash
+        with self._lock:
+            self._known.discard(digest)
+
+    def submit(self, net: Network, inputs: Any, targets: Any = None, loss: str | None = None,
+               reduction: str = "mean", per_example: bool = False, dtype: str = "float64",
+               timeout: float | None = None, request_id: str | None = None) -> JobHandle:
+        """Enqueue a job and return its handle at once (``wait()``, ``result()``, ``chunks()``, ``cancel()``)."""
+        request = build_request(net, inputs, targets, loss, reduction, per_example, dtype, request_id=request_id)
+        deadline = self.deadline(timeout)
+        job = self._with_network(net, deadline, lambda: self.retrying(
+            lambda left: self.stub.SubmitJob(request, timeout=left, metadata=self.metadata), deadline))
+        handle = JobHandle(self, job.name)
+        handle.state.update(job)
+        return handle
+
+    def gradients(self, net: Network, inputs: Any, targets: Any = None, loss: str | None = None,
+                  reduction: str = "mean", per_example: bool = False, dtype: str = "float64",
+                  timeout: float | None = None) -> GradientResult:
+        """The same call and result as ``edgegrad.gradients``, computed by the service (one Compute stream)."""
+        request = build_request(net, inputs, targets, loss, reduction, per_example, dtype, request_id=None)
+        deadline = self.deadline(timeout)
+
+        def run() -> GradientResult:
+            handle = JobHandle(self, "", submit=request)
+            return handle.result(deadline=deadline)
+
+        return self._with_network(net, deadline, run)
+
+    def _with_network(self, net: Network, deadline: Deadline, action: Callable[[], T]) -> T:
+        """Register ``net`` if needed, run ``action``; if the server lost the network, register again once."""
+        self.register(net, timeout=deadline.remaining())
+        try:
+            return action()
+        except NotFound as exc:
+            if net.content_hash not in exc.message and "network" not in (exc.field or exc.message):
+                raise
+            self.forget(net)
+            self.register(net, timeout=deadline.remaining())
+            return action()
+
+    def job(self, name: str) -> JobHandle:
+        """A handle on an existing job by name (``jobs/<id>``)."""
+        return JobHandle(self, name)
+
+    def get_job(self, name: str, timeout: float | None = None) -> job_pb2.Job:
+        """The current state of a job (NotFound if unknown or expired)."""
+        return self._unary("GetJob", service_pb2.GetJobRequest(name=name), timeout)
+
+    def list_jobs(self, page_size: int = 100, timeout: float | None = None) -> Iterator[job_pb2.Job]:
+        """Every job the server keeps, newest pages fetched as the iterator advances."""
+        token = ""
+        while True:
+            page = self._unary("ListJobs", service_pb2.ListJobsRequest(page_size=page_size, page_token=token),
+                               timeout)
+            yield from page.jobs
+            token = page.next_page_token
+            if not token:
+                return
+
+    def cancel_job(self, name: str, timeout: float | None = None) -> job_pb2.Job:
+        """Ask the server to cancel a job; returns its state after the request."""
+        return self._unary("CancelJob", service_pb2.CancelJobRequest(name=name), timeout)
+
+    def delete_job(self, name: str, timeout: float | None = None) -> None:
+        """Delete a job and its result (NotFound if unknown)."""
+        self._unary("DeleteJob", service_pb2.DeleteJobRequest(name=name), timeout)
+

@@ -1,0 +1,107 @@
+"""The client's I/O-free parts: requests it builds, events it accepts, errors it maps (no server needed)."""
+
+from __future__ import annotations
+
+import grpc
+import numpy as np
+import pytest
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+import edgegrad
+from edgegrad import codec, errors
+from edgegrad.client.errors import from_status, job_error
+from edgegrad.client.options import Backoff, ConnectOptions, Deadline
+from edgegrad.client.protocol import WatchState, build_request
+from edgegrad.v1 import job_pb2
+
+NET = edgegrad.Network.from_dict({
+    "inputs": ["x1", "x2"], "outputs": ["y", "h1"],
+    "nodes": [{"id": "h1", "activation": "tanh", "bias": 0.1}, {"id": "y", "activation": "sigmoid"}],
+    "edges": [{"src": "x1", "dst": "h1", "weight": 0.5}, {"src": "x2", "dst": "h1", "weight": -0.3},
+              {"src": "h1", "dst": "y", "weight": 1.2}, {"src": "x1", "dst": "y", "weight": 0.7}],
+})
+X = np.random.default_rng(1).normal(size=(40, 2))
+T = np.random.default_rng(2).uniform(size=(40, 2))
+
+
+def _events(res: edgegrad.GradientResult, loss: str | None, per_example: bool, chunk_bytes: int):
+    """What a server would stream for ``res``: state, chunks, done."""
+    layout = codec.result_layout(NET, X.shape[0], loss, per_example, "float64", chunk_bytes)
+    job = job_pb2.Job(name="jobs/x", state=job_pb2.JOB_STATE_RUNNING, layout=layout)
+    yield job_pb2.JobEvent(state=job)
+    for chunk in codec.result_chunks(res, layout, chunk_bytes):
+        yield job_pb2.JobEvent(chunk=chunk)
+    done = job_pb2.Job(name="jobs/x", state=job_pb2.JOB_STATE_SUCCEEDED, layout=layout)
+    if res.loss is not None:
+        done.loss = res.loss
+    yield job_pb2.JobEvent(done=done)
+
+
+@pytest.mark.parametrize("loss,per_example", [(None, False), ("mse", False), ("mse", True)])
+def test_state_assembles_the_exact_result_even_with_duplicates(loss, per_example) -> None:
+    res = edgegrad.gradients(NET, X, targets=T if loss else None, loss=loss, per_example=per_example)
+    events = list(_events(res, loss, per_example, chunk_bytes=512))
+    assert sum(e.HasField("chunk") for e in events) > 3, "the test needs several chunks"
+    state = WatchState()
+    fresh = [state.feed(e) for e in events[:4]]
+    # A reconnect replays from after_seq: an overlap must be ignored, not double-counted.
+    fresh += [state.feed(e) for e in events[2:]]
+    assert [c.seq for c in fresh if c is not None] == list(range(1, state.after_seq + 1))
+    assert state.done
+    out = state.result()
+    assert out == res and out.loss == res.loss
+    assert out.edge_grads.tobytes() == res.edge_grads.tobytes()
+
+
+def test_a_gap_in_the_chunks_is_an_error_not_a_wrong_result() -> None:
+    res = edgegrad.gradients(NET, X)
+    events = list(_events(res, None, False, chunk_bytes=512))
+    state = WatchState()
+    state.feed(events[0])
+    with pytest.raises(errors.FailedPrecondition, match="gap"):
+        state.feed(events[2])
+
+
+def test_failed_and_cancelled_jobs_raise_their_errors() -> None:
+    failed = job_pb2.Job(name="jobs/a", state=job_pb2.JOB_STATE_FAILED,
+                         error=status_pb2.Status(code=code_pb2.INTERNAL, message="worker exploded"))
+    state = WatchState()
+    state.feed(job_pb2.JobEvent(done=failed))
+    with pytest.raises(errors.JobFailed, match="worker exploded"):
+        state.result()
+    cancelled = job_pb2.Job(name="jobs/b", state=job_pb2.JOB_STATE_CANCELLED)
+    assert isinstance(job_error(cancelled), errors.Cancelled)
+
+
+def test_bad_request_details_become_invalid_input_with_the_field() -> None:
+    bad = error_details_pb2.BadRequest()
+    bad.field_violations.add(field="edges[3].dst", description="edges[3].dst: unknown node 'h9'")
+    status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message="edges[3].dst: unknown node 'h9'")
+    status.details.add().Pack(bad)
+    exc = from_status(status, "UNKNOWN")
+    assert isinstance(exc, errors.InvalidInput)
+    assert exc.message == "edges[3].dst: unknown node 'h9'" and exc.field == "edges[3].dst"
+    assert isinstance(from_status(status_pb2.Status(code=code_pb2.NOT_FOUND, message="jobs/x"), "X"),
+                      errors.NotFound)
+
+
+def test_requests_are_validated_locally_with_the_in_process_messages() -> None:
+    with pytest.raises(errors.InvalidInput, match=r"inputs: expected shape \(B, 2\)"):
+        build_request(NET, np.zeros((3, 5)), None, None, "mean", False, "float64", request_id=None)
+    with pytest.raises(errors.InvalidInput, match="loss: unknown loss 'foo'"):
+        build_request(NET, X, T, "foo", "mean", False, "float64", request_id=None)
+    req = build_request(NET, X, T, "mse", "sum", True, "float64", request_id="r1")
+    assert req.request_id == "r1" and req.request.network_hash == NET.content_hash
+    assert codec.array_from_tensor(req.request.inputs, "inputs").tobytes() == X.tobytes()
+    assert build_request(NET, X, None, None, "mean", False, "float64", request_id=None).request_id
+
+
+def test_connect_options_token_tls_and_backoff() -> None:
+    opts = ConnectOptions.build("grpcs://example:443", token="s3cret")
+    assert opts.target == "example:443" and opts.tls
+    assert opts.metadata() == (("authorization", "Bearer s3cret"),)
+    assert ConnectOptions.build("h:1", token="").metadata() == ()
+    delays = list(Backoff(initial=0.1, maximum=0.4, attempts=6).delays())
+    assert len(delays) == 5 and all(0 < d <= 0.4 for d in delays) and delays[-1] >= 0.2
+    assert Deadline(None).remaining() is None and not Deadline(10).expired()
+    assert grpc.StatusCode.UNAVAILABLE  # the module the client builds on is importable
