@@ -174,11 +174,9 @@ def _remote_gradients(server: str, net: Any, x: Any, dtype: str, options: dict[s
     """``client.gradients`` through the service; service-side problems name the server."""
     import edgegrad
 
-    if dtype != "float64":
-        options = {**options, "dtype": dtype}
     try:
         with edgegrad.Client(server) as client:
-            return client.gradients(net, x, **options)
+            return client.gradients(net, x, dtype=dtype, **options)
     except InvalidInput:
         raise
     except EdgegradError as exc:
