@@ -70,18 +70,20 @@ class FieldLayout(_message.Message):
     def __init__(self, field: _Optional[_Union[ResultField, str]] = ..., shape: _Optional[_Iterable[int]] = ..., row_elements: _Optional[int] = ...) -> None: ...
 
 class ResultLayout(_message.Message):
-    __slots__ = ("dtype", "loss_mode", "fields", "chunk_count", "batch")
+    __slots__ = ("dtype", "loss_mode", "fields", "chunk_count", "batch", "chunk_bytes")
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     LOSS_MODE_FIELD_NUMBER: _ClassVar[int]
     FIELDS_FIELD_NUMBER: _ClassVar[int]
     CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
     dtype: _tensor_pb2.DType
     loss_mode: bool
     fields: _containers.RepeatedCompositeFieldContainer[FieldLayout]
     chunk_count: int
     batch: int
-    def __init__(self, dtype: _Optional[_Union[_tensor_pb2.DType, str]] = ..., loss_mode: _Optional[bool] = ..., fields: _Optional[_Iterable[_Union[FieldLayout, _Mapping]]] = ..., chunk_count: _Optional[int] = ..., batch: _Optional[int] = ...) -> None: ...
+    chunk_bytes: int
+    def __init__(self, dtype: _Optional[_Union[_tensor_pb2.DType, str]] = ..., loss_mode: _Optional[bool] = ..., fields: _Optional[_Iterable[_Union[FieldLayout, _Mapping]]] = ..., chunk_count: _Optional[int] = ..., batch: _Optional[int] = ..., chunk_bytes: _Optional[int] = ...) -> None: ...
 
 class Shard(_message.Message):
     __slots__ = ("index", "row_start", "row_stop", "state", "worker", "attempt")

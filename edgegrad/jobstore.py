@@ -1,0 +1,235 @@
+"""The server's side of the job store: networks, job records, rq enqueueing, event streams.
+
+Everything here is asyncio (redis.asyncio) so one server process serves many open streams.
+A submission is one Redis round trip (two with a request_id); a watch blocks in XREAD.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import OrderedDict
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+from rq import Queue, Retry
+from rq.serializers import JSONSerializer
+
+from . import jobscripts
+from .errors import AlreadyExists, NotFound
+from .jobrecord import initial_fields, job_from_fields
+from .keys import Keys
+from .settings import Settings
+from .v1 import job_pb2, network_pb2
+
+__all__ = ["JobStore", "NetworkMeta", "JOB_FUNCTION"]
+
+#: the only function edgegrad enqueues (and its workers run)
+JOB_FUNCTION = "edgegrad.worker.jobs.run_gradient_job"
+
+
+class NetworkMeta:
+    """What a batch is validated against: a registered network's ids and sizes."""
+
+    __slots__ = ("hash", "inputs", "outputs", "n_nodes", "n_edges")
+
+    def __init__(self, content_hash: str, inputs: list[str], outputs: list[str], n_nodes: int, n_edges: int) -> None:
+        self.hash = content_hash
+        self.inputs, self.outputs = tuple(inputs), tuple(outputs)
+        self.n_nodes, self.n_edges = n_nodes, n_edges
+
+    @property
+    def n_inputs(self) -> int:
+        """Number of inputs (I)."""
+        return len(self.inputs)
+
+    @property
+    def n_outputs(self) -> int:
+        """Number of outputs (K)."""
+        return len(self.outputs)
+
+    def to_json(self) -> str:
+        """Compact JSON for Redis."""
+        return json.dumps({"inputs": self.inputs, "outputs": self.outputs, "nodes": self.n_nodes,
+                           "edges": self.n_edges}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, content_hash: str, text: bytes) -> "NetworkMeta":
+        """Parse what ``to_json`` wrote."""
+        d = json.loads(text)
+        return cls(content_hash, d["inputs"], d["outputs"], d["nodes"], d["edges"])
+
+    def info(self) -> network_pb2.NetworkInfo:
+        """The NetworkInfo proto."""
+        return network_pb2.NetworkInfo(hash=self.hash, inputs=self.n_inputs, nodes=self.n_nodes,
+                                       edges=self.n_edges, outputs=self.n_outputs)
+
+
+class _RqEnqueuer:
+    """Records the commands rq's own ``enqueue_call`` issues, to replay them on the async client.
+
+    rq is synchronous; rather than re-implementing its job format, we let rq write into a
+    never-executed redis-py pipeline and send the recorded commands in our own pipeline.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._sync = redis.Redis.from_url(settings.redis_url)
+        self._queue = Queue(settings.queue, connection=self._sync, serializer=JSONSerializer)
+        self._settings = settings
+
+    def commands(self, job_id: str) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+        """The Redis commands that enqueue ``run_gradient_job(job_id)`` on the rq queue."""
+        s = self._settings
+        pipe = self._sync.pipeline(transaction=False)
+        retry = Retry(max=s.job_retries) if s.job_retries else None
+        self._queue.enqueue_call(JOB_FUNCTION, args=(job_id,), job_id=job_id, timeout=s.job_timeout,
+                                 result_ttl=0, failure_ttl=s.result_ttl, ttl=s.job_ttl, retry=retry,
+                                 pipeline=pipe)
+        stack = [(args, options) for args, options in pipe.command_stack]
+        pipe.reset()
+        return stack
+
+    def close(self) -> None:
+        """Close the sync connection (used once, for rq's server-version probe)."""
+        self._sync.close()
+
+
+class JobStore:
+    """Async access to networks and jobs in Redis for the gRPC front end."""
+
+    def __init__(self, settings: Settings, client: aioredis.Redis | None = None) -> None:
+        self.settings = settings
+        self.keys = Keys(settings.key_prefix)
+        self.redis = client or aioredis.Redis.from_url(settings.redis_url)
+        self._rq = _RqEnqueuer(settings)
+        self._scripts = {name: self.redis.register_script(getattr(jobscripts, name))
+                         for name in ("CREATE", "CANCEL", "DELETE")}
+        self._meta: OrderedDict[str, NetworkMeta] = OrderedDict()
+
+    async def close(self) -> None:
+        """Close connections."""
+        self._rq.close()
+        await self.redis.aclose()
+
+    # ------------------------------------------------------------ networks
+    async def put_network(self, meta: NetworkMeta, blob: bytes) -> None:
+        """Store a serialized network and its metadata under its content hash."""
+        ttl = self.settings.network_ttl
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(self.keys.network(meta.hash), blob, ex=ttl)
+            pipe.set(self.keys.network_meta(meta.hash), meta.to_json(), ex=ttl)
+            await pipe.execute()
+        self._remember(meta)
+
+    async def network_meta(self, content_hash: str) -> NetworkMeta:
+        """The metadata of a stored network; NotFound when unknown or expired."""
+        meta = self._meta.get(content_hash)
+        if meta is not None:
+            self._meta.move_to_end(content_hash)
+            return meta
+        text = await self.redis.get(self.keys.network_meta(content_hash))
+        if text is None:
+            raise NotFound(f"network_hash: no network {content_hash!r} is registered (or it expired);"
+                           " register it first", field="network_hash")
+        meta = NetworkMeta.from_json(content_hash, text)
+        self._remember(meta)
+        return meta
+
+    def _remember(self, meta: NetworkMeta) -> None:
+        self._meta[meta.hash] = meta
+        self._meta.move_to_end(meta.hash)
+        while len(self._meta) > max(1, self.settings.network_cache):
+            self._meta.popitem(last=False)
+
+    # ----------------------------------------------------------------- jobs
+    async def create_job(self, job_id: str, spec: bytes, fields: dict[str, Any], request_id: str,
+                         fingerprint: str, network_hash: str) -> tuple[str, bool]:
+        """Record and enqueue a job; with a taken request_id, return that job instead.
+
+        Returns (job id, created). A request_id reused for a different request: AlreadyExists.
+        """
+        k, s = self.keys, self.settings
+        keys = [k.job(job_id), k.spec(job_id), k.jobs, k.request(request_id) if request_id else k.jobs]
+        argv: list[Any] = [job_id, s.job_ttl, spec, "1" if request_id else "0", k.job("")]
+        for name, value in fields.items():
+            argv += [name, value]
+        create = self._scripts["CREATE"]
+        if request_id:
+            found = await create(keys=keys, args=argv)
+            if found:
+                existing, their_fp = found[0].decode(), found[1].decode()
+                if their_fp != fingerprint:
+                    raise AlreadyExists(f"request_id: {request_id!r} was already used for a different request"
+                                        f" (jobs/{existing})", field="request_id")
+                return existing, False
+        async with self.redis.pipeline(transaction=True) as pipe:
+            if not request_id:
+                await create(keys=keys, args=argv, client=pipe)
+            for args, options in self._rq.commands(job_id):
+                pipe.execute_command(*args, **options)
+            pipe.expire(k.network(network_hash), s.network_ttl)
+            pipe.expire(k.network_meta(network_hash), s.network_ttl)
+            await pipe.execute()
+        return job_id, True
+
+    async def job_fields(self, job_id: str) -> dict[bytes, bytes]:
+        """The job's hash; NotFound when unknown or expired."""
+        fields = await self.redis.hgetall(self.keys.job(job_id))
+        if not fields or b"state" not in fields:
+            raise NotFound(f"name: no job jobs/{job_id} (unknown, deleted or expired)", field="name")
+        return fields
+
+    async def get_job(self, job_id: str) -> job_pb2.Job:
+        """The Job proto; NotFound when unknown or expired."""
+        return job_from_fields(await self.job_fields(job_id))
+
+    async def list_jobs(self, page_size: int, page_token: str) -> tuple[list[job_pb2.Job], str]:
+        """Jobs newest first, ``page_size`` at a time; the token is the last id of the page before."""
+        start = f"({page_token}" if page_token else "+"
+        jobs: list[job_pb2.Job] = []
+        while len(jobs) < page_size:
+            want = page_size - len(jobs)
+            ids = await self.redis.zrevrangebylex(self.keys.jobs, start, "-", start=0, num=want)
+            if not ids:
+                return jobs, ""
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for job_id in ids:
+                    pipe.hgetall(self.keys.job(job_id.decode()))
+                records = await pipe.execute()
+            stale = [job_id for job_id, rec in zip(ids, records) if not rec]
+            if stale:
+                await self.redis.zrem(self.keys.jobs, *stale)
+            jobs += [job_from_fields(rec) for rec in records if rec]
+            start = f"({ids[-1].decode()}"
+            if len(ids) < want:
+                return jobs, ""
+        return jobs, jobs[-1].name.split("/", 1)[1] if jobs else ""
+
+    async def cancel_job(self, job_id: str) -> job_pb2.Job:
+        """Cancel a queued job now, or flag a running one; NotFound when unknown."""
+        k, s = self.keys, self.settings
+        now = time.time()
+        before = await self._scripts["CANCEL"](
+            keys=[k.job(job_id), k.spec(job_id), k.events(job_id)],
+            args=["5", repr(now), s.result_ttl, repr(now + s.result_ttl), k.request("")])
+        if before is None:
+            raise NotFound(f"name: no job jobs/{job_id} (unknown, deleted or expired)", field="name")
+        return await self.get_job(job_id)
+
+    async def delete_job(self, job_id: str) -> None:
+        """Delete a job, its chunks and its request_id claim (a running one stops at its next chunk)."""
+        k = self.keys
+        found = await self._scripts["DELETE"](keys=[*k.job_keys(job_id), k.jobs], args=[job_id, k.request("")])
+        if not found:
+            raise NotFound(f"name: no job jobs/{job_id} (unknown, deleted or expired)", field="name")
+
+    async def read_events(self, job_id: str, last_id: str, block_ms: int, count: int = 32) -> list[tuple[bytes, dict]]:
+        """Stream entries after ``last_id``, blocking up to ``block_ms`` (empty list on timeout)."""
+        reply = await self.redis.xread({self.keys.events(job_id): last_id}, count=count, block=block_ms)
+        return reply[0][1] if reply else []
+
+    async def job_state(self, job_id: str) -> tuple[int, int] | None:
+        """(state, chunks_done), or None when the job is gone."""
+        state, done = await self.redis.hmget(self.keys.job(job_id), "state", "chunks_done")
+        return None if state is None else (int(state), int(done or 0))

@@ -1,0 +1,98 @@
+"""Every setting and limit of the service in one place, read from environment variables."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .errors import InvalidInput
+
+__all__ = ["Settings", "ENV_NAMES"]
+
+MiB = 1 << 20
+
+
+def _env(name: str) -> Any:
+    return field(metadata={"env": name})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Service configuration; ``Settings.from_env()`` reads ``EDGEGRAD_*`` and ``REDIS_URL``."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "edgegrad"            #: prefix of every edgegrad key in Redis
+    queue: str = "edgegrad"                 #: rq queue name
+    listen: str = "[::]:50051"              #: server address
+    result_ttl: int = 3600                  #: seconds a finished job and its chunks are kept
+    job_ttl: int = 86400                    #: seconds an unfinished job (and its request_id) is kept
+    network_ttl: int = 7 * 86400            #: seconds a registered network is kept after last use
+    max_message_bytes: int = 512 * MiB      #: largest gRPC message either way
+    chunk_bytes: int = MiB                  #: largest result chunk message
+    max_nodes: int = 10_000_000
+    max_edges: int = 50_000_000
+    max_batch: int = 1_000_000
+    max_result_bytes: int = 4096 * MiB      #: largest result a job may produce
+    heartbeat_seconds: float = 5.0          #: watch-stream heartbeat period
+    shutdown_grace_seconds: float = 5.0     #: time streams get to end on SIGTERM
+    auth_token: str = ""                    #: bearer token clients must send ("" = no auth)
+    auth_token_file: str = ""               #: file with accepted tokens, one a line
+    tls_cert: str = ""                      #: PEM certificate chain (with tls_key: serve TLS)
+    tls_key: str = ""                       #: PEM private key
+    worker_ttl: int = 20                    #: rq worker key TTL; idle workers wake every ttl-15 s
+    job_heartbeat_ttl: int = 15             #: a running job is abandoned this long after its last heartbeat
+    maintenance_interval: int = 10          #: seconds between rq registry clean-ups (retries abandoned jobs)
+    job_timeout: int = 3600                 #: seconds a job may run
+    job_retries: int = 3                    #: times an abandoned job is retried
+    network_cache: int = 8                  #: decoded networks a worker / server keeps in memory
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Defaults, then environment variables, then ``overrides`` (non-None values)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            name = ENV_NAMES[f.name]
+            if name in environ:
+                values[f.name] = _parse(environ[name], f.type, name)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return dataclasses.replace(cls(), **values)
+
+    def tokens(self) -> frozenset[str]:
+        """Accepted bearer tokens: ``auth_token`` plus the lines of ``auth_token_file``."""
+        tokens = {self.auth_token} if self.auth_token else set()
+        if self.auth_token_file:
+            try:
+                with open(self.auth_token_file, encoding="utf-8") as fh:
+                    tokens.update(line.strip() for line in fh if line.strip() and not line.startswith("#"))
+            except OSError as exc:
+                raise InvalidInput(f"{ENV_NAMES['auth_token_file']}: cannot read {self.auth_token_file}"
+                                   f" ({exc.strerror or exc})") from None
+        return frozenset(tokens)
+
+    def with_(self, **changes: Any) -> "Settings":
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+
+#: field name -> environment variable
+ENV_NAMES: dict[str, str] = {f.name: ("REDIS_URL" if f.name == "redis_url" else f"EDGEGRAD_{f.name.upper()}")
+                             for f in dataclasses.fields(Settings)}
+
+
+def _parse(text: str, kind: Any, name: str) -> Any:
+    kind = kind if isinstance(kind, str) else kind.__name__
+    try:
+        if kind == "int":
+            value: Any = int(text)
+        elif kind == "float":
+            value = float(text)
+        else:
+            return text
+    except ValueError:
+        raise InvalidInput(f"{name}: expected {'an integer' if kind == 'int' else 'a number'}, got {text!r}") from None
+    if value < 0:
+        raise InvalidInput(f"{name}: must not be negative, got {text!r}")
+    return value

@@ -1,0 +1,163 @@
+"""The grpc.aio server: a thin servicer over ``Service``, health, reflection, auth, TLS, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import signal
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+import grpc
+from google.protobuf import empty_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from edgegrad.errors import EdgegradError
+from edgegrad.jobstore import JobStore
+from edgegrad.settings import Settings
+from edgegrad.v1 import network_pb2, service_pb2
+
+from .auth import TokenAuthInterceptor
+from .service import Service
+from .status import abort
+
+__all__ = ["App", "create_server", "serve", "SERVICE_NAME"]
+
+log = logging.getLogger("edgegrad.server")
+SERVICE_NAME = "edgegrad.v1.Edgegrad"
+
+
+def _serialize(message: Any) -> bytes:
+    """Stream responses may be pre-serialized JobEvents (chunks straight from Redis)."""
+    return message if isinstance(message, bytes) else message.SerializeToString()
+
+
+def _unary(fn: Callable[[Any], Awaitable[Any]]) -> Callable:
+    @functools.wraps(fn)
+    async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await fn(request)
+        except EdgegradError as exc:
+            await abort(context, exc)
+    return call
+
+
+def _streaming(fn: Callable[[Any], Any]) -> Callable:
+    @functools.wraps(fn)
+    async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            async for event in fn(request):
+                yield event
+        except EdgegradError as exc:
+            await abort(context, exc)
+    return call
+
+
+def _handlers(service: Service) -> grpc.GenericRpcHandler:
+    async def compute(req: service_pb2.SubmitJobRequest):
+        job = await service.submit(req)
+        async for event in service.watch(job.name, 0, first=job):
+            yield event
+
+    async def delete(req: service_pb2.DeleteJobRequest) -> empty_pb2.Empty:
+        await service.delete(req.name)
+        return empty_pb2.Empty()
+
+    async def capabilities(req: Any) -> service_pb2.Capabilities:
+        return service.capabilities()
+
+    async def register(req: service_pb2.RegisterNetworkRequest) -> network_pb2.NetworkInfo:
+        return (await service.register_network(req.network)).info()
+
+    unary = {
+        "GetCapabilities": (capabilities, service_pb2.GetCapabilitiesRequest),
+        "RegisterNetwork": (register, service_pb2.RegisterNetworkRequest),
+        "GetNetwork": (lambda r: service.network_info(r.hash), service_pb2.GetNetworkRequest),
+        "SubmitJob": (service.submit, service_pb2.SubmitJobRequest),
+        "GetJob": (lambda r: service.get(r.name), service_pb2.GetJobRequest),
+        "ListJobs": (lambda r: service.list(r.page_size, r.page_token), service_pb2.ListJobsRequest),
+        "CancelJob": (lambda r: service.cancel(r.name), service_pb2.CancelJobRequest),
+        "DeleteJob": (delete, service_pb2.DeleteJobRequest),
+    }
+    streams = {
+        "WatchJob": (lambda r: service.watch(r.name, r.after_seq), service_pb2.WatchJobRequest),
+        "Compute": (compute, service_pb2.SubmitJobRequest),
+    }
+    handlers = {name: grpc.unary_unary_rpc_method_handler(_unary(fn), request_deserializer=kind.FromString,
+                                                          response_serializer=_serialize)
+                for name, (fn, kind) in unary.items()}
+    handlers.update({name: grpc.unary_stream_rpc_method_handler(_streaming(fn), request_deserializer=kind.FromString,
+                                                                response_serializer=_serialize)
+                     for name, (fn, kind) in streams.items()})
+    return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
+
+
+@dataclass
+class App:
+    """A created (not yet started) server with its parts."""
+
+    server: grpc.aio.Server
+    port: int
+    service: Service
+    health: health.aio.HealthServicer
+    settings: Settings
+
+    async def start(self) -> None:
+        """Start serving and report SERVING."""
+        await self.server.start()
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Graceful stop: NOT_SERVING, open watches end with UNAVAILABLE, calls get ``grace`` seconds."""
+        await self.health.enter_graceful_shutdown()
+        self.service.stopping.set()
+        await self.server.stop(self.settings.shutdown_grace_seconds if grace is None else grace)
+        await self.service.store.close()
+
+
+def create_server(settings: Settings | None = None, address: str | None = None) -> App:
+    """Build the server bound to ``address`` (default ``settings.listen``; port 0 picks a free one)."""
+    settings = settings or Settings.from_env()
+    tokens = settings.tokens()
+    options = [("grpc.max_receive_message_length", settings.max_message_bytes),
+               ("grpc.max_send_message_length", settings.max_message_bytes),
+               ("grpc.so_reuseport", 0)]
+    interceptors = [TokenAuthInterceptor(tokens)] if tokens else []
+    server = grpc.aio.server(options=options, interceptors=interceptors)
+    service = Service(settings, JobStore(settings))
+    server.add_generic_rpc_handlers((_handlers(service),))
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server)
+    address = address or settings.listen
+    if settings.tls_cert or settings.tls_key:
+        with open(settings.tls_key, "rb") as k, open(settings.tls_cert, "rb") as c:
+            creds = grpc.ssl_server_credentials([(k.read(), c.read())])
+        port = server.add_secure_port(address, creds)
+    else:
+        port = server.add_insecure_port(address)
+    if not port:
+        raise OSError(f"cannot listen on {address}")
+    return App(server, port, service, health_servicer, settings)
+
+
+async def serve(settings: Settings | None = None, address: str | None = None,
+                ready: Callable[[App], None] | None = None) -> None:
+    """Run until SIGTERM or SIGINT, then stop gracefully."""
+    app = create_server(settings, address)
+    await app.start()
+    if ready:
+        ready(app)
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, done.set)
+    await done.wait()
+    log.info("shutting down")
+    await app.stop()
+
+

@@ -1,0 +1,125 @@
+"""Start a server and N worker processes programmatically (tests, ``edgegrad up``, benchmarks)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import IO
+
+from edgegrad.settings import ENV_NAMES, Settings
+
+__all__ = ["Cluster", "settings_env"]
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """Environment variables that reproduce ``settings`` in a child process."""
+    env = {}
+    for name, var in ENV_NAMES.items():
+        value = getattr(settings, name)
+        if value != "":
+            env[var] = str(value)
+    return env
+
+
+class Cluster:
+    """A server process and worker processes sharing one Redis; a context manager.
+
+    ``address`` is ``127.0.0.1:<port>`` once started (port 0 picks a free one).
+    Children's output goes to ``log`` (default: inherited stderr).
+    """
+
+    def __init__(self, settings: Settings, workers: int = 1, host: str = "127.0.0.1", port: int = 0,
+                 log: IO[str] | None = None, python: str = sys.executable) -> None:
+        self.settings = settings
+        self.n_workers = workers
+        self.host, self.port = host, port
+        self.log = log
+        self.python = python
+        self.server: subprocess.Popen | None = None
+        self.workers: list[subprocess.Popen] = []
+        self._env = {**os.environ, **settings_env(settings), "PYTHONUNBUFFERED": "1"}
+        self._count = 0
+
+    @property
+    def address(self) -> str:
+        """HOST:PORT clients connect to."""
+        return f"{self.host}:{self.port}"
+
+    def worker_name(self, index: int) -> str:
+        """The rq name of the index-th worker started."""
+        return f"{self.settings.queue}.w{index}.{os.getpid()}"
+
+    def start(self, timeout: float = 30.0) -> "Cluster":
+        """Start the server (waiting until it listens) and the workers."""
+        self.server = subprocess.Popen(
+            [self.python, "-m", "edgegrad", "server", "--listen", f"{self.host}:{self.port}"],
+            env=self._env, stdout=subprocess.PIPE, stderr=self.log, text=True, start_new_session=True)
+        self.port = self._wait_for_port(self.server, timeout)
+        for _ in range(self.n_workers):
+            self.add_worker()
+        return self
+
+    def add_worker(self) -> subprocess.Popen:
+        """Start one more worker process."""
+        name = self.worker_name(self._count)
+        self._count += 1
+        proc = subprocess.Popen([self.python, "-m", "edgegrad", "worker", "--name", name, "--log-level", "WARNING"],
+                                env=self._env, stdout=self.log, stderr=self.log, start_new_session=True)
+        self.workers.append(proc)
+        return proc
+
+    def kill_worker(self, index: int) -> None:
+        """SIGKILL one worker (as a crash would)."""
+        proc = self.workers[index]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM everything, wait, then SIGKILL what is left."""
+        procs = [p for p in [self.server, *self.workers] if p is not None and p.poll() is None]
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in procs:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self.server is not None and self.server.stdout:
+            self.server.stdout.close()
+
+    def __enter__(self) -> "Cluster":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _wait_for_port(self, proc: subprocess.Popen, timeout: float) -> int:
+        found: list[int] = []
+
+        def read() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                match = re.search(r"listening on port (\d+)", line)
+                if match and not found:
+                    found.append(int(match.group(1)))
+                if self.log is not None:
+                    self.log.write(line)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        deadline = time.monotonic() + timeout
+        while not found:
+            if proc.poll() is not None:
+                raise RuntimeError(f"edgegrad server exited with status {proc.returncode} before listening")
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise TimeoutError("edgegrad server did not start listening in time")
+            time.sleep(0.02)
+        return found[0]

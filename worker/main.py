@@ -1,0 +1,50 @@
+"""``edgegrad worker``: run one job worker until SIGTERM / Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import sys
+
+import redis
+
+from edgegrad.errors import InvalidInput
+from edgegrad.settings import ENV_NAMES, Settings
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``edgegrad worker`` (each defaults to its environment variable)."""
+    parser.add_argument("--redis-url", help=f"Redis to take jobs from (env {ENV_NAMES['redis_url']})")
+    parser.add_argument("--queue", help=f"rq queue name (env {ENV_NAMES['queue']})")
+    parser.add_argument("--name", help="worker name (default: host.pid)")
+    parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the worker; returns the exit status (2 for a bad setting or an unreachable Redis)."""
+    from .jobs import set_store
+    from .runner import make_worker
+    from .store import WorkerStore
+
+    try:
+        settings = Settings.from_env(redis_url=args.redis_url, queue=args.queue)
+        connection = redis.Redis.from_url(settings.redis_url)
+        connection.ping()
+    except InvalidInput as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    except (redis.RedisError, ValueError) as exc:
+        print(f"error: redis: cannot reach {getattr(args, 'redis_url', None) or 'REDIS_URL'} ({exc})",
+              file=sys.stderr)
+        return 2
+    logging.basicConfig(level=args.log_level, format="%(asctime)s worker %(levelname)s %(message)s")
+    name = args.name or f"{socket.gethostname()}.{os.getpid()}"
+    set_store(WorkerStore(settings, connection, name=name))
+    worker = make_worker(settings, connection, name=name)
+    worker.work(burst=args.burst, logging_level=args.log_level, with_scheduler=False)
+    return 0

@@ -1,0 +1,70 @@
+"""A non-forking rq worker that keeps the engine's plan cache, heartbeats while it computes,
+reads only JSON from Redis and runs only edgegrad's job functions."""
+
+from __future__ import annotations
+
+import threading
+
+from rq import Queue, SimpleWorker
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from edgegrad.settings import Settings
+
+from .jobs import ALLOWED_FUNCTIONS
+
+__all__ = ["EdgegradWorker", "make_worker"]
+
+
+class EdgegradWorker(SimpleWorker):
+    """SimpleWorker plus a heartbeat thread during jobs and an allow-list of job functions.
+
+    A SIGKILLed worker stops heartbeating; ``job_heartbeat_ttl`` seconds later its job counts
+    as abandoned, and the next registry clean-up (every ``maintenance_interval`` seconds, by any
+    worker) re-enqueues it while it has retries left.
+    """
+
+    job_heartbeat_ttl: int = 15
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        """A short TTL, kept alive by the heartbeat thread, so dead workers are noticed quickly."""
+        return max(2, int(self.job_heartbeat_ttl))
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        """Refuse foreign functions; run ours in this process with heartbeats alongside."""
+        if job.func_name not in ALLOWED_FUNCTIONS:
+            self.log.error("refusing job %s: function %r is not an edgegrad job function", job.id, job.func_name)
+            execution = self.prepare_execution(job)
+            job.retries_left = 0
+            self.handle_job_failure(job, queue, exc_string=f"refused: {job.func_name!r} is not an edgegrad job"
+                                    " function", execution=execution)
+            return
+        execution = self.prepare_execution(job)
+        stop = threading.Event()
+        beat = threading.Thread(target=self._beat, args=(job, execution, stop), daemon=True,
+                                name=f"heartbeat-{job.id}")
+        beat.start()
+        try:
+            self.perform_job(job, queue, execution)
+        finally:
+            stop.set()
+            beat.join()
+        self.set_state("idle")
+
+    def _beat(self, job: Job, execution, stop: threading.Event) -> None:
+        interval = max(0.5, self.get_heartbeat_ttl(job) / 3)
+        while not stop.wait(interval):
+            try:
+                self.maintain_heartbeats(job, execution)
+            except Exception:  # a missed beat is retried on the next tick
+                self.log.warning("heartbeat for job %s failed", job.id, exc_info=True)
+
+
+def make_worker(settings: Settings, connection, name: str | None = None) -> EdgegradWorker:
+    """A worker on the configured queue, tuned from ``settings``."""
+    queue = Queue(settings.queue, connection=connection, serializer=JSONSerializer)
+    worker = EdgegradWorker([queue], name=name, connection=connection, serializer=JSONSerializer,
+                            worker_ttl=max(16, settings.worker_ttl), maintenance_interval=settings.maintenance_interval,
+                            job_monitoring_interval=max(1, settings.job_heartbeat_ttl // 3), default_result_ttl=0)
+    worker.job_heartbeat_ttl = settings.job_heartbeat_ttl
+    return worker
