@@ -14,7 +14,7 @@ import numpy as np
 from edgegrad import Network
 from edgegrad.activations import ACTIVATION_NAMES
 
-__all__ = ["irregular_dag", "mlp", "tiny", "DenseLayer", "dense_layers", "batch"]
+__all__ = ["irregular_dag", "mlp", "tiny", "build", "DenseLayer", "dense_layers", "batch"]
 
 MLP_SIZES: tuple[int, ...] = (256, 1024, 1024, 256, 16)
 BIAS_STD = 0.1
@@ -110,6 +110,13 @@ def mlp(seed: int = 0, sizes: Sequence[int] = MLP_SIZES, hidden_activation: str 
 def tiny(seed: int = 0) -> Network:
     """A 10-node irregular network (3 inputs, 4 levels of 2 nodes, 2 outputs, skip edges, mixed activations)."""
     return irregular_dag(seed, n_inputs=3, n_levels=4, width=2, fan_in=2, skip_fraction=0.3, n_outputs=2)
+
+
+def build(spec: dict) -> Network:
+    """A network from a JSON-able spec: ``{"generator": "irregular_dag" | "mlp" | "tiny", **keyword args}``."""
+    spec = dict(spec)
+    generator = {"irregular_dag": irregular_dag, "mlp": mlp, "tiny": tiny}[spec.pop("generator")]
+    return generator(**spec)
 
 
 def batch(net: Network, size: int, seed: int = 0, dtype: str = "float64") -> tuple[np.ndarray, np.ndarray]:

@@ -8,7 +8,7 @@ from edgegrad.activations import ACTIVATIONS
 
 from .networks import DenseLayer
 
-__all__ = ["mlp_grads", "scatter_to_edges"]
+__all__ = ["mlp_grads", "scatter_to_edges", "targets_in_rows"]
 
 
 def mlp_grads(layers: list[DenseLayer], X: np.ndarray, T: np.ndarray) -> tuple[float, list[tuple[np.ndarray, np.ndarray]]]:
@@ -46,3 +46,13 @@ def scatter_to_edges(layers: list[DenseLayer], grads: list[tuple[np.ndarray, np.
         edge_grads[layer.edge_ids] = gW[layer.edge_rows, layer.edge_cols]
         deltas[layer.nodes] = gb
     return edge_grads, deltas
+
+
+def targets_in_rows(layers: list[DenseLayer], output_index: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """T (B×K, outputs order) with columns permuted into the last layer's row order."""
+    row = {int(node): r for r, node in enumerate(layers[-1].nodes)}
+    if any(int(n) not in row for n in output_index) or len(row) != len(output_index):
+        raise ValueError("the outputs must be exactly the last layer")
+    T_rows = np.empty_like(T)
+    T_rows[:, [row[int(n)] for n in output_index]] = T
+    return T_rows

@@ -221,3 +221,58 @@ def _Lambda(fn: Callable) -> object:
             return fn(x)
 
     return Lambda()
+
+
+def run_timed(spec: dict, batch: int, seed: int, repeat: int, warmup: int, grads_out: str | None) -> dict:
+    """Time the baseline that fits ``spec``'s network (index_add levels, or nn.Linear for an MLP).
+
+    Meant to run in its own process (``python -m benchmarks.torch_baseline``) so torch's OpenMP
+    threads never compete with numpy's while either is being timed.
+    """
+    import time
+
+    import torch
+
+    from .networks import batch as make_batch, build
+
+    net = build(spec)
+    X, T = make_batch(net, batch, seed)
+    if spec["generator"] == "mlp":
+        model = LinearModel(net)
+        Xt, Tt = model.tensors(X, T)
+        fn, kind = (lambda: model.step(Xt, Tt)), "nn.Linear + autograd"
+    else:
+        model = LevelModel(net)
+        fn, kind = (lambda: model.grads(X, T)), "level-by-level index_add + autograd"
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    if grads_out:
+        np.save(grads_out, model.grads(X, T).edge_grads)
+    return {"times": times, "kind": kind, "threads": torch.get_num_threads(), "version": torch.__version__}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.torch_baseline SPEC_JSON --batch B ...``: print the timings as JSON."""
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks.torch_baseline", description=run_timed.__doc__)
+    p.add_argument("spec", help='network spec as JSON, e.g. {"generator": "mlp", "seed": 0}')
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0, help="seed of the batch")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--grads-out", help="save the edge gradients here (.npy)")
+    args = p.parse_args(argv)
+    result = run_timed(json.loads(args.spec), args.batch, args.seed, args.repeat, args.warmup, args.grads_out)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

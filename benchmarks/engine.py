@@ -1,0 +1,307 @@
+"""Engine benchmark: plan build, per-call time, float32, peak memory and baselines, printed as a table.
+
+    python -m benchmarks.engine                 # the full benchmark (about two minutes on 2 cores)
+    python -m benchmarks.engine --quick         # smaller networks, fewer runs
+    python -m benchmarks.engine --check         # gradients vs PyTorch autograd (1e-9 relative, float64)
+
+PyTorch (CPU) baselines run when torch is importable (``pip install torch==2.13.0``), else are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from typing import Callable, Sequence
+
+if __package__ in (None, ""):                         # run as a script: python benchmarks/engine.py
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    __package__ = "benchmarks"
+
+import numpy as np
+
+import edgegrad
+from edgegrad import Network
+from edgegrad.plan import clear_plan_cache, get_plan
+
+from . import networks, torch_baseline
+from .numpy_baseline import mlp_grads, scatter_to_edges, targets_in_rows
+
+__all__ = ["main", "measure", "fmt_time", "fmt_bytes"]
+
+MiB = 1024 * 1024
+
+
+def fmt_time(seconds: float) -> str:
+    """Seconds in a readable unit."""
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.1f} ms"
+    return f"{seconds * 1e6:.0f} µs"
+
+
+def fmt_bytes(n: float) -> str:
+    """Bytes in MiB."""
+    return f"{n / MiB:,.0f} MiB" if n >= 10 * MiB else f"{n / MiB:,.2f} MiB"
+
+
+def measure(fn: Callable[[], object], repeat: int, warmup: int = 1) -> list[float]:
+    """Wall times of ``repeat`` calls of ``fn`` after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        gc.collect()
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def peak_bytes(fn: Callable[[], object]) -> int:
+    """Peak traced memory (numpy buffers included) allocated during one call, above what was live before."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        result = fn()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    del result
+    return peak - before
+
+
+class Table:
+    """Rows printed as they come: what, median, min, runs, note."""
+
+    def __init__(self) -> None:
+        print(f"  {'what':<52} {'median':>10} {'min':>10} {'runs':>5}  note", flush=True)
+
+    def row(self, what: str, times: Sequence[float] | str | None = None, note: str = "") -> None:
+        """One line; ``times`` is a list of seconds, a ready string, or None."""
+        if isinstance(times, str) or times is None:
+            median, low, runs = times or "", "", ""
+        else:
+            median, low, runs = fmt_time(float(np.median(times))), fmt_time(min(times)), str(len(times))
+        print(f"  {what:<52} {median:>10} {low:>10} {runs:>5}  {note}".rstrip(), flush=True)
+
+
+def _verdict(value: float, limit: float) -> str:
+    return "ok" if value <= limit else "MISSED"
+
+
+def _describe(label: str, net: Network) -> None:
+    levels = int(np.max(net.levels))
+    print(f"\n{label}: {net.n_inputs:,} inputs, {net.n_nodes:,} nodes, {net.n_edges:,} edges, "
+          f"{net.n_outputs} outputs, {levels} levels", flush=True)
+
+
+def _rel_diff(a: np.ndarray, b: np.ndarray) -> float:
+    scale = float(np.max(np.abs(b))) or 1.0
+    return float(np.max(np.abs(np.asarray(a, dtype=np.float64) - b))) / scale
+
+
+def bench_network(label: str, spec: dict, args: argparse.Namespace, kind: str) -> None:
+    """All measurements for one network; ``kind`` is 'dag', 'mlp' or 'tiny' (which baselines apply)."""
+    start = time.perf_counter()
+    net = networks.build(spec)
+    generated = time.perf_counter() - start
+    _describe(label, net)
+    table = Table()
+    table.row("generate (numpy + Network.from_arrays)", [generated])
+    X, T = networks.batch(net, args.batch, args.seed)
+    call = lambda dtype="float64": edgegrad.gradients(net, X, targets=T, loss="mse", dtype=dtype)  # noqa: E731
+
+    clear_plan_cache()
+    start = time.perf_counter()
+    get_plan(net)
+    build_time = time.perf_counter() - start
+    table.row("plan build, first call (hash + compile)", [build_time],
+              f"target ≤ 1.5 s: {_verdict(build_time, 1.5)}" if kind == "dag" else "")
+    table.row("plan build, cached", measure(lambda: get_plan(net), 100, 0))
+    clear_plan_cache()
+    table.row(f"first gradients call (plan + compute), B={args.batch}", measure(call, 1, 0))
+
+    repeat = args.repeat if kind != "tiny" else 200
+    f64 = measure(call, repeat, args.warmup)
+    med64 = float(np.median(f64))
+    note = f"target ≤ 1.0 s: {_verdict(med64, 1.0)}" if kind == "dag" else ""
+    table.row(f"gradients float64, B={args.batch}, mse", f64, note)
+    get_plan(net, "float32")
+    f32 = measure(lambda: call("float32"), repeat, args.warmup)
+    table.row(f"gradients float32, B={args.batch}, mse", f32)
+
+    result = call()
+    peak = peak_bytes(call)
+    acts = args.batch * net.n_nodes * 8
+    arrays = sum(a.nbytes for a in (net.src, net.dst, net.weights, net.biases))
+    ratio = peak / (acts + arrays)
+    table.row("peak memory in one float64 call (tracemalloc)", fmt_bytes(peak),
+              f"{ratio:.1f}× of B×N activations {fmt_bytes(acts)} + network arrays {fmt_bytes(arrays)}"
+              + (f"; target ≤ ~3×: {_verdict(ratio, 3.2)}" if kind != "tiny" else ""))
+    if args.phases and kind != "tiny":
+        _phases(table, net, X, T, args)
+    if kind == "tiny":
+        return
+    _baselines(table, net, spec, X, T, args, kind, med64, result)
+
+
+def _phases(table: Table, net: Network, X: np.ndarray, T: np.ndarray, args: argparse.Namespace) -> None:
+    try:
+        from .phases import time_phases
+
+        phases = time_phases(net, X, T, repeat=max(3, args.repeat // 2))
+    except Exception as exc:  # the engine's internals moved: say so, keep benchmarking
+        table.row("phase breakdown", "n/a", f"{type(exc).__name__}: {exc}")
+        return
+    total = sum(phases.values())
+    for name, seconds in phases.items():
+        table.row(f"  phase: {name}", fmt_time(seconds), f"{100 * seconds / total:.0f}% of {fmt_time(total)}")
+
+
+def _baselines(table: Table, net: Network, spec: dict, X: np.ndarray, T: np.ndarray, args: argparse.Namespace,
+               kind: str, med64: float, result: edgegrad.GradientResult) -> None:
+    if kind == "mlp":
+        layers = networks.dense_layers(net)
+        T_rows = targets_in_rows(layers, net.output_index, T)
+        blas = measure(lambda: mlp_grads(layers, X, T_rows), args.repeat, args.warmup)
+        table.row("numpy BLAS layers (forward + backward)", blas,
+                  f"edgegrad / numpy = {med64 / float(np.median(blas)):.2f}×")
+        full = lambda: scatter_to_edges(layers, mlp_grads(layers, X, T_rows)[1], net.n_edges, net.n_nodes)  # noqa: E731
+        with_scatter = measure(full, args.repeat, args.warmup)
+        edge_grads, _ = full()
+        table.row("numpy BLAS layers + scatter to edge order", with_scatter,
+                  f"edgegrad / numpy = {med64 / float(np.median(with_scatter)):.2f}×; "
+                  f"max rel diff {_rel_diff(result.edge_grads, edge_grads):.1e}")
+    if args.no_torch or not torch_baseline.available():
+        table.row("PyTorch CPU baseline", "skipped",
+                  "--no-torch" if args.no_torch else "torch not importable (pip install torch==2.13.0)")
+        return
+    repeat = args.torch_repeat if kind == "dag" else max(args.repeat, 5)
+    try:
+        ref_grads, info = _torch_in_child(spec, args, repeat)
+    except RuntimeError as exc:
+        table.row("PyTorch CPU baseline", "failed", str(exc))
+        return
+    times = info["times"]
+    med = float(np.median(times))
+    if kind == "dag":
+        note = f"edgegrad is {med / med64:.1f}× faster"
+    else:
+        note = f"edgegrad / torch = {med64 / med:.2f}×; target ≤ 2×: {_verdict(med64 / med, 2.0)}"
+    table.row(f"PyTorch {info['kind']}, {info['threads']} thr", times,
+              f"{note}; max rel diff {_rel_diff(result.edge_grads, ref_grads):.1e}")
+
+
+def _torch_in_child(spec: dict, args: argparse.Namespace, repeat: int) -> tuple[np.ndarray, dict]:
+    """Run the torch baseline in a child process (its OpenMP threads would skew numpy timings here)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with tempfile.TemporaryDirectory() as tmp:
+        grads_path = os.path.join(tmp, "torch_edge_grads.npy")
+        cmd = [sys.executable, "-m", "benchmarks.torch_baseline", json.dumps(spec), "--batch", str(args.batch),
+               "--seed", str(args.seed), "--repeat", str(repeat), "--warmup", "1", "--grads-out", grads_path]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+        proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise RuntimeError(f"torch child exited {proc.returncode}: {last}")
+        return np.load(grads_path), json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """The ``--check`` mode: exit 0 when every comparison is within 1e-9 relative, else 1."""
+    if not torch_baseline.available():
+        print("error: --check compares with PyTorch autograd: pip install torch==2.13.0", file=sys.stderr)
+        return 2
+    from .check import TOLERANCE, run_checks
+
+    print(f"edgegrad float64 vs independent autograd (tolerance {TOLERANCE:g}, max|diff| / max|ref|)")
+    print(f"  {'case':<58} {'field':<11} {'rel error':>10} {'max|ref|':>10}")
+
+    def report(c) -> None:
+        print(f"  {c.case:<58} {c.field:<11} {c.error:>10.1e} {c.scale:>10.2e}  {'ok' if c.ok else 'FAIL'}",
+              flush=True)
+
+    results = run_checks(seed=args.seed, report=report)
+    failed = [c for c in results if not c.ok]
+    print(f"{len(results) - len(failed)}/{len(results)} comparisons within {TOLERANCE:g}")
+    return 1 if failed else 0
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated layer sizes, got {text!r}") from None
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise argparse.ArgumentTypeError("expected at least two positive layer sizes")
+    return sizes
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Command-line options."""
+    p = argparse.ArgumentParser(prog="python -m benchmarks.engine", description=__doc__.splitlines()[0])
+    p.add_argument("--check", action="store_true", help="compare gradients with PyTorch autograd and exit")
+    p.add_argument("--networks", default="a,b,c", help="which of a (irregular DAG), b (MLP), c (tiny); default a,b,c")
+    p.add_argument("--batch", type=int, default=256, help="batch size (default 256)")
+    p.add_argument("--repeat", type=int, default=5, help="timed edgegrad runs per figure (default 5)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
+    p.add_argument("--torch-repeat", type=int, default=3, help="timed runs of the irregular-DAG torch baseline")
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch baselines")
+    p.add_argument("--phases", action="store_true", help="also time the engine's phases one by one")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--levels", type=int, default=16, help="irregular DAG: levels (default 16)")
+    p.add_argument("--width", type=int, default=6000, help="irregular DAG: nodes per level (default 6000)")
+    p.add_argument("--fan-in", type=int, default=10, help="irregular DAG: fan-in (default 10)")
+    p.add_argument("--mlp", type=_sizes, default=list(networks.MLP_SIZES), help="MLP layer sizes (default 256,1024,1024,256,16)")
+    p.add_argument("--quick", action="store_true", help="width 1500, MLP 256,512,512,128,16, 3 runs")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.width, args.mlp, args.repeat, args.torch_repeat = 1500, [256, 512, 512, 128, 16], 3, 2
+    chosen = [s.strip() for s in args.networks.split(",") if s.strip()]
+    if not chosen or any(s not in ("a", "b", "c") for s in chosen):
+        p.error("--networks takes a comma-separated subset of a,b,c")
+    if min(args.batch, args.repeat, args.torch_repeat, args.levels, args.width, args.fan_in) < 1 or args.warmup < 0:
+        p.error("sizes and run counts must be positive")
+    args.networks = chosen
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark (or ``--check``) and print the table."""
+    args = parse_args(argv)
+    if args.check:
+        return run_check(args)
+    torch_note = "not installed"
+    if args.no_torch:
+        torch_note = "skipped (--no-torch)"
+    elif torch_baseline.available():
+        torch_note = importlib.metadata.version("torch") + " (baselines run in a child process)"
+    print(f"edgegrad {edgegrad.__version__} engine benchmark: batch {args.batch}, mse loss (mean), full gradients")
+    print(f"python {platform.python_version()}, numpy {np.__version__}, torch {torch_note}, "
+          f"{os.cpu_count()} CPUs, EDGEGRAD_THREADS={os.environ.get('EDGEGRAD_THREADS', 'unset')}")
+    print(f"times: median and min of {args.repeat} runs after {args.warmup} warm-up (tiny: 200 runs)")
+    if "a" in args.networks:
+        bench_network("(a) irregular DAG", {"generator": "irregular_dag", "seed": args.seed, "n_levels": args.levels,
+                                            "width": args.width, "fan_in": args.fan_in}, args, "dag")
+    if "b" in args.networks:
+        bench_network("(b) dense MLP " + "-".join(map(str, args.mlp)) + " as a DAG",
+                      {"generator": "mlp", "seed": args.seed, "sizes": args.mlp}, args, "mlp")
+    if "c" in args.networks:
+        bench_network("(c) tiny network", {"generator": "tiny", "seed": args.seed}, args, "tiny")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
