@@ -219,3 +219,10 @@ def test_server_that_is_not_there():
 def test_help_goes_to_stdout():
     proc = run("grad", "--help")
     assert proc.returncode == 0 and "--per-example" in proc.stdout and proc.stderr == ""
+
+
+@pytest.mark.parametrize("command", ["server", "worker", "up"])
+def test_service_subcommands_get_their_own_options(command):
+    proc = run(command, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"usage: edgegrad {command} [-h] [--"), proc.stdout  # options from its module

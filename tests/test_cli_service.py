@@ -1,0 +1,88 @@
+"""``edgegrad grad --server`` against a real ``edgegrad up`` (embedded Redis, one worker process)."""
+
+from __future__ import annotations
+
+import json
+import re
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+XOR = str(ROOT / "examples" / "xor.json")
+XOR_X = str(ROOT / "examples" / "xor-inputs.json")
+XOR_T = str(ROOT / "examples" / "xor-targets.json")
+CONTRACT = str(ROOT / "examples" / "contract.json")
+
+
+def edgegrad(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgegrad", *args], capture_output=True, text=True, timeout=120)
+
+
+def _first_line(proc: subprocess.Popen, timeout: float) -> str:
+    """The first stdout line of ``proc`` within ``timeout`` seconds ('' if none)."""
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if sel.select(timeout=0.5):
+                return proc.stdout.readline()
+            if proc.poll() is not None:
+                return ""
+    return ""
+
+
+@pytest.fixture(scope="module")
+def address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    data = tmp_path_factory.mktemp("edgegrad-up")
+    proc = subprocess.Popen([sys.executable, "-m", "edgegrad", "up", "--port", "0", "--workers", "1",
+                             "--data-dir", str(data)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = _first_line(proc, 90)
+        m = re.search(r"listening on (\S+:\d+)", line)
+        if m is None:
+            proc.kill()
+            _, err = proc.communicate(timeout=30)
+            pytest.fail(f"edgegrad up did not start: {line!r} {err[-2000:]!r}")
+        yield m.group(1)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+@pytest.mark.parametrize("args", [
+    [CONTRACT, "--inputs", XOR_X],
+    [XOR, "--inputs", XOR_X, "--targets", XOR_T, "--loss", "mse"],
+    [XOR, "--inputs", XOR_X, "--targets", XOR_T, "--loss", "bce", "--reduction", "sum", "--per-example"],
+])
+def test_service_result_equals_in_process(address, args):
+    local = edgegrad("grad", *args)
+    remote = edgegrad("grad", *args, "--server", address)
+    assert local.returncode == 0 and remote.returncode == 0, remote.stderr
+    assert remote.stderr == ""
+    assert json.loads(remote.stdout) == json.loads(local.stdout)
+
+
+def test_service_bad_input_same_message(address, tmp_path):
+    bad = tmp_path / "t.json"
+    bad.write_text("[[2], [0], [1], [0]]")
+    args = ["grad", XOR, "--inputs", XOR_X, "--targets", str(bad), "--loss", "bce"]
+    local, remote = edgegrad(*args), edgegrad(*args, "--server", address)
+    for proc in (local, remote):
+        assert proc.returncode == 2 and proc.stdout == "" and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert remote.stderr == local.stderr
+    assert local.stderr.startswith("error: targets[0][0]: bce needs targets in [0, 1]")
