@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .api import gradients
+from .batch import check_array
 from .engine import node_values
 from .errors import InvalidInput
 from .losses import loss_and_grad
@@ -113,17 +114,20 @@ def explain_edge(net: Network, src: str, dst: str, inputs: Any = None, row: int 
     if inputs is None:
         rows = 1 if targets is None else int(np.shape(targets)[0])
         inputs = np.zeros((rows, net.n_inputs))
-    x = np.asarray(inputs, dtype=np.float64)
-    if row < 0 or (x.ndim == 2 and row >= x.shape[0]):
-        raise InvalidInput(f"--row: {row} out of range (the inputs have {x.shape[0] if x.ndim == 2 else 0} rows)")
+    x = check_array(inputs, "inputs", net.n_inputs, net.inputs)
+    if not 0 <= row < x.shape[0]:
+        raise InvalidInput(f"--row: {row} out of range (the inputs have {x.shape[0]} rows)")
 
     if loss is None:
-        res = gradients(net, x)
-        values = node_values(net, x)
-    else:
+        # examples are independent in output mode: the engine only needs the one row
+        res = gradients(net, x[row:row + 1])
+        values = node_values(net, x[row:row + 1])
+        at = 0
+    else:  # the batch matters (reductions), so run it all and take this example's row
         res = gradients(net, x, targets=targets, loss=loss, reduction=reduction, per_example=True)
         values = node_values(net, x)
-    z, o, fprime = values.z[row], values.o[row], values.fprime[row]
+        at = row
+    z, o, fprime = values.z[at], values.o[at], values.fprime[at]
     n_in = net.n_inputs
     graph = _Graph(net)
     v = vertex[dst] - n_in
@@ -134,16 +138,16 @@ def explain_edge(net: Network, src: str, dst: str, inputs: Any = None, row: int 
         for k, y in enumerate(net.outputs):
             if output is not None and y != output:
                 continue
-            delta = res.deltas[row, k]
+            delta = res.deltas[at, k]
             direct = {y: 1.0}
             sections.append(_section(net, graph, v, f"P = o[{y}]", y, direct, delta, z, fprime,
-                                     float(res.edge_grads[row, k, edge]), {y: f"∂P/∂o[{y}] = 1 (P = o[{y}])"}))
+                                     float(res.edge_grads[at, k, edge]), {y: f"∂P/∂o[{y}] = 1 (P = o[{y}])"}))
     else:
         t = np.asarray(targets, dtype=np.float64)
         _, d_out = loss_and_grad(loss, reduction, np.asarray(res.outputs, dtype=np.float64), t)
         direct = {y: float(d_out[row, k]) for k, y in enumerate(net.outputs)}
         scale = _loss_scale(loss, reduction, x.shape[0], net.n_outputs)
-        notes = {y: f"{_loss_note(loss, y, scale, float(res.outputs[row, k]), t[row], k)}  →  {_g(direct[y])}"
+        notes = {y: _loss_note(loss, y, scale, float(res.outputs[row, k]), t[row], k) + f"  →  {_g(direct[y])}"
                  for k, y in enumerate(net.outputs)}
         title = f"P = L ({reduction} {loss}), example {row}'s contribution"
         sections.append(_section(net, graph, v, title, None, direct, res.deltas[row], z, fprime,

@@ -33,7 +33,7 @@ def test_contract_example_by_hand():
 def check_explanation(net: Network, ex, res_grad) -> None:
     """Every node line adds up; the final product is the engine's edge gradient."""
     for s, grad in zip(ex.sections, res_grad):
-        assert s.grad == grad
+        assert s.grad == pytest.approx(grad, rel=1e-12, abs=1e-300)
         assert s.delta_v * ex.o_u == pytest.approx(grad, rel=1e-12, abs=1e-300)
         for term in s.terms.values():
             assert term.fprime * term.inner == pytest.approx(term.delta, rel=1e-9, abs=1e-14)
