@@ -251,9 +251,11 @@ def render(ex: Explanation, digits: int = 10, max_nodes: int = 200) -> str:
     """The explanation as text, one section per differentiated quantity."""
     g = lambda x: _g(x, digits)  # noqa: E731
     u, v = ex.src, ex.dst
+    shown = ", ".join(f"{k} = {g(val)}" for k, val in list(ex.inputs.items())[:_MAX_TERMS])
+    if len(ex.inputs) > _MAX_TERMS:
+        shown += f", … ({len(ex.inputs)} inputs)"
     lines = [f"edge {u} -> {v}  (edges[{ex.edge}], w({u},{v}) = {g(ex.weight)}), input row {ex.row}"
-             f" of {ex.batch}: " + ", ".join(f"{k} = {g(val)}" for k, val in ex.inputs.items()),
-             ""]
+             f" of {ex.batch}: {shown}", ""]
     if ex.u_is_input:
         lines.append(f"o[{u}] = {g(ex.o_u)}   ({u} is an input: o[{u}] = {u})")
     else:
@@ -332,7 +334,10 @@ def _render_node(s: Section, name: str, indent: str, expanded: set[str], lines: 
 def _dependence(ex: Explanation, s: Section, digits: int) -> list[str]:
     """The answer to 'does this derivative depend on the output's activation?'."""
     g = lambda x: _g(x, digits)  # noqa: E731
-    on_paths = ", ".join(f"{t.node} ({t.activation})" for t in s.terms.values())
+    terms = list(s.terms.values())
+    on_paths = ", ".join(f"{t.node} ({t.activation})" for t in terms[:_MAX_TERMS])
+    if len(terms) > _MAX_TERMS:
+        on_paths += f", … ({len(terms)} nodes in all)"
     outs = [s.terms[y] for y in s.outputs if y in s.terms]
     lines = [f"  activations inside δ({ex.dst}): {on_paths}"]
     if s.output is None:
