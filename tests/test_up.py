@@ -1,0 +1,89 @@
+"""``edgegrad up`` as a real process: embedded Redis (no REDIS_URL), a real request, clean Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import psutil
+import pytest
+
+import edgegrad
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _start_up(tmp_path, *extra: str) -> tuple[subprocess.Popen, str, list[str]]:
+    """Run ``edgegrad up --port 0`` in ``tmp_path``; return the process, its address and its stderr lines."""
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL" and not k.startswith("EDGEGRAD_")}
+    env["EDGEGRAD_KEY_PREFIX"] = "edgegrad-up-test"
+    proc = subprocess.Popen([sys.executable, "-m", "edgegrad", "up", "--port", "0", "--workers", "2", *extra],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    errors: list[str] = []
+    threading.Thread(target=lambda: errors.extend(proc.stderr), daemon=True).start()
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in proc.stdout:
+            lines.append(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    end = time.monotonic() + 60
+    while not lines:
+        if proc.poll() is not None or time.monotonic() > end:
+            proc.kill()
+            pytest.fail(f"edgegrad up did not print its address (status {proc.poll()}): {''.join(errors)}")
+        time.sleep(0.05)
+    match = re.match(r"edgegrad listening on (\S+:\d+) ", lines[0])
+    assert match, lines[0]
+    return proc, match.group(1), errors
+
+
+def _family(pid: int) -> list[psutil.Process]:
+    """The process and every process it started, however deep (children run in their own sessions)."""
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def test_up_runs_everything_with_an_embedded_redis_and_stops_cleanly_on_ctrl_c(tmp_path) -> None:
+    proc, address, errors = _start_up(tmp_path)
+    try:
+        family = _family(proc.pid)
+        names = " ".join(" ".join(p.cmdline()) for p in family)
+        assert "redis-server" in names, "no REDIS_URL: up must start its own Redis"
+        assert names.count("edgegrad worker") == 2 and "edgegrad server" in names
+
+        net = edgegrad.Network.load(os.path.join(ROOT, "examples", "xor.json"))
+        x = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+        t = np.array([[0.0], [1.0], [1.0], [0.0]])
+        with edgegrad.Client(address, timeout=60) as client:
+            res = client.gradients(net, x, targets=t, loss="mse")
+        assert res == edgegrad.gradients(net, x, targets=t, loss="mse")
+
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0, "".join(errors)
+        gone, alive = psutil.wait_procs(family, timeout=10)
+        assert not alive, f"left running after Ctrl-C: {[p.cmdline() for p in alive]}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    data = tmp_path / ".edgegrad" / "redis"
+    # Redis 6 writes appendonly.aof, Redis 7 a folder of them
+    assert (data / "appendonly.aof").exists() or (data / "appendonlydir").is_dir(), \
+        "the embedded Redis keeps its data in the local folder"
+    assert not (data / "redis.sock").exists() and not (data / "redis.pid").exists()
+
+
+def test_up_refuses_bad_options_with_exit_2(tmp_path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    out = subprocess.run([sys.executable, "-m", "edgegrad", "up", "--workers", "0"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.startswith("error: --workers") and "Traceback" not in out.stderr
+    assert not (tmp_path / ".edgegrad").exists(), "nothing is started for a bad command line"
