@@ -1,0 +1,125 @@
+"""Fixtures for service tests: an isolated Redis namespace, real servers and real worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import sys
+import threading
+from typing import Iterator
+
+import grpc
+import pytest
+import redis
+
+from edgegrad.server.app import App, create_server
+from edgegrad.server.cluster import Cluster
+from edgegrad.settings import Settings
+from edgegrad.v1 import service_pb2_grpc
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _namespace(tag: str, **overrides) -> Settings:
+    token = f"egtest-{tag}-{secrets.token_hex(4)}"
+    base = dict(redis_url=REDIS_URL, key_prefix=token, queue=token, job_heartbeat_ttl=2, maintenance_interval=1,
+                worker_ttl=16, heartbeat_seconds=0.5, result_ttl=300, job_ttl=600, shutdown_grace_seconds=1.0,
+                chunk_bytes=64 * 1024, auth_token="", auth_token_file="", tls_cert="", tls_key="")
+    base.update(overrides)
+    return Settings.from_env(**base)
+
+
+def cleanup_namespace(settings: Settings) -> None:
+    """Delete every key of this namespace: ours, and rq's for its queue, jobs and workers."""
+    r = redis.Redis.from_url(settings.redis_url)
+    job_ids = [m.decode() for m in r.zrange(f"{settings.key_prefix}:jobs", 0, -1)]
+    patterns = [f"{settings.key_prefix}:*", f"rq:*{settings.queue}*"]
+    keys = [k for p in patterns for k in r.scan_iter(match=p, count=1000)]
+    keys += [f"rq:job:{j}" for j in job_ids] + [f"rq:results:{j}" for j in job_ids]
+    for i in range(0, len(keys), 500):
+        r.delete(*keys[i:i + 500])
+    r.srem("rq:queues", f"rq:queue:{settings.queue}")
+    stale = [w for w in r.smembers("rq:workers") if settings.queue.encode() in w]
+    if stale:
+        r.srem("rq:workers", *stale)
+    r.close()
+
+
+def _redis_or_skip() -> None:
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+    except redis.RedisError as exc:  # pragma: no cover - CI starts one
+        pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
+
+
+@pytest.fixture(scope="session")
+def namespace():
+    """Factory of isolated namespaces (key prefix + queue), all deleted at the end of the session."""
+    _redis_or_skip()
+    made: list[Settings] = []
+
+    def make(tag: str, **overrides) -> Settings:
+        s = _namespace(tag, **overrides)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        cleanup_namespace(s)
+
+
+@pytest.fixture(scope="session")
+def cluster(namespace) -> Iterator[Cluster]:
+    """A real server process and two real worker processes."""
+    with Cluster(namespace("cluster"), workers=2, log=sys.stderr) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def stub(cluster) -> Iterator[service_pb2_grpc.EdgegradStub]:
+    """A stub on the cluster's server."""
+    with grpc.insecure_channel(cluster.address) as channel:
+        yield service_pb2_grpc.EdgegradStub(channel)
+
+
+class ThreadServer:
+    """An in-process grpc.aio server running on its own event loop thread."""
+
+    def __init__(self, settings: Settings, **kwargs) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.app: App = self.call(self._start(settings, kwargs))
+        self.address = f"127.0.0.1:{self.app.port}"
+
+    async def _start(self, settings: Settings, kwargs) -> App:
+        app = create_server(settings, "127.0.0.1:0", **kwargs)
+        await app.start()
+        return app
+
+    def call(self, coro, timeout: float = 30.0):
+        """Run a coroutine on the server's loop and wait for it."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        """Graceful stop, then end the loop."""
+        if self.loop.is_running():
+            self.call(self.app.stop())
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+
+
+@pytest.fixture
+def thread_server():
+    """Factory of in-process servers (no workers) stopped after the test."""
+    made: list[ThreadServer] = []
+
+    def make(settings: Settings, **kwargs) -> ThreadServer:
+        server = ThreadServer(settings, **kwargs)
+        made.append(server)
+        return server
+
+    yield make
+    for server in made:
+        server.stop()
