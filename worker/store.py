@@ -68,7 +68,7 @@ class WorkerStore:
         return net
 
     def emit_and_finish(self, job_id: str, chunks: Iterable[job_pb2.ResultChunk], expected: int,
-                        fields: dict[str, str]) -> str:
+                        fields: dict[str, str], batch_bytes: int = _PIPELINE_BYTES) -> str:
         """Write chunks (stopping at a cancel or delete), then the final event; returns the final state."""
         k = self.keys
         job_key, events = k.job(job_id), k.events(job_id)
@@ -78,7 +78,7 @@ class WorkerStore:
             payload = job_pb2.JobEvent(chunk=chunk).SerializeToString()
             self._scripts["EMIT"](keys=[job_key, events], args=[chunk.seq, payload], client=pipe)
             buffered += len(payload)
-            if buffered >= _PIPELINE_BYTES:
+            if buffered >= batch_bytes:
                 buffered = 0
                 if min(pipe.execute(), default=EMIT_WRITTEN) < EMIT_SKIPPED:
                     break  # cancelled, deleted or no longer running: stop between chunks

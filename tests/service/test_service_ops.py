@@ -1,0 +1,158 @@
+"""Service operations: auth, graceful shutdown, cancellation, job failures, refused job functions."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import grpc
+import numpy as np
+import pytest
+import redis
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from rq import Queue
+from rq.serializers import JSONSerializer
+
+import edgegrad
+from edgegrad.keys import Keys
+from edgegrad.v1 import job_pb2, service_pb2, service_pb2_grpc
+from edgegrad.worker.store import WorkerStore
+from svc_helpers import collect, example_network, get_capabilities, gradient_request
+
+NET = example_network(seed=2)
+X = np.random.default_rng(2).normal(size=(5, NET.n_inputs))
+
+
+def _burst_worker(settings) -> None:
+    """Run one real worker process until its queue is empty."""
+    from edgegrad.server.cluster import settings_env
+    import os
+    env = {**os.environ, **settings_env(settings)}
+    subprocess.run([sys.executable, "-m", "edgegrad", "worker", "--burst", "--name", f"{settings.queue}.burst",
+                    "--log-level", "WARNING"], env=env, check=True, timeout=60)
+
+
+def test_bearer_token_is_required_when_configured(namespace, thread_server) -> None:
+    server = thread_server(namespace("auth", auth_token="s3cret"))
+    with grpc.insecure_channel(server.address) as channel:
+        stub = service_pb2_grpc.EdgegradStub(channel)
+        for metadata in (None, (("authorization", "Bearer wrong"),), (("authorization", "s3cret"),)):
+            with pytest.raises(grpc.RpcError) as err:
+                stub.GetCapabilities(service_pb2.GetCapabilitiesRequest(), metadata=metadata)
+            assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with pytest.raises(grpc.RpcError) as err:
+            list(stub.WatchJob(service_pb2.WatchJobRequest(name="jobs/" + "0" * 26)))
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        caps = stub.GetCapabilities(service_pb2.GetCapabilitiesRequest(),
+                                    metadata=(("authorization", "Bearer s3cret"),))
+        assert caps.max_batch > 0
+        health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_token_file_is_read(namespace, thread_server, tmp_path) -> None:
+    path = tmp_path / "tokens"
+    path.write_text("# comment\nalpha\nbeta\n")
+    server = thread_server(namespace("authfile", auth_token_file=str(path)))
+    with grpc.insecure_channel(server.address) as channel:
+        stub = service_pb2_grpc.EdgegradStub(channel)
+        assert get_capabilities_with(stub, "beta").chunk_bytes > 0
+        with pytest.raises(grpc.RpcError) as err:
+            get_capabilities_with(stub, "gamma")
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def get_capabilities_with(stub, token: str) -> service_pb2.Capabilities:
+    """GetCapabilities with a bearer token."""
+    return stub.GetCapabilities(service_pb2.GetCapabilitiesRequest(), metadata=(("authorization", f"Bearer {token}"),))
+
+
+def test_sigterm_style_stop_ends_open_streams_cleanly(namespace, thread_server) -> None:
+    settings = namespace("shutdown")  # no worker serves this queue: the job waits
+    server = thread_server(settings)
+    channel = grpc.insecure_channel(server.address)
+    stub = service_pb2_grpc.EdgegradStub(channel)
+    job = stub.SubmitJob(service_pb2.SubmitJobRequest(request=gradient_request(NET, X)))
+    call = stub.WatchJob(service_pb2.WatchJobRequest(name=job.name))
+    kinds = [next(call).WhichOneof("event"), next(call).WhichOneof("event")]
+    assert kinds == ["state", "heartbeat"]  # heartbeats while the job waits
+    health = health_pb2_grpc.HealthStub(channel)
+    server.stop()
+    with pytest.raises(grpc.RpcError) as err:
+        for _ in call:
+            pass
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "after_seq" in err.value.details()
+    with pytest.raises(grpc.RpcError):
+        health.Check(health_pb2.HealthCheckRequest(), timeout=2)
+    channel.close()
+
+
+def test_cancel_a_queued_job_ends_it_and_no_worker_runs_it(namespace, thread_server) -> None:
+    settings = namespace("cancel")
+    server = thread_server(settings)
+    with grpc.insecure_channel(server.address) as channel:
+        stub = service_pb2_grpc.EdgegradStub(channel)
+        job = stub.SubmitJob(service_pb2.SubmitJobRequest(request=gradient_request(NET, X)))
+        cancelled = stub.CancelJob(service_pb2.CancelJobRequest(name=job.name))
+        assert cancelled.state == job_pb2.JOB_STATE_CANCELLED
+        _burst_worker(settings)
+        _, chunks, done = collect(stub.WatchJob(service_pb2.WatchJobRequest(name=job.name)))
+        assert done.state == job_pb2.JOB_STATE_CANCELLED and not chunks and done.attempt == 0
+        assert done.error.code == grpc.StatusCode.CANCELLED.value[0]
+
+
+def test_cancel_a_running_job_stops_it_between_chunks(namespace, thread_server) -> None:
+    settings = namespace("cancelrun")
+    server = thread_server(settings)
+    net = example_network(n_inputs=8, n_nodes=80, n_outputs=3, density=0.4, seed=4)
+    x = np.random.default_rng(4).normal(size=(40, net.n_inputs))
+    with grpc.insecure_channel(server.address) as channel:
+        stub = service_pb2_grpc.EdgegradStub(channel)
+        job = stub.SubmitJob(service_pb2.SubmitJobRequest(request=gradient_request(net, x)))
+        job_id = job.name.split("/")[1]
+        store = WorkerStore(settings, name="test-worker")  # play the worker, step by step
+        started = store.start(job_id)
+        assert started.kind == "run"
+        from edgegrad import codec
+        layout = job_pb2.ResultLayout.FromString(started.layout)
+        chunks = codec.result_chunks(edgegrad.gradients(net, x), layout, layout.chunk_bytes)
+
+        def chunks_then_cancel():
+            for i, chunk in enumerate(chunks):
+                if i == 3:
+                    assert stub.CancelJob(service_pb2.CancelJobRequest(name=job.name)).state \
+                        == job_pb2.JOB_STATE_RUNNING
+                yield chunk
+
+        assert store.emit_and_finish(job_id, chunks_then_cancel(), layout.chunk_count, {},
+                                     batch_bytes=1)  # no batching: the cancel lands between chunks == "5"
+        _, got, done = collect(stub.WatchJob(service_pb2.WatchJobRequest(name=job.name)))
+        assert done.state == job_pb2.JOB_STATE_CANCELLED
+        assert [c.seq for c in got] == [1, 2, 3]
+
+
+def test_a_failing_job_reports_in_its_status(namespace, thread_server) -> None:
+    settings = namespace("fail")
+    server = thread_server(settings)
+    with grpc.insecure_channel(server.address) as channel:
+        stub = service_pb2_grpc.EdgegradStub(channel)
+        job = stub.SubmitJob(service_pb2.SubmitJobRequest(request=gradient_request(NET, X)))
+        r = redis.Redis.from_url(settings.redis_url)
+        r.delete(Keys(settings.key_prefix).network(NET.content_hash))  # the network expires before the job runs
+        _burst_worker(settings)
+        _, chunks, done = collect(stub.WatchJob(service_pb2.WatchJobRequest(name=job.name)))
+        assert done.state == job_pb2.JOB_STATE_FAILED and not chunks
+        assert done.error.code == grpc.StatusCode.NOT_FOUND.value[0]
+        assert "expired" in done.error.message
+
+
+def test_workers_refuse_functions_that_are_not_edgegrads(namespace, tmp_path) -> None:
+    settings = namespace("refuse")
+    target = tmp_path / "should-not-exist"
+    queue = Queue(settings.queue, connection=redis.Redis.from_url(settings.redis_url), serializer=JSONSerializer)
+    rq_job = queue.enqueue("os.mkdir", str(target))
+    _burst_worker(settings)
+    assert not target.exists()
+    assert rq_job.get_status(refresh=True) == "failed"
+    rq_job.delete()
