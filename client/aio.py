@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypeVar
 
 import grpc
 import grpc.aio
@@ -27,22 +27,26 @@ T = TypeVar("T")
 class AsyncClient:
     """The asyncio twin of ``Client``: ``async with edgegrad.AsyncClient(target) as c: await c.gradients(...)``.
 
-    Same arguments, retries, deadlines, TLS and token handling as ``Client``.
+    Same arguments, retries, deadlines, TLS and token handling as ``Client`` (``interceptors`` are
+    ``grpc.aio`` client interceptors).
     """
 
     def __init__(self, target: str, *, timeout: float | None = None, tls: bool | None = None,
                  root_certificates: bytes | str | None = None, token: str | None = None,
-                 backoff: Backoff | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+                 backoff: Backoff | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 interceptors: Sequence[Any] = ()) -> None:
         self.options = ConnectOptions.build(target, tls=tls, root_certificates=root_certificates, token=token,
                                             max_message_bytes=max_message_bytes)
         self.timeout = timeout
         self.backoff = backoff or Backoff()
         credentials = self.options.credentials()
         if credentials is None:
-            self._channel = grpc.aio.insecure_channel(self.options.target, options=self.options.channel_options())
+            self._channel = grpc.aio.insecure_channel(self.options.target, options=self.options.channel_options(),
+                                                      interceptors=list(interceptors) or None)
         else:
             self._channel = grpc.aio.secure_channel(self.options.target, credentials,
-                                                    options=self.options.channel_options())
+                                                    options=self.options.channel_options(),
+                                                    interceptors=list(interceptors) or None)
         self.stub = service_pb2_grpc.EdgegradStub(self._channel)
         self._known: set[str] = set()
 

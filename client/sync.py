@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import grpc
 
@@ -31,11 +31,13 @@ class Client:
     ``root_certificates`` (PEM bytes or a path) turn TLS on; ``token`` (default: ``EDGEGRAD_TOKEN``)
     is sent as ``authorization: Bearer <token>``. Calls that meet UNAVAILABLE are retried with
     exponential backoff and jitter; submissions carry a request id, so a retry never runs a job twice.
+    ``interceptors`` (``grpc`` client interceptors) wrap the channel, e.g. for tracing.
     """
 
     def __init__(self, target: str, *, timeout: float | None = None, tls: bool | None = None,
                  root_certificates: bytes | str | None = None, token: str | None = None,
-                 backoff: Backoff | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+                 backoff: Backoff | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 interceptors: Sequence[Any] = ()) -> None:
         self.options = ConnectOptions.build(target, tls=tls, root_certificates=root_certificates, token=token,
                                             max_message_bytes=max_message_bytes)
         self.timeout = timeout
@@ -46,6 +48,8 @@ class Client:
         else:
             self._channel = grpc.secure_channel(self.options.target, credentials,
                                                 options=self.options.channel_options())
+        if interceptors:
+            self._channel = grpc.intercept_channel(self._channel, *interceptors)
         self.stub = service_pb2_grpc.EdgegradStub(self._channel)
         self._known: set[str] = set()
         self._lock = threading.Lock()
