@@ -20,8 +20,11 @@ __all__ = ["available", "TorchGrads", "LevelModel", "LinearModel"]
 
 
 def available() -> bool:
-    """True when torch can be imported."""
-    return importlib.util.find_spec("torch") is not None
+    """True when torch looks importable (found on the path), without importing it here."""
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 class TorchGrads(NamedTuple):
