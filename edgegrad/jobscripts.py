@@ -42,8 +42,15 @@ if st[2] == '1' then return {'cancel'} end
 local attempt = tonumber(st[4] or '0') + 1
 local done = st[3] or '0'
 redis.call('HSET', KEYS[1], 'state', '2', 'attempt', attempt, 'worker', ARGV[1], 'start_time', ARGV[2])
-redis.call('XADD', KEYS[3], done .. '-*', 'k', 's')
-redis.call('PEXPIRE', KEYS[3], redis.call('PTTL', KEYS[1]))
+local sub = 1
+local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)[1]
+if last then
+  local ms, sq = string.match(last[1], '^(%d+)-(%d+)$')
+  if ms == done then sub = tonumber(sq) + 1 end
+end
+redis.call('XADD', KEYS[3], done .. '-' .. sub, 'k', 's')
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
 return {'run', redis.call('GET', KEYS[2]) or '', tostring(attempt), done, redis.call('HGET', KEYS[1], 'layout')}
 """
 
