@@ -41,7 +41,7 @@ def _bce(y: np.ndarray, t: np.ndarray) -> tuple[float, np.ndarray]:
     bad = np.argwhere((y < 0) | (y > 1))
     if bad.size:
         b, k = bad[0]
-        raise InvalidInput(f"outputs[{b}][{k}]: bce needs outputs in [0, 1], got {y[b, k]!r}")
+        raise InvalidInput(f"outputs[{b}][{k}]: bce needs outputs in [0, 1], got {float(y[b, k])}")
     log_y, dlog_y = _clamped_log(y)
     log_1y, dlog_1y = _clamped_log(1.0 - y)
     value = -float(np.sum(t * log_y + (1.0 - t) * log_1y))
