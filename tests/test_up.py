@@ -53,6 +53,7 @@ def _family(pid: int) -> list[psutil.Process]:
 
 def test_up_runs_everything_with_an_embedded_redis_and_stops_cleanly_on_ctrl_c(tmp_path) -> None:
     proc, address, errors = _start_up(tmp_path)
+    family: list[psutil.Process] = []
     try:
         family = _family(proc.pid)
         names = " ".join(" ".join(p.cmdline()) for p in family)
@@ -70,9 +71,12 @@ def test_up_runs_everything_with_an_embedded_redis_and_stops_cleanly_on_ctrl_c(t
         assert proc.wait(60) == 0, "".join(errors)
         gone, alive = psutil.wait_procs(family, timeout=10)
         assert not alive, f"left running after Ctrl-C: {[p.cmdline() for p in alive]}"
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    finally:  # a failed test must not leave a service running
+        for leftover in [*family[1:], psutil.Process(proc.pid)] if proc.poll() is None else family[1:]:
+            try:
+                leftover.kill()
+            except psutil.NoSuchProcess:
+                pass
     data = tmp_path / ".edgegrad" / "redis"
     # Redis 6 writes appendonly.aof, Redis 7 a folder of them
     assert (data / "appendonly.aof").exists() or (data / "appendonlydir").is_dir(), \
