@@ -110,7 +110,6 @@ def test_bce_needs_outputs_in_0_1() -> None:
     assert "bce" in str(err) and "[0, 1]" in str(err)
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug (reported): the value is shown as np.float64(...)")
 def test_bce_output_message_shows_a_plain_number() -> None:
     err = _raises(r"outputs\[2\]\[0\]: ", [[1.0, 0.2], [0.4, 0.0], [1.0, 2.0]], targets=T, loss="bce")
     assert re.search(r"got -1\.8\d*$", str(err)), str(err)  # 2·tanh(−1.5) = −1.81...

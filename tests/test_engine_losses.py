@@ -114,3 +114,34 @@ def test_default_reduction_is_mean() -> None:
     net = Network.from_dict(data)
     assert edgegrad.gradients(net, X, targets=T, loss="mse") == \
         edgegrad.gradients(net, X, targets=T, loss="mse", reduction="mean")
+
+
+def test_bce_clamped_logs_are_flat_where_the_clamp_holds() -> None:
+    # y = x (identity output), sum reduction. ℓ = −(t·max(ln y, −100) + (1−t)·max(ln(1−y), −100)):
+    #   y = 0,     t = 1: ℓ = 100, clamp active -> ∂ℓ/∂y = 0
+    #   y = 1,     t = 0: ℓ = 100, clamp active -> 0
+    #   y = 1e-50, t = 1: ln y ≈ −115.1 < −100 -> ℓ = 100, ∂ℓ/∂y = 0
+    #   y = 0.5,   t = 1: ℓ = ln 2, ∂ℓ/∂y = −1/y = −2
+    # δ(y) = Σ = −2; ∂L/∂w(x,y) = Σ_b ∂ℓ_b/∂y · x_b = −2 · 0.5 = −1
+    net = Network.from_dict({"inputs": ["x"], "outputs": ["y"], "nodes": [{"id": "y"}],
+                             "edges": [{"src": "x", "dst": "y", "weight": 1.0}]})
+    X, T = [[0.0], [1.0], [1e-50], [0.5]], [[1.0], [0.0], [1.0], [1.0]]
+    res = edgegrad.gradients(net, X, targets=T, loss="bce", reduction="sum")
+    assert res.loss == pytest.approx(300.0 + np.log(2.0), rel=1e-14)
+    np.testing.assert_array_equal(res.deltas, [-2.0])
+    np.testing.assert_array_equal(res.edge_grads, [-1.0])
+    rows = edgegrad.gradients(net, X, targets=T, loss="bce", reduction="sum", per_example=True)
+    np.testing.assert_array_equal(rows.deltas[:, 0], [0.0, 0.0, 0.0, -2.0])
+    assert_agrees(rows, reference_gradients(net, X, T, "bce", "sum", per_example=True))
+
+
+def test_softmax_ce_follows_the_formula_for_rows_that_do_not_sum_to_one() -> None:
+    # L = −(1/B) Σ_b Σ_k t_bk ln softmax(y_b)_k is defined for any t in [0, 1]; ∂L/∂y = (softmax·Σ_k t − t)/B
+    data, X, _ = _case("softmax_ce")
+    T = np.random.default_rng(8).uniform(0.0, 0.6, size=(B, 3))
+    T[0] = [0.0, 0.0, 0.0]
+    for reduction in REDUCTIONS:
+        for per_example in (False, True):
+            got = edgegrad.gradients(Network.from_dict(data), X, targets=T, loss="softmax_ce",
+                                     reduction=reduction, per_example=per_example)
+            assert_agrees(got, reference_gradients(data, X, T, "softmax_ce", reduction, per_example))
