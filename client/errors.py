@@ -79,10 +79,7 @@ def from_rpc_error(exc: grpc.RpcError) -> errors.EdgegradError:
         if violation is not None:
             field, description = violation
             message = description or message
-    name = code.name if code is not None else "UNKNOWN"
-    result = _make(name, message, field or None)
-    result.__cause__ = None
-    return result
+    return _make(code.name if code is not None else "UNKNOWN", message, field or None)
 
 
 def from_status(status: status_pb2.Status, default: str) -> errors.EdgegradError:

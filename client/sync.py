@@ -8,12 +8,12 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import grpc
 
+from edgegrad.codec import network_to_proto
 from edgegrad.errors import NotFound
 from edgegrad.network import Network
 from edgegrad.result import GradientResult
 from edgegrad.v1 import job_pb2, service_pb2, service_pb2_grpc
 
-from edgegrad.codec import network_to_proto
 from .errors import from_rpc_error, is_retryable
 from .job import JobHandle
 from .options import Backoff, ConnectOptions, Deadline, DEFAULT_MAX_MESSAGE_BYTES
