@@ -10,7 +10,7 @@ from .errors import InvalidInput
 from .losses import LOSSES, REDUCTIONS
 from .network import Network
 
-__all__ = ["DTYPES", "check_array", "check_options"]
+__all__ = ["DTYPES", "check_array", "check_options", "check_float32_range"]
 
 DTYPES = ("float64", "float32")
 
@@ -33,6 +33,16 @@ def check_array(values: Any, name: str, columns: int, column_names: tuple[str, .
     return arr
 
 
+def check_float32_range(values: np.ndarray, place: str) -> None:
+    """Refuse finite float64 values that float32 would turn into ±inf; ``place`` has {} for the index."""
+    limit = np.finfo(np.float32).max
+    bad = np.argwhere(np.abs(values) > limit)
+    if bad.size:
+        index = tuple(int(i) for i in bad[0])
+        where = place.format(*index)
+        raise InvalidInput(f"{where}: {values[index]} is beyond float32's range (use dtype float64)")
+
+
 def _names(ids: tuple[str, ...]) -> str:
     shown = ", ".join(ids[:6])
     return f"[{shown}{', ...' if len(ids) > 6 else ''}]"
@@ -48,6 +58,8 @@ def check_options(net: Network, inputs: Any, targets: Any, loss: str | None, red
     if reduction not in REDUCTIONS:
         raise InvalidInput(f"reduction: unknown reduction '{reduction}' (expected one of {', '.join(REDUCTIONS)})")
     x = check_array(inputs, "inputs", net.n_inputs, net.inputs)
+    if dtype == "float32":
+        check_float32_range(x, "inputs[{}][{}]")
     if loss is None:
         if targets is not None:
             raise InvalidInput("targets: given without a loss (pass loss='mse', 'bce' or 'softmax_ce')")
@@ -55,6 +67,8 @@ def check_options(net: Network, inputs: Any, targets: Any, loss: str | None, red
     if targets is None:
         raise InvalidInput(f"targets: loss '{loss}' needs targets (B×{net.n_outputs})")
     t = check_array(targets, "targets", net.n_outputs, net.outputs)
+    if dtype == "float32":
+        check_float32_range(t, "targets[{}][{}]")
     if t.shape[0] != x.shape[0]:
         raise InvalidInput(f"targets: has {t.shape[0]} rows but inputs has {x.shape[0]}")
     if loss in ("bce", "softmax_ce"):

@@ -18,6 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .activations import ACTIVATION_NAMES, ACTIVATIONS, Activation
+from .batch import check_float32_range
 from .network import Network
 
 __all__ = ["Plan", "Level", "Block", "Kernel", "compile_plan", "get_plan", "clear_plan_cache"]
@@ -117,6 +118,9 @@ def _kernels(matrix: sp.csr_matrix, col_offset: int, boundaries: list[int], dtyp
 def compile_plan(net: Network, dtype: str | np.dtype = "float64") -> Plan:
     """Build the execution plan of ``net`` for ``dtype`` (float64 or float32)."""
     dtype = np.dtype(dtype)
+    if dtype == np.float32:
+        check_float32_range(net.biases, "nodes[{}].bias")
+        check_float32_range(net.weights, "edges[{}].weight")
     n_in, n = net.n_inputs, net.n_nodes
     node_level = net.levels[n_in:]
     codes = np.array([ACTIVATION_NAMES.index(a) for a in net.activations], dtype=np.int64)
