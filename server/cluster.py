@@ -16,6 +16,20 @@ from edgegrad.settings import ENV_NAMES, Settings
 __all__ = ["Cluster", "settings_env"]
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the starting process dies (Linux), so no orphans."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the parent's stop() is the only clean-up
+        pass
+
+
+_PR_SET_PDEATHSIG = 1
+_CHILD_SETUP = _die_with_parent if sys.platform.startswith("linux") else None
+
+
 def settings_env(settings: Settings) -> dict[str, str]:
     """Environment variables that reproduce ``settings`` in a child process."""
     env = {}
@@ -58,7 +72,8 @@ class Cluster:
         """Start the server (waiting until it listens) and the workers."""
         self.server = subprocess.Popen(
             [self.python, "-m", "edgegrad", "server", "--listen", f"{self.host}:{self.port}"],
-            env=self._env, stdout=subprocess.PIPE, stderr=self.log, text=True, start_new_session=True)
+            env=self._env, stdout=subprocess.PIPE, stderr=self.log, text=True, start_new_session=True,
+            preexec_fn=_CHILD_SETUP)
         self.port = self._wait_for_port(self.server, timeout)
         for _ in range(self.n_workers):
             self.add_worker()
@@ -69,7 +84,8 @@ class Cluster:
         name = self.worker_name(self._count)
         self._count += 1
         proc = subprocess.Popen([self.python, "-m", "edgegrad", "worker", "--name", name, "--log-level", "WARNING"],
-                                env=self._env, stdout=self.log, stderr=self.log, start_new_session=True)
+                                env=self._env, stdout=self.log, stderr=self.log, start_new_session=True,
+                                preexec_fn=_CHILD_SETUP)
         self.workers.append(proc)
         return proc
 
