@@ -99,15 +99,20 @@ def test_softmax_ce_with_enormous_logits() -> None:
     np.testing.assert_allclose(res.deltas, [0.0 - 1.0 + 0.5, 0.0 + 1.0 - 0.5], atol=1e-15)
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug (reported): float32 casts values beyond its range to inf")
-@pytest.mark.parametrize("where", ["bias", "input"])
-def test_float32_with_values_beyond_its_range_is_refused_or_finite(where: str) -> None:
-    bias, x = (-1e300, 0.0) if where == "bias" else (0.0, -1e300)
-    net = _single("gelu", bias)
-    try:
-        with no_warnings():
-            res = edgegrad.gradients(net, [[x]], dtype="float32")
-    except InvalidInput as exc:  # acceptable: refused, naming the place
-        assert str(exc).startswith("nodes[0].bias" if where == "bias" else "inputs[0][0]"), str(exc)
-        return
-    assert _all_finite(res), res
+@pytest.mark.parametrize("where, place", [("bias", "nodes[0].bias"), ("weight", "edges[1].weight"),
+                                          ("input", "inputs[0][0]"), ("target", "targets[0][0]")])
+def test_float32_refuses_values_beyond_its_range(where: str, place: str) -> None:
+    # finite in float64, but a cast to float32 would turn it into inf (and inf·0 into NaN)
+    huge = -1e300
+    net = _single("gelu", huge if where == "bias" else 0.0)
+    if where == "weight":  # edges: [h -> y, x -> h]
+        net = Network.from_arrays(net.inputs, net.outputs, net.node_ids, net.activations, net.biases,
+                                  net.src, net.dst, [1.0, huge])
+    x = [[huge if where == "input" else 0.0]]
+    t = [[huge if where == "target" else 0.0]]
+    with no_warnings(), pytest.raises(InvalidInput) as info:
+        edgegrad.gradients(net, x, targets=t, loss="mse", dtype="float32")
+    assert str(info.value).startswith(f"{place}: "), str(info.value)
+    assert "float32" in str(info.value)
+    with no_warnings():  # the same values are fine in float64
+        assert _all_finite(edgegrad.gradients(net, x))
