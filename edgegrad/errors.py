@@ -16,6 +16,7 @@ __all__ = [
     "FailedPrecondition",
     "Cancelled",
     "Unavailable",
+    "DeadlineExceeded",
     "JobFailed",
 ]
 
@@ -82,6 +83,12 @@ class Unavailable(EdgegradError):
     """The service or its Redis cannot be reached."""
 
     code = "UNAVAILABLE"
+
+
+class DeadlineExceeded(EdgegradError):
+    """A call that did not finish before its deadline."""
+
+    code = "DEADLINE_EXCEEDED"
 
 
 class JobFailed(EdgegradError):

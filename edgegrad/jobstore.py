@@ -101,7 +101,9 @@ class JobStore:
     def __init__(self, settings: Settings, client: aioredis.Redis | None = None) -> None:
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
-        self.redis = client or aioredis.Redis.from_url(settings.redis_url)
+        # reads block in XREAD for up to a heartbeat period: the socket must wait longer than that
+        self.redis = client or aioredis.Redis.from_url(
+            settings.redis_url, socket_timeout=settings.heartbeat_seconds + 10.0)
         self._rq = _RqEnqueuer(settings)
         self._scripts = {name: self.redis.register_script(getattr(jobscripts, name))
                          for name in ("CREATE", "CANCEL", "DELETE")}

@@ -13,10 +13,10 @@ from typing import IO
 
 from edgegrad.settings import ENV_NAMES, Settings
 
-__all__ = ["Cluster", "settings_env"]
+__all__ = ["Cluster", "settings_env", "die_with_parent"]
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child before exec: get SIGTERM when the starting process dies (Linux), so no orphans."""
     try:
         import ctypes
@@ -27,7 +27,7 @@ def _die_with_parent() -> None:
 
 
 _PR_SET_PDEATHSIG = 1
-_CHILD_SETUP = _die_with_parent if sys.platform.startswith("linux") else None
+_CHILD_SETUP = die_with_parent if sys.platform.startswith("linux") else None
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import os
 import signal
 import subprocess
@@ -18,24 +17,13 @@ import sys
 import tempfile
 import threading
 import time
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .cluster import Cluster
+from .cluster import Cluster, die_with_parent
 
-__all__ = ["add_arguments", "run", "EmbeddedRedis", "child_preexec"]
+__all__ = ["add_arguments", "run", "EmbeddedRedis"]
 
-_PR_SET_PDEATHSIG = 1
 _SOCKET_PATH_MAX = 100  # unix socket paths must stay under ~108 bytes
-
-
-def child_preexec() -> None:
-    """In a child before exec: die with SIGTERM when the parent dies (Linux only; a no-op elsewhere)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
 
 
 class EmbeddedRedis:
@@ -103,7 +91,7 @@ class EmbeddedRedis:
                    "--logfile", os.path.join(self.data_dir, "redis.log"), "--daemonize", "no"]
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL, start_new_session=True,
-                                        preexec_fn=child_preexec)
+                                        preexec_fn=die_with_parent)
         end = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
@@ -176,8 +164,6 @@ def run(args: argparse.Namespace) -> int:
     """Run the whole service until Ctrl-C / SIGTERM; 0 after a clean stop, 2 for bad settings."""
     from edgegrad.errors import InvalidInput
     from edgegrad.settings import Settings
-
-    from .cluster import Cluster
 
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     if workers < 1:
