@@ -8,7 +8,8 @@ Import this module only after checking ``available()``; torch is never a depende
 from __future__ import annotations
 
 import importlib.util
-from typing import Callable, NamedTuple
+import sys
+from typing import Callable, NamedTuple, TextIO
 
 import numpy as np
 
@@ -16,7 +17,7 @@ from edgegrad import Network
 
 from .networks import dense_layers
 
-__all__ = ["available", "TorchGrads", "LevelModel", "LinearModel"]
+__all__ = ["available", "TorchGrads", "LevelModel", "LinearModel", "serve"]
 
 
 def available() -> bool:
@@ -226,16 +227,8 @@ def _Lambda(fn: Callable) -> object:
     return Lambda()
 
 
-def run_timed(spec: dict, batch: int, seed: int, repeat: int, warmup: int, grads_out: str | None) -> dict:
-    """Time the baseline that fits ``spec``'s network (index_add levels, or nn.Linear for an MLP).
-
-    Meant to run in its own process (``python -m benchmarks.torch_baseline``) so torch's OpenMP
-    threads never compete with numpy's while either is being timed.
-    """
-    import time
-
-    import torch
-
+def _timed_step(spec: dict, batch: int, seed: int) -> tuple[Callable[[], object], Callable[[], np.ndarray], str]:
+    """(one training step, edge gradients in file order, description) for ``spec``'s network."""
     from .networks import batch as make_batch, build
 
     net = build(spec)
@@ -243,37 +236,55 @@ def run_timed(spec: dict, batch: int, seed: int, repeat: int, warmup: int, grads
     if spec["generator"] == "mlp":
         model = LinearModel(net)
         Xt, Tt = model.tensors(X, T)
-        fn, kind = (lambda: model.step(Xt, Tt)), "nn.Linear + autograd"
-    else:
-        model = LevelModel(net)
-        fn, kind = (lambda: model.grads(X, T)), "level-by-level index_add + autograd"
+        return (lambda: model.step(Xt, Tt)), (lambda: model.grads(X, T).edge_grads), "nn.Linear + autograd"
+    level_model = LevelModel(net)
+    return ((lambda: level_model.grads(X, T)), (lambda: level_model.grads(X, T).edge_grads),
+            "level-by-level index_add + autograd")
+
+
+def serve(spec: dict, batch: int, seed: int, warmup: int, stdin: TextIO, stdout: TextIO) -> None:
+    """Answer one JSON line per command read from ``stdin``: ``run`` (time one step), ``grads PATH``.
+
+    The first line written says ready, after ``warmup`` untimed steps. Run in a child process so
+    torch's OpenMP threads never spin while numpy or edgegrad is being timed in the parent, and so
+    the parent can alternate its own runs with these (paired timing under changing load).
+    """
+    import json
+    import time
+
+    import torch
+
+    step, grads, kind = _timed_step(spec, batch, seed)
     for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    if grads_out:
-        np.save(grads_out, model.grads(X, T).edge_grads)
-    return {"times": times, "kind": kind, "threads": torch.get_num_threads(), "version": torch.__version__}
+        step()
+    print(json.dumps({"ready": True, "kind": kind, "threads": torch.get_num_threads(),
+                      "version": torch.__version__}), file=stdout, flush=True)
+    for line in stdin:
+        command, _, arg = line.strip().partition(" ")
+        if command == "run":
+            start = time.perf_counter()
+            step()
+            answer = {"seconds": time.perf_counter() - start}
+        elif command == "grads":
+            np.save(arg, grads())
+            answer = {"saved": arg}
+        else:
+            answer = {"error": f"unknown command {command!r}"}
+        print(json.dumps(answer), file=stdout, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m benchmarks.torch_baseline SPEC_JSON --batch B ...``: print the timings as JSON."""
+    """``python -m benchmarks.torch_baseline SPEC_JSON [--batch B] [--seed S]``: serve timing commands."""
     import argparse
     import json
 
-    p = argparse.ArgumentParser(prog="python -m benchmarks.torch_baseline", description=run_timed.__doc__)
+    p = argparse.ArgumentParser(prog="python -m benchmarks.torch_baseline", description=serve.__doc__.splitlines()[0])
     p.add_argument("spec", help='network spec as JSON, e.g. {"generator": "mlp", "seed": 0}')
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--seed", type=int, default=0, help="seed of the batch")
-    p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--grads-out", help="save the edge gradients here (.npy)")
     args = p.parse_args(argv)
-    result = run_timed(json.loads(args.spec), args.batch, args.seed, args.repeat, args.warmup, args.grads_out)
-    print(json.dumps(result))
+    serve(json.loads(args.spec), args.batch, args.seed, args.warmup, sys.stdin, sys.stdout)
     return 0
 
 
