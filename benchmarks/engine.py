@@ -64,7 +64,8 @@ def _describe(label: str, net: Network) -> None:
           f"{net.n_outputs} outputs, {levels} levels", flush=True)
 
 
-def _rel_diff(a: np.ndarray, b: np.ndarray) -> float:
+def _rel_diff(a: np.ndarray | float, b: np.ndarray | float) -> float:
+    b = np.asarray(b, dtype=np.float64)
     scale = float(np.max(np.abs(b))) or 1.0
     return float(np.max(np.abs(np.asarray(a, dtype=np.float64) - b))) / scale
 
@@ -98,9 +99,12 @@ def bench_network(label: str, spec: dict, args: argparse.Namespace, kind: str) -
     table.row(f"gradients float64, B={args.batch}, mse", f64, note)
     get_plan(net, "float32")
     f32 = measure(lambda: call("float32"), repeat, args.warmup)
-    table.row(f"gradients float32, B={args.batch}, mse", f32)
-
     result = call()
+    single = call("float32")
+    table.row(f"gradients float32, B={args.batch}, mse", f32,
+              f"max rel diff from float64: edge_grads {_rel_diff(single.edge_grads, result.edge_grads):.1e}, "
+              f"loss {_rel_diff(single.loss, result.loss):.1e}")
+
     peak = peak_bytes(call)
     acts = args.batch * net.n_nodes * 8
     arrays = sum(a.nbytes for a in (net.src, net.dst, net.weights, net.biases))
