@@ -10,7 +10,7 @@ from .errors import InvalidInput
 from .losses import LOSSES, REDUCTIONS
 from .network import Network
 
-__all__ = ["DTYPES", "check_array", "check_options", "check_float32_range"]
+__all__ = ["DTYPES", "check_array", "check_options", "check_float32_range", "dtype_name"]
 
 DTYPES = ("float64", "float32")
 
@@ -18,19 +18,38 @@ DTYPES = ("float64", "float32")
 def check_array(values: Any, name: str, columns: int, column_names: tuple[str, ...]) -> np.ndarray:
     """A finite float64 B×columns array, or InvalidInput naming the first bad place."""
     try:
-        arr = np.asarray(values, dtype=np.float64)
+        raw = np.asarray(values)
     except (TypeError, ValueError):
         raise InvalidInput(f"{name}: expected a B×{columns} array of numbers (rows of {columns})") from None
-    if arr.ndim != 2 or arr.shape[1] != columns:
+    if raw.ndim != 2 or raw.shape[1] != columns:
         raise InvalidInput(f"{name}: expected shape (B, {columns}) with columns {_names(column_names)},"
-                           f" got {arr.shape}")
-    if arr.shape[0] == 0:
+                           f" got {raw.shape}")
+    if raw.shape[0] == 0:
         raise InvalidInput(f"{name}: the batch is empty (B = 0)")
+    if raw.dtype.kind not in "iuf":
+        rows = values if isinstance(values, (list, tuple)) else raw
+        for b, row in enumerate(rows):
+            for c, cell in enumerate(row):
+                if isinstance(cell, (bool, np.bool_)) or not isinstance(cell, (int, float, np.integer, np.floating)):
+                    shown = cell.item() if isinstance(cell, np.generic) else cell
+                    raise InvalidInput(f"{name}[{b}][{c}]: expected a number, got {shown!r}")
+    arr = raw.astype(np.float64, copy=False)
     bad = np.argwhere(~np.isfinite(arr))
     if bad.size:
         b, c = bad[0]
         raise InvalidInput(f"{name}[{b}][{c}]: must be finite, got {arr[b, c]}")
     return arr
+
+
+def dtype_name(dtype: Any) -> str:
+    """'float64' or 'float32' for a name or numpy dtype, else InvalidInput."""
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        name = str(dtype)
+    if name not in DTYPES:
+        raise InvalidInput(f"dtype: unknown dtype '{dtype}' (expected one of {', '.join(DTYPES)})")
+    return name
 
 
 def check_float32_range(values: np.ndarray, place: str) -> None:
@@ -51,8 +70,7 @@ def _names(ids: tuple[str, ...]) -> str:
 def check_options(net: Network, inputs: Any, targets: Any, loss: str | None, reduction: str,
                   dtype: str) -> tuple[np.ndarray, np.ndarray | None]:
     """Validate a whole request; return (inputs, targets) as float64 arrays."""
-    if str(dtype) not in DTYPES:
-        raise InvalidInput(f"dtype: unknown dtype '{dtype}' (expected one of {', '.join(DTYPES)})")
+    dtype = dtype_name(dtype)
     if loss is not None and loss not in LOSSES:
         raise InvalidInput(f"loss: unknown loss '{loss}' (expected one of {', '.join(LOSSES)})")
     if reduction not in REDUCTIONS:

@@ -47,7 +47,9 @@ def test_inputs_of_the_wrong_shape(inputs: Any, shape: str) -> None:
 
 
 def test_inputs_that_are_not_numbers() -> None:
-    _raises(r"inputs: expected .*numbers", [[0.1, "a lot"], [0.2, 0.3]])
+    _raises(r"inputs\[0\]\[1\]: expected a number, got 'a lot'$", [[0.1, "a lot"], [0.2, 0.3]])
+    _raises(r"inputs\[1\]\[0\]: expected a number, got '1.5'$", [[0.1, 0.2], ["1.5", 0.3]])
+    _raises(r"targets\[2\]\[0\]: expected a number, got None$", X, targets=[[0.0, 1.0]] * 2 + [[None, 0.0]], loss="mse")
     _raises(r"inputs: expected", [[0.1, 0.2], [0.3]])  # ragged rows
     _raises(r"inputs(\[0\]\[1\])?: ", [[0.1, None]])  # null: the array or the cell is named
 
