@@ -52,10 +52,14 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
 
 
-def _run_all(tasks: Iterable[Callable[[], None]]) -> None:
-    """Run independent tasks on the pool (inline when there is one thread or one task)."""
+#: below this many multiply-adds a handful of tasks run inline: a thread hand-off costs ~20 µs
+PARALLEL_MIN_WORK = 200_000
+
+
+def _run_all(tasks: Iterable[Callable[[], None]], work: int) -> None:
+    """Run independent tasks on the pool; inline when there is one thread, one task or little ``work``."""
     tasks = list(tasks)
-    pool = _get_pool() if len(tasks) > 1 else None
+    pool = _get_pool() if len(tasks) > 1 and work >= PARALLEL_MIN_WORK else None
     if pool is None:
         for task in tasks:
             task()
@@ -102,6 +106,14 @@ def _pieces(kernels: tuple[Kernel, ...], cuts: list[tuple[int, int]], source: np
     return [(k.lo, k.hi, k) for k in kernels]
 
 
+def _work(pieces: list[Piece], width: int) -> int:
+    """Rough multiply-add count of a level's pieces."""
+    total = 0
+    for lo, hi, what in pieces:
+        total += (what.matrix.nnz if isinstance(what, Kernel) and not what.dense else hi - lo) * width
+    return total
+
+
 def _evaluate(piece: Piece, source: np.ndarray) -> np.ndarray:
     """The product rows of one piece, as a fresh (or exclusively owned) array."""
     lo, hi, what = piece
@@ -133,7 +145,8 @@ def _forward_level(plan: Plan, level: Level, acts: np.ndarray, fprime: np.ndarra
                 z_out[level.start + a:level.start + b] = zb
 
     cuts = [(block.lo, block.hi) for block in level.blocks]
-    _run_all(lambda p=p: activate(p) for p in _pieces(level.forward, cuts, acts))
+    pieces = _pieces(level.forward, cuts, acts)
+    _run_all((lambda p=p: activate(p) for p in pieces), _work(pieces, acts.shape[1]))
 
 
 def forward(plan: Plan, x: np.ndarray, n_outputs: int | None = None,
@@ -187,7 +200,7 @@ def backward(plan: Plan, run: Pass, direct: np.ndarray | None) -> None:
                 deltas[rows] *= g
 
         pieces = _pieces(level.backward, [(0, level.stop - level.start)], flat)
-        _run_all(lambda p=p: pull(p) for p in pieces)
+        _run_all((lambda p=p: pull(p) for p in pieces), _work(pieces, flat.shape[1]))
 
 
 def summed_edge_grads(plan: Plan, run: Pass) -> np.ndarray:
@@ -206,7 +219,7 @@ def summed_edge_grads(plan: Plan, run: Pass) -> np.ndarray:
         pos = sparse[a:b]
         grads[pos] = np.einsum("ij,ij->i", acts[src[pos]], deltas[dst[pos]])
 
-    _run_all(lambda c=c: chunk(*c) for c in plan.edge_chunks)
+    _run_all((lambda c=c: chunk(*c) for c in plan.edge_chunks), sparse.size * acts.shape[1])
     return grads
 
 
@@ -226,7 +239,7 @@ def per_example_edge_grads(plan: Plan, run: Pass, out: np.ndarray) -> None:
             out[:, file_index[a:b]] = (d * o).T
 
     step = 2048
-    _run_all(lambda a=a: chunk(a, min(a + step, n_edges)) for a in range(0, n_edges, step))
+    _run_all((lambda a=a: chunk(a, min(a + step, n_edges)) for a in range(0, n_edges, step)), out.size)
 
 
 def plan_node_values(plan: Plan, x: np.ndarray) -> NodeValues:
