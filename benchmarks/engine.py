@@ -1,6 +1,6 @@
 """Engine benchmark: plan build, per-call time, float32, peak memory and baselines, printed as a table.
 
-    python -m benchmarks.engine                 # the full benchmark (about two minutes on 2 cores)
+    python -m benchmarks.engine                 # the full benchmark (two to three minutes on 2 cores)
     python -m benchmarks.engine --quick         # smaller networks, fewer runs
     python -m benchmarks.engine --check         # gradients vs PyTorch autograd (1e-9 relative, float64)
 
