@@ -3,6 +3,8 @@
 States are stored as the numbers of ``edgegrad.v1.JobState`` (1 queued, 2 running, 3 succeeded,
 4 failed, 5 cancelled). Stream entry ids encode the chunk seq: chunk ``s`` is ``s-0``; state
 events after chunk ``s`` are ``s-1``, ``s-2``...; the final event is ``(last chunk + 1)-0``.
+State (``k`` = ``s``) and final (``k`` = ``d``) events carry a snapshot of the job hash, so a
+watcher needs no second read to report them.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ if last then
   local ms, sq = string.match(last[1], '^(%d+)-(%d+)$')
   if ms == done then sub = tonumber(sq) + 1 end
 end
-redis.call('XADD', KEYS[3], done .. '-' .. sub, 'k', 's')
+redis.call('XADD', KEYS[3], done .. '-' .. sub, 'k', 's', unpack(redis.call('HGETALL', KEYS[1])))
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
 return {'run', redis.call('GET', KEYS[2]) or '', tostring(attempt), done, redis.call('HGET', KEYS[1], 'layout')}
@@ -72,7 +74,7 @@ return 1
 # to succeed whose chunks were refused because of a cancel ends cancelled. Returns the final state.
 _FINISH_BODY = """
 local seq = tonumber(redis.call('HGET', KEYS[1], 'chunks_done') or '0') + 1
-redis.call('XADD', KEYS[3], seq .. '-0', 'k', 'd')
+redis.call('XADD', KEYS[3], seq .. '-0', 'k', 'd', unpack(redis.call('HGETALL', KEYS[1])))
 redis.call('DEL', KEYS[2])
 local rid = redis.call('HGET', KEYS[1], 'request_id')
 for _, key in ipairs({KEYS[1], KEYS[3]}) do redis.call('EXPIRE', key, ARGV[3]) end

@@ -166,8 +166,11 @@ class JobStore:
                                         f" (jobs/{existing})", field="request_id")
                 return existing, False
         async with self.redis.pipeline(transaction=True) as pipe:
-            if not request_id:
-                await create(keys=keys, args=argv, client=pipe)
+            if not request_id:  # nothing to claim: plain commands, no script to check for
+                pipe.hset(k.job(job_id), mapping=fields)
+                pipe.expire(k.job(job_id), s.job_ttl)
+                pipe.set(k.spec(job_id), spec, ex=s.job_ttl)
+                pipe.zadd(k.jobs, {job_id: 0})
             for args, options in self._rq.commands(job_id):
                 pipe.execute_command(*args, **options)
             pipe.expire(k.network(network_hash), s.network_ttl)

@@ -144,9 +144,9 @@ class Service:
                 if kind == b"c":
                     yield fields[b"d"]
                 elif kind == b"s":
-                    yield job_pb2.JobEvent(state=await store.get_job(job_id))
+                    yield job_pb2.JobEvent(state=job_from_fields(fields))
                 elif kind == b"d":
-                    yield job_pb2.JobEvent(done=await store.get_job(job_id))
+                    yield job_pb2.JobEvent(done=job_from_fields(fields))
                     return
 
     async def _read(self, job_id: str, last: str, block_ms: int) -> list:

@@ -4,6 +4,8 @@ reads only JSON from Redis and runs only edgegrad's job functions."""
 from __future__ import annotations
 
 import threading
+import time
+from typing import Any
 
 from rq import Queue, SimpleWorker
 from rq.job import Job
@@ -26,6 +28,12 @@ class EdgegradWorker(SimpleWorker):
 
     job_heartbeat_ttl: int = 15
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._beat_lock = threading.Lock()
+        self._beat_thread: threading.Thread | None = None
+        self._beating: tuple[Job, Any] | None = None  #: (job, execution) while one runs
+
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         """A short TTL, kept alive by the heartbeat thread, so dead workers are noticed quickly."""
         return max(2, int(self.job_heartbeat_ttl))
@@ -40,24 +48,34 @@ class EdgegradWorker(SimpleWorker):
                                     " function", execution=execution)
             return
         execution = self.prepare_execution(job)
-        stop = threading.Event()
-        beat = threading.Thread(target=self._beat, args=(job, execution, stop), daemon=True,
-                                name=f"heartbeat-{job.id}")
-        beat.start()
+        self._beat_for(job, execution)
         try:
             self.perform_job(job, queue, execution)
         finally:
-            stop.set()
-            beat.join()
+            self._beat_for(None, None)
         self.set_state("idle")
 
-    def _beat(self, job: Job, execution, stop: threading.Event) -> None:
-        interval = max(0.5, self.get_heartbeat_ttl(job) / 3)
-        while not stop.wait(interval):
+    def _beat_for(self, job: Job | None, execution: Any) -> None:
+        """Point the heartbeat thread at the running job (None: no job); start it once."""
+        with self._beat_lock:
+            self._beating = (job, execution) if job is not None else None
+            if self._beat_thread is None:
+                self._beat_thread = threading.Thread(target=self._beat, daemon=True, name="edgegrad-heartbeat")
+                self._beat_thread.start()
+
+    def _beat(self) -> None:
+        """Keep the running job's heartbeat fresh (one thread for the worker's life, not one per job)."""
+        interval = max(0.5, self.get_heartbeat_ttl(None) / 3)  # type: ignore[arg-type]
+        while True:
+            time.sleep(interval)
+            with self._beat_lock:
+                current = self._beating
+            if current is None:
+                continue
             try:
-                self.maintain_heartbeats(job, execution)
+                self.maintain_heartbeats(*current)
             except Exception:  # a missed beat is retried on the next tick
-                self.log.warning("heartbeat for job %s failed", job.id, exc_info=True)
+                self.log.warning("heartbeat for job %s failed", current[0].id, exc_info=True)
 
 
 def make_worker(settings: Settings, connection, name: str | None = None) -> EdgegradWorker:

@@ -41,6 +41,7 @@ class WorkerStore:
         self.redis = client or redis.Redis.from_url(settings.redis_url)
         self.name = name
         self._scripts = {n: self.redis.register_script(getattr(jobscripts, n)) for n in ("START", "EMIT", "FINISH")}
+        self._loaded = False
         self._networks: OrderedDict[str, Network] = OrderedDict()
 
     def start(self, job_id: str) -> Started:
@@ -72,32 +73,53 @@ class WorkerStore:
         """Write chunks (stopping at a cancel or delete), then the final event; returns the final state."""
         k = self.keys
         job_key, events = k.job(job_id), k.events(job_id)
-        pipe = self.redis.pipeline(transaction=False)
+        calls: list[tuple[str, list[str], list[Any]]] = []
         buffered = 0
         for chunk in chunks:
             payload = job_pb2.JobEvent(chunk=chunk).SerializeToString()
-            self._scripts["EMIT"](keys=[job_key, events], args=[chunk.seq, payload], client=pipe)
+            calls.append(("EMIT", [job_key, events], [chunk.seq, payload]))
             buffered += len(payload)
             if buffered >= batch_bytes:
                 buffered = 0
-                if min(pipe.execute(), default=EMIT_WRITTEN) < EMIT_SKIPPED:
+                written, calls = self._run(calls), []
+                if min(written, default=EMIT_WRITTEN) < EMIT_SKIPPED:
                     break  # cancelled, deleted or no longer running: stop between chunks
-        self._finish(pipe, job_id, "3", expected, fields)
-        return _state(pipe.execute()[-1])
+        calls.append(self._finish(job_id, "3", expected, fields))
+        return _state(self._run(calls)[-1])
 
     def fail(self, job_id: str, state: str, fields: dict[str, str]) -> str:
         """End a job as failed ("4") or cancelled ("5")."""
-        pipe = self.redis.pipeline(transaction=False)
-        self._finish(pipe, job_id, state, 0, fields)
-        return _state(pipe.execute()[-1])
+        return _state(self._run([self._finish(job_id, state, 0, fields)])[-1])
 
-    def _finish(self, pipe: Any, job_id: str, state: str, expected: int, fields: dict[str, str]) -> None:
+    def _finish(self, job_id: str, state: str, expected: int, fields: dict[str, str]) -> tuple[str, list, list]:
         k, s = self.keys, self.settings
         now = time.time()
         argv: list[Any] = [state, repr(now), s.result_ttl, repr(now + s.result_ttl), k.request(""), expected]
         for name, value in fields.items():
             argv += [name, value]
-        self._scripts["FINISH"](keys=[k.job(job_id), k.spec(job_id), k.events(job_id)], args=argv, client=pipe)
+        return "FINISH", [k.job(job_id), k.spec(job_id), k.events(job_id)], argv
+
+    def _run(self, calls: list[tuple[str, list[str], list[Any]]]) -> list[Any]:
+        """Run script calls in one pipeline by sha, without redis-py's SCRIPT EXISTS round trip.
+
+        Scripts are loaded once; if Redis lost them (a restart), they are loaded again and the
+        calls re-run, which is safe because EMIT and FINISH are idempotent.
+        """
+        for attempt in (1, 2):
+            if not self._loaded:
+                for script in self._scripts.values():
+                    script.sha = self.redis.script_load(script.script)
+                self._loaded = True
+            pipe = self.redis.pipeline(transaction=False)
+            for name, keys, args in calls:
+                pipe.evalsha(self._scripts[name].sha, len(keys), *keys, *args)
+            try:
+                return pipe.execute()
+            except redis.exceptions.NoScriptError:
+                if attempt == 2:
+                    raise
+                self._loaded = False
+        raise AssertionError("unreachable")
 
 
 def _state(value: Any) -> str:
