@@ -14,7 +14,12 @@ from .errors import InvalidInput
 from .v1 import job_pb2
 
 __all__ = ["new_job_id", "job_name", "job_id_from_name", "initial_fields", "job_from_fields",
-           "error_fields", "loss_fields", "GRPC_CODE_NUMBERS"]
+           "error_fields", "loss_fields", "GRPC_CODE_NUMBERS", "RQ_RECORD_TTL"]
+
+#: seconds rq keeps its own record of a finished job (our job function returns None; results live
+#: in edgegrad's streams). A short positive TTL lets rq expire the record instead of deleting it at
+#: once, which costs several extra round trips per job.
+RQ_RECORD_TTL = 60
 
 _NAME = re.compile(r"^jobs/([0-9a-f]{26})$")
 

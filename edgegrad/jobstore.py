@@ -18,7 +18,7 @@ from rq.serializers import JSONSerializer
 
 from . import jobscripts
 from .errors import AlreadyExists, NotFound
-from .jobrecord import initial_fields, job_from_fields
+from .jobrecord import RQ_RECORD_TTL, initial_fields, job_from_fields
 from .keys import Keys
 from .settings import Settings
 from .v1 import job_pb2, network_pb2
@@ -84,7 +84,7 @@ class _RqEnqueuer:
         pipe = self._sync.pipeline(transaction=False)
         retry = Retry(max=s.job_retries) if s.job_retries else None
         self._queue.enqueue_call(JOB_FUNCTION, args=(job_id,), job_id=job_id, timeout=s.job_timeout,
-                                 result_ttl=0, failure_ttl=s.result_ttl, ttl=s.job_ttl, retry=retry,
+                                 result_ttl=RQ_RECORD_TTL, failure_ttl=s.result_ttl, ttl=s.job_ttl, retry=retry,
                                  pipeline=pipe)
         stack = [(args, options) for args, options in pipe.command_stack]
         pipe.reset()
