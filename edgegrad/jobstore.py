@@ -1,7 +1,7 @@
 """The server's side of the job store: networks, job records, rq enqueueing, event streams.
 
 Everything here is asyncio (redis.asyncio) so one server process serves many open streams.
-A submission is one Redis round trip (two with a request_id); a watch blocks in XREAD.
+A submission is one Redis round trip (claim, record and enqueue in one script); a watch blocks in XREAD.
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ class _RqEnqueuer:
     """Records the commands rq's own ``enqueue_call`` issues, to replay them on the async client.
 
     rq is synchronous; rather than re-implementing its job format, we let rq write into a
-    never-executed redis-py pipeline and send the recorded commands in our own pipeline.
+    never-executed redis-py pipeline and run the recorded commands inside the CREATE script, so a
+    job is claimed, recorded and enqueued atomically in one round trip.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -153,29 +154,21 @@ class JobStore:
         """
         k, s = self.keys, self.settings
         keys = [k.job(job_id), k.spec(job_id), k.jobs, k.request(request_id) if request_id else k.jobs]
-        argv: list[Any] = [job_id, s.job_ttl, spec, "1" if request_id else "0", k.job("")]
+        argv: list[Any] = [job_id, s.job_ttl, spec, "1" if request_id else "0", k.job(""), 2 * len(fields)]
         for name, value in fields.items():
             argv += [name, value]
-        create = self._scripts["CREATE"]
-        if request_id:
-            found = await create(keys=keys, args=argv)
-            if found:
-                existing, their_fp = found[0].decode(), found[1].decode()
-                if their_fp != fingerprint:
-                    raise AlreadyExists(f"request_id: {request_id!r} was already used for a different request"
-                                        f" (jobs/{existing})", field="request_id")
-                return existing, False
-        async with self.redis.pipeline(transaction=True) as pipe:
-            if not request_id:  # nothing to claim: plain commands, no script to check for
-                pipe.hset(k.job(job_id), mapping=fields)
-                pipe.expire(k.job(job_id), s.job_ttl)
-                pipe.set(k.spec(job_id), spec, ex=s.job_ttl)
-                pipe.zadd(k.jobs, {job_id: 0})
-            for args, options in self._rq.commands(job_id):
-                pipe.execute_command(*args, **options)
-            pipe.expire(k.network(network_hash), s.network_ttl)
-            pipe.expire(k.network_meta(network_hash), s.network_ttl)
-            await pipe.execute()
+        commands = [args for args, _ in self._rq.commands(job_id)]
+        commands += [("EXPIRE", k.network(network_hash), s.network_ttl),
+                     ("EXPIRE", k.network_meta(network_hash), s.network_ttl)]
+        for words in commands:
+            argv += [len(words), *words]
+        found = await self._scripts["CREATE"](keys=keys, args=argv)
+        if found:
+            existing, their_fp = found[0].decode(), found[1].decode()
+            if their_fp != fingerprint:
+                raise AlreadyExists(f"request_id: {request_id!r} was already used for a different request"
+                                    f" (jobs/{existing})", field="request_id")
+            return existing, False
         return job_id, True
 
     async def job_fields(self, job_id: str) -> dict[bytes, bytes]:

@@ -21,6 +21,9 @@ from edgegrad.v1 import job_pb2, network_pb2, service_pb2
 __all__ = ["Service"]
 
 _MAX_REQUEST_ID = 128
+#: a job's "running" state is sent once no chunk has followed it for this long, so a quick job's
+#: stream is state, chunks, final job (fewer messages), and a slow one still shows it started
+STATE_LINGER_MS = 20
 
 
 class Service:
@@ -129,9 +132,14 @@ class Service:
         yield job_pb2.JobEvent(state=first or await store.get_job(job_id))
         last = f"{int(after_seq)}-0"
         block_ms = max(1, int(self.settings.heartbeat_seconds * 1000))
+        held: job_pb2.Job | None = None  # a state change not sent yet: quick jobs never need it
         while True:
-            entries = await self._read(job_id, last, block_ms)
+            entries = await self._read(job_id, last, min(block_ms, STATE_LINGER_MS) if held else block_ms)
             if not entries:
+                if held is not None:
+                    yield job_pb2.JobEvent(state=held)
+                    held = None
+                    continue
                 state = await store.job_state(job_id)
                 if state is None:
                     raise NotFound(f"name: job {name} was deleted or expired", field="name")
@@ -141,10 +149,12 @@ class Service:
             for entry_id, fields in entries:
                 last = entry_id.decode()
                 kind = fields.get(b"k")
+                if kind == b"s":
+                    held = job_from_fields(fields)
+                    continue
+                held = None  # chunks and the final job say more than the held state
                 if kind == b"c":
                     yield fields[b"d"]
-                elif kind == b"s":
-                    yield job_pb2.JobEvent(state=job_from_fields(fields))
                 elif kind == b"d":
                     yield job_pb2.JobEvent(done=job_from_fields(fields))
                     return
