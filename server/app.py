@@ -14,14 +14,13 @@ from google.protobuf import empty_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from edgegrad.errors import EdgegradError
 from edgegrad.jobstore import JobStore
 from edgegrad.settings import Settings
 from edgegrad.v1 import network_pb2, service_pb2
 
 from .auth import TokenAuthInterceptor
 from .service import Service
-from .status import abort
+from .status import SERVICE_ERRORS, abort
 
 __all__ = ["App", "create_server", "serve", "SERVICE_NAME"]
 
@@ -39,7 +38,7 @@ def _unary(fn: Callable[[Any], Awaitable[Any]]) -> Callable:
     async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
             return await fn(request)
-        except EdgegradError as exc:
+        except SERVICE_ERRORS as exc:
             await abort(context, exc)
     return call
 
@@ -50,7 +49,7 @@ def _streaming(fn: Callable[[Any], Any]) -> Callable:
         try:
             async for event in fn(request):
                 yield event
-        except EdgegradError as exc:
+        except SERVICE_ERRORS as exc:
             await abort(context, exc)
     return call
 

@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import grpc
+import redis.exceptions
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from edgegrad.errors import EdgegradError
+from edgegrad.errors import EdgegradError, Unavailable
 from edgegrad.jobrecord import GRPC_CODE_NUMBERS
 
-__all__ = ["status_code", "rich_status", "abort"]
+__all__ = ["status_code", "rich_status", "abort", "SERVICE_ERRORS", "as_edgegrad_error"]
+
+#: what a handler turns into a status: our errors, and Redis being unreachable (UNAVAILABLE, so
+#: clients retry) rather than an opaque UNKNOWN
+SERVICE_ERRORS = (EdgegradError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 _DETAILS_KEY = "grpc-status-details-bin"
+
+
+def as_edgegrad_error(exc: BaseException) -> EdgegradError:
+    """``exc`` itself, or Unavailable for a Redis connection problem."""
+    if isinstance(exc, EdgegradError):
+        return exc
+    return Unavailable(f"redis: {type(exc).__name__}: {exc}; try again")
 
 
 def status_code(exc: EdgegradError) -> grpc.StatusCode:
@@ -30,8 +42,9 @@ def rich_status(exc: EdgegradError) -> status_pb2.Status:
     return status
 
 
-async def abort(context: grpc.aio.ServicerContext, exc: EdgegradError) -> None:
+async def abort(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
     """End the call with the status of ``exc`` (raises, as ``context.abort`` does)."""
+    exc = as_edgegrad_error(exc)
     status = rich_status(exc)
     await context.abort(status_code(exc), exc.message,
                         trailing_metadata=((_DETAILS_KEY, status.SerializeToString()),))

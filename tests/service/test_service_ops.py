@@ -156,3 +156,14 @@ def test_workers_refuse_functions_that_are_not_edgegrads(namespace, tmp_path) ->
     assert not target.exists()
     assert rq_job.get_status(refresh=True) == "failed"
     rq_job.delete()
+
+
+def test_an_unreachable_redis_is_unavailable_not_unknown(namespace, thread_server) -> None:
+    """Clients retry UNAVAILABLE; a Redis outage must not surface as an opaque UNKNOWN."""
+    server = thread_server(namespace("noredis").with_(redis_url="redis://127.0.0.1:1/0"))
+    with grpc.insecure_channel(server.address) as channel:
+        stub = service_pb2_grpc.EdgegradStub(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.GetJob(service_pb2.GetJobRequest(name="jobs/" + "0" * 26), timeout=30)
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert info.value.details().startswith("redis: ")
