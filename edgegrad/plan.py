@@ -25,6 +25,8 @@ __all__ = ["Plan", "Level", "Block", "Kernel", "compile_plan", "get_plan", "clea
 
 #: a level's in- or out-edges go to BLAS when at least this share of the block they span is set
 DENSE_MIN_DENSITY = 0.25
+#: blocks of at most this many cells are always dense: a tiny BLAS product beats building a sparse matrix
+SMALL_BLOCK_CELLS = 4096
 #: sparse kernels are split into row chunks of about this many stored entries (for the thread pool)
 CHUNK_NNZ = 32_768
 #: edges per chunk in the per-edge gradient products
@@ -96,23 +98,29 @@ def _split_rows(indptr: np.ndarray, lo: int, hi: int, boundaries: list[int]) -> 
     return pieces
 
 
-def _kernels(matrix: sp.csr_matrix, col_offset: int, boundaries: list[int], dtype: np.dtype) -> tuple[Kernel, ...]:
-    """Row-chunked kernels for one level's matrix; dense (BLAS) when the spanned block is dense enough."""
-    n_rows, _ = matrix.shape
-    if matrix.nnz == 0:
+def _kernels(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, n_rows: int, col_offset: int,
+             boundaries: list[int], dtype: np.dtype) -> tuple[Kernel, ...]:
+    """Row-chunked kernels for one level's entries (row-sorted COO triplets).
+
+    Dense (BLAS) when the entries fill enough of the block they span, or when that block is so
+    small that building a sparse matrix would cost more than it saves; sparse (CSR over the
+    prefix of source rows it reads) otherwise.
+    """
+    if rows.size == 0:
         return ()
-    used = np.unique(matrix.indices)
-    if matrix.nnz >= DENSE_MIN_DENSITY * n_rows * used.size:
+    used = np.unique(cols)
+    cells = n_rows * used.size
+    if rows.size >= DENSE_MIN_DENSITY * cells or cells <= SMALL_BLOCK_CELLS:
         contiguous = used[-1] - used[0] + 1 == used.size
-        cols = slice(col_offset + int(used[0]), col_offset + int(used[-1]) + 1) if contiguous else used + col_offset
-        block = matrix[:, used].toarray().astype(dtype)
-        return (Kernel(0, n_rows, block, cols, True),)
-    # keep only the columns actually used, as a slice starting at 0 (the sparse product reads a prefix)
+        where = slice(col_offset + int(used[0]), col_offset + int(used[-1]) + 1) if contiguous else used + col_offset
+        block = np.zeros((n_rows, used.size), dtype=dtype)
+        block[rows, np.searchsorted(used, cols)] = vals
+        return (Kernel(0, n_rows, block, where, True),)
     width = int(used[-1]) + 1
-    matrix = sp.csr_matrix(matrix[:, :width], dtype=dtype)
+    matrix = sp.csr_matrix((vals.astype(dtype), (rows, cols)), shape=(n_rows, width))
     matrix.sort_indices()
-    return tuple(Kernel(a, b, matrix[a:b], slice(col_offset, col_offset + width), False)
-                 for a, b in _split_rows(matrix.indptr, 0, n_rows, boundaries))
+    return tuple(Kernel(lo, hi, matrix[lo:hi], slice(col_offset, col_offset + width), False)
+                 for lo, hi in _split_rows(matrix.indptr, 0, n_rows, boundaries))
 
 
 def compile_plan(net: Network, dtype: str | np.dtype = "float64") -> Plan:
@@ -154,13 +162,10 @@ def compile_plan(net: Network, dtype: str | np.dtype = "float64") -> Plan:
                        for a, b in zip(cuts[:-1], cuts[1:]))
         boundaries = cuts[1:-1]
         e0, e1 = int(edge_level_start[li]), int(edge_level_start[li + 1])
-        w_in = sp.csr_matrix((e_w[e0:e1], (e_dst[e0:e1] - start, e_src[e0:e1])),
-                             shape=(stop - start, n_in + start), dtype=dtype)
-        forward = _kernels(w_in, 0, boundaries, dtype)
+        forward = _kernels(e_dst[e0:e1] - start, e_src[e0:e1], e_w[e0:e1], stop - start, 0, boundaries, dtype)
         o0, o1 = np.searchsorted(o_src, [n_in + start, n_in + stop])
-        w_out = sp.csr_matrix((o_w[o0:o1], (o_src[o0:o1] - n_in - start, o_dst[o0:o1] - stop)),
-                              shape=(stop - start, n - stop), dtype=dtype)
-        backward = _kernels(w_out, stop, boundaries, dtype)
+        backward = _kernels(o_src[o0:o1] - n_in - start, o_dst[o0:o1] - stop, o_w[o0:o1], stop - start, stop,
+                            boundaries, dtype)
         dense_grad = None
         if forward and forward[0].dense:
             cols = forward[0].cols

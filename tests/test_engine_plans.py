@@ -102,3 +102,40 @@ def test_plan_cache_eviction(monkeypatch: pytest.MonkeyPatch) -> None:
         again = edgegrad.gradients(Network.from_dict(d), X[:, :len(d["inputs"])])
         assert again == first
         assert_agrees(again, reference_gradients(d, X[:, :len(d["inputs"])]))
+
+
+@pytest.mark.parametrize("policy", ["all sparse", "all dense"])
+@pytest.mark.parametrize("seed", range(6))
+def test_sparse_and_dense_kernels_agree_with_the_reference(policy: str, seed: int,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever kernel the plan picks for a level (CSR chunks or a BLAS block), results are the same."""
+    import edgegrad.plan as plan
+
+    if policy == "all sparse":
+        monkeypatch.setattr(plan, "DENSE_MIN_DENSITY", 2.0)   # no block is ever dense enough
+        monkeypatch.setattr(plan, "SMALL_BLOCK_CELLS", 0)
+        monkeypatch.setattr(plan, "CHUNK_NNZ", 3)             # and every level splits into many chunks
+    else:
+        monkeypatch.setattr(plan, "DENSE_MIN_DENSITY", 0.0)
+    plan.clear_plan_cache()
+    try:
+        _check_against_reference(seed, policy == "all dense")
+    finally:
+        plan.clear_plan_cache()  # no plan built under a forced policy outlives the test
+
+
+def _check_against_reference(seed: int, dense: bool) -> None:
+    import edgegrad.plan as plan
+
+    data = random_network_dict(seed, n_inputs=4, n_nodes=14, n_outputs=3)
+    net = Network.from_dict(data)
+    X = random_inputs(seed, 3, net.n_inputs)
+    T = np.random.default_rng(seed).uniform(size=(3, net.n_outputs))
+    kinds = {k.dense for level in plan.get_plan(net).levels for k in level.forward + level.backward}
+    assert kinds == {dense}
+    assert_agrees(edgegrad.gradients(net, X), reference_gradients(data, X))
+    assert_agrees(edgegrad.gradients(net, X, targets=T, loss="mse", per_example=True),
+                  reference_gradients(data, X, T, "mse", "mean", per_example=True))
+    summed = edgegrad.gradients(net, X, targets=T, loss="mse")
+    ref = reference_gradients(data, X, T, "mse", "mean", per_example=True)
+    np.testing.assert_allclose(summed.edge_grads, ref.edge_grads.sum(axis=0), rtol=1e-9, atol=1e-15)
