@@ -22,7 +22,8 @@ import numpy as np
 from .plan import Kernel, Level, Plan
 
 __all__ = ["Pass", "NodeValues", "forward", "backward", "summed_edge_grads", "per_example_edge_grads",
-           "plan_node_values", "node_values"]
+           "plan_node_values"]
+
 
 def _thread_count() -> int:
     """Threads for the kernels: EDGEGRAD_THREADS, else the CPUs this process may run on."""
@@ -249,9 +250,3 @@ def plan_node_values(plan: Plan, x: np.ndarray) -> NodeValues:
     o = np.concatenate([run.acts[:n_in], run.acts[n_in + plan.node_row]]).T
     return NodeValues(z[plan.node_row].T.copy(), o.copy(), run.fprime[plan.node_row].T.copy())
 
-
-def node_values(net, inputs, dtype: str = "float64") -> NodeValues:
-    """z, o and f'(z) of every node of ``net`` for a batch, in file order (validated)."""
-    from .api import node_values as _node_values
-
-    return _node_values(net, inputs, dtype)

@@ -1,6 +1,6 @@
 """``edgegrad explain``: the δ recursion for one edge and one input row, with the engine's numbers.
 
-Nothing is recomputed here: z, o and f'(z) come from ``engine.node_values``, every δ from
+Nothing is recomputed here: z, o and f'(z) come from ``api.node_values``, every δ from
 ``gradients`` (output mode, or loss mode with ``per_example``) and the direct terms ∂L/∂o
 from the engine's own loss module. The explanation lays those numbers out along
 
@@ -16,7 +16,7 @@ import numpy as np
 
 from .api import gradients
 from .batch import check_array
-from .engine import node_values
+from .api import node_values
 from .errors import InvalidInput
 from .losses import loss_and_grad
 from .network import Network

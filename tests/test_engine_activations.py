@@ -10,7 +10,7 @@ import pytest
 
 import edgegrad
 from edgegrad import Network
-from edgegrad.engine import node_values
+from edgegrad.api import node_values
 from dags import ALL_ACTIVATIONS, kink_distance
 from reference import (
     activation_derivative,
