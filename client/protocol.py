@@ -33,10 +33,7 @@ def build_request(net: Network, inputs: Any, targets: Any, loss: str | None, red
     """A validated SubmitJobRequest referring to ``net`` by hash (or carrying it inline)."""
     if not isinstance(net, Network):
         raise TypeError(f"net must be an edgegrad.Network, got {type(net).__name__}")
-    if per_example and loss is None:
-        # The in-process call ignores per_example in output mode; so does the service.
-        per_example = False
-    x, t = check_options(net, inputs, targets, loss, reduction, dtype)
+    x, t = check_options(net, inputs, targets, loss, reduction, dtype, per_example)
     request = job_pb2.GradientRequest(
         inputs=tensor_from_array(x), loss=loss or "", reduction=reduction, per_example=bool(per_example),
         dtype=str(dtype))

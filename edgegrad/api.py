@@ -8,9 +8,11 @@ import numpy as np
 
 from . import engine
 from .batch import check_options
+from .errors import InvalidInput
 from .losses import loss_and_grad
 from .network import Network
-from .plan import get_plan
+from .overflow import overflow_message
+from .plan import Plan, get_plan
 from .result import GradientResult
 
 __all__ = ["gradients", "node_values"]
@@ -21,8 +23,17 @@ def gradients(net: Network, inputs: Any, targets: Any = None, loss: str | None =
     """Outputs and exact derivatives of ``net`` for a batch, in output mode or loss mode (see the contract)."""
     if not isinstance(net, Network):
         raise TypeError(f"net must be an edgegrad.Network, got {type(net).__name__}")
-    x, t = check_options(net, inputs, targets, loss, reduction, dtype)
+    x, t = check_options(net, inputs, targets, loss, reduction, dtype, per_example)
     plan = get_plan(net, dtype)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is found and named below
+        run, result = _compute(net, plan, x, t, loss, reduction, per_example)
+    if not result.is_finite():
+        raise InvalidInput(overflow_message(net, plan, run, result))
+    return result
+
+
+def _compute(net: Network, plan: Plan, x: np.ndarray, t: np.ndarray | None, loss: str | None,
+             reduction: str, per_example: bool) -> tuple[engine.Pass, GradientResult]:
     batch, n_out = x.shape[0], net.n_outputs
     run, _ = engine.forward(plan, x.astype(plan.dtype, copy=False), n_outputs=None if loss else n_out)
     outputs = run.acts[plan.n_inputs + plan.output_rows].T.copy()
@@ -33,7 +44,7 @@ def gradients(net: Network, inputs: Any, targets: Any = None, loss: str | None =
         edge_grads = np.empty((batch, n_out, net.n_edges), dtype=plan.dtype)
         engine.per_example_edge_grads(plan, run, edge_grads)
         deltas = np.ascontiguousarray(run.deltas[file_rows].transpose(2, 1, 0))
-        return GradientResult(outputs, None, edge_grads, deltas)
+        return run, GradientResult(outputs, None, edge_grads, deltas)
 
     value, d_out = loss_and_grad(loss, reduction, outputs, t)
     engine.backward(plan, run, d_out.T.astype(plan.dtype))
@@ -45,11 +56,12 @@ def gradients(net: Network, inputs: Any, targets: Any = None, loss: str | None =
         edge_grads = np.empty(net.n_edges, dtype=plan.dtype)
         edge_grads[plan.edge_file] = engine.summed_edge_grads(plan, run)
         deltas = run.deltas.sum(axis=1)[file_rows]
-    return GradientResult(outputs, value, edge_grads, deltas)
+    return run, GradientResult(outputs, value, edge_grads, deltas)
 
 
 def node_values(net: Network, inputs: Any, dtype: str = "float64") -> engine.NodeValues:
     """z, o and f'(z) of every node for a batch, in file order (for explanations and checks)."""
-    x, _ = check_options(net, inputs, None, None, "mean", dtype)
+    x, _ = check_options(net, inputs, None, None, "mean", dtype, False)
     plan = get_plan(net, dtype)
-    return engine.plan_node_values(plan, x.astype(plan.dtype, copy=False))
+    with np.errstate(over="ignore", invalid="ignore"):  # explanations show inf rather than warn
+        return engine.plan_node_values(plan, x.astype(plan.dtype, copy=False))

@@ -68,13 +68,17 @@ def _names(ids: tuple[str, ...]) -> str:
 
 
 def check_options(net: Network, inputs: Any, targets: Any, loss: str | None, reduction: str,
-                  dtype: str) -> tuple[np.ndarray, np.ndarray | None]:
+                  dtype: str, per_example: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """Validate a whole request; return (inputs, targets) as float64 arrays."""
     dtype = dtype_name(dtype)
     if loss is not None and loss not in LOSSES:
         raise InvalidInput(f"loss: unknown loss '{loss}' (expected one of {', '.join(LOSSES)})")
     if reduction not in REDUCTIONS:
         raise InvalidInput(f"reduction: unknown reduction '{reduction}' (expected one of {', '.join(REDUCTIONS)})")
+    if loss is None and per_example:
+        raise InvalidInput("per_example: only meaningful with a loss (output mode is already per example)")
+    if loss is None and reduction != "mean":
+        raise InvalidInput(f"reduction: '{reduction}' is only meaningful with a loss")
     x = check_array(inputs, "inputs", net.n_inputs, net.inputs)
     if dtype == "float32":
         check_float32_range(x, "inputs[{}][{}]")

@@ -65,8 +65,14 @@ def _run_all(tasks: Iterable[Callable[[], None]], work: int) -> None:
         for task in tasks:
             task()
         return
-    for future in [pool.submit(task) for task in tasks]:
+    for future in [pool.submit(_quietly, task) for task in tasks]:
         future.result()
+
+
+def _quietly(task: Callable[[], None]) -> None:
+    """Run a task with float overflow left to the caller's finiteness check (errstate is per thread)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        task()
 
 
 class Pass(NamedTuple):

@@ -18,6 +18,11 @@ class GradientResult:
     edge_grads: np.ndarray       #: B×K×E (output mode), E or B×E (loss mode, per_example)
     deltas: np.ndarray           #: B×K×N (output mode), N or B×N (loss mode, per_example)
 
+    def is_finite(self) -> bool:
+        """Whether every number (and the loss) is finite."""
+        return ((self.loss is None or bool(np.isfinite(self.loss)))
+                and all(bool(np.isfinite(getattr(self, f)).all()) for f in ("outputs", "edge_grads", "deltas")))
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, GradientResult):
             return NotImplemented

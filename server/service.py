@@ -86,7 +86,7 @@ class Service:
         if x.ndim >= 1 and x.shape[0] > s.max_batch:
             raise ResourceExhausted(f"inputs: batch of {x.shape[0]} rows, over the limit of {s.max_batch}")
         loss = r.loss or None
-        check_options(meta, x, t, loss, r.reduction or "mean", r.dtype or "float64")
+        check_options(meta, x, t, loss, r.reduction or "mean", r.dtype or "float64", r.per_example)
         layout = result_layout(meta, int(x.shape[0]), loss, r.per_example, r.dtype or "float64", s.chunk_bytes)
         if result_bytes(layout) > s.max_result_bytes:
             raise ResourceExhausted(f"request: the result would take {result_bytes(layout)} bytes, over the limit"

@@ -137,3 +137,34 @@ def test_errors_leave_the_engine_usable() -> None:
 def test_a_network_must_be_a_network() -> None:
     with pytest.raises((TypeError, InvalidInput)):
         edgegrad.gradients({"inputs": ["x"]}, [[1.0]])
+
+
+def test_options_that_need_a_loss_are_refused_without_one() -> None:
+    _raises(r"per_example: only meaningful with a loss", X, per_example=True)
+    _raises(r"reduction: 'sum' is only meaningful with a loss", X, reduction="sum")
+
+
+OVERFLOW = Network.from_dict({
+    "inputs": ["x"], "outputs": ["y"],
+    "nodes": [{"id": "h", "activation": "tanh"}, {"id": "y"}, {"id": "big"}, {"id": "tiny"}],
+    "edges": [{"src": "x", "dst": "h", "weight": 1.0}, {"src": "h", "dst": "y", "weight": 1.0},
+              {"src": "x", "dst": "big", "weight": 1e10}, {"src": "big", "dst": "y", "weight": 1.0},
+              {"src": "x", "dst": "tiny", "weight": 1e-200}, {"src": "tiny", "dst": "y", "weight": 1e200}],
+})
+
+
+@pytest.mark.filterwarnings("error")
+def test_overflow_inside_the_computation_names_where_it_started() -> None:
+    """Finite inputs and weights can still overflow; that is bad input, named, and never a warning."""
+    with pytest.raises(InvalidInput, match=r"^nodes\[2\]: its value overflows float64 at inputs row 1 "
+                                           r"\(node 'big'"):
+        edgegrad.gradients(OVERFLOW, [[1.0], [1e300]])
+    with pytest.raises(InvalidInput, match=r"^loss: inf \(the loss overflows float64"):
+        edgegrad.gradients(OVERFLOW, [[1e200]], targets=[[0.0]], loss="mse")
+    with pytest.raises(InvalidInput, match=r"^edges\[4\]: the derivative for x -> tiny overflows float64"):
+        edgegrad.gradients(OVERFLOW, [[1e200]])
+    single = Network.from_dict({"inputs": ["x"], "outputs": ["y"], "nodes": [{"id": "y"}],
+                                "edges": [{"src": "x", "dst": "y", "weight": 1e10}]})
+    with pytest.raises(InvalidInput, match=r"^nodes\[0\]: its value overflows float32 at inputs row 0"):
+        edgegrad.gradients(single, [[1e30]], dtype="float32")
+    assert edgegrad.gradients(OVERFLOW, [[1.0]]).is_finite()

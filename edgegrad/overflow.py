@@ -1,0 +1,43 @@
+"""Naming where a computation left the floating-point range, for an InvalidInput message."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .engine import Pass
+from .network import Network
+from .plan import Plan
+from .result import GradientResult
+
+__all__ = ["overflow_message"]
+
+
+def overflow_message(net: Network, plan: Plan, run: Pass, result: GradientResult) -> str:
+    """Where the first non-finite number came from: a node's value, the loss, a δ, or an edge derivative.
+
+    Inputs, weights and biases are finite (they were checked), so a non-finite number means a
+    weighted sum, an activation, the loss or a product along a path grew past the dtype's range.
+    """
+    dtype = plan.dtype.name
+    batch = result.outputs.shape[0]
+    node_rows = run.acts[plan.n_inputs:]
+    bad_rows = np.flatnonzero(~np.isfinite(node_rows).all(axis=1))
+    if bad_rows.size:  # plan order is topological: the first bad row is where it started
+        return _node_message(net, plan, int(bad_rows[0]), node_rows, f"its value overflows {dtype}", batch)
+    if result.loss is not None and not np.isfinite(result.loss):
+        return f"loss: {result.loss} (the loss overflows float64: outputs too far from their targets)"
+    delta_rows = run.deltas.reshape(plan.n_nodes, -1)
+    bad_rows = np.flatnonzero(~np.isfinite(delta_rows).all(axis=1))
+    if bad_rows.size:  # the backward pass runs from the last row: the last bad row is where it started
+        return _node_message(net, plan, int(bad_rows[-1]), delta_rows, f"its δ overflows {dtype}", batch)
+    grads = result.edge_grads.reshape(-1, net.n_edges)
+    edge = int(np.flatnonzero(~np.isfinite(grads).all(axis=0))[0])
+    ids = net.vertex_ids
+    return (f"edges[{edge}]: the derivative for {ids[net.src[edge]]} -> {ids[net.dst[edge]]}"
+            f" overflows {dtype} (δ · o too large)")
+
+
+def _node_message(net: Network, plan: Plan, row: int, values: np.ndarray, what: str, batch: int) -> str:
+    node = int(np.flatnonzero(plan.node_row == row)[0])
+    example = int(np.flatnonzero(~np.isfinite(values[row]))[0]) % batch  # columns are (output, example)
+    return f"nodes[{node}]: {what} at inputs row {example} (node '{net.node_ids[node]}'; weights × inputs too large)"
