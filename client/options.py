@@ -10,6 +10,8 @@ from typing import Iterator
 
 import grpc
 
+from edgegrad.errors import InvalidInput
+
 __all__ = ["ConnectOptions", "Backoff", "Deadline", "DEFAULT_MAX_MESSAGE_BYTES"]
 
 #: the largest message the client sends or accepts; the server states its own limits in GetCapabilities
@@ -40,7 +42,7 @@ class ConnectOptions:
               token: str | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> "ConnectOptions":
         """Normalise user arguments; ``EDGEGRAD_TOKEN`` supplies the token when none is given."""
         if not isinstance(target, str) or not target.strip():
-            raise ValueError("target: expected HOST:PORT, got an empty string")
+            raise InvalidInput("target: expected HOST:PORT, got an empty string")
         target = target.strip()
         for scheme in ("grpc://", "http://"):
             if target.startswith(scheme):

@@ -151,6 +151,8 @@ def _grad(args: argparse.Namespace) -> int:
     if args.out is not None:
         check_result_path(args.out)
     _check_mode_flags(args)
+    if args.server is not None and not args.server.strip():
+        raise InvalidInput("--server: expected HOST:PORT, got an empty string")
     net = Network.load(args.network)
     x, t = _load_batch(args, net)
     options = {"targets": t, "loss": args.loss, "reduction": args.reduction or "mean",

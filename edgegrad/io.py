@@ -7,6 +7,7 @@ import json
 import math
 import os
 import tempfile
+import zipfile
 from typing import Any, Sequence
 
 import numpy as np
@@ -57,10 +58,20 @@ def load_matrix(path: str | os.PathLike[str], name: str = "inputs",
     return matrix
 
 
+_FLOAT_MAX = float(np.finfo(np.float64).max)
+
+
+def _umask() -> int:
+    """The process umask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 # ----------------------------------------------------------------- readers
 def _load_json(path: str, name: str) -> np.ndarray:
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8-sig") as fh:
             data = json.load(fh)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"{path}: not valid JSON ({exc})") from None
@@ -77,16 +88,15 @@ def _load_json(path: str, name: str) -> np.ndarray:
         for c, value in enumerate(row):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise InvalidInput(f"{path}: {name}[{b}][{c}]: expected a number, got {_kind(value)}")
-    try:
-        return np.array(data, dtype=np.float64).reshape(len(data), width or 0)
-    except OverflowError:  # an integer too large for a float
-        raise InvalidInput(f"{path}: {name}: a number is too large for a float") from None
+            if isinstance(value, int) and abs(value) > _FLOAT_MAX:
+                raise InvalidInput(f"{path}: {name}[{b}][{c}]: must be finite, got an integer too large for float64")
+    return np.array(data, dtype=np.float64).reshape(len(data), width or 0)
 
 
 def _load_npy(path: str, name: str) -> np.ndarray:
     try:
         arr = np.load(path, allow_pickle=False)
-    except ValueError as exc:
+    except (ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise InvalidInput(f"{path}: not a readable .npy array ({exc})") from None
     if not isinstance(arr, np.ndarray):
         raise InvalidInput(f"{path}: expected a .npy array, got an archive")
@@ -209,6 +219,7 @@ def save_result(path: str, net: Network, res: GradientResult) -> None:
                 np.savez_compressed(fh, **arrays)
             else:
                 fh.write(dumps_result(net, res).encode("utf-8") + b"\n")
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a result file is an ordinary file
         os.replace(tmp, path)
     except OSError as exc:
         _remove_quietly(tmp)

@@ -25,7 +25,7 @@ class Loss(NamedTuple):
 
 def _mse(y: np.ndarray, t: np.ndarray) -> tuple[float, np.ndarray]:
     diff = y - t
-    with np.errstate(over="ignore"):  # |y - t| > 1e154: the loss is honestly inf, without a warning
+    with np.errstate(over="ignore"):  # |y - t| > 1e154: inf, which gradients() reports as bad input
         return float(np.sum(diff * diff)), 2.0 * diff
 
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 import os
+import zipfile
 from functools import cached_property
 from typing import Any, Iterable, Sequence
 
@@ -206,8 +207,8 @@ class Network:
         try:
             if path.endswith(".npz"):
                 return cls._load_npz(path)
-            with open(path, encoding="utf-8") as fh:
-                data = json.load(fh)
+            with open(path, encoding="utf-8-sig") as fh:
+                data = json.load(fh, object_pairs_hook=_JsonObject.from_pairs)
         except OSError as exc:
             raise InvalidInput(f"{path}: cannot read ({exc.strerror or exc})") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -242,8 +243,8 @@ class Network:
                                        z["src"], z["dst"], z["weights"])
         except InvalidInput:
             raise
-        except (OSError, KeyError, ValueError) as exc:
-            raise InvalidInput(f"{path}: not an edgegrad .npz network ({exc})") from None
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise InvalidInput(f"{path}: not an edgegrad .npz network ({exc or type(exc).__name__})") from None
 
 
 # ------------------------------------------------------------------ helpers
@@ -258,7 +259,24 @@ def _kind(value: Any) -> str:
             type(None): "null"}.get(type(value), type(value).__name__)
 
 
+class _JsonObject(dict):
+    """A parsed JSON object that remembers the first key it saw twice (json keeps the last silently)."""
+
+    duplicate: str | None = None
+
+    @classmethod
+    def from_pairs(cls, pairs: list[tuple[str, Any]]) -> "_JsonObject":
+        obj = cls(pairs)
+        if len(obj) != len(pairs):
+            seen: set[str] = set()
+            obj.duplicate = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        return obj
+
+
 def _check_keys(obj: dict, allowed: Iterable[str], place: str) -> None:
+    duplicate = getattr(obj, "duplicate", None)
+    if duplicate is not None:
+        raise InvalidInput(f"{place}: key '{duplicate}' appears twice")
     for key in obj:
         if key not in allowed:
             raise InvalidInput(f"{place}: unknown key '{key}' (allowed: {', '.join(allowed)})")
@@ -304,9 +322,12 @@ def _check_activation(name: str, place: str) -> None:
 
 
 def _finite(value: Any, place: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise InvalidInput(f"{place}: expected a number, got {_kind(value)}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an integer beyond float64
+        raise InvalidInput(f"{place}: must be finite, got an integer too large for float64") from None
     if not math.isfinite(value):
         raise InvalidInput(f"{place}: must be finite, got {value}")
     return value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -226,3 +227,46 @@ def test_service_subcommands_get_their_own_options(command):
     proc = run(command, "--help")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(f"usage: edgegrad {command} [-h] [--"), proc.stdout  # options from its module
+
+
+def test_malformed_files_that_used_to_slip_through(tmp_path: Path) -> None:
+    """Huge integers, empty or cut binary files, repeated keys, an empty --server: exit 2, named."""
+    net = {"inputs": ["x"], "outputs": ["y"], "nodes": [{"id": "y"}],
+           "edges": [{"src": "x", "dst": "y", "weight": 2.0}]}
+    good = tmp_path / "net.json"
+    good.write_text(json.dumps(net))
+    x = tmp_path / "x.json"
+    x.write_text("[[1.0]]")
+    big = tmp_path / "big.json"
+    big.write_text(json.dumps(net).replace('"id": "y"}', '"id": "y", "bias": 1' + "0" * 400 + "}"))
+    assert_bad(run("grad", str(big), "--inputs", str(x)), "nodes[0].bias: must be finite")
+    big_x = tmp_path / "bigx.json"
+    big_x.write_text("[[1" + "0" * 400 + "]]")
+    assert_bad(run("grad", str(good), "--inputs", str(big_x)), f"{big_x}: inputs[0][0]: must be finite")
+    empty_npy, empty_npz, cut_npz = tmp_path / "e.npy", tmp_path / "e.npz", tmp_path / "cut.npz"
+    empty_npy.write_bytes(b"")
+    empty_npz.write_bytes(b"")
+    Network.from_dict(net).save(str(tmp_path / "whole.npz"))
+    cut_npz.write_bytes((tmp_path / "whole.npz").read_bytes()[:30])
+    assert_bad(run("grad", str(good), "--inputs", str(empty_npy)), f"{empty_npy}: not a readable .npy array")
+    assert_bad(run("grad", str(empty_npz), "--inputs", str(x)), f"{empty_npz}: not an edgegrad .npz network")
+    assert_bad(run("grad", str(cut_npz), "--inputs", str(x)), f"{cut_npz}: not an edgegrad .npz network")
+    dup = tmp_path / "dup.json"
+    dup.write_text('{"inputs": ["x"], "outputs": ["y"], "nodes": [{"id": "y", "bias": 0.1, "bias": 0.2}]}')
+    assert_bad(run("grad", str(dup), "--inputs", str(x)), "nodes[0]: key 'bias' appears twice")
+    assert_bad(run("grad", str(good), "--inputs", str(x), "--server", ""), "--server: expected HOST:PORT")
+
+
+def test_a_byte_order_mark_is_fine_and_results_are_ordinary_files(tmp_path: Path) -> None:
+    net = tmp_path / "bom.json"
+    net.write_bytes(b"\xef\xbb\xbf" + Path(CONTRACT).read_bytes())
+    out = tmp_path / "r.json"
+    proc = run("grad", str(net), "--inputs", XOR_X, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert out.stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

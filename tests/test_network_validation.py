@@ -327,3 +327,21 @@ def test_load_npz_rules(tmp_path: Path) -> None:
     np.savez(bad, **{**arrays, "activations": np.array([0, 99, 0], dtype=np.uint8)})
     with pytest.raises(InvalidInput, match=rf"^{re.escape(str(bad))}: activation codes out of range"):
         Network.load(bad)
+
+
+def test_numpy_scalars_count_as_numbers_and_huge_integers_are_not_finite() -> None:
+    data = {"inputs": ["x"], "outputs": ["y"], "nodes": [{"id": "y", "bias": np.float32(0.5)}],
+            "edges": [{"src": "x", "dst": "y", "weight": np.int64(3)}]}
+    net = Network.from_dict(data)
+    assert net.biases[0] == 0.5 and net.weights[0] == 3.0
+    data["nodes"][0]["bias"] = 10 ** 400
+    with pytest.raises(InvalidInput, match=r"^nodes\[0\]\.bias: must be finite"):
+        Network.from_dict(data)
+
+
+def test_a_key_repeated_in_a_file_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "net.json"
+    path.write_text('{"inputs": ["x"], "outputs": ["y"], "nodes": [{"id": "y"}],'
+                    ' "edges": [{"src": "x", "dst": "y", "weight": 1, "weight": 2}]}')
+    with pytest.raises(InvalidInput, match=r"^edges\[0\]: key 'weight' appears twice$"):
+        Network.load(path)
