@@ -76,7 +76,7 @@ class AsyncClient:
 
     async def retrying(self, call: Callable[[float | None], Awaitable[T]], deadline: Deadline) -> T:
         """Await ``call(timeout)``, retrying UNAVAILABLE with backoff until it answers or the deadline passes."""
-        delays = self.backoff.delays()
+        delays = self.backoff.delays(deadline)
         while True:
             try:
                 return await call(deadline.remaining())
@@ -209,7 +209,7 @@ class AsyncJobHandle:
                      deadline: Deadline | None = None) -> AsyncIterator[job_pb2.ResultChunk]:
         """Result chunks in seq order until the job ends, resuming after dropped streams."""
         deadline = deadline or self.client.deadline(timeout)
-        delays = self.client.backoff.delays()
+        delays = self.client.backoff.delays(deadline)
         while not self.state.done:
             self._dropped = False
             self._call = call = self._open(deadline)
@@ -238,7 +238,7 @@ class AsyncJobHandle:
             if self.state.done:
                 break
             if (self.state.after_seq, self.state.job) != seen:
-                delays = self.client.backoff.delays()
+                delays = self.client.backoff.delays(deadline)
             delay = next(delays, None)
             if delay is None or deadline.expired():
                 raise last_error

@@ -72,7 +72,7 @@ class JobHandle:
     def chunks(self, timeout: float | None = None, *, deadline: Deadline | None = None) -> Iterator[job_pb2.ResultChunk]:
         """Result chunks in seq order, from where this handle left off, until the job ends."""
         deadline = deadline or self.client.deadline(timeout)
-        delays = self.client.backoff.delays()
+        delays = self.client.backoff.delays(deadline)
         while not self.state.done:
             self._call = call = self._open(deadline)
             seen = self.state.after_seq, self.state.job
@@ -95,7 +95,7 @@ class JobHandle:
             if self.state.done:
                 break
             if (self.state.after_seq, self.state.job) != seen:
-                delays = self.client.backoff.delays()  # progress was made: start backing off afresh
+                delays = self.client.backoff.delays(deadline)  # progress was made: start backing off afresh
             delay = next(delays, None)
             if delay is None or deadline.expired():
                 raise last_error

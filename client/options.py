@@ -65,6 +65,10 @@ class ConnectOptions:
             ("grpc.keepalive_timeout_ms", 10_000),
             ("grpc.http2.max_pings_without_data", 0),
             ("grpc.enable_retries", 0),  # the client retries itself, with request ids
+            # reconnect quickly after a server restart (gRPC's own default starts at 1 s)
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.min_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 2_000),
         ]
 
     def credentials(self) -> grpc.ChannelCredentials | None:
@@ -82,18 +86,32 @@ class ConnectOptions:
 
 @dataclass(frozen=True)
 class Backoff:
-    """Exponential backoff with full jitter between retries of a call that met UNAVAILABLE."""
+    """Exponential backoff with full jitter between retries of a call that met UNAVAILABLE.
+
+    With a deadline, retries go on until it passes (a server restart of a few seconds is ridden
+    out); without one, they stop after ``give_up_after`` seconds of pauses. ``attempts`` caps the
+    number of tries instead, when set.
+    """
 
     initial: float = 0.05
     maximum: float = 2.0
     multiplier: float = 2.0
-    attempts: int = 6  #: tries in all, the first included
+    attempts: int | None = None  #: tries in all, the first included (None: see above)
+    give_up_after: float = 30.0
 
-    def delays(self) -> Iterator[float]:
-        """The pauses before the 2nd, 3rd, ... tries (``attempts - 1`` of them)."""
-        ceiling = self.initial
-        for _ in range(max(self.attempts - 1, 0)):
-            yield random.uniform(ceiling / 2, ceiling)
+    def delays(self, deadline: "Deadline | None" = None) -> Iterator[float]:
+        """The pauses before the 2nd, 3rd, ... tries."""
+        bounded_by_deadline = deadline is not None and deadline.timeout is not None
+        ceiling, waited, pauses = self.initial, 0.0, 0
+        while True:
+            if self.attempts is not None:
+                if pauses >= self.attempts - 1:
+                    return
+            elif not bounded_by_deadline and waited >= self.give_up_after:
+                return
+            delay = random.uniform(ceiling / 2, ceiling)
+            yield delay
+            waited, pauses = waited + delay, pauses + 1
             ceiling = min(ceiling * self.multiplier, self.maximum)
 
 

@@ -80,7 +80,7 @@ class Client:
 
     def retrying(self, call: Callable[[float | None], T], deadline: Deadline) -> T:
         """Run ``call(timeout)``, retrying UNAVAILABLE with backoff until it answers or the deadline passes."""
-        delays = self.backoff.delays()
+        delays = self.backoff.delays(deadline)
         while True:
             try:
                 return call(deadline.remaining())

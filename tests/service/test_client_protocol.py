@@ -105,3 +105,11 @@ def test_connect_options_token_tls_and_backoff() -> None:
     assert len(delays) == 5 and all(0 < d <= 0.4 for d in delays) and delays[-1] >= 0.2
     assert Deadline(None).remaining() is None and not Deadline(10).expired()
     assert grpc.StatusCode.UNAVAILABLE  # the module the client builds on is importable
+
+
+def test_backoff_rides_out_until_the_deadline_and_gives_up_without_one() -> None:
+    endless = Backoff(initial=0.01, maximum=0.02).delays(Deadline(60))
+    assert len([d for _, d in zip(range(1000), endless)]) == 1000   # the caller stops at the deadline
+    bounded = list(Backoff(initial=0.01, maximum=0.02, give_up_after=0.5).delays(Deadline(None)))
+    assert 0.5 <= sum(bounded) < 0.6
+    assert len(list(Backoff(attempts=4).delays(Deadline(60)))) == 3
