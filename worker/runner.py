@@ -8,15 +8,16 @@ import time
 from typing import Any
 
 from rq import Queue, SimpleWorker
+from rq.exceptions import AbandonedJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from edgegrad.jobrecord import RQ_RECORD_TTL
+from edgegrad.jobrecord import RQ_RECORD_TTL, error_fields
 from edgegrad.settings import Settings
 
-from .jobs import ALLOWED_FUNCTIONS
+from .jobs import ALLOWED_FUNCTIONS, get_store
 
-__all__ = ["EdgegradWorker", "make_worker"]
+__all__ = ["EdgegradWorker", "make_worker", "end_abandoned_job"]
 
 #: seconds within which a second rq worker heartbeat is skipped
 HEARTBEAT_MIN_GAP = 1.0
@@ -101,6 +102,18 @@ class EdgegradWorker(SimpleWorker):
                 self.log.warning("heartbeat for job %s failed", current[0].id, exc_info=True)
 
 
+def end_abandoned_job(job: Job, exc_type: type, exc_value: BaseException, traceback: Any) -> bool:
+    """rq exception handler: a job whose worker died and that rq will not retry ends FAILED.
+
+    rq's registry clean-up calls this for every abandoned job, retried or not; without it a job
+    whose retries are used up would stay RUNNING in edgegrad's record until its TTL.
+    """
+    if exc_type is AbandonedJobError and not (job.retries_left and job.retries_left > 0):
+        get_store().fail(job.id, "4", error_fields(
+            "ABORTED", "the worker running this job stopped (killed or lost) and no retries are left"))
+    return True  # let other handlers run
+
+
 def make_worker(settings: Settings, connection, name: str | None = None) -> EdgegradWorker:
     """A worker on the configured queue, tuned from ``settings``."""
     queue = Queue(settings.queue, connection=connection, serializer=JSONSerializer)
@@ -108,4 +121,5 @@ def make_worker(settings: Settings, connection, name: str | None = None) -> Edge
                             worker_ttl=max(16, settings.worker_ttl), maintenance_interval=settings.maintenance_interval,
                             job_monitoring_interval=max(1, settings.job_heartbeat_ttl // 3), default_result_ttl=RQ_RECORD_TTL)
     worker.job_heartbeat_ttl = settings.job_heartbeat_ttl
+    worker.push_exc_handler(end_abandoned_job)
     return worker

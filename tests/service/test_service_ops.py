@@ -167,3 +167,25 @@ def test_an_unreachable_redis_is_unavailable_not_unknown(namespace, thread_serve
             stub.GetJob(service_pb2.GetJobRequest(name="jobs/" + "0" * 26), timeout=30)
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
     assert info.value.details().startswith("redis: ")
+
+
+def test_a_job_whose_worker_dies_with_no_retries_left_ends_failed(namespace) -> None:
+    """When rq gives up on an abandoned job, edgegrad's record must not stay RUNNING until its TTL."""
+    from edgegrad.server.cluster import Cluster
+
+    with Cluster(namespace("noretry", job_retries=0), workers=1, log=sys.stderr) as cluster:
+        with grpc.insecure_channel(cluster.address) as channel:
+            stub = service_pb2_grpc.EdgegradStub(channel)
+            net = example_network(n_inputs=16, n_nodes=150, n_outputs=4, density=0.5, seed=5)
+            x = np.random.default_rng(5).normal(size=(20000, net.n_inputs))  # about 2 s of work
+            t = np.random.default_rng(6).uniform(size=(20000, net.n_outputs))
+            job = stub.SubmitJob(service_pb2.SubmitJobRequest(request=gradient_request(net, x, t, "mse")))
+            for event in stub.WatchJob(service_pb2.WatchJobRequest(name=job.name), timeout=60):
+                if event.HasField("state") and event.state.state == job_pb2.JOB_STATE_RUNNING:
+                    break
+            cluster.kill_worker(0)
+            cluster.add_worker()  # a live worker runs rq's clean-up, which finds the abandoned job
+            _, _, done = collect(stub.WatchJob(service_pb2.WatchJobRequest(name=job.name), timeout=60))
+    assert done.state == job_pb2.JOB_STATE_FAILED
+    assert done.error.code == grpc.StatusCode.ABORTED.value[0]
+    assert "no retries are left" in done.error.message
