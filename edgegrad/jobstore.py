@@ -96,15 +96,24 @@ class _RqEnqueuer:
         self._sync.close()
 
 
+#: connections for short commands (submits, reads); callers wait for one when all are busy
+COMMAND_CONNECTIONS = 64
+
+
 class JobStore:
     """Async access to networks and jobs in Redis for the gRPC front end."""
 
     def __init__(self, settings: Settings, client: aioredis.Redis | None = None) -> None:
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
-        # reads block in XREAD for up to a heartbeat period: the socket must wait longer than that
-        self.redis = client or aioredis.Redis.from_url(
-            settings.redis_url, socket_timeout=settings.heartbeat_seconds + 10.0)
+        # Short commands share a bounded pool and wait for a free connection under load. Each open
+        # watch holds a connection of its own pool in a blocking XREAD for up to a heartbeat
+        # period, so those sockets must wait longer than that.
+        timeout = settings.heartbeat_seconds + 10.0
+        self.redis = client or aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
+            settings.redis_url, max_connections=COMMAND_CONNECTIONS, timeout=timeout, socket_timeout=timeout))
+        self.streams = client or aioredis.Redis.from_url(
+            settings.redis_url, max_connections=settings.max_streams, socket_timeout=timeout)
         self._rq = _RqEnqueuer(settings)
         self._scripts = {name: self.redis.register_script(getattr(jobscripts, name))
                          for name in ("CREATE", "CANCEL", "DELETE")}
@@ -114,6 +123,8 @@ class JobStore:
         """Close connections."""
         self._rq.close()
         await self.redis.aclose()
+        if self.streams is not self.redis:
+            await self.streams.aclose()
 
     # ------------------------------------------------------------ networks
     async def put_network(self, meta: NetworkMeta, blob: bytes) -> None:
@@ -224,7 +235,7 @@ class JobStore:
 
     async def read_events(self, job_id: str, last_id: str, block_ms: int, count: int = 32) -> list[tuple[bytes, dict]]:
         """Stream entries after ``last_id``, blocking up to ``block_ms`` (empty list on timeout)."""
-        reply = await self.redis.xread({self.keys.events(job_id): last_id}, count=count, block=block_ms)
+        reply = await self.streams.xread({self.keys.events(job_id): last_id}, count=count, block=block_ms)
         return reply[0][1] if reply else []
 
     async def job_state(self, job_id: str) -> tuple[int, int] | None:

@@ -47,6 +47,7 @@ class Settings:
     job_timeout: int = 3600                 #: seconds a job may run
     job_retries: int = 3                    #: times an abandoned job is retried
     network_cache: int = 8                  #: decoded networks a worker / server keeps in memory
+    max_streams: int = 1000                 #: WatchJob/Compute streams one server keeps open at once
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":

@@ -160,18 +160,29 @@ class Service:
                     return
 
     async def _read(self, job_id: str, last: str, block_ms: int) -> list:
+        """One blocking read of the job's stream that ends early on shutdown or when the caller goes."""
         if self.stopping.is_set():
             raise Unavailable("server is shutting down; watch again with after_seq to resume")
         read = asyncio.ensure_future(self.store.read_events(job_id, last, block_ms))
         stop = asyncio.ensure_future(self.stopping.wait())
+        answered = False
         try:
             await asyncio.wait((read, stop), return_when=asyncio.FIRST_COMPLETED)
-        finally:
+            answered = read.done()
+        finally:  # also when this watch is cancelled (client gone): no read is left behind
             stop.cancel()
-        if not read.done():
-            read.cancel()
+            if not read.done():
+                read.cancel()
+                read.add_done_callback(_retrieve)
+        if not answered:
             raise Unavailable("server is shutting down; watch again with after_seq to resume")
         return read.result()
+
+
+def _retrieve(task: asyncio.Future) -> None:
+    """Mark a cancelled read's outcome as seen (its connection error on shutdown is expected)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _now():

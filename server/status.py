@@ -7,7 +7,7 @@ import redis.exceptions
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from edgegrad.errors import EdgegradError, Unavailable
+from edgegrad.errors import EdgegradError, ResourceExhausted, Unavailable
 from edgegrad.jobrecord import GRPC_CODE_NUMBERS
 
 __all__ = ["status_code", "rich_status", "abort", "SERVICE_ERRORS", "as_edgegrad_error"]
@@ -20,9 +20,11 @@ _DETAILS_KEY = "grpc-status-details-bin"
 
 
 def as_edgegrad_error(exc: BaseException) -> EdgegradError:
-    """``exc`` itself, or Unavailable for a Redis connection problem."""
+    """``exc`` itself; ResourceExhausted when all stream connections are taken; else Unavailable."""
     if isinstance(exc, EdgegradError):
         return exc
+    if isinstance(exc, redis.exceptions.MaxConnectionsError):
+        return ResourceExhausted("server: too many open streams (EDGEGRAD_MAX_STREAMS); try again later")
     return Unavailable(f"redis: {type(exc).__name__}: {exc}; try again")
 
 

@@ -189,3 +189,51 @@ def test_a_job_whose_worker_dies_with_no_retries_left_ends_failed(namespace) -> 
     assert done.state == job_pb2.JOB_STATE_FAILED
     assert done.error.code == grpc.StatusCode.ABORTED.value[0]
     assert "no retries are left" in done.error.message
+
+
+def _open_watches(stub, names, seconds: float) -> list[str]:
+    """Hold a WatchJob open on each job for ``seconds``; the status code each one ended with."""
+    import threading
+
+    codes: list[str] = []
+
+    def watch(name: str) -> None:
+        try:
+            for _ in stub.WatchJob(service_pb2.WatchJobRequest(name=name), timeout=seconds):
+                pass
+        except grpc.RpcError as exc:
+            codes.append(exc.code().name)
+
+    threads = [threading.Thread(target=watch, args=(name,)) for name in names]
+    for t in threads:
+        t.start()
+    return threads, codes
+
+
+def test_hundreds_of_open_streams_leave_short_calls_working(namespace, thread_server) -> None:
+    server = thread_server(namespace("streams", heartbeat_seconds=1.0))  # no workers: jobs stay queued
+    net = example_network()
+    with grpc.insecure_channel(server.address) as channel:
+        stub = service_pb2_grpc.EdgegradStub(channel)
+        jobs = [stub.SubmitJob(service_pb2.SubmitJobRequest(request=gradient_request(net, [[0.0] * net.n_inputs])))
+                for _ in range(150)]
+        threads, codes = _open_watches(stub, [j.name for j in jobs], 4.0)
+        import time
+
+        time.sleep(2.0)
+        assert stub.GetJob(service_pb2.GetJobRequest(name=jobs[0].name), timeout=5).state == job_pb2.JOB_STATE_QUEUED
+        for t in threads:
+            t.join()
+    assert codes == ["DEADLINE_EXCEEDED"] * 150  # every stream stayed open until the client's deadline
+
+
+def test_streams_beyond_the_limit_are_resource_exhausted(namespace, thread_server) -> None:
+    server = thread_server(namespace("maxstreams", heartbeat_seconds=1.0, max_streams=5))
+    net = example_network()
+    with grpc.insecure_channel(server.address) as channel:
+        stub = service_pb2_grpc.EdgegradStub(channel)
+        job = stub.SubmitJob(service_pb2.SubmitJobRequest(request=gradient_request(net, [[0.0] * net.n_inputs])))
+        threads, codes = _open_watches(stub, [job.name] * 8, 2.0)
+        for t in threads:
+            t.join()
+    assert sorted(codes) == ["DEADLINE_EXCEEDED"] * 5 + ["RESOURCE_EXHAUSTED"] * 3
