@@ -17,7 +17,7 @@ from edgegrad.settings import Settings
 
 from .jobs import ALLOWED_FUNCTIONS, get_store
 
-__all__ = ["EdgegradWorker", "make_worker", "end_abandoned_job"]
+__all__ = ["EdgegradWorker", "make_worker", "end_abandoned_job", "refusal"]
 
 #: seconds within which a second rq worker heartbeat is skipped
 HEARTBEAT_MIN_GAP = 1.0
@@ -64,12 +64,15 @@ class EdgegradWorker(SimpleWorker):
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         """Refuse foreign functions; run ours in this process with heartbeats alongside."""
-        if job.func_name not in ALLOWED_FUNCTIONS:
-            self.log.error("refusing job %s: function %r is not an edgegrad job function", job.id, job.func_name)
+        reason = refusal(job)
+        if reason is not None:
+            self.log.error("refusing job %s: %s", job.id, reason)
+            # nothing of the job's own may run on the way out either: no callback, no webhook
+            job.webhooks = []
+            job._success_callback_name = job._failure_callback_name = job._stopped_callback_name = None
             execution = self.prepare_execution(job)
             job.retries_left = 0
-            self.handle_job_failure(job, queue, exc_string=f"refused: {job.func_name!r} is not an edgegrad job"
-                                    " function", execution=execution)
+            self.handle_job_failure(job, queue, exc_string=f"refused: {reason}", execution=execution)
             return
         execution = self.prepare_execution(job)
         self._beat_for(job, execution)
@@ -100,6 +103,15 @@ class EdgegradWorker(SimpleWorker):
                 self.maintain_heartbeats(*current)
             except Exception:  # a missed beat is retried on the next tick
                 self.log.warning("heartbeat for job %s failed", current[0].id, exc_info=True)
+
+
+def refusal(job: Job) -> str | None:
+    """Why a worker must not run ``job``, or None: only edgegrad's job function, with nothing attached."""
+    if job.func_name not in ALLOWED_FUNCTIONS:
+        return f"{job.func_name!r} is not an edgegrad job function"
+    if job._success_callback_name or job._failure_callback_name or job._stopped_callback_name or job.webhooks:
+        return "edgegrad jobs carry no callbacks or webhooks"
+    return None
 
 
 def end_abandoned_job(job: Job, exc_type: type, exc_value: BaseException, traceback: Any) -> bool:

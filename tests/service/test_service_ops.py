@@ -158,6 +158,20 @@ def test_workers_refuse_functions_that_are_not_edgegrads(namespace, tmp_path) ->
     rq_job.delete()
 
 
+def test_workers_refuse_edgegrad_jobs_that_carry_callbacks(namespace) -> None:
+    """A callback is code too: an allowed function with a callback attached is refused, callback unrun."""
+    from rq import Callback
+
+    settings = namespace("refusecb")
+    queue = Queue(settings.queue, connection=redis.Redis.from_url(settings.redis_url), serializer=JSONSerializer)
+    rq_job = queue.enqueue("edgegrad.worker.jobs.run_gradient_job", "0" * 26,
+                           on_success=Callback("os.mkdir"), on_failure=Callback("os.mkdir"))
+    _burst_worker(settings)
+    assert rq_job.get_status(refresh=True) == "failed"
+    assert "refused: edgegrad jobs carry no callbacks" in rq_job.latest_result().exc_string
+    rq_job.delete()
+
+
 def test_an_unreachable_redis_is_unavailable_not_unknown(namespace, thread_server) -> None:
     """Clients retry UNAVAILABLE; a Redis outage must not surface as an opaque UNKNOWN."""
     server = thread_server(namespace("noredis").with_(redis_url="redis://127.0.0.1:1/0"))
