@@ -13,7 +13,7 @@ from google.rpc import code_pb2, status_pb2
 from .errors import InvalidInput
 from .v1 import job_pb2
 
-__all__ = ["new_job_id", "job_name", "job_id_from_name", "initial_fields", "job_from_fields",
+__all__ = ["new_job_id", "id_prefix_at", "job_name", "job_id_from_name", "initial_fields", "job_from_fields",
            "error_fields", "loss_fields", "GRPC_CODE_NUMBERS", "RQ_RECORD_TTL"]
 
 #: seconds rq keeps its own record of a finished job (our job function returns None; results live
@@ -31,6 +31,11 @@ GRPC_CODE_NUMBERS["CANCELLED"] = code_pb2.CANCELLED
 def new_job_id() -> str:
     """26 hex digits: microseconds since the epoch, then randomness, so ids sort by creation."""
     return f"{time.time_ns() // 1000:014x}{secrets.token_hex(6)}"
+
+
+def id_prefix_at(moment: float) -> str:
+    """The id prefix of jobs created at ``moment`` (seconds since the epoch): ids sort against it."""
+    return f"{max(0, int(moment * 1_000_000)):014x}"
 
 
 def job_name(job_id: str) -> str:

@@ -15,12 +15,12 @@ __all__ = ["CREATE", "START", "EMIT", "FINISH", "CANCEL", "DELETE",
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = b"1", b"2", b"3", b"4", b"5"
 FINAL_STATES = (SUCCEEDED, FAILED, CANCELLED)
 
-# KEYS: job, spec, index, request (the index again when none)
-# ARGV: job_id, ttl, spec bytes, has_request ("1"/"0"), job key prefix, 2 × number of hash fields,
-#       field, value, ..., then the commands that enqueue the job on rq, each as its word count
-#       followed by its words.
-# Claim, record and enqueue happen together or not at all. Returns nil when created, or
-# {existing_job_id, its fingerprint} when the request id is taken.
+# KEYS: job, spec, index, request (the index again when none), network
+# ARGV: job_id, ttl, spec bytes, has_request ("1"/"0"), job key prefix, index cutoff (ids below it
+#       are past every TTL), 2 × number of hash fields, field, value, ..., then the commands that
+#       enqueue the job on rq, each as its word count followed by its words.
+# Claim, record and enqueue happen together or not at all. Returns nil when created,
+# {existing_job_id, its fingerprint} when the request id is taken, {'nonet'} when the network is gone.
 CREATE = """
 if ARGV[4] == '1' then
   local cur = redis.call('GET', KEYS[4])
@@ -28,13 +28,15 @@ if ARGV[4] == '1' then
     local fp = redis.call('HGET', ARGV[5] .. cur, 'fingerprint')
     if fp then return {cur, fp} end
   end
-  redis.call('SET', KEYS[4], ARGV[1], 'EX', ARGV[2])
 end
-local last = 6 + tonumber(ARGV[6])
-redis.call('HSET', KEYS[1], unpack(ARGV, 7, last))
+if redis.call('EXISTS', KEYS[5]) == 0 then return {'nonet'} end
+if ARGV[4] == '1' then redis.call('SET', KEYS[4], ARGV[1], 'EX', ARGV[2]) end
+local last = 7 + tonumber(ARGV[7])
+redis.call('HSET', KEYS[1], unpack(ARGV, 8, last))
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[2])
 redis.call('ZADD', KEYS[3], 0, ARGV[1])
+redis.call('ZREMRANGEBYLEX', KEYS[3], '-', '(' .. ARGV[6])
 local i = last + 1
 while i <= #ARGV do
   local n = tonumber(ARGV[i])

@@ -18,7 +18,7 @@ from rq.serializers import JSONSerializer
 
 from . import jobscripts
 from .errors import AlreadyExists, NotFound
-from .jobrecord import RQ_RECORD_TTL, initial_fields, job_from_fields
+from .jobrecord import RQ_RECORD_TTL, id_prefix_at, initial_fields, job_from_fields
 from .keys import Keys
 from .settings import Settings
 from .v1 import job_pb2, network_pb2
@@ -136,14 +136,15 @@ class JobStore:
             await pipe.execute()
         self._remember(meta)
 
-    async def network_meta(self, content_hash: str) -> NetworkMeta:
-        """The metadata of a stored network; NotFound when unknown or expired."""
-        meta = self._meta.get(content_hash)
+    async def network_meta(self, content_hash: str, fresh: bool = False) -> NetworkMeta:
+        """The metadata of a stored network (from memory unless ``fresh``); NotFound when unknown or expired."""
+        meta = None if fresh else self._meta.get(content_hash)
         if meta is not None:
             self._meta.move_to_end(content_hash)
             return meta
         text = await self.redis.get(self.keys.network_meta(content_hash))
         if text is None:
+            self._meta.pop(content_hash, None)
             raise NotFound(f"network_hash: no network {content_hash!r} is registered (or it expired);"
                            " register it first", field="network_hash")
         meta = NetworkMeta.from_json(content_hash, text)
@@ -164,8 +165,11 @@ class JobStore:
         Returns (job id, created). A request_id reused for a different request: AlreadyExists.
         """
         k, s = self.keys, self.settings
-        keys = [k.job(job_id), k.spec(job_id), k.jobs, k.request(request_id) if request_id else k.jobs]
-        argv: list[Any] = [job_id, s.job_ttl, spec, "1" if request_id else "0", k.job(""), 2 * len(fields)]
+        keys = [k.job(job_id), k.spec(job_id), k.jobs, k.request(request_id) if request_id else k.jobs,
+                k.network(network_hash)]
+        # ids start with their creation time: anything older than both TTLs together has expired
+        cutoff = id_prefix_at(time.time() - s.job_ttl - s.result_ttl)
+        argv: list[Any] = [job_id, s.job_ttl, spec, "1" if request_id else "0", k.job(""), cutoff, 2 * len(fields)]
         for name, value in fields.items():
             argv += [name, value]
         commands = [args for args, _ in self._rq.commands(job_id)]
@@ -174,6 +178,10 @@ class JobStore:
         for words in commands:
             argv += [len(words), *words]
         found = await self._scripts["CREATE"](keys=keys, args=argv)
+        if found == [b"nonet"]:
+            self._meta.pop(network_hash, None)
+            raise NotFound(f"network_hash: no network {network_hash!r} is registered (it expired or Redis lost"
+                           " it); register it again", field="network_hash")
         if found:
             existing, their_fp = found[0].decode(), found[1].decode()
             if their_fp != fingerprint:

@@ -63,7 +63,7 @@ class Service:
         """NetworkInfo of a registered network; NotFound otherwise."""
         if not content_hash:
             raise InvalidInput("hash: missing")
-        return (await self.store.network_meta(content_hash)).info()
+        return (await self.store.network_meta(content_hash, fresh=True)).info()
 
     # ----------------------------------------------------------------- jobs
     async def submit(self, req: service_pb2.SubmitJobRequest) -> job_pb2.Job:

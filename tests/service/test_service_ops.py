@@ -14,6 +14,7 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 
 import edgegrad
+from edgegrad import codec
 from edgegrad.keys import Keys
 from edgegrad.v1 import job_pb2, service_pb2, service_pb2_grpc
 from edgegrad.worker.store import WorkerStore
@@ -251,3 +252,46 @@ def test_streams_beyond_the_limit_are_resource_exhausted(namespace, thread_serve
         for t in threads:
             t.join()
     assert sorted(codes) == ["DEADLINE_EXCEEDED"] * 5 + ["RESOURCE_EXHAUSTED"] * 3
+
+
+def test_a_network_redis_lost_is_registered_again_by_the_client(namespace, thread_server) -> None:
+    """The server's memory of registered networks never outlives Redis: submit and GetNetwork re-check."""
+    settings = namespace("lostnet")
+    server = thread_server(settings)
+    net = example_network(seed=11)
+    x = [[0.5] * net.n_inputs]
+    keys = Keys(settings.key_prefix)
+    r = redis.Redis.from_url(settings.redis_url)
+    with grpc.insecure_channel(server.address) as channel:
+        stub = service_pb2_grpc.EdgegradStub(channel)
+        stub.RegisterNetwork(service_pb2.RegisterNetworkRequest(network=codec.network_to_proto(net)))
+        by_hash = gradient_request(None, x)
+        by_hash.network_hash = net.content_hash
+        stub.SubmitJob(service_pb2.SubmitJobRequest(request=by_hash))          # known: accepted
+        r.delete(keys.network(net.content_hash), keys.network_meta(net.content_hash))  # as a Redis restart would
+        for call in (lambda: stub.SubmitJob(service_pb2.SubmitJobRequest(request=by_hash)),
+                     lambda: stub.GetNetwork(service_pb2.GetNetworkRequest(hash=net.content_hash))):
+            with pytest.raises(grpc.RpcError) as info:
+                call()
+            assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    with edgegrad.Client(server.address, timeout=30) as client:
+        handle = client.submit(net, x)  # registers again on its own
+    assert r.exists(keys.network(net.content_hash))
+    assert handle.name.startswith("jobs/")
+    r.close()
+
+
+def test_the_job_index_forgets_jobs_past_every_ttl(namespace, thread_server) -> None:
+    import time
+
+    settings = namespace("index", job_ttl=1, result_ttl=1)
+    server = thread_server(settings)
+    r = redis.Redis.from_url(settings.redis_url)
+    with grpc.insecure_channel(server.address) as channel:
+        stub = service_pb2_grpc.EdgegradStub(channel)
+        old = stub.SubmitJob(service_pb2.SubmitJobRequest(request=gradient_request(NET, X)))
+        time.sleep(2.2)
+        new = stub.SubmitJob(service_pb2.SubmitJobRequest(request=gradient_request(NET, X)))
+    members = [m.decode() for m in r.zrange(Keys(settings.key_prefix).jobs, 0, -1)]
+    assert members == [new.name.split("/")[1]] and old.name.split("/")[1] not in members
+    r.close()
