@@ -6,6 +6,7 @@ what the engine produced. Networks travel in columns (ids once, then index array
 
 from __future__ import annotations
 
+import math
 from typing import Any, Iterator, NamedTuple, Sequence
 
 import numpy as np
@@ -63,7 +64,7 @@ def array_from_tensor(tensor: tensor_pb2.Tensor, place: str, *, ndim: int | None
     shape = tuple(int(s) for s in tensor.shape)
     if ndim is not None and len(shape) != ndim:
         raise InvalidInput(f"{place}.shape: expected {ndim} dimensions, got {list(shape)}")
-    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    count = math.prod(shape)  # Python ints: a huge shape cannot wrap around
     if len(tensor.data) != count * dt.itemsize:
         raise InvalidInput(f"{place}.data: expected {count * dt.itemsize} bytes for shape {list(shape)}"
                            f" of {dt.name}, got {len(tensor.data)}")

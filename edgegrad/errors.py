@@ -14,6 +14,7 @@ __all__ = [
     "Unauthenticated",
     "ResourceExhausted",
     "FailedPrecondition",
+    "OutOfRange",
     "Cancelled",
     "Unavailable",
     "DeadlineExceeded",
@@ -71,6 +72,12 @@ class FailedPrecondition(EdgegradError):
     """An operation that does not fit the job's current state."""
 
     code = "FAILED_PRECONDITION"
+
+
+class OutOfRange(EdgegradError):
+    """A position past the end, such as resuming after the last chunk of a job."""
+
+    code = "OUT_OF_RANGE"
 
 
 class Cancelled(EdgegradError):

@@ -11,7 +11,7 @@ from edgegrad import __version__
 from edgegrad.activations import ACTIVATION_NAMES
 from edgegrad.batch import DTYPES, check_options
 from edgegrad.codec import array_from_tensor, network_from_proto, result_bytes, result_layout
-from edgegrad.errors import InvalidInput, NotFound, ResourceExhausted, Unavailable
+from edgegrad.errors import InvalidInput, NotFound, OutOfRange, ResourceExhausted, Unavailable
 from edgegrad.jobrecord import initial_fields, job_from_fields, job_id_from_name, new_job_id
 from edgegrad.jobstore import JobStore, NetworkMeta
 from edgegrad.losses import LOSSES, REDUCTIONS
@@ -129,7 +129,11 @@ class Service:
         """State, then chunks after ``after_seq`` (serialized JobEvents), heartbeats, then the final job."""
         job_id = job_id_from_name(name)
         store = self.store
-        yield job_pb2.JobEvent(state=first or await store.get_job(job_id))
+        current = first or await store.get_job(job_id)
+        if after_seq > current.layout.chunk_count:
+            raise OutOfRange(f"after_seq: {after_seq} is past the job's last chunk ({current.layout.chunk_count})",
+                             field="after_seq")
+        yield job_pb2.JobEvent(state=current)
         last = f"{int(after_seq)}-0"
         block_ms = max(1, int(self.settings.heartbeat_seconds * 1000))
         held: job_pb2.Job | None = None  # a state change not sent yet: quick jobs never need it

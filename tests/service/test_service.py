@@ -212,3 +212,14 @@ def test_a_sigkilled_workers_job_completes_on_another_worker(stub, cluster) -> N
     assert done.attempt >= 2 and done.worker != victim
     assert [c.seq for c in chunks] == list(range(1, done.layout.chunk_count + 1))
     assert assemble(done.layout, chunks, loss_of(done)) == edgegrad.gradients(net, x, t, loss="mse")
+
+
+def test_watching_a_finished_job_from_its_last_chunk_or_past_it(stub) -> None:
+    _, chunks, done = collect(stub.Compute(service_pb2.SubmitJobRequest(request=gradient_request(NET, X))))
+    last = done.layout.chunk_count
+    _, more, again = collect(stub.WatchJob(service_pb2.WatchJobRequest(name=done.name, after_seq=last), timeout=10))
+    assert more == [] and again.state == job_pb2.JOB_STATE_SUCCEEDED  # the final job at once, no hang
+    with pytest.raises(grpc.RpcError) as err:
+        list(stub.WatchJob(service_pb2.WatchJobRequest(name=done.name, after_seq=last + 1), timeout=10))
+    assert err.value.code() == grpc.StatusCode.OUT_OF_RANGE
+    assert err.value.details().startswith(f"after_seq: {last + 1} is past the job's last chunk ({last})")
