@@ -52,11 +52,11 @@ def job_id_from_name(name: str, place: str = "name") -> str:
 
 
 def initial_fields(job_id: str, request_id: str, fingerprint: str, network_hash: str,
-                   layout: job_pb2.ResultLayout, now: float, expire: float) -> dict[str, bytes | str]:
-    """The hash of a job just submitted."""
+                   layout: job_pb2.ResultLayout, now: float, expire: float, work: int) -> dict[str, bytes | str]:
+    """The hash of a job just submitted; ``work`` estimates its multiply-adds."""
     return {"id": job_id, "state": "1", "request_id": request_id, "fingerprint": fingerprint,
             "network_hash": network_hash, "layout": layout.SerializeToString(), "create_time": repr(now),
-            "expire_time": repr(expire), "chunks_done": "0", "attempt": "0"}
+            "expire_time": repr(expire), "chunks_done": "0", "attempt": "0", "work": str(work)}
 
 
 def error_fields(code: str, message: str) -> dict[str, str]:

@@ -9,7 +9,10 @@ watcher needs no second read to report them.
 
 from __future__ import annotations
 
-__all__ = ["CREATE", "START", "EMIT", "FINISH", "CANCEL", "DELETE",
+#: estimated multiply-adds (batch × edges × outputs) from which a job's start is announced on its stream
+ANNOUNCE_WORK = 1 << 20
+
+__all__ = ["ANNOUNCE_WORK", "CREATE", "START", "EMIT", "FINISH", "CANCEL", "DELETE",
            "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "FINAL_STATES"]
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = b"1", b"2", b"3", b"4", b"5"
@@ -46,25 +49,29 @@ end
 return false
 """
 
-# KEYS: job, spec, events.  ARGV: worker name, now.
-# Returns {'run', spec, attempt, chunks_done, layout} or {'skip'|'gone'|'cancel'}.
+# KEYS: job, spec, events.  ARGV: worker name, now, announce threshold.
+# Returns {'run', spec, attempt, chunks_done, layout} or {'skip'|'gone'|'cancel'}. The "running"
+# state event goes to watchers only for a retry or a job whose estimated work (field 'work') is at
+# least the threshold: a quick job's stream is its state, its chunks and its final job.
 START = """
-local st = redis.call('HMGET', KEYS[1], 'state', 'cancel', 'chunks_done', 'attempt')
+local st = redis.call('HMGET', KEYS[1], 'state', 'cancel', 'chunks_done', 'attempt', 'work')
 if not st[1] then return {'gone'} end
 if st[1] ~= '1' and st[1] ~= '2' then return {'skip'} end
 if st[2] == '1' then return {'cancel'} end
 local attempt = tonumber(st[4] or '0') + 1
 local done = st[3] or '0'
 redis.call('HSET', KEYS[1], 'state', '2', 'attempt', attempt, 'worker', ARGV[1], 'start_time', ARGV[2])
-local sub = 1
-local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)[1]
-if last then
-  local ms, sq = string.match(last[1], '^(%d+)-(%d+)$')
-  if ms == done then sub = tonumber(sq) + 1 end
+if attempt > 1 or tonumber(st[5] or ARGV[3]) >= tonumber(ARGV[3]) then
+  local sub = 1
+  local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)[1]
+  if last then
+    local ms, sq = string.match(last[1], '^(%d+)-(%d+)$')
+    if ms == done then sub = tonumber(sq) + 1 end
+  end
+  redis.call('XADD', KEYS[3], done .. '-' .. sub, 'k', 's', unpack(redis.call('HGETALL', KEYS[1])))
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
 end
-redis.call('XADD', KEYS[3], done .. '-' .. sub, 'k', 's', unpack(redis.call('HGETALL', KEYS[1])))
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
 return {'run', redis.call('GET', KEYS[2]) or '', tostring(attempt), done, redis.call('HGET', KEYS[1], 'layout')}
 """
 

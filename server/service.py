@@ -21,9 +21,6 @@ from edgegrad.v1 import job_pb2, network_pb2, service_pb2
 __all__ = ["Service"]
 
 _MAX_REQUEST_ID = 128
-#: a job's "running" state is sent once no chunk has followed it for this long, so a quick job's
-#: stream is state, chunks, final job (fewer messages), and a slow one still shows it started
-STATE_LINGER_MS = 20
 
 
 class Service:
@@ -97,7 +94,8 @@ class Service:
         blob = spec.SerializeToString(deterministic=True)
         fingerprint = hashlib.sha256(blob).hexdigest()
         job_id, now = new_job_id(), time.time()
-        fields = initial_fields(job_id, rid, fingerprint, meta.hash, layout, now, now + s.job_ttl)
+        work = int(x.shape[0]) * max(meta.n_edges, meta.n_nodes, 1) * (1 if loss else meta.n_outputs)
+        fields = initial_fields(job_id, rid, fingerprint, meta.hash, layout, now, now + s.job_ttl, work)
         got, created = await self.store.create_job(job_id, blob, fields, rid, fingerprint, meta.hash)
         if created:
             return job_from_fields({k.encode(): v if isinstance(v, bytes) else str(v).encode()
@@ -136,14 +134,9 @@ class Service:
         yield job_pb2.JobEvent(state=current)
         last = f"{int(after_seq)}-0"
         block_ms = max(1, int(self.settings.heartbeat_seconds * 1000))
-        held: job_pb2.Job | None = None  # a state change not sent yet: quick jobs never need it
         while True:
-            entries = await self._read(job_id, last, min(block_ms, STATE_LINGER_MS) if held else block_ms)
+            entries = await self._read(job_id, last, block_ms)
             if not entries:
-                if held is not None:
-                    yield job_pb2.JobEvent(state=held)
-                    held = None
-                    continue
                 state = await store.job_state(job_id)
                 if state is None:
                     raise NotFound(f"name: job {name} was deleted or expired", field="name")
@@ -153,12 +146,10 @@ class Service:
             for entry_id, fields in entries:
                 last = entry_id.decode()
                 kind = fields.get(b"k")
-                if kind == b"s":
-                    held = job_from_fields(fields)
-                    continue
-                held = None  # chunks and the final job say more than the held state
                 if kind == b"c":
                     yield fields[b"d"]
+                elif kind == b"s":
+                    yield job_pb2.JobEvent(state=job_from_fields(fields))
                 elif kind == b"d":
                     yield job_pb2.JobEvent(done=job_from_fields(fields))
                     return

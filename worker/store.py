@@ -48,7 +48,7 @@ class WorkerStore:
         """Mark the job running (another attempt if it was running when its worker died)."""
         k = self.keys
         reply = self._scripts["START"](keys=[k.job(job_id), k.spec(job_id), k.events(job_id)],
-                                       args=[self.name, repr(time.time())])
+                                       args=[self.name, repr(time.time()), jobscripts.ANNOUNCE_WORK])
         kind = reply[0].decode()
         if kind != "run":
             return Started(kind)

@@ -223,3 +223,12 @@ def test_watching_a_finished_job_from_its_last_chunk_or_past_it(stub) -> None:
         list(stub.WatchJob(service_pb2.WatchJobRequest(name=done.name, after_seq=last + 1), timeout=10))
     assert err.value.code() == grpc.StatusCode.OUT_OF_RANGE
     assert err.value.details().startswith(f"after_seq: {last + 1} is past the job's last chunk ({last})")
+
+
+def test_a_quick_jobs_stream_is_state_chunks_and_final_job(stub) -> None:
+    """Only jobs with real work (or retries) announce their start: a tiny job's stream stays short."""
+    events = list(stub.Compute(service_pb2.SubmitJobRequest(request=gradient_request(NET, X))))
+    kinds = [e.WhichOneof("event") for e in events if not e.HasField("heartbeat")]
+    assert kinds[0] == "state" and kinds[-1] == "done"
+    assert set(kinds[1:-1]) == {"chunk"}
+    assert events[-1].done.state == job_pb2.JOB_STATE_SUCCEEDED and events[-1].done.start_time.seconds > 0
