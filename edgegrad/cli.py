@@ -172,12 +172,19 @@ def _grad(args: argparse.Namespace) -> int:
     return 0
 
 
+#: seconds of pauses between retries before ``grad --server`` gives up on an unreachable server
+CLI_RETRY_SECONDS = 5.0
+
+
 def _remote_gradients(server: str, net: Any, x: Any, dtype: str, options: dict[str, Any]) -> Any:
     """``client.gradients`` through the service; service-side problems name the server."""
     import edgegrad
 
     try:
-        with edgegrad.Client(server) as client:
+        from .client import Backoff
+
+        # a command line should not sit for long on a server that is not there: 5 s of retries
+        with edgegrad.Client(server, backoff=Backoff(give_up_after=CLI_RETRY_SECONDS)) as client:
             return client.gradients(net, x, dtype=dtype, **options)
     except InvalidInput:
         raise
