@@ -14,17 +14,18 @@ from edgegrad.network import Network
 from edgegrad.result import GradientResult
 from edgegrad.v1 import job_pb2, service_pb2, service_pb2_grpc
 
+from .base import ClientBase, HandleBase
 from .errors import from_rpc_error, is_retryable
 from .job import stream_dropped
-from .options import Backoff, ConnectOptions, Deadline, DEFAULT_MAX_MESSAGE_BYTES
-from .protocol import WatchState, build_request
+from .options import Backoff, Deadline, DEFAULT_MAX_MESSAGE_BYTES
+from .protocol import build_request
 
 __all__ = ["AsyncClient", "AsyncJobHandle"]
 
 T = TypeVar("T")
 
 
-class AsyncClient:
+class AsyncClient(ClientBase):
     """The asyncio twin of ``Client``: ``async with edgegrad.AsyncClient(target) as c: await c.gradients(...)``.
 
     Same arguments, retries, deadlines, TLS and token handling as ``Client`` (``interceptors`` are
@@ -35,10 +36,8 @@ class AsyncClient:
                  root_certificates: bytes | str | None = None, token: str | None = None,
                  backoff: Backoff | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
                  interceptors: Sequence[Any] = ()) -> None:
-        self.options = ConnectOptions.build(target, tls=tls, root_certificates=root_certificates, token=token,
-                                            max_message_bytes=max_message_bytes)
-        self.timeout = timeout
-        self.backoff = backoff or Backoff()
+        super().__init__(target, timeout=timeout, tls=tls, root_certificates=root_certificates, token=token,
+                         backoff=backoff, max_message_bytes=max_message_bytes)
         credentials = self.options.credentials()
         if credentials is None:
             self._channel = grpc.aio.insecure_channel(self.options.target, options=self.options.channel_options(),
@@ -48,7 +47,6 @@ class AsyncClient:
                                                     options=self.options.channel_options(),
                                                     interceptors=list(interceptors) or None)
         self.stub = service_pb2_grpc.EdgegradStub(self._channel)
-        self._known: set[str] = set()
 
     # ------------------------------------------------------------ lifecycle
     async def close(self) -> None:
@@ -61,19 +59,8 @@ class AsyncClient:
     async def __aexit__(self, *exc: Any) -> None:
         await self.close()
 
-    def __repr__(self) -> str:
-        return f"AsyncClient({self.options.target!r})"
 
     # ------------------------------------------------------------ plumbing
-    def deadline(self, timeout: float | None) -> Deadline:
-        """The deadline of one operation: ``timeout`` or the client's default."""
-        return Deadline(self.timeout if timeout is None else timeout)
-
-    @property
-    def metadata(self) -> tuple[tuple[str, str], ...]:
-        """Metadata sent with every call (the bearer token, if any)."""
-        return self.options.metadata()
-
     async def retrying(self, call: Callable[[float | None], Awaitable[T]], deadline: Deadline) -> T:
         """Await ``call(timeout)``, retrying UNAVAILABLE with backoff until it answers or the deadline passes."""
         delays = self.backoff.delays(deadline)
@@ -101,19 +88,15 @@ class AsyncClient:
     async def register(self, net: Network, timeout: float | None = None) -> str:
         """Make sure the server stores ``net`` (sent at most once per client); return its content hash."""
         digest = net.content_hash
-        if digest in self._known:
+        if self.is_known(digest):
             return digest
         try:
             await self._unary("GetNetwork", service_pb2.GetNetworkRequest(hash=digest), timeout)
         except NotFound:
             await self._unary("RegisterNetwork", service_pb2.RegisterNetworkRequest(network=network_to_proto(net)),
                               timeout)
-        self._known.add(digest)
+        self.remember(digest)
         return digest
-
-    def forget(self, net_or_hash: Network | str) -> None:
-        """Drop a network from the registered-hash cache."""
-        self._known.discard(net_or_hash.content_hash if isinstance(net_or_hash, Network) else net_or_hash)
 
     async def _with_network(self, net: Network, deadline: Deadline, action: Callable[[], Awaitable[T]]) -> T:
         await self.register(net, timeout=deadline.remaining())
@@ -176,34 +159,13 @@ class AsyncClient:
         await self._unary("DeleteJob", service_pb2.DeleteJobRequest(name=name), timeout)
 
 
-class AsyncJobHandle:
+class AsyncJobHandle(HandleBase):
     """The asyncio twin of ``JobHandle``: ``await wait()``, ``await result()``, ``async for c in chunks()``."""
 
     def __init__(self, client: AsyncClient, name: str, *,
                  submit: service_pb2.SubmitJobRequest | None = None) -> None:
-        self.client = client
-        self.state = WatchState(name)
-        self._submit = submit
-        self._call: Any = None
+        super().__init__(client, name, submit=submit)
         self._dropped = False
-        self.reconnects = 0  #: how many times the stream was resumed after a drop
-
-    @property
-    def name(self) -> str:
-        """The job's name, ``jobs/<id>``."""
-        return self.state.name
-
-    @property
-    def job(self) -> job_pb2.Job | None:
-        """The latest state seen (no call made)."""
-        return self.state.job
-
-    def _open(self, deadline: Deadline) -> Any:
-        stub, metadata = self.client.stub, self.client.metadata
-        if not self.state.name and self._submit is not None:
-            return stub.Compute(self._submit, timeout=deadline.remaining(), metadata=metadata)
-        request = service_pb2.WatchJobRequest(name=self.state.name, after_seq=self.state.after_seq)
-        return stub.WatchJob(request, timeout=deadline.remaining(), metadata=metadata)
 
     async def chunks(self, timeout: float | None = None, *,
                      deadline: Deadline | None = None) -> AsyncIterator[job_pb2.ResultChunk]:

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 import grpc
 
 from edgegrad.errors import Unavailable
 from edgegrad.result import GradientResult
-from edgegrad.v1 import job_pb2, service_pb2
+from edgegrad.v1 import job_pb2
 
+from .base import HandleBase
 from .errors import from_rpc_error
 from .options import Deadline
-from .protocol import WatchState
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .sync import Client
 
 __all__ = ["JobHandle", "stream_dropped"]
 
@@ -31,7 +28,7 @@ def stream_dropped(exc: grpc.RpcError) -> bool:
     return code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
 
 
-class JobHandle:
+class JobHandle(HandleBase):
     """A job on the service: ``wait()``, ``result()``, ``cancel()``, and ``chunks()`` that resumes on its own.
 
     Chunks are kept as they arrive, so ``result()`` after ``chunks()`` costs nothing more. If the
@@ -39,36 +36,7 @@ class JobHandle:
     and continues with no gap and no duplicate.
     """
 
-    def __init__(self, client: "Client", name: str, *, submit: service_pb2.SubmitJobRequest | None = None) -> None:
-        self.client = client
-        self.state = WatchState(name)
-        self._submit = submit  # a Compute request still to send (gradients()), or None
-        self._call: grpc.Call | None = None
-        self.reconnects = 0  #: how many times the stream was resumed after a drop
-
-    @property
-    def name(self) -> str:
-        """The job's name, ``jobs/<id>`` ("" until a Compute stream has answered)."""
-        return self.state.name
-
-    @property
-    def job(self) -> job_pb2.Job | None:
-        """The latest state seen (no call made)."""
-        return self.state.job
-
-    def __repr__(self) -> str:
-        state = job_pb2.JobState.Name(self.job.state) if self.job is not None else "?"
-        return f"JobHandle({self.name!r}, {state})"
-
     # ------------------------------------------------------------ stream
-    def _open(self, deadline: Deadline) -> grpc.Call:
-        """A new stream: Compute for a not yet submitted job, WatchJob from the last seq otherwise."""
-        stub, metadata = self.client.stub, self.client.metadata
-        if not self.state.name and self._submit is not None:
-            return stub.Compute(self._submit, timeout=deadline.remaining(), metadata=metadata)
-        request = service_pb2.WatchJobRequest(name=self.state.name, after_seq=self.state.after_seq)
-        return stub.WatchJob(request, timeout=deadline.remaining(), metadata=metadata)
-
     def chunks(self, timeout: float | None = None, *, deadline: Deadline | None = None) -> Iterator[job_pb2.ResultChunk]:
         """Result chunks in seq order, from where this handle left off, until the job ends."""
         deadline = deadline or self.client.deadline(timeout)

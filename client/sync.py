@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
@@ -14,9 +13,10 @@ from edgegrad.network import Network
 from edgegrad.result import GradientResult
 from edgegrad.v1 import job_pb2, service_pb2, service_pb2_grpc
 
+from .base import ClientBase
 from .errors import from_rpc_error, is_retryable
 from .job import JobHandle
-from .options import Backoff, ConnectOptions, Deadline, DEFAULT_MAX_MESSAGE_BYTES
+from .options import Backoff, Deadline, DEFAULT_MAX_MESSAGE_BYTES
 from .protocol import build_request
 
 __all__ = ["Client"]
@@ -24,7 +24,7 @@ __all__ = ["Client"]
 T = TypeVar("T")
 
 
-class Client:
+class Client(ClientBase):
     """A connection to an edgegrad server; ``with edgegrad.Client("host:50051") as c: c.gradients(...)``.
 
     ``timeout`` is the default deadline (seconds) of each operation, retries included; ``tls`` or
@@ -38,10 +38,8 @@ class Client:
                  root_certificates: bytes | str | None = None, token: str | None = None,
                  backoff: Backoff | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
                  interceptors: Sequence[Any] = ()) -> None:
-        self.options = ConnectOptions.build(target, tls=tls, root_certificates=root_certificates, token=token,
-                                            max_message_bytes=max_message_bytes)
-        self.timeout = timeout
-        self.backoff = backoff or Backoff()
+        super().__init__(target, timeout=timeout, tls=tls, root_certificates=root_certificates, token=token,
+                         backoff=backoff, max_message_bytes=max_message_bytes)
         credentials = self.options.credentials()
         if credentials is None:
             self._channel = grpc.insecure_channel(self.options.target, options=self.options.channel_options())
@@ -51,8 +49,6 @@ class Client:
         if interceptors:
             self._channel = grpc.intercept_channel(self._channel, *interceptors)
         self.stub = service_pb2_grpc.EdgegradStub(self._channel)
-        self._known: set[str] = set()
-        self._lock = threading.Lock()
 
     # ------------------------------------------------------------ lifecycle
     def close(self) -> None:
@@ -65,19 +61,8 @@ class Client:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def __repr__(self) -> str:
-        return f"Client({self.options.target!r})"
 
     # ------------------------------------------------------------ plumbing
-    def deadline(self, timeout: float | None) -> Deadline:
-        """The deadline of one operation: ``timeout`` or the client's default."""
-        return Deadline(self.timeout if timeout is None else timeout)
-
-    @property
-    def metadata(self) -> tuple[tuple[str, str], ...]:
-        """Metadata sent with every call (the bearer token, if any)."""
-        return self.options.metadata()
-
     def retrying(self, call: Callable[[float | None], T], deadline: Deadline) -> T:
         """Run ``call(timeout)``, retrying UNAVAILABLE with backoff until it answers or the deadline passes."""
         delays = self.backoff.delays(deadline)
@@ -105,22 +90,14 @@ class Client:
     def register(self, net: Network, timeout: float | None = None) -> str:
         """Make sure the server stores ``net`` (sent at most once per client); return its content hash."""
         digest = net.content_hash
-        with self._lock:
-            if digest in self._known:
-                return digest
+        if self.is_known(digest):
+            return digest
         try:
             self._unary("GetNetwork", service_pb2.GetNetworkRequest(hash=digest), timeout)
         except NotFound:
             self._unary("RegisterNetwork", service_pb2.RegisterNetworkRequest(network=network_to_proto(net)), timeout)
-        with self._lock:
-            self._known.add(digest)
+        self.remember(digest)
         return digest
-
-    def forget(self, net_or_hash: Network | str) -> None:
-        """Drop a network from the registered-hash cache (it will be checked again next time)."""
-        digest = net_or_hash.content_hash if isinstance(net_or_hash, Network) else net_or_hash
-        with self._lock:
-            self._known.discard(digest)
 
     def submit(self, net: Network, inputs: Any, targets: Any = None, loss: str | None = None,
                reduction: str = "mean", per_example: bool = False, dtype: str = "float64",

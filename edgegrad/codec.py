@@ -7,7 +7,7 @@ what the engine produced. Networks travel in columns (ids once, then index array
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator, NamedTuple, Sequence
+from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 

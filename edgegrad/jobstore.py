@@ -18,7 +18,7 @@ from rq.serializers import JSONSerializer
 
 from . import jobscripts
 from .errors import AlreadyExists, NotFound
-from .jobrecord import RQ_RECORD_TTL, id_prefix_at, initial_fields, job_from_fields
+from .jobrecord import RQ_RECORD_TTL, id_prefix_at, job_from_fields
 from .keys import Keys
 from .settings import Settings
 from .v1 import job_pb2, network_pb2

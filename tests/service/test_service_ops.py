@@ -18,7 +18,7 @@ from edgegrad import codec
 from edgegrad.keys import Keys
 from edgegrad.v1 import job_pb2, service_pb2, service_pb2_grpc
 from edgegrad.worker.store import WorkerStore
-from svc_helpers import collect, example_network, get_capabilities, gradient_request
+from svc_helpers import collect, example_network, gradient_request
 
 NET = example_network(seed=2)
 X = np.random.default_rng(2).normal(size=(5, NET.n_inputs))

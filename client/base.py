@@ -1,0 +1,89 @@
+"""What the blocking and the asyncio clients share, apart from how they wait."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from edgegrad.network import Network
+from edgegrad.v1 import job_pb2, service_pb2
+
+from .options import Backoff, ConnectOptions, Deadline
+from .protocol import WatchState
+
+__all__ = ["ClientBase", "HandleBase"]
+
+
+class ClientBase:
+    """Connection options, the default deadline, call metadata and the cache of registered networks."""
+
+    def __init__(self, target: str, *, timeout: float | None, tls: bool | None,
+                 root_certificates: bytes | str | None, token: str | None, backoff: Backoff | None,
+                 max_message_bytes: int) -> None:
+        self.options = ConnectOptions.build(target, tls=tls, root_certificates=root_certificates, token=token,
+                                            max_message_bytes=max_message_bytes)
+        self.timeout = timeout
+        self.backoff = backoff or Backoff()
+        self._known: set[str] = set()  #: content hashes this client knows the server stores
+        self._known_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.options.target!r})"
+
+    def deadline(self, timeout: float | None) -> Deadline:
+        """The deadline of one operation: ``timeout`` or the client's default."""
+        return Deadline(self.timeout if timeout is None else timeout)
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """Metadata sent with every call (the bearer token, if any)."""
+        return self.options.metadata()
+
+    def is_known(self, digest: str) -> bool:
+        """Whether ``digest`` was registered (or found) through this client."""
+        with self._known_lock:
+            return digest in self._known
+
+    def remember(self, digest: str) -> None:
+        """Note that the server stores the network ``digest``."""
+        with self._known_lock:
+            self._known.add(digest)
+
+    def forget(self, net_or_hash: Network | str) -> None:
+        """Drop a network from the registered-hash cache (it will be checked again next time)."""
+        digest = net_or_hash.content_hash if isinstance(net_or_hash, Network) else net_or_hash
+        with self._known_lock:
+            self._known.discard(digest)
+
+
+class HandleBase:
+    """A job's name, latest state and stream position, and how to (re)open its stream."""
+
+    def __init__(self, client: Any, name: str, *, submit: service_pb2.SubmitJobRequest | None = None) -> None:
+        self.client = client
+        self.state = WatchState(name)
+        self._submit = submit  # a Compute request still to send (gradients()), or None
+        self._call: Any = None
+        self.reconnects = 0  #: how many times the stream was resumed after a drop
+
+    @property
+    def name(self) -> str:
+        """The job's name, ``jobs/<id>`` ("" until a Compute stream has answered)."""
+        return self.state.name
+
+    @property
+    def job(self) -> job_pb2.Job | None:
+        """The latest state seen (no call made)."""
+        return self.state.job
+
+    def __repr__(self) -> str:
+        state = job_pb2.JobState.Name(self.job.state) if self.job is not None else "?"
+        return f"{type(self).__name__}({self.name!r}, {state})"
+
+    def _open(self, deadline: Deadline) -> Any:
+        """A new stream: Compute for a not yet submitted job, WatchJob from the last seq otherwise."""
+        stub, metadata = self.client.stub, self.client.metadata
+        if not self.state.name and self._submit is not None:
+            return stub.Compute(self._submit, timeout=deadline.remaining(), metadata=metadata)
+        request = service_pb2.WatchJobRequest(name=self.state.name, after_seq=self.state.after_seq)
+        return stub.WatchJob(request, timeout=deadline.remaining(), metadata=metadata)
