@@ -6,7 +6,7 @@ import csv
 import json
 import math
 import os
-import tempfile
+import secrets
 import zipfile
 from typing import Any, Sequence
 
@@ -59,13 +59,6 @@ def load_matrix(path: str | os.PathLike[str], name: str = "inputs",
 
 
 _FLOAT_MAX = float(np.finfo(np.float64).max)
-
-
-def _umask() -> int:
-    """The process umask (reading it means setting it, so it is set straight back)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 # ----------------------------------------------------------------- readers
@@ -203,8 +196,9 @@ def save_result(path: str, net: Network, res: GradientResult) -> None:
     """
     check_result_path(path)
     directory = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".edgegrad-", dir=directory)
+    tmp = os.path.join(directory, f".edgegrad-{os.getpid()}-{secrets.token_hex(6)}.tmp")
+    try:  # created like any new file (0666 less the umask), not mkstemp's 0600
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as exc:
         raise InvalidInput(f"{path}: cannot write ({exc.strerror or exc})") from None
     try:
@@ -219,7 +213,6 @@ def save_result(path: str, net: Network, res: GradientResult) -> None:
                 np.savez_compressed(fh, **arrays)
             else:
                 fh.write(dumps_result(net, res).encode("utf-8") + b"\n")
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a result file is an ordinary file
         os.replace(tmp, path)
     except OSError as exc:
         _remove_quietly(tmp)

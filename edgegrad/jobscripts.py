@@ -85,6 +85,10 @@ if st[1] ~= '2' then return -3 end
 if tonumber(st[3] or '0') >= tonumber(ARGV[1]) then return 0 end
 redis.call('XADD', KEYS[2], ARGV[1] .. '-0', 'k', 'c', 'd', ARGV[2])
 redis.call('HSET', KEYS[1], 'chunks_done', ARGV[1])
+if redis.call('PTTL', KEYS[2]) < 0 then
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+end
 return 1
 """
 

@@ -122,7 +122,7 @@ class JobStore:
     async def close(self) -> None:
         """Close connections."""
         self._rq.close()
-        await self.redis.aclose()
+        await self.redis.aclose(close_connection_pool=True)  # a pool passed in is not closed by default
         if self.streams is not self.redis:
             await self.streams.aclose()
 

@@ -30,11 +30,19 @@ def overflow_message(net: Network, plan: Plan, run: Pass, result: GradientResult
     bad_rows = np.flatnonzero(~np.isfinite(delta_rows).all(axis=1))
     if bad_rows.size:  # the backward pass runs from the last row: the last bad row is where it started
         return _node_message(net, plan, int(bad_rows[-1]), delta_rows, f"its δ overflows {dtype}", batch)
+    deltas = result.deltas.reshape(-1, net.n_nodes)
+    bad_nodes = np.flatnonzero(~np.isfinite(deltas).all(axis=0))
+    if bad_nodes.size:  # finite per example, too large once summed over the batch
+        node = int(bad_nodes[0])
+        return f"nodes[{node}]: its δ summed over the batch overflows {dtype} (node '{net.node_ids[node]}')"
     grads = result.edge_grads.reshape(-1, net.n_edges)
-    edge = int(np.flatnonzero(~np.isfinite(grads).all(axis=0))[0])
-    ids = net.vertex_ids
-    return (f"edges[{edge}]: the derivative for {ids[net.src[edge]]} -> {ids[net.dst[edge]]}"
-            f" overflows {dtype} (δ · o too large)")
+    bad_edges = np.flatnonzero(~np.isfinite(grads).all(axis=0))
+    if bad_edges.size:
+        edge = int(bad_edges[0])
+        ids = net.vertex_ids
+        return (f"edges[{edge}]: the derivative for {ids[net.src[edge]]} -> {ids[net.dst[edge]]}"
+                f" overflows {dtype} (δ · o too large)")
+    return f"result: a value overflows {dtype}"
 
 
 def _node_message(net: Network, plan: Plan, row: int, values: np.ndarray, what: str, batch: int) -> str:

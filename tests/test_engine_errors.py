@@ -168,3 +168,17 @@ def test_overflow_inside_the_computation_names_where_it_started() -> None:
     with pytest.raises(InvalidInput, match=r"^nodes\[0\]: its value overflows float32 at inputs row 0"):
         edgegrad.gradients(single, [[1e30]], dtype="float32")
     assert edgegrad.gradients(OVERFLOW, [[1.0]]).is_finite()
+
+
+@pytest.mark.filterwarnings("error")
+def test_overflow_only_in_the_batch_sum_and_a_mean_that_fits() -> None:
+    chain = Network.from_dict({"inputs": ["x"], "outputs": ["y"], "nodes": [{"id": "h"}, {"id": "y"}],
+                               "edges": [{"src": "x", "dst": "h", "weight": 1.0},
+                                         {"src": "h", "dst": "y", "weight": 1e308}]})
+    with pytest.raises(InvalidInput, match=r"^nodes\[0\]: its δ summed over the batch overflows float64"):
+        edgegrad.gradients(chain, [[0.0], [0.0]], targets=[[-0.45], [-0.45]], loss="mse", reduction="sum")
+    biased = Network.from_dict({"inputs": ["x"], "outputs": ["y"], "nodes": [{"id": "y", "bias": 1.2e154}],
+                                "edges": [{"src": "x", "dst": "y", "weight": 1.0}]})
+    res = edgegrad.gradients(biased, [[1.0]] * 4, targets=[[0.0]] * 4, loss="mse")  # Σ (y-t)² overflows, the mean fits
+    assert res.loss == pytest.approx(1.2e154 ** 2, rel=1e-12)
+    assert res.edge_grads[0] == pytest.approx(2 * 1.2e154, rel=1e-12)

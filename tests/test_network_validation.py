@@ -345,3 +345,10 @@ def test_a_key_repeated_in_a_file_is_an_error(tmp_path: Path) -> None:
                     ' "edges": [{"src": "x", "dst": "y", "weight": 1, "weight": 2}]}')
     with pytest.raises(InvalidInput, match=r"^edges\[0\]: key 'weight' appears twice$"):
         Network.load(path)
+
+
+def test_kinds_in_messages_read_as_json_kinds(tmp_path: Path) -> None:
+    path = tmp_path / "net.json"
+    path.write_text('{"inputs": ["x"], "outputs": ["y"], "nodes": [{"id": "y", "activation": {"name": "tanh"}}]}')
+    with pytest.raises(InvalidInput, match=r"^nodes\[0\]\.activation: expected a string, got an object$"):
+        Network.load(path)

@@ -295,3 +295,23 @@ def test_the_job_index_forgets_jobs_past_every_ttl(namespace, thread_server) -> 
     members = [m.decode() for m in r.zrange(Keys(settings.key_prefix).jobs, 0, -1)]
     assert members == [new.name.split("/")[1]] and old.name.split("/")[1] not in members
     r.close()
+
+
+def test_a_quick_jobs_stream_expires_even_if_the_job_never_finishes(namespace, thread_server) -> None:
+    """START posts no event for a quick job; the first chunk must still give the stream the job's TTL."""
+    from edgegrad import jobscripts
+
+    settings = namespace("streamttl")
+    server = thread_server(settings)
+    with grpc.insecure_channel(server.address) as channel:
+        stub = service_pb2_grpc.EdgegradStub(channel)
+        job = stub.SubmitJob(service_pb2.SubmitJobRequest(request=gradient_request(NET, X)))
+    job_id = job.name.split("/")[1]
+    store = WorkerStore(settings, name="ttl-test")
+    assert store.start(job_id).kind == "run"
+    keys = Keys(settings.key_prefix)
+    r = redis.Redis.from_url(settings.redis_url)
+    emit = r.register_script(jobscripts.EMIT)
+    assert emit(keys=[keys.job(job_id), keys.events(job_id)], args=[1, b"chunk"]) == 1
+    assert 0 < r.pttl(keys.events(job_id)) <= r.pttl(keys.job(job_id)) + 1000
+    r.close()
