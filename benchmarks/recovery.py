@@ -25,12 +25,11 @@ import numpy as np
 
 import edgegrad
 from edgegrad.client import Client
-from edgegrad.server.cluster import Cluster
+from edgegrad.server.cluster import Cluster, delete_namespace
 from edgegrad.settings import Settings
 from edgegrad.v1 import job_pb2
 
 from . import networks
-from .service import _cleanup, _wait_workers
 
 
 def trial(cluster: Cluster, client: Client, net: edgegrad.Network, x: np.ndarray, t: np.ndarray) -> tuple[float, int, bool]:
@@ -72,13 +71,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     t = rng.normal(size=(2048, net.n_outputs))
     try:
         with Cluster(settings, workers=2) as cluster, Client(cluster.address) as client:
-            _wait_workers(settings.redis_url, settings.queue, 2)
+            cluster.wait_for_workers()
             for i in range(args.trials):
                 elapsed, attempt, same = trial(cluster, client, net, x, t)
                 print(f"trial {i + 1}: completed {elapsed:.1f} s after SIGKILL (attempt {attempt}),"
                       f" bit-identical: {'yes' if same else 'NO'}", flush=True)
     finally:
-        _cleanup(settings.redis_url, prefix)
+        delete_namespace(settings)
     return 0
 
 

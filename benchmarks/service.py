@@ -32,7 +32,7 @@ import redis
 
 import edgegrad
 from edgegrad.client import AsyncClient, Client
-from edgegrad.server.cluster import Cluster
+from edgegrad.server.cluster import Cluster, delete_namespace
 from edgegrad.settings import Settings
 
 from . import networks
@@ -63,23 +63,6 @@ def _timed(fn: Callable[[], object], n: int) -> list[float]:
         fn()
         out.append(time.perf_counter() - t0)
     return out
-
-
-def _cleanup(url: str, prefix: str) -> None:
-    """Delete every key of the benchmark's namespace (its own keys and rq's for its queues)."""
-    r = redis.Redis.from_url(url)
-    job_ids = [m.decode() for m in r.zrange(f"{prefix}:jobs", 0, -1)]
-    keys = [k for pattern in (f"{prefix}*", f"rq:*{prefix}*") for k in r.scan_iter(match=pattern, count=1000)]
-    keys += [f"rq:job:{j}" for j in job_ids] + [f"rq:results:{j}" for j in job_ids]
-    for i in range(0, len(keys), 500):
-        r.delete(*keys[i:i + 500])
-    for member in r.smembers("rq:queues"):
-        if prefix.encode() in member:
-            r.srem("rq:queues", member)
-    stale = [w for w in r.smembers("rq:workers") if prefix.encode() in w]
-    if stale:
-        r.srem("rq:workers", *stale)
-    r.close()
 
 
 # ------------------------------------------------------------------ bare rq
@@ -191,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bare = None
     try:
         with Cluster(settings, workers=2) as cluster, Client(cluster.address, timeout=300) as client:
-            _wait_workers(args.redis_url, prefix, 2)
+            cluster.wait_for_workers()
             bare = BareRq(args.redis_url, f"{prefix}-bare", workers=2)
             # -- latency: tiny network, one example, warm workers
             for _ in range(40):
@@ -221,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if bare is not None:
             bare.stop()
-        _cleanup(args.redis_url, prefix)
+        delete_namespace(settings)
     print()
     _print_rows(rows, header=True)
     return 0
@@ -253,16 +236,6 @@ def _big(client: Client, width: int, batch: int, runs: int) -> list[tuple[str, s
             ("big job in-process edgegrad.gradients (min / median)",
              f"{min(inp) * 1e3:.0f} / {np.median(inp) * 1e3:.0f} ms", f"{runs} runs"),
             ("big job ratio service / in-process (min)", f"{min(svc) / min(inp):.2f}x", "bit-identical: yes")]
-
-
-def _wait_workers(url: str, queue: str, n: int) -> None:
-    from rq import Queue, Worker
-
-    conn = redis.Redis.from_url(url)
-    end = time.monotonic() + 30
-    while Worker.count(queue=Queue(queue, connection=conn)) < n and time.monotonic() < end:
-        time.sleep(0.05)
-    conn.close()
 
 
 def _print_rows(rows: Sequence[tuple[str, str, str]], header: bool = False) -> None:

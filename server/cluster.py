@@ -11,9 +11,11 @@ import threading
 import time
 from typing import IO
 
+import redis
+
 from edgegrad.settings import ENV_NAMES, Settings
 
-__all__ = ["Cluster", "settings_env", "die_with_parent"]
+__all__ = ["Cluster", "settings_env", "die_with_parent", "delete_namespace"]
 
 
 def die_with_parent() -> None:
@@ -95,6 +97,25 @@ class Cluster:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
 
+    def wait_for_workers(self, timeout: float = 30.0, stop: threading.Event | None = None) -> None:
+        """Block until every worker has registered with rq (so the first job starts at once), a stop
+        is signalled, or ``timeout`` passes; RuntimeError if every worker has exited."""
+        from rq import Queue, Worker
+
+        stop = stop or threading.Event()
+        connection = redis.Redis.from_url(self.settings.redis_url)
+        try:
+            queue = Queue(self.settings.queue, connection=connection)
+            end = time.monotonic() + timeout
+            while not stop.is_set() and time.monotonic() < end:
+                if Worker.count(queue=queue) >= len(self.workers):
+                    return
+                if self.workers and all(proc.poll() is not None for proc in self.workers):
+                    raise RuntimeError("every edgegrad worker exited at start; see the messages above")
+                stop.wait(0.05)
+        finally:
+            connection.close()
+
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM everything, wait, then SIGKILL what is left."""
         procs = [p for p in [self.server, *self.workers] if p is not None and p.poll() is None]
@@ -139,3 +160,23 @@ class Cluster:
                 raise TimeoutError("edgegrad server did not start listening in time")
             time.sleep(0.02)
         return found[0]
+
+
+def delete_namespace(settings: Settings) -> None:
+    """Delete every key of a namespace (tests, benchmarks): edgegrad's under ``key_prefix``, and rq's
+    for every queue, job and worker whose name contains ``queue``."""
+    r = redis.Redis.from_url(settings.redis_url)
+    try:
+        marker = settings.queue
+        job_ids = [m.decode() for m in r.zrange(f"{settings.key_prefix}:jobs", 0, -1)]
+        patterns = [f"{settings.key_prefix}:*", f"rq:*{marker}*"]
+        keys = [k for p in patterns for k in r.scan_iter(match=p, count=1000)]
+        keys += [f"rq:job:{j}" for j in job_ids] + [f"rq:results:{j}" for j in job_ids]
+        for i in range(0, len(keys), 500):
+            r.delete(*keys[i:i + 500])
+        for name in ("rq:queues", "rq:workers"):
+            stale = [m for m in r.smembers(name) if marker.encode() in m]
+            if stale:
+                r.srem(name, *stale)
+    finally:
+        r.close()

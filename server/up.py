@@ -183,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
             try:
                 cluster.start()
                 _wait_serving(cluster, stop)
-                _wait_workers(cluster, stop)
+                cluster.wait_for_workers(stop=stop)
                 if stop.is_set():
                     return 0
                 where = f"embedded in {embedded.data_dir}" if embedded else _redacted(redis_url)
@@ -229,25 +229,6 @@ def _wait_serving(cluster: "Cluster", stop: threading.Event, timeout: float = 30
             if time.monotonic() > end:
                 raise RuntimeError(f"edgegrad server not SERVING after {timeout:.0f} s")
             stop.wait(0.1)
-
-
-def _wait_workers(cluster: "Cluster", stop: threading.Event, timeout: float = 30.0) -> None:
-    """Block until every worker has registered with rq, so the first job starts at once."""
-    import redis
-    from rq import Queue, Worker
-
-    connection = redis.Redis.from_url(cluster.settings.redis_url)
-    try:
-        queue = Queue(cluster.settings.queue, connection=connection)
-        end = time.monotonic() + timeout
-        while not stop.is_set() and time.monotonic() < end:
-            if Worker.count(queue=queue) >= len(cluster.workers):
-                return
-            if all(proc.poll() is not None for proc in cluster.workers):
-                raise RuntimeError("every edgegrad worker exited at start; see the messages above")
-            stop.wait(0.1)
-    finally:
-        connection.close()
 
 
 def _supervise(cluster: "Cluster", stop: threading.Event) -> int:

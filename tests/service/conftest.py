@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from edgegrad.server.app import App, create_server
-from edgegrad.server.cluster import Cluster
+from edgegrad.server.cluster import Cluster, delete_namespace
 from edgegrad.settings import Settings
 from edgegrad.v1 import service_pb2_grpc
 
@@ -28,22 +28,6 @@ def _namespace(tag: str, **overrides) -> Settings:
                 chunk_bytes=64 * 1024, auth_token="", auth_token_file="", tls_cert="", tls_key="")
     base.update(overrides)
     return Settings.from_env(**base)
-
-
-def cleanup_namespace(settings: Settings) -> None:
-    """Delete every key of this namespace: ours, and rq's for its queue, jobs and workers."""
-    r = redis.Redis.from_url(settings.redis_url)
-    job_ids = [m.decode() for m in r.zrange(f"{settings.key_prefix}:jobs", 0, -1)]
-    patterns = [f"{settings.key_prefix}:*", f"rq:*{settings.queue}*"]
-    keys = [k for p in patterns for k in r.scan_iter(match=p, count=1000)]
-    keys += [f"rq:job:{j}" for j in job_ids] + [f"rq:results:{j}" for j in job_ids]
-    for i in range(0, len(keys), 500):
-        r.delete(*keys[i:i + 500])
-    r.srem("rq:queues", f"rq:queue:{settings.queue}")
-    stale = [w for w in r.smembers("rq:workers") if settings.queue.encode() in w]
-    if stale:
-        r.srem("rq:workers", *stale)
-    r.close()
 
 
 def _redis_or_skip() -> None:
@@ -66,7 +50,7 @@ def namespace():
 
     yield make
     for s in made:
-        cleanup_namespace(s)
+        delete_namespace(s)
 
 
 @pytest.fixture(scope="session")
