@@ -136,16 +136,17 @@ def result_layout(net: Any, batch: int, loss: str | None, per_example: bool, dty
     code = tensor_pb2.DTYPE_FLOAT32 if dtype == "float32" else tensor_pb2.DTYPE_FLOAT64
     layout = job_pb2.ResultLayout(dtype=code, loss_mode=loss is not None, batch=batch, chunk_bytes=chunk_bytes)
     for field, shape in zip(FIELD_NAMES, shapes):
-        row = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
+        row = math.prod(shape[1:])
         layout.fields.add(field=field, shape=shape, row_elements=row)
-    layout.chunk_count = len(plan_chunks(layout, chunk_bytes))
+    budget = _chunk_budget(layout, chunk_bytes)
+    layout.chunk_count = sum(-(-math.prod(f.shape) // _chunk_step(f, budget)) for f in layout.fields)
     return layout
 
 
 def result_bytes(layout: job_pb2.ResultLayout) -> int:
     """Total size of a result's arrays in bytes."""
     itemsize = _TO_NUMPY[layout.dtype].itemsize
-    return sum(int(np.prod(f.shape, dtype=np.int64)) for f in layout.fields) * itemsize
+    return sum(math.prod(f.shape) for f in layout.fields) * itemsize  # Python ints: no wrap-around
 
 
 class ChunkPlan(NamedTuple):
@@ -160,15 +161,25 @@ class ChunkPlan(NamedTuple):
     whole_rows: bool
 
 
+def _chunk_budget(layout: job_pb2.ResultLayout, chunk_bytes: int) -> int:
+    """Elements one chunk may carry, leaving room for the message's own fields."""
+    return max(1, (int(chunk_bytes) - 256) // _TO_NUMPY[layout.dtype].itemsize)
+
+
+def _chunk_step(field: job_pb2.FieldLayout, budget: int) -> int:
+    """Elements per chunk of a field: whole rows when a row fits in the budget."""
+    row = max(1, int(field.row_elements))
+    return (budget // row) * row if row <= budget else budget
+
+
 def plan_chunks(layout: job_pb2.ResultLayout, chunk_bytes: int) -> list[ChunkPlan]:
     """The deterministic chunking of a result: field by field, whole rows when a row fits."""
-    itemsize = _TO_NUMPY[layout.dtype].itemsize
-    budget = max(1, (int(chunk_bytes) - 256) // itemsize)  # room for the message's own fields
+    budget = _chunk_budget(layout, chunk_bytes)
     plans: list[ChunkPlan] = []
     for f in layout.fields:
-        total = int(np.prod(f.shape, dtype=np.int64))
+        total = math.prod(f.shape)
         row = max(1, int(f.row_elements))
-        step = (budget // row) * row if row <= budget else budget
+        step = _chunk_step(f, budget)
         for start in range(0, total, step):
             stop = min(total, start + step)
             whole = start % row == 0 and (stop % row == 0 or stop == total)

@@ -113,3 +113,20 @@ def test_backoff_rides_out_until_the_deadline_and_gives_up_without_one() -> None
     bounded = list(Backoff(initial=0.01, maximum=0.02, give_up_after=0.5).delays(Deadline(None)))
     assert 0.5 <= sum(bounded) < 0.6
     assert len(list(Backoff(attempts=4).delays(Deadline(60)))) == 3
+
+
+def test_result_layouts_count_chunks_exactly_and_never_wrap_around() -> None:
+    from types import SimpleNamespace
+
+    from edgegrad.codec import plan_chunks, result_bytes, result_layout
+
+    small = SimpleNamespace(outputs=["a", "b", "c"], n_edges=1000, n_nodes=50)
+    for loss, per_example in ((None, False), ("mse", True), ("mse", False)):
+        for batch in (1, 7, 500):
+            for chunk_bytes in (300, 4096, 1 << 20):
+                layout = result_layout(small, batch, loss, per_example, "float64", chunk_bytes)
+                assert layout.chunk_count == len(plan_chunks(layout, chunk_bytes))
+    # 10^6 × 10^7 × 5·10^7 elements overflow int64; the size must stay exact (and be cheap to get)
+    huge = SimpleNamespace(outputs=["y"] * 10_000_000, n_edges=50_000_000, n_nodes=10_000_000)
+    layout = result_layout(huge, 1_000_000, None, False, "float64", 1 << 20)
+    assert result_bytes(layout) == 8 * 1_000_000 * (10_000_000 + 10_000_000 * 50_000_000 + 10_000_000 * 10_000_000)
