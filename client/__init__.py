@@ -6,5 +6,6 @@ from .aio import AsyncClient, AsyncJobHandle
 from .job import JobHandle
 from .options import Backoff
 from .sync import Client
+from .waiting import async_wait_all, wait_all
 
-__all__ = ["Client", "AsyncClient", "JobHandle", "AsyncJobHandle", "Backoff"]
+__all__ = ["Client", "AsyncClient", "JobHandle", "AsyncJobHandle", "Backoff", "wait_all", "async_wait_all"]

@@ -18,7 +18,7 @@ from .base import ClientBase, HandleBase
 from .errors import from_rpc_error, is_retryable
 from .job import stream_dropped
 from .options import Backoff, Deadline, DEFAULT_MAX_MESSAGE_BYTES
-from .protocol import build_request
+from .protocol import Prepared, merge_submitted, prepare, submission
 
 __all__ = ["AsyncClient", "AsyncJobHandle"]
 
@@ -111,24 +111,67 @@ class AsyncClient(ClientBase):
 
     async def submit(self, net: Network, inputs: Any, targets: Any = None, loss: str | None = None,
                      reduction: str = "mean", per_example: bool = False, dtype: str = "float64",
-                     timeout: float | None = None, request_id: str | None = None) -> "AsyncJobHandle":
-        """Enqueue a job and return its handle at once."""
-        request = build_request(net, inputs, targets, loss, reduction, per_example, dtype, request_id=request_id)
+                     timeout: float | None = None, request_id: str | None = None,
+                     shard_rows: int | None = None) -> "AsyncJobHandle":
+        """Enqueue a job and return its handle at once (``shard_rows``: rows per shard)."""
+        prepared = prepare(net, inputs, targets, loss, reduction, per_example, dtype, request_id=request_id,
+                           shard_rows=shard_rows)
         deadline = self.deadline(timeout)
-        job = await self._with_network(net, deadline, lambda: self.retrying(
-            lambda left: self.stub.SubmitJob(request, timeout=left, metadata=self.metadata), deadline))
+
+        async def send() -> job_pb2.Job:
+            request = await self._request(prepared, deadline)
+            return await self.retrying(
+                lambda left: self.stub.SubmitJob(request, timeout=left, metadata=self.metadata), deadline)
+
+        job = await self._with_network(net, deadline, send)
         handle = AsyncJobHandle(self, job.name)
         handle.state.update(job)
         return handle
 
+    async def submit_many(self, requests: Sequence[dict[str, Any]], timeout: float | None = None
+                          ) -> list["AsyncJobHandle | Exception"]:
+        """Submit many independent jobs in one round trip: a handle or the error of each request, in order."""
+        deadline = self.deadline(timeout)
+        items: list[Any] = []
+        for kwargs in requests:
+            try:
+                net, prepared = submission(kwargs)
+                await self.register(net, timeout=deadline.remaining())
+                items.append(await self._request(prepared, deadline))
+            except Exception as exc:  # this item's own problem: reported in its place
+                items.append(exc)
+        sent = [item for item in items if not isinstance(item, Exception)]
+        reply = await self.retrying(lambda left: self.stub.SubmitJobs(
+            service_pb2.SubmitJobsRequest(requests=sent), timeout=left, metadata=self.metadata), deadline)
+        return merge_submitted(self, items, reply, AsyncJobHandle)
+
+    async def _request(self, prepared: Prepared, deadline: Deadline) -> service_pb2.SubmitJobRequest:
+        """The request with its batch inline, or referring to an upload of it."""
+        if self.needs_limit(prepared.batch_bytes):
+            self.server_max_message = int((await self.capabilities(timeout=deadline.remaining())).max_message_bytes)
+        if self.sends_inline(prepared.batch_bytes):
+            return prepared.inline()
+        upload = await self.retrying(lambda left: self.stub.UploadBatch(
+            prepared.pieces(self.piece_bytes()), timeout=left, metadata=self.metadata), deadline)
+        return prepared.uploaded(upload.id)
+
     async def gradients(self, net: Network, inputs: Any, targets: Any = None, loss: str | None = None,
                         reduction: str = "mean", per_example: bool = False, dtype: str = "float64",
-                        timeout: float | None = None) -> GradientResult:
+                        timeout: float | None = None, shard_rows: int | None = None) -> GradientResult:
         """The same call and result as ``edgegrad.gradients``, computed by the service."""
-        request = build_request(net, inputs, targets, loss, reduction, per_example, dtype, request_id=None)
+        prepared = prepare(net, inputs, targets, loss, reduction, per_example, dtype, request_id=None,
+                           shard_rows=shard_rows)
         deadline = self.deadline(timeout)
-        return await self._with_network(
-            net, deadline, lambda: AsyncJobHandle(self, "", submit=request).result(deadline=deadline))
+
+        async def run() -> GradientResult:
+            request = await self._request(prepared, deadline)
+            return await AsyncJobHandle(self, "", submit=request).result(deadline=deadline)
+
+        return await self._with_network(net, deadline, run)
+
+    async def ack(self, name: str, seq: int, timeout: float | None = None) -> None:
+        """Tell the service this client holds the job's chunks up to ``seq`` (it may drop them)."""
+        await self._unary("AckJob", service_pb2.AckJobRequest(name=name, seq=seq), timeout)
 
     def job(self, name: str) -> "AsyncJobHandle":
         """A handle on an existing job by name."""
@@ -181,6 +224,9 @@ class AsyncJobHandle(HandleBase):
                     chunk = self.state.feed(event)
                     if chunk is not None:
                         yield chunk
+                        if self.state.ack_due():  # workers wait for room in the job's result buffer
+                            await self.client.ack(self.name, self.state.after_seq, timeout=deadline.remaining())
+                            self.state.acked = self.state.after_seq
                     if self.state.done:
                         break
             except grpc.RpcError as exc:

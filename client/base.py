@@ -13,6 +13,38 @@ from .protocol import WatchState
 
 __all__ = ["ClientBase", "HandleBase"]
 
+#: batches up to this size are sent inline without asking the server for its message limit
+INLINE_WITHOUT_ASKING = 1 << 20
+#: room left in a message for everything but the batch
+MESSAGE_MARGIN = 64 << 10
+#: batch bytes per piece of an upload
+UPLOAD_PIECE_BYTES = 4 << 20
+
+
+#: watch streams a client opens at submit time (beyond them a handle opens its stream on wait())
+STREAMS_AHEAD = 64
+
+
+class StreamBudget:
+    """A count of streams opened ahead of being read, thread-safe."""
+
+    def __init__(self, size: int) -> None:
+        self._left = size
+        self._lock = threading.Lock()
+
+    def try_take(self) -> bool:
+        """Take one if any is left."""
+        with self._lock:
+            if self._left <= 0:
+                return False
+            self._left -= 1
+            return True
+
+    def give_back(self) -> None:
+        """Return one."""
+        with self._lock:
+            self._left += 1
+
 
 class ClientBase:
     """Connection options, the default deadline, call metadata and the cache of registered networks."""
@@ -25,6 +57,8 @@ class ClientBase:
         self.timeout = timeout
         self.backoff = backoff or Backoff()
         self._known: set[str] = set()  #: content hashes this client knows the server stores
+        self.server_max_message: int | None = None  #: the server's message limit, once asked
+        self.streams_ahead = StreamBudget(STREAMS_AHEAD)  #: watch streams opened at submit, not yet read
         self._known_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -38,6 +72,22 @@ class ClientBase:
     def metadata(self) -> tuple[tuple[str, str], ...]:
         """Metadata sent with every call (the bearer token, if any)."""
         return self.options.metadata()
+
+    def needs_limit(self, batch_bytes: int) -> bool:
+        """Whether the server's message limit must be known to send a batch of ``batch_bytes``."""
+        return batch_bytes > INLINE_WITHOUT_ASKING and self.server_max_message is None
+
+    def sends_inline(self, batch_bytes: int) -> bool:
+        """Whether a batch of ``batch_bytes`` fits in one SubmitJob message (else it is uploaded in pieces)."""
+        if batch_bytes <= INLINE_WITHOUT_ASKING:
+            return True
+        limit = min(self.options.max_message_bytes, self.server_max_message or self.options.max_message_bytes)
+        return batch_bytes + MESSAGE_MARGIN <= limit
+
+    def piece_bytes(self) -> int:
+        """Bytes of batch per UploadPiece."""
+        limit = min(self.options.max_message_bytes, self.server_max_message or self.options.max_message_bytes)
+        return max(1024, min(UPLOAD_PIECE_BYTES, (limit - MESSAGE_MARGIN) // 2))
 
     def is_known(self, digest: str) -> bool:
         """Whether ``digest`` was registered (or found) through this client."""
@@ -64,6 +114,7 @@ class HandleBase:
         self.state = WatchState(name)
         self._submit = submit  # a Compute request still to send (gradients()), or None
         self._call: Any = None
+        self._ahead: Any = None  # a stream opened at submit (with its first events read), until chunks() takes it
         self.reconnects = 0  #: how many times the stream was resumed after a drop
 
     @property
@@ -80,8 +131,27 @@ class HandleBase:
         state = job_pb2.JobState.Name(self.job.state) if self.job is not None else "?"
         return f"{type(self).__name__}({self.name!r}, {state})"
 
+    def release_ahead(self, cancel: bool) -> Any:
+        """Stop holding the stream opened at submit; return it, or cancel it and return None."""
+        call, self._ahead = self._ahead, None
+        if call is None:
+            return None
+        self.client.streams_ahead.give_back()
+        if cancel:
+            call.cancel()
+            return None
+        return call
+
+    def __del__(self) -> None:
+        try:
+            self.release_ahead(cancel=True)
+        except Exception:  # interpreter shutdown: nothing left to release
+            pass
+
     def _open(self, deadline: Deadline) -> Any:
         """A new stream: Compute for a not yet submitted job, WatchJob from the last seq otherwise."""
+        if self._ahead is not None:
+            return self.release_ahead(cancel=False)
         stub, metadata = self.client.stub, self.client.metadata
         if not self.state.name and self._submit is not None:
             return stub.Compute(self._submit, timeout=deadline.remaining(), metadata=metadata)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from typing import Iterator
+from typing import Any, Iterator
 
 import grpc
 
-from edgegrad.errors import Unavailable
+from edgegrad.errors import DeadlineExceeded, Unavailable
 from edgegrad.result import GradientResult
 from edgegrad.v1 import job_pb2
 
@@ -28,6 +29,17 @@ def stream_dropped(exc: grpc.RpcError) -> bool:
     return code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
 
 
+def _cut_at(call: Any, deadline: Deadline) -> threading.Timer | None:
+    """Cancel ``call`` when ``deadline`` passes (None without a deadline)."""
+    left = deadline.remaining()
+    if left is None:
+        return None
+    timer = threading.Timer(left, call.cancel)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
 class JobHandle(HandleBase):
     """A job on the service: ``wait()``, ``result()``, ``cancel()``, and ``chunks()`` that resumes on its own.
 
@@ -44,20 +56,29 @@ class JobHandle(HandleBase):
         while not self.state.done:
             self._call = call = self._open(deadline)
             seen = self.state.after_seq, self.state.job
+            # a stream opened at submit has no deadline of its own: this wait's deadline cuts it
+            timer = _cut_at(call, deadline) if self._submit is not None else None
             try:
                 for event in call:
                     chunk = self.state.feed(event)
                     if chunk is not None:
                         yield chunk
+                        if self.state.ack_due():  # workers wait for room in the job's result buffer
+                            self.client.ack(self.name, self.state.after_seq, timeout=deadline.remaining())
+                            self.state.acked = self.state.after_seq
                     if self.state.done:
                         break
             except grpc.RpcError as exc:
+                if timer is not None and deadline.expired():
+                    raise DeadlineExceeded(f"{self.name}: the deadline passed before the job finished") from None
                 if not stream_dropped(exc) or deadline.expired():
                     raise from_rpc_error(exc) from None
                 last_error: Exception = from_rpc_error(exc)
             else:
                 last_error = Unavailable(f"{self.name}: the watch stream ended before the job finished")
             finally:
+                if timer is not None:
+                    timer.cancel()
                 call.cancel()
                 self._call = None
             if self.state.done:
@@ -69,6 +90,30 @@ class JobHandle(HandleBase):
                 raise last_error
             self.reconnects += 1
             time.sleep(deadline.clip(delay))
+
+    def open_ahead(self, deadline: Deadline) -> None:
+        """Send the submission as a Compute stream now and read up to the job's first state (its name).
+
+        The stream stays open for ``chunks()``/``wait()``; retried on UNAVAILABLE (the request id
+        makes a retry return the same job).
+        """
+        def first(left: float | None) -> Any:
+            call = self.client.stub.Compute(self._submit, metadata=self.client.metadata)  # wait() bounds it
+            try:
+                for event in call:
+                    self.state.feed(event)
+                    if self.state.name:
+                        return call
+            except BaseException:
+                call.cancel()
+                raise
+            return call
+
+        try:
+            self._ahead = self.client.retrying(first, deadline)
+        except BaseException:
+            self.client.streams_ahead.give_back()
+            raise
 
     def drop_stream(self) -> None:
         """Cut the current stream as a network failure would (the iterator then resumes); for tests and tools."""

@@ -6,18 +6,21 @@ The sync and async clients share everything here and differ only in how they wai
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Iterator, NamedTuple
+
+import numpy as np
 
 from edgegrad.batch import check_options
 from edgegrad.codec import ResultAssembler, network_to_proto, tensor_from_array
-from edgegrad.errors import FailedPrecondition
+from edgegrad.chunking import buffered_chunk_limit
+from edgegrad.errors import FailedPrecondition, InvalidInput
 from edgegrad.network import Network
 from edgegrad.result import GradientResult
 from edgegrad.v1 import job_pb2, service_pb2
 
-from .errors import job_error
+from .errors import from_status, job_error
 
-__all__ = ["build_request", "new_request_id", "WatchState", "TERMINAL_STATES"]
+__all__ = ["build_request", "prepare", "Prepared", "new_request_id", "WatchState", "TERMINAL_STATES"]
 
 TERMINAL_STATES = frozenset({job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELLED})
 
@@ -27,23 +30,112 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
-def build_request(net: Network, inputs: Any, targets: Any, loss: str | None, reduction: str,
-                  per_example: bool, dtype: str, *, request_id: str | None,
-                  inline: bool = False) -> service_pb2.SubmitJobRequest:
-    """A validated SubmitJobRequest referring to ``net`` by hash (or carrying it inline)."""
+class Prepared(NamedTuple):
+    """A checked submission: the request without its batch, and the batch (inline or to upload)."""
+
+    request: service_pb2.SubmitJobRequest
+    inputs: np.ndarray
+    targets: np.ndarray | None
+
+    @property
+    def batch_bytes(self) -> int:
+        """Bytes of the batch on the wire."""
+        return self.inputs.nbytes + (0 if self.targets is None else self.targets.nbytes)
+
+    def inline(self) -> service_pb2.SubmitJobRequest:
+        """The request carrying its batch."""
+        request = service_pb2.SubmitJobRequest()
+        request.CopyFrom(self.request)
+        request.request.inputs.CopyFrom(tensor_from_array(self.inputs))
+        if self.targets is not None:
+            request.request.targets.CopyFrom(tensor_from_array(self.targets))
+        return request
+
+    def uploaded(self, upload_id: str) -> service_pb2.SubmitJobRequest:
+        """The request referring to an upload of its batch."""
+        request = service_pb2.SubmitJobRequest()
+        request.CopyFrom(self.request)
+        request.request.upload = upload_id
+        return request
+
+    def pieces(self, piece_bytes: int) -> Iterator[service_pb2.UploadPiece]:
+        """The batch as UploadPieces of about ``piece_bytes`` each (inputs, then targets, same rows a piece)."""
+        widths = [self.inputs.shape[1]] + ([] if self.targets is None else [self.targets.shape[1]])
+        rows = max(1, piece_bytes // (8 * max(1, max(widths))))
+        for name, values in (("inputs", self.inputs), ("targets", self.targets)):
+            if values is None:
+                continue
+            for a in range(0, values.shape[0], rows):
+                yield service_pb2.UploadPiece(field=name, rows=tensor_from_array(values[a:a + rows]))
+
+
+def prepare(net: Network, inputs: Any, targets: Any, loss: str | None, reduction: str, per_example: bool,
+            dtype: str, *, request_id: str | None, inline: bool = False, shard_rows: int | None = None) -> Prepared:
+    """Check a submission like the in-process call does; the request refers to ``net`` by hash (or carries it)."""
     if not isinstance(net, Network):
         raise TypeError(f"net must be an edgegrad.Network, got {type(net).__name__}")
+    if shard_rows is not None and (isinstance(shard_rows, bool) or not isinstance(shard_rows, (int, np.integer))
+                                   or shard_rows < 1):
+        raise InvalidInput(f"shard_rows: expected a positive number of rows, got {shard_rows!r}")
     x, t = check_options(net, inputs, targets, loss, reduction, dtype, per_example)
-    request = job_pb2.GradientRequest(
-        inputs=tensor_from_array(x), loss=loss or "", reduction=reduction, per_example=bool(per_example),
-        dtype=str(dtype))
-    if t is not None:
-        request.targets.CopyFrom(tensor_from_array(t))
+    request = job_pb2.GradientRequest(loss=loss or "", reduction=reduction, per_example=bool(per_example),
+                                      dtype=str(dtype))
     if inline:
         request.network_inline.CopyFrom(network_to_proto(net))
     else:
         request.network_hash = net.content_hash
-    return service_pb2.SubmitJobRequest(request=request, request_id=request_id or new_request_id())
+    submit = service_pb2.SubmitJobRequest(request=request, request_id=request_id or new_request_id(),
+                                          shard_rows=int(shard_rows or 0))
+    return Prepared(submit, x, t)
+
+
+def build_request(net: Network, inputs: Any, targets: Any, loss: str | None, reduction: str,
+                  per_example: bool, dtype: str, *, request_id: str | None,
+                  inline: bool = False, shard_rows: int | None = None) -> service_pb2.SubmitJobRequest:
+    """A validated SubmitJobRequest carrying its batch, referring to ``net`` by hash (or carrying it inline)."""
+    return prepare(net, inputs, targets, loss, reduction, per_example, dtype, request_id=request_id,
+                   inline=inline, shard_rows=shard_rows).inline()
+
+
+#: the keyword arguments a ``submit_many`` request may carry (those of ``submit``)
+SUBMIT_ARGUMENTS = ("net", "inputs", "targets", "loss", "reduction", "per_example", "dtype", "request_id",
+                    "shard_rows")
+
+
+def submission(kwargs: dict[str, Any]) -> tuple[Network, Prepared]:
+    """The network and prepared request of one ``submit_many`` item (a dict of ``submit``'s arguments)."""
+    if not isinstance(kwargs, dict):
+        raise InvalidInput(f"request: expected a dict of submit's arguments, got {type(kwargs).__name__}")
+    unknown = sorted(set(kwargs) - set(SUBMIT_ARGUMENTS))
+    if unknown:
+        raise InvalidInput(f"request: unknown argument {unknown[0]!r} (expected {', '.join(SUBMIT_ARGUMENTS)})")
+    if "net" not in kwargs or "inputs" not in kwargs:
+        raise InvalidInput("request: needs 'net' and 'inputs'")
+    options = {"targets": None, "loss": None, "reduction": "mean", "per_example": False, "dtype": "float64",
+               "request_id": None, "shard_rows": None, **kwargs}
+    prepared = prepare(options["net"], options["inputs"], options["targets"], options["loss"], options["reduction"],
+                       options["per_example"], options["dtype"], request_id=options["request_id"],
+                       shard_rows=options["shard_rows"])
+    return options["net"], prepared
+
+
+def merge_submitted(client: Any, items: list[Any], reply: service_pb2.SubmitJobsResponse,
+                    handle_type: type) -> list[Any]:
+    """``submit_many``'s answer: each item's handle (``handle_type``) or its error, in request order."""
+    results = iter(reply.results)
+    out: list[Any] = []
+    for item in items:
+        if isinstance(item, Exception):
+            out.append(item)
+            continue
+        result = next(results)
+        if result.WhichOneof("result") == "job":
+            handle = handle_type(client, result.job.name)
+            handle.state.update(result.job)
+            out.append(handle)
+        else:
+            out.append(from_status(result.error, "INTERNAL"))
+    return out
 
 
 class WatchState:
@@ -53,6 +145,7 @@ class WatchState:
         self.name = name
         self.job: job_pb2.Job | None = None
         self.after_seq = 0
+        self.acked = 0  #: the last seq acknowledged to the service (it may drop chunks up to there)
         self.done = False
         self._assembler: ResultAssembler | None = None
 
@@ -79,6 +172,11 @@ class WatchState:
         self.name = job.name or self.name
         if job.state in TERMINAL_STATES and job.state != job_pb2.JOB_STATE_SUCCEEDED:
             self.done = True
+
+    def ack_due(self) -> bool:
+        """Whether enough chunks arrived since the last acknowledgement that workers may be waiting for one."""
+        limit = buffered_chunk_limit(self.job.layout) if self.job is not None else 0
+        return bool(limit) and self.after_seq - self.acked >= max(1, limit // 2)
 
     def _assembler_for(self) -> ResultAssembler:
         if self._assembler is None:

@@ -17,7 +17,7 @@ from .base import ClientBase
 from .errors import from_rpc_error, is_retryable
 from .job import JobHandle
 from .options import Backoff, Deadline, DEFAULT_MAX_MESSAGE_BYTES
-from .protocol import build_request
+from .protocol import Prepared, merge_submitted, prepare, submission
 
 __all__ = ["Client"]
 
@@ -101,28 +101,81 @@ class Client(ClientBase):
 
     def submit(self, net: Network, inputs: Any, targets: Any = None, loss: str | None = None,
                reduction: str = "mean", per_example: bool = False, dtype: str = "float64",
-               timeout: float | None = None, request_id: str | None = None) -> JobHandle:
-        """Enqueue a job and return its handle at once (``wait()``, ``result()``, ``chunks()``, ``cancel()``)."""
-        request = build_request(net, inputs, targets, loss, reduction, per_example, dtype, request_id=request_id)
+               timeout: float | None = None, request_id: str | None = None,
+               shard_rows: int | None = None) -> JobHandle:
+        """Enqueue a job and return its handle at once (``wait()``, ``result()``, ``chunks()``, ``cancel()``).
+
+        ``shard_rows`` sets the rows per shard (each shard may run on another worker); a batch
+        larger than one message is uploaded in pieces first.
+        """
+        prepared = prepare(net, inputs, targets, loss, reduction, per_example, dtype, request_id=request_id,
+                           shard_rows=shard_rows)
         deadline = self.deadline(timeout)
-        job = self._with_network(net, deadline, lambda: self.retrying(
-            lambda left: self.stub.SubmitJob(request, timeout=left, metadata=self.metadata), deadline))
-        handle = JobHandle(self, job.name)
-        handle.state.update(job)
-        return handle
+
+        def send() -> JobHandle:
+            request = self._request(prepared, deadline)
+            if self.streams_ahead.try_take():
+                # submit and watch in one call (Compute): wait() later reads the same stream, so a
+                # loop of submit() then wait() pays one round trip per job, not two
+                handle = JobHandle(self, "", submit=request)
+                handle.open_ahead(deadline)
+                return handle
+            job = self.retrying(lambda left: self.stub.SubmitJob(request, timeout=left, metadata=self.metadata),
+                                deadline)
+            handle = JobHandle(self, job.name)
+            handle.state.update(job)
+            return handle
+
+        return self._with_network(net, deadline, send)
+
+    def submit_many(self, requests: Sequence[dict[str, Any]], timeout: float | None = None
+                    ) -> list["JobHandle | Exception"]:
+        """Submit many independent jobs in one round trip: a handle or the error of each request, in order.
+
+        Each request is a dict of ``submit``'s keyword arguments (``net``, ``inputs``, ``targets``,
+        ``loss``, ...); one bad request never fails the others.
+        """
+        deadline = self.deadline(timeout)
+        items: list[Any] = []
+        for kwargs in requests:
+            try:
+                net, prepared = submission(kwargs)
+                self.register(net, timeout=deadline.remaining())
+                items.append(self._request(prepared, deadline))
+            except Exception as exc:  # this item's own problem: reported in its place
+                items.append(exc)
+        sent = [item for item in items if not isinstance(item, Exception)]
+        reply = self.retrying(lambda left: self.stub.SubmitJobs(service_pb2.SubmitJobsRequest(requests=sent),
+                                                                timeout=left, metadata=self.metadata), deadline)
+        return merge_submitted(self, items, reply, JobHandle)
+
+    def _request(self, prepared: Prepared, deadline: Deadline) -> service_pb2.SubmitJobRequest:
+        """The request with its batch inline, or referring to an upload of it."""
+        if self.needs_limit(prepared.batch_bytes):
+            self.server_max_message = int(self.capabilities(timeout=deadline.remaining()).max_message_bytes)
+        if self.sends_inline(prepared.batch_bytes):
+            return prepared.inline()
+        upload = self.retrying(lambda left: self.stub.UploadBatch(
+            prepared.pieces(self.piece_bytes()), timeout=left, metadata=self.metadata), deadline)
+        return prepared.uploaded(upload.id)
 
     def gradients(self, net: Network, inputs: Any, targets: Any = None, loss: str | None = None,
                   reduction: str = "mean", per_example: bool = False, dtype: str = "float64",
-                  timeout: float | None = None) -> GradientResult:
+                  timeout: float | None = None, shard_rows: int | None = None) -> GradientResult:
         """The same call and result as ``edgegrad.gradients``, computed by the service (one Compute stream)."""
-        request = build_request(net, inputs, targets, loss, reduction, per_example, dtype, request_id=None)
+        prepared = prepare(net, inputs, targets, loss, reduction, per_example, dtype, request_id=None,
+                           shard_rows=shard_rows)
         deadline = self.deadline(timeout)
 
         def run() -> GradientResult:
-            handle = JobHandle(self, "", submit=request)
+            handle = JobHandle(self, "", submit=self._request(prepared, deadline))
             return handle.result(deadline=deadline)
 
         return self._with_network(net, deadline, run)
+
+    def ack(self, name: str, seq: int, timeout: float | None = None) -> None:
+        """Tell the service this client holds the job's chunks up to ``seq`` (it may drop them)."""
+        self._unary("AckJob", service_pb2.AckJobRequest(name=name, seq=seq), timeout)
 
     def _with_network(self, net: Network, deadline: Deadline, action: Callable[[], T]) -> T:
         """Register ``net`` if needed, run ``action``; if the server lost the network, register again once."""

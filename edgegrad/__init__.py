@@ -22,6 +22,8 @@ __all__ = [
     "gradients",
     "Client",
     "AsyncClient",
+    "wait_all",
+    "async_wait_all",
     "EdgegradError",
     "InvalidInput",
     "NotFound",
@@ -32,7 +34,7 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str) -> Any:
     """Import the gRPC client lazily so the in-process engine starts fast."""
-    if name in ("Client", "AsyncClient"):
+    if name in ("Client", "AsyncClient", "wait_all", "async_wait_all"):
         from . import client
 
         return getattr(client, name)

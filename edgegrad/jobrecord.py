@@ -14,7 +14,7 @@ from .errors import InvalidInput
 from .v1 import job_pb2
 
 __all__ = ["new_job_id", "id_prefix_at", "job_name", "job_id_from_name", "initial_fields", "job_from_fields",
-           "error_fields", "loss_fields", "GRPC_CODE_NUMBERS", "RQ_RECORD_TTL"]
+           "error_fields", "loss_fields", "shard_progress", "rq_job_id", "GRPC_CODE_NUMBERS", "RQ_RECORD_TTL"]
 
 #: seconds rq keeps its own record of a finished job (our job function returns None; results live
 #: in edgegrad's streams). A short positive TTL lets rq expire the record instead of deleting it at
@@ -31,6 +31,11 @@ GRPC_CODE_NUMBERS["CANCELLED"] = code_pb2.CANCELLED
 def new_job_id() -> str:
     """26 hex digits: microseconds since the epoch, then randomness, so ids sort by creation."""
     return f"{time.time_ns() // 1000:014x}{secrets.token_hex(6)}"
+
+
+def rq_job_id(job_id: str, shard: int) -> str:
+    """The id of the rq job that runs one shard of a job."""
+    return f"{job_id}-{shard}"
 
 
 def id_prefix_at(moment: float) -> str:
@@ -52,11 +57,33 @@ def job_id_from_name(name: str, place: str = "name") -> str:
 
 
 def initial_fields(job_id: str, request_id: str, fingerprint: str, network_hash: str,
-                   layout: job_pb2.ResultLayout, now: float, expire: float, work: int) -> dict[str, bytes | str]:
-    """The hash of a job just submitted; ``work`` estimates its multiply-adds."""
-    return {"id": job_id, "state": "1", "request_id": request_id, "fingerprint": fingerprint,
-            "network_hash": network_hash, "layout": layout.SerializeToString(), "create_time": repr(now),
-            "expire_time": repr(expire), "chunks_done": "0", "attempt": "0", "work": str(work)}
+                   layout: job_pb2.ResultLayout, now: float, expire: float, work: int,
+                   pieces: job_pb2.BatchPieces | None = None, upload_key: str = "") -> dict[str, bytes | str]:
+    """The hash of a job just submitted; ``work`` estimates its multiply-adds.
+
+    ``pieces`` says where the batch rows are when they are not in the spec; ``upload_key`` is
+    the upload's key, whose pieces are dropped with the job.
+    """
+    summed = layout.loss_mode and any(len(f.shape) == 1 for f in layout.fields)
+    fields: dict[str, bytes | str] = {
+        "id": job_id, "state": "1", "request_id": request_id, "fingerprint": fingerprint,
+        "network_hash": network_hash, "layout": layout.SerializeToString(), "create_time": repr(now),
+        "expire_time": repr(expire), "chunks_done": "0", "attempt": "0", "work": str(work),
+        "shards": str(layout.shard_count), "summed": "1" if summed else "0"}
+    if pieces is not None:
+        fields["pieces"] = pieces.SerializeToString()
+        fields["upload"] = upload_key
+        fields["upload_pieces"] = str(-(-pieces.rows // max(1, pieces.piece_rows)))
+    return fields
+
+
+def shard_progress(fields: Mapping[bytes, bytes], index: int | str) -> tuple[int, int, int, str]:
+    """(state, attempt, chunks written, worker) of shard ``index`` ('r': the fold) from a job hash."""
+    raw = fields.get(f"s:{index}".encode())
+    if not raw:
+        return job_pb2.JOB_STATE_QUEUED, 0, 0, ""
+    state, attempt, chunks, worker = raw.decode().split("|", 3)
+    return int(state), int(attempt), int(chunks), worker
 
 
 def error_fields(code: str, message: str) -> dict[str, str]:
@@ -95,6 +122,13 @@ def job_from_fields(fields: Mapping[bytes, bytes]) -> job_pb2.Job:
                                              message=get(b"error_message", b"").decode()))
     if get(b"loss"):
         job.loss = float.fromhex(get(b"loss").decode())
-    job.shards.add(index=0, row_start=0, row_stop=job.layout.batch, state=job.state, worker=job.worker,
-                   attempt=job.attempt)
+    job.rows_done = int(get(b"rows_done", b"0"))
+    job.shards_done = int(get(b"shards_done", b"0"))
+    rows = max(1, job.layout.shard_rows)
+    for index in range(job.layout.shard_count):
+        state, attempt, chunks, worker = shard_progress(fields, index)
+        if state in (job_pb2.JOB_STATE_QUEUED, job_pb2.JOB_STATE_RUNNING) and job.state > job_pb2.JOB_STATE_RUNNING:
+            state = job.state  # the job ended (failed or cancelled) before this shard did
+        job.shards.add(index=index, row_start=index * rows, row_stop=min(job.layout.batch, (index + 1) * rows),
+                       state=state, worker=worker, attempt=attempt, chunks_done=chunks)
     return job

@@ -12,7 +12,7 @@ from __future__ import annotations
 #: estimated multiply-adds (batch × edges × outputs) from which a job's start is announced on its stream
 ANNOUNCE_WORK = 1 << 20
 
-__all__ = ["ANNOUNCE_WORK", "CREATE", "START", "EMIT", "FINISH", "CANCEL", "DELETE",
+__all__ = ["ANNOUNCE_WORK", "CREATE", "START", "EMIT", "SHARD_DONE", "ACK", "FINISH", "CANCEL", "DELETE",
            "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "FINAL_STATES"]
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = b"1", b"2", b"3", b"4", b"5"
@@ -49,19 +49,39 @@ end
 return false
 """
 
-# KEYS: job, spec, events.  ARGV: worker name, now, announce threshold.
-# Returns {'run', spec, attempt, chunks_done, layout} or {'skip'|'gone'|'cancel'}. The "running"
-# state event goes to watchers only for a retry or a job whose estimated work (field 'work') is at
-# least the threshold: a quick job's stream is its state, its chunks and its final job.
+# A shard's progress is one field of the job hash, ``s:<index>`` = "state|attempt|chunks|worker"
+# (state as above, chunks it has written); the fold of a loss-mode job's shards is ``s:r``.
+
+# KEYS: job, spec, events.  ARGV: worker name, now, announce threshold, shard index.
+# Returns {'run', spec, attempt, chunks written, layout, pieces} for a shard to run,
+# {'fold', spec, attempt, chunks written, layout, pieces} when every shard is done but the job is
+# not (the worker that was folding them died), or {'skip'|'gone'|'cancel'}. The "running" state
+# event goes to watchers when the job starts (if its estimated work, field 'work', is at least
+# the threshold) and when a shard is retried.
 START = """
-local st = redis.call('HMGET', KEYS[1], 'state', 'cancel', 'chunks_done', 'attempt', 'work')
+local shard = 's:' .. ARGV[4]
+local st = redis.call('HMGET', KEYS[1], 'state', 'cancel', 'work', shard, 'shards', 'shards_done', 'attempt')
 if not st[1] then return {'gone'} end
 if st[1] ~= '1' and st[1] ~= '2' then return {'skip'} end
 if st[2] == '1' then return {'cancel'} end
-local attempt = tonumber(st[4] or '0') + 1
-local done = st[3] or '0'
-redis.call('HSET', KEYS[1], 'state', '2', 'attempt', attempt, 'worker', ARGV[1], 'start_time', ARGV[2])
-if attempt > 1 or tonumber(st[5] or ARGV[3]) >= tonumber(ARGV[3]) then
+local sstate, sattempt, schunks = string.match(st[4] or '1|0|0|', '^(%d)|(%d+)|(%d+)|')
+local kind = 'run'
+if sstate == '3' then
+  if tonumber(st[6] or '0') < tonumber(st[5] or '1') then return {'skip'} end
+  kind = 'fold'
+  shard = 's:r'
+  sstate, sattempt, schunks = string.match(redis.call('HGET', KEYS[1], shard) or '1|0|0|', '^(%d)|(%d+)|(%d+)|')
+end
+local attempt = tonumber(sattempt) + 1
+redis.call('HSET', KEYS[1], shard, '2|' .. attempt .. '|' .. schunks .. '|' .. ARGV[1], 'worker', ARGV[1])
+if attempt > tonumber(st[7] or '0') then redis.call('HSET', KEYS[1], 'attempt', attempt) end
+local announce = attempt > 1
+if st[1] == '1' then
+  redis.call('HSET', KEYS[1], 'state', '2', 'start_time', ARGV[2])
+  announce = announce or tonumber(st[3] or ARGV[3]) >= tonumber(ARGV[3])
+end
+if announce then
+  local done = redis.call('HGET', KEYS[1], 'chunks_done') or '0'
   local sub = 1
   local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)[1]
   if last then
@@ -72,24 +92,64 @@ if attempt > 1 or tonumber(st[5] or ARGV[3]) >= tonumber(ARGV[3]) then
   local ttl = redis.call('PTTL', KEYS[1])
   if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
 end
-return {'run', redis.call('GET', KEYS[2]) or '', tostring(attempt), done, redis.call('HGET', KEYS[1], 'layout')}
+local more = redis.call('HMGET', KEYS[1], 'layout', 'pieces')
+return {kind, redis.call('GET', KEYS[2]) or '', tostring(attempt), schunks, more[1] or '', more[2] or ''}
 """
 
-# KEYS: job, events.  ARGV: seq, serialized JobEvent.
-# Returns 1 written, 0 already there (a retried job), -1 cancelled, -2 deleted, -3 not running.
+# KEYS: job, events.  ARGV: shard field ('s:<i>' or 's:r'), the chunk's number in its shard (1-based),
+# serialized ResultChunk (seq left out: it is the next seq of the job's stream, put in by the server
+# that relays it), most chunks the job may hold unacknowledged (0: no limit).
+# Returns 1 written, 0 already there (a retried shard), -1 cancelled, -2 deleted, -3 not running,
+# -4 the buffer is full (wait for the client's AckJob), -5 an earlier chunk of the shard is missing.
 EMIT = """
-local st = redis.call('HMGET', KEYS[1], 'state', 'cancel', 'chunks_done')
+local st = redis.call('HMGET', KEYS[1], 'state', 'cancel', 'chunks_done', ARGV[1], 'acked')
 if not st[1] then return -2 end
 if st[2] == '1' then return -1 end
 if st[1] ~= '2' then return -3 end
-if tonumber(st[3] or '0') >= tonumber(ARGV[1]) then return 0 end
-redis.call('XADD', KEYS[2], ARGV[1] .. '-0', 'k', 'c', 'd', ARGV[2])
-redis.call('HSET', KEYS[1], 'chunks_done', ARGV[1])
-if redis.call('PTTL', KEYS[2]) < 0 then
+local s1, s2, s3, s4 = string.match(st[4] or '2|1|0|', '^(%d)|(%d+)|(%d+)|(.*)$')
+local k = tonumber(ARGV[2])
+if k <= tonumber(s3) then return 0 end
+if k ~= tonumber(s3) + 1 then return -5 end
+local seq = tonumber(st[3] or '0') + 1
+local limit = tonumber(ARGV[4])
+if limit > 0 and seq - 1 - tonumber(st[5] or '0') >= limit then return -4 end
+redis.call('XADD', KEYS[2], seq .. '-0', 'k', 'c', 'd', ARGV[3])
+redis.call('HSET', KEYS[1], 'chunks_done', seq, ARGV[1], s1 .. '|' .. s2 .. '|' .. k .. '|' .. s4)
+if seq == 1 then
   local ttl = redis.call('PTTL', KEYS[1])
   if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
 end
 return 1
+"""
+
+# KEYS: job, part.  ARGV: shard index, its chunk count, its rows, loss share ('' in output mode),
+# partial sums ('' unless loss mode without per_example and more than one shard), part ttl.
+# Returns {shards done, shards} after this one (this shard counted once however often it is
+# reported), or {-1} when the job is no longer running, {-2} when chunks of the shard are missing.
+SHARD_DONE = """
+local shard = 's:' .. ARGV[1]
+local st = redis.call('HMGET', KEYS[1], 'state', 'cancel', shard, 'shards_done', 'shards')
+if st[1] ~= '2' or st[2] == '1' then return {-1} end
+local s1, s2, s3, s4 = string.match(st[3] or '2|1|0|', '^(%d)|(%d+)|(%d+)|(.*)$')
+if s1 == '3' then return {tonumber(st[4]), tonumber(st[5])} end
+if tonumber(s3) < tonumber(ARGV[2]) then return {-2} end
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'l:' .. ARGV[1], ARGV[4]) end
+if ARGV[5] ~= '' then redis.call('SET', KEYS[2], ARGV[5], 'EX', ARGV[6]) end
+redis.call('HSET', KEYS[1], shard, '3|' .. s2 .. '|' .. s3 .. '|' .. s4)
+redis.call('HINCRBY', KEYS[1], 'rows_done', ARGV[3])
+return {redis.call('HINCRBY', KEYS[1], 'shards_done', 1), tonumber(st[5])}
+"""
+
+# KEYS: job, events.  ARGV: seq the client holds.  Drops the stream's chunks up to seq so workers
+# may write more; returns the seq acknowledged before.
+ACK = """
+local acked = tonumber(redis.call('HGET', KEYS[1], 'acked') or '0')
+local seq = math.min(tonumber(ARGV[1]), tonumber(redis.call('HGET', KEYS[1], 'chunks_done') or '0'))
+if seq > acked then
+  redis.call('XTRIM', KEYS[2], 'MINID', (seq + 1) .. '-0')
+  redis.call('HSET', KEYS[1], 'acked', seq)
+end
+return acked
 """
 
 # KEYS: job, spec, events.  ARGV: state, end time, result ttl, expire time, request key prefix,
@@ -99,6 +159,16 @@ _FINISH_BODY = """
 local seq = tonumber(redis.call('HGET', KEYS[1], 'chunks_done') or '0') + 1
 redis.call('XADD', KEYS[3], seq .. '-0', 'k', 'd', unpack(redis.call('HGETALL', KEYS[1])))
 redis.call('DEL', KEYS[2])
+local data = redis.call('HMGET', KEYS[1], 'upload', 'upload_pieces', 'shards', 'summed')
+if data[1] and data[1] ~= '' then
+  for i = 0, tonumber(data[2] or '0') - 1 do
+    redis.call('DEL', data[1] .. ':inputs:' .. i, data[1] .. ':targets:' .. i)
+  end
+  redis.call('DEL', data[1])
+end
+if data[4] == '1' and tonumber(data[3] or '1') > 1 then
+  for i = 0, tonumber(data[3]) - 1 do redis.call('DEL', KEYS[1] .. ':part:' .. i) end
+end
 local rid = redis.call('HGET', KEYS[1], 'request_id')
 for _, key in ipairs({KEYS[1], KEYS[3]}) do redis.call('EXPIRE', key, ARGV[3]) end
 if rid and rid ~= '' then redis.call('EXPIRE', ARGV[5] .. rid, ARGV[3]) end

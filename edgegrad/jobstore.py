@@ -18,7 +18,7 @@ from rq.serializers import JSONSerializer
 
 from . import jobscripts
 from .errors import AlreadyExists, NotFound
-from .jobrecord import RQ_RECORD_TTL, id_prefix_at, job_from_fields
+from .jobrecord import RQ_RECORD_TTL, id_prefix_at, job_from_fields, rq_job_id
 from .keys import Keys
 from .settings import Settings
 from .v1 import job_pb2, network_pb2
@@ -79,15 +79,16 @@ class _RqEnqueuer:
         self._queue = Queue(settings.queue, connection=self._sync, serializer=JSONSerializer)
         self._settings = settings
 
-    def commands(self, job_id: str) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
-        """The Redis commands that enqueue ``run_gradient_job(job_id)`` on the rq queue."""
+    def commands(self, job_id: str, shards: int = 1) -> list[tuple[Any, ...]]:
+        """The Redis commands that enqueue ``run_gradient_job(job_id, shard)`` for every shard on the rq queue."""
         s = self._settings
         pipe = self._sync.pipeline(transaction=False)
         retry = Retry(max=s.job_retries) if s.job_retries else None
-        self._queue.enqueue_call(JOB_FUNCTION, args=(job_id,), job_id=job_id, timeout=s.job_timeout,
-                                 result_ttl=RQ_RECORD_TTL, failure_ttl=s.result_ttl, ttl=s.job_ttl, retry=retry,
-                                 pipeline=pipe)
-        stack = [(args, options) for args, options in pipe.command_stack]
+        for shard in range(shards):  # each shard its own rq job: any worker takes any shard, retried alone
+            self._queue.enqueue_call(JOB_FUNCTION, args=(job_id, shard), job_id=rq_job_id(job_id, shard),
+                                     timeout=s.job_timeout, result_ttl=RQ_RECORD_TTL, failure_ttl=s.result_ttl,
+                                     ttl=s.job_ttl, retry=retry, pipeline=pipe)
+        stack = [args for args, _ in pipe.command_stack if args[0] not in ("MULTI", "EXEC")]
         pipe.reset()
         return stack
 
@@ -116,7 +117,7 @@ class JobStore:
             settings.redis_url, max_connections=settings.max_streams, socket_timeout=timeout)
         self._rq = _RqEnqueuer(settings)
         self._scripts = {name: self.redis.register_script(getattr(jobscripts, name))
-                         for name in ("CREATE", "CANCEL", "DELETE")}
+                         for name in ("CREATE", "CANCEL", "DELETE", "ACK")}
         self._meta: OrderedDict[str, NetworkMeta] = OrderedDict()
 
     async def close(self) -> None:
@@ -159,8 +160,10 @@ class JobStore:
 
     # ----------------------------------------------------------------- jobs
     async def create_job(self, job_id: str, spec: bytes, fields: dict[str, Any], request_id: str,
-                         fingerprint: str, network_hash: str) -> tuple[str, bool]:
-        """Record and enqueue a job; with a taken request_id, return that job instead.
+                         fingerprint: str, network_hash: str, shards: int = 1,
+                         extra: list[tuple[Any, ...]] = ()) -> tuple[str, bool]:
+        """Record and enqueue a job (one rq job per shard, and the ``extra`` commands); with a taken
+        request_id, return that job instead.
 
         Returns (job id, created). A request_id reused for a different request: AlreadyExists.
         """
@@ -172,7 +175,7 @@ class JobStore:
         argv: list[Any] = [job_id, s.job_ttl, spec, "1" if request_id else "0", k.job(""), cutoff, 2 * len(fields)]
         for name, value in fields.items():
             argv += [name, value]
-        commands = [args for args, _ in self._rq.commands(job_id)]
+        commands = [*extra, *self._rq.commands(job_id, shards)]
         commands += [("EXPIRE", k.network(network_hash), s.network_ttl),
                      ("EXPIRE", k.network_meta(network_hash), s.network_ttl)]
         for words in commands:
@@ -189,6 +192,11 @@ class JobStore:
                                     f" (jobs/{existing})", field="request_id")
             return existing, False
         return job_id, True
+
+    async def job_for_request(self, request_id: str) -> str | None:
+        """The id of the job that claimed ``request_id``, or None."""
+        found = await self.redis.get(self.keys.request(request_id))
+        return found.decode() if found else None
 
     async def job_fields(self, job_id: str) -> dict[bytes, bytes]:
         """The job's hash; NotFound when unknown or expired."""
@@ -240,6 +248,34 @@ class JobStore:
         found = await self._scripts["DELETE"](keys=[*k.job_keys(job_id), k.jobs], args=[job_id, k.request("")])
         if not found:
             raise NotFound(f"name: no job jobs/{job_id} (unknown, deleted or expired)", field="name")
+
+    async def ack_job(self, job_id: str, seq: int) -> None:
+        """Drop the job's chunks up to ``seq`` (the client holds them) so its workers can write more."""
+        k = self.keys
+        if not await self.redis.exists(k.job(job_id)):
+            raise NotFound(f"name: no job jobs/{job_id} (unknown, deleted or expired)", field="name")
+        await self._scripts["ACK"](keys=[k.job(job_id), k.events(job_id)], args=[int(seq)])
+
+    # -------------------------------------------------------------- uploads
+    async def put_piece(self, upload_id: str, field: str, index: int, data: bytes) -> None:
+        """Store one piece of an upload (it lives as long as an unfinished job)."""
+        await self.redis.set(self.keys.piece(upload_id, field, index), data, ex=self.settings.job_ttl)
+
+    async def put_upload(self, upload_id: str, meta: dict[str, str]) -> None:
+        """Record an upload's sizes once its pieces are stored."""
+        key = self.keys.upload(upload_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=meta)
+            pipe.expire(key, self.settings.job_ttl)
+            await pipe.execute()
+
+    async def upload(self, upload_id: str) -> dict[str, str]:
+        """An upload's record; NotFound when unknown, used by a job already, or expired."""
+        fields = await self.redis.hgetall(self.keys.upload(upload_id))
+        if not fields:
+            raise NotFound(f"request.upload: no upload {upload_id!r} (unknown, already used by a job, or expired)",
+                           field="request.upload")
+        return {key.decode(): value.decode() for key, value in fields.items()}
 
     async def read_events(self, job_id: str, last_id: str, block_ms: int, count: int = 32) -> list[tuple[bytes, dict]]:
         """Stream entries after ``last_id``, blocking up to ``block_ms`` (empty list on timeout)."""

@@ -25,6 +25,18 @@ class Keys:
         """Stream: state changes, result chunks (id ``seq-0``) and the final event."""
         return f"{self.prefix}:job:{job_id}:events"
 
+    def part(self, job_id: str, shard: int) -> str:
+        """String: a loss-mode shard's summed partial result, kept until the shards are folded."""
+        return f"{self.prefix}:job:{job_id}:part:{shard}"
+
+    def upload(self, upload_id: str) -> str:
+        """Hash: an upload's sizes and what was found checking it (see edgegrad.uploads)."""
+        return f"{self.prefix}:upload:{upload_id}"
+
+    def piece(self, upload_id: str, field: str, index: int) -> str:
+        """String: rows of one piece of an upload's ``inputs`` or ``targets`` (raw bytes)."""
+        return f"{self.prefix}:upload:{upload_id}:{field}:{index}"
+
     def request(self, request_id: str) -> str:
         """String: the job id claimed by a client request_id."""
         return f"{self.prefix}:req:{request_id}"

@@ -48,6 +48,10 @@ class Settings:
     job_retries: int = 3                    #: times an abandoned job is retried
     network_cache: int = 8                  #: decoded networks a worker / server keeps in memory
     max_streams: int = 1000                 #: WatchJob/Compute streams one server keeps open at once
+    result_buffer_bytes: int = 256 * MiB    #: result bytes kept in Redis per job until the client acknowledges them
+    worker_memory_bytes: int = 2048 * MiB   #: engine working memory one shard may need on a worker
+    shard_seconds: float = 1.0              #: engine time a shard aims at when the client sets no shard_rows
+    max_shards: int = 4096                  #: most shards one job is split into
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":

@@ -70,6 +70,16 @@ def _handlers(service: Service) -> grpc.GenericRpcHandler:
     async def register(req: service_pb2.RegisterNetworkRequest) -> network_pb2.NetworkInfo:
         return (await service.register_network(req.network)).info()
 
+    async def ack(req: service_pb2.AckJobRequest) -> empty_pb2.Empty:
+        await service.ack(req.name, req.seq)
+        return empty_pb2.Empty()
+
+    async def upload(pieces: Any, context: grpc.aio.ServicerContext) -> service_pb2.Upload:
+        try:
+            return await service.upload(pieces)
+        except SERVICE_ERRORS as exc:
+            await abort(context, exc)
+
     unary = {
         "GetCapabilities": (capabilities, service_pb2.GetCapabilitiesRequest),
         "RegisterNetwork": (register, service_pb2.RegisterNetworkRequest),
@@ -79,6 +89,8 @@ def _handlers(service: Service) -> grpc.GenericRpcHandler:
         "ListJobs": (lambda r: service.list(r.page_size, r.page_token), service_pb2.ListJobsRequest),
         "CancelJob": (lambda r: service.cancel(r.name), service_pb2.CancelJobRequest),
         "DeleteJob": (delete, service_pb2.DeleteJobRequest),
+        "SubmitJobs": (service.submit_many, service_pb2.SubmitJobsRequest),
+        "AckJob": (ack, service_pb2.AckJobRequest),
     }
     streams = {
         "WatchJob": (lambda r: service.watch(r.name, r.after_seq), service_pb2.WatchJobRequest),
@@ -90,6 +102,8 @@ def _handlers(service: Service) -> grpc.GenericRpcHandler:
     handlers.update({name: grpc.unary_stream_rpc_method_handler(_streaming(fn), request_deserializer=kind.FromString,
                                                                 response_serializer=_serialize)
                      for name, (fn, kind) in streams.items()})
+    handlers["UploadBatch"] = grpc.stream_unary_rpc_method_handler(
+        upload, request_deserializer=service_pb2.UploadPiece.FromString, response_serializer=_serialize)
     return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 
 

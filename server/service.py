@@ -10,17 +10,24 @@ from typing import AsyncIterator
 from edgegrad import __version__
 from edgegrad.activations import ACTIVATION_NAMES
 from edgegrad.batch import DTYPES, check_options
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from edgegrad.codec import array_from_tensor, network_from_proto, result_bytes, result_layout
 from edgegrad.errors import InvalidInput, NotFound, OutOfRange, ResourceExhausted, Unavailable
 from edgegrad.jobrecord import initial_fields, job_from_fields, job_id_from_name, new_job_id
 from edgegrad.jobstore import JobStore, NetworkMeta
 from edgegrad.losses import LOSSES, REDUCTIONS
 from edgegrad.settings import Settings
-from edgegrad.v1 import job_pb2, network_pb2, service_pb2
+from edgegrad.sharding import shard_rows_for
+from edgegrad.uploads import UploadChecker, check_upload, pieces_of
+from edgegrad.v1 import job_pb2, network_pb2, service_pb2, tensor_pb2
 
-__all__ = ["Service"]
+from .status import SERVICE_ERRORS, as_edgegrad_error, rich_status
+
+__all__ = ["Service", "chunk_event"]
 
 _MAX_REQUEST_ID = 128
+_MAX_SUBMIT_MANY = 10_000
 
 
 class Service:
@@ -39,7 +46,8 @@ class Service:
             max_message_bytes=s.max_message_bytes, chunk_bytes=s.chunk_bytes, max_result_bytes=s.max_result_bytes,
             activations=ACTIVATION_NAMES, losses=list(LOSSES), reductions=list(REDUCTIONS), dtypes=list(DTYPES),
             result_ttl_seconds=s.result_ttl, network_ttl_seconds=s.network_ttl,
-            heartbeat_ms=int(s.heartbeat_seconds * 1000))
+            heartbeat_ms=int(s.heartbeat_seconds * 1000), result_buffer_bytes=s.result_buffer_bytes,
+            worker_memory_bytes=s.worker_memory_bytes)
 
     # ------------------------------------------------------------ networks
     async def register_network(self, msg: network_pb2.Network, place: str = "network") -> NetworkMeta:
@@ -64,7 +72,7 @@ class Service:
 
     # ----------------------------------------------------------------- jobs
     async def submit(self, req: service_pb2.SubmitJobRequest) -> job_pb2.Job:
-        """Validate a request like the in-process call would, then record and enqueue it."""
+        """Validate a request like the in-process call would, then record and enqueue its shards."""
         s, r = self.settings, req.request
         rid = req.request_id
         if len(rid) > _MAX_REQUEST_ID or not rid.isprintable():
@@ -76,31 +84,102 @@ class Service:
             meta = await self.store.network_meta(r.network_hash)
         else:
             raise InvalidInput("request.network: missing (give network_hash or network_inline)")
-        if not r.HasField("inputs"):
-            raise InvalidInput("inputs: missing")
-        x = array_from_tensor(r.inputs, "inputs")
-        t = array_from_tensor(r.targets, "targets") if r.HasField("targets") else None
-        if x.ndim >= 1 and x.shape[0] > s.max_batch:
-            raise ResourceExhausted(f"inputs: batch of {x.shape[0]} rows, over the limit of {s.max_batch}")
-        loss = r.loss or None
-        check_options(meta, x, t, loss, r.reduction or "mean", r.dtype or "float64", r.per_example)
-        layout = result_layout(meta, int(x.shape[0]), loss, r.per_example, r.dtype or "float64", s.chunk_bytes)
+        loss, reduction, dtype = r.loss or None, r.reduction or "mean", r.dtype or "float64"
+        job_id = new_job_id()
+        pieces, upload_key, x, t = None, "", None, None
+        if r.upload:
+            if r.HasField("inputs") or r.HasField("targets"):
+                raise InvalidInput("request.upload: give the batch either inline (inputs, targets) or as an upload")
+            try:
+                record = await self.store.upload(r.upload)
+            except NotFound:
+                if rid and (existing := await self.store.job_for_request(rid)):
+                    return await self.store.get_job(existing)  # a retried submit whose job used the upload
+                raise
+            pieces = check_upload(meta, record, r.upload, loss, reduction, dtype, r.per_example)
+            batch, upload_key = int(pieces.rows), self.store.keys.upload(r.upload)
+        else:
+            if not r.HasField("inputs"):
+                raise InvalidInput("inputs: missing")
+            x = array_from_tensor(r.inputs, "inputs")
+            t = array_from_tensor(r.targets, "targets") if r.HasField("targets") else None
+            if x.ndim >= 1 and x.shape[0] > s.max_batch:
+                raise ResourceExhausted(f"inputs: batch of {x.shape[0]} rows, over the limit of {s.max_batch}")
+            x, t = check_options(meta, x, t, loss, reduction, dtype, r.per_example)
+            batch = int(x.shape[0])
+        if batch > s.max_batch:
+            raise ResourceExhausted(f"inputs: batch of {batch} rows, over the limit of {s.max_batch}")
+        shard_rows = shard_rows_for(meta, batch, loss, r.per_example, dtype, int(req.shard_rows),
+                                    s.worker_memory_bytes, s.shard_seconds, s.max_shards)
+        layout = result_layout(meta, batch, loss, r.per_example, dtype, s.chunk_bytes, shard_rows,
+                               s.result_buffer_bytes)
         if result_bytes(layout) > s.max_result_bytes:
             raise ResourceExhausted(f"request: the result would take {result_bytes(layout)} bytes, over the limit"
                                     f" of {s.max_result_bytes} (use a loss, or a smaller batch)")
         spec = job_pb2.GradientRequest()
         spec.CopyFrom(r)
         spec.network_hash = meta.hash
+        fingerprint = hashlib.sha256(spec.SerializeToString(deterministic=True)).hexdigest()
+        extra: list[tuple] = []
+        if x is not None and layout.shard_count > 1:  # each shard reads its own rows, not the whole batch
+            spec.ClearField("inputs")
+            spec.ClearField("targets")
+            spec.upload = job_id
+            upload_key = self.store.keys.upload(job_id)
+            pieces = job_pb2.BatchPieces(upload=job_id, rows=batch, piece_rows=shard_rows, dtype=tensor_pb2.DTYPE_FLOAT64,
+                                         input_columns=meta.n_inputs, target_columns=meta.n_outputs if loss else 0)
+            for name, values in (("inputs", x), ("targets", t)):
+                if values is not None:
+                    extra += [("SET", self.store.keys.piece(job_id, name, i), data, "EX", s.job_ttl)
+                              for i, data in enumerate(pieces_of(values, shard_rows))]
         blob = spec.SerializeToString(deterministic=True)
-        fingerprint = hashlib.sha256(blob).hexdigest()
-        job_id, now = new_job_id(), time.time()
-        work = int(x.shape[0]) * max(meta.n_edges, meta.n_nodes, 1) * (1 if loss else meta.n_outputs)
-        fields = initial_fields(job_id, rid, fingerprint, meta.hash, layout, now, now + s.job_ttl, work)
-        got, created = await self.store.create_job(job_id, blob, fields, rid, fingerprint, meta.hash)
+        now = time.time()
+        work = batch * max(meta.n_edges, meta.n_nodes, 1) * (1 if loss else meta.n_outputs)
+        fields = initial_fields(job_id, rid, fingerprint, meta.hash, layout, now, now + s.job_ttl, work,
+                                pieces, upload_key)
+        got, created = await self.store.create_job(job_id, blob, fields, rid, fingerprint, meta.hash,
+                                                   layout.shard_count, extra)
         if created:
             return job_from_fields({k.encode(): v if isinstance(v, bytes) else str(v).encode()
                                     for k, v in fields.items()})
         return await self.store.get_job(got)
+
+    async def submit_many(self, req: service_pb2.SubmitJobsRequest) -> service_pb2.SubmitJobsResponse:
+        """Submit each request on its own (concurrently); a refused one gets its status, the rest their jobs."""
+        if len(req.requests) > _MAX_SUBMIT_MANY:
+            raise InvalidInput(f"requests: {len(req.requests)} requests, over the limit of {_MAX_SUBMIT_MANY} a call")
+
+        async def one(item: service_pb2.SubmitJobRequest) -> service_pb2.SubmitJobResult:
+            try:
+                return service_pb2.SubmitJobResult(job=await self.submit(item))
+            except SERVICE_ERRORS as exc:
+                return service_pb2.SubmitJobResult(error=rich_status(as_edgegrad_error(exc)))
+
+        results = await asyncio.gather(*(one(item) for item in req.requests))
+        return service_pb2.SubmitJobsResponse(results=results)
+
+    async def upload(self, pieces: AsyncIterator[service_pb2.UploadPiece]) -> service_pb2.Upload:
+        """Store a batch sent in pieces, checking each as it arrives (never the whole batch in memory)."""
+        upload_id, checker = new_job_id(), UploadChecker()
+        async for piece in pieces:
+            name = piece.field or "inputs"
+            index, data = checker.add(name, array_from_tensor(piece.rows, f"upload.{name}.rows"))
+            if len(data) > self.settings.max_message_bytes:
+                raise InvalidInput(f"upload.{name}: a piece of {len(data)} bytes is larger than a message")
+            await self.store.put_piece(upload_id, name, index, data)
+        record = checker.record()
+        if int(record["inputs_rows"]) > self.settings.max_batch:
+            raise ResourceExhausted(f"inputs: batch of {record['inputs_rows']} rows, over the limit of"
+                                    f" {self.settings.max_batch}")
+        await self.store.put_upload(upload_id, record)
+        expire = Timestamp()
+        expire.FromSeconds(int(time.time()) + self.settings.job_ttl)
+        return service_pb2.Upload(id=upload_id, rows=int(record["inputs_rows"]), target_rows=int(record["targets_rows"]),
+                                  piece_rows=checker.piece_rows, expire_time=expire)
+
+    async def ack(self, name: str, seq: int) -> None:
+        """The client holds the job's chunks up to ``seq``: drop them from Redis."""
+        await self.store.ack_job(job_id_from_name(name), seq)
 
     async def get(self, name: str) -> job_pb2.Job:
         """The job named ``name``."""
@@ -127,10 +206,18 @@ class Service:
         """State, then chunks after ``after_seq`` (serialized JobEvents), heartbeats, then the final job."""
         job_id = job_id_from_name(name)
         store = self.store
-        current = first or await store.get_job(job_id)
+        acked = 0
+        if first is None:
+            fields = await store.job_fields(job_id)
+            current, acked = job_from_fields(fields), int(fields.get(b"acked", b"0"))
+        else:
+            current = first
         if after_seq > current.layout.chunk_count:
             raise OutOfRange(f"after_seq: {after_seq} is past the job's last chunk ({current.layout.chunk_count})",
                              field="after_seq")
+        if after_seq < acked:
+            raise OutOfRange(f"after_seq: chunks up to {acked} were acknowledged and dropped; watch from"
+                             f" after_seq={acked} or later", field="after_seq")
         yield job_pb2.JobEvent(state=current)
         last = f"{int(after_seq)}-0"
         block_ms = max(1, int(self.settings.heartbeat_seconds * 1000))
@@ -147,7 +234,7 @@ class Service:
                 last = entry_id.decode()
                 kind = fields.get(b"k")
                 if kind == b"c":
-                    yield fields[b"d"]
+                    yield chunk_event(int(last.split("-", 1)[0]), fields[b"d"])
                 elif kind == b"s":
                     yield job_pb2.JobEvent(state=job_from_fields(fields))
                 elif kind == b"d":
@@ -172,6 +259,25 @@ class Service:
         if not answered:
             raise Unavailable("server is shutting down; watch again with after_seq to resume")
         return read.result()
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def chunk_event(seq: int, chunk: bytes) -> bytes:
+    """A serialized JobEvent carrying ``chunk`` (a ResultChunk written without seq) with its ``seq``.
+
+    Protobuf fields may come in any order, so the seq field is put in front of the worker's bytes
+    and the whole wrapped as JobEvent.chunk: no parse and no re-serialize of megabytes of data.
+    """
+    inner = b"\x08" + _varint(seq) + chunk  # ResultChunk.seq = 1 (varint)
+    return b"\x12" + _varint(len(inner)) + inner  # JobEvent.chunk = 2 (length-delimited)
 
 
 def _retrieve(task: asyncio.Future) -> None:

@@ -1,18 +1,28 @@
-"""The rq job functions edgegrad's workers run (and the only ones they run)."""
+"""The rq job functions edgegrad's workers run (and the only ones they run).
+
+Every shard of a job is one rq job, ``run_gradient_job(job_id, shard)``. A shard computes its rows,
+streams the chunks of its rows and reports its share of the loss (and, in loss mode, its partial
+sums). The worker that reports the last shard folds the shares in shard order, so the result never
+depends on which worker ran which shard or finished first; if it dies while folding, the retry of
+its rq job folds again.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 
-from edgegrad.api import gradients
-from edgegrad.codec import array_from_tensor, result_chunks
+import numpy as np
+
+from edgegrad.api import partial_gradients
+from edgegrad.chunking import buffered_chunk_limit, chunks_of, field_arrays, shard_bounds, shard_chunk_plans, summed_chunk_plans
+from edgegrad.codec import array_from_tensor
 from edgegrad.errors import EdgegradError
 from edgegrad.jobrecord import error_fields, loss_fields
 from edgegrad.settings import Settings
-from edgegrad.v1 import job_pb2
+from edgegrad.v1 import job_pb2, tensor_pb2
 
-from .store import WorkerStore
+from .store import EMIT_CANCELLED, EMIT_WRITTEN, Started, WorkerStore, final_state
 
 __all__ = ["run_gradient_job", "set_store", "get_store", "ALLOWED_FUNCTIONS"]
 
@@ -38,28 +48,104 @@ def get_store() -> WorkerStore:
     return _store
 
 
-def run_gradient_job(job_id: str) -> None:
-    """Run one gradient job: compute, stream chunks to the job's Redis stream, record the end."""
+def run_gradient_job(job_id: str, shard: int = 0) -> None:
+    """Run one shard of a gradient job (or fold the shards of one whose folding worker died)."""
     store = get_store()
-    started = store.start(job_id)
+    started = store.start(job_id, shard)
     if started.kind == "cancel":
         store.fail(job_id, "5", error_fields("CANCELLED", "cancelled by request"))
-    if started.kind != "run":
+    if started.kind not in ("run", "fold"):
         return
     try:
-        request = job_pb2.GradientRequest.FromString(started.spec)
-        layout = job_pb2.ResultLayout.FromString(started.layout)
-        net = store.network(request.network_hash)
-        x = array_from_tensor(request.inputs, "inputs")
-        t = array_from_tensor(request.targets, "targets") if request.HasField("targets") else None
-        result = gradients(net, x, targets=t, loss=request.loss or None, reduction=request.reduction or "mean",
-                           per_example=request.per_example, dtype=request.dtype or "float64")
-        chunks = result_chunks(result, layout, layout.chunk_bytes, after_seq=started.chunks_done)
+        _run(store, job_id, shard, started)
     except EdgegradError as exc:
         store.fail(job_id, "4", error_fields(exc.code, exc.message))
-        return
     except Exception as exc:  # a bug or an environment problem: the job fails, the worker lives on
-        log.exception("job %s failed", job_id)
+        log.exception("job %s shard %s failed", job_id, shard)
         store.fail(job_id, "4", error_fields("INTERNAL", f"{type(exc).__name__}: {exc}"))
+
+
+def _run(store: WorkerStore, job_id: str, shard: int, started: Started) -> None:
+    request = job_pb2.GradientRequest.FromString(started.spec)
+    layout = job_pb2.ResultLayout.FromString(started.layout)
+    loss = request.loss or None
+    if started.kind == "fold":
+        _fold(store, job_id, layout, loss, started.chunks_done)
         return
-    store.emit_and_finish(job_id, chunks, layout.chunk_count, loss_fields(result.loss))
+    net = store.network(request.network_hash)
+    a, b = shard_bounds(layout, shard)
+    if started.pieces:
+        x, t = store.rows(job_pb2.BatchPieces.FromString(started.pieces), a, b)
+    else:
+        x = array_from_tensor(request.inputs, "inputs")[a:b]
+        t = array_from_tensor(request.targets, "targets")[a:b] if request.HasField("targets") else None
+    part = partial_gradients(net, x, targets=t, loss=loss, reduction=request.reduction or "mean",
+                             per_example=request.per_example, dtype=request.dtype or "float64",
+                             total_rows=int(layout.batch), row_offset=a)
+    arrays = field_arrays(part, layout)
+    plans = shard_chunk_plans(layout, shard)
+    only = layout.shard_count == 1
+    summed = summed_chunk_plans(layout)
+    if only:  # nothing to fold: this shard's sums are the job's, written as the shard's last chunks
+        plans = plans + [p._replace(seq=len(plans) + i + 1) for i, p in enumerate(summed)]
+    chunks = ((p.seq, c.SerializeToString()) for p, c in zip(
+        (p for p in plans if p.seq > started.chunks_done),
+        chunks_of(arrays, layout, plans, first_row=a, shard=shard, after=started.chunks_done)))
+    share = "" if part.loss is None else float(part.loss).hex()
+    partial = b"" if only or not summed else arrays[job_pb2.RESULT_FIELD_EDGE_GRADS].tobytes() \
+        + arrays[job_pb2.RESULT_FIELD_DELTAS].tobytes()
+    then = [store.shard_done(job_id, shard, len(plans), b - a, share, partial)]
+    limit = buffered_chunk_limit(layout)
+    if only and (not limit or layout.chunk_count <= limit):  # a small job ends in the same round trip
+        then.append(store.finish(job_id, "3", layout.chunk_count, loss_fields(part.loss)))
+    code, replies = store.emit(job_id, f"s:{shard}", chunks, limit, then)
+    if code != EMIT_WRITTEN:
+        _stopped(store, job_id, code)
+        return
+    done, total = (replies[0] + [0])[:2]
+    if len(replies) > 1 or done < 0 or done < total:
+        if done == -2:
+            store.fail(job_id, "4", error_fields("INTERNAL", f"shard {shard}: result chunks missing"))
+        return
+    if only:
+        store.call(store.finish(job_id, "3", layout.chunk_count, loss_fields(part.loss)))
+    else:
+        _fold(store, job_id, layout, loss, 0)
+
+
+def _fold(store: WorkerStore, job_id: str, layout: job_pb2.ResultLayout, loss: str | None, after: int) -> None:
+    """Sum the shards' loss shares and partial sums in shard order; write the sums; end the job."""
+    shares, parts = store.shard_shares(job_id, layout.shard_count)
+    total_loss = None
+    if loss is not None:
+        total_loss = 0.0
+        for share in shares:  # in shard order, always
+            total_loss += float.fromhex(share.decode())
+    # a job of one shard wrote its sums with its own chunks (its worker died before ending the job)
+    plans = summed_chunk_plans(layout) if layout.shard_count > 1 else []
+    if plans:
+        dtype = np.dtype("<f4") if layout.dtype == tensor_pb2.DTYPE_FLOAT32 else np.dtype("<f8")
+        acc = None
+        for blob in parts:
+            values = np.frombuffer(blob, dtype=dtype)
+            if acc is None:
+                acc = values.copy()
+            else:
+                acc += values
+        sizes = [int(f.shape[0]) for f in layout.fields if len(f.shape) == 1]
+        arrays = {job_pb2.RESULT_FIELD_EDGE_GRADS: acc[:sizes[0]], job_pb2.RESULT_FIELD_DELTAS: acc[sizes[0]:]}
+        chunks = ((p.seq, c.SerializeToString()) for p, c in zip(
+            (p for p in plans if p.seq > after),
+            chunks_of(arrays, layout, plans, shard=layout.shard_count, after=after)))
+        code, _ = store.emit(job_id, "s:r", chunks, buffered_chunk_limit(layout))
+        if code != EMIT_WRITTEN:
+            _stopped(store, job_id, code)
+            return
+    store.call(store.finish(job_id, "3", layout.chunk_count, loss_fields(total_loss)))
+
+
+def _stopped(store: WorkerStore, job_id: str, code: int) -> None:
+    """A shard's chunks were refused: a cancel ends the job cancelled; a deleted or ended job needs nothing."""
+    if code == EMIT_CANCELLED:
+        state = store.fail(job_id, "5", error_fields("CANCELLED", "cancelled by request"))
+        log.info("job %s cancelled (%s)", job_id, final_state(state))

@@ -121,8 +121,10 @@ def end_abandoned_job(job: Job, exc_type: type, exc_value: BaseException, traceb
     whose retries are used up would stay RUNNING in edgegrad's record until its TTL.
     """
     if exc_type is AbandonedJobError and not (job.retries_left and job.retries_left > 0):
-        get_store().fail(job.id, "4", error_fields(
-            "ABORTED", "the worker running this job stopped (killed or lost) and no retries are left"))
+        job_id, shard = (job.args[0], job.args[1] if len(job.args) > 1 else 0) if job.args else (job.id, 0)
+        get_store().fail(job_id, "4", error_fields(
+            "ABORTED", f"the worker running shard {shard} of this job stopped (killed or lost) and no retries"
+                       " are left"))
     return True  # let other handlers run
 
 

@@ -1,4 +1,4 @@
-"""The worker's side of the job store (synchronous): start a job, stream its chunks, finish it."""
+"""The worker's side of the job store (synchronous): start a shard, stream its chunks, report it, end the job."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import time
 from collections import OrderedDict
 from typing import Any, Iterable, NamedTuple
 
+import numpy as np
 import redis
 
 from edgegrad import jobscripts
@@ -16,20 +17,22 @@ from edgegrad.network import Network
 from edgegrad.settings import Settings
 from edgegrad.v1 import job_pb2, network_pb2
 
-__all__ = ["WorkerStore", "Started", "EMIT_WRITTEN", "EMIT_CANCELLED"]
+__all__ = ["WorkerStore", "Started", "EMIT_WRITTEN", "EMIT_CANCELLED", "EMIT_DELETED", "EMIT_NOT_RUNNING"]
 
-EMIT_WRITTEN, EMIT_SKIPPED, EMIT_CANCELLED, EMIT_DELETED, EMIT_NOT_RUNNING = 1, 0, -1, -2, -3
+EMIT_WRITTEN, EMIT_SKIPPED, EMIT_CANCELLED, EMIT_DELETED, EMIT_NOT_RUNNING, EMIT_FULL, EMIT_EARLY = 1, 0, -1, -2, -3, -4, -5
 _PIPELINE_BYTES = 8 << 20  # flush a batch of chunks once this much is buffered
+_WAIT_FIRST, _WAIT_MOST = 0.01, 0.5  # seconds between tries while the job's result buffer is full
 
 
 class Started(NamedTuple):
-    """What START returned: 'run' with the spec, or 'skip' / 'gone' / 'cancel'."""
+    """What START returned: 'run' (a shard) or 'fold' (the shards' sums) with the spec, or 'skip' / 'gone' / 'cancel'."""
 
     kind: str
     spec: bytes = b""
     attempt: int = 0
     chunks_done: int = 0
     layout: bytes = b""
+    pieces: bytes = b""
 
 
 class WorkerStore:
@@ -40,19 +43,20 @@ class WorkerStore:
         self.keys = Keys(settings.key_prefix)
         self.redis = client or redis.Redis.from_url(settings.redis_url)
         self.name = name
-        self._scripts = {n: self.redis.register_script(getattr(jobscripts, n)) for n in ("START", "EMIT", "FINISH")}
+        self._scripts = {n: self.redis.register_script(getattr(jobscripts, n))
+                         for n in ("START", "EMIT", "SHARD_DONE", "FINISH")}
         self._loaded = False
         self._networks: OrderedDict[str, Network] = OrderedDict()
 
-    def start(self, job_id: str) -> Started:
-        """Mark the job running (another attempt if it was running when its worker died)."""
+    def start(self, job_id: str, shard: int = 0) -> Started:
+        """Mark a shard running (another attempt if its worker died), or learn it has nothing to do."""
         k = self.keys
         reply = self._scripts["START"](keys=[k.job(job_id), k.spec(job_id), k.events(job_id)],
-                                       args=[self.name, repr(time.time()), jobscripts.ANNOUNCE_WORK])
+                                       args=[self.name, repr(time.time()), jobscripts.ANNOUNCE_WORK, shard])
         kind = reply[0].decode()
-        if kind != "run":
+        if kind not in ("run", "fold"):
             return Started(kind)
-        return Started(kind, reply[1], int(reply[2]), int(reply[3]), reply[4] or b"")
+        return Started(kind, reply[1], int(reply[2]), int(reply[3]), reply[4] or b"", reply[5] or b"")
 
     def network(self, content_hash: str) -> Network:
         """The decoded network, from memory when this worker has seen it."""
@@ -68,30 +72,67 @@ class WorkerStore:
         self._networks.move_to_end(content_hash)
         return net
 
-    def emit_and_finish(self, job_id: str, chunks: Iterable[job_pb2.ResultChunk], expected: int,
-                        fields: dict[str, str], batch_bytes: int = _PIPELINE_BYTES) -> str:
-        """Write chunks (stopping at a cancel or delete), then the final event; returns the final state."""
-        k = self.keys
-        job_key, events = k.job(job_id), k.events(job_id)
-        calls: list[tuple[str, list[str], list[Any]]] = []
+    def rows(self, pieces: job_pb2.BatchPieces, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Rows [start, stop) of a batch stored in pieces: (inputs, targets or None)."""
+        size = max(1, int(pieces.piece_rows))
+        first, last = start // size, (stop - 1) // size
+        out = []
+        for name, columns in (("inputs", pieces.input_columns), ("targets", pieces.target_columns)):
+            if not columns:
+                out.append(None)
+                continue
+            blobs = self.redis.mget([self.keys.piece(pieces.upload, name, i) for i in range(first, last + 1)])
+            if any(blob is None for blob in blobs):
+                raise NotFound(f"request.upload: the {name} of upload {pieces.upload!r} expired before the job ran")
+            rows = np.frombuffer(b"".join(blobs), dtype="<f8").reshape(-1, int(columns))
+            out.append(rows[start - first * size:stop - first * size])
+        return out[0], out[1]
+
+    def emit(self, job_id: str, shard: str, chunks: Iterable[tuple[int, bytes]], limit: int,
+             then: list[tuple[str, list[str], list[Any]]] = (), batch_bytes: int = _PIPELINE_BYTES) -> tuple[int, list]:
+        """Write a shard's (number, chunk bytes) in order, waiting while the job's buffer is full.
+
+        Returns (EMIT_WRITTEN or the code that stopped it: cancelled, deleted, not running, and the
+        replies of ``then``: script calls sent in the last pipeline once every chunk is written).
+        """
+        pending: list[tuple[int, bytes]] = []
         buffered = 0
-        for chunk in chunks:
-            payload = job_pb2.JobEvent(chunk=chunk).SerializeToString()
-            calls.append(("EMIT", [job_key, events], [chunk.seq, payload]))
-            buffered += len(payload)
+        for item in chunks:
+            pending.append(item)
+            buffered += len(item[1])
             if buffered >= batch_bytes:
-                buffered = 0
-                written, calls = self._run(calls), []
-                if min(written, default=EMIT_WRITTEN) < EMIT_SKIPPED:
-                    break  # cancelled, deleted or no longer running: stop between chunks
-        calls.append(self._finish(job_id, "3", expected, fields))
-        return _state(self._run(calls)[-1])
+                code, _ = self._flush(job_id, shard, pending, limit, [])
+                pending, buffered = [], 0
+                if code != EMIT_WRITTEN:
+                    return code, []
+        return self._flush(job_id, shard, pending, limit, list(then))
 
-    def fail(self, job_id: str, state: str, fields: dict[str, str]) -> str:
-        """End a job as failed ("4") or cancelled ("5")."""
-        return _state(self._run([self._finish(job_id, state, 0, fields)])[-1])
+    def _flush(self, job_id: str, shard: str, pending: list[tuple[int, bytes]], limit: int,
+               then: list[tuple[str, list[str], list[Any]]]) -> tuple[int, list]:
+        keys = [self.keys.job(job_id), self.keys.events(job_id)]
+        wait = _WAIT_FIRST
+        while True:
+            calls = [("EMIT", keys, [shard, number, payload, limit]) for number, payload in pending]
+            replies = self._run(calls + then)
+            codes = replies[:len(calls)]
+            stop = next((i for i, code in enumerate(codes) if code < EMIT_SKIPPED), None)
+            if stop is None:
+                return EMIT_WRITTEN, replies[len(calls):]
+            if codes[stop] not in (EMIT_FULL, EMIT_EARLY):
+                return int(codes[stop]), []
+            pending = pending[stop:]  # the client has not taken enough yet: wait, then go on from here
+            time.sleep(wait)
+            wait = min(_WAIT_MOST, wait * 2)
 
-    def _finish(self, job_id: str, state: str, expected: int, fields: dict[str, str]) -> tuple[str, list, list]:
+    def shard_done(self, job_id: str, shard: int, chunks: int, rows: int, loss: str, partial: bytes
+                   ) -> tuple[str, list[str], list[Any]]:
+        """The SHARD_DONE call for a shard that wrote all its ``chunks``."""
+        k = self.keys
+        return "SHARD_DONE", [k.job(job_id), k.part(job_id, shard)], [shard, chunks, rows, loss, partial,
+                                                                       self.settings.job_ttl]
+
+    def finish(self, job_id: str, state: str, expected: int, fields: dict[str, str]) -> tuple[str, list, list]:
+        """The FINISH call that ends a job (succeeded "3", failed "4", cancelled "5")."""
         k, s = self.keys, self.settings
         now = time.time()
         argv: list[Any] = [state, repr(now), s.result_ttl, repr(now + s.result_ttl), k.request(""), expected]
@@ -99,11 +140,24 @@ class WorkerStore:
             argv += [name, value]
         return "FINISH", [k.job(job_id), k.spec(job_id), k.events(job_id)], argv
 
+    def call(self, *calls: tuple[str, list[str], list[Any]]) -> list[Any]:
+        """Run script calls in one pipeline."""
+        return self._run(list(calls))
+
+    def fail(self, job_id: str, state: str, fields: dict[str, str]) -> str:
+        """End a job as failed ("4") or cancelled ("5")."""
+        return final_state(self._run([self.finish(job_id, state, 0, fields)])[-1])
+
+    def shard_shares(self, job_id: str, shards: int) -> tuple[list[bytes | None], Iterable[bytes | None]]:
+        """The shards' loss shares (in order), and their partial sums read one at a time, in order."""
+        shares = self.redis.hmget(self.keys.job(job_id), [f"l:{i}" for i in range(shards)])
+        return shares, (self.redis.get(self.keys.part(job_id, i)) for i in range(shards))
+
     def _run(self, calls: list[tuple[str, list[str], list[Any]]]) -> list[Any]:
         """Run script calls in one pipeline by sha, without redis-py's SCRIPT EXISTS round trip.
 
         Scripts are loaded once; if Redis lost them (a restart), they are loaded again and the
-        calls re-run, which is safe because EMIT and FINISH are idempotent.
+        calls re-run, which is safe because every script is idempotent.
         """
         for attempt in (1, 2):
             if not self._loaded:
@@ -122,5 +176,6 @@ class WorkerStore:
         raise AssertionError("unreachable")
 
 
-def _state(value: Any) -> str:
+def final_state(value: Any) -> str:
+    """A FINISH reply as a state string ("gone" for a job that no longer exists)."""
     return value.decode() if isinstance(value, bytes) else ("gone" if value is None else str(value))

@@ -40,7 +40,7 @@ RESULT_FIELD_EDGE_GRADS: ResultField
 RESULT_FIELD_DELTAS: ResultField
 
 class GradientRequest(_message.Message):
-    __slots__ = ("network_hash", "network_inline", "inputs", "targets", "loss", "reduction", "per_example", "dtype")
+    __slots__ = ("network_hash", "network_inline", "inputs", "targets", "loss", "reduction", "per_example", "dtype", "upload")
     NETWORK_HASH_FIELD_NUMBER: _ClassVar[int]
     NETWORK_INLINE_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +49,7 @@ class GradientRequest(_message.Message):
     REDUCTION_FIELD_NUMBER: _ClassVar[int]
     PER_EXAMPLE_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_FIELD_NUMBER: _ClassVar[int]
     network_hash: str
     network_inline: _network_pb2.Network
     inputs: _tensor_pb2.Tensor
@@ -57,7 +58,24 @@ class GradientRequest(_message.Message):
     reduction: str
     per_example: bool
     dtype: str
-    def __init__(self, network_hash: _Optional[str] = ..., network_inline: _Optional[_Union[_network_pb2.Network, _Mapping]] = ..., inputs: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., targets: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., loss: _Optional[str] = ..., reduction: _Optional[str] = ..., per_example: _Optional[bool] = ..., dtype: _Optional[str] = ...) -> None: ...
+    upload: str
+    def __init__(self, network_hash: _Optional[str] = ..., network_inline: _Optional[_Union[_network_pb2.Network, _Mapping]] = ..., inputs: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., targets: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., loss: _Optional[str] = ..., reduction: _Optional[str] = ..., per_example: _Optional[bool] = ..., dtype: _Optional[str] = ..., upload: _Optional[str] = ...) -> None: ...
+
+class BatchPieces(_message.Message):
+    __slots__ = ("upload", "rows", "piece_rows", "dtype", "input_columns", "target_columns")
+    UPLOAD_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    PIECE_ROWS_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    INPUT_COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    upload: str
+    rows: int
+    piece_rows: int
+    dtype: _tensor_pb2.DType
+    input_columns: int
+    target_columns: int
+    def __init__(self, upload: _Optional[str] = ..., rows: _Optional[int] = ..., piece_rows: _Optional[int] = ..., dtype: _Optional[_Union[_tensor_pb2.DType, str]] = ..., input_columns: _Optional[int] = ..., target_columns: _Optional[int] = ...) -> None: ...
 
 class FieldLayout(_message.Message):
     __slots__ = ("field", "shape", "row_elements")
@@ -70,39 +88,47 @@ class FieldLayout(_message.Message):
     def __init__(self, field: _Optional[_Union[ResultField, str]] = ..., shape: _Optional[_Iterable[int]] = ..., row_elements: _Optional[int] = ...) -> None: ...
 
 class ResultLayout(_message.Message):
-    __slots__ = ("dtype", "loss_mode", "fields", "chunk_count", "batch", "chunk_bytes")
+    __slots__ = ("dtype", "loss_mode", "fields", "chunk_count", "batch", "chunk_bytes", "shard_rows", "shard_count", "buffer_bytes")
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     LOSS_MODE_FIELD_NUMBER: _ClassVar[int]
     FIELDS_FIELD_NUMBER: _ClassVar[int]
     CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
     CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHARD_ROWS_FIELD_NUMBER: _ClassVar[int]
+    SHARD_COUNT_FIELD_NUMBER: _ClassVar[int]
+    BUFFER_BYTES_FIELD_NUMBER: _ClassVar[int]
     dtype: _tensor_pb2.DType
     loss_mode: bool
     fields: _containers.RepeatedCompositeFieldContainer[FieldLayout]
     chunk_count: int
     batch: int
     chunk_bytes: int
-    def __init__(self, dtype: _Optional[_Union[_tensor_pb2.DType, str]] = ..., loss_mode: _Optional[bool] = ..., fields: _Optional[_Iterable[_Union[FieldLayout, _Mapping]]] = ..., chunk_count: _Optional[int] = ..., batch: _Optional[int] = ..., chunk_bytes: _Optional[int] = ...) -> None: ...
+    shard_rows: int
+    shard_count: int
+    buffer_bytes: int
+    def __init__(self, dtype: _Optional[_Union[_tensor_pb2.DType, str]] = ..., loss_mode: _Optional[bool] = ..., fields: _Optional[_Iterable[_Union[FieldLayout, _Mapping]]] = ..., chunk_count: _Optional[int] = ..., batch: _Optional[int] = ..., chunk_bytes: _Optional[int] = ..., shard_rows: _Optional[int] = ..., shard_count: _Optional[int] = ..., buffer_bytes: _Optional[int] = ...) -> None: ...
 
 class Shard(_message.Message):
-    __slots__ = ("index", "row_start", "row_stop", "state", "worker", "attempt")
+    __slots__ = ("index", "row_start", "row_stop", "state", "worker", "attempt", "chunks_done")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     ROW_START_FIELD_NUMBER: _ClassVar[int]
     ROW_STOP_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     WORKER_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_DONE_FIELD_NUMBER: _ClassVar[int]
     index: int
     row_start: int
     row_stop: int
     state: JobState
     worker: str
     attempt: int
-    def __init__(self, index: _Optional[int] = ..., row_start: _Optional[int] = ..., row_stop: _Optional[int] = ..., state: _Optional[_Union[JobState, str]] = ..., worker: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
+    chunks_done: int
+    def __init__(self, index: _Optional[int] = ..., row_start: _Optional[int] = ..., row_stop: _Optional[int] = ..., state: _Optional[_Union[JobState, str]] = ..., worker: _Optional[str] = ..., attempt: _Optional[int] = ..., chunks_done: _Optional[int] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("name", "state", "request_id", "network_hash", "layout", "create_time", "start_time", "end_time", "error", "loss", "chunks_done", "shards", "attempt", "worker", "expire_time")
+    __slots__ = ("name", "state", "request_id", "network_hash", "layout", "create_time", "start_time", "end_time", "error", "loss", "chunks_done", "shards", "attempt", "worker", "expire_time", "rows_done", "shards_done")
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
@@ -118,6 +144,8 @@ class Job(_message.Message):
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     WORKER_FIELD_NUMBER: _ClassVar[int]
     EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    ROWS_DONE_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_DONE_FIELD_NUMBER: _ClassVar[int]
     name: str
     state: JobState
     request_id: str
@@ -133,7 +161,9 @@ class Job(_message.Message):
     attempt: int
     worker: str
     expire_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., request_id: _Optional[str] = ..., network_hash: _Optional[str] = ..., layout: _Optional[_Union[ResultLayout, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., loss: _Optional[float] = ..., chunks_done: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[Shard, _Mapping]]] = ..., attempt: _Optional[int] = ..., worker: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    rows_done: int
+    shards_done: int
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., request_id: _Optional[str] = ..., network_hash: _Optional[str] = ..., layout: _Optional[_Union[ResultLayout, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., loss: _Optional[float] = ..., chunks_done: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[Shard, _Mapping]]] = ..., attempt: _Optional[int] = ..., worker: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., rows_done: _Optional[int] = ..., shards_done: _Optional[int] = ...) -> None: ...
 
 class ResultChunk(_message.Message):
     __slots__ = ("seq", "field", "start", "stop", "row_start", "row_stop", "shard", "data")

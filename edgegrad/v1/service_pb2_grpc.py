@@ -87,6 +87,21 @@ class EdgegradStub:
                 request_serializer=edgegrad_dot_v1_dot_service__pb2.SubmitJobRequest.SerializeToString,
                 response_deserializer=edgegrad_dot_v1_dot_job__pb2.JobEvent.FromString,
                 _registered_method=True)
+        self.SubmitJobs = channel.unary_unary(
+                '/edgegrad.v1.Edgegrad/SubmitJobs',
+                request_serializer=edgegrad_dot_v1_dot_service__pb2.SubmitJobsRequest.SerializeToString,
+                response_deserializer=edgegrad_dot_v1_dot_service__pb2.SubmitJobsResponse.FromString,
+                _registered_method=True)
+        self.UploadBatch = channel.stream_unary(
+                '/edgegrad.v1.Edgegrad/UploadBatch',
+                request_serializer=edgegrad_dot_v1_dot_service__pb2.UploadPiece.SerializeToString,
+                response_deserializer=edgegrad_dot_v1_dot_service__pb2.Upload.FromString,
+                _registered_method=True)
+        self.AckJob = channel.unary_unary(
+                '/edgegrad.v1.Edgegrad/AckJob',
+                request_serializer=edgegrad_dot_v1_dot_service__pb2.AckJobRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class EdgegradServicer:
@@ -158,6 +173,27 @@ class EdgegradServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitJobs(self, request, context):
+        """Many independent jobs in one call: one result per request, in order; a bad one fails alone.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UploadBatch(self, request_iterator, context):
+        """Upload a batch larger than one message, in pieces; jobs refer to it by GradientRequest.upload.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AckJob(self, request, context):
+        """The client holds the job's chunks up to seq: the service may drop them and write more.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EdgegradServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -210,6 +246,21 @@ def add_EdgegradServicer_to_server(servicer, server):
                     servicer.Compute,
                     request_deserializer=edgegrad_dot_v1_dot_service__pb2.SubmitJobRequest.FromString,
                     response_serializer=edgegrad_dot_v1_dot_job__pb2.JobEvent.SerializeToString,
+            ),
+            'SubmitJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitJobs,
+                    request_deserializer=edgegrad_dot_v1_dot_service__pb2.SubmitJobsRequest.FromString,
+                    response_serializer=edgegrad_dot_v1_dot_service__pb2.SubmitJobsResponse.SerializeToString,
+            ),
+            'UploadBatch': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadBatch,
+                    request_deserializer=edgegrad_dot_v1_dot_service__pb2.UploadPiece.FromString,
+                    response_serializer=edgegrad_dot_v1_dot_service__pb2.Upload.SerializeToString,
+            ),
+            'AckJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.AckJob,
+                    request_deserializer=edgegrad_dot_v1_dot_service__pb2.AckJobRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -482,6 +533,87 @@ class Edgegrad:
             '/edgegrad.v1.Edgegrad/Compute',
             edgegrad_dot_v1_dot_service__pb2.SubmitJobRequest.SerializeToString,
             edgegrad_dot_v1_dot_job__pb2.JobEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgegrad.v1.Edgegrad/SubmitJobs',
+            edgegrad_dot_v1_dot_service__pb2.SubmitJobsRequest.SerializeToString,
+            edgegrad_dot_v1_dot_service__pb2.SubmitJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadBatch(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/edgegrad.v1.Edgegrad/UploadBatch',
+            edgegrad_dot_v1_dot_service__pb2.UploadPiece.SerializeToString,
+            edgegrad_dot_v1_dot_service__pb2.Upload.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AckJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgegrad.v1.Edgegrad/AckJob',
+            edgegrad_dot_v1_dot_service__pb2.AckJobRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

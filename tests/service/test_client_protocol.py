@@ -29,7 +29,7 @@ def _events(res: edgegrad.GradientResult, loss: str | None, per_example: bool, c
     layout = codec.result_layout(NET, X.shape[0], loss, per_example, "float64", chunk_bytes)
     job = job_pb2.Job(name="jobs/x", state=job_pb2.JOB_STATE_RUNNING, layout=layout)
     yield job_pb2.JobEvent(state=job)
-    for chunk in codec.result_chunks(res, layout, chunk_bytes):
+    for chunk in codec.result_chunks(res, layout):
         yield job_pb2.JobEvent(chunk=chunk)
     done = job_pb2.Job(name="jobs/x", state=job_pb2.JOB_STATE_SUCCEEDED, layout=layout)
     if res.loss is not None:
@@ -125,7 +125,7 @@ def test_result_layouts_count_chunks_exactly_and_never_wrap_around() -> None:
         for batch in (1, 7, 500):
             for chunk_bytes in (300, 4096, 1 << 20):
                 layout = result_layout(small, batch, loss, per_example, "float64", chunk_bytes)
-                assert layout.chunk_count == len(plan_chunks(layout, chunk_bytes))
+                assert layout.chunk_count == len(plan_chunks(layout))
     # 10^6 × 10^7 × 5·10^7 elements overflow int64; the size must stay exact (and be cheap to get)
     huge = SimpleNamespace(outputs=["y"] * 10_000_000, n_edges=50_000_000, n_nodes=10_000_000)
     layout = result_layout(huge, 1_000_000, None, False, "float64", 1 << 20)

@@ -17,7 +17,7 @@ import edgegrad
 from edgegrad import codec
 from edgegrad.keys import Keys
 from edgegrad.v1 import job_pb2, service_pb2, service_pb2_grpc
-from edgegrad.worker.store import WorkerStore
+from edgegrad.worker.store import EMIT_CANCELLED, WorkerStore
 from svc_helpers import collect, example_network, gradient_request
 
 NET = example_network(seed=2)
@@ -117,17 +117,19 @@ def test_cancel_a_running_job_stops_it_between_chunks(namespace, thread_server) 
         assert started.kind == "run"
         from edgegrad import codec
         layout = job_pb2.ResultLayout.FromString(started.layout)
-        chunks = codec.result_chunks(edgegrad.gradients(net, x), layout, layout.chunk_bytes)
+        chunks = codec.result_chunks(edgegrad.gradients(net, x), layout)
 
         def chunks_then_cancel():
             for i, chunk in enumerate(chunks):
                 if i == 3:
                     assert stub.CancelJob(service_pb2.CancelJobRequest(name=job.name)).state \
                         == job_pb2.JOB_STATE_RUNNING
-                yield chunk
+                chunk.ClearField("seq")  # workers write chunks without seq: the stream gives it
+                yield i + 1, chunk.SerializeToString()
 
-        assert store.emit_and_finish(job_id, chunks_then_cancel(), layout.chunk_count, {},
-                                     batch_bytes=1)  # no batching: the cancel lands between chunks == "5"
+        code, _ = store.emit(job_id, "s:0", chunks_then_cancel(), 0, batch_bytes=1)  # no batching
+        assert code == EMIT_CANCELLED  # the cancel lands between chunks
+        assert store.fail(job_id, "5", {}) == "5"
         _, got, done = collect(stub.WatchJob(service_pb2.WatchJobRequest(name=job.name)))
         assert done.state == job_pb2.JOB_STATE_CANCELLED
         assert [c.seq for c in got] == [1, 2, 3]
@@ -312,6 +314,6 @@ def test_a_quick_jobs_stream_expires_even_if_the_job_never_finishes(namespace, t
     keys = Keys(settings.key_prefix)
     r = redis.Redis.from_url(settings.redis_url)
     emit = r.register_script(jobscripts.EMIT)
-    assert emit(keys=[keys.job(job_id), keys.events(job_id)], args=[1, b"chunk"]) == 1
+    assert emit(keys=[keys.job(job_id), keys.events(job_id)], args=["s:0", 1, b"chunk", 0]) == 1
     assert 0 < r.pttl(keys.events(job_id)) <= r.pttl(keys.job(job_id)) + 1000
     r.close()

@@ -1,0 +1,238 @@
+"""Sharded jobs through the real service: exact folds, determinism, faults, uploads, buffering."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import redis
+
+import edgegrad
+from edgegrad import errors
+from edgegrad.client import Client
+from edgegrad.keys import Keys
+from edgegrad.server.cluster import Cluster
+from edgegrad.v1 import job_pb2
+
+from svc_helpers import example_network
+
+NET = example_network(n_inputs=4, n_nodes=30, n_outputs=3, density=0.4, seed=31)
+SQUASHED = edgegrad.Network.from_arrays(NET.inputs, NET.outputs, NET.node_ids, ["sigmoid"] * NET.n_nodes,
+                                        NET.biases, NET.src, NET.dst, NET.weights)
+RNG = np.random.default_rng(32)
+X = RNG.normal(size=(53, NET.n_inputs))
+T = RNG.uniform(size=(53, NET.n_outputs))
+
+MODES = [
+    dict(),
+    dict(targets=T, loss="mse"),
+    dict(targets=T, loss="mse", reduction="sum"),
+    dict(targets=T, loss="mse", per_example=True),
+    dict(targets=T, loss="bce", per_example=False),
+    dict(targets=T, loss="softmax_ce", reduction="sum", per_example=True),
+    dict(targets=T, loss="mse", dtype="float32"),
+]
+
+
+def _ids(mode: dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in mode.items() if k != "targets") or "output-mode"
+
+
+def _close(a: np.ndarray, b: np.ndarray, rtol: float) -> None:
+    assert a.shape == b.shape and a.dtype == b.dtype
+    np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * float(np.abs(b).max(initial=0.0)))
+
+
+def _same(a: edgegrad.GradientResult, b: edgegrad.GradientResult) -> bool:
+    return a.loss == b.loss and all(getattr(a, f).tobytes() == getattr(b, f).tobytes()
+                                    for f in ("outputs", "edge_grads", "deltas"))
+
+
+@pytest.mark.parametrize("mode", MODES, ids=_ids)
+def test_sharded_results_equal_the_in_process_call(cluster, mode) -> None:
+    net = SQUASHED if mode.get("loss") == "bce" else NET
+    rtol = 1e-5 if mode.get("dtype") == "float32" else 1e-12
+    with Client(cluster.address, timeout=60) as client:
+        handle = client.submit(net, X, shard_rows=7, **mode)
+        remote = handle.result()
+        job = handle.refresh()
+    local = edgegrad.gradients(net, X, **mode)
+    for field in ("outputs", "edge_grads", "deltas"):
+        _close(getattr(remote, field), getattr(local, field), rtol)
+    if local.loss is None:
+        assert remote.loss is None
+    else:
+        assert remote.loss == pytest.approx(local.loss, rel=rtol)
+    assert [(s.index, s.row_start, s.row_stop) for s in job.shards] == \
+        [(i, 7 * i, min(53, 7 * i + 7)) for i in range(8)]
+    assert all(s.state == job_pb2.JOB_STATE_SUCCEEDED and s.worker and s.attempt == 1 for s in job.shards)
+    assert job.rows_done == 53 and job.shards_done == 8
+
+
+def test_sharded_results_are_bit_identical_across_reruns_and_worker_counts(cluster, namespace) -> None:
+    mode = dict(targets=T, loss="mse")
+    with Client(cluster.address, timeout=60) as client:  # two workers
+        first = client.submit(NET, X, shard_rows=5, **mode).result()
+        again = client.submit(NET, X, shard_rows=5, **mode).result()
+        outputs_mode = client.submit(NET, X, shard_rows=5).result()
+    with Cluster(namespace("oneworker"), workers=1, log=sys.stderr) as single:
+        with Client(single.address, timeout=60) as client:
+            alone = client.submit(NET, X, shard_rows=5, **mode).result()
+            alone_outputs = client.submit(NET, X, shard_rows=5).result()
+    assert _same(first, again) and _same(first, alone) and _same(outputs_mode, alone_outputs)
+
+
+def test_chunks_of_per_example_shards_carry_their_shard_and_rows(cluster) -> None:
+    with Client(cluster.address, timeout=60) as client:
+        handle = client.submit(NET, X, targets=T, loss="mse", per_example=True, shard_rows=10)
+        chunks = list(handle.chunks())
+    assert [c.seq for c in chunks] == list(range(1, len(chunks) + 1))
+    by_shard: dict[int, set[int]] = {}
+    for c in chunks:
+        assert 10 * c.shard <= c.row_start < c.row_stop <= min(53, 10 * c.shard + 10)
+        by_shard.setdefault(c.shard, set()).add(c.field)
+    assert sorted(by_shard) == list(range(6)) and all(len(f) == 3 for f in by_shard.values())
+
+
+def test_the_service_shards_a_big_batch_on_its_own(namespace) -> None:
+    settings = namespace("autoshard", shard_seconds=0.0001)
+    with Cluster(settings, workers=2, log=sys.stderr) as c, Client(c.address, timeout=60) as client:
+        x = RNG.normal(size=(2000, NET.n_inputs))
+        handle = client.submit(NET, x, targets=RNG.uniform(size=(2000, 3)), loss="mse")
+        handle.wait()
+        job = handle.refresh()
+    assert len(job.shards) > 1 and job.state == job_pb2.JOB_STATE_SUCCEEDED
+    assert len({s.worker for s in job.shards}) == 2, "both workers take shards of one job"
+
+
+def test_a_killed_workers_shard_alone_reruns(namespace) -> None:
+    big = example_network(n_inputs=16, n_nodes=150, n_outputs=4, density=0.5, seed=5)
+    x = np.random.default_rng(5).normal(size=(24000, big.n_inputs))
+    t = np.random.default_rng(6).uniform(size=(24000, big.n_outputs))
+    with Cluster(namespace("killshard"), workers=2, log=sys.stderr) as cluster, \
+            Client(cluster.address, timeout=120) as client:
+        handle = client.submit(big, x, targets=t, loss="mse", shard_rows=3000)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # kill worker 0 while it runs a shard, after some shards finished
+            job = handle.refresh()
+            running = [s for s in job.shards if s.state == job_pb2.JOB_STATE_RUNNING
+                       and s.worker == cluster.worker_name(0)]
+            if running and job.shards_done >= 1:
+                break
+            time.sleep(0.02)
+        else:
+            pytest.fail("worker 0 never ran a shard")
+        finished_before = {s.index for s in handle.refresh().shards if s.state == job_pb2.JOB_STATE_SUCCEEDED}
+        cluster.kill_worker(0)
+        result = handle.result()
+        job = handle.refresh()
+    local = edgegrad.gradients(big, x, targets=t, loss="mse")
+    for field in ("outputs", "edge_grads", "deltas"):
+        _close(getattr(result, field), getattr(local, field), 1e-12)
+    attempts = {s.index: s.attempt for s in job.shards}
+    retried = {i for i, a in attempts.items() if a > 1}
+    assert retried and len(retried) <= 1, attempts   # only the killed worker's shard ran again
+    assert not retried & finished_before               # finished shards are never recomputed
+    assert all(s.state == job_pb2.JOB_STATE_SUCCEEDED for s in job.shards)
+
+
+def test_cancel_mid_job_stops_the_remaining_shards(namespace) -> None:
+    big = example_network(n_inputs=16, n_nodes=150, n_outputs=4, density=0.5, seed=7)
+    x = np.random.default_rng(7).normal(size=(20000, big.n_inputs))
+    with Cluster(namespace("cancelshards"), workers=1, log=sys.stderr) as cluster, \
+            Client(cluster.address, timeout=60) as client:
+        handle = client.submit(big, x, targets=np.zeros((20000, 4)), loss="mse", shard_rows=1000)
+        while handle.refresh().shards_done < 1:
+            time.sleep(0.01)
+        handle.cancel()
+        final = handle.wait()
+        time.sleep(0.5)
+        job = handle.refresh()
+    assert final.state == job_pb2.JOB_STATE_CANCELLED
+    assert job.shards_done < 20 and sum(s.state == job_pb2.JOB_STATE_SUCCEEDED for s in job.shards) < 20
+    with pytest.raises(errors.Cancelled):
+        handle.result()
+
+
+def test_inputs_larger_than_a_message_are_uploaded_in_pieces(namespace) -> None:
+    settings = namespace("upload", max_message_bytes=256 * 1024)
+    x = RNG.normal(size=(20000, NET.n_inputs))   # 640 KB of inputs, 480 KB of targets
+    t = RNG.uniform(size=(20000, NET.n_outputs))
+    with Cluster(settings, workers=2, log=sys.stderr) as cluster, Client(cluster.address, timeout=60) as client:
+        remote = client.gradients(NET, x, targets=t, loss="mse", shard_rows=3000)
+        per_example = client.submit(NET, x[:3000], targets=t[:3000], loss="mse", per_example=True).result()
+        with pytest.raises(errors.InvalidInput, match=r"targets\[12000\]\[1\]: bce needs targets in \[0, 1\]"):
+            bad = t.copy()
+            bad[12000, 1] = 2.0
+            client.submit(SQUASHED, x, targets=bad, loss="bce")
+        assert not redis.Redis.from_url(settings.redis_url).keys(f"{settings.key_prefix}:upload:*:inputs:*"), \
+            "an upload's pieces go with the job that used them"
+    local = edgegrad.gradients(NET, x, targets=t, loss="mse")
+    for field in ("outputs", "edge_grads", "deltas"):
+        _close(getattr(remote, field), getattr(local, field), 1e-12)
+    assert _same(per_example, edgegrad.gradients(NET, x[:3000], targets=t[:3000], loss="mse", per_example=True))
+
+
+def test_a_result_larger_than_the_buffer_waits_for_a_slow_reader(namespace) -> None:
+    chunk = 64 * 1024
+    settings = namespace("buffer", chunk_bytes=chunk, result_buffer_bytes=4 * chunk)
+    x = RNG.normal(size=(3000, NET.n_inputs))   # output mode: 3000 × 3 × (E + N) float64 ≈ 4.5 MB
+    r = redis.Redis.from_url(settings.redis_url)
+    with Cluster(settings, workers=2, log=sys.stderr) as cluster, Client(cluster.address, timeout=120) as client:
+        handle = client.submit(NET, x, shard_rows=500)
+        keys = Keys(settings.key_prefix)
+        stream = keys.events(handle.name.split("/")[1])
+        peak = 0
+        for i, _ in enumerate(handle.chunks()):
+            time.sleep(0.005)  # a slow reader
+            peak = max(peak, r.memory_usage(stream) or 0)
+        result = handle.result()
+    assert handle.job.layout.chunk_count > 40, "the result must be many times the buffer"
+    assert peak <= 4 * chunk + 64 * 1024, f"Redis held {peak} bytes of a result for a {4 * chunk}-byte buffer"
+    local = edgegrad.gradients(NET, x)
+    for field in ("outputs", "edge_grads", "deltas"):
+        _close(getattr(result, field), getattr(local, field), 1e-12)
+
+
+def test_submit_many_answers_each_item_and_a_bad_one_fails_alone(cluster) -> None:
+    with Client(cluster.address, timeout=60) as client:
+        items = client.submit_many([
+            dict(net=NET, inputs=X[:5]),
+            dict(net=NET, inputs=X[:5, :2]),                                # wrong shape: refused by the SDK
+            dict(net=NET, inputs=X, targets=T, loss="mse", shard_rows=10),
+            dict(net=NET, inputs=X, shard_rows=10 ** 9, targets=T, loss="mse", per_example=True),
+            dict(net=NET, inputs=X[:2], color="red"),
+        ])
+        assert isinstance(items[1], errors.InvalidInput) and "inputs: expected shape" in str(items[1])
+        assert isinstance(items[4], errors.InvalidInput) and "color" in str(items[4])
+        finals = edgegrad.wait_all([items[0], items[2], items[3]])
+        assert [f.state for f in finals] == [job_pb2.JOB_STATE_SUCCEEDED] * 3
+        assert _same(items[0].result(), edgegrad.gradients(NET, X[:5]))
+        _close(items[2].result().edge_grads, edgegrad.gradients(NET, X, targets=T, loss="mse").edge_grads, 1e-12)
+
+
+def test_a_job_whose_shard_cannot_fit_a_worker_is_refused_at_submit(namespace, thread_server) -> None:
+    server = thread_server(namespace("admission", worker_memory_bytes=300 << 20))
+    big = example_network(n_inputs=4, n_nodes=400, n_outputs=200, density=0.5, seed=3)
+    with Client(server.address, timeout=30) as client:
+        with pytest.raises(errors.ResourceExhausted, match="EDGEGRAD_WORKER_MEMORY_BYTES"):
+            client.submit(big, np.zeros((10, 4)))  # one row of the B×K×E Jacobian alone is too big
+        with pytest.raises(errors.ResourceExhausted, match="shard_rows: 20000 rows need about"):
+            client.submit(NET, np.zeros((30000, 4)), shard_rows=20000)
+        assert client.submit(NET, np.zeros((30000, 4)), shard_rows=20000, targets=np.zeros((30000, 3)),
+                             loss="mse").name  # loss mode fits the same budget
+
+
+def test_wait_all_on_async_handles(cluster) -> None:
+    import asyncio
+
+    async def run() -> list[job_pb2.Job]:
+        async with edgegrad.AsyncClient(cluster.address, timeout=60) as client:
+            handles = [await client.submit(NET, X, shard_rows=20) for _ in range(3)]
+            handles += [h for h in await client.submit_many([dict(net=NET, inputs=X[:3])])]
+            return await edgegrad.wait_all(handles)
+
+    assert [j.state for j in asyncio.run(run())] == [job_pb2.JOB_STATE_SUCCEEDED] * 4
