@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import grpc
 import numpy as np
 import pytest
@@ -124,8 +126,14 @@ def test_result_layouts_count_chunks_exactly_and_never_wrap_around() -> None:
     for loss, per_example in ((None, False), ("mse", True), ("mse", False)):
         for batch in (1, 7, 500):
             for chunk_bytes in (300, 4096, 1 << 20):
-                layout = result_layout(small, batch, loss, per_example, "float64", chunk_bytes)
-                assert layout.chunk_count == len(plan_chunks(layout))
+                for shard_rows in (0, 1, 3, 64, 10_000):
+                    layout = result_layout(small, batch, loss, per_example, "float64", chunk_bytes, shard_rows)
+                    plans = plan_chunks(layout)
+                    assert layout.chunk_count == len(plans)
+                    covered: dict[int, int] = {}
+                    for p in plans:  # every element of every field exactly once
+                        covered[p.field] = covered.get(p.field, 0) + p.stop - p.start
+                    assert covered == {f.field: math.prod(f.shape) for f in layout.fields if math.prod(f.shape)}
     # 10^6 × 10^7 × 5·10^7 elements overflow int64; the size must stay exact (and be cheap to get)
     huge = SimpleNamespace(outputs=["y"] * 10_000_000, n_edges=50_000_000, n_nodes=10_000_000)
     layout = result_layout(huge, 1_000_000, None, False, "float64", 1 << 20)
