@@ -14,7 +14,8 @@ import numpy as np
 from edgegrad import Network
 from edgegrad.activations import ACTIVATION_NAMES
 
-__all__ = ["irregular_dag", "mlp", "tiny", "build", "DenseLayer", "dense_layers", "batch"]
+__all__ = ["irregular_dag", "medium_dag", "deep_narrow_dag", "mlp", "tiny", "build", "DenseLayer", "dense_layers",
+           "batch"]
 
 MLP_SIZES: tuple[int, ...] = (256, 1024, 1024, 256, 16)
 BIAS_STD = 0.1
@@ -112,10 +113,21 @@ def tiny(seed: int = 0) -> Network:
     return irregular_dag(seed, n_inputs=3, n_levels=4, width=2, fan_in=2, skip_fraction=0.3, n_outputs=2)
 
 
+def medium_dag(seed: int = 0) -> Network:
+    """The ~10k-edge irregular DAG of the batch figures: 64 inputs, 16 levels × 60 nodes, fan-in 10, 16 outputs."""
+    return irregular_dag(seed, n_inputs=64, n_levels=16, width=60, fan_in=10, n_outputs=16)
+
+
+def deep_narrow_dag(seed: int = 0, n_levels: int = 1500, width: int = 8) -> Network:
+    """A deep narrow DAG: ``n_levels`` levels × ``width`` nodes, fan-in 4, 8 inputs, 8 outputs (per-level overhead)."""
+    return irregular_dag(seed, n_inputs=8, n_levels=n_levels, width=width, fan_in=4, n_outputs=8)
+
+
 def build(spec: dict) -> Network:
-    """A network from a JSON-able spec: ``{"generator": "irregular_dag" | "mlp" | "tiny", **keyword args}``."""
+    """A network from a JSON-able spec: ``{"generator": name, **keyword args}`` (a generator of this module)."""
     spec = dict(spec)
-    generator = {"irregular_dag": irregular_dag, "mlp": mlp, "tiny": tiny}[spec.pop("generator")]
+    generator = {"irregular_dag": irregular_dag, "medium_dag": medium_dag, "deep_narrow_dag": deep_narrow_dag,
+                 "mlp": mlp, "tiny": tiny}[spec.pop("generator")]
     return generator(**spec)
 
 

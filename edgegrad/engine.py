@@ -19,6 +19,7 @@ from typing import Callable, Iterable, NamedTuple
 
 import numpy as np
 
+from .memory import edge_chunk_size
 from .plan import Kernel, Level, Plan
 
 __all__ = ["Pass", "NodeValues", "forward", "backward", "summed_edge_grads", "per_example_edge_grads",
@@ -55,6 +56,11 @@ if hasattr(os, "register_at_fork"):
 
 #: below this many multiply-adds a handful of tasks run inline: a thread hand-off costs ~20 µs
 PARALLEL_MIN_WORK = 200_000
+
+
+def _spans(n: int, step: int) -> list[tuple[int, int]]:
+    """[0, n) cut into consecutive spans of ``step``."""
+    return [(a, min(a + step, n)) for a in range(0, n, step)]
 
 
 def _run_all(tasks: Iterable[Callable[[], None]], work: int) -> None:
@@ -226,7 +232,8 @@ def summed_edge_grads(plan: Plan, run: Pass) -> np.ndarray:
         pos = sparse[a:b]
         grads[pos] = np.einsum("ij,ij->i", acts[src[pos]], deltas[dst[pos]])
 
-    _run_all((lambda c=c: chunk(*c) for c in plan.edge_chunks), sparse.size * acts.shape[1])
+    step = edge_chunk_size(acts.shape[1] * acts.itemsize)
+    _run_all((lambda c=c: chunk(*c) for c in _spans(sparse.size, step)), sparse.size * acts.shape[1])
     return grads
 
 
@@ -245,8 +252,8 @@ def per_example_edge_grads(plan: Plan, run: Pass, out: np.ndarray) -> None:
         else:
             out[:, file_index[a:b]] = (d * o).T
 
-    step = 2048
-    _run_all((lambda a=a: chunk(a, min(a + step, n_edges)) for a in range(0, n_edges, step)), out.size)
+    step = edge_chunk_size(deltas[0].size * deltas.itemsize)     # one edge's product: K×B or B numbers
+    _run_all((lambda c=c: chunk(*c) for c in _spans(n_edges, step)), out.size)
 
 
 def plan_node_values(plan: Plan, x: np.ndarray) -> NodeValues:

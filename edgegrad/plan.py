@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -29,8 +29,6 @@ DENSE_MIN_DENSITY = 0.25
 SMALL_BLOCK_CELLS = 4096
 #: sparse kernels are split into row chunks of about this many stored entries (for the thread pool)
 CHUNK_NNZ = 32_768
-#: edges per chunk in the per-edge gradient products
-EDGE_CHUNK = 4_096
 PLAN_CACHE_SIZE = 8
 
 
@@ -82,7 +80,6 @@ class Plan:
     edge_src: np.ndarray             #: plan edge position -> activation row of src
     edge_dst: np.ndarray             #: plan edge position -> node row of dst
     sparse_edges: np.ndarray         #: plan edge positions whose summed gradient is a per-edge product
-    edge_chunks: tuple[tuple[int, int], ...] = field(default=())
 
 
 def _split_rows(indptr: np.ndarray, lo: int, hi: int, boundaries: list[int]) -> list[tuple[int, int]]:
@@ -180,9 +177,8 @@ def compile_plan(net: Network, dtype: str | np.dtype = "float64") -> Plan:
     for positions in dense_positions:
         dense_mask[positions] = True
     sparse_edges = np.flatnonzero(~dense_mask)
-    chunks = tuple((a, min(a + EDGE_CHUNK, sparse_edges.size)) for a in range(0, sparse_edges.size, EDGE_CHUNK))
     return Plan(n_in, n, dtype, tuple(levels), node_row, node_row[net.output_index], edge_order,
-                e_src, e_dst, sparse_edges, chunks)
+                e_src, e_dst, sparse_edges)
 
 
 _cache: OrderedDict[tuple[str, str], Plan] = OrderedDict()

@@ -1,0 +1,119 @@
+"""How much memory a gradients call needs, and how many rows one engine slab may hold.
+
+A call runs its rows in slabs; one slab's *engine working memory* (activations, f'(z)/δ buffers,
+per-level and per-edge-chunk temporaries) is kept under ``slab_budget()`` bytes, so it does not
+grow with the batch. What does grow with the batch is the result (B×K outputs, and in per-example
+or output mode the B×E / B×K×E derivatives): ``result_bytes_per_row`` of it per row.
+
+The estimate per slab row, in elements of the dtype (s bytes each; I inputs, N nodes, E edges,
+K outputs, W the widest level, default N), is
+
+    loss mode:    (2·I + N) activations, x + N  f'(z)/δ           + 4·W  level temporaries + 8·K loss
+    per example:  the same                                      + N    δ rows in file order
+    output mode:  (2·I + N) + N + N·K  δ per output            + 4·W·K + N·K in file order
+
+plus, independent of the rows, 3 gathered edge chunks of ``EDGE_CHUNK_BYTES`` per thread, 4·E·s for
+dense gradient blocks and 3·(E + N)·s for the loss-mode sums. The figures are upper bounds by
+design (tests compare them with traced peaks): a worker that sizes its shards by them stays inside
+its budget.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+__all__ = ["SLAB_BYTES", "EDGE_CHUNK_BYTES", "slab_budget", "slab_rows", "working_memory_bytes",
+           "result_bytes_per_row", "rows_for_budget", "edge_chunk_size"]
+
+#: default engine working memory of one slab (EDGEGRAD_SLAB_BYTES overrides it)
+SLAB_BYTES = 128 * 1024 * 1024
+#: bytes of one gathered operand in an edge-gradient chunk: two operands and their product fit in L2
+EDGE_CHUNK_BYTES = 256 * 1024
+#: threads whose edge chunks may be alive at once (the estimate's allowance)
+_CHUNK_THREADS = 4
+
+
+def slab_budget() -> int:
+    """Engine working memory allowed for one slab: EDGEGRAD_SLAB_BYTES, else ``SLAB_BYTES``."""
+    configured = os.environ.get("EDGEGRAD_SLAB_BYTES", "").strip()
+    return max(1, int(configured)) if configured else SLAB_BYTES
+
+
+def edge_chunk_size(row_bytes: int, budget: int | None = None) -> int:
+    """Edges per chunk when one edge's gathered row takes ``row_bytes``: ``EDGE_CHUNK_BYTES`` of them, ≥ 1."""
+    return max(1, (EDGE_CHUNK_BYTES if budget is None else budget) // max(1, row_bytes))
+
+
+def _itemsize(dtype: str | np.dtype) -> int:
+    return np.dtype(dtype).itemsize
+
+
+def _slab_row_elements(n_inputs: int, n_nodes: int, n_outputs: int, loss: str | None, per_example: bool,
+                       widest: int) -> int:
+    """Working-memory elements one slab row needs (see the module docstring)."""
+    base = 2 * n_inputs + 2 * n_nodes                   # activations (+ a float32 copy of x) and f'(z)/δ
+    if loss is None:
+        return base + n_nodes * n_outputs + 4 * widest * n_outputs + n_nodes * n_outputs + 4 * n_outputs
+    return base + 4 * widest + 8 * n_outputs + (n_nodes if per_example else 0)
+
+
+def _fixed_bytes(n_nodes: int, n_edges: int, itemsize: int) -> int:
+    """Working memory that does not depend on the rows: edge chunks, dense gradient blocks, loss-mode sums."""
+    return _CHUNK_THREADS * 3 * EDGE_CHUNK_BYTES + (4 * n_edges + 3 * (n_edges + n_nodes)) * itemsize
+
+
+def slab_rows(n_inputs: int, n_nodes: int, n_outputs: int, loss: str | None, per_example: bool,
+              dtype: str | np.dtype = "float64", widest_level: int | None = None,
+              budget: int | None = None) -> int:
+    """Rows per slab so one slab's row-dependent working memory fits ``budget`` (default ``slab_budget()``)."""
+    per_row = _slab_row_elements(n_inputs, n_nodes, n_outputs, loss, per_example,
+                                 n_nodes if widest_level is None else widest_level) * _itemsize(dtype)
+    return max(1, (slab_budget() if budget is None else budget) // per_row)
+
+
+def result_bytes_per_row(n_nodes: int, n_edges: int, n_outputs: int, loss: str | None, per_example: bool,
+                         dtype: str | np.dtype = "float64") -> int:
+    """Bytes of the result arrays per row (loss mode counts the outputs twice: parts, then concatenated)."""
+    s = _itemsize(dtype)
+    if loss is None:
+        return (n_outputs + n_outputs * n_edges + n_outputs * n_nodes) * s
+    if per_example:
+        return (n_outputs + n_edges + n_nodes) * s
+    return 2 * n_outputs * s
+
+
+def working_memory_bytes(n_inputs: int, n_nodes: int, n_edges: int, n_outputs: int, rows: int,
+                         loss: str | None, per_example: bool, dtype: str | np.dtype = "float64", *,
+                         widest_level: int | None = None, budget: int | None = None) -> int:
+    """Estimated peak memory of a call of ``rows`` rows beyond its inputs and targets, result arrays included.
+
+    ``widest_level`` (nodes in the network's widest level; default ``n_nodes``, an upper bound)
+    tightens the estimate; ``budget`` is the slab budget the call will run under (default ``slab_budget()``).
+    """
+    s = _itemsize(dtype)
+    widest = n_nodes if widest_level is None else widest_level
+    in_slab = min(rows, slab_rows(n_inputs, n_nodes, n_outputs, loss, per_example, dtype, widest, budget))
+    engine = _slab_row_elements(n_inputs, n_nodes, n_outputs, loss, per_example, widest) * s * in_slab
+    return (engine + _fixed_bytes(n_nodes, n_edges, s)
+            + result_bytes_per_row(n_nodes, n_edges, n_outputs, loss, per_example, dtype) * rows)
+
+
+def rows_for_budget(memory_bytes: int, n_inputs: int, n_nodes: int, n_edges: int, n_outputs: int,
+                    loss: str | None, per_example: bool, dtype: str | np.dtype = "float64", *,
+                    n_targets: int | None = None, widest_level: int | None = None,
+                    budget: int | None = None) -> int:
+    """The most rows whose inputs (float64, as validated), targets and ``working_memory_bytes`` fit ``memory_bytes``; 0 if none."""
+    targets = (n_outputs if loss is not None else 0) if n_targets is None else n_targets
+    per_row = result_bytes_per_row(n_nodes, n_edges, n_outputs, loss, per_example, dtype) + 8 * (n_inputs + targets)
+
+    def need(rows: int) -> int:
+        return working_memory_bytes(n_inputs, n_nodes, n_edges, n_outputs, rows, loss, per_example, dtype,
+                                    widest_level=widest_level, budget=budget) + 8 * (n_inputs + targets) * rows
+
+    low, high = 0, max(1, memory_bytes // max(1, per_row)) + 1       # need(high) > memory_bytes
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if need(mid) <= memory_bytes else (low, mid)
+    return low
