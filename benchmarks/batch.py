@@ -13,6 +13,7 @@ workers can then use two cores). Baselines measured in the same run: the in-proc
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import shutil
@@ -117,12 +118,16 @@ def _slab_loop(net: edgegrad.Network, x: np.ndarray, t: np.ndarray, rows: int = 
     return float(total[0])
 
 
-def _cluster(settings: Settings, workers: int) -> Cluster:
-    os.environ["EDGEGRAD_THREADS"] = "1"   # one core per worker: two workers use two cores
+@contextlib.contextmanager
+def _cluster(settings: Settings, workers: int) -> Iterator[Cluster]:
+    """A cluster whose workers run the engine on one thread each (two workers use two cores)."""
+    os.environ["EDGEGRAD_THREADS"] = "1"
     try:
-        return Cluster(settings, workers=workers).start()
+        cluster = Cluster(settings, workers=workers).start()
     finally:
         del os.environ["EDGEGRAD_THREADS"]
+    with cluster:
+        yield cluster
 
 
 def big_batches(url: str, rows: int, per_example_rows: int, runs: int) -> Iterator[Row]:

@@ -32,12 +32,14 @@ JOB_FUNCTION = "edgegrad.worker.jobs.run_gradient_job"
 class NetworkMeta:
     """What a batch is validated against: a registered network's ids and sizes."""
 
-    __slots__ = ("hash", "inputs", "outputs", "n_nodes", "n_edges")
+    __slots__ = ("hash", "inputs", "outputs", "n_nodes", "n_edges", "widest_level")
 
-    def __init__(self, content_hash: str, inputs: list[str], outputs: list[str], n_nodes: int, n_edges: int) -> None:
+    def __init__(self, content_hash: str, inputs: list[str], outputs: list[str], n_nodes: int, n_edges: int,
+                 widest_level: int | None = None) -> None:
         self.hash = content_hash
         self.inputs, self.outputs = tuple(inputs), tuple(outputs)
         self.n_nodes, self.n_edges = n_nodes, n_edges
+        self.widest_level = n_nodes if widest_level is None else widest_level  #: nodes in the widest level
 
     @property
     def n_inputs(self) -> int:
@@ -52,13 +54,13 @@ class NetworkMeta:
     def to_json(self) -> str:
         """Compact JSON for Redis."""
         return json.dumps({"inputs": self.inputs, "outputs": self.outputs, "nodes": self.n_nodes,
-                           "edges": self.n_edges}, separators=(",", ":"))
+                           "edges": self.n_edges, "widest": self.widest_level}, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, content_hash: str, text: bytes) -> "NetworkMeta":
         """Parse what ``to_json`` wrote."""
         d = json.loads(text)
-        return cls(content_hash, d["inputs"], d["outputs"], d["nodes"], d["edges"])
+        return cls(content_hash, d["inputs"], d["outputs"], d["nodes"], d["edges"], d.get("widest"))
 
     def info(self) -> network_pb2.NetworkInfo:
         """The NetworkInfo proto."""

@@ -7,6 +7,8 @@ import hashlib
 import time
 from typing import AsyncIterator
 
+import numpy as np
+
 from edgegrad import __version__
 from edgegrad.activations import ACTIVATION_NAMES
 from edgegrad.batch import DTYPES, check_options
@@ -60,7 +62,8 @@ class Service:
             raise ResourceExhausted(f"{place}.src: {edges} edges, over the limit of {s.max_edges}")
         net = await asyncio.to_thread(network_from_proto, msg, place) if edges > 10_000 \
             else network_from_proto(msg, place)
-        meta = NetworkMeta(net.content_hash, list(net.inputs), list(net.outputs), net.n_nodes, net.n_edges)
+        widest = int(np.bincount(np.asarray(net.levels)[net.n_inputs:]).max()) if net.n_nodes else 0
+        meta = NetworkMeta(net.content_hash, list(net.inputs), list(net.outputs), net.n_nodes, net.n_edges, widest)
         await self.store.put_network(meta, msg.SerializeToString())
         return meta
 

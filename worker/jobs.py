@@ -14,11 +14,15 @@ import os
 
 import numpy as np
 
-from edgegrad.api import partial_gradients
-from edgegrad.chunking import buffered_chunk_limit, chunks_of, field_arrays, shard_bounds, shard_chunk_plans, summed_chunk_plans
+from edgegrad.api import fold_partials, partial_gradients
+from edgegrad.chunking import (buffered_chunk_limit, chunks_of, field_arrays, is_summed, shard_bounds,
+                               shard_chunk_plans, summed_chunk_plans)
 from edgegrad.codec import array_from_tensor
-from edgegrad.errors import EdgegradError
+from edgegrad.errors import EdgegradError, InvalidInput
+from edgegrad.overflow import result_overflow_message
+from edgegrad.plan import get_plan
 from edgegrad.jobrecord import error_fields, loss_fields
+from edgegrad.result import GradientResult
 from edgegrad.settings import Settings
 from edgegrad.v1 import job_pb2, tensor_pb2
 
@@ -70,7 +74,7 @@ def _run(store: WorkerStore, job_id: str, shard: int, started: Started) -> None:
     layout = job_pb2.ResultLayout.FromString(started.layout)
     loss = request.loss or None
     if started.kind == "fold":
-        _fold(store, job_id, layout, loss, started.chunks_done)
+        _fold(store, job_id, request, layout, started.chunks_done)
         return
     net = store.network(request.network_hash)
     a, b = shard_bounds(layout, shard)
@@ -110,30 +114,32 @@ def _run(store: WorkerStore, job_id: str, shard: int, started: Started) -> None:
     if only:
         store.call(store.finish(job_id, "3", layout.chunk_count, loss_fields(part.loss)))
     else:
-        _fold(store, job_id, layout, loss, 0)
+        _fold(store, job_id, request, layout, 0)
 
 
-def _fold(store: WorkerStore, job_id: str, layout: job_pb2.ResultLayout, loss: str | None, after: int) -> None:
+def _fold(store: WorkerStore, job_id: str, request: job_pb2.GradientRequest, layout: job_pb2.ResultLayout,
+          after: int) -> None:
     """Sum the shards' loss shares and partial sums in shard order; write the sums; end the job."""
-    shares, parts = store.shard_shares(job_id, layout.shard_count)
-    total_loss = None
-    if loss is not None:
-        total_loss = 0.0
-        for share in shares:  # in shard order, always
-            total_loss += float.fromhex(share.decode())
+    loss = request.loss or None
+    shares, blobs = store.shard_shares(job_id, layout.shard_count)
     # a job of one shard wrote its sums with its own chunks (its worker died before ending the job)
     plans = summed_chunk_plans(layout) if layout.shard_count > 1 else []
+    sizes = [int(f.shape[0]) for f in layout.fields if is_summed(layout, f)] if plans else [0, 0]
+    dtype = np.dtype("<f4") if layout.dtype == tensor_pb2.DTYPE_FLOAT32 else np.dtype("<f8")
+    empty = np.empty((0, int(layout.fields[0].shape[1])), dtype=dtype)  # outputs went with the shards
+
+    def parts():
+        for share, blob in zip(shares, blobs if plans else (b"" for _ in shares)):
+            values = np.frombuffer(blob or b"", dtype=dtype)
+            yield GradientResult(empty, None if loss is None else float.fromhex(share.decode()),
+                                 values[:sizes[0]], values[sizes[0]:sizes[0] + sizes[1]])
+
+    total = fold_partials(parts())  # in shard order, always: the same bits whoever ran which shard
+    if not total.is_finite():  # every shard was finite; their sum is not
+        net = store.network(request.network_hash)
+        raise InvalidInput(result_overflow_message(net, get_plan(net, request.dtype or "float64"), total))
     if plans:
-        dtype = np.dtype("<f4") if layout.dtype == tensor_pb2.DTYPE_FLOAT32 else np.dtype("<f8")
-        acc = None
-        for blob in parts:
-            values = np.frombuffer(blob, dtype=dtype)
-            if acc is None:
-                acc = values.copy()
-            else:
-                acc += values
-        sizes = [int(f.shape[0]) for f in layout.fields if len(f.shape) == 1]
-        arrays = {job_pb2.RESULT_FIELD_EDGE_GRADS: acc[:sizes[0]], job_pb2.RESULT_FIELD_DELTAS: acc[sizes[0]:]}
+        arrays = {job_pb2.RESULT_FIELD_EDGE_GRADS: total.edge_grads, job_pb2.RESULT_FIELD_DELTAS: total.deltas}
         chunks = ((p.seq, c.SerializeToString()) for p, c in zip(
             (p for p in plans if p.seq > after),
             chunks_of(arrays, layout, plans, shard=layout.shard_count, after=after)))
@@ -141,7 +147,7 @@ def _fold(store: WorkerStore, job_id: str, layout: job_pb2.ResultLayout, loss: s
         if code != EMIT_WRITTEN:
             _stopped(store, job_id, code)
             return
-    store.call(store.finish(job_id, "3", layout.chunk_count, loss_fields(total_loss)))
+    store.call(store.finish(job_id, "3", layout.chunk_count, loss_fields(total.loss)))
 
 
 def _stopped(store: WorkerStore, job_id: str, code: int) -> None:

@@ -215,7 +215,7 @@ def test_submit_many_answers_each_item_and_a_bad_one_fails_alone(cluster) -> Non
 
 
 def test_a_job_whose_shard_cannot_fit_a_worker_is_refused_at_submit(namespace, thread_server) -> None:
-    server = thread_server(namespace("admission", worker_memory_bytes=300 << 20))
+    server = thread_server(namespace("admission", worker_memory_bytes=50 << 20))
     big = example_network(n_inputs=4, n_nodes=400, n_outputs=200, density=0.5, seed=3)
     with Client(server.address, timeout=30) as client:
         with pytest.raises(errors.ResourceExhausted, match="EDGEGRAD_WORKER_MEMORY_BYTES"):
