@@ -126,8 +126,10 @@ def _cluster(settings: Settings, workers: int) -> Iterator[Cluster]:
         cluster = Cluster(settings, workers=workers).start()
     finally:
         del os.environ["EDGEGRAD_THREADS"]
-    with cluster:
+    try:
         yield cluster
+    finally:
+        cluster.stop()
 
 
 def big_batches(url: str, rows: int, per_example_rows: int, runs: int) -> Iterator[Row]:
