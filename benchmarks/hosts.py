@@ -28,7 +28,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from typing import IO, Any
+from typing import IO, Any, Mapping
 
 from edgegrad.server.cluster import Cluster, die_with_parent
 from edgegrad.server.up import EmbeddedRedis
@@ -201,8 +201,9 @@ class HostCluster(Cluster):
     worker i goes to host ``i // workers_per_host + 1`` and is named ``host<k>-w<j>``."""
 
     def __init__(self, settings: Settings, links: Links, workers_per_host: int = 1,
-                 log: IO[str] | None = None) -> None:
+                 log: IO[str] | None = None, env: Mapping[str, str] | None = None) -> None:
         super().__init__(settings, workers=links.n * workers_per_host, host=links.gateway, port=0, log=log)
+        self._env.update(env or {})
         self.links = links
         self.workers_per_host = workers_per_host
 
@@ -227,12 +228,14 @@ class HostFleet:
     """Links to ``hosts`` namespaces, a private Redis and the edgegrad server on the gateway, and
     ``workers_per_host`` workers on each host; a context manager that deletes everything at the end.
 
-    ``settings_overrides`` go to ``Settings.from_env`` (the Redis URL is always the private one).
+    ``settings_overrides`` go to ``Settings.from_env`` (the Redis URL is always the private one);
+    ``env`` adds environment variables for the server and workers (e.g. ``EDGEGRAD_THREADS``).
     """
 
     def __init__(self, hosts: int = 2, workers_per_host: int = 1, log: IO[str] | None = None,
-                 **settings_overrides: Any) -> None:
+                 env: Mapping[str, str] | None = None, **settings_overrides: Any) -> None:
         self.links = Links(hosts)
+        self.env = dict(env or {})
         self.workers_per_host = workers_per_host
         self.log = log
         self.overrides = settings_overrides
@@ -272,7 +275,7 @@ class HostFleet:
             self.redis = EmbeddedRedis(self._data_dir, bind=self.links.gateway, port=_free_port(self.links.gateway))
             self.redis.start()
             settings = Settings.from_env(**{**self.overrides, "redis_url": self.redis.url})
-            self.cluster = HostCluster(settings, self.links, self.workers_per_host, log=self.log)
+            self.cluster = HostCluster(settings, self.links, self.workers_per_host, log=self.log, env=self.env)
             self.cluster.start()
             self.cluster.wait_for_workers(timeout)
             missing = {self.cluster.worker_name(i) for i in range(len(self.cluster.workers))} - set(self.registered())
