@@ -35,6 +35,7 @@ from edgegrad.client import Client
 
 from . import networks
 from .hosts import HostFleet, NamespacesUnavailable, host_of, unavailable_reason
+from .service import BareRq
 
 SHARDING = "shard_rows" in inspect.signature(Client.submit).parameters
 
@@ -208,6 +209,18 @@ def _run(fleet: HostFleet, client: Client, meter: RedisMeter, net: edgegrad.Netw
           f"background), {d_tiny.get('_in', 0) / n_tiny:,.0f} B in, {d_tiny.get('_out', 0) / n_tiny:,.0f} B out; "
           f"per host: {dict(sorted(collections.Counter(map(host_of, workers)).items()))}")
     print(f"  commands per tiny job: {top(d_tiny, 12, n_tiny)}")
+
+    # -- rq's own share: a bare rq job on the same Redis (what every job, and every shard, pays at least)
+    bare = BareRq(fleet.settings.redis_url, "bare-rq", workers=1)
+    try:
+        for _ in range(10):
+            bare.round_trip()
+        d_rq, t_rq = meter.measure(lambda: [bare.round_trip() for _ in range(n_tiny)])
+    finally:
+        bare.stop()
+    print(f"bare rq job (enqueue -> finished, SimpleWorker, trivial function), {n_tiny} in a row: "
+          f"{n_tiny / t_rq:.0f} jobs/s; per job {ops(d_rq) / n_tiny:.1f} Redis commands, "
+          f"{d_rq.get('_in', 0) / n_tiny:,.0f} B in, {d_rq.get('_out', 0) / n_tiny:,.0f} B out; {top(d_rq, 8, n_tiny)}")
 
 
 def _timed(fn: Callable[[], object]) -> float:
