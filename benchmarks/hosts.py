@@ -30,6 +30,9 @@ import sys
 import tempfile
 from typing import IO, Any, Mapping
 
+import redis
+from rq import Queue, Worker
+
 from edgegrad.server.cluster import Cluster, die_with_parent
 from edgegrad.server.up import EmbeddedRedis
 from edgegrad.settings import Settings
@@ -257,10 +260,6 @@ class HostFleet:
 
     def registered(self) -> list[str]:
         """Names of the workers registered with rq on the fleet's queue."""
-        from rq import Queue, Worker
-
-        import redis
-
         connection = redis.Redis.from_url(self.settings.redis_url)
         try:
             return sorted(w.name for w in Worker.all(queue=Queue(self.settings.queue, connection=connection)))
