@@ -4,10 +4,12 @@ edgegrad server in the root namespace over veth links (the multi-host test and b
 Layout, all of it created here and deleted at the end (also after a failure; what a killed run left
 behind is deleted by the next run):
 
-- a bridge ``egb<pid>`` in the root namespace with ``10.213.X.1/24``, X the first /24 of
-  10.213.0.0/16 that no interface or route of this machine uses yet;
-- host k (1..N): namespace ``edgegrad-<pid>-host<k>``, a veth pair whose root end ``egv<pid>h<k>`` is
-  on the bridge and whose other end ``eth0`` has ``10.213.X.(10+k)/24``. No default route, no
+- a bridge ``egb<pid in hex>-<n>`` (n counts the link sets of one process) in the root namespace
+  with ``10.213.X.1/24``, X the first /24 of 10.213.0.0/16 that no interface or route of this machine
+  uses yet;
+- host k (1..N): namespace ``edgegrad-<pid>-<n>-host<k>``, a veth pair whose root end
+  ``ev<pid in hex>-<n>h<k>`` is on the bridge and whose other end ``eth0`` has
+  ``10.213.X.(10+k)/24``. No default route, no
   forwarding: a namespace reaches the root namespace's bridge address and nothing else;
 - a private redis-server listening on the bridge address, the edgegrad server listening there too,
   and workers named ``host<k>-w<j>`` started with ``ip netns exec``.
@@ -20,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import ipaddress
+import itertools
 import json
 import os
 import re
@@ -40,8 +43,9 @@ from edgegrad.settings import Settings
 __all__ = ["NamespacesUnavailable", "unavailable_reason", "Links", "HostCluster", "HostFleet", "host_of"]
 
 POOL = ipaddress.ip_network("10.213.0.0/16")
-_NETNS = re.compile(r"^edgegrad-(\d+)-host\d+$")
-_BRIDGE = re.compile(r"^egb(\d+)$")
+_NETNS = re.compile(r"^edgegrad-(\d+)-\d+-host\d+$")
+_BRIDGE = re.compile(r"^egb([0-9a-f]+)-\d+$")                  # interface names: 15 characters at most
+_serials = itertools.count()
 _LOCK = os.path.join(tempfile.gettempdir(), "edgegrad-netns.lock")
 
 
@@ -93,7 +97,7 @@ def _reap_stale() -> None:
                 _ip("netns", "delete", name)
     for link in json.loads(_ip("-j", "link", "show", "type", "bridge") or "[]"):
         match = _BRIDGE.match(link.get("ifname", ""))
-        if match and not _alive(int(match.group(1))):
+        if match and not _alive(int(match.group(1), 16)):
             with contextlib.suppress(RuntimeError):
                 _ip("link", "delete", link["ifname"])
 
@@ -120,11 +124,13 @@ class Links:
     def __init__(self, n: int) -> None:
         if n < 1:
             raise ValueError("at least one host")
-        pid = os.getpid()
+        if n > 99:
+            raise ValueError("at most 99 hosts")
+        pid, serial = os.getpid(), next(_serials) % 1000
         self.n = n
-        self.bridge = f"egb{pid}"
-        self.namespaces = [f"edgegrad-{pid}-host{k}" for k in range(1, n + 1)]
-        self._veths = [f"egv{pid}h{k}" for k in range(1, n + 1)]
+        self.bridge = f"egb{pid:x}-{serial}"
+        self.namespaces = [f"edgegrad-{pid}-{serial}-host{k}" for k in range(1, n + 1)]
+        self._veths = [f"ev{pid:x}-{serial}h{k}" for k in range(1, n + 1)]
         self.subnet: ipaddress.IPv4Network | None = None
         self._made: list[str] = []
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -105,3 +106,17 @@ def test_one_jobs_shards_finish_on_workers_of_different_hosts(fleet, client) -> 
         pytest.xfail("sharding not merged yet")
     assert len(shards) == 8
     assert len(hosts) >= 2, f"every shard ran on {sorted(hosts)}"
+
+
+def test_a_fleet_that_fails_to_start_leaves_no_namespace_link_or_process_behind() -> None:
+    fleet = HostFleet(hosts=2, env={"EDGEGRAD_WORKER_TTL": "not-a-number"})   # server and workers exit 2
+    with pytest.raises(RuntimeError) as failed:
+        fleet.start(timeout=20)
+    if isinstance(failed.value, NamespacesUnavailable):
+        pytest.skip(f"network namespaces unavailable here: {failed.value}")
+    assert "exited" in str(failed.value)
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    assert not [ns for ns in fleet.links.namespaces if ns in netns]
+    assert not os.path.exists(f"/sys/class/net/{fleet.links.bridge}")
+    assert fleet.redis is not None and fleet.redis.process is None, "the private Redis was stopped"
+    assert all(proc.poll() is not None for proc in [fleet.cluster.server, *fleet.cluster.workers] if proc)
