@@ -43,6 +43,7 @@ def shard_rows_for(meta: Any, batch: int, loss: str | None, per_example: bool, d
     work_per_row = max(meta.n_edges + meta.n_nodes, 1) * (meta.n_outputs if loss is None else 1)
     by_time = max(MIN_SHARD_ROWS, int(seconds * WORK_PER_SECOND / work_per_row))
     rows = max(min(batch, fit, by_time), -(-batch // max(1, max_shards)))
+    rows = -(-batch // -(-batch // rows))  # as many shards as that takes, of even sizes
     if rows > fit:
         raise ResourceExhausted(f"request: {batch} rows need more than {max_shards} shards of at most {fit} rows"
                                 f" ({_LIMIT}, EDGEGRAD_MAX_SHARDS)")

@@ -1,0 +1,45 @@
+"""Shard sizes the service picks: within the memory budget, about the target time, evenly cut."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from edgegrad.errors import ResourceExhausted
+from edgegrad.memory import working_memory_bytes
+from edgegrad.sharding import MIN_SHARD_ROWS, WORK_PER_SECOND, shard_rows_for
+
+META = SimpleNamespace(n_inputs=64, n_nodes=1000, n_edges=10_000, n_outputs=8, widest_level=62)
+GiB = 1 << 30
+
+
+def _rows(batch: int, loss: str | None = "mse", per_example: bool = False, requested: int = 0,
+          budget: int = 2 * GiB, seconds: float = 1.0, max_shards: int = 4096) -> int:
+    return shard_rows_for(META, batch, loss, per_example, "float64", requested, budget, seconds, max_shards)
+
+
+def test_the_service_cuts_a_batch_into_even_shards_of_about_the_target_time() -> None:
+    per_second = int(WORK_PER_SECOND / (META.n_edges + META.n_nodes))
+    rows = _rows(200_000)
+    shards = -(-200_000 // rows)
+    assert shards == -(-200_000 // per_second) and rows * shards - 200_000 < shards  # even: no tiny last shard
+    assert _rows(100) == 100 and _rows(1) == 1                                     # small jobs: one shard
+    tiny_shards = _rows(10_000, seconds=1e-9)  # never below MIN_SHARD_ROWS however short the target
+    assert -(-10_000 // tiny_shards) == -(-10_000 // MIN_SHARD_ROWS) and tiny_shards <= MIN_SHARD_ROWS
+
+
+def test_shards_fit_the_worker_memory_budget() -> None:
+    budget = 256 << 20
+    rows = _rows(100_000, loss=None, budget=budget, seconds=1e6)   # output mode: a big result per row
+    assert working_memory_bytes(64, 1000, 10_000, 8, rows, None, False, widest_level=62) <= budget
+    assert _rows(1000, requested=7) == 7 and _rows(5, requested=7) == 5
+
+
+def test_a_job_that_cannot_fit_is_refused_naming_the_limit() -> None:
+    with pytest.raises(ResourceExhausted, match=r"one row of this job needs about \d+ bytes .*\(EDGEGRAD_WORKER_MEMORY_BYTES\)"):
+        _rows(10, loss=None, budget=1 << 20)
+    with pytest.raises(ResourceExhausted, match="shard_rows: 90000 rows need about .*use at most"):
+        _rows(100_000, loss=None, requested=90_000, budget=256 << 20)
+    with pytest.raises(ResourceExhausted, match="EDGEGRAD_MAX_SHARDS"):
+        _rows(100_000, loss=None, budget=256 << 20, max_shards=2)
