@@ -20,7 +20,7 @@ FINAL_STATES = (SUCCEEDED, FAILED, CANCELLED)
 
 # KEYS: job, spec, index, request (the index again when none), network
 # ARGV: job_id, ttl, spec bytes, has_request ("1"/"0"), job key prefix, index cutoff (ids below it
-#       are past every TTL), 2 × number of hash fields, field, value, ..., then the commands that
+#       are past every TTL; '' to leave the index as it is), 2 × number of hash fields, field, value, ..., then the commands that
 #       enqueue the job on rq, each as its word count followed by its words.
 # Claim, record and enqueue happen together or not at all. Returns nil when created,
 # {existing_job_id, its fingerprint} when the request id is taken, {'nonet'} when the network is gone.
@@ -39,7 +39,7 @@ redis.call('HSET', KEYS[1], unpack(ARGV, 8, last))
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[2])
 redis.call('ZADD', KEYS[3], 0, ARGV[1])
-redis.call('ZREMRANGEBYLEX', KEYS[3], '-', '(' .. ARGV[6])
+if ARGV[6] ~= '' then redis.call('ZREMRANGEBYLEX', KEYS[3], '-', '(' .. ARGV[6]) end
 local i = last + 1
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
@@ -60,7 +60,8 @@ return false
 # the threshold) and when a shard is retried.
 START = """
 local shard = 's:' .. ARGV[4]
-local st = redis.call('HMGET', KEYS[1], 'state', 'cancel', 'work', shard, 'shards', 'shards_done', 'attempt')
+local st = redis.call('HMGET', KEYS[1], 'state', 'cancel', 'work', shard, 'shards', 'shards_done', 'attempt',
+                      'layout', 'pieces', 's:r')
 if not st[1] then return {'gone'} end
 if st[1] ~= '1' and st[1] ~= '2' then return {'skip'} end
 if st[2] == '1' then return {'cancel'} end
@@ -70,16 +71,23 @@ if sstate == '3' then
   if tonumber(st[6] or '0') < tonumber(st[5] or '1') then return {'skip'} end
   kind = 'fold'
   shard = 's:r'
-  sstate, sattempt, schunks = string.match(redis.call('HGET', KEYS[1], shard) or '1|0|0|', '^(%d)|(%d+)|(%d+)|')
+  sstate, sattempt, schunks = string.match(st[10] or '1|0|0|', '^(%d)|(%d+)|(%d+)|')
 end
 local attempt = tonumber(sattempt) + 1
-redis.call('HSET', KEYS[1], shard, '2|' .. attempt .. '|' .. schunks .. '|' .. ARGV[1], 'worker', ARGV[1])
-if attempt > tonumber(st[7] or '0') then redis.call('HSET', KEYS[1], 'attempt', attempt) end
+local sets = {shard, '2|' .. attempt .. '|' .. schunks .. '|' .. ARGV[1], 'worker', ARGV[1]}
+if attempt > tonumber(st[7] or '0') then
+  sets[#sets + 1] = 'attempt'
+  sets[#sets + 1] = attempt
+end
 local announce = attempt > 1
 if st[1] == '1' then
-  redis.call('HSET', KEYS[1], 'state', '2', 'start_time', ARGV[2])
+  sets[#sets + 1] = 'state'
+  sets[#sets + 1] = '2'
+  sets[#sets + 1] = 'start_time'
+  sets[#sets + 1] = ARGV[2]
   announce = announce or tonumber(st[3] or ARGV[3]) >= tonumber(ARGV[3])
 end
+redis.call('HSET', KEYS[1], unpack(sets))
 if announce then
   local done = redis.call('HGET', KEYS[1], 'chunks_done') or '0'
   local sub = 1
@@ -92,34 +100,47 @@ if announce then
   local ttl = redis.call('PTTL', KEYS[1])
   if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
 end
-local more = redis.call('HMGET', KEYS[1], 'layout', 'pieces')
-return {kind, redis.call('GET', KEYS[2]) or '', tostring(attempt), schunks, more[1] or '', more[2] or ''}
+return {kind, redis.call('GET', KEYS[2]) or '', tostring(attempt), schunks, st[8] or '', st[9] or ''}
 """
 
-# KEYS: job, events.  ARGV: shard field ('s:<i>' or 's:r'), the chunk's number in its shard (1-based),
-# serialized ResultChunk (seq left out: it is the next seq of the job's stream, put in by the server
-# that relays it), most chunks the job may hold unacknowledged (0: no limit).
-# Returns 1 written, 0 already there (a retried shard), -1 cancelled, -2 deleted, -3 not running,
-# -4 the buffer is full (wait for the client's AckJob), -5 an earlier chunk of the shard is missing.
+# KEYS: job, events.  ARGV: shard field ('s:<i>' or 's:r'), most chunks the job may hold
+# unacknowledged (0: no limit), then for each chunk in order: its number in its shard (1-based)
+# and its serialized ResultChunk (seq left out: it is the chunk's place on the job's stream, put
+# in by the server that relays it). Returns {code, placed}: how many of the given chunks are now
+# on the stream (written now or by an earlier attempt), and 1 when all are, else why it stopped:
+# -1 cancelled, -2 deleted, -3 not running, -4 the buffer is full (wait for the client's AckJob),
+# -5 an earlier chunk of the shard is missing.
 EMIT = """
 local st = redis.call('HMGET', KEYS[1], 'state', 'cancel', 'chunks_done', ARGV[1], 'acked')
-if not st[1] then return -2 end
-if st[2] == '1' then return -1 end
-if st[1] ~= '2' then return -3 end
+if not st[1] then return {-2, 0} end
+if st[2] == '1' then return {-1, 0} end
+if st[1] ~= '2' then return {-3, 0} end
 local s1, s2, s3, s4 = string.match(st[4] or '2|1|0|', '^(%d)|(%d+)|(%d+)|(.*)$')
-local k = tonumber(ARGV[2])
-if k <= tonumber(s3) then return 0 end
-if k ~= tonumber(s3) + 1 then return -5 end
-local seq = tonumber(st[3] or '0') + 1
-local limit = tonumber(ARGV[4])
-if limit > 0 and seq - 1 - tonumber(st[5] or '0') >= limit then return -4 end
-redis.call('XADD', KEYS[2], seq .. '-0', 'k', 'c', 'd', ARGV[3])
-redis.call('HSET', KEYS[1], 'chunks_done', seq, ARGV[1], s1 .. '|' .. s2 .. '|' .. k .. '|' .. s4)
-if seq == 1 then
-  local ttl = redis.call('PTTL', KEYS[1])
-  if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+local written = tonumber(s3)
+local first = tonumber(st[3] or '0')
+local seq = first
+local limit = tonumber(ARGV[2])
+local acked = tonumber(st[5] or '0')
+local placed, code = 0, 1
+for i = 3, #ARGV, 2 do
+  local k = tonumber(ARGV[i])
+  if k > written then
+    if k ~= written + 1 then code = -5 break end
+    if limit > 0 and seq - acked >= limit then code = -4 break end
+    seq = seq + 1
+    redis.call('XADD', KEYS[2], seq .. '-0', 'k', 'c', 'd', ARGV[i + 1])
+    written = k
+  end
+  placed = placed + 1
 end
-return 1
+if seq > first then
+  redis.call('HSET', KEYS[1], 'chunks_done', seq, ARGV[1], s1 .. '|' .. s2 .. '|' .. written .. '|' .. s4)
+  if first == 0 then
+    local ttl = redis.call('PTTL', KEYS[1])
+    if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+  end
+end
+return {code, placed}
 """
 
 # KEYS: job, part.  ARGV: shard index, its chunk count, its rows, loss share ('' in output mode),
@@ -155,42 +176,51 @@ return acked
 # KEYS: job, spec, events.  ARGV: state, end time, result ttl, expire time, request key prefix,
 # chunks expected, field, value, ... (loss or error).  Ends a queued or running job; a job meant
 # to succeed whose chunks were refused because of a cancel ends cancelled. Returns the final state.
-_FINISH_BODY = """
-local seq = tonumber(redis.call('HGET', KEYS[1], 'chunks_done') or '0') + 1
-redis.call('XADD', KEYS[3], seq .. '-0', 'k', 'd', unpack(redis.call('HGETALL', KEYS[1])))
-redis.call('DEL', KEYS[2])
-local data = redis.call('HMGET', KEYS[1], 'upload', 'upload_pieces', 'shards', 'summed')
-if data[1] and data[1] ~= '' then
-  for i = 0, tonumber(data[2] or '0') - 1 do
-    redis.call('DEL', data[1] .. ':inputs:' .. i, data[1] .. ':targets:' .. i)
-  end
-  redis.call('DEL', data[1])
-end
-if data[4] == '1' and tonumber(data[3] or '1') > 1 then
-  for i = 0, tonumber(data[3]) - 1 do redis.call('DEL', KEYS[1] .. ':part:' .. i) end
-end
-local rid = redis.call('HGET', KEYS[1], 'request_id')
-for _, key in ipairs({KEYS[1], KEYS[3]}) do redis.call('EXPIRE', key, ARGV[3]) end
-if rid and rid ~= '' then redis.call('EXPIRE', ARGV[5] .. rid, ARGV[3]) end
+_READ_FOR_FINISH = """
+local st = redis.call('HMGET', KEYS[1], 'state', 'cancel', 'chunks_done', 'request_id', 'upload', 'upload_pieces',
+                      'shards', 'summed')
 """
 
-FINISH = """
-local st = redis.call('HMGET', KEYS[1], 'state', 'cancel', 'chunks_done')
+# Needs ``st`` as _READ_FOR_FINISH reads it and ``sets``, the job's final fields.
+_FINISH_BODY = """
+redis.call('HSET', KEYS[1], unpack(sets))
+local seq = tonumber(st[3] or '0') + 1
+redis.call('XADD', KEYS[3], seq .. '-0', 'k', 'd', unpack(redis.call('HGETALL', KEYS[1])))
+redis.call('DEL', KEYS[2])
+if st[5] and st[5] ~= '' then
+  for i = 0, tonumber(st[6] or '0') - 1 do
+    redis.call('DEL', st[5] .. ':inputs:' .. i, st[5] .. ':targets:' .. i)
+  end
+  redis.call('DEL', st[5])
+end
+if st[8] == '1' and tonumber(st[7] or '1') > 1 then
+  for i = 0, tonumber(st[7]) - 1 do redis.call('DEL', KEYS[1] .. ':part:' .. i) end
+end
+for _, key in ipairs({KEYS[1], KEYS[3]}) do redis.call('EXPIRE', key, ARGV[3]) end
+if st[4] and st[4] ~= '' then redis.call('EXPIRE', ARGV[5] .. st[4], ARGV[3]) end
+"""
+
+# KEYS: job, spec, events.  ARGV: state, end time, result ttl, expire time, request key prefix,
+# chunks expected, field, value, ... (loss or error, and the last shard's progress).  Ends a
+# queued or running job; a job meant to succeed whose chunks were refused because of a cancel
+# ends cancelled. Drops the job's upload pieces and partial sums. Returns the final state.
+FINISH = _READ_FOR_FINISH + """
 if not st[1] then return false end
 if st[1] ~= '1' and st[1] ~= '2' then return st[1] end
 local state = ARGV[1]
+local sets = {}
 if state == '3' and tonumber(st[3] or '0') < tonumber(ARGV[6]) then
   if st[2] == '1' then
     state = '5'
-    redis.call('HSET', KEYS[1], 'error_code', '1', 'error_message', 'cancelled by request')
+    sets = {'error_code', '1', 'error_message', 'cancelled by request'}
   else
     state = '4'
-    redis.call('HSET', KEYS[1], 'error_code', '13', 'error_message', 'result chunks missing')
+    sets = {'error_code', '13', 'error_message', 'result chunks missing'}
   end
 else
-  if #ARGV >= 7 then redis.call('HSET', KEYS[1], unpack(ARGV, 7)) end
+  for i = 7, #ARGV do sets[#sets + 1] = ARGV[i] end
 end
-redis.call('HSET', KEYS[1], 'state', state, 'end_time', ARGV[2], 'expire_time', ARGV[4])
+for _, v in ipairs({'state', state, 'end_time', ARGV[2], 'expire_time', ARGV[4]}) do sets[#sets + 1] = v end
 """ + _FINISH_BODY + """
 return state
 """
@@ -198,17 +228,16 @@ return state
 # KEYS: job, spec, events.  ARGV: '5', now, result ttl, expire time, request key prefix.
 # A queued job ends cancelled at once; a running one gets the flag its worker checks between
 # chunks. Returns the state before, or nil for an unknown job.
-CANCEL = """
-local st = redis.call('HGET', KEYS[1], 'state')
-if not st then return false end
-if st == '1' then
-  redis.call('HSET', KEYS[1], 'state', '5', 'cancel', '1', 'end_time', ARGV[2], 'expire_time', ARGV[4],
-             'error_code', '1', 'error_message', 'cancelled by request')
+CANCEL = _READ_FOR_FINISH + """
+if not st[1] then return false end
+if st[1] == '1' then
+  local sets = {'state', '5', 'cancel', '1', 'end_time', ARGV[2], 'expire_time', ARGV[4],
+                'error_code', '1', 'error_message', 'cancelled by request'}
 """ + _FINISH_BODY + """
-elseif st == '2' then
+elseif st[1] == '2' then
   redis.call('HSET', KEYS[1], 'cancel', '1')
 end
-return st
+return st[1]
 """
 
 # KEYS: job, spec, events, index.  ARGV: job id, request key prefix.  Returns 1, or 0 if unknown.

@@ -101,6 +101,12 @@ class _RqEnqueuer:
 
 #: connections for short commands (submits, reads); callers wait for one when all are busy
 COMMAND_CONNECTIONS = 64
+#: seconds between two trims of the job index
+INDEX_TRIM_SECONDS = 1.0
+#: seconds between two refreshes of a used network's TTL
+NETWORK_REFRESH_SECONDS = 60.0
+#: networks whose last refresh is remembered
+REFRESHED_KEPT = 4096
 
 
 class JobStore:
@@ -121,6 +127,8 @@ class JobStore:
         self._scripts = {name: self.redis.register_script(getattr(jobscripts, name))
                          for name in ("CREATE", "CANCEL", "DELETE", "ACK")}
         self._meta: OrderedDict[str, NetworkMeta] = OrderedDict()
+        self._refreshed: OrderedDict[str, float] = OrderedDict()  #: network hash -> when its TTL was last refreshed
+        self._trimmed = float("-inf")  #: when the job index was last trimmed
 
     async def close(self) -> None:
         """Close connections."""
@@ -173,13 +181,23 @@ class JobStore:
         keys = [k.job(job_id), k.spec(job_id), k.jobs, k.request(request_id) if request_id else k.jobs,
                 k.network(network_hash)]
         # ids start with their creation time: anything older than both TTLs together has expired
-        cutoff = id_prefix_at(time.time() - s.job_ttl - s.result_ttl)
+        # (trimmed from the index at most once a second, not on every submission)
+        cutoff = ""
+        if time.monotonic() - self._trimmed >= INDEX_TRIM_SECONDS:
+            self._trimmed = time.monotonic()
+            cutoff = id_prefix_at(time.time() - s.job_ttl - s.result_ttl)
         argv: list[Any] = [job_id, s.job_ttl, spec, "1" if request_id else "0", k.job(""), cutoff, 2 * len(fields)]
         for name, value in fields.items():
             argv += [name, value]
         commands = [*extra, *self._rq.commands(job_id, shards)]
-        commands += [("EXPIRE", k.network(network_hash), s.network_ttl),
-                     ("EXPIRE", k.network_meta(network_hash), s.network_ttl)]
+        now = time.monotonic()
+        if now - self._refreshed.get(network_hash, float("-inf")) > NETWORK_REFRESH_SECONDS:
+            self._refreshed[network_hash] = now  # a network in use lives on, refreshed at most once a minute
+            self._refreshed.move_to_end(network_hash)
+            while len(self._refreshed) > REFRESHED_KEPT:
+                self._refreshed.popitem(last=False)
+            commands += [("EXPIRE", k.network(network_hash), s.network_ttl),
+                         ("EXPIRE", k.network_meta(network_hash), s.network_ttl)]
         for words in commands:
             argv += [len(words), *words]
         found = await self._scripts["CREATE"](keys=keys, args=argv)

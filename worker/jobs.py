@@ -96,24 +96,31 @@ def _run(store: WorkerStore, job_id: str, shard: int, started: Started) -> None:
         (p for p in plans if p.seq > started.chunks_done),
         chunks_of(arrays, layout, plans, first_row=a, shard=shard, after=started.chunks_done)))
     share = "" if part.loss is None else float(part.loss).hex()
-    partial = b"" if only or not summed else arrays[job_pb2.RESULT_FIELD_EDGE_GRADS].tobytes() \
-        + arrays[job_pb2.RESULT_FIELD_DELTAS].tobytes()
-    then = [store.shard_done(job_id, shard, len(plans), b - a, share, partial)]
     limit = buffered_chunk_limit(layout)
-    if only and (not limit or layout.chunk_count <= limit):  # a small job ends in the same round trip
-        then.append(store.finish(job_id, "3", layout.chunk_count, loss_fields(part.loss)))
-    code, replies = store.emit(job_id, f"s:{shard}", chunks, limit, then)
+    if only:  # one shard: no other shard to wait for, nothing to fold; the job ends with it
+        progress = {"rows_done": str(b - a), "shards_done": "1",
+                    f"s:{shard}": f"3|{started.attempt}|{len(plans)}|{store.name}", **loss_fields(part.loss)}
+        finish = store.finish(job_id, "3", layout.chunk_count, progress)
+        if not limit or layout.chunk_count <= limit:  # the buffer cannot fill: end in the same round trip
+            code, _ = store.emit(job_id, f"s:{shard}", chunks, limit, [finish])
+        else:
+            code, _ = store.emit(job_id, f"s:{shard}", chunks, limit)
+            if code == EMIT_WRITTEN:
+                store.call(finish)
+        if code != EMIT_WRITTEN:
+            _stopped(store, job_id, code)
+        return
+    partial = arrays[job_pb2.RESULT_FIELD_EDGE_GRADS].tobytes() + arrays[job_pb2.RESULT_FIELD_DELTAS].tobytes() \
+        if summed else b""
+    code, replies = store.emit(job_id, f"s:{shard}", chunks, limit,
+                               [store.shard_done(job_id, shard, len(plans), b - a, share, partial)])
     if code != EMIT_WRITTEN:
         _stopped(store, job_id, code)
         return
-    done, total = (replies[0] + [0])[:2]
-    if len(replies) > 1 or done < 0 or done < total:
-        if done == -2:
-            store.fail(job_id, "4", error_fields("INTERNAL", f"shard {shard}: result chunks missing"))
-        return
-    if only:
-        store.call(store.finish(job_id, "3", layout.chunk_count, loss_fields(part.loss)))
-    else:
+    done, total = (list(replies[0]) + [0])[:2]
+    if done == -2:
+        store.fail(job_id, "4", error_fields("INTERNAL", f"shard {shard}: result chunks missing"))
+    elif done == total:  # this was the last shard to finish: fold them all, in shard order
         _fold(store, job_id, request, layout, 0)
 
 

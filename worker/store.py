@@ -112,15 +112,16 @@ class WorkerStore:
         keys = [self.keys.job(job_id), self.keys.events(job_id)]
         wait = _WAIT_FIRST
         while True:
-            calls = [("EMIT", keys, [shard, number, payload, limit]) for number, payload in pending]
-            replies = self._run(calls + then)
-            codes = replies[:len(calls)]
-            stop = next((i for i, code in enumerate(codes) if code < EMIT_SKIPPED), None)
-            if stop is None:
-                return EMIT_WRITTEN, replies[len(calls):]
-            if codes[stop] not in (EMIT_FULL, EMIT_EARLY):
-                return int(codes[stop]), []
-            pending = pending[stop:]  # the client has not taken enough yet: wait, then go on from here
+            args: list[Any] = [shard, limit]
+            for number, payload in pending:
+                args += [number, payload]
+            replies = self._run([("EMIT", keys, args), *then])
+            code, placed = int(replies[0][0]), int(replies[0][1])
+            if code == EMIT_WRITTEN:
+                return EMIT_WRITTEN, replies[1:]
+            if code not in (EMIT_FULL, EMIT_EARLY):
+                return code, []
+            pending = pending[placed:]  # the client has not taken enough yet: wait, then go on from here
             time.sleep(wait)
             wait = min(_WAIT_MOST, wait * 2)
 

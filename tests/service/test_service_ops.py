@@ -314,6 +314,6 @@ def test_a_quick_jobs_stream_expires_even_if_the_job_never_finishes(namespace, t
     keys = Keys(settings.key_prefix)
     r = redis.Redis.from_url(settings.redis_url)
     emit = r.register_script(jobscripts.EMIT)
-    assert emit(keys=[keys.job(job_id), keys.events(job_id)], args=["s:0", 1, b"chunk", 0]) == 1
+    assert emit(keys=[keys.job(job_id), keys.events(job_id)], args=["s:0", 0, 1, b"chunk"]) == [1, 1]
     assert 0 < r.pttl(keys.events(job_id)) <= r.pttl(keys.job(job_id)) + 1000
     r.close()
