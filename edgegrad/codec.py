@@ -60,10 +60,11 @@ def array_from_tensor(tensor: tensor_pb2.Tensor, place: str, *, ndim: int | None
     if ndim is not None and len(shape) != ndim:
         raise InvalidInput(f"{place}.shape: expected {ndim} dimensions, got {list(shape)}")
     count = math.prod(shape)  # Python ints: a huge shape cannot wrap around
-    if len(tensor.data) != count * dt.itemsize:
+    data = tensor.data  # each access of a bytes field makes a new copy: once only
+    if len(data) != count * dt.itemsize:
         raise InvalidInput(f"{place}.data: expected {count * dt.itemsize} bytes for shape {list(shape)}"
-                           f" of {dt.name}, got {len(tensor.data)}")
-    return np.frombuffer(tensor.data, dtype=dt).reshape(shape)
+                           f" of {dt.name}, got {len(data)}")
+    return np.frombuffer(data, dtype=dt).reshape(shape)
 
 
 # ------------------------------------------------------------------ networks

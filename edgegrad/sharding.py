@@ -1,4 +1,5 @@
-"""How many rows a shard of a job gets: within a worker's memory budget, about ``shard_seconds`` of work.
+"""How many rows a shard of a job gets: within a worker's memory budget, about ``shard_seconds`` of work
+and at most about SHARD_RESULT_BYTES of result (so results stream while later shards compute).
 
 Memory comes from the engine's own estimate (``edgegrad.memory``). A job is admitted when one row
 of it fits a worker's budget; otherwise it is refused with RESOURCE_EXHAUSTED naming the limit
@@ -10,14 +11,16 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import ResourceExhausted
-from .memory import rows_for_budget, working_memory_bytes
+from .memory import result_bytes_per_row, rows_for_budget, working_memory_bytes
 
-__all__ = ["shard_rows_for", "WORK_PER_SECOND", "MIN_SHARD_ROWS"]
+__all__ = ["shard_rows_for", "WORK_PER_SECOND", "MIN_SHARD_ROWS", "SHARD_RESULT_BYTES"]
 
 #: edge-rows (one edge for one example and one output) the engine does per second, roughly, on one core
 WORK_PER_SECOND = 2.0e8
 #: a shard smaller than this (when the batch is larger) costs more in bookkeeping than it saves
 MIN_SHARD_ROWS = 64
+#: result bytes a shard aims at: a shard's rows reach the client while the next shard computes
+SHARD_RESULT_BYTES = 64 << 20
 _LIMIT = "EDGEGRAD_WORKER_MEMORY_BYTES"
 
 
@@ -42,7 +45,9 @@ def shard_rows_for(meta: Any, batch: int, loss: str | None, per_example: bool, d
         return rows
     work_per_row = max(meta.n_edges + meta.n_nodes, 1) * (meta.n_outputs if loss is None else 1)
     by_time = max(MIN_SHARD_ROWS, int(seconds * WORK_PER_SECOND / work_per_row))
-    rows = max(min(batch, fit, by_time), -(-batch // max(1, max_shards)))
+    by_result = max(MIN_SHARD_ROWS, SHARD_RESULT_BYTES // max(1, result_bytes_per_row(
+        meta.n_nodes, meta.n_edges, meta.n_outputs, loss, per_example, dtype)))
+    rows = max(min(batch, fit, by_time, by_result), -(-batch // max(1, max_shards)))
     rows = -(-batch // -(-batch // rows))  # as many shards as that takes, of even sizes
     if rows > fit:
         raise ResourceExhausted(f"request: {batch} rows need more than {max_shards} shards of at most {fit} rows"

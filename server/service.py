@@ -14,6 +14,7 @@ from edgegrad.activations import ACTIVATION_NAMES
 from edgegrad.batch import DTYPES, check_options
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from edgegrad.chunking import length_delimited, varint
 from edgegrad.codec import array_from_tensor, network_from_proto, result_bytes, result_layout
 from edgegrad.errors import InvalidInput, NotFound, OutOfRange, ResourceExhausted, Unavailable
 from edgegrad.jobrecord import initial_fields, job_from_fields, job_id_from_name, new_job_id
@@ -264,23 +265,13 @@ class Service:
         return read.result()
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def chunk_event(seq: int, chunk: bytes) -> bytes:
     """A serialized JobEvent carrying ``chunk`` (a ResultChunk written without seq) with its ``seq``.
 
     Protobuf fields may come in any order, so the seq field is put in front of the worker's bytes
     and the whole wrapped as JobEvent.chunk: no parse and no re-serialize of megabytes of data.
     """
-    inner = b"\x08" + _varint(seq) + chunk  # ResultChunk.seq = 1 (varint)
-    return b"\x12" + _varint(len(inner)) + inner  # JobEvent.chunk = 2 (length-delimited)
+    return b"".join(length_delimited(2, [b"\x08" + varint(seq), chunk]))  # JobEvent.chunk = 2 {seq = 1, ...}
 
 
 def _retrieve(task: asyncio.Future) -> None:

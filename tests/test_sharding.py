@@ -43,3 +43,12 @@ def test_a_job_that_cannot_fit_is_refused_naming_the_limit() -> None:
         _rows(100_000, loss=None, requested=90_000, budget=256 << 20)
     with pytest.raises(ResourceExhausted, match="EDGEGRAD_MAX_SHARDS"):
         _rows(100_000, loss=None, budget=256 << 20, max_shards=2)
+
+
+def test_shards_of_a_big_result_are_small_enough_to_stream_while_others_compute() -> None:
+    from edgegrad.memory import result_bytes_per_row
+    from edgegrad.sharding import SHARD_RESULT_BYTES
+
+    rows = _rows(50_000, per_example=True, seconds=1e6)
+    per_row = result_bytes_per_row(META.n_nodes, META.n_edges, META.n_outputs, "mse", True)
+    assert rows * per_row <= SHARD_RESULT_BYTES and -(-50_000 // rows) > 1

@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from edgegrad.api import fold_partials, partial_gradients
-from edgegrad.chunking import (buffered_chunk_limit, chunks_of, field_arrays, is_summed, shard_bounds,
+from edgegrad.chunking import (buffered_chunk_limit, chunk_payloads, field_arrays, is_summed, shard_bounds,
                                shard_chunk_plans, summed_chunk_plans)
 from edgegrad.codec import array_from_tensor
 from edgegrad.errors import EdgegradError, InvalidInput
@@ -92,9 +92,7 @@ def _run(store: WorkerStore, job_id: str, shard: int, started: Started) -> None:
     summed = summed_chunk_plans(layout)
     if only:  # nothing to fold: this shard's sums are the job's, written as the shard's last chunks
         plans = plans + [p._replace(seq=len(plans) + i + 1) for i, p in enumerate(summed)]
-    chunks = ((p.seq, c.SerializeToString()) for p, c in zip(
-        (p for p in plans if p.seq > started.chunks_done),
-        chunks_of(arrays, layout, plans, first_row=a, shard=shard, after=started.chunks_done)))
+    chunks = chunk_payloads(arrays, layout, plans, first_row=a, shard=shard, after=started.chunks_done)
     share = "" if part.loss is None else float(part.loss).hex()
     limit = buffered_chunk_limit(layout)
     if only:  # one shard: no other shard to wait for, nothing to fold; the job ends with it
@@ -147,9 +145,7 @@ def _fold(store: WorkerStore, job_id: str, request: job_pb2.GradientRequest, lay
         raise InvalidInput(result_overflow_message(net, get_plan(net, request.dtype or "float64"), total))
     if plans:
         arrays = {job_pb2.RESULT_FIELD_EDGE_GRADS: total.edge_grads, job_pb2.RESULT_FIELD_DELTAS: total.deltas}
-        chunks = ((p.seq, c.SerializeToString()) for p, c in zip(
-            (p for p in plans if p.seq > after),
-            chunks_of(arrays, layout, plans, shard=layout.shard_count, after=after)))
+        chunks = chunk_payloads(arrays, layout, plans, shard=layout.shard_count, after=after)
         code, _ = store.emit(job_id, "s:r", chunks, buffered_chunk_limit(layout))
         if code != EMIT_WRITTEN:
             _stopped(store, job_id, code)

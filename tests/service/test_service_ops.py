@@ -196,7 +196,8 @@ def test_a_job_whose_worker_dies_with_no_retries_left_ends_failed(namespace) -> 
             net = example_network(n_inputs=16, n_nodes=150, n_outputs=4, density=0.5, seed=5)
             x = np.random.default_rng(5).normal(size=(20000, net.n_inputs))  # about 2 s of work
             t = np.random.default_rng(6).uniform(size=(20000, net.n_outputs))
-            job = stub.SubmitJob(service_pb2.SubmitJobRequest(request=gradient_request(net, x, t, "mse")))
+            job = stub.SubmitJob(service_pb2.SubmitJobRequest(request=gradient_request(net, x, t, "mse"),
+                                                              shard_rows=20000))  # one shard, killed mid-way
             for event in stub.WatchJob(service_pb2.WatchJobRequest(name=job.name), timeout=60):
                 if event.HasField("state") and event.state.state == job_pb2.JOB_STATE_RUNNING:
                     break
