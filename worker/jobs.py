@@ -38,7 +38,7 @@ ALLOWED_FUNCTIONS = frozenset({"edgegrad.worker.jobs.run_gradient_job"})
 _store: WorkerStore | None = None
 
 
-def set_store(store: WorkerStore) -> None:
+def set_store(store: WorkerStore | None) -> None:
     """Use this store (and its network cache) for the jobs of this process."""
     global _store
     _store = store

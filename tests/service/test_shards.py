@@ -236,3 +236,64 @@ def test_wait_all_on_async_handles(cluster) -> None:
             return await edgegrad.wait_all(handles)
 
     assert [j.state for j in asyncio.run(run())] == [job_pb2.JOB_STATE_SUCCEEDED] * 4
+
+
+def test_a_worker_that_dies_folding_the_shards_is_replaced_by_the_retry_of_its_shard(namespace, thread_server,
+                                                                                      monkeypatch) -> None:
+    """The last shard's worker dies after reporting it, before the sums are written: rq's retry folds."""
+    from edgegrad.worker import jobs
+    from edgegrad.worker.store import WorkerStore
+
+    settings = namespace("refold")
+    server = thread_server(settings)
+    with Client(server.address, timeout=60) as client:
+        handle = client.submit(NET, X, targets=T, loss="mse", shard_rows=20)
+        job_id = handle.name.split("/")[1]
+        jobs.set_store(WorkerStore(settings, name="in-test"))
+        try:
+            folds = []
+
+            def die_once(*args, **kwargs):
+                folds.append(args)
+                if len(folds) == 1:
+                    raise SystemExit("killed while folding")
+                return real_fold(*args, **kwargs)
+
+            real_fold = jobs._fold
+            monkeypatch.setattr(jobs, "_fold", die_once)
+            for shard in range(3):  # the rq jobs of the three shards, one after another
+                try:
+                    jobs.run_gradient_job(job_id, shard)
+                except SystemExit:
+                    assert shard == 2
+            assert handle.refresh().state == job_pb2.JOB_STATE_RUNNING and handle.refresh().shards_done == 3
+            jobs.run_gradient_job(job_id, 2)   # rq retries the abandoned rq job of shard 2
+            result = handle.result()
+        finally:
+            jobs.set_store(None)
+    assert len(folds) == 2
+    local = edgegrad.gradients(NET, X, targets=T, loss="mse")
+    for field in ("outputs", "edge_grads", "deltas"):
+        _close(getattr(result, field), getattr(local, field), 1e-12)
+    assert result.loss == pytest.approx(local.loss, rel=1e-12)
+
+
+def test_submit_jobs_answers_a_refused_request_in_its_place(cluster) -> None:
+    import grpc
+    from google.rpc import code_pb2
+
+    from edgegrad.client.protocol import build_request
+    from edgegrad.v1 import service_pb2, service_pb2_grpc
+
+    with Client(cluster.address, timeout=60) as client:
+        client.register(NET)
+    good = build_request(NET, X[:3], None, None, "mean", False, "float64", request_id=None)
+    unknown = build_request(NET, X[:3], None, None, "mean", False, "float64", request_id=None)
+    unknown.request.network_hash = "0" * 64
+    with grpc.insecure_channel(cluster.address) as channel:
+        reply = service_pb2_grpc.EdgegradStub(channel).SubmitJobs(
+            service_pb2.SubmitJobsRequest(requests=[good, unknown, good]), timeout=30)
+    kinds = [r.WhichOneof("result") for r in reply.results]
+    assert kinds == ["job", "error", "job"]
+    assert reply.results[1].error.code == code_pb2.NOT_FOUND and "network_hash" in reply.results[1].error.message
+    assert reply.results[0].job.name == reply.results[2].job.name  # the same request id: the same job
