@@ -38,7 +38,7 @@ from edgegrad.server.cluster import Cluster
 from edgegrad.settings import Settings
 
 from . import networks
-from .service import BareRq
+from .service import BareRq, _timed
 
 Row = tuple[str, str, str]
 
@@ -201,8 +201,8 @@ def tiny_jobs(own: OwnRedis, n: int) -> Iterator[Row]:
             bare_loop()
             rq_s = time.perf_counter() - t0
             bare_per_job = (own.commands() - before) / n
-            lat = sorted(_timed_each(lambda: client.submit(net, x1).wait(), 300))
-            rq_lat = sorted(_timed_each(bare.round_trip, 300))
+            lat = sorted(_timed(lambda: client.submit(net, x1).wait(), 300))
+            rq_lat = sorted(_timed(bare.round_trip, 300))
         finally:
             bare.stop()
     yield ("tiny jobs: submit() loop then wait() on each, 2 workers", f"{n / svc:,.0f} jobs/s", f"{n} jobs")
@@ -213,15 +213,6 @@ def tiny_jobs(own: OwnRedis, n: int) -> Iterator[Row]:
            f"ratio {lat[len(lat) // 2] / rq_lat[len(rq_lat) // 2]:.2f}x")
     yield ("Redis commands per tiny job (INFO commandstats, scripts' commands included)", f"{per_job:.1f}",
            f"bare rq: {bare_per_job:.1f}")
-
-
-def _timed_each(fn: Callable[[], object], n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
 
 
 def buffered_result(own: OwnRedis, buffer_mib: int) -> Iterator[Row]:

@@ -10,7 +10,7 @@ from .errors import InvalidInput
 from .losses import LOSSES, REDUCTIONS
 from .network import Network
 
-__all__ = ["DTYPES", "check_array", "check_options", "check_float32_range", "dtype_name"]
+__all__ = ["DTYPES", "check_array", "check_modes", "check_options", "check_float32_range", "dtype_name"]
 
 DTYPES = ("float64", "float32")
 
@@ -71,9 +71,8 @@ def _names(ids: tuple[str, ...]) -> str:
     return f"[{shown}{', ...' if len(ids) > 6 else ''}]"
 
 
-def check_options(net: Network, inputs: Any, targets: Any, loss: str | None, reduction: str,
-                  dtype: str, per_example: bool = False, row_offset: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
-    """Validate a whole request; return (inputs, targets) as float64 arrays (messages count rows from ``row_offset``)."""
+def check_modes(loss: str | None, reduction: str, dtype: Any, per_example: bool) -> str:
+    """Check the loss, reduction, dtype and per_example of a request together; the dtype's name."""
     dtype = dtype_name(dtype)
     if loss is not None and loss not in LOSSES:
         raise InvalidInput(f"loss: unknown loss '{loss}' (expected one of {', '.join(LOSSES)})")
@@ -83,6 +82,13 @@ def check_options(net: Network, inputs: Any, targets: Any, loss: str | None, red
         raise InvalidInput("per_example: only meaningful with a loss (output mode is already per example)")
     if loss is None and reduction != "mean":
         raise InvalidInput(f"reduction: '{reduction}' is only meaningful with a loss")
+    return dtype
+
+
+def check_options(net: Network, inputs: Any, targets: Any, loss: str | None, reduction: str,
+                  dtype: str, per_example: bool = False, row_offset: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+    """Validate a whole request; return (inputs, targets) as float64 arrays (messages count rows from ``row_offset``)."""
+    dtype = check_modes(loss, reduction, dtype, per_example)
     x = check_array(inputs, "inputs", net.n_inputs, net.inputs, row_offset)
     if dtype == "float32":
         check_float32_range(x, "inputs[{}][{}]", row_offset)

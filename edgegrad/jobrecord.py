@@ -10,6 +10,7 @@ from typing import Mapping
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import code_pb2, status_pb2
 
+from .chunking import is_summed
 from .errors import InvalidInput
 from .v1 import job_pb2
 
@@ -64,7 +65,7 @@ def initial_fields(job_id: str, request_id: str, fingerprint: str, network_hash:
     ``pieces`` says where the batch rows are when they are not in the spec; ``upload_key`` is
     the upload's key, whose pieces are dropped with the job.
     """
-    summed = layout.loss_mode and any(len(f.shape) == 1 for f in layout.fields)
+    summed = any(is_summed(layout, f) for f in layout.fields)
     fields: dict[str, bytes | str] = {
         "id": job_id, "state": "1", "request_id": request_id, "fingerprint": fingerprint,
         "network_hash": network_hash, "layout": layout.SerializeToString(), "create_time": repr(now),

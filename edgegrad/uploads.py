@@ -13,9 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .batch import _names, dtype_name
+from .batch import _names, check_modes
 from .errors import InvalidInput
-from .losses import LOSSES, REDUCTIONS
 from .v1 import job_pb2, tensor_pb2
 
 __all__ = ["UploadChecker", "check_upload", "FIELDS", "pieces_of"]
@@ -97,15 +96,7 @@ def _first(mask: np.ndarray, values: np.ndarray, row_offset: int) -> str:
 def check_upload(meta: Any, record: dict[str, str], upload_id: str, loss: str | None, reduction: str,
                  dtype: str, per_example: bool) -> job_pb2.BatchPieces:
     """Check an upload against a network and options as ``check_options`` checks arrays; its BatchPieces."""
-    dtype = dtype_name(dtype)
-    if loss is not None and loss not in LOSSES:
-        raise InvalidInput(f"loss: unknown loss '{loss}' (expected one of {', '.join(LOSSES)})")
-    if reduction not in REDUCTIONS:
-        raise InvalidInput(f"reduction: unknown reduction '{reduction}' (expected one of {', '.join(REDUCTIONS)})")
-    if loss is None and per_example:
-        raise InvalidInput("per_example: only meaningful with a loss (output mode is already per example)")
-    if loss is None and reduction != "mean":
-        raise InvalidInput(f"reduction: '{reduction}' is only meaningful with a loss")
+    dtype = check_modes(loss, reduction, dtype, per_example)
     rows, cols = int(record["inputs_rows"]), int(record["inputs_columns"])
     _shape("inputs", rows, cols, meta.n_inputs, meta.inputs)
     if dtype == "float32":
