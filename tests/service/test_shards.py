@@ -15,6 +15,7 @@ from edgegrad import errors
 from edgegrad.client import Client
 from edgegrad.keys import Keys
 from edgegrad.server.cluster import Cluster
+from edgegrad.sharding import WORK_PER_SECOND
 from edgegrad.v1 import job_pb2
 
 from svc_helpers import example_network
@@ -98,12 +99,16 @@ def test_chunks_of_per_example_shards_carry_their_shard_and_rows(cluster) -> Non
 
 
 def test_the_service_shards_a_big_batch_on_its_own(namespace) -> None:
-    settings = namespace("autoshard", shard_seconds=0.0001)
+    big = example_network(n_inputs=16, n_nodes=150, n_outputs=4, density=0.5, seed=9)
+    per_row = big.n_edges + big.n_nodes
+    settings = namespace("autoshard", shard_seconds=2500 * per_row / WORK_PER_SECOND)  # ~2500 rows a shard
     with Cluster(settings, workers=2, log=sys.stderr) as c, Client(c.address, timeout=60) as client:
-        x = RNG.normal(size=(2000, NET.n_inputs))
-        handle = client.submit(NET, x, targets=RNG.uniform(size=(2000, 3)), loss="mse")
+        c.wait_for_workers()
+        x = RNG.normal(size=(20000, big.n_inputs))
+        handle = client.submit(big, x, targets=RNG.uniform(size=(20000, 4)), loss="mse")
         handle.wait()
         job = handle.refresh()
+    assert [s.row_stop - s.row_start for s in job.shards] == [2500] * 8, "the service cuts even shards"
     assert len(job.shards) > 1 and job.state == job_pb2.JOB_STATE_SUCCEEDED
     assert len({s.worker for s in job.shards}) == 2, "both workers take shards of one job"
 
