@@ -297,7 +297,7 @@ class JobStore:
                            field="request.upload")
         return {key.decode(): value.decode() for key, value in fields.items()}
 
-    async def read_events(self, job_id: str, last_id: str, block_ms: int, count: int = 32) -> list[tuple[bytes, dict]]:
+    async def read_events(self, job_id: str, last_id: str, block_ms: int, count: int = 8) -> list[tuple[bytes, dict]]:
         """Stream entries after ``last_id``, blocking up to ``block_ms`` (empty list on timeout)."""
         reply = await self.streams.xread({self.keys.events(job_id): last_id}, count=count, block=block_ms)
         return reply[0][1] if reply else []

@@ -13,7 +13,7 @@ from typing import Any
 from .errors import ResourceExhausted
 from .memory import result_bytes_per_row, rows_for_budget, working_memory_bytes
 
-__all__ = ["shard_rows_for", "WORK_PER_SECOND", "MIN_SHARD_ROWS", "SHARD_RESULT_BYTES"]
+__all__ = ["shard_rows_for", "WORK_PER_SECOND", "MIN_SHARD_ROWS", "SHARD_RESULT_BYTES", "PARTIAL_SUMS_BYTES"]
 
 #: edge-rows (one edge for one example and one output) the engine does per second, roughly, on one core
 WORK_PER_SECOND = 2.0e8
@@ -21,6 +21,8 @@ WORK_PER_SECOND = 2.0e8
 MIN_SHARD_ROWS = 64
 #: result bytes a shard aims at: a shard's rows reach the client while the next shard computes
 SHARD_RESULT_BYTES = 64 << 20
+#: loss-mode partial sums (edge_grads + deltas of every shard) kept in Redis until they are folded
+PARTIAL_SUMS_BYTES = 512 << 20
 _LIMIT = "EDGEGRAD_WORKER_MEMORY_BYTES"
 
 
@@ -47,9 +49,13 @@ def shard_rows_for(meta: Any, batch: int, loss: str | None, per_example: bool, d
     by_time = max(MIN_SHARD_ROWS, int(seconds * WORK_PER_SECOND / work_per_row))
     by_result = max(MIN_SHARD_ROWS, SHARD_RESULT_BYTES // max(1, result_bytes_per_row(
         meta.n_nodes, meta.n_edges, meta.n_outputs, loss, per_example, dtype)))
-    rows = max(min(batch, fit, by_time, by_result), -(-batch // max(1, max_shards)))
+    shards_most = max_shards
+    if loss is not None and not per_example:  # each shard's sums wait in Redis for the fold
+        itemsize = 4 if dtype == "float32" else 8
+        shards_most = min(max_shards, max(2, PARTIAL_SUMS_BYTES // ((meta.n_edges + meta.n_nodes) * itemsize)))
+    rows = max(min(batch, fit, by_time, by_result), -(-batch // max(1, shards_most)))
     rows = -(-batch // -(-batch // rows))  # as many shards as that takes, of even sizes
     if rows > fit:
-        raise ResourceExhausted(f"request: {batch} rows need more than {max_shards} shards of at most {fit} rows"
+        raise ResourceExhausted(f"request: {batch} rows need more than {shards_most} shards of at most {fit} rows"
                                 f" ({_LIMIT}, EDGEGRAD_MAX_SHARDS)")
     return rows

@@ -52,3 +52,12 @@ def test_shards_of_a_big_result_are_small_enough_to_stream_while_others_compute(
     rows = _rows(50_000, per_example=True, seconds=1e6)
     per_row = result_bytes_per_row(META.n_nodes, META.n_edges, META.n_outputs, "mse", True)
     assert rows * per_row <= SHARD_RESULT_BYTES and -(-50_000 // rows) > 1
+
+
+def test_the_partial_sums_of_a_loss_mode_job_stay_within_their_redis_budget() -> None:
+    from edgegrad.sharding import PARTIAL_SUMS_BYTES
+
+    huge = SimpleNamespace(n_inputs=256, n_nodes=96_000, n_edges=960_000, n_outputs=16, widest_level=6000)
+    rows = shard_rows_for(huge, 200_000, "mse", False, "float64", 0, 8 * GiB, 1.0, 4096)
+    shards = -(-200_000 // rows)
+    assert shards * (huge.n_edges + huge.n_nodes) * 8 <= PARTIAL_SUMS_BYTES and shards > 1
