@@ -19,9 +19,9 @@ from edgegrad.chunking import (buffered_chunk_limit, chunk_payloads, field_array
                                shard_chunk_plans, summed_chunk_plans)
 from edgegrad.codec import array_from_tensor
 from edgegrad.errors import EdgegradError, InvalidInput
+from edgegrad.jobrecord import error_fields, loss_fields
 from edgegrad.overflow import result_overflow_message
 from edgegrad.plan import get_plan
-from edgegrad.jobrecord import error_fields, loss_fields
 from edgegrad.result import GradientResult
 from edgegrad.settings import Settings
 from edgegrad.v1 import job_pb2, tensor_pb2
