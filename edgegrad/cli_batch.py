@@ -90,7 +90,7 @@ def follow(client: Any, job: Any, server: str, out: str | None, labels: dict[str
         if out is not None:
             with _interrupt_deferred():  # files and their record are made whole, then Ctrl-C counts
                 writer = ResultWriter.open(out, name, layout, labels)
-            progress.update(writer.rows_done)
+            progress = Progress(name, int(layout.batch), done=writer.rows_done)  # rate: this session's rows
             if writer.resumed:
                 say(f"{name}: continuing {out} after {writer.chunks_done} of {layout.chunk_count} chunks")
         handle = _stream(client, name, writer, _RowCounter(layout), progress)
@@ -110,12 +110,14 @@ def follow(client: Any, job: Any, server: str, out: str | None, labels: dict[str
             writer.discard()
         progress.end()
         raise job_failure(final)
-    took = format_seconds(progress.elapsed())
     if writer is not None:
         writer.finish(final.loss if final.HasField("loss") else None)
-    progress.update(int(layout.batch), force=True)
+    took, rows = progress.elapsed(), int(layout.batch)
+    if progress.tty:
+        progress.update(rows, force=True)  # the full bar
+    rate = f" ({progress.rate():,.0f} rows/s)" if progress.rate() > 0 else ""
     where = f"; result in {out}" if out is not None else ""
-    progress.end(f"{name}: succeeded, {layout.batch:,} rows in {took}{where}")
+    progress.end(f"{name}: succeeded, {rows:,} rows in {format_seconds(took)}{rate}{where}")
     return 0
 
 

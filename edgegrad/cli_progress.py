@@ -14,8 +14,10 @@ LINE_INTERVAL = 5.0  #: seconds between plain lines when stderr is not a termina
 
 
 def format_seconds(seconds: float) -> str:
-    """``42s``, ``3m05s`` or ``2h01m``."""
-    s = max(0, int(round(seconds)))
+    """``0.4s``, ``42s``, ``3m05s`` or ``2h01m``."""
+    if seconds < 9.95:
+        return f"{max(0.0, seconds):.1f}s"
+    s = int(round(seconds))
     if s < 60:
         return f"{s}s"
     if s < 3600:
