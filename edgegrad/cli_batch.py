@@ -18,7 +18,7 @@ import numpy as np
 from .cli import EXIT_INTERRUPTED, CommandFailure, add_loss_args, check_mode_flags, load_batch
 from .cli_progress import Progress, format_seconds
 from .cli_remote import add_server_argument, connect, job_failure, say, server_address
-from .errors import FailedPrecondition, InvalidInput, OutOfRange
+from .errors import InvalidInput
 from .resultfiles import ResultWriter, check_out
 
 __all__ = ["add_arguments", "run", "follow"]
@@ -155,23 +155,15 @@ class _RowCounter:
 
 
 def _stream(client: Any, name: str, writer: ResultWriter | None, counter: _RowCounter, progress: Progress) -> Any:
-    """Read the job's chunks to the end; a refused resume point starts the file again from seq 0."""
-    after = writer.after_seq if writer is not None else 0
-    handle = client.job(name, after_seq=after, assemble=False)
-    try:
-        for chunk in handle.chunks():
-            if writer is None:
-                progress.update(counter.add(chunk))
-                continue
-            writer.add(chunk)
-            writer.checkpoint()
-            progress.update(writer.rows_done)
-    except (OutOfRange, FailedPrecondition):
-        if writer is None or after == 0 or handle.state.after_seq != after:
-            raise
-        say(f"{name}: cannot continue after chunk {after}; writing the result again from the start")
-        writer.restart()
-        return _stream(client, name, writer, counter, progress)
+    """Read the job's chunks to its end (after those already in ``writer``); return the handle."""
+    handle = client.job(name, after_seq=writer.after_seq if writer is not None else 0, assemble=False)
+    for chunk in handle.chunks():
+        if writer is None:
+            progress.update(counter.add(chunk))
+            continue
+        writer.add(chunk)
+        writer.checkpoint()
+        progress.update(writer.rows_done)
     return handle
 
 

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any, Iterable
 
-from .cli_remote import add_server_argument, connect, job_failure, job_name, server_address
+from .cli_remote import add_server_argument, connect, job_failure, job_name, say, server_address
 
 __all__ = ["add_arguments", "run", "STATES", "job_to_dict", "describe"]
 
@@ -89,6 +89,9 @@ def _watch(client: Any, name: str, server: str, out: str | None) -> int:
     job = client.get_job(name)
     if out is None and job.state in (job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELLED):
         raise job_failure(job)
+    if out is None and job.state == job_pb2.JOB_STATE_SUCCEEDED:  # nothing to follow, nothing to write
+        say(f"{job.name}: succeeded, {job.layout.batch:,} rows")
+        return 0
     return follow(client, job, server, out,
                   announce=f"watching {job.name} ({state_name(job.state)}, {job.layout.batch:,} rows)")
 

@@ -93,7 +93,6 @@ class ResultWriter:
         self.resumed = record is not None and self.chunks_done > 0  #: continued an earlier partial result
         self._last_checkpoint = 0.0
         self._open_files(resume=record is not None, labels=labels)
-        self._labels = labels
 
     # ------------------------------------------------------------ opening
     @classmethod
@@ -215,12 +214,6 @@ class ResultWriter:
             shutil.rmtree(self.dir, ignore_errors=True)
         else:
             _remove_quietly(os.path.join(self.dir, PROGRESS_NAME))
-
-    def restart(self) -> None:
-        """Forget what was written and start the files afresh (the stream could not be continued)."""
-        self._release()
-        self._through, self._extra, self.outputs_done, self.resumed = 0, set(), 0, False
-        self._open_files(resume=False, labels=self._labels, keep_labels=True)
 
     def close(self) -> None:
         """Stop writing and keep the partial result and its record, to be continued later."""

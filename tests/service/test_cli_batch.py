@@ -89,6 +89,9 @@ def test_jobs_list_show_delete(cluster, tmp_path):
     assert table.returncode == 0 and table.stdout.startswith("NAME") and re.search(
         rf"^{re.escape(name)}\s+succeeded\s+500\s", table.stdout, re.M), table.stdout
 
+    watched = edgegrad_cli("jobs", "watch", name, *server)
+    assert watched.returncode == 0 and watched.stderr == f"{name}: succeeded, 500 rows\n", watched.stderr
+
     deleted = edgegrad_cli("jobs", "delete", name, *server)
     assert deleted.returncode == 0 and deleted.stdout == f"{name}: deleted\n", deleted.stderr
     gone = edgegrad_cli("jobs", "show", name, *server)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ import redis
 from edgegrad.client import Client
 from edgegrad.keys import Keys
 from edgegrad.network import Network
+from edgegrad.resultfiles import PROGRESS_NAME
 from edgegrad.server.cluster import Cluster
 
 from cli_helpers import (NAME, XOR, XOR_PATH, assert_matches_in_process, edgegrad_cli, interrupt, load_result,
@@ -62,13 +64,50 @@ def test_ctrl_c_on_batch_detaches_and_jobs_watch_finishes_the_file(idle, tmp_pat
     shown = json.loads(edgegrad_cli("jobs", "show", name, "--json", *server).stdout)
     assert shown["state"] == "queued"  # the job was left alone
 
+    follower = start_cli("jobs", "watch", name, *server)  # attached before the job runs: follows it to the end
+    wait_for_stderr(follower, re.compile(rf"^watching {name} \(queued, 5,000 rows\)"))
     idle.add_worker()
     watched = edgegrad_cli("jobs", "watch", name, "--out", str(out), *server)
     assert watched.returncode == 0, watched.stderr
     assert watched.stdout == "" and "succeeded, 5,000 rows" in watched.stderr
+    followed_out, followed_err = follower.communicate(timeout=60)
+    assert follower.returncode == 0 and followed_out == "", followed_err
+    assert f"{name}: succeeded, 5,000 rows in" in followed_err
     assert not Path(f"{out}.part").exists()
     # the labels batch wrote before the Ctrl-C are in the finished file too
     assert_matches_in_process(load_result(out), XOR, x, targets=t, loss="mse")
+
+
+def test_ctrl_c_mid_stream_keeps_what_was_written_and_watch_continues_from_there(namespace, tmp_path):
+    """Tiny chunks make the result stream for seconds; the CLI is frozen (SIGSTOP) once its record shows
+    progress, so the Ctrl-C surely lands mid-stream."""
+    xp, tp, x, t = xor_batch(tmp_path, 200_000, seed=7)
+    out = tmp_path / "result.npz"
+    record = Path(f"{out}.part") / PROGRESS_NAME
+    with Cluster(namespace("cli-slow", chunk_bytes=1024), workers=1, log=sys.stderr) as slow:
+        server = ["--server", slow.address]
+        proc = start_cli("batch", XOR_PATH, "--inputs", xp, "--targets", tp, "--loss", "bce", "--per-example",
+                         "--out", str(out), *server)
+        name = wait_for_stderr(proc, SUBMITTED).group(1)
+        deadline = time.monotonic() + 120
+        while not (record.exists() and json.loads(record.read_text())["through"] > 0):
+            assert proc.poll() is None and time.monotonic() < deadline, "no chunk was written"
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGSTOP)
+        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGCONT)
+        status, stdout, stderr = proc.wait(timeout=60), proc.stdout.read(), proc.stderr.read()
+        assert status == 130 and stdout == "", stderr
+        kept = json.loads(record.read_text())
+        with Client(slow.address) as client:
+            chunk_count = client.get_job(name).layout.chunk_count
+        assert 0 < kept["through"] < chunk_count, (kept["through"], chunk_count)
+        assert re.search(rf"detached: {name} keeps running; [\d,]+ of 200,000 rows written to {out}", stderr), stderr
+
+        watched = edgegrad_cli("jobs", "watch", name, "--out", str(out), *server)
+        assert watched.returncode == 0, watched.stderr
+        assert f"continuing {out} after {kept['through']} of {chunk_count} chunks" in watched.stderr
+    assert_matches_in_process(load_result(out), XOR, x, targets=t, loss="bce", per_example=True)
 
 
 def test_ctrl_c_on_grad_server_cancels_its_job(idle, tmp_path):
