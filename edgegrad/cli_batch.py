@@ -15,10 +15,10 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .cli import EXIT_INTERRUPTED, CommandFailure, add_loss_args, check_mode_flags, load_batch
+from .cli import EXIT_INTERRUPTED, EXIT_UNREACHABLE, CommandFailure, add_loss_args, check_mode_flags, load_batch
 from .cli_progress import Progress, format_seconds
-from .cli_remote import add_server_argument, connect, job_failure, say, server_address
-from .errors import InvalidInput
+from .cli_remote import add_server_argument, connect, job_failure, say, server_address, stream_backoff
+from .errors import InvalidInput, Unavailable
 from .resultfiles import ResultWriter, check_out
 
 __all__ = ["add_arguments", "run", "follow"]
@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     x, t = load_batch(args, net)
     options: dict[str, Any] = {"targets": t, "loss": args.loss, "reduction": args.reduction or "mean",
                                "per_example": args.per_example, "dtype": args.dtype}
-    labels = {"edges": np.array(net.edge_pairs(), dtype=str).reshape(-1, 2), "nodes": np.array(net.node_ids, dtype=str)}
+    labels = {"edges": np.array(net.edge_pairs(), dtype=str).reshape(-1, 2),  # as `grad --out X.npz` has them
+              "nodes": np.array(net.node_ids, dtype=str)}
     with connect(server) as client:
         if args.shard_rows is not None:
             if "shard_rows" not in inspect.signature(client.submit).parameters:
@@ -85,11 +86,12 @@ def follow(client: Any, job: Any, server: str, out: str | None, labels: dict[str
     progress = Progress(name, int(layout.batch))
     writer: ResultWriter | None = None
     try:
-        if announce is not None:
-            say(announce)
-        if out is not None:
-            with _interrupt_deferred():  # files and their record are made whole, then Ctrl-C counts
+        with _interrupt_deferred():  # the name is said and the files and their record made whole, then Ctrl-C counts
+            if announce is not None:
+                say(announce)
+            if out is not None:
                 writer = ResultWriter.open(out, name, layout, labels)
+        if writer is not None:
             progress = Progress(name, int(layout.batch), done=writer.rows_done)  # rate: this session's rows
             if writer.resumed:
                 say(f"{name}: continuing {out} after {writer.chunks_done} of {layout.chunk_count} chunks")
@@ -100,9 +102,13 @@ def follow(client: Any, job: Any, server: str, out: str | None, labels: dict[str
             writer.close()
         progress.end(_detach_message(name, server, out, progress.done, int(layout.batch)))
         return EXIT_INTERRUPTED
-    except BaseException:
+    except BaseException as exc:
         if writer is not None:
             writer.close()  # keep what is on disk: `jobs watch` can continue it
+        if isinstance(exc, Unavailable):
+            where = f" --out {shlex.quote(out)}" if out is not None else ""
+            raise CommandFailure(f"server {server}: unreachable ({exc.message}); {name} may still be running"
+                                 f" (edgegrad jobs watch {name}{where} continues)", EXIT_UNREACHABLE) from None
         raise
     final = handle.job
     if final.state != job_pb2.JOB_STATE_SUCCEEDED:
@@ -156,6 +162,7 @@ class _RowCounter:
 
 def _stream(client: Any, name: str, writer: ResultWriter | None, counter: _RowCounter, progress: Progress) -> Any:
     """Read the job's chunks to its end (after those already in ``writer``); return the handle."""
+    client.backoff = stream_backoff()  # the server answered: ride out a restart while the result streams
     handle = client.job(name, after_seq=writer.after_seq if writer is not None else 0, assemble=False)
     for chunk in handle.chunks():
         if writer is None:

@@ -15,12 +15,22 @@ from typing import Any, Iterator
 from .cli import EXIT_BAD_INPUT, EXIT_JOB_FAILED, EXIT_UNREACHABLE, CommandFailure, rpc_message
 from .errors import Cancelled, DeadlineExceeded, EdgegradError, InvalidInput, JobFailed, Unavailable
 
-__all__ = ["SERVER_ENV", "CLI_RETRY_SECONDS", "add_server_argument", "server_address", "connect",
-           "reaching", "job_name", "remote_gradients", "job_failure", "say"]
+__all__ = ["SERVER_ENV", "CLI_RETRY_SECONDS", "STREAM_RETRY_SECONDS", "stream_backoff", "add_server_argument",
+           "server_address", "connect", "reaching", "job_name", "remote_gradients", "cancel_on_interrupt",
+           "job_failure", "say"]
 
 SERVER_ENV = "EDGEGRAD_SERVER"
 #: seconds of pauses between retries before a command gives up on an unreachable server
 CLI_RETRY_SECONDS = 5.0
+#: seconds a result stream that dropped keeps trying to resume (a server restart) before giving up
+STREAM_RETRY_SECONDS = 30.0
+
+
+def stream_backoff() -> Any:
+    """The retries of a result stream once the server has answered: long enough for a restart."""
+    from .client import Backoff
+
+    return Backoff(give_up_after=STREAM_RETRY_SECONDS)
 
 
 def add_server_argument(parser: argparse.ArgumentParser) -> None:

@@ -16,7 +16,7 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-import edgegrad
+from edgegrad import Network, gradients
 
 ROOT = Path(__file__).resolve().parent.parent
 XOR = str(ROOT / "examples" / "xor.json")
@@ -109,9 +109,8 @@ def test_the_readme_batch_example_runs_after_edgegrad_up(address, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("succeeded, 20,000 rows") == 2, proc.stderr
     x, t = np.load(tmp_path / "X.npy"), np.load(tmp_path / "T.npy")
-    net = edgegrad.Network.load(XOR)
     with np.load(tmp_path / "grads.npz") as r:
-        np.testing.assert_allclose(r["edge_grads"], edgegrad.gradients(net, x, targets=t, loss="mse").edge_grads,
+        np.testing.assert_allclose(r["edge_grads"], gradients(Network.load(XOR), x, targets=t, loss="mse").edge_grads,
                                    rtol=1e-12)
     assert np.load(tmp_path / "grads" / "edge_grads.npy", mmap_mode="r").shape == (20000, 6)
     assert re.search(r"^jobs/\S+\s+succeeded\s+20,000\s", proc.stdout, re.M), proc.stdout
