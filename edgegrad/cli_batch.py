@@ -19,7 +19,7 @@ from .cli import EXIT_INTERRUPTED, EXIT_UNREACHABLE, CommandFailure, add_loss_ar
 from .cli_progress import Progress, format_seconds
 from .cli_remote import add_server_argument, connect, job_failure, say, server_address, stream_backoff
 from .errors import InvalidInput, Unavailable
-from .resultfiles import ResultWriter, check_out
+from .resultfiles import ResultWriter, RowProgress, check_out
 
 __all__ = ["add_arguments", "run", "follow"]
 
@@ -95,7 +95,7 @@ def follow(client: Any, job: Any, server: str, out: str | None, labels: dict[str
             progress = Progress(name, int(layout.batch), done=writer.rows_done)  # rate: this session's rows
             if writer.resumed:
                 say(f"{name}: continuing {out} after {writer.chunks_done} of {layout.chunk_count} chunks")
-        handle = _stream(client, name, writer, _RowCounter(layout), progress)
+        handle = _stream(client, name, writer, RowProgress(layout), progress)
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the record short
         if writer is not None:
@@ -144,29 +144,13 @@ def _interrupt_deferred() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
-class _RowCounter:
-    """Rows done counted from the outputs field's chunks (for a watch that writes no file)."""
-
-    def __init__(self, layout: Any) -> None:
-        from .v1 import job_pb2
-
-        self.field = job_pb2.RESULT_FIELD_OUTPUTS
-        self.row = max(1, next((int(f.row_elements) for f in layout.fields if f.field == self.field), 1))
-        self.elements = 0
-
-    def add(self, chunk: Any) -> int:
-        if chunk.field == self.field:
-            self.elements += int(chunk.stop - chunk.start)
-        return self.elements // self.row
-
-
-def _stream(client: Any, name: str, writer: ResultWriter | None, counter: _RowCounter, progress: Progress) -> Any:
+def _stream(client: Any, name: str, writer: ResultWriter | None, received: RowProgress, progress: Progress) -> Any:
     """Read the job's chunks to its end (after those already in ``writer``); return the handle."""
     client.backoff = stream_backoff()  # the server answered: ride out a restart while the result streams
     handle = client.job(name, after_seq=writer.after_seq if writer is not None else 0, assemble=False)
     for chunk in handle.chunks():
         if writer is None:
-            progress.update(counter.add(chunk))
+            progress.update(received.add(chunk))
             continue
         writer.add(chunk)
         writer.checkpoint()

@@ -10,6 +10,7 @@ disk, so an interrupted write can be continued (``edgegrad jobs watch NAME --out
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import time
@@ -22,7 +23,7 @@ from .codec import FIELD_NAMES, array_from_tensor
 from .errors import InvalidInput
 from .v1 import job_pb2, tensor_pb2
 
-__all__ = ["ResultWriter", "PROGRESS_NAME", "PART_SUFFIX", "is_npz", "data_dir", "check_out", "layout_key"]
+__all__ = ["ResultWriter", "RowProgress", "PROGRESS_NAME", "PART_SUFFIX", "is_npz", "data_dir", "check_out", "layout_key"]
 
 PROGRESS_NAME = ".edgegrad-progress.json"  #: the progress record, inside the data folder
 PART_SUFFIX = ".part"  #: an .npz's data folder while it is being written: OUT + ".part"
@@ -67,6 +68,34 @@ def layout_key(layout: job_pb2.ResultLayout) -> dict[str, Any]:
             "fields": [[int(f.field), [int(s) for s in f.shape]] for f in layout.fields]}
 
 
+class RowProgress:
+    """How much of a result has arrived, in rows of the batch: the share of its per-row fields' elements.
+
+    Outputs are always per row, and so are ``edge_grads``/``deltas`` except in reduced loss mode;
+    counting all of them keeps the measure honest whichever order fields and shards arrive in.
+    """
+
+    def __init__(self, layout: job_pb2.ResultLayout, received: dict[int, int] | None = None) -> None:
+        self.batch = int(layout.batch)
+        self._sizes = {int(f.field): math.prod(int(s) for s in f.shape) for f in layout.fields
+                       if f.field == job_pb2.RESULT_FIELD_OUTPUTS or len(f.shape) >= 2}
+        self._total = sum(self._sizes.values())
+        self.received = {field: int((received or {}).get(field, 0)) for field in self._sizes}
+
+    def add(self, chunk: job_pb2.ResultChunk) -> int:
+        """Count one (new) chunk; return the rows done."""
+        if chunk.field in self.received:
+            self.received[chunk.field] += int(chunk.stop - chunk.start)
+        return self.rows
+
+    @property
+    def rows(self) -> int:
+        """Rows' worth of the per-row fields received (B once all of them are in)."""
+        if not self._total:
+            return self.batch
+        return min(self.batch, self.batch * sum(self.received.values()) // self._total)
+
+
 class ResultWriter:
     """Writes one job's result chunks, in any order, into memory-mapped ``.npy`` files under ``out``.
 
@@ -83,13 +112,11 @@ class ResultWriter:
         self._dtype = _DTYPES.get(layout.dtype)
         if self._dtype is None:
             raise InvalidInput(f"{job_name}: unsupported result dtype {layout.dtype}")
-        self._outputs_row = max(1, next((int(f.row_elements) for f in layout.fields
-                                         if f.field == job_pb2.RESULT_FIELD_OUTPUTS), 1))
         self._maps: dict[int, np.ndarray] = {}
         self._flat: dict[int, np.ndarray] = {}
         self._through = int(record["through"]) if record else 0  # every seq 1..through is on disk
         self._extra: set[int] = set(int(s) for s in record.get("extra", ())) if record else set()
-        self.outputs_done = int(record["outputs_done"]) if record else 0  #: output elements on disk
+        self.progress = RowProgress(layout, {int(k): v for k, v in record["received"].items()} if record else None)
         self.resumed = record is not None and self.chunks_done > 0  #: continued an earlier partial result
         self._last_checkpoint = 0.0
         self._open_files(resume=record is not None, labels=labels)
@@ -126,7 +153,7 @@ class ResultWriter:
                     arr = None
                 if arr is None:  # the files do not match their record: start again
                     self._release()
-                    self._through, self._extra, self.outputs_done, self.resumed = 0, set(), 0, False
+                    self._through, self._extra, self.progress, self.resumed = 0, set(), RowProgress(self.layout), False
                     return self._open_files(resume=False, labels=labels, keep_labels=True)
             else:
                 arr = np.lib.format.open_memmap(path, mode="w+", dtype=self._dtype, shape=shape)
@@ -157,8 +184,8 @@ class ResultWriter:
 
     @property
     def rows_done(self) -> int:
-        """Rows of the batch whose outputs are written (progress; every mode streams outputs per row)."""
-        return self.outputs_done // self._outputs_row
+        """Rows' worth of the result written (see RowProgress)."""
+        return self.progress.rows
 
     @property
     def complete(self) -> bool:
@@ -179,8 +206,7 @@ class ResultWriter:
         if not 0 <= start <= stop <= flat.size or stop - start != data.size:
             raise ValueError(f"chunk {seq}: bad range {start}..{stop} for {data.size} values")
         flat[start:stop] = data
-        if chunk.field == job_pb2.RESULT_FIELD_OUTPUTS:
-            self.outputs_done += stop - start
+        self.progress.add(chunk)
         self._extra.add(seq)
         while self._through + 1 in self._extra:
             self._extra.remove(self._through + 1)
@@ -197,7 +223,7 @@ class ResultWriter:
             if isinstance(arr, np.memmap) and arr.size:
                 arr.flush()
         record = {"job": self.job_name, "layout": layout_key(self.layout), "through": self._through,
-                  "extra": sorted(self._extra), "outputs_done": self.outputs_done}
+                  "extra": sorted(self._extra), "received": self.progress.received}
         _write_json(os.path.join(self.dir, PROGRESS_NAME), record)
 
     def finish(self, loss: float | None) -> None:
@@ -249,7 +275,7 @@ def read_record(out: str) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     ok = (isinstance(record, dict) and isinstance(record.get("through"), int)
-          and isinstance(record.get("outputs_done"), int) and isinstance(record.get("extra", []), list))
+          and isinstance(record.get("received"), dict) and isinstance(record.get("extra", []), list))
     return record if ok else None
 
 

@@ -125,3 +125,19 @@ def test_bad_chunks_and_bad_out_names(tmp_path):
                          (tmp_path / "dir.npz", "is a folder")]:
         with pytest.raises(InvalidInput, match=message):
             check_out(str(out))
+
+
+def test_rows_done_is_the_share_of_the_per_row_fields_received():
+    from edgegrad.resultfiles import RowProgress
+
+    res, layout, chunks = _job("bce", per_example=True)  # outputs, then edge_grads, then deltas: all per row
+    progress = RowProgress(layout)
+    rows = [progress.add(chunk) for chunk in chunks]
+    assert rows == sorted(rows) and rows[-1] == layout.batch
+    outputs_only = sum(1 for c in chunks if c.field == chunks[0].field)
+    assert rows[outputs_only - 1] == layout.batch // 10  # all outputs in: 1 of the 10 values per row (1+6+3)
+
+    res, layout, chunks = _job("mse")  # reduced loss mode: edge_grads and deltas are not per row
+    progress = RowProgress(layout)
+    assert [progress.add(c) for c in chunks][-1] == layout.batch
+    assert RowProgress(layout, {chunks[0].field: 30}).rows == 30
