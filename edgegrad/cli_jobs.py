@@ -105,10 +105,10 @@ def state_name(state: int) -> str:
 
 
 def job_to_dict(job: Any) -> dict[str, Any]:
-    """The job as JSON-able data (proto field names; states as lower-case words)."""
+    """The job as proto3 JSON (proto field names, zero values included; states as lower-case words)."""
     from google.protobuf.json_format import MessageToDict
 
-    data = MessageToDict(job, preserving_proto_field_name=True)
+    data = MessageToDict(job, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
     data["state"] = state_name(job.state)
     for shard, msg in zip(data.get("shards", ()), job.shards):
         shard["state"] = state_name(msg.state)
@@ -131,9 +131,10 @@ def describe(job: Any) -> str:
                ("expires", "expire_time"))]
     text = "\n".join(f"{k + ':':<9} {v}" for k, v in lines if v)
     if len(job.shards) > 1:
+        width = max(len(f"{s.row_start}..{s.row_stop}") for s in job.shards)
         text += "\nshards:\n" + "\n".join(
-            f"  {s.index:>4}  rows {s.row_start}..{s.row_stop}  {state_name(s.state):<9}  "
-            f"{s.worker or '-'}  attempt {s.attempt}" for s in job.shards)
+            f"  {s.index:>5}  rows {f'{s.row_start}..{s.row_stop}':<{width}}  {state_name(s.state):<9}  "
+            f"attempt {s.attempt}  {s.worker or '-'}" for s in job.shards)
     return text
 
 
