@@ -7,17 +7,16 @@ detaches: the job keeps running and ``edgegrad jobs watch NAME --out OUT`` conti
 from __future__ import annotations
 
 import argparse
-import contextlib
 import inspect
 import shlex
 import signal
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from .cli import EXIT_INTERRUPTED, EXIT_UNREACHABLE, CommandFailure, add_loss_args, check_mode_flags, load_batch
 from .cli_progress import Progress, format_seconds
-from .cli_remote import add_server_argument, connect, job_failure, say, server_address, stream_backoff
+from .cli_remote import HeldInterrupts, add_server_argument, connect, job_failure, say, server_address, stream_backoff
 from .errors import InvalidInput, Unavailable
 from .resultfiles import ResultWriter, RowProgress, check_out
 
@@ -67,18 +66,21 @@ def run(args: argparse.Namespace) -> int:
             if "shard_rows" not in inspect.signature(client.submit).parameters:
                 raise CommandFailure("--shard-rows: this edgegrad client cannot ask for shards yet")
             options["shard_rows"] = args.shard_rows
-        job = client.submit(net, x, **options).job
-        return follow(client, job, server, args.out, labels=labels,
+        held = HeldInterrupts(reraise=False)
+        with held:  # a Ctrl-C while submitting still learns the job's name, then detaches
+            job = client.submit(net, x, **options).job
+        return follow(client, job, server, args.out, labels=labels, interrupted=held.pending,
                       announce=f"submitted {job.name} ({job.layout.batch:,} rows)")
 
 
 def follow(client: Any, job: Any, server: str, out: str | None, labels: dict[str, Any] | None = None,
-           announce: str | None = None) -> int:
+           announce: str | None = None, interrupted: bool = False) -> int:
     """Stream ``job``'s chunks into ``out`` (continuing a partial result there) with progress on stderr.
 
-    ``announce`` is said first. 0 once the job succeeded and the file is complete; an exit-1
-    failure if the job failed or was cancelled; on Ctrl-C (from the very first line on) the
-    partial result and its record are kept and the command detaches (130).
+    ``announce`` is said first; ``interrupted`` means a Ctrl-C came already (while submitting).
+    0 once the job succeeded and the file is complete; an exit-1 failure if the job failed or was
+    cancelled; on Ctrl-C (from the very first line on) the partial result and its record are kept
+    and the command detaches (130).
     """
     from .v1 import job_pb2
 
@@ -86,11 +88,13 @@ def follow(client: Any, job: Any, server: str, out: str | None, labels: dict[str
     progress = Progress(name, int(layout.batch))
     writer: ResultWriter | None = None
     try:
-        with _interrupt_deferred():  # the name is said and the files and their record made whole, then Ctrl-C counts
+        with HeldInterrupts():  # the name is said and the files and their record made whole, then Ctrl-C counts
             if announce is not None:
                 say(announce)
             if out is not None:
                 writer = ResultWriter.open(out, name, layout, labels)
+        if interrupted:
+            raise KeyboardInterrupt
         if writer is not None:
             progress = Progress(name, int(layout.batch), done=writer.rows_done)  # rate: this session's rows
             if writer.resumed:
@@ -125,23 +129,6 @@ def follow(client: Any, job: Any, server: str, out: str | None, labels: dict[str
     where = f"; result in {out}" if out is not None else ""
     progress.end(f"{name}: succeeded, {rows:,} rows in {format_seconds(took)}{rate}{where}")
     return 0
-
-
-@contextlib.contextmanager
-def _interrupt_deferred() -> Iterator[None]:
-    """Hold a Ctrl-C that comes during the block until it ends (main thread only)."""
-    pending: list[int] = []
-    try:
-        previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
-    except ValueError:  # not the main thread: nothing to defer
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if pending:
-        raise KeyboardInterrupt
 
 
 def _stream(client: Any, name: str, writer: ResultWriter | None, received: RowProgress, progress: Progress) -> Any:

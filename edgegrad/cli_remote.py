@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
 from typing import Any, Iterator
 
@@ -17,7 +18,7 @@ from .errors import Cancelled, DeadlineExceeded, EdgegradError, InvalidInput, Jo
 
 __all__ = ["SERVER_ENV", "CLI_RETRY_SECONDS", "STREAM_RETRY_SECONDS", "stream_backoff", "add_server_argument",
            "server_address", "connect", "reaching", "job_name", "remote_gradients", "cancel_on_interrupt",
-           "job_failure", "say"]
+           "job_failure", "say", "HeldInterrupts"]
 
 SERVER_ENV = "EDGEGRAD_SERVER"
 #: seconds of pauses between retries before a command gives up on an unreachable server
@@ -104,11 +105,47 @@ def job_failure(job: Any) -> CommandFailure:
     return CommandFailure(f"{job.name} {what}{detail}", EXIT_JOB_FAILED)
 
 
+class HeldInterrupts:
+    """Within the block, a first Ctrl-C is held until the block ends (a second one interrupts at once).
+
+    Used where an interruption would lose track of something, such as a job the server created but
+    whose name has not reached us yet. ``pending`` says whether one came; with ``reraise`` it is
+    raised as KeyboardInterrupt when the block ends. Outside the main thread it holds nothing.
+    """
+
+    def __init__(self, reraise: bool = True) -> None:
+        self.reraise = reraise
+        self.pending = False
+        self._previous: Any = None
+
+    def _hold(self, signum: int, frame: Any) -> None:
+        if self.pending:
+            raise KeyboardInterrupt
+        self.pending = True
+
+    def __enter__(self) -> "HeldInterrupts":
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._hold)
+        except ValueError:  # not the main thread
+            self._previous = None
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        if self.pending and self.reraise and exc_type is None:
+            raise KeyboardInterrupt
+
+
 def remote_gradients(server: str, net: Any, x: Any, dtype: str, options: dict[str, Any]) -> Any:
     """``grad --server``: submit, wait for the result; Ctrl-C cancels the job before exiting."""
     with connect(server) as client:
-        handle = client.submit(net, x, dtype=dtype, **options)
+        held = HeldInterrupts(reraise=False)
+        with held:  # a Ctrl-C while submitting still learns the job's name, so it can be cancelled
+            handle = client.submit(net, x, dtype=dtype, **options)
         try:
+            if held.pending:
+                raise KeyboardInterrupt
             return handle.result()
         except KeyboardInterrupt:
             cancel_on_interrupt(client, handle.name)
@@ -117,9 +154,14 @@ def remote_gradients(server: str, net: Any, x: Any, dtype: str, options: dict[st
 
 def cancel_on_interrupt(client: Any, name: str) -> None:
     """Cancel ``name`` after a Ctrl-C, saying so on stderr (a second Ctrl-C stops waiting for it)."""
+    from .v1 import job_pb2
+
     try:
-        client.cancel_job(name, timeout=CLI_RETRY_SECONDS)
-        say(f"interrupted: cancelled {name}")
+        job = client.cancel_job(name, timeout=CLI_RETRY_SECONDS)
+        if job.state == job_pb2.JOB_STATE_CANCELLED:
+            say(f"interrupted: cancelled {name}")
+        else:
+            say(f"interrupted: {name} had already ended ({job_pb2.JobState.Name(job.state)[10:].lower()})")
     except KeyboardInterrupt:
         say(f"interrupted: {name} may still be running (edgegrad jobs cancel {name})")
     except Exception as exc:  # the server is gone too: say what is left behind
