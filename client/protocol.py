@@ -139,13 +139,18 @@ def merge_submitted(client: Any, items: list[Any], reply: service_pb2.SubmitJobs
 
 
 class WatchState:
-    """What a watcher has seen of one job: its latest state, the last chunk seq, the chunks so far."""
+    """What a watcher has seen of one job: its latest state, the last chunk seq, the chunks so far.
 
-    def __init__(self, name: str = "") -> None:
+    ``after_seq`` starts the watch after chunks the caller already has; ``assemble=False`` passes
+    chunks through without keeping them (memory stays flat however large the result).
+    """
+
+    def __init__(self, name: str = "", *, after_seq: int = 0, assemble: bool = True) -> None:
         self.name = name
         self.job: job_pb2.Job | None = None
-        self.after_seq = 0
-        self.acked = 0  #: the last seq acknowledged to the service (it may drop chunks up to there)
+        self.after_seq = int(after_seq)
+        self.acked = self.after_seq  #: the last seq acknowledged to the service (it may drop chunks up to there)
+        self.assemble = assemble
         self.done = False
         self._assembler: ResultAssembler | None = None
 
@@ -158,7 +163,8 @@ class WatchState:
                 return None  # a duplicate after a reconnect: already have it
             if chunk.seq != self.after_seq + 1:
                 raise FailedPrecondition(f"{self.name}: chunk seq {chunk.seq} after {self.after_seq} (a gap)")
-            self._assembler_for().add(chunk)
+            if self.assemble:
+                self._assembler_for().add(chunk)
             self.after_seq = chunk.seq
             return chunk
         if kind in ("state", "done"):
@@ -192,6 +198,9 @@ class WatchState:
             raise FailedPrecondition(f"{self.name}: the job has not finished")
         if job.state != job_pb2.JOB_STATE_SUCCEEDED:
             raise job_error(job)
+        if not self.assemble:
+            raise FailedPrecondition(f"{self.name}: this handle passes chunks through without keeping them"
+                                     " (assemble=False); read them with chunks()")
         assembler = self._assembler_for()
         if not assembler.complete:
             raise FailedPrecondition(f"{self.name}: finished with {self.after_seq} of "

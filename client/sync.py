@@ -189,9 +189,13 @@ class Client(ClientBase):
             self.register(net, timeout=deadline.remaining())
             return action()
 
-    def job(self, name: str) -> JobHandle:
-        """A handle on an existing job by name (``jobs/<id>``)."""
-        return JobHandle(self, name)
+    def job(self, name: str, *, after_seq: int = 0, assemble: bool = True) -> JobHandle:
+        """A handle on an existing job by name (``jobs/<id>``).
+
+        ``after_seq``: its ``chunks()`` start after that seq (chunks the caller already has);
+        ``assemble=False``: chunks pass through without being kept (no ``result()``; flat memory).
+        """
+        return JobHandle(self, name, after_seq=after_seq, assemble=assemble)
 
     def get_job(self, name: str, timeout: float | None = None) -> job_pb2.Job:
         """The current state of a job (NotFound if unknown or expired)."""

@@ -1,7 +1,9 @@
-"""The ``edgegrad`` command: ``grad`` and ``explain`` in-process, ``server``/``worker``/``up`` on demand.
+"""The ``edgegrad`` command: ``grad`` and ``explain`` in-process; ``batch``, ``jobs``, ``server``,
+``worker`` and ``up`` from their own modules, imported only when chosen.
 
 Bad input of any kind ends with exit status 2, nothing on stdout and exactly one line on
-stderr that starts with ``error:`` and names the place; never a traceback.
+stderr that starts with ``error:`` and names the place; never a traceback. An unreachable
+server is exit status 3, a failed job 1.
 """
 
 from __future__ import annotations
@@ -15,15 +17,21 @@ from typing import Any, Callable, NoReturn, Sequence
 from . import __version__
 from .errors import EdgegradError, InvalidInput
 
-__all__ = ["main", "build_parser", "UsageError", "LOSSES"]
+__all__ = ["main", "build_parser", "UsageError", "CommandFailure", "LOSSES", "check_mode_flags", "load_batch",
+           "add_loss_args", "rpc_message", "EXIT_BAD_INPUT", "EXIT_INTERNAL", "EXIT_JOB_FAILED",
+           "EXIT_UNREACHABLE", "EXIT_INTERRUPTED"]
 
 LOSSES = ("mse", "bce", "softmax_ce")
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 1
+EXIT_JOB_FAILED = 1
+EXIT_UNREACHABLE = 3
 EXIT_INTERRUPTED = 130
 
 #: subcommands owned by other modules: name -> (module, one-line help); imported only when chosen
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "batch": ("edgegrad.cli_batch", "run a batch job on a server and write its result to a file as it arrives"),
+    "jobs": ("edgegrad.cli_jobs", "list, show, watch, cancel or delete a server's jobs"),
     "up": ("edgegrad.server.up", "run the whole service: gRPC server, workers and Redis"),
     "server": ("edgegrad.server.main", "run the gRPC front end only"),
     "worker": ("edgegrad.worker.main", "run one job worker"),
@@ -34,7 +42,7 @@ class UsageError(Exception):
     """A command line that argparse rejects; reported as one ``error:`` line, exit 2."""
 
 
-class _Failure(Exception):
+class CommandFailure(Exception):
     """A problem already phrased for the user, with its exit status."""
 
     def __init__(self, message: str, status: int = EXIT_BAD_INPUT) -> None:
@@ -72,7 +80,7 @@ def _import_command(name: str, module: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise _Failure(f"edgegrad {name}: not available in this installation ({exc})", EXIT_INTERNAL) from None
+        raise CommandFailure(f"edgegrad {name}: not available in this installation ({exc})", EXIT_INTERNAL) from None
 
 
 def _add_grad(sub: Any) -> None:
@@ -85,7 +93,7 @@ def _add_grad(sub: Any) -> None:
     p.add_argument("network", metavar="NET", help="network file (.json, or .npz written by Network.save)")
     p.add_argument("--inputs", required=True, metavar="X",
                    help="inputs, one row per example (.json list of rows, .npy, or .csv)")
-    _add_loss_args(p)
+    add_loss_args(p)
     p.add_argument("--reduction", choices=("mean", "sum"), default=None,
                    help="loss reduction over the batch (default mean; loss mode only)")
     p.add_argument("--per-example", action="store_true",
@@ -97,7 +105,8 @@ def _add_grad(sub: Any) -> None:
     p.set_defaults(handler=_grad)
 
 
-def _add_loss_args(p: argparse.ArgumentParser) -> None:
+def add_loss_args(p: argparse.ArgumentParser) -> None:
+    """``--targets`` and ``--loss``."""
     p.add_argument("--targets", metavar="T", help="targets, one row per example, one column per output")
     p.add_argument("--loss", choices=LOSSES, help="loss to differentiate (needs --targets)")
 
@@ -112,7 +121,7 @@ def _add_explain(sub: Any) -> None:
     p.add_argument("--edge", nargs=2, required=True, metavar=("SRC", "DST"), help="the edge, by its end ids")
     p.add_argument("--inputs", metavar="X", help="inputs file (default: one row of zeros)")
     p.add_argument("--row", type=int, default=0, metavar="B", help="which input row to explain (default 0)")
-    _add_loss_args(p)
+    add_loss_args(p)
     p.add_argument("--reduction", choices=("mean", "sum"), default=None,
                    help="loss reduction over the batch (default mean; loss mode only)")
     p.add_argument("--output", metavar="Y", help="output mode: explain only for this output")
@@ -124,7 +133,8 @@ def _add_explain(sub: Any) -> None:
 
 
 # ----------------------------------------------------------------- commands
-def _check_mode_flags(args: argparse.Namespace) -> None:
+def check_mode_flags(args: argparse.Namespace) -> None:
+    """Refuse flags that do not go together (--targets without --loss, --per-example without --loss, ...)."""
     if args.targets is not None and args.loss is None:
         raise InvalidInput("--loss: required with --targets (mse, bce or softmax_ce)")
     if args.loss is not None and args.targets is None:
@@ -135,7 +145,8 @@ def _check_mode_flags(args: argparse.Namespace) -> None:
         raise InvalidInput("--per-example: only meaningful with --loss (output mode is already per example)")
 
 
-def _load_batch(args: argparse.Namespace, net: Any) -> tuple[Any, Any]:
+def load_batch(args: argparse.Namespace, net: Any) -> tuple[Any, Any]:
+    """The --inputs and --targets matrices (None where not given), checked against the network."""
     from .io import load_matrix
 
     x = load_matrix(args.inputs, "inputs", net.inputs) if args.inputs is not None else None
@@ -150,11 +161,11 @@ def _grad(args: argparse.Namespace) -> int:
 
     if args.out is not None:
         check_result_path(args.out)
-    _check_mode_flags(args)
+    check_mode_flags(args)
     if args.server is not None and not args.server.strip():
         raise InvalidInput("--server: expected HOST:PORT, got an empty string")
     net = Network.load(args.network)
-    x, t = _load_batch(args, net)
+    x, t = load_batch(args, net)
     options = {"targets": t, "loss": args.loss, "reduction": args.reduction or "mean",
                "per_example": args.per_example}
     if args.server is None:
@@ -162,7 +173,9 @@ def _grad(args: argparse.Namespace) -> int:
 
         res = gradients(net, x, dtype=args.dtype, **options)
     else:
-        res = _remote_gradients(args.server, net, x, args.dtype, options)
+        from .cli_remote import remote_gradients
+
+        res = remote_gradients(args.server.strip(), net, x, args.dtype, options)
     if args.out is not None:
         save_result(args.out, net, res)
     else:
@@ -172,38 +185,13 @@ def _grad(args: argparse.Namespace) -> int:
     return 0
 
 
-#: seconds of pauses between retries before ``grad --server`` gives up on an unreachable server
-CLI_RETRY_SECONDS = 5.0
-
-
-def _remote_gradients(server: str, net: Any, x: Any, dtype: str, options: dict[str, Any]) -> Any:
-    """``client.gradients`` through the service; service-side problems name the server."""
-    import edgegrad
-
-    try:
-        from .client import Backoff
-
-        # a command line should not sit for long on a server that is not there: 5 s of retries
-        with edgegrad.Client(server, backoff=Backoff(give_up_after=CLI_RETRY_SECONDS)) as client:
-            return client.gradients(net, x, dtype=dtype, **options)
-    except InvalidInput:
-        raise
-    except EdgegradError as exc:
-        raise _Failure(f"server {server}: {exc.message}") from None
-    except Exception as exc:  # grpc.RpcError without importing grpc here
-        message = _rpc_message(exc)
-        if message is None:
-            raise
-        raise _Failure(f"server {server}: {message}") from None
-
-
 def _explain(args: argparse.Namespace) -> int:
     """``edgegrad explain``: print the δ recursion for one edge."""
     from .explain import explain_edge, render
     from .network import Network
 
     if args.targets is not None or args.loss is not None:
-        _check_mode_flags(args)
+        check_mode_flags(args)
     elif args.reduction is not None:
         raise InvalidInput("--reduction: only meaningful with --loss")
     if args.output is not None and args.loss is not None:
@@ -213,7 +201,7 @@ def _explain(args: argparse.Namespace) -> int:
     if not 1 <= args.digits <= 17:
         raise InvalidInput(f"--digits: must be between 1 and 17, got {args.digits}")
     net = Network.load(args.network)
-    x, t = _load_batch(args, net)
+    x, t = load_batch(args, net)
     explanation = explain_edge(net, args.edge[0], args.edge[1], inputs=x, row=args.row, targets=t,
                                loss=args.loss, reduction=args.reduction or "mean", output=args.output)
     sys.stdout.write(render(explanation, digits=args.digits, max_nodes=args.max_nodes))
@@ -222,7 +210,7 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------- main
-def _rpc_message(exc: BaseException) -> str | None:
+def rpc_message(exc: BaseException) -> str | None:
     """``CODE: details`` for a grpc.RpcError (details alone for INVALID_ARGUMENT); None otherwise."""
     grpc = sys.modules.get("grpc")
     if grpc is None or not isinstance(exc, grpc.RpcError):
@@ -257,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         _say(str(exc))
         return EXIT_BAD_INPUT
-    except _Failure as exc:
+    except CommandFailure as exc:
         _say(str(exc))
         return exc.status
     except EdgegradError as exc:
@@ -274,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say("out of memory (try a smaller batch)")
         return EXIT_INTERNAL
     except Exception as exc:  # never a traceback
-        message = _rpc_message(exc)
+        message = rpc_message(exc)
         if message is not None:
             _say(message)
             return EXIT_BAD_INPUT

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up a virtualenv, install edgegrad, compute the gradients of the example network in-process,
-# then start the whole service (`edgegrad up`: embedded Redis, gRPC server, workers) and send the
-# same request through it. The service is stopped on exit, whatever happens.
+# then start the whole service (`edgegrad up`: embedded Redis, gRPC server, workers), send the
+# same request through it, and run a batch job of 20,000 rows written to an .npz as it arrives.
+# The service is stopped on exit, whatever happens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
@@ -13,6 +14,7 @@ echo "== in-process: edgegrad grad ${GRAD[*]}"
 .venv/bin/edgegrad grad "${GRAD[@]}"
 
 LOG="$(mktemp -t edgegrad-up.XXXXXX)"
+WORK="$(mktemp -d -t edgegrad-demo.XXXXXX)"
 UP_PID=""
 stop_service() {
     if [ -n "$UP_PID" ] && kill -0 "$UP_PID" 2>/dev/null; then
@@ -22,6 +24,7 @@ stop_service() {
         wait "$UP_PID" 2>/dev/null || true
     fi
     rm -f "$LOG"
+    rm -rf "$WORK"
 }
 trap stop_service EXIT
 trap 'exit 130' INT TERM
@@ -50,4 +53,25 @@ echo "   $(head -n 1 "$LOG")"
 
 echo "== through the service: edgegrad grad ${GRAD[*]} --server $ADDRESS"
 .venv/bin/edgegrad grad "${GRAD[@]}" --server "$ADDRESS"
+echo "== a batch job: 20,000 rows of inputs for examples/xor.json in a .npy file"
+.venv/bin/python - "$WORK" <<'PY'
+import sys
+import numpy as np
+x = np.random.default_rng(0).random((20000, 2))
+np.save(f"{sys.argv[1]}/X.npy", x)
+np.save(f"{sys.argv[1]}/T.npy", 1.0 * (x.round().sum(axis=1, keepdims=True) == 1))
+PY
+BATCH=(examples/xor.json --inputs "$WORK/X.npy" --targets "$WORK/T.npy" --loss bce --per-example)
+echo "   edgegrad batch ${BATCH[*]} --server $ADDRESS --out grads.npz"
+.venv/bin/edgegrad batch "${BATCH[@]}" --server "$ADDRESS" --out "$WORK/grads.npz"
+.venv/bin/python - "$WORK/grads.npz" <<'PY'
+import sys
+import numpy as np
+with np.load(sys.argv[1]) as r:
+    for name in r.files:
+        print(f"   {name:<10} {r[name].dtype} {r[name].shape}")
+    print(f"   loss {float(r['loss']):.6f}; first example's edge gradients {np.round(r['edge_grads'][0], 6).tolist()}")
+PY
+echo "== edgegrad jobs list --server $ADDRESS"
+.venv/bin/edgegrad jobs list --server "$ADDRESS"
 echo "== stopping the service"

@@ -214,7 +214,8 @@ def test_server_that_is_not_there():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = run("grad", XOR, "--inputs", XOR_X, "--server", f"127.0.0.1:{port}")
-    assert_bad(proc, f"server 127.0.0.1:{port}: ")
+    assert proc.returncode == 3 and proc.stdout == "", proc.stderr  # unreachable: 3, not bad input (2)
+    assert proc.stderr.startswith(f"error: server 127.0.0.1:{port}: unreachable") and len(proc.stderr.splitlines()) == 1
 
 
 def test_help_goes_to_stdout():
@@ -227,6 +228,13 @@ def test_service_subcommands_get_their_own_options(command):
     proc = run(command, "--help")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(f"usage: edgegrad {command} [-h] [--"), proc.stdout  # options from its module
+
+
+@pytest.mark.parametrize("args, shown", [(["batch"], "--shard-rows N"), (["jobs"], "watch"),
+                                         (["jobs", "watch"], "--out OUT"), (["jobs", "list"], "--state")])
+def test_batch_and_jobs_get_their_options_from_their_modules(args, shown):
+    proc = run(*args, "--help")
+    assert proc.returncode == 0 and shown in proc.stdout and proc.stderr == "", proc.stderr
 
 
 def test_malformed_files_that_used_to_slip_through(tmp_path: Path) -> None:

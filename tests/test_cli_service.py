@@ -1,4 +1,4 @@
-"""``edgegrad grad --server`` against a real ``edgegrad up`` (embedded Redis, one worker process)."""
+"""``edgegrad grad --server`` and the README's ``edgegrad batch`` against a real ``edgegrad up`` (embedded Redis, one worker)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,10 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pytest
+
+from edgegrad import Network, gradients
 
 ROOT = Path(__file__).resolve().parent.parent
 XOR = str(ROOT / "examples" / "xor.json")
@@ -89,3 +92,25 @@ def test_service_bad_input_same_message(address, tmp_path):
         assert proc.returncode == 2 and proc.stdout == "" and len(proc.stderr.splitlines()) == 1, proc.stderr
     assert remote.stderr == local.stderr
     assert local.stderr.startswith("error: targets[0][0]: bce needs targets in [0, 1]")
+
+
+def test_the_readme_batch_example_runs_after_edgegrad_up(address, tmp_path):
+    """The README's `edgegrad batch` block, run as written (its `edgegrad up` is this module's service)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"### Batch jobs through the service.*?```bash\n(.*?)```", text, re.S).group(1)
+    lines = [line for line in block.splitlines()
+             if not line.startswith(("edgegrad up", "export EDGEGRAD_SERVER"))]
+    assert sum(line.startswith("edgegrad batch") for line in lines) == 2
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEGRAD_")}
+    env.update(EDGEGRAD_SERVER=address, PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", "\n".join(lines)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("succeeded, 20,000 rows") == 2, proc.stderr
+    x, t = np.load(tmp_path / "X.npy"), np.load(tmp_path / "T.npy")
+    with np.load(tmp_path / "grads.npz") as r:
+        np.testing.assert_allclose(r["edge_grads"], gradients(Network.load(XOR), x, targets=t, loss="mse").edge_grads,
+                                   rtol=1e-12)
+    assert np.load(tmp_path / "grads" / "edge_grads.npy", mmap_mode="r").shape == (20000, 6)
+    assert re.search(r"^jobs/\S+\s+succeeded\s+20,000\s", proc.stdout, re.M), proc.stdout

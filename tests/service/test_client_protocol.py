@@ -55,6 +55,17 @@ def test_state_assembles_the_exact_result_even_with_duplicates(loss, per_example
     assert out.edge_grads.tobytes() == res.edge_grads.tobytes()
 
 
+def test_a_watch_can_start_after_a_seq_and_pass_chunks_through_unkept() -> None:
+    res = edgegrad.gradients(NET, X)
+    events = list(_events(res, None, False, chunk_bytes=512))
+    state = WatchState("jobs/x", after_seq=3, assemble=False)
+    passed = [state.feed(e) for e in events]
+    assert [c.seq for c in passed if c is not None] == list(range(4, state.after_seq + 1))  # 1..3: already had
+    assert state.done and state._assembler is None  # nothing kept: memory does not grow with the result
+    with pytest.raises(errors.FailedPrecondition, match="assemble=False"):
+        state.result()
+
+
 def test_a_gap_in_the_chunks_is_an_error_not_a_wrong_result() -> None:
     res = edgegrad.gradients(NET, X)
     events = list(_events(res, None, False, chunk_bytes=512))
