@@ -173,9 +173,10 @@ class AsyncClient(ClientBase):
         """Tell the service this client holds the job's chunks up to ``seq`` (it may drop them)."""
         await self._unary("AckJob", service_pb2.AckJobRequest(name=name, seq=seq), timeout)
 
-    def job(self, name: str, *, after_seq: int = 0, assemble: bool = True) -> "AsyncJobHandle":
-        """A handle on an existing job by name; ``after_seq`` and ``assemble`` as in ``Client.job``."""
-        return AsyncJobHandle(self, name, after_seq=after_seq, assemble=assemble)
+    def job(self, name: str, *, after_seq: int = 0, assemble: bool = True,
+            acknowledge: bool = True) -> "AsyncJobHandle":
+        """A handle on an existing job by name; ``after_seq``, ``assemble``, ``acknowledge`` as in ``Client.job``."""
+        return AsyncJobHandle(self, name, after_seq=after_seq, assemble=assemble, acknowledge=acknowledge)
 
     async def get_job(self, name: str, timeout: float | None = None) -> job_pb2.Job:
         """The current state of a job (NotFound if unknown or expired)."""
@@ -207,8 +208,9 @@ class AsyncJobHandle(HandleBase):
 
     def __init__(self, client: AsyncClient, name: str, *,
                  submit: service_pb2.SubmitJobRequest | None = None, after_seq: int = 0,
-                 assemble: bool = True) -> None:
-        super().__init__(client, name, submit=submit, after_seq=after_seq, assemble=assemble)
+                 assemble: bool = True, acknowledge: bool = True) -> None:
+        super().__init__(client, name, submit=submit, after_seq=after_seq, assemble=assemble,
+                         acknowledge=acknowledge)
         self._dropped = False
 
     async def chunks(self, timeout: float | None = None, *,

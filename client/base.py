@@ -110,9 +110,9 @@ class HandleBase:
     """A job's name, latest state and stream position, and how to (re)open its stream."""
 
     def __init__(self, client: Any, name: str, *, submit: service_pb2.SubmitJobRequest | None = None,
-                 after_seq: int = 0, assemble: bool = True) -> None:
+                 after_seq: int = 0, assemble: bool = True, acknowledge: bool = True) -> None:
         self.client = client
-        self.state = WatchState(name, after_seq=after_seq, assemble=assemble)
+        self.state = WatchState(name, after_seq=after_seq, assemble=assemble, acknowledge=acknowledge)
         self._submit = submit  # a Compute request still to send (gradients()), or None
         self._call: Any = None
         self._ahead: Any = None  # a stream opened at submit (with its first events read), until chunks() takes it

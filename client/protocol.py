@@ -142,15 +142,17 @@ class WatchState:
     """What a watcher has seen of one job: its latest state, the last chunk seq, the chunks so far.
 
     ``after_seq`` starts the watch after chunks the caller already has; ``assemble=False`` passes
-    chunks through without keeping them (memory stays flat however large the result).
+    chunks through without keeping them (memory stays flat however large the result);
+    ``acknowledge=False`` makes an onlooker that never frees chunks for the workers.
     """
 
-    def __init__(self, name: str = "", *, after_seq: int = 0, assemble: bool = True) -> None:
+    def __init__(self, name: str = "", *, after_seq: int = 0, assemble: bool = True, acknowledge: bool = True) -> None:
         self.name = name
         self.job: job_pb2.Job | None = None
         self.after_seq = int(after_seq)
         self.acked = self.after_seq  #: the last seq acknowledged to the service (it may drop chunks up to there)
         self.assemble = assemble
+        self.acknowledge = acknowledge  #: whether this watcher frees the chunks it read (the job's consumer)
         self.done = False
         self._assembler: ResultAssembler | None = None
 
@@ -180,9 +182,16 @@ class WatchState:
             self.done = True
 
     def ack_due(self) -> bool:
-        """Whether enough chunks arrived since the last acknowledgement that workers may be waiting for one."""
-        limit = buffered_chunk_limit(self.job.layout) if self.job is not None else 0
-        return bool(limit) and self.after_seq - self.acked >= max(1, limit // 2)
+        """Whether to acknowledge the chunks so far: the result is larger than the service's buffer
+        (workers wait for room) and enough chunks arrived since the last acknowledgement.
+
+        A result that fits the buffer is never acknowledged, so it stays whole for its TTL and any
+        later watch can read it again; a larger one is read once.
+        """
+        if not self.acknowledge or self.job is None:
+            return False
+        limit = buffered_chunk_limit(self.job.layout)
+        return bool(limit) and self.job.layout.chunk_count > limit and self.after_seq - self.acked >= max(1, limit // 2)
 
     def _assembler_for(self) -> ResultAssembler:
         if self._assembler is None:

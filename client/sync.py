@@ -189,13 +189,15 @@ class Client(ClientBase):
             self.register(net, timeout=deadline.remaining())
             return action()
 
-    def job(self, name: str, *, after_seq: int = 0, assemble: bool = True) -> JobHandle:
+    def job(self, name: str, *, after_seq: int = 0, assemble: bool = True, acknowledge: bool = True) -> JobHandle:
         """A handle on an existing job by name (``jobs/<id>``).
 
         ``after_seq``: its ``chunks()`` start after that seq (chunks the caller already has);
-        ``assemble=False``: chunks pass through without being kept (no ``result()``; flat memory).
+        ``assemble=False``: chunks pass through without being kept (no ``result()``; flat memory);
+        ``acknowledge=False``: an onlooker that never frees chunks of a result larger than the
+        service's buffer (its consumer does).
         """
-        return JobHandle(self, name, after_seq=after_seq, assemble=assemble)
+        return JobHandle(self, name, after_seq=after_seq, assemble=assemble, acknowledge=acknowledge)
 
     def get_job(self, name: str, timeout: float | None = None) -> job_pb2.Job:
         """The current state of a job (NotFound if unknown or expired)."""

@@ -199,7 +199,7 @@ def chunks_of(arrays: Mapping[int, np.ndarray], layout: job_pb2.ResultLayout, pl
         yield job_pb2.ResultChunk.FromString(payload)
 
 
-def result_chunks(result: GradientResult, layout: job_pb2.ResultLayout, after_seq: int = 0
+def result_chunks(result: GradientResult, layout: job_pb2.ResultLayout, *, after_seq: int = 0
                   ) -> Iterator[job_pb2.ResultChunk]:
     """The chunks of a whole ``result`` in :func:`plan_chunks` order, seq set (those after ``after_seq``)."""
     arrays = field_arrays(result, layout)

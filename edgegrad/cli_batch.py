@@ -129,7 +129,9 @@ def follow(client: Any, job: Any, server: str, out: str | None, labels: dict[str
 def _stream(client: Any, name: str, writer: ResultWriter | None, received: RowProgress, progress: Progress) -> Any:
     """Read the job's chunks to its end (after those already in ``writer``); return the handle."""
     client.backoff = stream_backoff()  # the server answered: ride out a restart while the result streams
-    handle = client.job(name, after_seq=writer.after_seq if writer is not None else 0, assemble=False)
+    # only a watch that writes the result is its consumer: an onlooker frees no chunks
+    handle = client.job(name, after_seq=writer.after_seq if writer is not None else 0, assemble=False,
+                        acknowledge=writer is not None)
     for chunk in handle.chunks():
         if writer is None:
             progress.update(received.add(chunk))

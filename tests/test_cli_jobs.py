@@ -28,4 +28,4 @@ def test_json_keeps_zero_values_and_names_states_in_words():
     data = json.loads(json.dumps(job_to_dict(_sharded_job())))
     assert data["state"] == "running" and data["layout"]["batch"] == "20000"  # proto3 JSON: 64-bit ints as strings
     assert data["shards"][0] == {"index": 0, "row_start": "0", "row_stop": "10000", "state": "succeeded",
-                                 "worker": "w1", "attempt": 1}
+                                 "worker": "w1", "attempt": 1, "chunks_done": "0"}

@@ -26,7 +26,7 @@ def _job(loss: str | None, per_example: bool = False, batch: int = 300):
     t = (rng.random(size=(batch, len(XOR.outputs))) > 0.5).astype(float) if loss else None
     res = edgegrad.gradients(XOR, x, targets=t, loss=loss, per_example=per_example)
     layout = result_layout(XOR, batch, loss, per_example, "float64", CHUNK_BYTES)
-    chunks = list(result_chunks(res, layout, CHUNK_BYTES))
+    chunks = list(result_chunks(res, layout))
     assert len(chunks) == layout.chunk_count > 10
     return res, layout, chunks
 

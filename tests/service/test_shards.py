@@ -194,6 +194,11 @@ def test_a_result_larger_than_the_buffer_waits_for_a_slow_reader(namespace) -> N
             time.sleep(0.005)  # a slow reader
             peak = max(peak, r.memory_usage(stream) or 0)
         result = handle.result()
+        with pytest.raises(errors.OutOfRange, match="acknowledged and dropped"):
+            client.job(handle.name).result()   # a result larger than the buffer is read once
+        small = client.submit(NET, x[:4])  # 3 chunks: within the 4-chunk buffer
+        first = small.result()
+        assert _same(client.job(small.name).result(), first)  # one that fits stays whole for its TTL
     assert handle.job.layout.chunk_count > 40, "the result must be many times the buffer"
     assert peak <= 4 * chunk + 64 * 1024, f"Redis held {peak} bytes of a result for a {4 * chunk}-byte buffer"
     local = edgegrad.gradients(NET, x)
