@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -15,10 +16,10 @@ import numpy as np
 from .activations import ACTIVATION_NAMES, ACTIVATIONS
 from .errors import InvalidInput
 from .graph import check_edges, topological_levels
+from .network_json import FORMAT, Columns, read_columns
 
 __all__ = ["Network", "FORMAT"]
 
-FORMAT = "edgegrad.network/v1"
 _TOP_KEYS = ("format", "inputs", "outputs", "nodes", "edges")
 _NODE_KEYS = ("id", "activation", "bias")
 _EDGE_KEYS = ("src", "dst", "weight")
@@ -36,7 +37,7 @@ class Network:
 
     def __init__(self, inputs: Sequence[str], outputs: Sequence[str], node_ids: Sequence[str],
                  activations: Sequence[str], biases: np.ndarray, src: np.ndarray, dst: np.ndarray,
-                 weights: np.ndarray, *, _checked: bool = False) -> None:
+                 weights: np.ndarray, *, _checked: bool = False, _edge_keys: np.ndarray | None = None) -> None:
         if not _checked:
             raise TypeError("use Network.from_dict, Network.from_arrays or Network.load")
         self.inputs: tuple[str, ...] = tuple(inputs)
@@ -53,7 +54,7 @@ class Network:
         ids = self.inputs + self.node_ids
         #: topological level of every vertex (inputs 0); raises on a cycle
         self.levels: np.ndarray = _frozen(
-            topological_levels(self.src, self.dst, len(ids), len(self.inputs), ids), np.int64)
+            topological_levels(self.src, self.dst, len(ids), len(self.inputs), ids, _edge_keys), np.int64)
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -133,8 +134,9 @@ class Network:
             raise InvalidInput(f"edges: src has {src.size} entries but dst has {dst.size}")
         weights = _float_array(weights, "weights", src.size, "edges[{}].weight")
         outputs = _check_outputs(outputs, set(inputs), {v: i for i, v in enumerate(node_ids)})
-        check_edges(src, dst, len(inputs), ids)
-        return cls(inputs, outputs, node_ids, activations, biases, src, dst, weights, _checked=True)
+        keys = check_edges(src, dst, len(inputs), ids)
+        return cls(inputs, outputs, node_ids, activations, biases, src, dst, weights, _checked=True,
+                   _edge_keys=keys)
 
     @classmethod
     def from_dict(cls, data: Any) -> "Network":
@@ -182,9 +184,9 @@ class Network:
             dst[e] = _lookup(edge["dst"], index, f"{place}.dst")
             weights[e] = _finite(edge["weight"], f"{place}.weight")
         outputs = _check_outputs(data["outputs"], set(inputs), {v: i for i, v in enumerate(node_ids)})
-        check_edges(src, dst, len(inputs), inputs + node_ids)
+        keys = check_edges(src, dst, len(inputs), inputs + node_ids)
         return cls(inputs, outputs, node_ids, activations, np.array(biases, dtype=np.float64),
-                   src, dst, weights, _checked=True)
+                   src, dst, weights, _checked=True, _edge_keys=keys)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``edgegrad.network/v1`` JSON object; ``from_dict(to_dict())`` is an identity."""
@@ -207,13 +209,26 @@ class Network:
         try:
             if path.endswith(".npz"):
                 return cls._load_npz(path)
-            with open(path, encoding="utf-8-sig") as fh:
-                data = json.load(fh, object_pairs_hook=_JsonObject.from_pairs)
+            with open(path, "rb") as fh:
+                raw = fh.read()
         except OSError as exc:
             raise InvalidInput(f"{path}: cannot read ({exc.strerror or exc})") from None
+        columns = read_columns(raw)
+        if columns is not None:
+            return cls._from_columns(columns)
+        try:  # the exact road, reading the bytes as a utf-8-sig text file would
+            text = io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8-sig").read()
+            data = json.loads(text, object_pairs_hook=_JsonObject.from_pairs)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InvalidInput(f"{path}: not valid JSON ({exc})") from None
         return cls.from_dict(data)
+
+    @classmethod
+    def _from_columns(cls, c: Columns) -> "Network":
+        """Finish a network whose fields ``read_columns`` checked: the graph checks every road shares."""
+        keys = check_edges(c.src, c.dst, len(c.inputs), c.inputs + c.node_ids)
+        return cls(c.inputs, c.outputs, c.node_ids, c.activations, c.biases, c.src, c.dst, c.weights,
+                   _checked=True, _edge_keys=keys)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write as JSON, or as compact ``.npz`` when the name ends in ``.npz``."""
