@@ -16,6 +16,7 @@ import numpy as np
 from .activations import ACTIVATION_NAMES, ACTIVATIONS
 from .errors import InvalidInput
 from .graph import check_edges, topological_levels
+from .ids import IdIndex
 from .network_json import FORMAT, Columns, read_columns
 
 __all__ = ["Network", "FORMAT"]
@@ -23,6 +24,7 @@ __all__ = ["Network", "FORMAT"]
 _TOP_KEYS = ("format", "inputs", "outputs", "nodes", "edges")
 _NODE_KEYS = ("id", "activation", "bias")
 _EDGE_KEYS = ("src", "dst", "weight")
+_ACTIVATION_SET = frozenset(ACTIVATION_NAMES)
 
 
 class Network:
@@ -121,15 +123,17 @@ class Network:
         n = len(node_ids)
         if activations is None or isinstance(activations, str):
             activations = [activations or "identity"] * n
-        activations = [str(a) for a in activations]
+        activations = list(map(str, activations))
         if len(activations) != n:
             raise InvalidInput(f"activations: expected {n} entries (one per node), got {len(activations)}")
-        for i, a in enumerate(activations):
-            _check_activation(a, f"nodes[{i}].activation")
+        if not _ACTIVATION_SET.issuperset(activations):
+            for i, a in enumerate(activations):
+                _check_activation(a, f"nodes[{i}].activation")
         biases = _float_array(np.zeros(n) if biases is None else biases, "biases", n, "nodes[{}].bias")
         ids = inputs + node_ids
-        src = _vertex_array(src, "src", ids)
-        dst = _vertex_array(dst, "dst", ids)
+        id_index = IdIndex(ids)
+        src = _vertex_array(src, "src", id_index)
+        dst = _vertex_array(dst, "dst", id_index)
         if src.shape != dst.shape:
             raise InvalidInput(f"edges: src has {src.size} entries but dst has {dst.size}")
         weights = _float_array(weights, "weights", src.size, "edges[{}].weight")
@@ -321,10 +325,19 @@ def _id_list(values: Any, place: str) -> list[str]:
         values = values.tolist()
     if not isinstance(values, (list, tuple)):
         raise InvalidInput(f"{place}: expected a list, got {_kind(values)}")
+    if _all_str(values) and "" not in values:
+        return list(values)
     return [_id(v, f"{place}[{i}]") for i, v in enumerate(values)]
 
 
+def _all_str(values: Sequence[Any]) -> bool:
+    """Every item is exactly a ``str`` (subclasses take the careful road)."""
+    return all(t is str for t in set(map(type, values)))
+
+
 def _check_unique(inputs: list[str], node_ids: list[str]) -> None:
+    if len(set(inputs).union(node_ids)) == len(inputs) + len(node_ids):
+        return
     seen: set[str] = set()
     for place, ids in (("inputs", inputs), ("nodes", node_ids)):
         for i, v in enumerate(ids):
@@ -389,10 +402,15 @@ def _float_array(values: Any, name: str, size: int, place: str) -> np.ndarray:
     return arr
 
 
-def _vertex_array(values: Any, name: str, ids: list[str]) -> np.ndarray:
+def _vertex_array(values: Any, name: str, id_index: IdIndex) -> np.ndarray:
+    if type(values) in (list, tuple) and values:
+        found = id_index.positions(values)     # what np.asarray(values) then the lookups give
+        if found is not None:
+            return found
     arr = np.asarray(values)
     if arr.ndim != 1:
         arr = arr.reshape(-1)
+    ids = id_index.ids
     if arr.size and arr.dtype.kind in "iu":
         arr = arr.astype(np.int64)
         bad = np.flatnonzero((arr < 0) | (arr >= len(ids)))
@@ -402,6 +420,10 @@ def _vertex_array(values: Any, name: str, ids: list[str]) -> np.ndarray:
         return arr
     if arr.size == 0:
         return np.zeros(0, dtype=np.int64)
+    if arr.dtype.kind == "U":
+        found = id_index.positions(arr)
+        if found is not None:
+            return found
     index = {v: i for i, v in enumerate(ids)}
     out = np.empty(arr.size, dtype=np.int64)
     for e, v in enumerate(arr.tolist()):
