@@ -1,9 +1,9 @@
 """Positions of string ids, looked up a million names at a time without a dict probe per name.
 
-Names and ids become zero-padded rows of code points (one join and one encode for a whole list)
-and each row is hashed in a few whole-array passes. A table addressed by the top bits of the hash
+Names and ids become zero-padded rows of 8-byte words holding their characters (one join and one
+encode for a whole list; bytes when every id is ASCII) and each row is hashed in a pass a word. A table addressed by the top bits of the hash
 gives each name its one candidate id (names whose slot several ids share are settled by binary
-search), then every candidate is compared code point by code point, so the answer is exact
+search), then every candidate is compared word by word, so the answer is exact
 whatever the hashes do.
 """
 
@@ -27,12 +27,14 @@ class IdIndex:
         self.ids = list(ids)
         self.width = max(map(len, self.ids), default=0)
         self._dict: dict[str, int] | None = None
-        codes = _code_rows(self.ids, self.width)
-        if codes is None:          # an id holding a NUL: the separator the rows rely on
+        joined = "\0".join(self.ids)
+        self._ascii = joined.isascii()          # then names are rows of bytes, else of UCS-4 code points
+        words = _joined_rows(joined, len(self.ids), self.width, self._ascii)
+        if not isinstance(words, np.ndarray):  # an id holding a NUL: the separator the rows rely on
             self._dict = {v: i for i, v in enumerate(self.ids)}
             return
-        self._codes = codes
-        hashes = _row_hashes(codes)
+        self._words = words
+        hashes = _row_hashes(words)
         self._order = np.argsort(hashes)
         self._sorted = hashes[self._order]
         if np.any(self._sorted[1:] == self._sorted[:-1]):      # ids a hash cannot tell apart
@@ -60,12 +62,19 @@ class IdIndex:
             return self._dict_positions(names)
         if not self.ids:
             return None
-        rows = _array_rows(names, self.width) if isinstance(names, np.ndarray) else _code_rows(names, self.width)
-        if rows is None:
-            return self._dict_positions(names)   # NULs in a name, or not strings: the careful road
-        if rows is False:
-            return None                          # a name longer than every id
-        hashes = _row_hashes(rows)
+        if isinstance(names, np.ndarray):
+            words = _array_rows(names, self.width, self._ascii)
+        else:
+            try:
+                joined = "\0".join(names)
+            except TypeError:
+                return None                      # not all strings: the careful road decides
+            words = _joined_rows(joined, len(names), self.width, self._ascii)
+        if words is None:
+            return self._dict_positions(names)   # NULs in a name
+        if words is False:
+            return None                          # a name no id can equal (too long, or not ASCII)
+        hashes = _row_hashes(words)
         candidate = self._slots[(hashes >> self._shift).astype(np.intp)]
         if np.any(candidate == _EMPTY):
             return None
@@ -74,7 +83,7 @@ class IdIndex:
             found = np.searchsorted(self._sorted, hashes[shared])
             np.minimum(found, self._sorted.size - 1, out=found)
             candidate[shared] = self._order[found]
-        if not np.array_equal(self._codes[candidate], rows):
+        if not np.array_equal(self._words[candidate], words):
             return None
         return candidate
 
@@ -89,56 +98,64 @@ class IdIndex:
             return None
 
 
-def _code_rows(names: Sequence[str], width: int) -> np.ndarray | None | bool:
-    """Code points of each name as a zero-padded ``len(names) × width`` array.
+def _cells(width: int, itemsize: int) -> int:
+    """Characters a row holds: ``width`` rounded up to whole 8-byte words (at least one word)."""
+    per_word = 8 // itemsize
+    return max(1, -(-width // per_word)) * per_word
 
-    None when some item is not a string or holds a NUL, False when some name is longer than ``width``.
+
+def _joined_rows(joined: str, count: int, width: int, ascii_only: bool) -> np.ndarray | None | bool:
+    """``count`` NUL-joined names as zero-padded rows of 8-byte words (bytes if ``ascii_only``, else UCS-4).
+
+    None when a name holds a NUL (the count of separators is off); False when some name cannot
+    equal any id: longer than ``width``, or not ASCII where every id is.
     """
-    try:
-        joined = "\0".join(names)
-    except TypeError:
-        return None
-    if joined.isascii():
+    if ascii_only:
+        if not joined.isascii():
+            return False
         points = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
     else:
         points = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     ends = np.flatnonzero(points == 0)
-    if ends.size != len(names) - 1:
+    if ends.size != count - 1:
         return None
-    starts = np.empty(len(names), dtype=np.int64)
+    starts = np.empty(count, dtype=np.int64)
     starts[0] = 0
     starts[1:] = ends + 1
-    lengths = np.empty(len(names), dtype=np.int64)
+    lengths = np.empty(count, dtype=np.int64)
     lengths[:-1] = ends - starts[:-1]
     lengths[-1] = points.size - starts[-1]
-    if lengths.size and int(lengths.max()) > width:
+    if int(lengths.max()) > width:
         return False
-    padded = np.append(points, points.dtype.type(0))    # a zero to read past a name's end
-    past_end = padded.size - 1
-    rows = np.zeros((len(names), max(width, 1)), dtype=points.dtype, order="F")
-    for column in range(width):               # one pass a character position, not a name
-        rows[:, column] = padded[np.where(lengths > column, starts + column, past_end)]
-    return rows
+    cells = _cells(width, points.itemsize)
+    padded = np.zeros(points.size + cells, dtype=points.dtype)
+    padded[:points.size] = points
+    rows = np.lib.stride_tricks.sliding_window_view(padded, cells)[starts]   # each name and what follows
+    rows[np.arange(cells) >= lengths[:, None]] = 0                          # ... cut at its end
+    return rows.view(np.uint64)
 
 
-def _array_rows(names: np.ndarray, width: int) -> np.ndarray | bool:
-    """A numpy string array's code points as ``size × width`` rows; False when a name is too long."""
+def _array_rows(names: np.ndarray, width: int, ascii_only: bool) -> np.ndarray | bool:
+    """A numpy string array as the rows ``_joined_rows`` makes; False when a name cannot equal any id."""
     own = names.dtype.itemsize // 4
     points = np.ascontiguousarray(names).reshape(-1).view(np.uint32).reshape(names.size, own)
     if own > width:
         if points[:, width:].any():
             return False
-        return points[:, :max(width, 1)]
-    rows = np.zeros((names.size, max(width, 1)), dtype=np.uint32)
-    rows[:, :own] = points
-    return rows
+        points = points[:, :width]
+    if ascii_only and np.any(points >= 128):
+        return False
+    dtype = np.uint8 if ascii_only else np.uint32
+    rows = np.zeros((names.size, _cells(width, np.dtype(dtype).itemsize)), dtype=dtype)
+    rows[:, :points.shape[1]] = points
+    return rows.view(np.uint64)
 
 
-def _row_hashes(rows: np.ndarray) -> np.ndarray:
-    """A 64-bit hash of each zero-padded row of code points (FNV-1a, then mixed)."""
-    acc = np.full(rows.shape[0], _FNV_OFFSET, dtype=np.uint64)
-    for column in range(rows.shape[1]):
-        acc ^= rows[:, column]
+def _row_hashes(words: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each row of words (FNV-1a over the words, then mixed)."""
+    acc = np.full(words.shape[0], _FNV_OFFSET, dtype=np.uint64)
+    for column in range(words.shape[1]):
+        acc ^= words[:, column]
         acc *= _FNV_PRIME
     for mix in (_MIX1, _MIX2):      # spread every character into the top bits the table uses
         acc ^= acc >> np.uint64(33)
