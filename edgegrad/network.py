@@ -50,7 +50,8 @@ class Network:
         self.src: np.ndarray = _frozen(src, np.int64)
         self.dst: np.ndarray = _frozen(dst, np.int64)
         self.weights: np.ndarray = _frozen(weights, np.float64)
-        index = {node: i for i, node in enumerate(self.node_ids)}
+        wanted = set(self.outputs)
+        index = {node: i for i, node in enumerate(self.node_ids) if node in wanted}
         #: position of each output among the computed nodes
         self.output_index: np.ndarray = _frozen([index[o] for o in self.outputs], np.int64)
         ids = self.inputs + self.node_ids
