@@ -394,3 +394,27 @@ def test_every_activation_and_defaults_read_alike() -> None:
     edges = [{"src": "x", "dst": n["id"], "weight": 1} for n in nodes]
     doc = {"inputs": ["x"], "outputs": ["plain"], "nodes": nodes, "edges": edges}
     check_same(json.dumps(doc).encode(), "quick")
+
+
+# ------------------------------------------------------------------ byte-level edits: the two parsers agree
+SMALL = json.dumps({"format": "edgegrad.network/v1", "inputs": ["x", "x2"], "outputs": ["y"],
+                    "nodes": [{"id": "h", "activation": "tanh", "bias": -0.5}, {"id": "y"}],
+                    "edges": [{"src": "x", "dst": "h", "weight": 1.25}, {"src": "h", "dst": "y", "weight": -2},
+                              {"src": "x2", "dst": "y", "weight": 3e-3}]}).encode()
+EDIT_BYTES = [bytes([b]) for b in b'{}[]":,\\ 019eE.-+tfnulrasxhy\x00\x01\x7f\xff\xc3\xa9\r\n\t\x0c'] + [BOM, b"\xed\xa0\x80"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(edits=st.lists(st.tuples(st.floats(0, 1), st.sampled_from(["insert", "delete", "replace"]),
+                                st.sampled_from(EDIT_BYTES)), min_size=1, max_size=3))
+def test_byte_edits_give_the_same_outcome_both_ways(edits: list[tuple[float, str, bytes]]) -> None:
+    raw = bytearray(SMALL)
+    for where, how, what in edits:
+        at = min(int(where * len(raw)), len(raw) - 1)
+        if how == "insert":
+            raw[at:at] = what
+        elif how == "delete":
+            del raw[at]
+        else:
+            raw[at:at + 1] = what
+    check_same(bytes(raw), None)
