@@ -1,10 +1,10 @@
 """Positions of string ids, looked up a million names at a time without a dict probe per name.
 
 Names and ids become zero-padded rows of 8-byte words holding their characters (one join and one
-encode for a whole list; bytes when every id is ASCII) and each row is hashed in a pass a word. A table addressed by the top bits of the hash
-gives each name its one candidate id (names whose slot several ids share are settled by binary
-search), then every candidate is compared word by word, so the answer is exact
-whatever the hashes do.
+encode for a whole list; bytes when every id is ASCII), and each row is hashed in one pass a word.
+A table addressed by the top bits of the hash gives each name its one candidate id (names whose
+slot several ids share are settled by binary search), then every candidate is compared word by
+word, so the answer is exact whatever the hashes do.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class IdIndex:
         bits = max(10, (8 * len(self.ids)).bit_length())       # at least 8 slots an id
         self._shift = np.uint64(64 - bits)
         slots = (hashes >> self._shift).astype(np.intp)
-        self._slots = np.full(1 << bits, _EMPTY, dtype=np.int64)
+        self._slots = np.full(1 << bits, _EMPTY, dtype=np.int32 if len(self.ids) < 2**31 else np.int64)
         self._slots[slots] = np.arange(len(self.ids))
         self._slots[np.bincount(slots, minlength=1 << bits) > 1] = _SHARED
 
@@ -85,7 +85,7 @@ class IdIndex:
             candidate[shared] = self._order[found]
         if not np.array_equal(self._words[candidate], words):
             return None
-        return candidate
+        return candidate.astype(np.int64, copy=False)
 
     def _dict_positions(self, names: Sequence[str] | np.ndarray) -> np.ndarray | None:
         """The same answer by one dict probe a name."""
