@@ -40,12 +40,11 @@ class IdIndex:
         if np.any(self._sorted[1:] == self._sorted[:-1]):      # ids a hash cannot tell apart
             self._dict = {v: i for i, v in enumerate(self.ids)}
             return
-        bits = max(10, (8 * len(self.ids)).bit_length())       # at least 8 slots an id
-        self._shift = np.uint64(64 - bits)
-        slots = (hashes >> self._shift).astype(np.intp)
-        self._slots = np.full(1 << bits, _EMPTY, dtype=np.int32 if len(self.ids) < 2**31 else np.int64)
-        self._slots[slots] = np.arange(len(self.ids))
-        self._slots[np.bincount(slots, minlength=1 << bits) > 1] = _SHARED
+        # two tables: the top bits of the hash, then (for ids sharing a slot there) the next bits
+        everyone = np.arange(len(self.ids))
+        self._tables = [_SlotTable(hashes, everyone, 0)]
+        crowded = everyone[self._tables[0].shared_at(hashes)]
+        self._tables.append(_SlotTable(hashes[crowded], crowded, self._tables[0].bits))
 
     def positions(self, names: Sequence[str] | np.ndarray) -> np.ndarray | None:
         """The position of every name among the ids (int64), or None when some name is not an id.
@@ -75,9 +74,13 @@ class IdIndex:
         if words is False:
             return None                          # a name no id can equal (too long, or not ASCII)
         hashes = _row_hashes(words)
-        candidate = self._slots[(hashes >> self._shift).astype(np.intp)]
+        first, second = self._tables
+        candidate = first.look_up(hashes)
+        shared = np.flatnonzero(candidate == _SHARED)
+        if shared.size:
+            candidate[shared] = second.look_up(hashes[shared])
         if np.any(candidate == _EMPTY):
-            return None
+            return None                          # no id has this name's hash
         shared = np.flatnonzero(candidate == _SHARED)
         if shared.size:
             found = np.searchsorted(self._sorted, hashes[shared])
@@ -96,6 +99,32 @@ class IdIndex:
             return np.fromiter(map(self._dict.__getitem__, listed), dtype=np.int64, count=len(listed))
         except (KeyError, TypeError, AttributeError):
             return None
+
+
+class _SlotTable:
+    """Ids by ``bits`` bits of their hash, taken ``skip`` bits below the top; a slot is empty, one id, or shared."""
+
+    def __init__(self, hashes: np.ndarray, positions: np.ndarray, skip: int) -> None:
+        self.bits = max(10, (8 * len(positions)).bit_length())   # at least 8 slots an id
+        self._skip = skip
+        self._shift = np.uint64(max(64 - skip - self.bits, 0))
+        self._mask = np.uint64((1 << self.bits) - 1)
+        dtype = np.int32 if len(positions) and int(positions.max()) < 2**31 else np.int64
+        self._slots = np.full(1 << self.bits, _EMPTY, dtype=dtype)
+        where = self._slot(hashes)
+        self._slots[where] = positions
+        self._slots[np.bincount(where, minlength=1 << self.bits) > 1] = _SHARED
+
+    def _slot(self, hashes: np.ndarray) -> np.ndarray:
+        return ((hashes >> self._shift) & self._mask).astype(np.intp)
+
+    def shared_at(self, hashes: np.ndarray) -> np.ndarray:
+        """Which of these hashes fall in a shared slot."""
+        return self._slots[self._slot(hashes)] == _SHARED
+
+    def look_up(self, hashes: np.ndarray) -> np.ndarray:
+        """The one id in each hash's slot, or ``_EMPTY`` / ``_SHARED``."""
+        return self._slots[self._slot(hashes)]
 
 
 def _cells(width: int, itemsize: int) -> int:

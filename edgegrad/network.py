@@ -50,10 +50,8 @@ class Network:
         self.src: np.ndarray = _frozen(src, np.int64)
         self.dst: np.ndarray = _frozen(dst, np.int64)
         self.weights: np.ndarray = _frozen(weights, np.float64)
-        wanted = set(self.outputs)
-        index = {node: i for i, node in enumerate(self.node_ids) if node in wanted}
         #: position of each output among the computed nodes
-        self.output_index: np.ndarray = _frozen([index[o] for o in self.outputs], np.int64)
+        self.output_index: np.ndarray = _frozen(_positions_of(self.outputs, self.node_ids), np.int64)
         ids = self.inputs + self.node_ids
         #: topological level of every vertex (inputs 0); raises on a cycle
         self.levels: np.ndarray = _frozen(
@@ -138,7 +136,7 @@ class Network:
         if src.shape != dst.shape:
             raise InvalidInput(f"edges: src has {src.size} entries but dst has {dst.size}")
         weights = _float_array(weights, "weights", src.size, "edges[{}].weight")
-        outputs = _check_outputs(outputs, set(inputs), {v: i for i, v in enumerate(node_ids)})
+        outputs = _check_outputs(outputs, set(inputs), set(node_ids))
         keys = check_edges(src, dst, len(inputs), ids)
         return cls(inputs, outputs, node_ids, activations, biases, src, dst, weights, _checked=True,
                    _edge_keys=keys)
@@ -188,7 +186,7 @@ class Network:
             src[e] = _lookup(edge["src"], index, f"{place}.src")
             dst[e] = _lookup(edge["dst"], index, f"{place}.dst")
             weights[e] = _finite(edge["weight"], f"{place}.weight")
-        outputs = _check_outputs(data["outputs"], set(inputs), {v: i for i, v in enumerate(node_ids)})
+        outputs = _check_outputs(data["outputs"], set(inputs), set(node_ids))
         keys = check_edges(src, dst, len(inputs), inputs + node_ids)
         return cls(inputs, outputs, node_ids, activations, np.array(biases, dtype=np.float64),
                    src, dst, weights, _checked=True, _edge_keys=keys)
@@ -272,6 +270,14 @@ def _frozen(values: Any, dtype: Any) -> np.ndarray:
     arr = np.array(values, dtype=dtype)
     arr.setflags(write=False)
     return arr
+
+
+def _positions_of(wanted: Sequence[str], ids: Sequence[str]) -> list[int]:
+    """Where each of a few wanted ids sits (a scan in C each), or by one dict for many."""
+    if len(wanted) <= 64:
+        return [ids.index(v) for v in wanted]
+    index = {v: i for i, v in enumerate(ids)}
+    return [index[v] for v in wanted]
 
 
 def _kind(value: Any) -> str:
@@ -374,7 +380,7 @@ def _lookup(value: Any, index: dict[str, int], place: str) -> int:
         raise InvalidInput(f"{place}: unknown node '{value}'") from None
 
 
-def _check_outputs(outputs: Any, inputs: set[str], nodes: dict[str, int]) -> list[str]:
+def _check_outputs(outputs: Any, inputs: set[str], nodes: set[str]) -> list[str]:
     outputs = _id_list(outputs, "outputs")
     if not outputs:
         raise InvalidInput("outputs: must name at least one node")

@@ -61,14 +61,18 @@ def test_weak_hashes_change_the_road_not_the_answer(monkeypatch: pytest.MonkeyPa
     _check(IdIndex(ids), ids, names + ["bac"])            # not an id
 
 
-def test_shared_slots_are_settled_by_binary_search(monkeypatch: pytest.MonkeyPatch) -> None:
-    # hashes distinct, but equal in the top bits the table is addressed by
+@pytest.mark.parametrize("shift, settled_by", [(60, "binary search"), (44, "second table")])
+def test_shared_slots_are_settled(monkeypatch: pytest.MonkeyPatch, shift: int, settled_by: str) -> None:
+    # distinct hashes that agree in the top bits the first table is addressed by
     monkeypatch.setattr(ids_module, "_row_hashes",
-                        lambda rows: rows[:, 0].astype(np.uint64) + (rows[:, -1].astype(np.uint64) << np.uint64(60)))
+                        lambda words: words[:, 0] + (words[:, 0] << np.uint64(shift)))
     ids = [f"{chr(97 + i % 26)}{i % 3}" for i in range(78)]
     ix = IdIndex(ids)
-    assert ix._dict is None and np.any(ix._slots == ids_module._SHARED)
+    first, second = ix._tables
+    assert ix._dict is None and np.any(first._slots == ids_module._SHARED)
+    assert np.any(second._slots == ids_module._SHARED) == (settled_by == "binary search")
     _check(ix, ids, ids[::-1] * 3)
+    _check(ix, ids, ids + ["a9", "zz"])
 
 
 def test_a_name_whose_hash_matches_an_id_is_still_not_that_id(monkeypatch: pytest.MonkeyPatch) -> None:
