@@ -68,13 +68,14 @@ def _contenders(json_path: str, npz_path: str, raw: bytes, net: Network) -> dict
     return found
 
 
-def _timed(fn: Callable[[], object]) -> float:
+def _timed(fn: Callable[[], object]) -> tuple[float, float]:
+    """Wall and CPU seconds of one call (CPU time is steadier on a machine others share)."""
     gc.collect()
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     result = fn()
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - start_cpu
     del result                                        # freed after the clock stops
-    return elapsed
+    return elapsed, cpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,29 +101,42 @@ def main(argv: list[str] | None = None) -> int:
               f"{'yes' if same else 'NO'}", flush=True)
         contenders = _contenders(json_path, npz_path, raw, net)
         names = list(contenders)
-        times: dict[str, list[float]] = {name: [] for name in names}
+        print(f"load average before: {_load_average()}", flush=True)
+        times: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
         for r in range(rounds):
             for name in names[r % len(names):] + names[:r % len(names)]:
                 times[name].append(_timed(contenders[name]))
         exact = _timed(lambda: _exact_road(raw)) if args.exact else None
+        print(f"load average after: {_load_average()}", flush=True)
     _report(times, exact, full_size=not args.quick)
     return 0
 
 
-def _report(times: dict[str, list[float]], exact: float | None, full_size: bool) -> None:
-    print(f"\n  {'what':<48} {'median':>9} {'min':>9} {'runs':>5}")
+def _load_average() -> str:
+    try:
+        return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def _report(times: dict[str, list[tuple[float, float]]], exact: tuple[float, float] | None, full_size: bool) -> None:
+    print(f"\n  {'what':<48} {'median':>9} {'min':>9} {'cpu med':>9} {'runs':>5}")
     for name, ts in times.items():
-        print(f"  {name:<48} {fmt_time(float(np.median(ts))):>9} {fmt_time(min(ts)):>9} {len(ts):>5}")
+        wall, cpu = np.array(ts).T
+        print(f"  {name:<48} {fmt_time(float(np.median(wall))):>9} {fmt_time(wall.min()):>9}"
+              f" {fmt_time(float(np.median(cpu))):>9} {len(ts):>5}")
     if exact is not None:
-        print(f"  {'exact road alone (json + hook + from_dict)':<48} {fmt_time(exact):>9} {'':>9} {1:>5}")
+        print(f"  {'exact road alone (json + hook + from_dict)':<48} {fmt_time(exact[0]):>9} {'':>9}"
+              f" {fmt_time(exact[1]):>9} {1:>5}")
     load = np.array(times["Network.load (.json)"])
-    print("\n  per-round ratios (median, range):")
+    print("\n  per-round ratios, wall (median, range) and CPU (median):")
     for name in ("json.loads (same bytes)", "orjson.loads (same bytes)", "Network.load (.npz)"):
         if name in times:
             ratio = load / np.array(times[name])
-            print(f"    Network.load (.json) ÷ {name:<30} {np.median(ratio):5.2f}  ({ratio.min():.2f}–{ratio.max():.2f})")
-    load_ratio = float(np.median(load / np.array(times["json.loads (same bytes)"])))
-    from_arrays = float(np.median(times["from_arrays, string ids (lists of str)"]))
+            print(f"    Network.load (.json) ÷ {name:<30} {np.median(ratio[:, 0]):5.2f}"
+                  f"  ({ratio[:, 0].min():.2f}–{ratio[:, 0].max():.2f})   cpu {np.median(ratio[:, 1]):5.2f}")
+    load_ratio = float(np.median(load[:, 0] / np.array(times["json.loads (same bytes)"])[:, 0]))
+    from_arrays = float(np.median(np.array(times["from_arrays, string ids (lists of str)"])[:, 0]))
     scope = "" if full_size else "  (goals are stated for the full size)"
     print(f"\n  goal Network.load ≤ json.loads: {load_ratio:.2f}× → {'ok' if load_ratio <= LOAD_RATIO_GOAL else 'MISSED'}"
           f"; goal from_arrays with string ids ≤ {FROM_ARRAYS_GOAL} s: {fmt_time(from_arrays)} → "
