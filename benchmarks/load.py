@@ -84,9 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a ~100k-edge network and 3 rounds")
     parser.add_argument("--rounds", type=int, default=None, help="rounds (default 5, or 3 with --quick)")
     parser.add_argument("--exact", action="store_true", help="also time the exact road once (~5 s at full size)")
+    parser.add_argument("--width", type=int, default=None, help="nodes a level (default 6000, or 600 with --quick)")
     args = parser.parse_args(argv)
     rounds = args.rounds or (3 if args.quick else 5)
-    net = networks.irregular_dag(width=600 if args.quick else 6000)
+    width = args.width or (600 if args.quick else 6000)
+    net = networks.irregular_dag(width=width)
     with tempfile.TemporaryDirectory() as tmp:
         json_path, npz_path = os.path.join(tmp, "net.json"), os.path.join(tmp, "net.npz")
         net.save(json_path)
@@ -108,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                 times[name].append(_timed(contenders[name]))
         exact = _timed(lambda: _exact_road(raw)) if args.exact else None
         print(f"load average after: {_load_average()}", flush=True)
-    _report(times, exact, full_size=not args.quick)
+    _report(times, exact, full_size=width == 6000)
     return 0
 
 
