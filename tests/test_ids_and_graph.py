@@ -180,3 +180,12 @@ def test_from_arrays_reads_trailing_nuls_as_numpy_does() -> None:
     args = (["x1", "x2"], ["y"], ["h", "y"], "tanh", None)
     plain = Network.from_arrays(*args, ["x1", "x2", "h"], ["h", "h", "y"], [1.0, 2.0, 3.0])
     assert Network.from_arrays(*args, ["x1\0", "x2", "h\0\0"], ["h", "h", "y"], [1.0, 2.0, 3.0]) == plain
+
+
+@pytest.mark.parametrize("n_outputs", [1, 64, 65, 200])
+def test_output_positions_for_few_and_many_outputs(n_outputs: int) -> None:
+    rng = np.random.default_rng(n_outputs)
+    node_ids = [f"n{i}" for i in range(300)]
+    outputs = [node_ids[i] for i in rng.permutation(300)[:n_outputs]]
+    net = Network.from_arrays(["x"], outputs, node_ids, "tanh", None, ["x"] * 300, node_ids, np.ones(300))
+    assert net.output_index.tolist() == [node_ids.index(o) for o in outputs]
