@@ -8,8 +8,9 @@ import json
 import math
 import os
 import zipfile
+import functools
 from functools import cached_property
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -130,9 +131,9 @@ class Network:
                 _check_activation(a, f"nodes[{i}].activation")
         biases = _float_array(np.zeros(n) if biases is None else biases, "biases", n, "nodes[{}].bias")
         ids = inputs + node_ids
-        id_index = IdIndex(ids)
-        src = _vertex_array(src, "src", id_index)
-        dst = _vertex_array(dst, "dst", id_index)
+        id_index = functools.cache(lambda: IdIndex(ids))      # only built for string ids
+        src = _vertex_array(src, "src", ids, id_index)
+        dst = _vertex_array(dst, "dst", ids, id_index)
         if src.shape != dst.shape:
             raise InvalidInput(f"edges: src has {src.size} entries but dst has {dst.size}")
         weights = _float_array(weights, "weights", src.size, "edges[{}].weight")
@@ -409,15 +410,14 @@ def _float_array(values: Any, name: str, size: int, place: str) -> np.ndarray:
     return arr
 
 
-def _vertex_array(values: Any, name: str, id_index: IdIndex) -> np.ndarray:
-    if type(values) in (list, tuple) and values:
-        found = id_index.positions(values)     # what np.asarray(values) then the lookups give
+def _vertex_array(values: Any, name: str, ids: list[str], id_index: Callable[[], IdIndex]) -> np.ndarray:
+    if type(values) in (list, tuple) and values and isinstance(values[0], str):
+        found = id_index().positions(values)   # what np.asarray(values) then the lookups give
         if found is not None:
             return found
     arr = np.asarray(values)
     if arr.ndim != 1:
         arr = arr.reshape(-1)
-    ids = id_index.ids
     if arr.size and arr.dtype.kind in "iu":
         arr = arr.astype(np.int64)
         bad = np.flatnonzero((arr < 0) | (arr >= len(ids)))
@@ -428,7 +428,7 @@ def _vertex_array(values: Any, name: str, id_index: IdIndex) -> np.ndarray:
     if arr.size == 0:
         return np.zeros(0, dtype=np.int64)
     if arr.dtype.kind == "U":
-        found = id_index.positions(arr)
+        found = id_index().positions(arr)
         if found is not None:
             return found
     index = {v: i for i, v in enumerate(ids)}
