@@ -17,6 +17,7 @@ __all__ = ["IdIndex"]
 
 _FNV_OFFSET, _FNV_PRIME = np.uint64(0xCBF29CE484222325), np.uint64(0x100000001B3)
 _MIX1, _MIX2 = np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53)
+_ALL_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
 _EMPTY, _SHARED = -1, -2           # table entries: no id in this slot / several ids share it
 
 
@@ -142,9 +143,9 @@ def _joined_rows(joined: str, count: int, width: int, ascii_only: bool) -> np.nd
     if ascii_only:
         if not joined.isascii():
             return False
-        points = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
+        points = np.frombuffer(joined.encode("ascii"), dtype="<u1")
     else:
-        points = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        points = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype="<u4")
     ends = np.flatnonzero(points == 0)
     if ends.size != count - 1:
         return None
@@ -156,12 +157,21 @@ def _joined_rows(joined: str, count: int, width: int, ascii_only: bool) -> np.nd
     lengths[-1] = points.size - starts[-1]
     if int(lengths.max()) > width:
         return False
-    cells = _cells(width, points.itemsize)
-    padded = np.zeros(points.size + cells, dtype=points.dtype)
+    size = points.itemsize
+    cells = _cells(width, size)
+    per_word = 8 // size
+    padded = np.zeros(points.size + cells, dtype=points.dtype)          # room to read past the end
     padded[:points.size] = points
-    rows = np.lib.stride_tricks.sliding_window_view(padded, cells)[starts]   # each name and what follows
-    rows[np.arange(cells) >= lengths[:, None]] = 0                          # ... cut at its end
-    return rows.view(np.uint64)
+    # the words of a row starting at every character (unaligned 8-byte reads), taken at each name
+    windows = np.ndarray((points.size + 1, cells // per_word), dtype="<u8", buffer=padded,
+                         strides=(size, 8))
+    words = windows[starts]
+    for column in range(words.shape[1]):       # cut each row at its name's end
+        valid = np.clip(lengths - column * per_word, 0, per_word).astype(np.uint64)
+        keep = (np.uint64(1) << (valid * np.uint64(8 * size))) - np.uint64(1)
+        keep[valid == per_word] = _ALL_ONES
+        words[:, column] &= keep
+    return words
 
 
 def _array_rows(names: np.ndarray, width: int, ascii_only: bool) -> np.ndarray | bool:
@@ -174,10 +184,10 @@ def _array_rows(names: np.ndarray, width: int, ascii_only: bool) -> np.ndarray |
         points = points[:, :width]
     if ascii_only and np.any(points >= 128):
         return False
-    dtype = np.uint8 if ascii_only else np.uint32
-    rows = np.zeros((names.size, _cells(width, np.dtype(dtype).itemsize)), dtype=dtype)
+    dtype = np.dtype("<u1" if ascii_only else "<u4")
+    rows = np.zeros((names.size, _cells(width, dtype.itemsize)), dtype=dtype)
     rows[:, :points.shape[1]] = points
-    return rows.view(np.uint64)
+    return rows.view("<u8")
 
 
 def _row_hashes(words: np.ndarray) -> np.ndarray:
