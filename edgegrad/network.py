@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
 import zipfile
+import functools
 from functools import cached_property
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
 from .activations import ACTIVATION_NAMES, ACTIVATIONS
 from .errors import InvalidInput
 from .graph import check_edges, topological_levels
+from .ids import IdIndex
+from .network_json import FORMAT, Columns, read_columns
 
 __all__ = ["Network", "FORMAT"]
 
-FORMAT = "edgegrad.network/v1"
 _TOP_KEYS = ("format", "inputs", "outputs", "nodes", "edges")
 _NODE_KEYS = ("id", "activation", "bias")
 _EDGE_KEYS = ("src", "dst", "weight")
+_ACTIVATION_SET = frozenset(ACTIVATION_NAMES)
 
 
 class Network:
@@ -36,7 +40,7 @@ class Network:
 
     def __init__(self, inputs: Sequence[str], outputs: Sequence[str], node_ids: Sequence[str],
                  activations: Sequence[str], biases: np.ndarray, src: np.ndarray, dst: np.ndarray,
-                 weights: np.ndarray, *, _checked: bool = False) -> None:
+                 weights: np.ndarray, *, _checked: bool = False, _edge_keys: np.ndarray | None = None) -> None:
         if not _checked:
             raise TypeError("use Network.from_dict, Network.from_arrays or Network.load")
         self.inputs: tuple[str, ...] = tuple(inputs)
@@ -47,13 +51,12 @@ class Network:
         self.src: np.ndarray = _frozen(src, np.int64)
         self.dst: np.ndarray = _frozen(dst, np.int64)
         self.weights: np.ndarray = _frozen(weights, np.float64)
-        index = {node: i for i, node in enumerate(self.node_ids)}
         #: position of each output among the computed nodes
-        self.output_index: np.ndarray = _frozen([index[o] for o in self.outputs], np.int64)
+        self.output_index: np.ndarray = _frozen(_positions_of(self.outputs, self.node_ids), np.int64)
         ids = self.inputs + self.node_ids
         #: topological level of every vertex (inputs 0); raises on a cycle
         self.levels: np.ndarray = _frozen(
-            topological_levels(self.src, self.dst, len(ids), len(self.inputs), ids), np.int64)
+            topological_levels(self.src, self.dst, len(ids), len(self.inputs), ids, _edge_keys), np.int64)
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -120,21 +123,24 @@ class Network:
         n = len(node_ids)
         if activations is None or isinstance(activations, str):
             activations = [activations or "identity"] * n
-        activations = [str(a) for a in activations]
+        activations = list(map(str, activations))
         if len(activations) != n:
             raise InvalidInput(f"activations: expected {n} entries (one per node), got {len(activations)}")
-        for i, a in enumerate(activations):
-            _check_activation(a, f"nodes[{i}].activation")
+        if not _ACTIVATION_SET.issuperset(activations):
+            for i, a in enumerate(activations):
+                _check_activation(a, f"nodes[{i}].activation")
         biases = _float_array(np.zeros(n) if biases is None else biases, "biases", n, "nodes[{}].bias")
         ids = inputs + node_ids
-        src = _vertex_array(src, "src", ids)
-        dst = _vertex_array(dst, "dst", ids)
+        id_index = functools.cache(lambda: IdIndex(ids))      # only built for string ids
+        src = _vertex_array(src, "src", ids, id_index)
+        dst = _vertex_array(dst, "dst", ids, id_index)
         if src.shape != dst.shape:
             raise InvalidInput(f"edges: src has {src.size} entries but dst has {dst.size}")
         weights = _float_array(weights, "weights", src.size, "edges[{}].weight")
-        outputs = _check_outputs(outputs, set(inputs), {v: i for i, v in enumerate(node_ids)})
-        check_edges(src, dst, len(inputs), ids)
-        return cls(inputs, outputs, node_ids, activations, biases, src, dst, weights, _checked=True)
+        outputs = _check_outputs(outputs, set(inputs), set(node_ids))
+        keys = check_edges(src, dst, len(inputs), ids)
+        return cls(inputs, outputs, node_ids, activations, biases, src, dst, weights, _checked=True,
+                   _edge_keys=keys)
 
     @classmethod
     def from_dict(cls, data: Any) -> "Network":
@@ -181,10 +187,10 @@ class Network:
             src[e] = _lookup(edge["src"], index, f"{place}.src")
             dst[e] = _lookup(edge["dst"], index, f"{place}.dst")
             weights[e] = _finite(edge["weight"], f"{place}.weight")
-        outputs = _check_outputs(data["outputs"], set(inputs), {v: i for i, v in enumerate(node_ids)})
-        check_edges(src, dst, len(inputs), inputs + node_ids)
+        outputs = _check_outputs(data["outputs"], set(inputs), set(node_ids))
+        keys = check_edges(src, dst, len(inputs), inputs + node_ids)
         return cls(inputs, outputs, node_ids, activations, np.array(biases, dtype=np.float64),
-                   src, dst, weights, _checked=True)
+                   src, dst, weights, _checked=True, _edge_keys=keys)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``edgegrad.network/v1`` JSON object; ``from_dict(to_dict())`` is an identity."""
@@ -207,13 +213,26 @@ class Network:
         try:
             if path.endswith(".npz"):
                 return cls._load_npz(path)
-            with open(path, encoding="utf-8-sig") as fh:
-                data = json.load(fh, object_pairs_hook=_JsonObject.from_pairs)
+            with open(path, "rb") as fh:
+                raw = fh.read()
         except OSError as exc:
             raise InvalidInput(f"{path}: cannot read ({exc.strerror or exc})") from None
+        columns = read_columns(raw)
+        if columns is not None:
+            return cls._from_columns(columns)
+        try:  # the exact road, reading the bytes as a utf-8-sig text file would
+            text = io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8-sig").read()
+            data = json.loads(text, object_pairs_hook=_JsonObject.from_pairs)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InvalidInput(f"{path}: not valid JSON ({exc})") from None
         return cls.from_dict(data)
+
+    @classmethod
+    def _from_columns(cls, c: Columns) -> "Network":
+        """Finish a network whose fields ``read_columns`` checked: the graph checks every road shares."""
+        keys = check_edges(c.src, c.dst, len(c.inputs), c.inputs + c.node_ids)
+        return cls(c.inputs, c.outputs, c.node_ids, c.activations, c.biases, c.src, c.dst, c.weights,
+                   _checked=True, _edge_keys=keys)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write as JSON, or as compact ``.npz`` when the name ends in ``.npz``."""
@@ -252,6 +271,14 @@ def _frozen(values: Any, dtype: Any) -> np.ndarray:
     arr = np.array(values, dtype=dtype)
     arr.setflags(write=False)
     return arr
+
+
+def _positions_of(wanted: Sequence[str], ids: Sequence[str]) -> list[int]:
+    """Where each of a few wanted ids sits (a scan in C each), or by one dict for many."""
+    if len(wanted) <= 64:
+        return [ids.index(v) for v in wanted]
+    index = {v: i for i, v in enumerate(ids)}
+    return [index[v] for v in wanted]
 
 
 def _kind(value: Any) -> str:
@@ -306,10 +333,19 @@ def _id_list(values: Any, place: str) -> list[str]:
         values = values.tolist()
     if not isinstance(values, (list, tuple)):
         raise InvalidInput(f"{place}: expected a list, got {_kind(values)}")
+    if _all_str(values) and "" not in values:
+        return list(values)
     return [_id(v, f"{place}[{i}]") for i, v in enumerate(values)]
 
 
+def _all_str(values: Sequence[Any]) -> bool:
+    """Every item is exactly a ``str`` (subclasses take the careful road)."""
+    return all(t is str for t in set(map(type, values)))
+
+
 def _check_unique(inputs: list[str], node_ids: list[str]) -> None:
+    if len(set(inputs).union(node_ids)) == len(inputs) + len(node_ids):
+        return
     seen: set[str] = set()
     for place, ids in (("inputs", inputs), ("nodes", node_ids)):
         for i, v in enumerate(ids):
@@ -345,7 +381,7 @@ def _lookup(value: Any, index: dict[str, int], place: str) -> int:
         raise InvalidInput(f"{place}: unknown node '{value}'") from None
 
 
-def _check_outputs(outputs: Any, inputs: set[str], nodes: dict[str, int]) -> list[str]:
+def _check_outputs(outputs: Any, inputs: set[str], nodes: set[str]) -> list[str]:
     outputs = _id_list(outputs, "outputs")
     if not outputs:
         raise InvalidInput("outputs: must name at least one node")
@@ -374,7 +410,11 @@ def _float_array(values: Any, name: str, size: int, place: str) -> np.ndarray:
     return arr
 
 
-def _vertex_array(values: Any, name: str, ids: list[str]) -> np.ndarray:
+def _vertex_array(values: Any, name: str, ids: list[str], id_index: Callable[[], IdIndex]) -> np.ndarray:
+    if type(values) in (list, tuple) and values and isinstance(values[0], str):
+        found = id_index().positions(values)   # what np.asarray(values) then the lookups give
+        if found is not None:
+            return found
     arr = np.asarray(values)
     if arr.ndim != 1:
         arr = arr.reshape(-1)
@@ -387,6 +427,10 @@ def _vertex_array(values: Any, name: str, ids: list[str]) -> np.ndarray:
         return arr
     if arr.size == 0:
         return np.zeros(0, dtype=np.int64)
+    if arr.dtype.kind == "U":
+        found = id_index().positions(arr)
+        if found is not None:
+            return found
     index = {v: i for i, v in enumerate(ids)}
     out = np.empty(arr.size, dtype=np.int64)
     for e, v in enumerate(arr.tolist()):
