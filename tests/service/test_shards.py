@@ -306,3 +306,19 @@ def test_submit_jobs_answers_a_refused_request_in_its_place(cluster) -> None:
     assert kinds == ["job", "error", "job"]
     assert reply.results[1].error.code == code_pb2.NOT_FOUND and "network_hash" in reply.results[1].error.message
     assert reply.results[0].job.name == reply.results[2].job.name  # the same request id: the same job
+
+
+def test_the_readme_sharded_jobs_example_runs(cluster, monkeypatch) -> None:
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    blocks = re.findall(r"```python\n(.*?)```", (root / "README.md").read_text(encoding="utf-8"), re.S)
+    setup, sharded = blocks[0].split("with edgegrad.Client")[0], blocks[1]
+    monkeypatch.chdir(root)
+    scope: dict = {}
+    exec(compile(setup + sharded.replace("localhost:50051", cluster.address), "README.md", "exec"), scope)
+    with Client(cluster.address, timeout=30) as client:
+        job = client.get_job(scope["job"].name)
+    assert [s.row_stop - s.row_start for s in job.shards] == [2, 2]
+    assert [f.state for f in scope["finals"]] == [job_pb2.JOB_STATE_SUCCEEDED] * 2
