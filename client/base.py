@@ -30,7 +30,7 @@ class StreamBudget:
 
     def __init__(self, size: int) -> None:
         self._left = size
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: a handle's finalizer may give one back mid-take
 
     def try_take(self) -> bool:
         """Take one if any is left."""
@@ -81,13 +81,16 @@ class ClientBase:
         """Whether a batch of ``batch_bytes`` fits in one SubmitJob message (else it is uploaded in pieces)."""
         if batch_bytes <= INLINE_WITHOUT_ASKING:
             return True
+        return batch_bytes <= self.message_bytes()
+
+    def message_bytes(self) -> int:
+        """Bytes one request may carry: the smaller of this client's and the server's (once known) limits."""
         limit = min(self.options.max_message_bytes, self.server_max_message or self.options.max_message_bytes)
-        return batch_bytes + MESSAGE_MARGIN <= limit
+        return max(1024, limit - MESSAGE_MARGIN)
 
     def piece_bytes(self) -> int:
         """Bytes of batch per UploadPiece."""
-        limit = min(self.options.max_message_bytes, self.server_max_message or self.options.max_message_bytes)
-        return max(1024, min(UPLOAD_PIECE_BYTES, (limit - MESSAGE_MARGIN) // 2))
+        return max(1024, min(UPLOAD_PIECE_BYTES, self.message_bytes() // 2))
 
     def is_known(self, digest: str) -> bool:
         """Whether ``digest`` was registered (or found) through this client."""

@@ -99,14 +99,23 @@ class JobHandle(HandleBase):
         """
         def first(left: float | None) -> Any:
             call = self.client.stub.Compute(self._submit, metadata=self.client.metadata)  # wait() bounds it
+            timer = _cut_at(call, deadline)  # ... and the submit's own deadline its first event
             try:
                 for event in call:
                     self.state.feed(event)
                     if self.state.name:
                         return call
+            except grpc.RpcError:
+                call.cancel()
+                if deadline.expired():
+                    raise DeadlineExceeded("submit: the deadline passed before the server answered") from None
+                raise
             except BaseException:
                 call.cancel()
                 raise
+            finally:
+                if timer is not None:
+                    timer.cancel()
             return call
 
         try:

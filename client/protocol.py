@@ -20,7 +20,8 @@ from edgegrad.v1 import job_pb2, service_pb2
 
 from .errors import from_status, job_error
 
-__all__ = ["build_request", "prepare", "Prepared", "new_request_id", "WatchState", "TERMINAL_STATES"]
+__all__ = ["build_request", "prepare", "Prepared", "new_request_id", "WatchState", "TERMINAL_STATES",
+           "submission", "submit_batches", "merge_submitted"]
 
 TERMINAL_STATES = frozenset({job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELLED})
 
@@ -119,10 +120,29 @@ def submission(kwargs: dict[str, Any]) -> tuple[Network, Prepared]:
     return options["net"], prepared
 
 
-def merge_submitted(client: Any, items: list[Any], reply: service_pb2.SubmitJobsResponse,
+#: most requests in one SubmitJobs call
+SUBMIT_MANY_BATCH = 1000
+
+
+def submit_batches(requests: list[service_pb2.SubmitJobRequest], max_bytes: int) -> Iterator[service_pb2.SubmitJobsRequest]:
+    """SubmitJobs calls carrying ``requests`` in order, each within ``max_bytes`` and SUBMIT_MANY_BATCH items."""
+    batch: list[service_pb2.SubmitJobRequest] = []
+    size = 0
+    for request in requests:
+        item = request.ByteSize() + 16
+        if batch and (size + item > max_bytes or len(batch) >= SUBMIT_MANY_BATCH):
+            yield service_pb2.SubmitJobsRequest(requests=batch)
+            batch, size = [], 0
+        batch.append(request)
+        size += item
+    if batch:
+        yield service_pb2.SubmitJobsRequest(requests=batch)
+
+
+def merge_submitted(client: Any, items: list[Any], replies: list[service_pb2.SubmitJobsResponse],
                     handle_type: type) -> list[Any]:
     """``submit_many``'s answer: each item's handle (``handle_type``) or its error, in request order."""
-    results = iter(reply.results)
+    results = iter([r for reply in replies for r in reply.results])
     out: list[Any] = []
     for item in items:
         if isinstance(item, Exception):
@@ -150,7 +170,7 @@ class WatchState:
         self.name = name
         self.job: job_pb2.Job | None = None
         self.after_seq = int(after_seq)
-        self.acked = self.after_seq  #: the last seq acknowledged to the service (it may drop chunks up to there)
+        self.acked = 0  #: the last seq this watcher acknowledged (the service may drop chunks up to there)
         self.assemble = assemble
         self.acknowledge = acknowledge  #: whether this watcher frees the chunks it read (the job's consumer)
         self.done = False

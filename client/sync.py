@@ -17,7 +17,7 @@ from .base import ClientBase
 from .errors import from_rpc_error, is_retryable
 from .job import JobHandle
 from .options import Backoff, Deadline, DEFAULT_MAX_MESSAGE_BYTES
-from .protocol import Prepared, merge_submitted, prepare, submission
+from .protocol import Prepared, merge_submitted, prepare, submission, submit_batches
 
 __all__ = ["Client"]
 
@@ -145,9 +145,9 @@ class Client(ClientBase):
             except Exception as exc:  # this item's own problem: reported in its place
                 items.append(exc)
         sent = [item for item in items if not isinstance(item, Exception)]
-        reply = self.retrying(lambda left: self.stub.SubmitJobs(service_pb2.SubmitJobsRequest(requests=sent),
-                                                                timeout=left, metadata=self.metadata), deadline)
-        return merge_submitted(self, items, reply, JobHandle)
+        replies = [self.retrying(lambda left, call=call: self.stub.SubmitJobs(call, timeout=left, metadata=self.metadata),
+                                 deadline) for call in submit_batches(sent, self.message_bytes())]
+        return merge_submitted(self, items, replies, JobHandle)
 
     def _request(self, prepared: Prepared, deadline: Deadline) -> service_pb2.SubmitJobRequest:
         """The request with its batch inline, or referring to an upload of it."""

@@ -61,7 +61,7 @@ return false
 START = """
 local shard = 's:' .. ARGV[4]
 local st = redis.call('HMGET', KEYS[1], 'state', 'cancel', 'work', shard, 'shards', 'shards_done', 'attempt',
-                      'layout', 'pieces', 's:r')
+                      'layout', 'pieces', 's:r', 'chunks_done', 'ev')
 if not st[1] then return {'gone'} end
 if st[1] ~= '1' and st[1] ~= '2' then return {'skip'} end
 if st[2] == '1' then return {'cancel'} end
@@ -89,13 +89,12 @@ if st[1] == '1' then
 end
 redis.call('HSET', KEYS[1], unpack(sets))
 if announce then
-  local done = redis.call('HGET', KEYS[1], 'chunks_done') or '0'
-  local sub = 1
-  local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)[1]
-  if last then
-    local ms, sq = string.match(last[1], '^(%d+)-(%d+)$')
-    if ms == done then sub = tonumber(sq) + 1 end
-  end
+  -- state events after chunk `done` are done-1, done-2...: the last one used is kept in 'ev'
+  -- ("done-sub"), since acknowledged chunks may have been trimmed with the events among them
+  local done = st[11] or '0'
+  local at, used = string.match(st[12] or '', '^(%d+)-(%d+)$')
+  local sub = (at == done) and tonumber(used) + 1 or 1
+  redis.call('HSET', KEYS[1], 'ev', done .. '-' .. sub)
   redis.call('XADD', KEYS[3], done .. '-' .. sub, 'k', 's', unpack(redis.call('HGETALL', KEYS[1])))
   local ttl = redis.call('PTTL', KEYS[1])
   if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
@@ -181,12 +180,8 @@ local st = redis.call('HMGET', KEYS[1], 'state', 'cancel', 'chunks_done', 'reque
                       'shards', 'summed')
 """
 
-# Needs ``st`` as _READ_FOR_FINISH reads it and ``sets``, the job's final fields.
-_FINISH_BODY = """
-redis.call('HSET', KEYS[1], unpack(sets))
-local seq = tonumber(st[3] or '0') + 1
-redis.call('XADD', KEYS[3], seq .. '-0', 'k', 'd', unpack(redis.call('HGETALL', KEYS[1])))
-redis.call('DEL', KEYS[2])
+# Drops a job's batch pieces and partial sums; needs ``st`` as _READ_FOR_FINISH reads it.
+_DROP_DATA = """
 if st[5] and st[5] ~= '' then
   for i = 0, tonumber(st[6] or '0') - 1 do
     redis.call('DEL', st[5] .. ':inputs:' .. i, st[5] .. ':targets:' .. i)
@@ -196,6 +191,15 @@ end
 if st[8] == '1' and tonumber(st[7] or '1') > 1 then
   for i = 0, tonumber(st[7]) - 1 do redis.call('DEL', KEYS[1] .. ':part:' .. i) end
 end
+"""
+
+# Needs ``st`` as _READ_FOR_FINISH reads it and ``sets``, the job's final fields.
+_FINISH_BODY = """
+redis.call('HSET', KEYS[1], unpack(sets))
+local seq = tonumber(st[3] or '0') + 1
+redis.call('XADD', KEYS[3], seq .. '-0', 'k', 'd', unpack(redis.call('HGETALL', KEYS[1])))
+redis.call('DEL', KEYS[2])
+""" + _DROP_DATA + """
 for _, key in ipairs({KEYS[1], KEYS[3]}) do redis.call('EXPIRE', key, ARGV[3]) end
 if st[4] and st[4] ~= '' then redis.call('EXPIRE', ARGV[5] .. st[4], ARGV[3]) end
 """
@@ -226,24 +230,22 @@ return state
 """
 
 # KEYS: job, spec, events.  ARGV: '5', now, result ttl, expire time, request key prefix.
-# A queued job ends cancelled at once; a running one gets the flag its worker checks between
-# chunks. Returns the state before, or nil for an unknown job.
+# A queued or running job ends cancelled at once (its shards' workers find it ended at their next
+# chunk, and queued shards never start). Returns the state before, or nil for an unknown job.
 CANCEL = _READ_FOR_FINISH + """
 if not st[1] then return false end
-if st[1] == '1' then
+if st[1] == '1' or st[1] == '2' then
   local sets = {'state', '5', 'cancel', '1', 'end_time', ARGV[2], 'expire_time', ARGV[4],
                 'error_code', '1', 'error_message', 'cancelled by request'}
 """ + _FINISH_BODY + """
-elseif st[1] == '2' then
-  redis.call('HSET', KEYS[1], 'cancel', '1')
 end
 return st[1]
 """
 
 # KEYS: job, spec, events, index.  ARGV: job id, request key prefix.  Returns 1, or 0 if unknown.
-DELETE = """
+DELETE = _READ_FOR_FINISH + _DROP_DATA + """
 local exists = redis.call('EXISTS', KEYS[1])
-local rid = redis.call('HGET', KEYS[1], 'request_id')
+local rid = st[4]
 redis.call('ZREM', KEYS[4], ARGV[1])
 if rid and rid ~= '' then
   local key = ARGV[2] .. rid

@@ -281,6 +281,12 @@ class JobStore:
         """Store one piece of an upload (it lives as long as an unfinished job)."""
         await self.redis.set(self.keys.piece(upload_id, field, index), data, ex=self.settings.job_ttl)
 
+    async def drop_pieces(self, upload_id: str, counts: dict[str, int]) -> None:
+        """Delete the pieces of an upload that did not complete."""
+        keys = [self.keys.piece(upload_id, name, i) for name, n in counts.items() for i in range(n)]
+        if keys:
+            await self.redis.delete(*keys)
+
     async def put_upload(self, upload_id: str, meta: dict[str, str]) -> None:
         """Record an upload's sizes once its pieces are stored."""
         key = self.keys.upload(upload_id)

@@ -38,21 +38,25 @@ def shard_rows_for(meta: Any, batch: int, loss: str | None, per_example: bool, d
         need = working_memory_bytes(*sizes, 1, loss, per_example, dtype, widest_level=widest)
         raise ResourceExhausted(f"request: one row of this job needs about {need} bytes of worker memory, over the"
                                 f" limit of {budget} ({_LIMIT}); use a loss without per_example, or a smaller network")
+    shards_most = max_shards
+    if loss is not None and not per_example:  # each shard's sums wait in Redis for the fold
+        itemsize = 4 if dtype == "float32" else 8
+        shards_most = min(max_shards, max(2, PARTIAL_SUMS_BYTES // ((meta.n_edges + meta.n_nodes) * itemsize)))
     if requested:
         rows = min(int(requested), batch)
         if rows > fit:
             need = working_memory_bytes(*sizes, rows, loss, per_example, dtype, widest_level=widest)
             raise ResourceExhausted(f"shard_rows: {rows} rows need about {need} bytes of worker memory, over the"
                                     f" limit of {budget} ({_LIMIT}); use at most {fit}")
+        if -(-batch // rows) > shards_most:
+            raise ResourceExhausted(f"shard_rows: {rows} rows make {-(-batch // rows)} shards, over the limit of"
+                                    f" {shards_most} (EDGEGRAD_MAX_SHARDS, and the Redis room for loss-mode partial"
+                                    f" sums); use at least {-(-batch // shards_most)}")
         return rows
     work_per_row = max(meta.n_edges + meta.n_nodes, 1) * (meta.n_outputs if loss is None else 1)
     by_time = max(MIN_SHARD_ROWS, int(seconds * WORK_PER_SECOND / work_per_row))
     by_result = max(MIN_SHARD_ROWS, SHARD_RESULT_BYTES // max(1, result_bytes_per_row(
         meta.n_nodes, meta.n_edges, meta.n_outputs, loss, per_example, dtype)))
-    shards_most = max_shards
-    if loss is not None and not per_example:  # each shard's sums wait in Redis for the fold
-        itemsize = 4 if dtype == "float32" else 8
-        shards_most = min(max_shards, max(2, PARTIAL_SUMS_BYTES // ((meta.n_edges + meta.n_nodes) * itemsize)))
     rows = max(min(batch, fit, by_time, by_result), -(-batch // max(1, shards_most)))
     rows = -(-batch // -(-batch // rows))  # as many shards as that takes, of even sizes
     if rows > fit:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import hashlib
 import time
 from typing import AsyncIterator
@@ -16,7 +17,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from edgegrad.chunking import length_delimited, varint
 from edgegrad.codec import array_from_tensor, network_from_proto, result_bytes, result_layout
-from edgegrad.errors import InvalidInput, NotFound, OutOfRange, ResourceExhausted, Unavailable
+from edgegrad.errors import (EdgegradError, FailedPrecondition, InvalidInput, NotFound, OutOfRange,
+                             ResourceExhausted, Unavailable)
 from edgegrad.jobrecord import initial_fields, job_from_fields, job_id_from_name, new_job_id
 from edgegrad.jobstore import JobStore, NetworkMeta
 from edgegrad.losses import LOSSES, REDUCTIONS
@@ -28,6 +30,8 @@ from edgegrad.v1 import job_pb2, network_pb2, service_pb2, tensor_pb2
 from .status import SERVICE_ERRORS, as_edgegrad_error, rich_status
 
 __all__ = ["Service", "chunk_event"]
+
+log = logging.getLogger("edgegrad.server")
 
 _MAX_REQUEST_ID = 128
 _MAX_SUBMIT_MANY = 10_000
@@ -100,6 +104,12 @@ class Service:
                 if rid and (existing := await self.store.job_for_request(rid)):
                     return await self.store.get_job(existing)  # a retried submit whose job used the upload
                 raise
+            user = record.get("job", "")
+            if user and user != job_id:
+                if rid and (existing := await self.store.job_for_request(rid)) == user:
+                    return await self.store.get_job(existing)
+                raise FailedPrecondition(f"request.upload: upload {r.upload!r} is already used by jobs/{user}"
+                                         " (an upload serves one job)", field="request.upload")
             pieces = check_upload(meta, record, r.upload, loss, reduction, dtype, r.per_example)
             batch, upload_key = int(pieces.rows), self.store.keys.upload(r.upload)
         else:
@@ -141,6 +151,8 @@ class Service:
         work = batch * max(meta.n_edges, meta.n_nodes, 1) * (1 if loss else meta.n_outputs)
         fields = initial_fields(job_id, rid, fingerprint, meta.hash, layout, now, now + s.job_ttl, work,
                                 pieces, upload_key)
+        if r.upload:  # the job owns its upload from now on: its pieces go when the job ends
+            extra.append(("HSET", upload_key, "job", job_id))
         got, created = await self.store.create_job(job_id, blob, fields, rid, fingerprint, meta.hash,
                                                    layout.shard_count, extra)
         if created:
@@ -155,9 +167,14 @@ class Service:
 
         async def one(item: service_pb2.SubmitJobRequest) -> service_pb2.SubmitJobResult:
             try:
-                return service_pb2.SubmitJobResult(job=await self.submit(item))
+                job = await self.submit(item)
             except SERVICE_ERRORS as exc:
                 return service_pb2.SubmitJobResult(error=rich_status(as_edgegrad_error(exc)))
+            except Exception as exc:  # a bug must not take the other items (already created) with it
+                log.exception("SubmitJobs item failed")
+                return service_pb2.SubmitJobResult(error=rich_status(EdgegradError(f"{type(exc).__name__}: {exc}")))
+            job.ClearField("shards")  # GetJob lists them; the reply stays small however many shards
+            return service_pb2.SubmitJobResult(job=job)
 
         results = await asyncio.gather(*(one(item) for item in req.requests))
         return service_pb2.SubmitJobsResponse(results=results)
@@ -165,17 +182,19 @@ class Service:
     async def upload(self, pieces: AsyncIterator[service_pb2.UploadPiece]) -> service_pb2.Upload:
         """Store a batch sent in pieces, checking each as it arrives (never the whole batch in memory)."""
         upload_id, checker = new_job_id(), UploadChecker()
-        async for piece in pieces:
-            name = piece.field or "inputs"
-            index, data = checker.add(name, array_from_tensor(piece.rows, f"upload.{name}.rows"))
-            if len(data) > self.settings.max_message_bytes:
-                raise InvalidInput(f"upload.{name}: a piece of {len(data)} bytes is larger than a message")
-            await self.store.put_piece(upload_id, name, index, data)
-        record = checker.record()
-        if int(record["inputs_rows"]) > self.settings.max_batch:
-            raise ResourceExhausted(f"inputs: batch of {record['inputs_rows']} rows, over the limit of"
-                                    f" {self.settings.max_batch}")
-        await self.store.put_upload(upload_id, record)
+        limit = self.settings.max_batch
+        try:
+            async for piece in pieces:
+                name = piece.field or "inputs"
+                index, data = checker.add(name, array_from_tensor(piece.rows, f"upload.{name}.rows"))
+                if checker.fields[name].rows > limit:
+                    raise ResourceExhausted(f"{name}: batch of more than {limit} rows, over the limit of {limit}")
+                await self.store.put_piece(upload_id, name, index, data)
+            record = checker.record()
+            await self.store.put_upload(upload_id, record)
+        except BaseException:  # refused or cut off: nothing of it stays behind
+            await asyncio.shield(self.store.drop_pieces(upload_id, {n: f.pieces for n, f in checker.fields.items()}))
+            raise
         expire = Timestamp()
         expire.FromSeconds(int(time.time()) + self.settings.job_ttl)
         return service_pb2.Upload(id=upload_id, rows=int(record["inputs_rows"]), target_rows=int(record["targets_rows"]),
@@ -224,6 +243,7 @@ class Service:
                              f" after_seq={acked} or later", field="after_seq")
         yield job_pb2.JobEvent(state=current)
         last = f"{int(after_seq)}-0"
+        expected = int(after_seq) + 1
         block_ms = max(1, int(self.settings.heartbeat_seconds * 1000))
         while True:
             entries = await self._read(job_id, last, block_ms)
@@ -238,7 +258,13 @@ class Service:
                 last = entry_id.decode()
                 kind = fields.get(b"k")
                 if kind == b"c":
-                    yield chunk_event(int(last.split("-", 1)[0]), fields[b"d"])
+                    seq = int(last.split("-", 1)[0])
+                    if seq != expected:  # the consumer's acknowledgements dropped chunks under this watch
+                        raise OutOfRange(f"after_seq: chunks {expected}..{seq - 1} were acknowledged and dropped"
+                                         " while this watch read (a result larger than the buffer is read once)",
+                                         field="after_seq")
+                    expected = seq + 1
+                    yield chunk_event(seq, fields[b"d"])
                 elif kind == b"s":
                     yield job_pb2.JobEvent(state=job_from_fields(fields))
                 elif kind == b"d":

@@ -61,3 +61,9 @@ def test_the_partial_sums_of_a_loss_mode_job_stay_within_their_redis_budget() ->
     rows = shard_rows_for(huge, 200_000, "mse", False, "float64", 0, 8 * GiB, 1.0, 4096)
     shards = -(-200_000 // rows)
     assert shards * (huge.n_edges + huge.n_nodes) * 8 <= PARTIAL_SUMS_BYTES and shards > 1
+
+
+def test_a_client_cannot_ask_for_more_shards_than_the_limit() -> None:
+    with pytest.raises(ResourceExhausted, match="shard_rows: 1 rows make 53 shards, over the limit of 4.*at least 14"):
+        _rows(53, requested=1, max_shards=4)
+    assert _rows(53, requested=14, max_shards=4) == 14

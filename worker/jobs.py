@@ -9,6 +9,7 @@ its rq job folds again.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 
@@ -55,12 +56,12 @@ def get_store() -> WorkerStore:
 def run_gradient_job(job_id: str, shard: int = 0) -> None:
     """Run one shard of a gradient job (or fold the shards of one whose folding worker died)."""
     store = get_store()
-    started = store.start(job_id, shard)
-    if started.kind == "cancel":
-        store.fail(job_id, "5", error_fields("CANCELLED", "cancelled by request"))
-    if started.kind not in ("run", "fold"):
-        return
     try:
+        started = store.start(job_id, shard)
+        if started.kind == "cancel":
+            store.fail(job_id, "5", error_fields("CANCELLED", "cancelled by request"))
+        if started.kind not in ("run", "fold"):
+            return
         _run(store, job_id, shard, started)
     except EdgegradError as exc:
         store.fail(job_id, "4", error_fields(exc.code, exc.message))
@@ -90,9 +91,12 @@ def _run(store: WorkerStore, job_id: str, shard: int, started: Started) -> None:
     plans = shard_chunk_plans(layout, shard)
     only = layout.shard_count == 1
     summed = summed_chunk_plans(layout)
-    if only:  # nothing to fold: this shard's sums are the job's, written as the shard's last chunks
-        plans = plans + [p._replace(seq=len(plans) + i + 1) for i, p in enumerate(summed)]
     chunks = chunk_payloads(arrays, layout, plans, first_row=a, shard=shard, after=started.chunks_done)
+    if only:  # nothing to fold: this shard's sums are the job's, written as the shard's last chunks
+        sums = [p._replace(seq=len(plans) + i + 1) for i, p in enumerate(summed)]
+        chunks = itertools.chain(chunks, chunk_payloads(arrays, layout, sums, shard=layout.shard_count,
+                                                        after=started.chunks_done))
+        plans = plans + sums
     share = "" if part.loss is None else float(part.loss).hex()
     limit = buffered_chunk_limit(layout)
     if only:  # one shard: no other shard to wait for, nothing to fold; the job ends with it

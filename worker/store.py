@@ -122,8 +122,12 @@ class WorkerStore:
             if code not in (EMIT_FULL, EMIT_EARLY):
                 return code, []
             pending = pending[placed:]  # the client has not taken enough yet: wait, then go on from here
-            time.sleep(wait)
-            wait = min(_WAIT_MOST, wait * 2)
+            while True:  # a cheap look at the job until there is room (or it ended), not the chunks again
+                time.sleep(wait)
+                wait = min(_WAIT_MOST, wait * 2)
+                state, cancel, written, acked = self.redis.hmget(keys[0], "state", "cancel", "chunks_done", "acked")
+                if state != b"2" or cancel == b"1" or not limit or int(written or 0) - int(acked or 0) < limit:
+                    break
 
     def shard_done(self, job_id: str, shard: int, chunks: int, rows: int, loss: str, partial: bytes
                    ) -> tuple[str, list[str], list[Any]]:

@@ -123,7 +123,7 @@ def test_cancel_a_running_job_stops_it_between_chunks(namespace, thread_server) 
             for i, chunk in enumerate(chunks):
                 if i == 3:
                     assert stub.CancelJob(service_pb2.CancelJobRequest(name=job.name)).state \
-                        == job_pb2.JOB_STATE_RUNNING
+                        == job_pb2.JOB_STATE_CANCELLED  # at once: the worker finds out at its next chunk
                 chunk.ClearField("seq")  # workers write chunks without seq: the stream gives it
                 yield i + 1, chunk.SerializeToString()
 

@@ -151,7 +151,7 @@ def test_cancel_mid_job_stops_the_remaining_shards(namespace) -> None:
         handle = client.submit(big, x, targets=np.zeros((20000, 4)), loss="mse", shard_rows=1000)
         while handle.refresh().shards_done < 1:
             time.sleep(0.01)
-        handle.cancel()
+        assert handle.cancel().state == job_pb2.JOB_STATE_CANCELLED   # at once, running shards or not
         final = handle.wait()
         time.sleep(0.5)
         job = handle.refresh()
@@ -174,6 +174,16 @@ def test_inputs_larger_than_a_message_are_uploaded_in_pieces(namespace) -> None:
             client.submit(SQUASHED, x, targets=bad, loss="bce")
         assert not redis.Redis.from_url(settings.redis_url).keys(f"{settings.key_prefix}:upload:*:inputs:*"), \
             "an upload's pieces go with the job that used them"
+        from edgegrad.client.protocol import prepare
+
+        prepared = prepare(NET, x, t, "mse", "mean", False, "float64", request_id=None)
+        upload = client.stub.UploadBatch(prepared.pieces(client.piece_bytes()))
+        assert upload.rows == 20000 and upload.target_rows == 20000
+        first = client.stub.SubmitJob(prepared.uploaded(upload.id))
+        again = prepare(NET, x, t, "mse", "mean", False, "float64", request_id=None).uploaded(upload.id)
+        with pytest.raises(Exception, match="already used by " + first.name):
+            client.stub.SubmitJob(again)   # an upload serves one job
+        assert client.stub.SubmitJob(prepared.uploaded(upload.id)).name == first.name  # the same request: its job
     local = edgegrad.gradients(NET, x, targets=t, loss="mse")
     for field in ("outputs", "edge_grads", "deltas"):
         _close(getattr(remote, field), getattr(local, field), 1e-12)
@@ -322,3 +332,32 @@ def test_the_readme_sharded_jobs_example_runs(cluster, monkeypatch) -> None:
         job = client.get_job(scope["job"].name)
     assert [s.row_stop - s.row_start for s in job.shards] == [2, 2]
     assert [f.state for f in scope["finals"]] == [job_pb2.JOB_STATE_SUCCEEDED] * 2
+
+
+def test_a_watch_whose_chunks_are_acknowledged_under_it_is_told_not_given_a_gap(namespace, thread_server) -> None:
+    from edgegrad.v1 import service_pb2
+    from edgegrad.worker.store import WorkerStore
+
+    settings = namespace("undercut", chunk_bytes=64 * 1024)
+    server = thread_server(settings)
+    x = RNG.normal(size=(2000, NET.n_inputs))  # output mode: ~70 chunks of 64 KiB
+    with Client(server.address, timeout=60) as client:
+        job = client.submit(NET, x).job
+        job_id = job.name.split("/")[1]
+        store = WorkerStore(settings, name="in-test")  # play the worker: every chunk on the stream
+        started = store.start(job_id)
+        from edgegrad import codec
+
+        chunks = [(c.seq, c.SerializeToString()) for c in codec.result_chunks(edgegrad.gradients(NET, x), job.layout)]
+        for seq, payload in chunks:
+            chunk = job_pb2.ResultChunk.FromString(payload)
+            chunk.ClearField("seq")
+            store.emit(job_id, "s:0", [(seq, chunk.SerializeToString())], 0)
+        stream = client.stub.WatchJob(service_pb2.WatchJobRequest(name=job.name), timeout=30)
+        got = [e for _, e in zip(range(3), stream)]  # the state and the first chunks
+        client.ack(job.name, 40)                       # the consumer, elsewhere, took chunks up to 40
+        with pytest.raises(Exception, match="acknowledged and dropped while this watch read"):
+            for event in stream:
+                got.append(event)
+        seqs = [e.chunk.seq for e in got if e.HasField("chunk")]
+        assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) < 40 and started.kind == "run"
