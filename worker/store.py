@@ -8,6 +8,8 @@ from typing import Any, Iterable, NamedTuple
 
 import numpy as np
 import redis
+from redis._parsers import Encoder
+from redis.connection import PythonRespSerializer
 
 from edgegrad import jobscripts
 from edgegrad.codec import network_from_proto
@@ -21,6 +23,7 @@ __all__ = ["WorkerStore", "Started", "EMIT_WRITTEN", "EMIT_CANCELLED", "EMIT_DEL
 
 EMIT_WRITTEN, EMIT_SKIPPED, EMIT_CANCELLED, EMIT_DELETED, EMIT_NOT_RUNNING, EMIT_FULL, EMIT_EARLY = 1, 0, -1, -2, -3, -4, -5
 _PIPELINE_BYTES = 8 << 20  # flush a batch of chunks once this much is buffered
+_PACK_CUTOFF = 6000  # arguments larger than this go to the socket without being copied into the command
 _WAIT_FIRST, _WAIT_MOST = 0.01, 0.5  # seconds between tries while the job's result buffer is full
 
 
@@ -41,7 +44,10 @@ class WorkerStore:
     def __init__(self, settings: Settings, client: redis.Redis | None = None, name: str = "") -> None:
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
-        self.redis = client or redis.Redis.from_url(settings.redis_url)
+        # hiredis parses replies fast, but packing a command it copies every argument into one buffer:
+        # redis-py's own packer sends large values (result chunks) as they are
+        self.redis = client or redis.Redis.from_url(settings.redis_url, command_packer=PythonRespSerializer(
+            _PACK_CUTOFF, Encoder("utf-8", "strict", False).encode))
         self.name = name
         self._scripts = {n: self.redis.register_script(getattr(jobscripts, n))
                          for n in ("START", "EMIT", "SHARD_DONE", "FINISH")}
