@@ -20,9 +20,10 @@ from typing import Callable, Iterable, NamedTuple
 import numpy as np
 
 from .memory import edge_chunk_size
-from .plan import Kernel, Level, Plan
+from .plan import GradGroup, Kernel, Level, Plan
+from .workspace import carve
 
-__all__ = ["Pass", "NodeValues", "forward", "backward", "summed_edge_grads", "per_example_edge_grads",
+__all__ = ["Pass", "NodeValues", "pass_bytes", "forward", "backward", "summed_edge_grads", "per_example_results",
            "plan_node_values"]
 
 
@@ -151,32 +152,49 @@ def _forward_level(plan: Plan, level: Level, acts: np.ndarray, fprime: np.ndarra
             if a >= b:
                 continue
             zb = z[a - lo:b - lo]
-            o = block.activation.forward(zb)
-            acts[first_row + a:first_row + b] = o
-            fprime[level.start + a:level.start + b] = block.activation.derivative(zb, o)
             if z_out is not None:
                 z_out[level.start + a:level.start + b] = zb
+            block.activation.fused(zb, acts[first_row + a:first_row + b], fprime[level.start + a:level.start + b])
 
     cuts = [(block.lo, block.hi) for block in level.blocks]
     pieces = _pieces(level.forward, cuts, acts)
     _run_all((lambda p=p: activate(p) for p in pieces), _work(pieces, acts.shape[1]))
 
 
-def forward(plan: Plan, x: np.ndarray, n_outputs: int | None = None,
-            keep_z: bool = False) -> tuple[Pass, np.ndarray | None]:
+def _pass_shapes(plan: Plan, batch: int, n_outputs: int | None) -> list[tuple[int, ...]]:
+    """Shapes of a pass's buffers: activations, deltas, and (output mode) f'(z)."""
+    shapes = [(plan.n_inputs + plan.n_nodes, batch)]
+    if n_outputs is None:
+        return shapes + [(plan.n_nodes, batch)]
+    return shapes + [(plan.n_nodes, n_outputs, batch), (plan.n_nodes, batch)]
+
+
+def pass_bytes(plan: Plan, batch: int, n_outputs: int | None = None) -> int:
+    """Bytes of workspace ``forward`` carves its buffers from for ``batch`` examples."""
+    return sum((int(np.prod(shape)) * plan.dtype.itemsize + 63) // 64 * 64
+               for shape in _pass_shapes(plan, batch, n_outputs))
+
+
+def forward(plan: Plan, x: np.ndarray, n_outputs: int | None = None, keep_z: bool = False,
+            workspace: np.ndarray | None = None) -> tuple[Pass, np.ndarray | None]:
     """Forward pass for inputs ``x`` (B×I).
 
     The delta buffer is (N, B) for loss mode (``n_outputs`` None) and (N, K, B) for output mode.
+    With ``workspace`` (a flat uint8 buffer of at least ``pass_bytes``) the buffers are carved
+    from it instead of freshly allocated.
     """
     batch = x.shape[0]
-    acts = np.empty((plan.n_inputs + plan.n_nodes, batch), dtype=plan.dtype)
-    acts[:plan.n_inputs] = x.T
-    if n_outputs is None:
-        deltas = np.empty((plan.n_nodes, batch), dtype=plan.dtype)
-        fprime = deltas
+    shapes = _pass_shapes(plan, batch, n_outputs)
+    if workspace is None:
+        buffers = [np.empty(shape, dtype=plan.dtype) for shape in shapes]
     else:
-        deltas = np.empty((plan.n_nodes, n_outputs, batch), dtype=plan.dtype)
-        fprime = np.empty((plan.n_nodes, batch), dtype=plan.dtype)
+        buffers, offset = [], 0
+        for shape in shapes:
+            array, offset = carve(workspace, offset, shape, plan.dtype)
+            buffers.append(array)
+    acts, deltas = buffers[0], buffers[1]
+    fprime = deltas if n_outputs is None else buffers[2]
+    acts[:plan.n_inputs] = x.T
     z = np.empty((plan.n_nodes, batch), dtype=plan.dtype) if keep_z else None
     for level in plan.levels:
         _forward_level(plan, level, acts, fprime, z)
@@ -216,44 +234,69 @@ def backward(plan: Plan, run: Pass, direct: np.ndarray | None) -> None:
         _run_all((lambda p=p: pull(p) for p in pieces), _work(pieces, flat.shape[1]))
 
 
-def summed_edge_grads(plan: Plan, run: Pass) -> np.ndarray:
-    """Σ_b δ(v)·o[u] for every edge, in plan edge order (loss mode without per_example)."""
+def summed_edge_grads(plan: Plan, run: Pass, out: np.ndarray) -> None:
+    """Fill ``out`` (E, file order) with Σ_b δ(v)·o[u] for every edge (loss mode without per_example).
+
+    Dense levels are one BLAS product each. The other edges come in groups of nodes with the same
+    in-degree d: a chunk gathers its nodes' d source rows each (sized by bytes to stay in cache)
+    and one δ row per node, broadcast over the node's d in-edges, instead of a δ copy per edge.
+    """
     acts, deltas = run.acts, run.deltas
-    grads = np.empty(plan.edge_src.size, dtype=plan.dtype)
     for level in plan.levels:
         if level.dense_grad is None:
             continue
-        positions, r, c, cols = level.dense_grad
+        files, r, c, cols = level.dense_grad
         block = deltas[level.start:level.stop] @ acts[cols].T
-        grads[positions] = block[r, c]
-    sparse, src, dst = plan.sparse_edges, plan.edge_src, plan.edge_dst
-
-    def chunk(a: int, b: int) -> None:
-        pos = sparse[a:b]
-        grads[pos] = np.einsum("ij,ij->i", acts[src[pos]], deltas[dst[pos]])
-
-    step = edge_chunk_size(acts.shape[1] * acts.itemsize)
-    _run_all((lambda c=c: chunk(*c) for c in _spans(sparse.size, step)), sparse.size * acts.shape[1])
-    return grads
+        out[files] = block[r, c]
+    width = acts.shape[1]
+    tasks = []
+    for group in plan.grad_groups:
+        step = edge_chunk_size(group.src_rows.shape[1] * width * acts.itemsize)
+        tasks.extend(lambda g=group, a=a, b=b: _group_grads(g, a, b, acts, deltas, out)
+                     for a, b in _spans(group.node_rows.size, step))
+    _run_all(tasks, plan.sparse_edges.size * width)
 
 
-def per_example_edge_grads(plan: Plan, run: Pass, out: np.ndarray) -> None:
-    """Fill ``out`` (B×E or B×K×E, file edge order) with δ(v)·o[u] per example (and per output)."""
-    acts, deltas = run.acts, run.deltas
-    src, dst, file_index = plan.edge_src, plan.edge_dst, plan.edge_file
-    n_edges = src.size
+def _group_grads(group: GradGroup, a: int, b: int, acts: np.ndarray, deltas: np.ndarray, out: np.ndarray) -> None:
+    """Summed gradients of the in-edges of nodes ``a:b`` of one in-degree group."""
+    src = group.src_rows[a:b]
+    o = np.take(acts, src.ravel(), axis=0, mode="clip").reshape(src.shape + (acts.shape[1],))
+    d = np.take(deltas, group.node_rows[a:b], axis=0, mode="clip")
+    out[group.file_edges[a:b]] = np.einsum("vdb,vb->vd", o, d)
 
-    def chunk(a: int, b: int) -> None:
-        o = acts[src[a:b]]
-        d = deltas[dst[a:b]]
-        if d.ndim == 3:
-            prod = d * o[:, None, :]                      # (e, K, B)
-            out[:, :, file_index[a:b]] = prod.transpose(2, 1, 0)
-        else:
-            out[:, file_index[a:b]] = (d * o).T
 
-    step = edge_chunk_size(deltas[0].size * deltas.itemsize)     # one edge's product: K×B or B numbers
-    _run_all((lambda c=c: chunk(*c) for c in _spans(n_edges, step)), out.size)
+def per_example_results(plan: Plan, run: Pass, edges_out: np.ndarray, deltas_out: np.ndarray) -> None:
+    """Fill ``edges_out`` (B×E or B×K×E) with δ(v)·o[u] and ``deltas_out`` (B×N or B×K×N) with δ, file order.
+
+    o and δ are turned example-major once; then each result row is two gathers along a row that
+    stays in cache and one product, written contiguously in file order (no scattered columns).
+    """
+    acts_t = np.ascontiguousarray(run.acts.T)                                    # (B, I+N)
+    deltas = run.deltas
+    deltas_t = np.ascontiguousarray(deltas.T if deltas.ndim == 2 else deltas.transpose(2, 1, 0))
+    np.take(deltas_t, plan.node_row, axis=-1, out=deltas_out, mode="clip")
+    batch, n_edges = edges_out.shape[0], edges_out.shape[-1]
+    if n_edges == 0:
+        return
+    per_edge = edges_out.shape[1] if edges_out.ndim == 3 else 1                   # K in output mode
+    cells = max(1, edge_chunk_size(edges_out.itemsize))                          # elements of one chunk
+    if per_edge * n_edges <= cells:
+        row_step, edge_step = cells // (per_edge * n_edges), n_edges
+    else:
+        row_step, edge_step = 1, max(1, cells // per_edge)
+    tasks = [lambda r=r, e=e: _example_grads(plan, acts_t, deltas_t, edges_out, r, e)
+             for r in _spans(batch, row_step) for e in _spans(n_edges, edge_step)]
+    _run_all(tasks, edges_out.size)
+
+
+def _example_grads(plan: Plan, acts_t: np.ndarray, deltas_t: np.ndarray, out: np.ndarray,
+                   rows: tuple[int, int], edges: tuple[int, int]) -> None:
+    """Rows × edges block of the per-example gradients: out = δ[dst] · o[src]."""
+    (r0, r1), (e0, e1) = rows, edges
+    o = np.take(acts_t[r0:r1], plan.file_src[e0:e1], axis=1, mode="clip")           # (r, e)
+    dest = out[r0:r1, ..., e0:e1]
+    np.take(deltas_t[r0:r1], plan.file_dst[e0:e1], axis=-1, out=dest, mode="clip")  # (r, e) or (r, K, e)
+    dest *= o if dest.ndim == 2 else o[:, None, :]
 
 
 def plan_node_values(plan: Plan, x: np.ndarray) -> NodeValues:

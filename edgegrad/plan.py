@@ -30,6 +30,8 @@ SMALL_BLOCK_CELLS = 4096
 #: sparse kernels are split into row chunks of about this many stored entries (for the thread pool)
 CHUNK_NNZ = 32_768
 PLAN_CACHE_SIZE = 8
+#: in-edges of one node taken at a time by the summed edge gradients (a node with more is split)
+GROUP_DEGREE = 64
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,19 @@ class Level:
     forward: tuple[Kernel, ...]      #: z = W_in @ activations
     backward: tuple[Kernel, ...]     #: Σ_c w(v,c) δ(c) = W_out @ deltas
     dense_grad: tuple[np.ndarray, np.ndarray, np.ndarray, slice | np.ndarray] | None = None
-    #: (plan edge positions, row in block, col in block, activation rows) for a dense in-block
+    #: (file edge positions, row in block, col in block, activation rows) for a dense in-block
+
+
+@dataclass(frozen=True)
+class GradGroup:
+    """Nodes (or pieces of a node's in-edges) with the same number ``d`` of in-edges, for the summed gradients.
+
+    One δ row per node is broadcast over its ``d`` in-edges: ``Σ_b o[src[i, j], b] · δ[node_rows[i], b]``.
+    """
+
+    node_rows: np.ndarray            #: (n,) δ row of each node
+    src_rows: np.ndarray             #: (n, d) activation rows of the in-edges' sources
+    file_edges: np.ndarray           #: (n, d) file edge index of each in-edge
 
 
 @dataclass
@@ -80,6 +94,9 @@ class Plan:
     edge_src: np.ndarray             #: plan edge position -> activation row of src
     edge_dst: np.ndarray             #: plan edge position -> node row of dst
     sparse_edges: np.ndarray         #: plan edge positions whose summed gradient is a per-edge product
+    grad_groups: tuple[GradGroup, ...]  #: those edges, grouped by their node's (piece's) in-degree
+    file_src: np.ndarray             #: file edge -> activation row of src
+    file_dst: np.ndarray             #: file edge -> node row of dst
 
 
 def _split_rows(indptr: np.ndarray, lo: int, hi: int, boundaries: list[int]) -> list[tuple[int, int]]:
@@ -168,7 +185,7 @@ def compile_plan(net: Network, dtype: str | np.dtype = "float64") -> Plan:
             cols = forward[0].cols
             used = np.arange(cols.start, cols.stop) if isinstance(cols, slice) else cols
             positions = np.arange(e0, e1)
-            dense_grad = (positions, e_dst[e0:e1] - start, np.searchsorted(used, e_src[e0:e1]), cols)
+            dense_grad = (edge_order[e0:e1], e_dst[e0:e1] - start, np.searchsorted(used, e_src[e0:e1]), cols)
             dense_positions.append(positions)
         levels.append(Level(start, stop, net.biases[order[start:stop]].astype(dtype)[:, None],
                             blocks, forward, backward, dense_grad))
@@ -178,7 +195,31 @@ def compile_plan(net: Network, dtype: str | np.dtype = "float64") -> Plan:
         dense_mask[positions] = True
     sparse_edges = np.flatnonzero(~dense_mask)
     return Plan(n_in, n, dtype, tuple(levels), node_row, node_row[net.output_index], edge_order,
-                e_src, e_dst, sparse_edges)
+                e_src, e_dst, sparse_edges, _grad_groups(sparse_edges, e_src, e_dst, edge_order),
+                src_row, dst_node_row)
+
+
+def _grad_groups(sparse: np.ndarray, e_src: np.ndarray, e_dst: np.ndarray,
+                 edge_order: np.ndarray) -> tuple[GradGroup, ...]:
+    """Group the per-edge gradient edges by in-degree; each node's in-edges cut into pieces of ≤ GROUP_DEGREE.
+
+    ``sparse`` are plan edge positions, sorted by destination, so each node's in-edges are a run.
+    """
+    if sparse.size == 0:
+        return ()
+    dst = e_dst[sparse]
+    new_node = np.ones(dst.size, dtype=bool)
+    new_node[1:] = dst[1:] != dst[:-1]
+    node_start = np.flatnonzero(new_node)
+    rank = np.arange(dst.size) - node_start[np.cumsum(new_node) - 1]   # position within its node's run
+    starts = np.flatnonzero(new_node | (rank % GROUP_DEGREE == 0))
+    sizes = np.diff(np.append(starts, dst.size))
+    groups = []
+    for d in np.unique(sizes).tolist():
+        first = starts[sizes == d]
+        where = sparse[first[:, None] + np.arange(d)]                    # (n, d) plan edge positions
+        groups.append(GradGroup(e_dst[where[:, 0]], e_src[where], edge_order[where]))
+    return tuple(groups)
 
 
 _cache: OrderedDict[tuple[str, str], Plan] = OrderedDict()
