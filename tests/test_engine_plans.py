@@ -104,18 +104,22 @@ def test_plan_cache_eviction(monkeypatch: pytest.MonkeyPatch) -> None:
         assert_agrees(again, reference_gradients(d, X[:, :len(d["inputs"])]))
 
 
-@pytest.mark.parametrize("policy", ["all sparse", "all dense"])
+@pytest.mark.parametrize("policy", ["all sparse", "all sparse, tiny pieces", "all dense"])
 @pytest.mark.parametrize("seed", range(6))
 def test_sparse_and_dense_kernels_agree_with_the_reference(policy: str, seed: int,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """Whatever kernel the plan picks for a level (CSR chunks or a BLAS block), results are the same."""
+    import edgegrad.memory as memory
     import edgegrad.plan as plan
 
-    if policy == "all sparse":
+    if policy.startswith("all sparse"):
         monkeypatch.setattr(plan, "DENSE_MIN_DENSITY", 2.0)   # no block is ever dense enough
         monkeypatch.setattr(plan, "SMALL_BLOCK_CELLS", 0)
         monkeypatch.setattr(plan, "CHUNK_NNZ", 3)             # and every level splits into many chunks
-    else:
+    if policy == "all sparse, tiny pieces":
+        monkeypatch.setattr(plan, "GROUP_DEGREE", 2)          # nodes' in-edges split into pieces of ≤ 2
+        monkeypatch.setattr(memory, "EDGE_CHUNK_BYTES", 1)    # one node (piece) / one row × edge per chunk
+    elif policy == "all dense":
         monkeypatch.setattr(plan, "DENSE_MIN_DENSITY", 0.0)
     plan.clear_plan_cache()
     try:
@@ -131,7 +135,11 @@ def _check_against_reference(seed: int, dense: bool) -> None:
     net = Network.from_dict(data)
     X = random_inputs(seed, 3, net.n_inputs)
     T = np.random.default_rng(seed).uniform(size=(3, net.n_outputs))
-    kinds = {k.dense for level in plan.get_plan(net).levels for k in level.forward + level.backward}
+    compiled = plan.get_plan(net)
+    kinds = {k.dense for level in compiled.levels for k in level.forward + level.backward}
+    if not dense:  # every sparse edge sits in exactly one in-degree group
+        grouped = np.concatenate([g.file_edges.ravel() for g in compiled.grad_groups])
+        assert sorted(grouped.tolist()) == list(range(net.n_edges))
     assert kinds == {dense}
     assert_agrees(edgegrad.gradients(net, X), reference_gradients(data, X))
     assert_agrees(edgegrad.gradients(net, X, targets=T, loss="mse", per_example=True),

@@ -221,3 +221,20 @@ def test_rows_for_budget_is_the_largest_fitting_row_count() -> None:
                           + 8 * (shape[0] + (shape[3] if loss else 0)) * r)
         assert rows > 0 and need(rows) <= budget < need(rows + 1)
     assert memory.rows_for_budget(1000, *shape, "mse", False) == 0
+
+
+def test_scratch_buffers_are_never_shared_by_concurrent_calls_and_stay_bounded(monkeypatch) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    nets = [_net(s) for s in (3, 4, 5, 6)]
+    batches = [random_inputs(s, 50 + 7 * s, n.n_inputs) for s, n in enumerate(nets)]
+    want = [edgegrad.gradients(n, x) for n, x in zip(nets, batches)]
+    monkeypatch.setattr(memory, "SLAB_BYTES", 20_000)                  # several slabs per call, buffers cached
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for _ in range(5):
+            got = list(pool.map(lambda i: edgegrad.gradients(nets[i], batches[i]), range(4)))
+            for g, w in zip(got, want):
+                _close(g, w)
+    cached = workspace._free
+    assert len(cached) <= workspace.KEEP_BUFFERS
+    assert sum(b.nbytes for b in cached) <= 2 * memory.slab_budget()
