@@ -181,6 +181,6 @@ def _slab(net: Network, plan: Plan, x: np.ndarray, t: np.ndarray | None, loss: s
 def node_values(net: Network, inputs: Any, dtype: str = "float64") -> engine.NodeValues:
     """z, o and f'(z) of every node for a batch, in file order (for explanations and checks)."""
     x, _ = check_options(net, inputs, None, None, "mean", dtype, False)
-    plan = get_plan(net, dtype)
+    plan = get_plan(net, dtype, live_only=False)                 # every node's value, not only the live ones
     with np.errstate(over="ignore", invalid="ignore"):  # explanations show inf rather than warn
         return engine.plan_node_values(plan, x.astype(plan.dtype, copy=False))

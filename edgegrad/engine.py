@@ -19,7 +19,7 @@ from typing import Callable, Iterable, NamedTuple
 
 import numpy as np
 
-from .memory import edge_chunk_size
+from .memory import edge_chunk_size, thread_count
 from .plan import GradGroup, Kernel, Level, Plan
 from .workspace import carve
 
@@ -27,21 +27,13 @@ __all__ = ["Pass", "NodeValues", "pass_bytes", "forward", "backward", "summed_ed
            "plan_node_values"]
 
 
-def _thread_count() -> int:
-    """Threads for the kernels: EDGEGRAD_THREADS, else the CPUs this process may run on."""
-    configured = int(os.environ.get("EDGEGRAD_THREADS", "0") or 0)
-    if configured > 0:
-        return configured
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 _pool: ThreadPoolExecutor | None = None
 
 
 def _get_pool() -> ThreadPoolExecutor | None:
     global _pool
-    if _pool is None and _thread_count() > 1:
-        _pool = ThreadPoolExecutor(max_workers=_thread_count(), thread_name_prefix="edgegrad")
+    if _pool is None and thread_count() > 1:
+        _pool = ThreadPoolExecutor(max_workers=thread_count(), thread_name_prefix="edgegrad")
     return _pool
 
 
@@ -195,6 +187,10 @@ def forward(plan: Plan, x: np.ndarray, n_outputs: int | None = None, keep_z: boo
     acts, deltas = buffers[0], buffers[1]
     fprime = deltas if n_outputs is None else buffers[2]
     acts[:plan.n_inputs] = x.T
+    if plan.n_live < plan.n_nodes:                  # nodes that reach no output: never computed, held at 0
+        acts[plan.n_inputs + plan.n_live:] = 0
+        deltas[plan.n_live:] = 0
+        fprime[plan.n_live:] = 0
     z = np.empty((plan.n_nodes, batch), dtype=plan.dtype) if keep_z else None
     for level in plan.levels:
         _forward_level(plan, level, acts, fprime, z)
@@ -248,6 +244,7 @@ def summed_edge_grads(plan: Plan, run: Pass, out: np.ndarray) -> None:
         files, r, c, cols = level.dense_grad
         block = deltas[level.start:level.stop] @ acts[cols].T
         out[files] = block[r, c]
+    out[plan.dead_edges] = 0
     width = acts.shape[1]
     tasks = []
     for group in plan.grad_groups:

@@ -6,16 +6,18 @@ grow with the batch. What does grow with the batch is the result (B×K outputs, 
 or output mode the B×E / B×K×E derivatives): ``result_bytes_per_row`` of it per row.
 
 The estimate per slab row, in elements of the dtype (s bytes each; I inputs, N nodes, E edges,
-K outputs, W the widest level, default N), is
+K outputs, W the widest level, default N, T kernel threads), is
 
-    loss mode:    (2·I + N) activations, x + N  f'(z)/δ           + 4·W  level temporaries + 8·K loss
-    per example:  the same                                      + N    δ rows in file order
-    output mode:  (2·I + N) + N + N·K  δ per output            + 4·W·K + N·K in file order
+    loss mode:    2·I + 2·N  activations (+ a float32 copy of x), f'(z)/δ   + 4·W level temporaries
+                  + 8·K loss terms + T·65 rows an edge-gradient chunk gathers at least
+    per example:  2·I + 2·N + 4·W + 8·K + (I + 2·N) example-major copies of o and δ
+    output mode:  2·I + 2·N + N·K δ per output + 4·W·K + (I + N + N·K) example-major copies + 4·K
 
-plus, independent of the rows, 3 gathered edge chunks of ``EDGE_CHUNK_BYTES`` per thread, 4·E·s for
-dense gradient blocks and 3·(E + N)·s for the loss-mode sums. The figures are upper bounds by
-design (tests compare them with traced peaks): a worker that sizes its shards by them stays inside
-its budget.
+plus, independent of the rows, 2 edge chunks of ``EDGE_CHUNK_BYTES`` per thread, 4·E·s for dense
+gradient blocks and 3·(E + N)·s for the loss-mode sums. The figures are upper bounds by design
+(tests compare them with traced peaks): a worker that sizes its shards by them stays inside its
+budget. Between calls a process keeps up to 2 × the slab budget of scratch buffers cached
+(``workspace``), which is not part of a call's estimate.
 """
 
 from __future__ import annotations
@@ -24,15 +26,23 @@ import os
 
 import numpy as np
 
-__all__ = ["SLAB_BYTES", "EDGE_CHUNK_BYTES", "slab_budget", "slab_rows", "working_memory_bytes",
+__all__ = ["SLAB_BYTES", "EDGE_CHUNK_BYTES", "GROUP_ROWS", "thread_count", "slab_budget", "slab_rows", "working_memory_bytes",
            "result_bytes_per_row", "rows_for_budget", "edge_chunk_size"]
 
 #: default engine working memory of one slab (EDGEGRAD_SLAB_BYTES overrides it)
 SLAB_BYTES = 128 * 1024 * 1024
-#: bytes of one gathered operand in an edge-gradient chunk: two operands and their product fit in L2
-EDGE_CHUNK_BYTES = 256 * 1024
-#: threads whose edge chunks may be alive at once (the estimate's allowance)
-_CHUNK_THREADS = 4
+#: bytes of one gathered operand in an edge-gradient chunk: operands and product fit in L2
+EDGE_CHUNK_BYTES = 512 * 1024
+#: the most in-edges of one node an edge-gradient chunk gathers (plan.GROUP_DEGREE)
+GROUP_ROWS = 64
+
+
+def thread_count() -> int:
+    """Threads for the kernels: EDGEGRAD_THREADS, else the CPUs this process may run on."""
+    configured = int(os.environ.get("EDGEGRAD_THREADS", "0") or 0)
+    if configured > 0:
+        return configured
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def slab_budget() -> int:
@@ -55,13 +65,16 @@ def _slab_row_elements(n_inputs: int, n_nodes: int, n_outputs: int, loss: str | 
     """Working-memory elements one slab row needs (see the module docstring)."""
     base = 2 * n_inputs + 2 * n_nodes                   # activations (+ a float32 copy of x) and f'(z)/δ
     if loss is None:
-        return base + n_nodes * n_outputs + 4 * widest * n_outputs + n_nodes * n_outputs + 4 * n_outputs
-    return base + 4 * widest + 8 * n_outputs + (n_nodes if per_example else 0)
+        return (base + n_nodes * n_outputs + 4 * widest * n_outputs + n_inputs + n_nodes + n_nodes * n_outputs
+                + 4 * n_outputs)
+    if per_example:                                      # + example-major copies of o and δ
+        return base + 4 * widest + 8 * n_outputs + n_inputs + 2 * n_nodes
+    return base + 4 * widest + 8 * n_outputs + thread_count() * (GROUP_ROWS + 1)   # ≥ 1 node's rows a chunk
 
 
 def _fixed_bytes(n_nodes: int, n_edges: int, itemsize: int) -> int:
     """Working memory that does not depend on the rows: edge chunks, dense gradient blocks, loss-mode sums."""
-    return _CHUNK_THREADS * 3 * EDGE_CHUNK_BYTES + (4 * n_edges + 3 * (n_edges + n_nodes)) * itemsize
+    return thread_count() * 2 * EDGE_CHUNK_BYTES + (4 * n_edges + 3 * (n_edges + n_nodes)) * itemsize
 
 
 def slab_rows(n_inputs: int, n_nodes: int, n_outputs: int, loss: str | None, per_example: bool,

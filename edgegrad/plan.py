@@ -12,16 +12,18 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
 
 from .activations import ACTIVATION_NAMES, ACTIVATIONS, Activation
 from .batch import check_float32_range
+from .memory import GROUP_ROWS
 from .network import Network
 
-__all__ = ["Plan", "Level", "Block", "Kernel", "compile_plan", "get_plan", "clear_plan_cache"]
+__all__ = ["Plan", "Level", "Block", "Kernel", "GradGroup", "compile_plan", "get_plan", "clear_plan_cache",
+           "reaches_output"]
 
 #: a level's in- or out-edges go to BLAS when at least this share of the block they span is set
 DENSE_MIN_DENSITY = 0.25
@@ -31,7 +33,7 @@ SMALL_BLOCK_CELLS = 4096
 CHUNK_NNZ = 32_768
 PLAN_CACHE_SIZE = 8
 #: in-edges of one node taken at a time by the summed edge gradients (a node with more is split)
-GROUP_DEGREE = 64
+GROUP_DEGREE = GROUP_ROWS
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,9 @@ class Plan:
     grad_groups: tuple[GradGroup, ...]  #: those edges, grouped by their node's (piece's) in-degree
     file_src: np.ndarray             #: file edge -> activation row of src
     file_dst: np.ndarray             #: file edge -> node row of dst
+    n_live: int = -1                 #: node rows [0, n_live) are computed; the rest reach no output (δ = 0)
+    dead_edges: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    #: file edges into nodes that reach no output (their derivative is 0)
 
 
 def _split_rows(indptr: np.ndarray, lo: int, hi: int, boundaries: list[int]) -> list[tuple[int, int]]:
@@ -137,16 +142,35 @@ def _kernels(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, n_rows: int, 
                  for lo, hi in _split_rows(matrix.indptr, 0, n_rows, boundaries))
 
 
-def compile_plan(net: Network, dtype: str | np.dtype = "float64") -> Plan:
-    """Build the execution plan of ``net`` for ``dtype`` (float64 or float32)."""
+def reaches_output(net: Network) -> np.ndarray:
+    """Per computed node (file order): whether some path leads from it to an output (outputs included)."""
+    n_in = net.n_inputs
+    live = np.zeros(n_in + net.n_nodes, dtype=bool)
+    live[n_in + net.output_index] = True
+    src_level = net.levels[net.src]
+    by_level = np.argsort(-src_level, kind="stable")             # edges by source level, deepest first
+    bounds = np.flatnonzero(np.diff(src_level[by_level])) + 1
+    for edges in np.split(by_level, bounds):                     # a level's sources read only deeper nodes
+        live[net.src[edges[live[net.dst[edges]]]]] = True
+    return live[n_in:]
+
+
+def compile_plan(net: Network, dtype: str | np.dtype = "float64", live_only: bool = True) -> Plan:
+    """Build the execution plan of ``net`` for ``dtype`` (float64 or float32).
+
+    With ``live_only`` nodes that reach no output are left out of every level and kernel (their
+    rows come last, held at 0); without it every node is computed (for node values).
+    """
     dtype = np.dtype(dtype)
     if dtype == np.float32:
         check_float32_range(net.biases, "nodes[{}].bias")
         check_float32_range(net.weights, "edges[{}].weight")
     n_in, n = net.n_inputs, net.n_nodes
     node_level = net.levels[n_in:]
+    dead = ~reaches_output(net) if live_only else np.zeros(n, dtype=bool)
+    n_live = n - int(dead.sum())
     codes = np.array([ACTIVATION_NAMES.index(a) for a in net.activations], dtype=np.int64)
-    order = np.lexsort((np.arange(n), codes, node_level))          # plan row -> file node
+    order = np.lexsort((np.arange(n), codes, node_level, dead))    # plan row -> file node (dead ones last)
     node_row = np.empty(n, dtype=np.int64)
     node_row[order] = np.arange(n)
     vertex_row = np.concatenate([np.arange(n_in), n_in + node_row])  # file vertex -> activation row
@@ -157,13 +181,14 @@ def compile_plan(net: Network, dtype: str | np.dtype = "float64") -> Plan:
     e_src, e_dst = src_row[edge_order], dst_node_row[edge_order]
     e_w = net.weights[edge_order]
 
-    sorted_levels = node_level[order]
+    sorted_levels = node_level[order[:n_live]]
     sorted_codes = codes[order]
     level_values, level_starts = np.unique(sorted_levels, return_index=True)
-    level_bounds = list(level_starts) + [n]
+    level_bounds = list(level_starts) + [n_live]
     edge_level_start = np.searchsorted(e_dst, level_bounds)
+    n_live_edges = int(edge_level_start[-1])                         # edges into dead nodes come last
     # out-edges grouped by source node row, for the pull-style backward product
-    out_order = np.lexsort((e_dst, e_src))
+    out_order = np.lexsort((e_dst[:n_live_edges], e_src[:n_live_edges]))
     o_src, o_dst, o_w = e_src[out_order], e_dst[out_order], e_w[out_order]
 
     levels = []
@@ -193,10 +218,11 @@ def compile_plan(net: Network, dtype: str | np.dtype = "float64") -> Plan:
     dense_mask = np.zeros(e_src.size, dtype=bool)
     for positions in dense_positions:
         dense_mask[positions] = True
+    dense_mask[n_live_edges:] = True                                 # not per-edge products either: 0
     sparse_edges = np.flatnonzero(~dense_mask)
     return Plan(n_in, n, dtype, tuple(levels), node_row, node_row[net.output_index], edge_order,
                 e_src, e_dst, sparse_edges, _grad_groups(sparse_edges, e_src, e_dst, edge_order),
-                src_row, dst_node_row)
+                src_row, dst_node_row, n_live, edge_order[n_live_edges:])
 
 
 def _grad_groups(sparse: np.ndarray, e_src: np.ndarray, e_dst: np.ndarray,
@@ -222,19 +248,19 @@ def _grad_groups(sparse: np.ndarray, e_src: np.ndarray, e_dst: np.ndarray,
     return tuple(groups)
 
 
-_cache: OrderedDict[tuple[str, str], Plan] = OrderedDict()
+_cache: OrderedDict[tuple[str, str, bool], Plan] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-def get_plan(net: Network, dtype: str | np.dtype = "float64") -> Plan:
-    """The cached plan of ``net`` for ``dtype``, compiled on first use (LRU of PLAN_CACHE_SIZE)."""
-    key = (net.content_hash, np.dtype(dtype).name)
+def get_plan(net: Network, dtype: str | np.dtype = "float64", live_only: bool = True) -> Plan:
+    """The cached plan of ``net`` for ``dtype`` (see ``compile_plan``), compiled on first use (LRU of PLAN_CACHE_SIZE)."""
+    key = (net.content_hash, np.dtype(dtype).name, live_only)
     with _cache_lock:
         plan = _cache.get(key)
         if plan is not None:
             _cache.move_to_end(key)
             return plan
-    plan = compile_plan(net, dtype)
+    plan = compile_plan(net, dtype, live_only)
     with _cache_lock:
         _cache[key] = plan
         while len(_cache) > int(os.environ.get("EDGEGRAD_PLAN_CACHE", PLAN_CACHE_SIZE)):

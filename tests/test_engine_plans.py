@@ -138,7 +138,7 @@ def _check_against_reference(seed: int, dense: bool) -> None:
     compiled = plan.get_plan(net)
     kinds = {k.dense for level in compiled.levels for k in level.forward + level.backward}
     if not dense:  # every sparse edge sits in exactly one in-degree group
-        grouped = np.concatenate([g.file_edges.ravel() for g in compiled.grad_groups])
+        grouped = np.concatenate([g.file_edges.ravel() for g in compiled.grad_groups] + [compiled.dead_edges])
         assert sorted(grouped.tolist()) == list(range(net.n_edges))
     assert kinds == {dense}
     assert_agrees(edgegrad.gradients(net, X), reference_gradients(data, X))
