@@ -14,6 +14,7 @@ the GIL in these kernels).
 from __future__ import annotations
 
 import os
+from bisect import bisect_right
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, NamedTuple
 
@@ -112,14 +113,6 @@ def _pieces(kernels: tuple[Kernel, ...], cuts: list[tuple[int, int]], source: np
     return [(k.lo, k.hi, k) for k in kernels]
 
 
-def _work(pieces: list[Piece], width: int) -> int:
-    """Rough multiply-add count of a level's pieces."""
-    total = 0
-    for lo, hi, what in pieces:
-        total += (what.matrix.nnz if isinstance(what, Kernel) and not what.dense else hi - lo) * width
-    return total
-
-
 def _evaluate(piece: Piece, source: np.ndarray) -> np.ndarray:
     """The product rows of one piece, as a fresh (or exclusively owned) array."""
     lo, hi, what = piece
@@ -130,27 +123,37 @@ def _evaluate(piece: Piece, source: np.ndarray) -> np.ndarray:
     return _product(what, source)
 
 
+def _activate(plan: Plan, level: Level, piece: Piece, acts: np.ndarray, fprime: np.ndarray,
+              z_out: np.ndarray | None) -> None:
+    """z = W_in·o + bias, then o = f(z) and f'(z) for the activation runs of one piece of a level."""
+    lo, hi, _ = piece
+    z = _evaluate(piece, acts)
+    z += level.bias[lo:hi]
+    first_row = plan.n_inputs + level.start
+    blocks = level.blocks
+    for i in range(bisect_right(level.block_starts, lo) - 1, len(blocks)):
+        block = blocks[i]
+        if block.lo >= hi:
+            break
+        a, b = max(lo, block.lo), min(hi, block.hi)
+        zb = z[a - lo:b - lo]
+        if z_out is not None:
+            z_out[level.start + a:level.start + b] = zb
+        block.activation.fused(zb, acts[first_row + a:first_row + b], fprime[level.start + a:level.start + b])
+
+
 def _forward_level(plan: Plan, level: Level, acts: np.ndarray, fprime: np.ndarray,
                    z_out: np.ndarray | None) -> None:
-    """z = W_in·o + bias and o = f(z), f'(z) for one level, one piece per thread task."""
-    first_row = plan.n_inputs + level.start
-
-    def activate(piece: Piece) -> None:
-        lo, hi, _ = piece
-        z = _evaluate(piece, acts)
-        z += level.bias[lo:hi]
-        for block in level.blocks:
-            a, b = max(lo, block.lo), min(hi, block.hi)
-            if a >= b:
-                continue
-            zb = z[a - lo:b - lo]
-            if z_out is not None:
-                z_out[level.start + a:level.start + b] = zb
-            block.activation.fused(zb, acts[first_row + a:first_row + b], fprime[level.start + a:level.start + b])
-
+    """One level: inline as one piece when small, else one piece per thread task."""
+    width = acts.shape[1]
+    work = level.forward_work * width
+    if work < PARALLEL_MIN_WORK and (not level.forward or level.forward[0].dense or len(level.forward) == 1):
+        piece = _pieces(level.forward, [(0, level.stop - level.start)], acts)[0]
+        _activate(plan, level, piece, acts, fprime, z_out)
+        return
     cuts = [(block.lo, block.hi) for block in level.blocks]
     pieces = _pieces(level.forward, cuts, acts)
-    _run_all((lambda p=p: activate(p) for p in pieces), _work(pieces, acts.shape[1]))
+    _run_all((lambda p=p: _activate(plan, level, p, acts, fprime, z_out) for p in pieces), work)
 
 
 def _pass_shapes(plan: Plan, batch: int, n_outputs: int | None) -> list[tuple[int, ...]]:
@@ -203,31 +206,33 @@ def backward(plan: Plan, run: Pass, direct: np.ndarray | None) -> None:
     ``direct`` is ∂L/∂o of the outputs, (K, B), in loss mode. In output mode (a 3-D delta buffer)
     it is ignored: output k gets a direct term of 1 in its own column block.
     """
-    deltas = run.deltas
-    output_mode = deltas.ndim == 3
-    flat = deltas.reshape(plan.n_nodes, -1)
-    out_rows = plan.output_rows
+    flat = run.deltas.reshape(plan.n_nodes, -1)
     for level in reversed(plan.levels):
-        direct_rows = [(k, int(out_rows[k]) - level.start) for k in
-                       np.flatnonzero((out_rows >= level.start) & (out_rows < level.stop)).tolist()]
-
-        def pull(piece: Piece, level: Level = level, direct_rows: list = direct_rows) -> None:
-            lo, hi, _ = piece
-            g = _evaluate(piece, flat)
-            for k, r in direct_rows:
-                if lo <= r < hi:
-                    if output_mode:
-                        g.reshape(hi - lo, -1, deltas.shape[2])[r - lo, k] += 1
-                    else:
-                        g[r - lo] += direct[k]
-            rows = slice(level.start + lo, level.start + hi)
-            if output_mode:
-                deltas[rows] = g.reshape(hi - lo, -1, deltas.shape[2]) * run.fprime[rows][:, None, :]
-            else:
-                deltas[rows] *= g
-
+        work = level.backward_work * flat.shape[1]
         pieces = _pieces(level.backward, [(0, level.stop - level.start)], flat)
-        _run_all((lambda p=p: pull(p) for p in pieces), _work(pieces, flat.shape[1]))
+        if len(pieces) == 1 or work < PARALLEL_MIN_WORK:
+            for piece in pieces:
+                _pull(level, piece, run, flat, direct)
+        else:
+            _run_all((lambda p=p, lv=level: _pull(lv, p, run, flat, direct) for p in pieces), work)
+
+
+def _pull(level: Level, piece: Piece, run: Pass, flat: np.ndarray, direct: np.ndarray | None) -> None:
+    """δ = f'(z) ⊙ (direct + W_out·δ[later rows]) for one piece of a level."""
+    deltas = run.deltas
+    lo, hi, _ = piece
+    g = _evaluate(piece, flat)
+    for k, r in level.outputs:
+        if lo <= r < hi:
+            if deltas.ndim == 3:
+                g.reshape(hi - lo, -1, deltas.shape[2])[r - lo, k] += 1
+            else:
+                g[r - lo] += direct[k]
+    rows = slice(level.start + lo, level.start + hi)
+    if deltas.ndim == 3:
+        np.multiply(g.reshape(hi - lo, -1, deltas.shape[2]), run.fprime[rows][:, None, :], out=deltas[rows])
+    else:
+        deltas[rows] *= g
 
 
 def summed_edge_grads(plan: Plan, run: Pass, out: np.ndarray) -> None:

@@ -32,6 +32,8 @@ SMALL_BLOCK_CELLS = 4096
 #: sparse kernels are split into row chunks of about this many stored entries (for the thread pool)
 CHUNK_NNZ = 32_768
 PLAN_CACHE_SIZE = 8
+#: a dense level's summed edge gradients use one BLAS product from this many edges (else per-edge groups)
+DENSE_GRAD_MIN_EDGES = 4096
 #: in-edges of one node taken at a time by the summed edge gradients (a node with more is split)
 GROUP_DEGREE = GROUP_ROWS
 
@@ -68,6 +70,10 @@ class Level:
     backward: tuple[Kernel, ...]     #: Σ_c w(v,c) δ(c) = W_out @ deltas
     dense_grad: tuple[np.ndarray, np.ndarray, np.ndarray, slice | np.ndarray] | None = None
     #: (file edge positions, row in block, col in block, activation rows) for a dense in-block
+    block_starts: tuple[int, ...] = ()  #: ``lo`` of each block, for finding a piece's blocks
+    outputs: tuple[tuple[int, int], ...] = ()  #: (output index k, row in the level) of outputs here
+    forward_work: int = 0            #: multiply-adds per example of the forward product
+    backward_work: int = 0           #: multiply-adds per example of the backward product
 
 
 @dataclass(frozen=True)
@@ -155,6 +161,13 @@ def reaches_output(net: Network) -> np.ndarray:
     return live[n_in:]
 
 
+def _kernel_work(kernels: tuple[Kernel, ...], n_rows: int) -> int:
+    """Multiply-adds per example of a level's kernels (rows when there are none: the zero fill)."""
+    if not kernels:
+        return n_rows
+    return sum(k.matrix.size if k.dense else k.matrix.nnz for k in kernels)
+
+
 def compile_plan(net: Network, dtype: str | np.dtype = "float64", live_only: bool = True) -> Plan:
     """Build the execution plan of ``net`` for ``dtype`` (float64 or float32).
 
@@ -191,6 +204,7 @@ def compile_plan(net: Network, dtype: str | np.dtype = "float64", live_only: boo
     out_order = np.lexsort((e_dst[:n_live_edges], e_src[:n_live_edges]))
     o_src, o_dst, o_w = e_src[out_order], e_dst[out_order], e_w[out_order]
 
+    out_rows = node_row[net.output_index]
     levels = []
     dense_positions = []
     for li in range(len(level_values)):
@@ -199,21 +213,24 @@ def compile_plan(net: Network, dtype: str | np.dtype = "float64", live_only: boo
         cuts = [0, *run_starts.tolist(), stop - start]
         blocks = tuple(Block(a, b, ACTIVATIONS[ACTIVATION_NAMES[sorted_codes[start + a]]])
                        for a, b in zip(cuts[:-1], cuts[1:]))
-        boundaries = cuts[1:-1]
+        boundaries: list[int] = []         # pieces may span activation runs: chunks follow the nnz only
         e0, e1 = int(edge_level_start[li]), int(edge_level_start[li + 1])
         forward = _kernels(e_dst[e0:e1] - start, e_src[e0:e1], e_w[e0:e1], stop - start, 0, boundaries, dtype)
         o0, o1 = np.searchsorted(o_src, [n_in + start, n_in + stop])
         backward = _kernels(o_src[o0:o1] - n_in - start, o_dst[o0:o1] - stop, o_w[o0:o1], stop - start, stop,
                             boundaries, dtype)
         dense_grad = None
-        if forward and forward[0].dense:
+        if forward and forward[0].dense and e1 - e0 >= DENSE_GRAD_MIN_EDGES:
             cols = forward[0].cols
             used = np.arange(cols.start, cols.stop) if isinstance(cols, slice) else cols
             positions = np.arange(e0, e1)
             dense_grad = (edge_order[e0:e1], e_dst[e0:e1] - start, np.searchsorted(used, e_src[e0:e1]), cols)
             dense_positions.append(positions)
+        here = np.flatnonzero((out_rows >= start) & (out_rows < stop)).tolist()
         levels.append(Level(start, stop, net.biases[order[start:stop]].astype(dtype)[:, None],
-                            blocks, forward, backward, dense_grad))
+                            blocks, forward, backward, dense_grad, tuple(b.lo for b in blocks),
+                            tuple((k, int(out_rows[k]) - start) for k in here),
+                            _kernel_work(forward, stop - start), _kernel_work(backward, stop - start)))
 
     dense_mask = np.zeros(e_src.size, dtype=bool)
     for positions in dense_positions:

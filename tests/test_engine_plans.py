@@ -121,6 +121,7 @@ def test_sparse_and_dense_kernels_agree_with_the_reference(policy: str, seed: in
         monkeypatch.setattr(memory, "EDGE_CHUNK_BYTES", 1)    # one node (piece) / one row × edge per chunk
     elif policy == "all dense":
         monkeypatch.setattr(plan, "DENSE_MIN_DENSITY", 0.0)
+        monkeypatch.setattr(plan, "DENSE_GRAD_MIN_EDGES", 0)  # and the summed gradients of every level by BLAS
     plan.clear_plan_cache()
     try:
         _check_against_reference(seed, policy == "all dense")
@@ -137,7 +138,9 @@ def _check_against_reference(seed: int, dense: bool) -> None:
     T = np.random.default_rng(seed).uniform(size=(3, net.n_outputs))
     compiled = plan.get_plan(net)
     kinds = {k.dense for level in compiled.levels for k in level.forward + level.backward}
-    if not dense:  # every sparse edge sits in exactly one in-degree group
+    if dense:      # every level's summed gradients are one BLAS block
+        assert all(level.dense_grad is not None for level in compiled.levels if level.forward)
+    else:          # every sparse edge sits in exactly one in-degree group
         grouped = np.concatenate([g.file_edges.ravel() for g in compiled.grad_groups] + [compiled.dead_edges])
         assert sorted(grouped.tolist()) == list(range(net.n_edges))
     assert kinds == {dense}
