@@ -32,7 +32,7 @@ __all__ = ["SLAB_BYTES", "EDGE_CHUNK_BYTES", "GROUP_ROWS", "thread_count", "slab
 #: default engine working memory of one slab (EDGEGRAD_SLAB_BYTES overrides it)
 SLAB_BYTES = 128 * 1024 * 1024
 #: bytes of one gathered operand in an edge-gradient chunk: operands and product fit in L2
-EDGE_CHUNK_BYTES = 512 * 1024
+EDGE_CHUNK_BYTES = 1024 * 1024
 #: the most in-edges of one node an edge-gradient chunk gathers (plan.GROUP_DEGREE)
 GROUP_ROWS = 64
 
@@ -72,9 +72,11 @@ def _slab_row_elements(n_inputs: int, n_nodes: int, n_outputs: int, loss: str | 
     return base + 4 * widest + 8 * n_outputs + thread_count() * (GROUP_ROWS + 1)   # ≥ 1 node's rows a chunk
 
 
-def _fixed_bytes(n_nodes: int, n_edges: int, itemsize: int) -> int:
-    """Working memory that does not depend on the rows: edge chunks, dense gradient blocks, loss-mode sums."""
-    return thread_count() * 2 * EDGE_CHUNK_BYTES + (4 * n_edges + 3 * (n_edges + n_nodes)) * itemsize
+def _fixed_bytes(n_nodes: int, n_edges: int, itemsize: int, rows: int) -> int:
+    """Working memory that hardly depends on the rows: edge chunks (no bigger than all edges' rows), dense
+    gradient blocks, loss-mode sums."""
+    chunks = min(thread_count() * 2 * EDGE_CHUNK_BYTES, 2 * (n_edges + thread_count()) * rows * itemsize)
+    return chunks + (4 * n_edges + 3 * (n_edges + n_nodes)) * itemsize
 
 
 def slab_rows(n_inputs: int, n_nodes: int, n_outputs: int, loss: str | None, per_example: bool,
@@ -109,7 +111,7 @@ def working_memory_bytes(n_inputs: int, n_nodes: int, n_edges: int, n_outputs: i
     widest = n_nodes if widest_level is None else widest_level
     in_slab = min(rows, slab_rows(n_inputs, n_nodes, n_outputs, loss, per_example, dtype, widest, budget))
     engine = _slab_row_elements(n_inputs, n_nodes, n_outputs, loss, per_example, widest) * s * in_slab
-    return (engine + _fixed_bytes(n_nodes, n_edges, s)
+    return (engine + _fixed_bytes(n_nodes, n_edges, s, in_slab)
             + result_bytes_per_row(n_nodes, n_edges, n_outputs, loss, per_example, dtype) * rows)
 
 
