@@ -150,3 +150,29 @@ def _check_against_reference(seed: int, dense: bool) -> None:
     summed = edgegrad.gradients(net, X, targets=T, loss="mse")
     ref = reference_gradients(data, X, T, "mse", "mean", per_example=True)
     np.testing.assert_allclose(summed.edge_grads, ref.edge_grads.sum(axis=0), rtol=1e-9, atol=1e-15)
+
+
+@pytest.mark.filterwarnings("error")
+def test_nodes_that_reach_no_output_are_skipped_but_still_have_values() -> None:
+    """A dead branch is never computed (even one that would overflow); its derivatives are 0."""
+    import edgegrad.plan as plan
+    from edgegrad.api import node_values
+
+    net = Network.from_dict({
+        "inputs": ["x"], "outputs": ["y"],
+        "nodes": [{"id": "dead", "bias": 0.5}, {"id": "y", "activation": "tanh"}, {"id": "deader"}],
+        "edges": [{"src": "x", "dst": "dead", "weight": 1e10}, {"src": "x", "dst": "y", "weight": 0.7},
+                  {"src": "dead", "dst": "deader", "weight": 1e300}]})
+    assert plan.reaches_output(net).tolist() == [False, True, False]
+    assert plan.get_plan(net).n_live == 1 and plan.get_plan(net, live_only=False).n_live == 3
+    X, T = [[1.0], [1e300]], [[0.1], [0.2]]
+    for kw in ({}, {"targets": T, "loss": "mse"}, {"targets": T, "loss": "mse", "per_example": True}):
+        res = edgegrad.gradients(net, X, **kw)
+        assert res.is_finite()
+        np.testing.assert_array_equal(np.asarray(res.deltas)[..., [0, 2]], 0.0)
+        np.testing.assert_array_equal(np.asarray(res.edge_grads)[..., [0, 2]], 0.0)
+    ok = [[0.3], [-0.2]]
+    assert_agrees(edgegrad.gradients(net, ok, targets=T, loss="mse"),
+                  reference_gradients(net.to_dict(), ok, T, "mse", "mean"))
+    values = node_values(net, ok)
+    np.testing.assert_allclose(values.o[:, 1], [0.3e10 + 0.5, -0.2e10 + 0.5])   # the dead node's value is shown
