@@ -77,12 +77,13 @@ def _floor(net: edgegrad.Network, w: Workload) -> tuple[float, str]:
         return _timed(lambda: mlp_grads(layers, X, rows)), "numpy BLAS forward + backward"
 
     def gather(width: int) -> float:
+        """Reading every edge's source row once, in sorted order, into a cache-sized buffer."""
         src = np.sort(rng.integers(0, vertices, net.n_edges))
         acts = rng.standard_normal((vertices, width))
-        out = np.empty((min(net.n_edges, 65536), width))
-        spans = range(0, src.size, out.shape[0])
-        return _timed(lambda: [np.take(acts, src[a:a + out.shape[0]], axis=0, out=out[:min(out.shape[0], src.size - a)])
-                               for a in spans])
+        out = np.empty((max(1, min(net.n_edges, (1 << 20) // (8 * width))), width))
+        step = out.shape[0]
+        return _timed(lambda: [np.take(acts, src[a:a + step], axis=0, out=out[:min(step, src.size - a)])
+                               for a in range(0, src.size, step)])
 
     if w.mode == "loss":
         return 3 * gather(w.batch), "3 sorted gathers of E source rows"

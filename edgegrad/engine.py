@@ -273,9 +273,8 @@ def per_example_results(plan: Plan, run: Pass, edges_out: np.ndarray, deltas_out
     o and δ are turned example-major once; then each result row is two gathers along a row that
     stays in cache and one product, written contiguously in file order (no scattered columns).
     """
-    acts_t = np.ascontiguousarray(run.acts.T)                                    # (B, I+N)
-    deltas = run.deltas
-    deltas_t = np.ascontiguousarray(deltas.T if deltas.ndim == 2 else deltas.transpose(2, 1, 0))
+    acts_t = _example_major(run.acts)                                            # (B, I+N)
+    deltas_t = _example_major(run.deltas)                                        # (B, N) or (B, K, N)
     np.take(deltas_t, plan.node_row, axis=-1, out=deltas_out, mode="clip")
     batch, n_edges = edges_out.shape[0], edges_out.shape[-1]
     if n_edges == 0:
@@ -289,6 +288,29 @@ def per_example_results(plan: Plan, run: Pass, edges_out: np.ndarray, deltas_out
     tasks = [lambda r=r, e=e: _example_grads(plan, acts_t, deltas_t, edges_out, r, e)
              for r in _spans(batch, row_step) for e in _spans(n_edges, edge_step)]
     _run_all(tasks, edges_out.size)
+
+
+#: rows per tile of the example-major transpose (written as contiguous runs of this many)
+TRANSPOSE_ROWS = 256
+
+
+def _example_major(a: np.ndarray) -> np.ndarray:
+    """``a`` (rows, [K,] B) as a contiguous (B, [K,] rows) copy, transposed in cache-sized tiles.
+
+    numpy's own copy of a transposed view reads with a stride of a whole row per element; a tile of
+    ``TRANSPOSE_ROWS`` rows × a few examples is read once from cache and written as contiguous runs.
+    """
+    out = np.empty(a.shape[::-1], dtype=a.dtype)
+    middle = a[0, ..., 0].size if a.shape[0] and a.shape[-1] else 1       # K, or 1
+    cols = max(8, 16384 // (TRANSPOSE_ROWS * middle))
+    axes = tuple(range(a.ndim))[::-1]
+
+    def tile(r: tuple[int, int]) -> None:
+        for c0, c1 in _spans(a.shape[-1], cols):
+            out[c0:c1, ..., r[0]:r[1]] = a[r[0]:r[1], ..., c0:c1].transpose(axes)
+
+    _run_all((lambda r=r: tile(r) for r in _spans(a.shape[0], TRANSPOSE_ROWS)), a.size)
+    return out
 
 
 def _example_grads(plan: Plan, acts_t: np.ndarray, deltas_t: np.ndarray, out: np.ndarray,

@@ -176,3 +176,15 @@ def test_nodes_that_reach_no_output_are_skipped_but_still_have_values() -> None:
                   reference_gradients(net.to_dict(), ok, T, "mse", "mean"))
     values = node_values(net, ok)
     np.testing.assert_allclose(values.o[:, 1], [0.3e10 + 0.5, -0.2e10 + 0.5])   # the dead node's value is shown
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 3), (300, 65), (5, 4, 9), (600, 16, 33)])
+@pytest.mark.parametrize("tile_rows", [1, 3, 256])
+def test_the_tiled_example_major_transpose_is_exact(monkeypatch, shape, tile_rows) -> None:
+    from edgegrad import engine
+
+    monkeypatch.setattr(engine, "TRANSPOSE_ROWS", tile_rows)
+    a = np.random.default_rng(1).standard_normal(shape)
+    got = engine._example_major(a)
+    assert got.flags.c_contiguous
+    np.testing.assert_array_equal(got, a.transpose(tuple(range(a.ndim))[::-1]))
