@@ -99,18 +99,26 @@ def _product(kernel: Kernel, source: np.ndarray) -> np.ndarray:
 Piece = tuple[int, int, "Kernel | np.ndarray | None"]
 
 
-def _pieces(kernels: tuple[Kernel, ...], cuts: list[tuple[int, int]], source: np.ndarray) -> list[Piece]:
+def _pieces(kernels: tuple[Kernel, ...], cuts: list[tuple[int, int]], source: np.ndarray,
+            split: bool = True) -> list[Piece]:
     """Split a level's product into independent row pieces.
 
     A dense kernel runs once here (BLAS threads on its own) and the pieces slice its result by
-    ``cuts``; sparse kernels are the pieces themselves; no kernel means the product is zero.
+    ``cuts``; sparse kernels are the pieces themselves — the level's row chunks when ``split``,
+    else its whole kernel (one call); no kernel means the product is zero.
     """
     if kernels and kernels[0].dense:
         full = _product(kernels[0], source)
         return [(lo, hi, full) for lo, hi in cuts]
     if not kernels:
         return [(lo, hi, None) for lo, hi in cuts]
-    return [(k.lo, k.hi, k) for k in kernels]
+    chosen = kernels[1:] if split and len(kernels) > 1 else kernels[:1]
+    return [(k.lo, k.hi, k) for k in chosen]
+
+
+def _split(work: int) -> bool:
+    """Whether a level with this much work is worth splitting over the thread pool."""
+    return work >= PARALLEL_MIN_WORK and thread_count() > 1
 
 
 def _evaluate(piece: Piece, source: np.ndarray) -> np.ndarray:
@@ -145,10 +153,9 @@ def _activate(plan: Plan, level: Level, piece: Piece, acts: np.ndarray, fprime: 
 def _forward_level(plan: Plan, level: Level, acts: np.ndarray, fprime: np.ndarray,
                    z_out: np.ndarray | None) -> None:
     """One level: inline as one piece when small, else one piece per thread task."""
-    width = acts.shape[1]
-    work = level.forward_work * width
-    if work < PARALLEL_MIN_WORK and (not level.forward or level.forward[0].dense or len(level.forward) == 1):
-        piece = _pieces(level.forward, [(0, level.stop - level.start)], acts)[0]
+    work = level.forward_work * acts.shape[1]
+    if not _split(work):
+        piece = _pieces(level.forward, [(0, level.stop - level.start)], acts, split=False)[0]
         _activate(plan, level, piece, acts, fprime, z_out)
         return
     cuts = [(block.lo, block.hi) for block in level.blocks]
@@ -209,8 +216,8 @@ def backward(plan: Plan, run: Pass, direct: np.ndarray | None) -> None:
     flat = run.deltas.reshape(plan.n_nodes, -1)
     for level in reversed(plan.levels):
         work = level.backward_work * flat.shape[1]
-        pieces = _pieces(level.backward, [(0, level.stop - level.start)], flat)
-        if len(pieces) == 1 or work < PARALLEL_MIN_WORK:
+        pieces = _pieces(level.backward, [(0, level.stop - level.start)], flat, split=_split(work))
+        if len(pieces) == 1 or not _split(work):
             for piece in pieces:
                 _pull(level, piece, run, flat, direct)
         else:

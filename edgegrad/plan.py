@@ -30,7 +30,7 @@ DENSE_MIN_DENSITY = 0.25
 #: blocks of at most this many cells are always dense: a tiny BLAS product beats building a sparse matrix
 SMALL_BLOCK_CELLS = 4096
 #: sparse kernels are split into row chunks of about this many stored entries (for the thread pool)
-CHUNK_NNZ = 32_768
+CHUNK_NNZ = 8_192
 PLAN_CACHE_SIZE = 8
 #: a dense level's summed edge gradients use one BLAS product from this many edges (else per-edge groups)
 DENSE_GRAD_MIN_EDGES = 4096
@@ -66,8 +66,8 @@ class Level:
     stop: int
     bias: np.ndarray                 #: (stop-start, 1)
     blocks: tuple[Block, ...]
-    forward: tuple[Kernel, ...]      #: z = W_in @ activations
-    backward: tuple[Kernel, ...]     #: Σ_c w(v,c) δ(c) = W_out @ deltas
+    forward: tuple[Kernel, ...]      #: z = W_in @ activations: the whole level, then its row chunks if any
+    backward: tuple[Kernel, ...]     #: Σ_c w(v,c) δ(c) = W_out @ deltas, laid out the same way
     dense_grad: tuple[np.ndarray, np.ndarray, np.ndarray, slice | np.ndarray] | None = None
     #: (file edge positions, row in block, col in block, activation rows) for a dense in-block
     block_starts: tuple[int, ...] = ()  #: ``lo`` of each block, for finding a piece's blocks
@@ -129,7 +129,8 @@ def _kernels(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, n_rows: int, 
 
     Dense (BLAS) when the entries fill enough of the block they span, or when that block is so
     small that building a sparse matrix would cost more than it saves; sparse (CSR over the
-    prefix of source rows it reads) otherwise.
+    prefix of source rows it reads) otherwise: then the first kernel is the whole level and, when
+    it splits, the rest are its row chunks (views sharing its arrays) for the thread pool.
     """
     if rows.size == 0:
         return ()
@@ -144,8 +145,21 @@ def _kernels(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, n_rows: int, 
     width = int(used[-1]) + 1
     matrix = sp.csr_matrix((vals.astype(dtype), (rows, cols)), shape=(n_rows, width))
     matrix.sort_indices()
-    return tuple(Kernel(lo, hi, matrix[lo:hi], slice(col_offset, col_offset + width), False)
-                 for lo, hi in _split_rows(matrix.indptr, 0, n_rows, boundaries))
+    where = slice(col_offset, col_offset + width)
+    pieces = _split_rows(matrix.indptr, 0, n_rows, boundaries)
+    whole = Kernel(0, n_rows, matrix, where, False)
+    if len(pieces) == 1:
+        return (whole,)
+    return (whole,) + tuple(Kernel(lo, hi, _row_view(matrix, lo, hi), where, False) for lo, hi in pieces)
+
+
+def _row_view(matrix: sp.csr_matrix, lo: int, hi: int) -> sp.csr_matrix:
+    """Rows [lo, hi) of a CSR matrix sharing its data and indices (only the row pointers are new)."""
+    a, b = int(matrix.indptr[lo]), int(matrix.indptr[hi])
+    view = sp.csr_matrix((matrix.data[a:b], matrix.indices[a:b], matrix.indptr[lo:hi + 1] - a),
+                         shape=(hi - lo, matrix.shape[1]), copy=False)
+    view.has_sorted_indices = True
+    return view
 
 
 def reaches_output(net: Network) -> np.ndarray:
@@ -162,10 +176,10 @@ def reaches_output(net: Network) -> np.ndarray:
 
 
 def _kernel_work(kernels: tuple[Kernel, ...], n_rows: int) -> int:
-    """Multiply-adds per example of a level's kernels (rows when there are none: the zero fill)."""
+    """Multiply-adds per example of a level's product (rows when there is none: the zero fill)."""
     if not kernels:
         return n_rows
-    return sum(k.matrix.size if k.dense else k.matrix.nnz for k in kernels)
+    return kernels[0].matrix.size if kernels[0].dense else kernels[0].matrix.nnz
 
 
 def compile_plan(net: Network, dtype: str | np.dtype = "float64", live_only: bool = True) -> Plan:
