@@ -18,6 +18,12 @@ MODES = [(None, False), ("mse", False), ("mse", True), ("bce", False), ("softmax
 HUGE_BUDGET = 1 << 60
 
 
+@pytest.fixture(autouse=True)
+def _budget_from_the_module(monkeypatch) -> None:
+    """These tests set ``memory.SLAB_BYTES`` themselves: an EDGEGRAD_SLAB_BYTES of the caller would win."""
+    monkeypatch.delenv("EDGEGRAD_SLAB_BYTES", raising=False)
+
+
 def _net(seed: int = 3) -> Network:
     return random_network(seed, n_inputs=4, n_nodes=12, n_outputs=3,
                           output_activations=("sigmoid",))
