@@ -26,13 +26,17 @@ import os
 
 import numpy as np
 
-__all__ = ["SLAB_BYTES", "EDGE_CHUNK_BYTES", "GROUP_ROWS", "thread_count", "slab_budget", "slab_rows", "working_memory_bytes",
+__all__ = ["SLAB_BYTES", "EDGE_CHUNK_BYTES", "GROUP_ROWS", "CACHE_BYTES", "thread_count", "slab_budget",
+           "engine_bytes_per_row", "slab_rows", "working_memory_bytes",
            "result_bytes_per_row", "rows_for_budget", "edge_chunk_size"]
 
 #: default engine working memory of one slab (EDGEGRAD_SLAB_BYTES overrides it)
 SLAB_BYTES = 128 * 1024 * 1024
 #: bytes of one gathered operand in an edge-gradient chunk: operands and product fit in L2
 EDGE_CHUNK_BYTES = 1024 * 1024
+#: a slab's activation and δ buffers are kept within this (about an L3 cache) once it has MIN_CACHE_ROWS rows
+CACHE_BYTES = 32 * 1024 * 1024
+MIN_CACHE_ROWS = 64
 #: the most in-edges of one node an edge-gradient chunk gathers (plan.GROUP_DEGREE)
 GROUP_ROWS = 64
 
@@ -79,13 +83,24 @@ def _fixed_bytes(n_nodes: int, n_edges: int, itemsize: int, rows: int) -> int:
     return chunks + (4 * n_edges + 3 * (n_edges + n_nodes)) * itemsize
 
 
+def engine_bytes_per_row(n_inputs: int, n_nodes: int, n_outputs: int, loss: str | None, per_example: bool,
+                         dtype: str | np.dtype = "float64", widest_level: int | None = None) -> int:
+    """Engine working memory one row of a slab needs (what an unslabbed call would need per row)."""
+    return _slab_row_elements(n_inputs, n_nodes, n_outputs, loss, per_example,
+                              n_nodes if widest_level is None else widest_level) * _itemsize(dtype)
+
+
 def slab_rows(n_inputs: int, n_nodes: int, n_outputs: int, loss: str | None, per_example: bool,
               dtype: str | np.dtype = "float64", widest_level: int | None = None,
               budget: int | None = None) -> int:
-    """Rows per slab so one slab's row-dependent working memory fits ``budget`` (default ``slab_budget()``)."""
+    """Rows per slab: its row-dependent working memory fits ``budget`` (default ``slab_budget()``), and
+    beyond ``MIN_CACHE_ROWS`` rows its activation and δ buffers fit ``CACHE_BYTES`` (faster: they stay in L3)."""
+    s = _itemsize(dtype)
     per_row = _slab_row_elements(n_inputs, n_nodes, n_outputs, loss, per_example,
-                                 n_nodes if widest_level is None else widest_level) * _itemsize(dtype)
-    return max(1, (slab_budget() if budget is None else budget) // per_row)
+                                 n_nodes if widest_level is None else widest_level) * s
+    buffers = (n_inputs + 2 * n_nodes + (n_nodes * n_outputs if loss is None else 0)) * s
+    in_cache = max(MIN_CACHE_ROWS, CACHE_BYTES // buffers)
+    return max(1, min(in_cache, (slab_budget() if budget is None else budget) // per_row))
 
 
 def result_bytes_per_row(n_nodes: int, n_edges: int, n_outputs: int, loss: str | None, per_example: bool,
