@@ -9,7 +9,7 @@ The estimate per slab row, in elements of the dtype (s bytes each; I inputs, N n
 K outputs, W the widest level, default N, T kernel threads), is
 
     loss mode:    2·I + 2·N  activations (+ a float32 copy of x), f'(z)/δ   + 4·W level temporaries
-                  + 8·K loss terms + T·65 rows an edge-gradient chunk gathers at least
+                  + 8·K loss terms + 4·65 rows edge-gradient chunks gather at least
     per example:  2·I + 2·N + 4·W + 8·K + (I + 2·N) example-major copies of o and δ
     output mode:  2·I + 2·N + N·K δ per output + 4·W·K + (I + N + N·K) example-major copies + 4·K
 
@@ -73,7 +73,9 @@ def _slab_row_elements(n_inputs: int, n_nodes: int, n_outputs: int, loss: str | 
                 + 4 * n_outputs)
     if per_example:                                      # + example-major copies of o and δ
         return base + 4 * widest + 8 * n_outputs + n_inputs + 2 * n_nodes
-    return base + 4 * widest + 8 * n_outputs + thread_count() * (GROUP_ROWS + 1)   # ≥ 1 node's rows a chunk
+    # ≥ 1 node's rows per edge-gradient chunk, for up to 4 threads: a constant, so that slab boundaries
+    # (and so the bits of a result) never depend on the thread count
+    return base + 4 * widest + 8 * n_outputs + 4 * (GROUP_ROWS + 1)
 
 
 def _fixed_bytes(n_nodes: int, n_edges: int, itemsize: int, rows: int) -> int:

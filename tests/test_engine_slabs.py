@@ -244,3 +244,17 @@ def test_scratch_buffers_are_never_shared_by_concurrent_calls_and_stay_bounded(m
     cached = workspace._free
     assert len(cached) <= workspace.KEEP_BUFFERS
     assert sum(b.nbytes for b in cached) <= 2 * memory.slab_budget()
+
+
+def test_slab_boundaries_and_bits_do_not_depend_on_the_thread_count(monkeypatch) -> None:
+    net = _net()
+    X = random_inputs(9, 300, net.n_inputs)
+    T = random_targets(9, "mse", 300, net.n_outputs)
+    monkeypatch.setattr(memory, "SLAB_BYTES", 40_000)
+    results, rows = [], []
+    for threads in ("1", "2", "5"):
+        monkeypatch.setenv("EDGEGRAD_THREADS", threads)
+        rows.append(memory.slab_rows(net.n_inputs, net.n_nodes, net.n_outputs, "mse", False))
+        results.append(edgegrad.gradients(net, X, targets=T, loss="mse"))
+    assert len(set(rows)) == 1 and rows[0] < 300
+    assert results[0] == results[1] == results[2]
