@@ -3,8 +3,9 @@
     python -m benchmarks.engine                 # the full benchmark (two to three minutes on 2 cores)
     python -m benchmarks.engine --quick         # smaller networks, fewer runs
     python -m benchmarks.engine --check         # gradients vs PyTorch autograd (1e-9 relative, float64)
+    python -m benchmarks.engine --peers         # only the table: edgegrad, PyTorch, JAX, numpy, ratios, floor
 
-PyTorch (CPU) baselines run when torch is importable (``pip install torch==2.13.0``), else are skipped.
+PyTorch (CPU) and JAX baselines run when importable (``pip install '.[bench]'``), else are skipped.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from edgegrad import Network
 from edgegrad.plan import clear_plan_cache, get_plan
 
 from . import networks, torch_baseline
+from .peers import run_peers
 from .numpy_baseline import mlp_grads, scatter_to_edges, targets_in_rows
 from .timing import MiB, TorchChild, fmt_bytes, fmt_time, measure, paired, peak_bytes
 
@@ -215,6 +217,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
     p.add_argument("--torch-repeat", type=int, help="timed runs of the irregular-DAG torch baseline (default 3, --quick 2)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch baselines")
+    p.add_argument("--no-jax", action="store_true", help="skip the JAX baselines")
+    p.add_argument("--peers", action="store_true", help="only the peer table (edgegrad, PyTorch, JAX, numpy, floor)")
+    p.add_argument("--workloads", default="dag,per_example,output,mlp,deep,b1",
+                   help="peer-table rows: a subset of dag,per_example,output,mlp,deep,b1 (default all)")
+    p.add_argument("--peer-rounds", type=int, default=5, help="paired rounds per peer in the table (default 5)")
     p.add_argument("--phases", action="store_true", help="also time the engine's phases one by one")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--levels", type=int, default=16, help="irregular DAG: levels (default 16)")
@@ -234,6 +241,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if min(args.batch, args.repeat, args.torch_repeat, args.levels, args.width, args.fan_in) < 1 or args.warmup < 0:
         p.error("sizes and run counts must be positive")
     args.networks = chosen
+    args.workloads = [s.strip() for s in args.workloads.split(",") if s.strip()]
+    if any(s not in ("dag", "per_example", "output", "mlp", "deep", "b1") for s in args.workloads):
+        p.error("--workloads takes a comma-separated subset of dag,per_example,output,mlp,deep,b1")
     return args
 
 
@@ -251,6 +261,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"python {platform.python_version()}, numpy {np.__version__}, torch {torch_note}, "
           f"{os.cpu_count()} CPUs, EDGEGRAD_THREADS={os.environ.get('EDGEGRAD_THREADS', 'unset')}")
     print(f"times: median and min of {args.repeat} runs after {args.warmup} warm-up (tiny: 200 runs); {_load()}")
+    if args.peers:
+        run_peers(args)
+        print(f"\ndone; {_load()}")
+        return 0
     if "a" in args.networks:
         bench_network("(a) irregular DAG", {"generator": "irregular_dag", "seed": args.seed, "n_levels": args.levels,
                                             "width": args.width, "fan_in": args.fan_in}, args, "dag")
@@ -259,6 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       {"generator": "mlp", "seed": args.seed, "sizes": args.mlp}, args, "mlp")
     if "c" in args.networks:
         bench_network("(c) tiny network", {"generator": "tiny", "seed": args.seed}, args, "tiny")
+    run_peers(args)
     print(f"\ndone; {_load()}")
     return 0
 

@@ -28,7 +28,7 @@ import numpy as np
 
 import edgegrad
 from edgegrad.api import working_memory_bytes
-from edgegrad.memory import slab_budget
+from edgegrad.memory import engine_bytes_per_row, slab_budget
 
 from . import networks
 
@@ -91,8 +91,7 @@ def _compare(rows: int, per_example: bool, args: argparse.Namespace) -> None:
     mode = "per-example" if per_example else "loss mode (summed)"
     estimate = working_memory_bytes(net.n_inputs, net.n_nodes, net.n_edges, net.n_outputs, rows, "mse",
                                     per_example, "float64")
-    unslabbed = working_memory_bytes(net.n_inputs, net.n_nodes, net.n_edges, net.n_outputs, rows, "mse",
-                                     per_example, "float64", budget=1 << 62)
+    unslabbed = estimate + rows * engine_bytes_per_row(net.n_inputs, net.n_nodes, net.n_outputs, "mse", per_example)
     print(f"\n{mode}, mse, B={rows:,}: {net.n_nodes:,} nodes, {net.n_edges:,} edges; inputs "
           f"{rows * net.n_inputs * 8 / GiB:.2f} GiB; engine estimate {estimate / GiB:.2f} GiB with slabs of "
           f"{slab_budget() / 2**20:.0f} MiB (without slabs it would be {unslabbed / GiB:.1f} GiB)", flush=True)

@@ -36,7 +36,7 @@ def time_phases(net: Network, X: np.ndarray, T: np.ndarray, dtype: str = "float6
         engine.backward(plan, run, d_out.T.astype(plan.dtype))
         marks.append(time.perf_counter())
         edge_grads = np.empty(net.n_edges, dtype=plan.dtype)
-        edge_grads[plan.edge_file] = engine.summed_edge_grads(plan, run)
+        engine.summed_edge_grads(plan, run, edge_grads)
         marks.append(time.perf_counter())
         run.deltas.sum(axis=1)[plan.node_row]
         marks.append(time.perf_counter())

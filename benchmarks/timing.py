@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["MiB", "fmt_time", "fmt_bytes", "measure", "paired", "peak_bytes", "TorchChild"]
+__all__ = ["MiB", "fmt_time", "fmt_bytes", "measure", "paired", "peak_bytes", "PeerChild", "TorchChild", "serve_steps"]
 
 MiB = 1024 * 1024
 #: pause before each paired run, longer than OpenBLAS/OpenMP threads spin after their last call
@@ -93,17 +93,41 @@ def peak_bytes(fn: Callable[[], object]) -> int:
     return peak - before
 
 
-class TorchChild:
-    """``python -m benchmarks.torch_baseline`` in a child process, driven one step at a time.
+def serve_steps(step: Callable[[], object], grads: Callable[[], np.ndarray], info: dict, warmup: int,
+                stdin, stdout) -> None:
+    """A peer child's command loop: a ready line with ``info``, then ``run`` (time one step) / ``grads PATH``."""
+    for _ in range(warmup):
+        step()
+    print(json.dumps({"ready": True, **info}), file=stdout, flush=True)
+    for line in stdin:
+        command, _, arg = line.strip().partition(" ")
+        if command == "run":
+            start = time.perf_counter()
+            step()
+            answer: dict = {"seconds": time.perf_counter() - start}
+        elif command == "grads":
+            np.save(arg, grads())
+            answer = {"saved": arg}
+        else:
+            answer = {"error": f"unknown command {command!r}"}
+        print(json.dumps(answer), file=stdout, flush=True)
+
+
+class PeerChild:
+    """``python -m benchmarks.<module> SPEC ...`` (a peer framework) in a child process, driven one step at a time.
 
     Use as a context manager; ``info`` holds the child's ready line (kind, threads, version).
     """
 
-    def __init__(self, spec: dict, batch: int, seed: int, warmup: int = 1) -> None:
+    module = "benchmarks.torch_baseline"
+
+    def __init__(self, spec: dict, batch: int, seed: int, warmup: int = 1, mode: str | None = None,
+                 module: str | None = None) -> None:
+        self.module = module or self.module
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
-        cmd = [sys.executable, "-m", "benchmarks.torch_baseline", json.dumps(spec), "--batch", str(batch),
-               "--seed", str(seed), "--warmup", str(warmup)]
+        cmd = [sys.executable, "-m", self.module, json.dumps(spec), "--batch", str(batch),
+               "--seed", str(seed), "--warmup", str(warmup)] + (["--mode", mode] if mode else [])
         self._stderr = tempfile.TemporaryFile(mode="w+")
         self._proc = subprocess.Popen(cmd, cwd=root, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=self._stderr, text=True)
@@ -119,10 +143,10 @@ class TorchChild:
             self._proc.wait()
             self._stderr.seek(0)
             last = (self._stderr.read().strip().splitlines() or ["no output"])[-1]
-            raise RuntimeError(f"torch child exited {self._proc.returncode}: {last}")
+            raise RuntimeError(f"{self.module} child exited {self._proc.returncode}: {last}")
         answer = json.loads(line)
         if "error" in answer:
-            raise RuntimeError(f"torch child: {answer['error']}")
+            raise RuntimeError(f"{self.module} child: {answer['error']}")
         return answer
 
     def _ask(self, command: str) -> dict:
@@ -155,8 +179,14 @@ class TorchChild:
             self._proc.stdout.close()
         self._stderr.close()
 
-    def __enter__(self) -> "TorchChild":
+    def __enter__(self) -> "PeerChild":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class TorchChild(PeerChild):
+    """``python -m benchmarks.torch_baseline`` in a child process."""
+
+    module = "benchmarks.torch_baseline"

@@ -119,7 +119,7 @@ class LevelModel:
         """Outputs (B×K tensor) for inputs X, given weight and bias tensors in file order."""
         torch = self.torch
         B = X.shape[0]
-        o = [torch.tensor(np.asarray(X).T, dtype=self.dtype)]     # level 0: inputs, I × B
+        o = [X.T if torch.is_tensor(X) else torch.tensor(np.asarray(X).T, dtype=self.dtype)]  # inputs, I × B
         for lv in self.levels:
             n = lv.node_ids.numel()
             z = b[lv.node_ids].unsqueeze(1).expand(n, B)
@@ -227,12 +227,35 @@ def _Lambda(fn: Callable) -> object:
     return Lambda()
 
 
-def _timed_step(spec: dict, batch: int, seed: int) -> tuple[Callable[[], object], Callable[[], np.ndarray], str]:
-    """(one training step, edge gradients in file order, description) for ``spec``'s network."""
+def _functional_step(model: LevelModel, mode: str, X: np.ndarray, T: np.ndarray
+                     ) -> tuple[Callable[[], object], Callable[[], np.ndarray], str]:
+    """Per-example (``vmap(grad)``) or output-mode (``vmap(jacrev)``) gradients of the level model with torch.func."""
+    import torch
+    from torch.func import grad, jacrev, vmap
+
+    Xt, Tt = torch.tensor(X, dtype=model.dtype), torch.tensor(T, dtype=model.dtype)
+    w, b = model.weights, model.biases
+    scale = 1.0 / T.size
+    if mode == "per_example":
+        def one(w, b, x, t):
+            return torch.sum((model.forward(x[None], w, b)[0] - t) ** 2) * scale
+
+        fn = vmap(grad(one, argnums=(0, 1)), in_dims=(None, None, 0, 0))
+        return (lambda: fn(w, b, Xt, Tt)), (lambda: fn(w, b, Xt, Tt)[0].sum(0).numpy()), "vmap(grad), index_add by level"
+    single = lambda w, b, x: model.forward(x[None], w, b)[0]  # noqa: E731
+    fn = vmap(jacrev(single, argnums=(0, 1)), in_dims=(None, None, 0))
+    return (lambda: fn(w, b, Xt)), (lambda: fn(w, b, Xt)[0].numpy()), "vmap(jacrev), index_add by level"
+
+
+def _timed_step(spec: dict, batch: int, seed: int, mode: str = "loss"
+                ) -> tuple[Callable[[], object], Callable[[], np.ndarray], str]:
+    """(one step, edge gradients in file order, description) for ``spec``'s network in ``mode``."""
     from .networks import batch as make_batch, build
 
     net = build(spec)
     X, T = make_batch(net, batch, seed)
+    if mode != "loss":
+        return _functional_step(LevelModel(net), mode, X, T)
     if spec["generator"] == "mlp":
         model = LinearModel(net)
         Xt, Tt = model.tensors(X, T)
@@ -242,35 +265,20 @@ def _timed_step(spec: dict, batch: int, seed: int) -> tuple[Callable[[], object]
             "level-by-level index_add + autograd")
 
 
-def serve(spec: dict, batch: int, seed: int, warmup: int, stdin: TextIO, stdout: TextIO) -> None:
+def serve(spec: dict, batch: int, seed: int, warmup: int, stdin: TextIO, stdout: TextIO, mode: str = "loss") -> None:
     """Answer one JSON line per command read from ``stdin``: ``run`` (time one step), ``grads PATH``.
 
     The first line written says ready, after ``warmup`` untimed steps. Run in a child process so
     torch's OpenMP threads never spin while numpy or edgegrad is being timed in the parent, and so
     the parent can alternate its own runs with these (paired timing under changing load).
     """
-    import json
-    import time
-
     import torch
 
-    step, grads, kind = _timed_step(spec, batch, seed)
-    for _ in range(warmup):
-        step()
-    print(json.dumps({"ready": True, "kind": kind, "threads": torch.get_num_threads(),
-                      "version": torch.__version__}), file=stdout, flush=True)
-    for line in stdin:
-        command, _, arg = line.strip().partition(" ")
-        if command == "run":
-            start = time.perf_counter()
-            step()
-            answer = {"seconds": time.perf_counter() - start}
-        elif command == "grads":
-            np.save(arg, grads())
-            answer = {"saved": arg}
-        else:
-            answer = {"error": f"unknown command {command!r}"}
-        print(json.dumps(answer), file=stdout, flush=True)
+    from .timing import serve_steps
+
+    step, grads, kind = _timed_step(spec, batch, seed, mode)
+    serve_steps(step, grads, {"kind": kind, "threads": torch.get_num_threads(), "version": torch.__version__},
+                warmup, stdin, stdout)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -283,8 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--seed", type=int, default=0, help="seed of the batch")
     p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--mode", choices=("loss", "per_example", "output"), default="loss")
     args = p.parse_args(argv)
-    serve(json.loads(args.spec), args.batch, args.seed, args.warmup, sys.stdin, sys.stdout)
+    serve(json.loads(args.spec), args.batch, args.seed, args.warmup, sys.stdin, sys.stdout, args.mode)
     return 0
 
 

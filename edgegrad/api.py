@@ -13,7 +13,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from . import engine
+from . import engine, workspace
 from .batch import check_options
 from .errors import InvalidInput
 from .losses import loss_and_grad
@@ -112,10 +112,11 @@ def _run(net: Network, x: np.ndarray, t: np.ndarray | None, loss: str | None, re
     batch = x.shape[0]
     step = slab_rows(net.n_inputs, net.n_nodes, net.n_outputs, loss, per_example, plan.dtype, _widest_level(net))
     spans = [(a, min(a + step, batch)) for a in range(0, batch, step)]
-    with np.errstate(over="ignore", invalid="ignore"):  # overflow is found and named below
+    scratch = engine.pass_bytes(plan, min(step, batch), None if loss else net.n_outputs)
+    with np.errstate(over="ignore", invalid="ignore"), workspace.borrowed(scratch) as buf:
         if loss is not None and not per_example:
             parts: Iterator[GradientResult] = (
-                _slab(net, plan, x[a:b], t[a:b], loss, reduction, total_rows, row_offset + a, None)
+                _slab(net, plan, x[a:b], t[a:b], loss, reduction, total_rows, row_offset + a, None, buf)
                 for a, b in spans)
             result = fold_partials(parts)
             if not result.is_finite():
@@ -125,7 +126,7 @@ def _run(net: Network, x: np.ndarray, t: np.ndarray | None, loss: str | None, re
         for a, b in spans:
             rows = GradientResult(result.outputs[a:b], None, result.edge_grads[a:b], result.deltas[a:b])
             part = _slab(net, plan, x[a:b], None if t is None else t[a:b], loss, reduction, total_rows,
-                         row_offset + a, rows)
+                         row_offset + a, rows, buf)
             if part.loss is not None:
                 result.loss = part.loss if result.loss is None else result.loss + part.loss
         if result.loss is not None and not np.isfinite(result.loss):
@@ -143,12 +144,15 @@ def _allocate(net: Network, plan: Plan, batch: int, loss: str | None) -> Gradien
 
 
 def _slab(net: Network, plan: Plan, x: np.ndarray, t: np.ndarray | None, loss: str | None, reduction: str,
-          total_rows: int, row_offset: int, out: GradientResult | None) -> GradientResult:
-    """One slab: a loss-mode sum (``out`` None) or these rows written into ``out``; overflow named by row."""
+          total_rows: int, row_offset: int, out: GradientResult | None, buf: np.ndarray) -> GradientResult:
+    """One slab: a loss-mode sum (``out`` None) or these rows written into ``out``; overflow named by row.
+
+    The pass's buffers are carved from ``buf``; nothing returned refers to them.
+    """
     n_out = net.n_outputs
-    run, _ = engine.forward(plan, x.astype(plan.dtype, copy=False), n_outputs=None if loss else n_out)
+    run, _ = engine.forward(plan, x.astype(plan.dtype, copy=False), n_outputs=None if loss else n_out,
+                            workspace=buf)
     out_rows = run.acts[plan.n_inputs + plan.output_rows]
-    file_rows = plan.node_row
     if out is None:
         outputs = out_rows.T.copy()
     else:
@@ -157,20 +161,18 @@ def _slab(net: Network, plan: Plan, x: np.ndarray, t: np.ndarray | None, loss: s
 
     if loss is None:
         engine.backward(plan, run, None)
-        engine.per_example_edge_grads(plan, run, out.edge_grads)
-        out.deltas[...] = run.deltas[file_rows].transpose(2, 1, 0)
+        engine.per_example_results(plan, run, out.edge_grads, out.deltas)
         part = out
     else:
         value, d_out = loss_and_grad(loss, reduction, outputs, t, total_rows, row_offset)
         engine.backward(plan, run, d_out.T.astype(plan.dtype))
         if out is not None:
-            engine.per_example_edge_grads(plan, run, out.edge_grads)
-            out.deltas[...] = run.deltas[file_rows].T
+            engine.per_example_results(plan, run, out.edge_grads, out.deltas)
             part = GradientResult(outputs, value, out.edge_grads, out.deltas)
         else:
             edge_grads = np.empty(net.n_edges, dtype=plan.dtype)
-            edge_grads[plan.edge_file] = engine.summed_edge_grads(plan, run)
-            part = GradientResult(outputs, value, edge_grads, run.deltas.sum(axis=1)[file_rows])
+            engine.summed_edge_grads(plan, run, edge_grads)
+            part = GradientResult(outputs, value, edge_grads, run.deltas.sum(axis=1)[plan.node_row])
     if not part.is_finite():
         raise InvalidInput(overflow_message(net, plan, run, part, row_offset))
     return part
@@ -179,6 +181,6 @@ def _slab(net: Network, plan: Plan, x: np.ndarray, t: np.ndarray | None, loss: s
 def node_values(net: Network, inputs: Any, dtype: str = "float64") -> engine.NodeValues:
     """z, o and f'(z) of every node for a batch, in file order (for explanations and checks)."""
     x, _ = check_options(net, inputs, None, None, "mean", dtype, False)
-    plan = get_plan(net, dtype)
+    plan = get_plan(net, dtype, live_only=False)                 # every node's value, not only the live ones
     with np.errstate(over="ignore", invalid="ignore"):  # explanations show inf rather than warn
         return engine.plan_node_values(plan, x.astype(plan.dtype, copy=False))

@@ -14,24 +14,18 @@ the GIL in these kernels).
 from __future__ import annotations
 
 import os
+from bisect import bisect_right
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, NamedTuple
 
 import numpy as np
 
-from .memory import edge_chunk_size
-from .plan import Kernel, Level, Plan
+from .memory import edge_chunk_size, thread_count
+from .plan import GradGroup, Kernel, Level, Plan
+from .workspace import carve
 
-__all__ = ["Pass", "NodeValues", "forward", "backward", "summed_edge_grads", "per_example_edge_grads",
+__all__ = ["Pass", "NodeValues", "pass_bytes", "forward", "backward", "summed_edge_grads", "per_example_results",
            "plan_node_values"]
-
-
-def _thread_count() -> int:
-    """Threads for the kernels: EDGEGRAD_THREADS, else the CPUs this process may run on."""
-    configured = int(os.environ.get("EDGEGRAD_THREADS", "0") or 0)
-    if configured > 0:
-        return configured
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 _pool: ThreadPoolExecutor | None = None
@@ -39,8 +33,8 @@ _pool: ThreadPoolExecutor | None = None
 
 def _get_pool() -> ThreadPoolExecutor | None:
     global _pool
-    if _pool is None and _thread_count() > 1:
-        _pool = ThreadPoolExecutor(max_workers=_thread_count(), thread_name_prefix="edgegrad")
+    if _pool is None and thread_count() > 1:
+        _pool = ThreadPoolExecutor(max_workers=thread_count(), thread_name_prefix="edgegrad")
     return _pool
 
 
@@ -105,26 +99,26 @@ def _product(kernel: Kernel, source: np.ndarray) -> np.ndarray:
 Piece = tuple[int, int, "Kernel | np.ndarray | None"]
 
 
-def _pieces(kernels: tuple[Kernel, ...], cuts: list[tuple[int, int]], source: np.ndarray) -> list[Piece]:
+def _pieces(kernels: tuple[Kernel, ...], cuts: list[tuple[int, int]], source: np.ndarray,
+            split: bool = True) -> list[Piece]:
     """Split a level's product into independent row pieces.
 
     A dense kernel runs once here (BLAS threads on its own) and the pieces slice its result by
-    ``cuts``; sparse kernels are the pieces themselves; no kernel means the product is zero.
+    ``cuts``; sparse kernels are the pieces themselves — the level's row chunks when ``split``,
+    else its whole kernel (one call); no kernel means the product is zero.
     """
     if kernels and kernels[0].dense:
         full = _product(kernels[0], source)
         return [(lo, hi, full) for lo, hi in cuts]
     if not kernels:
         return [(lo, hi, None) for lo, hi in cuts]
-    return [(k.lo, k.hi, k) for k in kernels]
+    chosen = kernels[1:] if split and len(kernels) > 1 else kernels[:1]
+    return [(k.lo, k.hi, k) for k in chosen]
 
 
-def _work(pieces: list[Piece], width: int) -> int:
-    """Rough multiply-add count of a level's pieces."""
-    total = 0
-    for lo, hi, what in pieces:
-        total += (what.matrix.nnz if isinstance(what, Kernel) and not what.dense else hi - lo) * width
-    return total
+def _split(work: int) -> bool:
+    """Whether a level with this much work is worth splitting over the thread pool."""
+    return work >= PARALLEL_MIN_WORK and thread_count() > 1
 
 
 def _evaluate(piece: Piece, source: np.ndarray) -> np.ndarray:
@@ -137,46 +131,76 @@ def _evaluate(piece: Piece, source: np.ndarray) -> np.ndarray:
     return _product(what, source)
 
 
+def _activate(plan: Plan, level: Level, piece: Piece, acts: np.ndarray, fprime: np.ndarray,
+              z_out: np.ndarray | None) -> None:
+    """z = W_in·o + bias, then o = f(z) and f'(z) for the activation runs of one piece of a level."""
+    lo, hi, _ = piece
+    z = _evaluate(piece, acts)
+    z += level.bias[lo:hi]
+    first_row = plan.n_inputs + level.start
+    blocks = level.blocks
+    for i in range(bisect_right(level.block_starts, lo) - 1, len(blocks)):
+        block = blocks[i]
+        if block.lo >= hi:
+            break
+        a, b = max(lo, block.lo), min(hi, block.hi)
+        zb = z[a - lo:b - lo]
+        if z_out is not None:
+            z_out[level.start + a:level.start + b] = zb
+        block.activation.fused(zb, acts[first_row + a:first_row + b], fprime[level.start + a:level.start + b])
+
+
 def _forward_level(plan: Plan, level: Level, acts: np.ndarray, fprime: np.ndarray,
                    z_out: np.ndarray | None) -> None:
-    """z = W_in·o + bias and o = f(z), f'(z) for one level, one piece per thread task."""
-    first_row = plan.n_inputs + level.start
-
-    def activate(piece: Piece) -> None:
-        lo, hi, _ = piece
-        z = _evaluate(piece, acts)
-        z += level.bias[lo:hi]
-        for block in level.blocks:
-            a, b = max(lo, block.lo), min(hi, block.hi)
-            if a >= b:
-                continue
-            zb = z[a - lo:b - lo]
-            o = block.activation.forward(zb)
-            acts[first_row + a:first_row + b] = o
-            fprime[level.start + a:level.start + b] = block.activation.derivative(zb, o)
-            if z_out is not None:
-                z_out[level.start + a:level.start + b] = zb
-
+    """One level: inline as one piece when small, else one piece per thread task."""
+    work = level.forward_work * acts.shape[1]
+    if not _split(work):
+        piece = _pieces(level.forward, [(0, level.stop - level.start)], acts, split=False)[0]
+        _activate(plan, level, piece, acts, fprime, z_out)
+        return
     cuts = [(block.lo, block.hi) for block in level.blocks]
     pieces = _pieces(level.forward, cuts, acts)
-    _run_all((lambda p=p: activate(p) for p in pieces), _work(pieces, acts.shape[1]))
+    _run_all((lambda p=p: _activate(plan, level, p, acts, fprime, z_out) for p in pieces), work)
 
 
-def forward(plan: Plan, x: np.ndarray, n_outputs: int | None = None,
-            keep_z: bool = False) -> tuple[Pass, np.ndarray | None]:
+def _pass_shapes(plan: Plan, batch: int, n_outputs: int | None) -> list[tuple[int, ...]]:
+    """Shapes of a pass's buffers: activations, deltas, and (output mode) f'(z)."""
+    shapes = [(plan.n_inputs + plan.n_nodes, batch)]
+    if n_outputs is None:
+        return shapes + [(plan.n_nodes, batch)]
+    return shapes + [(plan.n_nodes, n_outputs, batch), (plan.n_nodes, batch)]
+
+
+def pass_bytes(plan: Plan, batch: int, n_outputs: int | None = None) -> int:
+    """Bytes of workspace ``forward`` carves its buffers from for ``batch`` examples."""
+    return sum((int(np.prod(shape)) * plan.dtype.itemsize + 63) // 64 * 64
+               for shape in _pass_shapes(plan, batch, n_outputs))
+
+
+def forward(plan: Plan, x: np.ndarray, n_outputs: int | None = None, keep_z: bool = False,
+            workspace: np.ndarray | None = None) -> tuple[Pass, np.ndarray | None]:
     """Forward pass for inputs ``x`` (B×I).
 
     The delta buffer is (N, B) for loss mode (``n_outputs`` None) and (N, K, B) for output mode.
+    With ``workspace`` (a flat uint8 buffer of at least ``pass_bytes``) the buffers are carved
+    from it instead of freshly allocated.
     """
     batch = x.shape[0]
-    acts = np.empty((plan.n_inputs + plan.n_nodes, batch), dtype=plan.dtype)
-    acts[:plan.n_inputs] = x.T
-    if n_outputs is None:
-        deltas = np.empty((plan.n_nodes, batch), dtype=plan.dtype)
-        fprime = deltas
+    shapes = _pass_shapes(plan, batch, n_outputs)
+    if workspace is None:
+        buffers = [np.empty(shape, dtype=plan.dtype) for shape in shapes]
     else:
-        deltas = np.empty((plan.n_nodes, n_outputs, batch), dtype=plan.dtype)
-        fprime = np.empty((plan.n_nodes, batch), dtype=plan.dtype)
+        buffers, offset = [], 0
+        for shape in shapes:
+            array, offset = carve(workspace, offset, shape, plan.dtype)
+            buffers.append(array)
+    acts, deltas = buffers[0], buffers[1]
+    fprime = deltas if n_outputs is None else buffers[2]
+    acts[:plan.n_inputs] = x.T
+    if plan.n_live < plan.n_nodes:                  # nodes that reach no output: never computed, held at 0
+        acts[plan.n_inputs + plan.n_live:] = 0
+        deltas[plan.n_live:] = 0
+        fprime[plan.n_live:] = 0
     z = np.empty((plan.n_nodes, batch), dtype=plan.dtype) if keep_z else None
     for level in plan.levels:
         _forward_level(plan, level, acts, fprime, z)
@@ -189,71 +213,121 @@ def backward(plan: Plan, run: Pass, direct: np.ndarray | None) -> None:
     ``direct`` is ∂L/∂o of the outputs, (K, B), in loss mode. In output mode (a 3-D delta buffer)
     it is ignored: output k gets a direct term of 1 in its own column block.
     """
-    deltas = run.deltas
-    output_mode = deltas.ndim == 3
-    flat = deltas.reshape(plan.n_nodes, -1)
-    out_rows = plan.output_rows
+    flat = run.deltas.reshape(plan.n_nodes, -1)
     for level in reversed(plan.levels):
-        direct_rows = [(k, int(out_rows[k]) - level.start) for k in
-                       np.flatnonzero((out_rows >= level.start) & (out_rows < level.stop)).tolist()]
+        work = level.backward_work * flat.shape[1]
+        pieces = _pieces(level.backward, [(0, level.stop - level.start)], flat, split=_split(work))
+        if len(pieces) == 1 or not _split(work):
+            for piece in pieces:
+                _pull(level, piece, run, flat, direct)
+        else:
+            _run_all((lambda p=p, lv=level: _pull(lv, p, run, flat, direct) for p in pieces), work)
 
-        def pull(piece: Piece, level: Level = level, direct_rows: list = direct_rows) -> None:
-            lo, hi, _ = piece
-            g = _evaluate(piece, flat)
-            for k, r in direct_rows:
-                if lo <= r < hi:
-                    if output_mode:
-                        g.reshape(hi - lo, -1, deltas.shape[2])[r - lo, k] += 1
-                    else:
-                        g[r - lo] += direct[k]
-            rows = slice(level.start + lo, level.start + hi)
-            if output_mode:
-                deltas[rows] = g.reshape(hi - lo, -1, deltas.shape[2]) * run.fprime[rows][:, None, :]
+
+def _pull(level: Level, piece: Piece, run: Pass, flat: np.ndarray, direct: np.ndarray | None) -> None:
+    """δ = f'(z) ⊙ (direct + W_out·δ[later rows]) for one piece of a level."""
+    deltas = run.deltas
+    lo, hi, _ = piece
+    g = _evaluate(piece, flat)
+    for k, r in level.outputs:
+        if lo <= r < hi:
+            if deltas.ndim == 3:
+                g.reshape(hi - lo, -1, deltas.shape[2])[r - lo, k] += 1
             else:
-                deltas[rows] *= g
+                g[r - lo] += direct[k]
+    rows = slice(level.start + lo, level.start + hi)
+    if deltas.ndim == 3:
+        np.multiply(g.reshape(hi - lo, -1, deltas.shape[2]), run.fprime[rows][:, None, :], out=deltas[rows])
+    else:
+        deltas[rows] *= g
 
-        pieces = _pieces(level.backward, [(0, level.stop - level.start)], flat)
-        _run_all((lambda p=p: pull(p) for p in pieces), _work(pieces, flat.shape[1]))
 
+def summed_edge_grads(plan: Plan, run: Pass, out: np.ndarray) -> None:
+    """Fill ``out`` (E, file order) with Σ_b δ(v)·o[u] for every edge (loss mode without per_example).
 
-def summed_edge_grads(plan: Plan, run: Pass) -> np.ndarray:
-    """Σ_b δ(v)·o[u] for every edge, in plan edge order (loss mode without per_example)."""
+    Dense levels are one BLAS product each. The other edges come in groups of nodes with the same
+    in-degree d: a chunk gathers its nodes' d source rows each (sized by bytes to stay in cache)
+    and one δ row per node, broadcast over the node's d in-edges, instead of a δ copy per edge.
+    """
     acts, deltas = run.acts, run.deltas
-    grads = np.empty(plan.edge_src.size, dtype=plan.dtype)
     for level in plan.levels:
         if level.dense_grad is None:
             continue
-        positions, r, c, cols = level.dense_grad
+        files, r, c, cols = level.dense_grad
         block = deltas[level.start:level.stop] @ acts[cols].T
-        grads[positions] = block[r, c]
-    sparse, src, dst = plan.sparse_edges, plan.edge_src, plan.edge_dst
+        out[files] = block[r, c]
+    out[plan.dead_edges] = 0
+    width = acts.shape[1]
+    tasks = []
+    for group in plan.grad_groups:
+        step = edge_chunk_size(group.src_rows.shape[1] * width * acts.itemsize)
+        tasks.extend(lambda g=group, a=a, b=b: _group_grads(g, a, b, acts, deltas, out)
+                     for a, b in _spans(group.node_rows.size, step))
+    _run_all(tasks, plan.sparse_edges.size * width)
 
-    def chunk(a: int, b: int) -> None:
-        pos = sparse[a:b]
-        grads[pos] = np.einsum("ij,ij->i", acts[src[pos]], deltas[dst[pos]])
 
-    step = edge_chunk_size(acts.shape[1] * acts.itemsize)
-    _run_all((lambda c=c: chunk(*c) for c in _spans(sparse.size, step)), sparse.size * acts.shape[1])
-    return grads
+def _group_grads(group: GradGroup, a: int, b: int, acts: np.ndarray, deltas: np.ndarray, out: np.ndarray) -> None:
+    """Summed gradients of the in-edges of nodes ``a:b`` of one in-degree group."""
+    src = group.src_rows[a:b]
+    o = np.take(acts, src.ravel(), axis=0, mode="clip").reshape(src.shape + (acts.shape[1],))
+    d = np.take(deltas, group.node_rows[a:b], axis=0, mode="clip")
+    out[group.file_edges[a:b]] = np.einsum("vdb,vb->vd", o, d)
 
 
-def per_example_edge_grads(plan: Plan, run: Pass, out: np.ndarray) -> None:
-    """Fill ``out`` (B×E or B×K×E, file edge order) with δ(v)·o[u] per example (and per output)."""
-    acts, deltas = run.acts, run.deltas
-    src, dst, file_index = plan.edge_src, plan.edge_dst, plan.edge_file
-    n_edges = src.size
+def per_example_results(plan: Plan, run: Pass, edges_out: np.ndarray, deltas_out: np.ndarray) -> None:
+    """Fill ``edges_out`` (B×E or B×K×E) with δ(v)·o[u] and ``deltas_out`` (B×N or B×K×N) with δ, file order.
 
-    def chunk(a: int, b: int) -> None:
-        o = acts[src[a:b]]
-        d = deltas[dst[a:b]]
-        if d.ndim == 3:
-            prod = d * o[:, None, :]                      # (e, K, B)
-            out[:, :, file_index[a:b]] = prod.transpose(2, 1, 0)
-        else:
-            out[:, file_index[a:b]] = (d * o).T
+    o and δ are turned example-major once; then each result row is two gathers along a row that
+    stays in cache and one product, written contiguously in file order (no scattered columns).
+    """
+    acts_t = _example_major(run.acts)                                            # (B, I+N)
+    deltas_t = _example_major(run.deltas)                                        # (B, N) or (B, K, N)
+    np.take(deltas_t, plan.node_row, axis=-1, out=deltas_out, mode="clip")
+    batch, n_edges = edges_out.shape[0], edges_out.shape[-1]
+    if n_edges == 0:
+        return
+    per_edge = edges_out.shape[1] if edges_out.ndim == 3 else 1                   # K in output mode
+    cells = max(1, edge_chunk_size(edges_out.itemsize))                          # elements of one chunk
+    if per_edge * n_edges <= cells:
+        row_step, edge_step = cells // (per_edge * n_edges), n_edges
+    else:
+        row_step, edge_step = 1, max(1, cells // per_edge)
+    tasks = [lambda r=r, e=e: _example_grads(plan, acts_t, deltas_t, edges_out, r, e)
+             for r in _spans(batch, row_step) for e in _spans(n_edges, edge_step)]
+    _run_all(tasks, edges_out.size)
 
-    step = edge_chunk_size(deltas[0].size * deltas.itemsize)     # one edge's product: K×B or B numbers
-    _run_all((lambda c=c: chunk(*c) for c in _spans(n_edges, step)), out.size)
+
+#: rows per tile of the example-major transpose (written as contiguous runs of this many)
+TRANSPOSE_ROWS = 256
+
+
+def _example_major(a: np.ndarray) -> np.ndarray:
+    """``a`` (rows, [K,] B) as a contiguous (B, [K,] rows) copy, transposed in cache-sized tiles.
+
+    numpy's own copy of a transposed view reads with a stride of a whole row per element; a tile of
+    ``TRANSPOSE_ROWS`` rows × a few examples is read once from cache and written as contiguous runs.
+    """
+    out = np.empty(a.shape[::-1], dtype=a.dtype)
+    middle = a[0, ..., 0].size if a.shape[0] and a.shape[-1] else 1       # K, or 1
+    cols = max(8, 16384 // (TRANSPOSE_ROWS * middle))
+    axes = tuple(range(a.ndim))[::-1]
+
+    def tile(r: tuple[int, int]) -> None:
+        for c0, c1 in _spans(a.shape[-1], cols):
+            out[c0:c1, ..., r[0]:r[1]] = a[r[0]:r[1], ..., c0:c1].transpose(axes)
+
+    _run_all((lambda r=r: tile(r) for r in _spans(a.shape[0], TRANSPOSE_ROWS)), a.size)
+    return out
+
+
+def _example_grads(plan: Plan, acts_t: np.ndarray, deltas_t: np.ndarray, out: np.ndarray,
+                   rows: tuple[int, int], edges: tuple[int, int]) -> None:
+    """Rows × edges block of the per-example gradients: out = δ[dst] · o[src]."""
+    (r0, r1), (e0, e1) = rows, edges
+    o = np.take(acts_t[r0:r1], plan.file_src[e0:e1], axis=1, mode="clip")           # (r, e)
+    dest = out[r0:r1, ..., e0:e1]
+    np.take(deltas_t[r0:r1], plan.file_dst[e0:e1], axis=-1, out=dest, mode="clip")  # (r, e) or (r, K, e)
+    dest *= o if dest.ndim == 2 else o[:, None, :]
 
 
 def plan_node_values(plan: Plan, x: np.ndarray) -> NodeValues:

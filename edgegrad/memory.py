@@ -6,16 +6,18 @@ grow with the batch. What does grow with the batch is the result (B×K outputs, 
 or output mode the B×E / B×K×E derivatives): ``result_bytes_per_row`` of it per row.
 
 The estimate per slab row, in elements of the dtype (s bytes each; I inputs, N nodes, E edges,
-K outputs, W the widest level, default N), is
+K outputs, W the widest level, default N, T kernel threads), is
 
-    loss mode:    (2·I + N) activations, x + N  f'(z)/δ           + 4·W  level temporaries + 8·K loss
-    per example:  the same                                      + N    δ rows in file order
-    output mode:  (2·I + N) + N + N·K  δ per output            + 4·W·K + N·K in file order
+    loss mode:    2·I + 2·N  activations (+ a float32 copy of x), f'(z)/δ   + 4·W level temporaries
+                  + 8·K loss terms + 4·65 rows edge-gradient chunks gather at least
+    per example:  2·I + 2·N + 4·W + 8·K + (I + 2·N) example-major copies of o and δ
+    output mode:  2·I + 2·N + N·K δ per output + 4·W·K + (I + N + N·K) example-major copies + 4·K
 
-plus, independent of the rows, 3 gathered edge chunks of ``EDGE_CHUNK_BYTES`` per thread, 4·E·s for
-dense gradient blocks and 3·(E + N)·s for the loss-mode sums. The figures are upper bounds by
-design (tests compare them with traced peaks): a worker that sizes its shards by them stays inside
-its budget.
+plus, independent of the rows, 2 edge chunks of ``EDGE_CHUNK_BYTES`` per thread, 4·E·s for dense
+gradient blocks and 3·(E + N)·s for the loss-mode sums. The figures are upper bounds by design
+(tests compare them with traced peaks): a worker that sizes its shards by them stays inside its
+budget. Between calls a process keeps up to 2 × the slab budget of scratch buffers cached
+(``workspace``), which is not part of a call's estimate.
 """
 
 from __future__ import annotations
@@ -24,15 +26,27 @@ import os
 
 import numpy as np
 
-__all__ = ["SLAB_BYTES", "EDGE_CHUNK_BYTES", "slab_budget", "slab_rows", "working_memory_bytes",
+__all__ = ["SLAB_BYTES", "EDGE_CHUNK_BYTES", "GROUP_ROWS", "CACHE_BYTES", "thread_count", "slab_budget",
+           "engine_bytes_per_row", "slab_rows", "working_memory_bytes",
            "result_bytes_per_row", "rows_for_budget", "edge_chunk_size"]
 
 #: default engine working memory of one slab (EDGEGRAD_SLAB_BYTES overrides it)
 SLAB_BYTES = 128 * 1024 * 1024
-#: bytes of one gathered operand in an edge-gradient chunk: two operands and their product fit in L2
-EDGE_CHUNK_BYTES = 256 * 1024
-#: threads whose edge chunks may be alive at once (the estimate's allowance)
-_CHUNK_THREADS = 4
+#: bytes of one gathered operand in an edge-gradient chunk: operands and product fit in L2
+EDGE_CHUNK_BYTES = 1024 * 1024
+#: a slab's activation and δ buffers are kept within this (about an L3 cache) once it has MIN_CACHE_ROWS rows
+CACHE_BYTES = 32 * 1024 * 1024
+MIN_CACHE_ROWS = 64
+#: the most in-edges of one node an edge-gradient chunk gathers (plan.GROUP_DEGREE)
+GROUP_ROWS = 64
+
+
+def thread_count() -> int:
+    """Threads for the kernels: EDGEGRAD_THREADS, else the CPUs this process may run on."""
+    configured = int(os.environ.get("EDGEGRAD_THREADS", "0") or 0)
+    if configured > 0:
+        return configured
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def slab_budget() -> int:
@@ -55,22 +69,40 @@ def _slab_row_elements(n_inputs: int, n_nodes: int, n_outputs: int, loss: str | 
     """Working-memory elements one slab row needs (see the module docstring)."""
     base = 2 * n_inputs + 2 * n_nodes                   # activations (+ a float32 copy of x) and f'(z)/δ
     if loss is None:
-        return base + n_nodes * n_outputs + 4 * widest * n_outputs + n_nodes * n_outputs + 4 * n_outputs
-    return base + 4 * widest + 8 * n_outputs + (n_nodes if per_example else 0)
+        return (base + n_nodes * n_outputs + 4 * widest * n_outputs + n_inputs + n_nodes + n_nodes * n_outputs
+                + 4 * n_outputs)
+    if per_example:                                      # + example-major copies of o and δ
+        return base + 4 * widest + 8 * n_outputs + n_inputs + 2 * n_nodes
+    # ≥ 1 node's rows per edge-gradient chunk, for up to 4 threads: a constant, so that slab boundaries
+    # (and so the bits of a result) never depend on the thread count
+    return base + 4 * widest + 8 * n_outputs + 4 * (GROUP_ROWS + 1)
 
 
-def _fixed_bytes(n_nodes: int, n_edges: int, itemsize: int) -> int:
-    """Working memory that does not depend on the rows: edge chunks, dense gradient blocks, loss-mode sums."""
-    return _CHUNK_THREADS * 3 * EDGE_CHUNK_BYTES + (4 * n_edges + 3 * (n_edges + n_nodes)) * itemsize
+def _fixed_bytes(n_nodes: int, n_edges: int, itemsize: int, rows: int) -> int:
+    """Working memory that hardly depends on the rows: edge chunks (no bigger than all edges' rows), dense
+    gradient blocks, loss-mode sums."""
+    chunks = min(thread_count() * 2 * EDGE_CHUNK_BYTES, 2 * (n_edges + thread_count()) * rows * itemsize)
+    return chunks + (4 * n_edges + 3 * (n_edges + n_nodes)) * itemsize
+
+
+def engine_bytes_per_row(n_inputs: int, n_nodes: int, n_outputs: int, loss: str | None, per_example: bool,
+                         dtype: str | np.dtype = "float64", widest_level: int | None = None) -> int:
+    """Engine working memory one row of a slab needs (what an unslabbed call would need per row)."""
+    return _slab_row_elements(n_inputs, n_nodes, n_outputs, loss, per_example,
+                              n_nodes if widest_level is None else widest_level) * _itemsize(dtype)
 
 
 def slab_rows(n_inputs: int, n_nodes: int, n_outputs: int, loss: str | None, per_example: bool,
               dtype: str | np.dtype = "float64", widest_level: int | None = None,
               budget: int | None = None) -> int:
-    """Rows per slab so one slab's row-dependent working memory fits ``budget`` (default ``slab_budget()``)."""
+    """Rows per slab: its row-dependent working memory fits ``budget`` (default ``slab_budget()``), and
+    beyond ``MIN_CACHE_ROWS`` rows its activation and δ buffers fit ``CACHE_BYTES`` (faster: they stay in L3)."""
+    s = _itemsize(dtype)
     per_row = _slab_row_elements(n_inputs, n_nodes, n_outputs, loss, per_example,
-                                 n_nodes if widest_level is None else widest_level) * _itemsize(dtype)
-    return max(1, (slab_budget() if budget is None else budget) // per_row)
+                                 n_nodes if widest_level is None else widest_level) * s
+    buffers = (n_inputs + 2 * n_nodes + (n_nodes * n_outputs if loss is None else 0)) * s
+    in_cache = max(MIN_CACHE_ROWS, CACHE_BYTES // buffers)
+    return max(1, min(in_cache, (slab_budget() if budget is None else budget) // per_row))
 
 
 def result_bytes_per_row(n_nodes: int, n_edges: int, n_outputs: int, loss: str | None, per_example: bool,
@@ -96,7 +128,7 @@ def working_memory_bytes(n_inputs: int, n_nodes: int, n_edges: int, n_outputs: i
     widest = n_nodes if widest_level is None else widest_level
     in_slab = min(rows, slab_rows(n_inputs, n_nodes, n_outputs, loss, per_example, dtype, widest, budget))
     engine = _slab_row_elements(n_inputs, n_nodes, n_outputs, loss, per_example, widest) * s * in_slab
-    return (engine + _fixed_bytes(n_nodes, n_edges, s)
+    return (engine + _fixed_bytes(n_nodes, n_edges, s, in_slab)
             + result_bytes_per_row(n_nodes, n_edges, n_outputs, loss, per_example, dtype) * rows)
 
 

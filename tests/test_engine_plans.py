@@ -104,19 +104,28 @@ def test_plan_cache_eviction(monkeypatch: pytest.MonkeyPatch) -> None:
         assert_agrees(again, reference_gradients(d, X[:, :len(d["inputs"])]))
 
 
-@pytest.mark.parametrize("policy", ["all sparse", "all dense"])
+@pytest.mark.parametrize("policy", ["all sparse", "all sparse, tiny pieces", "all dense"])
 @pytest.mark.parametrize("seed", range(6))
 def test_sparse_and_dense_kernels_agree_with_the_reference(policy: str, seed: int,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """Whatever kernel the plan picks for a level (CSR chunks or a BLAS block), results are the same."""
+    import edgegrad.memory as memory
     import edgegrad.plan as plan
 
-    if policy == "all sparse":
+    if policy.startswith("all sparse"):
         monkeypatch.setattr(plan, "DENSE_MIN_DENSITY", 2.0)   # no block is ever dense enough
         monkeypatch.setattr(plan, "SMALL_BLOCK_CELLS", 0)
         monkeypatch.setattr(plan, "CHUNK_NNZ", 3)             # and every level splits into many chunks
-    else:
+    if policy == "all sparse, tiny pieces":
+        import edgegrad.engine as engine
+
+        monkeypatch.setenv("EDGEGRAD_THREADS", "2")
+        monkeypatch.setattr(engine, "PARALLEL_MIN_WORK", 0)   # every level runs as its row chunks, on the pool
+        monkeypatch.setattr(plan, "GROUP_DEGREE", 2)          # nodes' in-edges split into pieces of ≤ 2
+        monkeypatch.setattr(memory, "EDGE_CHUNK_BYTES", 1)    # one node (piece) / one row × edge per chunk
+    elif policy == "all dense":
         monkeypatch.setattr(plan, "DENSE_MIN_DENSITY", 0.0)
+        monkeypatch.setattr(plan, "DENSE_GRAD_MIN_EDGES", 0)  # and the summed gradients of every level by BLAS
     plan.clear_plan_cache()
     try:
         _check_against_reference(seed, policy == "all dense")
@@ -131,7 +140,13 @@ def _check_against_reference(seed: int, dense: bool) -> None:
     net = Network.from_dict(data)
     X = random_inputs(seed, 3, net.n_inputs)
     T = np.random.default_rng(seed).uniform(size=(3, net.n_outputs))
-    kinds = {k.dense for level in plan.get_plan(net).levels for k in level.forward + level.backward}
+    compiled = plan.get_plan(net)
+    kinds = {k.dense for level in compiled.levels for k in level.forward + level.backward}
+    if dense:      # every level's summed gradients are one BLAS block
+        assert all(level.dense_grad is not None for level in compiled.levels if level.forward)
+    else:          # every sparse edge sits in exactly one in-degree group
+        grouped = np.concatenate([g.file_edges.ravel() for g in compiled.grad_groups] + [compiled.dead_edges])
+        assert sorted(grouped.tolist()) == list(range(net.n_edges))
     assert kinds == {dense}
     assert_agrees(edgegrad.gradients(net, X), reference_gradients(data, X))
     assert_agrees(edgegrad.gradients(net, X, targets=T, loss="mse", per_example=True),
@@ -139,3 +154,41 @@ def _check_against_reference(seed: int, dense: bool) -> None:
     summed = edgegrad.gradients(net, X, targets=T, loss="mse")
     ref = reference_gradients(data, X, T, "mse", "mean", per_example=True)
     np.testing.assert_allclose(summed.edge_grads, ref.edge_grads.sum(axis=0), rtol=1e-9, atol=1e-15)
+
+
+@pytest.mark.filterwarnings("error")
+def test_nodes_that_reach_no_output_are_skipped_but_still_have_values() -> None:
+    """A dead branch is never computed (even one that would overflow); its derivatives are 0."""
+    import edgegrad.plan as plan
+    from edgegrad.api import node_values
+
+    net = Network.from_dict({
+        "inputs": ["x"], "outputs": ["y"],
+        "nodes": [{"id": "dead", "bias": 0.5}, {"id": "y", "activation": "tanh"}, {"id": "deader"}],
+        "edges": [{"src": "x", "dst": "dead", "weight": 1e10}, {"src": "x", "dst": "y", "weight": 0.7},
+                  {"src": "dead", "dst": "deader", "weight": 1e300}]})
+    assert plan.reaches_output(net).tolist() == [False, True, False]
+    assert plan.get_plan(net).n_live == 1 and plan.get_plan(net, live_only=False).n_live == 3
+    X, T = [[1.0], [1e300]], [[0.1], [0.2]]
+    for kw in ({}, {"targets": T, "loss": "mse"}, {"targets": T, "loss": "mse", "per_example": True}):
+        res = edgegrad.gradients(net, X, **kw)
+        assert res.is_finite()
+        np.testing.assert_array_equal(np.asarray(res.deltas)[..., [0, 2]], 0.0)
+        np.testing.assert_array_equal(np.asarray(res.edge_grads)[..., [0, 2]], 0.0)
+    ok = [[0.3], [-0.2]]
+    assert_agrees(edgegrad.gradients(net, ok, targets=T, loss="mse"),
+                  reference_gradients(net.to_dict(), ok, T, "mse", "mean"))
+    values = node_values(net, ok)
+    np.testing.assert_allclose(values.o[:, 1], [0.3e10 + 0.5, -0.2e10 + 0.5])   # the dead node's value is shown
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 3), (300, 65), (5, 4, 9), (600, 16, 33)])
+@pytest.mark.parametrize("tile_rows", [1, 3, 256])
+def test_the_tiled_example_major_transpose_is_exact(monkeypatch, shape, tile_rows) -> None:
+    from edgegrad import engine
+
+    monkeypatch.setattr(engine, "TRANSPOSE_ROWS", tile_rows)
+    a = np.random.default_rng(1).standard_normal(shape)
+    got = engine._example_major(a)
+    assert got.flags.c_contiguous
+    np.testing.assert_array_equal(got, a.transpose(tuple(range(a.ndim))[::-1]))

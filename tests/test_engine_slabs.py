@@ -10,12 +10,18 @@ import numpy as np
 import pytest
 
 import edgegrad
-from edgegrad import InvalidInput, Network, memory
+from edgegrad import InvalidInput, Network, memory, workspace
 from edgegrad.api import fold_partials, partial_gradients, working_memory_bytes
 from dags import random_inputs, random_network, random_targets
 
 MODES = [(None, False), ("mse", False), ("mse", True), ("bce", False), ("softmax_ce", True)]
 HUGE_BUDGET = 1 << 60
+
+
+@pytest.fixture(autouse=True)
+def _budget_from_the_module(monkeypatch) -> None:
+    """These tests set ``memory.SLAB_BYTES`` themselves: an EDGEGRAD_SLAB_BYTES of the caller would win."""
+    monkeypatch.delenv("EDGEGRAD_SLAB_BYTES", raising=False)
 
 
 def _net(seed: int = 3) -> Network:
@@ -163,6 +169,8 @@ def test_a_sum_that_overflows_only_across_slabs_is_named(monkeypatch) -> None:
 
 # ------------------------------------------------------------------ memory
 def _traced_peak(fn) -> int:
+    """Peak traced memory of one call, the engine's cached scratch buffers dropped first (so they count)."""
+    workspace.clear()
     gc.collect()
     tracemalloc.start()
     try:
@@ -219,3 +227,34 @@ def test_rows_for_budget_is_the_largest_fitting_row_count() -> None:
                           + 8 * (shape[0] + (shape[3] if loss else 0)) * r)
         assert rows > 0 and need(rows) <= budget < need(rows + 1)
     assert memory.rows_for_budget(1000, *shape, "mse", False) == 0
+
+
+def test_scratch_buffers_are_never_shared_by_concurrent_calls_and_stay_bounded(monkeypatch) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    nets = [_net(s) for s in (3, 4, 5, 6)]
+    batches = [random_inputs(s, 50 + 7 * s, n.n_inputs) for s, n in enumerate(nets)]
+    want = [edgegrad.gradients(n, x) for n, x in zip(nets, batches)]
+    monkeypatch.setattr(memory, "SLAB_BYTES", 20_000)                  # several slabs per call, buffers cached
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for _ in range(5):
+            got = list(pool.map(lambda i: edgegrad.gradients(nets[i], batches[i]), range(4)))
+            for g, w in zip(got, want):
+                _close(g, w)
+    cached = workspace._free
+    assert len(cached) <= workspace.KEEP_BUFFERS
+    assert sum(b.nbytes for b in cached) <= 2 * memory.slab_budget()
+
+
+def test_slab_boundaries_and_bits_do_not_depend_on_the_thread_count(monkeypatch) -> None:
+    net = _net()
+    X = random_inputs(9, 300, net.n_inputs)
+    T = random_targets(9, "mse", 300, net.n_outputs)
+    monkeypatch.setattr(memory, "SLAB_BYTES", 40_000)
+    results, rows = [], []
+    for threads in ("1", "2", "5"):
+        monkeypatch.setenv("EDGEGRAD_THREADS", threads)
+        rows.append(memory.slab_rows(net.n_inputs, net.n_nodes, net.n_outputs, "mse", False))
+        results.append(edgegrad.gradients(net, X, targets=T, loss="mse"))
+    assert len(set(rows)) == 1 and rows[0] < 300
+    assert results[0] == results[1] == results[2]
