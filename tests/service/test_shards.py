@@ -114,11 +114,12 @@ def test_the_service_shards_a_big_batch_on_its_own(namespace) -> None:
 
 def test_a_killed_workers_shard_alone_reruns(namespace) -> None:
     big = example_network(n_inputs=16, n_nodes=150, n_outputs=4, density=0.5, seed=5)
-    x = np.random.default_rng(5).normal(size=(24000, big.n_inputs))
-    t = np.random.default_rng(6).uniform(size=(24000, big.n_outputs))
+    x = np.random.default_rng(5).normal(size=(96000, big.n_inputs))   # 12 shards of ~0.2 s or more
+    t = np.random.default_rng(6).uniform(size=(96000, big.n_outputs))
     with Cluster(namespace("killshard"), workers=2, log=sys.stderr) as cluster, \
             Client(cluster.address, timeout=120) as client:
-        handle = client.submit(big, x, targets=t, loss="mse", shard_rows=3000)
+        cluster.wait_for_workers()
+        handle = client.submit(big, x, targets=t, loss="mse", shard_rows=8000)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # kill worker 0 while it runs a shard, after some shards finished
             job = handle.refresh()
@@ -126,7 +127,8 @@ def test_a_killed_workers_shard_alone_reruns(namespace) -> None:
                        and s.worker == cluster.worker_name(0)]
             if running and job.shards_done >= 1:
                 break
-            time.sleep(0.02)
+            assert job.state == job_pb2.JOB_STATE_RUNNING, "the job ended before a worker could be killed"
+            time.sleep(0.01)
         else:
             pytest.fail("worker 0 never ran a shard")
         finished_before = {s.index for s in handle.refresh().shards if s.state == job_pb2.JOB_STATE_SUCCEEDED}
@@ -234,8 +236,8 @@ def test_submit_many_answers_each_item_and_a_bad_one_fails_alone(cluster) -> Non
 
 
 def test_a_job_whose_shard_cannot_fit_a_worker_is_refused_at_submit(namespace, thread_server) -> None:
-    server = thread_server(namespace("admission", worker_memory_bytes=50 << 20))
-    big = example_network(n_inputs=4, n_nodes=400, n_outputs=200, density=0.5, seed=3)
+    server = thread_server(namespace("admission", worker_memory_bytes=100 << 20))
+    big = example_network(n_inputs=4, n_nodes=400, n_outputs=400, density=0.5, seed=3)
     with Client(server.address, timeout=30) as client:
         with pytest.raises(errors.ResourceExhausted, match="EDGEGRAD_WORKER_MEMORY_BYTES"):
             client.submit(big, np.zeros((10, 4)))  # one row of the B×K×E Jacobian alone is too big
