@@ -121,7 +121,7 @@ def _slab_loop(net: edgegrad.Network, x: np.ndarray, t: np.ndarray, rows: int = 
 @contextlib.contextmanager
 def _cluster(settings: Settings, workers: int) -> Iterator[Cluster]:
     """A cluster whose workers run the engine on one thread each (two workers use two cores)."""
-    os.environ["EDGEGRAD_THREADS"] = "1"
+    os.environ["EDGEGRAD_THREADS"] = "1"  # the workers then limit BLAS to one thread each too
     try:
         cluster = Cluster(settings, workers=workers).start()
     finally:

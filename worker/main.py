@@ -13,7 +13,24 @@ import redis
 from edgegrad.errors import InvalidInput
 from edgegrad.settings import ENV_NAMES, Settings
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "run", "limit_blas_threads"]
+
+_blas_limit = None  #: kept for the worker's life: BLAS threads stay limited while it runs
+
+
+def limit_blas_threads() -> None:
+    """Give BLAS no more threads than the engine's own (EDGEGRAD_THREADS, when set).
+
+    Several workers on one host each get a share of its cores; BLAS would otherwise start a
+    thread per core in every worker, and the workers' threads would fight over the cores.
+    """
+    global _blas_limit
+    if os.environ.get("EDGEGRAD_THREADS", "").strip():
+        from threadpoolctl import threadpool_limits
+
+        from edgegrad.memory import thread_count
+
+        _blas_limit = threadpool_limits(limits=thread_count(), user_api="blas")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     logging.basicConfig(level=args.log_level, format="%(asctime)s worker %(levelname)s %(message)s")
+    limit_blas_threads()
     name = args.name or f"{socket.gethostname()}.{os.getpid()}"
     set_store(WorkerStore(settings, connection, name=name))
     worker = make_worker(settings, connection, name=name)
