@@ -83,13 +83,8 @@ def _import_command(name: str, module: str) -> Any:
         raise CommandFailure(f"edgegrad {name}: not available in this installation ({exc})", EXIT_INTERNAL) from None
 
 
-def _add_grad(sub: Any) -> None:
-    p = sub.add_parser(
-        "grad", help="gradients of a network for a batch of inputs",
-        description="Compute outputs and exact gradients (edge weights and biases) of a network for a "
-                    "batch of inputs and print one JSON object: outputs, loss, edge_grads, deltas, "
-                    "edges, nodes. Output mode (no --loss): derivatives of every output per example. "
-                    "Loss mode: derivatives of the loss.")
+def add_batch_args(p: argparse.ArgumentParser) -> None:
+    """The arguments of a gradient request: NET, --inputs, --targets/--loss, --reduction, --per-example, --dtype."""
     p.add_argument("network", metavar="NET", help="network file (.json, or .npz written by Network.save)")
     p.add_argument("--inputs", required=True, metavar="X",
                    help="inputs, one row per example (.json list of rows, .npy, or .csv)")
@@ -98,10 +93,20 @@ def _add_grad(sub: Any) -> None:
                    help="loss reduction over the batch (default mean; loss mode only)")
     p.add_argument("--per-example", action="store_true",
                    help="loss mode: one gradient row per example (the rows sum to the batch gradient)")
-    p.add_argument("--server", metavar="HOST:PORT", help="compute through an edgegrad service instead of in-process")
-    p.add_argument("--out", metavar="FILE", help="write the result to FILE (.json or .npz) instead of stdout")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
                    help="precision of the computation (default float64)")
+
+
+def _add_grad(sub: Any) -> None:
+    p = sub.add_parser(
+        "grad", help="gradients of a network for a batch of inputs",
+        description="Compute outputs and exact gradients (edge weights and biases) of a network for a "
+                    "batch of inputs and print one JSON object: outputs, loss, edge_grads, deltas, "
+                    "edges, nodes. Output mode (no --loss): derivatives of every output per example. "
+                    "Loss mode: derivatives of the loss.")
+    add_batch_args(p)
+    p.add_argument("--server", metavar="HOST:PORT", help="compute through an edgegrad service instead of in-process")
+    p.add_argument("--out", metavar="FILE", help="write the result to FILE (.json or .npz) instead of stdout")
     p.set_defaults(handler=_grad)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .cli import EXIT_INTERRUPTED, EXIT_UNREACHABLE, CommandFailure, add_loss_args, check_mode_flags, load_batch
+from .cli import EXIT_INTERRUPTED, EXIT_UNREACHABLE, CommandFailure, add_batch_args, check_mode_flags, load_batch
 from .cli_progress import Progress, format_seconds
 from .cli_remote import HeldInterrupts, add_server_argument, connect, job_failure, say, server_address, stream_backoff
 from .errors import InvalidInput, Unavailable
@@ -28,16 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      "its result to OUT as it arrives: OUT.npz is one file; any other OUT is a folder of "
                      ".npy files (outputs, edge_grads, deltas, loss in loss mode; edges and nodes). "
                      "Ctrl-C detaches and leaves the job running.")
-    p.add_argument("network", metavar="NET", help="network file (.json, or .npz written by Network.save)")
-    p.add_argument("--inputs", required=True, metavar="X",
-                   help="inputs, one row per example (.npy, .csv or .json list of rows)")
-    add_loss_args(p)
-    p.add_argument("--reduction", choices=("mean", "sum"), default=None,
-                   help="loss reduction over the batch (default mean; loss mode only)")
-    p.add_argument("--per-example", action="store_true",
-                   help="loss mode: one gradient row per example (the rows sum to the batch gradient)")
-    p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
-                   help="precision of the computation (default float64)")
+    add_batch_args(p)
     p.add_argument("--shard-rows", type=int, default=None, metavar="N",
                    help="rows per shard (default: the server chooses)")
     add_server_argument(p)
