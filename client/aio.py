@@ -9,7 +9,7 @@ import grpc
 import grpc.aio
 
 from edgegrad.codec import network_to_proto
-from edgegrad.errors import NotFound, Unavailable
+from edgegrad.errors import DeadlineExceeded, NotFound, Unavailable
 from edgegrad.network import Network
 from edgegrad.result import GradientResult
 from edgegrad.v1 import job_pb2, service_pb2, service_pb2_grpc
@@ -118,15 +118,21 @@ class AsyncClient(ClientBase):
                            shard_rows=shard_rows)
         deadline = self.deadline(timeout)
 
-        async def send() -> job_pb2.Job:
+        async def send() -> AsyncJobHandle:
             request = await self._request(prepared, deadline)
-            return await self.retrying(
+            if self.streams_ahead.try_take():
+                # submit and watch in one call (Compute): wait() later reads the same stream, so
+                # submit() then wait() pays one round trip per job, not two
+                handle = AsyncJobHandle(self, "", submit=request)
+                await handle.open_ahead(deadline)
+                return handle
+            job = await self.retrying(
                 lambda left: self.stub.SubmitJob(request, timeout=left, metadata=self.metadata), deadline)
+            handle = AsyncJobHandle(self, job.name)
+            handle.state.update(job)
+            return handle
 
-        job = await self._with_network(net, deadline, send)
-        handle = AsyncJobHandle(self, job.name)
-        handle.state.update(job)
-        return handle
+        return await self._with_network(net, deadline, send)
 
     async def submit_many(self, requests: Sequence[dict[str, Any]], timeout: float | None = None
                           ) -> list["AsyncJobHandle | Exception"]:
@@ -204,6 +210,18 @@ class AsyncClient(ClientBase):
         await self._unary("DeleteJob", service_pb2.DeleteJobRequest(name=name), timeout)
 
 
+async def _read(call: Any, deadline: Deadline) -> Any:
+    """The stream's next message (or EOF), within ``deadline``."""
+    left = deadline.remaining()
+    if left is None:
+        return await call.read()
+    try:
+        return await asyncio.wait_for(call.read(), left)
+    except asyncio.TimeoutError:
+        call.cancel()
+        raise DeadlineExceeded("the deadline passed before the job finished") from None
+
+
 class AsyncJobHandle(HandleBase):
     """The asyncio twin of ``JobHandle``: ``await wait()``, ``await result()``, ``async for c in chunks()``."""
 
@@ -224,7 +242,9 @@ class AsyncJobHandle(HandleBase):
             self._call = call = self._open(deadline)
             seen = self.state.after_seq, self.state.job
             try:
-                async for event in call:
+                # read(), not async for: a stream opened at submit was read that way (gRPC forbids mixing);
+                # such a stream has no deadline of its own, so this wait's deadline bounds each read
+                while (event := await _read(call, deadline)) is not grpc.aio.EOF:
                     chunk = self.state.feed(event)
                     if chunk is not None:
                         yield chunk
@@ -256,6 +276,30 @@ class AsyncJobHandle(HandleBase):
                 raise last_error
             self.reconnects += 1
             await asyncio.sleep(deadline.clip(delay))
+
+    async def open_ahead(self, deadline: Deadline) -> None:
+        """Send the submission as a Compute stream now and read up to the job's first state (its name)."""
+        async def first(left: float | None) -> Any:
+            call = self.client.stub.Compute(self._submit, metadata=self.client.metadata)  # wait() bounds it
+            try:
+                while not self.state.name:
+                    event = await asyncio.wait_for(call.read(), deadline.remaining())
+                    if event is grpc.aio.EOF:
+                        break
+                    self.state.feed(event)
+            except asyncio.TimeoutError:
+                call.cancel()
+                raise DeadlineExceeded("submit: the deadline passed before the server answered") from None
+            except BaseException:
+                call.cancel()
+                raise
+            return call
+
+        try:
+            self._ahead = await self.client.retrying(first, deadline)
+        except BaseException:
+            self.client.streams_ahead.give_back()
+            raise
 
     def drop_stream(self) -> None:
         """Cut the current stream as a network failure would (the iterator then resumes)."""
