@@ -364,3 +364,35 @@ def test_a_watch_whose_chunks_are_acknowledged_under_it_is_told_not_given_a_gap(
                 got.append(event)
         seqs = [e.chunk.seq for e in got if e.HasField("chunk")]
         assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) < 40 and started.kind == "run"
+
+
+def test_an_async_submit_then_wait_loop_makes_one_call_per_job(cluster) -> None:
+    import asyncio
+
+    import grpc
+
+    calls: list[str] = []
+
+    def note(details) -> None:
+        calls.append(details.method.decode() if isinstance(details.method, bytes) else details.method)
+
+    class Unary(grpc.aio.UnaryUnaryClientInterceptor):  # grpc.aio files an interceptor under one kind only
+        async def intercept_unary_unary(self, continuation, details, request):
+            note(details)
+            return await continuation(details, request)
+
+    class Streams(grpc.aio.UnaryStreamClientInterceptor):
+        async def intercept_unary_stream(self, continuation, details, request):
+            note(details)
+            return await continuation(details, request)
+
+    async def run() -> list:
+        async with edgegrad.AsyncClient(cluster.address, timeout=60, interceptors=[Unary(), Streams()]) as client:
+            await client.register(NET)
+            calls.clear()
+            handles = [await client.submit(NET, X[:2]) for _ in range(5)]
+            return [await h.result() for h in handles]
+
+    results = asyncio.run(run())
+    assert all(_same(r, results[0]) for r in results)
+    assert [c.rsplit("/", 1)[1] for c in calls] == ["Compute"] * 5, calls
