@@ -18,8 +18,8 @@ from .result import GradientResult
 from .v1 import job_pb2, tensor_pb2
 
 __all__ = ["result_layout", "result_bytes", "ChunkPlan", "shard_bounds", "shard_chunk_plans",
-           "summed_chunk_plans", "plan_chunks", "chunks_of", "result_chunks", "ResultAssembler",
-           "FIELD_NAMES", "is_summed", "field_arrays", "buffered_chunk_limit", "chunk_payloads", "length_delimited", "varint"]
+           "summed_chunk_plans", "plan_chunks", "result_chunks", "ResultAssembler",
+           "FIELD_NAMES", "is_summed", "field_arrays", "buffered_chunk_limit", "chunk_payloads", "length_delimited", "varint", "numpy_dtype"]
 
 _ITEMSIZE = {tensor_pb2.DTYPE_FLOAT64: 8, tensor_pb2.DTYPE_FLOAT32: 4}
 _NUMPY = {tensor_pb2.DTYPE_FLOAT64: np.dtype("<f8"), tensor_pb2.DTYPE_FLOAT32: np.dtype("<f4")}
@@ -42,6 +42,11 @@ class ChunkPlan(NamedTuple):
     row_start: int
     row_stop: int
     whole_rows: bool
+
+
+def numpy_dtype(layout: job_pb2.ResultLayout) -> np.dtype:
+    """The numpy dtype of a result's chunks."""
+    return _NUMPY[layout.dtype]
 
 
 def is_summed(layout: job_pb2.ResultLayout, field: job_pb2.FieldLayout) -> bool:
@@ -149,7 +154,7 @@ def plan_chunks(layout: job_pb2.ResultLayout) -> list[ChunkPlan]:
 
 def field_arrays(result: GradientResult, layout: job_pb2.ResultLayout) -> dict[int, np.ndarray]:
     """A result's fields as flat arrays of the layout's dtype, by ResultField."""
-    dt = _NUMPY[layout.dtype]
+    dt = numpy_dtype(layout)
     return {f.field: np.ascontiguousarray(getattr(result, FIELD_NAMES[f.field]), dtype=dt).reshape(-1)
             for f in layout.fields}
 
@@ -192,13 +197,6 @@ def chunk_payloads(arrays: Mapping[int, np.ndarray], layout: job_pb2.ResultLayou
         yield p.seq, b"".join([header, *length_delimited(8, tensor)])  # ResultChunk.data = 8
 
 
-def chunks_of(arrays: Mapping[int, np.ndarray], layout: job_pb2.ResultLayout, plans: list[ChunkPlan],
-              first_row: int = 0, shard: int = 0, after: int = 0) -> Iterator[job_pb2.ResultChunk]:
-    """The same chunks as :func:`chunk_payloads`, as ResultChunk messages (``seq`` left 0)."""
-    for _, payload in chunk_payloads(arrays, layout, plans, first_row, shard, after):
-        yield job_pb2.ResultChunk.FromString(payload)
-
-
 def result_chunks(result: GradientResult, layout: job_pb2.ResultLayout, *, after_seq: int = 0
                   ) -> Iterator[job_pb2.ResultChunk]:
     """The chunks of a whole ``result`` in :func:`plan_chunks` order, seq set (those after ``after_seq``)."""
@@ -206,11 +204,10 @@ def result_chunks(result: GradientResult, layout: job_pb2.ResultLayout, *, after
     for f in layout.fields:
         if arrays[f.field].size != math.prod(f.shape):
             raise ValueError(f"{FIELD_NAMES[f.field]}: {arrays[f.field].size} elements, layout says {tuple(f.shape)}")
-    for p in plan_chunks(layout):
-        if p.seq > after_seq:
-            chunk = next(chunks_of(arrays, layout, [p]))
-            chunk.seq = p.seq
-            yield chunk
+    for seq, payload in chunk_payloads(arrays, layout, plan_chunks(layout), after=after_seq):
+        chunk = job_pb2.ResultChunk.FromString(payload)
+        chunk.seq = seq
+        yield chunk
 
 
 class ResultAssembler:
@@ -218,7 +215,7 @@ class ResultAssembler:
 
     def __init__(self, layout: job_pb2.ResultLayout) -> None:
         self.layout = layout
-        dt = _NUMPY[layout.dtype]
+        dt = numpy_dtype(layout)
         self._arrays = {f.field: np.empty(tuple(f.shape), dtype=dt) for f in layout.fields}
         self._seen: set[int] = set()
 

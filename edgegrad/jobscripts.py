@@ -55,7 +55,7 @@ return false
 # KEYS: job, spec, events.  ARGV: worker name, now, announce threshold, shard index.
 # Returns {'run', spec, attempt, chunks written, layout, pieces} for a shard to run,
 # {'fold', spec, attempt, chunks written, layout, pieces} when every shard is done but the job is
-# not (the worker that was folding them died), or {'skip'|'gone'|'cancel'}. The "running" state
+# not (the worker that was folding them died), or {'skip'|'gone'}. The "running" state
 # event goes to watchers when the job starts (if its estimated work, field 'work', is at least
 # the threshold) and when a shard is retried.
 START = """
@@ -64,7 +64,6 @@ local st = redis.call('HMGET', KEYS[1], 'state', 'cancel', 'work', shard, 'shard
                       'layout', 'pieces', 's:r', 'chunks_done', 'ev')
 if not st[1] then return {'gone'} end
 if st[1] ~= '1' and st[1] ~= '2' then return {'skip'} end
-if st[2] == '1' then return {'cancel'} end
 local sstate, sattempt, schunks = string.match(st[4] or '1|0|0|', '^(%d)|(%d+)|(%d+)|')
 local kind = 'run'
 if sstate == '3' then
@@ -148,16 +147,16 @@ return {code, placed}
 # reported), or {-1} when the job is no longer running, {-2} when chunks of the shard are missing.
 SHARD_DONE = """
 local shard = 's:' .. ARGV[1]
-local st = redis.call('HMGET', KEYS[1], 'state', 'cancel', shard, 'shards_done', 'shards')
-if st[1] ~= '2' or st[2] == '1' then return {-1} end
-local s1, s2, s3, s4 = string.match(st[3] or '2|1|0|', '^(%d)|(%d+)|(%d+)|(.*)$')
-if s1 == '3' then return {tonumber(st[4]), tonumber(st[5])} end
+local st = redis.call('HMGET', KEYS[1], 'state', shard, 'shards_done', 'shards')
+if st[1] ~= '2' then return {-1} end
+local s1, s2, s3, s4 = string.match(st[2] or '2|1|0|', '^(%d)|(%d+)|(%d+)|(.*)$')
+if s1 == '3' then return {tonumber(st[3]), tonumber(st[4])} end
 if tonumber(s3) < tonumber(ARGV[2]) then return {-2} end
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'l:' .. ARGV[1], ARGV[4]) end
 if ARGV[5] ~= '' then redis.call('SET', KEYS[2], ARGV[5], 'EX', ARGV[6]) end
 redis.call('HSET', KEYS[1], shard, '3|' .. s2 .. '|' .. s3 .. '|' .. s4)
 redis.call('HINCRBY', KEYS[1], 'rows_done', ARGV[3])
-return {redis.call('HINCRBY', KEYS[1], 'shards_done', 1), tonumber(st[5])}
+return {redis.call('HINCRBY', KEYS[1], 'shards_done', 1), tonumber(st[4])}
 """
 
 # KEYS: job, events.  ARGV: seq the client holds.  Drops the stream's chunks up to seq so workers
@@ -206,21 +205,16 @@ if st[4] and st[4] ~= '' then redis.call('EXPIRE', ARGV[5] .. st[4], ARGV[3]) en
 
 # KEYS: job, spec, events.  ARGV: state, end time, result ttl, expire time, request key prefix,
 # chunks expected, field, value, ... (loss or error, and the last shard's progress).  Ends a
-# queued or running job; a job meant to succeed whose chunks were refused because of a cancel
-# ends cancelled. Drops the job's upload pieces and partial sums. Returns the final state.
+# queued or running job (a cancelled one was ended by CANCEL); a job meant to succeed whose
+# chunks are missing ends failed. Drops the job's upload pieces and partial sums. Returns the final state.
 FINISH = _READ_FOR_FINISH + """
 if not st[1] then return false end
 if st[1] ~= '1' and st[1] ~= '2' then return st[1] end
 local state = ARGV[1]
 local sets = {}
 if state == '3' and tonumber(st[3] or '0') < tonumber(ARGV[6]) then
-  if st[2] == '1' then
-    state = '5'
-    sets = {'error_code', '1', 'error_message', 'cancelled by request'}
-  else
-    state = '4'
-    sets = {'error_code', '13', 'error_message', 'result chunks missing'}
-  end
+  state = '4'
+  sets = {'error_code', '13', 'error_message', 'result chunks missing'}
 else
   for i = 7, #ARGV do sets[#sets + 1] = ARGV[i] end
 end

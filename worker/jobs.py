@@ -16,7 +16,8 @@ import os
 import numpy as np
 
 from edgegrad.api import fold_partials, partial_gradients
-from edgegrad.chunking import (buffered_chunk_limit, chunk_payloads, field_arrays, is_summed, shard_bounds,
+from edgegrad.chunking import (buffered_chunk_limit, chunk_payloads, field_arrays, is_summed, numpy_dtype,
+                               shard_bounds,
                                shard_chunk_plans, summed_chunk_plans)
 from edgegrad.codec import array_from_tensor
 from edgegrad.errors import EdgegradError, InvalidInput
@@ -25,9 +26,9 @@ from edgegrad.overflow import result_overflow_message
 from edgegrad.plan import get_plan
 from edgegrad.result import GradientResult
 from edgegrad.settings import Settings
-from edgegrad.v1 import job_pb2, tensor_pb2
+from edgegrad.v1 import job_pb2
 
-from .store import EMIT_CANCELLED, EMIT_WRITTEN, Started, WorkerStore, final_state
+from .store import EMIT_WRITTEN, Started, WorkerStore
 
 __all__ = ["run_gradient_job", "set_store", "get_store", "ALLOWED_FUNCTIONS"]
 
@@ -58,8 +59,6 @@ def run_gradient_job(job_id: str, shard: int = 0) -> None:
     store = get_store()
     try:
         started = store.start(job_id, shard)
-        if started.kind == "cancel":
-            store.fail(job_id, "5", error_fields("CANCELLED", "cancelled by request"))
         if started.kind not in ("run", "fold"):
             return
         _run(store, job_id, shard, started)
@@ -104,20 +103,15 @@ def _run(store: WorkerStore, job_id: str, shard: int, started: Started) -> None:
                     f"s:{shard}": f"3|{started.attempt}|{len(plans)}|{store.name}", **loss_fields(part.loss)}
         finish = store.finish(job_id, "3", layout.chunk_count, progress)
         if not limit or layout.chunk_count <= limit:  # the buffer cannot fill: end in the same round trip
-            code, _ = store.emit(job_id, f"s:{shard}", chunks, limit, [finish])
-        else:
-            code, _ = store.emit(job_id, f"s:{shard}", chunks, limit)
-            if code == EMIT_WRITTEN:
-                store.call(finish)
-        if code != EMIT_WRITTEN:
-            _stopped(store, job_id, code)
-        return
+            store.emit(job_id, f"s:{shard}", chunks, limit, [finish])
+        elif store.emit(job_id, f"s:{shard}", chunks, limit)[0] == EMIT_WRITTEN:
+            store.call(finish)
+        return  # unless refused because CANCEL or DELETE ended the job already: then nothing is left to do
     partial = arrays[job_pb2.RESULT_FIELD_EDGE_GRADS].tobytes() + arrays[job_pb2.RESULT_FIELD_DELTAS].tobytes() \
         if summed else b""
     code, replies = store.emit(job_id, f"s:{shard}", chunks, limit,
                                [store.shard_done(job_id, shard, len(plans), b - a, share, partial)])
-    if code != EMIT_WRITTEN:
-        _stopped(store, job_id, code)
+    if code != EMIT_WRITTEN:  # cancelled or deleted: CANCEL/DELETE ended the job already
         return
     done, total = (list(replies[0]) + [0])[:2]
     if done == -2:
@@ -134,7 +128,7 @@ def _fold(store: WorkerStore, job_id: str, request: job_pb2.GradientRequest, lay
     # a job of one shard wrote its sums with its own chunks (its worker died before ending the job)
     plans = summed_chunk_plans(layout) if layout.shard_count > 1 else []
     sizes = [int(f.shape[0]) for f in layout.fields if is_summed(layout, f)] if plans else [0, 0]
-    dtype = np.dtype("<f4") if layout.dtype == tensor_pb2.DTYPE_FLOAT32 else np.dtype("<f8")
+    dtype = numpy_dtype(layout)
     empty = np.empty((0, int(layout.fields[0].shape[1])), dtype=dtype)  # outputs went with the shards
 
     def parts():
@@ -151,14 +145,6 @@ def _fold(store: WorkerStore, job_id: str, request: job_pb2.GradientRequest, lay
         arrays = {job_pb2.RESULT_FIELD_EDGE_GRADS: total.edge_grads, job_pb2.RESULT_FIELD_DELTAS: total.deltas}
         chunks = chunk_payloads(arrays, layout, plans, shard=layout.shard_count, after=after)
         code, _ = store.emit(job_id, "s:r", chunks, buffered_chunk_limit(layout))
-        if code != EMIT_WRITTEN:
-            _stopped(store, job_id, code)
+        if code != EMIT_WRITTEN:  # cancelled or deleted meanwhile
             return
     store.call(store.finish(job_id, "3", layout.chunk_count, loss_fields(total.loss)))
-
-
-def _stopped(store: WorkerStore, job_id: str, code: int) -> None:
-    """A shard's chunks were refused: a cancel ends the job cancelled; a deleted or ended job needs nothing."""
-    if code == EMIT_CANCELLED:
-        state = store.fail(job_id, "5", error_fields("CANCELLED", "cancelled by request"))
-        log.info("job %s cancelled (%s)", job_id, final_state(state))

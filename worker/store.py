@@ -28,7 +28,7 @@ _WAIT_FIRST, _WAIT_MOST = 0.01, 0.5  # seconds between tries while the job's res
 
 
 class Started(NamedTuple):
-    """What START returned: 'run' (a shard) or 'fold' (the shards' sums) with the spec, or 'skip' / 'gone' / 'cancel'."""
+    """What START returned: 'run' (a shard) or 'fold' (the shards' sums) with the spec, or 'skip' / 'gone'."""
 
     kind: str
     spec: bytes = b""
@@ -131,8 +131,8 @@ class WorkerStore:
             while True:  # a cheap look at the job until there is room (or it ended), not the chunks again
                 time.sleep(wait)
                 wait = min(_WAIT_MOST, wait * 2)
-                state, cancel, written, acked = self.redis.hmget(keys[0], "state", "cancel", "chunks_done", "acked")
-                if state != b"2" or cancel == b"1" or not limit or int(written or 0) - int(acked or 0) < limit:
+                state, written, acked = self.redis.hmget(keys[0], "state", "chunks_done", "acked")
+                if state != b"2" or not limit or int(written or 0) - int(acked or 0) < limit:
                     break
 
     def shard_done(self, job_id: str, shard: int, chunks: int, rows: int, loss: str, partial: bytes
