@@ -13,6 +13,7 @@ from google.rpc import code_pb2, status_pb2
 from ..wire.chunking import is_summed
 from ..errors import InvalidInput
 from ..v1 import job_pb2
+from .contract import QUEUED, stored
 
 __all__ = ["new_job_id", "id_prefix_at", "job_name", "job_id_from_name", "initial_fields", "job_from_fields",
            "error_fields", "loss_fields", "shard_progress", "rq_job_id", "GRPC_CODE_NUMBERS", "RQ_RECORD_TTL"]
@@ -67,7 +68,7 @@ def initial_fields(job_id: str, request_id: str, fingerprint: str, network_hash:
     """
     summed = any(is_summed(layout, f) for f in layout.fields)
     fields: dict[str, bytes | str] = {
-        "id": job_id, "state": "1", "request_id": request_id, "fingerprint": fingerprint,
+        "id": job_id, "state": stored(QUEUED), "request_id": request_id, "fingerprint": fingerprint,
         "network_hash": network_hash, "layout": layout.SerializeToString(), "create_time": repr(now),
         "expire_time": repr(expire), "chunks_done": "0", "attempt": "0", "work": str(work),
         "shards": str(layout.shard_count), "summed": "1" if summed else "0"}
