@@ -75,15 +75,15 @@ class AsyncClient(ClientBase):
                     raise from_rpc_error(exc) from None
                 await asyncio.sleep(deadline.clip(delay))
 
-    async def _unary(self, method: str, request: Any, timeout: float | None) -> Any:
-        stub_method = getattr(self.stub, method)
-        return await self.retrying(lambda left: stub_method(request, timeout=left, metadata=self.metadata),
+    async def _unary(self, method: Callable[..., Any], request: Any, timeout: float | None) -> Any:
+        """Await the stub's ``method`` with retries under the operation's deadline."""
+        return await self.retrying(lambda left: method(request, timeout=left, metadata=self.metadata),
                                    self.deadline(timeout))
 
     # ------------------------------------------------------------ API
     async def capabilities(self, timeout: float | None = None) -> service_pb2.Capabilities:
         """The server's limits, activations, losses and TTLs."""
-        return await self._unary("GetCapabilities", service_pb2.GetCapabilitiesRequest(), timeout)
+        return await self._unary(self.stub.GetCapabilities, service_pb2.GetCapabilitiesRequest(), timeout)
 
     async def register(self, net: Network, timeout: float | None = None) -> str:
         """Make sure the server stores ``net`` (sent at most once per client); return its content hash."""
@@ -91,9 +91,9 @@ class AsyncClient(ClientBase):
         if self.is_known(digest):
             return digest
         try:
-            await self._unary("GetNetwork", service_pb2.GetNetworkRequest(hash=digest), timeout)
+            await self._unary(self.stub.GetNetwork, service_pb2.GetNetworkRequest(hash=digest), timeout)
         except NotFound:
-            await self._unary("RegisterNetwork", service_pb2.RegisterNetworkRequest(network=network_to_proto(net)),
+            await self._unary(self.stub.RegisterNetwork, service_pb2.RegisterNetworkRequest(network=network_to_proto(net)),
                               timeout)
         self.remember(digest)
         return digest
@@ -178,7 +178,7 @@ class AsyncClient(ClientBase):
 
     async def ack(self, name: str, seq: int, timeout: float | None = None) -> None:
         """Tell the service this client holds the job's chunks up to ``seq`` (it may drop them)."""
-        await self._unary("AckJob", service_pb2.AckJobRequest(name=name, seq=seq), timeout)
+        await self._unary(self.stub.AckJob, service_pb2.AckJobRequest(name=name, seq=seq), timeout)
 
     def job(self, name: str, *, after_seq: int = 0, assemble: bool = True,
             acknowledge: bool = True) -> "AsyncJobHandle":
@@ -187,13 +187,13 @@ class AsyncClient(ClientBase):
 
     async def get_job(self, name: str, timeout: float | None = None) -> job_pb2.Job:
         """The current state of a job (NotFound if unknown or expired)."""
-        return await self._unary("GetJob", service_pb2.GetJobRequest(name=name), timeout)
+        return await self._unary(self.stub.GetJob, service_pb2.GetJobRequest(name=name), timeout)
 
     async def list_jobs(self, page_size: int = 100, timeout: float | None = None) -> AsyncIterator[job_pb2.Job]:
         """Every job the server keeps, page by page."""
         token = ""
         while True:
-            page = await self._unary("ListJobs", service_pb2.ListJobsRequest(page_size=page_size, page_token=token),
+            page = await self._unary(self.stub.ListJobs, service_pb2.ListJobsRequest(page_size=page_size, page_token=token),
                                      timeout)
             for job in page.jobs:
                 yield job
@@ -203,11 +203,11 @@ class AsyncClient(ClientBase):
 
     async def cancel_job(self, name: str, timeout: float | None = None) -> job_pb2.Job:
         """Ask the server to cancel a job."""
-        return await self._unary("CancelJob", service_pb2.CancelJobRequest(name=name), timeout)
+        return await self._unary(self.stub.CancelJob, service_pb2.CancelJobRequest(name=name), timeout)
 
     async def delete_job(self, name: str, timeout: float | None = None) -> None:
         """Delete a job and its result."""
-        await self._unary("DeleteJob", service_pb2.DeleteJobRequest(name=name), timeout)
+        await self._unary(self.stub.DeleteJob, service_pb2.DeleteJobRequest(name=name), timeout)
 
 
 async def _read(call: Any, deadline: Deadline) -> Any:
