@@ -15,10 +15,9 @@ from edgegrad.engine.result import GradientResult
 from edgegrad.v1 import job_pb2, service_pb2, service_pb2_grpc
 
 from .base import ClientBase, HandleBase
-from .errors import from_rpc_error, is_retryable
-from .job import stream_dropped
+from .errors import from_rpc_error, is_retryable, stream_dropped
 from .options import Backoff, Deadline, DEFAULT_MAX_MESSAGE_BYTES
-from .protocol import Prepared, merge_submitted, prepare, submission, submit_batches
+from .protocol import Prepared, Resume, merge_submitted, network_lost, prepare, submission, submit_batches
 
 __all__ = ["AsyncClient", "AsyncJobHandle"]
 
@@ -103,7 +102,7 @@ class AsyncClient(ClientBase):
         try:
             return await action()
         except NotFound as exc:
-            if net.content_hash not in exc.message and "network" not in (exc.field or exc.message):
+            if not network_lost(exc):
                 raise
             self.forget(net)
             await self.register(net, timeout=deadline.remaining())
@@ -236,11 +235,11 @@ class AsyncJobHandle(HandleBase):
                      deadline: Deadline | None = None) -> AsyncIterator[job_pb2.ResultChunk]:
         """Result chunks in seq order until the job ends, resuming after dropped streams."""
         deadline = deadline or self.client.deadline(timeout)
-        delays = self.client.backoff.delays(deadline)
+        resume = Resume(self.state, self.client.backoff, deadline)
         while not self.state.done:
             self._dropped = False
             self._call = call = self._open(deadline)
-            seen = self.state.after_seq, self.state.job
+            resume.opened()
             try:
                 # read(), not async for: a stream opened at submit was read that way (gRPC forbids mixing);
                 # such a stream has no deadline of its own, so this wait's deadline bounds each read
@@ -254,28 +253,22 @@ class AsyncJobHandle(HandleBase):
                     if self.state.done:
                         break
             except grpc.RpcError as exc:
-                if not stream_dropped(exc) and not self._dropped or deadline.expired():
-                    raise from_rpc_error(exc) from None
-                last_error: Exception = from_rpc_error(exc)
+                last_error = resume.failed(from_rpc_error(exc), stream_dropped(exc) or self._dropped)
             except asyncio.CancelledError:
                 # Either our own drop_stream() (resume) or the caller's task being cancelled (stop).
                 if not self._dropped:
                     raise
                 last_error = Unavailable(f"{self.name}: the watch stream was dropped")
             else:
-                last_error = Unavailable(f"{self.name}: the watch stream ended before the job finished")
+                last_error = resume.ended()
             finally:
                 call.cancel()
                 self._call = None
             if self.state.done:
                 break
-            if (self.state.after_seq, self.state.job) != seen:
-                delays = self.client.backoff.delays(deadline)
-            delay = next(delays, None)
-            if delay is None or deadline.expired():
-                raise last_error
+            pause = resume.pause(last_error)
             self.reconnects += 1
-            await asyncio.sleep(deadline.clip(delay))
+            await asyncio.sleep(pause)
 
     async def open_ahead(self, deadline: Deadline) -> None:
         """Send the submission as a Compute stream now and read up to the job's first state (its name)."""

@@ -17,7 +17,7 @@ from .base import ClientBase
 from .errors import from_rpc_error, is_retryable
 from .job import JobHandle
 from .options import Backoff, Deadline, DEFAULT_MAX_MESSAGE_BYTES
-from .protocol import Prepared, merge_submitted, prepare, submission, submit_batches
+from .protocol import Prepared, merge_submitted, network_lost, prepare, submission, submit_batches
 
 __all__ = ["Client"]
 
@@ -183,7 +183,7 @@ class Client(ClientBase):
         try:
             return action()
         except NotFound as exc:
-            if net.content_hash not in exc.message and "network" not in (exc.field or exc.message):
+            if not network_lost(exc):
                 raise
             self.forget(net)
             self.register(net, timeout=deadline.remaining())

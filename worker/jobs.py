@@ -64,7 +64,7 @@ def run_gradient_job(job_id: str, shard: int = 0) -> None:
             return
         _run(store, job_id, shard, started)
     except EdgegradError as exc:
-        store.fail(job_id, FAILED, error_fields(exc.code, exc.message))
+        store.fail(job_id, FAILED, error_fields(exc.code, exc.message, exc.field))
     except Exception as exc:  # a bug or an environment problem: the job fails, the worker lives on
         log.exception("job %s shard %s failed", job_id, shard)
         store.fail(job_id, FAILED, error_fields("INTERNAL", f"{type(exc).__name__}: {exc}"))

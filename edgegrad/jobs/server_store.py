@@ -28,7 +28,7 @@ __all__ = ["JobStore", "NetworkMeta", "JOB_FUNCTION"]
 
 
 class NetworkMeta:
-    """What a batch is validated against: a registered network's ids and sizes."""
+    """What a batch is validated against: a registered network's ids and sizes (a ``NetworkSizes``)."""
 
     __slots__ = ("hash", "inputs", "outputs", "n_nodes", "n_edges", "widest_level")
 

@@ -73,7 +73,8 @@ class WorkerStore:
         if net is None:
             blob = self.redis.get(self.keys.network(content_hash))
             if blob is None:
-                raise NotFound(f"network_hash: network {content_hash!r} expired before the job ran")
+                raise NotFound(f"network_hash: network {content_hash!r} expired before the job ran",
+                               field="network_hash")
             net = network_from_proto(network_pb2.Network.FromString(blob))
             self._networks[content_hash] = net
             while len(self._networks) > max(1, self.settings.network_cache):
@@ -92,7 +93,8 @@ class WorkerStore:
                 continue
             blobs = self.redis.mget([self.keys.piece(pieces.upload, name, i) for i in range(first, last + 1)])
             if any(blob is None for blob in blobs):
-                raise NotFound(f"request.upload: the {name} of upload {pieces.upload!r} expired before the job ran")
+                raise NotFound(f"request.upload: the {name} of upload {pieces.upload!r} expired before the job ran",
+                               field="request.upload")
             rows = np.frombuffer(b"".join(blobs), dtype="<f8").reshape(-1, int(columns))
             out.append(rows[start - first * size:stop - first * size])
         return out[0], out[1]
