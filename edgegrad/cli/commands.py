@@ -9,7 +9,6 @@ server is exit status 3, a failed job 1.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 from typing import Any, Callable, NoReturn, Sequence
@@ -28,13 +27,38 @@ EXIT_JOB_FAILED = 1
 EXIT_UNREACHABLE = 3
 EXIT_INTERRUPTED = 130
 
-#: subcommands owned by other modules: name -> (module, one-line help); imported only when chosen
-LAZY_COMMANDS: dict[str, tuple[str, str]] = {
-    "batch": ("edgegrad.cli.batch", "run a batch job on a server and write its result to a file as it arrives"),
-    "jobs": ("edgegrad.cli.jobs", "list, show, watch, cancel or delete a server's jobs"),
-    "up": ("edgegrad.server.up", "run the whole service: gRPC server, workers and Redis"),
-    "server": ("edgegrad.server.main", "run the gRPC front end only"),
-    "worker": ("edgegrad.worker.main", "run one job worker"),
+def _batch() -> Any:
+    from . import batch
+    return batch
+
+
+def _jobs() -> Any:
+    from . import jobs
+    return jobs
+
+
+def _up() -> Any:
+    from ..server import up
+    return up
+
+
+def _server() -> Any:
+    from ..server import main
+    return main
+
+
+def _worker() -> Any:
+    from ..worker import main
+    return main
+
+
+#: subcommands owned by other modules: name -> (their module, imported only when chosen; one-line help)
+LAZY_COMMANDS: dict[str, tuple[Callable[[], Any], str]] = {
+    "batch": (_batch, "run a batch job on a server and write its result to a file as it arrives"),
+    "jobs": (_jobs, "list, show, watch, cancel or delete a server's jobs"),
+    "up": (_up, "run the whole service: gRPC server, workers and Redis"),
+    "server": (_server, "run the gRPC front end only"),
+    "worker": (_worker, "run one job worker"),
 }
 
 
@@ -76,9 +100,9 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     return parser
 
 
-def _import_command(name: str, module: str) -> Any:
+def _import_command(name: str, module: Callable[[], Any]) -> Any:
     try:
-        return importlib.import_module(module)
+        return module()
     except ImportError as exc:
         raise CommandFailure(f"edgegrad {name}: not available in this installation ({exc})", EXIT_INTERNAL) from None
 
