@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import signal
 from dataclasses import dataclass
@@ -14,11 +13,12 @@ from google.protobuf import empty_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from edgegrad.errors import Unauthenticated
 from edgegrad.jobstore import JobStore
 from edgegrad.settings import Settings
 from edgegrad.v1 import network_pb2, service_pb2
 
-from .auth import TokenAuthInterceptor
+from .auth import Authenticator, TokenAuthInterceptor, load_tokens
 from .service import Service
 from .status import SERVICE_ERRORS, abort
 
@@ -33,73 +33,81 @@ def _serialize(message: Any) -> bytes:
     return message if isinstance(message, bytes) else message.SerializeToString()
 
 
-def _unary(fn: Callable[[Any], Awaitable[Any]]) -> Callable:
-    @functools.wraps(fn)
+def _tenant(auth: Authenticator, context: grpc.aio.ServicerContext) -> str:
+    """The calling tenant (the interceptor already refused calls without a known token)."""
+    tenant = auth.tenant(context.invocation_metadata())
+    if tenant is None:
+        raise Unauthenticated("missing or invalid bearer token (send 'authorization: Bearer <token>')")
+    return tenant
+
+
+def _unary(auth: Authenticator, fn: Callable[[Any, str], Awaitable[Any]]) -> Callable:
     async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
-            return await fn(request)
+            return await fn(request, _tenant(auth, context))
         except SERVICE_ERRORS as exc:
             await abort(context, exc)
     return call
 
 
-def _streaming(fn: Callable[[Any], Any]) -> Callable:
-    @functools.wraps(fn)
+def _streaming(auth: Authenticator, fn: Callable[[Any, str], Any]) -> Callable:
     async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
-            async for event in fn(request):
+            async for event in fn(request, _tenant(auth, context)):
                 yield event
         except SERVICE_ERRORS as exc:
             await abort(context, exc)
     return call
 
 
-def _handlers(service: Service) -> grpc.GenericRpcHandler:
-    async def compute(req: service_pb2.SubmitJobRequest):
-        job = await service.submit(req)
-        async for event in service.watch(job.name, 0, first=job):
+def _handlers(service: Service, auth: Authenticator) -> grpc.GenericRpcHandler:
+    """Every RPC of the service; each gets the calling tenant, and the service scopes all it touches to it."""
+    async def compute(req: service_pb2.SubmitJobRequest, tenant: str):
+        job = await service.submit(req, tenant)
+        async for event in service.watch(job.name, 0, tenant, first=job):
             yield event
 
-    async def delete(req: service_pb2.DeleteJobRequest) -> empty_pb2.Empty:
-        await service.delete(req.name)
+    async def delete(req: service_pb2.DeleteJobRequest, tenant: str) -> empty_pb2.Empty:
+        await service.delete(req.name, tenant)
         return empty_pb2.Empty()
 
-    async def capabilities(req: Any) -> service_pb2.Capabilities:
+    async def capabilities(req: Any, tenant: str) -> service_pb2.Capabilities:
         return service.capabilities()
 
-    async def register(req: service_pb2.RegisterNetworkRequest) -> network_pb2.NetworkInfo:
-        return (await service.register_network(req.network)).info()
+    async def register(req: service_pb2.RegisterNetworkRequest, tenant: str) -> network_pb2.NetworkInfo:
+        return (await service.register_network(req.network, tenant)).info()
 
-    async def ack(req: service_pb2.AckJobRequest) -> empty_pb2.Empty:
-        await service.ack(req.name, req.seq)
+    async def ack(req: service_pb2.AckJobRequest, tenant: str) -> empty_pb2.Empty:
+        await service.ack(req.name, req.seq, tenant)
         return empty_pb2.Empty()
 
     async def upload(pieces: Any, context: grpc.aio.ServicerContext) -> service_pb2.Upload:
         try:
-            return await service.upload(pieces)
+            return await service.upload(pieces, _tenant(auth, context))
         except SERVICE_ERRORS as exc:
             await abort(context, exc)
 
     unary = {
         "GetCapabilities": (capabilities, service_pb2.GetCapabilitiesRequest),
         "RegisterNetwork": (register, service_pb2.RegisterNetworkRequest),
-        "GetNetwork": (lambda r: service.network_info(r.hash), service_pb2.GetNetworkRequest),
+        "GetNetwork": (lambda r, t: service.network_info(r.hash, t), service_pb2.GetNetworkRequest),
         "SubmitJob": (service.submit, service_pb2.SubmitJobRequest),
-        "GetJob": (lambda r: service.get(r.name), service_pb2.GetJobRequest),
-        "ListJobs": (lambda r: service.list(r.page_size, r.page_token), service_pb2.ListJobsRequest),
-        "CancelJob": (lambda r: service.cancel(r.name), service_pb2.CancelJobRequest),
+        "GetJob": (lambda r, t: service.get(r.name, t), service_pb2.GetJobRequest),
+        "ListJobs": (lambda r, t: service.list(r.page_size, r.page_token, t), service_pb2.ListJobsRequest),
+        "CancelJob": (lambda r, t: service.cancel(r.name, t), service_pb2.CancelJobRequest),
         "DeleteJob": (delete, service_pb2.DeleteJobRequest),
         "SubmitJobs": (service.submit_many, service_pb2.SubmitJobsRequest),
         "AckJob": (ack, service_pb2.AckJobRequest),
     }
     streams = {
-        "WatchJob": (lambda r: service.watch(r.name, r.after_seq), service_pb2.WatchJobRequest),
+        "WatchJob": (lambda r, t: service.watch(r.name, r.after_seq, t), service_pb2.WatchJobRequest),
         "Compute": (compute, service_pb2.SubmitJobRequest),
     }
-    handlers = {name: grpc.unary_unary_rpc_method_handler(_unary(fn), request_deserializer=kind.FromString,
+    handlers = {name: grpc.unary_unary_rpc_method_handler(_unary(auth, fn), request_deserializer=kind.FromString,
                                                           response_serializer=_serialize)
                 for name, (fn, kind) in unary.items()}
-    handlers.update({name: grpc.unary_stream_rpc_method_handler(_streaming(fn), request_deserializer=kind.FromString,
+    handlers.update({name: grpc.unary_stream_rpc_method_handler(_streaming(auth, fn),
+                                                                request_deserializer=kind.FromString,
                                                                 response_serializer=_serialize)
                      for name, (fn, kind) in streams.items()})
     handlers["UploadBatch"] = grpc.stream_unary_rpc_method_handler(
@@ -134,14 +142,14 @@ class App:
 def create_server(settings: Settings | None = None, address: str | None = None) -> App:
     """Build the server bound to ``address`` (default ``settings.listen``; port 0 picks a free one)."""
     settings = settings or Settings.from_env()
-    tokens = settings.tokens()
+    auth = Authenticator(load_tokens(settings))
     options = [("grpc.max_receive_message_length", settings.max_message_bytes),
                ("grpc.max_send_message_length", settings.max_message_bytes),
                ("grpc.so_reuseport", 0)]
-    interceptors = [TokenAuthInterceptor(tokens)] if tokens else []
+    interceptors = [TokenAuthInterceptor(auth)] if auth.enabled else []
     server = grpc.aio.server(options=options, interceptors=interceptors)
     service = Service(settings, JobStore(settings))
-    server.add_generic_rpc_handlers((_handlers(service),))
+    server.add_generic_rpc_handlers((_handlers(service, auth),))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
