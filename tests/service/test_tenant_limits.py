@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 import redis
 
+from edgegrad import errors
+from edgegrad.client import Client
 from edgegrad.codec import result_bytes
 from edgegrad.keys import Keys
-from edgegrad.server.cluster import settings_env
+from edgegrad.server.cluster import Cluster, settings_env
 from edgegrad.v1 import job_pb2, service_pb2, service_pb2_grpc
 from svc_helpers import example_network, gradient_request
 from test_tenants import As, token_file
@@ -149,3 +151,26 @@ def test_result_bytes_held_are_limited_until_jobs_are_deleted(namespace, thread_
         submit(alice)
         exhausted(alice)
         assert usage(settings, "bob") == (0, size)
+
+
+def test_a_job_whose_worker_is_killed_ends_in_its_tenant_and_stops_counting(namespace, tmp_path) -> None:
+    big = example_network(n_inputs=16, n_nodes=150, n_outputs=4, density=0.5, seed=5)
+    x = np.random.default_rng(5).normal(size=(48000, big.n_inputs))  # one shard of a few seconds
+    t = np.random.default_rng(6).uniform(size=(48000, big.n_outputs))
+    settings = namespace("tkill", auth_token_file=token_file(tmp_path / "tokens"), job_retries=0, tenant_max_jobs=1)
+    with Cluster(settings, workers=2, log=sys.stderr) as cluster, \
+            Client(cluster.address, token="alice-token-1", timeout=120) as client:
+        cluster.wait_for_workers()
+        handle = client.submit(big, x, targets=t, loss="mse", shard_rows=48000)
+        deadline = time.monotonic() + 60
+        while (job := handle.refresh()).state != job_pb2.JOB_STATE_RUNNING:
+            assert job.state == job_pb2.JOB_STATE_QUEUED and time.monotonic() < deadline
+            time.sleep(0.01)
+        with pytest.raises(errors.ResourceExhausted):
+            client.submit(big, x[:2], targets=t[:2], loss="mse")
+        cluster.kill_worker([cluster.worker_name(i) for i in range(2)].index(job.worker))
+        with pytest.raises(errors.JobFailed):
+            handle.result()
+        assert handle.refresh().error.code == grpc.StatusCode.ABORTED.value[0]
+        assert usage(settings, "alice")[0] == 0
+        assert client.submit(big, x[:2], targets=t[:2], loss="mse").wait().state == job_pb2.JOB_STATE_SUCCEEDED
