@@ -9,7 +9,7 @@ import grpc
 
 from edgegrad.errors import InvalidInput
 from edgegrad.settings import ENV_NAMES, Settings
-from edgegrad.tenants import DEFAULT_TENANT, check_tenant
+from edgegrad.jobs.tenants import DEFAULT_TENANT, check_tenant
 
 __all__ = ["Authenticator", "TokenAuthInterceptor", "OPEN_METHODS", "load_tokens", "parse_token_lines"]
 

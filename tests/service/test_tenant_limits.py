@@ -16,8 +16,8 @@ import redis
 
 from edgegrad import errors
 from edgegrad.client import Client
-from edgegrad.codec import result_bytes
-from edgegrad.keys import Keys
+from edgegrad.wire.codec import result_bytes
+from edgegrad.jobs.keys import Keys
 from edgegrad.server.cluster import Cluster, settings_env
 from edgegrad.v1 import job_pb2, service_pb2, service_pb2_grpc
 from svc_helpers import example_network, gradient_request

@@ -12,8 +12,8 @@ import pytest
 import redis
 
 import edgegrad
-from edgegrad import codec
-from edgegrad.keys import Keys
+from edgegrad.wire import codec
+from edgegrad.jobs.keys import Keys
 from edgegrad.server.cluster import Cluster
 from edgegrad.v1 import job_pb2, service_pb2, service_pb2_grpc
 from cli_helpers import edgegrad_cli

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import InvalidInput
+from ..errors import InvalidInput
 
 __all__ = ["DEFAULT_TENANT", "MAX_TENANT_LENGTH", "check_tenant"]
 

@@ -19,7 +19,7 @@ QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = b"1", b"2", b"3", b"4", b"5"
 FINAL_STATES = (SUCCEEDED, FAILED, CANCELLED)
 
 # KEYS: job, spec, index, request (the index again when none), network, the tenant's mark of the
-#       network (it registered it), the tenant's quota keys: inflight, live, held (see edgegrad.keys)
+#       network (it registered it), the tenant's quota keys: inflight, live, held (see edgegrad.jobs.keys)
 # ARGV: job_id, ttl, spec bytes, has_request ("1"/"0"), job key prefix, index cutoff (ids below it
 #       are past every TTL; '' to leave the index as it is), most jobs the tenant may have queued or
 #       running (0: no limit), most result bytes its jobs may hold (0: no limit), this job's result
