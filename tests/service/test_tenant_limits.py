@@ -3,8 +3,6 @@ when jobs end, are deleted or expire. Real Redis, in-process servers, real burst
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,20 +16,13 @@ from edgegrad import errors
 from edgegrad.client import Client
 from edgegrad.wire.codec import result_bytes
 from edgegrad.jobs.keys import Keys
-from edgegrad.server.cluster import Cluster, settings_env
+from edgegrad.server.cluster import Cluster
 from edgegrad.v1 import job_pb2, service_pb2, service_pb2_grpc
-from svc_helpers import example_network, gradient_request
+from svc_helpers import burst_worker, example_network, gradient_request
 from test_tenants import As, token_file
 
 NET = example_network(seed=9)
 X = np.random.default_rng(9).normal(size=(4, NET.n_inputs))
-
-
-def burst_worker(settings) -> None:
-    """One real worker process that runs what is queued, then exits."""
-    env = {**os.environ, **settings_env(settings)}
-    subprocess.run([sys.executable, "-m", "edgegrad", "worker", "--burst", "--name", f"{settings.queue}.burst",
-                    "--log-level", "WARNING"], env=env, check=True, timeout=120)
 
 
 def submit(stub: As, request_id: str = "", scale: float = 1.0) -> job_pb2.Job:
