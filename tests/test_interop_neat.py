@@ -161,3 +161,18 @@ def test_custom_function_under_a_builtin_name_is_refused(tmp_path: Path) -> None
     config.genome_config.add_activation("tanh", lambda z: z)
     with pytest.raises(edgegrad.InvalidInput, match="custom function registered under a built-in name"):
         edgegrad.Network.from_neat(genome, config)
+
+
+def test_finetune_example_evolves_then_improves_the_best_genome() -> None:
+    import json
+    import subprocess
+    import sys
+
+    script = CONFIG.with_name("finetune.py")
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    # edgegrad's loss of the evolved genome is neat's own, and tuning the genome's weights lowers neat's
+    assert report["edgegrad_first_loss"] == pytest.approx(report["mse_evolved"], rel=1e-9)
+    assert report["mse_finetuned"] < report["mse_evolved"] / 10
+    assert report["mse_finetuned"] == pytest.approx(report["edgegrad_last_loss"], rel=0.05)
