@@ -8,10 +8,10 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypeVar
 import grpc
 import grpc.aio
 
-from edgegrad.codec import network_to_proto
+from edgegrad.wire.codec import network_to_proto
 from edgegrad.errors import DeadlineExceeded, NotFound, Unavailable
-from edgegrad.network import Network
-from edgegrad.result import GradientResult
+from edgegrad.model.network import Network
+from edgegrad.engine.result import GradientResult
 from edgegrad.v1 import job_pb2, service_pb2, service_pb2_grpc
 
 from .base import ClientBase, HandleBase

@@ -9,7 +9,7 @@ from typing import Any, Iterator
 import grpc
 
 from edgegrad.errors import DeadlineExceeded, Unavailable
-from edgegrad.result import GradientResult
+from edgegrad.engine.result import GradientResult
 from edgegrad.v1 import job_pb2
 
 from .base import HandleBase

@@ -10,12 +10,12 @@ from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 
-from edgegrad.batch import check_options
-from edgegrad.codec import ResultAssembler, network_to_proto, tensor_from_array
-from edgegrad.chunking import buffered_chunk_limit
+from edgegrad.engine.batch import check_options
+from edgegrad.wire.codec import ResultAssembler, network_to_proto, tensor_from_array
+from edgegrad.wire.chunking import buffered_chunk_limit
 from edgegrad.errors import FailedPrecondition, InvalidInput
-from edgegrad.network import Network
-from edgegrad.result import GradientResult
+from edgegrad.model.network import Network
+from edgegrad.engine.result import GradientResult
 from edgegrad.v1 import job_pb2, service_pb2
 
 from .errors import from_status, job_error

@@ -7,10 +7,10 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import grpc
 
-from edgegrad.codec import network_to_proto
+from edgegrad.wire.codec import network_to_proto
 from edgegrad.errors import NotFound
-from edgegrad.network import Network
-from edgegrad.result import GradientResult
+from edgegrad.model.network import Network
+from edgegrad.engine.result import GradientResult
 from edgegrad.v1 import job_pb2, service_pb2, service_pb2_grpc
 
 from .base import ClientBase

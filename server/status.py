@@ -8,7 +8,7 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from edgegrad.errors import EdgegradError, ResourceExhausted, Unavailable
-from edgegrad.jobrecord import GRPC_CODE_NUMBERS
+from edgegrad.jobs.record import GRPC_CODE_NUMBERS
 
 __all__ = ["status_code", "rich_status", "abort", "SERVICE_ERRORS", "as_edgegrad_error"]
 

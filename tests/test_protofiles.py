@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edgegrad.protofiles import needed_protos
+from edgegrad.wire.protofiles import needed_protos
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED = {"edgegrad/v1/job.proto", "edgegrad/v1/network.proto", "edgegrad/v1/service.proto",

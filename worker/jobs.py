@@ -15,20 +15,20 @@ import os
 
 import numpy as np
 
-from edgegrad.api import fold_partials, partial_gradients
-from edgegrad.chunking import (buffered_chunk_limit, chunk_payloads, field_arrays, is_summed, numpy_dtype,
+from edgegrad.engine.api import fold_partials, partial_gradients
+from edgegrad.wire.chunking import (buffered_chunk_limit, chunk_payloads, field_arrays, is_summed, numpy_dtype,
                                shard_bounds,
                                shard_chunk_plans, summed_chunk_plans)
-from edgegrad.codec import array_from_tensor
+from edgegrad.wire.codec import array_from_tensor
 from edgegrad.errors import EdgegradError, InvalidInput
-from edgegrad.jobrecord import error_fields, loss_fields
-from edgegrad.overflow import result_overflow_message
-from edgegrad.plan import get_plan
-from edgegrad.result import GradientResult
+from edgegrad.jobs.record import error_fields, loss_fields
+from edgegrad.engine.overflow import result_overflow_message
+from edgegrad.engine.plan import get_plan
+from edgegrad.engine.result import GradientResult
 from edgegrad.settings import Settings
 from edgegrad.v1 import job_pb2
 
-from .store import EMIT_WRITTEN, Started, WorkerStore
+from edgegrad.jobs.worker_store import EMIT_WRITTEN, Started, WorkerStore
 
 __all__ = ["run_gradient_job", "set_store", "get_store", "ALLOWED_FUNCTIONS"]
 

@@ -12,7 +12,7 @@ from rq.exceptions import AbandonedJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from edgegrad.jobrecord import RQ_RECORD_TTL, error_fields
+from edgegrad.jobs.record import RQ_RECORD_TTL, error_fields
 from edgegrad.settings import Settings
 
 from .jobs import ALLOWED_FUNCTIONS, get_store

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from ..activations import ACTIVATIONS
+from ..model.activations import ACTIVATIONS
 from ..errors import InvalidInput
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..network import Network
+    from ..model.network import Network
 
 __all__ = ["from_layers", "layer_id", "layer_grads"]
 
@@ -29,7 +29,7 @@ def layer_id(layer: int, unit: int) -> str:
 def from_layers(weights: Sequence[Any], biases: Sequence[Any] | None = None,
                 activations: Sequence[str] | str | None = None) -> "Network":
     """A fully connected layered network: ``weights[k]`` is out×in, ``biases[k]`` (out,), one activation a layer."""
-    from ..network import Network
+    from ..model.network import Network
 
     mats = _matrices(weights)
     widths = [mats[0].shape[1]] + [m.shape[0] for m in mats]

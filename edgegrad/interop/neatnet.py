@@ -32,8 +32,8 @@ from ..errors import InvalidInput
 from . import require
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..network import Network
-    from ..result import GradientResult
+    from ..model.network import Network
+    from ..engine.result import GradientResult
 
 __all__ = ["NeatMap", "map_genome", "from_neat", "NEAT_ACTIVATIONS"]
 
@@ -73,7 +73,7 @@ class NeatMap:
 
     def network(self, weights: Any = None, biases: Any = None) -> "Network":
         """The network for other genome weights/biases (edge and node order as here; None keeps these)."""
-        from ..network import Network
+        from ..model.network import Network
 
         w = self.genome_weights if weights is None else np.asarray(weights, dtype=np.float64)
         b = self.genome_biases if biases is None else np.asarray(biases, dtype=np.float64)
@@ -96,7 +96,7 @@ def from_neat(genome: Any, config: Any) -> "Network":
 
 def map_genome(genome: Any, config: Any) -> NeatMap:
     """The genome's network with the factors that turn its gradients into the genome's own."""
-    from ..network import Network
+    from ..model.network import Network
 
     require("neat", "neat", "Network.from_neat")
     from neat import activations as neat_acts, aggregations as neat_aggs

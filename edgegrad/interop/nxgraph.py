@@ -19,7 +19,7 @@ from ..errors import InvalidInput
 from . import require
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..network import Network
+    from ..model.network import Network
 
 __all__ = ["from_networkx", "to_networkx"]
 
@@ -39,7 +39,7 @@ def to_networkx(net: "Network") -> Any:
 
 def from_networkx(g: Any) -> "Network":
     """The network a directed networkx graph describes (attributes as in the module docstring)."""
-    from ..network import Network
+    from ..model.network import Network
 
     require("networkx", "networkx", "Network.from_networkx")
     if not getattr(g, "is_directed", lambda: False)():

@@ -16,7 +16,7 @@ from . import require
 from .layers import from_layers
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..network import Network
+    from ..model.network import Network
 
 __all__ = ["from_torch", "TORCH_ACTIVATIONS"]
 

@@ -10,9 +10,9 @@ from typing import Mapping
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import code_pb2, status_pb2
 
-from .chunking import is_summed
-from .errors import InvalidInput
-from .v1 import job_pb2
+from ..wire.chunking import is_summed
+from ..errors import InvalidInput
+from ..v1 import job_pb2
 
 __all__ = ["new_job_id", "id_prefix_at", "job_name", "job_id_from_name", "initial_fields", "job_from_fields",
            "error_fields", "loss_fields", "shard_progress", "rq_job_id", "GRPC_CODE_NUMBERS", "RQ_RECORD_TTL"]

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from .activations import ACTIVATION_NAMES, ACTIVATIONS
-from .errors import InvalidInput
+from ..errors import InvalidInput
 from .graph import check_edges, topological_levels
 from .ids import IdIndex
 from .network_json import FORMAT, Columns, read_columns
@@ -210,30 +210,30 @@ class Network:
     def from_layers(cls, weights: Sequence[Any], biases: Sequence[Any] | None = None,
                     activations: Sequence[str] | str | None = None) -> "Network":
         """A layered network from out×in weight matrices, (out,) biases and one activation a layer."""
-        from .interop.layers import from_layers
+        from ..interop.layers import from_layers
         return from_layers(weights, biases, activations)
 
     @classmethod
     def from_torch(cls, module: Any) -> "Network":
         """The network of a ``torch.nn.Sequential`` of Linear layers and activations (extra ``torch``)."""
-        from .interop.torchnet import from_torch
+        from ..interop.torchnet import from_torch
         return from_torch(module)
 
     @classmethod
     def from_neat(cls, genome: Any, config: Any) -> "Network":
         """The network neat-python's FeedForwardNetwork runs for ``genome`` (extra ``neat``)."""
-        from .interop.neatnet import from_neat
+        from ..interop.neatnet import from_neat
         return from_neat(genome, config)
 
     @classmethod
     def from_networkx(cls, graph: Any) -> "Network":
         """The network a networkx DiGraph describes (extra ``networkx``)."""
-        from .interop.nxgraph import from_networkx
+        from ..interop.nxgraph import from_networkx
         return from_networkx(graph)
 
     def to_networkx(self) -> Any:
         """This network as a networkx DiGraph (extra ``networkx``)."""
-        from .interop.nxgraph import to_networkx
+        from ..interop.nxgraph import to_networkx
         return to_networkx(self)
 
     # -------------------------------------------------------------- files

@@ -3,7 +3,7 @@
 edgegrad's own files (``protos/edgegrad/v1``, shipped as package data ``edgegrad.protos``) import
 ``google/rpc/status.proto``, taken from the installed googleapis-common-protos, and the
 well-known types ``google/protobuf/{any,empty,timestamp}.proto``, which the protobuf runtime does
-not ship: edgegrad ships the protobuf project's own copies (``edgegrad/wellknown``). The files
+not ship: edgegrad ships the protobuf project's own copies (``edgegrad/well-known``). The files
 written are the closure of the imports of ``edgegrad/v1/*.proto``, at their import paths, so
 ``protoc -I OUT_DIR OUT_DIR/edgegrad/v1/service.proto`` (or any gRPC loader given OUT_DIR as
 its include folder) finds everything.
@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import InvalidInput
+from ..errors import InvalidInput
 
 __all__ = ["proto_roots", "needed_protos", "write_protos", "add_arguments", "run"]
 
@@ -30,14 +30,14 @@ def proto_roots() -> list[Path]:
     """The include folders searched, in order: edgegrad's protos, googleapis', the shipped well-known types."""
     import google.rpc.status_pb2 as status_pb2
 
-    here = Path(__file__).resolve().parent
-    return [_own_root(here), Path(status_pb2.__file__).resolve().parents[2], here / "wellknown"]
+    package = Path(__file__).resolve().parents[1]          # edgegrad/
+    return [_own_root(package), Path(status_pb2.__file__).resolve().parents[2], package / "well-known"]
 
 
-def _own_root(here: Path) -> Path:
+def _own_root(package: Path) -> Path:
     """``protos/`` of a source checkout, else the installed package data (``edgegrad/protos``)."""
-    checkout = here.parent / "protos"
-    return checkout if (checkout / _OWN).is_dir() else here / "protos"
+    checkout = package.parent / "protos"
+    return checkout if (checkout / _OWN).is_dir() else package / "protos"
 
 
 def needed_protos() -> dict[str, Path]:

@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidInput
+from ..errors import InvalidInput
 from .losses import LOSSES, REDUCTIONS
-from .network import Network
+from ..model.network import Network
 
 __all__ = ["DTYPES", "check_array", "check_modes", "check_options", "check_float32_range", "dtype_name"]
 

@@ -14,8 +14,8 @@ from typing import Any, Iterator, Mapping, NamedTuple
 
 import numpy as np
 
-from .result import GradientResult
-from .v1 import job_pb2, tensor_pb2
+from ..engine.result import GradientResult
+from ..v1 import job_pb2, tensor_pb2
 
 __all__ = ["result_layout", "result_bytes", "ChunkPlan", "shard_bounds", "shard_chunk_plans",
            "summed_chunk_plans", "plan_chunks", "result_chunks", "ResultAssembler",

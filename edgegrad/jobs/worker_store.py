@@ -11,11 +11,11 @@ import redis
 from redis._parsers import Encoder
 from redis.connection import PythonRespSerializer
 
-from edgegrad import jobscripts
-from edgegrad.codec import network_from_proto
+from edgegrad.jobs import scripts as jobscripts
+from edgegrad.wire.codec import network_from_proto
 from edgegrad.errors import NotFound
-from edgegrad.keys import Keys
-from edgegrad.network import Network
+from edgegrad.jobs.keys import Keys
+from edgegrad.model.network import Network
 from edgegrad.settings import Settings
 from edgegrad.v1 import job_pb2, network_pb2
 

@@ -16,12 +16,12 @@ import redis.asyncio as aioredis
 from rq import Queue, Retry
 from rq.serializers import JSONSerializer
 
-from . import jobscripts
-from .errors import AlreadyExists, NotFound
-from .jobrecord import RQ_RECORD_TTL, id_prefix_at, job_from_fields, rq_job_id
+from . import scripts as jobscripts
+from ..errors import AlreadyExists, NotFound
+from .record import RQ_RECORD_TTL, id_prefix_at, job_from_fields, rq_job_id
 from .keys import Keys
-from .settings import Settings
-from .v1 import job_pb2, network_pb2
+from ..settings import Settings
+from ..v1 import job_pb2, network_pb2
 
 __all__ = ["JobStore", "NetworkMeta", "JOB_FUNCTION"]
 

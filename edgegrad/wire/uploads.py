@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from .batch import _names, check_modes
-from .errors import InvalidInput
-from .v1 import job_pb2, tensor_pb2
+from ..engine.batch import _names, check_modes
+from ..errors import InvalidInput
+from ..v1 import job_pb2, tensor_pb2
 
 __all__ = ["UploadChecker", "check_upload", "FIELDS", "pieces_of"]
 
