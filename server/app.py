@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 import grpc
-from google.protobuf import empty_pb2
+from google.protobuf import empty_pb2, message_factory
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from edgegrad.errors import Unauthenticated
 from edgegrad.jobs.server_store import JobStore
@@ -19,13 +19,16 @@ from edgegrad.settings import Settings
 from edgegrad.v1 import network_pb2, service_pb2
 
 from .auth import Authenticator, TokenAuthInterceptor, load_tokens
+from .reflection import enable_reflection
 from .service import Service
 from .status import SERVICE_ERRORS, abort
 
 __all__ = ["App", "create_server", "serve", "SERVICE_NAME"]
 
 log = logging.getLogger("edgegrad.server")
-SERVICE_NAME = "edgegrad.v1.Edgegrad"
+#: the service as the proto declares it: its RPCs, their request types and streaming kinds
+SERVICE = service_pb2.DESCRIPTOR.services_by_name["Edgegrad"]
+SERVICE_NAME = SERVICE.full_name
 
 
 def _serialize(message: Any) -> bytes:
@@ -42,6 +45,7 @@ def _tenant(auth: Authenticator, context: grpc.aio.ServicerContext) -> str:
 
 
 def _unary(auth: Authenticator, fn: Callable[[Any, str], Awaitable[Any]]) -> Callable:
+    @functools.wraps(fn)
     async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
             return await fn(request, _tenant(auth, context))
@@ -51,6 +55,7 @@ def _unary(auth: Authenticator, fn: Callable[[Any, str], Awaitable[Any]]) -> Cal
 
 
 def _streaming(auth: Authenticator, fn: Callable[[Any, str], Any]) -> Callable:
+    @functools.wraps(fn)
     async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
             async for event in fn(request, _tenant(auth, context)):
@@ -60,8 +65,17 @@ def _streaming(auth: Authenticator, fn: Callable[[Any, str], Any]) -> Callable:
     return call
 
 
-def _handlers(service: Service, auth: Authenticator) -> grpc.GenericRpcHandler:
-    """Every RPC of the service; each gets the calling tenant, and the service scopes all it touches to it."""
+#: (client streams, server streams) -> how a handler function becomes a grpc method handler
+_KINDS = {
+    (False, False): (_unary, grpc.unary_unary_rpc_method_handler),
+    (False, True): (_streaming, grpc.unary_stream_rpc_method_handler),
+    (True, False): (_unary, grpc.stream_unary_rpc_method_handler),
+}
+
+
+def _implementations(service: Service) -> dict[str, Callable[[Any, str], Any]]:
+    """RPC name -> what answers it, each taking the request (or the request stream) and the calling
+    tenant; the service scopes everything it touches to that tenant."""
     async def compute(req: service_pb2.SubmitJobRequest, tenant: str):
         job = await service.submit(req, tenant)
         async for event in service.watch(job.name, 0, tenant, first=job):
@@ -81,37 +95,36 @@ def _handlers(service: Service, auth: Authenticator) -> grpc.GenericRpcHandler:
         await service.ack(req.name, req.seq, tenant)
         return empty_pb2.Empty()
 
-    async def upload(pieces: Any, context: grpc.aio.ServicerContext) -> service_pb2.Upload:
-        try:
-            return await service.upload(pieces, _tenant(auth, context))
-        except SERVICE_ERRORS as exc:
-            await abort(context, exc)
+    return {
+        "GetCapabilities": capabilities,
+        "RegisterNetwork": register,
+        "GetNetwork": lambda r, t: service.network_info(r.hash, t),
+        "SubmitJob": service.submit,
+        "GetJob": lambda r, t: service.get(r.name, t),
+        "ListJobs": lambda r, t: service.list(r.page_size, r.page_token, t),
+        "CancelJob": lambda r, t: service.cancel(r.name, t),
+        "DeleteJob": delete,
+        "SubmitJobs": service.submit_many,
+        "AckJob": ack,
+        "WatchJob": lambda r, t: service.watch(r.name, r.after_seq, t),
+        "Compute": compute,
+        "UploadBatch": service.upload,
+    }
 
-    unary = {
-        "GetCapabilities": (capabilities, service_pb2.GetCapabilitiesRequest),
-        "RegisterNetwork": (register, service_pb2.RegisterNetworkRequest),
-        "GetNetwork": (lambda r, t: service.network_info(r.hash, t), service_pb2.GetNetworkRequest),
-        "SubmitJob": (service.submit, service_pb2.SubmitJobRequest),
-        "GetJob": (lambda r, t: service.get(r.name, t), service_pb2.GetJobRequest),
-        "ListJobs": (lambda r, t: service.list(r.page_size, r.page_token, t), service_pb2.ListJobsRequest),
-        "CancelJob": (lambda r, t: service.cancel(r.name, t), service_pb2.CancelJobRequest),
-        "DeleteJob": (delete, service_pb2.DeleteJobRequest),
-        "SubmitJobs": (service.submit_many, service_pb2.SubmitJobsRequest),
-        "AckJob": (ack, service_pb2.AckJobRequest),
-    }
-    streams = {
-        "WatchJob": (lambda r, t: service.watch(r.name, r.after_seq, t), service_pb2.WatchJobRequest),
-        "Compute": (compute, service_pb2.SubmitJobRequest),
-    }
-    handlers = {name: grpc.unary_unary_rpc_method_handler(_unary(auth, fn), request_deserializer=kind.FromString,
-                                                          response_serializer=_serialize)
-                for name, (fn, kind) in unary.items()}
-    handlers.update({name: grpc.unary_stream_rpc_method_handler(_streaming(auth, fn),
-                                                                request_deserializer=kind.FromString,
-                                                                response_serializer=_serialize)
-                     for name, (fn, kind) in streams.items()})
-    handlers["UploadBatch"] = grpc.stream_unary_rpc_method_handler(
-        upload, request_deserializer=service_pb2.UploadPiece.FromString, response_serializer=_serialize)
+
+def _handlers(service: Service, auth: Authenticator) -> grpc.GenericRpcHandler:
+    """The method table of the service as the proto declares it; RuntimeError if an RPC has no handler."""
+    implementations = _implementations(service)
+    declared = {method.name for method in SERVICE.methods}
+    missing, unknown = sorted(declared - set(implementations)), sorted(set(implementations) - declared)
+    if missing or unknown:
+        raise RuntimeError(f"{SERVICE_NAME}: no handler for {missing}, handlers for undeclared RPCs {unknown}")
+    handlers = {}
+    for method in SERVICE.methods:
+        wrap, make = _KINDS[method.client_streaming, method.server_streaming]
+        handlers[method.name] = make(wrap(auth, implementations[method.name]),
+                                     request_deserializer=message_factory.GetMessageClass(method.input_type).FromString,
+                                     response_serializer=_serialize)
     return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 
 
@@ -152,8 +165,7 @@ def create_server(settings: Settings | None = None, address: str | None = None) 
     server.add_generic_rpc_handlers((_handlers(service, auth),))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server)
+    enable_reflection(server, (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))
     address = address or settings.listen
     if settings.tls_cert or settings.tls_key:
         with open(settings.tls_key, "rb") as k, open(settings.tls_cert, "rb") as c:

@@ -12,9 +12,10 @@ from rq.exceptions import AbandonedJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from edgegrad.jobs.contract import FAILED
 from edgegrad.jobs.record import RQ_RECORD_TTL, error_fields
-from edgegrad.settings import Settings
 from edgegrad.jobs.tenants import DEFAULT_TENANT
+from edgegrad.settings import Settings
 
 from .jobs import ALLOWED_FUNCTIONS, get_store
 
@@ -125,7 +126,7 @@ def end_abandoned_job(job: Job, exc_type: type, exc_value: BaseException, traceb
         args = list(job.args or [job.id])
         job_id, shard = args[0], args[1] if len(args) > 1 else 0
         tenant = args[2] if len(args) > 2 else DEFAULT_TENANT
-        get_store().for_tenant(tenant).fail(job_id, "4", error_fields(
+        get_store().for_tenant(tenant).fail(job_id, FAILED, error_fields(
             "ABORTED", f"the worker running shard {shard} of this job stopped (killed or lost) and no retries"
                        " are left"))
     return True  # let other handlers run

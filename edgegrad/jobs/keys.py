@@ -73,6 +73,11 @@ class Keys:
         return f"{self.scope}:netown:{content_hash}"
 
     @property
+    def pattern(self) -> str:
+        """SCAN pattern matching every key under this prefix."""
+        return f"{self.prefix}:*"
+
+    @property
     def jobs(self) -> str:
         """Sorted set (all scores 0, members ordered by time-prefixed job id): the tenant's job index."""
         return f"{self.scope}:jobs"
