@@ -17,15 +17,18 @@ __all__ = ["ANNOUNCE_WORK", "CREATE", "START", "EMIT", "SHARD_DONE", "ACK", "FIN
 # KEYS: job, spec, index, request (the index again when none), network, the tenant's mark of the
 #       network (it registered it), the tenant's quota keys: inflight, live, held (see edgegrad.jobs.keys)
 # ARGV: job_id, ttl, spec bytes, has_request ("1"/"0"), job key prefix, index cutoff (ids below it
-#       are past every TTL; '' to leave the index as it is), most jobs the tenant may have queued or
+#       are past every TTL; '' to skip the housekeeping: trimming the index, dropping expired
+#       in-flight entries, renewing the quota keys' TTL), most jobs the tenant may have queued or
 #       running (0: no limit), most result bytes its jobs may hold (0: no limit), this job's result
-#       bytes, TTL of the quota keys (outlives any job created now), 2 × number of hash fields, field,
-#       value, ..., then the commands that enqueue the job on rq, each as its word count followed by its words.
+#       bytes, TTL of the quota keys (outlives any job created until the next housekeeping), 2 × number
+#       of hash fields, field, value, ..., then the commands that enqueue the job on rq, each as its
+#       word count followed by its words.
 # Claim, record, count and enqueue happen together or not at all. Returns nil when created,
 # {existing_job_id, its fingerprint} when the request id is taken, {'nonet'} when the network is gone
 # (or the tenant never registered it), {'limit', 'jobs'|'bytes', what the tenant has now} when over a limit.
-# Quota entries of jobs whose records expired are dropped first (at most 1000 a call), so the counts
-# are those of jobs that still exist; scores are the Redis TIME (ms) at which a job's records expire.
+# Scores are the Redis TIME (ms) at which a job's records expire: in-flight jobs are counted from
+# now on (ZCOUNT), and the bytes of expired jobs are dropped first (at most 1000 a call), so both
+# counts are those of jobs that still exist.
 CREATE = """
 if ARGV[4] == '1' then
   local cur = redis.call('GET', KEYS[4])
@@ -45,9 +48,8 @@ if #gone > 0 then
   redis.call('ZREM', KEYS[8], unpack(gone))
   redis.call('HINCRBY', KEYS[9], 'total', -freed)
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', '(' .. now)
 if tonumber(ARGV[7]) > 0 then
-  local running = redis.call('ZCARD', KEYS[7])
+  local running = redis.call('ZCOUNT', KEYS[7], now, '+inf')
   if running >= tonumber(ARGV[7]) then return {'limit', 'jobs', tostring(running)} end
 end
 local held = tonumber(redis.call('HGET', KEYS[9], 'total') or '0')
@@ -60,13 +62,16 @@ redis.call('HSET', KEYS[1], unpack(ARGV, 12, last))
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[2])
 redis.call('ZADD', KEYS[3], 0, ARGV[1])
-if ARGV[6] ~= '' then redis.call('ZREMRANGEBYLEX', KEYS[3], '-', '(' .. ARGV[6]) end
 local expire = now + 1000 * tonumber(ARGV[2])
 redis.call('ZADD', KEYS[7], expire, ARGV[1])
 redis.call('ZADD', KEYS[8], expire, ARGV[1])
 redis.call('HSET', KEYS[9], ARGV[1], ARGV[9])
 redis.call('HINCRBY', KEYS[9], 'total', ARGV[9])
-for i = 7, 9 do redis.call('EXPIRE', KEYS[i], ARGV[10]) end
+if ARGV[6] ~= '' then
+  redis.call('ZREMRANGEBYLEX', KEYS[3], '-', '(' .. ARGV[6])
+  redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', '(' .. now)
+  for i = 7, 9 do redis.call('EXPIRE', KEYS[i], ARGV[10]) end
+end
 local i = last + 1
 while i <= #ARGV do
   local n = tonumber(ARGV[i])

@@ -215,13 +215,15 @@ class JobStore:
         keys = [k.job(job_id), k.spec(job_id), k.jobs, k.request(request_id) if request_id else k.jobs,
                 k.network(network_hash), k.network_owned(network_hash), *k.quota]
         # ids start with their creation time: anything older than both TTLs together has expired
-        # (trimmed from the index at most once a second, not on every submission)
+        # (trimmed from the index at most once a second, not on every submission, with the other
+        # housekeeping; the quota keys then live on until every job created before the next has expired)
         cutoff = ""
         if time.monotonic() - self._trimmed >= INDEX_TRIM_SECONDS:
             self._trimmed = time.monotonic()
             cutoff = id_prefix_at(time.time() - s.job_ttl - s.result_ttl)
+        quota_ttl = s.job_ttl + s.result_ttl + int(2 * INDEX_TRIM_SECONDS) + 1
         argv: list[Any] = [job_id, s.job_ttl, spec, "1" if request_id else "0", k.job(""), cutoff, s.tenant_max_jobs,
-                           s.tenant_max_result_bytes, result_bytes, s.job_ttl + s.result_ttl + 1, 2 * len(fields)]
+                           s.tenant_max_result_bytes, result_bytes, quota_ttl, 2 * len(fields)]
         for name, value in fields.items():
             argv += [name, value]
         commands = [*extra, *self._rq.commands(job_id, shards, k.tenant)]

@@ -40,11 +40,12 @@ def exhausted(stub: As, **kw) -> grpc.RpcError:
 
 
 def usage(settings, tenant: str) -> tuple[int, int]:
-    """(jobs counted in flight, result bytes counted held) of a tenant, read from Redis."""
+    """(jobs counted in flight, result bytes counted held) of a tenant, read from Redis as CREATE counts them."""
     keys = Keys(settings.key_prefix, tenant)
     r = redis.Redis.from_url(settings.redis_url)
     try:
-        return r.zcard(keys.inflight), int(r.hget(keys.held, "total") or 0)
+        seconds, micros = r.time()
+        return r.zcount(keys.inflight, seconds * 1000 + micros // 1000, "+inf"), int(r.hget(keys.held, "total") or 0)
     finally:
         r.close()
 
