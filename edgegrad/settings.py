@@ -53,7 +53,7 @@ class Settings:
     shard_seconds: float = 1.0              #: engine time a shard aims at when the client sets no shard_rows
     max_shards: int = 4096                  #: most shards one job is split into
     tenant_max_jobs: int = 100_000          #: jobs one tenant may have queued or running at once (0: no limit)
-    tenant_max_result_bytes: int = 64 * 1024 * MiB  #: result bytes one tenant's jobs may hold until deleted or expired (0: no limit)
+    tenant_max_result_bytes: int = 65536 * MiB  #: result bytes one tenant's jobs may hold (0: no limit)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
