@@ -52,6 +52,11 @@ def _worker() -> Any:
     return main
 
 
+def _protos() -> Any:
+    from ..wire import protofiles
+    return protofiles
+
+
 #: subcommands owned by other modules: name -> (their module, imported only when chosen; one-line help)
 LAZY_COMMANDS: dict[str, tuple[Callable[[], Any], str]] = {
     "batch": (_batch, "run a batch job on a server and write its result to a file as it arrives"),
@@ -59,6 +64,7 @@ LAZY_COMMANDS: dict[str, tuple[Callable[[], Any], str]] = {
     "up": (_up, "run the whole service: gRPC server, workers and Redis"),
     "server": (_server, "run the gRPC front end only"),
     "worker": (_worker, "run one job worker"),
+    "protos": (_protos, "write every .proto a client in another language needs"),
 }
 
 
@@ -131,6 +137,8 @@ def _add_grad(sub: Any) -> None:
     add_batch_args(p)
     p.add_argument("--server", metavar="HOST:PORT", help="compute through an edgegrad service instead of in-process")
     p.add_argument("--out", metavar="FILE", help="write the result to FILE (.json or .npz) instead of stdout")
+    p.add_argument("--indent", type=int, nargs="?", const=2, default=None, metavar="N",
+                   help="pretty-print the JSON, indented by N spaces (default 2)")
     p.set_defaults(handler=_grad)
 
 
@@ -190,6 +198,8 @@ def _grad(args: argparse.Namespace) -> int:
 
     if args.out is not None:
         check_result_path(args.out)
+    if args.indent is not None and not 0 <= args.indent <= 16:
+        raise InvalidInput(f"--indent: must be between 0 and 16, got {args.indent}")
     check_mode_flags(args)
     if args.server is not None and not args.server.strip():
         raise InvalidInput("--server: expected HOST:PORT, got an empty string")
@@ -206,9 +216,9 @@ def _grad(args: argparse.Namespace) -> int:
 
         res = remote_gradients(args.server.strip(), net, x, args.dtype, options)
     if args.out is not None:
-        save_result(args.out, net, res)
+        save_result(args.out, net, res, args.indent)
     else:
-        text = dumps_result(net, res)
+        text = dumps_result(net, res, args.indent)
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
     return 0
