@@ -58,5 +58,5 @@ else
 fi
 
 EDGEGRAD_COMPOSE_TEST=1 EDGEGRAD_BASE_IMAGE=$base EDGEGRAD_REDIS_IMAGE=$redis_image \
-    "$python" -m pytest -s -q -p no:cacheprovider tests/compose
+    "$python" -m pytest -s -p no:cacheprovider tests/compose
 echo "compose test: wall time $(( $(date +%s) - start )) s (engine, base image, wheelhouse, build, test)"
