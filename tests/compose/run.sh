@@ -14,6 +14,7 @@ cleanup() {
     if [ -s "$pidfile" ]; then
         pid=$(cat "$pidfile")
         kill "$pid" 2> /dev/null && for _ in $(seq 100); do kill -0 "$pid" 2> /dev/null || break; sleep 0.2; done
+        ip link delete docker0 2> /dev/null || true  # the bridge it made
         echo "compose test: stopped the dockerd it started (pid $pid)"
     fi
     rm -f "$pidfile"
