@@ -34,11 +34,13 @@ RUN useradd --create-home --uid 10001 edgegrad
 COPY --from=deps /opt/edgegrad /opt/edgegrad
 
 WORKDIR /app
+# every folder of [tool.setuptools] package-dir in pyproject.toml (tests/test_deploy.py checks it)
 COPY pyproject.toml README.md ./
 COPY edgegrad ./edgegrad
 COPY server ./server
 COPY worker ./worker
 COPY client ./client
+COPY protos ./protos
 # the code only: no index, no dependency resolution, the build backend from the venv
 RUN pip install --no-deps --no-index --no-build-isolation . && rm -rf build ./*.egg-info
 

@@ -92,16 +92,25 @@ def test_dockerfile_installs_the_package_and_runs_the_cli() -> None:
     assert re.findall(r"^FROM (\S+)", text, re.M) == ["${BASE_IMAGE}", "${BASE_IMAGE}"]
     assert "pip install --no-deps --no-index --no-build-isolation ." in text
     assert 'ENTRYPOINT ["edgegrad"]' in text
-    for folder in ("edgegrad", "server", "worker", "client"):
-        assert re.search(rf"^COPY {folder} ", text, re.M), f"the image needs {folder}/"
+    for folder in _package_folders():
+        assert re.search(rf"^COPY {folder} \./{folder}$", text, re.M), f"the image needs {folder}/ (package-dir)"
     assert "HEALTHCHECK" in text and "grpc_health.v1" in text
+
+
+def _package_folders() -> set[str]:
+    """The folders pyproject.toml builds packages from (top level of each package-dir entry)."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as fh:
+        package_dir = tomllib.load(fh)["tool"]["setuptools"]["package-dir"]
+    return {path.split("/")[0] for path in package_dir.values()}
 
 
 def test_dockerfile_installs_dependencies_before_copying_code_and_offline_from_a_wheelhouse() -> None:
     text = _dockerfile()
     deps = text.index("-r /build/requirements.txt")
     assert text.index("COPY pyproject.toml /build/") < deps and text.index("COPY wheelhouse/ /wheelhouse/") < deps
-    code = min(text.index(f"COPY {folder} ") for folder in ("edgegrad", "server", "worker", "client"))
+    code = min(text.index(f"COPY {folder} ") for folder in _package_folders())
     assert deps < text.index("COPY --from=deps") < code, "a code change must not reinstall the dependencies"
     assert "--no-index --find-links /wheelhouse" in text
     assert os.path.isdir(os.path.join(ROOT, "wheelhouse")), "COPY wheelhouse/ needs the folder (empty: PyPI)"
