@@ -61,10 +61,11 @@ _ensure_redis()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Everything under tests/service/ is a ``service`` test (modules elsewhere mark themselves)."""
+    """Everything under tests/service/ and tests/compose/ is a ``service`` test (modules elsewhere mark themselves)."""
     here = os.path.dirname(os.path.abspath(__file__))
+    folders = {os.path.join(here, "service"), os.path.join(here, "compose")}
     for item in items:
-        if os.path.dirname(str(item.path)) == os.path.join(here, "service"):
+        if os.path.dirname(str(item.path)) in folders:
             item.add_marker(pytest.mark.service)
 
 
