@@ -20,6 +20,7 @@ from typing import Callable, Iterable, NamedTuple
 
 import numpy as np
 
+from .dense import dense_grads
 from .memory import edge_chunk_size, thread_count
 from .plan import GradGroup, Kernel, Level, Plan
 from .workspace import carve
@@ -251,12 +252,7 @@ def summed_edge_grads(plan: Plan, buffers: PassBuffers, out: np.ndarray) -> None
     and one δ row per node, broadcast over the node's d in-edges, instead of a δ copy per edge.
     """
     acts, deltas = buffers.acts, buffers.deltas
-    for level in plan.levels:
-        if level.dense_grad is None:
-            continue
-        files, r, c, cols = level.dense_grad
-        block = deltas[level.start:level.stop] @ acts[cols].T
-        out[files] = block[r, c]
+    dense_grads(plan.dense, acts, deltas, out)
     out[plan.dead_edges] = 0
     width = acts.shape[1]
     tasks = []

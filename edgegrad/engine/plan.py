@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
 
 from ..model.activations import ACTIVATION_NAMES, ACTIVATIONS, Activation
 from .batch import check_float32_range
+from .dense import DenseEntry, DenseGrad, DenseGrads, compile_dense_grads
 from .memory import GROUP_ROWS
 from ..model.network import Network
 from ..settings import Settings
@@ -69,8 +70,7 @@ class Level:
     blocks: tuple[Block, ...]
     forward: tuple[Kernel, ...]      #: z = W_in @ activations: the whole level, then its row chunks if any
     backward: tuple[Kernel, ...]     #: Σ_c w(v,c) δ(c) = W_out @ deltas, laid out the same way
-    dense_grad: tuple[np.ndarray, np.ndarray, np.ndarray, slice | np.ndarray] | None = None
-    #: (file edge positions, row in block, col in block, activation rows) for a dense in-block
+    dense_grad: DenseGrad | None = None  #: the level's summed gradients as one BLAS block (see dense.py)
     block_starts: tuple[int, ...] = ()  #: ``lo`` of each block, for finding a piece's blocks
     outputs: tuple[tuple[int, int], ...] = ()  #: (output index k, row in the level) of outputs here
     forward_work: int = 0            #: multiply-adds per example of the forward product
@@ -109,6 +109,7 @@ class Plan:
     n_live: int = -1                 #: node rows [0, n_live) are computed; the rest reach no output (δ = 0)
     dead_edges: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     #: file edges into nodes that reach no output (their derivative is 0)
+    dense: DenseGrads = field(default_factory=DenseGrads)  #: dense levels' summed gradients
 
 
 def _split_rows(indptr: np.ndarray, lo: int, hi: int, boundaries: list[int]) -> list[tuple[int, int]]:
@@ -222,6 +223,7 @@ def compile_plan(net: Network, dtype: str | np.dtype = "float64", live_only: boo
     out_rows = node_row[net.output_index]
     levels = []
     dense_positions = []
+    dense_entries: list[DenseEntry] = []
     for li in range(len(level_values)):
         start, stop = int(level_bounds[li]), int(level_bounds[li + 1])
         run_starts = np.flatnonzero(np.diff(sorted_codes[start:stop])) + 1
@@ -234,19 +236,21 @@ def compile_plan(net: Network, dtype: str | np.dtype = "float64", live_only: boo
         o0, o1 = np.searchsorted(o_src, [n_in + start, n_in + stop])
         backward = _kernels(o_src[o0:o1] - n_in - start, o_dst[o0:o1] - stop, o_w[o0:o1], stop - start, stop,
                             boundaries, dtype)
-        dense_grad = None
         if forward and forward[0].dense and e1 - e0 >= DENSE_GRAD_MIN_EDGES:
             cols = forward[0].cols
             used = np.arange(cols.start, cols.stop) if isinstance(cols, slice) else cols
-            positions = np.arange(e0, e1)
-            dense_grad = (edge_order[e0:e1], e_dst[e0:e1] - start, np.searchsorted(used, e_src[e0:e1]), cols)
-            dense_positions.append(positions)
+            cells = (e_dst[e0:e1] - start) * used.size + np.searchsorted(used, e_src[e0:e1])
+            dense_entries.append(DenseEntry(li, start, stop, cols, used.size, edge_order[e0:e1], cells))
+            dense_positions.append(np.arange(e0, e1))
         here = np.flatnonzero((out_rows >= start) & (out_rows < stop)).tolist()
         levels.append(Level(start, stop, net.biases[order[start:stop]].astype(dtype)[:, None],
-                            blocks, forward, backward, dense_grad, tuple(b.lo for b in blocks),
+                            blocks, forward, backward, None, tuple(b.lo for b in blocks),
                             tuple((k, int(out_rows[k]) - start) for k in here),
                             _kernel_work(forward, stop - start), _kernel_work(backward, stop - start)))
 
+    dense = compile_dense_grads(dense_entries)
+    for entry, grad in zip(dense_entries, dense.levels):
+        levels[entry.level] = replace(levels[entry.level], dense_grad=grad)
     dense_mask = np.zeros(e_src.size, dtype=bool)
     for positions in dense_positions:
         dense_mask[positions] = True
@@ -254,7 +258,7 @@ def compile_plan(net: Network, dtype: str | np.dtype = "float64", live_only: boo
     sparse_edges = np.flatnonzero(~dense_mask)
     return Plan(n_in, n, dtype, tuple(levels), node_row, node_row[net.output_index], edge_order,
                 e_src, e_dst, sparse_edges, _grad_groups(sparse_edges, e_src, e_dst, edge_order),
-                src_row, dst_node_row, n_live, edge_order[n_live_edges:])
+                src_row, dst_node_row, n_live, edge_order[n_live_edges:], dense)
 
 
 def _grad_groups(sparse: np.ndarray, e_src: np.ndarray, e_dst: np.ndarray,

@@ -1,0 +1,99 @@
+"""Summed edge gradients of dense levels: one BLAS product per level, put in file order by one gather.
+
+A dense level's gradients are the block ``δ[level rows] @ o[source rows].T``. When the level's
+edges fill the block and sit in the file as one run in row-major order (networks built from
+layers), the product is written straight into that run of the result. Otherwise the blocks go to
+a scratch buffer and one gather, sorted by file position, moves every dense edge into place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = ["DenseGrad", "DenseGrads", "DenseEntry", "compile_dense_grads", "dense_grads"]
+
+
+@dataclass(frozen=True)
+class DenseGrad:
+    """One dense level's gradient block: δ rows ``[start, stop)`` × activation rows ``cols``."""
+
+    start: int
+    stop: int
+    cols: slice | np.ndarray
+    n_cols: int
+    offset: int                      #: first cell in the result (``direct``) or in the scratch buffer
+    direct: bool                     #: the block is a row-major run of the result itself
+
+
+class DenseEntry(NamedTuple):
+    """What the plan knows of one dense level (edges in plan order: by row, then column)."""
+
+    level: int                       #: index of the level in the plan
+    start: int
+    stop: int
+    cols: slice | np.ndarray
+    n_cols: int
+    files: np.ndarray                #: file edge index of each edge
+    cells: np.ndarray                #: row * n_cols + col of each edge in the block
+
+
+def _no_edges() -> np.ndarray:
+    return np.zeros(0, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class DenseGrads:
+    """Every dense level of a plan, and the gather that moves scratch blocks into file order."""
+
+    levels: tuple[DenseGrad, ...] = ()
+    scratch_cells: int = 0
+    files: np.ndarray = field(default_factory=_no_edges)  #: sorted file edges of the scratch blocks
+    take: np.ndarray = field(default_factory=_no_edges)   #: their cells in the scratch buffer
+    span: tuple[int, int] | None = None               #: ``files`` is exactly this range
+
+
+def compile_dense_grads(entries: list[DenseEntry]) -> DenseGrads:
+    """Lay out the dense levels: direct where the file holds the block row-major, else in scratch."""
+    levels, files, take = [], [], []
+    offset = 0
+    for e in entries:
+        n = e.files.size
+        cells = (e.stop - e.start) * e.n_cols
+        run = n == cells and bool(np.array_equal(e.cells, np.arange(n)))
+        first = int(e.files[0]) if n else 0
+        if run and bool(np.array_equal(e.files, np.arange(first, first + n))):
+            levels.append(DenseGrad(e.start, e.stop, e.cols, e.n_cols, first, True))
+            continue
+        levels.append(DenseGrad(e.start, e.stop, e.cols, e.n_cols, offset, False))
+        files.append(e.files)
+        take.append(e.cells + offset)
+        offset += cells
+    if not files:
+        return DenseGrads(tuple(levels))
+    all_files, all_take = np.concatenate(files), np.concatenate(take)
+    order = np.argsort(all_files, kind="stable")
+    all_files, all_take = all_files[order], all_take[order]
+    lo, hi = int(all_files[0]), int(all_files[-1]) + 1
+    span = (lo, hi) if hi - lo == all_files.size else None        # no duplicates: a full range
+    return DenseGrads(tuple(levels), offset, all_files, all_take, span)
+
+
+def dense_grads(dense: DenseGrads, acts: np.ndarray, deltas: np.ndarray, out: np.ndarray) -> None:
+    """Fill the dense levels' edges of ``out`` (file order) with Σ_b δ(v)·o[u].
+
+    The gather reads the scratch at random but writes ``out`` in order (measured here: threads do
+    not speed it up, it is bound by memory).
+    """
+    scratch = np.empty(dense.scratch_cells, dtype=out.dtype)
+    for g in dense.levels:
+        rows = g.stop - g.start
+        target = out if g.direct else scratch
+        block = target[g.offset:g.offset + rows * g.n_cols].reshape(rows, g.n_cols)
+        np.matmul(deltas[g.start:g.stop], acts[g.cols].T, out=block)
+    if dense.span is not None:
+        np.take(scratch, dense.take, out=out[dense.span[0]:dense.span[1]], mode="clip")
+    elif dense.files.size:
+        out[dense.files] = scratch[dense.take]
