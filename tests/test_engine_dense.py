@@ -48,7 +48,9 @@ def test_dense_gradients_agree_with_the_reference(layout: str, direct: list[bool
         compiled = plans.get_plan(net)
         assert [g.direct for g in compiled.dense.levels] == direct
         assert all(level.dense_grad is not None for level in compiled.levels)
-        assert (compiled.dense.span is None) == (layout == "skip edge first")   # the out-of-order gather
+        gathered = {"layers": 0, "shuffled": net.n_edges, "skip edge first": 19}[layout]
+        assert compiled.dense.files.size == gathered
+        assert (compiled.dense.span is None) == (layout != "shuffled")    # else the gather fills a whole range
         rng = np.random.default_rng(seed)
         X, T = rng.standard_normal((4, net.n_inputs)), rng.standard_normal((4, net.n_outputs))
         got = edgegrad.gradients(net, X, targets=T, loss="mse")
