@@ -10,7 +10,10 @@ import pytest
 import edgegrad
 from edgegrad import Network
 from edgegrad.engine import plan as plans
-from reference import reference_gradients
+from edgegrad.engine.api import node_values
+from edgegrad.model.activations import ACTIVATIONS
+from dags import random_inputs, random_network_dict
+from reference import assert_agrees, reference_gradients
 
 
 def _layers(seed: int) -> Network:
@@ -67,3 +70,30 @@ def test_a_layered_network_needs_no_scratch() -> None:
     net = Network.from_layers([rng.standard_normal((80, 64)), rng.standard_normal((70, 80))])
     dense = plans.get_plan(net).dense
     assert [g.direct for g in dense.levels] == [True, True] and dense.scratch_cells == 0
+
+
+@pytest.mark.parametrize("narrow_nodes", [0, 1000])
+@pytest.mark.parametrize("seed", range(4))
+def test_narrow_and_wide_levels_agree_with_the_reference(narrow_nodes: int, seed: int,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Levels computed with f and f' fused, or with f first and every f' after the pass: same results."""
+    monkeypatch.setattr(plans, "NARROW_NODES", narrow_nodes)
+    plans.clear_plan_cache()
+    try:
+        data = random_network_dict(seed, n_inputs=4, n_nodes=14, n_outputs=3)
+        net = Network.from_dict(data)
+        assert all(level.narrow == (narrow_nodes > 0) for level in plans.get_plan(net).levels)
+        X = random_inputs(seed, 3, net.n_inputs)
+        T = np.random.default_rng(seed).uniform(size=(3, net.n_outputs))
+        assert_agrees(edgegrad.gradients(net, X), reference_gradients(data, X))
+        assert_agrees(edgegrad.gradients(net, X, targets=T, loss="mse", per_example=True),
+                      reference_gradients(data, X, T, "mse", "mean", per_example=True))
+        values = node_values(net, X)                 # every node, dead ones too, and f'(z) of each
+        np.testing.assert_allclose(values.o[:, net.n_inputs + net.output_index], reference_gradients(data, X).outputs,
+                                   rtol=1e-9, atol=1e-12)
+        for j, name in enumerate(net.activations):
+            activation = ACTIVATIONS[name]
+            np.testing.assert_allclose(values.fprime[:, j], activation.derivative(values.z[:, j], values.o[:, net.n_inputs + j]),
+                                       rtol=1e-9, atol=1e-12)
+    finally:
+        plans.clear_plan_cache()

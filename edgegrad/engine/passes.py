@@ -152,16 +152,54 @@ def _forward_piece(plan: Plan, level: Level, piece: Piece, acts: np.ndarray, fpr
 
 
 def _forward_level(plan: Plan, level: Level, acts: np.ndarray, fprime: np.ndarray,
-                   z_out: np.ndarray | None) -> None:
+                   z_out: np.ndarray | None, threads: int) -> None:
     """One level: inline as one piece when small, else one piece per thread task."""
     work = level.forward_work * acts.shape[1]
-    if not _split(work):
-        piece = _pieces(level.forward, [(0, level.stop - level.start)], acts, split=False)[0]
-        _forward_piece(plan, level, piece, acts, fprime, z_out)
+    if level.narrow:
+        _forward_narrow(level, acts, fprime, z_out)
+        return
+    if work < PARALLEL_MIN_WORK or threads <= 1:
+        _forward_inline(level, acts, fprime, z_out)
         return
     cuts = [(block.lo, block.hi) for block in level.blocks]
     pieces = _pieces(level.forward, cuts, acts)
     _run_all((lambda p=p: _forward_piece(plan, level, p, acts, fprime, z_out) for p in pieces), work)
+
+
+def _forward_inline(level: Level, acts: np.ndarray, fprime: np.ndarray, z_out: np.ndarray | None) -> None:
+    """A whole level in one product and one fused call per activation run (slices made by the plan)."""
+    if level.forward:
+        z = _product(level.forward[0], acts)
+    else:
+        z = np.zeros((level.stop - level.start, acts.shape[1]), dtype=acts.dtype)
+    z += level.bias
+    for fused, rows, act_rows, node_rows in level.runs:
+        zb = z[rows]
+        if z_out is not None:
+            z_out[node_rows] = zb
+        fused(zb, acts[act_rows], fprime[node_rows])
+
+
+def _forward_narrow(level: Level, acts: np.ndarray, fprime: np.ndarray, z_out: np.ndarray | None) -> None:
+    """A narrow level: z into its f'(z) rows, then o = f(z) per activation run (f'(z) comes later)."""
+    z = fprime[level.start:level.stop]
+    if not level.forward:
+        z.fill(0)
+    elif level.forward[0].dense:
+        np.matmul(level.forward[0].matrix, acts[level.forward[0].cols], out=z)
+    else:
+        z[...] = _product(level.forward[0], acts)
+    z += level.bias
+    if z_out is not None:
+        z_out[level.start:level.stop] = z
+    for forward_fn, rows, act_rows, _ in level.runs:
+        acts[act_rows] = forward_fn(z[rows])
+
+
+def _narrow_derivatives(plan: Plan, acts: np.ndarray, fprime: np.ndarray) -> None:
+    """f'(z) of every narrow level's nodes, whose rows hold z: one call per activation."""
+    for activation, rows, act_rows in plan.narrow_derivatives:
+        fprime[rows] = activation.derivative(fprime[rows], acts[act_rows])
 
 
 def _pass_shapes(plan: Plan, batch: int, n_outputs: int | None) -> list[tuple[int, ...]]:
@@ -203,8 +241,10 @@ def forward(plan: Plan, x: np.ndarray, n_outputs: int | None = None, keep_z: boo
         deltas[plan.n_live:] = 0
         fprime[plan.n_live:] = 0
     z = np.empty((plan.n_nodes, batch), dtype=plan.dtype) if keep_z else None
+    threads = thread_count()
     for level in plan.levels:
-        _forward_level(plan, level, acts, fprime, z)
+        _forward_level(plan, level, acts, fprime, z, threads)
+    _narrow_derivatives(plan, acts, fprime)
     return PassBuffers(acts, deltas, fprime), z
 
 
@@ -215,14 +255,15 @@ def backward(plan: Plan, buffers: PassBuffers, direct: np.ndarray | None) -> Non
     it is ignored: output k gets a direct term of 1 in its own column block.
     """
     flat = buffers.deltas.reshape(plan.n_nodes, -1)
+    threads = thread_count()
     for level in reversed(plan.levels):
         work = level.backward_work * flat.shape[1]
-        pieces = _pieces(level.backward, [(0, level.stop - level.start)], flat, split=_split(work))
-        if len(pieces) == 1 or not _split(work):
-            for piece in pieces:
-                _delta_product(level, piece, buffers, flat, direct)
-        else:
-            _run_all((lambda p=p, lv=level: _delta_product(lv, p, buffers, flat, direct) for p in pieces), work)
+        if work < PARALLEL_MIN_WORK or threads <= 1:      # inline: the whole level as one piece
+            whole = (0, level.stop - level.start, level.backward[0] if level.backward else None)
+            _delta_product(level, whole, buffers, flat, direct)
+            continue
+        pieces = _pieces(level.backward, [(0, level.stop - level.start)], flat)
+        _run_all((lambda p=p, lv=level: _delta_product(lv, p, buffers, flat, direct) for p in pieces), work)
 
 
 def _delta_product(level: Level, piece: Piece, buffers: PassBuffers, flat: np.ndarray,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
+from typing import Any, Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -36,6 +37,9 @@ CHUNK_NNZ = 8_192
 PLAN_CACHE_SIZE: int = Settings.plan_cache
 #: a dense level's summed edge gradients use one BLAS product from this many edges (else per-edge groups)
 DENSE_GRAD_MIN_EDGES = 4096
+#: levels of at most this many nodes are narrow: per-call overhead rules there, so the forward pass
+#: computes only f and f'(z) follows for all narrow nodes at once, one call per activation
+NARROW_NODES = 32
 #: in-edges of one node taken at a time by the summed edge gradients (a node with more is split)
 GROUP_DEGREE = GROUP_ROWS
 
@@ -75,6 +79,10 @@ class Level:
     outputs: tuple[tuple[int, int], ...] = ()  #: (output index k, row in the level) of outputs here
     forward_work: int = 0            #: multiply-adds per example of the forward product
     backward_work: int = 0           #: multiply-adds per example of the backward product
+    runs: tuple[tuple[Callable[..., Any], slice, slice, slice], ...] = ()
+    #: per block: (fused f and f' — or f alone when ``narrow`` —, rows in the level, activation rows,
+    #: f'(z) rows), for the inline path
+    narrow: bool = False             #: computed inline, f'(z) left to the plan's ``narrow_derivatives``
 
 
 @dataclass(frozen=True)
@@ -110,6 +118,8 @@ class Plan:
     dead_edges: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     #: file edges into nodes that reach no output (their derivative is 0)
     dense: DenseGrads = field(default_factory=DenseGrads)  #: dense levels' summed gradients
+    narrow_derivatives: tuple[tuple[Activation, np.ndarray, np.ndarray], ...] = ()
+    #: per activation: (it, node rows, activation rows) of the narrow levels' nodes, f'(z) in one call each
 
 
 def _split_rows(indptr: np.ndarray, lo: int, hi: int, boundaries: list[int]) -> list[tuple[int, int]]:
@@ -224,6 +234,7 @@ def compile_plan(net: Network, dtype: str | np.dtype = "float64", live_only: boo
     levels = []
     dense_positions = []
     dense_entries: list[DenseEntry] = []
+    narrow_rows: list[np.ndarray] = []
     for li in range(len(level_values)):
         start, stop = int(level_bounds[li]), int(level_bounds[li + 1])
         run_starts = np.flatnonzero(np.diff(sorted_codes[start:stop])) + 1
@@ -243,10 +254,16 @@ def compile_plan(net: Network, dtype: str | np.dtype = "float64", live_only: boo
             dense_entries.append(DenseEntry(li, start, stop, cols, used.size, edge_order[e0:e1], cells))
             dense_positions.append(np.arange(e0, e1))
         here = np.flatnonzero((out_rows >= start) & (out_rows < stop)).tolist()
+        narrow = stop - start <= NARROW_NODES
+        if narrow:
+            narrow_rows.append(np.arange(start, stop))
         levels.append(Level(start, stop, net.biases[order[start:stop]].astype(dtype)[:, None],
                             blocks, forward, backward, None, tuple(b.lo for b in blocks),
                             tuple((k, int(out_rows[k]) - start) for k in here),
-                            _kernel_work(forward, stop - start), _kernel_work(backward, stop - start)))
+                            _kernel_work(forward, stop - start), _kernel_work(backward, stop - start),
+                            tuple((b.activation.forward if narrow else b.activation.fused, slice(b.lo, b.hi),
+                                   slice(n_in + start + b.lo, n_in + start + b.hi), slice(start + b.lo, start + b.hi))
+                                  for b in blocks), narrow))
 
     dense = compile_dense_grads(dense_entries)
     for entry, grad in zip(dense_entries, dense.levels):
@@ -258,7 +275,21 @@ def compile_plan(net: Network, dtype: str | np.dtype = "float64", live_only: boo
     sparse_edges = np.flatnonzero(~dense_mask)
     return Plan(n_in, n, dtype, tuple(levels), node_row, node_row[net.output_index], edge_order,
                 e_src, e_dst, sparse_edges, _grad_groups(sparse_edges, e_src, e_dst, edge_order),
-                src_row, dst_node_row, n_live, edge_order[n_live_edges:], dense)
+                src_row, dst_node_row, n_live, edge_order[n_live_edges:], dense,
+                _by_activation(narrow_rows, sorted_codes, n_in))
+
+
+def _by_activation(rows: list[np.ndarray], codes: np.ndarray, n_in: int
+                   ) -> tuple[tuple[Activation, np.ndarray, np.ndarray], ...]:
+    """Node rows (and activation rows) of the narrow levels, grouped by activation."""
+    if not rows:
+        return ()
+    every = np.concatenate(rows)
+    groups = []
+    for code in np.unique(codes[every]).tolist():
+        these = every[codes[every] == code]
+        groups.append((ACTIVATIONS[ACTIVATION_NAMES[code]], these, these + n_in))
+    return tuple(groups)
 
 
 def _grad_groups(sparse: np.ndarray, e_src: np.ndarray, e_dst: np.ndarray,
