@@ -117,11 +117,6 @@ def _pieces(kernels: tuple[Kernel, ...], cuts: list[tuple[int, int]], source: np
     return [(k.lo, k.hi, k) for k in chosen]
 
 
-def _split(work: int) -> bool:
-    """Whether a level with this much work is worth splitting over the thread pool."""
-    return work >= PARALLEL_MIN_WORK and thread_count() > 1
-
-
 def _evaluate(piece: Piece, source: np.ndarray) -> np.ndarray:
     """The product rows of one piece, as a fresh (or exclusively owned) array."""
     lo, hi, product = piece
