@@ -116,3 +116,15 @@ def test_float32_refuses_values_beyond_its_range(where: str, place: str) -> None
     assert "float32" in str(info.value)
     with no_warnings():  # the same values are fine in float64
         assert _all_finite(edgegrad.gradients(net, x))
+
+
+@pytest.mark.parametrize("values, finite", [([1.0, 2.0], True), ([1.0, np.inf], False), ([np.nan, 1.0], False),
+                                            ([np.inf, -np.inf], False), ([1e308, 1e308], True), ([], True)])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_finiteness_check_is_exact_even_when_the_sum_overflows(values: list, finite: bool, dtype: str) -> None:
+    """The one-pass sum check falls back to an exact one: a sum past the range is not an infinity."""
+    from edgegrad.engine.result import GradientResult
+
+    big = np.array([3e38 if v == 1e308 and dtype == "float32" else v for v in values], dtype=dtype)
+    result = GradientResult(np.zeros((1, 1)), None, big, np.zeros(1))
+    assert result.is_finite() == finite

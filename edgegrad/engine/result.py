@@ -9,6 +9,15 @@ import numpy as np
 __all__ = ["GradientResult"]
 
 
+def _all_finite(a: np.ndarray) -> bool:
+    """Whether every element is finite: an inf or NaN anywhere makes the sum inf or NaN, so a finite
+    sum settles it in one pass without a mask; a non-finite sum (maybe only overflow) is checked exactly."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.add.reduce(a, axis=None)):
+            return True
+    return bool(np.isfinite(a).all())
+
+
 @dataclass
 class GradientResult:
     """Outputs, loss and derivatives laid out in the network's file order (see the contract)."""
@@ -21,7 +30,7 @@ class GradientResult:
     def is_finite(self) -> bool:
         """Whether every number (and the loss) is finite."""
         return ((self.loss is None or bool(np.isfinite(self.loss)))
-                and all(bool(np.isfinite(getattr(self, f)).all()) for f in ("outputs", "edge_grads", "deltas")))
+                and all(_all_finite(getattr(self, f)) for f in ("outputs", "edge_grads", "deltas")))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, GradientResult):
