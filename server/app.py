@@ -7,10 +7,11 @@ import functools
 import logging
 import signal
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import grpc
 from google.protobuf import empty_pb2
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -20,6 +21,8 @@ from edgegrad.v1 import network_pb2, service_pb2
 
 from .auth import TokenAuthInterceptor
 from .service import Service
+from edgegrad.errors import InvalidInput
+
 from .status import SERVICE_ERRORS, abort
 
 __all__ = ["App", "create_server", "serve", "SERVICE_NAME"]
@@ -33,25 +36,41 @@ def _serialize(message: Any) -> bytes:
     return message if isinstance(message, bytes) else message.SerializeToString()
 
 
-def _unary(fn: Callable[[Any], Awaitable[Any]]) -> Callable:
+def _decode(kind: type, data: bytes) -> Any:
+    """Parse a request here rather than in grpc's deserializer (whose failure is UNKNOWN with a traceback)."""
+    try:
+        return kind.FromString(data)
+    except (DecodeError, RuntimeError, ValueError) as exc:  # not a serialized ``kind``
+        log.debug("undecodable %s: %s", kind.DESCRIPTOR.name, exc)
+        raise InvalidInput(f"request: not a serialized {kind.DESCRIPTOR.full_name} ({len(data)} bytes)",
+                           field="request") from None
+
+
+def _unary(fn: Callable[[Any], Awaitable[Any]], kind: type) -> Callable:
     @functools.wraps(fn)
-    async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def call(data: bytes, context: grpc.aio.ServicerContext) -> Any:
         try:
-            return await fn(request)
+            return await fn(_decode(kind, data))
         except SERVICE_ERRORS as exc:
             await abort(context, exc)
     return call
 
 
-def _streaming(fn: Callable[[Any], Any]) -> Callable:
+def _streaming(fn: Callable[[Any], Any], kind: type) -> Callable:
     @functools.wraps(fn)
-    async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def call(data: bytes, context: grpc.aio.ServicerContext) -> Any:
         try:
-            async for event in fn(request):
+            async for event in fn(_decode(kind, data)):
                 yield event
         except SERVICE_ERRORS as exc:
             await abort(context, exc)
     return call
+
+
+async def _decoded(kind: type, pieces: AsyncIterator[bytes]) -> AsyncIterator[Any]:
+    """A client stream of raw messages, each parsed as it arrives."""
+    async for data in pieces:
+        yield _decode(kind, data)
 
 
 def _handlers(service: Service) -> grpc.GenericRpcHandler:
@@ -74,9 +93,9 @@ def _handlers(service: Service) -> grpc.GenericRpcHandler:
         await service.ack(req.name, req.seq)
         return empty_pb2.Empty()
 
-    async def upload(pieces: Any, context: grpc.aio.ServicerContext) -> service_pb2.Upload:
+    async def upload(pieces: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> service_pb2.Upload:
         try:
-            return await service.upload(pieces)
+            return await service.upload(_decoded(service_pb2.UploadPiece, pieces))
         except SERVICE_ERRORS as exc:
             await abort(context, exc)
 
@@ -96,14 +115,12 @@ def _handlers(service: Service) -> grpc.GenericRpcHandler:
         "WatchJob": (lambda r: service.watch(r.name, r.after_seq), service_pb2.WatchJobRequest),
         "Compute": (compute, service_pb2.SubmitJobRequest),
     }
-    handlers = {name: grpc.unary_unary_rpc_method_handler(_unary(fn), request_deserializer=kind.FromString,
-                                                          response_serializer=_serialize)
+    # requests arrive as bytes (no request_deserializer) and are parsed by the handler: see _decode
+    handlers = {name: grpc.unary_unary_rpc_method_handler(_unary(fn, kind), response_serializer=_serialize)
                 for name, (fn, kind) in unary.items()}
-    handlers.update({name: grpc.unary_stream_rpc_method_handler(_streaming(fn), request_deserializer=kind.FromString,
-                                                                response_serializer=_serialize)
+    handlers.update({name: grpc.unary_stream_rpc_method_handler(_streaming(fn, kind), response_serializer=_serialize)
                      for name, (fn, kind) in streams.items()})
-    handlers["UploadBatch"] = grpc.stream_unary_rpc_method_handler(
-        upload, request_deserializer=service_pb2.UploadPiece.FromString, response_serializer=_serialize)
+    handlers["UploadBatch"] = grpc.stream_unary_rpc_method_handler(upload, response_serializer=_serialize)
     return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 
 
