@@ -18,10 +18,11 @@ __all__ = ["ANNOUNCE_WORK", "CREATE", "START", "EMIT", "SHARD_DONE", "ACK", "FIN
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = b"1", b"2", b"3", b"4", b"5"
 FINAL_STATES = (SUCCEEDED, FAILED, CANCELLED)
 
-# KEYS: job, spec, index, request (the index again when none), network
-# ARGV: job_id, ttl, spec bytes, has_request ("1"/"0"), job key prefix, index cutoff (ids below it
-#       are past every TTL; '' to leave the index as it is), 2 × number of hash fields, field, value, ..., then the commands that
-#       enqueue the job on rq, each as its word count followed by its words.
+# KEYS: job, spec, index, request (the index again when none), network, expiry index
+# ARGV: job_id, ttl, spec bytes, has_request ("1"/"0"), job key prefix, when the job's record expires,
+#       now (jobs whose record expired by then leave both indexes; '' to leave them as they are), id
+#       cutoff (older ids are past every TTL; ''), 2 × number of hash fields, field, value, ..., then
+#       the commands that enqueue the job on rq, each as its word count followed by its words.
 # Claim, record and enqueue happen together or not at all. Returns nil when created,
 # {existing_job_id, its fingerprint} when the request id is taken, {'nonet'} when the network is gone.
 CREATE = """
@@ -34,12 +35,21 @@ if ARGV[4] == '1' then
 end
 if redis.call('EXISTS', KEYS[5]) == 0 then return {'nonet'} end
 if ARGV[4] == '1' then redis.call('SET', KEYS[4], ARGV[1], 'EX', ARGV[2]) end
-local last = 7 + tonumber(ARGV[7])
-redis.call('HSET', KEYS[1], unpack(ARGV, 8, last))
+local last = 9 + tonumber(ARGV[9])
+redis.call('HSET', KEYS[1], unpack(ARGV, 10, last))
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[2])
 redis.call('ZADD', KEYS[3], 0, ARGV[1])
-if ARGV[6] ~= '' then redis.call('ZREMRANGEBYLEX', KEYS[3], '-', '(' .. ARGV[6]) end
+redis.call('ZADD', KEYS[6], ARGV[6], ARGV[1])
+if ARGV[7] ~= '' then
+  local dead = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', ARGV[7], 'LIMIT', 0, 5000)
+  for i = 1, #dead, 500 do
+    local last_dead = math.min(i + 499, #dead)
+    redis.call('ZREM', KEYS[3], unpack(dead, i, last_dead))
+    redis.call('ZREM', KEYS[6], unpack(dead, i, last_dead))
+  end
+end
+if ARGV[8] ~= '' then redis.call('ZREMRANGEBYLEX', KEYS[3], '-', '(' .. ARGV[8]) end
 local i = last + 1
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
@@ -176,7 +186,7 @@ return acked
 # to succeed whose chunks were refused because of a cancel ends cancelled. Returns the final state.
 _READ_FOR_FINISH = """
 local st = redis.call('HMGET', KEYS[1], 'state', 'cancel', 'chunks_done', 'request_id', 'upload', 'upload_pieces',
-                      'shards', 'summed')
+                      'shards', 'summed', 'id')
 """
 
 # Drops a job's batch pieces and partial sums; needs ``st`` as _READ_FOR_FINISH reads it.
@@ -201,9 +211,10 @@ redis.call('DEL', KEYS[2])
 """ + _DROP_DATA + """
 for _, key in ipairs({KEYS[1], KEYS[3]}) do redis.call('EXPIRE', key, ARGV[3]) end
 if st[4] and st[4] ~= '' then redis.call('EXPIRE', ARGV[5] .. st[4], ARGV[3]) end
+if KEYS[4] and st[9] then redis.call('ZADD', KEYS[4], 'XX', ARGV[4], st[9]) end
 """
 
-# KEYS: job, spec, events.  ARGV: state, end time, result ttl, expire time, request key prefix,
+# KEYS: job, spec, events, expiry index.  ARGV: state, end time, result ttl, expire time, request key prefix,
 # chunks expected, field, value, ... (loss or error, and the last shard's progress).  Ends a
 # queued or running job (a cancelled one was ended by CANCEL); a job meant to succeed whose
 # chunks are missing ends failed. Drops the job's upload pieces and partial sums. Returns the final state.
@@ -223,7 +234,7 @@ for _, v in ipairs({'state', state, 'end_time', ARGV[2], 'expire_time', ARGV[4]}
 return state
 """
 
-# KEYS: job, spec, events.  ARGV: '5', now, result ttl, expire time, request key prefix.
+# KEYS: job, spec, events, expiry index.  ARGV: '5', now, result ttl, expire time, request key prefix.
 # A queued or running job ends cancelled at once (its shards' workers find it ended at their next
 # chunk, and queued shards never start). Returns the state before, or nil for an unknown job.
 CANCEL = _READ_FOR_FINISH + """
@@ -236,11 +247,12 @@ end
 return st[1]
 """
 
-# KEYS: job, spec, events, index.  ARGV: job id, request key prefix.  Returns 1, or 0 if unknown.
+# KEYS: job, spec, events, index, expiry index.  ARGV: job id, request key prefix.  Returns 1, or 0 if unknown.
 DELETE = _READ_FOR_FINISH + _DROP_DATA + """
 local exists = redis.call('EXISTS', KEYS[1])
 local rid = st[4]
 redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('ZREM', KEYS[5], ARGV[1])
 if rid and rid ~= '' then
   local key = ARGV[2] .. rid
   if redis.call('GET', key) == ARGV[1] then redis.call('DEL', key) end

@@ -179,14 +179,16 @@ class JobStore:
         """
         k, s = self.keys, self.settings
         keys = [k.job(job_id), k.spec(job_id), k.jobs, k.request(request_id) if request_id else k.jobs,
-                k.network(network_hash)]
-        # ids start with their creation time: anything older than both TTLs together has expired
-        # (trimmed from the index at most once a second, not on every submission)
-        cutoff = ""
+                k.network(network_hash), k.jobs_expiry]
+        # the expiry index holds when each job's record expires (FINISH moves it to the end of the result
+        # TTL): jobs past it leave the index, trimmed at most once a second, not on every submission;
+        # ids start with their creation time, so anything older than both TTLs together has expired too
+        wall, cutoff, trim = time.time(), "", ""
         if time.monotonic() - self._trimmed >= INDEX_TRIM_SECONDS:
             self._trimmed = time.monotonic()
-            cutoff = id_prefix_at(time.time() - s.job_ttl - s.result_ttl)
-        argv: list[Any] = [job_id, s.job_ttl, spec, "1" if request_id else "0", k.job(""), cutoff, 2 * len(fields)]
+            trim, cutoff = repr(wall), id_prefix_at(wall - s.job_ttl - s.result_ttl)
+        argv: list[Any] = [job_id, s.job_ttl, spec, "1" if request_id else "0", k.job(""), repr(wall + s.job_ttl),
+                           trim, cutoff, 2 * len(fields)]
         for name, value in fields.items():
             argv += [name, value]
         commands = [*extra, *self._rq.commands(job_id, shards)]
@@ -256,7 +258,7 @@ class JobStore:
         k, s = self.keys, self.settings
         now = time.time()
         before = await self._scripts["CANCEL"](
-            keys=[k.job(job_id), k.spec(job_id), k.events(job_id)],
+            keys=[k.job(job_id), k.spec(job_id), k.events(job_id), k.jobs_expiry],
             args=["5", repr(now), s.result_ttl, repr(now + s.result_ttl), k.request("")])
         if before is None:
             raise NotFound(f"name: no job jobs/{job_id} (unknown, deleted or expired)", field="name")
@@ -265,7 +267,7 @@ class JobStore:
     async def delete_job(self, job_id: str) -> None:
         """Delete a job, its chunks and its request_id claim (a running one stops at its next chunk)."""
         k = self.keys
-        found = await self._scripts["DELETE"](keys=[*k.job_keys(job_id), k.jobs], args=[job_id, k.request("")])
+        found = await self._scripts["DELETE"](keys=[*k.job_keys(job_id), k.jobs, k.jobs_expiry], args=[job_id, k.request("")])
         if not found:
             raise NotFound(f"name: no job jobs/{job_id} (unknown, deleted or expired)", field="name")
 

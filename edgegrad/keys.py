@@ -54,6 +54,11 @@ class Keys:
         """Sorted set (all scores 0, members ordered by time-prefixed job id): the job index."""
         return f"{self.prefix}:jobs"
 
+    @property
+    def jobs_expiry(self) -> str:
+        """Sorted set (score: when the job's record expires, member: job id): bounds the job index to live jobs."""
+        return f"{self.prefix}:jobs:expiry"
+
     def job_keys(self, job_id: str) -> list[str]:
         """All keys of one job."""
         return [self.job(job_id), self.spec(job_id), self.events(job_id)]

@@ -149,7 +149,7 @@ class WorkerStore:
         argv: list[Any] = [state, repr(now), s.result_ttl, repr(now + s.result_ttl), k.request(""), expected]
         for name, value in fields.items():
             argv += [name, value]
-        return "FINISH", [k.job(job_id), k.spec(job_id), k.events(job_id)], argv
+        return "FINISH", [k.job(job_id), k.spec(job_id), k.events(job_id), k.jobs_expiry], argv
 
     def call(self, *calls: tuple[str, list[str], list[Any]]) -> list[Any]:
         """Run script calls in one pipeline."""
