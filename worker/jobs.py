@@ -28,6 +28,7 @@ from edgegrad.result import GradientResult
 from edgegrad.settings import Settings
 from edgegrad.v1 import job_pb2
 
+from .outage import REDIS_DOWN
 from .store import EMIT_WRITTEN, Started, WorkerStore
 
 __all__ = ["run_gradient_job", "set_store", "get_store", "ALLOWED_FUNCTIONS"]
@@ -64,6 +65,8 @@ def run_gradient_job(job_id: str, shard: int = 0) -> None:
         _run(store, job_id, shard, started)
     except EdgegradError as exc:
         store.fail(job_id, "4", error_fields(exc.code, exc.message))
+    except REDIS_DOWN:  # not the job's fault: the worker waits for Redis and rq retries the shard
+        raise
     except Exception as exc:  # a bug or an environment problem: the job fails, the worker lives on
         log.exception("job %s shard %s failed", job_id, shard)
         store.fail(job_id, "4", error_fields("INTERNAL", f"{type(exc).__name__}: {exc}"))
