@@ -11,8 +11,7 @@ import threading
 import time
 from typing import IO
 
-import redis
-
+from edgegrad.redisconn import sync_redis
 from edgegrad.settings import ENV_NAMES, Settings
 
 __all__ = ["Cluster", "settings_env", "die_with_parent", "delete_namespace"]
@@ -103,7 +102,7 @@ class Cluster:
         from rq import Queue, Worker
 
         stop = stop or threading.Event()
-        connection = redis.Redis.from_url(self.settings.redis_url)
+        connection = sync_redis(self.settings)
         try:
             queue = Queue(self.settings.queue, connection=connection)
             end = time.monotonic() + timeout
@@ -165,7 +164,7 @@ class Cluster:
 def delete_namespace(settings: Settings) -> None:
     """Delete every key of a namespace (tests, benchmarks): edgegrad's under ``key_prefix``, and rq's
     for every queue, job and worker whose name contains ``queue``."""
-    r = redis.Redis.from_url(settings.redis_url)
+    r = sync_redis(settings)
     try:
         marker = settings.queue
         job_ids = [m.decode() for m in r.zrange(f"{settings.key_prefix}:jobs", 0, -1)]

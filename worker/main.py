@@ -11,6 +11,7 @@ import sys
 import redis
 
 from edgegrad.errors import InvalidInput
+from edgegrad.redisconn import sync_redis
 from edgegrad.settings import ENV_NAMES, Settings
 
 __all__ = ["add_arguments", "run", "limit_blas_threads"]
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s worker %(levelname)s %(message)s")
     try:
         settings = Settings.from_env(redis_url=args.redis_url, queue=args.queue)
-        connection = redis.Redis.from_url(settings.redis_url)
+        connection = sync_redis(settings)
         try:
             connection.ping()
         except REDIS_DOWN as exc:  # not up yet (or restarting): wait for it, as for an outage later on

@@ -77,7 +77,7 @@ class RedisProcess:
                 self.kill()
 
     def __enter__(self) -> "RedisProcess":
-        return self.start()
+        return self if self.proc is not None and self.proc.poll() is None else self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
