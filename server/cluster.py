@@ -11,7 +11,8 @@ import threading
 import time
 from typing import IO
 
-from edgegrad.redisconn import sync_redis
+from edgegrad.jobs.connections import sync_redis
+from edgegrad.jobs.namespace import delete_namespace  # noqa: F401 - still importable from here
 from edgegrad.settings import ENV_NAMES, Settings
 
 __all__ = ["Cluster", "settings_env", "die_with_parent", "delete_namespace"]
@@ -159,23 +160,3 @@ class Cluster:
                 raise TimeoutError("edgegrad server did not start listening in time")
             time.sleep(0.02)
         return found[0]
-
-
-def delete_namespace(settings: Settings) -> None:
-    """Delete every key of a namespace (tests, benchmarks): edgegrad's under ``key_prefix``, and rq's
-    for every queue, job and worker whose name contains ``queue``."""
-    r = sync_redis(settings)
-    try:
-        marker = settings.queue
-        job_ids = [m.decode() for m in r.zrange(f"{settings.key_prefix}:jobs", 0, -1)]
-        patterns = [f"{settings.key_prefix}:*", f"rq:*{marker}*"]
-        keys = [k for p in patterns for k in r.scan_iter(match=p, count=1000)]
-        keys += [f"rq:job:{j}" for j in job_ids] + [f"rq:results:{j}" for j in job_ids]
-        for i in range(0, len(keys), 500):
-            r.delete(*keys[i:i + 500])
-        for name in ("rq:queues", "rq:workers"):
-            stale = [m for m in r.smembers(name) if marker.encode() in m]
-            if stale:
-                r.srem(name, *stale)
-    finally:
-        r.close()

@@ -11,7 +11,7 @@ import sys
 import redis
 
 from edgegrad.errors import InvalidInput
-from edgegrad.redisconn import sync_redis
+from edgegrad.jobs.connections import sync_redis
 from edgegrad.settings import ENV_NAMES, Settings
 
 __all__ = ["add_arguments", "run", "limit_blas_threads"]
@@ -29,7 +29,7 @@ def limit_blas_threads() -> None:
     if os.environ.get("EDGEGRAD_THREADS", "").strip():
         from threadpoolctl import threadpool_limits
 
-        from edgegrad.memory import thread_count
+        from edgegrad.engine.memory import thread_count
 
         _blas_limit = threadpool_limits(limits=thread_count(), user_api="blas")
 
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     A Redis that does not answer yet is waited for, and an outage later on is ridden out."""
     from .jobs import set_store
     from .runner import make_worker
-    from .store import WorkerStore
+    from edgegrad.jobs.worker_store import WorkerStore
 
     from .outage import REDIS_DOWN, Outage
 

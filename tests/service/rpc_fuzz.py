@@ -9,7 +9,7 @@ import grpc
 import numpy as np
 from hypothesis import strategies as st
 
-from edgegrad.activations import ACTIVATION_NAMES
+from edgegrad.model.activations import ACTIVATION_NAMES
 from edgegrad.v1 import job_pb2, network_pb2, service_pb2, tensor_pb2
 
 SERVICE = service_pb2.DESCRIPTOR.services_by_name["Edgegrad"]

@@ -17,8 +17,8 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 
 import edgegrad
-from edgegrad.jobstore import JOB_FUNCTION
-from edgegrad.keys import Keys
+from edgegrad.jobs.contract import JOB_FUNCTION
+from edgegrad.jobs.keys import Keys
 from edgegrad.server.cluster import Cluster
 from edgegrad.v1 import service_pb2, service_pb2_grpc
 from redis_process import RedisProcess

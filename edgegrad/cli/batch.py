@@ -1,0 +1,141 @@
+"""``edgegrad batch``: submit a batch job to a server and write its result to a file as it arrives.
+
+The job's name goes to stderr at once, then progress (rows done of B, rate, ETA). Ctrl-C
+detaches: the job keeps running and ``edgegrad jobs watch NAME --out OUT`` continues the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import signal
+from typing import Any
+
+import numpy as np
+
+from .commands import EXIT_INTERRUPTED, EXIT_UNREACHABLE, CommandFailure, add_batch_args, check_mode_flags, load_batch
+from .progress import Progress, format_seconds
+from .remote import HeldInterrupts, add_server_argument, connect, job_failure, say, server_address, stream_backoff
+from ..errors import InvalidInput, Unavailable
+from .resultfiles import ResultWriter, RowProgress, check_out
+
+__all__ = ["add_arguments", "run", "follow"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``edgegrad batch``."""
+    p.description = ("Submit one batch job (the arguments of `edgegrad grad`) to an edgegrad server and write "
+                     "its result to OUT as it arrives: OUT.npz is one file; any other OUT is a folder of "
+                     ".npy files (outputs, edge_grads, deltas, loss in loss mode; edges and nodes). "
+                     "Ctrl-C detaches and leaves the job running.")
+    add_batch_args(p)
+    p.add_argument("--shard-rows", type=int, default=None, metavar="N",
+                   help="rows per shard (default: the server chooses)")
+    add_server_argument(p)
+    p.add_argument("--out", required=True, metavar="OUT",
+                   help="where the result goes: FILE.npz, or a folder of .npy files")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check everything, submit, then follow the job into OUT."""
+    from ..model.network import Network
+
+    check_mode_flags(args)
+    if args.shard_rows is not None and args.shard_rows < 1:
+        raise InvalidInput(f"--shard-rows: must be at least 1, got {args.shard_rows}")
+    server = server_address(args.server)
+    check_out(args.out)
+    net = Network.load(args.network)
+    x, t = load_batch(args, net)
+    options: dict[str, Any] = {"targets": t, "loss": args.loss, "reduction": args.reduction or "mean",
+                               "per_example": args.per_example, "dtype": args.dtype, "shard_rows": args.shard_rows}
+    labels = {"edges": np.array(net.edge_pairs(), dtype=str).reshape(-1, 2),  # as `grad --out X.npz` has them
+              "nodes": np.array(net.node_ids, dtype=str)}
+    with connect(server) as client:
+        held = HeldInterrupts(reraise=False)
+        with held:  # a Ctrl-C while submitting still learns the job's name, then detaches
+            job = client.submit(net, x, **options).job
+        return follow(client, job, server, args.out, labels=labels, interrupted=held.pending,
+                      announce=f"submitted {job.name} ({job.layout.batch:,} rows)")
+
+
+def follow(client: Any, job: Any, server: str, out: str | None, labels: dict[str, Any] | None = None,
+           announce: str | None = None, interrupted: bool = False) -> int:
+    """Stream ``job``'s chunks into ``out`` (continuing a partial result there) with progress on stderr.
+
+    ``announce`` is said first; ``interrupted`` means a Ctrl-C came already (while submitting).
+    0 once the job succeeded and the file is complete; an exit-1 failure if the job failed or was
+    cancelled; on Ctrl-C (from the very first line on) the partial result and its record are kept
+    and the command detaches (130).
+    """
+    from ..v1 import job_pb2
+
+    name, layout = job.name, job.layout
+    progress = Progress(name, int(layout.batch))
+    writer: ResultWriter | None = None
+    try:
+        with HeldInterrupts():  # the name is said and the files and their record made whole, then Ctrl-C counts
+            if announce is not None:
+                say(announce)
+            if out is not None:
+                writer = ResultWriter.open(out, name, layout, labels)
+        if interrupted:
+            raise KeyboardInterrupt
+        if writer is not None:
+            progress = Progress(name, int(layout.batch), done=writer.rows_done)  # rate: this session's rows
+            if writer.resumed:
+                say(f"{name}: continuing {out} after {writer.chunks_done} of {layout.chunk_count} chunks")
+        handle = _stream(client, name, writer, RowProgress(layout), progress)
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the record short
+        if writer is not None:
+            writer.close()
+        progress.end(_detach_message(name, server, out, progress.done, int(layout.batch)))
+        return EXIT_INTERRUPTED
+    except BaseException as exc:
+        if writer is not None:
+            writer.close()  # keep what is on disk: `jobs watch` can continue it
+        if isinstance(exc, Unavailable):
+            where = f" --out {shlex.quote(out)}" if out is not None else ""
+            raise CommandFailure(f"server {server}: unreachable ({exc.message}); {name} may still be running"
+                                 f" (edgegrad jobs watch {name}{where} continues)", EXIT_UNREACHABLE) from None
+        raise
+    final = handle.job
+    if final.state != job_pb2.JOB_STATE_SUCCEEDED:
+        if writer is not None:
+            writer.discard()
+        progress.end()
+        raise job_failure(final)
+    if writer is not None:
+        writer.finish(final.loss if final.HasField("loss") else None)
+    took, rows = progress.elapsed(), int(layout.batch)
+    if progress.tty:
+        progress.update(rows, force=True)  # the full bar
+    rate = f" ({progress.rate():,.0f} rows/s)" if progress.rate() > 0 else ""
+    where = f"; result in {out}" if out is not None else ""
+    progress.end(f"{name}: succeeded, {rows:,} rows in {format_seconds(took)}{rate}{where}")
+    return 0
+
+
+def _stream(client: Any, name: str, writer: ResultWriter | None, received: RowProgress, progress: Progress) -> Any:
+    """Read the job's chunks to its end (after those already in ``writer``); return the handle."""
+    client.backoff = stream_backoff()  # the server answered: ride out a restart while the result streams
+    # only a watch that writes the result is its consumer: an onlooker frees no chunks
+    handle = client.job(name, after_seq=writer.after_seq if writer is not None else 0, assemble=False,
+                        acknowledge=writer is not None)
+    for chunk in handle.chunks():
+        if writer is None:
+            progress.update(received.add(chunk))
+            continue
+        writer.add(chunk)
+        writer.checkpoint()
+        progress.update(writer.rows_done)
+    return handle
+
+
+def _detach_message(name: str, server: str, out: str | None, done: int, total: int) -> str:
+    where = f" --out {shlex.quote(out)}" if out is not None else ""
+    written = f"; {done:,} of {total:,} rows written to {out}" if out is not None else ""
+    return (f"detached: {name} keeps running{written}\n"
+            f"  continue: edgegrad jobs watch {name}{where} --server {shlex.quote(server)}\n"
+            f"  cancel:   edgegrad jobs cancel {name} --server {shlex.quote(server)}")

@@ -1,0 +1,187 @@
+"""``edgegrad.gradients``: the in-process entry point over the plan and the engine.
+
+Every call runs its rows in slabs whose engine working memory stays under ``memory.slab_budget()``,
+so memory grows with the batch only by the inputs and the result. Loss-mode (summed) slabs are
+folded in slab order by ``fold_partials``; per-example and output-mode slabs write their rows
+straight into the result. ``partial_gradients`` is the same path for rows of a larger batch (a
+shard): its parts, folded in row order, give the whole batch's result.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from . import passes as engine
+from . import workspace
+from .batch import check_options
+from ..errors import InvalidInput
+from .losses import loss_and_grad
+from .memory import result_bytes_per_row, rows_for_budget, slab_rows, working_memory_bytes
+from ..model.network import Network
+from .overflow import overflow_message, result_overflow_message
+from .plan import Plan, get_plan
+from .result import GradientResult
+
+__all__ = ["gradients", "partial_gradients", "fold_partials", "node_values", "working_memory_bytes",
+           "result_bytes_per_row", "rows_for_budget"]
+
+
+def gradients(net: Network, inputs: Any, targets: Any = None, loss: str | None = None,
+              reduction: str = "mean", per_example: bool = False, dtype: str = "float64") -> GradientResult:
+    """Outputs and exact derivatives of ``net`` for a batch, in output mode or loss mode (see the contract)."""
+    _check_net(net)
+    x, t = check_options(net, inputs, targets, loss, reduction, dtype, per_example)
+    return _run(net, x, t, loss, reduction, per_example, dtype, x.shape[0], 0)
+
+
+def partial_gradients(net: Network, inputs: Any, targets: Any = None, loss: str | None = None,
+                      reduction: str = "mean", per_example: bool = False, dtype: str = "float64", *,
+                      total_rows: int, row_offset: int = 0) -> GradientResult:
+    """The share of these rows (rows ``row_offset…`` of a batch of ``total_rows``) in that batch's result.
+
+    Outputs and per-example rows are these rows'; in loss mode the loss and the summed edge_grads
+    and deltas are these rows' terms with a mean taken over ``total_rows``, so ``fold_partials`` of
+    the parts of consecutive row ranges, in order, is the whole batch's result. Messages name rows
+    of the whole batch.
+    """
+    _check_net(net)
+    for name, value in (("total_rows", total_rows), ("row_offset", row_offset)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise InvalidInput(f"{name}: expected a non-negative integer, got {value!r}")
+    x, t = check_options(net, inputs, targets, loss, reduction, dtype, per_example, int(row_offset))
+    if row_offset + x.shape[0] > total_rows:
+        raise InvalidInput(f"total_rows: {total_rows} is less than row_offset {row_offset}"
+                           f" + these {x.shape[0]} rows")
+    return _run(net, x, t, loss, reduction, per_example, dtype, int(total_rows), int(row_offset))
+
+
+def fold_partials(parts: Iterable[GradientResult]) -> GradientResult:
+    """Fold results of consecutive row ranges, in iteration order, into one.
+
+    Losses add; loss-mode sums (1-D edge_grads and deltas) add; outputs and per-example or
+    output-mode rows are concatenated. Same parts in the same order give bit-identical results.
+    """
+    outputs, rows_grads, rows_deltas = [], [], []
+    loss = grads = deltas = None
+    count = 0
+    for part in parts:
+        count += 1
+        outputs.append(part.outputs)
+        if part.loss is not None:
+            loss = part.loss if loss is None else loss + part.loss
+        if part.edge_grads.ndim == 1:       # a loss-mode sum: accumulate into our own copy
+            grads = part.edge_grads.copy() if grads is None else _add(grads, part.edge_grads)
+            deltas = part.deltas.copy() if deltas is None else _add(deltas, part.deltas)
+        else:
+            rows_grads.append(part.edge_grads)
+            rows_deltas.append(part.deltas)
+    if count == 0:
+        raise ValueError("fold_partials: no parts to fold")
+    if grads is None:
+        grads, deltas = _concat(rows_grads), _concat(rows_deltas)
+    elif rows_grads:
+        raise ValueError("fold_partials: cannot fold summed parts with per-example parts")
+    return GradientResult(_concat(outputs), loss, grads, deltas)
+
+
+def _add(total: np.ndarray, part: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore", invalid="ignore"):   # a sum past the range is named by the caller
+        total += part
+    return total
+
+
+def _concat(arrays: list[np.ndarray]) -> np.ndarray:
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+
+
+def _check_net(net: Any) -> None:
+    if not isinstance(net, Network):
+        raise TypeError(f"net must be an edgegrad.Network, got {type(net).__name__}")
+
+
+def _widest_level(net: Network) -> int:
+    """Nodes in the network's widest topological level."""
+    return int(np.bincount(np.asarray(net.levels)[net.n_inputs:]).max())
+
+
+def _run(net: Network, x: np.ndarray, t: np.ndarray | None, loss: str | None, reduction: str,
+         per_example: bool, dtype: str, total_rows: int, row_offset: int) -> GradientResult:
+    """Validated rows in slabs: folded (loss-mode sums) or written into a preallocated result."""
+    plan = get_plan(net, dtype)
+    batch = x.shape[0]
+    step = slab_rows(net.n_inputs, net.n_nodes, net.n_outputs, loss, per_example, plan.dtype, _widest_level(net))
+    spans = [(a, min(a + step, batch)) for a in range(0, batch, step)]
+    scratch = engine.pass_bytes(plan, min(step, batch), None if loss else net.n_outputs)
+    with np.errstate(over="ignore", invalid="ignore"), workspace.borrowed(scratch) as buf:
+        if loss is not None and not per_example:
+            parts: Iterator[GradientResult] = (
+                _slab(net, plan, x[a:b], t[a:b], loss, reduction, total_rows, row_offset + a, None, buf)
+                for a, b in spans)
+            result = fold_partials(parts)
+            if not result.is_finite():
+                raise InvalidInput(result_overflow_message(net, plan, result))
+            return result
+        result = _allocate(net, plan, batch, loss)
+        for a, b in spans:
+            rows = GradientResult(result.outputs[a:b], None, result.edge_grads[a:b], result.deltas[a:b])
+            part = _slab(net, plan, x[a:b], None if t is None else t[a:b], loss, reduction, total_rows,
+                         row_offset + a, rows, buf)
+            if part.loss is not None:
+                result.loss = part.loss if result.loss is None else result.loss + part.loss
+        if result.loss is not None and not np.isfinite(result.loss):
+            raise InvalidInput(result_overflow_message(net, plan, result))
+        return result
+
+
+def _allocate(net: Network, plan: Plan, batch: int, loss: str | None) -> GradientResult:
+    """The per-example (loss mode) or output-mode result arrays for ``batch`` rows."""
+    k = net.n_outputs
+    lead = (batch,) if loss is not None else (batch, k)
+    return GradientResult(np.empty((batch, k), dtype=plan.dtype), None,
+                          np.empty(lead + (net.n_edges,), dtype=plan.dtype),
+                          np.empty(lead + (net.n_nodes,), dtype=plan.dtype))
+
+
+def _slab(net: Network, plan: Plan, x: np.ndarray, t: np.ndarray | None, loss: str | None, reduction: str,
+          total_rows: int, row_offset: int, out: GradientResult | None, buf: np.ndarray) -> GradientResult:
+    """One slab: a loss-mode sum (``out`` None) or these rows written into ``out``; overflow named by row.
+
+    The pass's buffers are carved from ``buf``; nothing returned refers to them.
+    """
+    n_out = net.n_outputs
+    run, _ = engine.forward(plan, x.astype(plan.dtype, copy=False), n_outputs=None if loss else n_out,
+                            workspace=buf)
+    out_rows = run.acts[plan.n_inputs + plan.output_rows]
+    if out is None:
+        outputs = out_rows.T.copy()
+    else:
+        outputs = out.outputs
+        outputs[...] = out_rows.T
+
+    if loss is None:
+        engine.backward(plan, run, None)
+        engine.per_example_results(plan, run, out.edge_grads, out.deltas)
+        part = out
+    else:
+        value, d_out = loss_and_grad(loss, reduction, outputs, t, total_rows, row_offset)
+        engine.backward(plan, run, d_out.T.astype(plan.dtype))
+        if out is not None:
+            engine.per_example_results(plan, run, out.edge_grads, out.deltas)
+            part = GradientResult(outputs, value, out.edge_grads, out.deltas)
+        else:
+            edge_grads = np.empty(net.n_edges, dtype=plan.dtype)
+            engine.summed_edge_grads(plan, run, edge_grads)
+            part = GradientResult(outputs, value, edge_grads, run.deltas.sum(axis=1)[plan.node_row])
+    if not part.is_finite():
+        raise InvalidInput(overflow_message(net, plan, run, part, row_offset))
+    return part
+
+
+def node_values(net: Network, inputs: Any, dtype: str = "float64") -> engine.NodeValues:
+    """z, o and f'(z) of every node for a batch, in file order (for explanations and checks)."""
+    x, _ = check_options(net, inputs, None, None, "mean", dtype, False)
+    plan = get_plan(net, dtype, live_only=False)                 # every node's value, not only the live ones
+    with np.errstate(over="ignore", invalid="ignore"):  # explanations show inf rather than warn
+        return engine.plan_node_values(plan, x.astype(plan.dtype, copy=False))

@@ -1,0 +1,258 @@
+"""The Lua scripts that change a job atomically in Redis, shared by the server and the workers.
+
+States are stored as the numbers of ``edgegrad.v1.JobState`` (1 queued, 2 running, 3 succeeded,
+4 failed, 5 cancelled; named in ``contract.py``). Stream entry ids encode the chunk seq: chunk ``s`` is ``s-0``; state
+events after chunk ``s`` are ``s-1``, ``s-2``...; the final event is ``(last chunk + 1)-0``.
+State (``k`` = ``s``) and final (``k`` = ``d``) events carry a snapshot of the job hash, so a
+watcher needs no second read to report them.
+"""
+
+from __future__ import annotations
+
+#: estimated multiply-adds (batch × edges × outputs) from which a job's start is announced on its stream
+ANNOUNCE_WORK = 1 << 20
+
+__all__ = ["ANNOUNCE_WORK", "CREATE", "START", "EMIT", "SHARD_DONE", "ACK", "FINISH", "CANCEL", "DELETE"]
+
+# KEYS: job, spec, index, request (the index again when none), network, expiry index
+# ARGV: job_id, ttl, spec bytes, has_request ("1"/"0"), job key prefix, when the job's record expires,
+#       now (jobs whose record expired by then leave both indexes; '' to leave them as they are), id
+#       cutoff (older ids are past every TTL; ''), 2 × number of hash fields, field, value, ..., then
+#       the commands that enqueue the job on rq, each as its word count followed by its words.
+# Claim, record and enqueue happen together or not at all. Returns nil when created,
+# {existing_job_id, its fingerprint} when the request id is taken, {'nonet'} when the network is gone.
+CREATE = """
+if ARGV[4] == '1' then
+  local cur = redis.call('GET', KEYS[4])
+  if cur then
+    local fp = redis.call('HGET', ARGV[5] .. cur, 'fingerprint')
+    if fp then return {cur, fp} end
+  end
+end
+if redis.call('EXISTS', KEYS[5]) == 0 then return {'nonet'} end
+if ARGV[4] == '1' then redis.call('SET', KEYS[4], ARGV[1], 'EX', ARGV[2]) end
+local last = 9 + tonumber(ARGV[9])
+redis.call('HSET', KEYS[1], unpack(ARGV, 10, last))
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[2])
+redis.call('ZADD', KEYS[3], 0, ARGV[1])
+redis.call('ZADD', KEYS[6], ARGV[6], ARGV[1])
+if ARGV[7] ~= '' then
+  local dead = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', ARGV[7], 'LIMIT', 0, 5000)
+  for i = 1, #dead, 500 do
+    local last_dead = math.min(i + 499, #dead)
+    redis.call('ZREM', KEYS[3], unpack(dead, i, last_dead))
+    redis.call('ZREM', KEYS[6], unpack(dead, i, last_dead))
+  end
+end
+if ARGV[8] ~= '' then redis.call('ZREMRANGEBYLEX', KEYS[3], '-', '(' .. ARGV[8]) end
+local i = last + 1
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
+return false
+"""
+
+# A shard's progress is one field of the job hash, ``s:<index>`` = "state|attempt|chunks|worker"
+# (state as above, chunks it has written); the fold of a loss-mode job's shards is ``s:r``.
+
+# KEYS: job, spec, events.  ARGV: worker name, now, announce threshold, shard index.
+# Returns {'run', spec, attempt, chunks written, layout, pieces} for a shard to run,
+# {'fold', spec, attempt, chunks written, layout, pieces} when every shard is done but the job is
+# not (the worker that was folding them died), or {'skip'|'gone'}. The "running" state
+# event goes to watchers when the job starts (if its estimated work, field 'work', is at least
+# the threshold) and when a shard is retried.
+START = """
+local shard = 's:' .. ARGV[4]
+local st = redis.call('HMGET', KEYS[1], 'state', 'cancel', 'work', shard, 'shards', 'shards_done', 'attempt',
+                      'layout', 'pieces', 's:r', 'chunks_done', 'ev')
+if not st[1] then return {'gone'} end
+if st[1] ~= '1' and st[1] ~= '2' then return {'skip'} end
+local sstate, sattempt, schunks = string.match(st[4] or '1|0|0|', '^(%d)|(%d+)|(%d+)|')
+local kind = 'run'
+if sstate == '3' then
+  if tonumber(st[6] or '0') < tonumber(st[5] or '1') then return {'skip'} end
+  kind = 'fold'
+  shard = 's:r'
+  sstate, sattempt, schunks = string.match(st[10] or '1|0|0|', '^(%d)|(%d+)|(%d+)|')
+end
+local attempt = tonumber(sattempt) + 1
+local sets = {shard, '2|' .. attempt .. '|' .. schunks .. '|' .. ARGV[1], 'worker', ARGV[1]}
+if attempt > tonumber(st[7] or '0') then
+  sets[#sets + 1] = 'attempt'
+  sets[#sets + 1] = attempt
+end
+local announce = attempt > 1
+if st[1] == '1' then
+  sets[#sets + 1] = 'state'
+  sets[#sets + 1] = '2'
+  sets[#sets + 1] = 'start_time'
+  sets[#sets + 1] = ARGV[2]
+  announce = announce or tonumber(st[3] or ARGV[3]) >= tonumber(ARGV[3])
+end
+redis.call('HSET', KEYS[1], unpack(sets))
+if announce then
+  -- state events after chunk `done` are done-1, done-2...: the last one used is kept in 'ev'
+  -- ("done-sub"), since acknowledged chunks may have been trimmed with the events among them
+  local done = st[11] or '0'
+  local at, used = string.match(st[12] or '', '^(%d+)-(%d+)$')
+  local sub = (at == done) and tonumber(used) + 1 or 1
+  redis.call('HSET', KEYS[1], 'ev', done .. '-' .. sub)
+  redis.call('XADD', KEYS[3], done .. '-' .. sub, 'k', 's', unpack(redis.call('HGETALL', KEYS[1])))
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
+end
+return {kind, redis.call('GET', KEYS[2]) or '', tostring(attempt), schunks, st[8] or '', st[9] or ''}
+"""
+
+# KEYS: job, events.  ARGV: shard field ('s:<i>' or 's:r'), most chunks the job may hold
+# unacknowledged (0: no limit), then for each chunk in order: its number in its shard (1-based)
+# and its serialized ResultChunk (seq left out: it is the chunk's place on the job's stream, put
+# in by the server that relays it). Returns {code, placed}: how many of the given chunks are now
+# on the stream (written now or by an earlier attempt), and 1 when all are, else why it stopped:
+# -1 cancelled, -2 deleted, -3 not running, -4 the buffer is full (wait for the client's AckJob),
+# -5 an earlier chunk of the shard is missing.
+EMIT = """
+local st = redis.call('HMGET', KEYS[1], 'state', 'cancel', 'chunks_done', ARGV[1], 'acked')
+if not st[1] then return {-2, 0} end
+if st[2] == '1' then return {-1, 0} end
+if st[1] ~= '2' then return {-3, 0} end
+local s1, s2, s3, s4 = string.match(st[4] or '2|1|0|', '^(%d)|(%d+)|(%d+)|(.*)$')
+local written = tonumber(s3)
+local first = tonumber(st[3] or '0')
+local seq = first
+local limit = tonumber(ARGV[2])
+local acked = tonumber(st[5] or '0')
+local placed, code = 0, 1
+for i = 3, #ARGV, 2 do
+  local k = tonumber(ARGV[i])
+  if k > written then
+    if k ~= written + 1 then code = -5 break end
+    if limit > 0 and seq - acked >= limit then code = -4 break end
+    seq = seq + 1
+    redis.call('XADD', KEYS[2], seq .. '-0', 'k', 'c', 'd', ARGV[i + 1])
+    written = k
+  end
+  placed = placed + 1
+end
+if seq > first then
+  redis.call('HSET', KEYS[1], 'chunks_done', seq, ARGV[1], s1 .. '|' .. s2 .. '|' .. written .. '|' .. s4)
+  if first == 0 then
+    local ttl = redis.call('PTTL', KEYS[1])
+    if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+  end
+end
+return {code, placed}
+"""
+
+# KEYS: job, part.  ARGV: shard index, its chunk count, its rows, loss share ('' in output mode),
+# partial sums ('' unless loss mode without per_example and more than one shard), part ttl.
+# Returns {shards done, shards} after this one (this shard counted once however often it is
+# reported), or {-1} when the job is no longer running, {-2} when chunks of the shard are missing.
+SHARD_DONE = """
+local shard = 's:' .. ARGV[1]
+local st = redis.call('HMGET', KEYS[1], 'state', shard, 'shards_done', 'shards')
+if st[1] ~= '2' then return {-1} end
+local s1, s2, s3, s4 = string.match(st[2] or '2|1|0|', '^(%d)|(%d+)|(%d+)|(.*)$')
+if s1 == '3' then return {tonumber(st[3]), tonumber(st[4])} end
+if tonumber(s3) < tonumber(ARGV[2]) then return {-2} end
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'l:' .. ARGV[1], ARGV[4]) end
+if ARGV[5] ~= '' then redis.call('SET', KEYS[2], ARGV[5], 'EX', ARGV[6]) end
+redis.call('HSET', KEYS[1], shard, '3|' .. s2 .. '|' .. s3 .. '|' .. s4)
+redis.call('HINCRBY', KEYS[1], 'rows_done', ARGV[3])
+return {redis.call('HINCRBY', KEYS[1], 'shards_done', 1), tonumber(st[4])}
+"""
+
+# KEYS: job, events.  ARGV: seq the client holds.  Drops the stream's chunks up to seq so workers
+# may write more; returns the seq acknowledged before.
+ACK = """
+local acked = tonumber(redis.call('HGET', KEYS[1], 'acked') or '0')
+local seq = math.min(tonumber(ARGV[1]), tonumber(redis.call('HGET', KEYS[1], 'chunks_done') or '0'))
+if seq > acked then
+  redis.call('XTRIM', KEYS[2], 'MINID', (seq + 1) .. '-0')
+  redis.call('HSET', KEYS[1], 'acked', seq)
+end
+return acked
+"""
+
+# KEYS: job, spec, events.  ARGV: state, end time, result ttl, expire time, request key prefix,
+# chunks expected, field, value, ... (loss or error).  Ends a queued or running job; a job meant
+# to succeed whose chunks were refused because of a cancel ends cancelled. Returns the final state.
+_READ_FOR_FINISH = """
+local st = redis.call('HMGET', KEYS[1], 'state', 'cancel', 'chunks_done', 'request_id', 'upload', 'upload_pieces',
+                      'shards', 'summed', 'id')
+"""
+
+# Drops a job's batch pieces and partial sums; needs ``st`` as _READ_FOR_FINISH reads it.
+_DROP_DATA = """
+if st[5] and st[5] ~= '' then
+  for i = 0, tonumber(st[6] or '0') - 1 do
+    redis.call('DEL', st[5] .. ':inputs:' .. i, st[5] .. ':targets:' .. i)
+  end
+  redis.call('DEL', st[5])
+end
+if st[8] == '1' and tonumber(st[7] or '1') > 1 then
+  for i = 0, tonumber(st[7]) - 1 do redis.call('DEL', KEYS[1] .. ':part:' .. i) end
+end
+"""
+
+# Needs ``st`` as _READ_FOR_FINISH reads it and ``sets``, the job's final fields.
+_FINISH_BODY = """
+redis.call('HSET', KEYS[1], unpack(sets))
+local seq = tonumber(st[3] or '0') + 1
+redis.call('XADD', KEYS[3], seq .. '-0', 'k', 'd', unpack(redis.call('HGETALL', KEYS[1])))
+redis.call('DEL', KEYS[2])
+""" + _DROP_DATA + """
+for _, key in ipairs({KEYS[1], KEYS[3]}) do redis.call('EXPIRE', key, ARGV[3]) end
+if st[4] and st[4] ~= '' then redis.call('EXPIRE', ARGV[5] .. st[4], ARGV[3]) end
+if KEYS[4] and st[9] then redis.call('ZADD', KEYS[4], 'XX', ARGV[4], st[9]) end
+"""
+
+# KEYS: job, spec, events, expiry index.  ARGV: state, end time, result ttl, expire time, request key prefix,
+# chunks expected, field, value, ... (loss or error, and the last shard's progress).  Ends a
+# queued or running job (a cancelled one was ended by CANCEL); a job meant to succeed whose
+# chunks are missing ends failed. Drops the job's upload pieces and partial sums. Returns the final state.
+FINISH = _READ_FOR_FINISH + """
+if not st[1] then return false end
+if st[1] ~= '1' and st[1] ~= '2' then return st[1] end
+local state = ARGV[1]
+local sets = {}
+if state == '3' and tonumber(st[3] or '0') < tonumber(ARGV[6]) then
+  state = '4'
+  sets = {'error_code', '13', 'error_message', 'result chunks missing'}
+else
+  for i = 7, #ARGV do sets[#sets + 1] = ARGV[i] end
+end
+for _, v in ipairs({'state', state, 'end_time', ARGV[2], 'expire_time', ARGV[4]}) do sets[#sets + 1] = v end
+""" + _FINISH_BODY + """
+return state
+"""
+
+# KEYS: job, spec, events, expiry index.  ARGV: '5', now, result ttl, expire time, request key prefix.
+# A queued or running job ends cancelled at once (its shards' workers find it ended at their next
+# chunk, and queued shards never start). Returns the state before, or nil for an unknown job.
+CANCEL = _READ_FOR_FINISH + """
+if not st[1] then return false end
+if st[1] == '1' or st[1] == '2' then
+  local sets = {'state', '5', 'cancel', '1', 'end_time', ARGV[2], 'expire_time', ARGV[4],
+                'error_code', '1', 'error_message', 'cancelled by request'}
+""" + _FINISH_BODY + """
+end
+return st[1]
+"""
+
+# KEYS: job, spec, events, index, expiry index.  ARGV: job id, request key prefix.  Returns 1, or 0 if unknown.
+DELETE = _READ_FOR_FINISH + _DROP_DATA + """
+local exists = redis.call('EXISTS', KEYS[1])
+local rid = st[4]
+redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('ZREM', KEYS[5], ARGV[1])
+if rid and rid ~= '' then
+  local key = ARGV[2] .. rid
+  if redis.call('GET', key) == ARGV[1] then redis.call('DEL', key) end
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+return exists
+"""

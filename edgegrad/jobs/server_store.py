@@ -1,0 +1,313 @@
+"""The server's side of the job store: networks, job records, rq enqueueing, event streams.
+
+Everything here is asyncio (redis.asyncio) so one server process serves many open streams.
+A submission is one Redis round trip (claim, record and enqueue in one script); a watch blocks in XREAD.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import OrderedDict
+from typing import Any
+
+import redis.asyncio as aioredis
+from rq import Queue, Retry
+from rq.serializers import JSONSerializer
+
+from . import scripts as jobscripts
+from .contract import CANCELLED, JOB_FUNCTION, stored
+from ..errors import AlreadyExists, NotFound
+from .record import RQ_RECORD_TTL, id_prefix_at, job_from_fields, rq_job_id
+from .keys import Keys
+from ..settings import Settings
+from ..v1 import job_pb2, network_pb2
+from .connections import async_blocking_pool, async_redis, sync_redis
+
+__all__ = ["JobStore", "NetworkMeta", "JOB_FUNCTION"]
+
+
+class NetworkMeta:
+    """What a batch is validated against: a registered network's ids and sizes (a ``NetworkSizes``)."""
+
+    __slots__ = ("hash", "inputs", "outputs", "n_nodes", "n_edges", "widest_level")
+
+    def __init__(self, content_hash: str, inputs: list[str], outputs: list[str], n_nodes: int, n_edges: int,
+                 widest_level: int | None = None) -> None:
+        self.hash = content_hash
+        self.inputs, self.outputs = tuple(inputs), tuple(outputs)
+        self.n_nodes, self.n_edges = n_nodes, n_edges
+        self.widest_level = n_nodes if widest_level is None else widest_level  #: nodes in the widest level
+
+    @property
+    def n_inputs(self) -> int:
+        """Number of inputs (I)."""
+        return len(self.inputs)
+
+    @property
+    def n_outputs(self) -> int:
+        """Number of outputs (K)."""
+        return len(self.outputs)
+
+    def to_json(self) -> str:
+        """Compact JSON for Redis."""
+        return json.dumps({"inputs": self.inputs, "outputs": self.outputs, "nodes": self.n_nodes,
+                           "edges": self.n_edges, "widest": self.widest_level}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, content_hash: str, text: bytes) -> "NetworkMeta":
+        """Parse what ``to_json`` wrote."""
+        d = json.loads(text)
+        return cls(content_hash, d["inputs"], d["outputs"], d["nodes"], d["edges"], d.get("widest"))
+
+    def info(self) -> network_pb2.NetworkInfo:
+        """The NetworkInfo proto."""
+        return network_pb2.NetworkInfo(hash=self.hash, inputs=self.n_inputs, nodes=self.n_nodes,
+                                       edges=self.n_edges, outputs=self.n_outputs)
+
+
+class _RqEnqueuer:
+    """Records the commands rq's own ``enqueue_call`` issues, to replay them on the async client.
+
+    rq is synchronous; rather than re-implementing its job format, we let rq write into a
+    never-executed redis-py pipeline and run the recorded commands inside the CREATE script, so a
+    job is claimed, recorded and enqueued atomically in one round trip.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._sync = sync_redis(settings)
+        self._queue = Queue(settings.queue, connection=self._sync, serializer=JSONSerializer)
+        self._settings = settings
+
+    def commands(self, job_id: str, shards: int = 1) -> list[tuple[Any, ...]]:
+        """The Redis commands that enqueue ``run_gradient_job(job_id, shard)`` for every shard on the rq queue."""
+        s = self._settings
+        pipe = self._sync.pipeline(transaction=False)
+        retry = Retry(max=s.job_retries) if s.job_retries else None
+        for shard in range(shards):  # each shard its own rq job: any worker takes any shard, retried alone
+            self._queue.enqueue_call(JOB_FUNCTION, args=(job_id, shard), job_id=rq_job_id(job_id, shard),
+                                     timeout=s.job_timeout, result_ttl=RQ_RECORD_TTL, failure_ttl=s.result_ttl,
+                                     ttl=s.job_ttl, retry=retry, pipeline=pipe)
+        stack = [args for args, _ in pipe.command_stack if args[0] not in ("MULTI", "EXEC")]
+        pipe.reset()
+        return stack
+
+    def close(self) -> None:
+        """Close the sync connection (used once, for rq's server-version probe)."""
+        self._sync.close()
+
+
+#: connections for short commands (submits, reads); callers wait for one when all are busy
+COMMAND_CONNECTIONS = 64
+#: seconds between two trims of the job index
+INDEX_TRIM_SECONDS = 1.0
+#: seconds between two refreshes of a used network's TTL
+NETWORK_REFRESH_SECONDS = 60.0
+#: networks whose last refresh is remembered
+REFRESHED_KEPT = 4096
+
+
+class JobStore:
+    """Async access to networks and jobs in Redis for the gRPC front end."""
+
+    def __init__(self, settings: Settings, client: aioredis.Redis | None = None) -> None:
+        self.settings = settings
+        self.keys = Keys(settings.key_prefix)
+        # Short commands share a bounded pool and wait for a free connection under load. Each open
+        # watch holds a connection of its own pool in a blocking XREAD for up to a heartbeat
+        # period, so those sockets must wait longer than that.
+        timeout = settings.heartbeat_seconds + 10.0
+        self.redis = client or aioredis.Redis(connection_pool=async_blocking_pool(
+            settings, max_connections=COMMAND_CONNECTIONS, timeout=timeout, socket_timeout=timeout))
+        self.streams = client or async_redis(settings, max_connections=settings.max_streams, socket_timeout=timeout)
+        self._rq = _RqEnqueuer(settings)
+        self._scripts = {name: self.redis.register_script(getattr(jobscripts, name))
+                         for name in ("CREATE", "CANCEL", "DELETE", "ACK")}
+        self._meta: OrderedDict[str, NetworkMeta] = OrderedDict()
+        self._refreshed: OrderedDict[str, float] = OrderedDict()  #: network hash -> when its TTL was last refreshed
+        self._trimmed = float("-inf")  #: when the job index was last trimmed
+
+    async def close(self) -> None:
+        """Close connections."""
+        self._rq.close()
+        await self.redis.aclose(close_connection_pool=True)  # a pool passed in is not closed by default
+        if self.streams is not self.redis:
+            await self.streams.aclose()
+
+    # ------------------------------------------------------------ networks
+    async def put_network(self, meta: NetworkMeta, blob: bytes) -> None:
+        """Store a serialized network and its metadata under its content hash."""
+        ttl = self.settings.network_ttl
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(self.keys.network(meta.hash), blob, ex=ttl)
+            pipe.set(self.keys.network_meta(meta.hash), meta.to_json(), ex=ttl)
+            await pipe.execute()
+        self._remember(meta)
+
+    async def network_meta(self, content_hash: str, fresh: bool = False) -> NetworkMeta:
+        """The metadata of a stored network (from memory unless ``fresh``); NotFound when unknown or expired."""
+        meta = None if fresh else self._meta.get(content_hash)
+        if meta is not None:
+            self._meta.move_to_end(content_hash)
+            return meta
+        text = await self.redis.get(self.keys.network_meta(content_hash))
+        if text is None:
+            self._meta.pop(content_hash, None)
+            raise NotFound(f"network_hash: no network {content_hash!r} is registered (or it expired);"
+                           " register it first", field="network_hash")
+        meta = NetworkMeta.from_json(content_hash, text)
+        self._remember(meta)
+        return meta
+
+    def _remember(self, meta: NetworkMeta) -> None:
+        self._meta[meta.hash] = meta
+        self._meta.move_to_end(meta.hash)
+        while len(self._meta) > max(1, self.settings.network_cache):
+            self._meta.popitem(last=False)
+
+    # ----------------------------------------------------------------- jobs
+    async def create_job(self, job_id: str, spec: bytes, fields: dict[str, Any], request_id: str,
+                         fingerprint: str, network_hash: str, shards: int = 1,
+                         extra: list[tuple[Any, ...]] = ()) -> tuple[str, bool]:
+        """Record and enqueue a job (one rq job per shard, and the ``extra`` commands); with a taken
+        request_id, return that job instead.
+
+        Returns (job id, created). A request_id reused for a different request: AlreadyExists.
+        """
+        k, s = self.keys, self.settings
+        keys = [k.job(job_id), k.spec(job_id), k.jobs, k.request(request_id) if request_id else k.jobs,
+                k.network(network_hash), k.jobs_expiry]
+        # the expiry index holds when each job's record expires (FINISH moves it to the end of the result
+        # TTL): jobs past it leave the index, trimmed at most once a second, not on every submission;
+        # ids start with their creation time, so anything older than both TTLs together has expired too
+        wall, cutoff, trim = time.time(), "", ""
+        if time.monotonic() - self._trimmed >= INDEX_TRIM_SECONDS:
+            self._trimmed = time.monotonic()
+            trim, cutoff = repr(wall), id_prefix_at(wall - s.job_ttl - s.result_ttl)
+        argv: list[Any] = [job_id, s.job_ttl, spec, "1" if request_id else "0", k.job(""), repr(wall + s.job_ttl),
+                           trim, cutoff, 2 * len(fields)]
+        for name, value in fields.items():
+            argv += [name, value]
+        commands = [*extra, *self._rq.commands(job_id, shards)]
+        now = time.monotonic()
+        if now - self._refreshed.get(network_hash, float("-inf")) > NETWORK_REFRESH_SECONDS:
+            self._refreshed[network_hash] = now  # a network in use lives on, refreshed at most once a minute
+            self._refreshed.move_to_end(network_hash)
+            while len(self._refreshed) > REFRESHED_KEPT:
+                self._refreshed.popitem(last=False)
+            commands += [("EXPIRE", k.network(network_hash), s.network_ttl),
+                         ("EXPIRE", k.network_meta(network_hash), s.network_ttl)]
+        for words in commands:
+            argv += [len(words), *words]
+        found = await self._scripts["CREATE"](keys=keys, args=argv)
+        if found == [b"nonet"]:
+            self._meta.pop(network_hash, None)
+            raise NotFound(f"network_hash: no network {network_hash!r} is registered (it expired or Redis lost"
+                           " it); register it again", field="network_hash")
+        if found:
+            existing, their_fp = found[0].decode(), found[1].decode()
+            if their_fp != fingerprint:
+                raise AlreadyExists(f"request_id: {request_id!r} was already used for a different request"
+                                    f" (jobs/{existing})", field="request_id")
+            return existing, False
+        return job_id, True
+
+    async def job_for_request(self, request_id: str) -> str | None:
+        """The id of the job that claimed ``request_id``, or None."""
+        found = await self.redis.get(self.keys.request(request_id))
+        return found.decode() if found else None
+
+    async def job_fields(self, job_id: str) -> dict[bytes, bytes]:
+        """The job's hash; NotFound when unknown or expired."""
+        fields = await self.redis.hgetall(self.keys.job(job_id))
+        if not fields or b"state" not in fields:
+            raise NotFound(f"name: no job jobs/{job_id} (unknown, deleted or expired)", field="name")
+        return fields
+
+    async def get_job(self, job_id: str) -> job_pb2.Job:
+        """The Job proto; NotFound when unknown or expired."""
+        return job_from_fields(await self.job_fields(job_id))
+
+    async def list_jobs(self, page_size: int, page_token: str) -> tuple[list[job_pb2.Job], str]:
+        """Jobs newest first, ``page_size`` at a time; the token is the last id of the page before."""
+        start = f"({page_token}" if page_token else "+"
+        jobs: list[job_pb2.Job] = []
+        while len(jobs) < page_size:
+            want = page_size - len(jobs)
+            ids = await self.redis.zrevrangebylex(self.keys.jobs, start, "-", start=0, num=want)
+            if not ids:
+                return jobs, ""
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for job_id in ids:
+                    pipe.hgetall(self.keys.job(job_id.decode()))
+                records = await pipe.execute()
+            stale = [job_id for job_id, rec in zip(ids, records) if not rec]
+            if stale:
+                await self.redis.zrem(self.keys.jobs, *stale)
+            jobs += [job_from_fields(rec) for rec in records if rec]
+            start = f"({ids[-1].decode()}"
+            if len(ids) < want:
+                return jobs, ""
+        return jobs, jobs[-1].name.split("/", 1)[1] if jobs else ""
+
+    async def cancel_job(self, job_id: str) -> job_pb2.Job:
+        """Cancel a queued job now, or flag a running one; NotFound when unknown."""
+        k, s = self.keys, self.settings
+        now = time.time()
+        before = await self._scripts["CANCEL"](
+            keys=[k.job(job_id), k.spec(job_id), k.events(job_id), k.jobs_expiry],
+            args=[stored(CANCELLED), repr(now), s.result_ttl, repr(now + s.result_ttl), k.request("")])
+        if before is None:
+            raise NotFound(f"name: no job jobs/{job_id} (unknown, deleted or expired)", field="name")
+        return await self.get_job(job_id)
+
+    async def delete_job(self, job_id: str) -> None:
+        """Delete a job, its chunks and its request_id claim (a running one stops at its next chunk)."""
+        k = self.keys
+        found = await self._scripts["DELETE"](keys=[*k.job_keys(job_id), k.jobs, k.jobs_expiry], args=[job_id, k.request("")])
+        if not found:
+            raise NotFound(f"name: no job jobs/{job_id} (unknown, deleted or expired)", field="name")
+
+    async def ack_job(self, job_id: str, seq: int) -> None:
+        """Drop the job's chunks up to ``seq`` (the client holds them) so its workers can write more."""
+        k = self.keys
+        if not await self.redis.exists(k.job(job_id)):
+            raise NotFound(f"name: no job jobs/{job_id} (unknown, deleted or expired)", field="name")
+        await self._scripts["ACK"](keys=[k.job(job_id), k.events(job_id)], args=[int(seq)])
+
+    # -------------------------------------------------------------- uploads
+    async def put_piece(self, upload_id: str, field: str, index: int, data: bytes) -> None:
+        """Store one piece of an upload (it lives as long as an unfinished job)."""
+        await self.redis.set(self.keys.piece(upload_id, field, index), data, ex=self.settings.job_ttl)
+
+    async def drop_pieces(self, upload_id: str, counts: dict[str, int]) -> None:
+        """Delete the pieces of an upload that did not complete."""
+        keys = [self.keys.piece(upload_id, name, i) for name, n in counts.items() for i in range(n)]
+        if keys:
+            await self.redis.delete(*keys)
+
+    async def put_upload(self, upload_id: str, meta: dict[str, str]) -> None:
+        """Record an upload's sizes once its pieces are stored."""
+        key = self.keys.upload(upload_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=meta)
+            pipe.expire(key, self.settings.job_ttl)
+            await pipe.execute()
+
+    async def upload(self, upload_id: str) -> dict[str, str]:
+        """An upload's record; NotFound when unknown, used by a job already, or expired."""
+        fields = await self.redis.hgetall(self.keys.upload(upload_id))
+        if not fields:
+            raise NotFound(f"request.upload: no upload {upload_id!r} (unknown, already used by a job, or expired)",
+                           field="request.upload")
+        return {key.decode(): value.decode() for key, value in fields.items()}
+
+    async def read_events(self, job_id: str, last_id: str, block_ms: int, count: int = 8) -> list[tuple[bytes, dict]]:
+        """Stream entries after ``last_id``, blocking up to ``block_ms`` (empty list on timeout)."""
+        reply = await self.streams.xread({self.keys.events(job_id): last_id}, count=count, block=block_ms)
+        return reply[0][1] if reply else []
+
+    async def job_state(self, job_id: str) -> tuple[int, int] | None:
+        """(state, chunks_done), or None when the job is gone."""
+        state, done = await self.redis.hmget(self.keys.job(job_id), "state", "chunks_done")
+        return None if state is None else (int(state), int(done or 0))

@@ -1,0 +1,198 @@
+"""The worker's side of the job store (synchronous): start a shard, stream its chunks, report it, end the job."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import Any, Iterable, NamedTuple
+
+import numpy as np
+import redis
+from redis._parsers import Encoder
+from redis.connection import PythonRespSerializer
+
+from edgegrad.jobs import scripts as jobscripts
+from edgegrad.wire.codec import network_from_proto
+from edgegrad.errors import NotFound
+from edgegrad.jobs.connections import sync_redis
+from edgegrad.jobs.keys import Keys
+from edgegrad.model.network import Network
+from edgegrad.settings import Settings
+from edgegrad.v1 import job_pb2, network_pb2
+
+from .contract import RUNNING, stored
+
+__all__ = ["WorkerStore", "Started", "EMIT_WRITTEN", "EMIT_CANCELLED", "EMIT_DELETED", "EMIT_NOT_RUNNING"]
+
+EMIT_WRITTEN, EMIT_SKIPPED, EMIT_CANCELLED, EMIT_DELETED, EMIT_NOT_RUNNING, EMIT_FULL, EMIT_EARLY = 1, 0, -1, -2, -3, -4, -5
+_PIPELINE_BYTES = 8 << 20  # flush a batch of chunks once this much is buffered
+_PACK_CUTOFF = 6000  # arguments larger than this go to the socket without being copied into the command
+_RUNNING = stored(RUNNING).encode()  # the state field of a running job, as HMGET returns it
+_WAIT_FIRST, _WAIT_MOST = 0.01, 0.5  # seconds between tries while the job's result buffer is full
+
+
+class Started(NamedTuple):
+    """What START returned: 'run' (a shard) or 'fold' (the shards' sums) with the spec, or 'skip' / 'gone'."""
+
+    kind: str
+    spec: bytes = b""
+    attempt: int = 0
+    chunks_done: int = 0
+    layout: bytes = b""
+    pieces: bytes = b""
+
+
+class WorkerStore:
+    """Sync Redis access for job functions; keeps decoded networks between jobs."""
+
+    def __init__(self, settings: Settings, client: redis.Redis | None = None, name: str = "") -> None:
+        self.settings = settings
+        self.keys = Keys(settings.key_prefix)
+        # hiredis parses replies fast, but packing a command it copies every argument into one buffer:
+        # redis-py's own packer sends large values (result chunks) as they are
+        self.redis = client or sync_redis(settings, command_packer=PythonRespSerializer(
+            _PACK_CUTOFF, Encoder("utf-8", "strict", False).encode))
+        self.name = name
+        self._scripts = {n: self.redis.register_script(getattr(jobscripts, n))
+                         for n in ("START", "EMIT", "SHARD_DONE", "FINISH")}
+        self._loaded = False
+        self._networks: OrderedDict[str, Network] = OrderedDict()
+
+    def start(self, job_id: str, shard: int = 0) -> Started:
+        """Mark a shard running (another attempt if its worker died), or learn it has nothing to do."""
+        k = self.keys
+        reply = self._scripts["START"](keys=[k.job(job_id), k.spec(job_id), k.events(job_id)],
+                                       args=[self.name, repr(time.time()), jobscripts.ANNOUNCE_WORK, shard])
+        kind = reply[0].decode()
+        if kind not in ("run", "fold"):
+            return Started(kind)
+        return Started(kind, reply[1], int(reply[2]), int(reply[3]), reply[4] or b"", reply[5] or b"")
+
+    def network(self, content_hash: str) -> Network:
+        """The decoded network, from memory when this worker has seen it."""
+        net = self._networks.get(content_hash)
+        if net is None:
+            blob = self.redis.get(self.keys.network(content_hash))
+            if blob is None:
+                raise NotFound(f"network_hash: network {content_hash!r} expired before the job ran",
+                               field="network_hash")
+            net = network_from_proto(network_pb2.Network.FromString(blob))
+            self._networks[content_hash] = net
+            while len(self._networks) > max(1, self.settings.network_cache):
+                self._networks.popitem(last=False)
+        self._networks.move_to_end(content_hash)
+        return net
+
+    def rows(self, pieces: job_pb2.BatchPieces, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Rows [start, stop) of a batch stored in pieces: (inputs, targets or None)."""
+        size = max(1, int(pieces.piece_rows))
+        first, last = start // size, (stop - 1) // size
+        out = []
+        for name, columns in (("inputs", pieces.input_columns), ("targets", pieces.target_columns)):
+            if not columns:
+                out.append(None)
+                continue
+            blobs = self.redis.mget([self.keys.piece(pieces.upload, name, i) for i in range(first, last + 1)])
+            if any(blob is None for blob in blobs):
+                raise NotFound(f"request.upload: the {name} of upload {pieces.upload!r} expired before the job ran",
+                               field="request.upload")
+            rows = np.frombuffer(b"".join(blobs), dtype="<f8").reshape(-1, int(columns))
+            out.append(rows[start - first * size:stop - first * size])
+        return out[0], out[1]
+
+    def emit(self, job_id: str, shard: str, chunks: Iterable[tuple[int, bytes]], limit: int,
+             then: list[tuple[str, list[str], list[Any]]] = (), batch_bytes: int = _PIPELINE_BYTES) -> tuple[int, list]:
+        """Write a shard's (number, chunk bytes) in order, waiting while the job's buffer is full.
+
+        Returns (EMIT_WRITTEN or the code that stopped it: cancelled, deleted, not running, and the
+        replies of ``then``: script calls sent in the last pipeline once every chunk is written).
+        """
+        pending: list[tuple[int, bytes]] = []
+        buffered = 0
+        for item in chunks:
+            pending.append(item)
+            buffered += len(item[1])
+            if buffered >= batch_bytes:
+                code, _ = self._flush(job_id, shard, pending, limit, [])
+                pending, buffered = [], 0
+                if code != EMIT_WRITTEN:
+                    return code, []
+        return self._flush(job_id, shard, pending, limit, list(then))
+
+    def _flush(self, job_id: str, shard: str, pending: list[tuple[int, bytes]], limit: int,
+               then: list[tuple[str, list[str], list[Any]]]) -> tuple[int, list]:
+        keys = [self.keys.job(job_id), self.keys.events(job_id)]
+        wait = _WAIT_FIRST
+        while True:
+            args: list[Any] = [shard, limit]
+            for number, payload in pending:
+                args += [number, payload]
+            replies = self._run([("EMIT", keys, args), *then])
+            code, placed = int(replies[0][0]), int(replies[0][1])
+            if code == EMIT_WRITTEN:
+                return EMIT_WRITTEN, replies[1:]
+            if code not in (EMIT_FULL, EMIT_EARLY):
+                return code, []
+            pending = pending[placed:]  # the client has not taken enough yet: wait, then go on from here
+            while True:  # a cheap look at the job until there is room (or it ended), not the chunks again
+                time.sleep(wait)
+                wait = min(_WAIT_MOST, wait * 2)
+                state, written, acked = self.redis.hmget(keys[0], "state", "chunks_done", "acked")
+                if state != _RUNNING or not limit or int(written or 0) - int(acked or 0) < limit:
+                    break
+
+    def shard_done(self, job_id: str, shard: int, chunks: int, rows: int, loss: str, partial: bytes
+                   ) -> tuple[str, list[str], list[Any]]:
+        """The SHARD_DONE call for a shard that wrote all its ``chunks``."""
+        k = self.keys
+        return "SHARD_DONE", [k.job(job_id), k.part(job_id, shard)], [shard, chunks, rows, loss, partial,
+                                                                       self.settings.job_ttl]
+
+    def finish(self, job_id: str, state: int, expected: int, fields: dict[str, str]) -> tuple[str, list, list]:
+        """The FINISH call that ends a job in ``state`` (SUCCEEDED, FAILED or CANCELLED of ``contract``)."""
+        k, s = self.keys, self.settings
+        now = time.time()
+        argv: list[Any] = [stored(state), repr(now), s.result_ttl, repr(now + s.result_ttl), k.request(""), expected]
+        for name, value in fields.items():
+            argv += [name, value]
+        return "FINISH", [k.job(job_id), k.spec(job_id), k.events(job_id), k.jobs_expiry], argv
+
+    def call(self, *calls: tuple[str, list[str], list[Any]]) -> list[Any]:
+        """Run script calls in one pipeline."""
+        return self._run(list(calls))
+
+    def fail(self, job_id: str, state: int, fields: dict[str, str]) -> str:
+        """End a job as FAILED or CANCELLED; return the state it ended in, as stored."""
+        return final_state(self._run([self.finish(job_id, state, 0, fields)])[-1])
+
+    def shard_shares(self, job_id: str, shards: int) -> tuple[list[bytes | None], Iterable[bytes | None]]:
+        """The shards' loss shares (in order), and their partial sums read one at a time, in order."""
+        shares = self.redis.hmget(self.keys.job(job_id), [f"l:{i}" for i in range(shards)])
+        return shares, (self.redis.get(self.keys.part(job_id, i)) for i in range(shards))
+
+    def _run(self, calls: list[tuple[str, list[str], list[Any]]]) -> list[Any]:
+        """Run script calls in one pipeline by sha, without redis-py's SCRIPT EXISTS round trip.
+
+        Scripts are loaded once; if Redis lost them (a restart), they are loaded again and the
+        calls re-run, which is safe because every script is idempotent.
+        """
+        for attempt in (1, 2):
+            if not self._loaded:
+                for script in self._scripts.values():
+                    script.sha = self.redis.script_load(script.script)
+                self._loaded = True
+            pipe = self.redis.pipeline(transaction=False)
+            for name, keys, args in calls:
+                pipe.evalsha(self._scripts[name].sha, len(keys), *keys, *args)
+            try:
+                return pipe.execute()
+            except redis.exceptions.NoScriptError:
+                if attempt == 2:
+                    raise
+                self._loaded = False
+        raise AssertionError("unreachable")
+
+
+def final_state(value: Any) -> str:
+    """A FINISH reply as a state string ("gone" for a job that no longer exists)."""
+    return value.decode() if isinstance(value, bytes) else ("gone" if value is None else str(value))

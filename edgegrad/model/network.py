@@ -1,0 +1,469 @@
+"""The network model: the ``edgegrad.network/v1`` JSON format, a compact .npz form, validation."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import zipfile
+import functools
+from functools import cached_property
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from .activations import ACTIVATION_NAMES, ACTIVATIONS
+from ..errors import InvalidInput
+from .graph import check_edges, topological_levels
+from .ids import IdIndex
+from .network_json import FORMAT, Columns, read_columns
+
+__all__ = ["Network", "FORMAT"]
+
+_TOP_KEYS = ("format", "inputs", "outputs", "nodes", "edges")
+_NODE_KEYS = ("id", "activation", "bias")
+_EDGE_KEYS = ("src", "dst", "weight")
+_ACTIVATION_SET = frozenset(ACTIVATION_NAMES)
+
+
+class Network:
+    """A validated DAG network held as arrays: ids once, then index and value arrays.
+
+    Vertices are numbered inputs first, then computed nodes, both in file order; ``src`` and
+    ``dst`` index that numbering. Instances are immutable once built.
+    """
+
+    __slots__ = ("inputs", "outputs", "node_ids", "activations", "biases", "src", "dst", "weights",
+                 "output_index", "levels", "__dict__")
+
+    def __init__(self, inputs: Sequence[str], outputs: Sequence[str], node_ids: Sequence[str],
+                 activations: Sequence[str], biases: np.ndarray, src: np.ndarray, dst: np.ndarray,
+                 weights: np.ndarray, *, _checked: bool = False, _edge_keys: np.ndarray | None = None) -> None:
+        if not _checked:
+            raise TypeError("use Network.from_dict, Network.from_arrays or Network.load")
+        self.inputs: tuple[str, ...] = tuple(inputs)
+        self.outputs: tuple[str, ...] = tuple(outputs)
+        self.node_ids: tuple[str, ...] = tuple(node_ids)
+        self.activations: tuple[str, ...] = tuple(activations)
+        self.biases: np.ndarray = _frozen(biases, np.float64)
+        self.src: np.ndarray = _frozen(src, np.int64)
+        self.dst: np.ndarray = _frozen(dst, np.int64)
+        self.weights: np.ndarray = _frozen(weights, np.float64)
+        #: position of each output among the computed nodes
+        self.output_index: np.ndarray = _frozen(_positions_of(self.outputs, self.node_ids), np.int64)
+        ids = self.inputs + self.node_ids
+        #: topological level of every vertex (inputs 0); raises on a cycle
+        self.levels: np.ndarray = _frozen(
+            topological_levels(self.src, self.dst, len(ids), len(self.inputs), ids, _edge_keys), np.int64)
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def n_inputs(self) -> int:
+        """Number of input nodes (I)."""
+        return len(self.inputs)
+
+    @property
+    def n_nodes(self) -> int:
+        """Number of computed nodes (N)."""
+        return len(self.node_ids)
+
+    @property
+    def n_outputs(self) -> int:
+        """Number of outputs (K)."""
+        return len(self.outputs)
+
+    @property
+    def n_edges(self) -> int:
+        """Number of edges (E)."""
+        return int(self.src.size)
+
+    @property
+    def vertex_ids(self) -> tuple[str, ...]:
+        """All ids in vertex numbering: inputs, then computed nodes."""
+        return self.inputs + self.node_ids
+
+    def edge_pairs(self) -> list[list[str]]:
+        """``[[src, dst], ...]`` in file order."""
+        ids = self.vertex_ids
+        return [[ids[s], ids[d]] for s, d in zip(self.src.tolist(), self.dst.tolist())]
+
+    @cached_property
+    def content_hash(self) -> str:
+        """SHA-256 of the network's content; equal networks hash equal, whatever their source."""
+        h = hashlib.sha256(FORMAT.encode())
+        header = json.dumps([self.inputs, self.outputs, self.node_ids, self.activations],
+                            separators=(",", ":")).encode()
+        h.update(len(header).to_bytes(8, "little"))
+        h.update(header)
+        for arr, dtype in ((self.biases, "<f8"), (self.src, "<i8"), (self.dst, "<i8"), (self.weights, "<f8")):
+            h.update(np.ascontiguousarray(arr, dtype=dtype).tobytes())
+        return h.hexdigest()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Network) and self.content_hash == other.content_hash
+
+    def __hash__(self) -> int:
+        return hash(self.content_hash)
+
+    def __repr__(self) -> str:
+        return (f"Network(inputs={self.n_inputs}, nodes={self.n_nodes}, edges={self.n_edges}, "
+                f"outputs={self.n_outputs}, hash={self.content_hash[:12]})")
+
+    # ----------------------------------------------------------- constructors
+    @classmethod
+    def from_arrays(cls, inputs: Sequence[str], outputs: Sequence[str], node_ids: Sequence[str],
+                    activations: Sequence[str] | str | None, biases: Any, src: Any, dst: Any,
+                    weights: Any) -> "Network":
+        """Build from columns; ``src``/``dst`` are ids or integer indices into ``inputs + node_ids``."""
+        inputs = _id_list(inputs, "inputs")
+        node_ids = _id_list(node_ids, "nodes")
+        _check_unique(inputs, node_ids)
+        n = len(node_ids)
+        if activations is None or isinstance(activations, str):
+            activations = [activations or "identity"] * n
+        activations = list(map(str, activations))
+        if len(activations) != n:
+            raise InvalidInput(f"activations: expected {n} entries (one per node), got {len(activations)}")
+        if not _ACTIVATION_SET.issuperset(activations):
+            for i, a in enumerate(activations):
+                _check_activation(a, f"nodes[{i}].activation")
+        biases = _float_array(np.zeros(n) if biases is None else biases, "biases", n, "nodes[{}].bias")
+        ids = inputs + node_ids
+        id_index = functools.cache(lambda: IdIndex(ids))      # only built for string ids
+        src = _vertex_array(src, "src", ids, id_index)
+        dst = _vertex_array(dst, "dst", ids, id_index)
+        if src.shape != dst.shape:
+            raise InvalidInput(f"edges: src has {src.size} entries but dst has {dst.size}")
+        weights = _float_array(weights, "weights", src.size, "edges[{}].weight")
+        outputs = _check_outputs(outputs, set(inputs), set(node_ids))
+        keys = check_edges(src, dst, len(inputs), ids)
+        return cls(inputs, outputs, node_ids, activations, biases, src, dst, weights, _checked=True,
+                   _edge_keys=keys)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "Network":
+        """Build from the parsed ``edgegrad.network/v1`` JSON object, validating every field."""
+        if not isinstance(data, dict):
+            raise InvalidInput(f"network: expected a JSON object, got {_kind(data)}")
+        _check_keys(data, _TOP_KEYS, "network")
+        if "format" in data and data["format"] != FORMAT:
+            raise InvalidInput(f"format: expected '{FORMAT}', got {json.dumps(data['format'])}")
+        for key in ("inputs", "outputs", "nodes"):
+            if key not in data:
+                raise InvalidInput(f"{key}: missing")
+        inputs = _id_list(data["inputs"], "inputs")
+        nodes = _list(data["nodes"], "nodes")
+        node_ids, activations, biases = [], [], []
+        for i, node in enumerate(nodes):
+            place = f"nodes[{i}]"
+            if not isinstance(node, dict):
+                raise InvalidInput(f"{place}: expected an object, got {_kind(node)}")
+            _check_keys(node, _NODE_KEYS, place)
+            if "id" not in node:
+                raise InvalidInput(f"{place}.id: missing")
+            node_ids.append(_id(node["id"], f"{place}.id"))
+            activation = node.get("activation", "identity")
+            if not isinstance(activation, str):
+                raise InvalidInput(f"{place}.activation: expected a string, got {_kind(activation)}")
+            _check_activation(activation, f"{place}.activation")
+            activations.append(activation)
+            biases.append(_finite(node.get("bias", 0.0), f"{place}.bias"))
+        _check_unique(inputs, node_ids)
+        index = {v: i for i, v in enumerate(inputs + node_ids)}
+        edges = _list(data.get("edges", []), "edges")
+        src = np.empty(len(edges), dtype=np.int64)
+        dst = np.empty(len(edges), dtype=np.int64)
+        weights = np.empty(len(edges), dtype=np.float64)
+        for e, edge in enumerate(edges):
+            place = f"edges[{e}]"
+            if not isinstance(edge, dict):
+                raise InvalidInput(f"{place}: expected an object, got {_kind(edge)}")
+            _check_keys(edge, _EDGE_KEYS, place)
+            for key in _EDGE_KEYS:
+                if key not in edge:
+                    raise InvalidInput(f"{place}.{key}: missing")
+            src[e] = _lookup(edge["src"], index, f"{place}.src")
+            dst[e] = _lookup(edge["dst"], index, f"{place}.dst")
+            weights[e] = _finite(edge["weight"], f"{place}.weight")
+        outputs = _check_outputs(data["outputs"], set(inputs), set(node_ids))
+        keys = check_edges(src, dst, len(inputs), inputs + node_ids)
+        return cls(inputs, outputs, node_ids, activations, np.array(biases, dtype=np.float64),
+                   src, dst, weights, _checked=True, _edge_keys=keys)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``edgegrad.network/v1`` JSON object; ``from_dict(to_dict())`` is an identity."""
+        ids = self.vertex_ids
+        return {
+            "format": FORMAT,
+            "inputs": list(self.inputs),
+            "outputs": list(self.outputs),
+            "nodes": [{"id": v, "activation": a, "bias": b}
+                      for v, a, b in zip(self.node_ids, self.activations, self.biases.tolist())],
+            "edges": [{"src": ids[s], "dst": ids[d], "weight": w}
+                      for s, d, w in zip(self.src.tolist(), self.dst.tolist(), self.weights.tolist())],
+        }
+
+    # ---------------------------------------------- other libraries (edgegrad.interop)
+    @classmethod
+    def from_layers(cls, weights: Sequence[Any], biases: Sequence[Any] | None = None,
+                    activations: Sequence[str] | str | None = None) -> "Network":
+        """A layered network from out×in weight matrices, (out,) biases and one activation a layer."""
+        from ..interop.layers import from_layers
+        return from_layers(weights, biases, activations)
+
+    @classmethod
+    def from_torch(cls, module: Any) -> "Network":
+        """The network of a ``torch.nn.Sequential`` of Linear layers and activations (extra ``torch``)."""
+        from ..interop.torchnet import from_torch
+        return from_torch(module)
+
+    @classmethod
+    def from_neat(cls, genome: Any, config: Any) -> "Network":
+        """The network neat-python's FeedForwardNetwork runs for ``genome`` (extra ``neat``)."""
+        from ..interop.neatnet import from_neat
+        return from_neat(genome, config)
+
+    @classmethod
+    def from_networkx(cls, graph: Any) -> "Network":
+        """The network a networkx DiGraph describes (extra ``networkx``)."""
+        from ..interop.nxgraph import from_networkx
+        return from_networkx(graph)
+
+    def to_networkx(self) -> Any:
+        """This network as a networkx DiGraph (extra ``networkx``)."""
+        from ..interop.nxgraph import to_networkx
+        return to_networkx(self)
+
+    # -------------------------------------------------------------- files
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "Network":
+        """Read a ``.json`` file (the contract's format) or a ``.npz`` file written by ``save``."""
+        path = os.fspath(path)
+        try:
+            if path.endswith(".npz"):
+                return cls._load_npz(path)
+            with open(path, "rb") as fh:
+                raw = fh.read()
+        except OSError as exc:
+            raise InvalidInput(f"{path}: cannot read ({exc.strerror or exc})") from None
+        columns = read_columns(raw)
+        if columns is not None:
+            return cls._from_columns(columns)
+        try:  # the exact road, reading the bytes as a utf-8-sig text file would
+            text = io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8-sig").read()
+            data = json.loads(text, object_pairs_hook=_JsonObject.from_pairs)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"{path}: not valid JSON ({exc})") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def _from_columns(cls, c: Columns) -> "Network":
+        """Finish a network whose fields ``read_columns`` checked: the graph checks every road shares."""
+        keys = check_edges(c.src, c.dst, len(c.inputs), c.inputs + c.node_ids)
+        return cls(c.inputs, c.outputs, c.node_ids, c.activations, c.biases, c.src, c.dst, c.weights,
+                   _checked=True, _edge_keys=keys)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write as JSON, or as compact ``.npz`` when the name ends in ``.npz``."""
+        path = os.fspath(path)
+        if path.endswith(".npz"):
+            np.savez_compressed(
+                path, format=np.array(FORMAT), inputs=np.array(self.inputs, dtype=str),
+                outputs=np.array(self.outputs, dtype=str), node_ids=np.array(self.node_ids, dtype=str),
+                activations=np.array([ACTIVATION_NAMES.index(a) for a in self.activations], dtype=np.uint8),
+                biases=self.biases, src=self.src, dst=self.dst, weights=self.weights)
+            return
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(self.to_dict(), fh, indent=1)
+            fh.write("\n")
+
+    @classmethod
+    def _load_npz(cls, path: str) -> "Network":
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if str(z["format"]) != FORMAT:
+                    raise InvalidInput(f"format: expected '{FORMAT}', got '{z['format']}'")
+                codes = z["activations"].astype(np.int64)
+                if codes.size and (codes.min() < 0 or codes.max() >= len(ACTIVATION_NAMES)):
+                    raise InvalidInput(f"{path}: activation codes out of range")
+                return cls.from_arrays(z["inputs"].tolist(), z["outputs"].tolist(), z["node_ids"].tolist(),
+                                       [ACTIVATION_NAMES[c] for c in codes.tolist()], z["biases"],
+                                       z["src"], z["dst"], z["weights"])
+        except InvalidInput:
+            raise
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise InvalidInput(f"{path}: not an edgegrad .npz network ({exc or type(exc).__name__})") from None
+
+
+# ------------------------------------------------------------------ helpers
+def _frozen(values: Any, dtype: Any) -> np.ndarray:
+    arr = np.array(values, dtype=dtype)
+    arr.setflags(write=False)
+    return arr
+
+
+def _positions_of(wanted: Sequence[str], ids: Sequence[str]) -> list[int]:
+    """Where each of a few wanted ids sits (a scan in C each), or by one dict for many."""
+    if len(wanted) <= 64:
+        return [ids.index(v) for v in wanted]
+    index = {v: i for i, v in enumerate(ids)}
+    return [index[v] for v in wanted]
+
+
+def _kind(value: Any) -> str:
+    for kind, name in ((bool, "a boolean"), (dict, "an object"), (list, "a list"), (str, "a string"),
+                       (type(None), "null")):
+        if isinstance(value, kind):
+            return name
+    return type(value).__name__
+
+
+class _JsonObject(dict):
+    """A parsed JSON object that remembers the first key it saw twice (json keeps the last silently)."""
+
+    duplicate: str | None = None
+
+    @classmethod
+    def from_pairs(cls, pairs: list[tuple[str, Any]]) -> "_JsonObject":
+        obj = cls(pairs)
+        if len(obj) != len(pairs):
+            seen: set[str] = set()
+            obj.duplicate = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        return obj
+
+
+def _check_keys(obj: dict, allowed: Iterable[str], place: str) -> None:
+    duplicate = getattr(obj, "duplicate", None)
+    if duplicate is not None:
+        raise InvalidInput(f"{place}: key '{duplicate}' appears twice")
+    for key in obj:
+        if key not in allowed:
+            raise InvalidInput(f"{place}: unknown key '{key}' (allowed: {', '.join(allowed)})")
+
+
+def _list(value: Any, place: str) -> list:
+    if not isinstance(value, list):
+        raise InvalidInput(f"{place}: expected a list, got {_kind(value)}")
+    return value
+
+
+def _id(value: Any, place: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(f"{place}: expected a non-empty string id, got {json.dumps(value) if _jsonable(value) else _kind(value)}")
+    return value
+
+
+def _jsonable(value: Any) -> bool:
+    return isinstance(value, (str, int, float, bool, type(None)))
+
+
+def _id_list(values: Any, place: str) -> list[str]:
+    if isinstance(values, np.ndarray):
+        values = values.tolist()
+    if not isinstance(values, (list, tuple)):
+        raise InvalidInput(f"{place}: expected a list, got {_kind(values)}")
+    if _all_str(values) and "" not in values:
+        return list(values)
+    return [_id(v, f"{place}[{i}]") for i, v in enumerate(values)]
+
+
+def _all_str(values: Sequence[Any]) -> bool:
+    """Every item is exactly a ``str`` (subclasses take the careful road)."""
+    return all(t is str for t in set(map(type, values)))
+
+
+def _check_unique(inputs: list[str], node_ids: list[str]) -> None:
+    if len(set(inputs).union(node_ids)) == len(inputs) + len(node_ids):
+        return
+    seen: set[str] = set()
+    for place, ids in (("inputs", inputs), ("nodes", node_ids)):
+        for i, v in enumerate(ids):
+            if v in seen:
+                where = f"{place}[{i}]" if place == "inputs" else f"nodes[{i}].id"
+                raise InvalidInput(f"{where}: duplicate id '{v}'")
+            seen.add(v)
+
+
+def _check_activation(name: str, place: str) -> None:
+    if name not in ACTIVATIONS:
+        raise InvalidInput(f"{place}: unknown activation '{name}' (expected one of {', '.join(ACTIVATION_NAMES)})")
+
+
+def _finite(value: Any, place: str) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InvalidInput(f"{place}: expected a number, got {_kind(value)}")
+    try:
+        value = float(value)
+    except OverflowError:  # an integer beyond float64
+        raise InvalidInput(f"{place}: must be finite, got an integer too large for float64") from None
+    if not math.isfinite(value):
+        raise InvalidInput(f"{place}: must be finite, got {value}")
+    return value
+
+
+def _lookup(value: Any, index: dict[str, int], place: str) -> int:
+    if not isinstance(value, str):
+        raise InvalidInput(f"{place}: expected a node id string, got {_kind(value)}")
+    try:
+        return index[value]
+    except KeyError:
+        raise InvalidInput(f"{place}: unknown node '{value}'") from None
+
+
+def _check_outputs(outputs: Any, inputs: set[str], nodes: set[str]) -> list[str]:
+    outputs = _id_list(outputs, "outputs")
+    if not outputs:
+        raise InvalidInput("outputs: must name at least one node")
+    seen: set[str] = set()
+    for i, v in enumerate(outputs):
+        if v in inputs:
+            raise InvalidInput(f"outputs[{i}]: '{v}' is an input; outputs must be computed nodes")
+        if v not in nodes:
+            raise InvalidInput(f"outputs[{i}]: unknown node '{v}'")
+        if v in seen:
+            raise InvalidInput(f"outputs[{i}]: duplicate output '{v}'")
+        seen.add(v)
+    return outputs
+
+
+def _float_array(values: Any, name: str, size: int, place: str) -> np.ndarray:
+    try:
+        arr = np.asarray(values, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{name}: expected numbers") from None
+    if arr.size != size:
+        raise InvalidInput(f"{name}: expected {size} entries, got {arr.size}")
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if bad.size:
+        raise InvalidInput(f"{place.format(int(bad[0]))}: must be finite, got {arr[bad[0]]}")
+    return arr
+
+
+def _vertex_array(values: Any, name: str, ids: list[str], id_index: Callable[[], IdIndex]) -> np.ndarray:
+    if type(values) in (list, tuple) and values and isinstance(values[0], str):
+        found = id_index().positions(values)   # what np.asarray(values) then the lookups give
+        if found is not None:
+            return found
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        arr = arr.reshape(-1)
+    if arr.size and arr.dtype.kind in "iu":
+        arr = arr.astype(np.int64)
+        bad = np.flatnonzero((arr < 0) | (arr >= len(ids)))
+        if bad.size:
+            e = int(bad[0])
+            raise InvalidInput(f"edges[{e}].{name}: index {arr[e]} out of range (0..{len(ids) - 1})")
+        return arr
+    if arr.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if arr.dtype.kind == "U":
+        found = id_index().positions(arr)
+        if found is not None:
+            return found
+    index = {v: i for i, v in enumerate(ids)}
+    out = np.empty(arr.size, dtype=np.int64)
+    for e, v in enumerate(arr.tolist()):
+        out[e] = _lookup(v, index, f"edges[{e}].{name}")
+    return out
