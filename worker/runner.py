@@ -247,5 +247,6 @@ def make_worker(settings: Settings, connection, name: str | None = None) -> Edge
                             job_monitoring_interval=max(1, settings.job_heartbeat_ttl // 3), default_result_ttl=RQ_RECORD_TTL)
     worker.job_heartbeat_ttl = settings.job_heartbeat_ttl
     worker._failure_ttl = settings.result_ttl
+    worker.max_connection_wait_time = worker.outage.most  # rq's own reconnect backoff (default 60 s): the same cap
     worker.push_exc_handler(end_abandoned_job)
     return worker

@@ -113,7 +113,11 @@ def test_bare_workers_and_the_server_ride_out_redis_sigkilled_and_restarted_from
             assert cluster.server.poll() is None
             assert [w.poll() for w in cluster.workers] == [None, None] and late.poll() is None
             late.terminate()
-            late.wait(15)
+            try:
+                late.wait(30)
+            except subprocess.TimeoutExpired:
+                log.seek(0)
+                pytest.fail("the late worker did not stop on SIGTERM: " + log.read()[-4000:])
     finally:
         if late is not None and late.poll() is None:
             late.kill()
