@@ -51,7 +51,7 @@ def check(code: grpc.StatusCode, details: str, histogram: Counter, what: str) ->
 
 _HUGE_TEXT = ["x" * 100_000, "jobs/" + "a" * 100_000, "\U0001F600" * 30_000, "jobs/" + "0" * 26, "",
               "jobs/" + "f" * 25 + "g", "a b " * 20_000]
-names = st.sampled_from(_HUGE_TEXT) | st.text(max_size=40)
+_names = st.sampled_from(_HUGE_TEXT) | st.text(max_size=40)
 ids = st.sampled_from(["x0", "x1", "n0", "n1", "n2", "", "x" * 50_000]) | st.text(max_size=8)
 huge = st.sampled_from([0, 1, 2, 3, 2**31, 2**32 + 1, 2**63, 2**64 - 1])
 
@@ -60,7 +60,7 @@ huge = st.sampled_from([0, 1, 2, 3, 2**31, 2**32 + 1, 2**63, 2**64 - 1])
 def tensors(draw, columns: int | None = None) -> tensor_pb2.Tensor:
     """A Tensor that is consistent (float64 rows, maybe NaN), or has a wrong dtype, shape or size."""
     if draw(st.booleans()):
-        rows = draw(st.integers(0, 4))
+        rows = draw(st.integers(0, 6))
         cols = columns if columns is not None and draw(st.booleans()) else draw(st.integers(0, 4))
         values = draw(st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=rows * cols,
                                max_size=rows * cols))
@@ -74,10 +74,10 @@ def tensors(draw, columns: int | None = None) -> tensor_pb2.Tensor:
 def networks(draw) -> network_pb2.Network:
     """A columnar network: sometimes valid, often with unknown names, cycles, NaN, bad indices or sizes."""
     inputs = draw(st.lists(ids, max_size=3))
-    nodes = draw(st.lists(ids, max_size=4))
+    nodes = draw(st.lists(ids, max_size=7))
     vertices = len(inputs) + len(nodes)
     table = draw(st.lists(st.sampled_from(ACTIVATION_NAMES) | st.text(max_size=6), max_size=3))
-    edges = draw(st.integers(0, 6))
+    edges = draw(st.integers(0, 16))
     index = st.integers(-1, vertices + 1) if vertices else st.integers(-1, 2)
     src, dst = draw(st.lists(index, min_size=edges, max_size=edges)), draw(st.lists(index, min_size=edges,
                                                                                      max_size=edges))
@@ -118,11 +118,11 @@ def gradient_requests(draw, good_hash: str) -> job_pb2.GradientRequest:
     if which == 0:
         req.network_inline.CopyFrom(draw(networks()))
     elif which == 1:
-        req.network_hash = draw(st.sampled_from([good_hash, "0" * 64]) | names)
+        req.network_hash = draw(st.sampled_from([good_hash, "0" * 64]) | _names)
     elif which == 2:
         req.network_hash = good_hash
     if draw(st.integers(0, 4)) == 0:
-        req.upload = draw(names)
+        req.upload = draw(_names)
     else:
         req.inputs.CopyFrom(draw(tensors(columns=2)))
         if draw(st.booleans()):
@@ -138,8 +138,10 @@ def submit_requests(draw, good_hash: str) -> service_pb2.SubmitJobRequest:
                                         shard_rows=draw(huge))
 
 
-def structured(rpc: str, good_hash: str):
-    """A strategy of (serialized request or list of them) for ``rpc``: hostile values in every field."""
+def structured(rpc: str, good_hash: str, good_name: str):
+    """A strategy of (serialized request or list of them) for ``rpc``: hostile values in every field
+    (``good_name`` is a real job, so positions past its end and repeated cancels and deletes come up)."""
+    names = _names | st.just(good_name)
     if rpc in ("SubmitJob", "Compute"):
         return submit_requests(good_hash).map(lambda m: m.SerializeToString())
     if rpc == "SubmitJobs":
@@ -161,4 +163,6 @@ def structured(rpc: str, good_hash: str):
         return st.tuples(names, huge).map(lambda t: kind(name=t[0], **{place: t[1]}).SerializeToString())
     if rpc == "GetCapabilities":
         return st.just(b"")
+    if rpc == "DeleteJob":  # not the real job: the RPCs fuzzed after this one still find it
+        names = _names
     return names.map(lambda n: RPCS[rpc][2](name=n).SerializeToString())  # GetJob, CancelJob, DeleteJob

@@ -71,11 +71,15 @@ HISTOGRAM: Counter = Counter()
 @pytest.fixture(scope="module")
 def fuzz_cluster(namespace):
     """A server process with a token and one real worker: what the fuzz is aimed at."""
-    with Cluster(namespace("fuzz", auth_token=TOKEN), workers=1, log=sys.stderr) as cluster:
+    # limits as small as the normal job allows, so that requests over them come up (RESOURCE_EXHAUSTED)
+    limits = dict(max_nodes=NET.n_nodes, max_edges=NET.n_edges, max_batch=4)
+    with Cluster(namespace("fuzz", auth_token=TOKEN, **limits), workers=1, log=sys.stderr) as cluster:
         with grpc.insecure_channel(cluster.address, options=[("grpc.max_receive_message_length", 64 << 20)]) as ch:
             with edgegrad.Client(cluster.address, token=TOKEN) as client:
                 good_hash = client.register(NET)
-            yield cluster, ch, good_hash
+                job = client.submit(NET, np.zeros((2, NET.n_inputs)))
+                job.wait(timeout=60)
+            yield cluster, ch, good_hash, job.name
 
 
 _FUZZ = settings(max_examples=20, deadline=None, derandomize=True, database=None,
@@ -84,7 +88,7 @@ _FUZZ = settings(max_examples=20, deadline=None, derandomize=True, database=None
 
 @pytest.mark.parametrize("rpc", sorted(RPCS))
 def test_fuzz_random_bytes_as_whole_messages(fuzz_cluster, rpc) -> None:
-    _, channel, _ = fuzz_cluster
+    _, channel, _, _ = fuzz_cluster
     client_streams = RPCS[rpc][0]
     payloads = st.lists(st.binary(max_size=200), min_size=1, max_size=3) if client_streams else st.binary(max_size=300)
 
@@ -99,11 +103,11 @@ def test_fuzz_random_bytes_as_whole_messages(fuzz_cluster, rpc) -> None:
 
 @pytest.mark.parametrize("rpc", sorted(RPCS))
 def test_fuzz_hostile_fields(fuzz_cluster, rpc) -> None:
-    _, channel, good_hash = fuzz_cluster
+    _, channel, good_hash, good_name = fuzz_cluster
     examples = 60 if rpc in ("SubmitJob", "Compute", "SubmitJobs", "RegisterNetwork") else 20
 
     @settings(_FUZZ, max_examples=examples)
-    @given(payload=structured(rpc, good_hash))
+    @given(payload=structured(rpc, good_hash, good_name))
     def run(payload) -> None:
         code, details = call_raw(channel, rpc, payload, metadata=AUTH)
         check(code, details, HISTOGRAM, rpc)
@@ -112,7 +116,7 @@ def test_fuzz_hostile_fields(fuzz_cluster, rpc) -> None:
 
 
 def test_after_the_fuzz_a_normal_job_still_succeeds(fuzz_cluster) -> None:
-    cluster, _, _ = fuzz_cluster
+    cluster, _, _, _ = fuzz_cluster
     x = np.random.default_rng(3).normal(size=(4, NET.n_inputs))
     with edgegrad.Client(cluster.address, token=TOKEN) as client:
         remote = client.gradients(NET, x)
