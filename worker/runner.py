@@ -16,6 +16,7 @@ from rq.utils import now as rq_now
 from edgegrad.errors import bounded
 from edgegrad.jobs.contract import FAILED
 from edgegrad.jobs.record import RQ_RECORD_TTL, error_fields
+from edgegrad.jobs.tenants import DEFAULT_TENANT
 from edgegrad.settings import Settings
 
 from .jobs import ALLOWED_FUNCTIONS, get_store
@@ -232,8 +233,10 @@ def end_abandoned_job(job: Job, exc_type: type, exc_value: BaseException, traceb
     whose retries are used up would stay RUNNING in edgegrad's record until its TTL.
     """
     if exc_type is AbandonedJobError and not (job.retries_left and job.retries_left > 0):
-        job_id, shard = (job.args[0], job.args[1] if len(job.args) > 1 else 0) if job.args else (job.id, 0)
-        get_store().fail(job_id, FAILED, error_fields(
+        args = list(job.args or [job.id])
+        job_id, shard = args[0], args[1] if len(args) > 1 else 0
+        tenant = args[2] if len(args) > 2 else DEFAULT_TENANT
+        get_store().for_tenant(tenant).fail(job_id, FAILED, error_fields(
             "ABORTED", f"the worker running shard {shard} of this job stopped (killed or lost) and no retries"
                        " are left"))
     return True  # let other handlers run
