@@ -321,7 +321,7 @@ def test_the_job_index_holds_only_jobs_whose_records_live(namespace, thread_serv
     with grpc.insecure_channel(server.address) as channel:
         stub = service_pb2_grpc.EdgegradStub(channel)
         done = [stub.SubmitJob(service_pb2.SubmitJobRequest(request=gradient_request(NET, X))) for _ in range(3)]
-        _burst_worker(settings)  # all three succeed; their records now expire after 1 s
+        burst_worker(settings)  # all three succeed; their records now expire after 1 s
         deleted = stub.SubmitJob(service_pb2.SubmitJobRequest(request=gradient_request(NET, X)))
         stub.DeleteJob(service_pb2.DeleteJobRequest(name=deleted.name))
         time.sleep(2.2)
