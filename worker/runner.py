@@ -36,8 +36,8 @@ class EdgegradWorker(SimpleWorker):
     worker) re-enqueues it while it has retries left.
     """
 
-    job_heartbeat_ttl: int = 15
-    _failure_ttl: int = 3600  #: seconds a refused or unreadable entry stays in rq's failed registry
+    job_heartbeat_ttl: int = Settings.job_heartbeat_ttl
+    _failure_ttl: int = Settings.result_ttl  #: seconds a refused or unreadable entry stays in rq's failed registry
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
