@@ -35,6 +35,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("edgegrad.server.up", "run the whole service: gRPC server, workers and Redis"),
     "server": ("edgegrad.server.main", "run the gRPC front end only"),
     "worker": ("edgegrad.worker.main", "run one job worker"),
+    "draw": ("edgegrad.draw.cli", "draw a network as a picture (.svg or .png), shaded by its gradients"),
 }
 
 
