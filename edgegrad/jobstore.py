@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from rq import Queue, Retry
 from rq.serializers import JSONSerializer
 
-from . import jobscripts
+from . import events, jobscripts
 from .errors import AlreadyExists, NotFound
 from .jobrecord import RQ_RECORD_TTL, id_prefix_at, job_from_fields, rq_job_id
 from .keys import Keys
@@ -260,7 +260,10 @@ class JobStore:
             args=["5", repr(now), s.result_ttl, repr(now + s.result_ttl), k.request("")])
         if before is None:
             raise NotFound(f"name: no job jobs/{job_id} (unknown, deleted or expired)", field="name")
-        return await self.get_job(job_id)
+        job = await self.get_job(job_id)
+        if before in (b"1", b"2", "1", "2"):  # this call ended it
+            events.job_cancelled(job)
+        return job
 
     async def delete_job(self, job_id: str) -> None:
         """Delete a job, its chunks and its request_id claim (a running one stops at its next chunk)."""

@@ -52,6 +52,9 @@ class Settings:
     worker_memory_bytes: int = 2048 * MiB   #: engine working memory one shard may need on a worker
     shard_seconds: float = 1.0              #: engine time a shard aims at when the client sets no shard_rows
     max_shards: int = 4096                  #: most shards one job is split into
+    metrics_port: str = ""                  #: Prometheus /metrics port ("" off, 0 a free one); `up`: server, then workers
+    metrics_host: str = "0.0.0.0"           #: address the /metrics endpoint listens on
+    log_format: str = "text"                #: service log lines: text, or json (one object a line)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":

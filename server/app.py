@@ -14,6 +14,7 @@ from google.protobuf import empty_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from edgegrad import metrics
 from edgegrad.jobstore import JobStore
 from edgegrad.settings import Settings
 from edgegrad.v1 import network_pb2, service_pb2
@@ -46,11 +47,12 @@ def _unary(fn: Callable[[Any], Awaitable[Any]]) -> Callable:
 def _streaming(fn: Callable[[Any], Any]) -> Callable:
     @functools.wraps(fn)
     async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        try:
-            async for event in fn(request):
-                yield event
-        except SERVICE_ERRORS as exc:
-            await abort(context, exc)
+        with metrics.OPEN_STREAMS.track_inprogress():
+            try:
+                async for event in fn(request):
+                    yield event
+            except SERVICE_ERRORS as exc:
+                await abort(context, exc)
     return call
 
 

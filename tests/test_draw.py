@@ -132,15 +132,20 @@ def test_beyond_max_nodes_a_summary_by_level(tmp_path: Path) -> None:
     assert "summary" in root.find(f"{SVG}text").text
 
 
-def test_png_when_cairosvg_is_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    out = tmp_path / "xor.png"
+def test_png_without_cairosvg_is_exit_2_naming_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys) -> None:
+    monkeypatch.setitem(sys.modules, "cairosvg", None)  # as if it were not installed
+    assert main(["draw", XOR, "--out", str(tmp_path / "p.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out: a .png needs cairosvg") and "pip install 'edgegrad[draw]'" in err
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_png_when_cairosvg_is_installed(tmp_path: Path) -> None:
     pytest.importorskip("cairosvg")
+    out = tmp_path / "xor.png"
     assert main(["draw", XOR, "--out", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    monkeypatch.setitem(sys.modules, "cairosvg", None)  # as if it were not installed
-    assert main(["draw", XOR, "--out", str(tmp_path / "again.png")]) == 2
-    assert "pip install 'edgegrad[draw]'" in capsys.readouterr().err
-    assert not (tmp_path / "again.png").exists()
 
 
 def _saved(net: Network, tmp_path: Path) -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import socket
 import sys
@@ -44,14 +43,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the worker; returns the exit status (2 for a bad setting or an unreachable Redis)."""
+    from edgegrad.logs import configure_logging
+    from edgegrad.metrics import serve_metrics
+
     from .jobs import set_store
     from .runner import make_worker
     from .store import WorkerStore
 
     try:
         settings = Settings.from_env(redis_url=args.redis_url, queue=args.queue)
+        configure_logging(settings, args.log_level, "worker")
         connection = redis.Redis.from_url(settings.redis_url)
         connection.ping()
+        metrics_url = serve_metrics(settings)
     except InvalidInput as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
@@ -59,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: redis: cannot reach {getattr(args, 'redis_url', None) or 'REDIS_URL'} ({exc})",
               file=sys.stderr)
         return 2
-    logging.basicConfig(level=args.log_level, format="%(asctime)s worker %(levelname)s %(message)s")
+    if metrics_url:
+        print(f"edgegrad worker metrics at {metrics_url}", file=sys.stderr, flush=True)
     limit_blas_threads()
     name = args.name or f"{socket.gethostname()}.{os.getpid()}"
     set_store(WorkerStore(settings, connection, name=name))

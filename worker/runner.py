@@ -12,6 +12,7 @@ from rq.exceptions import AbandonedJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from edgegrad import events
 from edgegrad.jobrecord import RQ_RECORD_TTL, error_fields
 from edgegrad.settings import Settings
 
@@ -122,9 +123,9 @@ def end_abandoned_job(job: Job, exc_type: type, exc_value: BaseException, traceb
     """
     if exc_type is AbandonedJobError and not (job.retries_left and job.retries_left > 0):
         job_id, shard = (job.args[0], job.args[1] if len(job.args) > 1 else 0) if job.args else (job.id, 0)
-        get_store().fail(job_id, "4", error_fields(
-            "ABORTED", f"the worker running shard {shard} of this job stopped (killed or lost) and no retries"
-                       " are left"))
+        reason = f"the worker running shard {shard} of this job stopped (killed or lost) and no retries are left"
+        state = get_store().fail(job_id, "4", error_fields("ABORTED", reason))
+        events.job_ended(state, get_store(), job_id, shard, reason=reason)
     return True  # let other handlers run
 
 

@@ -59,7 +59,8 @@ def _legend(y: float, x: float, shown: Shown, edge_scale: float, node_scale: flo
                                        (f"nodes: {shown.node_name}", node_scale))):
         left = x + i * 300
         parts += [f'<text x="{left}" y="{y}" font-size="12">{escape(name)}</text>',
-                  f'<rect x="{left}" y="{y + 6}" width="200" height="10" fill="url(#div)" stroke="#888" stroke-width="0.5"/>',
+                  f'<rect x="{left}" y="{y + 6}" width="200" height="10" fill="url(#div)" stroke="#888" '
+                  'stroke-width="0.5"/>',
                   f'<text x="{left}" y="{y + 30}" font-size="11">{_num(-scale)}</text>',
                   f'<text x="{left + 100}" y="{y + 30}" font-size="11" text-anchor="middle">0</text>',
                   f'<text x="{left + 200}" y="{y + 30}" font-size="11" text-anchor="end">{_num(scale)}</text>']
