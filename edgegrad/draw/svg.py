@@ -14,7 +14,7 @@ from .values import Shown
 __all__ = ["full_svg", "summary_svg", "LABEL_NODES", "ID_NODES"]
 
 LABEL_NODES = 40    #: up to this many vertices: ids and values written on the picture
-ID_NODES = 150      #: up to this many: ids only
+ID_NODES = 400      #: up to this many: ids only
 _POS, _NEG, _ZERO = np.array([202, 0, 32]), np.array([5, 113, 176]), "#b8b8b8"
 _TOP, _BOTTOM, _SIDE = 56, 78, 70
 
@@ -73,10 +73,11 @@ def full_svg(net: Network, lay: Layout, shown: Shown, title: str) -> str:
     n_vertices = net.n_inputs + net.n_nodes
     tallest = int(lay.counts.max()) if lay.counts.size else 1
     dy = 64.0 if tallest <= 6 else float(np.clip(900.0 / tallest, 9.0, 64.0))
-    dx = 190.0 if lay.columns <= 6 else float(np.clip(1500.0 / max(1, lay.columns - 1), 60.0, 190.0))
-    radius = float(np.clip(dy * 0.3, 2.5, 15.0))
     labels = n_vertices <= LABEL_NODES
     ids = n_vertices <= ID_NODES
+    narrowest = 95.0 if ids else 40.0  # room for an id beside each node
+    dx = 190.0 if lay.columns <= 6 else float(np.clip(1500.0 / max(1, lay.columns - 1), narrowest, 190.0))
+    radius = float(np.clip(dy * 0.3, 2.5, 15.0 if labels else 10.0))
     width = max(2 * _SIDE + (lay.columns - 1) * dx + (80 if ids else 0), 900.0)
     height = _TOP + tallest * dy + _BOTTOM + 20
     left = _SIDE + (width - 2 * _SIDE - (lay.columns - 1) * dx - (80 if ids else 0)) / 2 + (40 if ids else 0)
