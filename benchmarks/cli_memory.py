@@ -28,7 +28,8 @@ if __package__ in (None, ""):                         # run as a script: python 
 import numpy as np
 
 import edgegrad
-from edgegrad.server.cluster import Cluster, delete_namespace
+from edgegrad.jobs.namespace import delete_namespace
+from edgegrad.server.cluster import Cluster
 from edgegrad.settings import Settings
 
 from . import networks

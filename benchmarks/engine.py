@@ -26,7 +26,7 @@ import numpy as np
 
 import edgegrad
 from edgegrad import Network
-from edgegrad.plan import clear_plan_cache, get_plan
+from edgegrad.engine.plan import clear_plan_cache, get_plan
 
 from . import networks, torch_baseline
 from .peers import run_peers

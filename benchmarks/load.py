@@ -29,8 +29,8 @@ if __package__ in (None, ""):                         # run as a script: python 
 import numpy as np
 
 from edgegrad import Network
-from edgegrad.network import _JsonObject
-from edgegrad.network_json import _DECODER, read_columns
+from edgegrad.model.network import _JsonObject
+from edgegrad.model.network_json import _DECODER, read_columns
 
 from . import networks
 from .timing import fmt_time

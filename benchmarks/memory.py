@@ -27,8 +27,8 @@ if __package__ in (None, ""):                         # run as a script: python 
 import numpy as np
 
 import edgegrad
-from edgegrad.api import working_memory_bytes
-from edgegrad.memory import engine_bytes_per_row, slab_budget
+from edgegrad.engine.api import working_memory_bytes
+from edgegrad.engine.memory import engine_bytes_per_row, slab_budget
 
 from . import networks
 

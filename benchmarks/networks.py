@@ -12,7 +12,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from edgegrad import Network
-from edgegrad.activations import ACTIVATION_NAMES
+from edgegrad.model.activations import ACTIVATION_NAMES
 
 __all__ = ["irregular_dag", "medium_dag", "deep_narrow_dag", "mlp", "tiny", "build", "DenseLayer", "dense_layers",
            "batch"]

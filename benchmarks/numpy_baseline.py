@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgegrad.activations import ACTIVATIONS
+from edgegrad.model.activations import ACTIVATIONS
 
 from .networks import DenseLayer
 

@@ -1,6 +1,6 @@
 """Where a loss-mode ``gradients`` call spends its time: the engine's phases timed one by one.
 
-This mirrors ``edgegrad.api.gradients`` (mse loss, summed gradients) through the engine's internal
+This mirrors ``edgegrad.engine.api.gradients`` (mse loss, summed gradients) through the engine's internal
 functions, so it may need adapting when those change; ``engine.py --phases`` reports failures
 instead of crashing.
 """
@@ -11,9 +11,10 @@ import time
 
 import numpy as np
 
-from edgegrad import Network, engine
-from edgegrad.losses import loss_and_grad
-from edgegrad.plan import get_plan
+from edgegrad import Network
+from edgegrad.engine import passes as engine
+from edgegrad.engine.losses import loss_and_grad
+from edgegrad.engine.plan import get_plan
 
 __all__ = ["PHASES", "time_phases"]
 

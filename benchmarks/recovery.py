@@ -25,7 +25,8 @@ import numpy as np
 
 import edgegrad
 from edgegrad.client import Client
-from edgegrad.server.cluster import Cluster, delete_namespace
+from edgegrad.jobs.namespace import delete_namespace
+from edgegrad.server.cluster import Cluster
 from edgegrad.settings import Settings
 from edgegrad.v1 import job_pb2
 

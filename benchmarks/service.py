@@ -32,7 +32,8 @@ import redis
 
 import edgegrad
 from edgegrad.client import AsyncClient, Client
-from edgegrad.server.cluster import Cluster, delete_namespace
+from edgegrad.jobs.namespace import delete_namespace
+from edgegrad.server.cluster import Cluster
 from edgegrad.settings import Settings
 
 from . import networks

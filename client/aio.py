@@ -8,17 +8,16 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypeVar
 import grpc
 import grpc.aio
 
-from edgegrad.codec import network_to_proto
+from edgegrad.wire.codec import network_to_proto
 from edgegrad.errors import DeadlineExceeded, NotFound, Unavailable
-from edgegrad.network import Network
-from edgegrad.result import GradientResult
+from edgegrad.model.network import Network
+from edgegrad.engine.result import GradientResult
 from edgegrad.v1 import job_pb2, service_pb2, service_pb2_grpc
 
 from .base import ClientBase, HandleBase
-from .errors import from_rpc_error, is_retryable
-from .job import stream_dropped
+from .errors import from_rpc_error, is_retryable, stream_dropped
 from .options import Backoff, Deadline, DEFAULT_MAX_MESSAGE_BYTES
-from .protocol import Prepared, merge_submitted, prepare, submission, submit_batches
+from .protocol import Prepared, Resume, merge_submitted, network_lost, prepare, submission, submit_batches
 
 __all__ = ["AsyncClient", "AsyncJobHandle"]
 
@@ -75,15 +74,15 @@ class AsyncClient(ClientBase):
                     raise from_rpc_error(exc) from None
                 await asyncio.sleep(deadline.clip(delay))
 
-    async def _unary(self, method: str, request: Any, timeout: float | None) -> Any:
-        stub_method = getattr(self.stub, method)
-        return await self.retrying(lambda left: stub_method(request, timeout=left, metadata=self.metadata),
+    async def _unary(self, method: Callable[..., Any], request: Any, timeout: float | None) -> Any:
+        """Await the stub's ``method`` with retries under the operation's deadline."""
+        return await self.retrying(lambda left: method(request, timeout=left, metadata=self.metadata),
                                    self.deadline(timeout))
 
     # ------------------------------------------------------------ API
     async def capabilities(self, timeout: float | None = None) -> service_pb2.Capabilities:
         """The server's limits, activations, losses and TTLs."""
-        return await self._unary("GetCapabilities", service_pb2.GetCapabilitiesRequest(), timeout)
+        return await self._unary(self.stub.GetCapabilities, service_pb2.GetCapabilitiesRequest(), timeout)
 
     async def register(self, net: Network, timeout: float | None = None) -> str:
         """Make sure the server stores ``net`` (sent at most once per client); return its content hash."""
@@ -91,9 +90,9 @@ class AsyncClient(ClientBase):
         if self.is_known(digest):
             return digest
         try:
-            await self._unary("GetNetwork", service_pb2.GetNetworkRequest(hash=digest), timeout)
+            await self._unary(self.stub.GetNetwork, service_pb2.GetNetworkRequest(hash=digest), timeout)
         except NotFound:
-            await self._unary("RegisterNetwork", service_pb2.RegisterNetworkRequest(network=network_to_proto(net)),
+            await self._unary(self.stub.RegisterNetwork, service_pb2.RegisterNetworkRequest(network=network_to_proto(net)),
                               timeout)
         self.remember(digest)
         return digest
@@ -103,7 +102,7 @@ class AsyncClient(ClientBase):
         try:
             return await action()
         except NotFound as exc:
-            if net.content_hash not in exc.message and "network" not in (exc.field or exc.message):
+            if not network_lost(exc):
                 raise
             self.forget(net)
             await self.register(net, timeout=deadline.remaining())
@@ -178,7 +177,7 @@ class AsyncClient(ClientBase):
 
     async def ack(self, name: str, seq: int, timeout: float | None = None) -> None:
         """Tell the service this client holds the job's chunks up to ``seq`` (it may drop them)."""
-        await self._unary("AckJob", service_pb2.AckJobRequest(name=name, seq=seq), timeout)
+        await self._unary(self.stub.AckJob, service_pb2.AckJobRequest(name=name, seq=seq), timeout)
 
     def job(self, name: str, *, after_seq: int = 0, assemble: bool = True,
             acknowledge: bool = True) -> "AsyncJobHandle":
@@ -187,13 +186,13 @@ class AsyncClient(ClientBase):
 
     async def get_job(self, name: str, timeout: float | None = None) -> job_pb2.Job:
         """The current state of a job (NotFound if unknown or expired)."""
-        return await self._unary("GetJob", service_pb2.GetJobRequest(name=name), timeout)
+        return await self._unary(self.stub.GetJob, service_pb2.GetJobRequest(name=name), timeout)
 
     async def list_jobs(self, page_size: int = 100, timeout: float | None = None) -> AsyncIterator[job_pb2.Job]:
         """Every job the server keeps, page by page."""
         token = ""
         while True:
-            page = await self._unary("ListJobs", service_pb2.ListJobsRequest(page_size=page_size, page_token=token),
+            page = await self._unary(self.stub.ListJobs, service_pb2.ListJobsRequest(page_size=page_size, page_token=token),
                                      timeout)
             for job in page.jobs:
                 yield job
@@ -203,11 +202,11 @@ class AsyncClient(ClientBase):
 
     async def cancel_job(self, name: str, timeout: float | None = None) -> job_pb2.Job:
         """Ask the server to cancel a job."""
-        return await self._unary("CancelJob", service_pb2.CancelJobRequest(name=name), timeout)
+        return await self._unary(self.stub.CancelJob, service_pb2.CancelJobRequest(name=name), timeout)
 
     async def delete_job(self, name: str, timeout: float | None = None) -> None:
         """Delete a job and its result."""
-        await self._unary("DeleteJob", service_pb2.DeleteJobRequest(name=name), timeout)
+        await self._unary(self.stub.DeleteJob, service_pb2.DeleteJobRequest(name=name), timeout)
 
 
 async def _read(call: Any, deadline: Deadline) -> Any:
@@ -236,11 +235,11 @@ class AsyncJobHandle(HandleBase):
                      deadline: Deadline | None = None) -> AsyncIterator[job_pb2.ResultChunk]:
         """Result chunks in seq order until the job ends, resuming after dropped streams."""
         deadline = deadline or self.client.deadline(timeout)
-        delays = self.client.backoff.delays(deadline)
+        resume = Resume(self.state, self.client.backoff, deadline)
         while not self.state.done:
             self._dropped = False
             self._call = call = self._open(deadline)
-            seen = self.state.after_seq, self.state.job
+            resume.opened()
             try:
                 # read(), not async for: a stream opened at submit was read that way (gRPC forbids mixing);
                 # such a stream has no deadline of its own, so this wait's deadline bounds each read
@@ -254,28 +253,22 @@ class AsyncJobHandle(HandleBase):
                     if self.state.done:
                         break
             except grpc.RpcError as exc:
-                if not stream_dropped(exc) and not self._dropped or deadline.expired():
-                    raise from_rpc_error(exc) from None
-                last_error: Exception = from_rpc_error(exc)
+                last_error = resume.failed(from_rpc_error(exc), stream_dropped(exc) or self._dropped)
             except asyncio.CancelledError:
                 # Either our own drop_stream() (resume) or the caller's task being cancelled (stop).
                 if not self._dropped:
                     raise
                 last_error = Unavailable(f"{self.name}: the watch stream was dropped")
             else:
-                last_error = Unavailable(f"{self.name}: the watch stream ended before the job finished")
+                last_error = resume.ended()
             finally:
                 call.cancel()
                 self._call = None
             if self.state.done:
                 break
-            if (self.state.after_seq, self.state.job) != seen:
-                delays = self.client.backoff.delays(deadline)
-            delay = next(delays, None)
-            if delay is None or deadline.expired():
-                raise last_error
+            pause = resume.pause(last_error)
             self.reconnects += 1
-            await asyncio.sleep(deadline.clip(delay))
+            await asyncio.sleep(pause)
 
     async def open_ahead(self, deadline: Deadline) -> None:
         """Send the submission as a Compute stream now and read up to the job's first state (its name)."""

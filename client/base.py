@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from edgegrad.network import Network
+from edgegrad.model.network import Network
 from edgegrad.v1 import job_pb2, service_pb2
 
 from .options import Backoff, ConnectOptions, Deadline

@@ -8,25 +8,16 @@ from typing import Any, Iterator
 
 import grpc
 
-from edgegrad.errors import DeadlineExceeded, Unavailable
-from edgegrad.result import GradientResult
+from edgegrad.errors import DeadlineExceeded
+from edgegrad.engine.result import GradientResult
 from edgegrad.v1 import job_pb2
 
 from .base import HandleBase
-from .errors import from_rpc_error
+from .errors import from_rpc_error, stream_dropped
 from .options import Deadline
+from .protocol import Resume
 
-__all__ = ["JobHandle", "stream_dropped"]
-
-
-def stream_dropped(exc: grpc.RpcError) -> bool:
-    """Whether a failed watch stream lost its connection (resume it) rather than got an answer.
-
-    UNAVAILABLE is a lost connection; CANCELLED is a stream cut under the client (a server going
-    away, or ``drop_stream``). The client's own deadline shows as DEADLINE_EXCEEDED, never here.
-    """
-    code = exc.code() if hasattr(exc, "code") else None
-    return code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+__all__ = ["JobHandle"]
 
 
 def _cut_at(call: Any, deadline: Deadline) -> threading.Timer | None:
@@ -52,10 +43,10 @@ class JobHandle(HandleBase):
     def chunks(self, timeout: float | None = None, *, deadline: Deadline | None = None) -> Iterator[job_pb2.ResultChunk]:
         """Result chunks in seq order, from where this handle left off, until the job ends."""
         deadline = deadline or self.client.deadline(timeout)
-        delays = self.client.backoff.delays(deadline)
+        resume = Resume(self.state, self.client.backoff, deadline)
         while not self.state.done:
             self._call = call = self._open(deadline)
-            seen = self.state.after_seq, self.state.job
+            resume.opened()
             # a stream opened at submit has no deadline of its own: this wait's deadline cuts it
             timer = _cut_at(call, deadline) if self._submit is not None else None
             try:
@@ -71,11 +62,9 @@ class JobHandle(HandleBase):
             except grpc.RpcError as exc:
                 if timer is not None and deadline.expired():
                     raise DeadlineExceeded(f"{self.name}: the deadline passed before the job finished") from None
-                if not stream_dropped(exc) or deadline.expired():
-                    raise from_rpc_error(exc) from None
-                last_error: Exception = from_rpc_error(exc)
+                last_error = resume.failed(from_rpc_error(exc), stream_dropped(exc))
             else:
-                last_error = Unavailable(f"{self.name}: the watch stream ended before the job finished")
+                last_error = resume.ended()
             finally:
                 if timer is not None:
                     timer.cancel()
@@ -83,13 +72,9 @@ class JobHandle(HandleBase):
                 self._call = None
             if self.state.done:
                 break
-            if (self.state.after_seq, self.state.job) != seen:
-                delays = self.client.backoff.delays(deadline)  # progress was made: start backing off afresh
-            delay = next(delays, None)
-            if delay is None or deadline.expired():
-                raise last_error
+            pause = resume.pause(last_error)
             self.reconnects += 1
-            time.sleep(deadline.clip(delay))
+            time.sleep(pause)
 
     def open_ahead(self, deadline: Deadline) -> None:
         """Send the submission as a Compute stream now and read up to the job's first state (its name).

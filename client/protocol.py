@@ -10,18 +10,20 @@ from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 
-from edgegrad.batch import check_options
-from edgegrad.codec import ResultAssembler, network_to_proto, tensor_from_array
-from edgegrad.chunking import buffered_chunk_limit
-from edgegrad.errors import FailedPrecondition, InvalidInput
-from edgegrad.network import Network
-from edgegrad.result import GradientResult
+from edgegrad.engine.batch import check_options
+from edgegrad.wire.codec import ResultAssembler, network_to_proto, tensor_from_array
+from edgegrad.wire.chunking import buffered_chunk_limit
+from edgegrad.errors import EdgegradError, FailedPrecondition, InvalidInput, NotFound, Unavailable
+from edgegrad.model.network import Network
+from edgegrad.engine.result import GradientResult
 from edgegrad.v1 import job_pb2, service_pb2
 
-from .errors import from_status, job_error
+from edgegrad.status import from_status, job_error
+
+from .options import Backoff, Deadline
 
 __all__ = ["build_request", "prepare", "Prepared", "new_request_id", "WatchState", "TERMINAL_STATES",
-           "submission", "submit_batches", "merge_submitted"]
+           "submission", "submit_batches", "merge_submitted", "Resume", "network_lost"]
 
 TERMINAL_STATES = frozenset({job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELLED})
 
@@ -236,3 +238,44 @@ class WatchState:
                                      f"{job.layout.chunk_count} chunks received")
         return assembler.result(job.loss if job.HasField("loss") else None)
 
+
+
+class Resume:
+    """The reconnect decisions of a watch, for both clients: which failures end it, and the pause
+    before the stream is opened again (backoff that starts afresh whenever the stream made progress).
+    """
+
+    def __init__(self, state: WatchState, backoff: Backoff, deadline: Deadline) -> None:
+        self.state, self.backoff, self.deadline = state, backoff, deadline
+        self._delays = backoff.delays(deadline)
+        self._seen: tuple[int, job_pb2.Job | None] | None = None
+
+    def opened(self) -> None:
+        """A stream was (re)opened: note where it starts."""
+        self._seen = self.state.after_seq, self.state.job
+
+    def failed(self, error: EdgegradError, dropped: bool) -> EdgegradError:
+        """The stream failed with ``error``: raise it unless the connection was ``dropped`` and time is
+        left; return it as the error to give up with later."""
+        if not dropped or self.deadline.expired():
+            raise error from None
+        return error
+
+    def ended(self) -> EdgegradError:
+        """The stream ended before the job did: the error to give up with later."""
+        return Unavailable(f"{self.state.name}: the watch stream ended before the job finished")
+
+    def pause(self, last_error: EdgegradError) -> float:
+        """Seconds to wait before reopening; raises ``last_error`` when no try or time is left."""
+        if (self.state.after_seq, self.state.job) != self._seen:
+            self._delays = self.backoff.delays(self.deadline)  # progress was made: start backing off afresh
+        delay = next(self._delays, None)
+        if delay is None or self.deadline.expired():
+            raise last_error
+        return self.deadline.clip(delay)
+
+
+def network_lost(exc: NotFound) -> bool:
+    """Whether a NotFound says the server no longer has the network a request referred to by hash
+    (the field the server sets), so registering it again and retrying once may succeed."""
+    return exc.field == "network_hash"

@@ -7,17 +7,17 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import grpc
 
-from edgegrad.codec import network_to_proto
+from edgegrad.wire.codec import network_to_proto
 from edgegrad.errors import NotFound
-from edgegrad.network import Network
-from edgegrad.result import GradientResult
+from edgegrad.model.network import Network
+from edgegrad.engine.result import GradientResult
 from edgegrad.v1 import job_pb2, service_pb2, service_pb2_grpc
 
 from .base import ClientBase
 from .errors import from_rpc_error, is_retryable
 from .job import JobHandle
 from .options import Backoff, Deadline, DEFAULT_MAX_MESSAGE_BYTES
-from .protocol import Prepared, merge_submitted, prepare, submission, submit_batches
+from .protocol import Prepared, merge_submitted, network_lost, prepare, submission, submit_batches
 
 __all__ = ["Client"]
 
@@ -77,15 +77,15 @@ class Client(ClientBase):
                     raise from_rpc_error(exc) from None
                 time.sleep(deadline.clip(delay))
 
-    def _unary(self, method: str, request: Any, timeout: float | None) -> Any:
-        stub_method = getattr(self.stub, method)
-        return self.retrying(lambda left: stub_method(request, timeout=left, metadata=self.metadata),
+    def _unary(self, method: Callable[..., Any], request: Any, timeout: float | None) -> Any:
+        """Call the stub's ``method`` with retries under the operation's deadline."""
+        return self.retrying(lambda left: method(request, timeout=left, metadata=self.metadata),
                              self.deadline(timeout))
 
     # ------------------------------------------------------------ API
     def capabilities(self, timeout: float | None = None) -> service_pb2.Capabilities:
         """The server's limits, activations, losses and TTLs."""
-        return self._unary("GetCapabilities", service_pb2.GetCapabilitiesRequest(), timeout)
+        return self._unary(self.stub.GetCapabilities, service_pb2.GetCapabilitiesRequest(), timeout)
 
     def register(self, net: Network, timeout: float | None = None) -> str:
         """Make sure the server stores ``net`` (sent at most once per client); return its content hash."""
@@ -93,9 +93,9 @@ class Client(ClientBase):
         if self.is_known(digest):
             return digest
         try:
-            self._unary("GetNetwork", service_pb2.GetNetworkRequest(hash=digest), timeout)
+            self._unary(self.stub.GetNetwork, service_pb2.GetNetworkRequest(hash=digest), timeout)
         except NotFound:
-            self._unary("RegisterNetwork", service_pb2.RegisterNetworkRequest(network=network_to_proto(net)), timeout)
+            self._unary(self.stub.RegisterNetwork, service_pb2.RegisterNetworkRequest(network=network_to_proto(net)), timeout)
         self.remember(digest)
         return digest
 
@@ -175,7 +175,7 @@ class Client(ClientBase):
 
     def ack(self, name: str, seq: int, timeout: float | None = None) -> None:
         """Tell the service this client holds the job's chunks up to ``seq`` (it may drop them)."""
-        self._unary("AckJob", service_pb2.AckJobRequest(name=name, seq=seq), timeout)
+        self._unary(self.stub.AckJob, service_pb2.AckJobRequest(name=name, seq=seq), timeout)
 
     def _with_network(self, net: Network, deadline: Deadline, action: Callable[[], T]) -> T:
         """Register ``net`` if needed, run ``action``; if the server lost the network, register again once."""
@@ -183,7 +183,7 @@ class Client(ClientBase):
         try:
             return action()
         except NotFound as exc:
-            if net.content_hash not in exc.message and "network" not in (exc.field or exc.message):
+            if not network_lost(exc):
                 raise
             self.forget(net)
             self.register(net, timeout=deadline.remaining())
@@ -201,13 +201,13 @@ class Client(ClientBase):
 
     def get_job(self, name: str, timeout: float | None = None) -> job_pb2.Job:
         """The current state of a job (NotFound if unknown or expired)."""
-        return self._unary("GetJob", service_pb2.GetJobRequest(name=name), timeout)
+        return self._unary(self.stub.GetJob, service_pb2.GetJobRequest(name=name), timeout)
 
     def list_jobs(self, page_size: int = 100, timeout: float | None = None) -> Iterator[job_pb2.Job]:
         """Every job the server keeps, newest pages fetched as the iterator advances."""
         token = ""
         while True:
-            page = self._unary("ListJobs", service_pb2.ListJobsRequest(page_size=page_size, page_token=token),
+            page = self._unary(self.stub.ListJobs, service_pb2.ListJobsRequest(page_size=page_size, page_token=token),
                                timeout)
             yield from page.jobs
             token = page.next_page_token
@@ -216,9 +216,9 @@ class Client(ClientBase):
 
     def cancel_job(self, name: str, timeout: float | None = None) -> job_pb2.Job:
         """Ask the server to cancel a job; returns its state after the request."""
-        return self._unary("CancelJob", service_pb2.CancelJobRequest(name=name), timeout)
+        return self._unary(self.stub.CancelJob, service_pb2.CancelJobRequest(name=name), timeout)
 
     def delete_job(self, name: str, timeout: float | None = None) -> None:
         """Delete a job and its result (NotFound if unknown)."""
-        self._unary("DeleteJob", service_pb2.DeleteJobRequest(name=name), timeout)
+        self._unary(self.stub.DeleteJob, service_pb2.DeleteJobRequest(name=name), timeout)
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .api import gradients
+from .engine.api import gradients
 from .errors import (
     EdgegradError,
     InvalidInput,
     NotFound,
 )
-from .network import Network
-from .result import GradientResult
+from .model.network import Network
+from .engine.result import GradientResult
 
 if TYPE_CHECKING:  # pragma: no cover
     from .client import AsyncClient, Client

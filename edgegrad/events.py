@@ -12,7 +12,9 @@ import time
 from typing import Any
 
 from . import metrics
+from .jobs.contract import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, stored
 from .logs import EVENT_ATTR, JOB_LOGGER
+from .v1 import job_pb2
 
 __all__ = ["DEFAULT_TENANT", "tenant_of", "job_submitted", "job_cancelled", "begin_shard", "shard_done",
            "job_ended", "STATE_NAMES"]
@@ -20,8 +22,9 @@ __all__ = ["DEFAULT_TENANT", "tenant_of", "job_submitted", "job_cancelled", "beg
 log = logging.getLogger(JOB_LOGGER)
 
 DEFAULT_TENANT = "default"
-#: job hash state codes -> names used in metrics and logs
-STATE_NAMES = {"1": "queued", "2": "running", "3": "succeeded", "4": "failed", "5": "cancelled"}
+#: job states as stored -> the names metrics and logs use
+STATE_NAMES = {stored(s): job_pb2.JobState.Name(s).removeprefix("JOB_STATE_").lower()
+               for s in (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)}
 
 
 def tenant_of(value: Any) -> str:
@@ -124,7 +127,7 @@ def shard_done(rows: int, nbytes: int) -> None:
 
 def job_ended(state: str, store: Any, job_id: str, shard: int | None, *, reason: str = "",
               rows: int | None = None, nbytes: int | None = None) -> None:
-    """This worker ended a job: ``state`` as FINISH answered it ("3" succeeded, "4" failed, "5" cancelled)."""
+    """This worker ended a job: ``state`` as FINISH answered it (stored: SUCCEEDED, FAILED, CANCELLED)."""
     name = STATE_NAMES.get(state)
     if name not in ("succeeded", "failed"):
         return  # already ended elsewhere (cancelled by the server, deleted)

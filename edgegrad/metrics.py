@@ -50,7 +50,7 @@ class _PlanCacheCollector:
     """The engine's plan-cache counters, read when scraped (the engine itself knows nothing of Prometheus)."""
 
     def collect(self) -> Iterable:
-        from .plan import plan_cache_stats
+        from .engine.plan import plan_cache_stats
 
         hits, misses, size = plan_cache_stats()
         yield CounterMetricFamily("edgegrad_plan_cache_hits", "Compiled-plan cache hits", value=hits)

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 import grpc
-from google.protobuf import empty_pb2
+from google.protobuf import empty_pb2, message_factory
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from edgegrad import metrics
-from edgegrad.jobstore import JobStore
+from edgegrad.jobs.server_store import JobStore
 from edgegrad.settings import Settings
 from edgegrad.v1 import network_pb2, service_pb2
 
@@ -26,7 +26,9 @@ from .status import SERVICE_ERRORS, abort
 __all__ = ["App", "create_server", "serve", "SERVICE_NAME"]
 
 log = logging.getLogger("edgegrad.server")
-SERVICE_NAME = "edgegrad.v1.Edgegrad"
+#: the service as the proto declares it: its RPCs, their request types and streaming kinds
+SERVICE = service_pb2.DESCRIPTOR.services_by_name["Edgegrad"]
+SERVICE_NAME = SERVICE.full_name
 
 
 def _serialize(message: Any) -> bytes:
@@ -56,7 +58,16 @@ def _streaming(fn: Callable[[Any], Any]) -> Callable:
     return call
 
 
-def _handlers(service: Service) -> grpc.GenericRpcHandler:
+#: (client streams, server streams) -> how a handler function becomes a grpc method handler
+_KINDS = {
+    (False, False): (_unary, grpc.unary_unary_rpc_method_handler),
+    (False, True): (_streaming, grpc.unary_stream_rpc_method_handler),
+    (True, False): (_unary, grpc.stream_unary_rpc_method_handler),
+}
+
+
+def _implementations(service: Service) -> dict[str, Callable[[Any], Any]]:
+    """RPC name -> what answers it, each taking the request (or the request stream) alone."""
     async def compute(req: service_pb2.SubmitJobRequest):
         job = await service.submit(req)
         async for event in service.watch(job.name, 0, first=job):
@@ -76,36 +87,36 @@ def _handlers(service: Service) -> grpc.GenericRpcHandler:
         await service.ack(req.name, req.seq)
         return empty_pb2.Empty()
 
-    async def upload(pieces: Any, context: grpc.aio.ServicerContext) -> service_pb2.Upload:
-        try:
-            return await service.upload(pieces)
-        except SERVICE_ERRORS as exc:
-            await abort(context, exc)
+    return {
+        "GetCapabilities": capabilities,
+        "RegisterNetwork": register,
+        "GetNetwork": lambda r: service.network_info(r.hash),
+        "SubmitJob": service.submit,
+        "GetJob": lambda r: service.get(r.name),
+        "ListJobs": lambda r: service.list(r.page_size, r.page_token),
+        "CancelJob": lambda r: service.cancel(r.name),
+        "DeleteJob": delete,
+        "SubmitJobs": service.submit_many,
+        "AckJob": ack,
+        "WatchJob": lambda r: service.watch(r.name, r.after_seq),
+        "Compute": compute,
+        "UploadBatch": service.upload,
+    }
 
-    unary = {
-        "GetCapabilities": (capabilities, service_pb2.GetCapabilitiesRequest),
-        "RegisterNetwork": (register, service_pb2.RegisterNetworkRequest),
-        "GetNetwork": (lambda r: service.network_info(r.hash), service_pb2.GetNetworkRequest),
-        "SubmitJob": (service.submit, service_pb2.SubmitJobRequest),
-        "GetJob": (lambda r: service.get(r.name), service_pb2.GetJobRequest),
-        "ListJobs": (lambda r: service.list(r.page_size, r.page_token), service_pb2.ListJobsRequest),
-        "CancelJob": (lambda r: service.cancel(r.name), service_pb2.CancelJobRequest),
-        "DeleteJob": (delete, service_pb2.DeleteJobRequest),
-        "SubmitJobs": (service.submit_many, service_pb2.SubmitJobsRequest),
-        "AckJob": (ack, service_pb2.AckJobRequest),
-    }
-    streams = {
-        "WatchJob": (lambda r: service.watch(r.name, r.after_seq), service_pb2.WatchJobRequest),
-        "Compute": (compute, service_pb2.SubmitJobRequest),
-    }
-    handlers = {name: grpc.unary_unary_rpc_method_handler(_unary(fn), request_deserializer=kind.FromString,
-                                                          response_serializer=_serialize)
-                for name, (fn, kind) in unary.items()}
-    handlers.update({name: grpc.unary_stream_rpc_method_handler(_streaming(fn), request_deserializer=kind.FromString,
-                                                                response_serializer=_serialize)
-                     for name, (fn, kind) in streams.items()})
-    handlers["UploadBatch"] = grpc.stream_unary_rpc_method_handler(
-        upload, request_deserializer=service_pb2.UploadPiece.FromString, response_serializer=_serialize)
+
+def _handlers(service: Service) -> grpc.GenericRpcHandler:
+    """The method table of the service as the proto declares it; RuntimeError if an RPC has no handler."""
+    implementations = _implementations(service)
+    declared = {method.name for method in SERVICE.methods}
+    missing, unknown = sorted(declared - set(implementations)), sorted(set(implementations) - declared)
+    if missing or unknown:
+        raise RuntimeError(f"{SERVICE_NAME}: no handler for {missing}, handlers for undeclared RPCs {unknown}")
+    handlers = {}
+    for method in SERVICE.methods:
+        wrap, make = _KINDS[method.client_streaming, method.server_streaming]
+        handlers[method.name] = make(wrap(implementations[method.name]),
+                                     request_deserializer=message_factory.GetMessageClass(method.input_type).FromString,
+                                     response_serializer=_serialize)
     return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 
 

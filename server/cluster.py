@@ -13,6 +13,7 @@ from typing import IO
 
 import redis
 
+from edgegrad.jobs.namespace import delete_namespace  # noqa: F401 - still importable from here
 from edgegrad.metrics import process_ports
 from edgegrad.settings import ENV_NAMES, Settings
 
@@ -175,23 +176,3 @@ class Cluster:
                 raise TimeoutError("edgegrad server did not start listening in time")
             time.sleep(0.02)
         return found[0]
-
-
-def delete_namespace(settings: Settings) -> None:
-    """Delete every key of a namespace (tests, benchmarks): edgegrad's under ``key_prefix``, and rq's
-    for every queue, job and worker whose name contains ``queue``."""
-    r = redis.Redis.from_url(settings.redis_url)
-    try:
-        marker = settings.queue
-        job_ids = [m.decode() for m in r.zrange(f"{settings.key_prefix}:jobs", 0, -1)]
-        patterns = [f"{settings.key_prefix}:*", f"rq:*{marker}*"]
-        keys = [k for p in patterns for k in r.scan_iter(match=p, count=1000)]
-        keys += [f"rq:job:{j}" for j in job_ids] + [f"rq:results:{j}" for j in job_ids]
-        for i in range(0, len(keys), 500):
-            r.delete(*keys[i:i + 500])
-        for name in ("rq:queues", "rq:workers"):
-            stale = [m for m in r.smembers(name) if marker.encode() in m]
-            if stale:
-                r.srem(name, *stale)
-    finally:
-        r.close()

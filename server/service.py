@@ -11,20 +11,20 @@ from typing import AsyncIterator
 import numpy as np
 
 from edgegrad import __version__, events, metrics
-from edgegrad.activations import ACTIVATION_NAMES
-from edgegrad.batch import DTYPES, check_options
+from edgegrad.model.activations import ACTIVATION_NAMES
+from edgegrad.engine.batch import DTYPES, check_options
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from edgegrad.chunking import length_delimited, varint
-from edgegrad.codec import array_from_tensor, network_from_proto, result_bytes, result_layout
+from edgegrad.wire.chunking import length_delimited, varint
+from edgegrad.wire.codec import array_from_tensor, network_from_proto, result_bytes, result_layout
 from edgegrad.errors import (EdgegradError, FailedPrecondition, InvalidInput, NotFound, OutOfRange,
                              ResourceExhausted, Unavailable)
-from edgegrad.jobrecord import initial_fields, job_from_fields, job_id_from_name, new_job_id
-from edgegrad.jobstore import JobStore, NetworkMeta
-from edgegrad.losses import LOSSES, REDUCTIONS
+from edgegrad.jobs.record import initial_fields, job_from_fields, job_id_from_name, new_job_id
+from edgegrad.jobs.server_store import JobStore, NetworkMeta
+from edgegrad.engine.losses import LOSSES, REDUCTIONS
 from edgegrad.settings import Settings
-from edgegrad.sharding import shard_rows_for
-from edgegrad.uploads import UploadChecker, check_upload, pieces_of
+from edgegrad.jobs.sharding import shard_rows_for
+from edgegrad.wire.uploads import UploadChecker, check_upload, pieces_of
 from edgegrad.v1 import job_pb2, network_pb2, service_pb2, tensor_pb2
 
 from .status import SERVICE_ERRORS, as_edgegrad_error, rich_status

@@ -1,22 +1,19 @@
-"""The one place where edgegrad errors become gRPC statuses (with google.rpc details)."""
+"""Where the server turns edgegrad errors (and Redis failures) into gRPC statuses; the codes and the
+google.rpc.Status it sends are ``edgegrad.status``'s."""
 
 from __future__ import annotations
 
 import grpc
 import redis.exceptions
-from google.protobuf import any_pb2
-from google.rpc import error_details_pb2, status_pb2
 
 from edgegrad.errors import EdgegradError, ResourceExhausted, Unavailable
-from edgegrad.jobrecord import GRPC_CODE_NUMBERS
+from edgegrad.status import DETAILS_KEY, rich_status
 
 __all__ = ["status_code", "rich_status", "abort", "SERVICE_ERRORS", "as_edgegrad_error"]
 
 #: what a handler turns into a status: our errors, and Redis being unreachable (UNAVAILABLE, so
 #: clients retry) rather than an opaque UNKNOWN
 SERVICE_ERRORS = (EdgegradError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-
-_DETAILS_KEY = "grpc-status-details-bin"
 
 
 def as_edgegrad_error(exc: BaseException) -> EdgegradError:
@@ -33,20 +30,9 @@ def status_code(exc: EdgegradError) -> grpc.StatusCode:
     return getattr(grpc.StatusCode, exc.code, grpc.StatusCode.INTERNAL)
 
 
-def rich_status(exc: EdgegradError) -> status_pb2.Status:
-    """google.rpc.Status for ``exc``; INVALID_ARGUMENT carries a BadRequest field violation."""
-    status = status_pb2.Status(code=GRPC_CODE_NUMBERS.get(exc.code, 13), message=exc.message)
-    if exc.code == "INVALID_ARGUMENT":
-        detail = any_pb2.Any()
-        detail.Pack(error_details_pb2.BadRequest(field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=exc.field or "", description=exc.message)]))
-        status.details.append(detail)
-    return status
-
-
 async def abort(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
     """End the call with the status of ``exc`` (raises, as ``context.abort`` does)."""
     exc = as_edgegrad_error(exc)
     status = rich_status(exc)
     await context.abort(status_code(exc), exc.message,
-                        trailing_metadata=((_DETAILS_KEY, status.SerializeToString()),))
+                        trailing_metadata=((DETAILS_KEY, status.SerializeToString()),))

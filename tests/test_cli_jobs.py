@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from edgegrad.cli_jobs import describe, job_to_dict
+from edgegrad.cli.jobs import describe, job_to_dict
 from edgegrad.v1 import job_pb2
 
 

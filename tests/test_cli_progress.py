@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 
-from edgegrad import cli_progress
-from edgegrad.cli_progress import Progress, format_seconds
+from edgegrad.cli import progress as cli_progress
+from edgegrad.cli.progress import Progress, format_seconds
 
 
 def test_a_terminal_gets_one_redrawn_bar_with_rate_and_eta(monkeypatch):

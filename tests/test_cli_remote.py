@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from edgegrad.cli_remote import HeldInterrupts, job_name, server_address
+from edgegrad.cli.remote import HeldInterrupts, job_name, server_address
 from edgegrad.errors import InvalidInput
 
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from edgegrad.cli import build_parser
+from edgegrad.cli.commands import build_parser
 from edgegrad.settings import ENV_NAMES
 
 yaml = pytest.importorskip("yaml")

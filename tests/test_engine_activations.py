@@ -10,7 +10,7 @@ import pytest
 
 import edgegrad
 from edgegrad import Network
-from edgegrad.api import node_values
+from edgegrad.engine.api import node_values
 from dags import ALL_ACTIVATIONS, kink_distance
 from reference import (
     activation_derivative,
@@ -156,7 +156,7 @@ def test_kink_conventions_on_a_hidden_node(act: str, at_zero: float, below_zero:
 @pytest.mark.parametrize("act", ALL_ACTIVATIONS)
 def test_the_one_pass_form_matches_value_then_derivative(act: str, dtype: str) -> None:
     """``fused`` (what the engine runs) against ``forward`` then ``derivative``, at ordinary and extreme z."""
-    from edgegrad.activations import ACTIVATIONS
+    from edgegrad.model.activations import ACTIVATIONS
 
     extreme = [0.0, -0.0, 1e-8, -1e-8, 40.5, -40.5, 88.8, -104.0, 1e30, -1e30]
     if dtype == "float64":

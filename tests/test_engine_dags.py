@@ -7,7 +7,7 @@ import pytest
 
 import edgegrad
 from edgegrad import Network
-from edgegrad.api import node_values
+from edgegrad.engine.api import node_values
 from dags import random_inputs, random_network_dict, random_targets
 from reference import LOSSES, assert_agrees, reference_forward, reference_gradients
 

@@ -109,15 +109,15 @@ def test_plan_cache_eviction(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_sparse_and_dense_kernels_agree_with_the_reference(policy: str, seed: int,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """Whatever kernel the plan picks for a level (CSR chunks or a BLAS block), results are the same."""
-    import edgegrad.memory as memory
-    import edgegrad.plan as plan
+    import edgegrad.engine.memory as memory
+    import edgegrad.engine.plan as plan
 
     if policy.startswith("all sparse"):
         monkeypatch.setattr(plan, "DENSE_MIN_DENSITY", 2.0)   # no block is ever dense enough
         monkeypatch.setattr(plan, "SMALL_BLOCK_CELLS", 0)
         monkeypatch.setattr(plan, "CHUNK_NNZ", 3)             # and every level splits into many chunks
     if policy == "all sparse, tiny pieces":
-        import edgegrad.engine as engine
+        import edgegrad.engine.passes as engine
 
         monkeypatch.setenv("EDGEGRAD_THREADS", "2")
         monkeypatch.setattr(engine, "PARALLEL_MIN_WORK", 0)   # every level runs as its row chunks, on the pool
@@ -134,7 +134,7 @@ def test_sparse_and_dense_kernels_agree_with_the_reference(policy: str, seed: in
 
 
 def _check_against_reference(seed: int, dense: bool) -> None:
-    import edgegrad.plan as plan
+    import edgegrad.engine.plan as plan
 
     data = random_network_dict(seed, n_inputs=4, n_nodes=14, n_outputs=3)
     net = Network.from_dict(data)
@@ -159,8 +159,8 @@ def _check_against_reference(seed: int, dense: bool) -> None:
 @pytest.mark.filterwarnings("error")
 def test_nodes_that_reach_no_output_are_skipped_but_still_have_values() -> None:
     """A dead branch is never computed (even one that would overflow); its derivatives are 0."""
-    import edgegrad.plan as plan
-    from edgegrad.api import node_values
+    import edgegrad.engine.plan as plan
+    from edgegrad.engine.api import node_values
 
     net = Network.from_dict({
         "inputs": ["x"], "outputs": ["y"],
@@ -185,7 +185,7 @@ def test_nodes_that_reach_no_output_are_skipped_but_still_have_values() -> None:
 @pytest.mark.parametrize("shape", [(1, 1), (7, 3), (300, 65), (5, 4, 9), (600, 16, 33)])
 @pytest.mark.parametrize("tile_rows", [1, 3, 256])
 def test_the_tiled_example_major_transpose_is_exact(monkeypatch, shape, tile_rows) -> None:
-    from edgegrad import engine
+    from edgegrad.engine import passes as engine
 
     monkeypatch.setattr(engine, "TRANSPOSE_ROWS", tile_rows)
     a = np.random.default_rng(1).standard_normal(shape)

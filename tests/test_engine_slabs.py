@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 import edgegrad
-from edgegrad import InvalidInput, Network, memory, workspace
-from edgegrad.api import fold_partials, partial_gradients, working_memory_bytes
+from edgegrad import InvalidInput, Network
+from edgegrad.engine import memory
+from edgegrad.engine import workspace
+from edgegrad.engine.api import fold_partials, partial_gradients, working_memory_bytes
 from dags import random_inputs, random_network, random_targets
 
 MODES = [(None, False), ("mse", False), ("mse", True), ("bce", False), ("softmax_ce", True)]

@@ -11,7 +11,7 @@ import pytest
 import edgegrad
 from dags import random_inputs, random_network, random_targets
 from edgegrad import InvalidInput, Network
-from edgegrad.explain import explain_edge, render
+from edgegrad.engine.explain import explain_edge, render
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NUMBER = r"\(?(-?\d+(?:\.\d+)?(?:e[-+]?\d+)?)\)?"

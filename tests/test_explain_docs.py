@@ -9,8 +9,8 @@ import pytest
 
 import edgegrad
 from edgegrad import Network
-from edgegrad.explain import explain_edge, render
-from edgegrad.io import dumps_result
+from edgegrad.engine.explain import explain_edge, render
+from edgegrad.cli.io import dumps_result
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "docs" / "math.md").read_text(encoding="utf-8")
@@ -44,11 +44,11 @@ def sigmoid_output_network() -> Network:
 def doc_numbers() -> list[float]:
     """Every number the worked example quotes to 10 decimals, taken from the engine."""
     sig = sigmoid_output_network()
-    values = edgegrad.api.node_values(sig, [[1.0, 2.0]])
+    values = edgegrad.engine.api.node_values(sig, [[1.0, 2.0]])
     numbers = [values.o[0, 3], values.fprime[0, 1]]
     numbers += edgegrad.gradients(sig, [[1.0, 2.0]]).edge_grads[0, 0].tolist()
     x, t = [[1.0, 2.0], [0.0, 0.0]], [[1.0], [0.0]]
-    batch = edgegrad.api.node_values(CONTRACT, x)
+    batch = edgegrad.engine.api.node_values(CONTRACT, x)
     numbers += [batch.o[1, 2], batch.fprime[1, 0], batch.o[1, 3]]
     per = edgegrad.gradients(CONTRACT, x, targets=t, loss="mse", per_example=True)
     total = edgegrad.gradients(CONTRACT, x, targets=t, loss="mse")

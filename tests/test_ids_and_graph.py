@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import edgegrad.ids as ids_module
+import edgegrad.model.ids as ids_module
 from edgegrad import InvalidInput, Network
-from edgegrad.graph import check_edges, edge_keys, topological_levels
-from edgegrad.ids import IdIndex
+from edgegrad.model.graph import check_edges, edge_keys, topological_levels
+from edgegrad.model.ids import IdIndex
 from dags import random_network
 
 ID_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=6)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edgegrad import GradientResult, InvalidInput, Network
-from edgegrad.io import dumps_result, load_matrix, result_to_dict, save_result
+from edgegrad.cli.io import dumps_result, load_matrix, result_to_dict, save_result
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from edgegrad import InvalidInput, Network
-from edgegrad.network import _JsonObject
-from edgegrad.network_json import read_columns
+from edgegrad.model.network import _JsonObject
+from edgegrad.model.network_json import read_columns
 from dags import random_network_dict
 
 BOM = b"\xef\xbb\xbf"
@@ -398,7 +398,7 @@ def test_numbers_read_to_the_same_bits(texts: list[str], seed: int) -> None:
 
 
 def test_every_activation_and_defaults_read_alike() -> None:
-    from edgegrad.activations import ACTIVATION_NAMES
+    from edgegrad.model.activations import ACTIVATION_NAMES
     nodes = [{"id": f"n{i}", "activation": a} for i, a in enumerate(ACTIVATION_NAMES)] + [{"id": "plain"}]
     edges = [{"src": "x", "dst": n["id"], "weight": 1} for n in nodes]
     doc = {"inputs": ["x"], "outputs": ["plain"], "nodes": nodes, "edges": edges}

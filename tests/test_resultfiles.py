@@ -11,9 +11,9 @@ import pytest
 
 import edgegrad
 from edgegrad import Network
-from edgegrad.codec import result_chunks, result_layout
+from edgegrad.wire.codec import result_chunks, result_layout
 from edgegrad.errors import InvalidInput
-from edgegrad.resultfiles import PROGRESS_NAME, ResultWriter, check_out, data_dir
+from edgegrad.cli.resultfiles import PROGRESS_NAME, ResultWriter, check_out, data_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 XOR = Network.load(str(ROOT / "examples" / "xor.json"))
@@ -128,7 +128,7 @@ def test_bad_chunks_and_bad_out_names(tmp_path):
 
 
 def test_rows_done_is_the_share_of_the_per_row_fields_received():
-    from edgegrad.resultfiles import RowProgress
+    from edgegrad.cli.resultfiles import RowProgress
 
     res, layout, chunks = _job("bce", per_example=True)  # outputs, then edge_grads, then deltas: all per row
     progress = RowProgress(layout)

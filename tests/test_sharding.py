@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import pytest
 
 from edgegrad.errors import ResourceExhausted
-from edgegrad.memory import working_memory_bytes
-from edgegrad.sharding import MIN_SHARD_ROWS, WORK_PER_SECOND, shard_rows_for
+from edgegrad.engine.memory import working_memory_bytes
+from edgegrad.jobs.sharding import MIN_SHARD_ROWS, WORK_PER_SECOND, shard_rows_for
 
 META = SimpleNamespace(n_inputs=64, n_nodes=1000, n_edges=10_000, n_outputs=8, widest_level=62)
 GiB = 1 << 30
@@ -46,8 +46,8 @@ def test_a_job_that_cannot_fit_is_refused_naming_the_limit() -> None:
 
 
 def test_shards_of_a_big_result_are_small_enough_to_stream_while_others_compute() -> None:
-    from edgegrad.memory import result_bytes_per_row
-    from edgegrad.sharding import SHARD_RESULT_BYTES
+    from edgegrad.engine.memory import result_bytes_per_row
+    from edgegrad.jobs.sharding import SHARD_RESULT_BYTES
 
     rows = _rows(50_000, per_example=True, seconds=1e6)
     per_row = result_bytes_per_row(META.n_nodes, META.n_edges, META.n_outputs, "mse", True)
@@ -55,7 +55,7 @@ def test_shards_of_a_big_result_are_small_enough_to_stream_while_others_compute(
 
 
 def test_the_partial_sums_of_a_loss_mode_job_stay_within_their_redis_budget() -> None:
-    from edgegrad.sharding import PARTIAL_SUMS_BYTES
+    from edgegrad.jobs.sharding import PARTIAL_SUMS_BYTES
 
     huge = SimpleNamespace(n_inputs=256, n_nodes=96_000, n_edges=960_000, n_outputs=16, widest_level=6000)
     rows = shard_rows_for(huge, 200_000, "mse", False, "float64", 0, 8 * GiB, 1.0, 4096)

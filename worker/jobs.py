@@ -16,27 +16,28 @@ import os
 import numpy as np
 
 from edgegrad import events
-from edgegrad.api import fold_partials, partial_gradients
-from edgegrad.chunking import (buffered_chunk_limit, chunk_payloads, field_arrays, is_summed, numpy_dtype,
+from edgegrad.engine.api import fold_partials, partial_gradients
+from edgegrad.wire.chunking import (buffered_chunk_limit, chunk_payloads, field_arrays, is_summed, numpy_dtype,
                                shard_bounds,
                                shard_chunk_plans, summed_chunk_plans)
-from edgegrad.codec import array_from_tensor, result_bytes
+from edgegrad.wire.codec import array_from_tensor, result_bytes
 from edgegrad.errors import EdgegradError, InvalidInput
-from edgegrad.jobrecord import error_fields, loss_fields
-from edgegrad.overflow import result_overflow_message
-from edgegrad.plan import get_plan
-from edgegrad.result import GradientResult
+from edgegrad.jobs.contract import FAILED, JOB_FUNCTION, SUCCEEDED
+from edgegrad.jobs.record import error_fields, loss_fields
+from edgegrad.engine.overflow import result_overflow_message
+from edgegrad.engine.plan import get_plan
+from edgegrad.engine.result import GradientResult
 from edgegrad.settings import Settings
 from edgegrad.v1 import job_pb2
 
-from .store import EMIT_WRITTEN, Started, WorkerStore, final_state
+from edgegrad.jobs.worker_store import EMIT_WRITTEN, Started, WorkerStore, final_state
 
 __all__ = ["run_gradient_job", "set_store", "get_store", "ALLOWED_FUNCTIONS"]
 
 log = logging.getLogger("edgegrad.worker")
 
 #: job functions a worker agrees to run, by rq's func_name
-ALLOWED_FUNCTIONS = frozenset({"edgegrad.worker.jobs.run_gradient_job"})
+ALLOWED_FUNCTIONS = frozenset({JOB_FUNCTION})
 
 _store: WorkerStore | None = None
 
@@ -65,7 +66,7 @@ def run_gradient_job(job_id: str, shard: int = 0) -> None:
         events.begin_shard(store, job_id, shard, started.attempt, started.kind)
         _run(store, job_id, shard, started)
     except EdgegradError as exc:
-        _fail(store, job_id, shard, exc.code, exc.message)
+        _fail(store, job_id, shard, exc.code, exc.message, exc.field)
     except Exception as exc:  # a bug or an environment problem: the job fails, the worker lives on
         log.exception("job %s shard %s failed", job_id, shard)
         _fail(store, job_id, shard, "INTERNAL", f"{type(exc).__name__}: {exc}")
@@ -73,9 +74,9 @@ def run_gradient_job(job_id: str, shard: int = 0) -> None:
         events.end_shard()
 
 
-def _fail(store: WorkerStore, job_id: str, shard: int, code: str, reason: str) -> None:
+def _fail(store: WorkerStore, job_id: str, shard: int, code: str, reason: str, field: str | None = None) -> None:
     """End the job failed with ``reason`` (one job event)."""
-    events.job_ended(store.fail(job_id, "4", error_fields(code, reason)), store, job_id, shard, reason=reason)
+    events.job_ended(store.fail(job_id, FAILED, error_fields(code, reason, field)), store, job_id, shard, reason=reason)
 
 
 def _run(store: WorkerStore, job_id: str, shard: int, started: Started) -> None:
@@ -111,7 +112,7 @@ def _run(store: WorkerStore, job_id: str, shard: int, started: Started) -> None:
     if only:  # one shard: no other shard to wait for, nothing to fold; the job ends with it
         progress = {"rows_done": str(b - a), "shards_done": "1",
                     f"s:{shard}": f"3|{started.attempt}|{len(plans)}|{store.name}", **loss_fields(part.loss)}
-        finish = store.finish(job_id, "3", layout.chunk_count, progress)
+        finish = store.finish(job_id, SUCCEEDED, layout.chunk_count, progress)
         if not limit or layout.chunk_count <= limit:  # the buffer cannot fill: end in the same round trip
             code, replies = store.emit(job_id, f"s:{shard}", chunks, limit, [finish])
         elif (code := store.emit(job_id, f"s:{shard}", chunks, limit)[0]) == EMIT_WRITTEN:
@@ -162,5 +163,5 @@ def _fold(store: WorkerStore, job_id: str, request: job_pb2.GradientRequest, lay
         code, _ = store.emit(job_id, "s:r", chunks, buffered_chunk_limit(layout))
         if code != EMIT_WRITTEN:  # cancelled or deleted meanwhile
             return
-    state = store.call(store.finish(job_id, "3", layout.chunk_count, loss_fields(total.loss)))[-1]
+    state = store.call(store.finish(job_id, SUCCEEDED, layout.chunk_count, loss_fields(total.loss)))[-1]
     events.job_ended(final_state(state), store, job_id, None, rows=int(layout.batch), nbytes=result_bytes(layout))

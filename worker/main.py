@@ -27,7 +27,7 @@ def limit_blas_threads() -> None:
     if os.environ.get("EDGEGRAD_THREADS", "").strip():
         from threadpoolctl import threadpool_limits
 
-        from edgegrad.memory import thread_count
+        from edgegrad.engine.memory import thread_count
 
         _blas_limit = threadpool_limits(limits=thread_count(), user_api="blas")
 
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     from .jobs import set_store
     from .runner import make_worker
-    from .store import WorkerStore
+    from edgegrad.jobs.worker_store import WorkerStore
 
     try:
         settings = Settings.from_env(redis_url=args.redis_url, queue=args.queue)

@@ -13,7 +13,8 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from edgegrad import events
-from edgegrad.jobrecord import RQ_RECORD_TTL, error_fields
+from edgegrad.jobs.contract import FAILED
+from edgegrad.jobs.record import RQ_RECORD_TTL, error_fields
 from edgegrad.settings import Settings
 
 from .jobs import ALLOWED_FUNCTIONS, get_store
@@ -124,7 +125,7 @@ def end_abandoned_job(job: Job, exc_type: type, exc_value: BaseException, traceb
     if exc_type is AbandonedJobError and not (job.retries_left and job.retries_left > 0):
         job_id, shard = (job.args[0], job.args[1] if len(job.args) > 1 else 0) if job.args else (job.id, 0)
         reason = f"the worker running shard {shard} of this job stopped (killed or lost) and no retries are left"
-        state = get_store().fail(job_id, "4", error_fields("ABORTED", reason))
+        state = get_store().fail(job_id, FAILED, error_fields("ABORTED", reason))
         events.job_ended(state, get_store(), job_id, shard, reason=reason)
     return True  # let other handlers run
 

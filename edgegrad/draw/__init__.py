@@ -7,8 +7,7 @@ import os
 import re
 
 from edgegrad.errors import InvalidInput
-from edgegrad.network import Network
-from edgegrad.result import GradientResult
+from edgegrad import GradientResult, Network
 
 from .layout import Layout, layout
 from .svg import full_svg, summary_svg

@@ -12,7 +12,7 @@ __all__ = ["add_arguments", "run"]
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``edgegrad draw``."""
-    from edgegrad.cli import add_loss_args
+    from edgegrad.cli.commands import add_loss_args
 
     from . import MAX_NODES
 
@@ -29,8 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Compute (or read) the gradients, lay the network out and write the picture."""
-    from edgegrad.cli import check_mode_flags, load_batch
-    from edgegrad.network import Network
+    from edgegrad import Network
+    from edgegrad.cli.commands import check_mode_flags, load_batch
 
     from . import check_picture_path, draw, load_result
 
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         result, what = load_result(args.result, net), f"result {os.path.basename(args.result)}"
     elif args.inputs is not None:
         check_mode_flags(args)
-        from edgegrad.api import gradients
+        from edgegrad import gradients
 
         x, t = load_batch(args, net)
         result = gradients(net, x, targets=t, loss=args.loss, reduction=args.reduction or "mean")

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgegrad.errors import InvalidInput
-from edgegrad.network import Network
-from edgegrad.result import GradientResult
+from edgegrad import GradientResult, Network
 
 __all__ = ["Shown", "shown_values", "load_result"]
 

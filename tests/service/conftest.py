@@ -14,7 +14,8 @@ import pytest
 import redis
 
 from edgegrad.server.app import App, create_server
-from edgegrad.server.cluster import Cluster, delete_namespace
+from edgegrad.jobs.namespace import delete_namespace
+from edgegrad.server.cluster import Cluster
 from edgegrad.settings import Settings
 from edgegrad.v1 import service_pb2_grpc
 

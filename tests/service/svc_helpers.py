@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 import edgegrad
-from edgegrad import codec
+from edgegrad.wire import codec
 from edgegrad.v1 import job_pb2, service_pb2
 
 def example_network(n_inputs: int = 3, n_nodes: int = 12, n_outputs: int = 2, density: float = 0.5,

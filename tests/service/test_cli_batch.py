@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edgegrad.client import Client
-from edgegrad.resultfiles import ResultWriter
+from edgegrad.cli.resultfiles import ResultWriter
 
 from cli_helpers import (NAME, XOR, XOR_PATH, assert_matches_in_process, edgegrad_cli, free_port, load_result,
                           xor_batch)

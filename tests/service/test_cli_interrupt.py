@@ -18,9 +18,9 @@ import pytest
 import redis
 
 from edgegrad.client import Client
-from edgegrad.keys import Keys
-from edgegrad.network import Network
-from edgegrad.resultfiles import PROGRESS_NAME
+from edgegrad.jobs.keys import Keys
+from edgegrad.model.network import Network
+from edgegrad.cli.resultfiles import PROGRESS_NAME
 from edgegrad.server.cluster import Cluster
 
 from cli_helpers import (NAME, XOR, XOR_PATH, assert_matches_in_process, edgegrad_cli, interrupt, load_result,
@@ -37,7 +37,7 @@ def idle(namespace) -> Iterator[Cluster]:
 
 
 def _state(client: Client, name: str) -> str:
-    from edgegrad.cli_jobs import state_name
+    from edgegrad.cli.jobs import state_name
 
     return state_name(client.get_job(name).state)
 

@@ -10,7 +10,8 @@ import pytest
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 import edgegrad
-from edgegrad import codec, errors
+from edgegrad import errors
+from edgegrad.wire import codec
 from edgegrad.client.errors import from_status, job_error
 from edgegrad.client.options import Backoff, ConnectOptions, Deadline
 from edgegrad.client.protocol import WatchState, build_request
@@ -131,7 +132,7 @@ def test_backoff_rides_out_until_the_deadline_and_gives_up_without_one() -> None
 def test_result_layouts_count_chunks_exactly_and_never_wrap_around() -> None:
     from types import SimpleNamespace
 
-    from edgegrad.codec import plan_chunks, result_bytes, result_layout
+    from edgegrad.wire.codec import plan_chunks, result_bytes, result_layout
 
     small = SimpleNamespace(outputs=["a", "b", "c"], n_edges=1000, n_nodes=50)
     for loss, per_example in ((None, False), ("mse", True), ("mse", False)):

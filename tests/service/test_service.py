@@ -11,7 +11,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 import edgegrad
-from edgegrad import codec
+from edgegrad.wire import codec
 from edgegrad.v1 import job_pb2, service_pb2
 from svc_helpers import assemble, collect, example_network, get_capabilities, gradient_request, loss_of
 

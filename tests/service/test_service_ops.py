@@ -14,10 +14,10 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 
 import edgegrad
-from edgegrad import codec
-from edgegrad.keys import Keys
+from edgegrad.wire import codec
+from edgegrad.jobs.keys import Keys
 from edgegrad.v1 import job_pb2, service_pb2, service_pb2_grpc
-from edgegrad.worker.store import EMIT_CANCELLED, WorkerStore
+from edgegrad.jobs.worker_store import EMIT_CANCELLED, WorkerStore
 from svc_helpers import collect, example_network, gradient_request
 
 NET = example_network(seed=2)
@@ -115,7 +115,7 @@ def test_cancel_a_running_job_stops_it_between_chunks(namespace, thread_server) 
         store = WorkerStore(settings, name="test-worker")  # play the worker, step by step
         started = store.start(job_id)
         assert started.kind == "run"
-        from edgegrad import codec
+        from edgegrad.wire import codec
         layout = job_pb2.ResultLayout.FromString(started.layout)
         chunks = codec.result_chunks(edgegrad.gradients(net, x), layout)
 
@@ -302,7 +302,7 @@ def test_the_job_index_forgets_jobs_past_every_ttl(namespace, thread_server) -> 
 
 def test_a_quick_jobs_stream_expires_even_if_the_job_never_finishes(namespace, thread_server) -> None:
     """START posts no event for a quick job; the first chunk must still give the stream the job's TTL."""
-    from edgegrad import jobscripts
+    from edgegrad.jobs import scripts as jobscripts
 
     settings = namespace("streamttl")
     server = thread_server(settings)

@@ -12,9 +12,9 @@ import redis
 import edgegrad
 from edgegrad import errors
 from edgegrad.client import Client
-from edgegrad.keys import Keys
+from edgegrad.jobs.keys import Keys
 from edgegrad.server.cluster import Cluster
-from edgegrad.sharding import WORK_PER_SECOND
+from edgegrad.jobs.sharding import WORK_PER_SECOND
 from edgegrad.v1 import job_pb2
 
 from svc_helpers import example_network
@@ -264,7 +264,7 @@ def test_a_worker_that_dies_folding_the_shards_is_replaced_by_the_retry_of_its_s
                                                                                       monkeypatch) -> None:
     """The last shard's worker dies after reporting it, before the sums are written: rq's retry folds."""
     from edgegrad.worker import jobs
-    from edgegrad.worker.store import WorkerStore
+    from edgegrad.jobs.worker_store import WorkerStore
 
     settings = namespace("refold")
     server = thread_server(settings)
@@ -339,7 +339,7 @@ def test_the_readme_sharded_jobs_example_runs(cluster, monkeypatch) -> None:
 
 def test_a_watch_whose_chunks_are_acknowledged_under_it_is_told_not_given_a_gap(namespace, thread_server) -> None:
     from edgegrad.v1 import service_pb2
-    from edgegrad.worker.store import WorkerStore
+    from edgegrad.jobs.worker_store import WorkerStore
 
     settings = namespace("undercut", chunk_bytes=64 * 1024)
     server = thread_server(settings)
@@ -349,7 +349,7 @@ def test_a_watch_whose_chunks_are_acknowledged_under_it_is_told_not_given_a_gap(
         job_id = job.name.split("/")[1]
         store = WorkerStore(settings, name="in-test")  # play the worker: every chunk on the stream
         started = store.start(job_id)
-        from edgegrad import codec
+        from edgegrad.wire import codec
 
         chunks = [(c.seq, c.SerializeToString()) for c in codec.result_chunks(edgegrad.gradients(NET, x), job.layout)]
         for seq, payload in chunks:

@@ -19,9 +19,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .codec import FIELD_NAMES, array_from_tensor
-from .errors import InvalidInput
-from .v1 import job_pb2, tensor_pb2
+from ..wire.codec import FIELD_NAMES, array_from_tensor
+from ..errors import InvalidInput
+from ..v1 import job_pb2, tensor_pb2
 
 __all__ = ["ResultWriter", "RowProgress", "PROGRESS_NAME", "PART_SUFFIX", "is_npz", "data_dir", "check_out", "layout_key"]
 

@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidInput
-from .network import Network
+from ..errors import InvalidInput
+from ..model.network import Network
 from .chunking import (FIELD_NAMES, ChunkPlan, ResultAssembler, plan_chunks, result_bytes, result_chunks,
                        result_layout)
-from .v1 import network_pb2, tensor_pb2
+from ..v1 import network_pb2, tensor_pb2
 
 __all__ = [
     "tensor_from_array", "array_from_tensor", "network_to_proto", "network_from_proto",

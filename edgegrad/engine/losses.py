@@ -8,7 +8,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 from scipy.special import log_softmax, softmax
 
-from .errors import InvalidInput
+from ..errors import InvalidInput
 
 __all__ = ["Loss", "LOSSES", "REDUCTIONS", "loss_and_grad"]
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from .cli import EXIT_INTERRUPTED, EXIT_UNREACHABLE, CommandFailure, add_batch_args, check_mode_flags, load_batch
-from .cli_progress import Progress, format_seconds
-from .cli_remote import HeldInterrupts, add_server_argument, connect, job_failure, say, server_address, stream_backoff
-from .errors import InvalidInput, Unavailable
+from .commands import EXIT_INTERRUPTED, EXIT_UNREACHABLE, CommandFailure, add_batch_args, check_mode_flags, load_batch
+from .progress import Progress, format_seconds
+from .remote import HeldInterrupts, add_server_argument, connect, job_failure, say, server_address, stream_backoff
+from ..errors import InvalidInput, Unavailable
 from .resultfiles import ResultWriter, RowProgress, check_out
 
 __all__ = ["add_arguments", "run", "follow"]
@@ -38,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Check everything, submit, then follow the job into OUT."""
-    from .network import Network
+    from ..model.network import Network
 
     check_mode_flags(args)
     if args.shard_rows is not None and args.shard_rows < 1:
@@ -68,7 +68,7 @@ def follow(client: Any, job: Any, server: str, out: str | None, labels: dict[str
     cancelled; on Ctrl-C (from the very first line on) the partial result and its record are kept
     and the command detaches (130).
     """
-    from .v1 import job_pb2
+    from ..v1 import job_pb2
 
     name, layout = job.name, job.layout
     progress = Progress(name, int(layout.batch))

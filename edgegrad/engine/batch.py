@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidInput
+from ..errors import InvalidInput
 from .losses import LOSSES, REDUCTIONS
-from .network import Network
+from ..model.sizes import NetworkSizes
 
 __all__ = ["DTYPES", "check_array", "check_modes", "check_options", "check_float32_range", "dtype_name"]
 
@@ -85,7 +85,7 @@ def check_modes(loss: str | None, reduction: str, dtype: Any, per_example: bool)
     return dtype
 
 
-def check_options(net: Network, inputs: Any, targets: Any, loss: str | None, reduction: str,
+def check_options(net: NetworkSizes, inputs: Any, targets: Any, loss: str | None, reduction: str,
                   dtype: str, per_example: bool = False, row_offset: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
     """Validate a whole request; return (inputs, targets) as float64 arrays (messages count rows from ``row_offset``)."""
     dtype = check_modes(loss, reduction, dtype, per_example)

@@ -14,8 +14,8 @@ import os
 import sys
 from typing import Any, Callable, NoReturn, Sequence
 
-from . import __version__
-from .errors import EdgegradError, InvalidInput
+from .. import __version__
+from ..errors import EdgegradError, InvalidInput
 
 __all__ = ["main", "build_parser", "UsageError", "CommandFailure", "LOSSES", "check_mode_flags", "load_batch",
            "add_loss_args", "rpc_message", "EXIT_BAD_INPUT", "EXIT_INTERNAL", "EXIT_JOB_FAILED",
@@ -30,8 +30,8 @@ EXIT_INTERRUPTED = 130
 
 #: subcommands owned by other modules: name -> (module, one-line help); imported only when chosen
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
-    "batch": ("edgegrad.cli_batch", "run a batch job on a server and write its result to a file as it arrives"),
-    "jobs": ("edgegrad.cli_jobs", "list, show, watch, cancel or delete a server's jobs"),
+    "batch": ("edgegrad.cli.batch", "run a batch job on a server and write its result to a file as it arrives"),
+    "jobs": ("edgegrad.cli.jobs", "list, show, watch, cancel or delete a server's jobs"),
     "up": ("edgegrad.server.up", "run the whole service: gRPC server, workers and Redis"),
     "server": ("edgegrad.server.main", "run the gRPC front end only"),
     "worker": ("edgegrad.worker.main", "run one job worker"),
@@ -163,7 +163,7 @@ def load_batch(args: argparse.Namespace, net: Any) -> tuple[Any, Any]:
 def _grad(args: argparse.Namespace) -> int:
     """``edgegrad grad``: compute, then print the JSON object or write --out."""
     from .io import check_result_path, dumps_result, save_result
-    from .network import Network
+    from ..model.network import Network
 
     if args.out is not None:
         check_result_path(args.out)
@@ -175,11 +175,11 @@ def _grad(args: argparse.Namespace) -> int:
     options = {"targets": t, "loss": args.loss, "reduction": args.reduction or "mean",
                "per_example": args.per_example}
     if args.server is None:
-        from .api import gradients
+        from ..engine.api import gradients
 
         res = gradients(net, x, dtype=args.dtype, **options)
     else:
-        from .cli_remote import remote_gradients
+        from .remote import remote_gradients
 
         res = remote_gradients(args.server.strip(), net, x, args.dtype, options)
     if args.out is not None:
@@ -193,8 +193,8 @@ def _grad(args: argparse.Namespace) -> int:
 
 def _explain(args: argparse.Namespace) -> int:
     """``edgegrad explain``: print the δ recursion for one edge."""
-    from .explain import explain_edge, render
-    from .network import Network
+    from ..engine.explain import explain_edge, render
+    from ..model.network import Network
 
     if args.targets is not None or args.loss is not None:
         check_mode_flags(args)

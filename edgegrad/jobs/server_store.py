@@ -16,21 +16,20 @@ import redis.asyncio as aioredis
 from rq import Queue, Retry
 from rq.serializers import JSONSerializer
 
-from . import events, jobscripts
-from .errors import AlreadyExists, NotFound
-from .jobrecord import RQ_RECORD_TTL, id_prefix_at, job_from_fields, rq_job_id
+from . import scripts as jobscripts
+from .. import events
+from .contract import CANCELLED, JOB_FUNCTION, QUEUED, RUNNING, stored
+from ..errors import AlreadyExists, NotFound
+from .record import RQ_RECORD_TTL, id_prefix_at, job_from_fields, rq_job_id
 from .keys import Keys
-from .settings import Settings
-from .v1 import job_pb2, network_pb2
+from ..settings import Settings
+from ..v1 import job_pb2, network_pb2
 
 __all__ = ["JobStore", "NetworkMeta", "JOB_FUNCTION"]
 
-#: the only function edgegrad enqueues (and its workers run)
-JOB_FUNCTION = "edgegrad.worker.jobs.run_gradient_job"
-
 
 class NetworkMeta:
-    """What a batch is validated against: a registered network's ids and sizes."""
+    """What a batch is validated against: a registered network's ids and sizes (a ``NetworkSizes``)."""
 
     __slots__ = ("hash", "inputs", "outputs", "n_nodes", "n_edges", "widest_level")
 
@@ -257,11 +256,11 @@ class JobStore:
         now = time.time()
         before = await self._scripts["CANCEL"](
             keys=[k.job(job_id), k.spec(job_id), k.events(job_id)],
-            args=["5", repr(now), s.result_ttl, repr(now + s.result_ttl), k.request("")])
+            args=[stored(CANCELLED), repr(now), s.result_ttl, repr(now + s.result_ttl), k.request("")])
         if before is None:
             raise NotFound(f"name: no job jobs/{job_id} (unknown, deleted or expired)", field="name")
         job = await self.get_job(job_id)
-        if before in (b"1", b"2", "1", "2"):  # this call ended it
+        if (before.decode() if isinstance(before, bytes) else str(before)) in (stored(QUEUED), stored(RUNNING)):
             events.job_cancelled(job)
         return job
 

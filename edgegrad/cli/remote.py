@@ -13,8 +13,8 @@ import signal
 import sys
 from typing import Any, Iterator
 
-from .cli import EXIT_BAD_INPUT, EXIT_JOB_FAILED, EXIT_UNREACHABLE, CommandFailure, rpc_message
-from .errors import Cancelled, DeadlineExceeded, EdgegradError, InvalidInput, JobFailed, Unavailable
+from .commands import EXIT_BAD_INPUT, EXIT_JOB_FAILED, EXIT_UNREACHABLE, CommandFailure, rpc_message
+from ..errors import Cancelled, DeadlineExceeded, EdgegradError, InvalidInput, JobFailed, Unavailable
 
 __all__ = ["SERVER_ENV", "CLI_RETRY_SECONDS", "STREAM_RETRY_SECONDS", "stream_backoff", "add_server_argument",
            "server_address", "connect", "reaching", "job_name", "remote_gradients", "cancel_on_interrupt",
@@ -29,7 +29,7 @@ STREAM_RETRY_SECONDS = 30.0
 
 def stream_backoff() -> Any:
     """The retries of a result stream once the server has answered: long enough for a restart."""
-    from .client import Backoff
+    from ..client import Backoff
 
     return Backoff(give_up_after=STREAM_RETRY_SECONDS)
 
@@ -69,7 +69,7 @@ def say(line: str) -> None:
 def connect(server: str) -> Iterator[Any]:
     """A ``Client`` on ``server`` that gives up after CLI_RETRY_SECONDS of retries, failures mapped."""
     with reaching(server):
-        from .client import Backoff, Client  # grpc is imported only by commands that reach a server
+        from ..client import Backoff, Client  # grpc is imported only by commands that reach a server
 
         # a command line should not sit for long on a server that is not there: 5 s of retries
         with Client(server, backoff=Backoff(give_up_after=CLI_RETRY_SECONDS)) as client:
@@ -98,7 +98,7 @@ def reaching(server: str) -> Iterator[None]:
 
 def job_failure(job: Any) -> CommandFailure:
     """The exit-1 failure for a job that ended FAILED or CANCELLED."""
-    from .v1 import job_pb2
+    from ..v1 import job_pb2
 
     what = "was cancelled" if job.state == job_pb2.JOB_STATE_CANCELLED else "failed"
     detail = f": {job.error.message}" if job.error.message else ""
@@ -154,7 +154,7 @@ def remote_gradients(server: str, net: Any, x: Any, dtype: str, options: dict[st
 
 def cancel_on_interrupt(client: Any, name: str) -> None:
     """Cancel ``name`` after a Ctrl-C, saying so on stderr (a second Ctrl-C stops waiting for it)."""
-    from .v1 import job_pb2
+    from ..v1 import job_pb2
 
     try:
         job = client.cancel_job(name, timeout=CLI_RETRY_SECONDS)

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from .activations import ACTIVATION_NAMES, ACTIVATIONS, Activation
+from ..model.activations import ACTIVATION_NAMES, ACTIVATIONS, Activation
 from .batch import check_float32_range
 from .memory import GROUP_ROWS
-from .network import Network
+from ..model.network import Network
 
 __all__ = ["Plan", "Level", "Block", "Kernel", "GradGroup", "compile_plan", "get_plan", "clear_plan_cache",
            "plan_cache_stats", "reaches_output"]

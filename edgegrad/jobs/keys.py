@@ -50,6 +50,11 @@ class Keys:
         return f"{self.prefix}:netmeta:{content_hash}"
 
     @property
+    def pattern(self) -> str:
+        """SCAN pattern matching every key under this prefix."""
+        return f"{self.prefix}:*"
+
+    @property
     def jobs(self) -> str:
         """Sorted set (all scores 0, members ordered by time-prefixed job id): the job index."""
         return f"{self.prefix}:jobs"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .engine import Pass
-from .network import Network
+from .passes import Pass
+from ..model.network import Network
 from .plan import Plan
 from .result import GradientResult
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import InvalidInput
+from ..errors import InvalidInput
 
 __all__ = ["check_edges", "edge_keys", "topological_levels"]
 

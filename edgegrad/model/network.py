@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from .activations import ACTIVATION_NAMES, ACTIVATIONS
-from .errors import InvalidInput
+from ..errors import InvalidInput
 from .graph import check_edges, topological_levels
 from .ids import IdIndex
 from .network_json import FORMAT, Columns, read_columns

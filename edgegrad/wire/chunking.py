@@ -10,12 +10,13 @@ chunk counts are known at submit time by arithmetic.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator, Mapping, NamedTuple
+from typing import Iterator, Mapping, NamedTuple
 
 import numpy as np
 
-from .result import GradientResult
-from .v1 import job_pb2, tensor_pb2
+from ..engine.result import GradientResult
+from ..model.sizes import NetworkSizes
+from ..v1 import job_pb2, tensor_pb2
 
 __all__ = ["result_layout", "result_bytes", "ChunkPlan", "shard_bounds", "shard_chunk_plans",
            "summed_chunk_plans", "plan_chunks", "result_chunks", "ResultAssembler",
@@ -54,7 +55,7 @@ def is_summed(layout: job_pb2.ResultLayout, field: job_pb2.FieldLayout) -> bool:
     return layout.loss_mode and len(field.shape) == 1
 
 
-def result_layout(net: Any, batch: int, loss: str | None, per_example: bool, dtype: str,
+def result_layout(net: NetworkSizes, batch: int, loss: str | None, per_example: bool, dtype: str,
                   chunk_bytes: int, shard_rows: int = 0, buffer_bytes: int = 0) -> job_pb2.ResultLayout:
     """Shapes of every result field, the shards and the number of chunks they stream as."""
     k, e, n = len(net.outputs), int(net.n_edges), int(net.n_nodes)

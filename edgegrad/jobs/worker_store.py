@@ -11,19 +11,22 @@ import redis
 from redis._parsers import Encoder
 from redis.connection import PythonRespSerializer
 
-from edgegrad import jobscripts
-from edgegrad.codec import network_from_proto
+from edgegrad.jobs import scripts as jobscripts
+from edgegrad.wire.codec import network_from_proto
 from edgegrad.errors import NotFound
-from edgegrad.keys import Keys
-from edgegrad.network import Network
+from edgegrad.jobs.keys import Keys
+from edgegrad.model.network import Network
 from edgegrad.settings import Settings
 from edgegrad.v1 import job_pb2, network_pb2
+
+from .contract import RUNNING, stored
 
 __all__ = ["WorkerStore", "Started", "EMIT_WRITTEN", "EMIT_CANCELLED", "EMIT_DELETED", "EMIT_NOT_RUNNING"]
 
 EMIT_WRITTEN, EMIT_SKIPPED, EMIT_CANCELLED, EMIT_DELETED, EMIT_NOT_RUNNING, EMIT_FULL, EMIT_EARLY = 1, 0, -1, -2, -3, -4, -5
 _PIPELINE_BYTES = 8 << 20  # flush a batch of chunks once this much is buffered
 _PACK_CUTOFF = 6000  # arguments larger than this go to the socket without being copied into the command
+_RUNNING = stored(RUNNING).encode()  # the state field of a running job, as HMGET returns it
 _WAIT_FIRST, _WAIT_MOST = 0.01, 0.5  # seconds between tries while the job's result buffer is full
 
 
@@ -70,7 +73,8 @@ class WorkerStore:
         if net is None:
             blob = self.redis.get(self.keys.network(content_hash))
             if blob is None:
-                raise NotFound(f"network_hash: network {content_hash!r} expired before the job ran")
+                raise NotFound(f"network_hash: network {content_hash!r} expired before the job ran",
+                               field="network_hash")
             net = network_from_proto(network_pb2.Network.FromString(blob))
             self._networks[content_hash] = net
             while len(self._networks) > max(1, self.settings.network_cache):
@@ -89,7 +93,8 @@ class WorkerStore:
                 continue
             blobs = self.redis.mget([self.keys.piece(pieces.upload, name, i) for i in range(first, last + 1)])
             if any(blob is None for blob in blobs):
-                raise NotFound(f"request.upload: the {name} of upload {pieces.upload!r} expired before the job ran")
+                raise NotFound(f"request.upload: the {name} of upload {pieces.upload!r} expired before the job ran",
+                               field="request.upload")
             rows = np.frombuffer(b"".join(blobs), dtype="<f8").reshape(-1, int(columns))
             out.append(rows[start - first * size:stop - first * size])
         return out[0], out[1]
@@ -132,7 +137,7 @@ class WorkerStore:
                 time.sleep(wait)
                 wait = min(_WAIT_MOST, wait * 2)
                 state, written, acked = self.redis.hmget(keys[0], "state", "chunks_done", "acked")
-                if state != b"2" or not limit or int(written or 0) - int(acked or 0) < limit:
+                if state != _RUNNING or not limit or int(written or 0) - int(acked or 0) < limit:
                     break
 
     def shard_done(self, job_id: str, shard: int, chunks: int, rows: int, loss: str, partial: bytes
@@ -142,11 +147,11 @@ class WorkerStore:
         return "SHARD_DONE", [k.job(job_id), k.part(job_id, shard)], [shard, chunks, rows, loss, partial,
                                                                        self.settings.job_ttl]
 
-    def finish(self, job_id: str, state: str, expected: int, fields: dict[str, str]) -> tuple[str, list, list]:
-        """The FINISH call that ends a job (succeeded "3", failed "4", cancelled "5")."""
+    def finish(self, job_id: str, state: int, expected: int, fields: dict[str, str]) -> tuple[str, list, list]:
+        """The FINISH call that ends a job in ``state`` (SUCCEEDED, FAILED or CANCELLED of ``contract``)."""
         k, s = self.keys, self.settings
         now = time.time()
-        argv: list[Any] = [state, repr(now), s.result_ttl, repr(now + s.result_ttl), k.request(""), expected]
+        argv: list[Any] = [stored(state), repr(now), s.result_ttl, repr(now + s.result_ttl), k.request(""), expected]
         for name, value in fields.items():
             argv += [name, value]
         return "FINISH", [k.job(job_id), k.spec(job_id), k.events(job_id)], argv
@@ -155,8 +160,8 @@ class WorkerStore:
         """Run script calls in one pipeline."""
         return self._run(list(calls))
 
-    def fail(self, job_id: str, state: str, fields: dict[str, str]) -> str:
-        """End a job as failed ("4") or cancelled ("5")."""
+    def fail(self, job_id: str, state: int, fields: dict[str, str]) -> str:
+        """End a job as FAILED or CANCELLED; return the state it ended in, as stored."""
         return final_state(self._run([self.finish(job_id, state, 0, fields)])[-1])
 
     def shard_shares(self, job_id: str, shards: int) -> tuple[list[bytes | None], Iterable[bytes | None]]:

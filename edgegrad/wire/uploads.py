@@ -9,13 +9,13 @@ in-process call gives.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-from .batch import _names, check_modes
-from .errors import InvalidInput
-from .v1 import job_pb2, tensor_pb2
+from ..engine.batch import _names, check_modes
+from ..errors import InvalidInput
+from ..model.sizes import NetworkSizes
+from ..v1 import job_pb2, tensor_pb2
 
 __all__ = ["UploadChecker", "check_upload", "FIELDS", "pieces_of"]
 
@@ -93,7 +93,7 @@ def _first(mask: np.ndarray, values: np.ndarray, row_offset: int) -> str:
     return f"{row_offset + int(b)},{int(c)},{float(values[b, c])!r}"
 
 
-def check_upload(meta: Any, record: dict[str, str], upload_id: str, loss: str | None, reduction: str,
+def check_upload(meta: NetworkSizes, record: dict[str, str], upload_id: str, loss: str | None, reduction: str,
                  dtype: str, per_example: bool) -> job_pb2.BatchPieces:
     """Check an upload against a network and options as ``check_options`` checks arrays; its BatchPieces."""
     dtype = check_modes(loss, reduction, dtype, per_example)

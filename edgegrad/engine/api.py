@@ -13,12 +13,13 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from . import engine, workspace
+from . import passes as engine
+from . import workspace
 from .batch import check_options
-from .errors import InvalidInput
+from ..errors import InvalidInput
 from .losses import loss_and_grad
 from .memory import result_bytes_per_row, rows_for_budget, slab_rows, working_memory_bytes
-from .network import Network
+from ..model.network import Network
 from .overflow import overflow_message, result_overflow_message
 from .plan import Plan, get_plan
 from .result import GradientResult

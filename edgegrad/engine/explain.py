@@ -17,9 +17,9 @@ import numpy as np
 from .api import gradients
 from .batch import check_array
 from .api import node_values
-from .errors import InvalidInput
+from ..errors import InvalidInput
 from .losses import loss_and_grad
-from .network import Network
+from ..model.network import Network
 
 __all__ = ["Child", "NodeTerm", "Section", "Explanation", "explain_edge", "render"]
 

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any, Iterable
 
-from .cli_remote import add_server_argument, connect, job_failure, job_name, say, server_address
+from .remote import add_server_argument, connect, job_failure, job_name, say, server_address
 
 __all__ = ["add_arguments", "run", "STATES", "job_to_dict", "describe"]
 
@@ -83,8 +83,8 @@ def _list(client: Any, state: str | None, as_json: bool) -> int:
 
 
 def _watch(client: Any, name: str, server: str, out: str | None) -> int:
-    from .cli_batch import follow
-    from .v1 import job_pb2
+    from .batch import follow
+    from ..v1 import job_pb2
 
     job = client.get_job(name)
     if out is None and job.state in (job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELLED):
@@ -99,7 +99,7 @@ def _watch(client: Any, name: str, server: str, out: str | None) -> int:
 # ------------------------------------------------------------ formatting
 def state_name(state: int) -> str:
     """``running`` for JOB_STATE_RUNNING."""
-    from .v1 import job_pb2
+    from ..v1 import job_pb2
 
     return job_pb2.JobState.Name(state).removeprefix("JOB_STATE_").lower()
 

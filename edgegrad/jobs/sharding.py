@@ -8,10 +8,10 @@ of it fits a worker's budget; otherwise it is refused with RESOURCE_EXHAUSTED na
 
 from __future__ import annotations
 
-from typing import Any
 
-from .errors import ResourceExhausted
-from .memory import result_bytes_per_row, rows_for_budget, working_memory_bytes
+from ..errors import ResourceExhausted
+from ..engine.memory import result_bytes_per_row, rows_for_budget, working_memory_bytes
+from ..model.sizes import NetworkSizes
 
 __all__ = ["shard_rows_for", "WORK_PER_SECOND", "MIN_SHARD_ROWS", "SHARD_RESULT_BYTES", "PARTIAL_SUMS_BYTES"]
 
@@ -26,7 +26,7 @@ PARTIAL_SUMS_BYTES = 512 << 20
 _LIMIT = "EDGEGRAD_WORKER_MEMORY_BYTES"
 
 
-def shard_rows_for(meta: Any, batch: int, loss: str | None, per_example: bool, dtype: str,
+def shard_rows_for(meta: NetworkSizes, batch: int, loss: str | None, per_example: bool, dtype: str,
                    requested: int, budget: int, seconds: float, max_shards: int) -> int:
     """Rows per shard: ``requested`` if it fits ``budget``, else the service's choice; ResourceExhausted if none fits."""
     if batch <= 0:

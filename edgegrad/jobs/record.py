@@ -8,14 +8,16 @@ import time
 from typing import Mapping
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from google.rpc import code_pb2, status_pb2
+from google.rpc import status_pb2
 
-from .chunking import is_summed
-from .errors import InvalidInput
-from .v1 import job_pb2
+from ..wire.chunking import is_summed
+from ..errors import EdgegradError, InvalidInput
+from ..status import CODE_NUMBERS, rich_status
+from ..v1 import job_pb2
+from .contract import QUEUED, stored
 
 __all__ = ["new_job_id", "id_prefix_at", "job_name", "job_id_from_name", "initial_fields", "job_from_fields",
-           "error_fields", "loss_fields", "shard_progress", "rq_job_id", "GRPC_CODE_NUMBERS", "RQ_RECORD_TTL"]
+           "error_fields", "loss_fields", "shard_progress", "rq_job_id", "RQ_RECORD_TTL"]
 
 #: seconds rq keeps its own record of a finished job (our job function returns None; results live
 #: in edgegrad's streams). A short positive TTL lets rq expire the record instead of deleting it at
@@ -23,10 +25,6 @@ __all__ = ["new_job_id", "id_prefix_at", "job_name", "job_id_from_name", "initia
 RQ_RECORD_TTL = 60
 
 _NAME = re.compile(r"^jobs/([0-9a-f]{26})$")
-
-#: grpc.StatusCode member name -> google.rpc.Code number
-GRPC_CODE_NUMBERS: dict[str, int] = {name: number for name, number in code_pb2.Code.items()}
-GRPC_CODE_NUMBERS["CANCELLED"] = code_pb2.CANCELLED
 
 
 def new_job_id() -> str:
@@ -67,7 +65,7 @@ def initial_fields(job_id: str, request_id: str, fingerprint: str, network_hash:
     """
     summed = any(is_summed(layout, f) for f in layout.fields)
     fields: dict[str, bytes | str] = {
-        "id": job_id, "state": "1", "request_id": request_id, "fingerprint": fingerprint,
+        "id": job_id, "state": stored(QUEUED), "request_id": request_id, "fingerprint": fingerprint,
         "network_hash": network_hash, "layout": layout.SerializeToString(), "create_time": repr(now),
         "expire_time": repr(expire), "chunks_done": "0", "attempt": "0", "work": str(work),
         "shards": str(layout.shard_count), "summed": "1" if summed else "0"}
@@ -87,9 +85,12 @@ def shard_progress(fields: Mapping[bytes, bytes], index: int | str) -> tuple[int
     return int(state), int(attempt), int(chunks), worker
 
 
-def error_fields(code: str, message: str) -> dict[str, str]:
-    """Hash fields recording a failure with a grpc status code name."""
-    return {"error_code": str(GRPC_CODE_NUMBERS.get(code, code_pb2.INTERNAL)), "error_message": message}
+def error_fields(code: str, message: str, field: str | None = None) -> dict[str, str]:
+    """Hash fields recording a failure with a status code name (and the place it is about, if any)."""
+    fields = {"error_code": str(CODE_NUMBERS.get(code, CODE_NUMBERS["INTERNAL"])), "error_message": message}
+    if field:
+        fields["error_field"] = field
+    return fields
 
 
 def loss_fields(loss: float | None) -> dict[str, str]:
@@ -119,8 +120,13 @@ def job_from_fields(fields: Mapping[bytes, bytes]) -> job_pb2.Job:
         if ts is not None:
             getattr(job, name).CopyFrom(ts)
     if get(b"error_code"):
-        job.error.CopyFrom(status_pb2.Status(code=int(get(b"error_code")),
-                                             message=get(b"error_message", b"").decode()))
+        if get(b"error_field"):  # the google.rpc.Status the server would send for this error
+            error = EdgegradError(get(b"error_message", b"").decode(), field=get(b"error_field").decode())
+            job.error.CopyFrom(rich_status(error))
+            job.error.code = int(get(b"error_code"))
+        else:
+            job.error.CopyFrom(status_pb2.Status(code=int(get(b"error_code")),
+                                                 message=get(b"error_message", b"").decode()))
     if get(b"loss"):
         job.loss = float.fromhex(get(b"loss").decode())
     job.rows_done = int(get(b"rows_done", b"0"))

@@ -12,9 +12,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import InvalidInput
-from .network import Network
-from .result import GradientResult
+from ..errors import InvalidInput
+from ..model.network import Network
+from ..engine.result import GradientResult
 
 __all__ = ["MATRIX_SUFFIXES", "RESULT_SUFFIXES", "load_matrix", "result_to_dict", "dumps_result",
            "save_result", "check_result_path"]

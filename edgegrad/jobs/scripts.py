@@ -1,7 +1,7 @@
 """The Lua scripts that change a job atomically in Redis, shared by the server and the workers.
 
 States are stored as the numbers of ``edgegrad.v1.JobState`` (1 queued, 2 running, 3 succeeded,
-4 failed, 5 cancelled). Stream entry ids encode the chunk seq: chunk ``s`` is ``s-0``; state
+4 failed, 5 cancelled; named in ``contract.py``). Stream entry ids encode the chunk seq: chunk ``s`` is ``s-0``; state
 events after chunk ``s`` are ``s-1``, ``s-2``...; the final event is ``(last chunk + 1)-0``.
 State (``k`` = ``s``) and final (``k`` = ``d``) events carry a snapshot of the job hash, so a
 watcher needs no second read to report them.
@@ -12,11 +12,7 @@ from __future__ import annotations
 #: estimated multiply-adds (batch × edges × outputs) from which a job's start is announced on its stream
 ANNOUNCE_WORK = 1 << 20
 
-__all__ = ["ANNOUNCE_WORK", "CREATE", "START", "EMIT", "SHARD_DONE", "ACK", "FINISH", "CANCEL", "DELETE",
-           "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "FINAL_STATES"]
-
-QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = b"1", b"2", b"3", b"4", b"5"
-FINAL_STATES = (SUCCEEDED, FAILED, CANCELLED)
+__all__ = ["ANNOUNCE_WORK", "CREATE", "START", "EMIT", "SHARD_DONE", "ACK", "FINISH", "CANCEL", "DELETE"]
 
 # KEYS: job, spec, index, request (the index again when none), network
 # ARGV: job_id, ttl, spec bytes, has_request ("1"/"0"), job key prefix, index cutoff (ids below it

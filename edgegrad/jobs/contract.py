@@ -1,0 +1,28 @@
+"""What the server's and the worker's halves agree on besides key names and scripts.
+
+Job states are stored in the job hash (and passed to the scripts) as the decimal numbers of
+``edgegrad.v1.JobState``; the Lua in ``scripts.py`` compares those same digits. Every shard is
+one rq job calling ``JOB_FUNCTION``, the only function a worker agrees to run.
+"""
+
+from __future__ import annotations
+
+from ..v1 import job_pb2
+
+__all__ = ["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "FINAL_STATES", "stored", "JOB_FUNCTION"]
+
+QUEUED = job_pb2.JOB_STATE_QUEUED
+RUNNING = job_pb2.JOB_STATE_RUNNING
+SUCCEEDED = job_pb2.JOB_STATE_SUCCEEDED
+FAILED = job_pb2.JOB_STATE_FAILED
+CANCELLED = job_pb2.JOB_STATE_CANCELLED
+#: states a job never leaves
+FINAL_STATES = frozenset({SUCCEEDED, FAILED, CANCELLED})
+
+#: the rq job function of every shard (rq's ``func_name``), enqueued by the server, run by workers
+JOB_FUNCTION = "edgegrad.worker.jobs.run_gradient_job"
+
+
+def stored(state: int) -> str:
+    """A state as the job hash and the scripts spell it: its number in decimal."""
+    return str(int(state))

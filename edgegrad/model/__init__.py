@@ -1,0 +1,1 @@
+"""The network model: a validated DAG held as arrays, its JSON loading, and the activation functions."""

@@ -1,0 +1,1 @@
+"""The wire codec: networks, tensors, result chunks and uploads to and from the protobuf messages."""
