@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from .aio import AsyncClient, AsyncJobHandle
+from .base import state_name
 from .job import JobHandle
 from .options import Backoff
 from .sync import Client
 from .waiting import async_wait_all, wait_all
 
-__all__ = ["Client", "AsyncClient", "JobHandle", "AsyncJobHandle", "Backoff", "wait_all", "async_wait_all"]
+__all__ = ["Client", "AsyncClient", "JobHandle", "AsyncJobHandle", "Backoff", "wait_all", "async_wait_all",
+           "state_name"]

@@ -11,7 +11,7 @@ from edgegrad.v1 import job_pb2, service_pb2
 from .options import Backoff, ConnectOptions, Deadline
 from .protocol import WatchState
 
-__all__ = ["ClientBase", "HandleBase"]
+__all__ = ["ClientBase", "HandleBase", "state_name"]
 
 #: batches up to this size are sent inline without asking the server for its message limit
 INLINE_WITHOUT_ASKING = 1 << 20
@@ -44,6 +44,14 @@ class StreamBudget:
         """Return one."""
         with self._lock:
             self._left += 1
+
+
+def state_name(state: int) -> str:
+    """``running`` for JOB_STATE_RUNNING (the number itself for a state this SDK does not know)."""
+    try:
+        return job_pb2.JobState.Name(state).removeprefix("JOB_STATE_").lower()
+    except ValueError:
+        return str(state)
 
 
 class ClientBase:
@@ -131,9 +139,13 @@ class HandleBase:
         """The latest state seen (no call made)."""
         return self.state.job
 
+    @property
+    def state_name(self) -> str:
+        """The latest state seen as a name (``queued``, ``running``, ``succeeded``, ...; ``unknown`` before any)."""
+        return state_name(self.job.state) if self.job is not None else "unknown"
+
     def __repr__(self) -> str:
-        state = job_pb2.JobState.Name(self.job.state) if self.job is not None else "?"
-        return f"{type(self).__name__}({self.name!r}, {state})"
+        return f"{type(self).__name__}({self.name!r}, state={self.state_name!r})"
 
     def release_ahead(self, cancel: bool) -> Any:
         """Stop holding the stream opened at submit; return it, or cancel it and return None."""

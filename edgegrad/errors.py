@@ -19,6 +19,7 @@ __all__ = [
     "Unavailable",
     "DeadlineExceeded",
     "JobFailed",
+    "MissingExtra",
 ]
 
 
@@ -102,3 +103,9 @@ class JobFailed(EdgegradError):
     """A job that ended in failure on the worker; the message says why."""
 
     code = "ABORTED"
+
+
+class MissingExtra(EdgegradError, ImportError):
+    """An optional library that a feature needs is not installed; the message names the extra."""
+
+    code = "FAILED_PRECONDITION"

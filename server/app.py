@@ -12,7 +12,6 @@ from typing import Any, Awaitable, Callable
 import grpc
 from google.protobuf import empty_pb2, message_factory
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from edgegrad import metrics
 from edgegrad.jobs.server_store import JobStore
@@ -20,6 +19,7 @@ from edgegrad.settings import Settings
 from edgegrad.v1 import network_pb2, service_pb2
 
 from .auth import TokenAuthInterceptor
+from .reflection import enable_reflection
 from .service import Service
 from .status import SERVICE_ERRORS, abort
 
@@ -157,8 +157,7 @@ def create_server(settings: Settings | None = None, address: str | None = None) 
     server.add_generic_rpc_handlers((_handlers(service),))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server)
+    enable_reflection(server, (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))
     address = address or settings.listen
     if settings.tls_cert or settings.tls_key:
         with open(settings.tls_key, "rb") as k, open(settings.tls_cert, "rb") as c:

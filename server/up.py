@@ -194,7 +194,8 @@ def run(args: argparse.Namespace) -> int:
                 cluster.wait_for_workers(stop=stop)
                 if stop.is_set():
                     return 0
-                where = f"embedded in {embedded.data_dir}" if embedded else _redacted(redis_url)
+                where = (f"{embedded.url}, embedded, data in {embedded.data_dir}" if embedded
+                         else _redacted(redis_url))
                 print(f"edgegrad listening on {cluster.address} ({workers} worker{'s' if workers != 1 else ''},"
                       f" redis {where})", flush=True)
                 if cluster.metrics_ports:

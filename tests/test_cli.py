@@ -278,3 +278,14 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_grad_indent_pretty_prints_the_same_json(tmp_path):
+    plain = run("grad", XOR, "--inputs", XOR_X, "--targets", XOR_T, "--loss", "mse")
+    pretty = run("grad", XOR, "--inputs", XOR_X, "--targets", XOR_T, "--loss", "mse", "--indent")
+    four = run("grad", XOR, "--inputs", XOR_X, "--indent", "4", "--out", str(tmp_path / "r.json"))
+    assert plain.returncode == pretty.returncode == four.returncode == 0, pretty.stderr + four.stderr
+    assert len(plain.stdout.splitlines()) == 1 and pretty.stdout.startswith('{\n  "outputs": [\n')
+    assert json.loads(pretty.stdout) == json.loads(plain.stdout)
+    assert (tmp_path / "r.json").read_text().startswith('{\n    "outputs"')
+    assert_bad(run("grad", XOR, "--inputs", XOR_X, "--indent", "-1"), "--indent: must be between 0 and 16")

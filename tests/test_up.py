@@ -19,8 +19,8 @@ import edgegrad
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _start_up(tmp_path, *extra: str) -> tuple[subprocess.Popen, str, list[str]]:
-    """Run ``edgegrad up --port 0`` in ``tmp_path``; return the process, its address and its stderr lines."""
+def _start_up(tmp_path, *extra: str) -> tuple[subprocess.Popen, str, list[str], str]:
+    """Run ``edgegrad up --port 0`` in ``tmp_path``: the process, its address, its stderr lines, its first line."""
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL" and not k.startswith("EDGEGRAD_")}
     env["EDGEGRAD_KEY_PREFIX"] = "edgegrad-up-test"
     proc = subprocess.Popen([sys.executable, "-m", "edgegrad", "up", "--port", "0", "--workers", "2", *extra],
@@ -42,7 +42,7 @@ def _start_up(tmp_path, *extra: str) -> tuple[subprocess.Popen, str, list[str]]:
         time.sleep(0.05)
     match = re.match(r"edgegrad listening on (\S+:\d+) ", lines[0])
     assert match, lines[0]
-    return proc, match.group(1), errors
+    return proc, match.group(1), errors, lines[0]
 
 
 def _family(pid: int) -> list[psutil.Process]:
@@ -52,9 +52,15 @@ def _family(pid: int) -> list[psutil.Process]:
 
 
 def test_up_runs_everything_with_an_embedded_redis_and_stops_cleanly_on_ctrl_c(tmp_path) -> None:
-    proc, address, errors = _start_up(tmp_path)
+    proc, address, errors, line = _start_up(tmp_path)
     family: list[psutil.Process] = []
     try:
+        # the line names the Redis URL the parts use, and that URL answers
+        url = re.search(r"redis (unix://\S+\?db=0), embedded, data in (\S+)\)", line)
+        assert url and url.group(2) == str(tmp_path / ".edgegrad" / "redis"), line
+        import redis
+        with redis.Redis.from_url(url.group(1)) as r:
+            assert r.ping()
         family = _family(proc.pid)
         names = " ".join(" ".join(p.cmdline()) for p in family)
         assert "redis-server" in names, "no REDIS_URL: up must start its own Redis"

@@ -35,6 +35,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("edgegrad.server.up", "run the whole service: gRPC server, workers and Redis"),
     "server": ("edgegrad.server.main", "run the gRPC front end only"),
     "worker": ("edgegrad.worker.main", "run one job worker"),
+    "protos": ("edgegrad.wire.protofiles", "write every .proto a client in another language needs"),
     "draw": ("edgegrad.draw.cli", "draw a network as a picture (.svg or .png), shaded by its gradients"),
 }
 
@@ -108,6 +109,8 @@ def _add_grad(sub: Any) -> None:
     add_batch_args(p)
     p.add_argument("--server", metavar="HOST:PORT", help="compute through an edgegrad service instead of in-process")
     p.add_argument("--out", metavar="FILE", help="write the result to FILE (.json or .npz) instead of stdout")
+    p.add_argument("--indent", type=int, nargs="?", const=2, default=None, metavar="N",
+                   help="pretty-print the JSON, indented by N spaces (default 2)")
     p.set_defaults(handler=_grad)
 
 
@@ -167,6 +170,8 @@ def _grad(args: argparse.Namespace) -> int:
 
     if args.out is not None:
         check_result_path(args.out)
+    if args.indent is not None and not 0 <= args.indent <= 16:
+        raise InvalidInput(f"--indent: must be between 0 and 16, got {args.indent}")
     check_mode_flags(args)
     if args.server is not None and not args.server.strip():
         raise InvalidInput("--server: expected HOST:PORT, got an empty string")
@@ -183,9 +188,9 @@ def _grad(args: argparse.Namespace) -> int:
 
         res = remote_gradients(args.server.strip(), net, x, args.dtype, options)
     if args.out is not None:
-        save_result(args.out, net, res)
+        save_result(args.out, net, res, args.indent)
     else:
-        text = dumps_result(net, res)
+        text = dumps_result(net, res, args.indent)
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
     return 0

@@ -188,7 +188,7 @@ def check_result_path(path: str) -> None:
         raise InvalidInput(f"{path}: unsupported result file type (expected .json or .npz)")
 
 
-def save_result(path: str, net: Network, res: GradientResult) -> None:
+def save_result(path: str, net: Network, res: GradientResult, indent: int | None = None) -> None:
     """Write a result as JSON (the CLI's object) or .npz (arrays; no ``loss`` in output mode).
 
     The file is written next to its destination and renamed into place, so a failed write
@@ -212,7 +212,7 @@ def save_result(path: str, net: Network, res: GradientResult) -> None:
                     arrays["loss"] = np.array(float(res.loss))
                 np.savez_compressed(fh, **arrays)
             else:
-                fh.write(dumps_result(net, res).encode("utf-8") + b"\n")
+                fh.write(dumps_result(net, res, indent).encode("utf-8") + b"\n")
         os.replace(tmp, path)
     except OSError as exc:
         _remove_quietly(tmp)
@@ -222,8 +222,10 @@ def save_result(path: str, net: Network, res: GradientResult) -> None:
         raise
 
 
-def dumps_result(net: Network, res: GradientResult) -> str:
-    """The result as one line of strict JSON (non-finite numbers become null)."""
+def dumps_result(net: Network, res: GradientResult, indent: int | None = None) -> str:
+    """The result as strict JSON (non-finite numbers become null): one line, or indented by ``indent``."""
+    if indent is not None:
+        return json.dumps(result_to_dict(net, res), allow_nan=False, indent=indent)
     return json.dumps(result_to_dict(net, res), allow_nan=False, separators=(",", ":"))
 
 

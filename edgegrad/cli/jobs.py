@@ -99,9 +99,9 @@ def _watch(client: Any, name: str, server: str, out: str | None) -> int:
 # ------------------------------------------------------------ formatting
 def state_name(state: int) -> str:
     """``running`` for JOB_STATE_RUNNING."""
-    from ..v1 import job_pb2
+    from ..client.base import state_name as name
 
-    return job_pb2.JobState.Name(state).removeprefix("JOB_STATE_").lower()
+    return name(state)
 
 
 def job_to_dict(job: Any) -> dict[str, Any]:

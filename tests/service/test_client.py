@@ -215,6 +215,16 @@ def test_cancel_a_queued_job(namespace, thread_server) -> None:
         with pytest.raises(errors.Cancelled):
             handle.result()
         assert c.get_job(handle.name).state == job_pb2.JOB_STATE_CANCELLED
+        assert handle.state_name == "cancelled" and repr(handle) == f"JobHandle('{handle.name}', state='cancelled')"
+
+
+def test_job_handles_print_state_names(client) -> None:
+    handle = client.submit(NET, X)
+    assert repr(handle) in (f"JobHandle('{handle.name}', state='queued')",
+                            f"JobHandle('{handle.name}', state='running')")
+    handle.result()
+    assert repr(handle) == f"JobHandle('{handle.name}', state='succeeded')"
+    assert [edgegrad.client.state_name(s) for s in (1, 4, 99)] == ["queued", "failed", "99"]
 
 
 def test_a_deadline_bounds_the_wait(namespace, thread_server) -> None:
