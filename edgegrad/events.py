@@ -16,22 +16,14 @@ from .jobs.contract import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, stored
 from .logs import EVENT_ATTR, JOB_LOGGER
 from .v1 import job_pb2
 
-__all__ = ["DEFAULT_TENANT", "tenant_of", "job_submitted", "job_cancelled", "begin_shard", "shard_done",
+__all__ = ["job_submitted", "job_cancelled", "begin_shard", "shard_done",
            "job_ended", "STATE_NAMES"]
 
 log = logging.getLogger(JOB_LOGGER)
 
-DEFAULT_TENANT = "default"
 #: job states as stored -> the names metrics and logs use
 STATE_NAMES = {stored(s): job_pb2.JobState.Name(s).removeprefix("JOB_STATE_").lower()
                for s in (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)}
-
-
-def tenant_of(value: Any) -> str:
-    """A job's tenant from its record (the ``tenant`` field), ``default`` where it has none."""
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    return value or DEFAULT_TENANT
 
 
 def _write(event: str, job_id: str, tenant: str, **fields: Any) -> None:
@@ -47,17 +39,15 @@ def _quoted(value: Any) -> str:
 
 
 # ------------------------------------------------------------------ server
-def job_submitted(job_id: str, fields: dict[str, Any], rows: int, shards: int, result_bytes: int) -> None:
-    """A job was created (not a repeat of a request_id)."""
-    tenant = tenant_of(fields.get("tenant"))
+def job_submitted(job_id: str, tenant: str, rows: int, shards: int, result_bytes: int) -> None:
+    """``tenant``'s job was created (not a repeat of a request_id)."""
     metrics.JOBS_SUBMITTED.labels(tenant).inc()
     metrics.SHARDS_ENQUEUED.inc(shards)
     _write("submitted", job_id, tenant, rows=rows, shards=shards, result_bytes=result_bytes)
 
 
-def job_cancelled(job: Any) -> None:
-    """A queued or running job was cancelled by request (``job``: the Job message after the cancel)."""
-    tenant = tenant_of(getattr(job, "tenant", ""))
+def job_cancelled(job: Any, tenant: str) -> None:
+    """A queued or running job of ``tenant`` was cancelled by request (``job``: the Job after the cancel)."""
     duration = max(0.0, job.end_time.ToNanoseconds() / 1e9 - job.create_time.ToNanoseconds() / 1e9)
     metrics.JOBS_FINISHED.labels("cancelled", tenant).inc()
     metrics.JOB_DURATION.labels("cancelled").observe(duration)
@@ -78,12 +68,13 @@ _current: _Shard | None = None
 
 
 def _job_info(store: Any, job_id: str) -> tuple[str, float]:
-    """(tenant, create time) of a job, in one read of its record."""
+    """(tenant, submission time) of a job: the tenant from the store's keys, the time in one read."""
+    tenant = store.keys.tenant
     try:
-        tenant, created = store.redis.hmget(store.keys.job(job_id), "tenant", "create_time")
+        created = store.redis.hget(store.keys.job(job_id), "create_time")
     except Exception:  # a log line is never worth failing a job for
-        return DEFAULT_TENANT, 0.0
-    return tenant_of(tenant), float(created) if created else 0.0
+        return tenant, 0.0
+    return tenant, float(created) if created else 0.0
 
 
 def begin_shard(store: Any, job_id: str, shard: int, attempt: int, kind: str) -> None:

@@ -38,7 +38,7 @@ class Settings:
     heartbeat_seconds: float = 5.0          #: watch-stream heartbeat period
     shutdown_grace_seconds: float = 5.0     #: time streams get to end on SIGTERM
     auth_token: str = ""                    #: bearer token clients must send ("" = no auth)
-    auth_token_file: str = ""               #: file with accepted tokens, one a line
+    auth_token_file: str = ""               #: file of accepted tokens, ``TENANT TOKEN`` a line
     tls_cert: str = ""                      #: PEM certificate chain (with tls_key: serve TLS)
     tls_key: str = ""                       #: PEM private key
     worker_ttl: int = 20                    #: rq worker key TTL; idle workers wake every ttl-15 s
@@ -52,6 +52,8 @@ class Settings:
     worker_memory_bytes: int = 2048 * MiB   #: engine working memory one shard may need on a worker
     shard_seconds: float = 1.0              #: engine time a shard aims at when the client sets no shard_rows
     max_shards: int = 4096                  #: most shards one job is split into
+    tenant_max_jobs: int = 100_000          #: jobs one tenant may have queued or running at once (0: no limit)
+    tenant_max_result_bytes: int = 65536 * MiB  #: result bytes one tenant's jobs may hold (0: no limit)
     metrics_port: str = ""                  #: Prometheus /metrics port ("" off, 0 a free one); `up`: server, then workers
     metrics_host: str = "0.0.0.0"           #: address the /metrics endpoint listens on
     log_format: str = "text"                #: service log lines: text, or json (one object a line)
@@ -67,18 +69,6 @@ class Settings:
                 values[f.name] = _parse(environ[name], f.type, name)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return dataclasses.replace(cls(), **values)
-
-    def tokens(self) -> frozenset[str]:
-        """Accepted bearer tokens: ``auth_token`` plus the lines of ``auth_token_file``."""
-        tokens = {self.auth_token} if self.auth_token else set()
-        if self.auth_token_file:
-            try:
-                with open(self.auth_token_file, encoding="utf-8") as fh:
-                    tokens.update(line.strip() for line in fh if line.strip() and not line.startswith("#"))
-            except OSError as exc:
-                raise InvalidInput(f"{ENV_NAMES['auth_token_file']}: cannot read {self.auth_token_file}"
-                                   f" ({exc.strerror or exc})") from None
-        return frozenset(tokens)
 
     def with_(self, **changes: Any) -> "Settings":
         """A copy with some fields changed."""

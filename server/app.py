@@ -14,11 +14,12 @@ from google.protobuf import empty_pb2, message_factory
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from edgegrad import metrics
+from edgegrad.errors import Unauthenticated
 from edgegrad.jobs.server_store import JobStore
 from edgegrad.settings import Settings
 from edgegrad.v1 import network_pb2, service_pb2
 
-from .auth import TokenAuthInterceptor
+from .auth import Authenticator, TokenAuthInterceptor, load_tokens
 from .reflection import enable_reflection
 from .service import Service
 from .status import SERVICE_ERRORS, abort
@@ -36,22 +37,30 @@ def _serialize(message: Any) -> bytes:
     return message if isinstance(message, bytes) else message.SerializeToString()
 
 
-def _unary(fn: Callable[[Any], Awaitable[Any]]) -> Callable:
+def _tenant(auth: Authenticator, context: grpc.aio.ServicerContext) -> str:
+    """The calling tenant (the interceptor already refused calls without a known token)."""
+    tenant = auth.tenant(context.invocation_metadata())
+    if tenant is None:
+        raise Unauthenticated("missing or invalid bearer token (send 'authorization: Bearer <token>')")
+    return tenant
+
+
+def _unary(auth: Authenticator, fn: Callable[[Any, str], Awaitable[Any]]) -> Callable:
     @functools.wraps(fn)
     async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
-            return await fn(request)
+            return await fn(request, _tenant(auth, context))
         except SERVICE_ERRORS as exc:
             await abort(context, exc)
     return call
 
 
-def _streaming(fn: Callable[[Any], Any]) -> Callable:
+def _streaming(auth: Authenticator, fn: Callable[[Any, str], Any]) -> Callable:
     @functools.wraps(fn)
     async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
         with metrics.OPEN_STREAMS.track_inprogress():
             try:
-                async for event in fn(request):
+                async for event in fn(request, _tenant(auth, context)):
                     yield event
             except SERVICE_ERRORS as exc:
                 await abort(context, exc)
@@ -66,45 +75,46 @@ _KINDS = {
 }
 
 
-def _implementations(service: Service) -> dict[str, Callable[[Any], Any]]:
-    """RPC name -> what answers it, each taking the request (or the request stream) alone."""
-    async def compute(req: service_pb2.SubmitJobRequest):
-        job = await service.submit(req)
-        async for event in service.watch(job.name, 0, first=job):
+def _implementations(service: Service) -> dict[str, Callable[[Any, str], Any]]:
+    """RPC name -> what answers it, each taking the request (or the request stream) and the calling
+    tenant; the service scopes everything it touches to that tenant."""
+    async def compute(req: service_pb2.SubmitJobRequest, tenant: str):
+        job = await service.submit(req, tenant)
+        async for event in service.watch(job.name, 0, tenant, first=job):
             yield event
 
-    async def delete(req: service_pb2.DeleteJobRequest) -> empty_pb2.Empty:
-        await service.delete(req.name)
+    async def delete(req: service_pb2.DeleteJobRequest, tenant: str) -> empty_pb2.Empty:
+        await service.delete(req.name, tenant)
         return empty_pb2.Empty()
 
-    async def capabilities(req: Any) -> service_pb2.Capabilities:
+    async def capabilities(req: Any, tenant: str) -> service_pb2.Capabilities:
         return service.capabilities()
 
-    async def register(req: service_pb2.RegisterNetworkRequest) -> network_pb2.NetworkInfo:
-        return (await service.register_network(req.network)).info()
+    async def register(req: service_pb2.RegisterNetworkRequest, tenant: str) -> network_pb2.NetworkInfo:
+        return (await service.register_network(req.network, tenant)).info()
 
-    async def ack(req: service_pb2.AckJobRequest) -> empty_pb2.Empty:
-        await service.ack(req.name, req.seq)
+    async def ack(req: service_pb2.AckJobRequest, tenant: str) -> empty_pb2.Empty:
+        await service.ack(req.name, req.seq, tenant)
         return empty_pb2.Empty()
 
     return {
         "GetCapabilities": capabilities,
         "RegisterNetwork": register,
-        "GetNetwork": lambda r: service.network_info(r.hash),
+        "GetNetwork": lambda r, t: service.network_info(r.hash, t),
         "SubmitJob": service.submit,
-        "GetJob": lambda r: service.get(r.name),
-        "ListJobs": lambda r: service.list(r.page_size, r.page_token),
-        "CancelJob": lambda r: service.cancel(r.name),
+        "GetJob": lambda r, t: service.get(r.name, t),
+        "ListJobs": lambda r, t: service.list(r.page_size, r.page_token, t),
+        "CancelJob": lambda r, t: service.cancel(r.name, t),
         "DeleteJob": delete,
         "SubmitJobs": service.submit_many,
         "AckJob": ack,
-        "WatchJob": lambda r: service.watch(r.name, r.after_seq),
+        "WatchJob": lambda r, t: service.watch(r.name, r.after_seq, t),
         "Compute": compute,
         "UploadBatch": service.upload,
     }
 
 
-def _handlers(service: Service) -> grpc.GenericRpcHandler:
+def _handlers(service: Service, auth: Authenticator) -> grpc.GenericRpcHandler:
     """The method table of the service as the proto declares it; RuntimeError if an RPC has no handler."""
     implementations = _implementations(service)
     declared = {method.name for method in SERVICE.methods}
@@ -114,7 +124,7 @@ def _handlers(service: Service) -> grpc.GenericRpcHandler:
     handlers = {}
     for method in SERVICE.methods:
         wrap, make = _KINDS[method.client_streaming, method.server_streaming]
-        handlers[method.name] = make(wrap(implementations[method.name]),
+        handlers[method.name] = make(wrap(auth, implementations[method.name]),
                                      request_deserializer=message_factory.GetMessageClass(method.input_type).FromString,
                                      response_serializer=_serialize)
     return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
@@ -147,14 +157,14 @@ class App:
 def create_server(settings: Settings | None = None, address: str | None = None) -> App:
     """Build the server bound to ``address`` (default ``settings.listen``; port 0 picks a free one)."""
     settings = settings or Settings.from_env()
-    tokens = settings.tokens()
+    auth = Authenticator(load_tokens(settings))
     options = [("grpc.max_receive_message_length", settings.max_message_bytes),
                ("grpc.max_send_message_length", settings.max_message_bytes),
                ("grpc.so_reuseport", 0)]
-    interceptors = [TokenAuthInterceptor(tokens)] if tokens else []
+    interceptors = [TokenAuthInterceptor(auth)] if auth.enabled else []
     server = grpc.aio.server(options=options, interceptors=interceptors)
     service = Service(settings, JobStore(settings))
-    server.add_generic_rpc_handlers((_handlers(service),))
+    server.add_generic_rpc_handlers((_handlers(service, auth),))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     enable_reflection(server, (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))

@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queue", help=f"rq queue name (env {ENV_NAMES['queue']})")
     parser.add_argument("--tls-cert", help=f"PEM certificate chain (env {ENV_NAMES['tls_cert']})")
     parser.add_argument("--tls-key", help=f"PEM private key (env {ENV_NAMES['tls_key']})")
-    parser.add_argument("--auth-token-file", help=f"accepted bearer tokens, one a line (env"
+    parser.add_argument("--auth-token-file", help=f"accepted bearer tokens, 'TENANT TOKEN' a line (env"
                         f" {ENV_NAMES['auth_token_file']}; or set {ENV_NAMES['auth_token']})")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
@@ -31,12 +31,13 @@ def run(args: argparse.Namespace) -> int:
     from edgegrad.metrics import serve_metrics
 
     from .app import serve
+    from .auth import load_tokens
 
     try:
         settings = Settings.from_env(listen=args.listen, redis_url=args.redis_url, queue=args.queue,
                                      tls_cert=args.tls_cert, tls_key=args.tls_key,
                                      auth_token_file=args.auth_token_file)
-        settings.tokens()
+        load_tokens(settings)
         if bool(settings.tls_cert) != bool(settings.tls_key):
             raise InvalidInput("tls: give both a certificate and a key")
         configure_logging(settings, args.log_level, "server")

@@ -57,8 +57,8 @@ class Service:
             worker_memory_bytes=s.worker_memory_bytes)
 
     # ------------------------------------------------------------ networks
-    async def register_network(self, msg: network_pb2.Network, place: str = "network") -> NetworkMeta:
-        """Validate a network (limits first) and store it under its content hash."""
+    async def register_network(self, msg: network_pb2.Network, tenant: str, place: str = "network") -> NetworkMeta:
+        """Validate a network (limits first) and store it under its content hash, registered by ``tenant``."""
         s = self.settings
         if len(msg.node_ids) > s.max_nodes:
             raise ResourceExhausted(f"{place}.node_ids: {len(msg.node_ids)} nodes, over the limit of {s.max_nodes}")
@@ -69,27 +69,28 @@ class Service:
             else network_from_proto(msg, place)
         widest = int(np.bincount(np.asarray(net.levels)[net.n_inputs:]).max()) if net.n_nodes else 0
         meta = NetworkMeta(net.content_hash, list(net.inputs), list(net.outputs), net.n_nodes, net.n_edges, widest)
-        await self.store.put_network(meta, msg.SerializeToString())
+        await self.store.for_tenant(tenant).put_network(meta, msg.SerializeToString())
         return meta
 
-    async def network_info(self, content_hash: str) -> network_pb2.NetworkInfo:
-        """NetworkInfo of a registered network; NotFound otherwise."""
+    async def network_info(self, content_hash: str, tenant: str) -> network_pb2.NetworkInfo:
+        """NetworkInfo of a network ``tenant`` registered; NotFound otherwise."""
         if not content_hash:
             raise InvalidInput("hash: missing")
-        return (await self.store.network_meta(content_hash, fresh=True)).info()
+        return (await self.store.for_tenant(tenant).network_meta(content_hash, fresh=True)).info()
 
     # ----------------------------------------------------------------- jobs
-    async def submit(self, req: service_pb2.SubmitJobRequest) -> job_pb2.Job:
-        """Validate a request like the in-process call would, then record and enqueue its shards."""
+    async def submit(self, req: service_pb2.SubmitJobRequest, tenant: str) -> job_pb2.Job:
+        """Validate a request like the in-process call would, then record and enqueue its shards for ``tenant``."""
         s, r = self.settings, req.request
+        store = self.store.for_tenant(tenant)
         rid = req.request_id
         if len(rid) > _MAX_REQUEST_ID or not rid.isprintable():
             raise InvalidInput(f"request_id: must be at most {_MAX_REQUEST_ID} printable characters")
         which = r.WhichOneof("network")
         if which == "network_inline":
-            meta = await self.register_network(r.network_inline, "request.network_inline")
+            meta = await self.register_network(r.network_inline, tenant, "request.network_inline")
         elif which == "network_hash":
-            meta = await self.store.network_meta(r.network_hash)
+            meta = await store.network_meta(r.network_hash)
         else:
             raise InvalidInput("request.network: missing (give network_hash or network_inline)")
         loss, reduction, dtype = r.loss or None, r.reduction or "mean", r.dtype or "float64"
@@ -99,19 +100,19 @@ class Service:
             if r.HasField("inputs") or r.HasField("targets"):
                 raise InvalidInput("request.upload: give the batch either inline (inputs, targets) or as an upload")
             try:
-                record = await self.store.upload(r.upload)
+                record = await store.upload(r.upload)
             except NotFound:
-                if rid and (existing := await self.store.job_for_request(rid)):
-                    return await self.store.get_job(existing)  # a retried submit whose job used the upload
+                if rid and (existing := await store.job_for_request(rid)):
+                    return await store.get_job(existing)  # a retried submit whose job used the upload
                 raise
             user = record.get("job", "")
             if user and user != job_id:
-                if rid and (existing := await self.store.job_for_request(rid)) == user:
-                    return await self.store.get_job(existing)
+                if rid and (existing := await store.job_for_request(rid)) == user:
+                    return await store.get_job(existing)
                 raise FailedPrecondition(f"request.upload: upload {r.upload!r} is already used by jobs/{user}"
                                          " (an upload serves one job)", field="request.upload")
             pieces = check_upload(meta, record, r.upload, loss, reduction, dtype, r.per_example)
-            batch, upload_key = int(pieces.rows), self.store.keys.upload(r.upload)
+            batch, upload_key = int(pieces.rows), store.keys.upload(r.upload)
         else:
             if not r.HasField("inputs"):
                 raise InvalidInput("inputs: missing")
@@ -127,8 +128,9 @@ class Service:
                                     s.worker_memory_bytes, s.shard_seconds, s.max_shards)
         layout = result_layout(meta, batch, loss, r.per_example, dtype, s.chunk_bytes, shard_rows,
                                s.result_buffer_bytes)
-        if result_bytes(layout) > s.max_result_bytes:
-            raise ResourceExhausted(f"request: the result would take {result_bytes(layout)} bytes, over the limit"
+        size = result_bytes(layout)
+        if size > s.max_result_bytes:
+            raise ResourceExhausted(f"request: the result would take {size} bytes, over the limit"
                                     f" of {s.max_result_bytes} (use a loss, or a smaller batch)")
         spec = job_pb2.GradientRequest()
         spec.CopyFrom(r)
@@ -139,12 +141,12 @@ class Service:
             spec.ClearField("inputs")
             spec.ClearField("targets")
             spec.upload = job_id
-            upload_key = self.store.keys.upload(job_id)
+            upload_key = store.keys.upload(job_id)
             pieces = job_pb2.BatchPieces(upload=job_id, rows=batch, piece_rows=shard_rows, dtype=tensor_pb2.DTYPE_FLOAT64,
                                          input_columns=meta.n_inputs, target_columns=meta.n_outputs if loss else 0)
             for name, values in (("inputs", x), ("targets", t)):
                 if values is not None:
-                    extra += [("SET", self.store.keys.piece(job_id, name, i), data, "EX", s.job_ttl)
+                    extra += [("SET", store.keys.piece(job_id, name, i), data, "EX", s.job_ttl)
                               for i, data in enumerate(pieces_of(values, shard_rows))]
         blob = spec.SerializeToString(deterministic=True)
         now = time.time()
@@ -153,22 +155,22 @@ class Service:
                                 pieces, upload_key)
         if r.upload:  # the job owns its upload from now on: its pieces go when the job ends
             extra.append(("HSET", upload_key, "job", job_id))
-        got, created = await self.store.create_job(job_id, blob, fields, rid, fingerprint, meta.hash,
-                                                   layout.shard_count, extra)
+        got, created = await store.create_job(job_id, blob, fields, rid, fingerprint, meta.hash,
+                                              layout.shard_count, extra, size)
         if created:
-            events.job_submitted(job_id, fields, batch, layout.shard_count, result_bytes(layout))
+            events.job_submitted(job_id, tenant, batch, layout.shard_count, result_bytes(layout))
             return job_from_fields({k.encode(): v if isinstance(v, bytes) else str(v).encode()
                                     for k, v in fields.items()})
-        return await self.store.get_job(got)
+        return await store.get_job(got)
 
-    async def submit_many(self, req: service_pb2.SubmitJobsRequest) -> service_pb2.SubmitJobsResponse:
+    async def submit_many(self, req: service_pb2.SubmitJobsRequest, tenant: str) -> service_pb2.SubmitJobsResponse:
         """Submit each request on its own (concurrently); a refused one gets its status, the rest their jobs."""
         if len(req.requests) > _MAX_SUBMIT_MANY:
             raise InvalidInput(f"requests: {len(req.requests)} requests, over the limit of {_MAX_SUBMIT_MANY} a call")
 
         async def one(item: service_pb2.SubmitJobRequest) -> service_pb2.SubmitJobResult:
             try:
-                job = await self.submit(item)
+                job = await self.submit(item, tenant)
             except SERVICE_ERRORS as exc:
                 return service_pb2.SubmitJobResult(error=rich_status(as_edgegrad_error(exc)))
             except Exception as exc:  # a bug must not take the other items (already created) with it
@@ -180,9 +182,10 @@ class Service:
         results = await asyncio.gather(*(one(item) for item in req.requests))
         return service_pb2.SubmitJobsResponse(results=results)
 
-    async def upload(self, pieces: AsyncIterator[service_pb2.UploadPiece]) -> service_pb2.Upload:
-        """Store a batch sent in pieces, checking each as it arrives (never the whole batch in memory)."""
+    async def upload(self, pieces: AsyncIterator[service_pb2.UploadPiece], tenant: str) -> service_pb2.Upload:
+        """Store a batch sent in pieces for ``tenant``, checking each as it arrives (never the whole batch in memory)."""
         upload_id, checker = new_job_id(), UploadChecker()
+        store = self.store.for_tenant(tenant)
         limit = self.settings.max_batch
         try:
             async for piece in pieces:
@@ -190,46 +193,46 @@ class Service:
                 index, data = checker.add(name, array_from_tensor(piece.rows, f"upload.{name}.rows"))
                 if checker.fields[name].rows > limit:
                     raise ResourceExhausted(f"{name}: batch of more than {limit} rows, over the limit of {limit}")
-                await self.store.put_piece(upload_id, name, index, data)
+                await store.put_piece(upload_id, name, index, data)
             record = checker.record()
-            await self.store.put_upload(upload_id, record)
+            await store.put_upload(upload_id, record)
         except BaseException:  # refused or cut off: nothing of it stays behind
-            await asyncio.shield(self.store.drop_pieces(upload_id, {n: f.pieces for n, f in checker.fields.items()}))
+            await asyncio.shield(store.drop_pieces(upload_id, {n: f.pieces for n, f in checker.fields.items()}))
             raise
         expire = Timestamp()
         expire.FromSeconds(int(time.time()) + self.settings.job_ttl)
         return service_pb2.Upload(id=upload_id, rows=int(record["inputs_rows"]), target_rows=int(record["targets_rows"]),
                                   piece_rows=checker.piece_rows, expire_time=expire)
 
-    async def ack(self, name: str, seq: int) -> None:
+    async def ack(self, name: str, seq: int, tenant: str) -> None:
         """The client holds the job's chunks up to ``seq``: drop them from Redis."""
-        await self.store.ack_job(job_id_from_name(name), seq)
+        await self.store.for_tenant(tenant).ack_job(job_id_from_name(name), seq)
 
-    async def get(self, name: str) -> job_pb2.Job:
-        """The job named ``name``."""
-        return await self.store.get_job(job_id_from_name(name))
+    async def get(self, name: str, tenant: str) -> job_pb2.Job:
+        """The job named ``name`` of ``tenant``."""
+        return await self.store.for_tenant(tenant).get_job(job_id_from_name(name))
 
-    async def list(self, page_size: int, page_token: str) -> service_pb2.ListJobsResponse:
-        """One page of jobs, newest first."""
+    async def list(self, page_size: int, page_token: str, tenant: str) -> service_pb2.ListJobsResponse:
+        """One page of the tenant's jobs, newest first."""
         if page_token:
             job_id_from_name(f"jobs/{page_token}", "page_token")
         size = min(page_size or 100, 1000)
-        jobs, token = await self.store.list_jobs(size, page_token)
+        jobs, token = await self.store.for_tenant(tenant).list_jobs(size, page_token)
         return service_pb2.ListJobsResponse(jobs=jobs, next_page_token=token)
 
-    async def cancel(self, name: str) -> job_pb2.Job:
+    async def cancel(self, name: str, tenant: str) -> job_pb2.Job:
         """Cancel a job (queued: at once; running: between chunks); final jobs stay as they are."""
-        return await self.store.cancel_job(job_id_from_name(name))
+        return await self.store.for_tenant(tenant).cancel_job(job_id_from_name(name))
 
-    async def delete(self, name: str) -> None:
+    async def delete(self, name: str, tenant: str) -> None:
         """Delete a job and its result."""
-        await self.store.delete_job(job_id_from_name(name))
+        await self.store.for_tenant(tenant).delete_job(job_id_from_name(name))
 
-    async def watch(self, name: str, after_seq: int, first: job_pb2.Job | None = None
+    async def watch(self, name: str, after_seq: int, tenant: str, first: job_pb2.Job | None = None
                     ) -> AsyncIterator[job_pb2.JobEvent | bytes]:
         """State, then chunks after ``after_seq`` (serialized JobEvents), heartbeats, then the final job."""
         job_id = job_id_from_name(name)
-        store = self.store
+        store = self.store.for_tenant(tenant)
         acked = 0
         if first is None:
             fields = await store.job_fields(job_id)
@@ -247,7 +250,7 @@ class Service:
         expected = int(after_seq) + 1
         block_ms = max(1, int(self.settings.heartbeat_seconds * 1000))
         while True:
-            entries = await self._read(job_id, last, block_ms)
+            entries = await self._read(store, job_id, last, block_ms)
             if not entries:
                 state = await store.job_state(job_id)
                 if state is None:
@@ -273,11 +276,11 @@ class Service:
                     yield job_pb2.JobEvent(done=job_from_fields(fields))
                     return
 
-    async def _read(self, job_id: str, last: str, block_ms: int) -> list:
+    async def _read(self, store: JobStore, job_id: str, last: str, block_ms: int) -> list:
         """One blocking read of the job's stream that ends early on shutdown or when the caller goes."""
         if self.stopping.is_set():
             raise Unavailable("server is shutting down; watch again with after_seq to resume")
-        read = asyncio.ensure_future(self.store.read_events(job_id, last, block_ms))
+        read = asyncio.ensure_future(store.read_events(job_id, last, block_ms))
         stop = asyncio.ensure_future(self.stopping.wait())
         answered = False
         try:

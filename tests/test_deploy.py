@@ -81,12 +81,47 @@ def test_workers_scale_without_fixed_names_or_ports(compose: dict) -> None:
     assert "healthcheck" in worker, "the image's gRPC health check must not apply to workers"
 
 
-def test_dockerfile_installs_the_package_and_runs_the_cli() -> None:
+def _dockerfile() -> str:
     with open(os.path.join(ROOT, "Dockerfile"), encoding="utf-8") as fh:
-        text = fh.read()
-    assert re.search(r"^FROM python:3\.1\d", text, re.M)
-    assert "pip install ." in text
+        return fh.read()
+
+
+def test_dockerfile_installs_the_package_and_runs_the_cli() -> None:
+    text = _dockerfile()
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.1\d-slim$", text, re.M), "the official slim image by default"
+    assert re.findall(r"^FROM (\S+)", text, re.M) == ["${BASE_IMAGE}", "${BASE_IMAGE}"]
+    assert "pip install --no-deps --no-index --no-build-isolation ." in text
     assert 'ENTRYPOINT ["edgegrad"]' in text
-    for folder in ("edgegrad", "server", "worker", "client"):
-        assert re.search(rf"^COPY {folder} ", text, re.M), f"the image needs {folder}/"
+    for folder in _package_folders():
+        assert re.search(rf"^COPY {folder} \./{folder}$", text, re.M), f"the image needs {folder}/ (package-dir)"
     assert "HEALTHCHECK" in text and "grpc_health.v1" in text
+
+
+def _package_folders() -> set[str]:
+    """The folders pyproject.toml builds packages from (top level of each package-dir entry)."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as fh:
+        package_dir = tomllib.load(fh)["tool"]["setuptools"]["package-dir"]
+    return {path.split("/")[0] for path in package_dir.values()}
+
+
+def test_dockerfile_installs_dependencies_before_copying_code_and_offline_from_a_wheelhouse() -> None:
+    text = _dockerfile()
+    deps = text.index("-r /build/requirements.txt")
+    assert text.index("COPY pyproject.toml /build/") < deps and text.index("COPY wheelhouse/ /wheelhouse/") < deps
+    code = min(text.index(f"COPY {folder} ") for folder in _package_folders())
+    assert deps < text.index("COPY --from=deps") < code, "a code change must not reinstall the dependencies"
+    assert "--no-index --find-links /wheelhouse" in text
+    assert os.path.isdir(os.path.join(ROOT, "wheelhouse")), "COPY wheelhouse/ needs the folder (empty: PyPI)"
+
+
+def test_compose_builds_from_the_same_base_image_and_publishes_no_redis_port(compose: dict) -> None:
+    default = re.search(r"^ARG BASE_IMAGE=(\S+)$", _dockerfile(), re.M).group(1)
+    for name in ("server", "worker"):
+        args = compose["services"][name]["build"]["args"]
+        assert re.fullmatch(r"\$\{EDGEGRAD_BASE_IMAGE:-(.+)\}", args["BASE_IMAGE"]).group(1) == default
+    redis = compose["services"]["redis"]
+    assert "ports" not in redis, "a Redis on the host's 6379 must not clash; workers use redis:6379 inside"
+    assert redis["command"][redis["command"].index("--dir") + 1] == "/data", "the append-only file on the volume"
+    assert all(compose["services"][n]["restart"] == "unless-stopped" for n in ("redis", "server", "worker"))

@@ -28,6 +28,7 @@ from edgegrad.engine.overflow import result_overflow_message
 from edgegrad.engine.plan import get_plan
 from edgegrad.engine.result import GradientResult
 from edgegrad.settings import Settings
+from edgegrad.jobs.tenants import DEFAULT_TENANT
 from edgegrad.v1 import job_pb2
 
 from edgegrad.jobs.worker_store import EMIT_WRITTEN, Started, WorkerStore, final_state
@@ -56,9 +57,9 @@ def get_store() -> WorkerStore:
     return _store
 
 
-def run_gradient_job(job_id: str, shard: int = 0) -> None:
-    """Run one shard of a gradient job (or fold the shards of one whose folding worker died)."""
-    store = get_store()
+def run_gradient_job(job_id: str, shard: int = 0, tenant: str = DEFAULT_TENANT) -> None:
+    """Run one shard of a tenant's gradient job (or fold the shards of one whose folding worker died)."""
+    store = get_store().for_tenant(tenant)  # every key it touches is the tenant's
     try:
         started = store.start(job_id, shard)
         if started.kind not in ("run", "fold"):

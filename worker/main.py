@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import sys
 
 import redis
@@ -36,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``edgegrad worker`` (each defaults to its environment variable)."""
     parser.add_argument("--redis-url", help=f"Redis to take jobs from (env {ENV_NAMES['redis_url']})")
     parser.add_argument("--queue", help=f"rq queue name (env {ENV_NAMES['queue']})")
-    parser.add_argument("--name", help="worker name (default: host.pid)")
+    parser.add_argument("--name", help="worker name, unique per worker (default: host.pid.<random>, new each start)")
     parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
@@ -47,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from edgegrad.metrics import serve_metrics
 
     from .jobs import set_store
+    from .naming import NameInUse, clear_stale_registration, default_name
     from .runner import make_worker
     from edgegrad.jobs.worker_store import WorkerStore
 
@@ -66,8 +66,16 @@ def run(args: argparse.Namespace) -> int:
     if metrics_url:
         print(f"edgegrad worker metrics at {metrics_url}", file=sys.stderr, flush=True)
     limit_blas_threads()
-    name = args.name or f"{socket.gethostname()}.{os.getpid()}"
+    name = args.name or default_name()
     set_store(WorkerStore(settings, connection, name=name))
     worker = make_worker(settings, connection, name=name)
+    try:
+        cleared = clear_stale_registration(worker)
+    except NameInUse as exc:
+        print(f"error: worker: {exc}", file=sys.stderr)
+        return 2
+    if cleared:
+        logging.getLogger("edgegrad.worker").warning("replacing the registration of a dead worker named %s: %s",
+                                                     name, cleared)
     worker.work(burst=args.burst, logging_level=args.log_level, with_scheduler=False)
     return 0

@@ -15,6 +15,7 @@ from rq.serializers import JSONSerializer
 from edgegrad import events
 from edgegrad.jobs.contract import FAILED
 from edgegrad.jobs.record import RQ_RECORD_TTL, error_fields
+from edgegrad.jobs.tenants import DEFAULT_TENANT
 from edgegrad.settings import Settings
 
 from .jobs import ALLOWED_FUNCTIONS, get_store
@@ -123,10 +124,13 @@ def end_abandoned_job(job: Job, exc_type: type, exc_value: BaseException, traceb
     whose retries are used up would stay RUNNING in edgegrad's record until its TTL.
     """
     if exc_type is AbandonedJobError and not (job.retries_left and job.retries_left > 0):
-        job_id, shard = (job.args[0], job.args[1] if len(job.args) > 1 else 0) if job.args else (job.id, 0)
+        args = list(job.args or [job.id])
+        job_id, shard = args[0], args[1] if len(args) > 1 else 0
+        tenant = args[2] if len(args) > 2 else DEFAULT_TENANT
+        store = get_store().for_tenant(tenant)
         reason = f"the worker running shard {shard} of this job stopped (killed or lost) and no retries are left"
-        state = get_store().fail(job_id, FAILED, error_fields("ABORTED", reason))
-        events.job_ended(state, get_store(), job_id, shard, reason=reason)
+        events.job_ended(store.fail(job_id, FAILED, error_fields("ABORTED", reason)), store, job_id, shard,
+                         reason=reason)
     return True  # let other handlers run
 
 

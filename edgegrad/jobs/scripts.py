@@ -14,12 +14,21 @@ ANNOUNCE_WORK = 1 << 20
 
 __all__ = ["ANNOUNCE_WORK", "CREATE", "START", "EMIT", "SHARD_DONE", "ACK", "FINISH", "CANCEL", "DELETE"]
 
-# KEYS: job, spec, index, request (the index again when none), network
+# KEYS: job, spec, index, request (the index again when none), network, the tenant's mark of the
+#       network (it registered it), the tenant's quota keys: inflight, live, held (see edgegrad.jobs.keys)
 # ARGV: job_id, ttl, spec bytes, has_request ("1"/"0"), job key prefix, index cutoff (ids below it
-#       are past every TTL; '' to leave the index as it is), 2 × number of hash fields, field, value, ..., then the commands that
-#       enqueue the job on rq, each as its word count followed by its words.
-# Claim, record and enqueue happen together or not at all. Returns nil when created,
-# {existing_job_id, its fingerprint} when the request id is taken, {'nonet'} when the network is gone.
+#       are past every TTL; '' to skip the housekeeping: trimming the index, dropping expired
+#       in-flight entries, renewing the quota keys' TTL), most jobs the tenant may have queued or
+#       running (0: no limit), most result bytes its jobs may hold (0: no limit), this job's result
+#       bytes, TTL of the quota keys (outlives any job created until the next housekeeping), 2 × number
+#       of hash fields, field, value, ..., then the commands that enqueue the job on rq, each as its
+#       word count followed by its words.
+# Claim, record, count and enqueue happen together or not at all. Returns nil when created,
+# {existing_job_id, its fingerprint} when the request id is taken, {'nonet'} when the network is gone
+# (or the tenant never registered it), {'limit', 'jobs'|'bytes', what the tenant has now} when over a limit.
+# Scores are the Redis TIME (ms) at which a job's records expire: in-flight jobs are counted from
+# now on (ZCOUNT), and the bytes of expired jobs are dropped first (at most 1000 a call), so both
+# counts are those of jobs that still exist.
 CREATE = """
 if ARGV[4] == '1' then
   local cur = redis.call('GET', KEYS[4])
@@ -28,14 +37,41 @@ if ARGV[4] == '1' then
     if fp then return {cur, fp} end
   end
 end
-if redis.call('EXISTS', KEYS[5]) == 0 then return {'nonet'} end
+if redis.call('EXISTS', KEYS[5]) == 0 or redis.call('EXISTS', KEYS[6]) == 0 then return {'nonet'} end
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local gone = redis.call('ZRANGEBYSCORE', KEYS[8], '-inf', '(' .. now, 'LIMIT', 0, 1000)
+if #gone > 0 then
+  local freed = 0
+  for _, size in ipairs(redis.call('HMGET', KEYS[9], unpack(gone))) do freed = freed + tonumber(size or '0') end
+  redis.call('HDEL', KEYS[9], unpack(gone))
+  redis.call('ZREM', KEYS[8], unpack(gone))
+  redis.call('HINCRBY', KEYS[9], 'total', -freed)
+end
+if tonumber(ARGV[7]) > 0 then
+  local running = redis.call('ZCOUNT', KEYS[7], now, '+inf')
+  if running >= tonumber(ARGV[7]) then return {'limit', 'jobs', tostring(running)} end
+end
+local held = tonumber(redis.call('HGET', KEYS[9], 'total') or '0')
+if tonumber(ARGV[8]) > 0 and held + tonumber(ARGV[9]) > tonumber(ARGV[8]) then
+  return {'limit', 'bytes', tostring(held)}
+end
 if ARGV[4] == '1' then redis.call('SET', KEYS[4], ARGV[1], 'EX', ARGV[2]) end
-local last = 7 + tonumber(ARGV[7])
-redis.call('HSET', KEYS[1], unpack(ARGV, 8, last))
+local last = 11 + tonumber(ARGV[11])
+redis.call('HSET', KEYS[1], unpack(ARGV, 12, last))
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[2])
 redis.call('ZADD', KEYS[3], 0, ARGV[1])
-if ARGV[6] ~= '' then redis.call('ZREMRANGEBYLEX', KEYS[3], '-', '(' .. ARGV[6]) end
+local expire = now + 1000 * tonumber(ARGV[2])
+redis.call('ZADD', KEYS[7], expire, ARGV[1])
+redis.call('ZADD', KEYS[8], expire, ARGV[1])
+redis.call('HSET', KEYS[9], ARGV[1], ARGV[9])
+redis.call('HINCRBY', KEYS[9], 'total', ARGV[9])
+if ARGV[6] ~= '' then
+  redis.call('ZREMRANGEBYLEX', KEYS[3], '-', '(' .. ARGV[6])
+  redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', '(' .. now)
+  for i = 7, 9 do redis.call('EXPIRE', KEYS[i], ARGV[10]) end
+end
 local i = last + 1
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
@@ -167,12 +203,10 @@ end
 return acked
 """
 
-# KEYS: job, spec, events.  ARGV: state, end time, result ttl, expire time, request key prefix,
-# chunks expected, field, value, ... (loss or error).  Ends a queued or running job; a job meant
-# to succeed whose chunks were refused because of a cancel ends cancelled. Returns the final state.
+# What FINISH, CANCEL and DELETE read of the job first.
 _READ_FOR_FINISH = """
 local st = redis.call('HMGET', KEYS[1], 'state', 'cancel', 'chunks_done', 'request_id', 'upload', 'upload_pieces',
-                      'shards', 'summed')
+                      'shards', 'summed', 'id')
 """
 
 # Drops a job's batch pieces and partial sums; needs ``st`` as _READ_FOR_FINISH reads it.
@@ -197,10 +231,16 @@ redis.call('DEL', KEYS[2])
 """ + _DROP_DATA + """
 for _, key in ipairs({KEYS[1], KEYS[3]}) do redis.call('EXPIRE', key, ARGV[3]) end
 if st[4] and st[4] ~= '' then redis.call('EXPIRE', ARGV[5] .. st[4], ARGV[3]) end
+if st[9] then  -- no longer in flight; its result is held until the new expiry
+  redis.call('ZREM', KEYS[4], st[9])
+  local clock = redis.call('TIME')
+  local ends = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000) + 1000 * tonumber(ARGV[3])
+  redis.call('ZADD', KEYS[5], 'XX', ends, st[9])
+end
 """
 
-# KEYS: job, spec, events.  ARGV: state, end time, result ttl, expire time, request key prefix,
-# chunks expected, field, value, ... (loss or error, and the last shard's progress).  Ends a
+# KEYS: job, spec, events, the tenant's inflight and live.  ARGV: state, end time, result ttl, expire
+# time, request key prefix, chunks expected, field, value, ... (loss or error, and the last shard's progress).  Ends a
 # queued or running job (a cancelled one was ended by CANCEL); a job meant to succeed whose
 # chunks are missing ends failed. Drops the job's upload pieces and partial sums. Returns the final state.
 FINISH = _READ_FOR_FINISH + """
@@ -219,7 +259,8 @@ for _, v in ipairs({'state', state, 'end_time', ARGV[2], 'expire_time', ARGV[4]}
 return state
 """
 
-# KEYS: job, spec, events.  ARGV: '5', now, result ttl, expire time, request key prefix.
+# KEYS: job, spec, events, the tenant's inflight and live.  ARGV: '5', now, result ttl, expire time,
+# request key prefix.
 # A queued or running job ends cancelled at once (its shards' workers find it ended at their next
 # chunk, and queued shards never start). Returns the state before, or nil for an unknown job.
 CANCEL = _READ_FOR_FINISH + """
@@ -232,11 +273,17 @@ end
 return st[1]
 """
 
-# KEYS: job, spec, events, index.  ARGV: job id, request key prefix.  Returns 1, or 0 if unknown.
+# KEYS: job, spec, events, index, the tenant's inflight, live and held.  ARGV: job id, request key
+# prefix.  The job stops counting against the tenant's limits.  Returns 1, or 0 if unknown.
 DELETE = _READ_FOR_FINISH + _DROP_DATA + """
 local exists = redis.call('EXISTS', KEYS[1])
 local rid = st[4]
 redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('ZREM', KEYS[5], ARGV[1])
+if redis.call('ZREM', KEYS[6], ARGV[1]) == 1 then
+  redis.call('HINCRBY', KEYS[7], 'total', -tonumber(redis.call('HGET', KEYS[7], ARGV[1]) or '0'))
+  redis.call('HDEL', KEYS[7], ARGV[1])
+end
 if rid and rid ~= '' then
   local key = ARGV[2] .. rid
   if redis.call('GET', key) == ARGV[1] then redis.call('DEL', key) end

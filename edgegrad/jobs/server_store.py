@@ -6,6 +6,7 @@ A submission is one Redis round trip (claim, record and enqueue in one script); 
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections import OrderedDict
@@ -19,10 +20,10 @@ from rq.serializers import JSONSerializer
 from . import scripts as jobscripts
 from .. import events
 from .contract import CANCELLED, JOB_FUNCTION, QUEUED, RUNNING, stored
-from ..errors import AlreadyExists, NotFound
+from ..errors import AlreadyExists, NotFound, ResourceExhausted
 from .record import RQ_RECORD_TTL, id_prefix_at, job_from_fields, rq_job_id
 from .keys import Keys
-from ..settings import Settings
+from ..settings import ENV_NAMES, Settings
 from ..v1 import job_pb2, network_pb2
 
 __all__ = ["JobStore", "NetworkMeta", "JOB_FUNCTION"]
@@ -80,13 +81,13 @@ class _RqEnqueuer:
         self._queue = Queue(settings.queue, connection=self._sync, serializer=JSONSerializer)
         self._settings = settings
 
-    def commands(self, job_id: str, shards: int = 1) -> list[tuple[Any, ...]]:
-        """The Redis commands that enqueue ``run_gradient_job(job_id, shard)`` for every shard on the rq queue."""
+    def commands(self, job_id: str, shards: int, tenant: str) -> list[tuple[Any, ...]]:
+        """The Redis commands that enqueue ``run_gradient_job(job_id, shard, tenant)`` for every shard on the rq queue."""
         s = self._settings
         pipe = self._sync.pipeline(transaction=False)
         retry = Retry(max=s.job_retries) if s.job_retries else None
         for shard in range(shards):  # each shard its own rq job: any worker takes any shard, retried alone
-            self._queue.enqueue_call(JOB_FUNCTION, args=(job_id, shard), job_id=rq_job_id(job_id, shard),
+            self._queue.enqueue_call(JOB_FUNCTION, args=(job_id, shard, tenant), job_id=rq_job_id(job_id, shard),
                                      timeout=s.job_timeout, result_ttl=RQ_RECORD_TTL, failure_ttl=s.result_ttl,
                                      ttl=s.job_ttl, retry=retry, pipeline=pipe)
         stack = [args for args, _ in pipe.command_stack if args[0] not in ("MULTI", "EXEC")]
@@ -106,10 +107,16 @@ INDEX_TRIM_SECONDS = 1.0
 NETWORK_REFRESH_SECONDS = 60.0
 #: networks whose last refresh is remembered
 REFRESHED_KEPT = 4096
+#: (tenant, network) pairs known to be registered by the tenant
+OWNED_KEPT = 4096
 
 
 class JobStore:
-    """Async access to networks and jobs in Redis for the gRPC front end."""
+    """Async access to networks and jobs in Redis for the gRPC front end.
+
+    ``for_tenant(t)`` is the store of one tenant: the same connections and caches, and only that
+    tenant's keys, so nothing it does can reach another tenant's jobs, request ids or uploads.
+    """
 
     def __init__(self, settings: Settings, client: aioredis.Redis | None = None) -> None:
         self.settings = settings
@@ -126,8 +133,19 @@ class JobStore:
         self._scripts = {name: self.redis.register_script(getattr(jobscripts, name))
                          for name in ("CREATE", "CANCEL", "DELETE", "ACK")}
         self._meta: OrderedDict[str, NetworkMeta] = OrderedDict()
-        self._refreshed: OrderedDict[str, float] = OrderedDict()  #: network hash -> when its TTL was last refreshed
+        self._refreshed: OrderedDict[str, float] = OrderedDict()  #: network mark -> when its TTL was last refreshed
+        self._owned: OrderedDict[str, None] = OrderedDict()  #: network marks known to exist
         self._trimmed = float("-inf")  #: when the job index was last trimmed
+        self._tenants: dict[str, JobStore] = {self.keys.tenant: self}
+
+    def for_tenant(self, tenant: str) -> "JobStore":
+        """The store of ``tenant`` (made once per tenant; InvalidInput for a bad tenant name)."""
+        view = self._tenants.get(tenant)
+        if view is None:
+            view = copy.copy(self)
+            view.keys, view._trimmed = self.keys.for_tenant(tenant), float("-inf")
+            self._tenants[tenant] = view
+        return view
 
     async def close(self) -> None:
         """Close connections."""
@@ -138,23 +156,29 @@ class JobStore:
 
     # ------------------------------------------------------------ networks
     async def put_network(self, meta: NetworkMeta, blob: bytes) -> None:
-        """Store a serialized network and its metadata under its content hash."""
-        ttl = self.settings.network_ttl
+        """Store a serialized network and its metadata under its content hash, registered by this tenant."""
+        ttl, k = self.settings.network_ttl, self.keys
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(self.keys.network(meta.hash), blob, ex=ttl)
-            pipe.set(self.keys.network_meta(meta.hash), meta.to_json(), ex=ttl)
+            pipe.set(k.network(meta.hash), blob, ex=ttl)
+            pipe.set(k.network_meta(meta.hash), meta.to_json(), ex=ttl)
+            pipe.set(k.network_owned(meta.hash), "1", ex=ttl)
             await pipe.execute()
         self._remember(meta)
 
     async def network_meta(self, content_hash: str, fresh: bool = False) -> NetworkMeta:
-        """The metadata of a stored network (from memory unless ``fresh``); NotFound when unknown or expired."""
-        meta = None if fresh else self._meta.get(content_hash)
+        """The metadata of a network this tenant registered (from memory unless ``fresh``); NotFound when
+        unknown, expired or registered by other tenants only."""
+        mark = self.keys.network_owned(content_hash)
+        meta = None if fresh or mark not in self._owned else self._meta.get(content_hash)
         if meta is not None:
             self._meta.move_to_end(content_hash)
             return meta
-        text = await self.redis.get(self.keys.network_meta(content_hash))
-        if text is None:
-            self._meta.pop(content_hash, None)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(self.keys.network_meta(content_hash))
+            pipe.exists(mark)
+            text, owned = await pipe.execute()
+        if text is None or not owned:
+            self._forget(content_hash, gone=text is None)
             raise NotFound(f"network_hash: no network {content_hash!r} is registered (or it expired);"
                            " register it first", field="network_hash")
         meta = NetworkMeta.from_json(content_hash, text)
@@ -166,44 +190,61 @@ class JobStore:
         self._meta.move_to_end(meta.hash)
         while len(self._meta) > max(1, self.settings.network_cache):
             self._meta.popitem(last=False)
+        mark = self.keys.network_owned(meta.hash)
+        self._owned[mark] = None
+        self._owned.move_to_end(mark)
+        while len(self._owned) > OWNED_KEPT:
+            self._owned.popitem(last=False)
+
+    def _forget(self, content_hash: str, gone: bool) -> None:
+        """Drop what memory says of a network for this tenant (for everyone when it is ``gone``)."""
+        self._owned.pop(self.keys.network_owned(content_hash), None)
+        if gone:
+            self._meta.pop(content_hash, None)
 
     # ----------------------------------------------------------------- jobs
     async def create_job(self, job_id: str, spec: bytes, fields: dict[str, Any], request_id: str,
                          fingerprint: str, network_hash: str, shards: int = 1,
-                         extra: list[tuple[Any, ...]] = ()) -> tuple[str, bool]:
-        """Record and enqueue a job (one rq job per shard, and the ``extra`` commands); with a taken
-        request_id, return that job instead.
+                         extra: list[tuple[Any, ...]] = (), result_bytes: int = 0) -> tuple[str, bool]:
+        """Record and enqueue a job (one rq job per shard, and the ``extra`` commands) counted against
+        the tenant's limits; with a taken request_id, return that job instead.
 
-        Returns (job id, created). A request_id reused for a different request: AlreadyExists.
+        Returns (job id, created). A request_id reused for a different request: AlreadyExists; the
+        tenant at a limit: ResourceExhausted.
         """
         k, s = self.keys, self.settings
         keys = [k.job(job_id), k.spec(job_id), k.jobs, k.request(request_id) if request_id else k.jobs,
-                k.network(network_hash)]
+                k.network(network_hash), k.network_owned(network_hash), *k.quota]
         # ids start with their creation time: anything older than both TTLs together has expired
-        # (trimmed from the index at most once a second, not on every submission)
+        # (trimmed from the index at most once a second, not on every submission, with the other
+        # housekeeping; the quota keys then live on until every job created before the next has expired)
         cutoff = ""
         if time.monotonic() - self._trimmed >= INDEX_TRIM_SECONDS:
             self._trimmed = time.monotonic()
             cutoff = id_prefix_at(time.time() - s.job_ttl - s.result_ttl)
-        argv: list[Any] = [job_id, s.job_ttl, spec, "1" if request_id else "0", k.job(""), cutoff, 2 * len(fields)]
+        quota_ttl = s.job_ttl + s.result_ttl + int(2 * INDEX_TRIM_SECONDS) + 1
+        argv: list[Any] = [job_id, s.job_ttl, spec, "1" if request_id else "0", k.job(""), cutoff, s.tenant_max_jobs,
+                           s.tenant_max_result_bytes, result_bytes, quota_ttl, 2 * len(fields)]
         for name, value in fields.items():
             argv += [name, value]
-        commands = [*extra, *self._rq.commands(job_id, shards)]
-        now = time.monotonic()
-        if now - self._refreshed.get(network_hash, float("-inf")) > NETWORK_REFRESH_SECONDS:
-            self._refreshed[network_hash] = now  # a network in use lives on, refreshed at most once a minute
-            self._refreshed.move_to_end(network_hash)
+        commands = [*extra, *self._rq.commands(job_id, shards, k.tenant)]
+        now, mark = time.monotonic(), k.network_owned(network_hash)
+        if now - self._refreshed.get(mark, float("-inf")) > NETWORK_REFRESH_SECONDS:
+            self._refreshed[mark] = now  # a network in use lives on, refreshed at most once a minute
+            self._refreshed.move_to_end(mark)
             while len(self._refreshed) > REFRESHED_KEPT:
                 self._refreshed.popitem(last=False)
             commands += [("EXPIRE", k.network(network_hash), s.network_ttl),
-                         ("EXPIRE", k.network_meta(network_hash), s.network_ttl)]
+                         ("EXPIRE", k.network_meta(network_hash), s.network_ttl), ("EXPIRE", mark, s.network_ttl)]
         for words in commands:
             argv += [len(words), *words]
         found = await self._scripts["CREATE"](keys=keys, args=argv)
         if found == [b"nonet"]:
-            self._meta.pop(network_hash, None)
-            raise NotFound(f"network_hash: no network {network_hash!r} is registered (it expired or Redis lost"
-                           " it); register it again", field="network_hash")
+            self._forget(network_hash, gone=False)
+            raise NotFound(f"network_hash: no network {network_hash!r} is registered (or it expired);"
+                           " register it first", field="network_hash")
+        if found and found[0] == b"limit":
+            raise self._over_limit(found[1].decode(), int(found[2]), result_bytes)
         if found:
             existing, their_fp = found[0].decode(), found[1].decode()
             if their_fp != fingerprint:
@@ -211,6 +252,17 @@ class JobStore:
                                     f" (jobs/{existing})", field="request_id")
             return existing, False
         return job_id, True
+
+    def _over_limit(self, which: str, now: int, result_bytes: int) -> ResourceExhausted:
+        """The error of a submission over one of the tenant's limits."""
+        s, tenant = self.settings, self.keys.tenant
+        if which == "jobs":
+            return ResourceExhausted(f"tenant {tenant!r}: {now} jobs queued or running, the limit of"
+                                     f" {ENV_NAMES['tenant_max_jobs']}={s.tenant_max_jobs}; submit again when some"
+                                     " have ended")
+        return ResourceExhausted(f"tenant {tenant!r}: its jobs hold {now} result bytes; {result_bytes} more would"
+                                 f" pass {ENV_NAMES['tenant_max_result_bytes']}={s.tenant_max_result_bytes}; delete"
+                                 " finished jobs (or wait for them to expire)")
 
     async def job_for_request(self, request_id: str) -> str | None:
         """The id of the job that claimed ``request_id``, or None."""
@@ -255,19 +307,20 @@ class JobStore:
         k, s = self.keys, self.settings
         now = time.time()
         before = await self._scripts["CANCEL"](
-            keys=[k.job(job_id), k.spec(job_id), k.events(job_id)],
+            keys=[k.job(job_id), k.spec(job_id), k.events(job_id), k.inflight, k.live],
             args=[stored(CANCELLED), repr(now), s.result_ttl, repr(now + s.result_ttl), k.request("")])
         if before is None:
             raise NotFound(f"name: no job jobs/{job_id} (unknown, deleted or expired)", field="name")
         job = await self.get_job(job_id)
         if (before.decode() if isinstance(before, bytes) else str(before)) in (stored(QUEUED), stored(RUNNING)):
-            events.job_cancelled(job)
+            events.job_cancelled(job, k.tenant)
         return job
 
     async def delete_job(self, job_id: str) -> None:
         """Delete a job, its chunks and its request_id claim (a running one stops at its next chunk)."""
         k = self.keys
-        found = await self._scripts["DELETE"](keys=[*k.job_keys(job_id), k.jobs], args=[job_id, k.request("")])
+        found = await self._scripts["DELETE"](keys=[*k.job_keys(job_id), k.jobs, *k.quota],
+                                              args=[job_id, k.request("")])
         if not found:
             raise NotFound(f"name: no job jobs/{job_id} (unknown, deleted or expired)", field="name")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections import OrderedDict
 from typing import Any, Iterable, NamedTuple
@@ -42,7 +43,11 @@ class Started(NamedTuple):
 
 
 class WorkerStore:
-    """Sync Redis access for job functions; keeps decoded networks between jobs."""
+    """Sync Redis access for job functions; keeps decoded networks between jobs.
+
+    ``for_tenant(t)`` is the store of one tenant's jobs: the same connection, scripts and networks,
+    and only that tenant's keys.
+    """
 
     def __init__(self, settings: Settings, client: redis.Redis | None = None, name: str = "") -> None:
         self.settings = settings
@@ -56,6 +61,16 @@ class WorkerStore:
                          for n in ("START", "EMIT", "SHARD_DONE", "FINISH")}
         self._loaded = False
         self._networks: OrderedDict[str, Network] = OrderedDict()
+        self._tenants: dict[str, WorkerStore] = {self.keys.tenant: self}
+
+    def for_tenant(self, tenant: str) -> "WorkerStore":
+        """The store of ``tenant``'s jobs (made once per tenant; InvalidInput for a bad tenant name)."""
+        view = self._tenants.get(tenant)
+        if view is None:
+            view = copy.copy(self)
+            view.keys = self.keys.for_tenant(tenant)
+            self._tenants[tenant] = view
+        return view
 
     def start(self, job_id: str, shard: int = 0) -> Started:
         """Mark a shard running (another attempt if its worker died), or learn it has nothing to do."""
@@ -154,7 +169,7 @@ class WorkerStore:
         argv: list[Any] = [stored(state), repr(now), s.result_ttl, repr(now + s.result_ttl), k.request(""), expected]
         for name, value in fields.items():
             argv += [name, value]
-        return "FINISH", [k.job(job_id), k.spec(job_id), k.events(job_id)], argv
+        return "FINISH", [k.job(job_id), k.spec(job_id), k.events(job_id), k.inflight, k.live], argv
 
     def call(self, *calls: tuple[str, list[str], list[Any]]) -> list[Any]:
         """Run script calls in one pipeline."""

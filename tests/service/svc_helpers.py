@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 
 import edgegrad
@@ -71,3 +75,12 @@ def loss_of(job: job_pb2.Job) -> float | None:
 def get_capabilities(stub) -> service_pb2.Capabilities:
     """GetCapabilities."""
     return stub.GetCapabilities(service_pb2.GetCapabilitiesRequest())
+
+
+def burst_worker(settings) -> None:
+    """Run one real worker process until its queue is empty."""
+    from edgegrad.server.cluster import settings_env
+
+    env = {**os.environ, **settings_env(settings)}
+    subprocess.run([sys.executable, "-m", "edgegrad", "worker", "--burst", "--name", f"{settings.queue}.burst",
+                    "--log-level", "WARNING"], env=env, check=True, timeout=120)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import grpc
@@ -18,19 +17,10 @@ from edgegrad.wire import codec
 from edgegrad.jobs.keys import Keys
 from edgegrad.v1 import job_pb2, service_pb2, service_pb2_grpc
 from edgegrad.jobs.worker_store import EMIT_CANCELLED, WorkerStore
-from svc_helpers import collect, example_network, gradient_request
+from svc_helpers import burst_worker, collect, example_network, gradient_request
 
 NET = example_network(seed=2)
 X = np.random.default_rng(2).normal(size=(5, NET.n_inputs))
-
-
-def _burst_worker(settings) -> None:
-    """Run one real worker process until its queue is empty."""
-    from edgegrad.server.cluster import settings_env
-    import os
-    env = {**os.environ, **settings_env(settings)}
-    subprocess.run([sys.executable, "-m", "edgegrad", "worker", "--burst", "--name", f"{settings.queue}.burst",
-                    "--log-level", "WARNING"], env=env, check=True, timeout=60)
 
 
 def test_bearer_token_is_required_when_configured(namespace, thread_server) -> None:
@@ -97,7 +87,7 @@ def test_cancel_a_queued_job_ends_it_and_no_worker_runs_it(namespace, thread_ser
         job = stub.SubmitJob(service_pb2.SubmitJobRequest(request=gradient_request(NET, X)))
         cancelled = stub.CancelJob(service_pb2.CancelJobRequest(name=job.name))
         assert cancelled.state == job_pb2.JOB_STATE_CANCELLED
-        _burst_worker(settings)
+        burst_worker(settings)
         _, chunks, done = collect(stub.WatchJob(service_pb2.WatchJobRequest(name=job.name)))
         assert done.state == job_pb2.JOB_STATE_CANCELLED and not chunks and done.attempt == 0
         assert done.error.code == grpc.StatusCode.CANCELLED.value[0]
@@ -143,7 +133,7 @@ def test_a_failing_job_reports_in_its_status(namespace, thread_server) -> None:
         job = stub.SubmitJob(service_pb2.SubmitJobRequest(request=gradient_request(NET, X)))
         r = redis.Redis.from_url(settings.redis_url)
         r.delete(Keys(settings.key_prefix).network(NET.content_hash))  # the network expires before the job runs
-        _burst_worker(settings)
+        burst_worker(settings)
         _, chunks, done = collect(stub.WatchJob(service_pb2.WatchJobRequest(name=job.name)))
         assert done.state == job_pb2.JOB_STATE_FAILED and not chunks
         assert done.error.code == grpc.StatusCode.NOT_FOUND.value[0]
@@ -155,7 +145,7 @@ def test_workers_refuse_functions_that_are_not_edgegrads(namespace, tmp_path) ->
     target = tmp_path / "should-not-exist"
     queue = Queue(settings.queue, connection=redis.Redis.from_url(settings.redis_url), serializer=JSONSerializer)
     rq_job = queue.enqueue("os.mkdir", str(target))
-    _burst_worker(settings)
+    burst_worker(settings)
     assert not target.exists()
     assert rq_job.get_status(refresh=True) == "failed"
     rq_job.delete()
@@ -169,7 +159,7 @@ def test_workers_refuse_edgegrad_jobs_that_carry_callbacks(namespace) -> None:
     queue = Queue(settings.queue, connection=redis.Redis.from_url(settings.redis_url), serializer=JSONSerializer)
     rq_job = queue.enqueue("edgegrad.worker.jobs.run_gradient_job", "0" * 26,
                            on_success=Callback("os.mkdir"), on_failure=Callback("os.mkdir"))
-    _burst_worker(settings)
+    burst_worker(settings)
     assert rq_job.get_status(refresh=True) == "failed"
     assert "refused: edgegrad jobs carry no callbacks" in rq_job.latest_result().exc_string
     rq_job.delete()
