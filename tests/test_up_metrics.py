@@ -23,6 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 XOR = edgegrad.Network.load(os.path.join(ROOT, "examples", "xor.json"))
 X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
 T = np.array([[0.0], [1.0], [1.0], [0.0]])
+DEFAULT_TOKEN, ALICE_TOKEN = "token-of-default-0123", "token-of-alice-4567"
 OVERFLOWS = edgegrad.Network.from_dict({  # finite inputs, an output beyond float64: the worker fails it
     "format": "edgegrad.network/v1", "inputs": ["a"], "outputs": ["y"],
     "nodes": [{"id": "y", "activation": "identity"}],
@@ -49,7 +50,10 @@ def total(scrapes: list[dict[str, float]], key: str) -> float:
 def up(tmp_path):
     """``edgegrad up`` with metrics on free ports and JSON logs; (address, metrics URLs, stderr lines)."""
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL" and not k.startswith("EDGEGRAD_")}
-    env.update(EDGEGRAD_KEY_PREFIX="edgegrad-metrics-test", EDGEGRAD_METRICS_PORT="0", EDGEGRAD_LOG_FORMAT="json")
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"{DEFAULT_TOKEN}\nalice {ALICE_TOKEN}\n")
+    env.update(EDGEGRAD_KEY_PREFIX="edgegrad-metrics-test", EDGEGRAD_METRICS_PORT="0", EDGEGRAD_LOG_FORMAT="json",
+               EDGEGRAD_AUTH_TOKEN_FILE=str(tokens))
     proc = subprocess.Popen([sys.executable, "-m", "edgegrad", "up", "--port", "0", "--workers", "2"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     errors: list[str] = []
@@ -81,7 +85,10 @@ def up(tmp_path):
 def test_up_serves_metrics_of_its_server_and_each_worker_and_logs_every_job_event(up) -> None:
     address, urls, errors = up
     assert len(urls) == 3 and len(set(urls)) == 3  # the server, then one port per worker
-    with edgegrad.Client(address, timeout=60) as client:
+    with edgegrad.Client(address, timeout=60, token=ALICE_TOKEN) as client:
+        alices = client.submit(XOR, X)
+        alices.result()
+    with edgegrad.Client(address, timeout=60, token=DEFAULT_TOKEN) as client:
         for _ in range(3):
             assert client.gradients(XOR, X, targets=T, loss="mse") == edgegrad.gradients(XOR, X, targets=T, loss="mse")
         sharded = client.submit(XOR, np.tile(X, (2, 1)), shard_rows=2)  # 4 shards, output mode
@@ -98,18 +105,20 @@ def test_up_serves_metrics_of_its_server_and_each_worker_and_logs_every_job_even
             break
         time.sleep(0.2)
     assert server['edgegrad_jobs_submitted_total{tenant="default"}'] == 6
-    assert server["edgegrad_shards_enqueued_total"] == 3 + 4 + 1 + 300
+    assert server['edgegrad_jobs_submitted_total{tenant="alice"}'] == 1
+    assert server["edgegrad_shards_enqueued_total"] == 1 + 3 + 4 + 1 + 300
     assert server['edgegrad_jobs_finished_total{state="cancelled",tenant="default"}'] == 1
     assert server["edgegrad_open_streams"] == 0
     assert server["edgegrad_result_bytes_streamed_total"] >= 3 * 136 + 8 * 8 * 6  # the results the client read
     assert total(workers, 'edgegrad_jobs_finished_total{state="succeeded",tenant="default"}') == 4
+    assert total(workers, 'edgegrad_jobs_finished_total{state="succeeded",tenant="alice"}') == 1
     assert total(workers, 'edgegrad_jobs_finished_total{state="failed",tenant="default"}') == 1
-    assert total(workers, 'edgegrad_job_duration_seconds_count{state="succeeded"}') == 4
-    assert total(workers, 'edgegrad_shards_total{outcome="done"}') >= 3 + 4
+    assert total(workers, 'edgegrad_job_duration_seconds_count{state="succeeded"}') == 5
+    assert total(workers, 'edgegrad_shards_total{outcome="done"}') >= 1 + 3 + 4
     assert total(workers, 'edgegrad_shards_total{outcome="failed"}') == 1
-    assert total(workers, "edgegrad_queue_wait_seconds_count") >= 3 + 4 + 1
+    assert total(workers, "edgegrad_queue_wait_seconds_count") >= 1 + 3 + 4 + 1
     assert total(workers, "edgegrad_shard_run_seconds_count") == total(workers, 'edgegrad_shards_total{outcome="done"}')
-    assert total(workers, "edgegrad_rows_total") >= 3 * 4 + 8
+    assert total(workers, "edgegrad_rows_total") >= 4 + 3 * 4 + 8
     assert total(workers, "edgegrad_plan_cache_hits_total") + total(workers, "edgegrad_plan_cache_misses_total") >= 8
     assert total(workers, "edgegrad_plan_cache_hits_total") >= 1  # the same network again: its plan is reused
     assert all(w["edgegrad_rows_total"] > 0 for w in workers)  # both workers took shards
@@ -117,10 +126,11 @@ def test_up_serves_metrics_of_its_server_and_each_worker_and_logs_every_job_even
     events = [json.loads(line) for line in errors if line.startswith("{") and '"edgegrad.jobs"' in line]
     by_job: dict[str, list[dict]] = {}
     for event in events:
-        assert event["tenant"] == "default" and event["job"].startswith("jobs/") and event["process"] in ("server",
-                                                                                                           "worker")
+        assert event["job"].startswith("jobs/") and event["process"] in ("server", "worker")
         by_job.setdefault(event["job"], []).append(event)
-    assert len(by_job) == 6
+    assert len(by_job) == 7
+    assert {e["tenant"] for e in by_job.pop(alices.name)} == {"alice"}
+    assert {e["tenant"] for job in by_job.values() for e in job} == {"default"}
     sharded_events = [e["event"] for e in by_job[sharded.name]]
     assert sharded_events.count("submitted") == 1 and sharded_events.count("started") == 4
     assert sharded_events.count("shard_done") == 4 and sharded_events[-1] == "finished"
