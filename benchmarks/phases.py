@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from edgegrad import Network
-from edgegrad.engine import passes as engine
+from edgegrad.engine import passes
 from edgegrad.engine.losses import loss_and_grad
 from edgegrad.engine.plan import get_plan
 
@@ -29,17 +29,17 @@ def time_phases(net: Network, X: np.ndarray, T: np.ndarray, dtype: str = "float6
     samples: dict[str, list[float]] = {name: [] for name in PHASES}
     for _ in range(repeat):
         marks = [time.perf_counter()]
-        run, _ = engine.forward(plan, x)
+        buffers, _ = passes.forward(plan, x)
         marks.append(time.perf_counter())
-        outputs = run.acts[plan.n_inputs + plan.output_rows].T.copy()
+        outputs = buffers.acts[plan.n_inputs + plan.output_rows].T.copy()
         _, d_out = loss_and_grad("mse", "mean", outputs, T)
         marks.append(time.perf_counter())
-        engine.backward(plan, run, d_out.T.astype(plan.dtype))
+        passes.backward(plan, buffers, d_out.T.astype(plan.dtype))
         marks.append(time.perf_counter())
         edge_grads = np.empty(net.n_edges, dtype=plan.dtype)
-        engine.summed_edge_grads(plan, run, edge_grads)
+        passes.summed_edge_grads(plan, buffers, edge_grads)
         marks.append(time.perf_counter())
-        run.deltas.sum(axis=1)[plan.node_row]
+        buffers.deltas.sum(axis=1)[plan.node_row]
         marks.append(time.perf_counter())
         for name, a, b in zip(PHASES, marks[:-1], marks[1:]):
             samples[name].append(b - a)

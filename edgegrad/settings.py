@@ -52,6 +52,12 @@ class Settings:
     worker_memory_bytes: int = 2048 * MiB   #: engine working memory one shard may need on a worker
     shard_seconds: float = 1.0              #: engine time a shard aims at when the client sets no shard_rows
     max_shards: int = 4096                  #: most shards one job is split into
+    redis_connections: int = 64             #: a server's pool of Redis connections for short commands
+    page_size: int = 100                    #: ListJobs page when the client asks for none
+    max_page_size: int = 1000               #: largest ListJobs page
+    threads: int = 0                        #: engine threads (and BLAS's, when set); 0: every core it may use
+    slab_bytes: int = 128 * MiB             #: engine working memory of one slab of rows
+    plan_cache: int = 8                     #: compiled plans the engine keeps (LRU)
     tenant_max_jobs: int = 100_000          #: jobs one tenant may have queued or running at once (0: no limit)
     tenant_max_result_bytes: int = 65536 * MiB  #: result bytes one tenant's jobs may hold (0: no limit)
     metrics_port: str = ""                  #: Prometheus /metrics port ("" off, 0 a free one); `up`: server, then workers
@@ -70,6 +76,16 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return dataclasses.replace(cls(), **values)
 
+    @staticmethod
+    def read(name: str, environ: Mapping[str, str] | None = None) -> Any:
+        """One setting from the environment, parsed, without building the rest; None when unset or blank.
+
+        For knobs the engine reads on every call (``threads``, ``slab_bytes``, ``plan_cache``).
+        """
+        var = ENV_NAMES[name]
+        text = (os.environ if environ is None else environ).get(var, "").strip()
+        return _parse(text, _TYPES[name], var) if text else None
+
     def with_(self, **changes: Any) -> "Settings":
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
@@ -78,6 +94,7 @@ class Settings:
 #: field name -> environment variable
 ENV_NAMES: dict[str, str] = {f.name: ("REDIS_URL" if f.name == "redis_url" else f"EDGEGRAD_{f.name.upper()}")
                              for f in dataclasses.fields(Settings)}
+_TYPES: dict[str, Any] = {f.name: f.type for f in dataclasses.fields(Settings)}
 
 
 def _parse(text: str, kind: Any, name: str) -> Any:

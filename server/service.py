@@ -216,7 +216,7 @@ class Service:
         """One page of the tenant's jobs, newest first."""
         if page_token:
             job_id_from_name(f"jobs/{page_token}", "page_token")
-        size = min(page_size or 100, 1000)
+        size = min(page_size or self.settings.page_size, self.settings.max_page_size)
         jobs, token = await self.store.for_tenant(tenant).list_jobs(size, page_token)
         return service_pb2.ListJobsResponse(jobs=jobs, next_page_token=token)
 

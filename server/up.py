@@ -185,8 +185,8 @@ def run(args: argparse.Namespace) -> int:
             settings = Settings.from_env(redis_url=redis_url)
             if ENV_NAMES["metrics_host"] not in os.environ:  # metrics where the service listens
                 settings = settings.with_(metrics_host=args.host)
-            # the workers share this machine's cores: each computes on its share (unless told otherwise)
-            os.environ.setdefault("EDGEGRAD_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
+            if not settings.threads:  # the workers share this machine's cores: each computes on its share
+                settings = settings.with_(threads=max(1, (os.cpu_count() or 1) // workers))
             cluster = Cluster(settings, workers=workers, host=args.host, port=args.port)
             try:
                 cluster.start()

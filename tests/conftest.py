@@ -60,6 +60,15 @@ def _ensure_redis() -> None:
 _ensure_redis()
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Everything under tests/service/ and tests/compose/ is a ``service`` test (modules elsewhere mark themselves)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    folders = {os.path.join(here, "service"), os.path.join(here, "compose")}
+    for item in items:
+        if os.path.dirname(str(item.path)) in folders:
+            item.add_marker(pytest.mark.service)
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     """Say which Redis the session uses."""
     return _header

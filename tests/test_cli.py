@@ -15,6 +15,8 @@ import pytest
 import edgegrad
 from edgegrad import Network
 
+pytestmark = pytest.mark.service  # starts processes
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 XOR = str(EXAMPLES / "xor.json")

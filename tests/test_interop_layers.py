@@ -96,6 +96,7 @@ def test_from_networkx_names_the_bad_part(build, message: str) -> None:
     assert message in str(info.value)
 
 
+@pytest.mark.service  # starts a process
 def test_a_missing_library_names_the_extra_to_install() -> None:
     code = ("import sys; sys.modules['torch'] = None\n"
             "import edgegrad\n"
@@ -106,6 +107,7 @@ def test_a_missing_library_names_the_extra_to_install() -> None:
     assert "pip install 'edgegrad[torch]'" in out
 
 
+@pytest.mark.service  # starts a process
 def test_importing_edgegrad_imports_none_of_the_optional_libraries() -> None:
     code = "import sys, edgegrad; print(sorted(m for m in ('torch', 'neat', 'networkx') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -163,6 +163,7 @@ def test_custom_function_under_a_builtin_name_is_refused(tmp_path: Path) -> None
         edgegrad.Network.from_neat(genome, config)
 
 
+@pytest.mark.service  # starts a process
 def test_finetune_example_evolves_then_improves_the_best_genome() -> None:
     import json
     import subprocess

@@ -17,6 +17,7 @@ EXPECTED = {"edgegrad/v1/job.proto", "edgegrad/v1/network.proto", "edgegrad/v1/s
             "google/protobuf/empty.proto", "google/protobuf/timestamp.proto"}
 
 
+@pytest.mark.service  # starts a process
 def test_protos_command_writes_the_import_closure(tmp_path: Path) -> None:
     out = tmp_path / "protos"
     run = subprocess.run([sys.executable, "-m", "edgegrad", "protos", str(out)], capture_output=True, text=True,
@@ -29,6 +30,7 @@ def test_protos_command_writes_the_import_closure(tmp_path: Path) -> None:
         assert (out / name).read_bytes() == (ROOT / "protos" / name).read_bytes()
 
 
+@pytest.mark.service  # starts a process
 def test_written_protos_compile_with_nothing_else_on_the_include_path(tmp_path: Path) -> None:
     protoc = pytest.importorskip("grpc_tools.protoc", reason="grpcio-tools not installed (the test extra)")
     out = tmp_path / "protos"
@@ -56,6 +58,7 @@ def test_result_fields_are_described_for_each_mode() -> None:
         assert phrase in text
 
 
+@pytest.mark.service  # starts a process
 def test_protos_refuses_a_file_as_the_folder(tmp_path: Path) -> None:
     target = tmp_path / "file"
     target.write_text("x")

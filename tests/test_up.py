@@ -16,6 +16,8 @@ import pytest
 
 import edgegrad
 
+pytestmark = pytest.mark.service  # starts processes
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
 import redis
@@ -18,13 +17,13 @@ _blas_limit = None  #: kept for the worker's life: BLAS threads stay limited whi
 
 
 def limit_blas_threads() -> None:
-    """Give BLAS no more threads than the engine's own (EDGEGRAD_THREADS, when set).
+    """Give BLAS no more threads than the engine's own (the ``threads`` setting, when set).
 
     Several workers on one host each get a share of its cores; BLAS would otherwise start a
     thread per core in every worker, and the workers' threads would fight over the cores.
     """
     global _blas_limit
-    if os.environ.get("EDGEGRAD_THREADS", "").strip():
+    if Settings.read("threads"):
         from threadpoolctl import threadpool_limits
 
         from edgegrad.engine.memory import thread_count

@@ -34,7 +34,7 @@ class EdgegradWorker(SimpleWorker):
     worker) re-enqueues it while it has retries left.
     """
 
-    job_heartbeat_ttl: int = 15
+    job_heartbeat_ttl: int = Settings.job_heartbeat_ttl
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -9,7 +9,6 @@ server is exit status 3, a failed job 1.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 from typing import Any, Callable, NoReturn, Sequence
@@ -28,16 +27,40 @@ EXIT_JOB_FAILED = 1
 EXIT_UNREACHABLE = 3
 EXIT_INTERRUPTED = 130
 
-#: subcommands owned by other modules: name -> (module, one-line help); imported only when chosen
-LAZY_COMMANDS: dict[str, tuple[str, str]] = {
-    "batch": ("edgegrad.cli.batch", "run a batch job on a server and write its result to a file as it arrives"),
-    "jobs": ("edgegrad.cli.jobs", "list, show, watch, cancel or delete a server's jobs"),
-    "up": ("edgegrad.server.up", "run the whole service: gRPC server, workers and Redis"),
-    "server": ("edgegrad.server.main", "run the gRPC front end only"),
-    "worker": ("edgegrad.worker.main", "run one job worker"),
-    "protos": ("edgegrad.wire.protofiles", "write every .proto a client in another language needs"),
-    "draw": ("edgegrad.draw.cli", "draw a network as a picture (.svg or .png), shaded by its gradients"),
+#: subcommands owned by other modules (``_command_module``), imported only when chosen: name -> one-line help
+LAZY_COMMANDS: dict[str, str] = {
+    "batch": "run a batch job on a server and write its result to a file as it arrives",
+    "jobs": "list, show, watch, cancel or delete a server's jobs",
+    "up": "run the whole service: gRPC server, workers and Redis",
+    "server": "run the gRPC front end only",
+    "worker": "run one job worker",
+    "protos": "write every .proto a client in another language needs",
+    "draw": "draw a network as a picture (.svg or .png), shaded by its gradients",
 }
+
+
+def _command_module(name: str) -> Any:
+    """The module of a lazy subcommand (its ``add_arguments`` and ``run``), imported now."""
+    if name == "batch":
+        from . import batch
+        return batch
+    if name == "jobs":
+        from . import jobs
+        return jobs
+    if name == "up":
+        from ..server import up
+        return up
+    if name == "server":
+        from ..server import main as server_main
+        return server_main
+    if name == "worker":
+        from ..worker import main as worker_main
+        return worker_main
+    if name == "draw":
+        from ..draw import cli as draw_cli
+        return draw_cli
+    from ..wire import protofiles
+    return protofiles
 
 
 class UsageError(Exception):
@@ -69,18 +92,18 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     _add_grad(sub)
     _add_explain(sub)
     chosen = next((a for a in argv if not a.startswith("-")), None)
-    for name, (module, help_text) in LAZY_COMMANDS.items():
+    for name, help_text in LAZY_COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == chosen:
-            mod = _import_command(name, module)
+            mod = _import_command(name)
             mod.add_arguments(p)
             p.set_defaults(handler=mod.run)
     return parser
 
 
-def _import_command(name: str, module: str) -> Any:
+def _import_command(name: str) -> Any:
     try:
-        return importlib.import_module(module)
+        return _command_module(name)
     except ImportError as exc:
         raise CommandFailure(f"edgegrad {name}: not available in this installation ({exc})", EXIT_INTERNAL) from None
 

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from . import passes as engine
+from . import passes
 from . import workspace
 from .batch import check_options
 from ..errors import InvalidInput
@@ -113,7 +113,7 @@ def _run(net: Network, x: np.ndarray, t: np.ndarray | None, loss: str | None, re
     batch = x.shape[0]
     step = slab_rows(net.n_inputs, net.n_nodes, net.n_outputs, loss, per_example, plan.dtype, _widest_level(net))
     spans = [(a, min(a + step, batch)) for a in range(0, batch, step)]
-    scratch = engine.pass_bytes(plan, min(step, batch), None if loss else net.n_outputs)
+    scratch = passes.pass_bytes(plan, min(step, batch), None if loss else net.n_outputs)
     with np.errstate(over="ignore", invalid="ignore"), workspace.borrowed(scratch) as buf:
         if loss is not None and not per_example:
             parts: Iterator[GradientResult] = (
@@ -151,9 +151,9 @@ def _slab(net: Network, plan: Plan, x: np.ndarray, t: np.ndarray | None, loss: s
     The pass's buffers are carved from ``buf``; nothing returned refers to them.
     """
     n_out = net.n_outputs
-    run, _ = engine.forward(plan, x.astype(plan.dtype, copy=False), n_outputs=None if loss else n_out,
+    buffers, _ = passes.forward(plan, x.astype(plan.dtype, copy=False), n_outputs=None if loss else n_out,
                             workspace=buf)
-    out_rows = run.acts[plan.n_inputs + plan.output_rows]
+    out_rows = buffers.acts[plan.n_inputs + plan.output_rows]
     if out is None:
         outputs = out_rows.T.copy()
     else:
@@ -161,27 +161,27 @@ def _slab(net: Network, plan: Plan, x: np.ndarray, t: np.ndarray | None, loss: s
         outputs[...] = out_rows.T
 
     if loss is None:
-        engine.backward(plan, run, None)
-        engine.per_example_results(plan, run, out.edge_grads, out.deltas)
+        passes.backward(plan, buffers, None)
+        passes.per_example_results(plan, buffers, out.edge_grads, out.deltas)
         part = out
     else:
         value, d_out = loss_and_grad(loss, reduction, outputs, t, total_rows, row_offset)
-        engine.backward(plan, run, d_out.T.astype(plan.dtype))
+        passes.backward(plan, buffers, d_out.T.astype(plan.dtype))
         if out is not None:
-            engine.per_example_results(plan, run, out.edge_grads, out.deltas)
+            passes.per_example_results(plan, buffers, out.edge_grads, out.deltas)
             part = GradientResult(outputs, value, out.edge_grads, out.deltas)
         else:
             edge_grads = np.empty(net.n_edges, dtype=plan.dtype)
-            engine.summed_edge_grads(plan, run, edge_grads)
-            part = GradientResult(outputs, value, edge_grads, run.deltas.sum(axis=1)[plan.node_row])
+            passes.summed_edge_grads(plan, buffers, edge_grads)
+            part = GradientResult(outputs, value, edge_grads, buffers.deltas.sum(axis=1)[plan.node_row])
     if not part.is_finite():
-        raise InvalidInput(overflow_message(net, plan, run, part, row_offset))
+        raise InvalidInput(overflow_message(net, plan, buffers, part, row_offset))
     return part
 
 
-def node_values(net: Network, inputs: Any, dtype: str = "float64") -> engine.NodeValues:
+def node_values(net: Network, inputs: Any, dtype: str = "float64") -> passes.NodeValues:
     """z, o and f'(z) of every node for a batch, in file order (for explanations and checks)."""
     x, _ = check_options(net, inputs, None, None, "mean", dtype, False)
     plan = get_plan(net, dtype, live_only=False)                 # every node's value, not only the live ones
     with np.errstate(over="ignore", invalid="ignore"):  # explanations show inf rather than warn
-        return engine.plan_node_values(plan, x.astype(plan.dtype, copy=False))
+        return passes.plan_node_values(plan, x.astype(plan.dtype, copy=False))

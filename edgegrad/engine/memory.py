@@ -26,12 +26,14 @@ import os
 
 import numpy as np
 
+from ..settings import Settings
+
 __all__ = ["SLAB_BYTES", "EDGE_CHUNK_BYTES", "GROUP_ROWS", "CACHE_BYTES", "thread_count", "slab_budget",
            "engine_bytes_per_row", "slab_rows", "working_memory_bytes",
            "result_bytes_per_row", "rows_for_budget", "edge_chunk_size"]
 
-#: default engine working memory of one slab (EDGEGRAD_SLAB_BYTES overrides it)
-SLAB_BYTES = 128 * 1024 * 1024
+#: default engine working memory of one slab (the ``slab_bytes`` setting, EDGEGRAD_SLAB_BYTES, overrides it)
+SLAB_BYTES: int = Settings.slab_bytes
 #: bytes of one gathered operand in an edge-gradient chunk: operands and product fit in L2
 EDGE_CHUNK_BYTES = 1024 * 1024
 #: a slab's activation and δ buffers are kept within this (about an L3 cache) once it has MIN_CACHE_ROWS rows
@@ -42,17 +44,18 @@ GROUP_ROWS = 64
 
 
 def thread_count() -> int:
-    """Threads for the kernels: EDGEGRAD_THREADS, else the CPUs this process may run on."""
-    configured = int(os.environ.get("EDGEGRAD_THREADS", "0") or 0)
+    """Threads for the kernels: the ``threads`` setting (EDGEGRAD_THREADS), else the CPUs this process may run on."""
+    configured = Settings.read("threads") or 0
     if configured > 0:
         return configured
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def slab_budget() -> int:
-    """Engine working memory allowed for one slab: EDGEGRAD_SLAB_BYTES, else ``SLAB_BYTES``."""
-    configured = os.environ.get("EDGEGRAD_SLAB_BYTES", "").strip()
-    return max(1, int(configured)) if configured else SLAB_BYTES
+    """Engine working memory allowed for one slab: the ``slab_bytes`` setting (EDGEGRAD_SLAB_BYTES) if set,
+    else ``SLAB_BYTES``."""
+    configured = Settings.read("slab_bytes")
+    return max(1, configured) if configured is not None else SLAB_BYTES
 
 
 def edge_chunk_size(row_bytes: int, budget: int | None = None) -> int:

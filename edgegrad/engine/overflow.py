@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .passes import Pass
+from .passes import PassBuffers
 from ..model.network import Network
 from .plan import Plan
 from .result import GradientResult
@@ -12,23 +12,23 @@ from .result import GradientResult
 __all__ = ["overflow_message", "result_overflow_message"]
 
 
-def overflow_message(net: Network, plan: Plan, run: Pass, result: GradientResult, row_offset: int = 0) -> str:
+def overflow_message(net: Network, plan: Plan, buffers: PassBuffers, result: GradientResult, row_offset: int = 0) -> str:
     """Where the first non-finite number came from: a node's value, the loss, a δ, or an edge derivative.
 
-    ``run`` and ``result`` are one slab's: rows ``row_offset…`` of the batch, the rows messages name.
+    ``buffers`` and ``result`` are one slab's: rows ``row_offset…`` of the batch, the rows messages name.
     Inputs, weights and biases are finite (they were checked), so a non-finite number means a
     weighted sum, an activation, the loss or a product along a path grew past the dtype's range.
     """
     dtype = plan.dtype.name
     batch = result.outputs.shape[0]
-    node_rows = run.acts[plan.n_inputs:]
+    node_rows = buffers.acts[plan.n_inputs:]
     bad_rows = np.flatnonzero(~np.isfinite(node_rows).all(axis=1))
     if bad_rows.size:  # plan order is topological: the first bad row is where it started
         return _node_message(net, plan, int(bad_rows[0]), node_rows, f"its value overflows {dtype}", batch,
                              row_offset)
     if result.loss is not None and not np.isfinite(result.loss):
         return _loss_message(result.loss)
-    delta_rows = run.deltas.reshape(plan.n_nodes, -1)
+    delta_rows = buffers.deltas.reshape(plan.n_nodes, -1)
     bad_rows = np.flatnonzero(~np.isfinite(delta_rows).all(axis=1))
     if bad_rows.size:  # the backward pass runs from the last row: the last bad row is where it started
         return _node_message(net, plan, int(bad_rows[-1]), delta_rows, f"its δ overflows {dtype}", batch,

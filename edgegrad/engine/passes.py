@@ -24,7 +24,7 @@ from .memory import edge_chunk_size, thread_count
 from .plan import GradGroup, Kernel, Level, Plan
 from .workspace import carve
 
-__all__ = ["Pass", "NodeValues", "pass_bytes", "forward", "backward", "summed_edge_grads", "per_example_results",
+__all__ = ["PassBuffers", "NodeValues", "pass_bytes", "forward", "backward", "summed_edge_grads", "per_example_results",
            "plan_node_values"]
 
 
@@ -75,7 +75,7 @@ def _quietly(task: Callable[[], None]) -> None:
         task()
 
 
-class Pass(NamedTuple):
+class PassBuffers(NamedTuple):
     """The buffers of one forward (+ backward) pass."""
 
     acts: np.ndarray     #: (I+N, B) o of every vertex, plan rows
@@ -123,15 +123,15 @@ def _split(work: int) -> bool:
 
 def _evaluate(piece: Piece, source: np.ndarray) -> np.ndarray:
     """The product rows of one piece, as a fresh (or exclusively owned) array."""
-    lo, hi, what = piece
-    if what is None:
+    lo, hi, product = piece
+    if product is None:
         return np.zeros((hi - lo, source.shape[1]), dtype=source.dtype)
-    if isinstance(what, np.ndarray):
-        return what[lo:hi]
-    return _product(what, source)
+    if isinstance(product, np.ndarray):
+        return product[lo:hi]
+    return _product(product, source)
 
 
-def _activate(plan: Plan, level: Level, piece: Piece, acts: np.ndarray, fprime: np.ndarray,
+def _forward_piece(plan: Plan, level: Level, piece: Piece, acts: np.ndarray, fprime: np.ndarray,
               z_out: np.ndarray | None) -> None:
     """z = W_in·o + bias, then o = f(z) and f'(z) for the activation runs of one piece of a level."""
     lo, hi, _ = piece
@@ -156,11 +156,11 @@ def _forward_level(plan: Plan, level: Level, acts: np.ndarray, fprime: np.ndarra
     work = level.forward_work * acts.shape[1]
     if not _split(work):
         piece = _pieces(level.forward, [(0, level.stop - level.start)], acts, split=False)[0]
-        _activate(plan, level, piece, acts, fprime, z_out)
+        _forward_piece(plan, level, piece, acts, fprime, z_out)
         return
     cuts = [(block.lo, block.hi) for block in level.blocks]
     pieces = _pieces(level.forward, cuts, acts)
-    _run_all((lambda p=p: _activate(plan, level, p, acts, fprime, z_out) for p in pieces), work)
+    _run_all((lambda p=p: _forward_piece(plan, level, p, acts, fprime, z_out) for p in pieces), work)
 
 
 def _pass_shapes(plan: Plan, batch: int, n_outputs: int | None) -> list[tuple[int, ...]]:
@@ -178,7 +178,7 @@ def pass_bytes(plan: Plan, batch: int, n_outputs: int | None = None) -> int:
 
 
 def forward(plan: Plan, x: np.ndarray, n_outputs: int | None = None, keep_z: bool = False,
-            workspace: np.ndarray | None = None) -> tuple[Pass, np.ndarray | None]:
+            workspace: np.ndarray | None = None) -> tuple[PassBuffers, np.ndarray | None]:
     """Forward pass for inputs ``x`` (B×I).
 
     The delta buffer is (N, B) for loss mode (``n_outputs`` None) and (N, K, B) for output mode.
@@ -204,29 +204,30 @@ def forward(plan: Plan, x: np.ndarray, n_outputs: int | None = None, keep_z: boo
     z = np.empty((plan.n_nodes, batch), dtype=plan.dtype) if keep_z else None
     for level in plan.levels:
         _forward_level(plan, level, acts, fprime, z)
-    return Pass(acts, deltas, fprime), z
+    return PassBuffers(acts, deltas, fprime), z
 
 
-def backward(plan: Plan, run: Pass, direct: np.ndarray | None) -> None:
-    """Turn f'(z) in ``run.deltas`` into δ, level by level from the last.
+def backward(plan: Plan, buffers: PassBuffers, direct: np.ndarray | None) -> None:
+    """Turn f'(z) in ``buffers.deltas`` into δ, level by level from the last (``_delta_product`` per piece).
 
     ``direct`` is ∂L/∂o of the outputs, (K, B), in loss mode. In output mode (a 3-D delta buffer)
     it is ignored: output k gets a direct term of 1 in its own column block.
     """
-    flat = run.deltas.reshape(plan.n_nodes, -1)
+    flat = buffers.deltas.reshape(plan.n_nodes, -1)
     for level in reversed(plan.levels):
         work = level.backward_work * flat.shape[1]
         pieces = _pieces(level.backward, [(0, level.stop - level.start)], flat, split=_split(work))
         if len(pieces) == 1 or not _split(work):
             for piece in pieces:
-                _pull(level, piece, run, flat, direct)
+                _delta_product(level, piece, buffers, flat, direct)
         else:
-            _run_all((lambda p=p, lv=level: _pull(lv, p, run, flat, direct) for p in pieces), work)
+            _run_all((lambda p=p, lv=level: _delta_product(lv, p, buffers, flat, direct) for p in pieces), work)
 
 
-def _pull(level: Level, piece: Piece, run: Pass, flat: np.ndarray, direct: np.ndarray | None) -> None:
-    """δ = f'(z) ⊙ (direct + W_out·δ[later rows]) for one piece of a level."""
-    deltas = run.deltas
+def _delta_product(level: Level, piece: Piece, buffers: PassBuffers, flat: np.ndarray,
+                   direct: np.ndarray | None) -> None:
+    """δ = f'(z) ⊙ (direct + W_out·δ[later rows]) for one piece of a level (rows ``piece``)."""
+    deltas = buffers.deltas
     lo, hi, _ = piece
     g = _evaluate(piece, flat)
     for k, r in level.outputs:
@@ -237,19 +238,19 @@ def _pull(level: Level, piece: Piece, run: Pass, flat: np.ndarray, direct: np.nd
                 g[r - lo] += direct[k]
     rows = slice(level.start + lo, level.start + hi)
     if deltas.ndim == 3:
-        np.multiply(g.reshape(hi - lo, -1, deltas.shape[2]), run.fprime[rows][:, None, :], out=deltas[rows])
+        np.multiply(g.reshape(hi - lo, -1, deltas.shape[2]), buffers.fprime[rows][:, None, :], out=deltas[rows])
     else:
         deltas[rows] *= g
 
 
-def summed_edge_grads(plan: Plan, run: Pass, out: np.ndarray) -> None:
+def summed_edge_grads(plan: Plan, buffers: PassBuffers, out: np.ndarray) -> None:
     """Fill ``out`` (E, file order) with Σ_b δ(v)·o[u] for every edge (loss mode without per_example).
 
     Dense levels are one BLAS product each. The other edges come in groups of nodes with the same
     in-degree d: a chunk gathers its nodes' d source rows each (sized by bytes to stay in cache)
     and one δ row per node, broadcast over the node's d in-edges, instead of a δ copy per edge.
     """
-    acts, deltas = run.acts, run.deltas
+    acts, deltas = buffers.acts, buffers.deltas
     for level in plan.levels:
         if level.dense_grad is None:
             continue
@@ -274,14 +275,14 @@ def _group_grads(group: GradGroup, a: int, b: int, acts: np.ndarray, deltas: np.
     out[group.file_edges[a:b]] = np.einsum("vdb,vb->vd", o, d)
 
 
-def per_example_results(plan: Plan, run: Pass, edges_out: np.ndarray, deltas_out: np.ndarray) -> None:
+def per_example_results(plan: Plan, buffers: PassBuffers, edges_out: np.ndarray, deltas_out: np.ndarray) -> None:
     """Fill ``edges_out`` (B×E or B×K×E) with δ(v)·o[u] and ``deltas_out`` (B×N or B×K×N) with δ, file order.
 
     o and δ are turned example-major once; then each result row is two gathers along a row that
     stays in cache and one product, written contiguously in file order (no scattered columns).
     """
-    acts_t = _example_major(run.acts)                                            # (B, I+N)
-    deltas_t = _example_major(run.deltas)                                        # (B, N) or (B, K, N)
+    acts_t = _example_major(buffers.acts)                                            # (B, I+N)
+    deltas_t = _example_major(buffers.deltas)                                        # (B, N) or (B, K, N)
     np.take(deltas_t, plan.node_row, axis=-1, out=deltas_out, mode="clip")
     batch, n_edges = edges_out.shape[0], edges_out.shape[-1]
     if n_edges == 0:
@@ -332,8 +333,8 @@ def _example_grads(plan: Plan, acts_t: np.ndarray, deltas_t: np.ndarray, out: np
 
 def plan_node_values(plan: Plan, x: np.ndarray) -> NodeValues:
     """z, o and f'(z) of every node for inputs ``x``, in file order (B×N, B×(I+N), B×N)."""
-    run, z = forward(plan, x, keep_z=True)
+    buffers, z = forward(plan, x, keep_z=True)
     n_in = plan.n_inputs
-    o = np.concatenate([run.acts[:n_in], run.acts[n_in + plan.node_row]]).T
-    return NodeValues(z[plan.node_row].T.copy(), o.copy(), run.fprime[plan.node_row].T.copy())
+    o = np.concatenate([buffers.acts[:n_in], buffers.acts[n_in + plan.node_row]]).T
+    return NodeValues(z[plan.node_row].T.copy(), o.copy(), buffers.fprime[plan.node_row].T.copy())
 

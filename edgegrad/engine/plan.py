@@ -9,7 +9,6 @@ Plans are cached by the network's content hash.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from ..model.activations import ACTIVATION_NAMES, ACTIVATIONS, Activation
 from .batch import check_float32_range
 from .memory import GROUP_ROWS
 from ..model.network import Network
+from ..settings import Settings
 
 __all__ = ["Plan", "Level", "Block", "Kernel", "GradGroup", "compile_plan", "get_plan", "clear_plan_cache",
            "plan_cache_stats", "reaches_output"]
@@ -31,7 +31,8 @@ DENSE_MIN_DENSITY = 0.25
 SMALL_BLOCK_CELLS = 4096
 #: sparse kernels are split into row chunks of about this many stored entries (for the thread pool)
 CHUNK_NNZ = 8_192
-PLAN_CACHE_SIZE = 8
+#: plans kept by default (the ``plan_cache`` setting, EDGEGRAD_PLAN_CACHE, overrides it)
+PLAN_CACHE_SIZE: int = Settings.plan_cache
 #: a dense level's summed edge gradients use one BLAS product from this many edges (else per-edge groups)
 DENSE_GRAD_MIN_EDGES = 4096
 #: in-edges of one node taken at a time by the summed edge gradients (a node with more is split)
@@ -297,7 +298,8 @@ def get_plan(net: Network, dtype: str | np.dtype = "float64", live_only: bool = 
     plan = compile_plan(net, dtype, live_only)
     with _cache_lock:
         _cache[key] = plan
-        while len(_cache) > int(os.environ.get("EDGEGRAD_PLAN_CACHE", PLAN_CACHE_SIZE)):
+        size = Settings.read("plan_cache")
+        while len(_cache) > (PLAN_CACHE_SIZE if size is None else size):
             _cache.popitem(last=False)
     return plan
 

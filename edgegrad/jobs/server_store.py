@@ -99,8 +99,6 @@ class _RqEnqueuer:
         self._sync.close()
 
 
-#: connections for short commands (submits, reads); callers wait for one when all are busy
-COMMAND_CONNECTIONS = 64
 #: seconds between two trims of the job index
 INDEX_TRIM_SECONDS = 1.0
 #: seconds between two refreshes of a used network's TTL
@@ -121,12 +119,13 @@ class JobStore:
     def __init__(self, settings: Settings, client: aioredis.Redis | None = None) -> None:
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
-        # Short commands share a bounded pool and wait for a free connection under load. Each open
+        # Short commands share a bounded pool (``redis_connections``) and wait for a free connection
+        # under load. Each open
         # watch holds a connection of its own pool in a blocking XREAD for up to a heartbeat
         # period, so those sockets must wait longer than that.
         timeout = settings.heartbeat_seconds + 10.0
         self.redis = client or aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
-            settings.redis_url, max_connections=COMMAND_CONNECTIONS, timeout=timeout, socket_timeout=timeout))
+            settings.redis_url, max_connections=settings.redis_connections, timeout=timeout, socket_timeout=timeout))
         self.streams = client or aioredis.Redis.from_url(
             settings.redis_url, max_connections=settings.max_streams, socket_timeout=timeout)
         self._rq = _RqEnqueuer(settings)

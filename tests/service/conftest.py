@@ -14,16 +14,20 @@ import pytest
 import redis
 
 from edgegrad.server.app import App, create_server
+from edgegrad.jobs.keys import Keys
 from edgegrad.jobs.namespace import delete_namespace
+from edgegrad.jobs.record import rq_job_id
 from edgegrad.server.cluster import Cluster
 from edgegrad.settings import Settings
 from edgegrad.v1 import service_pb2_grpc
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+#: every namespace of this session starts with it: what the session leaves in a shared Redis has one pattern
+SESSION = f"egtest-{secrets.token_hex(3)}"
 
 
 def _namespace(tag: str, **overrides) -> Settings:
-    token = f"egtest-{tag}-{secrets.token_hex(4)}"
+    token = f"{SESSION}-{tag}-{secrets.token_hex(4)}"
     base = dict(redis_url=REDIS_URL, key_prefix=token, queue=token, job_heartbeat_ttl=2, maintenance_interval=1,
                 worker_ttl=16, heartbeat_seconds=0.5, result_ttl=300, job_ttl=600, shutdown_grace_seconds=1.0,
                 chunk_bytes=64 * 1024, auth_token="", auth_token_file="", tls_cert="", tls_key="")
@@ -50,8 +54,21 @@ def namespace():
         return s
 
     yield make
-    for s in made:
-        delete_namespace(s)
+    r = redis.Redis.from_url(REDIS_URL)
+    try:
+        rq_jobs = [f"rq:job:{rq_job_id(m.decode(), i)}" for s in made for m in r.zrange(Keys(s.key_prefix).jobs, 0, -1)
+                   for i in range(int(r.hget(Keys(s.key_prefix).job(m.decode()), "shards") or 1))]
+        for s in made:
+            delete_namespace(s)
+        left = session_keys(r) + [k for k in rq_jobs if r.exists(k)]
+    finally:
+        r.close()
+    assert not left, f"the session left {len(left)} keys in Redis, e.g. {left[:5]}"
+
+
+def session_keys(r: redis.Redis) -> list[str]:
+    """Keys of this session's namespaces: edgegrad's under their prefixes and rq's named after their queues."""
+    return [k.decode() for pattern in (f"{SESSION}-*", f"rq:*{SESSION}-*") for k in r.scan_iter(match=pattern, count=1000)]
 
 
 @pytest.fixture(scope="session")
