@@ -22,7 +22,8 @@ def _env(name: str) -> Any:
 class Settings:
     """Service configuration; ``Settings.from_env()`` reads ``EDGEGRAD_*`` and ``REDIS_URL``."""
 
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = "redis://127.0.0.1:6379/0"  #: user and password in it; rediss:// for TLS
+    redis_ca_file: str = ""                 #: PEM file of the CA that signed Redis's TLS certificate (rediss://)
     key_prefix: str = "edgegrad"            #: prefix of every edgegrad key in Redis
     queue: str = "edgegrad"                 #: rq queue name
     listen: str = "[::]:50051"              #: server address
@@ -74,7 +75,11 @@ class Settings:
             if name in environ:
                 values[f.name] = _parse(environ[name], f.type, name)
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return dataclasses.replace(cls(), **values)
+        settings = dataclasses.replace(cls(), **values)
+        if settings.redis_ca_file and not settings.redis_url.startswith("rediss://"):
+            raise InvalidInput(f"{ENV_NAMES['redis_ca_file']}: only meaningful with TLS to Redis"
+                               " (a rediss:// REDIS_URL)")
+        return settings
 
     @staticmethod
     def read(name: str, environ: Mapping[str, str] | None = None) -> Any:

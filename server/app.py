@@ -7,14 +7,15 @@ import functools
 import logging
 import signal
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import grpc
 from google.protobuf import empty_pb2, message_factory
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from edgegrad import metrics
-from edgegrad.errors import Unauthenticated
+from edgegrad.errors import InvalidInput, Unauthenticated
 from edgegrad.jobs.server_store import JobStore
 from edgegrad.settings import Settings
 from edgegrad.v1 import network_pb2, service_pb2
@@ -45,22 +46,44 @@ def _tenant(auth: Authenticator, context: grpc.aio.ServicerContext) -> str:
     return tenant
 
 
-def _unary(auth: Authenticator, fn: Callable[[Any, str], Awaitable[Any]]) -> Callable:
+def _decode(kind: type, data: bytes) -> Any:
+    """Parse a request here rather than in grpc's deserializer (whose failure is UNKNOWN with a traceback)."""
+    try:
+        return kind.FromString(data)
+    except (DecodeError, RuntimeError, ValueError) as exc:  # not a serialized ``kind``
+        log.debug("undecodable %s: %s", kind.DESCRIPTOR.name, exc)
+        raise InvalidInput(f"request: not a serialized {kind.DESCRIPTOR.full_name} ({len(data)} bytes)",
+                           field="request") from None
+
+
+async def _decoded(kind: type, pieces: AsyncIterator[bytes]) -> AsyncIterator[Any]:
+    """A client stream of raw messages, each parsed as it arrives."""
+    async for data in pieces:
+        yield _decode(kind, data)
+
+
+def _parsed(data: Any, kind: type, client_streams: bool) -> Any:
+    """The request (or request stream) of a call, parsed."""
+    return _decoded(kind, data) if client_streams else _decode(kind, data)
+
+
+def _unary(auth: Authenticator, fn: Callable[[Any, str], Awaitable[Any]], kind: type,
+           client_streams: bool) -> Callable:
     @functools.wraps(fn)
     async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
-            return await fn(request, _tenant(auth, context))
+            return await fn(_parsed(request, kind, client_streams), _tenant(auth, context))
         except SERVICE_ERRORS as exc:
             await abort(context, exc)
     return call
 
 
-def _streaming(auth: Authenticator, fn: Callable[[Any, str], Any]) -> Callable:
+def _streaming(auth: Authenticator, fn: Callable[[Any, str], Any], kind: type, client_streams: bool) -> Callable:
     @functools.wraps(fn)
     async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
         with metrics.OPEN_STREAMS.track_inprogress():
             try:
-                async for event in fn(request, _tenant(auth, context)):
+                async for event in fn(_parsed(request, kind, client_streams), _tenant(auth, context)):
                     yield event
             except SERVICE_ERRORS as exc:
                 await abort(context, exc)
@@ -124,8 +147,8 @@ def _handlers(service: Service, auth: Authenticator) -> grpc.GenericRpcHandler:
     handlers = {}
     for method in SERVICE.methods:
         wrap, make = _KINDS[method.client_streaming, method.server_streaming]
-        handlers[method.name] = make(wrap(auth, implementations[method.name]),
-                                     request_deserializer=message_factory.GetMessageClass(method.input_type).FromString,
+        kind = message_factory.GetMessageClass(method.input_type)  # parsed by the handler (see _decode)
+        handlers[method.name] = make(wrap(auth, implementations[method.name], kind, method.client_streaming),
                                      response_serializer=_serialize)
     return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 

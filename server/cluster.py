@@ -11,8 +11,7 @@ import threading
 import time
 from typing import IO
 
-import redis
-
+from edgegrad.jobs.connections import sync_redis
 from edgegrad.jobs.namespace import delete_namespace  # noqa: F401 - still importable from here
 from edgegrad.metrics import process_ports
 from edgegrad.settings import ENV_NAMES, Settings
@@ -119,7 +118,7 @@ class Cluster:
         from rq import Queue, Worker
 
         stop = stop or threading.Event()
-        connection = redis.Redis.from_url(self.settings.redis_url)
+        connection = sync_redis(self.settings)
         try:
             queue = Queue(self.settings.queue, connection=connection)
             end = time.monotonic() + timeout

@@ -33,6 +33,8 @@ from edgegrad.v1 import job_pb2
 
 from edgegrad.jobs.worker_store import EMIT_WRITTEN, Started, WorkerStore, final_state
 
+from .outage import REDIS_DOWN
+
 __all__ = ["run_gradient_job", "set_store", "get_store", "ALLOWED_FUNCTIONS"]
 
 log = logging.getLogger("edgegrad.worker")
@@ -68,6 +70,8 @@ def run_gradient_job(job_id: str, shard: int = 0, tenant: str = DEFAULT_TENANT) 
         _run(store, job_id, shard, started)
     except EdgegradError as exc:
         _fail(store, job_id, shard, exc.code, exc.message, exc.field)
+    except REDIS_DOWN:  # not the job's fault: the worker waits for Redis and rq retries the shard
+        raise
     except Exception as exc:  # a bug or an environment problem: the job fails, the worker lives on
         log.exception("job %s shard %s failed", job_id, shard)
         _fail(store, job_id, shard, "INTERNAL", f"{type(exc).__name__}: {exc}")

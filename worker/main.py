@@ -9,6 +9,7 @@ import sys
 import redis
 
 from edgegrad.errors import InvalidInput
+from edgegrad.jobs.connections import sync_redis
 from edgegrad.settings import ENV_NAMES, Settings
 
 __all__ = ["add_arguments", "run", "limit_blas_threads"]
@@ -41,7 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the worker; returns the exit status (2 for a bad setting or an unreachable Redis)."""
+    """Run the worker; returns the exit status (2 for a bad setting or a Redis that refuses it).
+
+    A Redis that does not answer yet is waited for, and an outage later on is ridden out."""
     from edgegrad.logs import configure_logging
     from edgegrad.metrics import serve_metrics
 
@@ -50,17 +53,25 @@ def run(args: argparse.Namespace) -> int:
     from .runner import make_worker
     from edgegrad.jobs.worker_store import WorkerStore
 
+    from .outage import REDIS_DOWN, Outage
+
+    logging.basicConfig(level=args.log_level, format="%(asctime)s worker %(levelname)s %(message)s")
     try:
         settings = Settings.from_env(redis_url=args.redis_url, queue=args.queue)
         configure_logging(settings, args.log_level, "worker")
-        connection = redis.Redis.from_url(settings.redis_url)
-        connection.ping()
+        connection = sync_redis(settings)
+        try:
+            connection.ping()
+        except REDIS_DOWN as exc:  # not up yet (or restarting): wait for it, as for an outage later on
+            if isinstance(exc, (redis.AuthenticationError, redis.exceptions.AuthorizationError)):
+                raise
+            Outage(connection, logging.getLogger("edgegrad.worker")).wait(exc)
         metrics_url = serve_metrics(settings)
     except InvalidInput as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
-    except (redis.RedisError, ValueError) as exc:
-        print(f"error: redis: cannot reach {getattr(args, 'redis_url', None) or 'REDIS_URL'} ({exc})",
+    except (redis.RedisError, ValueError) as exc:  # a malformed URL, a wrong password, ...
+        print(f"error: redis: cannot use {getattr(args, 'redis_url', None) or 'REDIS_URL'} ({exc})",
               file=sys.stderr)
         return 2
     if metrics_url:

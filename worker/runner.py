@@ -11,14 +11,17 @@ from rq import Queue, SimpleWorker
 from rq.exceptions import AbandonedJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
+from rq.utils import now as rq_now
 
 from edgegrad import events
+from edgegrad.errors import bounded
 from edgegrad.jobs.contract import FAILED
 from edgegrad.jobs.record import RQ_RECORD_TTL, error_fields
 from edgegrad.jobs.tenants import DEFAULT_TENANT
 from edgegrad.settings import Settings
 
 from .jobs import ALLOWED_FUNCTIONS, get_store
+from .outage import REDIS_DOWN, Outage
 
 __all__ = ["EdgegradWorker", "make_worker", "end_abandoned_job", "refusal"]
 
@@ -35,6 +38,7 @@ class EdgegradWorker(SimpleWorker):
     """
 
     job_heartbeat_ttl: int = Settings.job_heartbeat_ttl
+    _failure_ttl: int = Settings.result_ttl  #: seconds a refused or unreadable entry stays in rq's failed registry
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -42,6 +46,57 @@ class EdgegradWorker(SimpleWorker):
         self._beat_thread: threading.Thread | None = None
         self._beating: tuple[Job, Any] | None = None  #: (job, execution) while one runs
         self._last_beat = float("-inf")
+        self.outage = Outage(self.connection, self.log)
+        self.log.addFilter(self.outage.quiet_filter())
+
+    # ------------------------------------------------- riding out Redis outages (rq's loop would quit)
+    def _ride_out(self, exc: BaseException) -> None:
+        """Wait until Redis answers again (or a stop is requested), then let the work loop carry on."""
+        self.outage.wait(exc, stop=lambda: self._stop_requested)
+        self._back()
+
+    def _back(self) -> None:
+        """After an outage: register again if Redis lost this worker (a restart without its data)."""
+        try:
+            if not self.connection.exists(self.key):
+                self.register_birth()  # redis-py's pubsub thread subscribes again by itself
+        except REDIS_DOWN as exc:
+            self.outage.noticed(exc)
+        except ValueError:  # registered meanwhile
+            pass
+
+    def check_for_suspension(self, burst: bool) -> None:
+        """rq's check, waiting out an unreachable Redis."""
+        try:
+            super().check_for_suspension(burst)
+        except REDIS_DOWN as exc:
+            self._ride_out(exc)
+
+    def run_maintenance_tasks(self) -> None:
+        """rq's registry clean-up; Redis down is waited out, any other failure logged and retried next time."""
+        try:
+            super().run_maintenance_tasks()
+        except REDIS_DOWN as exc:
+            self._ride_out(exc)
+        except Exception:
+            self.last_cleaned_at = rq_now()  # not again at once
+            self.log.exception("registry clean-up failed; trying again in %s s", self.maintenance_interval)
+
+    def _pubsub_exception_handler(self, exc: Exception, pubsub: Any, pubsub_thread: Any) -> None:
+        """rq's pubsub thread: reconnect quietly (one warning per outage, from the outage)."""
+        if isinstance(exc, REDIS_DOWN):
+            self.outage.noticed(exc)
+            time.sleep(2.0)
+            return
+        super()._pubsub_exception_handler(exc, pubsub, pubsub_thread)
+
+    def teardown(self) -> None:
+        """rq's unregistering on the way out; with Redis down the worker key simply expires."""
+        try:
+            super().teardown()
+        except REDIS_DOWN as exc:
+            self.log.warning("worker %s: redis unreachable on exit (%s); its registration expires by itself",
+                             self.name, bounded(str(exc)))
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         """rq's worker heartbeat, in one round trip and at most once per HEARTBEAT_MIN_GAP seconds.
@@ -57,33 +112,88 @@ class EdgegradWorker(SimpleWorker):
         if moment - self._last_beat < HEARTBEAT_MIN_GAP:
             return
         self._last_beat = moment
-        with self.connection.pipeline(transaction=False) as pipe:
-            super().heartbeat(timeout, pipeline=pipe)
-            pipe.execute()
+        try:
+            with self.connection.pipeline(transaction=False) as pipe:
+                super().heartbeat(timeout, pipeline=pipe)
+                pipe.execute()
+        except REDIS_DOWN as exc:
+            self._ride_out(exc)
+            return
+        if self.outage.recovered():  # rq's own dequeue loop reconnected
+            self._back()
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         """A short TTL, kept alive by the heartbeat thread, so dead workers are noticed quickly."""
         return max(2, int(self.job_heartbeat_ttl))
 
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None
+                                     ) -> tuple[Job, Queue] | None:
+        """rq's dequeue, except that an entry rq cannot read (a broken job hash) is dropped, not fatal."""
+        while True:
+            try:
+                return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+            except REDIS_DOWN as exc:  # before rq's own retrying part of the loop
+                self._ride_out(exc)
+            except Exception as exc:  # rq attaches the entry's id to a failed fetch; anything else is ours
+                job_id = getattr(exc, "job_id", None)
+                if job_id is None:
+                    raise
+                self._drop_unreadable(str(job_id), getattr(exc, "queue", None), exc)
+
+    def _drop_unreadable(self, job_id: str, queue: Queue | None, exc: BaseException) -> None:
+        """Log an unreadable queue entry and list it as failed (its hash is left as it is)."""
+        self.log.error("dropping queue entry %s: rq cannot read its job (%s: %s)", job_id, type(exc).__name__,
+                       bounded(str(exc)))
+        if queue is not None:
+            self.connection.zadd(queue.failed_job_registry.key, {job_id: time.time() + self._failure_ttl})
+
     def execute_job(self, job: Job, queue: Queue) -> None:
-        """Refuse foreign functions; run ours in this process with heartbeats alongside."""
-        reason = refusal(job)
-        if reason is not None:
-            self.log.error("refusing job %s: %s", job.id, reason)
-            # nothing of the job's own may run on the way out either: no callback, no webhook
-            job.webhooks = []
-            job._success_callback_name = job._failure_callback_name = job._stopped_callback_name = None
-            execution = self.prepare_execution(job)
-            job.retries_left = 0
-            self.handle_job_failure(job, queue, exc_string=f"refused: {reason}", execution=execution)
-            return
-        execution = self.prepare_execution(job)
-        self._beat_for(job, execution)
+        """Refuse foreign functions and unreadable jobs; run ours in this process with heartbeats alongside."""
         try:
-            self.perform_job(job, queue, execution)
-        finally:
-            self._beat_for(None, None)
-        self.set_state("idle")
+            reason = refusal(job)
+        except Exception as exc:  # the job's data does not decode: it fails, the worker goes on
+            reason = f"unreadable job data ({type(exc).__name__}: {bounded(str(exc) or repr(exc.__cause__))})"
+        try:
+            if reason is not None:
+                self._refuse(job, queue, reason)
+                return
+            execution = self.prepare_execution(job)
+            self._beat_for(job, execution)
+            try:
+                self.perform_job(job, queue, execution)
+            finally:
+                self._beat_for(None, None)
+            self.set_state("idle")
+        except REDIS_DOWN as exc:  # the job stops heartbeating: rq's clean-up retries it once Redis is back
+            self.log.warning("job %s stopped: redis went away while it ran", job.id)
+            self._ride_out(exc)
+
+    def handle_exception(self, job: Job, *exc_info: Any) -> None:
+        """rq's logging of a job's exception, except Redis going away: that ends the attempt, not the job."""
+        if isinstance(exc_info[1], REDIS_DOWN):
+            raise exc_info[1]
+        super().handle_exception(job, *exc_info)
+
+    def _refuse(self, job: Job, queue: Queue, reason: str) -> None:
+        """Fail a job that must not run, recording why; one whose record cannot be written is dropped."""
+        self.log.error("refusing job %s: %s", job.id, reason)
+        # nothing of the job's own may run on the way out either: no callback, no webhook
+        job.webhooks = []
+        job._success_callback_name = job._failure_callback_name = job._stopped_callback_name = None
+        job.retries_left = 0
+        execution = None
+        try:
+            execution = self.prepare_execution(job)
+            self.handle_job_failure(job, queue, exc_string=f"refused: {reason}", execution=execution)
+        except REDIS_DOWN:
+            raise
+        except Exception as exc:  # a job hash rq cannot even write back: leave no registry entry behind
+            self.log.error("job %s could not be recorded as failed (%s); dropped", job.id, type(exc).__name__)
+            with self.connection.pipeline() as pipe:
+                if execution is not None:
+                    pipe.zrem(queue.started_job_registry.key, execution.composite_key)
+                pipe.zadd(queue.failed_job_registry.key, {job.id: time.time() + self._failure_ttl})
+                pipe.execute()
 
     def _beat_for(self, job: Job | None, execution: Any) -> None:
         """Point the heartbeat thread at the running job (None: no job); start it once."""
@@ -141,5 +251,7 @@ def make_worker(settings: Settings, connection, name: str | None = None) -> Edge
                             worker_ttl=max(16, settings.worker_ttl), maintenance_interval=settings.maintenance_interval,
                             job_monitoring_interval=max(1, settings.job_heartbeat_ttl // 3), default_result_ttl=RQ_RECORD_TTL)
     worker.job_heartbeat_ttl = settings.job_heartbeat_ttl
+    worker._failure_ttl = settings.result_ttl
+    worker.max_connection_wait_time = worker.outage.most  # rq's own reconnect backoff (default 60 s): the same cap
     worker.push_exc_handler(end_abandoned_job)
     return worker

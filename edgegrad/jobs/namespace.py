@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import redis
-
 from ..settings import Settings
+from .connections import sync_redis
 from .keys import Keys
 from .record import rq_job_id
 
@@ -21,7 +20,7 @@ def delete_namespace(settings: Settings) -> None:
     rq's keys of every queue and worker whose name contains ``queue``."""
     keys = Keys(settings.key_prefix)
     marker = settings.queue
-    r = redis.Redis.from_url(settings.redis_url)
+    r = sync_redis(settings)
     try:
         job_ids = [m.decode() for m in r.zrange(keys.jobs, 0, -1)]
         with r.pipeline(transaction=False) as pipe:

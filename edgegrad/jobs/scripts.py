@@ -27,8 +27,8 @@ __all__ = ["ANNOUNCE_WORK", "CREATE", "START", "EMIT", "SHARD_DONE", "ACK", "FIN
 # {existing_job_id, its fingerprint} when the request id is taken, {'nonet'} when the network is gone
 # (or the tenant never registered it), {'limit', 'jobs'|'bytes', what the tenant has now} when over a limit.
 # Scores are the Redis TIME (ms) at which a job's records expire: in-flight jobs are counted from
-# now on (ZCOUNT), and the bytes of expired jobs are dropped first (at most 1000 a call), so both
-# counts are those of jobs that still exist.
+# now on (ZCOUNT), and expired jobs are dropped first (at most 1000 a call) from ``live``, the bytes
+# held and the job index, so the counts and the index are those of jobs that still exist.
 CREATE = """
 if ARGV[4] == '1' then
   local cur = redis.call('GET', KEYS[4])
@@ -46,6 +46,7 @@ if #gone > 0 then
   for _, size in ipairs(redis.call('HMGET', KEYS[9], unpack(gone))) do freed = freed + tonumber(size or '0') end
   redis.call('HDEL', KEYS[9], unpack(gone))
   redis.call('ZREM', KEYS[8], unpack(gone))
+  redis.call('ZREM', KEYS[3], unpack(gone))  -- the job index holds only jobs whose records live
   redis.call('HINCRBY', KEYS[9], 'total', -freed)
 end
 if tonumber(ARGV[7]) > 0 then

@@ -12,7 +12,6 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-import redis
 import redis.asyncio as aioredis
 from rq import Queue, Retry
 from rq.serializers import JSONSerializer
@@ -25,6 +24,7 @@ from .record import RQ_RECORD_TTL, id_prefix_at, job_from_fields, rq_job_id
 from .keys import Keys
 from ..settings import ENV_NAMES, Settings
 from ..v1 import job_pb2, network_pb2
+from .connections import async_blocking_pool, async_redis, sync_redis
 
 __all__ = ["JobStore", "NetworkMeta", "JOB_FUNCTION"]
 
@@ -77,7 +77,7 @@ class _RqEnqueuer:
     """
 
     def __init__(self, settings: Settings) -> None:
-        self._sync = redis.Redis.from_url(settings.redis_url)
+        self._sync = sync_redis(settings)
         self._queue = Queue(settings.queue, connection=self._sync, serializer=JSONSerializer)
         self._settings = settings
 
@@ -124,10 +124,9 @@ class JobStore:
         # watch holds a connection of its own pool in a blocking XREAD for up to a heartbeat
         # period, so those sockets must wait longer than that.
         timeout = settings.heartbeat_seconds + 10.0
-        self.redis = client or aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
-            settings.redis_url, max_connections=settings.redis_connections, timeout=timeout, socket_timeout=timeout))
-        self.streams = client or aioredis.Redis.from_url(
-            settings.redis_url, max_connections=settings.max_streams, socket_timeout=timeout)
+        self.redis = client or aioredis.Redis(connection_pool=async_blocking_pool(
+            settings, max_connections=settings.redis_connections, timeout=timeout, socket_timeout=timeout))
+        self.streams = client or async_redis(settings, max_connections=settings.max_streams, socket_timeout=timeout)
         self._rq = _RqEnqueuer(settings)
         self._scripts = {name: self.redis.register_script(getattr(jobscripts, name))
                          for name in ("CREATE", "CANCEL", "DELETE", "ACK")}

@@ -15,6 +15,7 @@ from redis.connection import PythonRespSerializer
 from edgegrad.jobs import scripts as jobscripts
 from edgegrad.wire.codec import network_from_proto
 from edgegrad.errors import NotFound
+from edgegrad.jobs.connections import sync_redis
 from edgegrad.jobs.keys import Keys
 from edgegrad.model.network import Network
 from edgegrad.settings import Settings
@@ -54,7 +55,7 @@ class WorkerStore:
         self.keys = Keys(settings.key_prefix)
         # hiredis parses replies fast, but packing a command it copies every argument into one buffer:
         # redis-py's own packer sends large values (result chunks) as they are
-        self.redis = client or redis.Redis.from_url(settings.redis_url, command_packer=PythonRespSerializer(
+        self.redis = client or sync_redis(settings, command_packer=PythonRespSerializer(
             _PACK_CUTOFF, Encoder("utf-8", "strict", False).encode))
         self.name = name
         self._scripts = {n: self.redis.register_script(getattr(jobscripts, n))

@@ -308,3 +308,26 @@ def test_a_quick_jobs_stream_expires_even_if_the_job_never_finishes(namespace, t
     assert emit(keys=[keys.job(job_id), keys.events(job_id)], args=["s:0", 0, 1, b"chunk"]) == [1, 1]
     assert 0 < r.pttl(keys.events(job_id)) <= r.pttl(keys.job(job_id)) + 1000
     r.close()
+
+
+def test_the_job_index_holds_only_jobs_whose_records_live(namespace, thread_server) -> None:
+    """A finished job leaves the index when its result TTL ends, not after job TTL + result TTL."""
+    import time
+
+    settings = namespace("liveindex", job_ttl=600, result_ttl=1)
+    server = thread_server(settings)
+    keys = Keys(settings.key_prefix)
+    r = redis.Redis.from_url(settings.redis_url)
+    with grpc.insecure_channel(server.address) as channel:
+        stub = service_pb2_grpc.EdgegradStub(channel)
+        done = [stub.SubmitJob(service_pb2.SubmitJobRequest(request=gradient_request(NET, X))) for _ in range(3)]
+        burst_worker(settings)  # all three succeed; their records now expire after 1 s
+        deleted = stub.SubmitJob(service_pb2.SubmitJobRequest(request=gradient_request(NET, X)))
+        stub.DeleteJob(service_pb2.DeleteJobRequest(name=deleted.name))
+        time.sleep(2.2)
+        queued = stub.SubmitJob(service_pb2.SubmitJobRequest(request=gradient_request(NET, X)))  # trims
+    members = {m.decode() for m in r.zrange(keys.jobs, 0, -1)}
+    assert members == {queued.name.split("/")[1]}, (members, [j.name for j in done])
+    assert {m.decode() for m in r.zrange(keys.live, 0, -1)} == members
+    assert 590 < r.zscore(keys.live, queued.name.split("/")[1]) / 1000 - time.time() <= 601
+    r.close()
