@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from rq import Queue, SimpleWorker
-from rq.exceptions import AbandonedJobError
+from rq.exceptions import AbandonedJobError, StopRequested
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.utils import now as rq_now
@@ -78,6 +78,8 @@ class EdgegradWorker(SimpleWorker):
             super().run_maintenance_tasks()
         except REDIS_DOWN as exc:
             self._ride_out(exc)
+        except StopRequested:  # a SIGTERM that landed inside the clean-up: rq's own way out
+            raise
         except Exception:
             self.last_cleaned_at = rq_now()  # not again at once
             self.log.exception("registry clean-up failed; trying again in %s s", self.maintenance_interval)
