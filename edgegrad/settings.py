@@ -61,6 +61,9 @@ class Settings:
     plan_cache: int = 8                     #: compiled plans the engine keeps (LRU)
     tenant_max_jobs: int = 100_000          #: jobs one tenant may have queued or running at once (0: no limit)
     tenant_max_result_bytes: int = 65536 * MiB  #: result bytes one tenant's jobs may hold (0: no limit)
+    metrics_port: str = ""                  #: Prometheus /metrics port ("" off, 0 a free one); `up`: server, then workers
+    metrics_host: str = "0.0.0.0"           #: address the /metrics endpoint listens on
+    log_format: str = "text"                #: service log lines: text, or json (one object a line)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":

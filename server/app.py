@@ -14,6 +14,7 @@ from google.protobuf import empty_pb2, message_factory
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from edgegrad import metrics
 from edgegrad.errors import InvalidInput, Unauthenticated
 from edgegrad.jobs.server_store import JobStore
 from edgegrad.settings import Settings
@@ -80,11 +81,12 @@ def _unary(auth: Authenticator, fn: Callable[[Any, str], Awaitable[Any]], kind: 
 def _streaming(auth: Authenticator, fn: Callable[[Any, str], Any], kind: type, client_streams: bool) -> Callable:
     @functools.wraps(fn)
     async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        try:
-            async for event in fn(_parsed(request, kind, client_streams), _tenant(auth, context)):
-                yield event
-        except SERVICE_ERRORS as exc:
-            await abort(context, exc)
+        with metrics.OPEN_STREAMS.track_inprogress():
+            try:
+                async for event in fn(_parsed(request, kind, client_streams), _tenant(auth, context)):
+                    yield event
+            except SERVICE_ERRORS as exc:
+                await abort(context, exc)
     return call
 
 

@@ -13,6 +13,7 @@ from typing import IO
 
 from edgegrad.jobs.connections import sync_redis
 from edgegrad.jobs.namespace import delete_namespace  # noqa: F401 - still importable from here
+from edgegrad.metrics import process_ports
 from edgegrad.settings import ENV_NAMES, Settings
 
 __all__ = ["Cluster", "settings_env", "die_with_parent", "delete_namespace"]
@@ -46,7 +47,8 @@ class Cluster:
     """A server process and worker processes sharing one Redis; a context manager.
 
     ``address`` is ``127.0.0.1:<port>`` once started (port 0 picks a free one).
-    Children's output goes to ``log`` (default: inherited stderr).
+    Children's output goes to ``log`` (default: inherited stderr). With a metrics port configured,
+    ``metrics_ports`` holds the server's and then each worker slot's (a replaced worker keeps its slot's).
     """
 
     def __init__(self, settings: Settings, workers: int = 1, host: str = "127.0.0.1", port: int = 0,
@@ -60,6 +62,8 @@ class Cluster:
         self.workers: list[subprocess.Popen] = []
         self._env = {**os.environ, **settings_env(settings), "PYTHONUNBUFFERED": "1"}
         self._count = 0
+        self.metrics_ports = process_ports(settings, 1 + workers)
+        self._slots: dict[subprocess.Popen, int] = {}
 
     @property
     def address(self) -> str:
@@ -74,7 +78,7 @@ class Cluster:
         """Start the server (waiting until it listens) and the workers."""
         self.server = subprocess.Popen(
             [self.python, "-m", "edgegrad", "server", "--listen", f"{self.host}:{self.port}"],
-            env=self._env, stdout=subprocess.PIPE, stderr=self.log, text=True, start_new_session=True,
+            env=self._metrics_env(0), stdout=subprocess.PIPE, stderr=self.log, text=True, start_new_session=True,
             preexec_fn=_CHILD_SETUP)
         self.port = self._wait_for_port(self.server, timeout)
         for _ in range(self.n_workers):
@@ -85,11 +89,22 @@ class Cluster:
         """Start one more worker process."""
         name = self.worker_name(self._count)
         self._count += 1
+        taken = {self._slots.get(p) for p in self.workers}
+        slot = next(i for i in range(len(self.workers) + 1) if i not in taken)
         proc = subprocess.Popen([self.python, "-m", "edgegrad", "worker", "--name", name, "--log-level", "WARNING"],
-                                env=self._env, stdout=self.log, stderr=self.log, start_new_session=True,
-                                preexec_fn=_CHILD_SETUP)
+                                env=self._metrics_env(1 + slot), stdout=self.log, stderr=self.log,
+                                start_new_session=True, preexec_fn=_CHILD_SETUP)
         self.workers.append(proc)
+        self._slots[proc] = slot
         return proc
+
+    def _metrics_env(self, index: int) -> dict[str, str]:
+        """The children's environment, with the index-th metrics port (0: the server) when metrics are on."""
+        if not self.metrics_ports:
+            return self._env
+        ports = self.metrics_ports
+        port = ports[index] if index < len(ports) else ports[-1] + index - len(ports) + 1
+        return {**self._env, ENV_NAMES["metrics_port"]: str(port)}
 
     def kill_worker(self, index: int) -> None:
         """SIGKILL one worker (as a crash would)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 
 from edgegrad.errors import InvalidInput
@@ -28,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGTERM / Ctrl-C; exit 2 on a bad setting."""
+    from edgegrad.logs import configure_logging
+    from edgegrad.metrics import serve_metrics
+
     from .app import serve
     from .auth import load_tokens
 
@@ -38,10 +40,13 @@ def run(args: argparse.Namespace) -> int:
         load_tokens(settings)
         if bool(settings.tls_cert) != bool(settings.tls_key):
             raise InvalidInput("tls: give both a certificate and a key")
+        configure_logging(settings, args.log_level, "server")
+        metrics_url = serve_metrics(settings)
     except InvalidInput as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=args.log_level, format="%(asctime)s server %(levelname)s %(message)s")
+    if metrics_url:
+        print(f"edgegrad server metrics at {metrics_url}", flush=True)
 
     def ready(app) -> None:
         print(f"edgegrad server listening on port {app.port}", flush=True)

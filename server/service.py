@@ -10,7 +10,7 @@ from typing import AsyncIterator
 
 import numpy as np
 
-from edgegrad import __version__
+from edgegrad import __version__, events, metrics
 from edgegrad.model.activations import ACTIVATION_NAMES
 from edgegrad.engine.batch import DTYPES, check_options
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -158,6 +158,7 @@ class Service:
         got, created = await store.create_job(job_id, blob, fields, rid, fingerprint, meta.hash,
                                               layout.shard_count, extra, size)
         if created:
+            events.job_submitted(job_id, tenant, batch, layout.shard_count, result_bytes(layout))
             return job_from_fields({k.encode(): v if isinstance(v, bytes) else str(v).encode()
                                     for k, v in fields.items()})
         return await store.get_job(got)
@@ -267,6 +268,7 @@ class Service:
                                          " while this watch read (a result larger than the buffer is read once)",
                                          field="after_seq")
                     expected = seq + 1
+                    metrics.RESULT_BYTES_STREAMED.inc(len(fields[b"d"]))
                     yield chunk_event(seq, fields[b"d"])
                 elif kind == b"s":
                     yield job_pb2.JobEvent(state=job_from_fields(fields))

@@ -167,7 +167,7 @@ def _fail(message: str) -> int:
 def run(args: argparse.Namespace) -> int:
     """Run the whole service until Ctrl-C / SIGTERM; 0 after a clean stop, 2 for bad settings."""
     from edgegrad.errors import InvalidInput
-    from edgegrad.settings import Settings
+    from edgegrad.settings import ENV_NAMES, Settings
 
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     if workers < 1:
@@ -183,6 +183,8 @@ def run(args: argparse.Namespace) -> int:
                 embedded.start()
                 redis_url = embedded.url
             settings = Settings.from_env(redis_url=redis_url)
+            if ENV_NAMES["metrics_host"] not in os.environ:  # metrics where the service listens
+                settings = settings.with_(metrics_host=args.host)
             if not settings.threads:  # the workers share this machine's cores: each computes on its share
                 settings = settings.with_(threads=max(1, (os.cpu_count() or 1) // workers))
             cluster = Cluster(settings, workers=workers, host=args.host, port=args.port)
@@ -196,6 +198,8 @@ def run(args: argparse.Namespace) -> int:
                          else _redacted(redis_url))
                 print(f"edgegrad listening on {cluster.address} ({workers} worker{'s' if workers != 1 else ''},"
                       f" redis {where})", flush=True)
+                if cluster.metrics_ports:
+                    print(f"edgegrad metrics at {_metrics_where(cluster)}", flush=True)
                 status = _supervise(cluster, stop)
                 print("edgegrad: stopping", file=sys.stderr, flush=True)
                 return status
@@ -252,6 +256,14 @@ def _supervise(cluster: "Cluster", stop: threading.Event) -> int:
                 cluster.workers.remove(proc)
                 cluster.add_worker()
     return 0
+
+
+def _metrics_where(cluster: Cluster) -> str:
+    """The /metrics URLs of the server and of each worker slot, for the start-up line."""
+    from edgegrad.metrics import metrics_url
+
+    urls = [metrics_url(cluster.settings.metrics_host, port) for port in cluster.metrics_ports]
+    return f"{urls[0]} (server), {' '.join(urls[1:])} (workers)"
 
 
 def _redacted(url: str) -> str:

@@ -15,11 +15,12 @@ import os
 
 import numpy as np
 
+from edgegrad import events
 from edgegrad.engine.api import fold_partials, partial_gradients
 from edgegrad.wire.chunking import (buffered_chunk_limit, chunk_payloads, field_arrays, is_summed, numpy_dtype,
                                shard_bounds,
                                shard_chunk_plans, summed_chunk_plans)
-from edgegrad.wire.codec import array_from_tensor
+from edgegrad.wire.codec import array_from_tensor, result_bytes
 from edgegrad.errors import EdgegradError, InvalidInput
 from edgegrad.jobs.contract import FAILED, JOB_FUNCTION, SUCCEEDED
 from edgegrad.jobs.record import error_fields, loss_fields
@@ -30,7 +31,7 @@ from edgegrad.settings import Settings
 from edgegrad.jobs.tenants import DEFAULT_TENANT
 from edgegrad.v1 import job_pb2
 
-from edgegrad.jobs.worker_store import EMIT_WRITTEN, Started, WorkerStore
+from edgegrad.jobs.worker_store import EMIT_WRITTEN, Started, WorkerStore, final_state
 
 from .outage import REDIS_DOWN
 
@@ -65,14 +66,22 @@ def run_gradient_job(job_id: str, shard: int = 0, tenant: str = DEFAULT_TENANT) 
         started = store.start(job_id, shard)
         if started.kind not in ("run", "fold"):
             return
+        events.begin_shard(store, job_id, shard, started.attempt, started.kind)
         _run(store, job_id, shard, started)
     except EdgegradError as exc:
-        store.fail(job_id, FAILED, error_fields(exc.code, exc.message, exc.field))
+        _fail(store, job_id, shard, exc.code, exc.message, exc.field)
     except REDIS_DOWN:  # not the job's fault: the worker waits for Redis and rq retries the shard
         raise
     except Exception as exc:  # a bug or an environment problem: the job fails, the worker lives on
         log.exception("job %s shard %s failed", job_id, shard)
-        store.fail(job_id, FAILED, error_fields("INTERNAL", f"{type(exc).__name__}: {exc}"))
+        _fail(store, job_id, shard, "INTERNAL", f"{type(exc).__name__}: {exc}")
+    finally:
+        events.end_shard()
+
+
+def _fail(store: WorkerStore, job_id: str, shard: int, code: str, reason: str, field: str | None = None) -> None:
+    """End the job failed with ``reason`` (one job event)."""
+    events.job_ended(store.fail(job_id, FAILED, error_fields(code, reason, field)), store, job_id, shard, reason=reason)
 
 
 def _run(store: WorkerStore, job_id: str, shard: int, started: Started) -> None:
@@ -103,25 +112,31 @@ def _run(store: WorkerStore, job_id: str, shard: int, started: Started) -> None:
                                                         after=started.chunks_done))
         plans = plans + sums
     share = "" if part.loss is None else float(part.loss).hex()
+    nbytes = sum(int(v.nbytes) for v in arrays.values())
     limit = buffered_chunk_limit(layout)
     if only:  # one shard: no other shard to wait for, nothing to fold; the job ends with it
         progress = {"rows_done": str(b - a), "shards_done": "1",
                     f"s:{shard}": f"3|{started.attempt}|{len(plans)}|{store.name}", **loss_fields(part.loss)}
         finish = store.finish(job_id, SUCCEEDED, layout.chunk_count, progress)
         if not limit or layout.chunk_count <= limit:  # the buffer cannot fill: end in the same round trip
-            store.emit(job_id, f"s:{shard}", chunks, limit, [finish])
-        elif store.emit(job_id, f"s:{shard}", chunks, limit)[0] == EMIT_WRITTEN:
-            store.call(finish)
-        return  # unless refused because CANCEL or DELETE ended the job already: then nothing is left to do
+            code, replies = store.emit(job_id, f"s:{shard}", chunks, limit, [finish])
+        elif (code := store.emit(job_id, f"s:{shard}", chunks, limit)[0]) == EMIT_WRITTEN:
+            replies = store.call(finish)
+        if code == EMIT_WRITTEN:  # unless refused because CANCEL or DELETE ended the job already
+            events.shard_done(b - a, nbytes)
+            events.job_ended(final_state(replies[-1]), store, job_id, shard, rows=int(layout.batch),
+                             nbytes=result_bytes(layout))
+        return
     partial = arrays[job_pb2.RESULT_FIELD_EDGE_GRADS].tobytes() + arrays[job_pb2.RESULT_FIELD_DELTAS].tobytes() \
         if summed else b""
     code, replies = store.emit(job_id, f"s:{shard}", chunks, limit,
                                [store.shard_done(job_id, shard, len(plans), b - a, share, partial)])
     if code != EMIT_WRITTEN:  # cancelled or deleted: CANCEL/DELETE ended the job already
         return
+    events.shard_done(b - a, nbytes)
     done, total = (list(replies[0]) + [0])[:2]
     if done == -2:
-        store.fail(job_id, FAILED, error_fields("INTERNAL", f"shard {shard}: result chunks missing"))
+        _fail(store, job_id, shard, "INTERNAL", f"shard {shard}: result chunks missing")
     elif done == total:  # this was the last shard to finish: fold them all, in shard order
         _fold(store, job_id, request, layout, 0)
 
@@ -153,4 +168,5 @@ def _fold(store: WorkerStore, job_id: str, request: job_pb2.GradientRequest, lay
         code, _ = store.emit(job_id, "s:r", chunks, buffered_chunk_limit(layout))
         if code != EMIT_WRITTEN:  # cancelled or deleted meanwhile
             return
-    store.call(store.finish(job_id, SUCCEEDED, layout.chunk_count, loss_fields(total.loss)))
+    state = store.call(store.finish(job_id, SUCCEEDED, layout.chunk_count, loss_fields(total.loss)))[-1]
+    events.job_ended(final_state(state), store, job_id, None, rows=int(layout.batch), nbytes=result_bytes(layout))

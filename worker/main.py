@@ -45,6 +45,9 @@ def run(args: argparse.Namespace) -> int:
     """Run the worker; returns the exit status (2 for a bad setting or a Redis that refuses it).
 
     A Redis that does not answer yet is waited for, and an outage later on is ridden out."""
+    from edgegrad.logs import configure_logging
+    from edgegrad.metrics import serve_metrics
+
     from .jobs import set_store
     from .naming import NameInUse, clear_stale_registration, default_name
     from .runner import make_worker
@@ -55,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s worker %(levelname)s %(message)s")
     try:
         settings = Settings.from_env(redis_url=args.redis_url, queue=args.queue)
+        configure_logging(settings, args.log_level, "worker")
         connection = sync_redis(settings)
         try:
             connection.ping()
@@ -62,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
             if isinstance(exc, (redis.AuthenticationError, redis.exceptions.AuthorizationError)):
                 raise
             Outage(connection, logging.getLogger("edgegrad.worker")).wait(exc)
+        metrics_url = serve_metrics(settings)
     except InvalidInput as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
@@ -69,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: redis: cannot use {getattr(args, 'redis_url', None) or 'REDIS_URL'} ({exc})",
               file=sys.stderr)
         return 2
+    if metrics_url:
+        print(f"edgegrad worker metrics at {metrics_url}", file=sys.stderr, flush=True)
     limit_blas_threads()
     name = args.name or default_name()
     set_store(WorkerStore(settings, connection, name=name))

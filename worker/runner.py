@@ -8,11 +8,12 @@ import time
 from typing import Any
 
 from rq import Queue, SimpleWorker
-from rq.exceptions import AbandonedJobError
+from rq.exceptions import AbandonedJobError, StopRequested
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.utils import now as rq_now
 
+from edgegrad import events
 from edgegrad.errors import bounded
 from edgegrad.jobs.contract import FAILED
 from edgegrad.jobs.record import RQ_RECORD_TTL, error_fields
@@ -77,6 +78,8 @@ class EdgegradWorker(SimpleWorker):
             super().run_maintenance_tasks()
         except REDIS_DOWN as exc:
             self._ride_out(exc)
+        except StopRequested:  # a SIGTERM that landed inside the clean-up: rq's own way out
+            raise
         except Exception:
             self.last_cleaned_at = rq_now()  # not again at once
             self.log.exception("registry clean-up failed; trying again in %s s", self.maintenance_interval)
@@ -236,9 +239,10 @@ def end_abandoned_job(job: Job, exc_type: type, exc_value: BaseException, traceb
         args = list(job.args or [job.id])
         job_id, shard = args[0], args[1] if len(args) > 1 else 0
         tenant = args[2] if len(args) > 2 else DEFAULT_TENANT
-        get_store().for_tenant(tenant).fail(job_id, FAILED, error_fields(
-            "ABORTED", f"the worker running shard {shard} of this job stopped (killed or lost) and no retries"
-                       " are left"))
+        store = get_store().for_tenant(tenant)
+        reason = f"the worker running shard {shard} of this job stopped (killed or lost) and no retries are left"
+        events.job_ended(store.fail(job_id, FAILED, error_fields("ABORTED", reason)), store, job_id, shard,
+                         reason=reason)
     return True  # let other handlers run
 
 

@@ -35,6 +35,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "server": "run the gRPC front end only",
     "worker": "run one job worker",
     "protos": "write every .proto a client in another language needs",
+    "draw": "draw a network as a picture (.svg or .png), shaded by its gradients",
 }
 
 
@@ -55,6 +56,9 @@ def _command_module(name: str) -> Any:
     if name == "worker":
         from ..worker import main as worker_main
         return worker_main
+    if name == "draw":
+        from ..draw import cli as draw_cli
+        return draw_cli
     from ..wire import protofiles
     return protofiles
 

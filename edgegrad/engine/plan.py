@@ -25,7 +25,7 @@ from ..model.network import Network
 from ..settings import Settings
 
 __all__ = ["Plan", "Level", "Block", "Kernel", "GradGroup", "compile_plan", "get_plan", "clear_plan_cache",
-           "reaches_output"]
+           "plan_cache_stats", "reaches_output"]
 
 #: a level's in- or out-edges go to BLAS when at least this share of the block they span is set
 DENSE_MIN_DENSITY = 0.25
@@ -317,6 +317,7 @@ def _grad_groups(sparse: np.ndarray, e_src: np.ndarray, e_dst: np.ndarray,
 
 _cache: OrderedDict[tuple[str, str, bool], Plan] = OrderedDict()
 _cache_lock = threading.Lock()
+_cache_stats = [0, 0]  #: hits, misses (read by edgegrad.metrics)
 
 
 def get_plan(net: Network, dtype: str | np.dtype = "float64", live_only: bool = True) -> Plan:
@@ -326,7 +327,9 @@ def get_plan(net: Network, dtype: str | np.dtype = "float64", live_only: bool = 
         plan = _cache.get(key)
         if plan is not None:
             _cache.move_to_end(key)
+            _cache_stats[0] += 1
             return plan
+        _cache_stats[1] += 1
     plan = compile_plan(net, dtype, live_only)
     with _cache_lock:
         _cache[key] = plan
@@ -334,6 +337,12 @@ def get_plan(net: Network, dtype: str | np.dtype = "float64", live_only: bool = 
         while len(_cache) > (PLAN_CACHE_SIZE if size is None else size):
             _cache.popitem(last=False)
     return plan
+
+
+def plan_cache_stats() -> tuple[int, int, int]:
+    """(hits, misses, plans held) of the plan cache since the process started."""
+    with _cache_lock:
+        return _cache_stats[0], _cache_stats[1], len(_cache)
 
 
 def clear_plan_cache() -> None:

@@ -17,7 +17,8 @@ from rq import Queue, Retry
 from rq.serializers import JSONSerializer
 
 from . import scripts as jobscripts
-from .contract import CANCELLED, JOB_FUNCTION, stored
+from .. import events
+from .contract import CANCELLED, JOB_FUNCTION, QUEUED, RUNNING, stored
 from ..errors import AlreadyExists, NotFound, ResourceExhausted
 from .record import RQ_RECORD_TTL, id_prefix_at, job_from_fields, rq_job_id
 from .keys import Keys
@@ -308,7 +309,10 @@ class JobStore:
             args=[stored(CANCELLED), repr(now), s.result_ttl, repr(now + s.result_ttl), k.request("")])
         if before is None:
             raise NotFound(f"name: no job jobs/{job_id} (unknown, deleted or expired)", field="name")
-        return await self.get_job(job_id)
+        job = await self.get_job(job_id)
+        if (before.decode() if isinstance(before, bytes) else str(before)) in (stored(QUEUED), stored(RUNNING)):
+            events.job_cancelled(job, k.tenant)
+        return job
 
     async def delete_job(self, job_id: str) -> None:
         """Delete a job, its chunks and its request_id claim (a running one stops at its next chunk)."""
