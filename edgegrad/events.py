@@ -77,10 +77,10 @@ def _job_info(store: Any, job_id: str) -> tuple[str, float]:
     return tenant, float(created) if created else 0.0
 
 
-def begin_shard(store: Any, job_id: str, shard: int, attempt: int, kind: str) -> None:
-    """A worker started a shard (``kind`` "run") or the fold of a job's shards ("fold")."""
+def begin_shard(store: Any, job_id: str, shard: int, attempt: int, kind: str, created: float) -> None:
+    """A worker started a shard (``kind`` "run") or the fold of a job's shards ("fold"); ``created``: submit time."""
     global _current
-    tenant, created = _job_info(store, job_id)
+    tenant = store.keys.tenant
     _current = _Shard(job_id, shard, tenant, created, store.name)
     wait = _queue_wait()
     if wait is not None:

@@ -66,7 +66,7 @@ def run_gradient_job(job_id: str, shard: int = 0, tenant: str = DEFAULT_TENANT) 
         started = store.start(job_id, shard)
         if started.kind not in ("run", "fold"):
             return
-        events.begin_shard(store, job_id, shard, started.attempt, started.kind)
+        events.begin_shard(store, job_id, shard, started.attempt, started.kind, started.created)
         _run(store, job_id, shard, started)
     except EdgegradError as exc:
         _fail(store, job_id, shard, exc.code, exc.message, exc.field)

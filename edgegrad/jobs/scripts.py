@@ -87,14 +87,14 @@ return false
 
 # KEYS: job, spec, events.  ARGV: worker name, now, announce threshold, shard index.
 # Returns {'run', spec, attempt, chunks written, layout, pieces} for a shard to run,
-# {'fold', spec, attempt, chunks written, layout, pieces} when every shard is done but the job is
+# {'fold', spec, attempt, chunks written, layout, pieces, create_time} when every shard is done but the job is
 # not (the worker that was folding them died), or {'skip'|'gone'}. The "running" state
 # event goes to watchers when the job starts (if its estimated work, field 'work', is at least
 # the threshold) and when a shard is retried.
 START = """
 local shard = 's:' .. ARGV[4]
 local st = redis.call('HMGET', KEYS[1], 'state', 'cancel', 'work', shard, 'shards', 'shards_done', 'attempt',
-                      'layout', 'pieces', 's:r', 'chunks_done', 'ev')
+                      'layout', 'pieces', 's:r', 'chunks_done', 'ev', 'create_time')
 if not st[1] then return {'gone'} end
 if st[1] ~= '1' and st[1] ~= '2' then return {'skip'} end
 local sstate, sattempt, schunks = string.match(st[4] or '1|0|0|', '^(%d)|(%d+)|(%d+)|')
@@ -131,7 +131,7 @@ if announce then
   local ttl = redis.call('PTTL', KEYS[1])
   if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
 end
-return {kind, redis.call('GET', KEYS[2]) or '', tostring(attempt), schunks, st[8] or '', st[9] or ''}
+return {kind, redis.call('GET', KEYS[2]) or '', tostring(attempt), schunks, st[8] or '', st[9] or '', st[13] or '0'}
 """
 
 # KEYS: job, events.  ARGV: shard field ('s:<i>' or 's:r'), most chunks the job may hold

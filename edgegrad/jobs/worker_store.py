@@ -41,6 +41,7 @@ class Started(NamedTuple):
     chunks_done: int = 0
     layout: bytes = b""
     pieces: bytes = b""
+    created: float = 0.0  #: the job's submission time (Unix seconds; 0 when unknown)
 
 
 class WorkerStore:
@@ -81,7 +82,8 @@ class WorkerStore:
         kind = reply[0].decode()
         if kind not in ("run", "fold"):
             return Started(kind)
-        return Started(kind, reply[1], int(reply[2]), int(reply[3]), reply[4] or b"", reply[5] or b"")
+        return Started(kind, reply[1], int(reply[2]), int(reply[3]), reply[4] or b"", reply[5] or b"",
+                       float(reply[6] or 0))
 
     def network(self, content_hash: str) -> Network:
         """The decoded network, from memory when this worker has seen it."""
