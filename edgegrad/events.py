@@ -67,14 +67,13 @@ class _Shard:
 _current: _Shard | None = None
 
 
-def _job_info(store: Any, job_id: str) -> tuple[str, float]:
-    """(tenant, submission time) of a job: the tenant from the store's keys, the time in one read."""
-    tenant = store.keys.tenant
+def _created(store: Any, job_id: str) -> float:
+    """A job's submission time, in one read (0 when unknown)."""
     try:
         created = store.redis.hget(store.keys.job(job_id), "create_time")
     except Exception:  # a log line is never worth failing a job for
-        return tenant, 0.0
-    return tenant, float(created) if created else 0.0
+        return 0.0
+    return float(created) if created else 0.0
 
 
 def begin_shard(store: Any, job_id: str, shard: int, attempt: int, kind: str, created: float) -> None:
@@ -125,7 +124,7 @@ def job_ended(state: str, store: Any, job_id: str, shard: int | None, *, reason:
     if _current is not None and job_id == _current.job_id:
         tenant, created = _current.tenant, _current.created
     else:  # before its shard started, or a job abandoned by a dead worker
-        tenant, created = _job_info(store, job_id)
+        tenant, created = store.keys.tenant, _created(store, job_id)
     duration = max(0.0, time.time() - created) if created else None
     metrics.JOBS_FINISHED.labels(name, tenant).inc()
     if duration is not None:

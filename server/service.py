@@ -158,7 +158,7 @@ class Service:
         got, created = await store.create_job(job_id, blob, fields, rid, fingerprint, meta.hash,
                                               layout.shard_count, extra, size)
         if created:
-            events.job_submitted(job_id, tenant, batch, layout.shard_count, result_bytes(layout))
+            events.job_submitted(job_id, tenant, batch, layout.shard_count, size)
             return job_from_fields({k.encode(): v if isinstance(v, bytes) else str(v).encode()
                                     for k, v in fields.items()})
         return await store.get_job(got)

@@ -31,7 +31,8 @@ from edgegrad.settings import Settings
 from edgegrad.jobs.tenants import DEFAULT_TENANT
 from edgegrad.v1 import job_pb2
 
-from edgegrad.jobs.worker_store import EMIT_WRITTEN, Started, WorkerStore, final_state
+from edgegrad.jobs.record import final_state
+from edgegrad.jobs.worker_store import EMIT_WRITTEN, Started, WorkerStore
 
 from .outage import REDIS_DOWN
 
@@ -69,17 +70,17 @@ def run_gradient_job(job_id: str, shard: int = 0, tenant: str = DEFAULT_TENANT) 
         events.begin_shard(store, job_id, shard, started.attempt, started.kind, started.created)
         _run(store, job_id, shard, started)
     except EdgegradError as exc:
-        _fail(store, job_id, shard, exc.code, exc.message, exc.field)
+        fail_shard(store, job_id, shard, exc.code, exc.message, exc.field)
     except REDIS_DOWN:  # not the job's fault: the worker waits for Redis and rq retries the shard
         raise
     except Exception as exc:  # a bug or an environment problem: the job fails, the worker lives on
         log.exception("job %s shard %s failed", job_id, shard)
-        _fail(store, job_id, shard, "INTERNAL", f"{type(exc).__name__}: {exc}")
+        fail_shard(store, job_id, shard, "INTERNAL", f"{type(exc).__name__}: {exc}")
     finally:
         events.end_shard()
 
 
-def _fail(store: WorkerStore, job_id: str, shard: int, code: str, reason: str, field: str | None = None) -> None:
+def fail_shard(store: WorkerStore, job_id: str, shard: int, code: str, reason: str, field: str | None = None) -> None:
     """End the job failed with ``reason`` (one job event)."""
     events.job_ended(store.fail(job_id, FAILED, error_fields(code, reason, field)), store, job_id, shard, reason=reason)
 
@@ -136,7 +137,7 @@ def _run(store: WorkerStore, job_id: str, shard: int, started: Started) -> None:
     events.shard_done(b - a, nbytes)
     done, total = (list(replies[0]) + [0])[:2]
     if done == -2:
-        _fail(store, job_id, shard, "INTERNAL", f"shard {shard}: result chunks missing")
+        fail_shard(store, job_id, shard, "INTERNAL", f"shard {shard}: result chunks missing")
     elif done == total:  # this was the last shard to finish: fold them all, in shard order
         _fold(store, job_id, request, layout, 0)
 

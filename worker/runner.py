@@ -13,14 +13,12 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.utils import now as rq_now
 
-from edgegrad import events
 from edgegrad.errors import bounded
-from edgegrad.jobs.contract import FAILED
-from edgegrad.jobs.record import RQ_RECORD_TTL, error_fields
+from edgegrad.jobs.record import RQ_RECORD_TTL
 from edgegrad.jobs.tenants import DEFAULT_TENANT
 from edgegrad.settings import Settings
 
-from .jobs import ALLOWED_FUNCTIONS, get_store
+from .jobs import ALLOWED_FUNCTIONS, fail_shard, get_store
 from .outage import REDIS_DOWN, Outage
 
 __all__ = ["EdgegradWorker", "make_worker", "end_abandoned_job", "refusal"]
@@ -239,10 +237,8 @@ def end_abandoned_job(job: Job, exc_type: type, exc_value: BaseException, traceb
         args = list(job.args or [job.id])
         job_id, shard = args[0], args[1] if len(args) > 1 else 0
         tenant = args[2] if len(args) > 2 else DEFAULT_TENANT
-        store = get_store().for_tenant(tenant)
         reason = f"the worker running shard {shard} of this job stopped (killed or lost) and no retries are left"
-        events.job_ended(store.fail(job_id, FAILED, error_fields("ABORTED", reason)), store, job_id, shard,
-                         reason=reason)
+        fail_shard(get_store().for_tenant(tenant), job_id, shard, "ABORTED", reason)
     return True  # let other handlers run
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from typing import Mapping
+from typing import Any, Mapping
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import status_pb2
@@ -139,3 +139,8 @@ def job_from_fields(fields: Mapping[bytes, bytes]) -> job_pb2.Job:
         job.shards.add(index=index, row_start=index * rows, row_stop=min(job.layout.batch, (index + 1) * rows),
                        state=state, worker=worker, attempt=attempt, chunks_done=chunks)
     return job
+
+
+def final_state(value: Any) -> str:
+    """A FINISH or CANCEL reply as a state string ("gone" for a job that no longer exists)."""
+    return value.decode() if isinstance(value, bytes) else ("gone" if value is None else str(value))

@@ -86,8 +86,8 @@ return false
 # (state as above, chunks it has written); the fold of a loss-mode job's shards is ``s:r``.
 
 # KEYS: job, spec, events.  ARGV: worker name, now, announce threshold, shard index.
-# Returns {'run', spec, attempt, chunks written, layout, pieces} for a shard to run,
-# {'fold', spec, attempt, chunks written, layout, pieces, create_time} when every shard is done but the job is
+# Returns {'run', spec, attempt, chunks written, layout, pieces, create_time} for a shard to run,
+# {'fold', ...the same} when every shard is done but the job is
 # not (the worker that was folding them died), or {'skip'|'gone'}. The "running" state
 # event goes to watchers when the job starts (if its estimated work, field 'work', is at least
 # the threshold) and when a shard is retried.
@@ -193,8 +193,9 @@ return {redis.call('HINCRBY', KEYS[1], 'shards_done', 1), tonumber(st[4])}
 """
 
 # KEYS: job, events.  ARGV: seq the client holds.  Drops the stream's chunks up to seq so workers
-# may write more; returns the seq acknowledged before.
+# may write more; returns the seq acknowledged before, or nil for a job that does not exist.
 ACK = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 local acked = tonumber(redis.call('HGET', KEYS[1], 'acked') or '0')
 local seq = math.min(tonumber(ARGV[1]), tonumber(redis.call('HGET', KEYS[1], 'chunks_done') or '0'))
 if seq > acked then

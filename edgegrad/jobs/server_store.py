@@ -20,13 +20,24 @@ from . import scripts as jobscripts
 from .. import events
 from .contract import CANCELLED, JOB_FUNCTION, QUEUED, RUNNING, stored
 from ..errors import AlreadyExists, NotFound, ResourceExhausted
-from .record import RQ_RECORD_TTL, id_prefix_at, job_from_fields, rq_job_id
+from .record import RQ_RECORD_TTL, final_state, id_prefix_at, job_from_fields, rq_job_id
 from .keys import Keys
 from ..settings import ENV_NAMES, Settings
 from ..v1 import job_pb2, network_pb2
 from .connections import async_blocking_pool, async_redis, sync_redis
 
 __all__ = ["JobStore", "NetworkMeta", "JOB_FUNCTION"]
+
+
+def _no_job(job_id: str) -> NotFound:
+    """The answer for a job this tenant cannot see (unknown, deleted or expired)."""
+    return NotFound(f"name: no job jobs/{job_id} (unknown, deleted or expired)", field="name")
+
+
+def _no_network(content_hash: str) -> NotFound:
+    """The answer for a network hash this tenant has not registered (or that expired)."""
+    return NotFound(f"network_hash: no network {content_hash!r} is registered (or it expired); register it first",
+                    field="network_hash")
 
 
 class NetworkMeta:
@@ -177,8 +188,7 @@ class JobStore:
             text, owned = await pipe.execute()
         if text is None or not owned:
             self._forget(content_hash, gone=text is None)
-            raise NotFound(f"network_hash: no network {content_hash!r} is registered (or it expired);"
-                           " register it first", field="network_hash")
+            raise _no_network(content_hash)
         meta = NetworkMeta.from_json(content_hash, text)
         self._remember(meta)
         return meta
@@ -239,8 +249,7 @@ class JobStore:
         found = await self._scripts["CREATE"](keys=keys, args=argv)
         if found == [b"nonet"]:
             self._forget(network_hash, gone=False)
-            raise NotFound(f"network_hash: no network {network_hash!r} is registered (or it expired);"
-                           " register it first", field="network_hash")
+            raise _no_network(network_hash)
         if found and found[0] == b"limit":
             raise self._over_limit(found[1].decode(), int(found[2]), result_bytes)
         if found:
@@ -271,7 +280,7 @@ class JobStore:
         """The job's hash; NotFound when unknown or expired."""
         fields = await self.redis.hgetall(self.keys.job(job_id))
         if not fields or b"state" not in fields:
-            raise NotFound(f"name: no job jobs/{job_id} (unknown, deleted or expired)", field="name")
+            raise _no_job(job_id)
         return fields
 
     async def get_job(self, job_id: str) -> job_pb2.Job:
@@ -308,9 +317,9 @@ class JobStore:
             keys=[k.job(job_id), k.spec(job_id), k.events(job_id), k.inflight, k.live],
             args=[stored(CANCELLED), repr(now), s.result_ttl, repr(now + s.result_ttl), k.request("")])
         if before is None:
-            raise NotFound(f"name: no job jobs/{job_id} (unknown, deleted or expired)", field="name")
+            raise _no_job(job_id)
         job = await self.get_job(job_id)
-        if (before.decode() if isinstance(before, bytes) else str(before)) in (stored(QUEUED), stored(RUNNING)):
+        if final_state(before) in (stored(QUEUED), stored(RUNNING)):
             events.job_cancelled(job, k.tenant)
         return job
 
@@ -320,14 +329,13 @@ class JobStore:
         found = await self._scripts["DELETE"](keys=[*k.job_keys(job_id), k.jobs, *k.quota],
                                               args=[job_id, k.request("")])
         if not found:
-            raise NotFound(f"name: no job jobs/{job_id} (unknown, deleted or expired)", field="name")
+            raise _no_job(job_id)
 
     async def ack_job(self, job_id: str, seq: int) -> None:
         """Drop the job's chunks up to ``seq`` (the client holds them) so its workers can write more."""
         k = self.keys
-        if not await self.redis.exists(k.job(job_id)):
-            raise NotFound(f"name: no job jobs/{job_id} (unknown, deleted or expired)", field="name")
-        await self._scripts["ACK"](keys=[k.job(job_id), k.events(job_id)], args=[int(seq)])
+        if await self._scripts["ACK"](keys=[k.job(job_id), k.events(job_id)], args=[int(seq)]) is None:
+            raise _no_job(job_id)
 
     # -------------------------------------------------------------- uploads
     async def put_piece(self, upload_id: str, field: str, index: int, data: bytes) -> None:

@@ -22,6 +22,7 @@ from edgegrad.settings import Settings
 from edgegrad.v1 import job_pb2, network_pb2
 
 from .contract import RUNNING, stored
+from .record import final_state
 
 __all__ = ["WorkerStore", "Started", "EMIT_WRITTEN", "EMIT_CANCELLED", "EMIT_DELETED", "EMIT_NOT_RUNNING"]
 
@@ -209,7 +210,3 @@ class WorkerStore:
                 self._loaded = False
         raise AssertionError("unreachable")
 
-
-def final_state(value: Any) -> str:
-    """A FINISH reply as a state string ("gone" for a job that no longer exists)."""
-    return value.decode() if isinstance(value, bytes) else ("gone" if value is None else str(value))
