@@ -26,12 +26,11 @@ def to_svg(net: Network, result: GradientResult | None = None, title: str = "",
     """The SVG text of ``net`` shaded by ``result`` (weights and biases without one); a per-level
     summary when the network has more than ``max_nodes`` vertices."""
     shown = shown_values(net, result)
-    lay = layout(net)
     n_vertices = net.n_inputs + net.n_nodes
     title = title or f"{n_vertices} vertices, {net.n_edges} edges"
-    if n_vertices > max_nodes:
-        return summary_svg(net, lay, shown, title + f" (summary: more than {max_nodes} vertices)")
-    return full_svg(net, lay, shown, title)
+    if n_vertices > max_nodes:  # a summary reads levels and counts only: no row-ordering sweeps
+        return summary_svg(net, layout(net, sweeps=0), shown, title + f" (summary: more than {max_nodes} vertices)")
+    return full_svg(net, layout(net), shown, title)
 
 
 def check_picture_path(path: str) -> str:

@@ -101,8 +101,7 @@ def slab_rows(n_inputs: int, n_nodes: int, n_outputs: int, loss: str | None, per
     """Rows per slab: its row-dependent working memory fits ``budget`` (default ``slab_budget()``), and
     beyond ``MIN_CACHE_ROWS`` rows its activation and δ buffers fit ``CACHE_BYTES`` (faster: they stay in L3)."""
     s = _itemsize(dtype)
-    per_row = _slab_row_elements(n_inputs, n_nodes, n_outputs, loss, per_example,
-                                 n_nodes if widest_level is None else widest_level) * s
+    per_row = engine_bytes_per_row(n_inputs, n_nodes, n_outputs, loss, per_example, dtype, widest_level)
     buffers = (n_inputs + 2 * n_nodes + (n_nodes * n_outputs if loss is None else 0)) * s
     in_cache = max(MIN_CACHE_ROWS, CACHE_BYTES // buffers)
     return max(1, min(in_cache, (slab_budget() if budget is None else budget) // per_row))
@@ -128,9 +127,8 @@ def working_memory_bytes(n_inputs: int, n_nodes: int, n_edges: int, n_outputs: i
     tightens the estimate; ``budget`` is the slab budget the call will run under (default ``slab_budget()``).
     """
     s = _itemsize(dtype)
-    widest = n_nodes if widest_level is None else widest_level
-    in_slab = min(rows, slab_rows(n_inputs, n_nodes, n_outputs, loss, per_example, dtype, widest, budget))
-    engine = _slab_row_elements(n_inputs, n_nodes, n_outputs, loss, per_example, widest) * s * in_slab
+    in_slab = min(rows, slab_rows(n_inputs, n_nodes, n_outputs, loss, per_example, dtype, widest_level, budget))
+    engine = engine_bytes_per_row(n_inputs, n_nodes, n_outputs, loss, per_example, dtype, widest_level) * in_slab
     return (engine + _fixed_bytes(n_nodes, n_edges, s, in_slab)
             + result_bytes_per_row(n_nodes, n_edges, n_outputs, loss, per_example, dtype) * rows)
 

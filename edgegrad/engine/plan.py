@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 import scipy.sparse as sp
 
-from ..model.activations import ACTIVATION_NAMES, ACTIVATIONS, Activation
+from ..model.activations import ACTIVATION_NAMES, ACTIVATIONS, Activation, activation_code
 from .batch import check_float32_range
 from .dense import DenseEntry, DenseGrad, DenseGrads, compile_dense_grads
 from .memory import GROUP_ROWS
@@ -208,7 +208,7 @@ def compile_plan(net: Network, dtype: str | np.dtype = "float64", live_only: boo
     node_level = net.levels[n_in:]
     dead = ~reaches_output(net) if live_only else np.zeros(n, dtype=bool)
     n_live = n - int(dead.sum())
-    codes = np.array([ACTIVATION_NAMES.index(a) for a in net.activations], dtype=np.int64)
+    codes = np.array([activation_code(a) for a in net.activations], dtype=np.int64)
     order = np.lexsort((np.arange(n), codes, node_level, dead))    # plan row -> file node (dead ones last)
     node_row = np.empty(n, dtype=np.int64)
     node_row[order] = np.arange(n)

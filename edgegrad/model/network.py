@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from .activations import ACTIVATION_NAMES, ACTIVATIONS
+from .activations import ACTIVATION_NAMES, ACTIVATIONS, activation_code
 from ..errors import InvalidInput
 from .graph import check_edges, topological_levels
 from .ids import IdIndex
@@ -79,7 +79,7 @@ class Network:
         """Number of edges (E)."""
         return int(self.src.size)
 
-    @property
+    @cached_property
     def vertex_ids(self) -> tuple[str, ...]:
         """All ids in vertex numbering: inputs, then computed nodes."""
         return self.inputs + self.node_ids
@@ -272,7 +272,7 @@ class Network:
             np.savez_compressed(
                 path, format=np.array(FORMAT), inputs=np.array(self.inputs, dtype=str),
                 outputs=np.array(self.outputs, dtype=str), node_ids=np.array(self.node_ids, dtype=str),
-                activations=np.array([ACTIVATION_NAMES.index(a) for a in self.activations], dtype=np.uint8),
+                activations=np.array([activation_code(a) for a in self.activations], dtype=np.uint8),
                 biases=self.biases, src=self.src, dst=self.dst, weights=self.weights)
             return
         with open(path, "w", encoding="utf-8") as fh:
