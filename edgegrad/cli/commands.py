@@ -224,10 +224,7 @@ def _explain(args: argparse.Namespace) -> int:
     from ..engine.explain import explain_edge, render
     from ..model.network import Network
 
-    if args.targets is not None or args.loss is not None:
-        check_mode_flags(args)
-    elif args.reduction is not None:
-        raise InvalidInput("--reduction: only meaningful with --loss")
+    check_mode_flags(args)
     if args.output is not None and args.loss is not None:
         raise InvalidInput("--output: only meaningful in output mode (without --loss)")
     if args.max_nodes < 1:

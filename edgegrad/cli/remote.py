@@ -154,6 +154,7 @@ def remote_gradients(server: str, net: Any, x: Any, dtype: str, options: dict[st
 
 def cancel_on_interrupt(client: Any, name: str) -> None:
     """Cancel ``name`` after a Ctrl-C, saying so on stderr (a second Ctrl-C stops waiting for it)."""
+    from ..client.base import state_name
     from ..v1 import job_pb2
 
     try:
@@ -161,7 +162,7 @@ def cancel_on_interrupt(client: Any, name: str) -> None:
         if job.state == job_pb2.JOB_STATE_CANCELLED:
             say(f"interrupted: cancelled {name}")
         else:
-            say(f"interrupted: {name} had already ended ({job_pb2.JobState.Name(job.state)[10:].lower()})")
+            say(f"interrupted: {name} had already ended ({state_name(job.state)})")
     except KeyboardInterrupt:
         say(f"interrupted: {name} may still be running (edgegrad jobs cancel {name})")
     except Exception as exc:  # the server is gone too: say what is left behind

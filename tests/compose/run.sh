@@ -9,8 +9,10 @@ cd "$(dirname "$0")/../.."
 python=${PYTHON:-.venv/bin/python}
 start=$(date +%s)
 pidfile=$(mktemp)
+# a wheelhouse a developer filled for an offline build is theirs: only the one this script builds goes
+had_wheels=$(ls wheelhouse/*.whl 2> /dev/null | head -n 1 || true)
 cleanup() {
-    rm -f wheelhouse/*.whl
+    if [ -z "$had_wheels" ]; then rm -f wheelhouse/*.whl; fi
     if [ -s "$pidfile" ]; then
         pid=$(cat "$pidfile")
         kill "$pid" 2> /dev/null && for _ in $(seq 100); do kill -0 "$pid" 2> /dev/null || break; sleep 0.2; done

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +13,7 @@ from edgegrad.client import Client
 from edgegrad.cli.resultfiles import ResultWriter
 
 from cli_helpers import (NAME, XOR, XOR_PATH, assert_matches_in_process, edgegrad_cli, free_port, load_result,
-                          xor_batch)
+                          start_cli, xor_batch)
 
 MODES = {
     "output": {},
@@ -154,8 +152,7 @@ def test_an_unreachable_server_is_exit_3(tmp_path):
     commands = [["batch", XOR_PATH, "--inputs", xp, "--out", str(tmp_path / "r.npz"), "--server", address],
                 ["jobs", "list", "--server", address],
                 ["grad", XOR_PATH, "--inputs", xp, "--server", address]]
-    procs = [subprocess.Popen([sys.executable, "-m", "edgegrad", *args], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for args in commands]
+    procs = [start_cli(*args) for args in commands]
     for proc in procs:  # side by side: each waits out its few seconds of retries
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 3, err
