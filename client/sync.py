@@ -17,7 +17,7 @@ from .base import ClientBase
 from .errors import from_rpc_error, is_retryable
 from .job import JobHandle
 from .options import Backoff, Deadline, DEFAULT_MAX_MESSAGE_BYTES
-from .protocol import Prepared, merge_submitted, network_lost, prepare, submission, submit_batches
+from .protocol import Prepared, lost_networks, merge_submitted, network_lost, prepare, submission, submit_batches
 
 __all__ = ["Client"]
 
@@ -137,13 +137,35 @@ class Client(ClientBase):
         """
         deadline = self.deadline(timeout)
         items: list[Any] = []
+        nets: list[Network | None] = []
         for kwargs in requests:
             try:
                 net, prepared = submission(kwargs)
                 self.register(net, timeout=deadline.remaining())
                 items.append(self._request(prepared, deadline))
+                nets.append(net)
             except Exception as exc:  # this item's own problem: reported in its place
                 items.append(exc)
+                nets.append(None)
+        answers = self._submit_items(items, deadline)
+        lost = lost_networks(answers, nets)
+        if lost:  # the server lost (or expired) networks this client had registered: register them again, once
+            again: list[int] = []
+            for positions in lost.values():
+                net = nets[positions[0]]
+                self.forget(net)
+                try:
+                    self.register(net, timeout=deadline.remaining())
+                    again += positions
+                except Exception as exc:
+                    for i in positions:
+                        answers[i] = exc
+            for i, answer in zip(again, self._submit_items([items[i] for i in again], deadline)):
+                answers[i] = answer
+        return answers
+
+    def _submit_items(self, items: list[Any], deadline: Deadline) -> list["JobHandle | Exception"]:
+        """SubmitJobs for the requests among ``items`` (in calls that fit a message); answers in ``items``' order."""
         sent = [item for item in items if not isinstance(item, Exception)]
         replies = [self.retrying(lambda left, call=call: self.stub.SubmitJobs(call, timeout=left, metadata=self.metadata),
                                  deadline) for call in submit_batches(sent, self.message_bytes())]
