@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from edgegrad.jobs.contract import state_name
 from edgegrad.model.network import Network
 from edgegrad.v1 import job_pb2, service_pb2
 
@@ -44,14 +45,6 @@ class StreamBudget:
         """Return one."""
         with self._lock:
             self._left += 1
-
-
-def state_name(state: int) -> str:
-    """``running`` for JOB_STATE_RUNNING (the number itself for a state this SDK does not know)."""
-    try:
-        return job_pb2.JobState.Name(state).removeprefix("JOB_STATE_").lower()
-    except ValueError:
-        return str(state)
 
 
 class ClientBase:
