@@ -118,7 +118,7 @@ def job_ended(state: str, store: Any, job_id: str, shard: int | None, *, reason:
     """This worker ended a job: ``state`` as FINISH answered it (stored: SUCCEEDED, FAILED, CANCELLED)."""
     name = STATE_NAMES.get(state)
     if name not in ("succeeded", "failed"):
-        return  # already ended elsewhere (cancelled by the server, deleted)
+        return  # ended before this call ("was N": by another shard, or cancelled by the server) or deleted
     if _current is not None and job_id == _current.job_id:
         tenant, created = _current.tenant, _current.created
     else:  # before its shard started, or a job abandoned by a dead worker
