@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any, Iterator
 
@@ -12,6 +11,7 @@ from edgegrad.errors import DeadlineExceeded
 from edgegrad.engine.result import GradientResult
 from edgegrad.v1 import job_pb2
 
+from .alarms import ALARMS, Alarm
 from .base import HandleBase
 from .errors import from_rpc_error, stream_dropped
 from .options import Deadline
@@ -20,15 +20,12 @@ from .protocol import Resume
 __all__ = ["JobHandle"]
 
 
-def _cut_at(call: Any, deadline: Deadline) -> threading.Timer | None:
-    """Cancel ``call`` when ``deadline`` passes (None without a deadline)."""
+def _cut_at(call: Any, deadline: Deadline) -> Alarm | None:
+    """Cancel ``call`` when ``deadline`` passes (None without a deadline); one thread serves every such alarm."""
     left = deadline.remaining()
     if left is None:
         return None
-    timer = threading.Timer(left, call.cancel)
-    timer.daemon = True
-    timer.start()
-    return timer
+    return ALARMS.after(left, call.cancel)
 
 
 class JobHandle(HandleBase):
