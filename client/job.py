@@ -40,6 +40,7 @@ class JobHandle(HandleBase):
     def chunks(self, timeout: float | None = None, *, deadline: Deadline | None = None) -> Iterator[job_pb2.ResultChunk]:
         """Result chunks in seq order, from where this handle left off, until the job ends."""
         deadline = deadline or self.client.deadline(timeout)
+        yield from self._grouped(deadline)
         resume = Resume(self.state, self.client.backoff, deadline)
         while not self.state.done:
             self._call = call = self._open(deadline)
@@ -72,6 +73,23 @@ class JobHandle(HandleBase):
             pause = resume.pause(last_error)
             self.reconnects += 1
             time.sleep(pause)
+
+    def _grouped(self, deadline: Deadline) -> Iterator[job_pb2.ResultChunk]:
+        """Chunks from the WatchJobs stream this job shares with others (opened now if it is the first of them
+        waited on); whatever the group cannot bring, ``chunks()`` then reads from the job's own stream."""
+        if self.state.done or self._ahead is not None or self._submit is not None:
+            return
+        if self._group is None:
+            self.client.unwatched.take(self, self.client)
+        group, self._group = self._group, None
+        if group is None:
+            return
+        for event in group.events(self.name, deadline):
+            chunk = self.state.feed(event)
+            if chunk is not None:
+                yield chunk
+            if self.state.done:
+                return
 
     def open_ahead(self, deadline: Deadline) -> None:
         """Send the submission as a Compute stream now and read up to the job's first state (its name).

@@ -22,6 +22,7 @@ from edgegrad.v1 import network_pb2, service_pb2
 
 from .auth import DENIED, Authenticator, TokenAuthInterceptor, load_tokens
 from .reflection import enable_reflection
+from .multiwatch import watch_many
 from .service import Service
 from .status import SERVICE_ERRORS, abort
 
@@ -134,6 +135,7 @@ def _implementations(service: Service) -> dict[str, Callable[[Any, str], Any]]:
         "SubmitJobs": service.submit_many,
         "AckJob": ack,
         "WatchJob": lambda r, t: service.watch(r.name, r.after_seq, t),
+        "WatchJobs": lambda r, t: watch_many(service, r, t),
         "Compute": compute,
         "UploadBatch": service.upload,
     }
