@@ -19,10 +19,9 @@ from rq.worker import WorkerStatus
 
 from edgegrad.errors import bounded
 from edgegrad.jobs.record import RQ_RECORD_TTL
-from edgegrad.jobs.tenants import DEFAULT_TENANT
 from edgegrad.settings import Settings
 
-from .jobs import ALLOWED_FUNCTIONS, fail_shard, get_store
+from .jobs import ALLOWED_FUNCTIONS, fail_shard, get_store, job_args, start_with
 from .outage import REDIS_DOWN, Outage
 
 __all__ = ["EdgegradWorker", "make_worker", "end_abandoned_job", "refusal"]
@@ -196,6 +195,7 @@ class EdgegradWorker(SimpleWorker):
         intermediate queue.
         """
         ttl = self.get_heartbeat_ttl(job)
+        take: Any = None
         with self.connection.pipeline() as pipe:
             execution = Execution.create(job, ttl, pipeline=pipe, worker_name=self.name)
             self.executions[execution.id] = execution
@@ -205,7 +205,17 @@ class EdgegradWorker(SimpleWorker):
             pipe.persist(job.key)
             if len(self.queues) == 1:
                 pipe.lrem(queue.intermediate_queue_key, 1, job.id)
-            pipe.execute()
+            ours = len(pipe)
+            try:
+                take = start_with(pipe, job.args)  # the job's own first call (START) rides along
+            except Exception:  # e.g. a bad tenant name: the job function meets it and fails the job
+                take = None
+            replies = pipe.execute(raise_on_error=False)
+        failed = [r for r in replies[:ours] if isinstance(r, Exception)]
+        if failed:
+            raise failed[0]
+        if take is not None:
+            take(replies[ours])
         return execution
 
     def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
@@ -311,9 +321,7 @@ def end_abandoned_job(job: Job, exc_type: type, exc_value: BaseException, traceb
     whose retries are used up would stay RUNNING in edgegrad's record until its TTL.
     """
     if exc_type is AbandonedJobError and not (job.retries_left and job.retries_left > 0):
-        args = list(job.args or [job.id])
-        job_id, shard = args[0], args[1] if len(args) > 1 else 0
-        tenant = args[2] if len(args) > 2 else DEFAULT_TENANT
+        job_id, shard, tenant = job_args(job.args or [job.id])
         reason = f"the worker running shard {shard} of this job stopped (killed or lost) and no retries are left"
         fail_shard(get_store().for_tenant(tenant), job_id, shard, "ABORTED", reason)
     return True  # let other handlers run
