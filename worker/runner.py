@@ -301,6 +301,8 @@ class EdgegradWorker(SimpleWorker):
                 continue
             try:
                 self.maintain_heartbeats(*current)
+            except REDIS_DOWN as exc:  # the outage's one warning says it; the beat is retried on the next tick
+                self.outage.noticed(exc)
             except Exception:  # a missed beat is retried on the next tick
                 self.log.warning("heartbeat for job %s failed", current[0].id, exc_info=True)
 
