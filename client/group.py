@@ -18,6 +18,7 @@ from typing import Any, Iterator
 import grpc
 
 from edgegrad.v1 import job_pb2, service_pb2
+from edgegrad.wire.chunking import buffered_chunk_limit
 from edgegrad.wire.codec import result_bytes
 
 from .alarms import ALARMS
@@ -126,6 +127,9 @@ class Unwatched:
         """Note a handle a group may watch: a small result, not ended yet."""
         job = handle.state.job
         if not self.enabled or handle.state.done or job is None or result_bytes(job.layout) > GROUP_RESULT_BYTES:
+            return
+        limit = buffered_chunk_limit(job.layout)
+        if limit and job.layout.chunk_count > limit:  # read once, acknowledged as read: its own watch does that
             return
         with self._lock:
             self._handles[handle.name] = weakref.ref(handle)

@@ -88,6 +88,9 @@ class JobHandle(HandleBase):
             chunk = self.state.feed(event)
             if chunk is not None:
                 yield chunk
+                if self.state.ack_due():  # not for the small results a group takes; kept in step with chunks()
+                    self.client.ack(self.name, self.state.after_seq, timeout=deadline.remaining())
+                    self.state.acked = self.state.after_seq
             if self.state.done:
                 return
 
