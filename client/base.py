@@ -9,6 +9,7 @@ from edgegrad.jobs.contract import state_name
 from edgegrad.model.network import Network
 from edgegrad.v1 import job_pb2, service_pb2
 
+from .group import Unwatched
 from .options import Backoff, ConnectOptions, Deadline
 from .protocol import WatchState
 
@@ -60,6 +61,7 @@ class ClientBase:
         self._known: set[str] = set()  #: content hashes this client knows the server stores
         self.server_max_message: int | None = None  #: the server's message limit, once asked
         self.streams_ahead = StreamBudget(STREAMS_AHEAD)  #: watch streams opened at submit, not yet read
+        self.unwatched = Unwatched()  #: small jobs submitted without a stream, for a shared WatchJobs (blocking client)
         self._known_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -120,6 +122,7 @@ class HandleBase:
         self._submit = submit  # a Compute request still to send (gradients()), or None
         self._call: Any = None
         self._ahead: Any = None  # a stream opened at submit (with its first events read), until chunks() takes it
+        self._group: Any = None  # a WatchJobs stream this job's events come in (client/group.py), until read
         self.reconnects = 0  #: how many times the stream was resumed after a drop
 
     @property

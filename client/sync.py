@@ -124,6 +124,7 @@ class Client(ClientBase):
                                 deadline)
             handle = JobHandle(self, job.name)
             handle.state.update(job)
+            self.unwatched.add(handle)  # its wait() may share one WatchJobs stream with the next ones
             return handle
 
         return self._with_network(net, deadline, send)
@@ -169,7 +170,11 @@ class Client(ClientBase):
         sent = [item for item in items if not isinstance(item, Exception)]
         replies = [self.retrying(lambda left, call=call: self.stub.SubmitJobs(call, timeout=left, metadata=self.metadata),
                                  deadline) for call in submit_batches(sent, self.message_bytes())]
-        return merge_submitted(self, items, replies, JobHandle)
+        handles = merge_submitted(self, items, replies, JobHandle)
+        for handle in handles:
+            if isinstance(handle, JobHandle):
+                self.unwatched.add(handle)
+        return handles
 
     def _request(self, prepared: Prepared, deadline: Deadline) -> service_pb2.SubmitJobRequest:
         """The request with its batch inline, or referring to an upload of it."""
