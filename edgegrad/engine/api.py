@@ -13,7 +13,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from . import passes
+from . import native, passes
 from . import workspace
 from .batch import check_options
 from ..errors import InvalidInput
@@ -151,8 +151,12 @@ def _slab(net: Network, plan: Plan, x: np.ndarray, t: np.ndarray | None, loss: s
     The pass's buffers are carved from ``buf``; nothing returned refers to them.
     """
     n_out = net.n_outputs
-    buffers, _ = passes.forward(plan, x.astype(plan.dtype, copy=False), n_outputs=None if loss else n_out,
-                            workspace=buf)
+    compiled = native.uses_compiled(plan)
+    x = x.astype(plan.dtype, copy=False)
+    if compiled:
+        buffers = native.forward(plan, x, None if loss else n_out, buf)
+    else:
+        buffers, _ = passes.forward(plan, x, n_outputs=None if loss else n_out, workspace=buf)
     out_rows = buffers.acts[plan.n_inputs + plan.output_rows]
     if out is None:
         outputs = out_rows.T.copy()
@@ -166,14 +170,23 @@ def _slab(net: Network, plan: Plan, x: np.ndarray, t: np.ndarray | None, loss: s
         part = out
     else:
         value, d_out = loss_and_grad(loss, reduction, outputs, t, total_rows, row_offset)
-        passes.backward(plan, buffers, d_out.T.astype(plan.dtype))
+        direct = d_out.T.astype(plan.dtype)
         if out is not None:
+            if compiled:
+                native.backward(plan, buffers, direct)
+            else:
+                passes.backward(plan, buffers, direct)
             passes.per_example_results(plan, buffers, out.edge_grads, out.deltas)
             part = GradientResult(outputs, value, out.edge_grads, out.deltas)
         else:
             edge_grads = np.empty(net.n_edges, dtype=plan.dtype)
-            passes.summed_edge_grads(plan, buffers, edge_grads)
-            part = GradientResult(outputs, value, edge_grads, buffers.deltas.sum(axis=1)[plan.node_row])
+            if compiled:
+                sums = native.backward(plan, buffers, direct, edge_grads)
+            else:
+                passes.backward(plan, buffers, direct)
+                passes.summed_edge_grads(plan, buffers, edge_grads)
+                sums = buffers.deltas.sum(axis=1)
+            part = GradientResult(outputs, value, edge_grads, sums[plan.node_row])
     if not part.is_finite():
         raise InvalidInput(overflow_message(net, plan, buffers, part, row_offset))
     return part
