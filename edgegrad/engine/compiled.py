@@ -159,15 +159,21 @@ def _forward_rows(r0: int, r1: int, n_in: int, in_ptr: np.ndarray, in_src: np.nd
     width = acts.shape[1]
     z = np.empty(width, dtype=acts.dtype)
     for v in range(r0, r1):
-        z[:] = 0.0
-        for j in range(in_ptr[v], in_ptr[v + 1]):
-            w = in_w[j]
-            src = acts[in_src[j]]
+        if width == 1:                         # one example: scalar sums, no row loops to set up per edge
+            s = acts.dtype.type(0.0)
+            for j in range(in_ptr[v], in_ptr[v + 1]):
+                s += in_w[j] * acts[in_src[j], 0]
+            z[0] = s + bias[v]
+        else:
+            z[:] = 0.0
+            for j in range(in_ptr[v], in_ptr[v + 1]):
+                w = in_w[j]
+                src = acts[in_src[j]]
+                for b in range(width):
+                    z[b] += w * src[b]
+            bv = bias[v]
             for b in range(width):
-                z[b] += w * src[b]
-        bv = bias[v]
-        for b in range(width):
-            z[b] += bv
+                z[b] += bv
         _activate(codes[v], z, acts[n_in + v], fprime[v])
 
 
@@ -182,6 +188,10 @@ def _backward_rows(r0: int, r1: int, n_in: int, out_ptr: np.ndarray, out_dst: np
     pass over δ[dst]; ``delta_sums[v]`` gets Σ_b δ(v).
     """
     width = deltas.shape[1]
+    if width == 1:
+        _backward_one(r0, r1, n_in, out_ptr, out_dst, out_w, direct_ptr, direct_k, direct, acts, deltas, grads,
+                      delta_sums, fused)
+        return
     g = np.empty(width, dtype=deltas.dtype)
     for v in range(r1 - 1, r0 - 1, -1):
         g[:] = 0.0
@@ -205,13 +215,35 @@ def _backward_rows(r0: int, r1: int, n_in: int, out_ptr: np.ndarray, out_dst: np
         delta_sums[v] = s
 
 
+@njit(nogil=True, error_model="numpy", boundscheck=False)
+def _backward_one(r0: int, r1: int, n_in: int, out_ptr: np.ndarray, out_dst: np.ndarray, out_w: np.ndarray,
+                  direct_ptr: np.ndarray, direct_k: np.ndarray, direct: np.ndarray, acts: np.ndarray,
+                  deltas: np.ndarray, grads: np.ndarray, delta_sums: np.ndarray, fused: bool) -> None:
+    """``_backward_rows`` for one example (B = 1): scalars instead of rows."""
+    zero = deltas.dtype.type(0.0)
+    for v in range(r1 - 1, r0 - 1, -1):
+        g = zero
+        o = acts[n_in + v, 0]
+        for j in range(out_ptr[n_in + v], out_ptr[n_in + v + 1]):
+            dc = deltas[out_dst[j], 0]
+            g += out_w[j] * dc
+            if fused:
+                grads[j] = dc * o
+        for i in range(direct_ptr[v], direct_ptr[v + 1]):
+            g += direct[direct_k[i], 0]
+        d = deltas[v, 0] * g
+        deltas[v, 0] = d
+        delta_sums[v] = d
+
+
 def _input_grads(u0: int, u1: int, out_ptr: np.ndarray, out_dst: np.ndarray, acts: np.ndarray,
                  deltas: np.ndarray, grads: np.ndarray) -> None:
     """Σ_b δ[dst]·o[u] of the out-edges of input rows [u0, u1), into ``grads`` in out-edge order."""
+    one = acts.shape[1] == 1
     for u in range(u0, u1):
         o = acts[u]
         for j in range(out_ptr[u], out_ptr[u + 1]):
-            grads[j] = _dot(deltas[out_dst[j]], o)
+            grads[j] = deltas[out_dst[j], 0] * o[0] if one else _dot(deltas[out_dst[j]], o)
 
 
 forward_rows = _jit(_forward_rows)

@@ -26,7 +26,8 @@ from . import passes
 from .memory import thread_count
 from .plan import Plan
 
-__all__ = ["KERNELS", "AUTO_MIN_EDGES", "kernel_setting", "available", "uses_compiled", "forward", "backward"]
+__all__ = ["AUTO_MIN_EDGES", "kernel_setting", "available", "uses_compiled", "forward", "backward", "grad_slots",
+           "to_file_order"]
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ class NativePlan(NamedTuple):
     direct_ptr: np.ndarray   #: (n_live+1,) node row -> its outputs in ``direct_k``
     direct_k: np.ndarray     #: output indices, grouped by node row
     levels: tuple[tuple[int, int], ...]  #: node rows of each level
+    schedules: dict[tuple[Any, ...], list[list[tuple[int, int]]]]  #: steps already worked out (``_steps``)
 
 
 def native_plan(plan: Plan) -> NativePlan:
@@ -135,7 +137,7 @@ def _build(plan: Plan) -> NativePlan:
     return NativePlan(in_ptr, src.astype(i32), np.ascontiguousarray(w), plan.node_bias[:n_live].copy(),
                       plan.node_codes[:n_live].astype(np.int8), out_ptr, dst[order].astype(i32),
                       np.ascontiguousarray(w[order]), file_take, direct_ptr,
-                      by_row.astype(i32), tuple((level.start, level.stop) for level in plan.levels))
+                      by_row.astype(i32), tuple((level.start, level.stop) for level in plan.levels), {})
 
 
 def _chunks(ptr: np.ndarray, lo: int, hi: int, parts: int) -> list[tuple[int, int]]:
@@ -171,6 +173,26 @@ def _schedule(levels: list[tuple[int, int]], ptr: np.ndarray, offset: int, width
     return steps
 
 
+#: schedules kept per plan (one per slab width and thread count seen)
+SCHEDULES_KEPT = 16
+
+
+def _steps(native: NativePlan, backward: bool, width: int, threads: int) -> list[list[tuple[int, int]]]:
+    """The forward (or backward) pass's steps for this width and thread count, worked out once."""
+    key = (backward, width, threads, passes.PARALLEL_MIN_WORK, CHUNKS_PER_THREAD)
+    steps = native.schedules.get(key)
+    if steps is None:
+        if backward:
+            steps = _schedule(list(reversed(native.levels)), native.out_ptr, int(native.out_ptr.size
+                              - native.in_ptr.size), width, threads)
+        else:
+            steps = _schedule(list(native.levels), native.in_ptr, 0, width, threads)
+        if len(native.schedules) >= SCHEDULES_KEPT:
+            native.schedules.clear()
+        native.schedules[key] = steps
+    return steps
+
+
 def _run(step: list[tuple[int, int]], kernel: Any, *args: Any) -> None:
     """One step: its row ranges on the pool (several) or inline (one)."""
     if len(step) == 1:
@@ -187,16 +209,30 @@ def forward(plan: Plan, x: np.ndarray, n_outputs: int | None = None,
     native = native_plan(plan)
     acts, fprime = buffers.acts, buffers.fprime
     args = (plan.n_inputs, native.in_ptr, native.in_src, native.in_w, native.bias, native.codes, acts, fprime)
-    for step in _schedule(list(native.levels), native.in_ptr, 0, acts.shape[1], thread_count()):
+    for step in _steps(native, False, acts.shape[1], thread_count()):
         _run(step, kernels.forward_rows, *args)
     return buffers
+
+
+def grad_slots(plan: Plan) -> int:
+    """Length of the kernels' edge-gradient array: live edges in out-edge order, then one 0 for the rest."""
+    return int(native_plan(plan).out_ptr[-1]) + 1
+
+
+def to_file_order(plan: Plan, grads: np.ndarray) -> np.ndarray:
+    """Edge gradients in the kernels' order (``grad_slots`` long) as a new array in file order: one gather."""
+    out = np.empty(plan.edge_file.size, dtype=grads.dtype)
+    np.take(grads, native_plan(plan).file_take, out=out, mode="clip")
+    return out
 
 
 def backward(plan: Plan, buffers: passes.PassBuffers, direct: np.ndarray,
              grads: np.ndarray | None = None) -> np.ndarray:
     """Loss-mode δ in place of f'(z) (``direct``: ∂L/∂o of the outputs, K×B); returns Σ_b δ per node row.
 
-    With ``grads`` (E, file order) every edge's Σ_b δ(v)·o[u] is written there in the same pass.
+    With ``grads`` (``grad_slots`` long) every edge's Σ_b δ(v)·o[u] is written there in the same pass,
+    in the kernels' out-edge order (sums of slabs add in that order; ``to_file_order`` puts them in
+    file order once).
     """
     kernels = _load()
     native = native_plan(plan)
@@ -206,11 +242,11 @@ def backward(plan: Plan, buffers: passes.PassBuffers, direct: np.ndarray,
     fused = grads is not None
     n_in = plan.n_inputs
     live = int(native.out_ptr[-1])
-    out = np.empty(live + 1 if fused else 0, dtype=plan.dtype)      # out-edge order, then a 0 for dead edges
+    out = grads if grads is not None else np.empty(0, dtype=plan.dtype)
     direct = np.ascontiguousarray(direct, dtype=plan.dtype)
     args = (n_in, native.out_ptr, native.out_dst, native.out_w, native.direct_ptr,
             native.direct_k, direct, acts, deltas, out, sums, fused)
-    for step in _schedule(list(reversed(native.levels)), native.out_ptr, plan.n_inputs, width, threads):
+    for step in _steps(native, True, width, threads):
         _run(step, kernels.backward_rows, *args)
     if fused:
         work = (int(native.out_ptr[n_in]) + n_in) * width
@@ -218,5 +254,4 @@ def backward(plan: Plan, buffers: passes.PassBuffers, direct: np.ndarray,
                 if threads > 1 and work >= passes.PARALLEL_MIN_WORK else [(0, n_in)])
         _run(step, kernels.input_grads, native.out_ptr, native.out_dst, acts, deltas, out)
         out[live] = 0
-        np.take(out, native.file_take, out=grads, mode="clip")       # into file order: one gather
     return sums
