@@ -36,6 +36,10 @@ AUTO_MIN_EDGES = 20_000
 #: row chunks per thread a wide level is cut into (the pool balances uneven chunks)
 CHUNKS_PER_THREAD = 2
 _INT32_MAX = 2**31 - 1
+#: cost of an activation per example, in edges (one edge: a row read and a multiply-add per example),
+#: measured here; nodes of a level are sorted by activation, so chunks are cut by edges + this
+ACTIVATION_COST = {"identity": 0.5, "sigmoid": 7.0, "tanh": 12.0, "relu": 0.5, "leaky_relu": 0.5, "elu": 9.0,
+                   "softplus": 14.0, "gelu": 17.0, "silu": 12.0, "sin": 14.0, "gauss": 6.0, "abs": 1.0}
 
 _lock = threading.Lock()
 _module: Any = None
@@ -108,6 +112,8 @@ class NativePlan(NamedTuple):
     direct_ptr: np.ndarray   #: (n_live+1,) node row -> its outputs in ``direct_k``
     direct_k: np.ndarray     #: output indices, grouped by node row
     levels: tuple[tuple[int, int], ...]  #: node rows of each level
+    forward_cost: np.ndarray   #: (n_live+1,) cumulative forward cost of node rows (edges + activation)
+    backward_cost: np.ndarray  #: (n_inputs+n_live+1,) cumulative backward cost of activation rows (edges + 1)
     schedules: dict[tuple[Any, ...], list[list[tuple[int, int]]]]  #: steps already worked out (``_steps``)
 
 
@@ -137,33 +143,38 @@ def _build(plan: Plan) -> NativePlan:
     return NativePlan(in_ptr, src.astype(i32), np.ascontiguousarray(w), plan.node_bias[:n_live].copy(),
                       plan.node_codes[:n_live].astype(np.int8), out_ptr, dst[order].astype(i32),
                       np.ascontiguousarray(w[order]), file_take, direct_ptr,
-                      by_row.astype(i32), tuple((level.start, level.stop) for level in plan.levels), {})
+                      by_row.astype(i32), tuple((level.start, level.stop) for level in plan.levels),
+                      _cumulative(np.diff(in_ptr) + np.array([ACTIVATION_COST[name] for name in ACTIVATION_NAMES])[
+                          plan.node_codes[:n_live]]), _cumulative(np.diff(out_ptr) + 1.0), {})
 
 
-def _chunks(ptr: np.ndarray, lo: int, hi: int, parts: int) -> list[tuple[int, int]]:
-    """Rows [lo, hi) cut into ``parts`` runs of about equal edges + rows (``ptr`` indexed by row)."""
-    cost = ptr[lo:hi + 1].astype(np.int64) - int(ptr[lo]) + np.arange(hi - lo + 1)
-    cuts = np.searchsorted(cost, np.linspace(0, int(cost[-1]), parts + 1)[1:-1])
+def _cumulative(cost: np.ndarray) -> np.ndarray:
+    return np.concatenate([[0.0], np.cumsum(cost, dtype=np.float64)])
+
+
+def _chunks(cost: np.ndarray, lo: int, hi: int, parts: int) -> list[tuple[int, int]]:
+    """Rows [lo, hi) cut into ``parts`` runs of about equal cost (``cost``: cumulative, indexed by row)."""
+    cuts = np.searchsorted(cost[lo:hi + 1], np.linspace(cost[lo], cost[hi], parts + 1)[1:-1])
     bounds = sorted({lo, hi, *(lo + int(c) for c in cuts if 0 < c < hi - lo)})
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-def _schedule(levels: list[tuple[int, int]], ptr: np.ndarray, offset: int, width: int,
+def _schedule(levels: list[tuple[int, int]], cost: np.ndarray, offset: int, width: int,
               threads: int) -> list[list[tuple[int, int]]]:
     """Steps over levels (given in run order): a wide level's row chunks, or a run of small levels as one range.
 
-    ``ptr`` counts the edges a row reads (index ``offset + row``); a step of one range runs inline.
+    ``cost`` is the cumulative cost of rows (index ``offset + row``); a step of one range runs inline.
     """
     steps: list[list[tuple[int, int]]] = []
     run: tuple[int, int] | None = None
     for lo, hi in levels:
-        work = (int(ptr[offset + hi]) - int(ptr[offset + lo]) + hi - lo) * width
+        work = (cost[offset + hi] - cost[offset + lo]) * width
         if threads > 1 and work >= passes.PARALLEL_MIN_WORK:
             if run is not None:
                 steps.append([run])
                 run = None
-            steps.append(_chunks(ptr, offset + lo, offset + hi, threads * CHUNKS_PER_THREAD))
-            steps[-1] = [(a - offset, b - offset) for a, b in steps[-1]]
+            chunks = _chunks(cost, offset + lo, offset + hi, threads * CHUNKS_PER_THREAD)
+            steps.append([(a - offset, b - offset) for a, b in chunks])
         elif run is None:
             run = (lo, hi)
         else:                                  # levels arrive in run order: extend the range either way
@@ -183,10 +194,10 @@ def _steps(native: NativePlan, backward: bool, width: int, threads: int) -> list
     steps = native.schedules.get(key)
     if steps is None:
         if backward:
-            steps = _schedule(list(reversed(native.levels)), native.out_ptr, int(native.out_ptr.size
+            steps = _schedule(list(reversed(native.levels)), native.backward_cost, int(native.out_ptr.size
                               - native.in_ptr.size), width, threads)
         else:
-            steps = _schedule(list(native.levels), native.in_ptr, 0, width, threads)
+            steps = _schedule(list(native.levels), native.forward_cost, 0, width, threads)
         if len(native.schedules) >= SCHEDULES_KEPT:
             native.schedules.clear()
         native.schedules[key] = steps
@@ -249,8 +260,8 @@ def backward(plan: Plan, buffers: passes.PassBuffers, direct: np.ndarray,
     for step in _steps(native, True, width, threads):
         _run(step, kernels.backward_rows, *args)
     if fused:
-        work = (int(native.out_ptr[n_in]) + n_in) * width
-        step = (_chunks(native.out_ptr, 0, n_in, threads * CHUNKS_PER_THREAD)
+        work = native.backward_cost[n_in] * width
+        step = (_chunks(native.backward_cost, 0, n_in, threads * CHUNKS_PER_THREAD)
                 if threads > 1 and work >= passes.PARALLEL_MIN_WORK else [(0, n_in)])
         _run(step, kernels.input_grads, native.out_ptr, native.out_dst, acts, deltas, out)
         out[live] = 0
