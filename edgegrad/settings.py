@@ -9,9 +9,11 @@ from typing import Any, Mapping
 
 from .errors import InvalidInput
 
-__all__ = ["Settings", "ENV_NAMES"]
+__all__ = ["Settings", "ENV_NAMES", "KERNELS"]
 
 MiB = 1 << 20
+#: values of the ``kernel`` setting (EDGEGRAD_KERNEL)
+KERNELS = ("auto", "numpy", "compiled")
 
 
 def _env(name: str) -> Any:
@@ -59,6 +61,7 @@ class Settings:
     threads: int = 0                        #: engine threads (and BLAS's, when set); 0: every core it may use
     slab_bytes: int = 128 * MiB             #: engine working memory of one slab of rows
     plan_cache: int = 8                     #: compiled plans the engine keeps (LRU)
+    kernel: str = "auto"                    #: engine kernels: auto, numpy or compiled (numba; see engine/native.py)
     tenant_max_jobs: int = 100_000          #: jobs one tenant may have queued or running at once (0: no limit)
     tenant_max_result_bytes: int = 65536 * MiB  #: result bytes one tenant's jobs may hold (0: no limit)
     metrics_port: str = ""                  #: Prometheus /metrics port ("" off, 0 a free one); `up`: server, then workers
@@ -76,6 +79,8 @@ class Settings:
                 values[f.name] = _parse(environ[name], f.type, name)
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = dataclasses.replace(cls(), **values)
+        if settings.kernel.strip().lower() not in KERNELS:
+            raise InvalidInput(f"{ENV_NAMES['kernel']}: expected one of {', '.join(KERNELS)}, got {settings.kernel!r}")
         if settings.redis_ca_file and not settings.redis_url.startswith("rediss://"):
             raise InvalidInput(f"{ENV_NAMES['redis_ca_file']}: only meaningful with TLS to Redis"
                                " (a rediss:// REDIS_URL)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from typing import Iterator
 import tempfile
 
 import pytest
@@ -84,3 +85,25 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if _data_dir is not None:
         shutil.rmtree(_data_dir, ignore_errors=True)
         _data_dir = None
+
+
+@pytest.fixture(params=["numpy", "compiled"])
+def each_kernel(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run a test once on each engine kernel (EDGEGRAD_KERNEL=numpy, then compiled): every path forced.
+
+    numba is a dependency, so the compiled kernels must load; a test module opts in with
+    ``pytestmark = pytest.mark.usefixtures("each_kernel")``.
+    """
+    from edgegrad.engine import native
+
+    if request.param == "compiled":
+        assert native.available(), "the compiled kernels do not load (is numba installed?)"
+    before = os.environ.get("EDGEGRAD_KERNEL")
+    os.environ["EDGEGRAD_KERNEL"] = request.param
+    try:
+        yield request.param
+    finally:
+        if before is None:
+            os.environ.pop("EDGEGRAD_KERNEL", None)
+        else:
+            os.environ["EDGEGRAD_KERNEL"] = before

@@ -21,6 +21,8 @@ from reference import (
     reference_gradients,
 )
 
+pytestmark = pytest.mark.usefixtures("each_kernel")  # every test on the numpy and the compiled kernels
+
 
 def _net(act: str) -> dict[str, Any]:
     """The activation on a hidden node and on an output that feeds a second output."""

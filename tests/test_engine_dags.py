@@ -11,6 +11,8 @@ from edgegrad.engine.api import node_values
 from dags import random_inputs, random_network_dict, random_targets
 from reference import LOSSES, assert_agrees, reference_forward, reference_gradients
 
+pytestmark = pytest.mark.usefixtures("each_kernel")  # every test on the numpy and the compiled kernels
+
 SEEDS = list(range(0, 120, 7))
 
 

@@ -15,6 +15,8 @@ from edgegrad.model.activations import ACTIVATIONS
 from dags import random_inputs, random_network_dict
 from reference import assert_agrees, reference_gradients
 
+pytestmark = pytest.mark.usefixtures("each_kernel")  # every test on the numpy and the compiled kernels
+
 
 def _layers(seed: int) -> Network:
     rng = np.random.default_rng(seed)

@@ -12,6 +12,8 @@ import pytest
 import edgegrad
 from edgegrad import InvalidInput, Network
 
+pytestmark = pytest.mark.usefixtures("each_kernel")  # every test on the numpy and the compiled kernels
+
 NET = Network.from_dict({
     "inputs": ["x1", "x2"], "outputs": ["y", "p"],
     "nodes": [{"id": "h", "activation": "tanh"}, {"id": "y"}, {"id": "p", "activation": "sigmoid"}],

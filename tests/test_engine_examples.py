@@ -12,6 +12,8 @@ import edgegrad
 from edgegrad import Network
 from reference import reference_gradients
 
+pytestmark = pytest.mark.usefixtures("each_kernel")  # every test on the numpy and the compiled kernels
+
 # The contract's example network (section 1).
 CONTRACT_NET = {
     "format": "edgegrad.network/v1",

@@ -19,6 +19,8 @@ from reference import (
     reference_gradients,
 )
 
+pytestmark = pytest.mark.usefixtures("each_kernel")  # every test on the numpy and the compiled kernels
+
 B = 4
 
 

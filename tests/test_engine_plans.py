@@ -11,6 +11,8 @@ from edgegrad import Network
 from dags import random_inputs, random_network_dict
 from reference import assert_agrees, reference_gradients
 
+pytestmark = pytest.mark.usefixtures("each_kernel")  # every test on the numpy and the compiled kernels
+
 ACTS = ("tanh", "sigmoid", "gelu", "identity", "relu", "sin", "softplus", "elu")
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import edgegrad
 from edgegrad import Network
 from dags import network_seeds, permuted, random_inputs, random_network_dict, random_targets
+
+pytestmark = pytest.mark.usefixtures("each_kernel")  # every test on the numpy and the compiled kernels
 
 PROFILE = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 TIGHT = dict(rtol=1e-12, atol=1e-14)

@@ -14,6 +14,8 @@ from edgegrad import InvalidInput, Network
 from dags import ALL_ACTIVATIONS, random_network_dict, random_targets
 from reference import assert_agrees, reference_gradients
 
+pytestmark = pytest.mark.usefixtures("each_kernel")  # every test on the numpy and the compiled kernels
+
 HUGE = [1e300, -1e300, 1e30, -1e30, 745.2, -745.2, 710.0, -710.0, 40.5, -40.5, 1e-320]
 
 

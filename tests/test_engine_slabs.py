@@ -16,6 +16,8 @@ from edgegrad.engine import workspace
 from edgegrad.engine.api import fold_partials, partial_gradients, working_memory_bytes
 from dags import random_inputs, random_network, random_targets
 
+pytestmark = pytest.mark.usefixtures("each_kernel")  # every test on the numpy and the compiled kernels
+
 MODES = [(None, False), ("mse", False), ("mse", True), ("bce", False), ("softmax_ce", True)]
 HUGE_BUDGET = 1 << 60
 
@@ -189,8 +191,10 @@ def _wide_net() -> Network:
 
 
 @pytest.mark.parametrize("loss, per_example", [("mse", False), ("mse", True), (None, False)])
-def test_peak_memory_is_bounded_by_the_estimate_not_the_batch(monkeypatch, loss, per_example) -> None:
+def test_peak_memory_is_bounded_by_the_estimate_not_the_batch(monkeypatch, loss, per_example, each_kernel) -> None:
     net = _wide_net()
+    # the estimate is the numpy path's; the compiled summed gradients need no level or edge-chunk temporaries
+    lowest = 0.1 if each_kernel == "compiled" and loss and not per_example else 0.25
     monkeypatch.setattr(memory, "SLAB_BYTES", 1 << 20)
     widest = int(np.bincount(net.levels[net.n_inputs:]).max())
     peaks = {}
@@ -203,7 +207,7 @@ def test_peak_memory_is_bounded_by_the_estimate_not_the_batch(monkeypatch, loss,
                                         per_example, "float64", widest_level=widest)
         result = memory.result_bytes_per_row(net.n_nodes, net.n_edges, net.n_outputs, loss, per_example) * B
         assert peak <= estimate, (B, peak, estimate)                   # the estimate is an upper bound ...
-        assert peak >= 0.25 * estimate, (B, peak, estimate)            # ... and not a wild one
+        assert peak >= lowest * estimate, (B, peak, estimate)          # ... and not a wild one
         peaks[B] = peak - result                                       # what the engine itself needed
     small, large = sorted(peaks)
     assert peaks[large] < 1.3 * peaks[small] + (1 << 20), peaks        # 4-8× the rows, about the same memory

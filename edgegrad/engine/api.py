@@ -13,7 +13,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from . import passes
+from . import native, passes
 from . import workspace
 from .batch import check_options
 from ..errors import InvalidInput
@@ -57,11 +57,12 @@ def partial_gradients(net: Network, inputs: Any, targets: Any = None, loss: str 
     return _run(net, x, t, loss, reduction, per_example, dtype, int(total_rows), int(row_offset))
 
 
-def fold_partials(parts: Iterable[GradientResult]) -> GradientResult:
+def fold_partials(parts: Iterable[GradientResult], edge_sums: np.ndarray | None = None) -> GradientResult:
     """Fold results of consecutive row ranges, in iteration order, into one.
 
     Losses add; loss-mode sums (1-D edge_grads and deltas) add; outputs and per-example or
     output-mode rows are concatenated. Same parts in the same order give bit-identical results.
+    ``edge_sums`` (as long as a part's edge_grads): where the edge sums accumulate instead of a new array.
     """
     outputs, rows_grads, rows_deltas = [], [], []
     loss = grads = deltas = None
@@ -72,7 +73,10 @@ def fold_partials(parts: Iterable[GradientResult]) -> GradientResult:
         if part.loss is not None:
             loss = part.loss if loss is None else loss + part.loss
         if part.edge_grads.ndim == 1:       # a loss-mode sum: accumulate into our own copy
-            grads = part.edge_grads.copy() if grads is None else _add(grads, part.edge_grads)
+            if grads is None:
+                grads = part.edge_grads.copy() if edge_sums is None else _copied(part.edge_grads, edge_sums)
+            else:
+                grads = _add(grads, part.edge_grads)
             deltas = part.deltas.copy() if deltas is None else _add(deltas, part.deltas)
         else:
             rows_grads.append(part.edge_grads)
@@ -84,6 +88,11 @@ def fold_partials(parts: Iterable[GradientResult]) -> GradientResult:
     elif rows_grads:
         raise ValueError("fold_partials: cannot fold summed parts with per-example parts")
     return GradientResult(_concat(outputs), loss, grads, deltas)
+
+
+def _copied(part: np.ndarray, into: np.ndarray) -> np.ndarray:
+    np.copyto(into, part)
+    return into
 
 
 def _add(total: np.ndarray, part: np.ndarray) -> np.ndarray:
@@ -114,12 +123,24 @@ def _run(net: Network, x: np.ndarray, t: np.ndarray | None, loss: str | None, re
     step = slab_rows(net.n_inputs, net.n_nodes, net.n_outputs, loss, per_example, plan.dtype, _widest_level(net))
     spans = [(a, min(a + step, batch)) for a in range(0, batch, step)]
     scratch = passes.pass_bytes(plan, min(step, batch), None if loss else net.n_outputs)
-    with np.errstate(over="ignore", invalid="ignore"), workspace.borrowed(scratch) as buf:
-        if loss is not None and not per_example:
+    compiled = native.uses_compiled(plan)                      # once per call: every slab on the same kernel
+    summed = loss is not None and not per_example
+    # a loss-mode slab's edge sums (and, compiled, their running total) live in the reused scratch too:
+    # fresh arrays of E numbers cost page faults on every call
+    slots = (native.grad_slots(plan) if compiled else net.n_edges) if summed else 0
+    sums_bytes = (slots * plan.dtype.itemsize + 63) // 64 * 64
+    with np.errstate(over="ignore", invalid="ignore"), \
+            workspace.borrowed(scratch + sums_bytes * (2 if compiled else 1)) as buf:
+        if summed:
+            slab_sums, after = workspace.carve(buf, scratch, (slots,), plan.dtype)
+            total = workspace.carve(buf, after, (slots,), plan.dtype)[0] if compiled else None
             parts: Iterator[GradientResult] = (
-                _slab(net, plan, x[a:b], t[a:b], loss, reduction, total_rows, row_offset + a, None, buf)
+                _slab(net, plan, x[a:b], t[a:b], loss, reduction, total_rows, row_offset + a, None, buf, compiled,
+                      slab_sums)
                 for a, b in spans)
-            result = fold_partials(parts)
+            result = fold_partials(parts, total)
+            if compiled:                            # the compiled slabs' sums are in the kernels' edge order
+                result.edge_grads = native.to_file_order(plan, result.edge_grads)
             if not result.is_finite():
                 raise InvalidInput(result_overflow_message(net, plan, result))
             return result
@@ -127,7 +148,7 @@ def _run(net: Network, x: np.ndarray, t: np.ndarray | None, loss: str | None, re
         for a, b in spans:
             rows = GradientResult(result.outputs[a:b], None, result.edge_grads[a:b], result.deltas[a:b])
             part = _slab(net, plan, x[a:b], None if t is None else t[a:b], loss, reduction, total_rows,
-                         row_offset + a, rows, buf)
+                         row_offset + a, rows, buf, compiled)
             if part.loss is not None:
                 result.loss = part.loss if result.loss is None else result.loss + part.loss
         if result.loss is not None and not np.isfinite(result.loss):
@@ -145,14 +166,19 @@ def _allocate(net: Network, plan: Plan, batch: int, loss: str | None) -> Gradien
 
 
 def _slab(net: Network, plan: Plan, x: np.ndarray, t: np.ndarray | None, loss: str | None, reduction: str,
-          total_rows: int, row_offset: int, out: GradientResult | None, buf: np.ndarray) -> GradientResult:
+          total_rows: int, row_offset: int, out: GradientResult | None, buf: np.ndarray,
+          compiled: bool, sums: np.ndarray | None = None) -> GradientResult:
     """One slab: a loss-mode sum (``out`` None) or these rows written into ``out``; overflow named by row.
 
-    The pass's buffers are carved from ``buf``; nothing returned refers to them.
+    The pass's buffers are carved from ``buf``; only a loss-mode sum's edge_grads refer to scratch: they
+    are written into ``sums`` (``compiled``: on the numba kernels, in the kernels' edge order).
     """
     n_out = net.n_outputs
-    buffers, _ = passes.forward(plan, x.astype(plan.dtype, copy=False), n_outputs=None if loss else n_out,
-                            workspace=buf)
+    x = x.astype(plan.dtype, copy=False)
+    if compiled:
+        buffers = native.forward(plan, x, None if loss else n_out, buf)
+    else:
+        buffers, _ = passes.forward(plan, x, n_outputs=None if loss else n_out, workspace=buf)
     out_rows = buffers.acts[plan.n_inputs + plan.output_rows]
     if out is None:
         outputs = out_rows.T.copy()
@@ -166,12 +192,25 @@ def _slab(net: Network, plan: Plan, x: np.ndarray, t: np.ndarray | None, loss: s
         part = out
     else:
         value, d_out = loss_and_grad(loss, reduction, outputs, t, total_rows, row_offset)
-        passes.backward(plan, buffers, d_out.T.astype(plan.dtype))
+        direct = d_out.T.astype(plan.dtype)
         if out is not None:
+            if compiled:
+                native.backward(plan, buffers, direct)
+            else:
+                passes.backward(plan, buffers, direct)
             passes.per_example_results(plan, buffers, out.edge_grads, out.deltas)
             part = GradientResult(outputs, value, out.edge_grads, out.deltas)
+        elif compiled:                              # edge sums in the kernels' order (``_run`` reorders them)
+            edge_grads = sums
+            node_sums = native.backward(plan, buffers, direct, edge_grads)
+            part = GradientResult(outputs, value, edge_grads, node_sums[plan.node_row])
+            if not part.is_finite():
+                in_file_order = GradientResult(outputs, value, native.to_file_order(plan, edge_grads), part.deltas)
+                raise InvalidInput(overflow_message(net, plan, buffers, in_file_order, row_offset))
+            return part
         else:
-            edge_grads = np.empty(net.n_edges, dtype=plan.dtype)
+            edge_grads = sums
+            passes.backward(plan, buffers, direct)
             passes.summed_edge_grads(plan, buffers, edge_grads)
             part = GradientResult(outputs, value, edge_grads, buffers.deltas.sum(axis=1)[plan.node_row])
     if not part.is_finite():

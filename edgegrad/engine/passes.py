@@ -25,7 +25,7 @@ from .memory import edge_chunk_size, thread_count
 from .plan import GradGroup, Kernel, Level, Plan
 from .workspace import carve
 
-__all__ = ["PassBuffers", "NodeValues", "pass_bytes", "forward", "backward", "summed_edge_grads", "per_example_results",
+__all__ = ["PassBuffers", "NodeValues", "pass_bytes", "pass_buffers", "forward", "backward", "summed_edge_grads", "per_example_results",
            "plan_node_values"]
 
 
@@ -211,16 +211,15 @@ def pass_bytes(plan: Plan, batch: int, n_outputs: int | None = None) -> int:
                for shape in _pass_shapes(plan, batch, n_outputs))
 
 
-def forward(plan: Plan, x: np.ndarray, n_outputs: int | None = None, keep_z: bool = False,
-            workspace: np.ndarray | None = None) -> tuple[PassBuffers, np.ndarray | None]:
-    """Forward pass for inputs ``x`` (B×I).
+def pass_buffers(plan: Plan, x: np.ndarray, n_outputs: int | None = None,
+                 workspace: np.ndarray | None = None) -> PassBuffers:
+    """A pass's buffers for inputs ``x`` (B×I): inputs copied in, rows of nodes that reach no output at 0.
 
     The delta buffer is (N, B) for loss mode (``n_outputs`` None) and (N, K, B) for output mode.
     With ``workspace`` (a flat uint8 buffer of at least ``pass_bytes``) the buffers are carved
     from it instead of freshly allocated.
     """
-    batch = x.shape[0]
-    shapes = _pass_shapes(plan, batch, n_outputs)
+    shapes = _pass_shapes(plan, x.shape[0], n_outputs)
     if workspace is None:
         buffers = [np.empty(shape, dtype=plan.dtype) for shape in shapes]
     else:
@@ -235,12 +234,19 @@ def forward(plan: Plan, x: np.ndarray, n_outputs: int | None = None, keep_z: boo
         acts[plan.n_inputs + plan.n_live:] = 0
         deltas[plan.n_live:] = 0
         fprime[plan.n_live:] = 0
-    z = np.empty((plan.n_nodes, batch), dtype=plan.dtype) if keep_z else None
+    return PassBuffers(acts, deltas, fprime)
+
+
+def forward(plan: Plan, x: np.ndarray, n_outputs: int | None = None, keep_z: bool = False,
+            workspace: np.ndarray | None = None) -> tuple[PassBuffers, np.ndarray | None]:
+    """Forward pass for inputs ``x`` (B×I) into ``pass_buffers``; with ``keep_z`` also every node's z (N×B)."""
+    buffers = pass_buffers(plan, x, n_outputs, workspace)
+    z = np.empty((plan.n_nodes, x.shape[0]), dtype=plan.dtype) if keep_z else None
     threads = thread_count()
     for level in plan.levels:
-        _forward_level(plan, level, acts, fprime, z, threads)
-    _narrow_derivatives(plan, acts, fprime)
-    return PassBuffers(acts, deltas, fprime), z
+        _forward_level(plan, level, buffers.acts, buffers.fprime, z, threads)
+    _narrow_derivatives(plan, buffers.acts, buffers.fprime)
+    return buffers, z
 
 
 def backward(plan: Plan, buffers: PassBuffers, direct: np.ndarray | None) -> None:

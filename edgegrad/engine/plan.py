@@ -120,6 +120,10 @@ class Plan:
     dense: DenseGrads = field(default_factory=DenseGrads)  #: dense levels' summed gradients
     narrow_derivatives: tuple[tuple[Activation, np.ndarray, np.ndarray], ...] = ()
     #: per activation: (it, node rows, activation rows) of the narrow levels' nodes, f'(z) in one call each
+    edge_weight: np.ndarray = field(default_factory=lambda: np.zeros(0))  #: plan edge position -> weight
+    node_bias: np.ndarray = field(default_factory=lambda: np.zeros(0))    #: node row -> bias
+    node_codes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  #: node row -> activation code
+    native: Any = None               #: the compiled kernels' arrays (``native.native_plan``), built on first use
 
 
 def _split_rows(indptr: np.ndarray, lo: int, hi: int, boundaries: list[int]) -> list[tuple[int, int]]:
@@ -276,7 +280,8 @@ def compile_plan(net: Network, dtype: str | np.dtype = "float64", live_only: boo
     return Plan(n_in, n, dtype, tuple(levels), node_row, node_row[net.output_index], edge_order,
                 e_src, e_dst, sparse_edges, _grad_groups(sparse_edges, e_src, e_dst, edge_order),
                 src_row, dst_node_row, n_live, edge_order[n_live_edges:], dense,
-                _by_activation(narrow_rows, sorted_codes, n_in))
+                _by_activation(narrow_rows, sorted_codes, n_in), e_w.astype(dtype), net.biases[order].astype(dtype),
+                sorted_codes)
 
 
 def _by_activation(rows: list[np.ndarray], codes: np.ndarray, n_in: int

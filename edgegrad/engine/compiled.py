@@ -1,0 +1,251 @@
+"""numba kernels of the compiled engine path (imported only by ``native``, which numba may be missing for).
+
+Rows are node-major like the numpy path's buffers (one row of B examples per vertex). Each kernel
+walks a range of plan rows in a fixed order, and every sum runs in a fixed order (edges as the plan
+sorts them; dot products SIMD lanes whose layout depends only on the length), so results are bit-identical run to run and do not
+depend on how rows are split between threads. The kernels release the GIL; ``native`` runs a wide
+level's row chunks on the engine's thread pool.
+
+Activation codes are the positions in ``model.activations.ACTIVATION_NAMES`` (``native`` checks the
+order at import). Every activation is evaluated in float64 and stored in the buffers' dtype.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numpy as np
+from numba import njit
+
+__all__ = ["forward_rows", "backward_rows", "input_grads", "ORDER"]
+
+#: the activation names in code order, as these kernels number them
+ORDER = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "gelu", "silu", "sin",
+         "gauss", "abs")
+
+_OPTIONS: dict[str, Any] = {"nogil": True, "error_model": "numpy", "boundscheck": False}
+_GAUSS_CLIP = 40.0
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_SQRT_HALF = math.sqrt(0.5)
+
+
+def _jit(fn: Callable[..., Any]) -> Any:
+    """njit with an on-disk cache; without one where numba finds no writable cache folder."""
+    try:
+        return njit(cache=True, **_OPTIONS)(fn)
+    except RuntimeError:                       # "cannot cache function ...: no locator available"
+        return njit(cache=False, **_OPTIONS)(fn)
+
+
+@njit(inline="always")
+def _expit(z: float) -> float:
+    if z >= 0.0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+@njit(inline="always")
+def _ndtr(z: float) -> float:
+    """The standard normal CDF, as cephes computes it (erf near 0, erfc in the tails)."""
+    t = z * _SQRT_HALF
+    a = abs(t)
+    if a < _SQRT_HALF:
+        return 0.5 + 0.5 * math.erf(t)
+    y = 0.5 * math.erfc(a)
+    return 1.0 - y if t > 0.0 else y
+
+
+@njit(inline="always")
+def _clip(z: float) -> float:
+    if z > _GAUSS_CLIP:
+        return _GAUSS_CLIP
+    if z < -_GAUSS_CLIP:
+        return -_GAUSS_CLIP
+    return z                                   # NaN stays NaN
+
+
+@njit(nogil=True, error_model="numpy", boundscheck=False)
+def _activate(code: int, z: np.ndarray, o: np.ndarray, d: np.ndarray) -> None:
+    """o = f(z) and d = f'(z) over one row, for the activation numbered ``code`` (NaN in, NaN out)."""
+    n = z.shape[0]
+    if code == 0:                                                  # identity
+        for b in range(n):
+            o[b] = z[b]
+            d[b] = 1.0
+    elif code == 1:                                                # sigmoid
+        for b in range(n):
+            s = _expit(float(z[b]))
+            o[b] = s
+            d[b] = s * (1.0 - s)
+    elif code == 2:                                                # tanh
+        for b in range(n):
+            t = math.tanh(float(z[b]))
+            o[b] = t
+            d[b] = 1.0 - t * t
+    elif code == 3:                                                # relu
+        for b in range(n):
+            x = z[b]
+            o[b] = 0.0 if x <= 0.0 else x
+            d[b] = 1.0 if x > 0.0 else 0.0
+    elif code == 4:                                                # leaky_relu
+        for b in range(n):
+            x = z[b]
+            s = 1.0 if x > 0.0 else 0.01
+            o[b] = x * s
+            d[b] = s
+    elif code == 5:                                                # elu
+        for b in range(n):
+            x = float(z[b])
+            if x > 0.0:
+                o[b] = x
+                d[b] = 1.0
+            else:
+                o[b] = math.expm1(x)
+                d[b] = math.exp(x)
+    elif code == 6:                                                # softplus
+        for b in range(n):
+            x = float(z[b])
+            e = math.exp(-abs(x))
+            o[b] = math.log1p(e) + (x if x > 0.0 else 0.0)
+            r = 1.0 / (1.0 + e)
+            d[b] = e * r if x < 0.0 else r
+    elif code == 7:                                                # gelu (erf form)
+        for b in range(n):
+            x = float(z[b])
+            c = _ndtr(x)
+            xc = _clip(x)
+            o[b] = x * c
+            d[b] = c + xc * (math.exp(-0.5 * xc * xc) * _INV_SQRT_2PI)
+    elif code == 8:                                                # silu
+        for b in range(n):
+            x = float(z[b])
+            s = _expit(x)
+            o[b] = x * s
+            d[b] = s * (1.0 + x * (1.0 - s))
+    elif code == 9:                                                # sin
+        for b in range(n):
+            x = float(z[b])
+            o[b] = math.sin(x)
+            d[b] = math.cos(x)
+    elif code == 10:                                               # gauss
+        for b in range(n):
+            xc = _clip(float(z[b]))
+            g = math.exp(-(xc * xc))
+            o[b] = g
+            d[b] = -2.0 * xc * g
+    else:                                                          # abs
+        for b in range(n):
+            x = z[b]
+            o[b] = abs(x)
+            d[b] = 1.0 if x > 0.0 else (-1.0 if x < 0.0 else x * 0.0)
+
+
+@njit(nogil=True, boundscheck=False, fastmath={"reassoc"})
+def _dot(x: np.ndarray, y: np.ndarray) -> float:
+    """Σ x·y, vectorised: ``reassoc`` lets LLVM keep SIMD lanes of partial sums (their layout depends only on
+    the length and the CPU, so a sum is the same every run and on every thread; no other fast-math flag,
+    so NaN and inf propagate as usual)."""
+    s = 0.0
+    for b in range(x.shape[0]):
+        s += x[b] * y[b]
+    return s
+
+
+def _forward_rows(r0: int, r1: int, n_in: int, in_ptr: np.ndarray, in_src: np.ndarray, in_w: np.ndarray,
+                  bias: np.ndarray, codes: np.ndarray, acts: np.ndarray, fprime: np.ndarray) -> None:
+    """Node rows [r0, r1) in order: z = Σ w·o[src] (edges in plan order) + bias, then o = f(z), f'(z)."""
+    width = acts.shape[1]
+    z = np.empty(width, dtype=acts.dtype)
+    for v in range(r0, r1):
+        if width == 1:                         # one example: scalar sums, no row loops to set up per edge
+            s = acts.dtype.type(0.0)
+            for j in range(in_ptr[v], in_ptr[v + 1]):
+                s += in_w[j] * acts[in_src[j], 0]
+            z[0] = s + bias[v]
+        else:
+            z[:] = 0.0
+            for j in range(in_ptr[v], in_ptr[v + 1]):
+                w = in_w[j]
+                src = acts[in_src[j]]
+                for b in range(width):
+                    z[b] += w * src[b]
+            bv = bias[v]
+            for b in range(width):
+                z[b] += bv
+        _activate(codes[v], z, acts[n_in + v], fprime[v])
+
+
+def _backward_rows(r0: int, r1: int, n_in: int, out_ptr: np.ndarray, out_dst: np.ndarray, out_w: np.ndarray,
+                   direct_ptr: np.ndarray, direct_k: np.ndarray, direct: np.ndarray,
+                   acts: np.ndarray, deltas: np.ndarray, grads: np.ndarray, delta_sums: np.ndarray,
+                   fused: bool) -> None:
+    """Node rows [r0, r1) from the last: δ = f'(z)·(direct + Σ w·δ[dst]) over out-edges, with their Σ_b.
+
+    ``deltas`` holds f'(z) on entry (later rows already δ). With ``fused`` out-edge j's gradient
+    Σ_b δ[dst]·o[v] goes to ``grads[j]`` (out-edge order: written in sequence, not scattered) in the same
+    pass over δ[dst]; ``delta_sums[v]`` gets Σ_b δ(v).
+    """
+    width = deltas.shape[1]
+    if width == 1:
+        _backward_one(r0, r1, n_in, out_ptr, out_dst, out_w, direct_ptr, direct_k, direct, acts, deltas, grads,
+                      delta_sums, fused)
+        return
+    g = np.empty(width, dtype=deltas.dtype)
+    for v in range(r1 - 1, r0 - 1, -1):
+        g[:] = 0.0
+        o = acts[n_in + v]
+        for j in range(out_ptr[n_in + v], out_ptr[n_in + v + 1]):
+            dc = deltas[out_dst[j]]
+            w = out_w[j]
+            for b in range(width):
+                g[b] += w * dc[b]
+            if fused:                          # δ[dst] is in L1 now: its dot with o[v] costs no memory traffic
+                grads[j] = _dot(dc, o)
+        for i in range(direct_ptr[v], direct_ptr[v + 1]):
+            row = direct[direct_k[i]]
+            for b in range(width):
+                g[b] += row[b]
+        d = deltas[v]
+        s = 0.0
+        for b in range(width):
+            d[b] *= g[b]
+            s += d[b]
+        delta_sums[v] = s
+
+
+@njit(nogil=True, error_model="numpy", boundscheck=False)
+def _backward_one(r0: int, r1: int, n_in: int, out_ptr: np.ndarray, out_dst: np.ndarray, out_w: np.ndarray,
+                  direct_ptr: np.ndarray, direct_k: np.ndarray, direct: np.ndarray, acts: np.ndarray,
+                  deltas: np.ndarray, grads: np.ndarray, delta_sums: np.ndarray, fused: bool) -> None:
+    """``_backward_rows`` for one example (B = 1): scalars instead of rows."""
+    zero = deltas.dtype.type(0.0)
+    for v in range(r1 - 1, r0 - 1, -1):
+        g = zero
+        o = acts[n_in + v, 0]
+        for j in range(out_ptr[n_in + v], out_ptr[n_in + v + 1]):
+            dc = deltas[out_dst[j], 0]
+            g += out_w[j] * dc
+            if fused:
+                grads[j] = dc * o
+        for i in range(direct_ptr[v], direct_ptr[v + 1]):
+            g += direct[direct_k[i], 0]
+        d = deltas[v, 0] * g
+        deltas[v, 0] = d
+        delta_sums[v] = d
+
+
+def _input_grads(u0: int, u1: int, out_ptr: np.ndarray, out_dst: np.ndarray, acts: np.ndarray,
+                 deltas: np.ndarray, grads: np.ndarray) -> None:
+    """Σ_b δ[dst]·o[u] of the out-edges of input rows [u0, u1), into ``grads`` in out-edge order."""
+    one = acts.shape[1] == 1
+    for u in range(u0, u1):
+        o = acts[u]
+        for j in range(out_ptr[u], out_ptr[u + 1]):
+            grads[j] = deltas[out_dst[j], 0] * o[0] if one else _dot(deltas[out_dst[j]], o)
+
+
+forward_rows = _jit(_forward_rows)
+backward_rows = _jit(_backward_rows)
+input_grads = _jit(_input_grads)
