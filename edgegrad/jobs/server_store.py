@@ -369,6 +369,10 @@ class JobStore:
         reply = await self.streams.xread({self.keys.events(job_id): last_id}, count=count, block=block_ms)
         return reply[0][1] if reply else []
 
+    async def chunk_data(self, job_id: str, seqs: list[int]) -> list[bytes | None]:
+        """The data of large chunks, whose stream entries carry none (None: acknowledged, deleted or expired)."""
+        return await self.streams.mget([self.keys.chunk(job_id, seq) for seq in seqs])
+
     async def job_state(self, job_id: str) -> tuple[int, int] | None:
         """(state, chunks_done), or None when the job is gone."""
         state, done = await self.redis.hmget(self.keys.job(job_id), "state", "chunks_done")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import time
 from collections import OrderedDict
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Iterable, NamedTuple, Sequence
 
 import numpy as np
 import redis
@@ -14,7 +14,7 @@ from redis.connection import PythonRespSerializer
 
 from edgegrad.jobs import scripts as jobscripts
 from edgegrad.wire.codec import network_from_proto
-from edgegrad.errors import NotFound
+from edgegrad.errors import EdgegradError, NotFound
 from edgegrad.jobs.connections import sync_redis
 from edgegrad.jobs.keys import Keys
 from edgegrad.model.network import Network
@@ -24,13 +24,17 @@ from edgegrad.v1 import job_pb2, network_pb2
 from .contract import RUNNING, stored
 from .record import final_state
 
-__all__ = ["WorkerStore", "Started", "EMIT_WRITTEN", "EMIT_CANCELLED", "EMIT_DELETED", "EMIT_NOT_RUNNING"]
+__all__ = ["WorkerStore", "Started", "EMIT_WRITTEN", "EMIT_CANCELLED", "EMIT_DELETED", "EMIT_NOT_RUNNING", "STAGE_BYTES"]
 
 EMIT_WRITTEN, EMIT_SKIPPED, EMIT_CANCELLED, EMIT_DELETED, EMIT_NOT_RUNNING, EMIT_FULL, EMIT_EARLY = 1, 0, -1, -2, -3, -4, -5
-_PIPELINE_BYTES = 8 << 20  # flush a batch of chunks once this much is buffered
+EMIT_UNSTAGED = -6
+_PIPELINE_BYTES = 16 << 20  # flush a batch of chunks once this much is buffered
+#: chunks at least this large are written with a plain SET and renamed onto the stream by EMIT (Redis
+#: copies a script's arguments twice more; from this size on it takes a plain command's argument as read)
+STAGE_BYTES = 32 << 10
 _PACK_CUTOFF = 6000  # arguments larger than this go to the socket without being copied into the command
 _RUNNING = stored(RUNNING).encode()  # the state field of a running job, as HMGET returns it
-_WAIT_FIRST, _WAIT_MOST = 0.01, 0.5  # seconds between tries while the job's result buffer is full
+_WAIT_FIRST, _WAIT_MOST = 0.005, 0.05  # seconds between looks at a job whose result buffer is full
 
 
 class Started(NamedTuple):
@@ -127,10 +131,11 @@ class WorkerStore:
         """
         pending: list[tuple[int, bytes]] = []
         buffered = 0
+        most = max(1, limit // 2) if limit else 0  # chunks a batch may hold: half the job's buffer at most
         for item in chunks:
             pending.append(item)
             buffered += len(item[1])
-            if buffered >= batch_bytes:
+            if buffered >= batch_bytes or len(pending) == most:
                 code, _ = self._flush(job_id, shard, pending, limit, [])
                 pending, buffered = [], 0
                 if code != EMIT_WRITTEN:
@@ -140,19 +145,31 @@ class WorkerStore:
     def _flush(self, job_id: str, shard: str, pending: list[tuple[int, bytes]], limit: int,
                then: list[tuple[str, list[str], list[Any]]]) -> tuple[int, list]:
         keys = [self.keys.job(job_id), self.keys.events(job_id)]
-        wait = _WAIT_FIRST
+        ttl_ms = int(self.settings.job_ttl) * 1000  # EMIT gives a placed chunk its job's TTL
+        wait, lost = _WAIT_FIRST, 0
         while True:
             args: list[Any] = [shard, limit]
+            sets: list[tuple[Any, ...]] = []
             for number, payload in pending:
-                args += [number, payload]
-            replies = self._run([("EMIT", keys, args), *then])
+                if len(payload) >= STAGE_BYTES:
+                    sets.append(("SET", self.keys.staged(job_id, shard, number), payload, "PX", ttl_ms))
+                    args += [number, b""]
+                else:
+                    args += [number, payload]
+            replies = self._run([("EMIT", keys, args), *then], sets)
             code, placed = int(replies[0][0]), int(replies[0][1])
             if code == EMIT_WRITTEN:
                 return EMIT_WRITTEN, replies[1:]
-            if code not in (EMIT_FULL, EMIT_EARLY):
+            if code not in (EMIT_FULL, EMIT_EARLY, EMIT_UNSTAGED):
                 return code, []
-            pending = pending[placed:]  # the client has not taken enough yet: wait, then go on from here
-            while True:  # a cheap look at the job until there is room (or it ended), not the chunks again
+            pending = pending[placed:]  # go on from here (EMIT dropped the staged chunks it did not place)
+            if code == EMIT_UNSTAGED:  # a staged chunk was lost between its SET and EMIT: write the rest again
+                lost += 1
+                if lost > 3:
+                    raise EdgegradError("Redis dropped result chunks between their SET and EMIT (is it evicting"
+                                        " keys? edgegrad needs maxmemory-policy noeviction)")
+                continue
+            while True:  # the client has not taken enough yet: a cheap look at the job until there is room
                 time.sleep(wait)
                 wait = min(_WAIT_MOST, wait * 2)
                 state, written, acked = self.redis.hmget(keys[0], "state", "chunks_done", "acked")
@@ -188,11 +205,12 @@ class WorkerStore:
         shares = self.redis.hmget(self.keys.job(job_id), [f"l:{i}" for i in range(shards)])
         return shares, (self.redis.get(self.keys.part(job_id, i)) for i in range(shards))
 
-    def _run(self, calls: list[tuple[str, list[str], list[Any]]]) -> list[Any]:
-        """Run script calls in one pipeline by sha, without redis-py's SCRIPT EXISTS round trip.
+    def _run(self, calls: list[tuple[str, list[str], list[Any]]], before: Sequence[tuple[Any, ...]] = ()) -> list[Any]:
+        """Run script calls in one pipeline by sha, after the plain commands ``before`` (their replies
+        left out), without redis-py's SCRIPT EXISTS round trip.
 
         Scripts are loaded once; if Redis lost them (a restart), they are loaded again and the
-        calls re-run, which is safe because every script is idempotent.
+        calls re-run, which is safe because every script (and a SET of a staged chunk) is idempotent.
         """
         for attempt in (1, 2):
             if not self._loaded:
@@ -200,10 +218,12 @@ class WorkerStore:
                     script.sha = self.redis.script_load(script.script)
                 self._loaded = True
             pipe = self.redis.pipeline(transaction=False)
+            for command in before:
+                pipe.execute_command(*command)
             for name, keys, args in calls:
                 pipe.evalsha(self._scripts[name].sha, len(keys), *keys, *args)
             try:
-                return pipe.execute()
+                return pipe.execute()[len(before):]
             except redis.exceptions.NoScriptError:
                 if attempt == 2:
                     raise
