@@ -10,7 +10,7 @@ from typing import Any, Iterable, NamedTuple, Sequence
 import numpy as np
 import redis
 from redis._parsers import Encoder
-from redis.connection import PythonRespSerializer
+from redis.connection import HIREDIS_AVAILABLE, HiredisRespSerializer, PythonRespSerializer
 
 from edgegrad.jobs import scripts as jobscripts
 from edgegrad.wire.codec import network_from_proto
@@ -24,7 +24,8 @@ from edgegrad.v1 import job_pb2, network_pb2
 from .contract import RUNNING, stored
 from .record import final_state
 
-__all__ = ["WorkerStore", "Started", "EMIT_WRITTEN", "EMIT_CANCELLED", "EMIT_DELETED", "EMIT_NOT_RUNNING", "STAGE_BYTES"]
+__all__ = ["WorkerStore", "Started", "EMIT_WRITTEN", "EMIT_CANCELLED", "EMIT_DELETED", "EMIT_NOT_RUNNING", "STAGE_BYTES",
+           "worker_redis"]
 
 EMIT_WRITTEN, EMIT_SKIPPED, EMIT_CANCELLED, EMIT_DELETED, EMIT_NOT_RUNNING, EMIT_FULL, EMIT_EARLY = 1, 0, -1, -2, -3, -4, -5
 EMIT_UNSTAGED = -6
@@ -35,6 +36,33 @@ STAGE_BYTES = 32 << 10
 _PACK_CUTOFF = 6000  # arguments larger than this go to the socket without being copied into the command
 _RUNNING = stored(RUNNING).encode()  # the state field of a running job, as HMGET returns it
 _WAIT_FIRST, _WAIT_MOST = 0.005, 0.05  # seconds between looks at a job whose result buffer is full
+
+
+class _Packer(PythonRespSerializer):
+    """Commands packed by hiredis when it is there and every argument is small; else by redis-py's own
+    packer, which sends large values (result chunks) to the socket as they are where hiredis copies
+    them into the command, and takes a value given as a list of buffers, sent one after another."""
+
+    def __init__(self) -> None:
+        super().__init__(_PACK_CUTOFF, Encoder("utf-8", "strict", False).encode)
+        self._small = HiredisRespSerializer() if HIREDIS_AVAILABLE else None
+
+    def pack(self, *args: Any) -> list:
+        if not any(isinstance(arg, list) or (isinstance(arg, (bytes, memoryview)) and len(arg) > _PACK_CUTOFF)
+                   for arg in args):
+            return self._small.pack(*args) if self._small is not None else super().pack(*args)
+        if not any(isinstance(arg, list) for arg in args):
+            return super().pack(*args)
+        out: list = [b"*%d\r\n" % len(args)]
+        for arg in args:
+            parts = arg if isinstance(arg, list) else [self.encode(arg)]
+            out += [b"$%d\r\n" % sum(len(p) for p in parts), *parts, b"\r\n"]
+        return out
+
+
+def worker_redis(settings: Settings) -> redis.Redis:
+    """The connection a worker's store (and its rq worker) should use: result chunks go out uncopied."""
+    return sync_redis(settings, command_packer=_Packer())
 
 
 class Started(NamedTuple):
@@ -59,10 +87,8 @@ class WorkerStore:
     def __init__(self, settings: Settings, client: redis.Redis | None = None, name: str = "") -> None:
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
-        # hiredis parses replies fast, but packing a command it copies every argument into one buffer:
-        # redis-py's own packer sends large values (result chunks) as they are
-        self.redis = client or sync_redis(settings, command_packer=PythonRespSerializer(
-            _PACK_CUTOFF, Encoder("utf-8", "strict", False).encode))
+        # a client passed in should come from worker_redis (or chunks given as pieces cannot be sent)
+        self.redis = client or worker_redis(settings)
         self.name = name
         self._scripts = {n: self.redis.register_script(getattr(jobscripts, n))
                          for n in ("START", "EMIT", "SHARD_DONE", "FINISH")}
@@ -122,19 +148,23 @@ class WorkerStore:
             out.append(rows[start - first * size:stop - first * size])
         return out[0], out[1]
 
-    def emit(self, job_id: str, shard: str, chunks: Iterable[tuple[int, bytes]], limit: int,
+    def emit(self, job_id: str, shard: str, chunks: Iterable[tuple[int, bytes | list]], limit: int,
              then: list[tuple[str, list[str], list[Any]]] = (), batch_bytes: int = _PIPELINE_BYTES) -> tuple[int, list]:
-        """Write a shard's (number, chunk bytes) in order, waiting while the job's buffer is full.
+        """Write a shard's (number, chunk bytes, or the chunk's pieces as ``chunk_parts`` gives them) in
+        order, waiting while the job's buffer is full.
 
         Returns (EMIT_WRITTEN or the code that stopped it: cancelled, deleted, not running, and the
         replies of ``then``: script calls sent in the last pipeline once every chunk is written).
         """
-        pending: list[tuple[int, bytes]] = []
+        pending: list[tuple[int, bytes | list]] = []
         buffered = 0
         most = max(1, limit // 2) if limit else 0  # chunks a batch may hold: half the job's buffer at most
-        for item in chunks:
-            pending.append(item)
-            buffered += len(item[1])
+        for number, payload in chunks:
+            size = len(payload) if isinstance(payload, bytes) else sum(len(p) for p in payload)
+            if size < STAGE_BYTES and not isinstance(payload, bytes):
+                payload = b"".join(payload)  # a script argument
+            pending.append((number, payload))
+            buffered += size
             if buffered >= batch_bytes or len(pending) == most:
                 code, _ = self._flush(job_id, shard, pending, limit, [])
                 pending, buffered = [], 0
@@ -142,7 +172,7 @@ class WorkerStore:
                     return code, []
         return self._flush(job_id, shard, pending, limit, list(then))
 
-    def _flush(self, job_id: str, shard: str, pending: list[tuple[int, bytes]], limit: int,
+    def _flush(self, job_id: str, shard: str, pending: list[tuple[int, bytes | list]], limit: int,
                then: list[tuple[str, list[str], list[Any]]]) -> tuple[int, list]:
         keys = [self.keys.job(job_id), self.keys.events(job_id)]
         ttl_ms = int(self.settings.job_ttl) * 1000  # EMIT gives a placed chunk its job's TTL
@@ -151,7 +181,7 @@ class WorkerStore:
             args: list[Any] = [shard, limit]
             sets: list[tuple[Any, ...]] = []
             for number, payload in pending:
-                if len(payload) >= STAGE_BYTES:
+                if not isinstance(payload, bytes) or len(payload) >= STAGE_BYTES:
                     sets.append(("SET", self.keys.staged(job_id, shard, number), payload, "PX", ttl_ms))
                     args += [number, b""]
                 else:
