@@ -173,7 +173,7 @@ def varint(value: int) -> bytes:
 
 def length_delimited(tag: int, parts: list) -> list:
     """The pieces of a length-delimited protobuf field ``tag`` holding ``parts`` (bytes-like), unjoined."""
-    size = sum(len(p) if isinstance(p, bytes) else p.nbytes for p in parts)
+    size = sum(p.nbytes if isinstance(p, memoryview) else len(p) for p in parts)
     return [bytes([(tag << 3) | 2]), varint(size), *parts]
 
 
