@@ -147,12 +147,12 @@ def _slab_loop(net: edgegrad.Network, x: np.ndarray, t: np.ndarray, rows: int = 
 
 @contextlib.contextmanager
 def _cluster(settings: Settings, workers: int) -> Iterator[Cluster]:
-    """A cluster whose workers run the engine on one thread each (two workers use two cores)."""
-    os.environ["EDGEGRAD_THREADS"] = "1"  # the workers then limit BLAS to one thread each too
-    try:
-        cluster = Cluster(settings, workers=workers).start()
-    finally:
-        del os.environ["EDGEGRAD_THREADS"]
+    """A cluster whose workers run the engine on one thread each (two workers use two cores).
+
+    The setting goes in ``settings`` (the cluster writes every setting into its children's
+    environment, so an EDGEGRAD_THREADS of this process's own would be overridden by the default).
+    """
+    cluster = Cluster(settings.with_(threads=1), workers=workers).start()  # BLAS gets one thread too
     try:
         yield cluster
     finally:
