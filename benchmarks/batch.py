@@ -70,14 +70,24 @@ class OwnRedis:
 
     def commands(self) -> int:
         """Commands executed so far (scripts' own commands included, as INFO commandstats counts them)."""
+        return sum(self.command_counts().values())
+
+    def command_counts(self) -> dict[str, int]:
+        """Calls so far by command (INFO itself left out)."""
         stats = self.client.info("commandstats")
-        return sum(v["calls"] for k, v in stats.items() if k not in ("cmdstat_info",))
+        return {k.removeprefix("cmdstat_"): v["calls"] for k, v in stats.items() if k != "cmdstat_info"}
 
     def stop(self) -> None:
         self.client.close()
         self.proc.terminate()
         self.proc.wait(10)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _per_job(before: dict[str, int], after: dict[str, int], n: int) -> str:
+    """The commands of ``n`` jobs, per job, most frequent first (those under 0.5 a job left out)."""
+    per = {k: (after.get(k, 0) - before.get(k, 0)) / n for k in after}
+    return " ".join(f"{k} {v:.1f}" for k, v in sorted(per.items(), key=lambda kv: -kv[1]) if v >= 0.5)
 
 
 class MemoryWatch:
@@ -228,22 +238,24 @@ def tiny_jobs(own: OwnRedis, n: int) -> Iterator[Row]:
                 for handle in handles:
                     handle.wait()
 
-            before = own.commands()
+            before = own.command_counts()
             t0 = time.perf_counter()
             loop()
             svc = time.perf_counter() - t0
-            per_job = (own.commands() - before) / n
+            after = own.command_counts()
+            per_job, split = (sum(after.values()) - sum(before.values())) / n, _per_job(before, after, n)
 
             def bare_loop() -> None:
                 jobs = [bare.queue.enqueue("benchmarks.service.trivial", 1, result_ttl=60) for _ in range(n)]
                 for job in jobs:
                     job.latest_result(timeout=30)
 
-            before = own.commands()
+            before = own.command_counts()
             t0 = time.perf_counter()
             bare_loop()
             rq_s = time.perf_counter() - t0
-            bare_per_job = (own.commands() - before) / n
+            after = own.command_counts()
+            bare_per_job, bare_split = (sum(after.values()) - sum(before.values())) / n, _per_job(before, after, n)
             lat = sorted(_timed(lambda: client.submit(net, x1).wait(), 300))
             rq_lat = sorted(_timed(bare.round_trip, 300))
         finally:
@@ -256,6 +268,8 @@ def tiny_jobs(own: OwnRedis, n: int) -> Iterator[Row]:
            f"ratio {lat[len(lat) // 2] / rq_lat[len(rq_lat) // 2]:.2f}x")
     yield ("Redis commands per tiny job (INFO commandstats, scripts' commands included)", f"{per_job:.1f}",
            f"bare rq: {bare_per_job:.1f}")
+    yield ("  by command, service", "", split)
+    yield ("  by command, bare rq", "", bare_split)
 
 
 def buffered_result(own: OwnRedis, buffer_mib: int) -> Iterator[Row]:

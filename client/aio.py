@@ -18,7 +18,7 @@ from edgegrad.wire.events import RawChunk, as_message
 from .base import ClientBase, HandleBase, EventStreams
 from .errors import from_rpc_error, is_retryable, stream_dropped
 from .options import Backoff, Deadline, DEFAULT_MAX_MESSAGE_BYTES
-from .protocol import Prepared, Resume, merge_submitted, network_lost, prepare, submission, submit_batches
+from .protocol import Prepared, Resume, lost_networks, merge_submitted, network_lost, prepare, submission, submit_batches
 
 __all__ = ["AsyncClient", "AsyncJobHandle"]
 
@@ -140,13 +140,35 @@ class AsyncClient(ClientBase):
         """Submit many independent jobs in one round trip: a handle or the error of each request, in order."""
         deadline = self.deadline(timeout)
         items: list[Any] = []
+        nets: list[Network | None] = []
         for kwargs in requests:
             try:
                 net, prepared = submission(kwargs)
                 await self.register(net, timeout=deadline.remaining())
                 items.append(await self._request(prepared, deadline))
+                nets.append(net)
             except Exception as exc:  # this item's own problem: reported in its place
                 items.append(exc)
+                nets.append(None)
+        answers = await self._submit_items(items, deadline)
+        lost = lost_networks(answers, nets)
+        if lost:  # the server lost (or expired) networks this client had registered: register them again, once
+            again: list[int] = []
+            for positions in lost.values():
+                net = nets[positions[0]]
+                self.forget(net)
+                try:
+                    await self.register(net, timeout=deadline.remaining())
+                    again += positions
+                except Exception as exc:
+                    for i in positions:
+                        answers[i] = exc
+            for i, answer in zip(again, await self._submit_items([items[i] for i in again], deadline)):
+                answers[i] = answer
+        return answers
+
+    async def _submit_items(self, items: list[Any], deadline: Deadline) -> list["AsyncJobHandle | Exception"]:
+        """SubmitJobs for the requests among ``items`` (in calls that fit a message); answers in ``items``' order."""
         sent = [item for item in items if not isinstance(item, Exception)]
         replies = [await self.retrying(lambda left, call=call: self.stub.SubmitJobs(
             call, timeout=left, metadata=self.metadata), deadline)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from edgegrad.jobs.contract import state_name
 from edgegrad.model.network import Network
 from edgegrad.v1 import job_pb2, service_pb2
 from edgegrad.wire.events import decode_event
 
+from .group import Unwatched
 from .options import Backoff, ConnectOptions, Deadline
 from .protocol import WatchState
 
@@ -60,14 +62,6 @@ class EventStreams:
                                              request_serializer=service_pb2.WatchJobRequest.SerializeToString)
 
 
-def state_name(state: int) -> str:
-    """``running`` for JOB_STATE_RUNNING (the number itself for a state this SDK does not know)."""
-    try:
-        return job_pb2.JobState.Name(state).removeprefix("JOB_STATE_").lower()
-    except ValueError:
-        return str(state)
-
-
 class ClientBase:
     """Connection options, the default deadline, call metadata and the cache of registered networks."""
 
@@ -81,6 +75,7 @@ class ClientBase:
         self._known: set[str] = set()  #: content hashes this client knows the server stores
         self.server_max_message: int | None = None  #: the server's message limit, once asked
         self.streams_ahead = StreamBudget(STREAMS_AHEAD)  #: watch streams opened at submit, not yet read
+        self.unwatched = Unwatched()  #: small jobs submitted without a stream, for a shared WatchJobs (blocking client)
         self._known_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -141,6 +136,7 @@ class HandleBase:
         self._submit = submit  # a Compute request still to send (gradients()), or None
         self._call: Any = None
         self._ahead: Any = None  # a stream opened at submit (with its first events read), until chunks() takes it
+        self._group: Any = None  # a WatchJobs stream this job's events come in (client/group.py), until read
         self.reconnects = 0  #: how many times the stream was resumed after a drop
 
     @property

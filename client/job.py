@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any, Iterator
 
@@ -13,6 +12,7 @@ from edgegrad.engine.result import GradientResult
 from edgegrad.v1 import job_pb2
 from edgegrad.wire.events import RawChunk, as_message
 
+from .alarms import ALARMS, Alarm
 from .base import HandleBase
 from .errors import from_rpc_error, stream_dropped
 from .options import Deadline
@@ -21,15 +21,12 @@ from .protocol import Resume
 __all__ = ["JobHandle"]
 
 
-def _cut_at(call: Any, deadline: Deadline) -> threading.Timer | None:
-    """Cancel ``call`` when ``deadline`` passes (None without a deadline)."""
+def _cut_at(call: Any, deadline: Deadline) -> Alarm | None:
+    """Cancel ``call`` when ``deadline`` passes (None without a deadline); one thread serves every such alarm."""
     left = deadline.remaining()
     if left is None:
         return None
-    timer = threading.Timer(left, call.cancel)
-    timer.daemon = True
-    timer.start()
-    return timer
+    return ALARMS.after(left, call.cancel)
 
 
 class JobHandle(HandleBase):
@@ -48,6 +45,7 @@ class JobHandle(HandleBase):
 
     def _chunks(self, deadline: Deadline) -> Iterator[job_pb2.ResultChunk | RawChunk]:
         """``chunks()`` as they were read (the messages are made only for callers of ``chunks()``)."""
+        yield from self._grouped(deadline)
         resume = Resume(self.state, self.client.backoff, deadline)
         while not self.state.done:
             self._call = call = self._open(deadline)
@@ -80,6 +78,26 @@ class JobHandle(HandleBase):
             pause = resume.pause(last_error)
             self.reconnects += 1
             time.sleep(pause)
+
+    def _grouped(self, deadline: Deadline) -> Iterator[job_pb2.ResultChunk]:
+        """Chunks from the WatchJobs stream this job shares with others (opened now if it is the first of them
+        waited on); whatever the group cannot bring, ``chunks()`` then reads from the job's own stream."""
+        if self.state.done or self._ahead is not None or self._submit is not None:
+            return
+        if self._group is None:
+            self.client.unwatched.take(self, self.client)
+        group, self._group = self._group, None
+        if group is None:
+            return
+        for event in group.events(self.name, deadline):
+            chunk = self.state.feed(event)
+            if chunk is not None:
+                yield chunk
+                if self.state.ack_due():  # not for the small results a group takes; kept in step with chunks()
+                    self.client.ack(self.name, self.state.after_seq, timeout=deadline.remaining())
+                    self.state.acked = self.state.after_seq
+            if self.state.done:
+                return
 
     def open_ahead(self, deadline: Deadline) -> None:
         """Send the submission as a Compute stream now and read up to the job's first state (its name).

@@ -277,6 +277,15 @@ class Resume:
         return self.deadline.clip(delay)
 
 
+def lost_networks(answers: list[Any], nets: list[Any]) -> dict[str, list[int]]:
+    """``submit_many``'s items refused because the server lost their network: positions by network hash."""
+    lost: dict[str, list[int]] = {}
+    for i, answer in enumerate(answers):
+        if isinstance(answer, NotFound) and network_lost(answer) and nets[i] is not None:
+            lost.setdefault(nets[i].content_hash, []).append(i)
+    return lost
+
+
 def network_lost(exc: NotFound) -> bool:
     """Whether a NotFound says the server no longer has the network a request referred to by hash
     (the field the server sets), so registering it again and retrying once may succeed."""

@@ -17,7 +17,7 @@ from .base import ClientBase, EventStreams
 from .errors import from_rpc_error, is_retryable
 from .job import JobHandle
 from .options import Backoff, Deadline, DEFAULT_MAX_MESSAGE_BYTES
-from .protocol import Prepared, merge_submitted, network_lost, prepare, submission, submit_batches
+from .protocol import Prepared, lost_networks, merge_submitted, network_lost, prepare, submission, submit_batches
 
 __all__ = ["Client"]
 
@@ -125,6 +125,7 @@ class Client(ClientBase):
                                 deadline)
             handle = JobHandle(self, job.name)
             handle.state.update(job)
+            self.unwatched.add(handle)  # its wait() may share one WatchJobs stream with the next ones
             return handle
 
         return self._with_network(net, deadline, send)
@@ -138,17 +139,43 @@ class Client(ClientBase):
         """
         deadline = self.deadline(timeout)
         items: list[Any] = []
+        nets: list[Network | None] = []
         for kwargs in requests:
             try:
                 net, prepared = submission(kwargs)
                 self.register(net, timeout=deadline.remaining())
                 items.append(self._request(prepared, deadline))
+                nets.append(net)
             except Exception as exc:  # this item's own problem: reported in its place
                 items.append(exc)
+                nets.append(None)
+        answers = self._submit_items(items, deadline)
+        lost = lost_networks(answers, nets)
+        if lost:  # the server lost (or expired) networks this client had registered: register them again, once
+            again: list[int] = []
+            for positions in lost.values():
+                net = nets[positions[0]]
+                self.forget(net)
+                try:
+                    self.register(net, timeout=deadline.remaining())
+                    again += positions
+                except Exception as exc:
+                    for i in positions:
+                        answers[i] = exc
+            for i, answer in zip(again, self._submit_items([items[i] for i in again], deadline)):
+                answers[i] = answer
+        return answers
+
+    def _submit_items(self, items: list[Any], deadline: Deadline) -> list["JobHandle | Exception"]:
+        """SubmitJobs for the requests among ``items`` (in calls that fit a message); answers in ``items``' order."""
         sent = [item for item in items if not isinstance(item, Exception)]
         replies = [self.retrying(lambda left, call=call: self.stub.SubmitJobs(call, timeout=left, metadata=self.metadata),
                                  deadline) for call in submit_batches(sent, self.message_bytes())]
-        return merge_submitted(self, items, replies, JobHandle)
+        handles = merge_submitted(self, items, replies, JobHandle)
+        for handle in handles:
+            if isinstance(handle, JobHandle):
+                self.unwatched.add(handle)
+        return handles
 
     def _request(self, prepared: Prepared, deadline: Deadline) -> service_pb2.SubmitJobRequest:
         """The request with its batch inline, or referring to an upload of it."""

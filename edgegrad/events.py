@@ -12,9 +12,8 @@ import time
 from typing import Any
 
 from . import metrics
-from .jobs.contract import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, stored
+from .jobs.contract import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, state_name, stored
 from .logs import EVENT_ATTR, JOB_LOGGER
-from .v1 import job_pb2
 
 __all__ = ["job_submitted", "job_cancelled", "begin_shard", "shard_done",
            "job_ended", "STATE_NAMES"]
@@ -22,8 +21,7 @@ __all__ = ["job_submitted", "job_cancelled", "begin_shard", "shard_done",
 log = logging.getLogger(JOB_LOGGER)
 
 #: job states as stored -> the names metrics and logs use
-STATE_NAMES = {stored(s): job_pb2.JobState.Name(s).removeprefix("JOB_STATE_").lower()
-               for s in (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)}
+STATE_NAMES = {stored(s): state_name(s) for s in (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)}
 
 
 def _write(event: str, job_id: str, tenant: str, **fields: Any) -> None:
@@ -120,7 +118,7 @@ def job_ended(state: str, store: Any, job_id: str, shard: int | None, *, reason:
     """This worker ended a job: ``state`` as FINISH answered it (stored: SUCCEEDED, FAILED, CANCELLED)."""
     name = STATE_NAMES.get(state)
     if name not in ("succeeded", "failed"):
-        return  # already ended elsewhere (cancelled by the server, deleted)
+        return  # ended before this call ("was N": by another shard, or cancelled by the server) or deleted
     if _current is not None and job_id == _current.job_id:
         tenant, created = _current.tenant, _current.created
     else:  # before its shard started, or a job abandoned by a dead worker

@@ -20,8 +20,9 @@ from edgegrad.jobs.server_store import JobStore
 from edgegrad.settings import Settings
 from edgegrad.v1 import network_pb2, service_pb2
 
-from .auth import Authenticator, TokenAuthInterceptor, load_tokens
+from .auth import DENIED, Authenticator, TokenAuthInterceptor, load_tokens
 from .reflection import enable_reflection
+from .multiwatch import watch_many
 from .service import Service
 from .status import SERVICE_ERRORS, abort
 
@@ -39,10 +40,10 @@ def _serialize(message: Any) -> bytes:
 
 
 def _tenant(auth: Authenticator, context: grpc.aio.ServicerContext) -> str:
-    """The calling tenant (the interceptor already refused calls without a known token)."""
+    """The calling tenant; Unauthenticated without a known token (the interceptor leaves this service's calls to it)."""
     tenant = auth.tenant(context.invocation_metadata())
     if tenant is None:
-        raise Unauthenticated("missing or invalid bearer token (send 'authorization: Bearer <token>')")
+        raise Unauthenticated(DENIED)
     return tenant
 
 
@@ -72,7 +73,8 @@ def _unary(auth: Authenticator, fn: Callable[[Any, str], Awaitable[Any]], kind: 
     @functools.wraps(fn)
     async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
-            return await fn(_parsed(request, kind, client_streams), _tenant(auth, context))
+            tenant = _tenant(auth, context)  # first: a caller without a token learns nothing of its request
+            return await fn(_parsed(request, kind, client_streams), tenant)
         except SERVICE_ERRORS as exc:
             await abort(context, exc)
     return call
@@ -83,7 +85,8 @@ def _streaming(auth: Authenticator, fn: Callable[[Any, str], Any], kind: type, c
     async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
         with metrics.OPEN_STREAMS.track_inprogress():
             try:
-                async for event in fn(_parsed(request, kind, client_streams), _tenant(auth, context)):
+                tenant = _tenant(auth, context)
+                async for event in fn(_parsed(request, kind, client_streams), tenant):
                     yield event
             except SERVICE_ERRORS as exc:
                 await abort(context, exc)
@@ -132,6 +135,7 @@ def _implementations(service: Service) -> dict[str, Callable[[Any, str], Any]]:
         "SubmitJobs": service.submit_many,
         "AckJob": ack,
         "WatchJob": lambda r, t: service.watch(r.name, r.after_seq, t),
+        "WatchJobs": lambda r, t: watch_many(service, r, t),
         "Compute": compute,
         "UploadBatch": service.upload,
     }
@@ -184,7 +188,8 @@ def create_server(settings: Settings | None = None, address: str | None = None) 
     options = [("grpc.max_receive_message_length", settings.max_message_bytes),
                ("grpc.max_send_message_length", settings.max_message_bytes),
                ("grpc.so_reuseport", 0)]
-    interceptors = [TokenAuthInterceptor(auth)] if auth.enabled else []
+    # the service's own handlers find the tenant (and refuse) themselves; the interceptor guards the rest
+    interceptors = [TokenAuthInterceptor(auth, own_prefix=f"/{SERVICE_NAME}/")] if auth.enabled else []
     server = grpc.aio.server(options=options, interceptors=interceptors)
     service = Service(settings, JobStore(settings))
     server.add_generic_rpc_handlers((_handlers(service, auth),))

@@ -11,10 +11,12 @@ from edgegrad.errors import InvalidInput
 from edgegrad.settings import ENV_NAMES, Settings
 from edgegrad.jobs.tenants import DEFAULT_TENANT, check_tenant
 
-__all__ = ["Authenticator", "TokenAuthInterceptor", "OPEN_METHODS", "load_tokens", "parse_token_lines"]
+__all__ = ["Authenticator", "TokenAuthInterceptor", "OPEN_METHODS", "DENIED", "load_tokens", "parse_token_lines"]
 
 #: methods anyone may call (health checks from load balancers and compose)
 OPEN_METHODS = frozenset({"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"})
+#: the answer to a call without a known token
+DENIED = "missing or invalid bearer token (send 'authorization: Bearer <token>')"
 
 Metadata = Iterable[tuple[str, "str | bytes"]]
 
@@ -104,19 +106,24 @@ class Authenticator:
 
 
 class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
-    """Rejects calls without a known bearer token (UNAUTHENTICATED), except OPEN_METHODS."""
+    """Rejects calls without a known bearer token (UNAUTHENTICATED), except OPEN_METHODS.
 
-    def __init__(self, auth: Authenticator) -> None:
+    Methods under ``own_prefix`` (the service's own, whose handlers find the caller's tenant and
+    refuse the same way) pass untouched: one tenant lookup per call, not two.
+    """
+
+    def __init__(self, auth: Authenticator, own_prefix: str = "") -> None:
         self._auth = auth
+        self._own = own_prefix
 
     async def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
                                 details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
         """Pass authenticated calls on; answer the others with UNAUTHENTICATED."""
         handler = await continuation(details)
-        if handler is None or details.method in OPEN_METHODS or \
-                self._auth.tenant(details.invocation_metadata) is not None:
+        if handler is None or details.method in OPEN_METHODS or (self._own and details.method.startswith(self._own)) \
+                or self._auth.tenant(details.invocation_metadata) is not None:
             return handler
-        message = "missing or invalid bearer token (send 'authorization: Bearer <token>')"
+        message = DENIED
 
         async def deny(request, context):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+from typing import Any, Callable
 
 import numpy as np
 
@@ -36,7 +37,7 @@ from edgegrad.jobs.worker_store import EMIT_WRITTEN, Started, WorkerStore
 
 from .outage import REDIS_DOWN
 
-__all__ = ["run_gradient_job", "set_store", "get_store", "ALLOWED_FUNCTIONS"]
+__all__ = ["run_gradient_job", "set_store", "get_store", "start_with", "job_args", "ALLOWED_FUNCTIONS"]
 
 log = logging.getLogger("edgegrad.worker")
 
@@ -44,6 +45,8 @@ log = logging.getLogger("edgegrad.worker")
 ALLOWED_FUNCTIONS = frozenset({JOB_FUNCTION})
 
 _store: WorkerStore | None = None
+#: the START reply the worker fetched with rq's own start of the job: ((tenant, job id, shard), Started)
+_prefetched: tuple[tuple[str, str, int], Started] | None = None
 
 
 def set_store(store: WorkerStore | None) -> None:
@@ -60,11 +63,40 @@ def get_store() -> WorkerStore:
     return _store
 
 
+def job_args(args: Any) -> tuple[str, int, str]:
+    """(job id, shard, tenant) of an rq job's arguments (older jobs carry fewer)."""
+    args = list(args or [])
+    return args[0], args[1] if len(args) > 1 else 0, args[2] if len(args) > 2 else DEFAULT_TENANT
+
+
+def start_with(pipe: Any, args: Any) -> Callable[[Any], None]:
+    """Put the START of the rq job with ``args`` into ``pipe`` (the worker's pipeline that starts the rq job,
+    so both take one round trip); returns what takes START's reply (a NOSCRIPT error: the job starts itself)."""
+    job_id, shard, tenant = job_args(args)
+    store = get_store().for_tenant(tenant)
+    keys, argv = store.start_call(job_id, shard)
+    pipe.evalsha(store.start_sha, len(keys), *keys, *argv)
+
+    def take(reply: Any) -> None:
+        global _prefetched
+        _prefetched = None if isinstance(reply, Exception) else ((tenant, job_id, shard), store.started(reply))
+    return take
+
+
+def _start(store: WorkerStore, tenant: str, job_id: str, shard: int) -> Started:
+    """START's answer for this shard: the one fetched with rq's start of it, else from a START sent now."""
+    global _prefetched
+    fetched, _prefetched = _prefetched, None
+    if fetched is not None and fetched[0] == (tenant, job_id, shard):
+        return fetched[1]
+    return store.start(job_id, shard)
+
+
 def run_gradient_job(job_id: str, shard: int = 0, tenant: str = DEFAULT_TENANT) -> None:
     """Run one shard of a tenant's gradient job (or fold the shards of one whose folding worker died)."""
     store = get_store().for_tenant(tenant)  # every key it touches is the tenant's
     try:
-        started = store.start(job_id, shard)
+        started = _start(store, tenant, job_id, shard)
         if started.kind not in ("run", "fold"):
             return
         events.begin_shard(store, job_id, shard, started.attempt, started.kind, started.created)

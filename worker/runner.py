@@ -3,22 +3,25 @@ reads only JSON from Redis and runs only edgegrad's job functions."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from typing import Any
 
 from rq import Queue, SimpleWorker
 from rq.exceptions import AbandonedJobError, StopRequested
-from rq.job import Job
+from rq.executions import Execution
+from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
-from rq.utils import now as rq_now
+from rq.timeouts import JobTimeoutException
+from rq.utils import now as rq_now, utcformat
+from rq.worker import WorkerStatus
 
 from edgegrad.errors import bounded
 from edgegrad.jobs.record import RQ_RECORD_TTL
-from edgegrad.jobs.tenants import DEFAULT_TENANT
 from edgegrad.settings import Settings
 
-from .jobs import ALLOWED_FUNCTIONS, fail_shard, get_store
+from .jobs import ALLOWED_FUNCTIONS, fail_shard, get_store, job_args, start_with
 from .outage import REDIS_DOWN, Outage
 
 __all__ = ["EdgegradWorker", "make_worker", "end_abandoned_job", "refusal"]
@@ -44,6 +47,7 @@ class EdgegradWorker(SimpleWorker):
         self._beat_thread: threading.Thread | None = None
         self._beating: tuple[Job, Any] | None = None  #: (job, execution) while one runs
         self._last_beat = float("-inf")
+        self._last_suspension_check = float("-inf")
         self.outage = Outage(self.connection, self.log)
         self.log.addFilter(self.outage.quiet_filter())
 
@@ -64,11 +68,25 @@ class EdgegradWorker(SimpleWorker):
             pass
 
     def check_for_suspension(self, burst: bool) -> None:
-        """rq's check, waiting out an unreachable Redis."""
+        """rq's check (``rq suspend``) at most once per HEARTBEAT_MIN_GAP seconds, waiting out an unreachable Redis.
+
+        rq looks before every job, in a round trip of its own; a suspension that takes effect
+        within a second is what ``rq suspend`` promises a busy worker anyway.
+        """
+        moment = time.monotonic()
+        if moment - self._last_suspension_check < HEARTBEAT_MIN_GAP:
+            return
+        self._last_suspension_check = moment
         try:
             super().check_for_suspension(burst)
         except REDIS_DOWN as exc:
             self._ride_out(exc)
+
+    def set_state(self, state: str, pipeline: Any = None) -> None:
+        """rq's worker state, not written again when it is already the state written last (idle after idle)."""
+        if pipeline is None and state == self._state:
+            return
+        super().set_state(state, pipeline=pipeline)
 
     def run_maintenance_tasks(self) -> None:
         """rq's registry clean-up; Redis down is waited out, any other failure logged and retried next time."""
@@ -157,16 +175,85 @@ class EdgegradWorker(SimpleWorker):
             if reason is not None:
                 self._refuse(job, queue, reason)
                 return
-            execution = self.prepare_execution(job)
+            execution = self._begin(job, queue)
             self._beat_for(job, execution)
             try:
                 self.perform_job(job, queue, execution)
             finally:
                 self._beat_for(None, None)
-            self.set_state("idle")
+            self.set_state(WorkerStatus.IDLE)  # written by the job's last round trip already, unless it failed
         except REDIS_DOWN as exc:  # the job stops heartbeating: rq's clean-up retries it once Redis is back
             self.log.warning("job %s stopped: redis went away while it ran", job.id)
             self._ride_out(exc)
+
+    # ------------------------------------------------- rq's bookkeeping of one of our jobs, in two round trips
+    def _begin(self, job: Job, queue: Queue) -> Execution:
+        """rq's ``prepare_execution`` and ``prepare_job_execution`` in one round trip (rq sends two).
+
+        The same records: the execution (in the job's executions, the started registry and the
+        worker's executions), the worker busy and beating, the job started and out of the
+        intermediate queue.
+        """
+        ttl = self.get_heartbeat_ttl(job)
+        take: Any = None
+        with self.connection.pipeline() as pipe:
+            execution = Execution.create(job, ttl, pipeline=pipe, worker_name=self.name)
+            self.executions[execution.id] = execution
+            self.set_state(WorkerStatus.BUSY, pipeline=pipe)
+            self.heartbeat(ttl, pipeline=pipe)
+            job.prepare_for_execution(self.name, pipeline=pipe)  # sets the job's heartbeat too
+            pipe.persist(job.key)
+            if len(self.queues) == 1:
+                pipe.lrem(queue.intermediate_queue_key, 1, job.id)
+            ours = len(pipe)
+            try:
+                take = start_with(pipe, job.args)  # the job's own first call (START) rides along
+            except Exception:  # e.g. a bad tenant name: the job function meets it and fails the job
+                take = None
+            replies = pipe.execute(raise_on_error=False)
+        failed = [r for r in replies[:ours] if isinstance(r, Exception)]
+        if failed:
+            raise failed[0]
+        if take is not None:
+            take(replies[ours])
+        return execution
+
+    def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
+        """Run the job (prepared by ``_begin``); a success is recorded in one round trip, a failure as rq does."""
+        try:
+            started = job.started_at = rq_now()
+            with self.death_penalty_class(job.timeout or self.queue_class.DEFAULT_TIMEOUT, JobTimeoutException,
+                                          job_id=job.id):
+                job.perform()
+            self._succeeded(job, execution, started)
+        except:  # noqa: E722 - rq's own catch-all: every failure is the job's, recorded as rq records it
+            self._finalize_failure(job, queue, execution, sys.exc_info())
+            return False
+        return True
+
+    def _succeeded(self, job: Job, execution: Execution, started: Any) -> None:
+        """rq's success bookkeeping in one transaction, without what our jobs never use.
+
+        The worker's counts, the job finished and expiring, its execution gone from every registry,
+        the worker idle. Left out: the WATCH and read of dependents (our jobs have none), the
+        separate job heartbeat, rewriting the whole job hash and an rq Result (the job function
+        returns None: results live in edgegrad's stream), the finished registry (the record expires).
+        """
+        job.ended_at = rq_now()
+        job._status = JobStatus.FINISHED
+        ttl = job.get_result_ttl(self.default_result_ttl)
+        with self.connection.pipeline() as pipe:
+            self.increment_successful_job_count(pipeline=pipe)
+            self.increment_total_working_time(job.ended_at - started, pipe)
+            pipe.hset(job.key, mapping={"status": JobStatus.FINISHED, "ended_at": utcformat(job.ended_at),
+                                        "last_heartbeat": utcformat(job.ended_at)})
+            if ttl == 0:
+                job.delete(pipeline=pipe, remove_from_queue=False)
+            elif ttl is not None and ttl > 0:
+                pipe.expire(job.key, ttl)  # rq's cleanup also expires dependents keys our jobs never have
+            self.cleanup_execution(job, pipeline=pipe, execution=execution)
+            self.set_state(WorkerStatus.IDLE, pipeline=pipe)
+            pipe.execute()
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
         """rq's logging of a job's exception, except Redis going away: that ends the attempt, not the job."""
@@ -214,6 +301,8 @@ class EdgegradWorker(SimpleWorker):
                 continue
             try:
                 self.maintain_heartbeats(*current)
+            except REDIS_DOWN as exc:  # the outage's one warning says it; the beat is retried on the next tick
+                self.outage.noticed(exc)
             except Exception:  # a missed beat is retried on the next tick
                 self.log.warning("heartbeat for job %s failed", current[0].id, exc_info=True)
 
@@ -234,9 +323,7 @@ def end_abandoned_job(job: Job, exc_type: type, exc_value: BaseException, traceb
     whose retries are used up would stay RUNNING in edgegrad's record until its TTL.
     """
     if exc_type is AbandonedJobError and not (job.retries_left and job.retries_left > 0):
-        args = list(job.args or [job.id])
-        job_id, shard = args[0], args[1] if len(args) > 1 else 0
-        tenant = args[2] if len(args) > 2 else DEFAULT_TENANT
+        job_id, shard, tenant = job_args(job.args or [job.id])
         reason = f"the worker running shard {shard} of this job stopped (killed or lost) and no retries are left"
         fail_shard(get_store().for_tenant(tenant), job_id, shard, "ABORTED", reason)
     return True  # let other handlers run

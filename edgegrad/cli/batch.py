@@ -11,12 +11,12 @@ import shlex
 import signal
 from typing import Any
 
-import numpy as np
 
 from .commands import EXIT_INTERRUPTED, EXIT_UNREACHABLE, CommandFailure, add_batch_args, check_mode_flags, load_batch
 from .progress import Progress, format_seconds
 from .remote import HeldInterrupts, add_server_argument, connect, job_failure, say, server_address, stream_backoff
 from ..errors import InvalidInput, Unavailable
+from .io import result_labels
 from .resultfiles import ResultWriter, RowProgress, check_out
 
 __all__ = ["add_arguments", "run", "follow"]
@@ -49,8 +49,7 @@ def run(args: argparse.Namespace) -> int:
     x, t = load_batch(args, net)
     options: dict[str, Any] = {"targets": t, "loss": args.loss, "reduction": args.reduction or "mean",
                                "per_example": args.per_example, "dtype": args.dtype, "shard_rows": args.shard_rows}
-    labels = {"edges": np.array(net.edge_pairs(), dtype=str).reshape(-1, 2),  # as `grad --out X.npz` has them
-              "nodes": np.array(net.node_ids, dtype=str)}
+    labels = result_labels(net)  # as `grad --out X.npz` has them
     with connect(server) as client:
         held = HeldInterrupts(reraise=False)
         with held:  # a Ctrl-C while submitting still learns the job's name, then detaches

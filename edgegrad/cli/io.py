@@ -205,9 +205,7 @@ def save_result(path: str, net: Network, res: GradientResult, indent: int | None
         with os.fdopen(fd, "wb") as fh:
             if path.lower().endswith(".npz"):
                 arrays = {"outputs": np.asarray(res.outputs), "edge_grads": np.asarray(res.edge_grads),
-                          "deltas": np.asarray(res.deltas),
-                          "edges": np.array(net.edge_pairs(), dtype=str).reshape(-1, 2),
-                          "nodes": np.array(net.node_ids, dtype=str)}
+                          "deltas": np.asarray(res.deltas), **result_labels(net)}
                 if res.loss is not None:
                     arrays["loss"] = np.array(float(res.loss))
                 np.savez_compressed(fh, **arrays)
@@ -215,10 +213,10 @@ def save_result(path: str, net: Network, res: GradientResult, indent: int | None
                 fh.write(dumps_result(net, res, indent).encode("utf-8") + b"\n")
         os.replace(tmp, path)
     except OSError as exc:
-        _remove_quietly(tmp)
+        remove_quietly(tmp)
         raise InvalidInput(f"{path}: cannot write ({exc.strerror or exc})") from None
     except BaseException:
-        _remove_quietly(tmp)
+        remove_quietly(tmp)
         raise
 
 
@@ -229,7 +227,13 @@ def dumps_result(net: Network, res: GradientResult, indent: int | None = None) -
     return json.dumps(result_to_dict(net, res), allow_nan=False, separators=(",", ":"))
 
 
-def _remove_quietly(path: str) -> None:
+def result_labels(net: Network) -> dict[str, np.ndarray]:
+    """The arrays that name a result's columns in ``.npz`` and ``.npy`` files: ``edges`` (E×2) and ``nodes``."""
+    return {"edges": np.array(net.edge_pairs(), dtype=str).reshape(-1, 2), "nodes": np.array(net.node_ids, dtype=str)}
+
+
+def remove_quietly(path: str) -> None:
+    """Delete a file if it is there (a temporary file left by a failed write)."""
     try:
         os.unlink(path)
     except OSError:

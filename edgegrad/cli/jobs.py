@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any, Iterable
 
+from ..jobs.contract import state_name
 from .remote import add_server_argument, connect, job_failure, job_name, say, server_address
 
 __all__ = ["add_arguments", "run", "STATES", "job_to_dict", "describe"]
@@ -97,13 +98,6 @@ def _watch(client: Any, name: str, server: str, out: str | None) -> int:
 
 
 # ------------------------------------------------------------ formatting
-def state_name(state: int) -> str:
-    """``running`` for JOB_STATE_RUNNING."""
-    from ..client.base import state_name as name
-
-    return name(state)
-
-
 def job_to_dict(job: Any) -> dict[str, Any]:
     """The job as proto3 JSON (proto field names, zero values included; states as lower-case words)."""
     from google.protobuf.json_format import MessageToDict

@@ -154,7 +154,7 @@ def remote_gradients(server: str, net: Any, x: Any, dtype: str, options: dict[st
 
 def cancel_on_interrupt(client: Any, name: str) -> None:
     """Cancel ``name`` after a Ctrl-C, saying so on stderr (a second Ctrl-C stops waiting for it)."""
-    from ..client.base import state_name
+    from ..jobs.contract import state_name
     from ..v1 import job_pb2
 
     try:

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..wire.codec import FIELD_NAMES, array_from_tensor
 from ..errors import InvalidInput
+from .io import remove_quietly
 from ..v1 import job_pb2, tensor_pb2
 
 __all__ = ["ResultWriter", "RowProgress", "PROGRESS_NAME", "PART_SUFFIX", "is_npz", "data_dir", "check_out", "layout_key"]
@@ -133,7 +134,7 @@ class ResultWriter:
         try:
             os.makedirs(data_dir(out), exist_ok=True)
             if record is None:  # a stale record must not describe the files about to be made
-                _remove_quietly(os.path.join(data_dir(out), PROGRESS_NAME))
+                remove_quietly(os.path.join(data_dir(out), PROGRESS_NAME))
             writer = cls(out, job_name, layout, record, labels)
         except OSError as exc:
             raise _cannot(out, exc) from None
@@ -160,10 +161,10 @@ class ResultWriter:
             self._maps[f.field] = arr
             self._flat[f.field] = arr.reshape(-1)
         if not resume:
-            _remove_quietly(self._path("loss"))
+            remove_quietly(self._path("loss"))
             for name in _LABELS:
                 if not keep_labels or labels is not None:
-                    _remove_quietly(self._path(name))
+                    remove_quietly(self._path(name))
             for name, values in (labels or {}).items():
                 np.save(self._path(name), np.array(values, dtype=str))
             self.checkpoint(force=True)
@@ -239,7 +240,7 @@ class ResultWriter:
             _pack_npz(self.dir, self.out)
             shutil.rmtree(self.dir, ignore_errors=True)
         else:
-            _remove_quietly(os.path.join(self.dir, PROGRESS_NAME))
+            remove_quietly(os.path.join(self.dir, PROGRESS_NAME))
 
     def close(self) -> None:
         """Stop writing and keep the partial result and its record, to be continued later."""
@@ -254,8 +255,8 @@ class ResultWriter:
             shutil.rmtree(self.dir, ignore_errors=True)
             return
         for name in (*FIELD_NAMES.values(), "loss", *_LABELS):
-            _remove_quietly(self._path(name))
-        _remove_quietly(os.path.join(self.dir, PROGRESS_NAME))
+            remove_quietly(self._path(name))
+        remove_quietly(os.path.join(self.dir, PROGRESS_NAME))
         try:
             os.rmdir(self.dir)  # only if now empty
         except OSError:
@@ -300,12 +301,5 @@ def _pack_npz(folder: str, out: str) -> None:
                     zf.write(path, arcname=f"{name}.npy")
         os.replace(tmp, out)
     except BaseException:
-        _remove_quietly(tmp)
+        remove_quietly(tmp)
         raise
-
-
-def _remove_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass

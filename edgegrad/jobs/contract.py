@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..v1 import job_pb2
 
-__all__ = ["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "FINAL_STATES", "stored", "JOB_FUNCTION"]
+__all__ = ["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "FINAL_STATES", "stored", "state_name", "JOB_FUNCTION"]
 
 QUEUED = job_pb2.JOB_STATE_QUEUED
 RUNNING = job_pb2.JOB_STATE_RUNNING
@@ -26,3 +26,11 @@ JOB_FUNCTION = "edgegrad.worker.jobs.run_gradient_job"
 def stored(state: int) -> str:
     """A state as the job hash and the scripts spell it: its number in decimal."""
     return str(int(state))
+
+
+def state_name(state: int | str) -> str:
+    """``running`` for JOB_STATE_RUNNING (or its stored ``"2"``); the number itself for a state not in the enum."""
+    try:
+        return job_pb2.JobState.Name(int(state)).removeprefix("JOB_STATE_").lower()
+    except ValueError:
+        return str(state)

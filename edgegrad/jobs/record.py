@@ -142,5 +142,6 @@ def job_from_fields(fields: Mapping[bytes, bytes]) -> job_pb2.Job:
 
 
 def final_state(value: Any) -> str:
-    """A FINISH or CANCEL reply as a state string ("gone" for a job that no longer exists)."""
+    """A FINISH or CANCEL reply as a state string ("gone" for a job that no longer exists; FINISH's
+    ``was N`` for a job that had already ended in state N)."""
     return value.decode() if isinstance(value, bytes) else ("gone" if value is None else str(value))

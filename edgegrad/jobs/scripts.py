@@ -292,10 +292,12 @@ end
 # KEYS: job, spec, events, the tenant's inflight and live.  ARGV: state, end time, result ttl, expire
 # time, request key prefix, chunks expected, field, value, ... (loss or error, and the last shard's progress).  Ends a
 # queued or running job (a cancelled one was ended by CANCEL); a job meant to succeed whose
-# chunks are missing ends failed. Drops the job's upload pieces and partial sums. Returns the final state.
+# chunks are missing ends failed. Drops the job's upload pieces and partial sums. Returns the state
+# this call ended the job in, or 'was ' and the state a job had already ended in (by another shard's
+# FINISH or by CANCEL), so that only one caller counts the ending.
 FINISH = _READ_FOR_FINISH + """
 if not st[1] then return false end
-if st[1] ~= '1' and st[1] ~= '2' then return st[1] end
+if st[1] ~= '1' and st[1] ~= '2' then return 'was ' .. st[1] end
 local state = ARGV[1]
 local sets = {}
 if state == '3' and tonumber(st[3] or '0') < tonumber(ARGV[6]) then

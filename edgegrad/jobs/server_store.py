@@ -93,6 +93,7 @@ class _RqEnqueuer:
         self._sync = sync_redis(settings)
         self._queue = Queue(settings.queue, connection=self._sync, serializer=JSONSerializer)
         self._settings = settings
+        self._queue_noted = float("-inf")  #: when the queue was last added to rq's set of queues
 
     def commands(self, job_id: str, shards: int, tenant: str) -> list[tuple[Any, ...]]:
         """The Redis commands that enqueue ``run_gradient_job(job_id, shard, tenant)`` for every shard on the rq queue."""
@@ -105,13 +106,38 @@ class _RqEnqueuer:
                                      ttl=s.job_ttl, retry=retry, pipeline=pipe)
         stack = [args for args, _ in pipe.command_stack if args[0] not in ("MULTI", "EXEC")]
         pipe.reset()
-        return stack
+        return self._trimmed(stack)
+
+    def _trimmed(self, stack: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """rq's commands less those that change nothing for our jobs: the EXPIRE of dependency keys
+        (our jobs have no dependencies, so those keys never exist), the queue's SADD to rq's set of
+        queues more than once a minute (it is there already); an HSET of the job hash right after
+        another joins it (the same fields, one command)."""
+        out: list[tuple[Any, ...]] = []
+        moment = time.monotonic()
+        for words in stack:
+            name = str(words[0]).upper()
+            key = words[1] if len(words) > 1 else ""
+            key = key.decode() if isinstance(key, bytes) else str(key)
+            if name == "EXPIRE" and key.endswith((":dependents", ":dependencies")):
+                continue
+            if name == "SADD" and key.endswith("rq:queues"):
+                if moment - self._queue_noted < QUEUE_NOTE_SECONDS:
+                    continue
+                self._queue_noted = moment
+            if name == "HSET" and out and str(out[-1][0]).upper() == "HSET" and out[-1][1] == words[1]:
+                out[-1] = (*out[-1], *words[2:])
+                continue
+            out.append(words)
+        return out
 
     def close(self) -> None:
         """Close the sync connection (used once, for rq's server-version probe)."""
         self._sync.close()
 
 
+#: seconds between two SADDs of the queue to rq's set of queues (idempotent; rq's tools list queues from it)
+QUEUE_NOTE_SECONDS = 60.0
 #: seconds between two trims of the job index
 INDEX_TRIM_SECONDS = 1.0
 #: seconds between two refreshes of a used network's TTL

@@ -8,9 +8,10 @@ of it fits a worker's budget; otherwise it is refused with RESOURCE_EXHAUSTED na
 
 from __future__ import annotations
 
+import functools
 
 from ..errors import ResourceExhausted
-from ..engine.memory import result_bytes_per_row, rows_for_budget, working_memory_bytes
+from ..engine.memory import result_bytes_per_row, rows_for_budget, slab_budget, thread_count, working_memory_bytes
 from ..model.sizes import NetworkSizes
 
 __all__ = ["shard_rows_for", "WORK_PER_SECOND", "MIN_SHARD_ROWS", "SHARD_RESULT_BYTES", "PARTIAL_SUMS_BYTES"]
@@ -26,6 +27,14 @@ PARTIAL_SUMS_BYTES = 512 << 20
 _LIMIT = "EDGEGRAD_WORKER_MEMORY_BYTES"
 
 
+@functools.lru_cache(maxsize=256)
+def _fit(budget: int, sizes: tuple[int, int, int, int], loss: str | None, per_example: bool, dtype: str,
+         widest: int | None, slab: int, threads: int) -> int:
+    """The most rows of a shard within ``budget``: a search over the estimate, made once per network, mode and
+    engine settings (``slab`` and ``threads``, what the estimate reads, are in the key) rather than per job."""
+    return rows_for_budget(budget, *sizes, loss, per_example, dtype, widest_level=widest, budget=slab)
+
+
 def shard_rows_for(meta: NetworkSizes, batch: int, loss: str | None, per_example: bool, dtype: str,
                    requested: int, budget: int, seconds: float, max_shards: int) -> int:
     """Rows per shard: ``requested`` if it fits ``budget``, else the service's choice; ResourceExhausted if none fits."""
@@ -33,7 +42,7 @@ def shard_rows_for(meta: NetworkSizes, batch: int, loss: str | None, per_example
         return 0
     sizes = (meta.n_inputs, meta.n_nodes, meta.n_edges, meta.n_outputs)
     widest = getattr(meta, "widest_level", None)
-    fit = rows_for_budget(budget, *sizes, loss, per_example, dtype, widest_level=widest)
+    fit = _fit(budget, sizes, loss, per_example, dtype, widest, slab_budget(), thread_count())
     if fit < 1:
         need = working_memory_bytes(*sizes, 1, loss, per_example, dtype, widest_level=widest)
         raise ResourceExhausted(f"request: one row of this job needs about {need} bytes of worker memory, over the"

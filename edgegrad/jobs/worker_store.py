@@ -107,9 +107,23 @@ class WorkerStore:
 
     def start(self, job_id: str, shard: int = 0) -> Started:
         """Mark a shard running (another attempt if its worker died), or learn it has nothing to do."""
+        keys, args = self.start_call(job_id, shard)
+        return self.started(self._scripts["START"](keys=keys, args=args))
+
+    def start_call(self, job_id: str, shard: int = 0) -> tuple[list[str], list[Any]]:
+        """The keys and arguments of ``start``'s START call (the worker may send it with rq's own start commands)."""
         k = self.keys
-        reply = self._scripts["START"](keys=[k.job(job_id), k.spec(job_id), k.events(job_id)],
-                                       args=[self.name, repr(time.time()), jobscripts.ANNOUNCE_WORK, shard])
+        return [k.job(job_id), k.spec(job_id), k.events(job_id)], [self.name, repr(time.time()),
+                                                                     jobscripts.ANNOUNCE_WORK, shard]
+
+    @property
+    def start_sha(self) -> str:
+        """The sha of the START script (EVALSHA answers NOSCRIPT when Redis does not hold it)."""
+        return self._scripts["START"].sha
+
+    @staticmethod
+    def started(reply: list) -> Started:
+        """START's reply as a ``Started``."""
         kind = reply[0].decode()
         if kind not in ("run", "fold"):
             return Started(kind)

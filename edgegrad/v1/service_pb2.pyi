@@ -167,3 +167,19 @@ class WatchJobRequest(_message.Message):
     name: str
     after_seq: int
     def __init__(self, name: _Optional[str] = ..., after_seq: _Optional[int] = ...) -> None: ...
+
+class WatchJobsRequest(_message.Message):
+    __slots__ = ("watches",)
+    WATCHES_FIELD_NUMBER: _ClassVar[int]
+    watches: _containers.RepeatedCompositeFieldContainer[WatchJobRequest]
+    def __init__(self, watches: _Optional[_Iterable[_Union[WatchJobRequest, _Mapping]]] = ...) -> None: ...
+
+class JobsEvent(_message.Message):
+    __slots__ = ("name", "event", "error")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    event: _job_pb2.JobEvent
+    error: _status_pb2.Status
+    def __init__(self, name: _Optional[str] = ..., event: _Optional[_Union[_job_pb2.JobEvent, _Mapping]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ...) -> None: ...

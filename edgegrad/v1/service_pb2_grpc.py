@@ -102,6 +102,11 @@ class EdgegradStub:
                 request_serializer=edgegrad_dot_v1_dot_service__pb2.AckJobRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.WatchJobs = channel.unary_stream(
+                '/edgegrad.v1.Edgegrad/WatchJobs',
+                request_serializer=edgegrad_dot_v1_dot_service__pb2.WatchJobsRequest.SerializeToString,
+                response_deserializer=edgegrad_dot_v1_dot_service__pb2.JobsEvent.FromString,
+                _registered_method=True)
 
 
 class EdgegradServicer:
@@ -194,6 +199,15 @@ class EdgegradServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchJobs(self, request, context):
+        """Many WatchJobs in one stream: each job's events as WatchJob sends them, tagged with its name.
+        A job whose watch cannot go on (unknown, deleted, after_seq out of range) gets one event with
+        its error and no more; the others go on. Resumable per job, like WatchJob, from each job's seq.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EdgegradServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -261,6 +275,11 @@ def add_EdgegradServicer_to_server(servicer, server):
                     servicer.AckJob,
                     request_deserializer=edgegrad_dot_v1_dot_service__pb2.AckJobRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'WatchJobs': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchJobs,
+                    request_deserializer=edgegrad_dot_v1_dot_service__pb2.WatchJobsRequest.FromString,
+                    response_serializer=edgegrad_dot_v1_dot_service__pb2.JobsEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -614,6 +633,33 @@ class Edgegrad:
             '/edgegrad.v1.Edgegrad/AckJob',
             edgegrad_dot_v1_dot_service__pb2.AckJobRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/edgegrad.v1.Edgegrad/WatchJobs',
+            edgegrad_dot_v1_dot_service__pb2.WatchJobsRequest.SerializeToString,
+            edgegrad_dot_v1_dot_service__pb2.JobsEvent.FromString,
             options,
             channel_credentials,
             insecure,

@@ -6,7 +6,6 @@ import os
 import re
 import selectors
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -67,13 +66,6 @@ def interrupt(proc: subprocess.Popen, timeout: float = 30) -> tuple[int, str, st
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=timeout)
     return proc.returncode, out, err
-
-
-def free_port() -> int:
-    """A port nothing listens on."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def xor_batch(tmp: Path, rows: int, seed: int = 0) -> tuple[str, str, np.ndarray, np.ndarray]:

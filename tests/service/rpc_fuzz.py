@@ -161,6 +161,11 @@ def structured(rpc: str, good_hash: str, good_name: str):
         kind = RPCS[rpc][2]
         place = "after_seq" if rpc == "WatchJob" else "seq"
         return st.tuples(names, huge).map(lambda t: kind(name=t[0], **{place: t[1]}).SerializeToString())
+    if rpc == "WatchJobs":  # hostile watches, repeated names, and more than a call may carry
+        watch = st.tuples(names, huge).map(lambda t: service_pb2.WatchJobRequest(name=t[0], after_seq=t[1]))
+        many = st.just([service_pb2.WatchJobRequest(name=f"jobs/{i:026x}") for i in range(1001)])
+        return (st.lists(watch, max_size=3) | many).map(
+            lambda ws: service_pb2.WatchJobsRequest(watches=ws).SerializeToString())
     if rpc == "GetCapabilities":
         return st.just(b"")
     if rpc == "DeleteJob":  # not the real job: the RPCs fuzzed after this one still find it

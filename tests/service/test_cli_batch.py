@@ -12,8 +12,9 @@ import pytest
 from edgegrad.client import Client
 from edgegrad.cli.resultfiles import ResultWriter
 
-from cli_helpers import (NAME, XOR, XOR_PATH, assert_matches_in_process, edgegrad_cli, free_port, load_result,
+from cli_helpers import (NAME, XOR, XOR_PATH, assert_matches_in_process, edgegrad_cli, load_result,
                           start_cli, xor_batch)
+from redis_process import free_port
 
 MODES = {
     "output": {},

@@ -37,7 +37,7 @@ def idle(namespace) -> Iterator[Cluster]:
 
 
 def _state(client: Client, name: str) -> str:
-    from edgegrad.cli.jobs import state_name
+    from edgegrad.jobs.contract import state_name
 
     return state_name(client.get_job(name).state)
 

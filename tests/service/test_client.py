@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ from edgegrad.client import Backoff, Client
 from edgegrad.server.app import create_server
 from edgegrad.v1 import job_pb2
 from conftest import ThreadServer
+from redis_process import free_port
 from svc_helpers import example_network
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -66,12 +66,6 @@ class FixedPortServer(ThreadServer):
         app = create_server(settings, f"127.0.0.1:{self._port}", **kwargs)
         await app.start()
         return app
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class CountCalls(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
@@ -149,7 +143,7 @@ def test_chunks_resume_after_the_stream_is_cut(client) -> None:
 
 def test_the_iterator_continues_after_the_server_restarts_mid_stream(cluster) -> None:
     """With the default backoff and a deadline, a server that is down for seconds is ridden out."""
-    port = _free_port()
+    port = free_port()
     first = FixedPortServer(cluster.settings, port)
     second: list[FixedPortServer] = []
     restart = threading.Timer(3.0, lambda: second.append(FixedPortServer(cluster.settings, port)))
@@ -173,7 +167,7 @@ def test_the_iterator_continues_after_the_server_restarts_mid_stream(cluster) ->
 
 
 def test_unavailable_is_retried_with_backoff_until_the_server_is_up(cluster) -> None:
-    port = _free_port()
+    port = free_port()
     started: list[FixedPortServer] = []
     timer = threading.Timer(0.8, lambda: started.append(FixedPortServer(cluster.settings, port)))
     timer.start()
@@ -190,7 +184,7 @@ def test_unavailable_is_retried_with_backoff_until_the_server_is_up(cluster) -> 
 
 
 def test_retries_give_up_with_unavailable_when_nobody_answers() -> None:
-    with Client(f"127.0.0.1:{_free_port()}", backoff=Backoff(initial=0.01, maximum=0.02, attempts=3)) as c:
+    with Client(f"127.0.0.1:{free_port()}", backoff=Backoff(initial=0.01, maximum=0.02, attempts=3)) as c:
         with pytest.raises(errors.Unavailable):
             c.capabilities(timeout=10)
 
@@ -291,7 +285,7 @@ def test_cli_grad_through_the_server_prints_what_the_in_process_cli_prints(clust
     remote = subprocess.run([*args, "--server", cluster.address], capture_output=True, text=True, timeout=60)
     assert remote.returncode == 0, remote.stderr
     assert json.loads(remote.stdout) == json.loads(local.stdout)
-    down = subprocess.run([*args, "--server", f"127.0.0.1:{_free_port()}"], capture_output=True, text=True,
+    down = subprocess.run([*args, "--server", f"127.0.0.1:{free_port()}"], capture_output=True, text=True,
                           timeout=120)
     assert down.returncode != 0 and down.stdout == "" and down.stderr.startswith("error: server 127.0.0.1:")
     assert "Traceback" not in down.stderr

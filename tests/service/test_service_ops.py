@@ -119,7 +119,7 @@ def test_cancel_a_running_job_stops_it_between_chunks(namespace, thread_server) 
 
         code, _ = store.emit(job_id, "s:0", chunks_then_cancel(), 0, batch_bytes=1)  # no batching
         assert code == EMIT_CANCELLED  # the cancel lands between chunks
-        assert store.fail(job_id, "5", {}) == "5"
+        assert store.fail(job_id, "5", {}) == "was 5"  # CANCEL ended it
         _, got, done = collect(stub.WatchJob(service_pb2.WatchJobRequest(name=job.name)))
         assert done.state == job_pb2.JOB_STATE_CANCELLED
         assert [c.seq for c in got] == [1, 2, 3]
@@ -138,6 +138,32 @@ def test_a_failing_job_reports_in_its_status(namespace, thread_server) -> None:
         assert done.state == job_pb2.JOB_STATE_FAILED and not chunks
         assert done.error.code == grpc.StatusCode.NOT_FOUND.value[0]
         assert "expired" in done.error.message
+
+
+def test_two_shards_failing_at_once_count_the_job_as_failed_once(namespace, thread_server) -> None:
+    """Both shards' FINISH end the same job: the second learns it had ended already, and only one counts it."""
+    from prometheus_client import REGISTRY
+
+    from edgegrad.worker.jobs import fail_shard
+
+    settings = namespace("failtwice")
+    server = thread_server(settings)
+
+    def failed() -> float:
+        return REGISTRY.get_sample_value("edgegrad_jobs_finished_total", {"state": "failed", "tenant": "default"}) or 0.0
+
+    with grpc.insecure_channel(server.address) as channel:
+        stub = service_pb2_grpc.EdgegradStub(channel)
+        job = stub.SubmitJob(service_pb2.SubmitJobRequest(request=gradient_request(NET, X)))
+    job_id = job.name.split("/")[1]
+    store = WorkerStore(settings, name="test-worker")
+    before = failed()
+    fail_shard(store, job_id, 0, "INTERNAL", "shard 0 broke")
+    assert failed() == before + 1
+    assert store.fail(job_id, "4", {}) == "was 4"
+    fail_shard(store, job_id, 1, "INTERNAL", "shard 1 broke too")
+    assert failed() == before + 1
+    assert store.redis.hget(Keys(settings.key_prefix).job(job_id), "error_message") == b"shard 0 broke"
 
 
 def test_workers_refuse_functions_that_are_not_edgegrads(namespace, tmp_path) -> None:

@@ -405,3 +405,39 @@ def test_an_async_submit_then_wait_loop_makes_one_call_per_job(cluster) -> None:
     results = asyncio.run(run())
     assert all(_same(r, results[0]) for r in results)
     assert [c.rsplit("/", 1)[1] for c in calls] == ["Compute"] * 5, calls
+
+
+def test_submit_many_registers_a_network_the_server_lost_again(cluster) -> None:
+    """A network that expired (or that a Redis restart lost) after this client registered it: each item
+    that refers to it is sent again once it is registered again, sync and async alike."""
+    import asyncio
+
+    keys = Keys(cluster.settings.key_prefix)
+    r = redis.Redis.from_url(cluster.settings.redis_url)
+    other = example_network(n_inputs=4, n_nodes=12, n_outputs=3, density=0.5, seed=41)
+
+    def lose(net: edgegrad.Network) -> None:
+        assert r.delete(keys.network(net.content_hash), keys.network_meta(net.content_hash)) == 2
+
+    try:
+        with Client(cluster.address, timeout=60) as client:
+            client.register(NET)
+            client.register(other)
+            lose(NET)
+            items = client.submit_many([dict(net=NET, inputs=X[:4]), dict(net=other, inputs=X[:2]),
+                                        dict(net=NET, inputs=X[:4, :1]), dict(net=NET, inputs=X[4:9])])
+            assert isinstance(items[2], errors.InvalidInput)
+            finals = edgegrad.wait_all([items[0], items[1], items[3]])
+            assert [f.state for f in finals] == [job_pb2.JOB_STATE_SUCCEEDED] * 3
+            assert _same(items[3].result(), edgegrad.gradients(NET, X[4:9]))
+        lose(NET)
+
+        async def run() -> list[job_pb2.Job]:
+            async with edgegrad.AsyncClient(cluster.address, timeout=60) as client:
+                await client.register(NET)
+                lose(NET)
+                return await edgegrad.wait_all(await client.submit_many([dict(net=NET, inputs=X[:3])]))
+
+        assert [j.state for j in asyncio.run(run())] == [job_pb2.JOB_STATE_SUCCEEDED]
+    finally:
+        r.close()

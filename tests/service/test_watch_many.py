@@ -1,0 +1,110 @@
+"""WatchJobs (many watches in one stream) and the blocking client's shared watch of a submit loop."""
+
+from __future__ import annotations
+
+import collections
+
+import grpc
+import numpy as np
+import pytest
+
+import edgegrad
+from edgegrad import errors
+from edgegrad.client import Client
+from edgegrad.client import group as client_group
+from edgegrad.client.base import STREAMS_AHEAD
+from edgegrad.client.protocol import WatchState
+from edgegrad.v1 import service_pb2
+from svc_helpers import example_network
+
+NET = example_network(seed=97)
+X = np.random.default_rng(8).normal(size=(40, NET.n_inputs))
+
+
+@pytest.fixture(scope="module")
+def client(cluster):
+    with Client(cluster.address, timeout=120) as c:
+        yield c
+
+
+def _events(stub, watches) -> dict[str, list]:
+    """name -> the JobsEvents of a WatchJobs call, in order."""
+    got: dict[str, list] = collections.defaultdict(list)
+    for message in stub.WatchJobs(service_pb2.WatchJobsRequest(watches=watches), timeout=60):
+        got[message.name].append(message)
+    return got
+
+
+def test_every_job_gets_its_own_events_with_no_gap_and_an_unknown_one_an_error(client, stub) -> None:
+    handles = [client.submit(NET, X[i:i + 2]) for i in range(6)]
+    for handle in handles:
+        handle.wait()
+    watches = [service_pb2.WatchJobRequest(name=h.name) for h in handles]
+    watches.append(service_pb2.WatchJobRequest(name="jobs/" + "0" * 26))  # no such job
+    got = _events(stub, watches)
+    for i, handle in enumerate(handles):
+        state = WatchState(handle.name)
+        for message in got[handle.name]:
+            assert not message.HasField("error")
+            state.feed(message.event)
+        assert state.done
+        assert state.result() == edgegrad.gradients(NET, X[i:i + 2])
+    missing = got["jobs/" + "0" * 26]
+    assert len(missing) == 1 and missing[0].error.code == grpc.StatusCode.NOT_FOUND.value[0]
+
+
+def test_a_watch_resumes_after_its_seq_and_a_seq_past_the_end_is_an_error_for_that_job_alone(client, stub) -> None:
+    a, b = client.submit(NET, X[:3]), client.submit(NET, X[3:6])
+    a.wait(), b.wait()
+    chunks = a.refresh().layout.chunk_count
+    got = _events(stub, [service_pb2.WatchJobRequest(name=a.name, after_seq=chunks - 1),
+                         service_pb2.WatchJobRequest(name=b.name, after_seq=chunks + 5)])
+    seqs = [m.event.chunk.seq for m in got[a.name] if m.event.WhichOneof("event") == "chunk"]
+    assert seqs == [chunks]
+    assert got[a.name][-1].event.WhichOneof("event") == "done"
+    assert [m.error.code for m in got[b.name]] == [grpc.StatusCode.OUT_OF_RANGE.value[0]]
+
+
+def test_bad_requests_are_refused_whole(stub) -> None:
+    with pytest.raises(grpc.RpcError) as info:
+        _events(stub, [service_pb2.WatchJobRequest(name="not a job")])
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    name = "jobs/" + "1" * 26
+    with pytest.raises(grpc.RpcError) as info:
+        _events(stub, [service_pb2.WatchJobRequest(name=name)] * 2)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_submit_loop_beyond_the_streams_ahead_waits_through_shared_watches(client, monkeypatch) -> None:
+    calls: collections.Counter = collections.Counter()
+    for rpc in ("WatchJob", "WatchJobs"):
+        original = getattr(client.stub, rpc)
+
+        def counted(*args, _rpc=rpc, _original=original, **kwargs):
+            calls[_rpc] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(client.stub, rpc, counted)
+    n = STREAMS_AHEAD + 30
+    handles = [client.submit(NET, X[i % 40:i % 40 + 1]) for i in range(n)]
+    results = [h.result() for h in handles]
+    assert all(r == edgegrad.gradients(NET, X[i % 40:i % 40 + 1]) for i, r in enumerate(results))
+    assert calls["WatchJobs"] == 1 and calls["WatchJob"] == 0
+
+
+def test_a_job_the_shared_watch_cannot_finish_goes_on_by_its_own_watch(client, monkeypatch) -> None:
+    monkeypatch.setattr(client_group, "GROUP_SIZE", 4)
+    for _ in range(STREAMS_AHEAD):  # fill the streams opened at submit, so the next ones go by SubmitJob
+        client.streams_ahead.try_take()
+    try:
+        handles = [client.submit(NET, X[i:i + 1]) for i in range(5)]
+        handles[2].delete()  # its watch in the group ends with NOT_FOUND: its own watch reports it
+        assert handles[0].result() == edgegrad.gradients(NET, X[0:1])
+        assert handles[1].result() == edgegrad.gradients(NET, X[1:2])
+        with pytest.raises(errors.NotFound):
+            handles[2].wait()
+        assert handles[3].result() == edgegrad.gradients(NET, X[3:4])
+        assert handles[4].result() == edgegrad.gradients(NET, X[4:5])  # outside the first group of 4
+    finally:
+        for _ in range(STREAMS_AHEAD):
+            client.streams_ahead.give_back()
