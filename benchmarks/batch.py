@@ -110,6 +110,33 @@ class MemoryWatch:
         return self.peak
 
 
+class ProcessCpu:
+    """CPU seconds (user + system) of named processes, from /proc, and of this process; diffs of two readings."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def read(self) -> dict[str, float]:
+        """Seconds used so far by each named process (absent where /proc cannot tell), and 'client' (this one)."""
+        out = {}
+        for name, pid in self.pids.items():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                out[name] = (int(fields[11]) + int(fields[12])) / self.tick  # utime, stime
+            except (OSError, IndexError, ValueError):
+                pass
+        out["client"] = time.process_time()
+        return out
+
+    @staticmethod
+    def text(before: dict[str, float], after: dict[str, float], runs: int) -> str:
+        """Per-run CPU seconds of each process and their sum."""
+        used = {k: (after[k] - before[k]) / runs for k in after if k in before}
+        return ", ".join(f"{k} {v:.2f}" for k, v in used.items()) + f"; total {sum(used.values()):.2f} s"
+
+
 def _best(fn: Callable[[], object], runs: int) -> float:
     times = []
     for _ in range(runs):
@@ -130,48 +157,64 @@ def _slab_loop(net: edgegrad.Network, x: np.ndarray, t: np.ndarray, rows: int = 
 
 @contextlib.contextmanager
 def _cluster(settings: Settings, workers: int) -> Iterator[Cluster]:
-    """A cluster whose workers run the engine on one thread each (two workers use two cores)."""
-    os.environ["EDGEGRAD_THREADS"] = "1"  # the workers then limit BLAS to one thread each too
-    try:
-        cluster = Cluster(settings, workers=workers).start()
-    finally:
-        del os.environ["EDGEGRAD_THREADS"]
+    """A cluster whose workers run the engine on one thread each (two workers use two cores).
+
+    The setting goes in ``settings`` (the cluster writes every setting into its children's
+    environment, so an EDGEGRAD_THREADS of this process's own would be overridden by the default).
+    """
+    cluster = Cluster(settings.with_(threads=1), workers=workers).start()  # BLAS gets one thread too
     try:
         yield cluster
     finally:
         cluster.stop()
 
 
-def big_batches(url: str, rows: int, per_example_rows: int, runs: int) -> Iterator[Row]:
-    """Loss-mode and per-example batches on a ~10k-edge network: in-process vs 1 and 2 workers."""
+def big_batches(own: OwnRedis, rows: int, per_example_rows: int, runs: int, loss_mode: bool = True) -> Iterator[Row]:
+    """Loss-mode and per-example batches on a ~10k-edge network: in-process vs 1 and 2 workers.
+
+    Beside each per-example figure: the CPU seconds per run of every process (Redis, server,
+    workers, this client), read from /proc around the timed runs.
+    """
     net = networks.irregular_dag(0, n_inputs=64, n_levels=16, width=62, n_outputs=8)
-    x, t = networks.batch(net, rows, 0)
+    x, t = networks.batch(net, rows if loss_mode else per_example_rows, 0)
     what = f"{net.n_edges:,} edges"
-    inproc = _best(lambda: edgegrad.gradients(net, x, targets=t, loss="mse"), runs)
-    slabs = _best(lambda: _slab_loop(net, x, t), runs)
-    yield (f"loss mode, {rows:,} rows, in-process gradients()", f"{rows / inproc:,.0f} rows/s", f"{inproc:.2f} s, {what}")
-    yield (f"loss mode, {rows:,} rows, user's loop over 8192-row slabs", f"{rows / slabs:,.0f} rows/s", f"{slabs:.2f} s")
+    if loss_mode:
+        inproc = _best(lambda: edgegrad.gradients(net, x, targets=t, loss="mse"), runs)
+        slabs = _best(lambda: _slab_loop(net, x, t), runs)
+        yield (f"loss mode, {rows:,} rows, in-process gradients()", f"{rows / inproc:,.0f} rows/s",
+               f"{inproc:.2f} s, {what}")
+        yield (f"loss mode, {rows:,} rows, user's loop over 8192-row slabs", f"{rows / slabs:,.0f} rows/s",
+               f"{slabs:.2f} s")
     xp, tp = x[:per_example_rows], t[:per_example_rows]
+    cpu = ProcessCpu({})
+    before = cpu.read()
     pe_in = _best(lambda: edgegrad.gradients(net, xp, targets=tp, loss="mse", per_example=True), runs)
     yield (f"per-example, {per_example_rows:,} rows, in-process", f"{per_example_rows / pe_in:,.0f} rows/s",
-           f"{pe_in:.2f} s, result {per_example_rows * (net.n_edges + net.n_nodes) * 8 / 2**20:.0f} MiB")
+           f"{pe_in:.2f} s, result {per_example_rows * (net.n_edges + net.n_nodes) * 8 / 2**20:.0f} MiB,"
+           f" CPU {ProcessCpu.text(before, cpu.read(), runs)}")
     for workers in (1, 2):
-        settings = Settings.from_env(redis_url=url, key_prefix=f"b{workers}", queue=f"b{workers}")
+        settings = Settings.from_env(redis_url=own.url, key_prefix=f"b{workers}", queue=f"b{workers}")
         with _cluster(settings, workers) as cluster, Client(cluster.address, timeout=600) as client:
             cluster.wait_for_workers()
             for _ in range(2 * workers):  # every worker compiles the plan before anything is timed
                 client.gradients(net, x[:4096], targets=t[:4096], loss="mse", shard_rows=2048)
-            loss = _best(lambda: client.gradients(net, x, targets=t, loss="mse"), runs)
-            handle = client.submit(net, x, targets=t, loss="mse")
-            handle.wait()
-            shards = len(handle.refresh().shards)
-            one = _best(lambda: client.gradients(net, x[:512], targets=t[:512], loss="mse"), runs * 3)
+            if loss_mode:
+                loss = _best(lambda: client.gradients(net, x, targets=t, loss="mse"), runs)
+                handle = client.submit(net, x, targets=t, loss="mse")
+                handle.wait()
+                shards = len(handle.refresh().shards)
+                one = _best(lambda: client.gradients(net, x[:512], targets=t[:512], loss="mse"), runs * 3)
+                yield (f"loss mode, {rows:,} rows, service, {workers} worker(s)", f"{rows / loss:,.0f} rows/s",
+                       f"{loss:.2f} s = {loss / inproc:.2f}x in-process, {shards} shards")
+            assert cluster.server is not None
+            cpu = ProcessCpu({"redis": own.proc.pid, "server": cluster.server.pid,
+                              **{f"worker{i}": w.pid for i, w in enumerate(cluster.workers)}})
+            before = cpu.read()
             pe = _best(lambda: client.gradients(net, xp, targets=tp, loss="mse", per_example=True), runs)
-            yield (f"loss mode, {rows:,} rows, service, {workers} worker(s)", f"{rows / loss:,.0f} rows/s",
-                   f"{loss:.2f} s = {loss / inproc:.2f}x in-process, {shards} shards")
+            used = ProcessCpu.text(before, cpu.read(), runs)
             yield (f"per-example, {per_example_rows:,} rows, service, {workers} worker(s)",
-                   f"{per_example_rows / pe:,.0f} rows/s", f"{pe:.2f} s = {pe / pe_in:.2f}x in-process")
-            if workers == 1:
+                   f"{per_example_rows / pe:,.0f} rows/s", f"{pe:.2f} s = {pe / pe_in:.2f}x in-process, CPU {used}")
+            if workers == 1 and loss_mode:
                 engine_512 = _best(lambda: edgegrad.gradients(net, x[:512], targets=t[:512], loss="mse"), runs * 3)
                 yield ("per-shard overhead (512-row job, 1 shard, service - in-process)",
                        f"{(one - engine_512) * 1e3:.1f} ms", f"engine {engine_512 * 1e3:.1f} ms for the shard's rows")
@@ -252,14 +295,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print the table."""
     p = argparse.ArgumentParser(prog="python -m benchmarks.batch", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="smaller batches and fewer jobs")
-    p.add_argument("--skip", nargs="*", default=(), choices=("big", "tiny", "buffer"), help="parts to skip")
+    p.add_argument("--skip", nargs="*", default=(), choices=("big", "loss", "tiny", "buffer"),
+                   help="parts to skip (loss: the loss-mode rows of big)")
     args = p.parse_args(argv)
     rows, pe_rows, runs, n_tiny, buf = (40_000, 2048, 2, 300, 16) if args.quick else (200_000, 8192, 3, 1000, 64)
     print(f"edgegrad batch benchmark: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     own = OwnRedis()
     table: list[Row] = []
     try:
-        for name, part in (("big", lambda: big_batches(own.url, rows, pe_rows, runs)),
+        for name, part in (("big", lambda: big_batches(own, rows, pe_rows, runs, "loss" not in args.skip)),
                            ("tiny", lambda: tiny_jobs(own, n_tiny)), ("buffer", lambda: buffered_result(own, buf))):
             if name in args.skip:
                 continue

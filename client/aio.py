@@ -13,8 +13,9 @@ from edgegrad.errors import DeadlineExceeded, NotFound, Unavailable
 from edgegrad.model.network import Network
 from edgegrad.engine.result import GradientResult
 from edgegrad.v1 import job_pb2, service_pb2, service_pb2_grpc
+from edgegrad.wire.events import RawChunk, as_message
 
-from .base import ClientBase, HandleBase
+from .base import ClientBase, HandleBase, EventStreams
 from .errors import from_rpc_error, is_retryable, stream_dropped
 from .options import Backoff, Deadline, DEFAULT_MAX_MESSAGE_BYTES
 from .protocol import Prepared, Resume, lost_networks, merge_submitted, network_lost, prepare, submission, submit_batches
@@ -46,6 +47,7 @@ class AsyncClient(ClientBase):
                                                     options=self.options.channel_options(),
                                                     interceptors=list(interceptors) or None)
         self.stub = service_pb2_grpc.EdgegradStub(self._channel)
+        self.streams = EventStreams(self._channel)  # watches: chunk data copied once, into the result
 
     # ------------------------------------------------------------ lifecycle
     async def close(self) -> None:
@@ -256,7 +258,11 @@ class AsyncJobHandle(HandleBase):
     async def chunks(self, timeout: float | None = None, *,
                      deadline: Deadline | None = None) -> AsyncIterator[job_pb2.ResultChunk]:
         """Result chunks in seq order until the job ends, resuming after dropped streams."""
-        deadline = deadline or self.client.deadline(timeout)
+        async for chunk in self._chunks(deadline or self.client.deadline(timeout)):
+            yield as_message(chunk)
+
+    async def _chunks(self, deadline: Deadline) -> AsyncIterator[job_pb2.ResultChunk | RawChunk]:
+        """``chunks()`` as they were read (the messages are made only for callers of ``chunks()``)."""
         resume = Resume(self.state, self.client.backoff, deadline)
         while not self.state.done:
             self._dropped = False
@@ -295,7 +301,7 @@ class AsyncJobHandle(HandleBase):
     async def open_ahead(self, deadline: Deadline) -> None:
         """Send the submission as a Compute stream now and read up to the job's first state (its name)."""
         async def first(left: float | None) -> Any:
-            call = self.client.stub.Compute(self._submit, metadata=self.client.metadata)  # wait() bounds it
+            call = self.client.streams.Compute(self._submit, metadata=self.client.metadata)  # wait() bounds it
             try:
                 while not self.state.name:
                     event = await asyncio.wait_for(call.read(), deadline.remaining())
@@ -325,7 +331,7 @@ class AsyncJobHandle(HandleBase):
 
     async def wait(self, timeout: float | None = None, *, deadline: Deadline | None = None) -> job_pb2.Job:
         """Wait until the job ends (all chunks received); return the final job."""
-        async for _ in self.chunks(deadline=deadline or self.client.deadline(timeout)):
+        async for _ in self._chunks(deadline or self.client.deadline(timeout)):
             pass
         assert self.state.job is not None
         return self.state.job

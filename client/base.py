@@ -8,12 +8,13 @@ from typing import Any
 from edgegrad.jobs.contract import state_name
 from edgegrad.model.network import Network
 from edgegrad.v1 import job_pb2, service_pb2
+from edgegrad.wire.events import decode_event
 
 from .group import Unwatched
 from .options import Backoff, ConnectOptions, Deadline
 from .protocol import WatchState
 
-__all__ = ["ClientBase", "HandleBase", "state_name"]
+__all__ = ["ClientBase", "HandleBase", "state_name", "EventStreams"]
 
 #: batches up to this size are sent inline without asking the server for its message limit
 INLINE_WITHOUT_ASKING = 1 << 20
@@ -46,6 +47,19 @@ class StreamBudget:
         """Return one."""
         with self._lock:
             self._left += 1
+
+
+class EventStreams:
+    """Compute and WatchJob calls (sync or asyncio) whose chunk events arrive as RawChunks, their data a
+    view of the received bytes (``edgegrad.wire.events``), and other events as JobEvents. The SDK
+    reads its watches through these; ``Client.stub`` stays the plain generated stub."""
+
+    def __init__(self, channel: Any) -> None:
+        service = service_pb2.DESCRIPTOR.services_by_name["Edgegrad"].full_name
+        self.Compute = channel.unary_stream(f"/{service}/Compute", response_deserializer=decode_event,
+                                            request_serializer=service_pb2.SubmitJobRequest.SerializeToString)
+        self.WatchJob = channel.unary_stream(f"/{service}/WatchJob", response_deserializer=decode_event,
+                                             request_serializer=service_pb2.WatchJobRequest.SerializeToString)
 
 
 class ClientBase:
@@ -164,7 +178,7 @@ class HandleBase:
         """A new stream: Compute for a not yet submitted job, WatchJob from the last seq otherwise."""
         if self._ahead is not None:
             return self.release_ahead(cancel=False)
-        stub, metadata = self.client.stub, self.client.metadata
+        stub, metadata = self.client.streams, self.client.metadata
         if not self.state.name and self._submit is not None:
             return stub.Compute(self._submit, timeout=deadline.remaining(), metadata=metadata)
         request = service_pb2.WatchJobRequest(name=self.state.name, after_seq=self.state.after_seq)

@@ -10,6 +10,7 @@ import grpc
 from edgegrad.errors import DeadlineExceeded
 from edgegrad.engine.result import GradientResult
 from edgegrad.v1 import job_pb2
+from edgegrad.wire.events import RawChunk, as_message
 
 from .alarms import ALARMS, Alarm
 from .base import HandleBase
@@ -39,7 +40,11 @@ class JobHandle(HandleBase):
     # ------------------------------------------------------------ stream
     def chunks(self, timeout: float | None = None, *, deadline: Deadline | None = None) -> Iterator[job_pb2.ResultChunk]:
         """Result chunks in seq order, from where this handle left off, until the job ends."""
-        deadline = deadline or self.client.deadline(timeout)
+        for chunk in self._chunks(deadline or self.client.deadline(timeout)):
+            yield as_message(chunk)
+
+    def _chunks(self, deadline: Deadline) -> Iterator[job_pb2.ResultChunk | RawChunk]:
+        """``chunks()`` as they were read (the messages are made only for callers of ``chunks()``)."""
         yield from self._grouped(deadline)
         resume = Resume(self.state, self.client.backoff, deadline)
         while not self.state.done:
@@ -101,7 +106,7 @@ class JobHandle(HandleBase):
         makes a retry return the same job).
         """
         def first(left: float | None) -> Any:
-            call = self.client.stub.Compute(self._submit, metadata=self.client.metadata)  # wait() bounds it
+            call = self.client.streams.Compute(self._submit, metadata=self.client.metadata)  # wait() bounds it
             timer = _cut_at(call, deadline)  # ... and the submit's own deadline its first event
             try:
                 for event in call:
@@ -136,7 +141,7 @@ class JobHandle(HandleBase):
     # ------------------------------------------------------------ waiting
     def wait(self, timeout: float | None = None, *, deadline: Deadline | None = None) -> job_pb2.Job:
         """Block until the job ends (all chunks received); return the final job."""
-        for _ in self.chunks(deadline=deadline or self.client.deadline(timeout)):
+        for _ in self._chunks(deadline or self.client.deadline(timeout)):
             pass
         assert self.state.job is not None
         return self.state.job

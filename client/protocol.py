@@ -13,6 +13,7 @@ import numpy as np
 from edgegrad.engine.batch import check_options
 from edgegrad.wire.codec import ResultAssembler, network_to_proto, tensor_from_array
 from edgegrad.wire.chunking import buffered_chunk_limit
+from edgegrad.wire.events import RawChunk
 from edgegrad.errors import EdgegradError, FailedPrecondition, InvalidInput, NotFound, Unavailable
 from edgegrad.model.network import Network
 from edgegrad.engine.result import GradientResult
@@ -178,11 +179,12 @@ class WatchState:
         self.done = False
         self._assembler: ResultAssembler | None = None
 
-    def feed(self, event: job_pb2.JobEvent) -> job_pb2.ResultChunk | None:
-        """Take one stream event; return it if it is a chunk not seen before."""
-        kind = event.WhichOneof("event")
+    def feed(self, event: job_pb2.JobEvent | RawChunk) -> job_pb2.ResultChunk | RawChunk | None:
+        """Take one stream event (a RawChunk: a chunk event as ``decode_event`` read it); return it if
+        it is a chunk not seen before."""
+        kind = "chunk" if isinstance(event, RawChunk) else event.WhichOneof("event")
         if kind == "chunk":
-            chunk = event.chunk
+            chunk = event if isinstance(event, RawChunk) else event.chunk
             if chunk.seq <= self.after_seq:
                 return None  # a duplicate after a reconnect: already have it
             if chunk.seq != self.after_seq + 1:

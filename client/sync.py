@@ -13,7 +13,7 @@ from edgegrad.model.network import Network
 from edgegrad.engine.result import GradientResult
 from edgegrad.v1 import job_pb2, service_pb2, service_pb2_grpc
 
-from .base import ClientBase
+from .base import ClientBase, EventStreams
 from .errors import from_rpc_error, is_retryable
 from .job import JobHandle
 from .options import Backoff, Deadline, DEFAULT_MAX_MESSAGE_BYTES
@@ -49,6 +49,7 @@ class Client(ClientBase):
         if interceptors:
             self._channel = grpc.intercept_channel(self._channel, *interceptors)
         self.stub = service_pb2_grpc.EdgegradStub(self._channel)
+        self.streams = EventStreams(self._channel)  # watches: chunk data copied once, into the result
 
     # ------------------------------------------------------------ lifecycle
     def close(self) -> None:

@@ -33,7 +33,7 @@ class Settings:
     job_ttl: int = 86400                    #: seconds an unfinished job (and its request_id) is kept
     network_ttl: int = 7 * 86400            #: seconds a registered network is kept after last use
     max_message_bytes: int = 512 * MiB      #: largest gRPC message either way
-    chunk_bytes: int = MiB                  #: largest result chunk message
+    chunk_bytes: int = 4 * MiB              #: largest result chunk message (4 MiB: within any gRPC client's default limit)
     max_nodes: int = 10_000_000
     max_edges: int = 50_000_000
     max_batch: int = 1_000_000

@@ -258,18 +258,23 @@ class Service:
                 yield job_pb2.JobEvent(heartbeat=job_pb2.Heartbeat(
                     state=state[0], chunks_done=state[1], time=_now()))
                 continue
+            large = [int(e[0].split(b"-", 1)[0]) for e in entries if e[1].get(b"k") == b"c" and b"d" not in e[1]]
+            data = dict(zip(large, await store.chunk_data(job_id, large))) if large else {}
             for entry_id, fields in entries:
                 last = entry_id.decode()
                 kind = fields.get(b"k")
                 if kind == b"c":
                     seq = int(last.split("-", 1)[0])
-                    if seq != expected:  # the consumer's acknowledgements dropped chunks under this watch
-                        raise OutOfRange(f"after_seq: chunks {expected}..{seq - 1} were acknowledged and dropped"
-                                         " while this watch read (a result larger than the buffer is read once)",
-                                         field="after_seq")
+                    chunk = fields[b"d"] if b"d" in fields else data[seq]
+                    if seq != expected or chunk is None:  # the consumer's acknowledgements dropped chunks
+                        if chunk is None and await store.job_state(job_id) is None:
+                            raise NotFound(f"name: job {name} was deleted or expired", field="name")
+                        raise OutOfRange(f"after_seq: chunks {expected}..{max(expected, seq - 1)} were acknowledged"
+                                         " and dropped while this watch read (a result larger than the buffer is"
+                                         " read once)", field="after_seq")
                     expected = seq + 1
-                    metrics.RESULT_BYTES_STREAMED.inc(len(fields[b"d"]))
-                    yield chunk_event(seq, fields[b"d"])
+                    metrics.RESULT_BYTES_STREAMED.inc(len(chunk))
+                    yield chunk_event(seq, chunk)
                 elif kind == b"s":
                     yield job_pb2.JobEvent(state=job_from_fields(fields))
                 elif kind == b"d":

@@ -125,3 +125,15 @@ def test_compose_builds_from_the_same_base_image_and_publishes_no_redis_port(com
     assert "ports" not in redis, "a Redis on the host's 6379 must not clash; workers use redis:6379 inside"
     assert redis["command"][redis["command"].index("--dir") + 1] == "/data", "the append-only file on the volume"
     assert all(compose["services"][n]["restart"] == "unless-stopped" for n in ("redis", "server", "worker"))
+
+
+def test_workers_start_with_blas_threads_set_to_their_engine_threads() -> None:
+    """Set before the worker starts (OpenBLAS reads it once); one set by the operator is kept."""
+    from edgegrad.server.cluster import BLAS_THREAD_VARIABLES, blas_env
+
+    env = blas_env({ENV_NAMES["threads"]: "1", "PATH": "/bin"})
+    assert all(env[name] == "1" for name in BLAS_THREAD_VARIABLES) and env["PATH"] == "/bin"
+    assert blas_env({ENV_NAMES["threads"]: "0"}) == {ENV_NAMES["threads"]: "0"}  # every core: BLAS's own choice
+    assert blas_env({}) == {}
+    kept = blas_env({ENV_NAMES["threads"]: "2", "OPENBLAS_NUM_THREADS": "4"})
+    assert kept["OPENBLAS_NUM_THREADS"] == "4" and kept["OMP_NUM_THREADS"] == "2"

@@ -18,7 +18,7 @@ import numpy as np
 
 from edgegrad import events
 from edgegrad.engine.api import fold_partials, partial_gradients
-from edgegrad.wire.chunking import (buffered_chunk_limit, chunk_payloads, field_arrays, is_summed, numpy_dtype,
+from edgegrad.wire.chunking import (buffered_chunk_limit, chunk_parts, field_arrays, is_summed, numpy_dtype,
                                shard_bounds,
                                shard_chunk_plans, summed_chunk_plans)
 from edgegrad.wire.codec import array_from_tensor, result_bytes
@@ -138,10 +138,10 @@ def _run(store: WorkerStore, job_id: str, shard: int, started: Started) -> None:
     plans = shard_chunk_plans(layout, shard)
     only = layout.shard_count == 1
     summed = summed_chunk_plans(layout)
-    chunks = chunk_payloads(arrays, layout, plans, first_row=a, shard=shard, after=started.chunks_done)
+    chunks = chunk_parts(arrays, layout, plans, first_row=a, shard=shard, after=started.chunks_done)
     if only:  # nothing to fold: this shard's sums are the job's, written as the shard's last chunks
         sums = [p._replace(seq=len(plans) + i + 1) for i, p in enumerate(summed)]
-        chunks = itertools.chain(chunks, chunk_payloads(arrays, layout, sums, shard=layout.shard_count,
+        chunks = itertools.chain(chunks, chunk_parts(arrays, layout, sums, shard=layout.shard_count,
                                                         after=started.chunks_done))
         plans = plans + sums
     share = "" if part.loss is None else float(part.loss).hex()
@@ -197,7 +197,7 @@ def _fold(store: WorkerStore, job_id: str, request: job_pb2.GradientRequest, lay
         raise InvalidInput(result_overflow_message(net, get_plan(net, request.dtype or "float64"), total))
     if plans:
         arrays = {job_pb2.RESULT_FIELD_EDGE_GRADS: total.edge_grads, job_pb2.RESULT_FIELD_DELTAS: total.deltas}
-        chunks = chunk_payloads(arrays, layout, plans, shard=layout.shard_count, after=after)
+        chunks = chunk_parts(arrays, layout, plans, shard=layout.shard_count, after=after)
         code, _ = store.emit(job_id, "s:r", chunks, buffered_chunk_limit(layout))
         if code != EMIT_WRITTEN:  # cancelled or deleted meanwhile
             return

@@ -9,7 +9,6 @@ import sys
 import redis
 
 from edgegrad.errors import InvalidInput
-from edgegrad.jobs.connections import sync_redis
 from edgegrad.settings import ENV_NAMES, Settings
 
 __all__ = ["add_arguments", "run", "limit_blas_threads"]
@@ -51,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from .jobs import set_store
     from .naming import NameInUse, clear_stale_registration, default_name
     from .runner import make_worker
-    from edgegrad.jobs.worker_store import WorkerStore
+    from edgegrad.jobs.worker_store import WorkerStore, worker_redis
 
     from .outage import REDIS_DOWN, Outage
 
@@ -59,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_env(redis_url=args.redis_url, queue=args.queue)
         configure_logging(settings, args.log_level, "worker")
-        connection = sync_redis(settings)
+        connection = worker_redis(settings)  # rq's connection and the store's: result chunks go out uncopied
         try:
             connection.ping()
         except REDIS_DOWN as exc:  # not up yet (or restarting): wait for it, as for an outage later on

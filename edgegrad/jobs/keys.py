@@ -44,6 +44,14 @@ class Keys:
         """Stream: state changes, result chunks (id ``seq-0``) and the final event."""
         return f"{self.scope}:job:{job_id}:events"
 
+    def chunk(self, job_id: str, seq: int) -> str:
+        """String: a large result chunk (serialized ResultChunk without seq) whose stream entry ``seq-0`` has no data."""
+        return f"{self.scope}:job:{job_id}:chunk:{seq}"
+
+    def staged(self, job_id: str, shard_field: str, number: int) -> str:
+        """String: a large chunk a worker wrote before EMIT put it on the stream (``shard_field`` 's:<i>' or 's:r')."""
+        return f"{self.scope}:job:{job_id}:staged:{shard_field}:{number}"
+
     def part(self, job_id: str, shard: int) -> str:
         """String: a loss-mode shard's summed partial result, kept until the shards are folded."""
         return f"{self.scope}:job:{job_id}:part:{shard}"

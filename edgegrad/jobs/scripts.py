@@ -137,37 +137,68 @@ return {kind, redis.call('GET', KEYS[2]) or '', tostring(attempt), schunks, st[8
 # KEYS: job, events.  ARGV: shard field ('s:<i>' or 's:r'), most chunks the job may hold
 # unacknowledged (0: no limit), then for each chunk in order: its number in its shard (1-based)
 # and its serialized ResultChunk (seq left out: it is the chunk's place on the job's stream, put
-# in by the server that relays it). Returns {code, placed}: how many of the given chunks are now
+# in by the server that relays it), or '' for a large chunk the worker wrote beforehand with a plain
+# SET to ``<job>:staged:<shard field>:<number>`` (a script's arguments are copied twice on their way
+# into a stream; a key is renamed, not copied). A staged chunk becomes ``<job>:chunk:<seq>`` and its
+# stream entry carries no data. Returns {code, placed}: how many of the given chunks are now
 # on the stream (written now or by an earlier attempt), and 1 when all are, else why it stopped:
 # -1 cancelled, -2 deleted, -3 not running, -4 the buffer is full (wait for the client's AckJob),
-# -5 an earlier chunk of the shard is missing.
+# -5 an earlier chunk of the shard is missing, -6 a staged chunk is missing (write it again).
+# The staged chunks of the call that are not placed are dropped (the worker writes them again when
+# it retries), so staged data lives only between a worker's SETs and its EMIT in one pipeline.
 EMIT = """
+local staged = KEYS[1] .. ':staged:' .. ARGV[1] .. ':'
+local function drop(from)
+  for i = from, #ARGV, 2 do
+    if ARGV[i + 1] == '' then redis.call('DEL', staged .. ARGV[i]) end
+  end
+end
 local st = redis.call('HMGET', KEYS[1], 'state', 'cancel', 'chunks_done', ARGV[1], 'acked')
-if not st[1] then return {-2, 0} end
-if st[2] == '1' then return {-1, 0} end
-if st[1] ~= '2' then return {-3, 0} end
+if not st[1] then drop(3) return {-2, 0} end
+if st[2] == '1' then drop(3) return {-1, 0} end
+if st[1] ~= '2' then drop(3) return {-3, 0} end
 local s1, s2, s3, s4 = string.match(st[4] or '2|1|0|', '^(%d)|(%d+)|(%d+)|(.*)$')
 local written = tonumber(s3)
 local first = tonumber(st[3] or '0')
 local seq = first
 local limit = tonumber(ARGV[2])
 local acked = tonumber(st[5] or '0')
-local placed, code = 0, 1
-for i = 3, #ARGV, 2 do
+local placed, code, renamed = 0, 1, false
+local ttl = -1
+local i = 3
+while i <= #ARGV do
   local k = tonumber(ARGV[i])
   if k > written then
     if k ~= written + 1 then code = -5 break end
     if limit > 0 and seq - acked >= limit then code = -4 break end
-    seq = seq + 1
-    redis.call('XADD', KEYS[2], seq .. '-0', 'k', 'c', 'd', ARGV[i + 1])
+    if ARGV[i + 1] == '' then
+      if redis.call('EXISTS', staged .. ARGV[i]) == 0 then code = -6 break end
+      if not renamed then ttl, renamed = redis.call('PTTL', KEYS[1]), true end
+      seq = seq + 1
+      redis.call('RENAME', staged .. ARGV[i], KEYS[1] .. ':chunk:' .. seq)
+      if ttl > 0 then redis.call('PEXPIRE', KEYS[1] .. ':chunk:' .. seq, ttl) end
+      redis.call('XADD', KEYS[2], seq .. '-0', 'k', 'c')
+    else
+      seq = seq + 1
+      redis.call('XADD', KEYS[2], seq .. '-0', 'k', 'c', 'd', ARGV[i + 1])
+    end
     written = k
+  elseif ARGV[i + 1] == '' then
+    redis.call('DEL', staged .. ARGV[i])  -- an earlier attempt placed this chunk already
   end
   placed = placed + 1
+  i = i + 2
 end
+if code ~= 1 then drop(i) end  -- Redis holds no staged chunk while the worker waits: it writes them again
 if seq > first then
-  redis.call('HSET', KEYS[1], 'chunks_done', seq, ARGV[1], s1 .. '|' .. s2 .. '|' .. written .. '|' .. s4)
+  local sets = {'chunks_done', seq, ARGV[1], s1 .. '|' .. s2 .. '|' .. written .. '|' .. s4}
+  if renamed then
+    sets[#sets + 1] = 'staged'  -- FINISH, CANCEL and DELETE look after the job's chunk keys
+    sets[#sets + 1] = '1'
+  end
+  redis.call('HSET', KEYS[1], unpack(sets))
   if first == 0 then
-    local ttl = redis.call('PTTL', KEYS[1])
+    if ttl < 0 then ttl = redis.call('PTTL', KEYS[1]) end
     if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
   end
 end
@@ -192,15 +223,20 @@ redis.call('HINCRBY', KEYS[1], 'rows_done', ARGV[3])
 return {redis.call('HINCRBY', KEYS[1], 'shards_done', 1), tonumber(st[4])}
 """
 
-# KEYS: job, events.  ARGV: seq the client holds.  Drops the stream's chunks up to seq so workers
-# may write more; returns the seq acknowledged before, or nil for a job that does not exist.
+# KEYS: job, events.  ARGV: seq the client holds.  Drops the stream's chunks up to seq (and their
+# chunk keys) so workers may write more; returns the seq acknowledged before, or nil for a job that
+# does not exist.
 ACK = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-local acked = tonumber(redis.call('HGET', KEYS[1], 'acked') or '0')
-local seq = math.min(tonumber(ARGV[1]), tonumber(redis.call('HGET', KEYS[1], 'chunks_done') or '0'))
+local st = redis.call('HMGET', KEYS[1], 'state', 'acked', 'chunks_done', 'staged')
+if not st[1] then return false end
+local acked = tonumber(st[2] or '0')
+local seq = math.min(tonumber(ARGV[1]), tonumber(st[3] or '0'))
 if seq > acked then
   redis.call('XTRIM', KEYS[2], 'MINID', (seq + 1) .. '-0')
   redis.call('HSET', KEYS[1], 'acked', seq)
+  if st[4] == '1' then
+    for s = acked + 1, seq do redis.call('DEL', KEYS[1] .. ':chunk:' .. s) end
+  end
 end
 return acked
 """
@@ -208,7 +244,18 @@ return acked
 # What FINISH, CANCEL and DELETE read of the job first.
 _READ_FOR_FINISH = """
 local st = redis.call('HMGET', KEYS[1], 'state', 'cancel', 'chunks_done', 'request_id', 'upload', 'upload_pieces',
-                      'shards', 'summed', 'id')
+                      'shards', 'summed', 'id', 'staged', 'acked')
+"""
+
+def _chunk_keys(command: str) -> str:
+    """Lua that runs ``command`` ('EXPIRE' to the result TTL, ARGV[3], or 'DEL') on the chunk keys of the
+    job's unacknowledged chunks (see EMIT); needs ``st`` as _READ_FOR_FINISH reads it."""
+    return f"""
+if st[10] == '1' then
+  for s = tonumber(st[11] or '0') + 1, tonumber(st[3] or '0') do
+    redis.call('{command}', KEYS[1] .. ':chunk:' .. s{", ARGV[3]" if command == "EXPIRE" else ""})
+  end
+end
 """
 
 # Drops a job's batch pieces and partial sums; needs ``st`` as _READ_FOR_FINISH reads it.
@@ -232,6 +279,7 @@ redis.call('XADD', KEYS[3], seq .. '-0', 'k', 'd', unpack(redis.call('HGETALL', 
 redis.call('DEL', KEYS[2])
 """ + _DROP_DATA + """
 for _, key in ipairs({KEYS[1], KEYS[3]}) do redis.call('EXPIRE', key, ARGV[3]) end
+""" + _chunk_keys("EXPIRE") + """
 if st[4] and st[4] ~= '' then redis.call('EXPIRE', ARGV[5] .. st[4], ARGV[3]) end
 if st[9] then  -- no longer in flight; its result is held until the new expiry
   redis.call('ZREM', KEYS[4], st[9])
@@ -279,7 +327,7 @@ return st[1]
 
 # KEYS: job, spec, events, index, the tenant's inflight, live and held.  ARGV: job id, request key
 # prefix.  The job stops counting against the tenant's limits.  Returns 1, or 0 if unknown.
-DELETE = _READ_FOR_FINISH + _DROP_DATA + """
+DELETE = _READ_FOR_FINISH + _DROP_DATA + _chunk_keys("DEL") + """
 local exists = redis.call('EXISTS', KEYS[1])
 local rid = st[4]
 redis.call('ZREM', KEYS[4], ARGV[1])

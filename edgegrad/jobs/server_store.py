@@ -6,6 +6,7 @@ A submission is one Redis round trip (claim, record and enqueue in one script); 
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import time
@@ -24,6 +25,7 @@ from .record import RQ_RECORD_TTL, final_state, id_prefix_at, job_from_fields, r
 from .keys import Keys
 from ..settings import ENV_NAMES, Settings
 from ..v1 import job_pb2, network_pb2
+from .bulk import BulkReader
 from .connections import async_blocking_pool, async_redis, sync_redis
 
 __all__ = ["JobStore", "NetworkMeta", "JOB_FUNCTION"]
@@ -165,6 +167,7 @@ class JobStore:
             settings, max_connections=settings.redis_connections, timeout=timeout, socket_timeout=timeout))
         self.streams = client or async_redis(settings, max_connections=settings.max_streams, socket_timeout=timeout)
         self._rq = _RqEnqueuer(settings)
+        self._bulk = BulkReader(settings, socket_timeout=timeout)
         self._scripts = {name: self.redis.register_script(getattr(jobscripts, name))
                          for name in ("CREATE", "CANCEL", "DELETE", "ACK")}
         self._meta: OrderedDict[str, NetworkMeta] = OrderedDict()
@@ -185,6 +188,7 @@ class JobStore:
     async def close(self) -> None:
         """Close connections."""
         self._rq.close()
+        self._bulk.close()
         await self.redis.aclose(close_connection_pool=True)  # a pool passed in is not closed by default
         if self.streams is not self.redis:
             await self.streams.aclose()
@@ -394,6 +398,11 @@ class JobStore:
         """Stream entries after ``last_id``, blocking up to ``block_ms`` (empty list on timeout)."""
         reply = await self.streams.xread({self.keys.events(job_id): last_id}, count=count, block=block_ms)
         return reply[0][1] if reply else []
+
+    async def chunk_data(self, job_id: str, seqs: list[int]) -> list[bytearray | None]:
+        """The data of large chunks, whose stream entries carry none (None: acknowledged, deleted or expired),
+        read in a thread with one copy (``bulk.BulkReader``)."""
+        return await asyncio.to_thread(self._bulk.get, [self.keys.chunk(job_id, seq) for seq in seqs])
 
     async def job_state(self, job_id: str) -> tuple[int, int] | None:
         """(state, chunks_done), or None when the job is gone."""

@@ -5,16 +5,16 @@ from __future__ import annotations
 import copy
 import time
 from collections import OrderedDict
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Iterable, NamedTuple, Sequence
 
 import numpy as np
 import redis
 from redis._parsers import Encoder
-from redis.connection import PythonRespSerializer
+from redis.connection import HIREDIS_AVAILABLE, HiredisRespSerializer, PythonRespSerializer
 
 from edgegrad.jobs import scripts as jobscripts
 from edgegrad.wire.codec import network_from_proto
-from edgegrad.errors import NotFound
+from edgegrad.errors import EdgegradError, NotFound
 from edgegrad.jobs.connections import sync_redis
 from edgegrad.jobs.keys import Keys
 from edgegrad.model.network import Network
@@ -24,13 +24,45 @@ from edgegrad.v1 import job_pb2, network_pb2
 from .contract import RUNNING, stored
 from .record import final_state
 
-__all__ = ["WorkerStore", "Started", "EMIT_WRITTEN", "EMIT_CANCELLED", "EMIT_DELETED", "EMIT_NOT_RUNNING"]
+__all__ = ["WorkerStore", "Started", "EMIT_WRITTEN", "EMIT_CANCELLED", "EMIT_DELETED", "EMIT_NOT_RUNNING", "STAGE_BYTES",
+           "worker_redis"]
 
 EMIT_WRITTEN, EMIT_SKIPPED, EMIT_CANCELLED, EMIT_DELETED, EMIT_NOT_RUNNING, EMIT_FULL, EMIT_EARLY = 1, 0, -1, -2, -3, -4, -5
-_PIPELINE_BYTES = 8 << 20  # flush a batch of chunks once this much is buffered
+EMIT_UNSTAGED = -6
+_PIPELINE_BYTES = 16 << 20  # flush a batch of chunks once this much is buffered
+#: chunks at least this large are written with a plain SET and renamed onto the stream by EMIT (Redis
+#: copies a script's arguments twice more; from this size on it takes a plain command's argument as read)
+STAGE_BYTES = 32 << 10
 _PACK_CUTOFF = 6000  # arguments larger than this go to the socket without being copied into the command
 _RUNNING = stored(RUNNING).encode()  # the state field of a running job, as HMGET returns it
-_WAIT_FIRST, _WAIT_MOST = 0.01, 0.5  # seconds between tries while the job's result buffer is full
+_WAIT_FIRST, _WAIT_MOST = 0.005, 0.05  # seconds between looks at a job whose result buffer is full
+
+
+class _Packer(PythonRespSerializer):
+    """Commands packed by hiredis when it is there and every argument is small; else by redis-py's own
+    packer, which sends large values (result chunks) to the socket as they are where hiredis copies
+    them into the command, and takes a value given as a list of buffers, sent one after another."""
+
+    def __init__(self) -> None:
+        super().__init__(_PACK_CUTOFF, Encoder("utf-8", "strict", False).encode)
+        self._small = HiredisRespSerializer() if HIREDIS_AVAILABLE else None
+
+    def pack(self, *args: Any) -> list:
+        if not any(isinstance(arg, list) or (isinstance(arg, (bytes, memoryview)) and len(arg) > _PACK_CUTOFF)
+                   for arg in args):
+            return self._small.pack(*args) if self._small is not None else super().pack(*args)
+        if not any(isinstance(arg, list) for arg in args):
+            return super().pack(*args)
+        out: list = [b"*%d\r\n" % len(args)]
+        for arg in args:
+            parts = arg if isinstance(arg, list) else [self.encode(arg)]
+            out += [b"$%d\r\n" % sum(len(p) for p in parts), *parts, b"\r\n"]
+        return out
+
+
+def worker_redis(settings: Settings) -> redis.Redis:
+    """The connection a worker's store (and its rq worker) should use: result chunks go out uncopied."""
+    return sync_redis(settings, command_packer=_Packer())
 
 
 class Started(NamedTuple):
@@ -55,10 +87,8 @@ class WorkerStore:
     def __init__(self, settings: Settings, client: redis.Redis | None = None, name: str = "") -> None:
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
-        # hiredis parses replies fast, but packing a command it copies every argument into one buffer:
-        # redis-py's own packer sends large values (result chunks) as they are
-        self.redis = client or sync_redis(settings, command_packer=PythonRespSerializer(
-            _PACK_CUTOFF, Encoder("utf-8", "strict", False).encode))
+        # a client passed in should come from worker_redis (or chunks given as pieces cannot be sent)
+        self.redis = client or worker_redis(settings)
         self.name = name
         self._scripts = {n: self.redis.register_script(getattr(jobscripts, n))
                          for n in ("START", "EMIT", "SHARD_DONE", "FINISH")}
@@ -132,41 +162,58 @@ class WorkerStore:
             out.append(rows[start - first * size:stop - first * size])
         return out[0], out[1]
 
-    def emit(self, job_id: str, shard: str, chunks: Iterable[tuple[int, bytes]], limit: int,
+    def emit(self, job_id: str, shard: str, chunks: Iterable[tuple[int, bytes | list]], limit: int,
              then: list[tuple[str, list[str], list[Any]]] = (), batch_bytes: int = _PIPELINE_BYTES) -> tuple[int, list]:
-        """Write a shard's (number, chunk bytes) in order, waiting while the job's buffer is full.
+        """Write a shard's (number, chunk bytes, or the chunk's pieces as ``chunk_parts`` gives them) in
+        order, waiting while the job's buffer is full.
 
         Returns (EMIT_WRITTEN or the code that stopped it: cancelled, deleted, not running, and the
         replies of ``then``: script calls sent in the last pipeline once every chunk is written).
         """
-        pending: list[tuple[int, bytes]] = []
+        pending: list[tuple[int, bytes | list]] = []
         buffered = 0
-        for item in chunks:
-            pending.append(item)
-            buffered += len(item[1])
-            if buffered >= batch_bytes:
+        most = max(1, limit // 2) if limit else 0  # chunks a batch may hold: half the job's buffer at most
+        for number, payload in chunks:
+            size = len(payload) if isinstance(payload, bytes) else sum(len(p) for p in payload)
+            if size < STAGE_BYTES and not isinstance(payload, bytes):
+                payload = b"".join(payload)  # a script argument
+            pending.append((number, payload))
+            buffered += size
+            if buffered >= batch_bytes or len(pending) == most:
                 code, _ = self._flush(job_id, shard, pending, limit, [])
                 pending, buffered = [], 0
                 if code != EMIT_WRITTEN:
                     return code, []
         return self._flush(job_id, shard, pending, limit, list(then))
 
-    def _flush(self, job_id: str, shard: str, pending: list[tuple[int, bytes]], limit: int,
+    def _flush(self, job_id: str, shard: str, pending: list[tuple[int, bytes | list]], limit: int,
                then: list[tuple[str, list[str], list[Any]]]) -> tuple[int, list]:
         keys = [self.keys.job(job_id), self.keys.events(job_id)]
-        wait = _WAIT_FIRST
+        ttl_ms = int(self.settings.job_ttl) * 1000  # EMIT gives a placed chunk its job's TTL
+        wait, lost = _WAIT_FIRST, 0
         while True:
             args: list[Any] = [shard, limit]
+            sets: list[tuple[Any, ...]] = []
             for number, payload in pending:
-                args += [number, payload]
-            replies = self._run([("EMIT", keys, args), *then])
+                if not isinstance(payload, bytes) or len(payload) >= STAGE_BYTES:
+                    sets.append(("SET", self.keys.staged(job_id, shard, number), payload, "PX", ttl_ms))
+                    args += [number, b""]
+                else:
+                    args += [number, payload]
+            replies = self._run([("EMIT", keys, args), *then], sets)
             code, placed = int(replies[0][0]), int(replies[0][1])
             if code == EMIT_WRITTEN:
                 return EMIT_WRITTEN, replies[1:]
-            if code not in (EMIT_FULL, EMIT_EARLY):
+            if code not in (EMIT_FULL, EMIT_EARLY, EMIT_UNSTAGED):
                 return code, []
-            pending = pending[placed:]  # the client has not taken enough yet: wait, then go on from here
-            while True:  # a cheap look at the job until there is room (or it ended), not the chunks again
+            pending = pending[placed:]  # go on from here (EMIT dropped the staged chunks it did not place)
+            if code == EMIT_UNSTAGED:  # a staged chunk was lost between its SET and EMIT: write the rest again
+                lost += 1
+                if lost > 3:
+                    raise EdgegradError("Redis dropped result chunks between their SET and EMIT (is it evicting"
+                                        " keys? edgegrad needs maxmemory-policy noeviction)")
+                continue
+            while True:  # the client has not taken enough yet: a cheap look at the job until there is room
                 time.sleep(wait)
                 wait = min(_WAIT_MOST, wait * 2)
                 state, written, acked = self.redis.hmget(keys[0], "state", "chunks_done", "acked")
@@ -202,11 +249,12 @@ class WorkerStore:
         shares = self.redis.hmget(self.keys.job(job_id), [f"l:{i}" for i in range(shards)])
         return shares, (self.redis.get(self.keys.part(job_id, i)) for i in range(shards))
 
-    def _run(self, calls: list[tuple[str, list[str], list[Any]]]) -> list[Any]:
-        """Run script calls in one pipeline by sha, without redis-py's SCRIPT EXISTS round trip.
+    def _run(self, calls: list[tuple[str, list[str], list[Any]]], before: Sequence[tuple[Any, ...]] = ()) -> list[Any]:
+        """Run script calls in one pipeline by sha, after the plain commands ``before`` (their replies
+        left out), without redis-py's SCRIPT EXISTS round trip.
 
         Scripts are loaded once; if Redis lost them (a restart), they are loaded again and the
-        calls re-run, which is safe because every script is idempotent.
+        calls re-run, which is safe because every script (and a SET of a staged chunk) is idempotent.
         """
         for attempt in (1, 2):
             if not self._loaded:
@@ -214,10 +262,12 @@ class WorkerStore:
                     script.sha = self.redis.script_load(script.script)
                 self._loaded = True
             pipe = self.redis.pipeline(transaction=False)
+            for command in before:
+                pipe.execute_command(*command)
             for name, keys, args in calls:
                 pipe.evalsha(self._scripts[name].sha, len(keys), *keys, *args)
             try:
-                return pipe.execute()
+                return pipe.execute()[len(before):]
             except redis.exceptions.NoScriptError:
                 if attempt == 2:
                     raise

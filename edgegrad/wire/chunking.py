@@ -17,10 +17,11 @@ import numpy as np
 from ..engine.result import GradientResult
 from ..model.sizes import NetworkSizes
 from ..v1 import job_pb2, tensor_pb2
+from .events import RawChunk
 
 __all__ = ["result_layout", "result_bytes", "ChunkPlan", "shard_bounds", "shard_chunk_plans",
            "summed_chunk_plans", "plan_chunks", "result_chunks", "ResultAssembler",
-           "FIELD_NAMES", "is_summed", "field_arrays", "buffered_chunk_limit", "chunk_payloads", "length_delimited", "varint", "numpy_dtype"]
+           "FIELD_NAMES", "is_summed", "field_arrays", "buffered_chunk_limit", "chunk_payloads", "chunk_parts", "length_delimited", "varint", "numpy_dtype"]
 
 _ITEMSIZE = {tensor_pb2.DTYPE_FLOAT64: 8, tensor_pb2.DTYPE_FLOAT32: 4}
 _NUMPY = {tensor_pb2.DTYPE_FLOAT64: np.dtype("<f8"), tensor_pb2.DTYPE_FLOAT32: np.dtype("<f4")}
@@ -172,7 +173,7 @@ def varint(value: int) -> bytes:
 
 def length_delimited(tag: int, parts: list) -> list:
     """The pieces of a length-delimited protobuf field ``tag`` holding ``parts`` (bytes-like), unjoined."""
-    size = sum(len(p) if isinstance(p, bytes) else p.nbytes for p in parts)
+    size = sum(p.nbytes if isinstance(p, memoryview) else len(p) for p in parts)
     return [bytes([(tag << 3) | 2]), varint(size), *parts]
 
 
@@ -184,6 +185,14 @@ def chunk_payloads(arrays: Mapping[int, np.ndarray], layout: job_pb2.ResultLayou
     ``seq <= after`` are skipped (written by an earlier attempt). The data is framed by hand so
     each chunk's numbers are copied once, not three times as building and serializing a message does.
     """
+    for seq, parts in chunk_parts(arrays, layout, plans, first_row, shard, after):
+        yield seq, b"".join(parts)
+
+
+def chunk_parts(arrays: Mapping[int, np.ndarray], layout: job_pb2.ResultLayout, plans: list[ChunkPlan],
+                first_row: int = 0, shard: int = 0, after: int = 0) -> Iterator[tuple[int, list]]:
+    """``chunk_payloads`` with each payload left as its pieces: small headers, then a view of the
+    data in ``arrays`` (no copy), for a writer that sends them one after another."""
     rows = {f.field: tuple(int(s) for s in f.shape[1:]) for f in layout.fields}
     offset = {f.field: 0 if is_summed(layout, f) else first_row * int(f.row_elements) for f in layout.fields}
     for p in plans:
@@ -195,7 +204,7 @@ def chunk_payloads(arrays: Mapping[int, np.ndarray], layout: job_pb2.ResultLayou
                                      row_stop=p.row_stop, shard=shard).SerializeToString()
         tensor = [tensor_pb2.Tensor(dtype=layout.dtype, shape=shape).SerializeToString(),
                   *length_delimited(3, [memoryview(np.ascontiguousarray(piece)).cast("B")])]  # Tensor.data = 3
-        yield p.seq, b"".join([header, *length_delimited(8, tensor)])  # ResultChunk.data = 8
+        yield p.seq, [header, *length_delimited(8, tensor)]  # ResultChunk.data = 8
 
 
 def result_chunks(result: GradientResult, layout: job_pb2.ResultLayout, *, after_seq: int = 0
@@ -230,14 +239,18 @@ class ResultAssembler:
         """Whether every chunk has arrived."""
         return len(self._seen) == self.layout.chunk_count
 
-    def add(self, chunk: job_pb2.ResultChunk) -> None:
-        """Copy one chunk into place; a repeated seq is ignored."""
+    def add(self, chunk: "job_pb2.ResultChunk | RawChunk") -> None:
+        """Copy one chunk (a message, or one read by ``events.decode_event``) into place; a repeated seq is ignored."""
         from .codec import array_from_tensor
 
         if chunk.seq in self._seen:
             return
         flat = self._arrays[chunk.field].reshape(-1)
-        data = array_from_tensor(chunk.data, "chunk.data").reshape(-1)
+        if isinstance(chunk, RawChunk):
+            data = array_from_tensor(tensor_pb2.Tensor(dtype=chunk.dtype, shape=chunk.shape), "chunk.data",
+                                     data=chunk.data).reshape(-1)
+        else:
+            data = array_from_tensor(chunk.data, "chunk.data").reshape(-1)
         if data.size != chunk.stop - chunk.start or chunk.stop > flat.size:
             raise ValueError(f"chunk {chunk.seq}: bad range {chunk.start}..{chunk.stop}")
         flat[chunk.start:chunk.stop] = data

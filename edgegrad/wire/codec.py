@@ -51,8 +51,11 @@ def tensor_from_array(values: Any, dtype: Any = None) -> tensor_pb2.Tensor:
     return tensor_pb2.Tensor(dtype=code, shape=arr.shape, data=data)
 
 
-def array_from_tensor(tensor: tensor_pb2.Tensor, place: str, *, ndim: int | None = None) -> np.ndarray:
-    """The numpy view of a Tensor (read-only, zero-copy); InvalidInput naming ``place`` if malformed."""
+def array_from_tensor(tensor: tensor_pb2.Tensor, place: str, *, ndim: int | None = None,
+                      data: Any = None) -> np.ndarray:
+    """The numpy view of a Tensor (read-only, zero-copy); InvalidInput naming ``place`` if malformed.
+
+    ``data``: the tensor's bytes when they are held apart from it (a view of a received message)."""
     dt = _TO_NUMPY.get(tensor.dtype)
     if dt is None:
         raise InvalidInput(f"{place}.dtype: unsupported dtype {tensor.dtype}")
@@ -60,7 +63,8 @@ def array_from_tensor(tensor: tensor_pb2.Tensor, place: str, *, ndim: int | None
     if ndim is not None and len(shape) != ndim:
         raise InvalidInput(f"{place}.shape: expected {ndim} dimensions, got {list(shape)}")
     count = math.prod(shape)  # Python ints: a huge shape cannot wrap around
-    data = tensor.data  # each access of a bytes field makes a new copy: once only
+    if data is None:
+        data = tensor.data  # each access of a bytes field makes a new copy: once only
     if len(data) != count * dt.itemsize:
         raise InvalidInput(f"{place}.data: expected {count * dt.itemsize} bytes for shape {list(shape)}"
                            f" of {dt.name}, got {len(data)}")

@@ -201,11 +201,17 @@ def test_a_result_larger_than_the_buffer_waits_for_a_slow_reader(namespace) -> N
     with Cluster(settings, workers=2, log=sys.stderr) as cluster, Client(cluster.address, timeout=120) as client:
         handle = client.submit(NET, x, shard_rows=500)
         keys = Keys(settings.key_prefix)
-        stream = keys.events(handle.name.split("/")[1])
-        peak = 0
+        job_id = handle.name.split("/")[1]
+        stream = keys.events(job_id)
+        peak = staged = keys_seen = 0
         for i, _ in enumerate(handle.chunks()):
             time.sleep(0.005)  # a slow reader
-            peak = max(peak, r.memory_usage(stream) or 0)
+            # the stream with the keys of its large chunks, and the chunks workers wrote for EMIT to place
+            found = list(r.scan_iter(match=f"{keys.job(job_id)}:*", count=1000))
+            held = sum(r.memory_usage(key) or 0 for key in found if b":chunk:" in key)
+            peak = max(peak, (r.memory_usage(stream) or 0) + held)
+            keys_seen = max(keys_seen, held)
+            staged = max(staged, sum(r.memory_usage(key) or 0 for key in found if b":staged:" in key))
         result = handle.result()
         with pytest.raises(errors.OutOfRange, match="acknowledged and dropped"):
             client.job(handle.name).result()   # a result larger than the buffer is read once
@@ -213,7 +219,10 @@ def test_a_result_larger_than_the_buffer_waits_for_a_slow_reader(namespace) -> N
         first = small.result()
         assert _same(client.job(small.name).result(), first)  # one that fits stays whole for its TTL
     assert handle.job.layout.chunk_count > 40, "the result must be many times the buffer"
+    assert keys_seen > 0, "chunks this large travel as keys of their own (renamed onto the stream by EMIT)"
     assert peak <= 4 * chunk + 64 * 1024, f"Redis held {peak} bytes of a result for a {4 * chunk}-byte buffer"
+    # in flight: each of the 2 workers writes at most half the buffer before EMIT places it (or drops it)
+    assert staged <= 2 * 2 * (chunk + 1024), f"workers had {staged} bytes of chunks staged in Redis"
     local = edgegrad.gradients(NET, x)
     for field in ("outputs", "edge_grads", "deltas"):
         _close(getattr(result, field), getattr(local, field), 1e-12)
