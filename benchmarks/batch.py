@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from unittest import mock
 import time
 from typing import Callable, Iterator, Sequence
 
@@ -35,7 +36,7 @@ import redis
 import edgegrad
 from edgegrad.client import Client
 from edgegrad.server.cluster import Cluster
-from edgegrad.settings import Settings
+from edgegrad.settings import ENV_NAMES, Settings
 
 from . import networks
 from .service import BareRq, _timed
@@ -174,16 +175,8 @@ def _one_engine_thread() -> Iterator[None]:
     """In-process calls on one engine thread and one BLAS thread, as each benchmark worker runs."""
     from threadpoolctl import threadpool_limits
 
-    before = os.environ.get("EDGEGRAD_THREADS")
-    os.environ["EDGEGRAD_THREADS"] = "1"
-    try:
-        with threadpool_limits(1):
-            yield
-    finally:
-        if before is None:
-            del os.environ["EDGEGRAD_THREADS"]
-        else:
-            os.environ["EDGEGRAD_THREADS"] = before
+    with mock.patch.dict(os.environ, {ENV_NAMES["threads"]: "1"}), threadpool_limits(1):
+        yield
 
 
 def big_batches(own: OwnRedis, rows: int, per_example_rows: int, runs: int, loss_mode: bool = True) -> Iterator[Row]:

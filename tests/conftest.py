@@ -10,6 +10,7 @@ import os
 import shutil
 from typing import Iterator
 import tempfile
+from unittest import mock
 
 import pytest
 import redis
@@ -98,12 +99,5 @@ def each_kernel(request: pytest.FixtureRequest) -> Iterator[str]:
 
     if request.param == "compiled":
         assert native.available(), "the compiled kernels do not load (is numba installed?)"
-    before = os.environ.get("EDGEGRAD_KERNEL")
-    os.environ["EDGEGRAD_KERNEL"] = request.param
-    try:
+    with mock.patch.dict(os.environ, {"EDGEGRAD_KERNEL": request.param}):
         yield request.param
-    finally:
-        if before is None:
-            os.environ.pop("EDGEGRAD_KERNEL", None)
-        else:
-            os.environ["EDGEGRAD_KERNEL"] = before
