@@ -7,7 +7,8 @@ depend on how rows are split between threads. The kernels release the GIL; ``nat
 level's row chunks on the engine's thread pool.
 
 Activation codes are the positions in ``model.activations.ACTIVATION_NAMES`` (``native`` checks the
-order at import). Every activation is evaluated in float64 and stored in the buffers' dtype.
+order at import). Every activation is evaluated in float64 and stored in the buffers' dtype
+(``np.float64(x)``, since numba types ``float()`` of a float32 as float32).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any, Callable
 
 import numpy as np
 from numba import njit
+
+from .rowmath import EXPM1_SERIES, exp_row, expm1_series, log1p_unit, sigmoid_row, sincos_row, tanh_row
 
 __all__ = ["forward_rows", "backward_rows", "input_grads", "ORDER"]
 
@@ -36,14 +39,6 @@ def _jit(fn: Callable[..., Any]) -> Any:
         return njit(cache=True, **_OPTIONS)(fn)
     except RuntimeError:                       # "cannot cache function ...: no locator available"
         return njit(cache=False, **_OPTIONS)(fn)
-
-
-@njit(inline="always")
-def _expit(z: float) -> float:
-    if z >= 0.0:
-        return 1.0 / (1.0 + math.exp(-z))
-    e = math.exp(z)
-    return e / (1.0 + e)
 
 
 @njit(inline="always")
@@ -67,21 +62,28 @@ def _clip(z: float) -> float:
 
 
 @njit(nogil=True, error_model="numpy", boundscheck=False)
-def _activate(code: int, z: np.ndarray, o: np.ndarray, d: np.ndarray) -> None:
-    """o = f(z) and d = f'(z) over one row, for the activation numbered ``code`` (NaN in, NaN out)."""
+def _activate(code: int, z: np.ndarray, o: np.ndarray, d: np.ndarray, tmp: np.ndarray) -> None:
+    """o = f(z) and d = f'(z) over one row, for the activation numbered ``code`` (NaN in, NaN out).
+
+    ``tmp`` is 4 float64 rows of scratch: exp, tanh, sigmoid, sin and cos run over the whole row in
+    ``rowmath``'s SIMD loops, then one loop derives o and d from them.
+    """
     n = z.shape[0]
+    f, scratch = tmp[0], tmp[1:]
     if code == 0:                                                  # identity
         for b in range(n):
             o[b] = z[b]
             d[b] = 1.0
     elif code == 1:                                                # sigmoid
+        sigmoid_row(z, f, scratch)
         for b in range(n):
-            s = _expit(float(z[b]))
+            s = f[b]
             o[b] = s
             d[b] = s * (1.0 - s)
     elif code == 2:                                                # tanh
+        tanh_row(z, f, scratch)
         for b in range(n):
-            t = math.tanh(float(z[b]))
+            t = f[b]
             o[b] = t
             d[b] = 1.0 - t * t
     elif code == 3:                                                # relu
@@ -96,45 +98,53 @@ def _activate(code: int, z: np.ndarray, o: np.ndarray, d: np.ndarray) -> None:
             o[b] = x * s
             d[b] = s
     elif code == 5:                                                # elu
+        exp_row(z, f, scratch)
         for b in range(n):
-            x = float(z[b])
-            if x > 0.0:
-                o[b] = x
-                d[b] = 1.0
-            else:
-                o[b] = math.expm1(x)
-                d[b] = math.exp(x)
+            x = np.float64(z[b])
+            e = f[b]
+            small = expm1_series(x) if x > -EXPM1_SERIES else e - 1.0
+            o[b] = x if x > 0.0 else small
+            d[b] = 1.0 if x > 0.0 else e
     elif code == 6:                                                # softplus
+        negative = tmp[3]
         for b in range(n):
-            x = float(z[b])
-            e = math.exp(-abs(x))
-            o[b] = math.log1p(e) + (x if x > 0.0 else 0.0)
+            negative[b] = -abs(np.float64(z[b]))
+        exp_row(negative[:n], f, scratch)
+        for b in range(n):
+            x = np.float64(z[b])
+            e = f[b]
+            o[b] = log1p_unit(e) + (x if x > 0.0 else 0.0)
             r = 1.0 / (1.0 + e)
             d[b] = e * r if x < 0.0 else r
     elif code == 7:                                                # gelu (erf form)
         for b in range(n):
-            x = float(z[b])
+            x = np.float64(z[b])
             c = _ndtr(x)
             xc = _clip(x)
             o[b] = x * c
             d[b] = c + xc * (math.exp(-0.5 * xc * xc) * _INV_SQRT_2PI)
     elif code == 8:                                                # silu
+        sigmoid_row(z, f, scratch)
         for b in range(n):
-            x = float(z[b])
-            s = _expit(x)
+            x = np.float64(z[b])
+            s = f[b]
             o[b] = x * s
             d[b] = s * (1.0 + x * (1.0 - s))
     elif code == 9:                                                # sin
+        sincos_row(z, f, tmp[1])
         for b in range(n):
-            x = float(z[b])
-            o[b] = math.sin(x)
-            d[b] = math.cos(x)
+            o[b] = f[b]
+            d[b] = tmp[1, b]
     elif code == 10:                                               # gauss
+        negative = tmp[3]
         for b in range(n):
-            xc = _clip(float(z[b]))
-            g = math.exp(-(xc * xc))
+            xc = _clip(np.float64(z[b]))
+            negative[b] = -(xc * xc)
+        exp_row(negative[:n], f, scratch)
+        for b in range(n):
+            g = f[b]
             o[b] = g
-            d[b] = -2.0 * xc * g
+            d[b] = -2.0 * _clip(np.float64(z[b])) * g
     else:                                                          # abs
         for b in range(n):
             x = z[b]
@@ -158,6 +168,7 @@ def _forward_rows(r0: int, r1: int, n_in: int, in_ptr: np.ndarray, in_src: np.nd
     """Node rows [r0, r1) in order: z = Σ w·o[src] (edges in plan order) + bias, then o = f(z), f'(z)."""
     width = acts.shape[1]
     z = np.empty(width, dtype=acts.dtype)
+    tmp = np.empty((4, width), dtype=np.float64)
     for v in range(r0, r1):
         if width == 1:                         # one example: scalar sums, no row loops to set up per edge
             s = acts.dtype.type(0.0)
@@ -174,7 +185,7 @@ def _forward_rows(r0: int, r1: int, n_in: int, in_ptr: np.ndarray, in_src: np.nd
             bv = bias[v]
             for b in range(width):
                 z[b] += bv
-        _activate(codes[v], z, acts[n_in + v], fprime[v])
+        _activate(codes[v], z, acts[n_in + v], fprime[v], tmp)
 
 
 def _backward_rows(r0: int, r1: int, n_in: int, out_ptr: np.ndarray, out_dst: np.ndarray, out_w: np.ndarray,

@@ -38,8 +38,8 @@ CHUNKS_PER_THREAD = 2
 _INT32_MAX = 2**31 - 1
 #: cost of an activation per example, in edges (one edge: a row read and a multiply-add per example),
 #: measured here; nodes of a level are sorted by activation, so chunks are cut by edges + this
-ACTIVATION_COST = {"identity": 0.5, "sigmoid": 7.0, "tanh": 12.0, "relu": 0.5, "leaky_relu": 0.5, "elu": 9.0,
-                   "softplus": 14.0, "gelu": 17.0, "silu": 12.0, "sin": 14.0, "gauss": 6.0, "abs": 1.0}
+ACTIVATION_COST = {"identity": 0.5, "sigmoid": 1.8, "tanh": 2.4, "relu": 0.5, "leaky_relu": 0.5, "elu": 2.2,
+                   "softplus": 3.2, "gelu": 17.0, "silu": 1.9, "sin": 2.3, "gauss": 1.7, "abs": 0.5}
 
 _lock = threading.Lock()
 _module: Any = None
