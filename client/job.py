@@ -43,6 +43,14 @@ class JobHandle(HandleBase):
         for chunk in self._chunks(deadline or self.client.deadline(timeout)):
             yield as_message(chunk)
 
+    def chunk_views(self, timeout: float | None = None) -> Iterator[job_pb2.ResultChunk | RawChunk]:
+        """``chunks()`` without parsing: mostly RawChunks whose data views the received bytes (no copy).
+
+        For a reader that copies each chunk on at once (``edgegrad.wire.events.chunk_values`` reads either
+        kind); a view is valid while the chunk is referenced.
+        """
+        return self._chunks(self.client.deadline(timeout))
+
     def _chunks(self, deadline: Deadline) -> Iterator[job_pb2.ResultChunk | RawChunk]:
         """``chunks()`` as they were read (the messages are made only for callers of ``chunks()``)."""
         yield from self._grouped(deadline)

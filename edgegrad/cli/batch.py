@@ -122,7 +122,7 @@ def _stream(client: Any, name: str, writer: ResultWriter | None, received: RowPr
     # only a watch that writes the result is its consumer: an onlooker frees no chunks
     handle = client.job(name, after_seq=writer.after_seq if writer is not None else 0, assemble=False,
                         acknowledge=writer is not None)
-    for chunk in handle.chunks():
+    for chunk in handle.chunk_views():  # copied straight into the file: never parsed into messages
         if writer is None:
             progress.update(received.add(chunk))
             continue

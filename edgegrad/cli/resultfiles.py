@@ -19,7 +19,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..wire.codec import FIELD_NAMES, array_from_tensor
+from ..wire.codec import FIELD_NAMES
+from ..wire.events import RawChunk, chunk_values
 from ..errors import InvalidInput
 from .io import remove_quietly
 from ..v1 import job_pb2, tensor_pb2
@@ -83,7 +84,7 @@ class RowProgress:
         self._total = sum(self._sizes.values())
         self.received = {field: int((received or {}).get(field, 0)) for field in self._sizes}
 
-    def add(self, chunk: job_pb2.ResultChunk) -> int:
+    def add(self, chunk: job_pb2.ResultChunk | RawChunk) -> int:
         """Count one (new) chunk; return the rows done."""
         if chunk.field in self.received:
             self.received[chunk.field] += int(chunk.stop - chunk.start)
@@ -194,15 +195,15 @@ class ResultWriter:
         return self.chunks_done >= self.layout.chunk_count
 
     # ------------------------------------------------------------ writing
-    def add(self, chunk: job_pb2.ResultChunk) -> bool:
-        """Write one chunk in place; False (nothing written) for a seq already written."""
+    def add(self, chunk: job_pb2.ResultChunk | RawChunk) -> bool:
+        """Write one chunk (a message, or a RawChunk viewing the received bytes) in place; False if already written."""
         seq = int(chunk.seq)
         if seq <= self._through or seq in self._extra:
             return False
         flat = self._flat.get(chunk.field)
         if flat is None or not 1 <= seq <= self.layout.chunk_count:
             raise ValueError(f"chunk {seq}: field {chunk.field} or seq is not in the job's layout")
-        data = array_from_tensor(chunk.data, f"chunk {seq}.data").reshape(-1)
+        data = chunk_values(chunk, f"chunk {seq}.data")
         start, stop = int(chunk.start), int(chunk.stop)
         if not 0 <= start <= stop <= flat.size or stop - start != data.size:
             raise ValueError(f"chunk {seq}: bad range {start}..{stop} for {data.size} values")

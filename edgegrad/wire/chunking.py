@@ -17,7 +17,7 @@ import numpy as np
 from ..engine.result import GradientResult
 from ..model.sizes import NetworkSizes
 from ..v1 import job_pb2, tensor_pb2
-from .events import RawChunk
+from .events import RawChunk, chunk_values
 
 __all__ = ["result_layout", "result_bytes", "ChunkPlan", "shard_bounds", "shard_chunk_plans",
            "summed_chunk_plans", "plan_chunks", "result_chunks", "ResultAssembler",
@@ -241,16 +241,10 @@ class ResultAssembler:
 
     def add(self, chunk: "job_pb2.ResultChunk | RawChunk") -> None:
         """Copy one chunk (a message, or one read by ``events.decode_event``) into place; a repeated seq is ignored."""
-        from .codec import array_from_tensor
-
         if chunk.seq in self._seen:
             return
         flat = self._arrays[chunk.field].reshape(-1)
-        if isinstance(chunk, RawChunk):
-            data = array_from_tensor(tensor_pb2.Tensor(dtype=chunk.dtype, shape=chunk.shape), "chunk.data",
-                                     data=chunk.data).reshape(-1)
-        else:
-            data = array_from_tensor(chunk.data, "chunk.data").reshape(-1)
+        data = chunk_values(chunk)
         if data.size != chunk.stop - chunk.start or chunk.stop > flat.size:
             raise ValueError(f"chunk {chunk.seq}: bad range {chunk.start}..{chunk.stop}")
         flat[chunk.start:chunk.stop] = data

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from ..v1 import job_pb2
+import numpy as np
 
-__all__ = ["RawChunk", "decode_event", "as_message"]
+from ..v1 import job_pb2, tensor_pb2
+
+__all__ = ["RawChunk", "decode_event", "as_message", "chunk_values"]
 
 _CHUNK_EVENT = 0x12  # JobEvent.chunk = 2, length-delimited
 #: ResultChunk's varint fields by number (8 is its Tensor)
@@ -157,3 +159,13 @@ def decode_event(raw: bytes) -> job_pb2.JobEvent | RawChunk:
 def as_message(chunk: job_pb2.ResultChunk | RawChunk) -> job_pb2.ResultChunk:
     """A chunk as the ResultChunk message the SDK's ``chunks()`` yields."""
     return chunk.message() if isinstance(chunk, RawChunk) else chunk
+
+
+def chunk_values(chunk: job_pb2.ResultChunk | RawChunk, place: str = "chunk.data") -> np.ndarray:
+    """A chunk's values as a flat read-only array (a view of the received bytes for a RawChunk)."""
+    from .codec import array_from_tensor
+
+    if isinstance(chunk, RawChunk):
+        header = tensor_pb2.Tensor(dtype=chunk.dtype, shape=chunk.shape)
+        return array_from_tensor(header, place, data=chunk.data).reshape(-1)
+    return array_from_tensor(chunk.data, place).reshape(-1)
