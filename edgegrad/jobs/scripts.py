@@ -145,7 +145,9 @@ return {kind, redis.call('GET', KEYS[2]) or '', tostring(attempt), schunks, st[8
 # -1 cancelled, -2 deleted, -3 not running, -4 the buffer is full (wait for the client's AckJob),
 # -5 an earlier chunk of the shard is missing, -6 a staged chunk is missing (write it again).
 # The staged chunks of the call that are not placed are dropped (the worker writes them again when
-# it retries), so staged data lives only between a worker's SETs and its EMIT in one pipeline.
+# it retries), so staged data lives only between a worker's SETs and its EMIT in one pipeline; a
+# staged key whose EMIT never ran (its worker killed in between) expires after STAGED_TTL seconds.
+# A placed chunk gets the job's TTL.
 EMIT = """
 local staged = KEYS[1] .. ':staged:' .. ARGV[1] .. ':'
 local function drop(from)
@@ -176,7 +178,11 @@ while i <= #ARGV do
       if not renamed then ttl, renamed = redis.call('PTTL', KEYS[1]), true end
       seq = seq + 1
       redis.call('RENAME', staged .. ARGV[i], KEYS[1] .. ':chunk:' .. seq)
-      if ttl > 0 then redis.call('PEXPIRE', KEYS[1] .. ':chunk:' .. seq, ttl) end
+      if ttl > 0 then
+        redis.call('PEXPIRE', KEYS[1] .. ':chunk:' .. seq, ttl)
+      else
+        redis.call('PERSIST', KEYS[1] .. ':chunk:' .. seq)  -- not the staged key's short TTL
+      end
       redis.call('XADD', KEYS[2], seq .. '-0', 'k', 'c')
     else
       seq = seq + 1

@@ -33,6 +33,9 @@ _PIPELINE_BYTES = 16 << 20  # flush a batch of chunks once this much is buffered
 #: chunks at least this large are written with a plain SET and renamed onto the stream by EMIT (Redis
 #: copies a script's arguments twice more; from this size on it takes a plain command's argument as read)
 STAGE_BYTES = 32 << 10
+#: seconds a staged chunk is kept if its EMIT never comes (its worker died between the two): long enough
+#: for a pipeline of half a result buffer over a slow link, short next to a job's TTL
+STAGED_TTL = 300
 _PACK_CUTOFF = 6000  # arguments larger than this go to the socket without being copied into the command
 _RUNNING = stored(RUNNING).encode()  # the state field of a running job, as HMGET returns it
 _WAIT_FIRST, _WAIT_MOST = 0.005, 0.05  # seconds between looks at a job whose result buffer is full
@@ -189,7 +192,7 @@ class WorkerStore:
     def _flush(self, job_id: str, shard: str, pending: list[tuple[int, bytes | list]], limit: int,
                then: list[tuple[str, list[str], list[Any]]]) -> tuple[int, list]:
         keys = [self.keys.job(job_id), self.keys.events(job_id)]
-        ttl_ms = int(self.settings.job_ttl) * 1000  # EMIT gives a placed chunk its job's TTL
+        ttl_ms = int(min(self.settings.job_ttl, STAGED_TTL)) * 1000  # EMIT gives a placed chunk its job's TTL
         wait, lost = _WAIT_FIRST, 0
         while True:
             args: list[Any] = [shard, limit]

@@ -441,3 +441,46 @@ def test_submit_many_registers_a_network_the_server_lost_again(cluster) -> None:
         assert [j.state for j in asyncio.run(run())] == [job_pb2.JOB_STATE_SUCCEEDED]
     finally:
         r.close()
+
+
+def test_a_staged_chunk_whose_emit_never_came_expires_soon(namespace, thread_server, monkeypatch) -> None:
+    """A worker killed between its SETs of large chunks and their EMIT leaves them for STAGED_TTL, not the
+    job's TTL; the retry places its own, and placed chunks live as long as the job."""
+    from edgegrad.jobs.worker_store import STAGED_TTL, WorkerStore
+    from edgegrad.worker import jobs
+
+    settings = namespace("staged", chunk_bytes=64 * 1024, job_ttl=3600)
+    server = thread_server(settings)
+    x = RNG.normal(size=(1500, NET.n_inputs))  # output mode: chunks of 64 KiB, each staged; two shards
+    r = redis.Redis.from_url(settings.redis_url)
+    with Client(server.address, timeout=60) as client:
+        handle = client.submit(NET, x, shard_rows=750)
+        job_id = handle.name.split("/")[1]
+        job_key = Keys(settings.key_prefix).job(job_id)
+        store = WorkerStore(settings, name="in-test")
+        real_run = store._run
+
+        def killed_after_the_sets(calls, before=()):
+            pipe = store.redis.pipeline(transaction=False)
+            for command in before:
+                pipe.execute_command(*command)
+            pipe.execute()
+            raise SystemExit("killed between the SETs and EMIT")
+
+        jobs.set_store(store)
+        try:
+            monkeypatch.setattr(store, "_run", killed_after_the_sets)
+            with pytest.raises(SystemExit):
+                jobs.run_gradient_job(job_id, 0)
+            staged = list(r.scan_iter(match=job_key + ":staged:*"))
+            assert staged and all(0 < r.pttl(key) <= STAGED_TTL * 1000 for key in staged)
+            monkeypatch.setattr(store, "_run", real_run)
+            jobs.run_gradient_job(job_id, 0)   # rq's retry of the shard
+            placed = list(r.scan_iter(match=job_key + ":chunk:*"))
+            ttls = {r.pttl(key) for key in placed}   # the job still runs (shard 1 to go): its TTL, not the staged one
+            assert placed and all(ttl > STAGED_TTL * 1000 for ttl in ttls), ttls
+            jobs.run_gradient_job(job_id, 1)
+        finally:
+            jobs.set_store(None)
+        result = handle.result()
+    _close(result.edge_grads, edgegrad.gradients(NET, x).edge_grads, 1e-12)
