@@ -9,14 +9,13 @@ from typing import Any, Iterable, NamedTuple, Sequence
 
 import numpy as np
 import redis
-from redis._parsers import Encoder
-from redis.connection import HIREDIS_AVAILABLE, HiredisRespSerializer, PythonRespSerializer
 
 from edgegrad.jobs import scripts as jobscripts
 from edgegrad.wire.codec import network_from_proto
 from edgegrad.errors import EdgegradError, NotFound
 from edgegrad.jobs.connections import sync_redis
 from edgegrad.jobs.keys import Keys
+from edgegrad.jobs.packing import SyncPacker
 from edgegrad.model.network import Network
 from edgegrad.settings import Settings
 from edgegrad.v1 import job_pb2, network_pb2
@@ -36,36 +35,13 @@ STAGE_BYTES = 32 << 10
 #: seconds a staged chunk is kept if its EMIT never comes (its worker died between the two): long enough
 #: for a pipeline of half a result buffer over a slow link, short next to a job's TTL
 STAGED_TTL = 300
-_PACK_CUTOFF = 6000  # arguments larger than this go to the socket without being copied into the command
 _RUNNING = stored(RUNNING).encode()  # the state field of a running job, as HMGET returns it
 _WAIT_FIRST, _WAIT_MOST = 0.005, 0.05  # seconds between looks at a job whose result buffer is full
 
 
-class _Packer(PythonRespSerializer):
-    """Commands packed by hiredis when it is there and every argument is small; else by redis-py's own
-    packer, which sends large values (result chunks) to the socket as they are where hiredis copies
-    them into the command, and takes a value given as a list of buffers, sent one after another."""
-
-    def __init__(self) -> None:
-        super().__init__(_PACK_CUTOFF, Encoder("utf-8", "strict", False).encode)
-        self._small = HiredisRespSerializer() if HIREDIS_AVAILABLE else None
-
-    def pack(self, *args: Any) -> list:
-        if not any(isinstance(arg, list) or (isinstance(arg, (bytes, memoryview)) and len(arg) > _PACK_CUTOFF)
-                   for arg in args):
-            return self._small.pack(*args) if self._small is not None else super().pack(*args)
-        if not any(isinstance(arg, list) for arg in args):
-            return super().pack(*args)
-        out: list = [b"*%d\r\n" % len(args)]
-        for arg in args:
-            parts = arg if isinstance(arg, list) else [self.encode(arg)]
-            out += [b"$%d\r\n" % sum(len(p) for p in parts), *parts, b"\r\n"]
-        return out
-
-
 def worker_redis(settings: Settings) -> redis.Redis:
-    """The connection a worker's store (and its rq worker) should use: result chunks go out uncopied."""
-    return sync_redis(settings, command_packer=_Packer())
+    """The connection a worker's store (and its rq worker) should use: chunks go out uncopied, or as lists of pieces."""
+    return sync_redis(settings, command_packer=SyncPacker())
 
 
 class Started(NamedTuple):
