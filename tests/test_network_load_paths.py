@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from edgegrad import InvalidInput, Network
-from edgegrad.model.network import _JsonObject
+from edgegrad.model.checks import JsonObject as _JsonObject
 from edgegrad.model.network_json import read_columns
 from dags import random_network_dict
 

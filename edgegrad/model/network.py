@@ -1,23 +1,24 @@
-"""The network model: the ``edgegrad.network/v1`` JSON format, a compact .npz form, validation."""
+"""The network model: the ``edgegrad.network/v1`` JSON format, a compact .npz form, validation (checks in ``checks``)."""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import json
-import math
 import os
 import zipfile
 import functools
 from functools import cached_property
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from .activations import ACTIVATION_NAMES, ACTIVATIONS, activation_code
+from .activations import ACTIVATION_NAMES, activation_code
 from ..errors import InvalidInput
 from .graph import check_edges, topological_levels
 from .ids import IdIndex
+from .checks import (JsonObject, as_list, check_activation, check_id, check_keys, check_outputs, check_unique,
+                     finite_number, float_array, id_list, kind_of, lookup_vertex, vertex_array)
 from .network_json import FORMAT, Columns, read_columns
 
 __all__ = ["Network", "FORMAT"]
@@ -117,9 +118,9 @@ class Network:
                     activations: Sequence[str] | str | None, biases: Any, src: Any, dst: Any,
                     weights: Any) -> "Network":
         """Build from columns; ``src``/``dst`` are ids or integer indices into ``inputs + node_ids``."""
-        inputs = _id_list(inputs, "inputs")
-        node_ids = _id_list(node_ids, "nodes")
-        _check_unique(inputs, node_ids)
+        inputs = id_list(inputs, "inputs")
+        node_ids = id_list(node_ids, "nodes")
+        check_unique(inputs, node_ids)
         n = len(node_ids)
         if activations is None or isinstance(activations, str):
             activations = [activations or "identity"] * n
@@ -128,16 +129,16 @@ class Network:
             raise InvalidInput(f"activations: expected {n} entries (one per node), got {len(activations)}")
         if not _ACTIVATION_SET.issuperset(activations):
             for i, a in enumerate(activations):
-                _check_activation(a, f"nodes[{i}].activation")
-        biases = _float_array(np.zeros(n) if biases is None else biases, "biases", n, "nodes[{}].bias")
+                check_activation(a, f"nodes[{i}].activation")
+        biases = float_array(np.zeros(n) if biases is None else biases, "biases", n, "nodes[{}].bias")
         ids = inputs + node_ids
         id_index = functools.cache(lambda: IdIndex(ids))      # only built for string ids
-        src = _vertex_array(src, "src", ids, id_index)
-        dst = _vertex_array(dst, "dst", ids, id_index)
+        src = vertex_array(src, "src", ids, id_index)
+        dst = vertex_array(dst, "dst", ids, id_index)
         if src.shape != dst.shape:
             raise InvalidInput(f"edges: src has {src.size} entries but dst has {dst.size}")
-        weights = _float_array(weights, "weights", src.size, "edges[{}].weight")
-        outputs = _check_outputs(outputs, set(inputs), set(node_ids))
+        weights = float_array(weights, "weights", src.size, "edges[{}].weight")
+        outputs = check_outputs(outputs, set(inputs), set(node_ids))
         keys = check_edges(src, dst, len(inputs), ids)
         return cls(inputs, outputs, node_ids, activations, biases, src, dst, weights, _checked=True,
                    _edge_keys=keys)
@@ -146,48 +147,48 @@ class Network:
     def from_dict(cls, data: Any) -> "Network":
         """Build from the parsed ``edgegrad.network/v1`` JSON object, validating every field."""
         if not isinstance(data, dict):
-            raise InvalidInput(f"network: expected a JSON object, got {_kind(data)}")
-        _check_keys(data, _TOP_KEYS, "network")
+            raise InvalidInput(f"network: expected a JSON object, got {kind_of(data)}")
+        check_keys(data, _TOP_KEYS, "network")
         if "format" in data and data["format"] != FORMAT:
             raise InvalidInput(f"format: expected '{FORMAT}', got {json.dumps(data['format'])}")
         for key in ("inputs", "outputs", "nodes"):
             if key not in data:
                 raise InvalidInput(f"{key}: missing")
-        inputs = _id_list(data["inputs"], "inputs")
-        nodes = _list(data["nodes"], "nodes")
+        inputs = id_list(data["inputs"], "inputs")
+        nodes = as_list(data["nodes"], "nodes")
         node_ids, activations, biases = [], [], []
         for i, node in enumerate(nodes):
             place = f"nodes[{i}]"
             if not isinstance(node, dict):
-                raise InvalidInput(f"{place}: expected an object, got {_kind(node)}")
-            _check_keys(node, _NODE_KEYS, place)
+                raise InvalidInput(f"{place}: expected an object, got {kind_of(node)}")
+            check_keys(node, _NODE_KEYS, place)
             if "id" not in node:
                 raise InvalidInput(f"{place}.id: missing")
-            node_ids.append(_id(node["id"], f"{place}.id"))
+            node_ids.append(check_id(node["id"], f"{place}.id"))
             activation = node.get("activation", "identity")
             if not isinstance(activation, str):
-                raise InvalidInput(f"{place}.activation: expected a string, got {_kind(activation)}")
-            _check_activation(activation, f"{place}.activation")
+                raise InvalidInput(f"{place}.activation: expected a string, got {kind_of(activation)}")
+            check_activation(activation, f"{place}.activation")
             activations.append(activation)
-            biases.append(_finite(node.get("bias", 0.0), f"{place}.bias"))
-        _check_unique(inputs, node_ids)
+            biases.append(finite_number(node.get("bias", 0.0), f"{place}.bias"))
+        check_unique(inputs, node_ids)
         index = {v: i for i, v in enumerate(inputs + node_ids)}
-        edges = _list(data.get("edges", []), "edges")
+        edges = as_list(data.get("edges", []), "edges")
         src = np.empty(len(edges), dtype=np.int64)
         dst = np.empty(len(edges), dtype=np.int64)
         weights = np.empty(len(edges), dtype=np.float64)
         for e, edge in enumerate(edges):
             place = f"edges[{e}]"
             if not isinstance(edge, dict):
-                raise InvalidInput(f"{place}: expected an object, got {_kind(edge)}")
-            _check_keys(edge, _EDGE_KEYS, place)
+                raise InvalidInput(f"{place}: expected an object, got {kind_of(edge)}")
+            check_keys(edge, _EDGE_KEYS, place)
             for key in _EDGE_KEYS:
                 if key not in edge:
                     raise InvalidInput(f"{place}.{key}: missing")
-            src[e] = _lookup(edge["src"], index, f"{place}.src")
-            dst[e] = _lookup(edge["dst"], index, f"{place}.dst")
-            weights[e] = _finite(edge["weight"], f"{place}.weight")
-        outputs = _check_outputs(data["outputs"], set(inputs), set(node_ids))
+            src[e] = lookup_vertex(edge["src"], index, f"{place}.src")
+            dst[e] = lookup_vertex(edge["dst"], index, f"{place}.dst")
+            weights[e] = finite_number(edge["weight"], f"{place}.weight")
+        outputs = check_outputs(data["outputs"], set(inputs), set(node_ids))
         keys = check_edges(src, dst, len(inputs), inputs + node_ids)
         return cls(inputs, outputs, node_ids, activations, np.array(biases, dtype=np.float64),
                    src, dst, weights, _checked=True, _edge_keys=keys)
@@ -253,7 +254,7 @@ class Network:
             return cls._from_columns(columns)
         try:  # the exact road, reading the bytes as a utf-8-sig text file would
             text = io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8-sig").read()
-            data = json.loads(text, object_pairs_hook=_JsonObject.from_pairs)
+            data = json.loads(text, object_pairs_hook=JsonObject.from_pairs)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InvalidInput(f"{path}: not valid JSON ({exc})") from None
         return cls.from_dict(data)
@@ -310,160 +311,3 @@ def _positions_of(wanted: Sequence[str], ids: Sequence[str]) -> list[int]:
         return [ids.index(v) for v in wanted]
     index = {v: i for i, v in enumerate(ids)}
     return [index[v] for v in wanted]
-
-
-def _kind(value: Any) -> str:
-    for kind, name in ((bool, "a boolean"), (dict, "an object"), (list, "a list"), (str, "a string"),
-                       (type(None), "null")):
-        if isinstance(value, kind):
-            return name
-    return type(value).__name__
-
-
-class _JsonObject(dict):
-    """A parsed JSON object that remembers the first key it saw twice (json keeps the last silently)."""
-
-    duplicate: str | None = None
-
-    @classmethod
-    def from_pairs(cls, pairs: list[tuple[str, Any]]) -> "_JsonObject":
-        obj = cls(pairs)
-        if len(obj) != len(pairs):
-            seen: set[str] = set()
-            obj.duplicate = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
-        return obj
-
-
-def _check_keys(obj: dict, allowed: Iterable[str], place: str) -> None:
-    duplicate = getattr(obj, "duplicate", None)
-    if duplicate is not None:
-        raise InvalidInput(f"{place}: key '{duplicate}' appears twice")
-    for key in obj:
-        if key not in allowed:
-            raise InvalidInput(f"{place}: unknown key '{key}' (allowed: {', '.join(allowed)})")
-
-
-def _list(value: Any, place: str) -> list:
-    if not isinstance(value, list):
-        raise InvalidInput(f"{place}: expected a list, got {_kind(value)}")
-    return value
-
-
-def _id(value: Any, place: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise InvalidInput(f"{place}: expected a non-empty string id, got {json.dumps(value) if _jsonable(value) else _kind(value)}")
-    return value
-
-
-def _jsonable(value: Any) -> bool:
-    return isinstance(value, (str, int, float, bool, type(None)))
-
-
-def _id_list(values: Any, place: str) -> list[str]:
-    if isinstance(values, np.ndarray):
-        values = values.tolist()
-    if not isinstance(values, (list, tuple)):
-        raise InvalidInput(f"{place}: expected a list, got {_kind(values)}")
-    if _all_str(values) and "" not in values:
-        return list(values)
-    return [_id(v, f"{place}[{i}]") for i, v in enumerate(values)]
-
-
-def _all_str(values: Sequence[Any]) -> bool:
-    """Every item is exactly a ``str`` (subclasses take the careful road)."""
-    return all(t is str for t in set(map(type, values)))
-
-
-def _check_unique(inputs: list[str], node_ids: list[str]) -> None:
-    if len(set(inputs).union(node_ids)) == len(inputs) + len(node_ids):
-        return
-    seen: set[str] = set()
-    for place, ids in (("inputs", inputs), ("nodes", node_ids)):
-        for i, v in enumerate(ids):
-            if v in seen:
-                where = f"{place}[{i}]" if place == "inputs" else f"nodes[{i}].id"
-                raise InvalidInput(f"{where}: duplicate id '{v}'")
-            seen.add(v)
-
-
-def _check_activation(name: str, place: str) -> None:
-    if name not in ACTIVATIONS:
-        raise InvalidInput(f"{place}: unknown activation '{name}' (expected one of {', '.join(ACTIVATION_NAMES)})")
-
-
-def _finite(value: Any, place: str) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise InvalidInput(f"{place}: expected a number, got {_kind(value)}")
-    try:
-        value = float(value)
-    except OverflowError:  # an integer beyond float64
-        raise InvalidInput(f"{place}: must be finite, got an integer too large for float64") from None
-    if not math.isfinite(value):
-        raise InvalidInput(f"{place}: must be finite, got {value}")
-    return value
-
-
-def _lookup(value: Any, index: dict[str, int], place: str) -> int:
-    if not isinstance(value, str):
-        raise InvalidInput(f"{place}: expected a node id string, got {_kind(value)}")
-    try:
-        return index[value]
-    except KeyError:
-        raise InvalidInput(f"{place}: unknown node '{value}'") from None
-
-
-def _check_outputs(outputs: Any, inputs: set[str], nodes: set[str]) -> list[str]:
-    outputs = _id_list(outputs, "outputs")
-    if not outputs:
-        raise InvalidInput("outputs: must name at least one node")
-    seen: set[str] = set()
-    for i, v in enumerate(outputs):
-        if v in inputs:
-            raise InvalidInput(f"outputs[{i}]: '{v}' is an input; outputs must be computed nodes")
-        if v not in nodes:
-            raise InvalidInput(f"outputs[{i}]: unknown node '{v}'")
-        if v in seen:
-            raise InvalidInput(f"outputs[{i}]: duplicate output '{v}'")
-        seen.add(v)
-    return outputs
-
-
-def _float_array(values: Any, name: str, size: int, place: str) -> np.ndarray:
-    try:
-        arr = np.asarray(values, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError):
-        raise InvalidInput(f"{name}: expected numbers") from None
-    if arr.size != size:
-        raise InvalidInput(f"{name}: expected {size} entries, got {arr.size}")
-    bad = np.flatnonzero(~np.isfinite(arr))
-    if bad.size:
-        raise InvalidInput(f"{place.format(int(bad[0]))}: must be finite, got {arr[bad[0]]}")
-    return arr
-
-
-def _vertex_array(values: Any, name: str, ids: list[str], id_index: Callable[[], IdIndex]) -> np.ndarray:
-    if type(values) in (list, tuple) and values and isinstance(values[0], str):
-        found = id_index().positions(values)   # what np.asarray(values) then the lookups give
-        if found is not None:
-            return found
-    arr = np.asarray(values)
-    if arr.ndim != 1:
-        arr = arr.reshape(-1)
-    if arr.size and arr.dtype.kind in "iu":
-        arr = arr.astype(np.int64)
-        bad = np.flatnonzero((arr < 0) | (arr >= len(ids)))
-        if bad.size:
-            e = int(bad[0])
-            raise InvalidInput(f"edges[{e}].{name}: index {arr[e]} out of range (0..{len(ids) - 1})")
-        return arr
-    if arr.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    if arr.dtype.kind == "U":
-        found = id_index().positions(arr)
-        if found is not None:
-            return found
-    index = {v: i for i, v in enumerate(ids)}
-    out = np.empty(arr.size, dtype=np.int64)
-    for e, v in enumerate(arr.tolist()):
-        out[e] = _lookup(v, index, f"edges[{e}].{name}")
-    return out
