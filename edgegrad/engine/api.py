@@ -110,17 +110,12 @@ def _check_net(net: Any) -> None:
         raise TypeError(f"net must be an edgegrad.Network, got {type(net).__name__}")
 
 
-def _widest_level(net: Network) -> int:
-    """Nodes in the network's widest topological level."""
-    return int(np.bincount(np.asarray(net.levels)[net.n_inputs:]).max())
-
-
 def _run(net: Network, x: np.ndarray, t: np.ndarray | None, loss: str | None, reduction: str,
          per_example: bool, dtype: str, total_rows: int, row_offset: int) -> GradientResult:
     """Validated rows in slabs: folded (loss-mode sums) or written into a preallocated result."""
     plan = get_plan(net, dtype)
     batch = x.shape[0]
-    step = slab_rows(net.n_inputs, net.n_nodes, net.n_outputs, loss, per_example, plan.dtype, _widest_level(net))
+    step = slab_rows(net.n_inputs, net.n_nodes, net.n_outputs, loss, per_example, plan.dtype, net.widest_level)
     spans = [(a, min(a + step, batch)) for a in range(0, batch, step)]
     scratch = passes.pass_bytes(plan, min(step, batch), None if loss else net.n_outputs)
     compiled = native.uses_compiled(plan)                      # once per call: every slab on the same kernel

@@ -91,6 +91,11 @@ class Network:
         return [[ids[s], ids[d]] for s, d in zip(self.src.tolist(), self.dst.tolist())]
 
     @cached_property
+    def widest_level(self) -> int:
+        """Computed nodes in the network's widest topological level."""
+        return int(np.bincount(self.levels[self.n_inputs:]).max())
+
+    @cached_property
     def content_hash(self) -> str:
         """SHA-256 of the network's content; equal networks hash equal, whatever their source."""
         h = hashlib.sha256(FORMAT.encode())
