@@ -8,7 +8,7 @@ import threading
 import time
 from typing import Any
 
-from rq import Queue, SimpleWorker
+from rq import Queue, Retry, SimpleWorker
 from rq.exceptions import AbandonedJobError, StopRequested
 from rq.executions import Execution
 from rq.job import Job, JobStatus
@@ -18,7 +18,8 @@ from rq.utils import now as rq_now, utcformat
 from rq.worker import WorkerStatus
 
 from edgegrad.errors import bounded
-from edgegrad.jobs.record import RQ_RECORD_TTL
+from edgegrad.jobs.contract import JOB_FUNCTION
+from edgegrad.jobs.record import FOLD_SHARD, RQ_RECORD_TTL, rq_job_id
 from edgegrad.settings import Settings
 
 from .jobs import ALLOWED_FUNCTIONS, fail_shard, get_store, job_args, start_with
@@ -320,13 +321,32 @@ def end_abandoned_job(job: Job, exc_type: type, exc_value: BaseException, traceb
     """rq exception handler: a job whose worker died and that rq will not retry ends FAILED.
 
     rq's registry clean-up calls this for every abandoned job, retried or not; without it a job
-    whose retries are used up would stay RUNNING in edgegrad's record until its TTL.
+    whose retries are used up would stay RUNNING in edgegrad's record until its TTL. A shard that
+    had reported its rows before its worker died fails nothing: if it was the last, a fresh rq job
+    folds the shards (``run_gradient_job`` of a reported shard folds when every shard is in).
     """
     if exc_type is AbandonedJobError and not (job.retries_left and job.retries_left > 0):
         job_id, shard, tenant = job_args(job.args or [job.id])
+        store = get_store().for_tenant(tenant)
+        reported, all_in = store.shard_reported(job_id, shard)
+        if reported:
+            if all_in:
+                _enqueue_fold(job, store.settings, job_id)
+            return True
         reason = f"the worker running shard {shard} of this job stopped (killed or lost) and no retries are left"
-        fail_shard(get_store().for_tenant(tenant), job_id, shard, "ABORTED", reason)
+        fail_shard(store, job_id, shard, "ABORTED", reason)
     return True  # let other handlers run
+
+
+def _enqueue_fold(job: Job, settings: Settings, job_id: str) -> None:
+    """A new rq job (once) that folds the shards of ``job_id``: the same call as the abandoned shard's."""
+    fold_id = rq_job_id(job_id, FOLD_SHARD)
+    if Job.exists(fold_id, connection=job.connection):
+        return
+    queue = Queue(job.origin, connection=job.connection, serializer=JSONSerializer)
+    queue.enqueue_call(JOB_FUNCTION, args=job.args, job_id=fold_id, timeout=job.timeout, result_ttl=RQ_RECORD_TTL,
+                       failure_ttl=settings.result_ttl, ttl=settings.job_ttl,
+                       retry=Retry(max=settings.job_retries) if settings.job_retries else None)
 
 
 def make_worker(settings: Settings, connection, name: str | None = None) -> EdgegradWorker:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..settings import Settings
 from .connections import sync_redis
 from .keys import Keys
-from .record import rq_job_id
+from .record import FOLD_SHARD, rq_job_id
 
 __all__ = ["delete_namespace"]
 
@@ -27,7 +27,7 @@ def delete_namespace(settings: Settings) -> None:
             for job_id in job_ids:
                 pipe.hget(keys.job(job_id), "shards")
             shard_counts = pipe.execute()
-        rq_ids = [rq_job_id(j, i) for j, n in zip(job_ids, shard_counts) for i in range(int(n or 1))]
+        rq_ids = [rq_job_id(j, i) for j, n in zip(job_ids, shard_counts) for i in [*range(int(n or 1)), FOLD_SHARD]]
         found = [k for p in (keys.pattern, f"rq:*{marker}*") for k in r.scan_iter(match=p, count=1000)]
         found += [name.format(rq_id) for rq_id in [*job_ids, *rq_ids] for name in _RQ_JOB_KEYS]
         for i in range(0, len(found), 500):

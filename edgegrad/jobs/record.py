@@ -17,7 +17,7 @@ from ..v1 import job_pb2
 from .contract import QUEUED, stored
 
 __all__ = ["new_job_id", "id_prefix_at", "job_name", "job_id_from_name", "initial_fields", "job_from_fields",
-           "error_fields", "loss_fields", "shard_progress", "rq_job_id", "RQ_RECORD_TTL"]
+           "error_fields", "loss_fields", "shard_progress", "rq_job_id", "FOLD_SHARD", "RQ_RECORD_TTL"]
 
 #: seconds rq keeps its own record of a finished job (our job function returns None; results live
 #: in edgegrad's streams). A short positive TTL lets rq expire the record instead of deleting it at
@@ -32,8 +32,12 @@ def new_job_id() -> str:
     return f"{time.time_ns() // 1000:014x}{secrets.token_hex(6)}"
 
 
-def rq_job_id(job_id: str, shard: int) -> str:
-    """The id of the rq job that runs one shard of a job."""
+#: the "shard" in the rq job id of a fold started apart from the shards (their last worker died folding)
+FOLD_SHARD = "r"
+
+
+def rq_job_id(job_id: str, shard: int | str) -> str:
+    """The id of the rq job that runs one shard of a job (or, for ``FOLD_SHARD``, folds its shards)."""
     return f"{job_id}-{shard}"
 
 

@@ -223,6 +223,15 @@ class WorkerStore:
         """End a job as FAILED or CANCELLED; return the state it ended in, as stored."""
         return final_state(self._run([self.finish(job_id, state, 0, fields)])[-1])
 
+    def shard_reported(self, job_id: str, shard: int) -> tuple[bool, bool]:
+        """(whether ``shard`` of a running job has reported its rows, whether every shard has): a shard
+        whose worker died after reporting needs no rerun, only the fold if it was the last."""
+        state, progress, done, shards = self.redis.hmget(self.keys.job(job_id), ["state", f"s:{shard}", "shards_done",
+                                                                                 "shards"])
+        if state != _RUNNING or not (progress or b"").startswith(b"3|"):
+            return False, False
+        return True, int(done or 0) >= int(shards or 1)
+
     def shard_shares(self, job_id: str, shards: int) -> tuple[list[bytes | None], Iterable[bytes | None]]:
         """The shards' loss shares (in order), and their partial sums read one at a time, in order."""
         shares = self.redis.hmget(self.keys.job(job_id), [f"l:{i}" for i in range(shards)])

@@ -484,3 +484,47 @@ def test_a_staged_chunk_whose_emit_never_came_expires_soon(namespace, thread_ser
             jobs.set_store(None)
         result = handle.result()
     _close(result.edge_grads, edgegrad.gradients(NET, x).edge_grads, 1e-12)
+
+
+def test_a_reported_shard_abandoned_with_no_retries_left_fails_nothing_and_its_fold_runs(namespace, thread_server,
+                                                                                         monkeypatch) -> None:
+    """rq gives up on the last shard's rq job (no retries) after the shard had reported and its worker died
+    folding: the job does not fail; a fresh rq job folds the shards, once, however many shards are abandoned."""
+    from rq.exceptions import AbandonedJobError
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+
+    from edgegrad.jobs.record import FOLD_SHARD, rq_job_id
+    from edgegrad.jobs.worker_store import WorkerStore
+    from edgegrad.worker import jobs
+    from edgegrad.worker.runner import end_abandoned_job
+
+    settings = namespace("abandoned", job_retries=0)
+    server = thread_server(settings)
+    r = redis.Redis.from_url(settings.redis_url)
+    with Client(server.address, timeout=60) as client:
+        handle = client.submit(NET, X, targets=T, loss="mse", shard_rows=20)
+        job_id = handle.name.split("/")[1]
+        jobs.set_store(WorkerStore(settings, name="in-test"))
+        try:
+            real_fold = jobs._fold
+            monkeypatch.setattr(jobs, "_fold", lambda *a, **k: (_ for _ in ()).throw(SystemExit("killed folding")))
+            for shard in range(3):
+                try:
+                    jobs.run_gradient_job(job_id, shard)
+                except SystemExit:
+                    assert shard == 2
+            monkeypatch.setattr(jobs, "_fold", real_fold)
+            for shard in (2, 0):   # the folding worker's rq job, then another reported one, given up by rq
+                rq_job = Job.fetch(rq_job_id(job_id, shard), connection=r, serializer=JSONSerializer)
+                assert end_abandoned_job(rq_job, AbandonedJobError, AbandonedJobError("gone"), None)
+            assert handle.refresh().state == job_pb2.JOB_STATE_RUNNING
+            fold = Job.fetch(rq_job_id(job_id, FOLD_SHARD), connection=r, serializer=JSONSerializer)
+            assert r.lrange(f"rq:queue:{settings.queue}", 0, -1).count(fold.id.encode()) == 1
+            jobs.run_gradient_job(*fold.args)   # a worker takes the fold job from the queue
+            result = handle.result()
+        finally:
+            jobs.set_store(None)
+    local = edgegrad.gradients(NET, X, targets=T, loss="mse")
+    for field in ("outputs", "edge_grads", "deltas"):
+        _close(getattr(result, field), getattr(local, field), 1e-12)
