@@ -29,7 +29,7 @@ if __package__ in (None, ""):                         # run as a script: python 
 import numpy as np
 
 from edgegrad import Network
-from edgegrad.model.network import _JsonObject
+from edgegrad.model.checks import JsonObject
 from edgegrad.model.network_json import _DECODER, read_columns
 
 from . import networks
@@ -43,7 +43,7 @@ LOAD_RATIO_GOAL, FROM_ARRAYS_GOAL = 1.0, 0.5
 
 def _exact_road(raw: bytes) -> Network:
     """What Network.load did before the quick road: json with the repeated-key hook, then from_dict."""
-    return Network.from_dict(json.loads(raw.decode("utf-8-sig"), object_pairs_hook=_JsonObject.from_pairs))
+    return Network.from_dict(json.loads(raw.decode("utf-8-sig"), object_pairs_hook=JsonObject.from_pairs))
 
 
 def _contenders(json_path: str, npz_path: str, raw: bytes, net: Network) -> dict[str, Callable[[], object]]:

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from edgegrad import InvalidInput, Network
-from edgegrad.model.checks import JsonObject as _JsonObject
+from edgegrad.model.checks import JsonObject
 from edgegrad.model.network_json import read_columns
 from dags import random_network_dict
 
@@ -33,7 +33,7 @@ def exact_load(path: Path) -> Network:
     """Network.load as it read JSON before the quick road existed."""
     try:
         with open(path, encoding="utf-8-sig") as fh:
-            data = json.load(fh, object_pairs_hook=_JsonObject.from_pairs)
+            data = json.load(fh, object_pairs_hook=JsonObject.from_pairs)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"{path}: not valid JSON ({exc})") from None
     return Network.from_dict(data)
