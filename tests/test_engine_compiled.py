@@ -181,3 +181,31 @@ def test_without_numba_every_plan_runs_on_numpy(monkeypatch, caplog) -> None:
     assert "compiled engine kernels unavailable, using numpy" in caplog.text
     assert not native.uses_compiled(plans.get_plan(net))
     assert_agrees(got, reference_gradients(data, X, T, "mse", "mean"))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("threads", ["1", "2", "3"])
+def test_the_compiled_result_writer_gives_numpys_bits(dtype: str, threads: str, monkeypatch) -> None:
+    """Per-example and output-mode rows (and their transposes) written by the compiled writer in one pass are the
+    very values numpy's gather-then-multiply gives: one product per value, on any thread split."""
+    from edgegrad.engine import workspace
+
+    monkeypatch.setenv("EDGEGRAD_THREADS", threads)
+    net = _wide(7, n_levels=3, width=120)
+    plan = plans.get_plan(net, dtype)
+    X = random_inputs(7, 37, net.n_inputs).astype(dtype)
+    for n_outputs, direct in ((None, np.ones((net.n_outputs, 37), dtype=dtype)), (net.n_outputs, None)):
+        workspace.clear()
+        buffers, _ = passes.forward(plan, X, n_outputs=n_outputs)
+        passes.backward(plan, buffers, direct)
+        lead = (37,) if n_outputs is None else (37, net.n_outputs)
+        got = {}
+        for kernel in ("numpy", "compiled"):
+            monkeypatch.setenv("EDGEGRAD_KERNEL", kernel)
+            edges, nodes = np.full(lead + (net.n_edges,), np.nan, dtype), np.full(lead + (net.n_nodes,), np.nan, dtype)
+            passes.per_example_results(plan, buffers, edges, nodes)
+            got[kernel] = (edges, nodes)
+        assert np.array_equal(got["numpy"][0], got["compiled"][0]) and np.array_equal(got["numpy"][1], got["compiled"][1])
+    monkeypatch.setenv("EDGEGRAD_KERNEL", "auto")
+    assert native.example_writer(native.COMPILED_WRITE_MIN_BYTES - 1) is None   # auto: small results stay on numpy
+    assert native.example_writer(native.COMPILED_WRITE_MIN_BYTES) is not None

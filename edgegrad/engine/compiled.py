@@ -21,7 +21,7 @@ from numba import njit
 
 from .rowmath import EXPM1_SERIES, exp_row, expm1_series, log1p_unit, sigmoid_row, sincos_row, tanh_row
 
-__all__ = ["forward_rows", "backward_rows", "input_grads", "ORDER"]
+__all__ = ["forward_rows", "backward_rows", "input_grads", "example_rows", "output_rows", "take_rows", "example_major_rows", "ORDER"]
 
 #: the activation names in code order, as these kernels number them
 ORDER = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "gelu", "silu", "sin",
@@ -257,6 +257,50 @@ def _input_grads(u0: int, u1: int, out_ptr: np.ndarray, out_dst: np.ndarray, act
             grads[j] = deltas[out_dst[j], 0] * o[0] if one else _dot(deltas[out_dst[j]], o)
 
 
+def _example_rows(r0: int, r1: int, src: np.ndarray, dst: np.ndarray, acts_t: np.ndarray, deltas_t: np.ndarray,
+                  out: np.ndarray) -> None:
+    """Per-example rows [r0, r1) of B×E: out[r, e] = δ[r, dst[e]]·o[r, src[e]], each row written once, in order."""
+    for r in range(r0, r1):
+        o, d, row = acts_t[r], deltas_t[r], out[r]
+        for e in range(src.shape[0]):
+            row[e] = d[dst[e]] * o[src[e]]
+
+
+def _output_rows(r0: int, r1: int, src: np.ndarray, dst: np.ndarray, acts_t: np.ndarray, deltas_t: np.ndarray,
+                 out: np.ndarray) -> None:
+    """Output-mode rows [r0, r1) of B×K×E: out[r, k, e] = δ_k[r, dst[e]]·o[r, src[e]], written once, in order."""
+    for r in range(r0, r1):
+        o = acts_t[r]
+        for k in range(out.shape[1]):
+            d, row = deltas_t[r, k], out[r, k]
+            for e in range(src.shape[0]):
+                row[e] = d[dst[e]] * o[src[e]]
+
+
+def _take_rows(r0: int, r1: int, src: np.ndarray, index: np.ndarray, out: np.ndarray) -> None:
+    """out[r] = src[r, index] for rows [r0, r1) of two 2-D arrays (numpy's ``take`` along the last axis, in one pass)."""
+    for r in range(r0, r1):
+        s, row = src[r], out[r]
+        for j in range(index.shape[0]):
+            row[j] = s[index[j]]
+
+
+def _example_major_rows(r0: int, r1: int, src: np.ndarray, out: np.ndarray) -> None:
+    """out[b, m, r] = src[r, m, b] for rows [r0, r1): (R, M, B) into (B, M, R), 16 rows at a time so that
+    each write fills whole cache lines while the rows' B values stay in cache."""
+    for start in range(r0, r1, 16):
+        stop = min(start + 16, r1)
+        for m in range(src.shape[1]):
+            for b in range(src.shape[2]):
+                target = out[b, m]
+                for r in range(start, stop):
+                    target[r] = src[r, m, b]
+
+
 forward_rows = _jit(_forward_rows)
 backward_rows = _jit(_backward_rows)
 input_grads = _jit(_input_grads)
+example_rows = _jit(_example_rows)
+output_rows = _jit(_output_rows)
+take_rows = _jit(_take_rows)
+example_major_rows = _jit(_example_major_rows)

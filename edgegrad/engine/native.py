@@ -26,7 +26,7 @@ from . import passes
 from .memory import thread_count
 from .plan import Plan
 
-__all__ = ["AUTO_MIN_EDGES", "kernel_setting", "available", "uses_compiled", "forward", "backward", "grad_slots",
+__all__ = ["AUTO_MIN_EDGES", "COMPILED_WRITE_MIN_BYTES", "example_writer", "kernel_setting", "available", "uses_compiled", "forward", "backward", "grad_slots",
            "to_file_order"]
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,20 @@ def _load() -> Any:
                 _failure = f"{type(exc).__name__}: {exc}"
                 log.warning("compiled engine kernels unavailable, using numpy: %s", _failure)
     return _module
+
+
+#: ``auto`` writes per-example and output-mode results at least this large with the compiled writer (one pass
+#: over the result instead of numpy's gather then multiply; the same bits: one product per value)
+COMPILED_WRITE_MIN_BYTES = 16 << 20
+
+
+def example_writer(nbytes: int) -> Any:
+    """The compiled module whose ``example_rows`` / ``output_rows`` write a result of ``nbytes``, or None for numpy's
+    way: the kernel setting ``numpy``, numba missing, or (``auto``) a result too small to repay loading numba."""
+    choice = kernel_setting()
+    if choice == "numpy" or (choice == "auto" and nbytes < COMPILED_WRITE_MIN_BYTES):
+        return None
+    return _load()
 
 
 def available() -> bool:

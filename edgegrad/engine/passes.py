@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from bisect import bisect_right
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable, NamedTuple
+from typing import Any, Callable, Iterable, NamedTuple
 
 import numpy as np
 
@@ -317,12 +317,24 @@ def per_example_results(plan: Plan, buffers: PassBuffers, edges_out: np.ndarray,
     """Fill ``edges_out`` (B×E or B×K×E) with δ(v)·o[u] and ``deltas_out`` (B×N or B×K×N) with δ, file order.
 
     o and δ are turned example-major once; then each result row is two gathers along a row that
-    stays in cache and one product, written contiguously in file order (no scattered columns).
+    stays in cache and one product, written contiguously in file order (no scattered columns): by the
+    compiled writer in one pass where ``native.example_writer`` gives one, else by numpy in blocks.
     """
-    acts_t = _example_major(buffers.acts)                                            # (B, I+N)
-    deltas_t = _example_major(buffers.deltas)                                        # (B, N) or (B, K, N)
-    np.take(deltas_t, plan.node_row, axis=-1, out=deltas_out, mode="clip")
     batch, n_edges = edges_out.shape[0], edges_out.shape[-1]
+    writer = _compiled_writer(edges_out.nbytes + deltas_out.nbytes)
+    acts_t = _example_major(buffers.acts, writer)                                    # (B, I+N)
+    deltas_t = _example_major(buffers.deltas, writer)                                # (B, N) or (B, K, N)
+    if writer is not None:                                        # one pass over each result, rows split by thread
+        flat_deltas, flat_out = deltas_t.reshape(-1, deltas_t.shape[-1]), deltas_out.reshape(-1, deltas_out.shape[-1])
+        tasks = [lambda r=r: writer.take_rows(r[0], r[1], flat_deltas, plan.node_row, flat_out)
+                 for r in _spans(flat_out.shape[0], -(-flat_out.shape[0] // thread_count()))]
+        if n_edges:
+            kernel = writer.output_rows if edges_out.ndim == 3 else writer.example_rows
+            tasks += [lambda r=r: kernel(r[0], r[1], plan.file_src, plan.file_dst, acts_t, deltas_t, edges_out)
+                      for r in _spans(batch, -(-batch // thread_count()))]
+        _run_all(tasks, edges_out.size + deltas_out.size)
+        return
+    np.take(deltas_t, plan.node_row, axis=-1, out=deltas_out, mode="clip")
     if n_edges == 0:
         return
     per_edge = edges_out.shape[1] if edges_out.ndim == 3 else 1                   # K in output mode
@@ -336,17 +348,31 @@ def per_example_results(plan: Plan, buffers: PassBuffers, edges_out: np.ndarray,
     _run_all(tasks, edges_out.size)
 
 
+def _compiled_writer(nbytes: int) -> Any:
+    """``native.example_writer`` (imported here: ``native`` imports this module)."""
+    from .native import example_writer
+
+    return example_writer(nbytes)
+
+
 #: rows per tile of the example-major transpose (written as contiguous runs of this many)
 TRANSPOSE_ROWS = 256
 
 
-def _example_major(a: np.ndarray) -> np.ndarray:
+def _example_major(a: np.ndarray, writer: Any = None) -> np.ndarray:
     """``a`` (rows, [K,] B) as a contiguous (B, [K,] rows) copy, transposed in cache-sized tiles.
 
     numpy's own copy of a transposed view reads with a stride of a whole row per element; a tile of
     ``TRANSPOSE_ROWS`` rows × a few examples is read once from cache and written as contiguous runs.
+    With the compiled ``writer`` its ``example_major_rows`` does the same in one pass per row range.
     """
     out = np.empty(a.shape[::-1], dtype=a.dtype)
+    if writer is not None:
+        rows = a.shape[0]
+        src, dst = a.reshape(rows, -1, a.shape[-1]), out.reshape(a.shape[-1], -1, rows)
+        _run_all([lambda r=r: writer.example_major_rows(r[0], r[1], src, dst)
+                  for r in _spans(rows, -(-rows // thread_count()) if rows else 1)], a.size)
+        return out
     middle = a[0, ..., 0].size if a.shape[0] and a.shape[-1] else 1       # K, or 1
     cols = max(8, 16384 // (TRANSPOSE_ROWS * middle))
     axes = tuple(range(a.ndim))[::-1]
