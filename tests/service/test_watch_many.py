@@ -11,7 +11,7 @@ import pytest
 import edgegrad
 from edgegrad import errors
 from edgegrad.client import Client
-from edgegrad.client import group as client_group
+from edgegrad.client import grouping as client_group
 from edgegrad.client.base import STREAMS_AHEAD
 from edgegrad.client.protocol import WatchState
 from edgegrad.v1 import service_pb2
