@@ -13,7 +13,7 @@ from edgegrad import errors
 from edgegrad.client import AsyncClient
 from edgegrad.client import grouping
 from edgegrad.client.base import STREAMS_AHEAD
-from edgegrad.v1 import job_pb2
+from edgegrad.v1 import job_pb2, service_pb2
 from edgegrad.wire.codec import result_bytes
 from svc_helpers import example_network
 
@@ -156,3 +156,24 @@ def test_closing_the_client_stops_the_shared_watch(namespace, thread_server) -> 
             await waiting
 
     asyncio.run(go())
+
+
+def test_a_server_without_watch_jobs_leaves_each_job_its_own_watch(cluster, monkeypatch) -> None:
+    async def go():
+        async with AsyncClient(cluster.address, timeout=120) as c:
+            no_streams_ahead(c)
+            # a method the server does not know: its real UNIMPLEMENTED answer, as from an older server
+            service = service_pb2.DESCRIPTOR.services_by_name["Edgegrad"].full_name
+            monkeypatch.setattr(c.stub, "WatchJobs", c._channel.unary_stream(
+                f"/{service}/NoSuchWatchJobs", request_serializer=service_pb2.WatchJobsRequest.SerializeToString,
+                response_deserializer=service_pb2.JobsEvent.FromString))
+            calls = counting(c, monkeypatch)
+            handles = [await c.submit(NET, X[i:i + 1]) for i in range(4)]
+            first = [await h.result() for h in handles]
+            assert not c.unwatched.enabled
+            later = [await c.submit(NET, X[i:i + 1]) for i in range(4, 6)]
+            return calls, first + [await h.result() for h in later]
+
+    calls, results = asyncio.run(go())
+    assert all(r == edgegrad.gradients(NET, X[i:i + 1]) for i, r in enumerate(results))
+    assert calls["WatchJobs"] == 1 and calls["WatchJob"] == 6
