@@ -177,3 +177,26 @@ def test_a_server_without_watch_jobs_leaves_each_job_its_own_watch(cluster, monk
     calls, results = asyncio.run(go())
     assert all(r == edgegrad.gradients(NET, X[i:i + 1]) for i, r in enumerate(results))
     assert calls["WatchJobs"] == 1 and calls["WatchJob"] == 6
+
+
+def test_after_the_shared_stream_drops_each_job_goes_on_by_its_own_watch(namespace, thread_server, monkeypatch) -> None:
+    server = thread_server(namespace("aiogroup-drop"))  # no workers: the jobs wait until cancelled
+
+    async def go():
+        async with AsyncClient(server.address, timeout=30) as c:
+            no_streams_ahead(c)
+            calls = counting(c, monkeypatch)
+            handles = [await c.submit(NET, X[i:i + 1]) for i in range(3)]
+            first = asyncio.create_task(handles[0].wait())
+            await asyncio.sleep(0.2)
+            (group,) = c.groups
+            group._call.cancel()  # as a dropped connection would
+            await asyncio.sleep(0.2)
+            assert group.broken and not c.groups
+            for handle in handles:
+                await handle.cancel()
+            return calls, [await first] + [await h.wait() for h in handles[1:]]
+
+    calls, jobs = asyncio.run(go())
+    assert [job.state for job in jobs] == [job_pb2.JOB_STATE_CANCELLED] * 3
+    assert calls["WatchJobs"] == 1 and calls["WatchJob"] == 3
