@@ -35,6 +35,7 @@ class AsyncWatchGroup:
         self._members: dict[str, weakref.ref] = {}
         self._call: Any = None
         self._task: asyncio.Task[None] | None = None
+        self._abandoned = False  #: a member's handle went away before its job's last event
         self.broken = False
 
     def open(self, client: Any, handles: list[Any]) -> None:
@@ -83,8 +84,10 @@ class AsyncWatchGroup:
         """Read the stream to its end, each message into its job's queue; then end every queue still open."""
         try:
             read = 0
-            while self._members and (read % SWEEP or self._live()):
-                message = await self._call.read()
+            while True:
+                if read % SWEEP == 0 and not self._live() and self._abandoned:
+                    return  # no handle is left to read for: stop the stream
+                message = await self._call.read()  # after the last job's last event: the server's end
                 read += 1
                 if message is grpc.aio.EOF:
                     return
@@ -114,6 +117,7 @@ class AsyncWatchGroup:
         """Whether any member still waits for events: a job not ended whose handle is still referenced."""
         for name, ref in list(self._members.items()):
             if ref() is None:
+                self._abandoned = True
                 del self._members[name]
                 self._queues.pop(name, None)
         return bool(self._members)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import gc
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ import pytest
 import edgegrad
 from edgegrad import errors
 from edgegrad.client import AsyncClient
-from edgegrad.client import grouping
+from edgegrad.client import aiogroup, grouping
 from edgegrad.client.base import STREAMS_AHEAD
 from edgegrad.v1 import job_pb2, service_pb2
 from edgegrad.wire.codec import result_bytes
@@ -200,3 +201,24 @@ def test_after_the_shared_stream_drops_each_job_goes_on_by_its_own_watch(namespa
     calls, jobs = asyncio.run(go())
     assert [job.state for job in jobs] == [job_pb2.JOB_STATE_CANCELLED] * 3
     assert calls["WatchJobs"] == 1 and calls["WatchJob"] == 3
+
+
+def test_the_reader_stops_when_every_handle_of_its_group_is_gone(namespace, thread_server, monkeypatch) -> None:
+    server = thread_server(namespace("aiogroup-gone"))  # no workers: the jobs never end, heartbeats go on
+    monkeypatch.setattr(aiogroup, "SWEEP", 1)
+
+    async def go():
+        async with AsyncClient(server.address, timeout=30) as c:
+            no_streams_ahead(c)
+            handles = [await c.submit(NET, X[i:i + 1]) for i in range(3)]
+            aiogroup.open_async_group(handles[0], c)
+            (group,) = c.groups
+            del handles
+            gc.collect()
+            for _ in range(100):  # a heartbeat makes the reader look
+                if not c.groups:
+                    break
+                await asyncio.sleep(0.05)
+            assert not c.groups and group.broken and group._task is not None and group._task.done()
+
+    asyncio.run(go())
