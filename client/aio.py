@@ -15,6 +15,7 @@ from edgegrad.engine.result import GradientResult
 from edgegrad.v1 import job_pb2, service_pb2, service_pb2_grpc
 from edgegrad.wire.events import RawChunk, as_message
 
+from .aiogroup import AsyncWatchGroup, open_async_group
 from .base import ClientBase, HandleBase, EventStreams
 from .errors import from_rpc_error, is_retryable, stream_dropped
 from .options import Backoff, Deadline, DEFAULT_MAX_MESSAGE_BYTES
@@ -48,10 +49,15 @@ class AsyncClient(ClientBase):
                                                     interceptors=list(interceptors) or None)
         self.stub = service_pb2_grpc.EdgegradStub(self._channel)
         self.streams = EventStreams(self._channel)  # watches: chunk data copied once, into the result
+        self.groups: set[AsyncWatchGroup] = set()  #: shared WatchJobs streams being read (client/aiogroup.py)
 
     # ------------------------------------------------------------ lifecycle
     async def close(self) -> None:
-        """Close the channel."""
+        """Stop the shared watches' readers and close the channel."""
+        groups, self.groups = list(self.groups), set()
+        for group in groups:
+            group.close()
+        await asyncio.gather(*(group.stopped() for group in groups))
         await self._channel.close()
 
     async def __aenter__(self) -> "AsyncClient":
@@ -131,6 +137,7 @@ class AsyncClient(ClientBase):
                 lambda left: self.stub.SubmitJob(request, timeout=left, metadata=self.metadata), deadline)
             handle = AsyncJobHandle(self, job.name)
             handle.state.update(job)
+            self.unwatched.add(handle)  # its wait() may share one WatchJobs stream with the next ones
             return handle
 
         return await self._with_network(net, deadline, send)
@@ -173,7 +180,11 @@ class AsyncClient(ClientBase):
         replies = [await self.retrying(lambda left, call=call: self.stub.SubmitJobs(
             call, timeout=left, metadata=self.metadata), deadline)
             for call in submit_batches(sent, self.message_bytes())]
-        return merge_submitted(self, items, replies, AsyncJobHandle)
+        handles = merge_submitted(self, items, replies, AsyncJobHandle)
+        for handle in handles:
+            if isinstance(handle, AsyncJobHandle):
+                self.unwatched.add(handle)
+        return handles
 
     async def _request(self, prepared: Prepared, deadline: Deadline) -> service_pb2.SubmitJobRequest:
         """The request with its batch inline, or referring to an upload of it."""
@@ -263,6 +274,8 @@ class AsyncJobHandle(HandleBase):
 
     async def _chunks(self, deadline: Deadline) -> AsyncIterator[job_pb2.ResultChunk | RawChunk]:
         """``chunks()`` as they were read (the messages are made only for callers of ``chunks()``)."""
+        async for grouped in self._grouped(deadline):
+            yield grouped
         resume = Resume(self.state, self.client.backoff, deadline)
         while not self.state.done:
             self._dropped = False
@@ -297,6 +310,26 @@ class AsyncJobHandle(HandleBase):
             pause = resume.pause(last_error)
             self.reconnects += 1
             await asyncio.sleep(pause)
+
+    async def _grouped(self, deadline: Deadline) -> AsyncIterator[job_pb2.ResultChunk]:
+        """Chunks from the WatchJobs stream this job shares with others (opened now if it is the first of them
+        waited on); whatever the group cannot bring, ``chunks()`` then reads from the job's own stream."""
+        if self.state.done or self._ahead is not None or self._submit is not None:
+            return
+        if self._group is None:
+            open_async_group(self, self.client)
+        group, self._group = self._group, None
+        if group is None:
+            return
+        async for event in group.events(self.name, deadline):
+            chunk = self.state.feed(event)
+            if chunk is not None:
+                yield chunk
+                if self.state.ack_due():  # not for the small results a group takes; kept in step with chunks()
+                    await self.client.ack(self.name, self.state.after_seq, timeout=deadline.remaining())
+                    self.state.acked = self.state.after_seq
+            if self.state.done:
+                return
 
     async def open_ahead(self, deadline: Deadline) -> None:
         """Send the submission as a Compute stream now and read up to the job's first state (its name)."""

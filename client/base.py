@@ -10,7 +10,7 @@ from edgegrad.model.network import Network
 from edgegrad.v1 import job_pb2, service_pb2
 from edgegrad.wire.events import decode_event
 
-from .group import Unwatched
+from .grouping import Unwatched
 from .options import Backoff, ConnectOptions, Deadline
 from .protocol import WatchState
 
@@ -75,7 +75,7 @@ class ClientBase:
         self._known: set[str] = set()  #: content hashes this client knows the server stores
         self.server_max_message: int | None = None  #: the server's message limit, once asked
         self.streams_ahead = StreamBudget(STREAMS_AHEAD)  #: watch streams opened at submit, not yet read
-        self.unwatched = Unwatched()  #: small jobs submitted without a stream, for a shared WatchJobs (blocking client)
+        self.unwatched = Unwatched()  #: small jobs submitted without a stream, for a shared WatchJobs
         self._known_lock = threading.Lock()
 
     def __repr__(self) -> str:

@@ -12,24 +12,18 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections import OrderedDict, deque
+from collections import deque
 from typing import Any, Iterator
 
 import grpc
 
-from edgegrad.v1 import job_pb2, service_pb2
-from edgegrad.wire.chunking import buffered_chunk_limit
-from edgegrad.wire.codec import result_bytes
+from edgegrad.v1 import job_pb2
 
 from .alarms import ALARMS
+from .grouping import sort_message, unsupported, watches_request
 from .options import Deadline
 
-__all__ = ["WatchGroup", "Unwatched", "GROUP_SIZE", "GROUP_RESULT_BYTES"]
-
-#: jobs one WatchJobs stream watches at most (the server takes up to 1000)
-GROUP_SIZE = 256
-#: results up to this size may wait in a group's memory until their handle is waited on
-GROUP_RESULT_BYTES = 64 << 10
+__all__ = ["WatchGroup", "open_group"]
 
 
 class WatchGroup:
@@ -47,8 +41,7 @@ class WatchGroup:
         """Start the stream for ``handles`` (each from the seq it has) and let waiters in."""
         try:
             self._pending = {h.name: deque() for h in handles}
-            request = service_pb2.WatchJobsRequest(watches=[
-                service_pb2.WatchJobRequest(name=h.name, after_seq=h.state.after_seq) for h in handles])
+            request = watches_request(handles)
             self._call = client.stub.WatchJobs(request, metadata=client.metadata)  # each waiter's deadline cuts it
             self._client = weakref.ref(client)
         except BaseException:
@@ -93,18 +86,17 @@ class WatchGroup:
         except grpc.RpcError as exc:
             self.broken = True
             client = self._client()
-            if client is not None and exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+            if client is not None and unsupported(exc):
                 client.unwatched.enabled = False  # an older server: watch one job at a time
             return
-        queue = self._pending.get(message.name)
+        name, event, last = sort_message(message)
+        queue = self._pending.get(name)
         if queue is None:
             return
-        if message.HasField("error"):  # this job's own watch will meet the same error and report it
-            self._ended.add(message.name)
-            return
-        queue.append(message.event)
-        if message.event.WhichOneof("event") == "done":
-            self._ended.add(message.name)
+        if event is not None:
+            queue.append(event)
+        if last:  # its last event, or an error this job's own watch will meet and report
+            self._ended.add(name)
 
     def __del__(self) -> None:
         call = self._call
@@ -115,42 +107,12 @@ class WatchGroup:
                 pass
 
 
-class Unwatched:
-    """A client's handles of small unfinished jobs submitted without a stream, in submission order."""
-
-    def __init__(self) -> None:
-        self._handles: OrderedDict[str, weakref.ref] = OrderedDict()
-        self._lock = threading.Lock()
-        self.enabled = True  #: False once the server turned out not to know WatchJobs
-
-    def add(self, handle: Any) -> None:
-        """Note a handle a group may watch: a small result, not ended yet."""
-        job = handle.state.job
-        if not self.enabled or handle.state.done or job is None or result_bytes(job.layout) > GROUP_RESULT_BYTES:
-            return
-        limit = buffered_chunk_limit(job.layout)
-        if limit and job.layout.chunk_count > limit:  # read once, acknowledged as read: its own watch does that
-            return
-        with self._lock:
-            self._handles[handle.name] = weakref.ref(handle)
-
-    def take(self, handle: Any, client: Any) -> None:
-        """If ``handle`` is noted, give it and the next noted handles one group (``handle._group``), opened here."""
-        with self._lock:
-            if self._handles.pop(handle.name, None) is None:
-                return
-            members = [handle]
-            while self._handles and len(members) < GROUP_SIZE:
-                _, ref = self._handles.popitem(last=False)
-                other = ref()
-                if other is not None and not other.state.done and other._group is None:
-                    members.append(other)
-            if len(members) == 1:
-                return  # alone: its own WatchJob costs the same
-            group = WatchGroup()
-            for member in members:
-                member._group = group
-        try:
-            group.open(client, members)
-        except Exception:  # e.g. a closed channel: the group is broken, each member's own watch reports it
-            pass
+def open_group(handle: Any, client: Any) -> None:
+    """If ``handle`` is among the client's unwatched handles, open one group for it and the next ones."""
+    members = client.unwatched.take(handle, WatchGroup)
+    if not members:
+        return
+    try:
+        handle._group.open(client, members)
+    except Exception:  # e.g. a closed channel: the group is broken, each member's own watch reports it
+        pass

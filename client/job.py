@@ -15,6 +15,7 @@ from edgegrad.wire.events import RawChunk, as_message
 from .alarms import ALARMS, Alarm
 from .base import HandleBase
 from .errors import from_rpc_error, stream_dropped
+from .group import open_group
 from .options import Deadline
 from .protocol import Resume
 
@@ -93,7 +94,7 @@ class JobHandle(HandleBase):
         if self.state.done or self._ahead is not None or self._submit is not None:
             return
         if self._group is None:
-            self.client.unwatched.take(self, self.client)
+            open_group(self, self.client)
         group, self._group = self._group, None
         if group is None:
             return

@@ -11,7 +11,7 @@ import pytest
 import edgegrad
 from edgegrad import errors
 from edgegrad.client import Client
-from edgegrad.client import group as client_group
+from edgegrad.client import grouping as client_group
 from edgegrad.client.base import STREAMS_AHEAD
 from edgegrad.client.protocol import WatchState
 from edgegrad.v1 import service_pb2
@@ -77,14 +77,15 @@ def test_bad_requests_are_refused_whole(stub) -> None:
 
 def test_a_submit_loop_beyond_the_streams_ahead_waits_through_shared_watches(client, monkeypatch) -> None:
     calls: collections.Counter = collections.Counter()
-    for rpc in ("WatchJob", "WatchJobs"):
-        original = getattr(client.stub, rpc)
+    # the handles' own watches go through client.streams, not the plain stub
+    for owner, rpc in ((client.stub, "WatchJob"), (client.stub, "WatchJobs"), (client.streams, "WatchJob")):
+        original = getattr(owner, rpc)
 
         def counted(*args, _rpc=rpc, _original=original, **kwargs):
             calls[_rpc] += 1
             return _original(*args, **kwargs)
 
-        monkeypatch.setattr(client.stub, rpc, counted)
+        monkeypatch.setattr(owner, rpc, counted)
     n = STREAMS_AHEAD + 30
     handles = [client.submit(NET, X[i % 40:i % 40 + 1]) for i in range(n)]
     results = [h.result() for h in handles]
