@@ -14,12 +14,12 @@ order at import). Every activation is evaluated in float64 and stored in the buf
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
 
 import numpy as np
 from numba import njit
 
-from .rowmath import EXPM1_SERIES, exp_row, expm1_series, log1p_unit, sigmoid_row, sincos_row, tanh_row
+from .rowmath import (EXPM1_SERIES, KERNEL_OPTIONS, exp_row, expm1_series, jit_kernel, log1p_unit, sigmoid_row,
+                      sincos_row, tanh_row)
 
 __all__ = ["forward_rows", "backward_rows", "input_grads", "example_rows", "output_rows", "take_rows", "example_major_rows", "ORDER"]
 
@@ -27,18 +27,9 @@ __all__ = ["forward_rows", "backward_rows", "input_grads", "example_rows", "outp
 ORDER = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "gelu", "silu", "sin",
          "gauss", "abs")
 
-_OPTIONS: dict[str, Any] = {"nogil": True, "error_model": "numpy", "boundscheck": False}
 _GAUSS_CLIP = 40.0
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _SQRT_HALF = math.sqrt(0.5)
-
-
-def _jit(fn: Callable[..., Any]) -> Any:
-    """njit with an on-disk cache; without one where numba finds no writable cache folder."""
-    try:
-        return njit(cache=True, **_OPTIONS)(fn)
-    except RuntimeError:                       # "cannot cache function ...: no locator available"
-        return njit(cache=False, **_OPTIONS)(fn)
 
 
 @njit(inline="always")
@@ -61,7 +52,7 @@ def _clip(z: float) -> float:
     return z                                   # NaN stays NaN
 
 
-@njit(nogil=True, error_model="numpy", boundscheck=False)
+@njit(**KERNEL_OPTIONS)
 def _activate(code: int, z: np.ndarray, o: np.ndarray, d: np.ndarray, tmp: np.ndarray) -> None:
     """o = f(z) and d = f'(z) over one row, for the activation numbered ``code`` (NaN in, NaN out).
 
@@ -226,7 +217,7 @@ def _backward_rows(r0: int, r1: int, n_in: int, out_ptr: np.ndarray, out_dst: np
         delta_sums[v] = s
 
 
-@njit(nogil=True, error_model="numpy", boundscheck=False)
+@njit(**KERNEL_OPTIONS)
 def _backward_one(r0: int, r1: int, n_in: int, out_ptr: np.ndarray, out_dst: np.ndarray, out_w: np.ndarray,
                   direct_ptr: np.ndarray, direct_k: np.ndarray, direct: np.ndarray, acts: np.ndarray,
                   deltas: np.ndarray, grads: np.ndarray, delta_sums: np.ndarray, fused: bool) -> None:
@@ -297,10 +288,10 @@ def _example_major_rows(r0: int, r1: int, src: np.ndarray, out: np.ndarray) -> N
                     target[r] = src[r, m, b]
 
 
-forward_rows = _jit(_forward_rows)
-backward_rows = _jit(_backward_rows)
-input_grads = _jit(_input_grads)
-example_rows = _jit(_example_rows)
-output_rows = _jit(_output_rows)
-take_rows = _jit(_take_rows)
-example_major_rows = _jit(_example_major_rows)
+forward_rows = jit_kernel(_forward_rows)
+backward_rows = jit_kernel(_backward_rows)
+input_grads = jit_kernel(_input_grads)
+example_rows = jit_kernel(_example_rows)
+output_rows = jit_kernel(_output_rows)
+take_rows = jit_kernel(_take_rows)
+example_major_rows = jit_kernel(_example_major_rows)

@@ -1,4 +1,5 @@
-"""exp, expm1, tanh and log1p over a whole row, in loops LLVM turns into SIMD code (numba only).
+"""exp, tanh, sigmoid and sin/cos over a whole row (and series for expm1, tanh and log1p near 0), in loops
+LLVM turns into SIMD code (numba only).
 
 libm's scalar functions cost 10–30 ns an element here, most of the compiled forward pass. These
 loops have no calls and no branches, only selects, so LLVM vectorises them. They stay within a few
@@ -23,7 +24,7 @@ from typing import Any, Callable
 import numpy as np
 from numba import njit
 
-__all__ = ["exp_row", "tanh_row", "sigmoid_row", "sincos_row", "expm1_series", "tanh_series", "log1p_unit", "EXPM1_SERIES"]
+__all__ = ["KERNEL_OPTIONS", "jit_kernel", "exp_row", "tanh_row", "sigmoid_row", "sincos_row", "expm1_series", "tanh_series", "log1p_unit", "EXPM1_SERIES"]
 
 
 def _split_ln2() -> tuple[float, float]:
@@ -96,14 +97,16 @@ _L1, _L2, _L3, _L4, _L5, _L6, _L7, _L8, _L9, _L10, _L11, _L12, _L13, _L14, _L15,
 #: below these |x| the series is used (its first term dominates: no cancellation), above the exp form
 _TANH_SERIES = EXPM1_SERIES = 0.3
 
-_OPTIONS: dict[str, Any] = {"nogil": True, "error_model": "numpy", "boundscheck": False}
+#: how every engine kernel is compiled (here and in ``compiled``): no GIL, numpy's float errors, no bounds checks
+KERNEL_OPTIONS: dict[str, Any] = {"nogil": True, "error_model": "numpy", "boundscheck": False}
 
 
-def _jit(fn: Callable[..., Any]) -> Any:
+def jit_kernel(fn: Callable[..., Any]) -> Any:
+    """njit with KERNEL_OPTIONS and an on-disk cache; without one where numba finds no writable cache folder."""
     try:
-        return njit(cache=True, **_OPTIONS)(fn)
-    except RuntimeError:                       # no writable cache folder
-        return njit(cache=False, **_OPTIONS)(fn)
+        return njit(cache=True, **KERNEL_OPTIONS)(fn)
+    except RuntimeError:                       # "cannot cache function ...: no locator available"
+        return njit(cache=False, **KERNEL_OPTIONS)(fn)
 
 
 def _exp_row(x: np.ndarray, out: np.ndarray, scratch: np.ndarray) -> None:
@@ -198,7 +201,7 @@ def _log1p_unit(e: float) -> float:
     return 2.0 * s + 2.0 * s * (u * p)
 
 
-exp_row = _jit(_exp_row)
+exp_row = jit_kernel(_exp_row)
 expm1_series = njit(inline="always")(_expm1_series)
 tanh_series = njit(inline="always")(_tanh_series)
 log1p_unit = njit(inline="always")(_log1p_unit)
@@ -277,6 +280,6 @@ def _sincos_row(x: np.ndarray, sin_out: np.ndarray, cos_out: np.ndarray) -> None
                 cos_out[b] = math.cos(v)
 
 
-tanh_row = _jit(_tanh_row)
-sincos_row = _jit(_sincos_row)
-sigmoid_row = _jit(_sigmoid_row)
+tanh_row = jit_kernel(_tanh_row)
+sincos_row = jit_kernel(_sincos_row)
+sigmoid_row = jit_kernel(_sigmoid_row)
