@@ -78,8 +78,9 @@ COMPILED_WRITE_MIN_BYTES = 16 << 20
 
 
 def example_writer(nbytes: int) -> Any:
-    """The compiled module whose ``example_rows`` / ``output_rows`` write a result of ``nbytes``, or None for numpy's
-    way: the kernel setting ``numpy``, numba missing, or (``auto``) a result too small to repay loading numba."""
+    """The compiled module whose kernels (``example_rows``, ``output_rows``, ``take_rows``, ``example_major_rows``)
+    write a per-example or output-mode result of ``nbytes``, or None for numpy's way: the kernel setting
+    ``numpy``, numba missing, or (``auto``) a result too small to repay loading numba."""
     choice = kernel_setting()
     if choice == "numpy" or (choice == "auto" and nbytes < COMPILED_WRITE_MIN_BYTES):
         return None

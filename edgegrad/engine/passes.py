@@ -58,6 +58,11 @@ def _spans(n: int, step: int) -> list[tuple[int, int]]:
     return [(a, min(a + step, n)) for a in range(0, n, step)]
 
 
+def _thread_spans(n: int) -> list[tuple[int, int]]:
+    """[0, n) cut into one span per engine thread (fewer when n is smaller)."""
+    return _spans(n, max(1, -(-n // thread_count())))
+
+
 def _run_all(tasks: Iterable[Callable[[], None]], work: int) -> None:
     """Run independent tasks on the pool; inline when there is one thread, one task or little ``work``."""
     tasks = list(tasks)
@@ -327,11 +332,11 @@ def per_example_results(plan: Plan, buffers: PassBuffers, edges_out: np.ndarray,
     if writer is not None:                                        # one pass over each result, rows split by thread
         flat_deltas, flat_out = deltas_t.reshape(-1, deltas_t.shape[-1]), deltas_out.reshape(-1, deltas_out.shape[-1])
         tasks = [lambda r=r: writer.take_rows(r[0], r[1], flat_deltas, plan.node_row, flat_out)
-                 for r in _spans(flat_out.shape[0], -(-flat_out.shape[0] // thread_count()))]
+                 for r in _thread_spans(flat_out.shape[0])]
         if n_edges:
             kernel = writer.output_rows if edges_out.ndim == 3 else writer.example_rows
             tasks += [lambda r=r: kernel(r[0], r[1], plan.file_src, plan.file_dst, acts_t, deltas_t, edges_out)
-                      for r in _spans(batch, -(-batch // thread_count()))]
+                      for r in _thread_spans(batch)]
         _run_all(tasks, edges_out.size + deltas_out.size)
         return
     np.take(deltas_t, plan.node_row, axis=-1, out=deltas_out, mode="clip")
@@ -371,7 +376,7 @@ def _example_major(a: np.ndarray, writer: Any = None) -> np.ndarray:
         rows = a.shape[0]
         src, dst = a.reshape(rows, -1, a.shape[-1]), out.reshape(a.shape[-1], -1, rows)
         _run_all([lambda r=r: writer.example_major_rows(r[0], r[1], src, dst)
-                  for r in _spans(rows, -(-rows // thread_count()) if rows else 1)], a.size)
+                  for r in _thread_spans(rows)], a.size)
         return out
     middle = a[0, ..., 0].size if a.shape[0] and a.shape[-1] else 1       # K, or 1
     cols = max(8, 16384 // (TRANSPOSE_ROWS * middle))
