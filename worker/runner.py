@@ -8,7 +8,7 @@ import threading
 import time
 from typing import Any
 
-from rq import Queue, Retry, SimpleWorker
+from rq import Queue, SimpleWorker
 from rq.exceptions import AbandonedJobError, StopRequested
 from rq.executions import Execution
 from rq.job import Job, JobStatus
@@ -19,7 +19,7 @@ from rq.worker import WorkerStatus
 
 from edgegrad.errors import bounded
 from edgegrad.jobs.contract import JOB_FUNCTION
-from edgegrad.jobs.record import FOLD_SHARD, RQ_RECORD_TTL, rq_job_id
+from edgegrad.jobs.record import FOLD_SHARD, RQ_RECORD_TTL, rq_job_id, rq_job_options
 from edgegrad.settings import Settings
 
 from .jobs import ALLOWED_FUNCTIONS, fail_shard, get_store, job_args, start_with
@@ -344,9 +344,7 @@ def _enqueue_fold(job: Job, settings: Settings, job_id: str) -> None:
     if Job.exists(fold_id, connection=job.connection):
         return
     queue = Queue(job.origin, connection=job.connection, serializer=JSONSerializer)
-    queue.enqueue_call(JOB_FUNCTION, args=job.args, job_id=fold_id, timeout=job.timeout, result_ttl=RQ_RECORD_TTL,
-                       failure_ttl=settings.result_ttl, ttl=settings.job_ttl,
-                       retry=Retry(max=settings.job_retries) if settings.job_retries else None)
+    queue.enqueue_call(JOB_FUNCTION, args=job.args, job_id=fold_id, **rq_job_options(settings))
 
 
 def make_worker(settings: Settings, connection, name: str | None = None) -> EdgegradWorker:

@@ -9,15 +9,17 @@ from typing import Any, Mapping
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import status_pb2
+from rq import Retry
 
 from ..wire.chunking import is_summed
 from ..errors import EdgegradError, InvalidInput
+from ..settings import Settings
 from ..status import CODE_NUMBERS, rich_status
 from ..v1 import job_pb2
 from .contract import QUEUED, stored
 
 __all__ = ["new_job_id", "id_prefix_at", "job_name", "job_id_from_name", "initial_fields", "job_from_fields",
-           "error_fields", "loss_fields", "shard_progress", "rq_job_id", "FOLD_SHARD", "RQ_RECORD_TTL"]
+           "error_fields", "loss_fields", "shard_progress", "rq_job_options", "rq_job_id", "FOLD_SHARD", "RQ_RECORD_TTL"]
 
 #: seconds rq keeps its own record of a finished job (our job function returns None; results live
 #: in edgegrad's streams). A short positive TTL lets rq expire the record instead of deleting it at
@@ -34,6 +36,12 @@ def new_job_id() -> str:
 
 #: the "shard" in the rq job id of a fold started apart from the shards (their last worker died folding)
 FOLD_SHARD = "r"
+
+
+def rq_job_options(settings: Settings) -> dict[str, Any]:
+    """The options of rq's ``enqueue_call`` for every rq job of ours: a shard's, or a fold started apart."""
+    return {"timeout": settings.job_timeout, "result_ttl": RQ_RECORD_TTL, "failure_ttl": settings.result_ttl,
+            "ttl": settings.job_ttl, "retry": Retry(max=settings.job_retries) if settings.job_retries else None}
 
 
 def rq_job_id(job_id: str, shard: int | str) -> str:

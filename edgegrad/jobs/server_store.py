@@ -14,14 +14,14 @@ from collections import OrderedDict
 from typing import Any
 
 import redis.asyncio as aioredis
-from rq import Queue, Retry
+from rq import Queue
 from rq.serializers import JSONSerializer
 
 from . import scripts as jobscripts
 from .. import events
 from .contract import CANCELLED, JOB_FUNCTION, QUEUED, RUNNING, stored
 from ..errors import AlreadyExists, NotFound, ResourceExhausted
-from .record import RQ_RECORD_TTL, final_state, id_prefix_at, job_from_fields, rq_job_id
+from .record import final_state, id_prefix_at, job_from_fields, rq_job_id, rq_job_options
 from .keys import Keys
 from ..settings import ENV_NAMES, Settings
 from ..v1 import job_pb2, network_pb2
@@ -99,11 +99,10 @@ class _RqEnqueuer:
         """The Redis commands that enqueue ``run_gradient_job(job_id, shard, tenant)`` for every shard on the rq queue."""
         s = self._settings
         pipe = self._sync.pipeline(transaction=False)
-        retry = Retry(max=s.job_retries) if s.job_retries else None
+        options = rq_job_options(s)
         for shard in range(shards):  # each shard its own rq job: any worker takes any shard, retried alone
             self._queue.enqueue_call(JOB_FUNCTION, args=(job_id, shard, tenant), job_id=rq_job_id(job_id, shard),
-                                     timeout=s.job_timeout, result_ttl=RQ_RECORD_TTL, failure_ttl=s.result_ttl,
-                                     ttl=s.job_ttl, retry=retry, pipeline=pipe)
+                                     pipeline=pipe, **options)
         stack = [args for args, _ in pipe.command_stack if args[0] not in ("MULTI", "EXEC")]
         pipe.reset()
         return self._trimmed(stack)

@@ -20,8 +20,8 @@ from edgegrad.model.network import Network
 from edgegrad.settings import Settings
 from edgegrad.v1 import job_pb2, network_pb2
 
-from .contract import RUNNING, stored
-from .record import final_state
+from .contract import RUNNING, SUCCEEDED, stored
+from .record import final_state, shard_progress
 
 __all__ = ["WorkerStore", "Started", "EMIT_WRITTEN", "EMIT_CANCELLED", "EMIT_DELETED", "EMIT_NOT_RUNNING", "STAGE_BYTES",
            "worker_redis"]
@@ -226,11 +226,11 @@ class WorkerStore:
     def shard_reported(self, job_id: str, shard: int) -> tuple[bool, bool]:
         """(whether ``shard`` of a running job has reported its rows, whether every shard has): a shard
         whose worker died after reporting needs no rerun, only the fold if it was the last."""
-        state, progress, done, shards = self.redis.hmget(self.keys.job(job_id), ["state", f"s:{shard}", "shards_done",
-                                                                                 "shards"])
-        if state != _RUNNING or not (progress or b"").startswith(b"3|"):
+        names = [b"state", f"s:{shard}".encode(), b"shards_done", b"shards"]
+        fields = dict(zip(names, self.redis.hmget(self.keys.job(job_id), names)))
+        if fields[b"state"] != _RUNNING or shard_progress(fields, shard)[0] != SUCCEEDED:
             return False, False
-        return True, int(done or 0) >= int(shards or 1)
+        return True, int(fields[b"shards_done"] or 0) >= int(fields[b"shards"] or 1)
 
     def shard_shares(self, job_id: str, shards: int) -> tuple[list[bytes | None], Iterable[bytes | None]]:
         """The shards' loss shares (in order), and their partial sums read one at a time, in order."""
