@@ -7,11 +7,11 @@
 # wheels' when a wheelhouse is used.
 ARG BASE_IMAGE=python:3.11-slim
 
-# Stage 1: the dependencies, in a virtualenv. It is rebuilt only when pyproject.toml or the
-# wheelhouse changes, never for a code change.
+# Stage 1: the dependencies, in a virtualenv, at the versions CI tested (constraints.txt). It is rebuilt
+# only when pyproject.toml, constraints.txt or the wheelhouse changes, never for a code change.
 FROM ${BASE_IMAGE} AS deps
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-COPY pyproject.toml /build/
+COPY pyproject.toml constraints.txt /build/
 COPY wheelhouse/ /wheelhouse/
 RUN set -eu; \
     python3 -m venv /opt/edgegrad; \
@@ -20,7 +20,7 @@ RUN set -eu; \
     if ls /wheelhouse/*.whl > /dev/null 2>&1; then \
         echo "installing from the wheelhouse only (no index)"; set -- --no-index --find-links /wheelhouse; \
     else set --; fi; \
-    /opt/edgegrad/bin/pip install "$@" -r /build/requirements.txt "setuptools>=70.1"
+    /opt/edgegrad/bin/pip install "$@" -c /build/constraints.txt -r /build/requirements.txt "setuptools>=70.1"
 
 # Stage 2: the runtime. The dependency layer comes first (cached), then the code.
 FROM ${BASE_IMAGE}

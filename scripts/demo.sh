@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q -e '.[test]'
+.venv/bin/python -m pip install -q -c constraints.txt -e '.[test]'   # the versions CI tested
 
 GRAD=(examples/xor.json --inputs examples/xor-inputs.json --targets examples/xor-targets.json --loss mse)
 

@@ -108,8 +108,9 @@ def _package_folders() -> set[str]:
 
 def test_dockerfile_installs_dependencies_before_copying_code_and_offline_from_a_wheelhouse() -> None:
     text = _dockerfile()
-    deps = text.index("-r /build/requirements.txt")
-    assert text.index("COPY pyproject.toml /build/") < deps and text.index("COPY wheelhouse/ /wheelhouse/") < deps
+    deps = text.index("-c /build/constraints.txt -r /build/requirements.txt")
+    assert text.index("COPY pyproject.toml constraints.txt /build/") < deps
+    assert text.index("COPY wheelhouse/ /wheelhouse/") < deps
     code = min(text.index(f"COPY {folder} ") for folder in _package_folders())
     assert deps < text.index("COPY --from=deps") < code, "a code change must not reinstall the dependencies"
     assert "--no-index --find-links /wheelhouse" in text
@@ -137,3 +138,39 @@ def test_workers_start_with_blas_threads_set_to_their_engine_threads() -> None:
     assert blas_env({}) == {}
     kept = blas_env({ENV_NAMES["threads"]: "2", "OPENBLAS_NUM_THREADS": "4"})
     assert kept["OPENBLAS_NUM_THREADS"] == "4" and kept["OMP_NUM_THREADS"] == "2"
+
+
+def _constraints() -> dict[str, str]:
+    """constraints.txt as {normalized name: exact version}."""
+    pins = {}
+    with open(os.path.join(ROOT, "constraints.txt"), encoding="utf-8") as fh:
+        for line in fh:
+            line = line.split("#", 1)[0].strip()
+            if line:
+                name, version = line.split("==")
+                pins[re.sub(r"[-_.]+", "-", name).lower()] = version
+    return pins
+
+
+def test_the_tested_versions_pin_every_dependency_within_pyprojects_ranges() -> None:
+    tomllib = pytest.importorskip("tomllib")
+    from packaging.requirements import Requirement
+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as fh:
+        project = tomllib.load(fh)["project"]
+    pins = _constraints()
+    wanted = [*project["dependencies"], *(r for extra in ("test", "torch", "draw")
+                                          for r in project["optional-dependencies"][extra])]
+    for text in wanted:
+        req = Requirement(text)
+        name = re.sub(r"[-_.]+", "-", req.name).lower()
+        assert name in pins, f"constraints.txt has no pin for {req.name} (run scripts/constraints.sh)"
+        assert req.specifier.contains(pins[name], prereleases=True), \
+            f"constraints.txt pins {req.name}=={pins[name]}, outside pyproject.toml's {req.specifier}"
+
+
+def test_every_install_path_uses_the_tested_versions() -> None:
+    for path, needle in ((".ci/run", "-c constraints.txt -e"), ("scripts/demo.sh", "-c constraints.txt -e"),
+                         ("scripts/wheelhouse.sh", "-c constraints.txt"), ("Dockerfile", "-c /build/constraints.txt")):
+        with open(os.path.join(ROOT, path), encoding="utf-8") as fh:
+            assert needle in fh.read(), f"{path} installs without constraints.txt"

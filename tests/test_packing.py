@@ -41,10 +41,13 @@ def _packer(kind: str) -> Callable[..., list]:
 
 
 def _redis_py(kind: str) -> Callable[..., list]:
-    """redis-py's own Python packer for ``kind``: what falls back to it must come out exactly so."""
+    """redis-py's Python packer, as its own connections of ``kind`` set it up: what falls back to it
+    must come out exactly so (redis-py 8.2's asyncio connections pack with hiredis first; the Python
+    packer is the one that leaves large values uncopied)."""
     if kind == "sync":
         return PythonRespSerializer(6000, Encoder("utf-8", "strict", False).encode).pack
-    return aioconnection.Connection().pack_command
+    connection = aioconnection.Connection()
+    return getattr(connection, "_pack_command_python", connection.pack_command)
 
 
 class _Status(str, enum.Enum):
