@@ -15,8 +15,7 @@ import redis
 
 from edgegrad.server.app import App, create_server
 from edgegrad.jobs.keys import Keys
-from edgegrad.jobs.namespace import delete_namespace
-from edgegrad.jobs.record import rq_job_id
+from edgegrad.jobs.namespace import delete_namespace, rq_job_keys
 from edgegrad.server.cluster import Cluster
 from edgegrad.settings import Settings
 from edgegrad.v1 import service_pb2_grpc
@@ -56,11 +55,10 @@ def namespace():
     yield make
     r = redis.Redis.from_url(REDIS_URL)
     try:
-        rq_jobs = [f"rq:job:{rq_job_id(m.decode(), i)}" for s in made for m in r.zrange(Keys(s.key_prefix).jobs, 0, -1)
-                   for i in range(int(r.hget(Keys(s.key_prefix).job(m.decode()), "shards") or 1))]
+        job_ids = [m.decode() for s in made for m in r.zrange(Keys(s.key_prefix).jobs, 0, -1)]
         for s in made:
             delete_namespace(s)
-        left = session_keys(r) + [k for k in rq_jobs if r.exists(k)]
+        left = session_keys(r) + [k.decode() for k in rq_job_keys(r, job_ids)]
     finally:
         r.close()
     assert not left, f"the session left {len(left)} keys in Redis, e.g. {left[:5]}"
