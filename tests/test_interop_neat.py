@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import edgegrad
-from edgegrad.interop.neatnet import NEAT_ACTIVATIONS, map_genome
+from edgegrad.interop.neatnet import NEAT_ACTIVATIONS, map_genome, map_population
 
 neat = pytest.importorskip("neat", reason="neat-python not installed (pip install 'edgegrad[neat]')")
 
@@ -137,6 +137,29 @@ def test_ids_are_neat_keys_as_text(evolved: tuple) -> None:
     assert net.inputs == ("-1", "-2", "-3") and net.outputs == ("0", "1")
     assert net.node_ids[:2] == ("0", "1")
     assert all(int(v) in genomes[-1].nodes for v in net.node_ids)
+
+
+def test_a_generation_maps_together_as_each_genome_maps_alone(evolved: tuple) -> None:
+    config, genomes = evolved
+    generation = genomes[-40:]
+    alone = [map_genome(g, config) for g in generation]
+    for given in (generation, list(enumerate(generation)), dict(enumerate(generation))):
+        together = map_population(given, config)
+        assert len(together) == len(alone)
+        for a, b in zip(together, alone):
+            assert a.net == b.net and a.connections == b.connections and a.nodes == b.nodes
+            for field in ("weight_scale", "bias_scale", "genome_weights", "genome_biases"):
+                np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    assert map_population([], config) == []
+
+
+def test_a_generation_with_an_unmappable_genome_names_it(evolved: tuple) -> None:
+    config, genomes = evolved
+    generation = [_copy(g) for g in genomes[-3:]]
+    generation[2].nodes[0].activation = "cube"
+    with pytest.raises(edgegrad.InvalidInput) as info:
+        map_population(generation, config)
+    assert str(info.value).startswith("genomes[2]: genome.nodes[0]: neat activation 'cube' is not supported")
 
 
 @pytest.mark.parametrize("attr, value, message", [

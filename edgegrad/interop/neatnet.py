@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..model.network import Network
     from ..engine.result import GradientResult
 
-__all__ = ["NeatMap", "map_genome", "from_neat", "NEAT_ACTIVATIONS"]
+__all__ = ["NeatMap", "map_genome", "map_population", "from_neat", "NEAT_ACTIVATIONS"]
 
 #: neat activation name -> (edgegrad activation, the factor neat applies to z first)
 NEAT_ACTIVATIONS: dict[str, tuple[str, float]] = {
@@ -96,13 +96,59 @@ def from_neat(genome: Any, config: Any) -> "Network":
 
 def map_genome(genome: Any, config: Any) -> NeatMap:
     """The genome's network with the factors that turn its gradients into the genome's own."""
+    return _Mapper(config).map(genome)
+
+
+def map_population(genomes: Any, config: Any) -> list[NeatMap]:
+    """The ``NeatMap`` of every genome of a generation, in order, built together (the library and the
+    configuration are looked at once).
+
+    ``genomes``: a sequence of genomes, of ``(key, genome)`` pairs as neat hands ``eval_genomes``, or
+    neat's ``population`` dict (its values, in its order). A genome that cannot be mapped is refused
+    naming it: ``genomes[i]: genome.nodes[k]: ...``.
+    """
+    items = list(genomes.values()) if isinstance(genomes, dict) else list(genomes)
+    mapper = _Mapper(config)
+    maps = []
+    for i, item in enumerate(items):
+        genome = item[1] if isinstance(item, tuple) and len(item) == 2 else item
+        try:
+            maps.append(mapper.map(genome))
+        except InvalidInput as exc:
+            raise InvalidInput(f"genomes[{i}]: {exc}") from None
+    return maps
+
+
+class _Mapper:
+    """What mapping genomes of one configuration needs once: neat's modules and the checked activations."""
+
+    def __init__(self, config: Any) -> None:
+        require("neat", "neat", "Network.from_neat")
+        from neat import activations, aggregations
+        from neat.graphs import required_for_output
+
+        self.gc = getattr(config, "genome_config", config)
+        self.required_for_output = required_for_output
+        self.acts = activations
+        self.sum_is_neats = self.gc.aggregation_function_defs.get("sum") is aggregations.sum_aggregation
+        self.activations: dict[str, tuple[str, float]] = {}
+
+    def activation(self, key: int, name: str) -> tuple[str, float]:
+        """``_activation`` of ``name``, checked once per configuration."""
+        found = self.activations.get(name)
+        if found is None:
+            found = self.activations[name] = _activation(key, name, self.gc, self.acts)
+        return found
+
+    def map(self, genome: Any) -> NeatMap:
+        """The genome's ``NeatMap``."""
+        return _map(genome, self)
+
+
+def _map(genome: Any, mapper: _Mapper) -> NeatMap:
     from ..model.network import Network
 
-    require("neat", "neat", "Network.from_neat")
-    from neat import activations as neat_acts, aggregations as neat_aggs
-    from neat.graphs import required_for_output
-
-    gc = getattr(config, "genome_config", config)
+    gc, required_for_output = mapper.gc, mapper.required_for_output
     inputs, outputs = list(gc.input_keys), list(gc.output_keys)
     enabled = sorted(k for k, cg in genome.connections.items() if cg.enabled)
     required = required_for_output(inputs, outputs, enabled)
@@ -112,10 +158,10 @@ def map_genome(genome: Any, config: Any) -> NeatMap:
     names, scales, biases, responses = [], [], [], []
     for key in nodes:
         ng = genome.nodes[key]
-        if ng.aggregation != "sum" or gc.aggregation_function_defs.get("sum") is not neat_aggs.sum_aggregation:
+        if ng.aggregation != "sum" or not mapper.sum_is_neats:
             raise InvalidInput(f"genome.nodes[{key}]: aggregation '{ng.aggregation}' is not supported (edgegrad nodes"
                                " sum their inputs; only neat's own 'sum' maps)")
-        name, scale = _activation(key, ng.activation, gc, neat_acts)
+        name, scale = mapper.activation(key, ng.activation)
         names.append(name)
         scales.append(scale)
         biases.append(float(ng.bias))
