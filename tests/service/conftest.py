@@ -1,9 +1,10 @@
-"""Fixtures for service tests: an isolated Redis namespace, real servers and real worker processes."""
+"""Fixtures for service tests: the session's Redis, an isolated Redis namespace, real servers and real
+worker processes. Nothing here contacts Redis at import: this file is loaded even when ``-m "not
+service"`` deselects every test below it, and the Redis is arranged when the first service test runs."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import sys
 import threading
@@ -19,41 +20,57 @@ from edgegrad.jobs.namespace import delete_namespace, rq_job_keys
 from edgegrad.server.cluster import Cluster
 from edgegrad.settings import Settings
 from edgegrad.v1 import service_pb2_grpc
+from session_redis import SessionRedis
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+_SESSION_REDIS = SessionRedis()
 #: every namespace of this session starts with it: what the session leaves in a shared Redis has one pattern
 SESSION = f"egtest-{secrets.token_hex(3)}"
 
 
-def _namespace(tag: str, **overrides) -> Settings:
+def _namespace(redis_url: str, tag: str, **overrides) -> Settings:
     token = f"{SESSION}-{tag}-{secrets.token_hex(4)}"
-    base = dict(redis_url=REDIS_URL, key_prefix=token, queue=token, job_heartbeat_ttl=2, maintenance_interval=1,
+    base = dict(redis_url=redis_url, key_prefix=token, queue=token, job_heartbeat_ttl=2, maintenance_interval=1,
                 worker_ttl=16, heartbeat_seconds=0.5, result_ttl=300, job_ttl=600, shutdown_grace_seconds=1.0,
                 chunk_bytes=64 * 1024, auth_token="", auth_token_file="", tls_cert="", tls_key="")
     base.update(overrides)
     return Settings.from_env(**base)
 
 
-def _redis_or_skip() -> None:
+def _redis_or_skip(redis_url: str) -> None:
     try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+        redis.Redis.from_url(redis_url, socket_connect_timeout=1).ping()
     except redis.RedisError as exc:  # pragma: no cover - CI starts one
-        pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
+        pytest.skip(f"no Redis at {redis_url}: {exc}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def redis_url() -> Iterator[str]:
+    """The session's Redis (``REDIS_URL`` points at it), arranged when the first service test runs."""
+    try:
+        yield _SESSION_REDIS.start()
+    finally:
+        _SESSION_REDIS.stop()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say which Redis the service tests used, where any ran."""
+    if _SESSION_REDIS.description:
+        terminalreporter.write_line(f"redis: {_SESSION_REDIS.description}")
 
 
 @pytest.fixture(scope="session")
-def namespace():
+def namespace(redis_url: str):
     """Factory of isolated namespaces (key prefix + queue), all deleted at the end of the session."""
-    _redis_or_skip()
+    _redis_or_skip(redis_url)
     made: list[Settings] = []
 
     def make(tag: str, **overrides) -> Settings:
-        s = _namespace(tag, **overrides)
+        s = _namespace(redis_url, tag, **overrides)
         made.append(s)
         return s
 
     yield make
-    r = redis.Redis.from_url(REDIS_URL)
+    r = redis.Redis.from_url(redis_url)
     try:
         job_ids = [m.decode() for s in made for m in r.zrange(Keys(s.key_prefix).jobs, 0, -1)]
         for s in made:

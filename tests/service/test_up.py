@@ -16,9 +16,8 @@ import pytest
 
 import edgegrad
 
-pytestmark = pytest.mark.service  # starts processes
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _start_up(tmp_path, *extra: str) -> tuple[subprocess.Popen, str, list[str], str]:

@@ -18,9 +18,8 @@ import pytest
 
 from edgegrad import Network, gradients
 
-pytestmark = pytest.mark.service  # starts processes
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 XOR = str(ROOT / "examples" / "xor.json")
 XOR_X = str(ROOT / "examples" / "xor-inputs.json")
 XOR_T = str(ROOT / "examples" / "xor-targets.json")

@@ -5,10 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
-
-pytestmark = pytest.mark.service  # starts processes
-
 
 def test_a_worker_limits_blas_to_its_engine_threads() -> None:
     code = ("import os; os.environ['EDGEGRAD_THREADS'] = '1'\n"

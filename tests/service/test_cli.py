@@ -15,9 +15,8 @@ import pytest
 import edgegrad
 from edgegrad import Network
 
-pytestmark = pytest.mark.service  # starts processes
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 XOR = str(EXAMPLES / "xor.json")
 XOR_X = str(EXAMPLES / "xor-inputs.json")

@@ -19,9 +19,8 @@ import pytest
 import edgegrad
 from edgegrad.errors import InvalidInput
 
-pytestmark = pytest.mark.service  # starts processes
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 XOR = edgegrad.Network.load(os.path.join(ROOT, "examples", "xor.json"))
 X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
 T = np.array([[0.0], [1.0], [1.0], [0.0]])
