@@ -23,8 +23,7 @@ from .memory import thread_count
 from .passes import PassBuffers
 from .plan import Plan
 
-__all__ = ["NumbaKernel", "NumbaPlan", "available", "loops", "fits_int32", "numba_plan", "forward", "backward",
-           "grad_slots", "to_file_order", "rows_writer"]
+__all__ = ["NumbaKernel", "NumbaPlan", "available", "loops", "fits_int32", "numba_plan", "rows_writer"]
 
 log = logging.getLogger(__name__)
 
@@ -190,62 +189,6 @@ def _run(step: list[tuple[int, int]], loop: Any, *args: Any) -> None:
     pool.run_all([lambda a=a, b=b: loop(a, b, *args) for a, b in step], pool.PARALLEL_MIN_WORK)
 
 
-def forward(plan: Plan, x: np.ndarray, n_outputs: int | None = None,
-            workspace: np.ndarray | None = None) -> PassBuffers:
-    """``passes.forward`` on the numba loops: the same buffers, filled the same way (o, f'(z))."""
-    jitted = loops()
-    buffers = passes.pass_buffers(plan, x, n_outputs, workspace)
-    arrays = numba_plan(plan)
-    acts, fprime = buffers.acts, buffers.fprime
-    args = (plan.n_inputs, arrays.in_ptr, arrays.in_src, arrays.in_w, arrays.bias, arrays.codes, acts, fprime)
-    for step in _steps(arrays, False, acts.shape[1], thread_count()):
-        _run(step, jitted.forward_rows, *args)
-    return buffers
-
-
-def grad_slots(plan: Plan) -> int:
-    """Length of the loops' edge-gradient array: live edges in out-edge order, then one 0 for the rest."""
-    return int(numba_plan(plan).out_ptr[-1]) + 1
-
-
-def to_file_order(plan: Plan, grads: np.ndarray) -> np.ndarray:
-    """Edge gradients in the loops' order (``grad_slots`` long) as a new array in file order: one gather."""
-    out = np.empty(plan.edge_file.size, dtype=grads.dtype)
-    np.take(grads, numba_plan(plan).file_take, out=out, mode="clip")
-    return out
-
-
-def backward(plan: Plan, buffers: PassBuffers, direct: np.ndarray,
-             grads: np.ndarray | None = None) -> np.ndarray:
-    """Loss-mode δ in place of f'(z) (``direct``: ∂L/∂o of the outputs, K×B); returns Σ_b δ per node row.
-
-    With ``grads`` (``grad_slots`` long) every edge's Σ_b δ(v)·o[u] is written there in the same pass
-    (``numba_loops.backward_rows``; the inputs' out-edges by ``input_grads``), in the loops' out-edge
-    order (sums of slabs add in that order; ``to_file_order`` puts them in file order once).
-    """
-    jitted = loops()
-    arrays = numba_plan(plan)
-    acts, deltas = buffers.acts, buffers.deltas
-    width, threads = deltas.shape[1], thread_count()
-    sums = np.zeros(plan.n_nodes, dtype=plan.dtype)
-    fused = grads is not None
-    n_in = plan.n_inputs
-    live = int(arrays.out_ptr[-1])
-    out = grads if grads is not None else np.empty(0, dtype=plan.dtype)
-    direct = np.ascontiguousarray(direct, dtype=plan.dtype)
-    args = (n_in, arrays.out_ptr, arrays.out_dst, arrays.out_w, arrays.direct_ptr,
-            arrays.direct_k, direct, acts, deltas, out, sums, fused)
-    for step in _steps(arrays, True, width, threads):
-        _run(step, jitted.backward_rows, *args)
-    if fused:
-        work = arrays.backward_cost[n_in] * width
-        step = (_chunks(arrays.backward_cost, 0, n_in, threads * CHUNKS_PER_THREAD)
-                if threads > 1 and work >= pool.PARALLEL_MIN_WORK else [(0, n_in)])
-        _run(step, jitted.input_grads, arrays.out_ptr, arrays.out_dst, acts, deltas, out)
-        out[live] = 0
-    return sums
-
-
 @dataclass(frozen=True)
 class NumbaKernel:
     """``kernel.Kernel`` on the numba loops: forward and loss-mode backward (edge sums fused, in the loops'
@@ -255,28 +198,64 @@ class NumbaKernel:
     name: ClassVar[str] = "numba"
     own_edge_order: ClassVar[bool] = True
 
-    def forward(self, plan: Plan, x: np.ndarray, n_outputs: int | None, workspace: np.ndarray) -> PassBuffers:
-        """o and f'(z) of every row (``forward``)."""
-        return forward(plan, x, n_outputs, workspace)
+    def forward(self, plan: Plan, x: np.ndarray, n_outputs: int | None = None,
+                workspace: np.ndarray | None = None) -> PassBuffers:
+        """``passes.forward`` on the numba loops: the same buffers, filled the same way (o, f'(z))."""
+        jitted = loops()
+        buffers = passes.pass_buffers(plan, x, n_outputs, workspace)
+        arrays = numba_plan(plan)
+        acts, fprime = buffers.acts, buffers.fprime
+        args = (plan.n_inputs, arrays.in_ptr, arrays.in_src, arrays.in_w, arrays.bias, arrays.codes, acts, fprime)
+        for step in _steps(arrays, False, acts.shape[1], thread_count()):
+            _run(step, jitted.forward_rows, *args)
+        return buffers
 
     def backward(self, plan: Plan, buffers: PassBuffers, direct: np.ndarray | None) -> None:
-        """δ in place of f'(z): loss mode on the loops, output mode (``direct`` None) on numpy."""
+        """δ in place of f'(z): loss mode on the loops (``backward_summed`` without sums), output mode on numpy."""
         if direct is None:
             passes.backward(plan, buffers, None)
         else:
-            backward(plan, buffers, direct)
+            self.backward_summed(plan, buffers, direct, None)
 
     def sum_slots(self, plan: Plan) -> int:
-        """Length of a slab's edge sums (``grad_slots``)."""
-        return grad_slots(plan)
+        """Length of the loops' edge-gradient array: live edges in out-edge order, then one 0 for the rest."""
+        return int(numba_plan(plan).out_ptr[-1]) + 1
 
-    def backward_summed(self, plan: Plan, buffers: PassBuffers, direct: np.ndarray, sums: np.ndarray) -> np.ndarray:
-        """δ in place, Σ_b δ·o of every edge into ``sums`` (loops' order) in the same pass; Σ_b δ per node row."""
-        return backward(plan, buffers, direct, sums)
+    def backward_summed(self, plan: Plan, buffers: PassBuffers, direct: np.ndarray,
+                        sums: np.ndarray | None) -> np.ndarray:
+        """Loss-mode δ in place of f'(z) (``direct``: ∂L/∂o of the outputs, K×B); returns Σ_b δ per node row.
+
+        With ``sums`` (``sum_slots`` long) every edge's Σ_b δ(v)·o[u] is written there in the same pass
+        (``numba_loops.backward_rows``; the inputs' out-edges by ``input_grads``), in the loops' out-edge
+        order (sums of slabs add in that order; ``file_order`` puts them in file order once).
+        """
+        jitted = loops()
+        arrays = numba_plan(plan)
+        acts, deltas = buffers.acts, buffers.deltas
+        width, threads = deltas.shape[1], thread_count()
+        node_sums = np.zeros(plan.n_nodes, dtype=plan.dtype)
+        fused = sums is not None
+        n_in = plan.n_inputs
+        live = int(arrays.out_ptr[-1])
+        grads = sums if sums is not None else np.empty(0, dtype=plan.dtype)
+        direct = np.ascontiguousarray(direct, dtype=plan.dtype)
+        args = (n_in, arrays.out_ptr, arrays.out_dst, arrays.out_w, arrays.direct_ptr,
+                arrays.direct_k, direct, acts, deltas, grads, node_sums, fused)
+        for step in _steps(arrays, True, width, threads):
+            _run(step, jitted.backward_rows, *args)           # δ(u), and ∂P/∂w(u,v) = Σ_b δ(v)·o[u] when fused
+        if fused:
+            work = arrays.backward_cost[n_in] * width
+            step = (_chunks(arrays.backward_cost, 0, n_in, threads * CHUNKS_PER_THREAD)
+                    if threads > 1 and work >= pool.PARALLEL_MIN_WORK else [(0, n_in)])
+            _run(step, jitted.input_grads, arrays.out_ptr, arrays.out_dst, acts, deltas, grads)
+            grads[live] = 0
+        return node_sums
 
     def file_order(self, plan: Plan, sums: np.ndarray) -> np.ndarray:
-        """Edge sums in file order: a new array (``to_file_order``)."""
-        return to_file_order(plan, sums)
+        """Edge sums in the loops' order (``sum_slots`` long) as a new array in file order: one gather."""
+        out = np.empty(plan.edge_file.size, dtype=sums.dtype)
+        np.take(sums, numba_plan(plan).file_take, out=out, mode="clip")
+        return out
 
     def write_rows(self, plan: Plan, buffers: PassBuffers, edges_out: np.ndarray, deltas_out: np.ndarray) -> None:
         """Per-example or output-mode rows δ(v)·o[u] and δ (``passes.per_example_results``)."""

@@ -250,20 +250,19 @@ def summed_edge_grads(plan: Plan, buffers: PassBuffers, out: np.ndarray) -> None
     dense_grads(plan.dense, acts, deltas, out)
     out[plan.dead_edges] = 0
     width = acts.shape[1]
+
+    def group_grads(group: GradGroup, a: int, b: int) -> None:
+        """The in-edges (u, v) of target nodes v ``a:b`` of one in-degree group."""
+        u = group.src_rows[a:b]                                               # (v, d): each target's d sources
+        o_u = np.take(acts, u.ravel(), axis=0, mode="clip").reshape(u.shape + (width,))
+        delta_v = np.take(deltas, group.node_rows[a:b], axis=0, mode="clip")
+        out[group.file_edges[a:b]] = np.einsum("vdb,vb->vd", o_u, delta_v)  # ∂P/∂w(u,v) = Σ_b δ(v)·o[u]
+
     tasks = []
     for group in plan.grad_groups:
         step = edge_chunk_size(group.src_rows.shape[1] * width * acts.itemsize)
-        tasks.extend(lambda g=group, a=a, b=b: _group_grads(g, a, b, acts, deltas, out)
-                     for a, b in spans(group.node_rows.size, step))
+        tasks.extend(lambda g=group, a=a, b=b: group_grads(g, a, b) for a, b in spans(group.node_rows.size, step))
     run_all(tasks, plan.sparse_edges.size * width)
-
-
-def _group_grads(group: GradGroup, a: int, b: int, acts: np.ndarray, deltas: np.ndarray, out: np.ndarray) -> None:
-    """Summed gradients of the in-edges (u, v) of target nodes v ``a:b`` of one in-degree group."""
-    u = group.src_rows[a:b]                                                   # (v, d): each target's d sources
-    o_u = np.take(acts, u.ravel(), axis=0, mode="clip").reshape(u.shape + (acts.shape[1],))
-    delta_v = np.take(deltas, group.node_rows[a:b], axis=0, mode="clip")
-    out[group.file_edges[a:b]] = np.einsum("vdb,vb->vd", o_u, delta_v)      # ∂P/∂w(u,v) = Σ_b δ(v)·o[u]
 
 
 def per_example_results(plan: Plan, buffers: PassBuffers, edges_out: np.ndarray, deltas_out: np.ndarray,
