@@ -4,7 +4,8 @@ Every call runs its rows in slabs whose engine working memory stays under ``memo
 so memory grows with the batch only by the inputs and the result. Loss-mode (summed) slabs are
 folded in slab order by ``fold_partials``; per-example and output-mode slabs write their rows
 straight into the result. ``partial_gradients`` is the same path for rows of a larger batch (a
-shard): its parts, folded in row order, give the whole batch's result.
+shard): its parts, folded in row order, give the whole batch's result. Each call runs on one kernel
+(``kernel.choose_kernel``: numpy or numba); ``_slab`` calls only its ``Kernel`` methods.
 """
 
 from __future__ import annotations
