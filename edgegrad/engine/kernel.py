@@ -142,10 +142,12 @@ def example_writer(nbytes: int) -> object | None:
     return numba_kernel.rows_writer(nbytes, _write_min_bytes(kernel_setting()))
 
 
+#: the kernels, one of each per setting (they hold no state but the setting's result-writer threshold)
+_NUMPY = {choice: NumpyKernel(_write_min_bytes(choice)) for choice in KERNELS}
+_NUMBA = {choice: numba_kernel.NumbaKernel(_write_min_bytes(choice)) for choice in KERNELS}
+
+
 def choose_kernel(plan: Plan) -> Kernel[Plan]:
     """The kernel every slab of a call on ``plan`` runs on: the one place numpy or numba is chosen."""
     choice = kernel_setting()
-    write_min_bytes = _write_min_bytes(choice)
-    if _uses_numba(choice, plan):
-        return numba_kernel.NumbaKernel(write_min_bytes)
-    return NumpyKernel(write_min_bytes)
+    return _NUMBA[choice] if _uses_numba(choice, plan) else _NUMPY[choice]
