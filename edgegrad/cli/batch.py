@@ -12,7 +12,7 @@ import signal
 from typing import Any
 
 
-from .commands import EXIT_INTERRUPTED, EXIT_UNREACHABLE, CommandFailure, add_batch_args, check_mode_flags, load_batch
+from .common import EXIT_INTERRUPTED, EXIT_UNREACHABLE, CommandFailure, add_batch_args, check_mode_flags, load_batch
 from .progress import Progress, format_seconds
 from .remote import HeldInterrupts, add_server_argument, connect, job_failure, say, server_address, stream_backoff
 from ..errors import InvalidInput, Unavailable

@@ -13,7 +13,7 @@ import signal
 import sys
 from typing import Any, Iterator
 
-from .commands import EXIT_BAD_INPUT, EXIT_JOB_FAILED, EXIT_UNREACHABLE, CommandFailure, rpc_message
+from .common import EXIT_BAD_INPUT, EXIT_JOB_FAILED, EXIT_UNREACHABLE, CommandFailure, rpc_message
 from ..errors import Cancelled, DeadlineExceeded, EdgegradError, InvalidInput, JobFailed, Unavailable
 
 __all__ = ["SERVER_ENV", "CLI_RETRY_SECONDS", "STREAM_RETRY_SECONDS", "stream_backoff", "add_server_argument",

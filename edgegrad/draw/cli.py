@@ -12,7 +12,7 @@ __all__ = ["add_arguments", "run"]
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``edgegrad draw``."""
-    from edgegrad.cli.commands import add_loss_args
+    from edgegrad.cli.common import add_loss_args
 
     from . import MAX_NODES
 
@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Compute (or read) the gradients, lay the network out and write the picture."""
     from edgegrad import Network
-    from edgegrad.cli.commands import check_mode_flags, load_batch
+    from edgegrad.cli.common import check_mode_flags, load_batch
 
     from . import check_picture_path, draw, load_result
 
