@@ -19,7 +19,8 @@ from .aiogroup import AsyncWatchGroup, open_async_group
 from .base import ClientBase, HandleBase, EventStreams
 from .errors import from_rpc_error, is_retryable, stream_dropped
 from .options import Backoff, Deadline, DEFAULT_MAX_MESSAGE_BYTES
-from .protocol import Prepared, Resume, lost_networks, merge_submitted, network_lost, prepare, submission, submit_batches
+from .protocol import (Prepared, Resume, list_request, lost_networks, merge_submitted, network_lost, prepare, submission,
+                       submit_batches)
 
 __all__ = ["AsyncClient", "AsyncJobHandle"]
 
@@ -227,7 +228,7 @@ class AsyncClient(ClientBase):
         """Every job the server keeps, page by page."""
         token = ""
         while True:
-            page = await self._unary(self.stub.ListJobs, service_pb2.ListJobsRequest(page_size=page_size, page_token=token),
+            page = await self._unary(self.stub.ListJobs, list_request(page_size, token),
                                      timeout)
             for job in page.jobs:
                 yield job

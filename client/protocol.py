@@ -23,7 +23,8 @@ from edgegrad.status import from_status, job_error
 
 from .options import Backoff, Deadline
 
-__all__ = ["build_request", "prepare", "Prepared", "new_request_id", "WatchState", "TERMINAL_STATES",
+__all__ = ["build_request", "prepare", "check_count", "list_request", "UINT32_MAX", "UINT64_MAX", "Prepared",
+           "new_request_id", "WatchState", "TERMINAL_STATES",
            "submission", "submit_batches", "merge_submitted", "Resume", "network_lost"]
 
 TERMINAL_STATES = frozenset({job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELLED})
@@ -73,14 +74,31 @@ class Prepared(NamedTuple):
                 yield service_pb2.UploadPiece(field=name, rows=tensor_from_array(values[a:a + rows]))
 
 
+#: the largest values of the wire's unsigned fields: a number beyond them is bad input, never a protobuf ValueError
+UINT32_MAX = 2 ** 32 - 1
+UINT64_MAX = 2 ** 64 - 1
+
+
+def check_count(name: str, value: Any, low: int, high: int, what: str) -> int:
+    """``value`` as an int if it is a whole number in ``low..high``; InvalidInput naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
+        raise InvalidInput(f"{name}: expected {what} ({low}..{high}), got {value!r}")
+    return int(value)
+
+
+def list_request(page_size: Any, page_token: str) -> service_pb2.ListJobsRequest:
+    """One ListJobs page request, its ``page_size`` checked (0 is the server's default)."""
+    return service_pb2.ListJobsRequest(page_size=check_count("page_size", page_size, 0, UINT32_MAX, "jobs a page"),
+                                       page_token=page_token)
+
+
 def prepare(net: Network, inputs: Any, targets: Any, loss: str | None, reduction: str, per_example: bool,
             dtype: str, *, request_id: str | None, inline: bool = False, shard_rows: int | None = None) -> Prepared:
     """Check a submission like the in-process call does; the request refers to ``net`` by hash (or carries it)."""
     if not isinstance(net, Network):
         raise TypeError(f"net must be an edgegrad.Network, got {type(net).__name__}")
-    if shard_rows is not None and (isinstance(shard_rows, bool) or not isinstance(shard_rows, (int, np.integer))
-                                   or shard_rows < 1):
-        raise InvalidInput(f"shard_rows: expected a positive number of rows, got {shard_rows!r}")
+    if shard_rows is not None:
+        check_count("shard_rows", shard_rows, 1, UINT64_MAX, "a positive number of rows")
     x, t = check_options(net, inputs, targets, loss, reduction, dtype, per_example)
     request = job_pb2.GradientRequest(loss=loss or "", reduction=reduction, per_example=bool(per_example),
                                       dtype=str(dtype))

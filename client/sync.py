@@ -17,7 +17,8 @@ from .base import ClientBase, EventStreams
 from .errors import from_rpc_error, is_retryable
 from .job import JobHandle
 from .options import Backoff, Deadline, DEFAULT_MAX_MESSAGE_BYTES
-from .protocol import Prepared, lost_networks, merge_submitted, network_lost, prepare, submission, submit_batches
+from .protocol import (Prepared, list_request, lost_networks, merge_submitted, network_lost, prepare, submission,
+                       submit_batches)
 
 __all__ = ["Client"]
 
@@ -235,7 +236,7 @@ class Client(ClientBase):
         """Every job the server keeps, newest pages fetched as the iterator advances."""
         token = ""
         while True:
-            page = self._unary(self.stub.ListJobs, service_pb2.ListJobsRequest(page_size=page_size, page_token=token),
+            page = self._unary(self.stub.ListJobs, list_request(page_size, token),
                                timeout)
             yield from page.jobs
             token = page.next_page_token

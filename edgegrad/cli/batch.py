@@ -19,6 +19,9 @@ from ..errors import InvalidInput, Unavailable
 from .io import result_labels
 from .resultfiles import ResultWriter, RowProgress, check_out
 
+#: the largest --shard-rows the wire carries (a uint64)
+UINT64_MAX = 2 ** 64 - 1
+
 __all__ = ["add_arguments", "run", "follow"]
 
 
@@ -41,8 +44,8 @@ def run(args: argparse.Namespace) -> int:
     from ..model.network import Network
 
     check_mode_flags(args)
-    if args.shard_rows is not None and args.shard_rows < 1:
-        raise InvalidInput(f"--shard-rows: must be at least 1, got {args.shard_rows}")
+    if args.shard_rows is not None and not 1 <= args.shard_rows <= UINT64_MAX:
+        raise InvalidInput(f"--shard-rows: must be between 1 and {UINT64_MAX}, got {args.shard_rows}")
     server = server_address(args.server)
     check_out(args.out)
     net = Network.load(args.network)
