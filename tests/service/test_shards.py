@@ -245,6 +245,33 @@ def test_submit_many_answers_each_item_and_a_bad_one_fails_alone(cluster) -> Non
         _close(items[2].result().edge_grads, edgegrad.gradients(NET, X, targets=T, loss="mse").edge_grads, 1e-12)
 
 
+def test_wait_all_takes_submit_many_answers_as_they_are(cluster) -> None:
+    """The README's two lines: wait_all on submit_many's list, a bad request's error kept in its place."""
+    with Client(cluster.address, timeout=60) as client:
+        items = client.submit_many([dict(net=NET, inputs=X[:5]), dict(net=NET, inputs=X[:5, :2]),
+                                    dict(net=NET, inputs=X, targets=T, loss="mse", shard_rows=10)])
+        finals = edgegrad.wait_all(items)
+    assert len(finals) == 3 and finals[1] is items[1] and isinstance(finals[1], errors.InvalidInput)
+    assert [f.state for f in (finals[0], finals[2])] == [job_pb2.JOB_STATE_SUCCEEDED] * 2
+    assert [f.name for f in (finals[0], finals[2])] == [items[0].name, items[2].name]
+    assert edgegrad.wait_all([items[1]]) == [items[1]]
+
+
+def test_async_wait_all_takes_submit_many_answers_as_they_are(cluster) -> None:
+    import asyncio
+
+    async def run() -> tuple[list, list, list]:
+        async with edgegrad.AsyncClient(cluster.address, timeout=60) as client:
+            items = await client.submit_many([dict(net=NET, inputs=X[:2, :1]), dict(net=NET, inputs=X[:3])])
+            only_errors = await client.submit_many([dict(net=NET, inputs=X[:2, :1])])
+            return items, await edgegrad.wait_all(items), await edgegrad.wait_all(only_errors)
+
+    items, finals, errors_only = asyncio.run(run())
+    assert finals[0] is items[0] and isinstance(finals[0], errors.InvalidInput)
+    assert finals[1].state == job_pb2.JOB_STATE_SUCCEEDED and finals[1].name == items[1].name
+    assert len(errors_only) == 1 and isinstance(errors_only[0], errors.InvalidInput)
+
+
 def test_a_job_whose_shard_cannot_fit_a_worker_is_refused_at_submit(namespace, thread_server) -> None:
     server = thread_server(namespace("admission", worker_memory_bytes=100 << 20))
     big = example_network(n_inputs=4, n_nodes=400, n_outputs=400, density=0.5, seed=3)
