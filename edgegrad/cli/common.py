@@ -78,8 +78,10 @@ def check_mode_flags(args: argparse.Namespace) -> None:
 
 def load_batch(args: argparse.Namespace, net: Any) -> tuple[Any, Any]:
     """The --inputs and --targets matrices (None where not given), checked against the network."""
-    from .io import load_matrix
+    from .io import STDIN, load_matrix
 
+    if args.inputs == STDIN and args.targets == STDIN:
+        raise InvalidInput("--targets: only one of --inputs and --targets can read standard input ('-')")
     x = load_matrix(args.inputs, "inputs", net.inputs) if args.inputs is not None else None
     t = load_matrix(args.targets, "targets", net.outputs) if args.targets is not None else None
     return x, t
