@@ -17,7 +17,7 @@ from .progress import Progress, format_seconds
 from .remote import HeldInterrupts, add_server_argument, connect, job_failure, say, server_address, stream_backoff
 from ..errors import InvalidInput, Unavailable
 from .io import result_labels
-from .resultfiles import ResultWriter, RowProgress, check_out
+from .resultfiles import ResultWriter, RowProgress, check_out, partial_place
 
 #: the largest --shard-rows the wire carries (a uint64)
 UINT64_MAX = 2 ** 64 - 1
@@ -104,19 +104,42 @@ def follow(client: Any, job: Any, server: str, out: str | None, labels: dict[str
         raise
     final = handle.job
     if final.state != job_pb2.JOB_STATE_SUCCEEDED:
+        progress.end()
+        failure = job_failure(final)
+        if writer is not None and final.state == job_pb2.JOB_STATE_CANCELLED and writer.rows_done > 0:
+            writer.close()  # what was written stays, with its record
+            raise CommandFailure(f"{failure}; the {writer.rows_done:,} of {int(layout.batch):,} rows written"
+                                 f" are kept in {partial_place(writer.out)}", failure.status)
         if writer is not None:
             writer.discard()
-        progress.end()
-        raise job_failure(final)
+        raise failure
     if writer is not None:
         writer.finish(final.loss if final.HasField("loss") else None)
-    took, rows = progress.elapsed(), int(layout.batch)
+    rows = int(layout.batch)
     if progress.tty:
         progress.update(rows, force=True)  # the full bar
-    rate = f" ({progress.rate():,.0f} rows/s)" if progress.rate() > 0 else ""
-    where = f"; result in {out}" if out is not None else ""
-    progress.end(f"{name}: succeeded, {rows:,} rows in {format_seconds(took)}{rate}{where}")
+    progress.end(_success_line(final, rows, progress, out, ended_before=_ended_before(job)))
     return 0
+
+
+def _ended_before(job: Any) -> bool:
+    """Whether ``job`` (as first read) had ended already, so following it only downloads its result."""
+    from ..v1 import job_pb2
+
+    return job.state in (job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELLED)
+
+
+def _success_line(final: Any, rows: int, progress: Progress, out: str | None, ended_before: bool) -> str:
+    """``NAME: succeeded, ROWS rows in T (R rows/s)``, the job's own time (from its start and end), and the
+    download's when the job had ended before this command followed it."""
+    took = progress.elapsed()
+    if final.HasField("start_time") and final.HasField("end_time"):
+        took = max(0.0, (final.end_time.ToNanoseconds() - final.start_time.ToNanoseconds()) / 1e9)
+    rate = f" ({rows / took:,.0f} rows/s)" if took > 0 else ""
+    line = f"{final.name}: succeeded, {rows:,} rows in {format_seconds(took)}{rate}"
+    if ended_before:
+        line += f"; downloaded in {format_seconds(progress.elapsed())}"
+    return line + (f"; result in {out}" if out is not None else "")
 
 
 def _stream(client: Any, name: str, writer: ResultWriter | None, received: RowProgress, progress: Progress) -> Any:
@@ -137,7 +160,7 @@ def _stream(client: Any, name: str, writer: ResultWriter | None, received: RowPr
 
 def _detach_message(name: str, server: str, out: str | None, done: int, total: int) -> str:
     where = f" --out {shlex.quote(out)}" if out is not None else ""
-    written = f"; {done:,} of {total:,} rows written to {out}" if out is not None else ""
+    written = f"; {done:,} of {total:,} rows written in {partial_place(out)}" if out is not None else ""
     return (f"detached: {name} keeps running{written}\n"
             f"  continue: edgegrad jobs watch {name}{where} --server {shlex.quote(server)}\n"
             f"  cancel:   edgegrad jobs cancel {name} --server {shlex.quote(server)}")
