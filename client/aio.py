@@ -120,10 +120,12 @@ class AsyncClient(ClientBase):
     async def submit(self, net: Network, inputs: Any, targets: Any = None, loss: str | None = None,
                      reduction: str = "mean", per_example: bool = False, dtype: str = "float64",
                      timeout: float | None = None, request_id: str | None = None,
-                     shard_rows: int | None = None) -> "AsyncJobHandle":
-        """Enqueue a job and return its handle at once (``shard_rows``: rows per shard)."""
+                     shard_rows: int | None = None,
+                     upload_progress: Callable[[int, int], None] | None = None) -> "AsyncJobHandle":
+        """Enqueue a job and return its handle at once (``shard_rows``: rows per shard; ``upload_progress``:
+        told ``(rows_sent, rows_in_all)`` as each piece of a batch larger than one message is uploaded)."""
         prepared = prepare(net, inputs, targets, loss, reduction, per_example, dtype, request_id=request_id,
-                           shard_rows=shard_rows)
+                           shard_rows=shard_rows)._replace(upload_progress=upload_progress)
         deadline = self._deadline(timeout)
 
         async def send() -> AsyncJobHandle:

@@ -6,7 +6,7 @@ The sync and async clients share everything here and differ only in how they wai
 from __future__ import annotations
 
 import uuid
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -41,6 +41,8 @@ class Prepared(NamedTuple):
     request: service_pb2.SubmitJobRequest
     inputs: np.ndarray
     targets: np.ndarray | None
+    #: told ``(rows_sent, rows_in_all)`` as each upload piece goes (inputs' rows, then targets')
+    upload_progress: Callable[[int, int], None] | None = None
 
     @property
     def batch_bytes(self) -> int:
@@ -67,11 +69,16 @@ class Prepared(NamedTuple):
         """The batch as UploadPieces of about ``piece_bytes`` each (inputs, then targets, same rows a piece)."""
         widths = [self.inputs.shape[1]] + ([] if self.targets is None else [self.targets.shape[1]])
         rows = max(1, piece_bytes // (8 * max(1, max(widths))))
+        total = self.inputs.shape[0] * len(widths)
+        sent = 0
         for name, values in (("inputs", self.inputs), ("targets", self.targets)):
             if values is None:
                 continue
             for a in range(0, values.shape[0], rows):
                 yield service_pb2.UploadPiece(field=name, rows=tensor_from_array(values[a:a + rows]))
+                sent += min(rows, values.shape[0] - a)
+                if self.upload_progress is not None:
+                    self.upload_progress(sent, total)
 
 
 #: the largest values of the wire's unsigned fields: a number beyond them is bad input, never a protobuf ValueError

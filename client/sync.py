@@ -104,14 +104,16 @@ class Client(ClientBase):
     def submit(self, net: Network, inputs: Any, targets: Any = None, loss: str | None = None,
                reduction: str = "mean", per_example: bool = False, dtype: str = "float64",
                timeout: float | None = None, request_id: str | None = None,
-               shard_rows: int | None = None) -> JobHandle:
+               shard_rows: int | None = None,
+               upload_progress: Callable[[int, int], None] | None = None) -> JobHandle:
         """Enqueue a job and return its handle at once (``wait()``, ``result()``, ``chunks()``, ``cancel()``).
 
         ``shard_rows`` sets the rows per shard (each shard may run on another worker); a batch
-        larger than one message is uploaded in pieces first.
+        larger than one message is uploaded in pieces first, each piece told to ``upload_progress``
+        as ``(rows_sent, rows_in_all)`` (inputs' rows, then targets').
         """
         prepared = prepare(net, inputs, targets, loss, reduction, per_example, dtype, request_id=request_id,
-                           shard_rows=shard_rows)
+                           shard_rows=shard_rows)._replace(upload_progress=upload_progress)
         deadline = self._deadline(timeout)
 
         def send() -> JobHandle:

@@ -55,8 +55,14 @@ def run(args: argparse.Namespace) -> int:
     labels = result_labels(net)  # as `grad --out X.npz` has them
     with connect(server) as client:
         held = HeldInterrupts(reraise=False)
+        uploading = Progress("uploading", int(x.shape[0]))  # shown only for a batch sent in pieces
+
+        def uploaded(sent: int, total: int) -> None:
+            uploading.update(sent * int(x.shape[0]) // max(1, total))
+
         with held:  # a Ctrl-C while submitting still learns the job's name, then detaches
-            job = client.submit(net, x, **options).job
+            job = client.submit(net, x, upload_progress=uploaded, **options).job
+        uploading.end()
         return follow(client, job, server, args.out, labels=labels, interrupted=held.pending,
                       announce=f"submitted {job.name} ({job.layout.batch:,} rows)")
 
