@@ -7,14 +7,15 @@ module can import it without a cycle.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
 from ..errors import InvalidInput
 
 __all__ = ["LOSSES", "EXIT_BAD_INPUT", "EXIT_INTERNAL", "EXIT_JOB_FAILED", "EXIT_UNREACHABLE", "EXIT_INTERRUPTED",
            "UsageError", "CommandFailure", "Parser", "add_loss_args", "add_batch_args", "check_mode_flags",
-           "load_batch", "rpc_message"]
+           "load_batch", "rpc_message", "show_engine_notices"]
 
 LOSSES = ("mse", "bce", "softmax_ce")
 EXIT_BAD_INPUT = 2
@@ -98,3 +99,21 @@ def rpc_message(exc: BaseException) -> str | None:
     if code is None or code == grpc.StatusCode.INVALID_ARGUMENT:
         return details
     return f"{code.name}: {details}"
+
+
+def show_engine_notices(stream: TextIO | None = None) -> bool:
+    """On a terminal, show the engine's one-off notices (kernels being compiled) as ``note:`` lines on
+    ``stream`` (default stderr); elsewhere (a pipe, a file) stay silent. Whether they will show."""
+    stream = stream or sys.stderr
+    try:
+        if not stream.isatty():
+            return False
+    except (AttributeError, ValueError):
+        return False
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("note: %(message)s"))
+    logger = logging.getLogger("edgegrad.engine.kernelcache")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return True

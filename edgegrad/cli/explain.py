@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..errors import InvalidInput
-from .common import add_loss_args, check_mode_flags, load_batch
+from .common import add_loss_args, check_mode_flags, load_batch, show_engine_notices
 
 __all__ = ["add_arguments", "run"]
 
@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInput(f"--digits: must be between 1 and 17, got {args.digits}")
     net = Network.load(args.network)
     x, t = load_batch(args, net)
+    show_engine_notices()
     explanation = explain_edge(net, args.edge[0], args.edge[1], inputs=x, row=args.row, targets=t,
                                loss=args.loss, reduction=args.reduction or "mean", output=args.output)
     sys.stdout.write(render(explanation, digits=args.digits, max_nodes=args.max_nodes))

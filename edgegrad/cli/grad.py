@@ -7,7 +7,7 @@ import os
 import sys
 
 from ..errors import InvalidInput
-from .common import add_batch_args, check_mode_flags, load_batch
+from .common import add_batch_args, check_mode_flags, load_batch, show_engine_notices
 from .remote import SERVER_ENV, remote_gradients, server_address
 
 __all__ = ["add_arguments", "run"]
@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     if server is None:
         from ..engine.api import gradients
 
+        show_engine_notices()
         res = gradients(net, x, dtype=args.dtype, **options)
     else:
         res = remote_gradients(server, net, x, args.dtype, options)

@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import InvalidInput
 from ..model.activations import ACTIVATION_NAMES
 from ..settings import ENV_NAMES, KERNELS, Settings
-from . import passes
+from . import kernelcache, passes
 from .memory import thread_count
 from .plan import Plan
 
@@ -62,6 +62,7 @@ def _load() -> Any:
     with _lock:
         if _module is None and _failure is None:
             try:
+                kernelcache.notice_if_uncached()
                 compiled = importlib.import_module(f"{__package__}.compiled")
                 if compiled.ORDER != ACTIVATION_NAMES:
                     raise ImportError("the compiled kernels number the activations differently")
