@@ -12,7 +12,7 @@ from edgegrad.wire.events import decode_event
 
 from .grouping import Unwatched
 from .options import Backoff, ConnectOptions, Deadline
-from .protocol import WatchState
+from .protocol import UINT64_MAX, WatchState, check_count
 
 __all__ = ["ClientBase", "HandleBase", "state_name", "EventStreams"]
 
@@ -70,7 +70,7 @@ class ClientBase:
                  max_message_bytes: int) -> None:
         self.options = ConnectOptions.build(target, tls=tls, root_certificates=root_certificates, token=token,
                                             max_message_bytes=max_message_bytes)
-        self.timeout = timeout
+        self.timeout = Deadline(timeout).timeout  # checked now, not at the first call
         self.backoff = backoff or Backoff()
         self._known: set[str] = set()  #: content hashes this client knows the server stores
         self.server_max_message: int | None = None  #: the server's message limit, once asked
@@ -132,6 +132,7 @@ class HandleBase:
     def __init__(self, client: Any, name: str, *, submit: service_pb2.SubmitJobRequest | None = None,
                  after_seq: int = 0, assemble: bool = True, acknowledge: bool = True) -> None:
         self.client = client
+        after_seq = check_count("after_seq", after_seq, 0, UINT64_MAX, "the seq of a chunk already held")
         self.state = WatchState(name, after_seq=after_seq, assemble=assemble, acknowledge=acknowledge)
         self._submit = submit  # a Compute request still to send (gradients()), or None
         self._call: Any = None

@@ -39,13 +39,13 @@ def wait_all(handles: Iterable[Any], timeout: float | None = None
     on its handle raises its error.
     """
     items = list(handles)
+    deadline = Deadline(timeout)  # one deadline for all of them (checked first)
     if any(isinstance(h, AsyncJobHandle) for h in items) or (
             _in_event_loop() and not any(isinstance(h, JobHandle) for h in items)):
         return async_wait_all(items, timeout)
     waiting = [h for h in items if not isinstance(h, Exception)]
     if not waiting:
         return items
-    deadline = Deadline(timeout)  # one deadline for all of them
     with ThreadPoolExecutor(max_workers=min(WAIT_THREADS, len(waiting)), thread_name_prefix="edgegrad-wait") as pool:
         finals = iter(list(pool.map(lambda handle: handle.wait(deadline=deadline), waiting)))
     return [item if isinstance(item, Exception) else next(finals) for item in items]

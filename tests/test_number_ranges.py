@@ -52,3 +52,21 @@ def test_batch_refuses_a_shard_rows_out_of_range(value: str, tmp_path: Path, cap
     out, err = capsys.readouterr()
     assert status == 2 and out == "" and len(err.splitlines()) == 1, err
     assert err.startswith(f"error: --shard-rows: must be between 1 and {2 ** 64 - 1}, got {value}")
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), float("inf"), -1.0, "5", True])
+def test_the_sdk_refuses_a_timeout_that_is_no_number_of_seconds(timeout: object) -> None:
+    with pytest.raises(InvalidInput, match=r"^timeout: expected a finite number of seconds"):
+        edgegrad.Client(NOWHERE, timeout=timeout)  # type: ignore[arg-type]
+    with edgegrad.Client(NOWHERE) as client:
+        with pytest.raises(InvalidInput, match=r"^timeout: expected a finite number of seconds"):
+            client.get_job("jobs/abc", timeout=timeout)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match=r"^timeout: expected"):
+        edgegrad.wait_all([], timeout=timeout)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("after_seq", [-1, 2 ** 64])
+def test_the_sdk_refuses_an_after_seq_the_wire_cannot_carry(after_seq: int) -> None:
+    with edgegrad.Client(NOWHERE) as client:
+        with pytest.raises(InvalidInput, match=r"^after_seq: expected the seq of a chunk already held"):
+            client.job("jobs/abc", after_seq=after_seq)
