@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from pathlib import Path
 
@@ -32,8 +33,11 @@ def test_up_on_a_taken_port_is_one_line_naming_it_and_nothing_starts(taken_port:
 
 
 def test_the_server_on_a_taken_port_says_so(taken_port: int) -> None:
-    with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{taken_port} \\(is another server using"):
+    async def create() -> None:  # as the server does it: in its event loop
         create_server(Settings.from_env(), f"127.0.0.1:{taken_port}")
+
+    with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{taken_port} \\(is another server using"):
+        asyncio.run(create())
 
 
 def test_up_help_describes_it_and_offers_a_log_level(capsys: pytest.CaptureFixture) -> None:
