@@ -19,8 +19,8 @@ from .aiogroup import AsyncWatchGroup, open_async_group
 from .base import ClientBase, HandleBase, EventStreams
 from .errors import from_rpc_error, is_retryable, stream_dropped
 from .options import Backoff, Deadline, DEFAULT_MAX_MESSAGE_BYTES
-from .protocol import (Prepared, Resume, list_request, lost_networks, merge_submitted, network_lost, prepare, submission,
-                       submit_batches)
+from .protocol import (Prepared, Resume, list_request, lost_networks, merge_submitted, network_lost, prepare,
+                       submission, submit_batches)
 
 __all__ = ["AsyncClient", "AsyncJobHandle"]
 

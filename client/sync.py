@@ -172,7 +172,8 @@ class Client(ClientBase):
     def _submit_items(self, items: list[Any], deadline: Deadline) -> list["JobHandle | Exception"]:
         """SubmitJobs for the requests among ``items`` (in calls that fit a message); answers in ``items``' order."""
         sent = [item for item in items if not isinstance(item, Exception)]
-        replies = [self._retrying(lambda left, call=call: self.stub.SubmitJobs(call, timeout=left, metadata=self._metadata),
+        replies = [self._retrying(lambda left, call=call: self.stub.SubmitJobs(call, timeout=left,
+                                                                               metadata=self._metadata),
                                  deadline) for call in submit_batches(sent, self._message_bytes())]
         handles = merge_submitted(self, items, replies, JobHandle)
         for handle in handles:

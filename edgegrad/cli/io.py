@@ -260,7 +260,8 @@ def _indented(value: Any, indent: int, level: int) -> str:
     if not items:
         return brackets
     pad, inner = " " * (indent * level), " " * (indent * (level + 1))
-    lines = [inner + (f"{key}: " if key is not None else "") + _indented(item, indent, level + 1) for key, item in items]
+    lines = [inner + (f"{key}: " if key is not None else "") + _indented(item, indent, level + 1)
+             for key, item in items]
     return brackets[0] + "\n" + ",\n".join(lines) + "\n" + pad + brackets[1]
 
 

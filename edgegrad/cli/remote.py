@@ -17,7 +17,8 @@ from typing import Any, Iterator
 from .common import EXIT_BAD_INPUT, EXIT_JOB_FAILED, EXIT_UNREACHABLE, CommandFailure, rpc_message
 from ..errors import Cancelled, DeadlineExceeded, EdgegradError, InvalidInput, JobFailed, Unavailable
 
-__all__ = ["SERVER_ENV", "TARGET_FORMS", "CONNECT_TIMEOUT_SECONDS", "CLI_RETRY_SECONDS", "STREAM_RETRY_SECONDS", "stream_backoff", "add_server_argument",
+__all__ = ["SERVER_ENV", "TARGET_FORMS", "CONNECT_TIMEOUT_SECONDS",
+           "CLI_RETRY_SECONDS", "STREAM_RETRY_SECONDS", "stream_backoff", "add_server_argument",
            "server_address", "connect", "reaching", "job_name", "remote_gradients", "cancel_on_interrupt",
            "job_failure", "say", "HeldInterrupts"]
 
@@ -44,7 +45,8 @@ def add_server_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def server_address(given: str | None) -> str:
-    """The server to use: ``--server`` or $EDGEGRAD_SERVER; InvalidInput if neither names one, or not as a gRPC target."""
+    """The server to use: ``--server`` or $EDGEGRAD_SERVER; InvalidInput if neither names one, or names no
+    gRPC target."""
     value = given if given is not None else os.environ.get(SERVER_ENV)
     if value is None:
         raise InvalidInput(f"--server: required (HOST:PORT), or set {SERVER_ENV}")

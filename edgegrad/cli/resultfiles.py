@@ -25,7 +25,8 @@ from ..errors import InvalidInput
 from .io import remove_quietly
 from ..v1 import job_pb2, tensor_pb2
 
-__all__ = ["partial_place", "ResultWriter", "RowProgress", "PROGRESS_NAME", "PART_SUFFIX", "is_npz", "data_dir", "check_out", "layout_key"]
+__all__ = ["partial_place", "ResultWriter", "RowProgress", "PROGRESS_NAME", "PART_SUFFIX", "is_npz", "data_dir",
+           "check_out", "layout_key"]
 
 PROGRESS_NAME = ".edgegrad-progress.json"  #: the progress record, inside the data folder
 PART_SUFFIX = ".part"  #: an .npz's data folder while it is being written: OUT + ".part"
