@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import subprocess
-import sys
-
-import pytest
 
 import edgegrad
 from edgegrad.client import AsyncClient, AsyncJobHandle, Client, JobHandle
@@ -27,20 +23,8 @@ def test_dir_of_edgegrad_is_its_public_names() -> None:
     assert set(edgegrad.__all__) <= set(names)
 
 
-@pytest.mark.service  # a fresh interpreter: nothing imported the subpackages before
-def test_the_subpackages_the_docs_name_work_after_a_plain_import() -> None:
-    code = ("import edgegrad; print(edgegrad.draw.draw.__name__, edgegrad.interop.layers.layer_grads.__name__,"
-            " edgegrad.interop.neatnet.map_genome.__name__, edgegrad.Client.__name__)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and out.stdout.split() == ["draw", "layer_grads", "map_genome", "Client"], out.stderr
-
-
-def test_client_and_async_client_expose_the_same_public_methods() -> None:
-    assert _public(Client) == _public(AsyncClient)
-
-
-def test_the_clients_public_methods_are_the_documented_ones() -> None:
-    assert _public(Client) == CLIENT_METHODS
+def test_both_clients_public_methods_are_the_documented_ones() -> None:
+    assert _public(Client) == CLIENT_METHODS and _public(AsyncClient) == CLIENT_METHODS
 
 
 def test_job_handles_keep_their_internals_private() -> None:
