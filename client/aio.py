@@ -19,7 +19,8 @@ from .aiogroup import AsyncWatchGroup, open_async_group
 from .base import ClientBase, HandleBase, EventStreams
 from .errors import from_rpc_error, is_retryable, stream_dropped
 from .options import Backoff, Deadline, DEFAULT_MAX_MESSAGE_BYTES
-from .protocol import Prepared, Resume, lost_networks, merge_submitted, network_lost, prepare, submission, submit_batches
+from .protocol import (Prepared, Resume, list_request, lost_networks, merge_submitted, network_lost, prepare,
+                       submission, submit_batches)
 
 __all__ = ["AsyncClient", "AsyncJobHandle"]
 
@@ -68,7 +69,7 @@ class AsyncClient(ClientBase):
 
 
     # ------------------------------------------------------------ plumbing
-    async def retrying(self, call: Callable[[float | None], Awaitable[T]], deadline: Deadline) -> T:
+    async def _retrying(self, call: Callable[[float | None], Awaitable[T]], deadline: Deadline) -> T:
         """Await ``call(timeout)``, retrying UNAVAILABLE with backoff until it answers or the deadline passes."""
         delays = self.backoff.delays(deadline)
         while True:
@@ -84,8 +85,8 @@ class AsyncClient(ClientBase):
 
     async def _unary(self, method: Callable[..., Any], request: Any, timeout: float | None) -> Any:
         """Await the stub's ``method`` with retries under the operation's deadline."""
-        return await self.retrying(lambda left: method(request, timeout=left, metadata=self.metadata),
-                                   self.deadline(timeout))
+        return await self._retrying(lambda left: method(request, timeout=left, metadata=self._metadata),
+                                   self._deadline(timeout))
 
     # ------------------------------------------------------------ API
     async def capabilities(self, timeout: float | None = None) -> service_pb2.Capabilities:
@@ -95,14 +96,14 @@ class AsyncClient(ClientBase):
     async def register(self, net: Network, timeout: float | None = None) -> str:
         """Make sure the server stores ``net`` (sent at most once per client); return its content hash."""
         digest = net.content_hash
-        if self.is_known(digest):
+        if self._is_known(digest):
             return digest
         try:
             await self._unary(self.stub.GetNetwork, service_pb2.GetNetworkRequest(hash=digest), timeout)
         except NotFound:
             await self._unary(self.stub.RegisterNetwork, service_pb2.RegisterNetworkRequest(network=network_to_proto(net)),
                               timeout)
-        self.remember(digest)
+        self._remember(digest)
         return digest
 
     async def _with_network(self, net: Network, deadline: Deadline, action: Callable[[], Awaitable[T]]) -> T:
@@ -112,18 +113,20 @@ class AsyncClient(ClientBase):
         except NotFound as exc:
             if not network_lost(exc):
                 raise
-            self.forget(net)
+            self._forget(net)
             await self.register(net, timeout=deadline.remaining())
             return await action()
 
     async def submit(self, net: Network, inputs: Any, targets: Any = None, loss: str | None = None,
                      reduction: str = "mean", per_example: bool = False, dtype: str = "float64",
                      timeout: float | None = None, request_id: str | None = None,
-                     shard_rows: int | None = None) -> "AsyncJobHandle":
-        """Enqueue a job and return its handle at once (``shard_rows``: rows per shard)."""
+                     shard_rows: int | None = None,
+                     upload_progress: Callable[[int, int], None] | None = None) -> "AsyncJobHandle":
+        """Enqueue a job and return its handle at once (``shard_rows``: rows per shard; ``upload_progress``:
+        told ``(rows_sent, rows_in_all)`` as each piece of a batch larger than one message is uploaded)."""
         prepared = prepare(net, inputs, targets, loss, reduction, per_example, dtype, request_id=request_id,
-                           shard_rows=shard_rows)
-        deadline = self.deadline(timeout)
+                           shard_rows=shard_rows)._replace(upload_progress=upload_progress)
+        deadline = self._deadline(timeout)
 
         async def send() -> AsyncJobHandle:
             request = await self._request(prepared, deadline)
@@ -131,10 +134,10 @@ class AsyncClient(ClientBase):
                 # submit and watch in one call (Compute): wait() later reads the same stream, so
                 # submit() then wait() pays one round trip per job, not two
                 handle = AsyncJobHandle(self, "", submit=request)
-                await handle.open_ahead(deadline)
+                await handle._open_ahead(deadline)
                 return handle
-            job = await self.retrying(
-                lambda left: self.stub.SubmitJob(request, timeout=left, metadata=self.metadata), deadline)
+            job = await self._retrying(
+                lambda left: self.stub.SubmitJob(request, timeout=left, metadata=self._metadata), deadline)
             handle = AsyncJobHandle(self, job.name)
             handle.state.update(job)
             self.unwatched.add(handle)  # its wait() may share one WatchJobs stream with the next ones
@@ -145,7 +148,7 @@ class AsyncClient(ClientBase):
     async def submit_many(self, requests: Sequence[dict[str, Any]], timeout: float | None = None
                           ) -> list["AsyncJobHandle | Exception"]:
         """Submit many independent jobs in one round trip: a handle or the error of each request, in order."""
-        deadline = self.deadline(timeout)
+        deadline = self._deadline(timeout)
         items: list[Any] = []
         nets: list[Network | None] = []
         for kwargs in requests:
@@ -163,7 +166,7 @@ class AsyncClient(ClientBase):
             again: list[int] = []
             for positions in lost.values():
                 net = nets[positions[0]]
-                self.forget(net)
+                self._forget(net)
                 try:
                     await self.register(net, timeout=deadline.remaining())
                     again += positions
@@ -177,9 +180,9 @@ class AsyncClient(ClientBase):
     async def _submit_items(self, items: list[Any], deadline: Deadline) -> list["AsyncJobHandle | Exception"]:
         """SubmitJobs for the requests among ``items`` (in calls that fit a message); answers in ``items``' order."""
         sent = [item for item in items if not isinstance(item, Exception)]
-        replies = [await self.retrying(lambda left, call=call: self.stub.SubmitJobs(
-            call, timeout=left, metadata=self.metadata), deadline)
-            for call in submit_batches(sent, self.message_bytes())]
+        replies = [await self._retrying(lambda left, call=call: self.stub.SubmitJobs(
+            call, timeout=left, metadata=self._metadata), deadline)
+            for call in submit_batches(sent, self._message_bytes())]
         handles = merge_submitted(self, items, replies, AsyncJobHandle)
         for handle in handles:
             if isinstance(handle, AsyncJobHandle):
@@ -188,12 +191,12 @@ class AsyncClient(ClientBase):
 
     async def _request(self, prepared: Prepared, deadline: Deadline) -> service_pb2.SubmitJobRequest:
         """The request with its batch inline, or referring to an upload of it."""
-        if self.needs_limit(prepared.batch_bytes):
+        if self._needs_limit(prepared.batch_bytes):
             self.server_max_message = int((await self.capabilities(timeout=deadline.remaining())).max_message_bytes)
-        if self.sends_inline(prepared.batch_bytes):
+        if self._sends_inline(prepared.batch_bytes):
             return prepared.inline()
-        upload = await self.retrying(lambda left: self.stub.UploadBatch(
-            prepared.pieces(self.piece_bytes()), timeout=left, metadata=self.metadata), deadline)
+        upload = await self._retrying(lambda left: self.stub.UploadBatch(
+            prepared.pieces(self._piece_bytes()), timeout=left, metadata=self._metadata), deadline)
         return prepared.uploaded(upload.id)
 
     async def gradients(self, net: Network, inputs: Any, targets: Any = None, loss: str | None = None,
@@ -202,7 +205,7 @@ class AsyncClient(ClientBase):
         """The same call and result as ``edgegrad.gradients``, computed by the service."""
         prepared = prepare(net, inputs, targets, loss, reduction, per_example, dtype, request_id=None,
                            shard_rows=shard_rows)
-        deadline = self.deadline(timeout)
+        deadline = self._deadline(timeout)
 
         async def run() -> GradientResult:
             request = await self._request(prepared, deadline)
@@ -210,7 +213,7 @@ class AsyncClient(ClientBase):
 
         return await self._with_network(net, deadline, run)
 
-    async def ack(self, name: str, seq: int, timeout: float | None = None) -> None:
+    async def _ack(self, name: str, seq: int, timeout: float | None = None) -> None:
         """Tell the service this client holds the job's chunks up to ``seq`` (it may drop them)."""
         await self._unary(self.stub.AckJob, service_pb2.AckJobRequest(name=name, seq=seq), timeout)
 
@@ -227,7 +230,7 @@ class AsyncClient(ClientBase):
         """Every job the server keeps, page by page."""
         token = ""
         while True:
-            page = await self._unary(self.stub.ListJobs, service_pb2.ListJobsRequest(page_size=page_size, page_token=token),
+            page = await self._unary(self.stub.ListJobs, list_request(page_size, token),
                                      timeout)
             for job in page.jobs:
                 yield job
@@ -269,7 +272,7 @@ class AsyncJobHandle(HandleBase):
     async def chunks(self, timeout: float | None = None, *,
                      deadline: Deadline | None = None) -> AsyncIterator[job_pb2.ResultChunk]:
         """Result chunks in seq order until the job ends, resuming after dropped streams."""
-        async for chunk in self._chunks(deadline or self.client.deadline(timeout)):
+        async for chunk in self._chunks(deadline or self.client._deadline(timeout)):
             yield as_message(chunk)
 
     async def _chunks(self, deadline: Deadline) -> AsyncIterator[job_pb2.ResultChunk | RawChunk]:
@@ -289,7 +292,7 @@ class AsyncJobHandle(HandleBase):
                     if chunk is not None:
                         yield chunk
                         if self.state.ack_due():  # workers wait for room in the job's result buffer
-                            await self.client.ack(self.name, self.state.after_seq, timeout=deadline.remaining())
+                            await self.client._ack(self.name, self.state.after_seq, timeout=deadline.remaining())
                             self.state.acked = self.state.after_seq
                     if self.state.done:
                         break
@@ -326,15 +329,15 @@ class AsyncJobHandle(HandleBase):
             if chunk is not None:
                 yield chunk
                 if self.state.ack_due():  # not for the small results a group takes; kept in step with chunks()
-                    await self.client.ack(self.name, self.state.after_seq, timeout=deadline.remaining())
+                    await self.client._ack(self.name, self.state.after_seq, timeout=deadline.remaining())
                     self.state.acked = self.state.after_seq
             if self.state.done:
                 return
 
-    async def open_ahead(self, deadline: Deadline) -> None:
+    async def _open_ahead(self, deadline: Deadline) -> None:
         """Send the submission as a Compute stream now and read up to the job's first state (its name)."""
         async def first(left: float | None) -> Any:
-            call = self.client.streams.Compute(self._submit, metadata=self.client.metadata)  # wait() bounds it
+            call = self.client.streams.Compute(self._submit, metadata=self.client._metadata)  # wait() bounds it
             try:
                 while not self.state.name:
                     event = await asyncio.wait_for(call.read(), deadline.remaining())
@@ -350,12 +353,12 @@ class AsyncJobHandle(HandleBase):
             return call
 
         try:
-            self._ahead = await self.client.retrying(first, deadline)
+            self._ahead = await self.client._retrying(first, deadline)
         except BaseException:
             self.client.streams_ahead.give_back()
             raise
 
-    def drop_stream(self) -> None:
+    def _drop_stream(self) -> None:
         """Cut the current stream as a network failure would (the iterator then resumes)."""
         call = self._call
         if call is not None:
@@ -364,14 +367,14 @@ class AsyncJobHandle(HandleBase):
 
     async def wait(self, timeout: float | None = None, *, deadline: Deadline | None = None) -> job_pb2.Job:
         """Wait until the job ends (all chunks received); return the final job."""
-        async for _ in self._chunks(deadline or self.client.deadline(timeout)):
+        async for _ in self._chunks(deadline or self.client._deadline(timeout)):
             pass
         assert self.state.job is not None
         return self.state.job
 
     async def result(self, timeout: float | None = None, *, deadline: Deadline | None = None) -> GradientResult:
         """The job's GradientResult; JobFailed, Cancelled or the job's own error if it did not succeed."""
-        await self.wait(deadline=deadline or self.client.deadline(timeout))
+        await self.wait(deadline=deadline or self.client._deadline(timeout))
         return self.state.result()
 
     def done(self) -> bool:

@@ -43,7 +43,7 @@ class AsyncWatchGroup:
         self._queues = {h.name: asyncio.Queue() for h in handles}
         self._members = {h.name: weakref.ref(h) for h in handles}
         try:
-            self._call = client.stub.WatchJobs(watches_request(handles), metadata=client.metadata)
+            self._call = client.stub.WatchJobs(watches_request(handles), metadata=client._metadata)
         except Exception:  # e.g. a closed channel: each member's own watch reports it
             self._end()
             return

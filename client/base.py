@@ -12,7 +12,7 @@ from edgegrad.wire.events import decode_event
 
 from .grouping import Unwatched
 from .options import Backoff, ConnectOptions, Deadline
-from .protocol import WatchState
+from .protocol import UINT64_MAX, WatchState, check_count
 
 __all__ = ["ClientBase", "HandleBase", "state_name", "EventStreams"]
 
@@ -70,7 +70,7 @@ class ClientBase:
                  max_message_bytes: int) -> None:
         self.options = ConnectOptions.build(target, tls=tls, root_certificates=root_certificates, token=token,
                                             max_message_bytes=max_message_bytes)
-        self.timeout = timeout
+        self.timeout = Deadline(timeout).timeout  # checked now, not at the first call
         self.backoff = backoff or Backoff()
         self._known: set[str] = set()  #: content hashes this client knows the server stores
         self.server_max_message: int | None = None  #: the server's message limit, once asked
@@ -81,45 +81,45 @@ class ClientBase:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.options.target!r})"
 
-    def deadline(self, timeout: float | None) -> Deadline:
+    def _deadline(self, timeout: float | None) -> Deadline:
         """The deadline of one operation: ``timeout`` or the client's default."""
         return Deadline(self.timeout if timeout is None else timeout)
 
     @property
-    def metadata(self) -> tuple[tuple[str, str], ...]:
+    def _metadata(self) -> tuple[tuple[str, str], ...]:
         """Metadata sent with every call (the bearer token, if any)."""
         return self.options.metadata()
 
-    def needs_limit(self, batch_bytes: int) -> bool:
+    def _needs_limit(self, batch_bytes: int) -> bool:
         """Whether the server's message limit must be known to send a batch of ``batch_bytes``."""
         return batch_bytes > INLINE_WITHOUT_ASKING and self.server_max_message is None
 
-    def sends_inline(self, batch_bytes: int) -> bool:
+    def _sends_inline(self, batch_bytes: int) -> bool:
         """Whether a batch of ``batch_bytes`` fits in one SubmitJob message (else it is uploaded in pieces)."""
         if batch_bytes <= INLINE_WITHOUT_ASKING:
             return True
-        return batch_bytes <= self.message_bytes()
+        return batch_bytes <= self._message_bytes()
 
-    def message_bytes(self) -> int:
+    def _message_bytes(self) -> int:
         """Bytes one request may carry: the smaller of this client's and the server's (once known) limits."""
         limit = min(self.options.max_message_bytes, self.server_max_message or self.options.max_message_bytes)
         return max(1024, limit - MESSAGE_MARGIN)
 
-    def piece_bytes(self) -> int:
+    def _piece_bytes(self) -> int:
         """Bytes of batch per UploadPiece."""
-        return max(1024, min(UPLOAD_PIECE_BYTES, self.message_bytes() // 2))
+        return max(1024, min(UPLOAD_PIECE_BYTES, self._message_bytes() // 2))
 
-    def is_known(self, digest: str) -> bool:
+    def _is_known(self, digest: str) -> bool:
         """Whether ``digest`` was registered (or found) through this client."""
         with self._known_lock:
             return digest in self._known
 
-    def remember(self, digest: str) -> None:
+    def _remember(self, digest: str) -> None:
         """Note that the server stores the network ``digest``."""
         with self._known_lock:
             self._known.add(digest)
 
-    def forget(self, net_or_hash: Network | str) -> None:
+    def _forget(self, net_or_hash: Network | str) -> None:
         """Drop a network from the registered-hash cache (it will be checked again next time)."""
         digest = net_or_hash.content_hash if isinstance(net_or_hash, Network) else net_or_hash
         with self._known_lock:
@@ -132,6 +132,7 @@ class HandleBase:
     def __init__(self, client: Any, name: str, *, submit: service_pb2.SubmitJobRequest | None = None,
                  after_seq: int = 0, assemble: bool = True, acknowledge: bool = True) -> None:
         self.client = client
+        after_seq = check_count("after_seq", after_seq, 0, UINT64_MAX, "the seq of a chunk already held")
         self.state = WatchState(name, after_seq=after_seq, assemble=assemble, acknowledge=acknowledge)
         self._submit = submit  # a Compute request still to send (gradients()), or None
         self._call: Any = None
@@ -157,7 +158,7 @@ class HandleBase:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, state={self.state_name!r})"
 
-    def release_ahead(self, cancel: bool) -> Any:
+    def _release_ahead(self, cancel: bool) -> Any:
         """Stop holding the stream opened at submit; return it, or cancel it and return None."""
         call, self._ahead = self._ahead, None
         if call is None:
@@ -170,15 +171,15 @@ class HandleBase:
 
     def __del__(self) -> None:
         try:
-            self.release_ahead(cancel=True)
+            self._release_ahead(cancel=True)
         except Exception:  # interpreter shutdown: nothing left to release
             pass
 
     def _open(self, deadline: Deadline) -> Any:
         """A new stream: Compute for a not yet submitted job, WatchJob from the last seq otherwise."""
         if self._ahead is not None:
-            return self.release_ahead(cancel=False)
-        stub, metadata = self.client.streams, self.client.metadata
+            return self._release_ahead(cancel=False)
+        stub, metadata = self.client.streams, self.client._metadata
         if not self.state.name and self._submit is not None:
             return stub.Compute(self._submit, timeout=deadline.remaining(), metadata=metadata)
         request = service_pb2.WatchJobRequest(name=self.state.name, after_seq=self.state.after_seq)

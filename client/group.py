@@ -42,7 +42,7 @@ class WatchGroup:
         try:
             self._pending = {h.name: deque() for h in handles}
             request = watches_request(handles)
-            self._call = client.stub.WatchJobs(request, metadata=client.metadata)  # each waiter's deadline cuts it
+            self._call = client.stub.WatchJobs(request, metadata=client._metadata)  # each waiter's deadline cuts it
             self._client = weakref.ref(client)
         except BaseException:
             self.broken = True

@@ -41,7 +41,7 @@ class JobHandle(HandleBase):
     # ------------------------------------------------------------ stream
     def chunks(self, timeout: float | None = None, *, deadline: Deadline | None = None) -> Iterator[job_pb2.ResultChunk]:
         """Result chunks in seq order, from where this handle left off, until the job ends."""
-        for chunk in self._chunks(deadline or self.client.deadline(timeout)):
+        for chunk in self._chunks(deadline or self.client._deadline(timeout)):
             yield as_message(chunk)
 
     def chunk_views(self, timeout: float | None = None) -> Iterator[job_pb2.ResultChunk | RawChunk]:
@@ -50,7 +50,7 @@ class JobHandle(HandleBase):
         For a reader that copies each chunk on at once (``edgegrad.wire.events.chunk_values`` reads either
         kind); a view is valid while the chunk is referenced.
         """
-        return self._chunks(self.client.deadline(timeout))
+        return self._chunks(self.client._deadline(timeout))
 
     def _chunks(self, deadline: Deadline) -> Iterator[job_pb2.ResultChunk | RawChunk]:
         """``chunks()`` as they were read (the messages are made only for callers of ``chunks()``)."""
@@ -67,7 +67,7 @@ class JobHandle(HandleBase):
                     if chunk is not None:
                         yield chunk
                         if self.state.ack_due():  # workers wait for room in the job's result buffer
-                            self.client.ack(self.name, self.state.after_seq, timeout=deadline.remaining())
+                            self.client._ack(self.name, self.state.after_seq, timeout=deadline.remaining())
                             self.state.acked = self.state.after_seq
                     if self.state.done:
                         break
@@ -103,19 +103,19 @@ class JobHandle(HandleBase):
             if chunk is not None:
                 yield chunk
                 if self.state.ack_due():  # not for the small results a group takes; kept in step with chunks()
-                    self.client.ack(self.name, self.state.after_seq, timeout=deadline.remaining())
+                    self.client._ack(self.name, self.state.after_seq, timeout=deadline.remaining())
                     self.state.acked = self.state.after_seq
             if self.state.done:
                 return
 
-    def open_ahead(self, deadline: Deadline) -> None:
+    def _open_ahead(self, deadline: Deadline) -> None:
         """Send the submission as a Compute stream now and read up to the job's first state (its name).
 
         The stream stays open for ``chunks()``/``wait()``; retried on UNAVAILABLE (the request id
         makes a retry return the same job).
         """
         def first(left: float | None) -> Any:
-            call = self.client.streams.Compute(self._submit, metadata=self.client.metadata)  # wait() bounds it
+            call = self.client.streams.Compute(self._submit, metadata=self.client._metadata)  # wait() bounds it
             timer = _cut_at(call, deadline)  # ... and the submit's own deadline its first event
             try:
                 for event in call:
@@ -136,12 +136,12 @@ class JobHandle(HandleBase):
             return call
 
         try:
-            self._ahead = self.client.retrying(first, deadline)
+            self._ahead = self.client._retrying(first, deadline)
         except BaseException:
             self.client.streams_ahead.give_back()
             raise
 
-    def drop_stream(self) -> None:
+    def _drop_stream(self) -> None:
         """Cut the current stream as a network failure would (the iterator then resumes); for tests and tools."""
         call = self._call
         if call is not None:
@@ -150,14 +150,14 @@ class JobHandle(HandleBase):
     # ------------------------------------------------------------ waiting
     def wait(self, timeout: float | None = None, *, deadline: Deadline | None = None) -> job_pb2.Job:
         """Block until the job ends (all chunks received); return the final job."""
-        for _ in self._chunks(deadline or self.client.deadline(timeout)):
+        for _ in self._chunks(deadline or self.client._deadline(timeout)):
             pass
         assert self.state.job is not None
         return self.state.job
 
     def result(self, timeout: float | None = None, *, deadline: Deadline | None = None) -> GradientResult:
         """The job's GradientResult; JobFailed, Cancelled or the job's own error if it did not succeed."""
-        self.wait(deadline=deadline or self.client.deadline(timeout))
+        self.wait(deadline=deadline or self.client._deadline(timeout))
         return self.state.result()
 
     def done(self) -> bool:

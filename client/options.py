@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import random
 import time
@@ -119,6 +121,9 @@ class Deadline:
     """An absolute point in time (monotonic) that a whole operation, retries included, must meet."""
 
     def __init__(self, timeout: float | None) -> None:
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, numbers.Real)
+                                    or not math.isfinite(timeout) or timeout < 0):
+            raise InvalidInput(f"timeout: expected a finite number of seconds (0 or more), or None; got {timeout!r}")
         self.timeout = timeout
         self._end = None if timeout is None else time.monotonic() + timeout
 

@@ -6,7 +6,7 @@ The sync and async clients share everything here and differ only in how they wai
 from __future__ import annotations
 
 import uuid
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -23,7 +23,8 @@ from edgegrad.status import from_status, job_error
 
 from .options import Backoff, Deadline
 
-__all__ = ["build_request", "prepare", "Prepared", "new_request_id", "WatchState", "TERMINAL_STATES",
+__all__ = ["build_request", "prepare", "check_count", "list_request", "UINT32_MAX", "UINT64_MAX", "Prepared",
+           "new_request_id", "WatchState", "TERMINAL_STATES",
            "submission", "submit_batches", "merge_submitted", "Resume", "network_lost"]
 
 TERMINAL_STATES = frozenset({job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELLED})
@@ -40,6 +41,8 @@ class Prepared(NamedTuple):
     request: service_pb2.SubmitJobRequest
     inputs: np.ndarray
     targets: np.ndarray | None
+    #: told ``(rows_sent, rows_in_all)`` as each upload piece goes (inputs' rows, then targets')
+    upload_progress: Callable[[int, int], None] | None = None
 
     @property
     def batch_bytes(self) -> int:
@@ -66,11 +69,34 @@ class Prepared(NamedTuple):
         """The batch as UploadPieces of about ``piece_bytes`` each (inputs, then targets, same rows a piece)."""
         widths = [self.inputs.shape[1]] + ([] if self.targets is None else [self.targets.shape[1]])
         rows = max(1, piece_bytes // (8 * max(1, max(widths))))
+        total = self.inputs.shape[0] * len(widths)
+        sent = 0
         for name, values in (("inputs", self.inputs), ("targets", self.targets)):
             if values is None:
                 continue
             for a in range(0, values.shape[0], rows):
                 yield service_pb2.UploadPiece(field=name, rows=tensor_from_array(values[a:a + rows]))
+                sent += min(rows, values.shape[0] - a)
+                if self.upload_progress is not None:
+                    self.upload_progress(sent, total)
+
+
+#: the largest values of the wire's unsigned fields: a number beyond them is bad input, never a protobuf ValueError
+UINT32_MAX = 2 ** 32 - 1
+UINT64_MAX = 2 ** 64 - 1
+
+
+def check_count(name: str, value: Any, low: int, high: int, what: str) -> int:
+    """``value`` as an int if it is a whole number in ``low..high``; InvalidInput naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
+        raise InvalidInput(f"{name}: expected {what} ({low}..{high}), got {value!r}")
+    return int(value)
+
+
+def list_request(page_size: Any, page_token: str) -> service_pb2.ListJobsRequest:
+    """One ListJobs page request, its ``page_size`` checked (0 is the server's default)."""
+    return service_pb2.ListJobsRequest(page_size=check_count("page_size", page_size, 0, UINT32_MAX, "jobs a page"),
+                                       page_token=page_token)
 
 
 def prepare(net: Network, inputs: Any, targets: Any, loss: str | None, reduction: str, per_example: bool,
@@ -78,9 +104,8 @@ def prepare(net: Network, inputs: Any, targets: Any, loss: str | None, reduction
     """Check a submission like the in-process call does; the request refers to ``net`` by hash (or carries it)."""
     if not isinstance(net, Network):
         raise TypeError(f"net must be an edgegrad.Network, got {type(net).__name__}")
-    if shard_rows is not None and (isinstance(shard_rows, bool) or not isinstance(shard_rows, (int, np.integer))
-                                   or shard_rows < 1):
-        raise InvalidInput(f"shard_rows: expected a positive number of rows, got {shard_rows!r}")
+    if shard_rows is not None:
+        check_count("shard_rows", shard_rows, 1, UINT64_MAX, "a positive number of rows")
     x, t = check_options(net, inputs, targets, loss, reduction, dtype, per_example)
     request = job_pb2.GradientRequest(loss=loss or "", reduction=reduction, per_example=bool(per_example),
                                       dtype=str(dtype))

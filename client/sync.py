@@ -17,7 +17,8 @@ from .base import ClientBase, EventStreams
 from .errors import from_rpc_error, is_retryable
 from .job import JobHandle
 from .options import Backoff, Deadline, DEFAULT_MAX_MESSAGE_BYTES
-from .protocol import Prepared, lost_networks, merge_submitted, network_lost, prepare, submission, submit_batches
+from .protocol import (Prepared, list_request, lost_networks, merge_submitted, network_lost, prepare, submission,
+                       submit_batches)
 
 __all__ = ["Client"]
 
@@ -64,7 +65,7 @@ class Client(ClientBase):
 
 
     # ------------------------------------------------------------ plumbing
-    def retrying(self, call: Callable[[float | None], T], deadline: Deadline) -> T:
+    def _retrying(self, call: Callable[[float | None], T], deadline: Deadline) -> T:
         """Run ``call(timeout)``, retrying UNAVAILABLE with backoff until it answers or the deadline passes."""
         delays = self.backoff.delays(deadline)
         while True:
@@ -80,8 +81,8 @@ class Client(ClientBase):
 
     def _unary(self, method: Callable[..., Any], request: Any, timeout: float | None) -> Any:
         """Call the stub's ``method`` with retries under the operation's deadline."""
-        return self.retrying(lambda left: method(request, timeout=left, metadata=self.metadata),
-                             self.deadline(timeout))
+        return self._retrying(lambda left: method(request, timeout=left, metadata=self._metadata),
+                             self._deadline(timeout))
 
     # ------------------------------------------------------------ API
     def capabilities(self, timeout: float | None = None) -> service_pb2.Capabilities:
@@ -91,27 +92,29 @@ class Client(ClientBase):
     def register(self, net: Network, timeout: float | None = None) -> str:
         """Make sure the server stores ``net`` (sent at most once per client); return its content hash."""
         digest = net.content_hash
-        if self.is_known(digest):
+        if self._is_known(digest):
             return digest
         try:
             self._unary(self.stub.GetNetwork, service_pb2.GetNetworkRequest(hash=digest), timeout)
         except NotFound:
             self._unary(self.stub.RegisterNetwork, service_pb2.RegisterNetworkRequest(network=network_to_proto(net)), timeout)
-        self.remember(digest)
+        self._remember(digest)
         return digest
 
     def submit(self, net: Network, inputs: Any, targets: Any = None, loss: str | None = None,
                reduction: str = "mean", per_example: bool = False, dtype: str = "float64",
                timeout: float | None = None, request_id: str | None = None,
-               shard_rows: int | None = None) -> JobHandle:
+               shard_rows: int | None = None,
+               upload_progress: Callable[[int, int], None] | None = None) -> JobHandle:
         """Enqueue a job and return its handle at once (``wait()``, ``result()``, ``chunks()``, ``cancel()``).
 
         ``shard_rows`` sets the rows per shard (each shard may run on another worker); a batch
-        larger than one message is uploaded in pieces first.
+        larger than one message is uploaded in pieces first, each piece told to ``upload_progress``
+        as ``(rows_sent, rows_in_all)`` (inputs' rows, then targets').
         """
         prepared = prepare(net, inputs, targets, loss, reduction, per_example, dtype, request_id=request_id,
-                           shard_rows=shard_rows)
-        deadline = self.deadline(timeout)
+                           shard_rows=shard_rows)._replace(upload_progress=upload_progress)
+        deadline = self._deadline(timeout)
 
         def send() -> JobHandle:
             request = self._request(prepared, deadline)
@@ -119,9 +122,9 @@ class Client(ClientBase):
                 # submit and watch in one call (Compute): wait() later reads the same stream, so a
                 # loop of submit() then wait() pays one round trip per job, not two
                 handle = JobHandle(self, "", submit=request)
-                handle.open_ahead(deadline)
+                handle._open_ahead(deadline)
                 return handle
-            job = self.retrying(lambda left: self.stub.SubmitJob(request, timeout=left, metadata=self.metadata),
+            job = self._retrying(lambda left: self.stub.SubmitJob(request, timeout=left, metadata=self._metadata),
                                 deadline)
             handle = JobHandle(self, job.name)
             handle.state.update(job)
@@ -137,7 +140,7 @@ class Client(ClientBase):
         Each request is a dict of ``submit``'s keyword arguments (``net``, ``inputs``, ``targets``,
         ``loss``, ...); one bad request never fails the others.
         """
-        deadline = self.deadline(timeout)
+        deadline = self._deadline(timeout)
         items: list[Any] = []
         nets: list[Network | None] = []
         for kwargs in requests:
@@ -155,7 +158,7 @@ class Client(ClientBase):
             again: list[int] = []
             for positions in lost.values():
                 net = nets[positions[0]]
-                self.forget(net)
+                self._forget(net)
                 try:
                     self.register(net, timeout=deadline.remaining())
                     again += positions
@@ -169,8 +172,9 @@ class Client(ClientBase):
     def _submit_items(self, items: list[Any], deadline: Deadline) -> list["JobHandle | Exception"]:
         """SubmitJobs for the requests among ``items`` (in calls that fit a message); answers in ``items``' order."""
         sent = [item for item in items if not isinstance(item, Exception)]
-        replies = [self.retrying(lambda left, call=call: self.stub.SubmitJobs(call, timeout=left, metadata=self.metadata),
-                                 deadline) for call in submit_batches(sent, self.message_bytes())]
+        replies = [self._retrying(lambda left, call=call: self.stub.SubmitJobs(call, timeout=left,
+                                                                               metadata=self._metadata),
+                                 deadline) for call in submit_batches(sent, self._message_bytes())]
         handles = merge_submitted(self, items, replies, JobHandle)
         for handle in handles:
             if isinstance(handle, JobHandle):
@@ -179,12 +183,12 @@ class Client(ClientBase):
 
     def _request(self, prepared: Prepared, deadline: Deadline) -> service_pb2.SubmitJobRequest:
         """The request with its batch inline, or referring to an upload of it."""
-        if self.needs_limit(prepared.batch_bytes):
+        if self._needs_limit(prepared.batch_bytes):
             self.server_max_message = int(self.capabilities(timeout=deadline.remaining()).max_message_bytes)
-        if self.sends_inline(prepared.batch_bytes):
+        if self._sends_inline(prepared.batch_bytes):
             return prepared.inline()
-        upload = self.retrying(lambda left: self.stub.UploadBatch(
-            prepared.pieces(self.piece_bytes()), timeout=left, metadata=self.metadata), deadline)
+        upload = self._retrying(lambda left: self.stub.UploadBatch(
+            prepared.pieces(self._piece_bytes()), timeout=left, metadata=self._metadata), deadline)
         return prepared.uploaded(upload.id)
 
     def gradients(self, net: Network, inputs: Any, targets: Any = None, loss: str | None = None,
@@ -193,7 +197,7 @@ class Client(ClientBase):
         """The same call and result as ``edgegrad.gradients``, computed by the service (one Compute stream)."""
         prepared = prepare(net, inputs, targets, loss, reduction, per_example, dtype, request_id=None,
                            shard_rows=shard_rows)
-        deadline = self.deadline(timeout)
+        deadline = self._deadline(timeout)
 
         def run() -> GradientResult:
             handle = JobHandle(self, "", submit=self._request(prepared, deadline))
@@ -201,7 +205,7 @@ class Client(ClientBase):
 
         return self._with_network(net, deadline, run)
 
-    def ack(self, name: str, seq: int, timeout: float | None = None) -> None:
+    def _ack(self, name: str, seq: int, timeout: float | None = None) -> None:
         """Tell the service this client holds the job's chunks up to ``seq`` (it may drop them)."""
         self._unary(self.stub.AckJob, service_pb2.AckJobRequest(name=name, seq=seq), timeout)
 
@@ -213,7 +217,7 @@ class Client(ClientBase):
         except NotFound as exc:
             if not network_lost(exc):
                 raise
-            self.forget(net)
+            self._forget(net)
             self.register(net, timeout=deadline.remaining())
             return action()
 
@@ -235,7 +239,7 @@ class Client(ClientBase):
         """Every job the server keeps, newest pages fetched as the iterator advances."""
         token = ""
         while True:
-            page = self._unary(self.stub.ListJobs, service_pb2.ListJobsRequest(page_size=page_size, page_token=token),
+            page = self._unary(self.stub.ListJobs, list_request(page_size, token),
                                timeout)
             yield from page.jobs
             token = page.next_page_token

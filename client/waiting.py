@@ -1,4 +1,4 @@
-"""``edgegrad.wait_all``: wait on many jobs at once."""
+"""``edgegrad.wait_all``: wait on many jobs at once, straight from ``submit_many``'s answers."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any, Awaitable, Iterable
 from edgegrad.v1 import job_pb2
 
 from .aio import AsyncJobHandle
+from .job import JobHandle
 from .options import Deadline
 
 __all__ = ["wait_all", "async_wait_all"]
@@ -17,25 +18,45 @@ __all__ = ["wait_all", "async_wait_all"]
 WAIT_THREADS = 128
 
 
-def wait_all(handles: Iterable[Any], timeout: float | None = None) -> "list[job_pb2.Job] | Awaitable[list[job_pb2.Job]]":
-    """Wait until every job ends; their final jobs in the handles' order.
 
-    Blocking handles are waited on side by side in threads; with asyncio handles this returns an
-    awaitable instead (``await edgegrad.wait_all(handles)``, the same as ``async_wait_all``).
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def wait_all(handles: Iterable[Any], timeout: float | None = None
+             ) -> "list[job_pb2.Job | Exception] | Awaitable[list[job_pb2.Job | Exception]]":
+    """Wait until every job ends: one entry per item, in order, the job's final ``Job`` record or,
+    where ``submit_many`` answered an item with an error, that error in its place.
+
+    Takes ``submit_many``'s list as it is (or any handles). Blocking handles are waited on side by
+    side in threads; with asyncio handles (or, inside a running event loop, no blocking handle at
+    all) this returns an awaitable instead (``await edgegrad.wait_all(...)``, as ``async_wait_all``).
     A failed job is returned like any other (its ``state`` and ``error`` say so); ``result()``
     on its handle raises its error.
     """
-    handles = list(handles)
-    if handles and all(isinstance(h, AsyncJobHandle) for h in handles):
-        return async_wait_all(handles, timeout)
-    if not handles:
-        return []
-    deadline = Deadline(timeout)  # one deadline for all of them
-    with ThreadPoolExecutor(max_workers=min(WAIT_THREADS, len(handles)), thread_name_prefix="edgegrad-wait") as pool:
-        return list(pool.map(lambda handle: handle.wait(deadline=deadline), handles))
+    items = list(handles)
+    deadline = Deadline(timeout)  # one deadline for all of them (checked first)
+    if any(isinstance(h, AsyncJobHandle) for h in items) or (
+            _in_event_loop() and not any(isinstance(h, JobHandle) for h in items)):
+        return async_wait_all(items, timeout)
+    waiting = [h for h in items if not isinstance(h, Exception)]
+    if not waiting:
+        return items
+    with ThreadPoolExecutor(max_workers=min(WAIT_THREADS, len(waiting)), thread_name_prefix="edgegrad-wait") as pool:
+        finals = iter(list(pool.map(lambda handle: handle.wait(deadline=deadline), waiting)))
+    return [item if isinstance(item, Exception) else next(finals) for item in items]
 
 
-async def async_wait_all(handles: Iterable[AsyncJobHandle], timeout: float | None = None) -> list[job_pb2.Job]:
-    """Wait until every asyncio handle's job ends; their final jobs in order."""
+async def async_wait_all(handles: Iterable[Any], timeout: float | None = None) -> list["job_pb2.Job | Exception"]:
+    """Wait until every asyncio handle's job ends: their final jobs in order, ``submit_many``'s errors in place."""
     deadline = Deadline(timeout)
-    return list(await asyncio.gather(*(handle.wait(deadline=deadline) for handle in handles)))
+    items = list(handles)
+
+    async def settle(item: Any) -> Any:
+        return item if isinstance(item, Exception) else await item.wait(deadline=deadline)
+
+    return list(await asyncio.gather(*(settle(item) for item in items)))

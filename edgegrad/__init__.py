@@ -1,20 +1,16 @@
 """edgegrad: exact gradients of neural networks given as arbitrary directed acyclic graphs."""
 
-from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
+import importlib as _importlib
+import typing as _typing
 
 from .engine.api import gradients
-from .errors import (
-    EdgegradError,
-    InvalidInput,
-    NotFound,
-)
-from .model.network import Network
 from .engine.result import GradientResult
+from .errors import EdgegradError, InvalidInput, NotFound
+from .model.network import Network
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .client import AsyncClient, Client
+if _typing.TYPE_CHECKING:  # pragma: no cover
+    from . import draw as draw, interop as interop
+    from .client import AsyncClient, Client, async_wait_all, wait_all
 
 __all__ = [
     "Network",
@@ -31,11 +27,21 @@ __all__ = [
 
 __version__ = "0.1.0"
 
+#: names imported on first use, so the in-process engine starts fast: the gRPC client's, and the
+#: subpackages the docs call through ``edgegrad.`` (``edgegrad.draw.draw``, ``edgegrad.interop.layers``)
+_CLIENT_NAMES = ("Client", "AsyncClient", "wait_all", "async_wait_all")
+_SUBPACKAGES = ("draw", "interop", "client", "errors")
 
-def __getattr__(name: str) -> Any:
-    """Import the gRPC client lazily so the in-process engine starts fast."""
-    if name in ("Client", "AsyncClient", "wait_all", "async_wait_all"):
-        from . import client
 
-        return getattr(client, name)
+def __getattr__(name: str) -> _typing.Any:
+    """Import the gRPC client and the optional subpackages lazily."""
+    if name in _CLIENT_NAMES:
+        return getattr(_importlib.import_module(".client", __name__), name)
+    if name in _SUBPACKAGES:
+        return _importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'edgegrad' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public names, and the subpackages reached through ``edgegrad.``."""
+    return sorted({*__all__, *_SUBPACKAGES, "__version__"})

@@ -1,7 +1,8 @@
 """Log lines of the server and the workers: text, or one JSON object a line (``EDGEGRAD_LOG_FORMAT=json``).
 
 Job events (``edgegrad.events``) go to the ``edgegrad.jobs`` logger at INFO whatever ``--log-level``
-says for the rest, so a service always has one line per job event.
+says for the rest, so a service always has one line per job event (``--no-job-events``: they follow
+``--log-level``, as under ``edgegrad up``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from typing import Any
 from .errors import InvalidInput
 from .settings import ENV_NAMES, Settings
 
-__all__ = ["configure_logging", "JsonFormatter", "JOB_LOGGER", "LOG_FORMATS"]
+__all__ = ["configure_logging", "JsonFormatter", "JOB_LOGGER", "LOG_FORMATS", "LOG_LEVELS"]
 
 JOB_LOGGER = "edgegrad.jobs"
 LOG_FORMATS = ("text", "json")
+#: the --log-level choices of the server, the workers and ``edgegrad up``
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 #: attribute of a LogRecord that carries a job event's fields
 EVENT_ATTR = "edgegrad_event"
 
@@ -44,8 +47,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, separators=(",", ":"), default=str)
 
 
-def configure_logging(settings: Settings, level: str, process: str) -> None:
-    """Set up the root logger for ``process`` ("server" or "worker") in the configured format."""
+def configure_logging(settings: Settings, level: str, process: str, job_events: bool = True) -> None:
+    """Set up the root logger for ``process`` ("server" or "worker") in the configured format; job events
+    at INFO whatever ``level`` says, unless ``job_events`` is False (then they follow ``level``)."""
     fmt = settings.log_format.strip().lower() or "text"
     if fmt not in LOG_FORMATS:
         raise InvalidInput(f"{ENV_NAMES['log_format']}: expected text or json, got {settings.log_format!r}")
@@ -59,4 +63,4 @@ def configure_logging(settings: Settings, level: str, process: str) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    logging.getLogger(JOB_LOGGER).setLevel(logging.INFO)
+    logging.getLogger(JOB_LOGGER).setLevel(logging.INFO if job_events else logging.NOTSET)

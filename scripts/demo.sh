@@ -2,7 +2,8 @@
 # Set up a virtualenv, install edgegrad, compute the gradients of the example network in-process,
 # then start the whole service (`edgegrad up`: embedded Redis, gRPC server, workers), send the
 # same request through it, and run a batch job of 20,000 rows written to an .npz as it arrives.
-# The service is stopped on exit, whatever happens.
+# Its files (inputs, result, the embedded Redis's data) go to a fresh temporary folder, named as it
+# starts; the service is stopped and the folder removed on exit, whatever happens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
@@ -29,8 +30,10 @@ stop_service() {
 trap stop_service EXIT
 trap 'exit 130' INT TERM
 
-echo "== starting the service: edgegrad up --port 0 --workers 2 (no Redis configured: embedded)"
-env -u REDIS_URL .venv/bin/edgegrad up --port 0 --workers 2 >"$LOG" 2>&1 &
+echo "== the demo's files go to $WORK (removed when it ends)"
+echo "== starting the service: edgegrad up --port 0 --workers 2 --data-dir $WORK/data"
+echo "   (no Redis configured: an embedded one, fresh for this run, its data in $WORK/data)"
+env -u REDIS_URL .venv/bin/edgegrad up --port 0 --workers 2 --data-dir "$WORK/data" >"$LOG" 2>&1 &
 UP_PID=$!
 
 ADDRESS=""
@@ -62,7 +65,7 @@ np.save(f"{sys.argv[1]}/X.npy", x)
 np.save(f"{sys.argv[1]}/T.npy", 1.0 * (x.round().sum(axis=1, keepdims=True) == 1))
 PY
 BATCH=(examples/xor.json --inputs "$WORK/X.npy" --targets "$WORK/T.npy" --loss bce --per-example)
-echo "   edgegrad batch ${BATCH[*]} --server $ADDRESS --out grads.npz"
+echo "   edgegrad batch ${BATCH[*]} --server $ADDRESS --out $WORK/grads.npz"
 .venv/bin/edgegrad batch "${BATCH[@]}" --server "$ADDRESS" --out "$WORK/grads.npz"
 .venv/bin/python - "$WORK/grads.npz" <<'PY'
 import sys

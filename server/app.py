@@ -197,14 +197,17 @@ def create_server(settings: Settings | None = None, address: str | None = None) 
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     enable_reflection(server, (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))
     address = address or settings.listen
-    if settings.tls_cert or settings.tls_key:
-        with open(settings.tls_key, "rb") as k, open(settings.tls_cert, "rb") as c:
-            creds = grpc.ssl_server_credentials([(k.read(), c.read())])
-        port = server.add_secure_port(address, creds)
-    else:
-        port = server.add_insecure_port(address)
+    try:
+        if settings.tls_cert or settings.tls_key:
+            with open(settings.tls_key, "rb") as k, open(settings.tls_cert, "rb") as c:
+                creds = grpc.ssl_server_credentials([(k.read(), c.read())])
+            port = server.add_secure_port(address, creds)
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError:  # grpc's "Failed to bind to address ...": taken, or not this host's
+        port = 0
     if not port:
-        raise OSError(f"cannot listen on {address}")
+        raise OSError(f"cannot listen on {address} (is another server using that port?)")
     return App(server, port, service, health_servicer, settings)
 
 

@@ -67,12 +67,15 @@ class Cluster:
     """
 
     def __init__(self, settings: Settings, workers: int = 1, host: str = "127.0.0.1", port: int = 0,
-                 log: IO[str] | None = None, python: str = sys.executable) -> None:
+                 log: IO[str] | None = None, python: str = sys.executable, log_level: str | None = None) -> None:
         self.settings = settings
         self.n_workers = workers
         self.host, self.port = host, port
         self.log = log
         self.python = python
+        #: the children's --log-level; with one, job events follow it too (None: the server's default, INFO
+        #: and every job event; the workers at WARNING with their job events)
+        self.log_level = log_level
         self.server: subprocess.Popen | None = None
         self.workers: list[subprocess.Popen] = []
         self._env = {**os.environ, **settings_env(settings), "PYTHONUNBUFFERED": "1"}
@@ -92,7 +95,7 @@ class Cluster:
     def start(self, timeout: float = 30.0) -> "Cluster":
         """Start the server (waiting until it listens) and the workers."""
         self.server = subprocess.Popen(
-            [self.python, "-m", "edgegrad", "server", "--listen", f"{self.host}:{self.port}"],
+            [self.python, "-m", "edgegrad", "server", "--listen", f"{self.host}:{self.port}", *self._log_args()],
             env=self._metrics_env(0), stdout=subprocess.PIPE, stderr=self.log, text=True, start_new_session=True,
             preexec_fn=_CHILD_SETUP)
         self.port = self._wait_for_port(self.server, timeout)
@@ -106,12 +109,17 @@ class Cluster:
         self._count += 1
         taken = {self._slots.get(p) for p in self.workers}
         slot = next(i for i in range(len(self.workers) + 1) if i not in taken)
-        proc = subprocess.Popen([self.python, "-m", "edgegrad", "worker", "--name", name, "--log-level", "WARNING"],
+        proc = subprocess.Popen([self.python, "-m", "edgegrad", "worker", "--name", name,
+                                 *(self._log_args() or ["--log-level", "WARNING"])],
                                 env=blas_env(self._metrics_env(1 + slot)), stdout=self.log, stderr=self.log,
                                 start_new_session=True, preexec_fn=_CHILD_SETUP)
         self.workers.append(proc)
         self._slots[proc] = slot
         return proc
+
+    def _log_args(self) -> list[str]:
+        """The children's logging options: ``--log-level`` and, with one, ``--no-job-events``."""
+        return [] if self.log_level is None else ["--log-level", self.log_level, "--no-job-events"]
 
     def _metrics_env(self, index: int) -> dict[str, str]:
         """The children's environment, with the index-th metrics port (0: the server) when metrics are on."""

@@ -7,6 +7,7 @@ import asyncio
 import sys
 
 from edgegrad.errors import InvalidInput
+from edgegrad.logs import LOG_LEVELS
 from edgegrad.settings import ENV_NAMES, Settings
 
 __all__ = ["add_arguments", "run"]
@@ -22,7 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-key", help=f"PEM private key (env {ENV_NAMES['tls_key']})")
     parser.add_argument("--auth-token-file", help=f"accepted bearer tokens, 'TENANT TOKEN' a line (env"
                         f" {ENV_NAMES['auth_token_file']}; or set {ENV_NAMES['auth_token']})")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-level", default="INFO", choices=LOG_LEVELS)
+    parser.add_argument("--no-job-events", dest="job_events", action="store_false",
+                        help="no INFO line per job event unless --log-level is INFO or DEBUG (edgegrad up's way)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         load_tokens(settings)
         if bool(settings.tls_cert) != bool(settings.tls_key):
             raise InvalidInput("tls: give both a certificate and a key")
-        configure_logging(settings, args.log_level, "server")
+        configure_logging(settings, args.log_level, "server", job_events=args.job_events)
         metrics_url = serve_metrics(settings)
     except InvalidInput as exc:
         print(f"error: {exc.message}", file=sys.stderr)

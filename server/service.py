@@ -131,7 +131,7 @@ class Service:
         size = result_bytes(layout)
         if size > s.max_result_bytes:
             raise ResourceExhausted(f"request: the result would take {size} bytes, over the limit"
-                                    f" of {s.max_result_bytes} (use a loss, or a smaller batch)")
+                                    f" of {s.max_result_bytes} ({_smaller_result(loss, r.per_example)})")
         spec = job_pb2.GradientRequest()
         spec.CopyFrom(r)
         spec.network_hash = meta.hash
@@ -323,3 +323,11 @@ def _now():
     ts.GetCurrentTime()
     return ts
 
+
+def _smaller_result(loss: str | None, per_example: bool) -> str:
+    """What makes a result that is over the size limit smaller, in this request's mode."""
+    if not loss:  # output mode: B×K×E derivatives
+        return "use a loss for one gradient of the batch, or send a smaller batch"
+    if per_example:  # B×E rows
+        return "drop per_example (--per-example) for the batch's summed gradient, or send a smaller batch"
+    return "send a smaller batch"

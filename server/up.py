@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from typing import Iterator
+
+from edgegrad.logs import LOG_LEVELS
 
 from .cluster import Cluster, die_with_parent
 
@@ -133,6 +137,11 @@ class EmbeddedRedis:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``edgegrad up``."""
+    parser.description = ("Run the whole service on this machine: an embedded Redis (unless --redis-url or"
+                          " REDIS_URL names one, its data in --data-dir), the gRPC server on --host:--port and"
+                          " one worker per core. Prints its address, then stays quiet but for warnings and errors"
+                          " (--log-level INFO shows a line per job event). Ctrl-C or SIGTERM stops everything in"
+                          " order. For a real deployment run `edgegrad server` and `edgegrad worker` instead.")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=50051, help="port to listen on; 0 picks a free one (default 50051)")
     parser.add_argument("--workers", type=int, default=None,
@@ -141,6 +150,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="use this Redis (default: env REDIS_URL; without either, an embedded Redis)")
     parser.add_argument("--data-dir", default=".edgegrad",
                         help="folder of the embedded Redis's data (default .edgegrad; redis data in DIR/redis)")
+    parser.add_argument("--log-level", default="WARNING", choices=LOG_LEVELS,
+                        help="the server's and workers' log level (default WARNING; INFO adds a line per job event)")
 
 
 @contextlib.contextmanager
@@ -164,6 +175,25 @@ def _fail(message: str) -> int:
     return 2
 
 
+def _port_problem(host: str, port: int) -> str | None:
+    """Why the server could not listen on ``host:port`` (taken, not allowed, no such address), or None."""
+    if port == 0:
+        return None
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server's own socket
+            probe.bind(address)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return (f"--port: {host}:{port} is already in use (another 'edgegrad up' or server?); stop it, or"
+                    f" choose another --port (--port 0 picks a free one)")
+        if exc.errno == errno.EACCES:
+            return f"--port: not allowed to listen on {host}:{port} (ports below 1024 need privileges); choose another"
+        return f"--host: cannot listen on {host}:{port} ({exc.strerror or exc})"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the whole service until Ctrl-C / SIGTERM; 0 after a clean stop, 2 for bad settings."""
     from edgegrad.errors import InvalidInput
@@ -174,6 +204,9 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"--workers: must be at least 1, got {workers}")
     if not 0 <= args.port < 65536:
         return _fail(f"--port: must be 0..65535, got {args.port}")
+    taken = _port_problem(args.host, args.port)
+    if taken is not None:
+        return _fail(taken)
     redis_url = args.redis_url or os.environ.get("REDIS_URL") or None
     embedded: EmbeddedRedis | None = None
     with _stop_signals() as stop:
@@ -187,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
                 settings = settings.with_(metrics_host=args.host)
             if not settings.threads:  # the workers share this machine's cores: each computes on its share
                 settings = settings.with_(threads=max(1, (os.cpu_count() or 1) // workers))
-            cluster = Cluster(settings, workers=workers, host=args.host, port=args.port)
+            cluster = Cluster(settings, workers=workers, host=args.host, port=args.port, log_level=args.log_level)
             try:
                 cluster.start()
                 _wait_serving(cluster, stop)

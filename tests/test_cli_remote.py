@@ -52,3 +52,20 @@ def test_job_names_with_or_without_the_prefix():
     assert job_name("abc") == job_name("jobs/abc") == "jobs/abc"
     with pytest.raises(InvalidInput, match="NAME"):
         job_name(" ")
+
+
+@pytest.mark.parametrize("target", ["h:1", "localhost:50051", "10.0.0.1:443", "[::1]:50051", "unix:/tmp/e.sock",
+                                    "unix:///tmp/e.sock", "unix-abstract:edgegrad", "dns:///example.com:50051",
+                                    "ipv4:127.0.0.1:5", "grpcs://example.com:443", "http://h:80/"])
+def test_every_grpc_target_form_is_taken(target):
+    assert server_address(target) == target
+
+
+@pytest.mark.parametrize("target", ["garbage", "h:", ":50051", "h:port", "h:70000", "h:0", "a b:1", "::1:50051",
+                                    "[::1]", "[]:1", "h/x:1"])
+def test_a_server_that_is_no_grpc_target_is_bad_input_naming_the_forms(target, monkeypatch):
+    with pytest.raises(InvalidInput, match=r"^--server: expected HOST:PORT, \[IPV6\]:PORT, unix:PATH"):
+        server_address(target)
+    monkeypatch.setenv("EDGEGRAD_SERVER", target)
+    with pytest.raises(InvalidInput, match=r"^EDGEGRAD_SERVER: expected HOST:PORT"):
+        server_address(None)

@@ -177,3 +177,19 @@ def test_a_result_of_another_network_is_refused(tmp_path: Path, capsys) -> None:
     assert main(["draw", XOR, "--result", str(saved), "--out", str(tmp_path / "p.svg")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --result: ") and "edge" in err, err
+
+
+def test_the_summary_legend_says_what_the_band_colours_and_widths_are(tmp_path: Path) -> None:
+    net = evolved(400)
+    x = np.random.default_rng(1).normal(size=(3, net.n_inputs))
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "s.svg"
+    assert main(["draw", "--max-nodes", "100", str(_saved(net, tmp_path)), "--inputs", str(tmp_path / "x.npy"),
+                 "--out", str(out)]) == 0
+    texts = [t.text or "" for t in parse(out).iter(f"{SVG}text")]
+    assert "bands: colour = sign of Σ ∂Σy/∂w (batch mean) per level pair" in texts
+    assert {"Σ > 0", "Σ < 0"} <= set(texts)
+    assert any(t.startswith("width: Σ|∂Σy/∂w (batch mean) per level pair|, widest ") for t in texts)
+    assert not any(t.startswith("edges: Σ|") for t in texts), "no signed scale for a sum of absolute values"
+    swatches = {r.get("fill") for r in parse(out).iter(f"{SVG}rect") if r.get("width") == "14"}
+    assert swatches == {"#ca0020", "#0571b0"}

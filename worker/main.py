@@ -9,6 +9,7 @@ import sys
 import redis
 
 from edgegrad.errors import InvalidInput
+from edgegrad.logs import LOG_LEVELS
 from edgegrad.settings import ENV_NAMES, Settings
 
 __all__ = ["add_arguments", "run", "limit_blas_threads"]
@@ -37,7 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queue", help=f"rq queue name (env {ENV_NAMES['queue']})")
     parser.add_argument("--name", help="worker name, unique per worker (default: host.pid.<random>, new each start)")
     parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-level", default="INFO", choices=LOG_LEVELS)
+    parser.add_argument("--no-job-events", dest="job_events", action="store_false",
+                        help="no INFO line per job event unless --log-level is INFO or DEBUG (edgegrad up's way)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s worker %(levelname)s %(message)s")
     try:
         settings = Settings.from_env(redis_url=args.redis_url, queue=args.queue)
-        configure_logging(settings, args.log_level, "worker")
+        configure_logging(settings, args.log_level, "worker", job_events=args.job_events)
         connection = worker_redis(settings)  # rq's connection and the store's: result chunks go out uncopied
         try:
             connection.ping()

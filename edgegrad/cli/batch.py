@@ -12,12 +12,15 @@ import signal
 from typing import Any
 
 
-from .commands import EXIT_INTERRUPTED, EXIT_UNREACHABLE, CommandFailure, add_batch_args, check_mode_flags, load_batch
+from .common import EXIT_INTERRUPTED, EXIT_UNREACHABLE, CommandFailure, add_batch_args, check_mode_flags, load_batch
 from .progress import Progress, format_seconds
 from .remote import HeldInterrupts, add_server_argument, connect, job_failure, say, server_address, stream_backoff
 from ..errors import InvalidInput, Unavailable
 from .io import result_labels
-from .resultfiles import ResultWriter, RowProgress, check_out
+from .resultfiles import ResultWriter, RowProgress, check_out, partial_place
+
+#: the largest --shard-rows the wire carries (a uint64)
+UINT64_MAX = 2 ** 64 - 1
 
 __all__ = ["add_arguments", "run", "follow"]
 
@@ -41,8 +44,8 @@ def run(args: argparse.Namespace) -> int:
     from ..model.network import Network
 
     check_mode_flags(args)
-    if args.shard_rows is not None and args.shard_rows < 1:
-        raise InvalidInput(f"--shard-rows: must be at least 1, got {args.shard_rows}")
+    if args.shard_rows is not None and not 1 <= args.shard_rows <= UINT64_MAX:
+        raise InvalidInput(f"--shard-rows: must be between 1 and {UINT64_MAX}, got {args.shard_rows}")
     server = server_address(args.server)
     check_out(args.out)
     net = Network.load(args.network)
@@ -52,8 +55,14 @@ def run(args: argparse.Namespace) -> int:
     labels = result_labels(net)  # as `grad --out X.npz` has them
     with connect(server) as client:
         held = HeldInterrupts(reraise=False)
+        uploading = Progress("uploading", int(x.shape[0]))  # shown only for a batch sent in pieces
+
+        def uploaded(sent: int, total: int) -> None:
+            uploading.update(sent * int(x.shape[0]) // max(1, total))
+
         with held:  # a Ctrl-C while submitting still learns the job's name, then detaches
-            job = client.submit(net, x, **options).job
+            job = client.submit(net, x, upload_progress=uploaded, **options).job
+        uploading.end()
         return follow(client, job, server, args.out, labels=labels, interrupted=held.pending,
                       announce=f"submitted {job.name} ({job.layout.batch:,} rows)")
 
@@ -101,19 +110,42 @@ def follow(client: Any, job: Any, server: str, out: str | None, labels: dict[str
         raise
     final = handle.job
     if final.state != job_pb2.JOB_STATE_SUCCEEDED:
+        progress.end()
+        failure = job_failure(final)
+        if writer is not None and final.state == job_pb2.JOB_STATE_CANCELLED and writer.rows_done > 0:
+            writer.close()  # what was written stays, with its record
+            raise CommandFailure(f"{failure}; the {writer.rows_done:,} of {int(layout.batch):,} rows written"
+                                 f" are kept in {partial_place(writer.out)}", failure.status)
         if writer is not None:
             writer.discard()
-        progress.end()
-        raise job_failure(final)
+        raise failure
     if writer is not None:
         writer.finish(final.loss if final.HasField("loss") else None)
-    took, rows = progress.elapsed(), int(layout.batch)
+    rows = int(layout.batch)
     if progress.tty:
         progress.update(rows, force=True)  # the full bar
-    rate = f" ({progress.rate():,.0f} rows/s)" if progress.rate() > 0 else ""
-    where = f"; result in {out}" if out is not None else ""
-    progress.end(f"{name}: succeeded, {rows:,} rows in {format_seconds(took)}{rate}{where}")
+    progress.end(_success_line(final, rows, progress, out, ended_before=_ended_before(job)))
     return 0
+
+
+def _ended_before(job: Any) -> bool:
+    """Whether ``job`` (as first read) had ended already, so following it only downloads its result."""
+    from ..v1 import job_pb2
+
+    return job.state in (job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELLED)
+
+
+def _success_line(final: Any, rows: int, progress: Progress, out: str | None, ended_before: bool) -> str:
+    """``NAME: succeeded, ROWS rows in T (R rows/s)``, the job's own time (from its start and end), and the
+    download's when the job had ended before this command followed it."""
+    took = progress.elapsed()
+    if final.HasField("start_time") and final.HasField("end_time"):
+        took = max(0.0, (final.end_time.ToNanoseconds() - final.start_time.ToNanoseconds()) / 1e9)
+    rate = f" ({rows / took:,.0f} rows/s)" if took > 0 else ""
+    line = f"{final.name}: succeeded, {rows:,} rows in {format_seconds(took)}{rate}"
+    if ended_before:
+        line += f"; downloaded in {format_seconds(progress.elapsed())}"
+    return line + (f"; result in {out}" if out is not None else "")
 
 
 def _stream(client: Any, name: str, writer: ResultWriter | None, received: RowProgress, progress: Progress) -> Any:
@@ -134,7 +166,7 @@ def _stream(client: Any, name: str, writer: ResultWriter | None, received: RowPr
 
 def _detach_message(name: str, server: str, out: str | None, done: int, total: int) -> str:
     where = f" --out {shlex.quote(out)}" if out is not None else ""
-    written = f"; {done:,} of {total:,} rows written to {out}" if out is not None else ""
+    written = f"; {done:,} of {total:,} rows written in {partial_place(out)}" if out is not None else ""
     return (f"detached: {name} keeps running{written}\n"
             f"  continue: edgegrad jobs watch {name}{where} --server {shlex.quote(server)}\n"
             f"  cancel:   edgegrad jobs cancel {name} --server {shlex.quote(server)}")

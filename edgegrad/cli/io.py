@@ -7,6 +7,7 @@ import json
 import math
 import os
 import secrets
+import sys
 import zipfile
 from typing import Any, Sequence
 
@@ -16,10 +17,13 @@ from ..errors import InvalidInput
 from ..model.network import Network
 from ..engine.result import GradientResult
 
-__all__ = ["MATRIX_SUFFIXES", "RESULT_SUFFIXES", "load_matrix", "result_to_dict", "dumps_result",
+__all__ = ["MATRIX_SUFFIXES", "RESULT_SUFFIXES", "STDIN", "load_matrix", "result_to_dict", "dumps_result",
            "save_result", "check_result_path"]
 
 MATRIX_SUFFIXES = (".json", ".npy", ".csv")
+#: the --inputs / --targets value that reads JSON rows from standard input, and its name in messages
+STDIN = "-"
+STDIN_NAME = "<stdin>"
 RESULT_SUFFIXES = (".json", ".npz")
 
 
@@ -32,6 +36,8 @@ def load_matrix(path: str | os.PathLike[str], name: str = "inputs",
     Every problem raises ``InvalidInput`` naming the file and the place in it.
     """
     path = os.fspath(path)
+    if path == STDIN:
+        return _checked(_rows_from_json(sys.stdin.read(), STDIN_NAME, name), STDIN_NAME, name, columns)
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in MATRIX_SUFFIXES:
         raise InvalidInput(f"{path}: unsupported file type '{suffix or '(none)'}' for {name}"
@@ -45,6 +51,11 @@ def load_matrix(path: str | os.PathLike[str], name: str = "inputs",
             matrix = _load_csv(path, name, columns)
     except OSError as exc:
         raise InvalidInput(f"{path}: cannot read {name} ({exc.strerror or exc})") from None
+    return _checked(matrix, path, name, columns)
+
+
+def _checked(matrix: np.ndarray, path: str, name: str, columns: Sequence[str] | None) -> np.ndarray:
+    """``matrix`` once it has rows, the expected columns and finite values (InvalidInput naming the place)."""
     if matrix.shape[0] == 0:
         raise InvalidInput(f"{path}: {name}: no rows")
     if columns is not None and matrix.shape[1] != len(columns):
@@ -65,8 +76,17 @@ _FLOAT_MAX = float(np.finfo(np.float64).max)
 def _load_json(path: str, name: str) -> np.ndarray:
     try:
         with open(path, encoding="utf-8-sig") as fh:
-            data = json.load(fh)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            text = fh.read()
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{path}: not valid JSON ({exc})") from None
+    return _rows_from_json(text, path, name)
+
+
+def _rows_from_json(text: str, path: str, name: str) -> np.ndarray:
+    """The matrix a JSON list of rows holds (``path`` names where the text came from in messages)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
         raise InvalidInput(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(data, list):
         raise InvalidInput(f"{path}: {name}: expected a list of rows, got {_kind(data)}")
@@ -221,10 +241,28 @@ def save_result(path: str, net: Network, res: GradientResult, indent: int | None
 
 
 def dumps_result(net: Network, res: GradientResult, indent: int | None = None) -> str:
-    """The result as strict JSON (non-finite numbers become null): one line, or indented by ``indent``."""
+    """The result as strict JSON (non-finite numbers become null): one line, or indented by ``indent``
+    with every row of numbers (a list of plain values) kept on one line."""
     if indent is not None:
-        return json.dumps(result_to_dict(net, res), allow_nan=False, indent=indent)
+        return _indented(result_to_dict(net, res), indent, 0)
     return json.dumps(result_to_dict(net, res), allow_nan=False, separators=(",", ":"))
+
+
+def _indented(value: Any, indent: int, level: int) -> str:
+    """``value`` as JSON, objects and lists of lists one item a line, lists of plain values on one line."""
+    if isinstance(value, dict):
+        items = [(json.dumps(key), item) for key, item in value.items()]
+        brackets = "{}"
+    elif isinstance(value, list) and any(isinstance(item, (list, dict)) for item in value):
+        items, brackets = [(None, item) for item in value], "[]"
+    else:
+        return json.dumps(value, allow_nan=False, separators=(", ", ": "))
+    if not items:
+        return brackets
+    pad, inner = " " * (indent * level), " " * (indent * (level + 1))
+    lines = [inner + (f"{key}: " if key is not None else "") + _indented(item, indent, level + 1)
+             for key, item in items]
+    return brackets[0] + "\n" + ",\n".join(lines) + "\n" + pad + brackets[1]
 
 
 def result_labels(net: Network) -> dict[str, np.ndarray]:

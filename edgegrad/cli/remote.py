@@ -11,17 +11,21 @@ import contextlib
 import os
 import signal
 import sys
+import time
 from typing import Any, Iterator
 
-from .commands import EXIT_BAD_INPUT, EXIT_JOB_FAILED, EXIT_UNREACHABLE, CommandFailure, rpc_message
+from .common import EXIT_BAD_INPUT, EXIT_JOB_FAILED, EXIT_UNREACHABLE, CommandFailure, rpc_message
 from ..errors import Cancelled, DeadlineExceeded, EdgegradError, InvalidInput, JobFailed, Unavailable
 
-__all__ = ["SERVER_ENV", "CLI_RETRY_SECONDS", "STREAM_RETRY_SECONDS", "stream_backoff", "add_server_argument",
+__all__ = ["SERVER_ENV", "TARGET_FORMS", "CONNECT_TIMEOUT_SECONDS",
+           "CLI_RETRY_SECONDS", "STREAM_RETRY_SECONDS", "stream_backoff", "add_server_argument",
            "server_address", "connect", "reaching", "job_name", "remote_gradients", "cancel_on_interrupt",
            "job_failure", "say", "HeldInterrupts"]
 
 SERVER_ENV = "EDGEGRAD_SERVER"
-#: seconds of pauses between retries before a command gives up on an unreachable server
+#: seconds a command waits for a server's first answer (an address where nothing answers, not even a refusal)
+CONNECT_TIMEOUT_SECONDS = 5.0
+#: seconds of pauses between retries, once the server has answered, before a command gives up on it
 CLI_RETRY_SECONDS = 5.0
 #: seconds a result stream that dropped keeps trying to resume (a server restart) before giving up
 STREAM_RETRY_SECONDS = 30.0
@@ -41,14 +45,41 @@ def add_server_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def server_address(given: str | None) -> str:
-    """The server to use: ``--server`` or $EDGEGRAD_SERVER; InvalidInput if neither names one."""
+    """The server to use: ``--server`` or $EDGEGRAD_SERVER; InvalidInput if neither names one, or names no
+    gRPC target."""
     value = given if given is not None else os.environ.get(SERVER_ENV)
     if value is None:
         raise InvalidInput(f"--server: required (HOST:PORT), or set {SERVER_ENV}")
+    source = "--server" if given is not None else SERVER_ENV
     if not value.strip():
-        source = "--server" if given is not None else SERVER_ENV
         raise InvalidInput(f"{source}: expected HOST:PORT, got an empty string")
-    return value.strip()
+    value = value.strip()
+    if not _is_target(value):
+        raise InvalidInput(f"{source}: expected {TARGET_FORMS}, got {value[:200]!r}")
+    return value
+
+
+#: the server address forms the commands accept, as the error message names them
+TARGET_FORMS = "HOST:PORT, [IPV6]:PORT, unix:PATH or a gRPC URI such as dns:///HOST:PORT"
+#: gRPC name-resolver schemes (``scheme:...``) passed to gRPC as they are
+_SCHEMES = ("unix:", "unix-abstract:", "dns:", "ipv4:", "ipv6:", "vsock:", "xds:")
+#: the URL schemes the SDK takes off the front (TLS or not)
+_URL_SCHEMES = ("grpc://", "http://", "grpcs://", "https://")
+
+
+def _is_target(value: str) -> bool:
+    """Whether ``value`` is a gRPC target: a resolver URI, or HOST:PORT / [IPV6]:PORT with a port number."""
+    if value.startswith(_SCHEMES):
+        return True
+    for scheme in _URL_SCHEMES:
+        if value.startswith(scheme):
+            value = value[len(scheme):].rstrip("/")
+    host, colon, port = value.rpartition(":")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return False
+    if host.startswith("["):
+        return host.endswith("]") and len(host) > 2
+    return ":" not in host and not any(c.isspace() or c == "/" for c in host)
 
 
 def job_name(name: str) -> str:
@@ -67,13 +98,34 @@ def say(line: str) -> None:
 
 @contextlib.contextmanager
 def connect(server: str) -> Iterator[Any]:
-    """A ``Client`` on ``server`` that gives up after CLI_RETRY_SECONDS of retries, failures mapped."""
+    """A ``Client`` on ``server``, failures mapped: it first waits for the server's answer (a refused connection
+    is reported at once, a silent address after CONNECT_TIMEOUT_SECONDS), then retries calls for CLI_RETRY_SECONDS."""
     with reaching(server):
         from ..client import Backoff, Client  # grpc is imported only by commands that reach a server
 
-        # a command line should not sit for long on a server that is not there: 5 s of retries
-        with Client(server, backoff=Backoff(give_up_after=CLI_RETRY_SECONDS)) as client:
+        with Client(server, backoff=Backoff(attempts=1)) as client:
+            _first_answer(client)
+            # the server answered: a command line still should not sit long on one that went away
+            client.backoff = Backoff(give_up_after=CLI_RETRY_SECONDS)
             yield client
+
+
+#: words of gRPC's connect errors that settle the matter at once: nothing listens there, or no such host
+_DEFINITE = ("connection refused", "no such file or directory", "domain name not found")
+
+
+def _first_answer(client: Any) -> None:
+    """Ask for the server's capabilities until it answers, a connect error settles it (a refusal, no such
+    host or socket) or CONNECT_TIMEOUT_SECONDS pass (an address where nothing answers, or a slow handshake)."""
+    end = time.monotonic() + CONNECT_TIMEOUT_SECONDS
+    while True:
+        try:
+            client.capabilities(timeout=max(0.001, end - time.monotonic()))
+            return
+        except Unavailable as exc:
+            if time.monotonic() >= end or any(words in exc.message.lower() for words in _DEFINITE):
+                raise
+            time.sleep(min(0.1, max(0.0, end - time.monotonic())))
 
 
 @contextlib.contextmanager

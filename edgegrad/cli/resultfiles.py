@@ -25,7 +25,8 @@ from ..errors import InvalidInput
 from .io import remove_quietly
 from ..v1 import job_pb2, tensor_pb2
 
-__all__ = ["ResultWriter", "RowProgress", "PROGRESS_NAME", "PART_SUFFIX", "is_npz", "data_dir", "check_out", "layout_key"]
+__all__ = ["partial_place", "ResultWriter", "RowProgress", "PROGRESS_NAME", "PART_SUFFIX", "is_npz", "data_dir",
+           "check_out", "layout_key"]
 
 PROGRESS_NAME = ".edgegrad-progress.json"  #: the progress record, inside the data folder
 PART_SUFFIX = ".part"  #: an .npz's data folder while it is being written: OUT + ".part"
@@ -43,6 +44,13 @@ def is_npz(out: str) -> bool:
 def data_dir(out: str) -> str:
     """The folder the ``.npy`` files are written into: ``out`` itself, or ``out.part`` for an .npz."""
     return out + PART_SUFFIX if is_npz(out) else out
+
+
+def partial_place(out: str) -> str:
+    """Where a partial result lies, in words: ``OUT.part/`` (an .npz is packed once complete) or ``OUT/``."""
+    if is_npz(out):
+        return f"{data_dir(out)}/ ({out} is made from it once the job is complete)"
+    return f"{out.rstrip('/')}/"
 
 
 def _cannot(path: str, exc: OSError) -> InvalidInput:

@@ -12,7 +12,7 @@ __all__ = ["add_arguments", "run"]
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``edgegrad draw``."""
-    from edgegrad.cli.commands import add_loss_args
+    from edgegrad.cli.common import add_loss_args
 
     from . import MAX_NODES
 
@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Compute (or read) the gradients, lay the network out and write the picture."""
     from edgegrad import Network
-    from edgegrad.cli.commands import check_mode_flags, load_batch
+    from edgegrad.cli.common import check_mode_flags, load_batch, show_engine_notices
 
     from . import check_picture_path, draw, load_result
 
@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         from edgegrad import gradients
 
         x, t = load_batch(args, net)
+        show_engine_notices()
         result = gradients(net, x, targets=t, loss=args.loss, reduction=args.reduction or "mean")
         what = (f"{args.loss} loss" if args.loss else "output mode") + f", batch of {x.shape[0]}"
         if result.loss is not None:

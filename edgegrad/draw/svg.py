@@ -53,10 +53,18 @@ def _header(width: float, height: float, title: str) -> list[str]:
             f'<text x="{_SIDE - 40}" y="30" font-size="16" font-weight="bold">{escape(title)}</text>']
 
 
-def _legend(y: float, x: float, shown: Shown, edge_scale: float, node_scale: float, note: str) -> list[str]:
+def _legend(y: float, x: float, shown: Shown, edge_scale: float, node_scale: float, note: str,
+            edge_signs: tuple[str, float] | None = None) -> list[str]:
+    """Colour scales of edges and nodes (signed, red + / blue −) and ``note``; with ``edge_signs`` (what the
+    band colours are the sign of, the widest band's Σ|·|) the edges' part is two swatches and a width."""
     parts = []
-    for i, (name, scale) in enumerate(((f"edges: {shown.edge_name}", edge_scale),
-                                       (f"nodes: {shown.node_name}", node_scale))):
+    scales = [(f"edges: {shown.edge_name}", edge_scale), (f"nodes: {shown.node_name}", node_scale)]
+    if edge_signs is not None:
+        parts += _sign_legend(y, x, *edge_signs)
+        scales[0] = ("", 0.0)
+    for i, (name, scale) in enumerate(scales):
+        if not name:
+            continue
         left = x + i * 300
         parts += [f'<text x="{left}" y="{y}" font-size="12">{escape(name)}</text>',
                   f'<rect x="{left}" y="{y + 6}" width="200" height="10" fill="url(#div)" stroke="#888" '
@@ -66,6 +74,17 @@ def _legend(y: float, x: float, shown: Shown, edge_scale: float, node_scale: flo
                   f'<text x="{left + 200}" y="{y + 30}" font-size="11" text-anchor="end">{_num(scale)}</text>']
     parts.append(f'<text x="{x + 600}" y="{y + 12}" font-size="11" fill="#444">{escape(note)}</text>')
     return parts
+
+
+def _sign_legend(y: float, x: float, name: str, widest: float) -> list[str]:
+    """The summary's bands: red where the sum of ``name`` over a level pair is positive, blue where negative,
+    width by the sum of absolute values (``widest`` for the widest band)."""
+    return [f'<text x="{x}" y="{y}" font-size="12">{escape(f"bands: colour = sign of Σ {name}")}</text>',
+            f'<rect x="{x}" y="{y + 6}" width="14" height="10" fill="#ca0020"/>',
+            f'<text x="{x + 18}" y="{y + 15}" font-size="11">Σ &gt; 0</text>',
+            f'<rect x="{x + 70}" y="{y + 6}" width="14" height="10" fill="#0571b0"/>',
+            f'<text x="{x + 88}" y="{y + 15}" font-size="11">Σ &lt; 0</text>',
+            f'<text x="{x}" y="{y + 30}" font-size="11">{escape(f"width: Σ|{name}|, widest {_num(widest)}")}</text>']
 
 
 def full_svg(net: Network, lay: Layout, shown: Shown, title: str) -> str:
@@ -200,7 +219,8 @@ def summary_svg(net: Network, lay: Layout, shown: Shown, title: str) -> str:
                        f'text-anchor="middle">{int(counts[c])}</text>')
     note = (f"summary: {net.n_inputs + net.n_nodes} vertices in {cols} levels (bar = a level, its node count"
             " below); bands join levels")
-    shown_mean = Shown(shown.edges, mean, f"\u03a3|{shown.edge_name}| per level pair", f"mean {shown.node_name}")
-    out += _legend(height - _BOTTOM + 22, _SIDE - 40, shown_mean, edge_scale, node_scale, note)
+    shown_mean = Shown(shown.edges, mean, shown.edge_name, f"mean {shown.node_name}")
+    out += _legend(height - _BOTTOM + 22, _SIDE - 40, shown_mean, edge_scale, node_scale, note,
+                   edge_signs=(f"{shown.edge_name} per level pair", edge_scale))
     out.append('</svg>')
     return "\n".join(out) + "\n"

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from ..model.activations import ACTIVATION_NAMES
-from . import passes, pool
+from . import kernelcache, passes, pool
 from .memory import thread_count
 from .passes import PassBuffers
 from .plan import Plan
@@ -48,6 +48,7 @@ def loops() -> Any:
     with _lock:
         if _module is None and _failure is None:
             try:
+                kernelcache.notice_if_uncached()
                 module = importlib.import_module(f"{__package__}.numba_loops")
                 if module.ORDER != ACTIVATION_NAMES:
                     raise ImportError("the numba loops number the activations differently")

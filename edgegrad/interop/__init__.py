@@ -16,6 +16,16 @@ from ..errors import MissingExtra
 
 __all__ = ["require"]
 
+#: the one-library modules, imported on first use (``edgegrad.interop.layers.layer_grads`` after ``import edgegrad``)
+_MODULES = ("layers", "torchnet", "neatnet", "nxgraph")
+
+
+def __getattr__(name: str) -> ModuleType:
+    """Import one library's module when it is first used."""
+    if name in _MODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'edgegrad.interop' has no attribute {name!r}")
+
 
 def require(module: str, extra: str, feature: str) -> ModuleType:
     """Import an optional library, or raise ``MissingExtra`` naming the extra that brings it."""

@@ -29,5 +29,5 @@ def exercise(address: str, token: str | None = None) -> None:
         client.get_job(per_example.name)
         queued = client.submit(NET, rng.normal(size=(20_000, NET.n_inputs)))
         client.cancel_job(queued.name)
-        client.ack(per_example.name, 1)
+        client._ack(per_example.name, 1)
         client.delete_job(per_example.name)

@@ -102,7 +102,8 @@ def test_ctrl_c_mid_stream_keeps_what_was_written_and_watch_continues_from_there
         with Client(slow.address) as client:
             chunk_count = client.get_job(name).layout.chunk_count
         assert 0 < kept["through"] < chunk_count, (kept["through"], chunk_count)
-        assert re.search(rf"detached: {name} keeps running; [\d,]+ of 200,000 rows written to {out}", stderr), stderr
+        assert re.search(rf"detached: {name} keeps running; [\d,]+ of 200,000 rows written in {out}.part/ \({out}"
+                         rf" is made from it once the job is complete\)", stderr), stderr
 
         watched = edgegrad_cli("jobs", "watch", name, "--out", str(out), *server)
         assert watched.returncode == 0, watched.stderr
@@ -124,6 +125,48 @@ def test_ctrl_c_on_grad_server_cancels_its_job(idle, tmp_path):
         assert status == 130 and stdout == "", stderr
         assert stderr == f"interrupted: cancelled {name}\n"
         assert _state(client, name) == "cancelled"
+
+
+def test_a_job_cancelled_while_watched_keeps_the_rows_written(namespace, tmp_path):
+    """``jobs watch NAME --out DIR`` on a job cancelled meanwhile: exit 1, saying so, and the rows stay."""
+    xp, tp, x, t = xor_batch(tmp_path, 200_000, seed=8)
+    out = tmp_path / "rows"
+    record = out / PROGRESS_NAME
+    with Cluster(namespace("cli-cancel", chunk_bytes=1024, result_buffer_bytes=64 * 1024), workers=1,
+                 log=sys.stderr) as slow:
+        server = ["--server", slow.address]
+        with Client(slow.address) as client:
+            name = client.submit(XOR, x, targets=t, loss="bce", per_example=True).name
+            proc = start_cli("jobs", "watch", name, "--out", str(out), *server)
+            deadline = time.monotonic() + 120
+            while not (record.exists() and json.loads(record.read_text())["through"] > 0):
+                assert proc.poll() is None and time.monotonic() < deadline, "no chunk was written"
+                time.sleep(0.005)
+            proc.send_signal(signal.SIGSTOP)  # the watcher sleeps while its job is cancelled
+            assert _state(client, name) == "running"
+            client.cancel_job(name)
+            proc.send_signal(signal.SIGCONT)
+            status, stdout, stderr = proc.wait(timeout=60), proc.stdout.read(), proc.stderr.read()
+    assert status == 1 and stdout == "", stderr
+    kept = re.search(rf"^error: {name} was cancelled: cancelled by request; the ([\d,]+) of 200,000 rows written"
+                     rf" are kept in {out}/$", stderr.splitlines()[-1])
+    assert kept, stderr
+    assert (out / "outputs.npy").exists() and json.loads(record.read_text())["through"] > 0
+    assert int(kept.group(1).replace(",", "")) > 0
+
+
+def test_watching_a_finished_job_reports_the_jobs_time_and_the_download_apart(namespace, tmp_path):
+    xp, tp, x, t = xor_batch(tmp_path, 20_000, seed=9)
+    with Cluster(namespace("cli-rewatch"), workers=1, log=sys.stderr) as c:
+        with Client(c.address) as client:
+            handle = client.submit(XOR, x, targets=t, loss="mse", per_example=True)
+            job = handle.wait(timeout=120)
+        watched = edgegrad_cli("jobs", "watch", handle.name, "--out", str(tmp_path / "r.npz"), "--server", c.address)
+    assert watched.returncode == 0, watched.stderr
+    seconds = (job.end_time.ToNanoseconds() - job.start_time.ToNanoseconds()) / 1e9
+    line = watched.stderr.splitlines()[-1]
+    assert line.startswith(f"{handle.name}: succeeded, 20,000 rows in ") and "; downloaded in " in line, line
+    assert f"({20_000 / seconds:,.0f} rows/s)" in line, (line, seconds)  # the job's rate, not the download's
 
 
 def test_jobs_cancel_then_watch_is_exit_1(idle, tmp_path):

@@ -133,7 +133,7 @@ def test_chunks_resume_after_the_stream_is_cut(client) -> None:
     for chunk in handle.chunks():
         seqs.append(chunk.seq)
         if len(seqs) in (3, 40):
-            handle.drop_stream()
+            handle._drop_stream()
     final = handle.job
     assert handle.reconnects >= 2
     assert seqs == list(range(1, final.layout.chunk_count + 1)), "no gap and no duplicate"

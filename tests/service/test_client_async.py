@@ -52,7 +52,7 @@ def test_chunks_resume_after_the_stream_is_cut(cluster) -> None:
             async for chunk in handle.chunks():
                 seqs.append(chunk.seq)
                 if len(seqs) in (2, 30):
-                    handle.drop_stream()
+                    handle._drop_stream()
             return handle, seqs, await handle.result()
 
     handle, seqs, result = run(go())

@@ -180,7 +180,7 @@ def test_inputs_larger_than_a_message_are_uploaded_in_pieces(namespace) -> None:
         from edgegrad.client.protocol import prepare
 
         prepared = prepare(NET, x, t, "mse", "mean", False, "float64", request_id=None)
-        upload = client.stub.UploadBatch(prepared.pieces(client.piece_bytes()))
+        upload = client.stub.UploadBatch(prepared.pieces(client._piece_bytes()))
         assert upload.rows == 20000 and upload.target_rows == 20000
         first = client.stub.SubmitJob(prepared.uploaded(upload.id))
         again = prepare(NET, x, t, "mse", "mean", False, "float64", request_id=None).uploaded(upload.id)
@@ -245,6 +245,33 @@ def test_submit_many_answers_each_item_and_a_bad_one_fails_alone(cluster) -> Non
         _close(items[2].result().edge_grads, edgegrad.gradients(NET, X, targets=T, loss="mse").edge_grads, 1e-12)
 
 
+def test_wait_all_takes_submit_many_answers_as_they_are(cluster) -> None:
+    """The README's two lines: wait_all on submit_many's list, a bad request's error kept in its place."""
+    with Client(cluster.address, timeout=60) as client:
+        items = client.submit_many([dict(net=NET, inputs=X[:5]), dict(net=NET, inputs=X[:5, :2]),
+                                    dict(net=NET, inputs=X, targets=T, loss="mse", shard_rows=10)])
+        finals = edgegrad.wait_all(items)
+    assert len(finals) == 3 and finals[1] is items[1] and isinstance(finals[1], errors.InvalidInput)
+    assert [f.state for f in (finals[0], finals[2])] == [job_pb2.JOB_STATE_SUCCEEDED] * 2
+    assert [f.name for f in (finals[0], finals[2])] == [items[0].name, items[2].name]
+    assert edgegrad.wait_all([items[1]]) == [items[1]]
+
+
+def test_async_wait_all_takes_submit_many_answers_as_they_are(cluster) -> None:
+    import asyncio
+
+    async def run() -> tuple[list, list, list]:
+        async with edgegrad.AsyncClient(cluster.address, timeout=60) as client:
+            items = await client.submit_many([dict(net=NET, inputs=X[:2, :1]), dict(net=NET, inputs=X[:3])])
+            only_errors = await client.submit_many([dict(net=NET, inputs=X[:2, :1])])
+            return items, await edgegrad.wait_all(items), await edgegrad.wait_all(only_errors)
+
+    items, finals, errors_only = asyncio.run(run())
+    assert finals[0] is items[0] and isinstance(finals[0], errors.InvalidInput)
+    assert finals[1].state == job_pb2.JOB_STATE_SUCCEEDED and finals[1].name == items[1].name
+    assert len(errors_only) == 1 and isinstance(errors_only[0], errors.InvalidInput)
+
+
 def test_a_job_whose_shard_cannot_fit_a_worker_is_refused_at_submit(namespace, thread_server) -> None:
     server = thread_server(namespace("admission", worker_memory_bytes=100 << 20))
     big = example_network(n_inputs=4, n_nodes=400, n_outputs=400, density=0.5, seed=3)
@@ -255,6 +282,18 @@ def test_a_job_whose_shard_cannot_fit_a_worker_is_refused_at_submit(namespace, t
             client.submit(NET, np.zeros((30000, 4)), shard_rows=20000)
         assert client.submit(NET, np.zeros((30000, 4)), shard_rows=20000, targets=np.zeros((30000, 3)),
                              loss="mse").name  # loss mode fits the same budget
+
+
+def test_a_result_over_the_size_limit_is_refused_naming_the_remedy_of_its_mode(namespace, thread_server) -> None:
+    server = thread_server(namespace("result-limit", max_result_bytes=20_000))
+    x, t = np.zeros((200, 4)), np.zeros((200, 3))
+    with Client(server.address, timeout=30) as client:
+        with pytest.raises(errors.ResourceExhausted, match=r"\(drop per_example \(--per-example\) for the batch's"
+                                                            r" summed gradient, or send a smaller batch\)$"):
+            client.submit(NET, x, targets=t, loss="mse", per_example=True)
+        with pytest.raises(errors.ResourceExhausted, match=r"\(use a loss for one gradient of the batch, or send"):
+            client.submit(NET, x)
+        assert client.submit(NET, x, targets=t, loss="mse").name  # one summed gradient fits
 
 
 def test_wait_all_on_async_handles(cluster) -> None:
@@ -367,7 +406,7 @@ def test_a_watch_whose_chunks_are_acknowledged_under_it_is_told_not_given_a_gap(
             store.emit(job_id, "s:0", [(seq, chunk.SerializeToString())], 0)
         stream = client.stub.WatchJob(service_pb2.WatchJobRequest(name=job.name), timeout=30)
         got = [e for _, e in zip(range(3), stream)]  # the state and the first chunks
-        client.ack(job.name, 40)                       # the consumer, elsewhere, took chunks up to 40
+        client._ack(job.name, 40)                       # the consumer, elsewhere, took chunks up to 40
         with pytest.raises(Exception, match="acknowledged and dropped while this watch read"):
             for event in stream:
                 got.append(event)

@@ -72,7 +72,12 @@ def test_up_runs_everything_with_an_embedded_redis_and_stops_cleanly_on_ctrl_c(t
         t = np.array([[0.0], [1.0], [1.0], [0.0]])
         with edgegrad.Client(address, timeout=60) as client:
             res = client.gradients(net, x, targets=t, loss="mse")
+            for _ in range(3):
+                client.gradients(net, x, shard_rows=1)  # 4 shards: no log line for any of them
         assert res == edgegrad.gradients(net, x, targets=t, loss="mse")
+        time.sleep(0.5)  # a late log line would have reached the reader by now
+        noisy = [e for e in errors if " INFO " in e or '"INFO"' in e]
+        assert not noisy, "up stays quiet by default: " + "".join(errors)
 
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0, "".join(errors)

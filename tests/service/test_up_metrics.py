@@ -49,13 +49,15 @@ def total(scrapes: list[dict[str, float]], key: str) -> float:
 
 @pytest.fixture
 def up(tmp_path):
-    """``edgegrad up`` with metrics on free ports and JSON logs; (address, metrics URLs, stderr lines)."""
+    """``edgegrad up --log-level INFO`` (a line per job event) with metrics on free ports and JSON logs; (address,
+    metrics URLs, stderr lines)."""
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL" and not k.startswith("EDGEGRAD_")}
     tokens = tmp_path / "tokens"
     tokens.write_text(f"{DEFAULT_TOKEN}\nalice {ALICE_TOKEN}\n")
     env.update(EDGEGRAD_KEY_PREFIX="edgegrad-metrics-test", EDGEGRAD_METRICS_PORT="0", EDGEGRAD_LOG_FORMAT="json",
                EDGEGRAD_AUTH_TOKEN_FILE=str(tokens))
-    proc = subprocess.Popen([sys.executable, "-m", "edgegrad", "up", "--port", "0", "--workers", "2"],
+    proc = subprocess.Popen([sys.executable, "-m", "edgegrad", "up", "--port", "0", "--workers", "2",
+                             "--log-level", "INFO"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     errors: list[str] = []
     lines: list[str] = []
