@@ -9,15 +9,16 @@ shard): its parts, folded in row order, give the whole batch's result.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, NamedTuple
 
 import numpy as np
 
 from . import native, passes
 from . import workspace
 from .batch import check_options
+from .clipping import check_clipping, clip_factors, example_norms
 from ..errors import InvalidInput
-from .losses import loss_and_grad
+from .losses import loss_and_grad, loss_scale
 from .memory import result_bytes_per_row, rows_for_budget, slab_rows, working_memory_bytes
 from ..model.network import Network
 from .overflow import overflow_message, result_overflow_message
@@ -29,16 +30,23 @@ __all__ = ["gradients", "partial_gradients", "fold_partials", "node_values", "wo
 
 
 def gradients(net: Network, inputs: Any, targets: Any = None, loss: str | None = None,
-              reduction: str = "mean", per_example: bool = False, dtype: str = "float64") -> GradientResult:
-    """Outputs and exact derivatives of ``net`` for a batch, in output mode or loss mode (see the contract)."""
+              reduction: str = "mean", per_example: bool = False, dtype: str = "float64",
+              norms: bool = False, clip_norm: float | None = None) -> GradientResult:
+    """Outputs and exact derivatives of ``net`` for a batch, in output mode or loss mode (see the contract).
+
+    ``norms``: also each example's gradient norm (``result.norms``); ``clip_norm``: each example's
+    gradient clipped to that norm before the sum (DP-SGD's step; docs/math.md, section 8).
+    """
     _check_net(net)
     x, t = check_options(net, inputs, targets, loss, reduction, dtype, per_example)
-    return _run(net, x, t, loss, reduction, per_example, dtype, x.shape[0], 0)
+    clip = _Clip.of(loss, norms, clip_norm)
+    return _run(net, x, t, loss, reduction, per_example, dtype, x.shape[0], 0, clip)
 
 
 def partial_gradients(net: Network, inputs: Any, targets: Any = None, loss: str | None = None,
                       reduction: str = "mean", per_example: bool = False, dtype: str = "float64", *,
-                      total_rows: int, row_offset: int = 0) -> GradientResult:
+                      total_rows: int, row_offset: int = 0, norms: bool = False,
+                      clip_norm: float | None = None) -> GradientResult:
     """The share of these rows (rows ``row_offset…`` of a batch of ``total_rows``) in that batch's result.
 
     Outputs and per-example rows are these rows'; in loss mode the loss and the summed edge_grads
@@ -51,10 +59,11 @@ def partial_gradients(net: Network, inputs: Any, targets: Any = None, loss: str 
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
             raise InvalidInput(f"{name}: expected a non-negative integer, got {value!r}")
     x, t = check_options(net, inputs, targets, loss, reduction, dtype, per_example, int(row_offset))
+    clip = _Clip.of(loss, norms, clip_norm)
     if row_offset + x.shape[0] > total_rows:
         raise InvalidInput(f"total_rows: {total_rows} is less than row_offset {row_offset}"
                            f" + these {x.shape[0]} rows")
-    return _run(net, x, t, loss, reduction, per_example, dtype, int(total_rows), int(row_offset))
+    return _run(net, x, t, loss, reduction, per_example, dtype, int(total_rows), int(row_offset), clip)
 
 
 def fold_partials(parts: Iterable[GradientResult], edge_sums: np.ndarray | None = None) -> GradientResult:
@@ -64,12 +73,14 @@ def fold_partials(parts: Iterable[GradientResult], edge_sums: np.ndarray | None 
     output-mode rows are concatenated. Same parts in the same order give bit-identical results.
     ``edge_sums`` (as long as a part's edge_grads): where the edge sums accumulate instead of a new array.
     """
-    outputs, rows_grads, rows_deltas = [], [], []
+    outputs, rows_grads, rows_deltas, norms = [], [], [], []
     loss = grads = deltas = None
     count = 0
     for part in parts:
         count += 1
         outputs.append(part.outputs)
+        if part.norms is not None:
+            norms.append(part.norms)
         if part.loss is not None:
             loss = part.loss if loss is None else loss + part.loss
         if part.edge_grads.ndim == 1:       # a loss-mode sum: accumulate into our own copy
@@ -87,7 +98,7 @@ def fold_partials(parts: Iterable[GradientResult], edge_sums: np.ndarray | None 
         grads, deltas = _concat(rows_grads), _concat(rows_deltas)
     elif rows_grads:
         raise ValueError("fold_partials: cannot fold summed parts with per-example parts")
-    return GradientResult(_concat(outputs), loss, grads, deltas)
+    return GradientResult(_concat(outputs), loss, grads, deltas, _concat(norms) if norms else None)
 
 
 def _copied(part: np.ndarray, into: np.ndarray) -> np.ndarray:
@@ -110,8 +121,21 @@ def _check_net(net: Any) -> None:
         raise TypeError(f"net must be an edgegrad.Network, got {type(net).__name__}")
 
 
+class _Clip(NamedTuple):
+    """A loss-mode call's per-example norms and clipping (None when it asks for neither)."""
+
+    clip_norm: float | None
+
+    @staticmethod
+    def of(loss: str | None, norms: Any, clip_norm: Any) -> "_Clip | None":
+        """The call's choice, checked; None when it wants neither norms nor clipping."""
+        c = check_clipping(loss, norms, clip_norm)
+        return _Clip(c) if norms or c is not None else None
+
+
 def _run(net: Network, x: np.ndarray, t: np.ndarray | None, loss: str | None, reduction: str,
-         per_example: bool, dtype: str, total_rows: int, row_offset: int) -> GradientResult:
+         per_example: bool, dtype: str, total_rows: int, row_offset: int,
+         clip: _Clip | None = None) -> GradientResult:
     """Validated rows in slabs: folded (loss-mode sums) or written into a preallocated result."""
     plan = get_plan(net, dtype)
     batch = x.shape[0]
@@ -120,30 +144,36 @@ def _run(net: Network, x: np.ndarray, t: np.ndarray | None, loss: str | None, re
     scratch = passes.pass_bytes(plan, min(step, batch), None if loss else net.n_outputs)
     compiled = native.uses_compiled(plan)                      # once per call: every slab on the same kernel
     summed = loss is not None and not per_example
+    # the compiled kernels' fused gather sums in their own edge order; clipping scales δ first, then
+    # gathers in file order
+    kernel_order = compiled and (clip is None or clip.clip_norm is None)
     # a loss-mode slab's edge sums (and, compiled, their running total) live in the reused scratch too:
     # fresh arrays of E numbers cost page faults on every call
-    slots = (native.grad_slots(plan) if compiled else net.n_edges) if summed else 0
+    slots = (native.grad_slots(plan) if kernel_order else net.n_edges) if summed else 0
     sums_bytes = (slots * plan.dtype.itemsize + 63) // 64 * 64
     with np.errstate(over="ignore", invalid="ignore"), \
-            workspace.borrowed(scratch + sums_bytes * (2 if compiled else 1)) as buf:
+            workspace.borrowed(scratch + sums_bytes * (2 if kernel_order else 1)) as buf:
         if summed:
             slab_sums, after = workspace.carve(buf, scratch, (slots,), plan.dtype)
-            total = workspace.carve(buf, after, (slots,), plan.dtype)[0] if compiled else None
+            total = workspace.carve(buf, after, (slots,), plan.dtype)[0] if kernel_order else None
             parts: Iterator[GradientResult] = (
                 _slab(net, plan, x[a:b], t[a:b], loss, reduction, total_rows, row_offset + a, None, buf, compiled,
-                      slab_sums)
+                      slab_sums, clip)
                 for a, b in spans)
             result = fold_partials(parts, total)
-            if compiled:                            # the compiled slabs' sums are in the kernels' edge order
+            if kernel_order:                        # the compiled slabs' sums are in the kernels' edge order
                 result.edge_grads = native.to_file_order(plan, result.edge_grads)
             if not result.is_finite():
                 raise InvalidInput(result_overflow_message(net, plan, result))
             return result
         result = _allocate(net, plan, batch, loss)
+        if clip is not None:
+            result.norms = np.empty(batch, dtype=plan.dtype)
         for a, b in spans:
-            rows = GradientResult(result.outputs[a:b], None, result.edge_grads[a:b], result.deltas[a:b])
+            rows = GradientResult(result.outputs[a:b], None, result.edge_grads[a:b], result.deltas[a:b],
+                                  None if clip is None else result.norms[a:b])
             part = _slab(net, plan, x[a:b], None if t is None else t[a:b], loss, reduction, total_rows,
-                         row_offset + a, rows, buf, compiled)
+                         row_offset + a, rows, buf, compiled, None, clip)
             if part.loss is not None:
                 result.loss = part.loss if result.loss is None else result.loss + part.loss
         if result.loss is not None and not np.isfinite(result.loss):
@@ -162,11 +192,11 @@ def _allocate(net: Network, plan: Plan, batch: int, loss: str | None) -> Gradien
 
 def _slab(net: Network, plan: Plan, x: np.ndarray, t: np.ndarray | None, loss: str | None, reduction: str,
           total_rows: int, row_offset: int, out: GradientResult | None, buf: np.ndarray,
-          compiled: bool, sums: np.ndarray | None = None) -> GradientResult:
+          compiled: bool, sums: np.ndarray | None = None, clip: _Clip | None = None) -> GradientResult:
     """One slab: a loss-mode sum (``out`` None) or these rows written into ``out``; overflow named by row.
 
     The pass's buffers are carved from ``buf``; only a loss-mode sum's edge_grads refer to scratch: they
-    are written into ``sums`` (``compiled``: on the numba kernels, in the kernels' edge order).
+    are written into ``sums`` (``compiled`` and not clipping: by the numba kernels, in their edge order).
     """
     n_out = net.n_outputs
     x = x.astype(plan.dtype, copy=False)
@@ -188,29 +218,52 @@ def _slab(net: Network, plan: Plan, x: np.ndarray, t: np.ndarray | None, loss: s
     else:
         value, d_out = loss_and_grad(loss, reduction, outputs, t, total_rows, row_offset)
         direct = d_out.T.astype(plan.dtype)
-        if out is not None:
-            if compiled:
-                native.backward(plan, buffers, direct)
-            else:
-                passes.backward(plan, buffers, direct)
-            passes.per_example_results(plan, buffers, out.edge_grads, out.deltas)
-            part = GradientResult(outputs, value, out.edge_grads, out.deltas)
-        elif compiled:                              # edge sums in the kernels' order (``_run`` reorders them)
-            edge_grads = sums
+        if out is None and compiled and (clip is None or clip.clip_norm is None):
+            edge_grads = sums                       # in the kernels' edge order (``_run`` reorders them)
             node_sums = native.backward(plan, buffers, direct, edge_grads)
-            part = GradientResult(outputs, value, edge_grads, node_sums[plan.node_row])
+            norms = None if clip is None else _clipped(plan, buffers, clip, loss, reduction, n_out, total_rows,
+                                                       row_offset, None)
+            part = GradientResult(outputs, value, edge_grads, node_sums[plan.node_row], norms)
             if not part.is_finite():
                 in_file_order = GradientResult(outputs, value, native.to_file_order(plan, edge_grads), part.deltas)
                 raise InvalidInput(overflow_message(net, plan, buffers, in_file_order, row_offset))
             return part
+        if compiled:
+            native.backward(plan, buffers, direct)
+        else:
+            passes.backward(plan, buffers, direct)
+        norms = None if clip is None else _clipped(plan, buffers, clip, loss, reduction, n_out, total_rows,
+                                                   row_offset, out)
+        if out is not None:
+            passes.per_example_results(plan, buffers, out.edge_grads, out.deltas)
+            part = GradientResult(outputs, value, out.edge_grads, out.deltas, norms)
         else:
             edge_grads = sums
-            passes.backward(plan, buffers, direct)
             passes.summed_edge_grads(plan, buffers, edge_grads)
-            part = GradientResult(outputs, value, edge_grads, buffers.deltas.sum(axis=1)[plan.node_row])
+            part = GradientResult(outputs, value, edge_grads, buffers.deltas.sum(axis=1)[plan.node_row], norms)
     if not part.is_finite():
         raise InvalidInput(overflow_message(net, plan, buffers, part, row_offset))
     return part
+
+
+def _clipped(plan: Plan, buffers: passes.PassBuffers, clip: _Clip, loss: str, reduction: str, n_outputs: int,
+             total_rows: int, row_offset: int, out: GradientResult | None) -> np.ndarray:
+    """This slab's example norms (into ``out.norms`` where given); with ``clip_norm``, each example's δ
+    column scaled by its clip factor in place, before the gathers."""
+    scale = loss_scale(loss, reduction, n_outputs, total_rows)
+    norms = example_norms(plan, buffers.acts, buffers.deltas, scale, row_offset)
+    if clip.clip_norm is not None:
+        deltas = buffers.deltas
+        np.multiply(deltas, clip_factors(norms, clip.clip_norm).astype(plan.dtype), out=deltas)
+    if plan.dtype != np.float64 and np.any(norms > np.finfo(plan.dtype).max):
+        row = row_offset + int(np.argmax(norms > np.finfo(plan.dtype).max))
+        raise InvalidInput(f"norms[{row}]: the gradient norm of inputs row {row} overflows {plan.dtype.name}"
+                           " (its δ · o too large)")
+    if out is None:
+        return norms.astype(plan.dtype)
+    assert out.norms is not None
+    out.norms[...] = norms
+    return out.norms
 
 
 def node_values(net: Network, inputs: Any, dtype: str = "float64") -> passes.NodeValues:
