@@ -61,7 +61,7 @@ class Settings:
     threads: int = 0                        #: engine threads (and BLAS's, when set); 0: every core it may use
     slab_bytes: int = 128 * MiB             #: engine working memory of one slab of rows
     plan_cache: int = 8                     #: compiled plans the engine keeps (LRU)
-    kernel: str = "auto"                    #: engine kernels: auto, numpy or compiled (numba; see engine/native.py)
+    kernel: str = "auto"                    #: engine kernels: auto, numpy or compiled (numba; see engine/kernel.py)
     tenant_max_jobs: int = 100_000          #: jobs one tenant may have queued or running at once (0: no limit)
     tenant_max_result_bytes: int = 65536 * MiB  #: result bytes one tenant's jobs may hold (0: no limit)
     metrics_port: str = ""                  #: Prometheus /metrics port ("" off, 0 a free one); `up`: server, then workers

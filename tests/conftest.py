@@ -27,9 +27,9 @@ def each_kernel(request: pytest.FixtureRequest) -> Iterator[str]:
     numba is a dependency, so the compiled kernels must load; a test module opts in with
     ``pytestmark = pytest.mark.usefixtures("each_kernel")``.
     """
-    from edgegrad.engine import native
+    from edgegrad.engine import kernel
 
     if request.param == "compiled":
-        assert native.available(), "the compiled kernels do not load (is numba installed?)"
+        assert kernel.available(), "the compiled kernels do not load (is numba installed?)"
     with mock.patch.dict(os.environ, {"EDGEGRAD_KERNEL": request.param}):
         yield request.param

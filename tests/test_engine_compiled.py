@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 import edgegrad
 from edgegrad import InvalidInput, Network
 from edgegrad.settings import Settings
-from edgegrad.engine import native, passes
+from edgegrad.engine import kernel as seam
+from edgegrad.engine import numba_kernel, passes, pool
 from edgegrad.engine import plan as plans
 from dags import ALL_ACTIVATIONS, random_inputs, random_network_dict, random_targets
 from reference import LOSSES, assert_agrees, reference_gradients
@@ -51,7 +52,7 @@ def test_compiled_agrees_with_the_reference_and_numpy(seed: int, loss: str, monk
     X = random_inputs(seed, 5, net.n_inputs)
     T = random_targets(seed, loss, 5, net.n_outputs)
     compiled = _run("compiled", net, X, T, loss, monkeypatch=monkeypatch)
-    assert native.uses_compiled(plans.get_plan(net))
+    assert seam.uses_compiled(plans.get_plan(net))
     assert_agrees(compiled, reference_gradients(data, X, T, loss, "mean"))
     assert_agrees(compiled, _run("numpy", net, X, T, loss, monkeypatch=monkeypatch), rtol=1e-12)
     rows = _run("compiled", net, X, T, loss, per_example=True, monkeypatch=monkeypatch)
@@ -64,7 +65,7 @@ def test_wide_levels_on_the_pool_agree_with_numpy(threads: int, monkeypatch) -> 
     X = random_inputs(1, 37, net.n_inputs)
     T = random_targets(1, "mse", 37, net.n_outputs)
     monkeypatch.setenv("EDGEGRAD_THREADS", str(threads))
-    monkeypatch.setattr(passes, "PARALLEL_MIN_WORK", 0)          # every level as row chunks on the pool
+    monkeypatch.setattr(pool, "PARALLEL_MIN_WORK", 0)          # every level as row chunks on the pool
     want = _run("numpy", net, X, T, "mse", monkeypatch=monkeypatch)
     got = _run("compiled", net, X, T, "mse", monkeypatch=monkeypatch)
     assert_agrees(got, want, rtol=1e-11)
@@ -81,8 +82,8 @@ def test_bits_do_not_depend_on_threads_or_chunks(monkeypatch) -> None:
     results = []
     for threads, chunks, min_work in ((1, 1, 10**12), (2, 1, 0), (2, 7, 0), (3, 2, 0)):
         monkeypatch.setenv("EDGEGRAD_THREADS", str(threads))
-        monkeypatch.setattr(native, "CHUNKS_PER_THREAD", chunks)
-        monkeypatch.setattr(passes, "PARALLEL_MIN_WORK", min_work)
+        monkeypatch.setattr(numba_kernel, "CHUNKS_PER_THREAD", chunks)
+        monkeypatch.setattr(pool, "PARALLEL_MIN_WORK", min_work)
         results.append(_run("compiled", net, X, T, "softmax_ce", monkeypatch=monkeypatch))
         results.append(_run("compiled", net, X, T, "softmax_ce", monkeypatch=monkeypatch))
     for other in results[1:]:
@@ -148,21 +149,21 @@ def test_the_kernel_setting_is_checked(monkeypatch) -> None:
         Settings.from_env({"EDGEGRAD_KERNEL": "fortran"})
     assert Settings.from_env({"EDGEGRAD_KERNEL": " Compiled "}).kernel == " Compiled "
     monkeypatch.setenv("EDGEGRAD_KERNEL", " Compiled ")
-    assert native.kernel_setting() == "compiled"
+    assert seam.kernel_setting() == "compiled"
 
 
 def test_auto_compiles_big_sparse_plans_only(monkeypatch) -> None:
     monkeypatch.delenv("EDGEGRAD_KERNEL", raising=False)
     small = plans.get_plan(Network.from_dict(random_network_dict(1)))
-    assert native.kernel_setting() == "auto" and not native.uses_compiled(small)
+    assert seam.kernel_setting() == "auto" and not seam.uses_compiled(small)
     big = plans.get_plan(networks.irregular_dag(0, n_inputs=32, n_levels=4, width=1000, fan_in=6, n_outputs=4))
-    assert big.edge_file.size >= native.AUTO_MIN_EDGES and native.uses_compiled(big)
+    assert big.edge_file.size >= seam.AUTO_MIN_EDGES and seam.uses_compiled(big)
     mlp = plans.get_plan(networks.mlp(0, sizes=(64, 256, 128, 4)))
-    assert mlp.edge_file.size >= native.AUTO_MIN_EDGES and mlp.dense.levels and not native.uses_compiled(mlp)
+    assert mlp.edge_file.size >= seam.AUTO_MIN_EDGES and mlp.dense.levels and not seam.uses_compiled(mlp)
     monkeypatch.setenv("EDGEGRAD_KERNEL", "compiled")               # forced: dense levels too
-    assert native.uses_compiled(mlp) and native.uses_compiled(small)
+    assert seam.uses_compiled(mlp) and seam.uses_compiled(small)
     monkeypatch.setenv("EDGEGRAD_KERNEL", "numpy")
-    assert not native.uses_compiled(big)
+    assert not seam.uses_compiled(big)
 
 
 def test_without_numba_every_plan_runs_on_numpy(monkeypatch, caplog) -> None:
@@ -171,15 +172,15 @@ def test_without_numba_every_plan_runs_on_numpy(monkeypatch, caplog) -> None:
     X = random_inputs(4, 3, net.n_inputs)
     T = random_targets(4, "mse", 3, net.n_outputs)
     monkeypatch.setitem(sys.modules, "numba", None)                  # `import numba` raises ImportError
-    monkeypatch.delitem(sys.modules, "edgegrad.engine.compiled", raising=False)
-    monkeypatch.setattr(native, "_module", None)
-    monkeypatch.setattr(native, "_failure", None)
+    monkeypatch.delitem(sys.modules, "edgegrad.engine.numba_loops", raising=False)
+    monkeypatch.setattr(numba_kernel, "_module", None)
+    monkeypatch.setattr(numba_kernel, "_failure", None)
     monkeypatch.setenv("EDGEGRAD_KERNEL", "compiled")
-    with caplog.at_level("WARNING", logger="edgegrad.engine.native"):
-        assert not native.available()
+    with caplog.at_level("WARNING", logger="edgegrad.engine.numba_kernel"):
+        assert not seam.available()
         got = edgegrad.gradients(net, X, targets=T, loss="mse")
     assert "compiled engine kernels unavailable, using numpy" in caplog.text
-    assert not native.uses_compiled(plans.get_plan(net))
+    assert not seam.uses_compiled(plans.get_plan(net))
     assert_agrees(got, reference_gradients(data, X, T, "mse", "mean"))
 
 
@@ -203,9 +204,9 @@ def test_the_compiled_result_writer_gives_numpys_bits(dtype: str, threads: str, 
         for kernel in ("numpy", "compiled"):
             monkeypatch.setenv("EDGEGRAD_KERNEL", kernel)
             edges, nodes = np.full(lead + (net.n_edges,), np.nan, dtype), np.full(lead + (net.n_nodes,), np.nan, dtype)
-            passes.per_example_results(plan, buffers, edges, nodes)
+            passes.per_example_results(plan, buffers, edges, nodes, seam.example_writer(edges.nbytes + nodes.nbytes))
             got[kernel] = (edges, nodes)
         assert np.array_equal(got["numpy"][0], got["compiled"][0]) and np.array_equal(got["numpy"][1], got["compiled"][1])
     monkeypatch.setenv("EDGEGRAD_KERNEL", "auto")
-    assert native.example_writer(native.COMPILED_WRITE_MIN_BYTES - 1) is None   # auto: small results stay on numpy
-    assert native.example_writer(native.COMPILED_WRITE_MIN_BYTES) is not None
+    assert seam.example_writer(seam.COMPILED_WRITE_MIN_BYTES - 1) is None   # auto: small results stay on numpy
+    assert seam.example_writer(seam.COMPILED_WRITE_MIN_BYTES) is not None

@@ -119,10 +119,10 @@ def test_sparse_and_dense_kernels_agree_with_the_reference(policy: str, seed: in
         monkeypatch.setattr(plan, "SMALL_BLOCK_CELLS", 0)
         monkeypatch.setattr(plan, "CHUNK_NNZ", 3)             # and every level splits into many chunks
     if policy == "all sparse, tiny pieces":
-        import edgegrad.engine.passes as engine
+        import edgegrad.engine.pool as pool
 
         monkeypatch.setenv("EDGEGRAD_THREADS", "2")
-        monkeypatch.setattr(engine, "PARALLEL_MIN_WORK", 0)   # every level runs as its row chunks, on the pool
+        monkeypatch.setattr(pool, "PARALLEL_MIN_WORK", 0)   # every level runs as its row chunks, on the pool
         monkeypatch.setattr(plan, "GROUP_DEGREE", 2)          # nodes' in-edges split into pieces of ≤ 2
         monkeypatch.setattr(memory, "EDGE_CHUNK_BYTES", 1)    # one node (piece) / one row × edge per chunk
     elif policy == "all dense":

@@ -1,1 +1,1 @@
-"""The numpy engine: plans, forward and backward passes, losses, memory slabs and the in-process API."""
+"""The engine: plans, the kernel seam (numpy or numba passes), losses, memory slabs and the in-process API."""

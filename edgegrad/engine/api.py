@@ -4,7 +4,8 @@ Every call runs its rows in slabs whose engine working memory stays under ``memo
 so memory grows with the batch only by the inputs and the result. Loss-mode (summed) slabs are
 folded in slab order by ``fold_partials``; per-example and output-mode slabs write their rows
 straight into the result. ``partial_gradients`` is the same path for rows of a larger batch (a
-shard): its parts, folded in row order, give the whole batch's result.
+shard): its parts, folded in row order, give the whole batch's result. Each call runs on one kernel
+(``kernel.choose_kernel``: numpy or numba); ``_slab`` calls only its ``Kernel`` methods.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from typing import Any, Iterable, Iterator, NamedTuple
 
 import numpy as np
 
-from . import native, passes
-from . import workspace
+from . import passes, workspace
+from .passes import PassBuffers
 from .batch import check_options
 from .clipping import check_clipping, clip_factors, example_norms
 from ..errors import InvalidInput
+from .kernel import Kernel, choose_kernel
 from .losses import loss_and_grad, loss_scale
 from .memory import result_bytes_per_row, rows_for_budget, slab_rows, working_memory_bytes
 from ..model.network import Network
@@ -134,35 +136,31 @@ class _Clip(NamedTuple):
 
 
 def _run(net: Network, x: np.ndarray, t: np.ndarray | None, loss: str | None, reduction: str,
-         per_example: bool, dtype: str, total_rows: int, row_offset: int,
-         clip: _Clip | None = None) -> GradientResult:
+         per_example: bool, dtype: str, total_rows: int, row_offset: int, clip: _Clip | None = None) -> GradientResult:
     """Validated rows in slabs: folded (loss-mode sums) or written into a preallocated result."""
     plan = get_plan(net, dtype)
     batch = x.shape[0]
     step = slab_rows(net.n_inputs, net.n_nodes, net.n_outputs, loss, per_example, plan.dtype, net.widest_level)
     spans = [(a, min(a + step, batch)) for a in range(0, batch, step)]
     scratch = passes.pass_bytes(plan, min(step, batch), None if loss else net.n_outputs)
-    compiled = native.uses_compiled(plan)                      # once per call: every slab on the same kernel
+    kernel = choose_kernel(plan)                     # once per call: every slab on the same kernel
     summed = loss is not None and not per_example
-    # the compiled kernels' fused gather sums in their own edge order; clipping scales δ first, then
-    # gathers in file order
-    kernel_order = compiled and (clip is None or clip.clip_norm is None)
-    # a loss-mode slab's edge sums (and, compiled, their running total) live in the reused scratch too:
-    # fresh arrays of E numbers cost page faults on every call
-    slots = (native.grad_slots(plan) if kernel_order else net.n_edges) if summed else 0
+    # a loss-mode slab's edge sums (and, in a kernel's own edge order, their running total) live in the
+    # reused scratch too: fresh arrays of E numbers cost page faults on every call
+    slots = kernel.sum_slots(plan) if summed else 0
     sums_bytes = (slots * plan.dtype.itemsize + 63) // 64 * 64
+    own_order = kernel.own_edge_order
     with np.errstate(over="ignore", invalid="ignore"), \
-            workspace.borrowed(scratch + sums_bytes * (2 if kernel_order else 1)) as buf:
+            workspace.borrowed(scratch + sums_bytes * (2 if own_order else 1)) as buf:
         if summed:
             slab_sums, after = workspace.carve(buf, scratch, (slots,), plan.dtype)
-            total = workspace.carve(buf, after, (slots,), plan.dtype)[0] if kernel_order else None
+            total = workspace.carve(buf, after, (slots,), plan.dtype)[0] if own_order else None
             parts: Iterator[GradientResult] = (
-                _slab(net, plan, x[a:b], t[a:b], loss, reduction, total_rows, row_offset + a, None, buf, compiled,
+                _slab(kernel, net, plan, x[a:b], t[a:b], loss, reduction, total_rows, row_offset + a, None, buf,
                       slab_sums, clip)
                 for a, b in spans)
             result = fold_partials(parts, total)
-            if kernel_order:                        # the compiled slabs' sums are in the kernels' edge order
-                result.edge_grads = native.to_file_order(plan, result.edge_grads)
+            result.edge_grads = kernel.file_order(plan, result.edge_grads)
             if not result.is_finite():
                 raise InvalidInput(result_overflow_message(net, plan, result))
             return result
@@ -171,9 +169,9 @@ def _run(net: Network, x: np.ndarray, t: np.ndarray | None, loss: str | None, re
             result.norms = np.empty(batch, dtype=plan.dtype)
         for a, b in spans:
             rows = GradientResult(result.outputs[a:b], None, result.edge_grads[a:b], result.deltas[a:b],
-                                  None if clip is None else result.norms[a:b])
-            part = _slab(net, plan, x[a:b], None if t is None else t[a:b], loss, reduction, total_rows,
-                         row_offset + a, rows, buf, compiled, None, clip)
+                                  None if result.norms is None else result.norms[a:b])
+            part = _slab(kernel, net, plan, x[a:b], None if t is None else t[a:b], loss, reduction, total_rows,
+                         row_offset + a, rows, buf, None, clip)
             if part.loss is not None:
                 result.loss = part.loss if result.loss is None else result.loss + part.loss
         if result.loss is not None and not np.isfinite(result.loss):
@@ -190,20 +188,16 @@ def _allocate(net: Network, plan: Plan, batch: int, loss: str | None) -> Gradien
                           np.empty(lead + (net.n_nodes,), dtype=plan.dtype))
 
 
-def _slab(net: Network, plan: Plan, x: np.ndarray, t: np.ndarray | None, loss: str | None, reduction: str,
-          total_rows: int, row_offset: int, out: GradientResult | None, buf: np.ndarray,
-          compiled: bool, sums: np.ndarray | None = None, clip: _Clip | None = None) -> GradientResult:
-    """One slab: a loss-mode sum (``out`` None) or these rows written into ``out``; overflow named by row.
+def _slab(kernel: Kernel[Plan], net: Network, plan: Plan, x: np.ndarray, t: np.ndarray | None, loss: str | None,
+          reduction: str, total_rows: int, row_offset: int, out: GradientResult | None, buf: np.ndarray,
+          sums: np.ndarray | None = None, clip: _Clip | None = None) -> GradientResult:
+    """One slab on ``kernel``: a loss-mode sum (``out`` None) or these rows written into ``out``; overflow named by row.
 
     The pass's buffers are carved from ``buf``; only a loss-mode sum's edge_grads refer to scratch: they
-    are written into ``sums`` (``compiled`` and not clipping: by the numba kernels, in their edge order).
+    are written into ``sums`` (in the kernel's edge order, see ``Kernel.own_edge_order``).
     """
-    n_out = net.n_outputs
     x = x.astype(plan.dtype, copy=False)
-    if compiled:
-        buffers = native.forward(plan, x, None if loss else n_out, buf)
-    else:
-        buffers, _ = passes.forward(plan, x, n_outputs=None if loss else n_out, workspace=buf)
+    buffers = kernel.forward(plan, x, None if loss else net.n_outputs, buf)
     out_rows = buffers.acts[plan.n_inputs + plan.output_rows]
     if out is None:
         outputs = out_rows.T.copy()
@@ -211,59 +205,54 @@ def _slab(net: Network, plan: Plan, x: np.ndarray, t: np.ndarray | None, loss: s
         outputs = out.outputs
         outputs[...] = out_rows.T
 
-    if loss is None:
-        passes.backward(plan, buffers, None)
-        passes.per_example_results(plan, buffers, out.edge_grads, out.deltas)
+    if loss is None:                                     # output mode: K backward passes at once
+        kernel.backward(plan, buffers, None)
+        kernel.write_rows(plan, buffers, out.edge_grads, out.deltas)
         part = out
     else:
         value, d_out = loss_and_grad(loss, reduction, outputs, t, total_rows, row_offset)
         direct = d_out.T.astype(plan.dtype)
-        if out is None and compiled and (clip is None or clip.clip_norm is None):
-            edge_grads = sums                       # in the kernels' edge order (``_run`` reorders them)
-            node_sums = native.backward(plan, buffers, direct, edge_grads)
-            norms = None if clip is None else _clipped(plan, buffers, clip, loss, reduction, n_out, total_rows,
-                                                       row_offset, None)
-            part = GradientResult(outputs, value, edge_grads, node_sums[plan.node_row], norms)
+        scale = loss_scale(loss, reduction, net.n_outputs, total_rows)
+        if out is not None:                              # per-example rows
+            kernel.backward(plan, buffers, direct)
+            norms = None if clip is None else _clipped(plan, buffers, clip, scale, row_offset, out.norms)
+            kernel.write_rows(plan, buffers, out.edge_grads, out.deltas)
+            part = GradientResult(outputs, value, out.edge_grads, out.deltas, norms)
+        elif clip is not None and clip.clip_norm is not None:   # clipped: δ scaled, then summed
+            kernel.backward(plan, buffers, direct)
+            norms = _clipped(plan, buffers, clip, scale, row_offset, None)
+            kernel.edge_sums(plan, buffers, sums)
+            part = GradientResult(outputs, value, sums, buffers.deltas.sum(axis=1)[plan.node_row], norms)
+        else:                                            # summed over the slab's rows
+            node_sums = kernel.backward_summed(plan, buffers, direct, sums)
+            norms = None if clip is None else _clipped(plan, buffers, clip, scale, row_offset, None)
+            part = GradientResult(outputs, value, sums, node_sums[plan.node_row], norms)
             if not part.is_finite():
-                in_file_order = GradientResult(outputs, value, native.to_file_order(plan, edge_grads), part.deltas)
+                in_file_order = GradientResult(outputs, value, kernel.file_order(plan, sums), part.deltas)
                 raise InvalidInput(overflow_message(net, plan, buffers, in_file_order, row_offset))
             return part
-        if compiled:
-            native.backward(plan, buffers, direct)
-        else:
-            passes.backward(plan, buffers, direct)
-        norms = None if clip is None else _clipped(plan, buffers, clip, loss, reduction, n_out, total_rows,
-                                                   row_offset, out)
-        if out is not None:
-            passes.per_example_results(plan, buffers, out.edge_grads, out.deltas)
-            part = GradientResult(outputs, value, out.edge_grads, out.deltas, norms)
-        else:
-            edge_grads = sums
-            passes.summed_edge_grads(plan, buffers, edge_grads)
-            part = GradientResult(outputs, value, edge_grads, buffers.deltas.sum(axis=1)[plan.node_row], norms)
     if not part.is_finite():
         raise InvalidInput(overflow_message(net, plan, buffers, part, row_offset))
     return part
 
 
-def _clipped(plan: Plan, buffers: passes.PassBuffers, clip: _Clip, loss: str, reduction: str, n_outputs: int,
-             total_rows: int, row_offset: int, out: GradientResult | None) -> np.ndarray:
-    """This slab's example norms (into ``out.norms`` where given); with ``clip_norm``, each example's δ
-    column scaled by its clip factor in place, before the gathers."""
-    scale = loss_scale(loss, reduction, n_outputs, total_rows)
+def _clipped(plan: Plan, buffers: PassBuffers, clip: _Clip, scale: float, row_offset: int,
+             into: np.ndarray | None) -> np.ndarray:
+    """This slab's example norms (written into ``into`` where given); with ``clip_norm``, each example's δ
+    column scaled by its clip factor in place, before the gathers. ``scale``: the loss's mean factor."""
     norms = example_norms(plan, buffers.acts, buffers.deltas, scale, row_offset)
+    limit = np.finfo(plan.dtype).max
+    if plan.dtype != np.float64 and np.any(norms > limit):
+        row = row_offset + int(np.argmax(norms > limit))
+        raise InvalidInput(f"norms[{row}]: the gradient norm of inputs row {row} overflows {plan.dtype.name}"
+                           " (its δ · o too large)")
     if clip.clip_norm is not None:
         deltas = buffers.deltas
         np.multiply(deltas, clip_factors(norms, clip.clip_norm).astype(plan.dtype), out=deltas)
-    if plan.dtype != np.float64 and np.any(norms > np.finfo(plan.dtype).max):
-        row = row_offset + int(np.argmax(norms > np.finfo(plan.dtype).max))
-        raise InvalidInput(f"norms[{row}]: the gradient norm of inputs row {row} overflows {plan.dtype.name}"
-                           " (its δ · o too large)")
-    if out is None:
+    if into is None:
         return norms.astype(plan.dtype)
-    assert out.norms is not None
-    out.norms[...] = norms
-    return out.norms
+    into[...] = norms
+    return into
 
 
 def node_values(net: Network, inputs: Any, dtype: str = "float64") -> passes.NodeValues:

@@ -92,7 +92,8 @@ def dense_grads(dense: DenseGrads, acts: np.ndarray, deltas: np.ndarray, out: np
         rows = g.stop - g.start
         target = out if g.direct else scratch
         block = target[g.offset:g.offset + rows * g.n_cols].reshape(rows, g.n_cols)
-        np.matmul(deltas[g.start:g.stop], acts[g.cols].T, out=block)
+        delta_v, o_u = deltas[g.start:g.stop], acts[g.cols]             # the block's targets v, sources u
+        np.matmul(delta_v, o_u.T, out=block)                           # ∂P/∂w(u,v) = Σ_b δ(v)·o[u], all at once
     if dense.span is not None:
         np.take(scratch, dense.take, out=out[dense.span[0]:dense.span[1]], mode="clip")
     elif dense.files.size:

@@ -1,4 +1,4 @@
-"""Forward pass and δ-backpropagation over a compiled plan, vectorised over the batch and levels.
+"""Forward pass and δ-backpropagation over a plan, vectorised over the batch and levels.
 
 Buffers are node-major (one row per vertex, one column per example) so every level is a row
 block: ``acts`` holds o for every vertex, ``deltas`` holds f'(z) after the forward pass and is
@@ -8,77 +8,25 @@ turned into δ in place by the backward pass, level by level from the last:
 
 In output mode the delta buffer has K columns per example (one backward pass per output, all
 at once). Independent row chunks of a level run on a small thread pool (numpy and scipy release
-the GIL in these kernels).
+the GIL in these products, ``pool``). This is the numpy kernel; ``kernel.NumpyKernel`` drives it.
 """
 
 from __future__ import annotations
 
-import os
 from bisect import bisect_right
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from . import pool
 from .dense import dense_grads
 from .memory import edge_chunk_size, thread_count
-from .plan import GradGroup, Kernel, Level, Plan
+from .plan import GradGroup, Level, Plan, Product
+from .pool import run_all, spans, thread_spans
 from .workspace import carve
 
 __all__ = ["PassBuffers", "NodeValues", "pass_bytes", "pass_buffers", "forward", "backward", "summed_edge_grads", "per_example_results",
            "plan_node_values"]
-
-
-_pool: ThreadPoolExecutor | None = None
-
-
-def _get_pool() -> ThreadPoolExecutor | None:
-    global _pool
-    if _pool is None and thread_count() > 1:
-        _pool = ThreadPoolExecutor(max_workers=thread_count(), thread_name_prefix="edgegrad")
-    return _pool
-
-
-def _forget_pool() -> None:
-    """A forked child has no pool threads: start a fresh pool on first use."""
-    global _pool
-    _pool = None
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool)
-
-
-#: below this many multiply-adds a handful of tasks run inline: a thread hand-off costs ~20 µs
-PARALLEL_MIN_WORK = 200_000
-
-
-def _spans(n: int, step: int) -> list[tuple[int, int]]:
-    """[0, n) cut into consecutive spans of ``step``."""
-    return [(a, min(a + step, n)) for a in range(0, n, step)]
-
-
-def _thread_spans(n: int) -> list[tuple[int, int]]:
-    """[0, n) cut into one span per engine thread (fewer when n is smaller)."""
-    return _spans(n, max(1, -(-n // thread_count())))
-
-
-def _run_all(tasks: Iterable[Callable[[], None]], work: int) -> None:
-    """Run independent tasks on the pool; inline when there is one thread, one task or little ``work``."""
-    tasks = list(tasks)
-    pool = _get_pool() if len(tasks) > 1 and work >= PARALLEL_MIN_WORK else None
-    if pool is None:
-        for task in tasks:
-            task()
-        return
-    for future in [pool.submit(_quietly, task) for task in tasks]:
-        future.result()
-
-
-def _quietly(task: Callable[[], None]) -> None:
-    """Run a task with float overflow left to the caller's finiteness check (errstate is per thread)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        task()
 
 
 class PassBuffers(NamedTuple):
@@ -97,28 +45,28 @@ class NodeValues(NamedTuple):
     fprime: np.ndarray   #: B×N f'(z)
 
 
-def _product(kernel: Kernel, source: np.ndarray) -> np.ndarray:
-    """``kernel.matrix @ source[kernel.cols]``; sparse kernels read a row prefix without copying it."""
-    return kernel.matrix @ source[kernel.cols]
+def _product(product: Product, source: np.ndarray) -> np.ndarray:
+    """``product.matrix @ source[product.cols]``; sparse products read a row prefix without copying it."""
+    return product.matrix @ source[product.cols]
 
 
-Piece = tuple[int, int, "Kernel | np.ndarray | None"]
+Piece = tuple[int, int, "Product | np.ndarray | None"]
 
 
-def _pieces(kernels: tuple[Kernel, ...], cuts: list[tuple[int, int]], source: np.ndarray,
+def _pieces(products: tuple[Product, ...], cuts: list[tuple[int, int]], source: np.ndarray,
             split: bool = True) -> list[Piece]:
     """Split a level's product into independent row pieces.
 
-    A dense kernel runs once here (BLAS threads on its own) and the pieces slice its result by
-    ``cuts``; sparse kernels are the pieces themselves — the level's row chunks when ``split``,
-    else its whole kernel (one call); no kernel means the product is zero.
+    A dense product runs once here (BLAS threads on its own) and the pieces slice its result by
+    ``cuts``; sparse products are the pieces themselves — the level's row chunks when ``split``,
+    else its whole product (one call); no product means it is zero.
     """
-    if kernels and kernels[0].dense:
-        full = _product(kernels[0], source)
+    if products and products[0].dense:
+        full = _product(products[0], source)
         return [(lo, hi, full) for lo, hi in cuts]
-    if not kernels:
+    if not products:
         return [(lo, hi, None) for lo, hi in cuts]
-    chosen = kernels[1:] if split and len(kernels) > 1 else kernels[:1]
+    chosen = products[1:] if split and len(products) > 1 else products[:1]
     return [(k.lo, k.hi, k) for k in chosen]
 
 
@@ -158,12 +106,12 @@ def _forward_level(plan: Plan, level: Level, acts: np.ndarray, fprime: np.ndarra
     if level.narrow:
         _forward_narrow(level, acts, fprime, z_out)
         return
-    if work < PARALLEL_MIN_WORK or threads <= 1:
+    if work < pool.PARALLEL_MIN_WORK or threads <= 1:
         _forward_inline(level, acts, fprime, z_out)
         return
     cuts = [(block.lo, block.hi) for block in level.blocks]
     pieces = _pieces(level.forward, cuts, acts)
-    _run_all((lambda p=p: _forward_piece(plan, level, p, acts, fprime, z_out) for p in pieces), work)
+    run_all((lambda p=p: _forward_piece(plan, level, p, acts, fprime, z_out) for p in pieces), work)
 
 
 def _forward_inline(level: Level, acts: np.ndarray, fprime: np.ndarray, z_out: np.ndarray | None) -> None:
@@ -264,12 +212,12 @@ def backward(plan: Plan, buffers: PassBuffers, direct: np.ndarray | None) -> Non
     threads = thread_count()
     for level in reversed(plan.levels):
         work = level.backward_work * flat.shape[1]
-        if work < PARALLEL_MIN_WORK or threads <= 1:      # inline: the whole level as one piece
+        if work < pool.PARALLEL_MIN_WORK or threads <= 1:      # inline: the whole level as one piece
             whole = (0, level.stop - level.start, level.backward[0] if level.backward else None)
             _delta_product(level, whole, buffers, flat, direct)
             continue
         pieces = _pieces(level.backward, [(0, level.stop - level.start)], flat)
-        _run_all((lambda p=p, lv=level: _delta_product(lv, p, buffers, flat, direct) for p in pieces), work)
+        run_all((lambda p=p, lv=level: _delta_product(lv, p, buffers, flat, direct) for p in pieces), work)
 
 
 def _delta_product(level: Level, piece: Piece, buffers: PassBuffers, flat: np.ndarray,
@@ -302,42 +250,42 @@ def summed_edge_grads(plan: Plan, buffers: PassBuffers, out: np.ndarray) -> None
     dense_grads(plan.dense, acts, deltas, out)
     out[plan.dead_edges] = 0
     width = acts.shape[1]
+
+    def group_grads(group: GradGroup, a: int, b: int) -> None:
+        """The in-edges (u, v) of target nodes v ``a:b`` of one in-degree group."""
+        u = group.src_rows[a:b]                                               # (v, d): each target's d sources
+        o_u = np.take(acts, u.ravel(), axis=0, mode="clip").reshape(u.shape + (width,))
+        delta_v = np.take(deltas, group.node_rows[a:b], axis=0, mode="clip")
+        out[group.file_edges[a:b]] = np.einsum("vdb,vb->vd", o_u, delta_v)  # ∂P/∂w(u,v) = Σ_b δ(v)·o[u]
+
     tasks = []
     for group in plan.grad_groups:
         step = edge_chunk_size(group.src_rows.shape[1] * width * acts.itemsize)
-        tasks.extend(lambda g=group, a=a, b=b: _group_grads(g, a, b, acts, deltas, out)
-                     for a, b in _spans(group.node_rows.size, step))
-    _run_all(tasks, plan.sparse_edges.size * width)
+        tasks.extend(lambda g=group, a=a, b=b: group_grads(g, a, b) for a, b in spans(group.node_rows.size, step))
+    run_all(tasks, plan.sparse_edges.size * width)
 
 
-def _group_grads(group: GradGroup, a: int, b: int, acts: np.ndarray, deltas: np.ndarray, out: np.ndarray) -> None:
-    """Summed gradients of the in-edges of nodes ``a:b`` of one in-degree group."""
-    src = group.src_rows[a:b]
-    o = np.take(acts, src.ravel(), axis=0, mode="clip").reshape(src.shape + (acts.shape[1],))
-    d = np.take(deltas, group.node_rows[a:b], axis=0, mode="clip")
-    out[group.file_edges[a:b]] = np.einsum("vdb,vb->vd", o, d)
-
-
-def per_example_results(plan: Plan, buffers: PassBuffers, edges_out: np.ndarray, deltas_out: np.ndarray) -> None:
+def per_example_results(plan: Plan, buffers: PassBuffers, edges_out: np.ndarray, deltas_out: np.ndarray,
+                        writer: Any = None) -> None:
     """Fill ``edges_out`` (B×E or B×K×E) with δ(v)·o[u] and ``deltas_out`` (B×N or B×K×N) with δ, file order.
 
     o and δ are turned example-major once; then each result row is two gathers along a row that
-    stays in cache and one product, written contiguously in file order (no scattered columns): by the
-    compiled writer in one pass where ``native.example_writer`` gives one, else by numpy in blocks.
+    stays in cache and one product, written contiguously in file order (no scattered columns): by
+    ``writer`` (the ``numba_loops`` module, as ``kernel.example_writer`` chooses it) in one pass,
+    or with None by numpy in blocks. The same bits either way: one product per value.
     """
     batch, n_edges = edges_out.shape[0], edges_out.shape[-1]
-    writer = _compiled_writer(edges_out.nbytes + deltas_out.nbytes)
     acts_t = _example_major(buffers.acts, writer)                                    # (B, I+N)
     deltas_t = _example_major(buffers.deltas, writer)                                # (B, N) or (B, K, N)
     if writer is not None:                                        # one pass over each result, rows split by thread
         flat_deltas, flat_out = deltas_t.reshape(-1, deltas_t.shape[-1]), deltas_out.reshape(-1, deltas_out.shape[-1])
         tasks = [lambda r=r: writer.take_rows(r[0], r[1], flat_deltas, plan.node_row, flat_out)
-                 for r in _thread_spans(flat_out.shape[0])]
+                 for r in thread_spans(flat_out.shape[0])]
         if n_edges:
-            kernel = writer.output_rows if edges_out.ndim == 3 else writer.example_rows
-            tasks += [lambda r=r: kernel(r[0], r[1], plan.file_src, plan.file_dst, acts_t, deltas_t, edges_out)
-                      for r in _thread_spans(batch)]
-        _run_all(tasks, edges_out.size + deltas_out.size)
+            rows = writer.output_rows if edges_out.ndim == 3 else writer.example_rows
+            tasks += [lambda r=r: rows(r[0], r[1], plan.file_src, plan.file_dst, acts_t, deltas_t, edges_out)
+                      for r in thread_spans(batch)]
+        run_all(tasks, edges_out.size + deltas_out.size)
         return
     np.take(deltas_t, plan.node_row, axis=-1, out=deltas_out, mode="clip")
     if n_edges == 0:
@@ -349,15 +297,8 @@ def per_example_results(plan: Plan, buffers: PassBuffers, edges_out: np.ndarray,
     else:
         row_step, edge_step = 1, max(1, cells // per_edge)
     tasks = [lambda r=r, e=e: _example_grads(plan, acts_t, deltas_t, edges_out, r, e)
-             for r in _spans(batch, row_step) for e in _spans(n_edges, edge_step)]
-    _run_all(tasks, edges_out.size)
-
-
-def _compiled_writer(nbytes: int) -> Any:
-    """``native.example_writer`` (imported here: ``native`` imports this module)."""
-    from .native import example_writer
-
-    return example_writer(nbytes)
+             for r in spans(batch, row_step) for e in spans(n_edges, edge_step)]
+    run_all(tasks, edges_out.size)
 
 
 #: rows per tile of the example-major transpose (written as contiguous runs of this many)
@@ -369,35 +310,35 @@ def _example_major(a: np.ndarray, writer: Any = None) -> np.ndarray:
 
     numpy's own copy of a transposed view reads with a stride of a whole row per element; a tile of
     ``TRANSPOSE_ROWS`` rows × a few examples is read once from cache and written as contiguous runs.
-    With the compiled ``writer`` its ``example_major_rows`` does the same in one pass per row range.
+    With the numba ``writer`` its ``example_major_rows`` does the same in one pass per row range.
     """
     out = np.empty(a.shape[::-1], dtype=a.dtype)
     if writer is not None:
         rows = a.shape[0]
         src, dst = a.reshape(rows, -1, a.shape[-1]), out.reshape(a.shape[-1], -1, rows)
-        _run_all([lambda r=r: writer.example_major_rows(r[0], r[1], src, dst)
-                  for r in _thread_spans(rows)], a.size)
+        run_all([lambda r=r: writer.example_major_rows(r[0], r[1], src, dst)
+                  for r in thread_spans(rows)], a.size)
         return out
     middle = a[0, ..., 0].size if a.shape[0] and a.shape[-1] else 1       # K, or 1
     cols = max(8, 16384 // (TRANSPOSE_ROWS * middle))
     axes = tuple(range(a.ndim))[::-1]
 
     def tile(r: tuple[int, int]) -> None:
-        for c0, c1 in _spans(a.shape[-1], cols):
+        for c0, c1 in spans(a.shape[-1], cols):
             out[c0:c1, ..., r[0]:r[1]] = a[r[0]:r[1], ..., c0:c1].transpose(axes)
 
-    _run_all((lambda r=r: tile(r) for r in _spans(a.shape[0], TRANSPOSE_ROWS)), a.size)
+    run_all((lambda r=r: tile(r) for r in spans(a.shape[0], TRANSPOSE_ROWS)), a.size)
     return out
 
 
 def _example_grads(plan: Plan, acts_t: np.ndarray, deltas_t: np.ndarray, out: np.ndarray,
                    rows: tuple[int, int], edges: tuple[int, int]) -> None:
-    """Rows × edges block of the per-example gradients: out = δ[dst] · o[src]."""
+    """Rows × edges block of the per-example gradients: out = δ(v) · o[u] of each edge (u, v)."""
     (r0, r1), (e0, e1) = rows, edges
-    o = np.take(acts_t[r0:r1], plan.file_src[e0:e1], axis=1, mode="clip")           # (r, e)
+    o_u = np.take(acts_t[r0:r1], plan.file_src[e0:e1], axis=1, mode="clip")         # (r, e)
     dest = out[r0:r1, ..., e0:e1]
-    np.take(deltas_t[r0:r1], plan.file_dst[e0:e1], axis=-1, out=dest, mode="clip")  # (r, e) or (r, K, e)
-    dest *= o if dest.ndim == 2 else o[:, None, :]
+    np.take(deltas_t[r0:r1], plan.file_dst[e0:e1], axis=-1, out=dest, mode="clip")  # δ(v): (r, e) or (r, K, e)
+    dest *= o_u if dest.ndim == 2 else o_u[:, None, :]                           # ∂P/∂w(u,v) = δ(v)·o[u]
 
 
 def plan_node_values(plan: Plan, x: np.ndarray) -> NodeValues:

@@ -1,4 +1,4 @@
-"""Compile a network once into an execution plan: level-ordered rows, per-level kernels, index maps.
+"""Compile a network once into an execution plan: level-ordered rows, per-level products, index maps.
 
 Rows of the activation buffer are the vertices in *plan order*: the inputs first (file order), then
 the computed nodes sorted by (topological level, activation, file position). Each level is a
@@ -24,14 +24,14 @@ from .memory import GROUP_ROWS
 from ..model.network import Network
 from ..settings import Settings
 
-__all__ = ["Plan", "Level", "Block", "Kernel", "GradGroup", "compile_plan", "get_plan", "clear_plan_cache",
+__all__ = ["Plan", "Level", "Block", "Product", "GradGroup", "compile_plan", "get_plan", "clear_plan_cache",
            "plan_cache_stats", "reaches_output"]
 
 #: a level's in- or out-edges go to BLAS when at least this share of the block they span is set
 DENSE_MIN_DENSITY = 0.25
 #: blocks of at most this many cells are always dense: a tiny BLAS product beats building a sparse matrix
 SMALL_BLOCK_CELLS = 4096
-#: sparse kernels are split into row chunks of about this many stored entries (for the thread pool)
+#: sparse products are split into row chunks of about this many stored entries (for the thread pool)
 CHUNK_NNZ = 8_192
 #: plans kept by default (the ``plan_cache`` setting, EDGEGRAD_PLAN_CACHE, overrides it)
 PLAN_CACHE_SIZE: int = Settings.plan_cache
@@ -45,7 +45,7 @@ GROUP_DEGREE = GROUP_ROWS
 
 
 @dataclass(frozen=True)
-class Kernel:
+class Product:
     """``rows[lo:hi] = matrix @ buffer[cols]``: a sparse or dense product over one block of rows."""
 
     lo: int                          #: first row, relative to the level's first node row
@@ -64,7 +64,7 @@ class Block:
     activation: Activation
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Level:
     """One topological level: node rows ``[start, stop)`` of the delta buffer (add ``n_inputs`` for activations)."""
 
@@ -72,8 +72,8 @@ class Level:
     stop: int
     bias: np.ndarray                 #: (stop-start, 1)
     blocks: tuple[Block, ...]
-    forward: tuple[Kernel, ...]      #: z = W_in @ activations: the whole level, then its row chunks if any
-    backward: tuple[Kernel, ...]     #: Σ_c w(v,c) δ(c) = W_out @ deltas, laid out the same way
+    forward: tuple[Product, ...]     #: z = W_in @ activations: the whole level, then its row chunks if any
+    backward: tuple[Product, ...]    #: Σ_c w(v,c) δ(c) = W_out @ deltas, laid out the same way
     dense_grad: DenseGrad | None = None  #: the level's summed gradients as one BLAS block (see dense.py)
     block_starts: tuple[int, ...] = ()  #: ``lo`` of each block, for finding a piece's blocks
     outputs: tuple[tuple[int, int], ...] = ()  #: (output index k, row in the level) of outputs here
@@ -97,7 +97,7 @@ class GradGroup:
     file_edges: np.ndarray           #: (n, d) file edge index of each in-edge
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Plan:
     """Everything one forward + δ-backward pass needs, in arrays."""
 
@@ -123,7 +123,7 @@ class Plan:
     edge_weight: np.ndarray = field(default_factory=lambda: np.zeros(0))  #: plan edge position -> weight
     node_bias: np.ndarray = field(default_factory=lambda: np.zeros(0))    #: node row -> bias
     node_codes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  #: node row -> activation code
-    native: Any = None               #: the compiled kernels' arrays (``native.native_plan``), built on first use
+    numba_arrays: Any = None         #: the numba kernel's arrays (``numba_kernel.numba_plan``), built on first use
 
 
 def _split_rows(indptr: np.ndarray, lo: int, hi: int, boundaries: list[int]) -> list[tuple[int, int]]:
@@ -139,13 +139,13 @@ def _split_rows(indptr: np.ndarray, lo: int, hi: int, boundaries: list[int]) -> 
     return pieces
 
 
-def _kernels(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, n_rows: int, col_offset: int,
-             boundaries: list[int], dtype: np.dtype) -> tuple[Kernel, ...]:
-    """Row-chunked kernels for one level's entries (row-sorted COO triplets).
+def _products(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, n_rows: int, col_offset: int,
+             boundaries: list[int], dtype: np.dtype) -> tuple[Product, ...]:
+    """Row-chunked products for one level's entries (row-sorted COO triplets).
 
     Dense (BLAS) when the entries fill enough of the block they span, or when that block is so
     small that building a sparse matrix would cost more than it saves; sparse (CSR over the
-    prefix of source rows it reads) otherwise: then the first kernel is the whole level and, when
+    prefix of source rows it reads) otherwise: then the first product is the whole level and, when
     it splits, the rest are its row chunks (views sharing its arrays) for the thread pool.
     """
     if rows.size == 0:
@@ -157,16 +157,16 @@ def _kernels(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, n_rows: int, 
         where = slice(col_offset + int(used[0]), col_offset + int(used[-1]) + 1) if contiguous else used + col_offset
         block = np.zeros((n_rows, used.size), dtype=dtype)
         block[rows, np.searchsorted(used, cols)] = vals
-        return (Kernel(0, n_rows, block, where, True),)
+        return (Product(0, n_rows, block, where, True),)
     width = int(used[-1]) + 1
     matrix = sp.csr_matrix((vals.astype(dtype), (rows, cols)), shape=(n_rows, width))
     matrix.sort_indices()
     where = slice(col_offset, col_offset + width)
     pieces = _split_rows(matrix.indptr, 0, n_rows, boundaries)
-    whole = Kernel(0, n_rows, matrix, where, False)
+    whole = Product(0, n_rows, matrix, where, False)
     if len(pieces) == 1:
         return (whole,)
-    return (whole,) + tuple(Kernel(lo, hi, _row_view(matrix, lo, hi), where, False) for lo, hi in pieces)
+    return (whole,) + tuple(Product(lo, hi, _row_view(matrix, lo, hi), where, False) for lo, hi in pieces)
 
 
 def _row_view(matrix: sp.csr_matrix, lo: int, hi: int) -> sp.csr_matrix:
@@ -191,17 +191,17 @@ def reaches_output(net: Network) -> np.ndarray:
     return live[n_in:]
 
 
-def _kernel_work(kernels: tuple[Kernel, ...], n_rows: int) -> int:
+def _product_work(products: tuple[Product, ...], n_rows: int) -> int:
     """Multiply-adds per example of a level's product (rows when there is none: the zero fill)."""
-    if not kernels:
+    if not products:
         return n_rows
-    return kernels[0].matrix.size if kernels[0].dense else kernels[0].matrix.nnz
+    return products[0].matrix.size if products[0].dense else products[0].matrix.nnz
 
 
 def compile_plan(net: Network, dtype: str | np.dtype = "float64", live_only: bool = True) -> Plan:
     """Build the execution plan of ``net`` for ``dtype`` (float64 or float32).
 
-    With ``live_only`` nodes that reach no output are left out of every level and kernel (their
+    With ``live_only`` nodes that reach no output are left out of every level and product (their
     rows come last, held at 0); without it every node is computed (for node values).
     """
     dtype = np.dtype(dtype)
@@ -247,9 +247,9 @@ def compile_plan(net: Network, dtype: str | np.dtype = "float64", live_only: boo
                        for a, b in zip(cuts[:-1], cuts[1:]))
         boundaries: list[int] = []         # pieces may span activation runs: chunks follow the nnz only
         e0, e1 = int(edge_level_start[li]), int(edge_level_start[li + 1])
-        forward = _kernels(e_dst[e0:e1] - start, e_src[e0:e1], e_w[e0:e1], stop - start, 0, boundaries, dtype)
+        forward = _products(e_dst[e0:e1] - start, e_src[e0:e1], e_w[e0:e1], stop - start, 0, boundaries, dtype)
         o0, o1 = np.searchsorted(o_src, [n_in + start, n_in + stop])
-        backward = _kernels(o_src[o0:o1] - n_in - start, o_dst[o0:o1] - stop, o_w[o0:o1], stop - start, stop,
+        backward = _products(o_src[o0:o1] - n_in - start, o_dst[o0:o1] - stop, o_w[o0:o1], stop - start, stop,
                             boundaries, dtype)
         if forward and forward[0].dense and e1 - e0 >= DENSE_GRAD_MIN_EDGES:
             cols = forward[0].cols
@@ -261,13 +261,15 @@ def compile_plan(net: Network, dtype: str | np.dtype = "float64", live_only: boo
         narrow = stop - start <= NARROW_NODES
         if narrow:
             narrow_rows.append(np.arange(start, stop))
-        levels.append(Level(start, stop, net.biases[order[start:stop]].astype(dtype)[:, None],
-                            blocks, forward, backward, None, tuple(b.lo for b in blocks),
-                            tuple((k, int(out_rows[k]) - start) for k in here),
-                            _kernel_work(forward, stop - start), _kernel_work(backward, stop - start),
-                            tuple((b.activation.forward if narrow else b.activation.fused, slice(b.lo, b.hi),
-                                   slice(n_in + start + b.lo, n_in + start + b.hi), slice(start + b.lo, start + b.hi))
-                                  for b in blocks), narrow))
+        levels.append(Level(
+            start=start, stop=stop, bias=net.biases[order[start:stop]].astype(dtype)[:, None], blocks=blocks,
+            forward=forward, backward=backward, block_starts=tuple(b.lo for b in blocks),
+            outputs=tuple((k, int(out_rows[k]) - start) for k in here),
+            forward_work=_product_work(forward, stop - start), backward_work=_product_work(backward, stop - start),
+            runs=tuple((b.activation.forward if narrow else b.activation.fused, slice(b.lo, b.hi),
+                        slice(n_in + start + b.lo, n_in + start + b.hi), slice(start + b.lo, start + b.hi))
+                       for b in blocks),
+            narrow=narrow))
 
     dense = compile_dense_grads(dense_entries)
     for entry, grad in zip(dense_entries, dense.levels):
@@ -277,11 +279,12 @@ def compile_plan(net: Network, dtype: str | np.dtype = "float64", live_only: boo
         dense_mask[positions] = True
     dense_mask[n_live_edges:] = True                                 # not per-edge products either: 0
     sparse_edges = np.flatnonzero(~dense_mask)
-    return Plan(n_in, n, dtype, tuple(levels), node_row, node_row[net.output_index], edge_order,
-                e_src, e_dst, sparse_edges, _grad_groups(sparse_edges, e_src, e_dst, edge_order),
-                src_row, dst_node_row, n_live, edge_order[n_live_edges:], dense,
-                _by_activation(narrow_rows, sorted_codes, n_in), e_w.astype(dtype), net.biases[order].astype(dtype),
-                sorted_codes)
+    return Plan(n_inputs=n_in, n_nodes=n, dtype=dtype, levels=tuple(levels), node_row=node_row,
+                output_rows=node_row[net.output_index], edge_file=edge_order, edge_src=e_src, edge_dst=e_dst,
+                sparse_edges=sparse_edges, grad_groups=_grad_groups(sparse_edges, e_src, e_dst, edge_order),
+                file_src=src_row, file_dst=dst_node_row, n_live=n_live, dead_edges=edge_order[n_live_edges:],
+                dense=dense, narrow_derivatives=_by_activation(narrow_rows, sorted_codes, n_in),
+                edge_weight=e_w.astype(dtype), node_bias=net.biases[order].astype(dtype), node_codes=sorted_codes)
 
 
 def _by_activation(rows: list[np.ndarray], codes: np.ndarray, n_in: int

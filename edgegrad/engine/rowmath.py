@@ -97,7 +97,7 @@ _L1, _L2, _L3, _L4, _L5, _L6, _L7, _L8, _L9, _L10, _L11, _L12, _L13, _L14, _L15,
 #: below these |x| the series is used (its first term dominates: no cancellation), above the exp form
 _TANH_SERIES = EXPM1_SERIES = 0.3
 
-#: how every engine kernel is compiled (here and in ``compiled``): no GIL, numpy's float errors, no bounds checks
+#: how every numba loop is compiled (here and in ``numba_loops``): no GIL, numpy's float errors, no bounds checks
 KERNEL_OPTIONS: dict[str, Any] = {"nogil": True, "error_model": "numpy", "boundscheck": False}
 
 

@@ -1,12 +1,14 @@
-"""numba kernels of the compiled engine path (imported only by ``native``, which numba may be missing for).
+"""The numba loops of the numba kernel: jitted, imported only by ``numba_kernel`` (lazily: numba may be missing).
 
-Rows are node-major like the numpy path's buffers (one row of B examples per vertex). Each kernel
-walks a range of plan rows in a fixed order, and every sum runs in a fixed order (edges as the plan
-sorts them; dot products SIMD lanes whose layout depends only on the length), so results are bit-identical run to run and do not
-depend on how rows are split between threads. The kernels release the GIL; ``native`` runs a wide
-level's row chunks on the engine's thread pool.
+``numba_kernel`` is the driver (pure Python: which rows, which threads); this module is the numba
+code it calls. Rows are node-major like the numpy kernel's buffers (one row of B examples per
+vertex). Each loop walks a range of plan rows in a fixed order, and every sum runs in a fixed order
+(edges as the plan sorts them; dot products SIMD lanes whose layout depends only on the length), so
+results are bit-identical run to run and do not depend on how rows are split between threads. The
+loops release the GIL; ``numba_kernel`` runs a wide level's row chunks on the engine's thread pool.
+Edges are (u, v): u the source, v the target, as in the docs.
 
-Activation codes are the positions in ``model.activations.ACTIVATION_NAMES`` (``native`` checks the
+Activation codes are the positions in ``model.activations.ACTIVATION_NAMES`` (``numba_kernel`` checks the
 order at import). Every activation is evaluated in float64 and stored in the buffers' dtype
 (``np.float64(x)``, since numba types ``float()`` of a float32 as float32).
 """
@@ -156,7 +158,7 @@ def _dot(x: np.ndarray, y: np.ndarray) -> float:
 
 def _forward_rows(r0: int, r1: int, n_in: int, in_ptr: np.ndarray, in_src: np.ndarray, in_w: np.ndarray,
                   bias: np.ndarray, codes: np.ndarray, acts: np.ndarray, fprime: np.ndarray) -> None:
-    """Node rows [r0, r1) in order: z = Σ w·o[src] (edges in plan order) + bias, then o = f(z), f'(z)."""
+    """Node rows v in [r0, r1) in order: z = Σ w·o[u] over in-edges (u, v) (plan order) + bias, then o = f(z), f'(z)."""
     width = acts.shape[1]
     z = np.empty(width, dtype=acts.dtype)
     tmp = np.empty((4, width), dtype=np.float64)
@@ -183,11 +185,11 @@ def _backward_rows(r0: int, r1: int, n_in: int, out_ptr: np.ndarray, out_dst: np
                    direct_ptr: np.ndarray, direct_k: np.ndarray, direct: np.ndarray,
                    acts: np.ndarray, deltas: np.ndarray, grads: np.ndarray, delta_sums: np.ndarray,
                    fused: bool) -> None:
-    """Node rows [r0, r1) from the last: δ = f'(z)·(direct + Σ w·δ[dst]) over out-edges, with their Σ_b.
+    """Node rows u in [r0, r1) from the last: δ(u) = f'(z)·(direct + Σ w·δ(v)) over out-edges (u, v), with Σ_b.
 
     ``deltas`` holds f'(z) on entry (later rows already δ). With ``fused`` out-edge j's gradient
-    Σ_b δ[dst]·o[v] goes to ``grads[j]`` (out-edge order: written in sequence, not scattered) in the same
-    pass over δ[dst]; ``delta_sums[v]`` gets Σ_b δ(v).
+    Σ_b δ(v)·o[u] goes to ``grads[j]`` (out-edge order: written in sequence, not scattered) in the same
+    pass over δ(v); ``delta_sums[u]`` gets Σ_b δ(u).
     """
     width = deltas.shape[1]
     if width == 1:
@@ -195,26 +197,26 @@ def _backward_rows(r0: int, r1: int, n_in: int, out_ptr: np.ndarray, out_dst: np
                       delta_sums, fused)
         return
     g = np.empty(width, dtype=deltas.dtype)
-    for v in range(r1 - 1, r0 - 1, -1):
+    for u in range(r1 - 1, r0 - 1, -1):
         g[:] = 0.0
-        o = acts[n_in + v]
-        for j in range(out_ptr[n_in + v], out_ptr[n_in + v + 1]):
-            dc = deltas[out_dst[j]]
+        o_u = acts[n_in + u]
+        for j in range(out_ptr[n_in + u], out_ptr[n_in + u + 1]):
+            delta_v = deltas[out_dst[j]]       # edge j = (u, v), v = out_dst[j]
             w = out_w[j]
             for b in range(width):
-                g[b] += w * dc[b]
-            if fused:                          # δ[dst] is in L1 now: its dot with o[v] costs no memory traffic
-                grads[j] = _dot(dc, o)
-        for i in range(direct_ptr[v], direct_ptr[v + 1]):
+                g[b] += w * delta_v[b]
+            if fused:                          # δ(v) is in L1 now: its dot with o[u] costs no memory traffic
+                grads[j] = _dot(delta_v, o_u)  # ∂P/∂w(u,v) = Σ_b δ(v)·o[u]
+        for i in range(direct_ptr[u], direct_ptr[u + 1]):
             row = direct[direct_k[i]]
             for b in range(width):
                 g[b] += row[b]
-        d = deltas[v]
+        d = deltas[u]
         s = 0.0
         for b in range(width):
             d[b] *= g[b]
             s += d[b]
-        delta_sums[v] = s
+        delta_sums[u] = s
 
 
 @njit(**KERNEL_OPTIONS)
@@ -223,49 +225,49 @@ def _backward_one(r0: int, r1: int, n_in: int, out_ptr: np.ndarray, out_dst: np.
                   deltas: np.ndarray, grads: np.ndarray, delta_sums: np.ndarray, fused: bool) -> None:
     """``_backward_rows`` for one example (B = 1): scalars instead of rows."""
     zero = deltas.dtype.type(0.0)
-    for v in range(r1 - 1, r0 - 1, -1):
+    for u in range(r1 - 1, r0 - 1, -1):
         g = zero
-        o = acts[n_in + v, 0]
-        for j in range(out_ptr[n_in + v], out_ptr[n_in + v + 1]):
-            dc = deltas[out_dst[j], 0]
-            g += out_w[j] * dc
+        o_u = acts[n_in + u, 0]
+        for j in range(out_ptr[n_in + u], out_ptr[n_in + u + 1]):
+            delta_v = deltas[out_dst[j], 0]    # edge j = (u, v), v = out_dst[j]
+            g += out_w[j] * delta_v
             if fused:
-                grads[j] = dc * o
-        for i in range(direct_ptr[v], direct_ptr[v + 1]):
+                grads[j] = delta_v * o_u       # ∂P/∂w(u,v) = δ(v)·o[u]
+        for i in range(direct_ptr[u], direct_ptr[u + 1]):
             g += direct[direct_k[i], 0]
-        d = deltas[v, 0] * g
-        deltas[v, 0] = d
-        delta_sums[v] = d
+        d = deltas[u, 0] * g
+        deltas[u, 0] = d
+        delta_sums[u] = d
 
 
 def _input_grads(u0: int, u1: int, out_ptr: np.ndarray, out_dst: np.ndarray, acts: np.ndarray,
                  deltas: np.ndarray, grads: np.ndarray) -> None:
-    """Σ_b δ[dst]·o[u] of the out-edges of input rows [u0, u1), into ``grads`` in out-edge order."""
+    """Σ_b δ(v)·o[u] of the out-edges (u, v) of input rows u in [u0, u1), into ``grads`` in out-edge order."""
     one = acts.shape[1] == 1
     for u in range(u0, u1):
-        o = acts[u]
-        for j in range(out_ptr[u], out_ptr[u + 1]):
-            grads[j] = deltas[out_dst[j], 0] * o[0] if one else _dot(deltas[out_dst[j]], o)
+        o_u = acts[u]
+        for j in range(out_ptr[u], out_ptr[u + 1]):                       # edge j = (u, v), v = out_dst[j]
+            grads[j] = deltas[out_dst[j], 0] * o_u[0] if one else _dot(deltas[out_dst[j]], o_u)  # ∂P/∂w(u,v)
 
 
-def _example_rows(r0: int, r1: int, src: np.ndarray, dst: np.ndarray, acts_t: np.ndarray, deltas_t: np.ndarray,
+def _example_rows(r0: int, r1: int, u: np.ndarray, v: np.ndarray, acts_t: np.ndarray, deltas_t: np.ndarray,
                   out: np.ndarray) -> None:
-    """Per-example rows [r0, r1) of B×E: out[r, e] = δ[r, dst[e]]·o[r, src[e]], each row written once, in order."""
+    """Per-example rows [r0, r1) of B×E: out[r, e] = δ[r, v[e]]·o[r, u[e]] (edge e = (u, v)), each row written once."""
     for r in range(r0, r1):
-        o, d, row = acts_t[r], deltas_t[r], out[r]
-        for e in range(src.shape[0]):
-            row[e] = d[dst[e]] * o[src[e]]
+        o, delta, row = acts_t[r], deltas_t[r], out[r]
+        for e in range(u.shape[0]):
+            row[e] = delta[v[e]] * o[u[e]]     # ∂P/∂w(u,v) = δ(v)·o[u]
 
 
-def _output_rows(r0: int, r1: int, src: np.ndarray, dst: np.ndarray, acts_t: np.ndarray, deltas_t: np.ndarray,
+def _output_rows(r0: int, r1: int, u: np.ndarray, v: np.ndarray, acts_t: np.ndarray, deltas_t: np.ndarray,
                  out: np.ndarray) -> None:
-    """Output-mode rows [r0, r1) of B×K×E: out[r, k, e] = δ_k[r, dst[e]]·o[r, src[e]], written once, in order."""
+    """Output-mode rows [r0, r1) of B×K×E: out[r, k, e] = δ_k[r, v[e]]·o[r, u[e]] (edge e = (u, v)), written once."""
     for r in range(r0, r1):
         o = acts_t[r]
         for k in range(out.shape[1]):
-            d, row = deltas_t[r, k], out[r, k]
-            for e in range(src.shape[0]):
-                row[e] = d[dst[e]] * o[src[e]]
+            delta, row = deltas_t[r, k], out[r, k]
+            for e in range(u.shape[0]):
+                row[e] = delta[v[e]] * o[u[e]]  # ∂P/∂w(u,v) = δ_k(v)·o[u]
 
 
 def _take_rows(r0: int, r1: int, src: np.ndarray, index: np.ndarray, out: np.ndarray) -> None:
