@@ -70,3 +70,17 @@ def test_small_numbers_match_engine():
     assert per.edge_grads[0].tolist() == pytest.approx([0.09, 0.18, 0.15, 0.3], rel=1e-13)
     assert per.deltas[0].tolist() == pytest.approx([0.09, 0.3], rel=1e-13)
     assert "(0.09, 0.18, 0.15, 0.3)" in DOC and "[[0.09, 0.3]," in DOC
+
+
+def test_clipping_worked_example_matches_engine():
+    x, t = [[1.0, 2.0], [0.0, 0.0]], [[1.0], [0.0]]
+    own = edgegrad.gradients(CONTRACT, x, targets=t, loss="mse", reduction="sum", per_example=True, norms=True)
+    clipped = edgegrad.gradients(CONTRACT, x, targets=t, loss="mse", clip_norm=1.0)
+    section = DOC[DOC.index("## 8. Per-example norms"):]
+    numbers = [*own.norms, *(1.0 / own.norms), own.deltas[1, 0], own.deltas[1, 1], own.edge_grads[1, 2],
+               *clipped.edge_grads, *clipped.deltas]
+    missing = [f"{v:.10f}" for v in numbers if f"{v:.10f}" not in section]
+    assert not missing, f"not quoted in docs/math.md section 8: {missing}"
+    assert own.edge_grads[0].tolist() == pytest.approx([0.18, 0.36, 0.3, 0.6], rel=1e-13)
+    assert own.norms[0] ** 2 == pytest.approx(1.0044, rel=1e-13)
+    assert "(0.18, 0.36, 0.3, 0.6)" in section and "= 1.0044" in section

@@ -22,6 +22,8 @@ def test_the_readme_python_example_runs(monkeypatch) -> None:
     np.testing.assert_allclose(res.edge_grads.sum(axis=0),
                                scope["edgegrad"].gradients(scope["net"], scope["X"], targets=scope["T"],
                                                            loss="bce", reduction="sum").edge_grads, rtol=1e-12)
+    clipped = scope["clipped"]
+    assert clipped.norms.shape == (4,) and clipped.edge_grads.shape == (6,)
 
 
 def test_the_readme_commands_are_the_ones_ci_and_the_demo_use() -> None:

@@ -10,15 +10,17 @@ shard): its parts, folded in row order, give the whole batch's result. Each call
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, NamedTuple
 
 import numpy as np
 
 from . import passes, workspace
+from .passes import PassBuffers
 from .batch import check_options
+from .clipping import check_clipping, clip_factors, example_norms
 from ..errors import InvalidInput
 from .kernel import Kernel, choose_kernel
-from .losses import loss_and_grad
+from .losses import loss_and_grad, loss_scale
 from .memory import result_bytes_per_row, rows_for_budget, slab_rows, working_memory_bytes
 from ..model.network import Network
 from .overflow import overflow_message, result_overflow_message
@@ -30,16 +32,23 @@ __all__ = ["gradients", "partial_gradients", "fold_partials", "node_values", "wo
 
 
 def gradients(net: Network, inputs: Any, targets: Any = None, loss: str | None = None,
-              reduction: str = "mean", per_example: bool = False, dtype: str = "float64") -> GradientResult:
-    """Outputs and exact derivatives of ``net`` for a batch, in output mode or loss mode (see the contract)."""
+              reduction: str = "mean", per_example: bool = False, dtype: str = "float64",
+              norms: bool = False, clip_norm: float | None = None) -> GradientResult:
+    """Outputs and exact derivatives of ``net`` for a batch, in output mode or loss mode (see the contract).
+
+    ``norms``: also each example's gradient norm (``result.norms``); ``clip_norm``: each example's
+    gradient clipped to that norm before the sum (DP-SGD's step; docs/math.md, section 8).
+    """
     _check_net(net)
     x, t = check_options(net, inputs, targets, loss, reduction, dtype, per_example)
-    return _run(net, x, t, loss, reduction, per_example, dtype, x.shape[0], 0)
+    clip = _Clip.of(loss, norms, clip_norm)
+    return _run(net, x, t, loss, reduction, per_example, dtype, x.shape[0], 0, clip)
 
 
 def partial_gradients(net: Network, inputs: Any, targets: Any = None, loss: str | None = None,
                       reduction: str = "mean", per_example: bool = False, dtype: str = "float64", *,
-                      total_rows: int, row_offset: int = 0) -> GradientResult:
+                      total_rows: int, row_offset: int = 0, norms: bool = False,
+                      clip_norm: float | None = None) -> GradientResult:
     """The share of these rows (rows ``row_offset…`` of a batch of ``total_rows``) in that batch's result.
 
     Outputs and per-example rows are these rows'; in loss mode the loss and the summed edge_grads
@@ -52,10 +61,11 @@ def partial_gradients(net: Network, inputs: Any, targets: Any = None, loss: str 
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
             raise InvalidInput(f"{name}: expected a non-negative integer, got {value!r}")
     x, t = check_options(net, inputs, targets, loss, reduction, dtype, per_example, int(row_offset))
+    clip = _Clip.of(loss, norms, clip_norm)
     if row_offset + x.shape[0] > total_rows:
         raise InvalidInput(f"total_rows: {total_rows} is less than row_offset {row_offset}"
                            f" + these {x.shape[0]} rows")
-    return _run(net, x, t, loss, reduction, per_example, dtype, int(total_rows), int(row_offset))
+    return _run(net, x, t, loss, reduction, per_example, dtype, int(total_rows), int(row_offset), clip)
 
 
 def fold_partials(parts: Iterable[GradientResult], edge_sums: np.ndarray | None = None) -> GradientResult:
@@ -65,12 +75,14 @@ def fold_partials(parts: Iterable[GradientResult], edge_sums: np.ndarray | None 
     output-mode rows are concatenated. Same parts in the same order give bit-identical results.
     ``edge_sums`` (as long as a part's edge_grads): where the edge sums accumulate instead of a new array.
     """
-    outputs, rows_grads, rows_deltas = [], [], []
+    outputs, rows_grads, rows_deltas, norms = [], [], [], []
     loss = grads = deltas = None
     count = 0
     for part in parts:
         count += 1
         outputs.append(part.outputs)
+        if part.norms is not None:
+            norms.append(part.norms)
         if part.loss is not None:
             loss = part.loss if loss is None else loss + part.loss
         if part.edge_grads.ndim == 1:       # a loss-mode sum: accumulate into our own copy
@@ -88,7 +100,7 @@ def fold_partials(parts: Iterable[GradientResult], edge_sums: np.ndarray | None 
         grads, deltas = _concat(rows_grads), _concat(rows_deltas)
     elif rows_grads:
         raise ValueError("fold_partials: cannot fold summed parts with per-example parts")
-    return GradientResult(_concat(outputs), loss, grads, deltas)
+    return GradientResult(_concat(outputs), loss, grads, deltas, _concat(norms) if norms else None)
 
 
 def _copied(part: np.ndarray, into: np.ndarray) -> np.ndarray:
@@ -111,8 +123,20 @@ def _check_net(net: Any) -> None:
         raise TypeError(f"net must be an edgegrad.Network, got {type(net).__name__}")
 
 
+class _Clip(NamedTuple):
+    """A loss-mode call's per-example norms and clipping (None when it asks for neither)."""
+
+    clip_norm: float | None
+
+    @staticmethod
+    def of(loss: str | None, norms: Any, clip_norm: Any) -> "_Clip | None":
+        """The call's choice, checked; None when it wants neither norms nor clipping."""
+        c = check_clipping(loss, norms, clip_norm)
+        return _Clip(c) if norms or c is not None else None
+
+
 def _run(net: Network, x: np.ndarray, t: np.ndarray | None, loss: str | None, reduction: str,
-         per_example: bool, dtype: str, total_rows: int, row_offset: int) -> GradientResult:
+         per_example: bool, dtype: str, total_rows: int, row_offset: int, clip: _Clip | None = None) -> GradientResult:
     """Validated rows in slabs: folded (loss-mode sums) or written into a preallocated result."""
     plan = get_plan(net, dtype)
     batch = x.shape[0]
@@ -133,7 +157,7 @@ def _run(net: Network, x: np.ndarray, t: np.ndarray | None, loss: str | None, re
             total = workspace.carve(buf, after, (slots,), plan.dtype)[0] if own_order else None
             parts: Iterator[GradientResult] = (
                 _slab(kernel, net, plan, x[a:b], t[a:b], loss, reduction, total_rows, row_offset + a, None, buf,
-                      slab_sums)
+                      slab_sums, clip)
                 for a, b in spans)
             result = fold_partials(parts, total)
             result.edge_grads = kernel.file_order(plan, result.edge_grads)
@@ -141,10 +165,13 @@ def _run(net: Network, x: np.ndarray, t: np.ndarray | None, loss: str | None, re
                 raise InvalidInput(result_overflow_message(net, plan, result))
             return result
         result = _allocate(net, plan, batch, loss)
+        if clip is not None:
+            result.norms = np.empty(batch, dtype=plan.dtype)
         for a, b in spans:
-            rows = GradientResult(result.outputs[a:b], None, result.edge_grads[a:b], result.deltas[a:b])
+            rows = GradientResult(result.outputs[a:b], None, result.edge_grads[a:b], result.deltas[a:b],
+                                  None if result.norms is None else result.norms[a:b])
             part = _slab(kernel, net, plan, x[a:b], None if t is None else t[a:b], loss, reduction, total_rows,
-                         row_offset + a, rows, buf)
+                         row_offset + a, rows, buf, None, clip)
             if part.loss is not None:
                 result.loss = part.loss if result.loss is None else result.loss + part.loss
         if result.loss is not None and not np.isfinite(result.loss):
@@ -163,7 +190,7 @@ def _allocate(net: Network, plan: Plan, batch: int, loss: str | None) -> Gradien
 
 def _slab(kernel: Kernel[Plan], net: Network, plan: Plan, x: np.ndarray, t: np.ndarray | None, loss: str | None,
           reduction: str, total_rows: int, row_offset: int, out: GradientResult | None, buf: np.ndarray,
-          sums: np.ndarray | None = None) -> GradientResult:
+          sums: np.ndarray | None = None, clip: _Clip | None = None) -> GradientResult:
     """One slab on ``kernel``: a loss-mode sum (``out`` None) or these rows written into ``out``; overflow named by row.
 
     The pass's buffers are carved from ``buf``; only a loss-mode sum's edge_grads refer to scratch: they
@@ -185,13 +212,21 @@ def _slab(kernel: Kernel[Plan], net: Network, plan: Plan, x: np.ndarray, t: np.n
     else:
         value, d_out = loss_and_grad(loss, reduction, outputs, t, total_rows, row_offset)
         direct = d_out.T.astype(plan.dtype)
+        scale = loss_scale(loss, reduction, net.n_outputs, total_rows)
         if out is not None:                              # per-example rows
             kernel.backward(plan, buffers, direct)
+            norms = None if clip is None else _clipped(plan, buffers, clip, scale, row_offset, out.norms)
             kernel.write_rows(plan, buffers, out.edge_grads, out.deltas)
-            part = GradientResult(outputs, value, out.edge_grads, out.deltas)
+            part = GradientResult(outputs, value, out.edge_grads, out.deltas, norms)
+        elif clip is not None and clip.clip_norm is not None:   # clipped: δ scaled, then summed
+            kernel.backward(plan, buffers, direct)
+            norms = _clipped(plan, buffers, clip, scale, row_offset, None)
+            kernel.edge_sums(plan, buffers, sums)
+            part = GradientResult(outputs, value, sums, buffers.deltas.sum(axis=1)[plan.node_row], norms)
         else:                                            # summed over the slab's rows
             node_sums = kernel.backward_summed(plan, buffers, direct, sums)
-            part = GradientResult(outputs, value, sums, node_sums[plan.node_row])
+            norms = None if clip is None else _clipped(plan, buffers, clip, scale, row_offset, None)
+            part = GradientResult(outputs, value, sums, node_sums[plan.node_row], norms)
             if not part.is_finite():
                 in_file_order = GradientResult(outputs, value, kernel.file_order(plan, sums), part.deltas)
                 raise InvalidInput(overflow_message(net, plan, buffers, in_file_order, row_offset))
@@ -199,6 +234,25 @@ def _slab(kernel: Kernel[Plan], net: Network, plan: Plan, x: np.ndarray, t: np.n
     if not part.is_finite():
         raise InvalidInput(overflow_message(net, plan, buffers, part, row_offset))
     return part
+
+
+def _clipped(plan: Plan, buffers: PassBuffers, clip: _Clip, scale: float, row_offset: int,
+             into: np.ndarray | None) -> np.ndarray:
+    """This slab's example norms (written into ``into`` where given); with ``clip_norm``, each example's δ
+    column scaled by its clip factor in place, before the gathers. ``scale``: the loss's mean factor."""
+    norms = example_norms(plan, buffers.acts, buffers.deltas, scale, row_offset)
+    limit = np.finfo(plan.dtype).max
+    if plan.dtype != np.float64 and np.any(norms > limit):
+        row = row_offset + int(np.argmax(norms > limit))
+        raise InvalidInput(f"norms[{row}]: the gradient norm of inputs row {row} overflows {plan.dtype.name}"
+                           " (its δ · o too large)")
+    if clip.clip_norm is not None:
+        deltas = buffers.deltas
+        np.multiply(deltas, clip_factors(norms, clip.clip_norm).astype(plan.dtype), out=deltas)
+    if into is None:
+        return norms.astype(plan.dtype)
+    into[...] = norms
+    return into
 
 
 def node_values(net: Network, inputs: Any, dtype: str = "float64") -> passes.NodeValues:

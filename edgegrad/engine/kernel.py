@@ -41,7 +41,8 @@ class Kernel(Protocol[PlanT]):
 
     Buffers are node-major (``passes.PassBuffers``). A loss-mode slab is ``forward``, then the loss,
     then ``backward_summed``; a per-example or output-mode slab is ``forward``, ``backward``,
-    ``write_rows``. ``PlanT`` is ``Plan`` for one network (a population kernel takes its own plan).
+    ``write_rows``. Clipping (``clipping.py``) runs ``backward``, scales δ, then ``edge_sums``. ``PlanT``
+    is ``Plan`` for one network (a population kernel takes its own plan).
     """
 
     name: ClassVar[str]              #: "numpy" or "numba"
@@ -58,6 +59,9 @@ class Kernel(Protocol[PlanT]):
 
     def backward_summed(self, plan: PlanT, buffers: PassBuffers, direct: np.ndarray, sums: np.ndarray) -> np.ndarray:
         """Loss-mode δ, every edge's Σ_b δ(v)·o[u] into ``sums``; returns Σ_b δ per node row."""
+
+    def edge_sums(self, plan: PlanT, buffers: PassBuffers, sums: np.ndarray) -> None:
+        """Every edge's Σ_b δ(v)·o[u] into ``sums`` (as ``backward_summed`` lays them out) from δ in ``buffers``."""
 
     def file_order(self, plan: PlanT, sums: np.ndarray) -> np.ndarray:
         """Summed edge gradients in file order (``sums`` itself where they already are)."""
@@ -91,6 +95,10 @@ class NumpyKernel:
         passes.backward(plan, buffers, direct)
         passes.summed_edge_grads(plan, buffers, sums)
         return buffers.deltas.sum(axis=1)
+
+    def edge_sums(self, plan: Plan, buffers: PassBuffers, sums: np.ndarray) -> None:
+        """``passes.summed_edge_grads`` into ``sums`` (file order)."""
+        passes.summed_edge_grads(plan, buffers, sums)
 
     def file_order(self, plan: Plan, sums: np.ndarray) -> np.ndarray:
         """``sums`` itself: already in file order."""

@@ -10,7 +10,7 @@ from scipy.special import log_softmax, softmax
 
 from ..errors import InvalidInput
 
-__all__ = ["Loss", "LOSSES", "REDUCTIONS", "loss_and_grad"]
+__all__ = ["Loss", "LOSSES", "REDUCTIONS", "loss_and_grad", "loss_scale"]
 
 REDUCTIONS = ("mean", "sum")
 _LOG_FLOOR = -100.0
@@ -79,5 +79,10 @@ def loss_and_grad(name: str, reduction: str, y: np.ndarray, t: np.ndarray, total
             b, k = bad[0]
             raise InvalidInput(f"outputs[{row_offset + b}][{k}]: bce needs outputs in [0, 1], got {float(y64[b, k])}")
     rows = y64.shape[0] if total_rows is None else total_rows
-    scale = 1.0 / (loss.count_per_row(y64.shape[1]) * rows) if reduction == "mean" else 1.0
-    return loss.value_and_grad(y64, t, scale)
+    return loss.value_and_grad(y64, t, loss_scale(name, reduction, y64.shape[1], rows))
+
+
+def loss_scale(name: str, reduction: str, n_outputs: int, total_rows: int) -> float:
+    """The factor by which ``reduction`` scales the summed loss: 1/(B·K) for mse and bce, 1/B for
+    softmax_ce under "mean"; 1 under "sum"."""
+    return 1.0 / (LOSSES[name].count_per_row(n_outputs) * total_rows) if reduction == "mean" else 1.0

@@ -252,6 +252,16 @@ class NumbaKernel:
             grads[live] = 0
         return node_sums
 
+    def edge_sums(self, plan: Plan, buffers: PassBuffers, sums: np.ndarray) -> None:
+        """Every edge's Σ_b δ(v)·o[u] from δ already in ``buffers`` into ``sums`` (the loops' order): the
+        ``input_grads`` loop over every row, the same products and order as ``backward_summed``'s."""
+        arrays = numba_plan(plan)
+        rows, width, threads = plan.n_inputs + plan.n_live, buffers.deltas.shape[1], thread_count()
+        step = (_chunks(arrays.backward_cost, 0, rows, threads * CHUNKS_PER_THREAD)
+                if threads > 1 and arrays.backward_cost[rows] * width >= pool.PARALLEL_MIN_WORK else [(0, rows)])
+        _run(step, loops().input_grads, arrays.out_ptr, arrays.out_dst, buffers.acts, buffers.deltas, sums)
+        sums[int(arrays.out_ptr[-1])] = 0
+
     def file_order(self, plan: Plan, sums: np.ndarray) -> np.ndarray:
         """Edge sums in the loops' order (``sum_slots`` long) as a new array in file order: one gather."""
         out = np.empty(plan.edge_file.size, dtype=sums.dtype)

@@ -1,0 +1,99 @@
+"""Per-example gradient norms and clipped sums (DP-SGD's step) without a B×E array.
+
+Example b's own gradient ``r_b`` (of its ``reduction="sum"`` loss term) has the entries δ_b(v)·o_b(u)
+for every edge (u, v) and δ_b(v) for every bias, so
+
+    ‖r_b‖² = Σ_v δ_b(v)² · (1 + Σ_{(u,v)∈E} o_b(u)²)
+
+one pass over the edges with O(B·N) memory (docs/math.md, section 8). The pass's δ already carry the
+loss's mean factor ``s`` (δ = s·r), so ``norms = ‖δ_b‖/s``. Clipping scales example b's δ column by
+``c_b = min(1, C / norms[b])`` before the usual loss-mode gather: Σ_b c_b·δ_b(v)·o_b(u), no second
+backward pass.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import InvalidInput
+from .plan import Plan
+
+__all__ = ["check_clipping", "example_norms", "clip_factors", "NORM_BLOCK_BYTES"]
+
+#: the norm pass works on blocks of examples whose squared activations and in-edge sums fit this
+NORM_BLOCK_BYTES = 32 << 20
+
+
+def check_clipping(loss: str | None, norms: Any, clip_norm: Any) -> float | None:
+    """Check ``norms`` and ``clip_norm`` of a request; ``clip_norm`` as a float (None: no clipping)."""
+    if not isinstance(norms, (bool, np.bool_)):
+        raise InvalidInput(f"norms: expected true or false, got {norms!r}")
+    if clip_norm is not None:
+        if isinstance(clip_norm, (bool, np.bool_)) or not isinstance(clip_norm, (int, float, np.integer, np.floating)):
+            raise InvalidInput(f"clip_norm: expected a number > 0, got {clip_norm!r}")
+        if not math.isfinite(float(clip_norm)) or float(clip_norm) <= 0:
+            raise InvalidInput(f"clip_norm: must be finite and > 0, got {float(clip_norm)}")
+    if loss is None and (norms or clip_norm is not None):
+        what = "clip_norm" if clip_norm is not None else "norms"
+        raise InvalidInput(f"{what}: per-example norms and clipping need a loss (pass loss='mse', 'bce' or"
+                           " 'softmax_ce' and targets)")
+    return None if clip_norm is None else float(clip_norm)
+
+
+def _incidence(plan: Plan) -> sp.csr_matrix:
+    """The in-edge incidence of the plan's nodes (rows: δ rows; columns: activation rows), cached on the plan."""
+    found = plan.__dict__.get("_edge_incidence")
+    if found is None:
+        n_rows = plan.n_inputs + plan.n_nodes
+        ones = np.ones(plan.file_src.size, dtype=np.float64)
+        found = sp.csr_matrix((ones, (plan.file_dst, plan.file_src)), shape=(plan.n_nodes, n_rows))
+        found.sum_duplicates()  # a repeated edge counts twice: two entries of r_b, each δ·o
+        plan.__dict__["_edge_incidence"] = found
+    return found
+
+
+def example_norms(plan: Plan, acts: np.ndarray, deltas: np.ndarray, scale: float,
+                  row_offset: int = 0) -> np.ndarray:
+    """``‖r_b‖₂`` (float64, one per column of ``deltas``) over every edge and bias entry; ``scale`` is
+    the loss's mean factor carried by ``deltas``. A norm past float64's range is refused by row."""
+    incidence = _incidence(plan)
+    batch = deltas.shape[1]
+    step = max(1, min(batch, NORM_BLOCK_BYTES // (8 * (acts.shape[0] + 2 * plan.n_nodes))))
+    squares = np.empty(batch)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for a in range(0, batch, step):
+            b = min(a + step, batch)
+            o2 = np.square(acts[:, a:b], dtype=np.float64)
+            fan = incidence @ o2                                  # Σ_{(u,v)} o_b(u)², one row per node
+            fan += 1.0
+            d = deltas[:, a:b].astype(np.float64)
+            np.square(d, out=d)
+            squares[a:b] = np.multiply(d, fan, out=d).sum(axis=0)  # row after row: each column's order fixed
+        norms = np.sqrt(squares) / scale
+    bad = np.flatnonzero(~np.isfinite(norms))
+    for j in bad:  # squares past the range: again with each example's δ and o scaled by their largest
+        norms[j] = _scaled_norm(incidence, acts[:, j], deltas[:, j], scale)
+        if not math.isfinite(norms[j]):
+            raise InvalidInput(f"norms[{row_offset + int(j)}]: the gradient norm of inputs row {row_offset + int(j)}"
+                               " overflows float64 (its δ · o too large)")
+    return norms
+
+
+def _scaled_norm(incidence: sp.csr_matrix, o: np.ndarray, d: np.ndarray, scale: float) -> float:
+    """One example's norm computed as m_d·m_o·sqrt(Σ_v (δ/m_d)²·(1/m_o² + Σ (o/m_o)²))."""
+    o, d = o.astype(np.float64), d.astype(np.float64)
+    m_d = float(np.max(np.abs(d))) or 1.0
+    m_o = max(1.0, float(np.max(np.abs(o))))
+    fan = incidence @ np.square(o / m_o) + 1.0 / (m_o * m_o)
+    with np.errstate(over="ignore"):
+        return m_d * m_o * math.sqrt(float(np.dot(np.square(d / m_d), fan))) / scale
+
+
+def clip_factors(norms: np.ndarray, clip_norm: float) -> np.ndarray:
+    """``c_b = min(1, C / norms[b])``, and 1 where ``norms[b]`` is 0."""
+    with np.errstate(divide="ignore"):
+        return np.minimum(1.0, clip_norm / norms)
