@@ -44,6 +44,9 @@ def run(args: argparse.Namespace) -> int:
     from ..model.network import Network
 
     check_mode_flags(args)
+    if args.norms or args.clip_norm is not None:
+        raise InvalidInput("--norms/--clip-norm: not yet through the service in this version"
+                           " (edgegrad grad --local computes them)")
     if args.shard_rows is not None and not 1 <= args.shard_rows <= UINT64_MAX:
         raise InvalidInput(f"--shard-rows: must be between 1 and {UINT64_MAX}, got {args.shard_rows}")
     server = server_address(args.server)

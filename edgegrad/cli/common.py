@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from typing import Any, NoReturn, TextIO
 
@@ -61,6 +62,11 @@ def add_batch_args(p: argparse.ArgumentParser) -> None:
                    help="loss reduction over the batch (default mean; loss mode only)")
     p.add_argument("--per-example", action="store_true",
                    help="loss mode: one gradient row per example (the rows sum to the batch gradient)")
+    p.add_argument("--norms", action="store_true",
+                   help="loss mode: also each example's gradient norm (written as norms)")
+    p.add_argument("--clip-norm", type=float, default=None, metavar="C",
+                   help="loss mode: clip each example's gradient to norm C before summing (DP-SGD's step;"
+                        " implies --norms)")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
                    help="precision of the computation (default float64)")
 
@@ -75,6 +81,12 @@ def check_mode_flags(args: argparse.Namespace) -> None:
         raise InvalidInput("--reduction: only meaningful with --loss")
     if args.loss is None and getattr(args, "per_example", False):
         raise InvalidInput("--per-example: only meaningful with --loss (output mode is already per example)")
+    clip = getattr(args, "clip_norm", None)
+    if clip is not None and not (math.isfinite(clip) and clip > 0):
+        raise InvalidInput(f"--clip-norm: must be finite and > 0, got {clip}")
+    for flag, given in (("--norms", getattr(args, "norms", False)), ("--clip-norm", clip is not None)):
+        if given and args.loss is None:
+            raise InvalidInput(f"{flag}: per-example norms and clipping need --loss (and --targets)")
 
 
 def load_batch(args: argparse.Namespace, net: Any) -> tuple[Any, Any]:

@@ -18,7 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ("Compute outputs and exact gradients (edge weights and biases) of a network for a "
                      "batch of inputs and print one JSON object: outputs, loss, edge_grads, deltas, "
                      "edges, nodes. Output mode (no --loss): derivatives of every output per example. "
-                     "Loss mode: derivatives of the loss. In-process unless --server or $EDGEGRAD_SERVER names"
+                     "Loss mode: derivatives of the loss (--norms adds each example's gradient norm, "
+                     "--clip-norm C clips each example's gradient to norm C before the sum). In-process unless --server or $EDGEGRAD_SERVER names"
                      " a server (--local: in-process whatever is set).")
     add_batch_args(p)
     p.add_argument("--server", metavar="HOST:PORT",
@@ -47,6 +48,10 @@ def run(args: argparse.Namespace) -> int:
     x, t = load_batch(args, net)
     options = {"targets": t, "loss": args.loss, "reduction": args.reduction or "mean",
                "per_example": args.per_example}
+    if args.norms or args.clip_norm is not None:
+        if server is not None:
+            raise InvalidInput("--norms/--clip-norm: computed in-process only in this version (add --local)")
+        options.update(norms=args.norms, clip_norm=args.clip_norm)
     if server is None:
         from ..engine.api import gradients
 

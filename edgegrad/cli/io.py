@@ -191,12 +191,13 @@ def _kind(value: Any) -> str:
 
 # ----------------------------------------------------------------- writers
 def result_to_dict(net: Network, res: GradientResult) -> dict[str, Any]:
-    """The CLI's JSON object: outputs, loss, edge_grads, deltas, edges and nodes in file order."""
+    """The CLI's JSON object: outputs, loss, edge_grads, deltas, (norms,) edges and nodes in file order."""
     return {
         "outputs": _plain(res.outputs),
         "loss": None if res.loss is None else _plain_float(float(res.loss)),
         "edge_grads": _plain(res.edge_grads),
         "deltas": _plain(res.deltas),
+        **({} if res.norms is None else {"norms": _plain(res.norms)}),
         "edges": net.edge_pairs(),
         "nodes": list(net.node_ids),
     }
@@ -228,6 +229,8 @@ def save_result(path: str, net: Network, res: GradientResult, indent: int | None
                           "deltas": np.asarray(res.deltas), **result_labels(net)}
                 if res.loss is not None:
                     arrays["loss"] = np.array(float(res.loss))
+                if res.norms is not None:
+                    arrays["norms"] = np.asarray(res.norms)
                 np.savez_compressed(fh, **arrays)
             else:
                 fh.write(dumps_result(net, res, indent).encode("utf-8") + b"\n")
