@@ -24,7 +24,7 @@ def _func_step(spec: dict, B: int, seed: int) -> tuple[Callable[[], object], Cal
 
     from .torch_baseline import LevelModel
 
-    net = build(spec)
+    net = build({k: v for k, v in spec.items() if k != "clip_norm"})
     X, T = make_batch(net, B, seed)
     model = LevelModel(net)
     Xt, Tt = torch.tensor(X, dtype=model.dtype), torch.tensor(T, dtype=model.dtype)
@@ -56,7 +56,7 @@ def _ghost_step(spec: dict, B: int, seed: int) -> tuple[Callable[[], object], Ca
 
     from .networks import dense_layers
 
-    net = build(spec)
+    net = build({k: v for k, v in spec.items() if k != "clip_norm"})
     X, T = make_batch(net, B, seed)
     layers = dense_layers(net)
     acts = {"tanh": torch.nn.Tanh, "identity": torch.nn.Identity, "relu": torch.nn.ReLU, "sigmoid": torch.nn.Sigmoid}

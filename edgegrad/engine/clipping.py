@@ -14,7 +14,7 @@ backward pass.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -44,51 +44,89 @@ def check_clipping(loss: str | None, norms: Any, clip_norm: Any) -> float | None
     return None if clip_norm is None else float(clip_norm)
 
 
-def _incidence(plan: Plan) -> sp.csr_matrix:
-    """The in-edge incidence of the plan's nodes (rows: δ rows; columns: activation rows), cached on the plan."""
-    found = plan.__dict__.get("_edge_incidence")
+#: a level's in-edges form a dense block (one BLAS product) when they fill at least this share of it
+DENSE_SHARE = 0.25
+
+
+class _FanBlock(NamedTuple):
+    """Node rows ``[start, stop)`` and how Σ_{(u,v)} o_b(u)² is summed for them over source rows ``cols``."""
+
+    start: int
+    stop: int
+    kind: str                         #: "full" (every row reads every col once), "dense" (BLAS) or "sparse"
+    matrix: Any                       #: counts of edges (v, u): an ndarray ("dense") or CSR ("sparse")
+    cols: np.ndarray
+
+
+def _fan_blocks(plan: Plan) -> list[_FanBlock]:
+    """The in-edge incidence of the plan's nodes, level by level, cached on the plan: a fully connected
+    level is one column sum, a dense one one BLAS product, the rest a sparse product."""
+    found = plan.__dict__.get("_fan_blocks")
     if found is None:
         n_rows = plan.n_inputs + plan.n_nodes
         ones = np.ones(plan.file_src.size, dtype=np.float64)
-        found = sp.csr_matrix((ones, (plan.file_dst, plan.file_src)), shape=(plan.n_nodes, n_rows))
-        found.sum_duplicates()  # a repeated edge counts twice: two entries of r_b, each δ·o
-        plan.__dict__["_edge_incidence"] = found
+        incidence = sp.csr_matrix((ones, (plan.file_dst, plan.file_src)), shape=(plan.n_nodes, n_rows))
+        incidence.sum_duplicates()   # a repeated edge counts twice: two entries of r_b, each δ·o
+        found = []
+        for level in plan.levels:
+            part = incidence[level.start:level.stop]
+            cols = np.unique(part.indices)
+            if cols.size == 0:
+                continue
+            cells = (level.stop - level.start) * cols.size
+            if part.nnz == cells and np.all(part.data == 1.0):
+                found.append(_FanBlock(level.start, level.stop, "full", None, cols))
+            elif part.nnz >= DENSE_SHARE * cells:
+                found.append(_FanBlock(level.start, level.stop, "dense", part[:, cols].toarray(), cols))
+            else:
+                found.append(_FanBlock(level.start, level.stop, "sparse", part[:, cols].tocsr(), cols))
+        plan.__dict__["_fan_blocks"] = found
     return found
+
+
+def _fan(plan: Plan, o2: np.ndarray, base: float = 1.0) -> np.ndarray:
+    """``base + Σ_{(u,v)∈E} o(u)²`` for every node row v (rows × columns of ``o2``, the squared activations)."""
+    fan = np.full((plan.n_nodes, o2.shape[1]), base)
+    for block in _fan_blocks(plan):
+        rows = fan[block.start:block.stop]
+        src = o2[block.cols]
+        if block.kind == "full":
+            rows += src.sum(axis=0)
+        else:
+            rows += block.matrix @ src
+    return fan
 
 
 def example_norms(plan: Plan, acts: np.ndarray, deltas: np.ndarray, scale: float,
                   row_offset: int = 0) -> np.ndarray:
     """``‖r_b‖₂`` (float64, one per column of ``deltas``) over every edge and bias entry; ``scale`` is
     the loss's mean factor carried by ``deltas``. A norm past float64's range is refused by row."""
-    incidence = _incidence(plan)
     batch = deltas.shape[1]
     step = max(1, min(batch, NORM_BLOCK_BYTES // (8 * (acts.shape[0] + 2 * plan.n_nodes))))
     squares = np.empty(batch)
     with np.errstate(over="ignore", invalid="ignore"):
         for a in range(0, batch, step):
             b = min(a + step, batch)
-            o2 = np.square(acts[:, a:b], dtype=np.float64)
-            fan = incidence @ o2                                  # Σ_{(u,v)} o_b(u)², one row per node
-            fan += 1.0
+            fan = _fan(plan, np.square(acts[:, a:b], dtype=np.float64))   # 1 + Σ_{(u,v)} o_b(u)², per node
             d = deltas[:, a:b].astype(np.float64)
             np.square(d, out=d)
             squares[a:b] = np.multiply(d, fan, out=d).sum(axis=0)  # row after row: each column's order fixed
         norms = np.sqrt(squares) / scale
     bad = np.flatnonzero(~np.isfinite(norms))
     for j in bad:  # squares past the range: again with each example's δ and o scaled by their largest
-        norms[j] = _scaled_norm(incidence, acts[:, j], deltas[:, j], scale)
+        norms[j] = _scaled_norm(plan, acts[:, j], deltas[:, j], scale)
         if not math.isfinite(norms[j]):
             raise InvalidInput(f"norms[{row_offset + int(j)}]: the gradient norm of inputs row {row_offset + int(j)}"
                                " overflows float64 (its δ · o too large)")
     return norms
 
 
-def _scaled_norm(incidence: sp.csr_matrix, o: np.ndarray, d: np.ndarray, scale: float) -> float:
+def _scaled_norm(plan: Plan, o: np.ndarray, d: np.ndarray, scale: float) -> float:
     """One example's norm computed as m_d·m_o·sqrt(Σ_v (δ/m_d)²·(1/m_o² + Σ (o/m_o)²))."""
     o, d = o.astype(np.float64), d.astype(np.float64)
     m_d = float(np.max(np.abs(d))) or 1.0
     m_o = max(1.0, float(np.max(np.abs(o))))
-    fan = incidence @ np.square(o / m_o) + 1.0 / (m_o * m_o)
+    fan = _fan(plan, np.square(o / m_o)[:, None], 1.0 / (m_o * m_o))[:, 0]
     with np.errstate(over="ignore"):
         return m_d * m_o * math.sqrt(float(np.dot(np.square(d / m_d), fan))) / scale
 
