@@ -215,17 +215,17 @@ def _slab(kernel: Kernel[Plan], net: Network, plan: Plan, x: np.ndarray, t: np.n
         scale = loss_scale(loss, reduction, net.n_outputs, total_rows)
         if out is not None:                              # per-example rows
             kernel.backward(plan, buffers, direct)
-            norms = None if clip is None else _clipped(plan, buffers, clip, scale, row_offset, out.norms)
+            norms = None if clip is None else _clipped(kernel, plan, buffers, clip, scale, row_offset, out.norms)
             kernel.write_rows(plan, buffers, out.edge_grads, out.deltas)
             part = GradientResult(outputs, value, out.edge_grads, out.deltas, norms)
         elif clip is not None and clip.clip_norm is not None:   # clipped: δ scaled, then summed
             kernel.backward(plan, buffers, direct)
-            norms = _clipped(plan, buffers, clip, scale, row_offset, None)
+            norms = _clipped(kernel, plan, buffers, clip, scale, row_offset, None)
             kernel.edge_sums(plan, buffers, sums)
             part = GradientResult(outputs, value, sums, buffers.deltas.sum(axis=1)[plan.node_row], norms)
         else:                                            # summed over the slab's rows
             node_sums = kernel.backward_summed(plan, buffers, direct, sums)
-            norms = None if clip is None else _clipped(plan, buffers, clip, scale, row_offset, None)
+            norms = None if clip is None else _clipped(kernel, plan, buffers, clip, scale, row_offset, None)
             part = GradientResult(outputs, value, sums, node_sums[plan.node_row], norms)
             if not part.is_finite():
                 in_file_order = GradientResult(outputs, value, kernel.file_order(plan, sums), part.deltas)
@@ -236,11 +236,11 @@ def _slab(kernel: Kernel[Plan], net: Network, plan: Plan, x: np.ndarray, t: np.n
     return part
 
 
-def _clipped(plan: Plan, buffers: PassBuffers, clip: _Clip, scale: float, row_offset: int,
+def _clipped(kernel: Kernel[Plan], plan: Plan, buffers: PassBuffers, clip: _Clip, scale: float, row_offset: int,
              into: np.ndarray | None) -> np.ndarray:
     """This slab's example norms (written into ``into`` where given); with ``clip_norm``, each example's δ
     column scaled by its clip factor in place, before the gathers. ``scale``: the loss's mean factor."""
-    norms = example_norms(plan, buffers.acts, buffers.deltas, scale, row_offset)
+    norms = example_norms(plan, buffers.acts, buffers.deltas, scale, row_offset, kernel.source_squares)
     limit = np.finfo(plan.dtype).max
     if plan.dtype != np.float64 and np.any(norms > limit):
         row = row_offset + int(np.argmax(norms > limit))

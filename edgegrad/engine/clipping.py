@@ -14,7 +14,7 @@ backward pass.
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from ..errors import InvalidInput
 from .plan import Plan
 
-__all__ = ["check_clipping", "example_norms", "clip_factors", "NORM_BLOCK_BYTES"]
+__all__ = ["check_clipping", "example_norms", "clip_factors", "source_squares", "NORM_BLOCK_BYTES"]
 
 #: the norm pass works on blocks of examples whose squared activations and in-edge sums fit this
 NORM_BLOCK_BYTES = 32 << 20
@@ -84,7 +84,7 @@ def _fan_blocks(plan: Plan) -> list[_FanBlock]:
     return found
 
 
-def _fan(plan: Plan, o2: np.ndarray, base: float = 1.0) -> np.ndarray:
+def source_squares(plan: Plan, o2: np.ndarray, base: float = 1.0) -> np.ndarray:
     """``base + Σ_{(u,v)∈E} o(u)²`` for every node row v (rows × columns of ``o2``, the squared activations)."""
     fan = np.full((plan.n_nodes, o2.shape[1]), base)
     for block in _fan_blocks(plan):
@@ -97,36 +97,40 @@ def _fan(plan: Plan, o2: np.ndarray, base: float = 1.0) -> np.ndarray:
     return fan
 
 
-def example_norms(plan: Plan, acts: np.ndarray, deltas: np.ndarray, scale: float,
-                  row_offset: int = 0) -> np.ndarray:
+def example_norms(plan: Plan, acts: np.ndarray, deltas: np.ndarray, scale: float, row_offset: int = 0,
+                  squares_of: Callable[[Plan, np.ndarray, float], np.ndarray] | None = None) -> np.ndarray:
     """``‖r_b‖₂`` (float64, one per column of ``deltas``) over every edge and bias entry; ``scale`` is
-    the loss's mean factor carried by ``deltas``. A norm past float64's range is refused by row."""
+    the loss's mean factor carried by ``deltas``; ``squares_of(plan, acts, base)`` sums the sources'
+    squares per node (a kernel's ``source_squares``; default numpy's). A norm past float64's range is
+    refused by row."""
+    squares_of = squares_of or (lambda p, a, base: source_squares(p, np.square(a, dtype=np.float64), base))
     batch = deltas.shape[1]
     step = max(1, min(batch, NORM_BLOCK_BYTES // (8 * (acts.shape[0] + 2 * plan.n_nodes))))
     squares = np.empty(batch)
     with np.errstate(over="ignore", invalid="ignore"):
         for a in range(0, batch, step):
             b = min(a + step, batch)
-            fan = _fan(plan, np.square(acts[:, a:b], dtype=np.float64))   # 1 + Σ_{(u,v)} o_b(u)², per node
+            fan = squares_of(plan, acts[:, a:b], 1.0)   # 1 + Σ_{(u,v)} o_b(u)², per node
             d = deltas[:, a:b].astype(np.float64)
             np.square(d, out=d)
             squares[a:b] = np.multiply(d, fan, out=d).sum(axis=0)  # row after row: each column's order fixed
         norms = np.sqrt(squares) / scale
     bad = np.flatnonzero(~np.isfinite(norms))
     for j in bad:  # squares past the range: again with each example's δ and o scaled by their largest
-        norms[j] = _scaled_norm(plan, acts[:, j], deltas[:, j], scale)
+        norms[j] = _scaled_norm(plan, acts[:, j], deltas[:, j], scale, squares_of)
         if not math.isfinite(norms[j]):
             raise InvalidInput(f"norms[{row_offset + int(j)}]: the gradient norm of inputs row {row_offset + int(j)}"
                                " overflows float64 (its δ · o too large)")
     return norms
 
 
-def _scaled_norm(plan: Plan, o: np.ndarray, d: np.ndarray, scale: float) -> float:
+def _scaled_norm(plan: Plan, o: np.ndarray, d: np.ndarray, scale: float,
+                 squares_of: Callable[[Plan, np.ndarray, float], np.ndarray]) -> float:
     """One example's norm computed as m_d·m_o·sqrt(Σ_v (δ/m_d)²·(1/m_o² + Σ (o/m_o)²))."""
     o, d = o.astype(np.float64), d.astype(np.float64)
     m_d = float(np.max(np.abs(d))) or 1.0
     m_o = max(1.0, float(np.max(np.abs(o))))
-    fan = _fan(plan, np.square(o / m_o)[:, None], 1.0 / (m_o * m_o))[:, 0]
+    fan = squares_of(plan, (o / m_o)[:, None], 1.0 / (m_o * m_o))[:, 0]
     with np.errstate(over="ignore"):
         return m_d * m_o * math.sqrt(float(np.dot(np.square(d / m_d), fan))) / scale
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import InvalidInput
 from ..settings import ENV_NAMES, KERNELS, Settings
-from . import numba_kernel, passes
+from . import clipping, numba_kernel, passes
 from .passes import PassBuffers
 from .plan import Plan
 
@@ -63,6 +63,9 @@ class Kernel(Protocol[PlanT]):
     def edge_sums(self, plan: PlanT, buffers: PassBuffers, sums: np.ndarray) -> None:
         """Every edge's Σ_b δ(v)·o[u] into ``sums`` (as ``backward_summed`` lays them out) from δ in ``buffers``."""
 
+    def source_squares(self, plan: PlanT, acts: np.ndarray, base: float) -> np.ndarray:
+        """``base + Σ_{(u,v)∈E} o(u)²`` for every node row v, float64 (rows × columns of ``acts``): the norm pass."""
+
     def file_order(self, plan: PlanT, sums: np.ndarray) -> np.ndarray:
         """Summed edge gradients in file order (``sums`` itself where they already are)."""
 
@@ -99,6 +102,10 @@ class NumpyKernel:
     def edge_sums(self, plan: Plan, buffers: PassBuffers, sums: np.ndarray) -> None:
         """``passes.summed_edge_grads`` into ``sums`` (file order)."""
         passes.summed_edge_grads(plan, buffers, sums)
+
+    def source_squares(self, plan: Plan, acts: np.ndarray, base: float) -> np.ndarray:
+        """Level by level: a column sum, a BLAS product or a sparse product (``clipping.source_squares``)."""
+        return clipping.source_squares(plan, np.square(acts, dtype=np.float64), base)
 
     def file_order(self, plan: Plan, sums: np.ndarray) -> np.ndarray:
         """``sums`` itself: already in file order."""

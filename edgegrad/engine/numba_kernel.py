@@ -262,6 +262,17 @@ class NumbaKernel:
         _run(step, loops().input_grads, arrays.out_ptr, arrays.out_dst, buffers.acts, buffers.deltas, sums)
         sums[int(arrays.out_ptr[-1])] = 0
 
+    def source_squares(self, plan: Plan, acts: np.ndarray, base: float) -> np.ndarray:
+        """``base + Σ_{(u,v)} o(u)²`` per node row (float64, rows × examples): ``numba_loops.source_squares``
+        over the live rows in chunks of about equal work (rows that reach no output keep ``base``)."""
+        arrays = numba_plan(plan)
+        fan = np.full((plan.n_nodes, acts.shape[1]), base)
+        live, threads = plan.n_live, thread_count()
+        step = (_chunks(arrays.forward_cost, 0, live, threads * CHUNKS_PER_THREAD)
+                if threads > 1 and arrays.forward_cost[live] * acts.shape[1] >= pool.PARALLEL_MIN_WORK else [(0, live)])
+        _run(step, loops().source_squares, arrays.in_ptr, arrays.in_src, np.ascontiguousarray(acts), fan)
+        return fan
+
     def file_order(self, plan: Plan, sums: np.ndarray) -> np.ndarray:
         """Edge sums in the loops' order (``sum_slots`` long) as a new array in file order: one gather."""
         out = np.empty(plan.edge_file.size, dtype=sums.dtype)

@@ -23,7 +23,8 @@ from numba import njit
 from .rowmath import (EXPM1_SERIES, KERNEL_OPTIONS, exp_row, expm1_series, jit_kernel, log1p_unit, sigmoid_row,
                       sincos_row, tanh_row)
 
-__all__ = ["forward_rows", "backward_rows", "input_grads", "example_rows", "output_rows", "take_rows", "example_major_rows", "ORDER"]
+__all__ = ["forward_rows", "backward_rows", "input_grads", "example_rows", "output_rows", "take_rows", "example_major_rows",
+           "source_squares", "ORDER"]
 
 #: the activation names in code order, as these kernels number them
 ORDER = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "gelu", "silu", "sin",
@@ -290,6 +291,19 @@ def _example_major_rows(r0: int, r1: int, src: np.ndarray, out: np.ndarray) -> N
                     target[r] = src[r, m, b]
 
 
+def _source_squares(r0: int, r1: int, in_ptr: np.ndarray, in_src: np.ndarray, acts: np.ndarray,
+                    fan: np.ndarray) -> None:
+    """Node rows v in [r0, r1): fan[v] += Σ o[u]² over in-edges (u, v), in float64 (per-example norms)."""
+    width = acts.shape[1]
+    for v in range(r0, r1):
+        row = fan[v]
+        for j in range(in_ptr[v], in_ptr[v + 1]):
+            src = acts[in_src[j]]
+            for b in range(width):
+                x = np.float64(src[b])
+                row[b] += x * x
+
+
 forward_rows = jit_kernel(_forward_rows)
 backward_rows = jit_kernel(_backward_rows)
 input_grads = jit_kernel(_input_grads)
@@ -297,3 +311,4 @@ example_rows = jit_kernel(_example_rows)
 output_rows = jit_kernel(_output_rows)
 take_rows = jit_kernel(_take_rows)
 example_major_rows = jit_kernel(_example_major_rows)
+source_squares = jit_kernel(_source_squares)
