@@ -28,6 +28,7 @@ class ResultField(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RESULT_FIELD_OUTPUTS: _ClassVar[ResultField]
     RESULT_FIELD_EDGE_GRADS: _ClassVar[ResultField]
     RESULT_FIELD_DELTAS: _ClassVar[ResultField]
+    RESULT_FIELD_NORMS: _ClassVar[ResultField]
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_QUEUED: JobState
 JOB_STATE_RUNNING: JobState
@@ -38,9 +39,10 @@ RESULT_FIELD_UNSPECIFIED: ResultField
 RESULT_FIELD_OUTPUTS: ResultField
 RESULT_FIELD_EDGE_GRADS: ResultField
 RESULT_FIELD_DELTAS: ResultField
+RESULT_FIELD_NORMS: ResultField
 
 class GradientRequest(_message.Message):
-    __slots__ = ("network_hash", "network_inline", "inputs", "targets", "loss", "reduction", "per_example", "dtype", "upload")
+    __slots__ = ("network_hash", "network_inline", "inputs", "targets", "loss", "reduction", "per_example", "dtype", "upload", "norms", "clip_norm")
     NETWORK_HASH_FIELD_NUMBER: _ClassVar[int]
     NETWORK_INLINE_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +52,8 @@ class GradientRequest(_message.Message):
     PER_EXAMPLE_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     UPLOAD_FIELD_NUMBER: _ClassVar[int]
+    NORMS_FIELD_NUMBER: _ClassVar[int]
+    CLIP_NORM_FIELD_NUMBER: _ClassVar[int]
     network_hash: str
     network_inline: _network_pb2.Network
     inputs: _tensor_pb2.Tensor
@@ -59,7 +63,9 @@ class GradientRequest(_message.Message):
     per_example: bool
     dtype: str
     upload: str
-    def __init__(self, network_hash: _Optional[str] = ..., network_inline: _Optional[_Union[_network_pb2.Network, _Mapping]] = ..., inputs: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., targets: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., loss: _Optional[str] = ..., reduction: _Optional[str] = ..., per_example: _Optional[bool] = ..., dtype: _Optional[str] = ..., upload: _Optional[str] = ...) -> None: ...
+    norms: bool
+    clip_norm: float
+    def __init__(self, network_hash: _Optional[str] = ..., network_inline: _Optional[_Union[_network_pb2.Network, _Mapping]] = ..., inputs: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., targets: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., loss: _Optional[str] = ..., reduction: _Optional[str] = ..., per_example: _Optional[bool] = ..., dtype: _Optional[str] = ..., upload: _Optional[str] = ..., norms: _Optional[bool] = ..., clip_norm: _Optional[float] = ...) -> None: ...
 
 class BatchPieces(_message.Message):
     __slots__ = ("upload", "rows", "piece_rows", "dtype", "input_columns", "target_columns")
