@@ -12,33 +12,22 @@ import asyncio
 from typing import Any, AsyncIterator
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from google.rpc import status_pb2
 
 from edgegrad import metrics
 from edgegrad.errors import EdgegradError, InvalidInput, NotFound, OutOfRange, Unavailable
 from edgegrad.jobs.record import job_from_fields, job_id_from_name
 from edgegrad.status import rich_status
 from edgegrad.v1 import job_pb2, service_pb2
-from edgegrad.wire.chunking import length_delimited
+from edgegrad.wire.framing import chunk_event, jobs_event
 
-from .service import Service, _retrieve, chunk_event
+from .service import Service, _retrieve
 
-__all__ = ["watch_many", "MAX_WATCHES", "jobs_event"]
+__all__ = ["watch_many", "MAX_WATCHES"]
 
 #: jobs one WatchJobs call may watch
 MAX_WATCHES = 1000
 #: entries read per job stream and XREAD
 _COUNT = 8
-
-
-def jobs_event(name: str, event: bytes = b"", error: status_pb2.Status | None = None) -> bytes:
-    """A serialized JobsEvent around a serialized JobEvent (chunks pass through unparsed), or an error."""
-    parts = length_delimited(1, [name.encode()])
-    if error is not None:
-        parts += length_delimited(3, [error.SerializeToString()])
-    else:
-        parts += length_delimited(2, [event])
-    return b"".join(parts)
 
 
 class _Watch:

@@ -15,8 +15,9 @@ from edgegrad.model.activations import ACTIVATION_NAMES
 from edgegrad.engine.batch import DTYPES, check_options
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from edgegrad.wire.chunking import length_delimited, varint
-from edgegrad.wire.codec import array_from_tensor, network_from_proto, result_bytes, result_layout
+from edgegrad.wire.chunking import result_bytes, result_layout
+from edgegrad.wire.codec import array_from_tensor, network_from_proto
+from edgegrad.wire.framing import chunk_event
 from edgegrad.errors import (EdgegradError, FailedPrecondition, InvalidInput, NotFound, OutOfRange,
                              ResourceExhausted, Unavailable)
 from edgegrad.jobs.record import initial_fields, job_from_fields, job_id_from_name, new_job_id
@@ -29,7 +30,7 @@ from edgegrad.v1 import job_pb2, network_pb2, service_pb2, tensor_pb2
 
 from .status import SERVICE_ERRORS, as_edgegrad_error, rich_status
 
-__all__ = ["Service", "chunk_event"]
+__all__ = ["Service"]
 
 log = logging.getLogger("edgegrad.server")
 
@@ -299,15 +300,6 @@ class Service:
         if not answered:
             raise Unavailable("server is shutting down; watch again with after_seq to resume")
         return read.result()
-
-
-def chunk_event(seq: int, chunk: bytes) -> bytes:
-    """A serialized JobEvent carrying ``chunk`` (a ResultChunk written without seq) with its ``seq``.
-
-    Protobuf fields may come in any order, so the seq field is put in front of the worker's bytes
-    and the whole wrapped as JobEvent.chunk: no parse and no re-serialize of megabytes of data.
-    """
-    return b"".join(length_delimited(2, [b"\x08" + varint(seq), chunk]))  # JobEvent.chunk = 2 {seq = 1, ...}
 
 
 def _retrieve(task: asyncio.Future) -> None:

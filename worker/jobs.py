@@ -19,9 +19,8 @@ import numpy as np
 from edgegrad import events
 from edgegrad.engine.api import fold_partials, partial_gradients
 from edgegrad.wire.chunking import (buffered_chunk_limit, chunk_parts, field_arrays, is_summed, numpy_dtype,
-                               shard_bounds,
-                               shard_chunk_plans, summed_chunk_plans)
-from edgegrad.wire.codec import array_from_tensor, result_bytes
+                                    result_bytes, shard_bounds, shard_chunk_plans, summed_chunk_plans)
+from edgegrad.wire.codec import array_from_tensor
 from edgegrad.errors import EdgegradError, InvalidInput
 from edgegrad.jobs.contract import FAILED, JOB_FUNCTION, SUCCEEDED
 from edgegrad.jobs.record import error_fields, loss_fields
