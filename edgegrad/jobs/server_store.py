@@ -20,9 +20,10 @@ from rq.serializers import JSONSerializer
 from . import scripts as jobscripts
 from .. import events
 from .contract import CANCELLED, JOB_FUNCTION, QUEUED, RUNNING, stored
-from ..errors import AlreadyExists, NotFound, ResourceExhausted
+from ..errors import AlreadyExists, EdgegradError, NotFound, ResourceExhausted
 from .record import final_state, id_prefix_at, job_from_fields, rq_job_id, rq_job_options
 from .keys import Keys
+from .stream import CHUNK, StreamCursor, StreamEntry, stream_entry
 from ..settings import ENV_NAMES, Settings
 from ..v1 import job_pb2, network_pb2
 from .bulk import BulkReader
@@ -393,10 +394,42 @@ class JobStore:
                            field="request.upload")
         return {key.decode(): value.decode() for key, value in fields.items()}
 
-    async def read_events(self, job_id: str, last_id: str, block_ms: int, count: int = 8) -> list[tuple[bytes, dict]]:
-        """Stream entries after ``last_id``, blocking up to ``block_ms`` (empty list on timeout)."""
-        reply = await self.streams.xread({self.keys.events(job_id): last_id}, count=count, block=block_ms)
-        return reply[0][1] if reply else []
+    async def read_events(self, job_id: str, last_id: str, block_ms: int, count: int = 8) -> list[StreamEntry]:
+        """The job's stream entries after ``last_id``, blocking up to ``block_ms`` (empty list on timeout)."""
+        reply: Any = await self.streams.xread({self.keys.events(job_id): last_id}, count=count, block=block_ms)
+        return [stream_entry(entry_id, fields) for entry_id, fields in reply[0][1]] if reply else []
+
+    async def read_many(self, last: dict[str, str], block_ms: int, count: int = 8) -> list[tuple[str, list[StreamEntry]]]:
+        """(job id, its entries) of every job whose stream has entries after ``last[job id]``, in one read
+        blocking up to ``block_ms`` (empty list on timeout)."""
+        streams = {self.keys.events(job_id): job_id for job_id in last}
+        reply: Any = await self.streams.xread({key: last[job_id] for key, job_id in streams.items()},
+                                         count=count, block=block_ms)
+        return [(streams[key.decode() if isinstance(key, bytes) else key],
+                 [stream_entry(entry_id, fields) for entry_id, fields in entries]) for key, entries in reply or []]
+
+    async def jobs_fields(self, job_ids: list[str]) -> list[dict[bytes, bytes]]:
+        """The hashes of jobs (an empty one for a job unknown or expired), in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hgetall(self.keys.job(job_id))
+            return await pipe.execute()
+
+    async def with_chunk_data(self, job_id: str, entries: list[StreamEntry]) -> list[StreamEntry]:
+        """``entries`` with the data of their large chunks, which are kept in keys of their own, read in (data
+        None: that key is gone, acknowledged, deleted or expired)."""
+        large = [e.seq for e in entries if e.kind == CHUNK and e.data is None]
+        if not large:
+            return entries
+        data = dict(zip(large, await self.chunk_data(job_id, large)))
+        return [e._replace(data=data[e.seq]) if e.kind == CHUNK and e.data is None else e for e in entries]
+
+    async def lost_chunk(self, job_id: str, cursor: StreamCursor, seq: int) -> EdgegradError:
+        """Why chunk ``seq``'s data is gone: the job was deleted or expired (NotFound), or the client's
+        acknowledgements dropped it while the watch at ``cursor`` read (OutOfRange)."""
+        if await self.job_state(job_id) is None:
+            return NotFound(f"name: job jobs/{job_id} was deleted or expired", field="name")
+        return cursor.dropped(seq)
 
     async def chunk_data(self, job_id: str, seqs: list[int]) -> list[bytearray | None]:
         """The data of large chunks, whose stream entries carry none (None: acknowledged, deleted or expired),
@@ -405,5 +438,12 @@ class JobStore:
 
     async def job_state(self, job_id: str) -> tuple[int, int] | None:
         """(state, chunks_done), or None when the job is gone."""
-        state, done = await self.redis.hmget(self.keys.job(job_id), "state", "chunks_done")
-        return None if state is None else (int(state), int(done or 0))
+        return (await self.job_states([job_id]))[0]
+
+    async def job_states(self, job_ids: list[str]) -> list[tuple[int, int] | None]:
+        """(state, chunks_done) of each job (None for one that is gone), in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hmget(self.keys.job(job_id), "state", "chunks_done")
+            states = await pipe.execute()
+        return [None if state is None else (int(state), int(done or 0)) for state, done in states]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import math
 
 import grpc
 import numpy as np
@@ -14,7 +15,9 @@ from edgegrad.client import Client
 from edgegrad.client import grouping as client_group
 from edgegrad.client.base import STREAMS_AHEAD
 from edgegrad.client.protocol import WatchState
+from edgegrad.jobs.worker_store import STAGE_BYTES
 from edgegrad.v1 import service_pb2
+from edgegrad.wire.chunking import result_bytes
 from svc_helpers import example_network
 
 NET = example_network(seed=97)
@@ -63,6 +66,23 @@ def test_a_watch_resumes_after_its_seq_and_a_seq_past_the_end_is_an_error_for_th
     assert seqs == [chunks]
     assert got[a.name][-1].event.WhichOneof("event") == "done"
     assert [m.error.code for m in got[b.name]] == [grpc.StatusCode.OUT_OF_RANGE.value[0]]
+
+
+def test_chunks_kept_apart_from_their_stream_entries_are_watched_too(client, stub) -> None:
+    """A job small enough for a shared watch may still have a chunk of STAGE_BYTES or more, whose data a
+    worker writes to a key of its own instead of the stream entry."""
+    x = np.random.default_rng(9).normal(size=(60, NET.n_inputs))
+    handle = client.submit(NET, x)
+    handle.wait()
+    layout = handle.refresh().layout
+    assert result_bytes(layout) <= client_group.GROUP_RESULT_BYTES
+    assert max(math.prod(f.shape) for f in layout.fields) * 8 >= STAGE_BYTES
+    got = _events(stub, [service_pb2.WatchJobRequest(name=handle.name)])
+    state = WatchState(handle.name)
+    for message in got[handle.name]:
+        assert not message.HasField("error"), message.error
+        state.feed(message.event)
+    assert state.done and state.result() == edgegrad.gradients(NET, x)
 
 
 def test_bad_requests_are_refused_whole(stub) -> None:
