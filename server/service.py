@@ -10,7 +10,7 @@ from typing import AsyncIterator
 
 import numpy as np
 
-from edgegrad import __version__, events, metrics
+from edgegrad import __version__, joblog, metrics
 from edgegrad.model.activations import ACTIVATION_NAMES
 from edgegrad.engine.batch import DTYPES, check_options
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -159,7 +159,7 @@ class Service:
         got, created = await store.create_job(job_id, blob, fields, rid, fingerprint, meta.hash,
                                               layout.shard_count, extra, size)
         if created:
-            events.job_submitted(job_id, tenant, batch, layout.shard_count, size)
+            joblog.job_submitted(job_id, tenant, batch, layout.shard_count, size)
             return job_from_fields({k.encode(): v if isinstance(v, bytes) else str(v).encode()
                                     for k, v in fields.items()})
         return await store.get_job(got)

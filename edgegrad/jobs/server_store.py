@@ -18,7 +18,7 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 
 from . import scripts as jobscripts
-from .. import events
+from .. import joblog
 from .contract import CANCELLED, JOB_FUNCTION, QUEUED, RUNNING, stored
 from ..errors import AlreadyExists, EdgegradError, NotFound, ResourceExhausted
 from .record import final_state, id_prefix_at, job_from_fields, rq_job_id, rq_job_options
@@ -350,7 +350,7 @@ class JobStore:
             raise _no_job(job_id)
         job = await self.get_job(job_id)
         if final_state(before) in (stored(QUEUED), stored(RUNNING)):
-            events.job_cancelled(job, k.tenant)
+            joblog.job_cancelled(job, k.tenant)
         return job
 
     async def delete_job(self, job_id: str) -> None:
