@@ -83,11 +83,12 @@ class NetworkMeta:
 
 
 class _RqEnqueuer:
-    """Records the commands rq's own ``enqueue_call`` issues, to replay them on the async client.
+    """Records the commands rq's own ``enqueue_many`` issues, to replay them on the async client.
 
     rq is synchronous; rather than re-implementing its job format, we let rq write into a
     never-executed redis-py pipeline and run the recorded commands inside the CREATE script, so a
-    job is claimed, recorded and enqueued atomically in one round trip.
+    job is claimed, recorded and enqueued atomically in one round trip. (rq 3.0 has no call that
+    gives its commands without a pipeline: every enqueue primitive writes to one.)
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -101,10 +102,11 @@ class _RqEnqueuer:
         s = self._settings
         pipe = self._sync.pipeline(transaction=False)
         options = rq_job_options(s)
-        for shard in range(shards):  # each shard its own rq job: any worker takes any shard, retried alone
-            self._queue.enqueue_call(JOB_FUNCTION, args=(job_id, shard, tenant), job_id=rq_job_id(job_id, shard),
-                                     pipeline=pipe, **options)
-        stack = [args for args, _ in pipe.command_stack if args[0] not in ("MULTI", "EXEC")]
+        # each shard its own rq job: any worker takes any shard, retried alone
+        self._queue.enqueue_many([Queue.prepare_data(JOB_FUNCTION, args=(job_id, shard, tenant),
+                                                     job_id=rq_job_id(job_id, shard), **options)
+                                  for shard in range(shards)], pipeline=pipe)
+        stack = [args for args, _ in pipe.command_stack]
         pipe.reset()
         return self._trimmed(stack)
 
