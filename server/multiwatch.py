@@ -8,13 +8,13 @@ cannot go on gets one error event and leaves the set; the others go on.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 from typing import AsyncIterator
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from edgegrad import metrics
-from edgegrad.errors import EdgegradError, InvalidInput, NotFound, OutOfRange, Unavailable
+from edgegrad.errors import EdgegradError, InvalidInput, NotFound, OutOfRange
 from edgegrad.jobs.record import job_from_fields, job_id_from_name
 from edgegrad.jobs.server_store import JobStore
 from edgegrad.jobs.stream import CHUNK, DONE, STATE, StreamCursor, StreamEntry, acked_chunks, check_after_seq
@@ -22,7 +22,7 @@ from edgegrad.status import rich_status
 from edgegrad.v1 import job_pb2, service_pb2
 from edgegrad.wire.framing import chunk_event, jobs_event
 
-from .service import Service, _retrieve
+from .service import Service
 
 __all__ = ["watch_many", "MAX_WATCHES"]
 
@@ -83,7 +83,8 @@ async def watch_many(service: Service, req: service_pb2.WatchJobsRequest, tenant
         active[job_id] = _Watch(name, job_id, after)
     block_ms = max(1, int(service.settings.heartbeat_seconds * 1000))
     while active:
-        reply = await _read(service, store, {job_id: w.cursor.last for job_id, w in active.items()}, block_ms)
+        last = {job_id: w.cursor.last for job_id, w in active.items()}
+        reply = await service.until_stopping(functools.partial(store.read_many, last, block_ms, count=_COUNT))
         if not reply:
             async for event in _heartbeats(store, active):
                 yield event
@@ -106,25 +107,6 @@ async def watch_many(service: Service, req: service_pb2.WatchJobsRequest, tenant
                 if last:
                     del active[watch.job_id]
                     break
-
-
-async def _read(service: Service, store: JobStore, last: dict[str, str], block_ms: int
-                ) -> list[tuple[str, list[StreamEntry]]]:
-    """One blocking read of every watched stream that ends early on shutdown or when the caller goes."""
-    if service.stopping.is_set():
-        raise Unavailable("server is shutting down; watch again with after_seq to resume")
-    read = asyncio.ensure_future(store.read_many(last, block_ms, count=_COUNT))
-    stop = asyncio.ensure_future(service.stopping.wait())
-    try:
-        await asyncio.wait((read, stop), return_when=asyncio.FIRST_COMPLETED)
-    finally:  # also when this watch is cancelled (client gone): no read is left behind
-        stop.cancel()
-        if not read.done():
-            read.cancel()
-            read.add_done_callback(_retrieve)
-    if not read.done() or read.cancelled():
-        raise Unavailable("server is shutting down; watch again with after_seq to resume")
-    return read.result()
 
 
 async def _heartbeats(store: JobStore, active: dict[str, _Watch]) -> AsyncIterator[bytes]:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import logging
+import functools
 import hashlib
+import logging
 import time
-from typing import AsyncIterator
+from typing import AsyncIterator, Awaitable, Callable, TypeVar
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from edgegrad.jobs.server_store import JobStore, NetworkMeta
 from edgegrad.engine.losses import LOSSES, REDUCTIONS
 from edgegrad.settings import Settings
 from edgegrad.jobs.sharding import shard_rows_for
-from edgegrad.jobs.stream import CHUNK, DONE, STATE, StreamCursor, StreamEntry, acked_chunks, check_after_seq
+from edgegrad.jobs.stream import CHUNK, DONE, STATE, StreamCursor, acked_chunks, check_after_seq
 from edgegrad.wire.uploads import UploadChecker, check_upload, pieces_of
 from edgegrad.v1 import job_pb2, network_pb2, service_pb2, tensor_pb2
 
@@ -33,6 +34,7 @@ from .status import SERVICE_ERRORS, as_edgegrad_error, rich_status
 __all__ = ["Service"]
 
 log = logging.getLogger("edgegrad.server")
+T = TypeVar("T")
 
 _MAX_REQUEST_ID = 128
 _MAX_SUBMIT_MANY = 10_000
@@ -245,7 +247,8 @@ class Service:
         cursor = StreamCursor(after_seq)
         block_ms = max(1, int(self.settings.heartbeat_seconds * 1000))
         while True:
-            entries = await store.with_chunk_data(job_id, await self._read(store, job_id, cursor.last, block_ms))
+            read = functools.partial(store.read_events, job_id, cursor.last, block_ms)
+            entries = await store.with_chunk_data(job_id, await self.until_stopping(read))
             if not entries:
                 state = await store.job_state(job_id)
                 if state is None:
@@ -268,24 +271,24 @@ class Service:
                 metrics.RESULT_BYTES_STREAMED.inc(len(entry.data))
                 yield chunk_event(entry.seq, entry.data)
 
-    async def _read(self, store: JobStore, job_id: str, last: str, block_ms: int) -> list[StreamEntry]:
-        """One blocking read of the job's stream that ends early on shutdown or when the caller goes."""
+    async def until_stopping(self, read: Callable[[], Awaitable[T]]) -> T:
+        """What ``read()`` answers, unless the server shuts down first (Unavailable: a watch resumes elsewhere).
+
+        Also when the caller is cancelled (client gone), no read is left behind."""
         if self.stopping.is_set():
             raise Unavailable("server is shutting down; watch again with after_seq to resume")
-        read = asyncio.ensure_future(store.read_events(job_id, last, block_ms))
+        task = asyncio.ensure_future(read())
         stop = asyncio.ensure_future(self.stopping.wait())
-        answered = False
         try:
-            await asyncio.wait((read, stop), return_when=asyncio.FIRST_COMPLETED)
-            answered = read.done()
-        finally:  # also when this watch is cancelled (client gone): no read is left behind
+            await asyncio.wait((task, stop), return_when=asyncio.FIRST_COMPLETED)
+        finally:
             stop.cancel()
-            if not read.done():
-                read.cancel()
-                read.add_done_callback(_retrieve)
-        if not answered:
+            if not task.done():
+                task.cancel()
+                task.add_done_callback(_retrieve)
+        if not task.done() or task.cancelled():
             raise Unavailable("server is shutting down; watch again with after_seq to resume")
-        return read.result()
+        return task.result()
 
 
 def _retrieve(task: asyncio.Future) -> None:
