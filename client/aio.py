@@ -13,7 +13,7 @@ from edgegrad.errors import DeadlineExceeded, NotFound, Unavailable
 from edgegrad.model.network import Network
 from edgegrad.engine.result import GradientResult
 from edgegrad.v1 import job_pb2, service_pb2, service_pb2_grpc
-from edgegrad.wire.events import RawChunk, as_message
+from edgegrad.wire.rawchunk import RawChunk, as_message
 
 from .aiogroup import AsyncWatchGroup, open_async_group
 from .base import ClientBase, HandleBase, EventStreams

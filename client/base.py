@@ -8,7 +8,7 @@ from typing import Any
 from edgegrad.jobs.contract import state_name
 from edgegrad.model.network import Network
 from edgegrad.v1 import job_pb2, service_pb2
-from edgegrad.wire.events import decode_event
+from edgegrad.wire.rawchunk import decode_event
 
 from .grouping import Unwatched
 from .options import Backoff, ConnectOptions, Deadline
@@ -51,7 +51,7 @@ class StreamBudget:
 
 class EventStreams:
     """Compute and WatchJob calls (sync or asyncio) whose chunk events arrive as RawChunks, their data a
-    view of the received bytes (``edgegrad.wire.events``), and other events as JobEvents. The SDK
+    view of the received bytes (``edgegrad.wire.rawchunk``), and other events as JobEvents. The SDK
     reads its watches through these; ``Client.stub`` stays the plain generated stub."""
 
     def __init__(self, channel: Any) -> None:

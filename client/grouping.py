@@ -16,8 +16,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 import grpc
 
 from edgegrad.v1 import job_pb2, service_pb2
-from edgegrad.wire.chunking import buffered_chunk_limit
-from edgegrad.wire.codec import result_bytes
+from edgegrad.wire.chunking import buffered_chunk_limit, result_bytes
 
 __all__ = ["GROUP_SIZE", "GROUP_RESULT_BYTES", "Unwatched", "Sorted", "sort_message", "watches_request",
            "unsupported"]

@@ -10,7 +10,7 @@ import grpc
 from edgegrad.errors import DeadlineExceeded
 from edgegrad.engine.result import GradientResult
 from edgegrad.v1 import job_pb2
-from edgegrad.wire.events import RawChunk, as_message
+from edgegrad.wire.rawchunk import RawChunk, as_message
 
 from .alarms import ALARMS, Alarm
 from .base import HandleBase
@@ -47,7 +47,7 @@ class JobHandle(HandleBase):
     def chunk_views(self, timeout: float | None = None) -> Iterator[job_pb2.ResultChunk | RawChunk]:
         """``chunks()`` without parsing: mostly RawChunks whose data views the received bytes (no copy).
 
-        For a reader that copies each chunk on at once (``edgegrad.wire.events.chunk_values`` reads either
+        For a reader that copies each chunk on at once (``edgegrad.wire.rawchunk.chunk_values`` reads either
         kind); a view is valid while the chunk is referenced.
         """
         return self._chunks(self.client._deadline(timeout))

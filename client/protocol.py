@@ -11,9 +11,9 @@ from typing import Any, Callable, Iterator, NamedTuple
 import numpy as np
 
 from edgegrad.engine.batch import check_options
-from edgegrad.wire.codec import ResultAssembler, network_to_proto, tensor_from_array
-from edgegrad.wire.chunking import buffered_chunk_limit
-from edgegrad.wire.events import RawChunk
+from edgegrad.wire.codec import network_to_proto, tensor_from_array
+from edgegrad.wire.chunking import ResultAssembler, buffered_chunk_limit
+from edgegrad.wire.rawchunk import RawChunk
 from edgegrad.errors import EdgegradError, FailedPrecondition, InvalidInput, NotFound, Unavailable
 from edgegrad.model.network import Network
 from edgegrad.engine.result import GradientResult

@@ -1,6 +1,6 @@
 """Log lines of the server and the workers: text, or one JSON object a line (``EDGEGRAD_LOG_FORMAT=json``).
 
-Job events (``edgegrad.events``) go to the ``edgegrad.jobs`` logger at INFO whatever ``--log-level``
+Job events (``edgegrad.joblog``) go to the ``edgegrad.jobs`` logger at INFO whatever ``--log-level``
 says for the rest, so a service always has one line per job event (``--no-job-events``: they follow
 ``--log-level``, as under ``edgegrad up``).
 """

@@ -3,35 +3,38 @@
 from __future__ import annotations
 
 import asyncio
-import logging
+import functools
 import hashlib
+import logging
 import time
-from typing import AsyncIterator
+from typing import AsyncIterator, Awaitable, Callable, TypeVar
 
 import numpy as np
 
-from edgegrad import __version__, events, metrics
+from edgegrad import __version__, joblog, metrics
 from edgegrad.model.activations import ACTIVATION_NAMES
 from edgegrad.engine.batch import DTYPES, check_options
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from edgegrad.wire.chunking import length_delimited, varint
-from edgegrad.wire.codec import array_from_tensor, network_from_proto, result_bytes, result_layout
-from edgegrad.errors import (EdgegradError, FailedPrecondition, InvalidInput, NotFound, OutOfRange,
-                             ResourceExhausted, Unavailable)
+from edgegrad.wire.chunking import result_bytes, result_layout
+from edgegrad.wire.codec import array_from_tensor, network_from_proto
+from edgegrad.wire.framing import chunk_event
+from edgegrad.errors import (EdgegradError, FailedPrecondition, InvalidInput, NotFound, ResourceExhausted, Unavailable)
 from edgegrad.jobs.record import initial_fields, job_from_fields, job_id_from_name, new_job_id
 from edgegrad.jobs.server_store import JobStore, NetworkMeta
 from edgegrad.engine.losses import LOSSES, REDUCTIONS
 from edgegrad.settings import Settings
 from edgegrad.jobs.sharding import shard_rows_for
+from edgegrad.jobs.stream import CHUNK, DONE, STATE, StreamCursor, acked_chunks, check_after_seq
 from edgegrad.wire.uploads import UploadChecker, check_upload, pieces_of
 from edgegrad.v1 import job_pb2, network_pb2, service_pb2, tensor_pb2
 
 from .status import SERVICE_ERRORS, as_edgegrad_error, rich_status
 
-__all__ = ["Service", "chunk_event"]
+__all__ = ["Service"]
 
 log = logging.getLogger("edgegrad.server")
+T = TypeVar("T")
 
 _MAX_REQUEST_ID = 128
 _MAX_SUBMIT_MANY = 10_000
@@ -158,7 +161,7 @@ class Service:
         got, created = await store.create_job(job_id, blob, fields, rid, fingerprint, meta.hash,
                                               layout.shard_count, extra, size)
         if created:
-            events.job_submitted(job_id, tenant, batch, layout.shard_count, size)
+            joblog.job_submitted(job_id, tenant, batch, layout.shard_count, size)
             return job_from_fields({k.encode(): v if isinstance(v, bytes) else str(v).encode()
                                     for k, v in fields.items()})
         return await store.get_job(got)
@@ -236,21 +239,16 @@ class Service:
         acked = 0
         if first is None:
             fields = await store.job_fields(job_id)
-            current, acked = job_from_fields(fields), int(fields.get(b"acked", b"0"))
+            current, acked = job_from_fields(fields), acked_chunks(fields)
         else:
             current = first
-        if after_seq > current.layout.chunk_count:
-            raise OutOfRange(f"after_seq: {after_seq} is past the job's last chunk ({current.layout.chunk_count})",
-                             field="after_seq")
-        if after_seq < acked:
-            raise OutOfRange(f"after_seq: chunks up to {acked} were acknowledged and dropped; watch from"
-                             f" after_seq={acked} or later", field="after_seq")
+        check_after_seq(current, acked, after_seq)
         yield job_pb2.JobEvent(state=current)
-        last = f"{int(after_seq)}-0"
-        expected = int(after_seq) + 1
+        cursor = StreamCursor(after_seq)
         block_ms = max(1, int(self.settings.heartbeat_seconds * 1000))
         while True:
-            entries = await self._read(store, job_id, last, block_ms)
+            read = functools.partial(store.read_events, job_id, cursor.last, block_ms)
+            entries = await store.with_chunk_data(job_id, await self.until_stopping(read))
             if not entries:
                 state = await store.job_state(job_id)
                 if state is None:
@@ -258,56 +256,39 @@ class Service:
                 yield job_pb2.JobEvent(heartbeat=job_pb2.Heartbeat(
                     state=state[0], chunks_done=state[1], time=_now()))
                 continue
-            large = [int(e[0].split(b"-", 1)[0]) for e in entries if e[1].get(b"k") == b"c" and b"d" not in e[1]]
-            data = dict(zip(large, await store.chunk_data(job_id, large))) if large else {}
-            for entry_id, fields in entries:
-                last = entry_id.decode()
-                kind = fields.get(b"k")
-                if kind == b"c":
-                    seq = int(last.split("-", 1)[0])
-                    chunk = fields[b"d"] if b"d" in fields else data[seq]
-                    if seq != expected or chunk is None:  # the consumer's acknowledgements dropped chunks
-                        if chunk is None and await store.job_state(job_id) is None:
-                            raise NotFound(f"name: job {name} was deleted or expired", field="name")
-                        raise OutOfRange(f"after_seq: chunks {expected}..{max(expected, seq - 1)} were acknowledged"
-                                         " and dropped while this watch read (a result larger than the buffer is"
-                                         " read once)", field="after_seq")
-                    expected = seq + 1
-                    metrics.RESULT_BYTES_STREAMED.inc(len(chunk))
-                    yield chunk_event(seq, chunk)
-                elif kind == b"s":
-                    yield job_pb2.JobEvent(state=job_from_fields(fields))
-                elif kind == b"d":
-                    yield job_pb2.JobEvent(done=job_from_fields(fields))
-                    return
+            for entry in entries:
+                if entry.kind != CHUNK:
+                    cursor.take(entry)
+                    if entry.kind == STATE:
+                        yield job_pb2.JobEvent(state=entry.job())
+                    elif entry.kind == DONE:
+                        yield job_pb2.JobEvent(done=entry.job())
+                        return
+                    continue
+                if entry.data is None:  # its key went: acknowledged (by another reader), or the job deleted
+                    raise await store.lost_chunk(job_id, cursor, entry.seq)
+                cursor.take(entry)  # OutOfRange after a gap: the consumer's acknowledgements dropped chunks
+                metrics.RESULT_BYTES_STREAMED.inc(len(entry.data))
+                yield chunk_event(entry.seq, entry.data)
 
-    async def _read(self, store: JobStore, job_id: str, last: str, block_ms: int) -> list:
-        """One blocking read of the job's stream that ends early on shutdown or when the caller goes."""
+    async def until_stopping(self, read: Callable[[], Awaitable[T]]) -> T:
+        """What ``read()`` answers, unless the server shuts down first (Unavailable: a watch resumes elsewhere).
+
+        Also when the caller is cancelled (client gone), no read is left behind."""
         if self.stopping.is_set():
             raise Unavailable("server is shutting down; watch again with after_seq to resume")
-        read = asyncio.ensure_future(store.read_events(job_id, last, block_ms))
+        task = asyncio.ensure_future(read())
         stop = asyncio.ensure_future(self.stopping.wait())
-        answered = False
         try:
-            await asyncio.wait((read, stop), return_when=asyncio.FIRST_COMPLETED)
-            answered = read.done()
-        finally:  # also when this watch is cancelled (client gone): no read is left behind
+            await asyncio.wait((task, stop), return_when=asyncio.FIRST_COMPLETED)
+        finally:
             stop.cancel()
-            if not read.done():
-                read.cancel()
-                read.add_done_callback(_retrieve)
-        if not answered:
+            if not task.done():
+                task.cancel()
+                task.add_done_callback(_retrieve)
+        if not task.done() or task.cancelled():
             raise Unavailable("server is shutting down; watch again with after_seq to resume")
-        return read.result()
-
-
-def chunk_event(seq: int, chunk: bytes) -> bytes:
-    """A serialized JobEvent carrying ``chunk`` (a ResultChunk written without seq) with its ``seq``.
-
-    Protobuf fields may come in any order, so the seq field is put in front of the worker's bytes
-    and the whole wrapped as JobEvent.chunk: no parse and no re-serialize of megabytes of data.
-    """
-    return b"".join(length_delimited(2, [b"\x08" + varint(seq), chunk]))  # JobEvent.chunk = 2 {seq = 1, ...}
+        return task.result()
 
 
 def _retrieve(task: asyncio.Future) -> None:
@@ -316,9 +297,7 @@ def _retrieve(task: asyncio.Future) -> None:
         task.exception()
 
 
-def _now():
-    from google.protobuf.timestamp_pb2 import Timestamp
-
+def _now() -> Timestamp:
     ts = Timestamp()
     ts.GetCurrentTime()
     return ts

@@ -4,7 +4,7 @@ Written from the contract alone (``shared/spec/network-and-gradients.md``), in t
 tiny scalar autodiff engine: every number is a :class:`Var` that remembers its parents and the
 local derivative towards each of them; :func:`backward` walks the recorded graph in reverse
 topological order. Nothing here imports the engine (``edgegrad.engine``) or
-``edgegrad.activations``: the activations, losses and reductions are re-implemented with ``math``.
+``edgegrad.model.activations``: the activations, losses and reductions are re-implemented with ``math``.
 
 The network is read through its JSON form (``Network.to_dict()`` or a plain dict), so the
 reference does not depend on the engine's array layout either. It is slow and meant for small

@@ -11,7 +11,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 import edgegrad
 from edgegrad import errors
-from edgegrad.wire import codec
+from edgegrad.wire import chunking, codec
 from edgegrad.client.errors import from_status, job_error
 from edgegrad.client.options import Backoff, ConnectOptions, Deadline
 from edgegrad.client.protocol import WatchState, build_request
@@ -29,10 +29,10 @@ T = np.random.default_rng(2).uniform(size=(40, 2))
 
 def _events(res: edgegrad.GradientResult, loss: str | None, per_example: bool, chunk_bytes: int):
     """What a server would stream for ``res``: state, chunks, done."""
-    layout = codec.result_layout(NET, X.shape[0], loss, per_example, "float64", chunk_bytes)
+    layout = chunking.result_layout(NET, X.shape[0], loss, per_example, "float64", chunk_bytes)
     job = job_pb2.Job(name="jobs/x", state=job_pb2.JOB_STATE_RUNNING, layout=layout)
     yield job_pb2.JobEvent(state=job)
-    for chunk in codec.result_chunks(res, layout):
+    for chunk in chunking.result_chunks(res, layout):
         yield job_pb2.JobEvent(chunk=chunk)
     done = job_pb2.Job(name="jobs/x", state=job_pb2.JOB_STATE_SUCCEEDED, layout=layout)
     if res.loss is not None:
@@ -132,7 +132,7 @@ def test_backoff_rides_out_until_the_deadline_and_gives_up_without_one() -> None
 def test_result_layouts_count_chunks_exactly_and_never_wrap_around() -> None:
     from types import SimpleNamespace
 
-    from edgegrad.wire.codec import plan_chunks, result_bytes, result_layout
+    from edgegrad.wire.chunking import plan_chunks, result_bytes, result_layout
 
     small = SimpleNamespace(outputs=["a", "b", "c"], n_edges=1000, n_nodes=50)
     for loss, per_example in ((None, False), ("mse", True), ("mse", False)):

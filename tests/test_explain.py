@@ -1,4 +1,4 @@
-"""``edgegrad.explain``: the numbers it lays out are the engine's, and they add up."""
+"""``edgegrad.engine.explain``: the numbers it lays out are the engine's, and they add up."""
 
 from __future__ import annotations
 

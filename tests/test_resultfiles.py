@@ -11,7 +11,7 @@ import pytest
 
 import edgegrad
 from edgegrad import Network
-from edgegrad.wire.codec import result_chunks, result_layout
+from edgegrad.wire.chunking import result_chunks, result_layout
 from edgegrad.errors import InvalidInput
 from edgegrad.cli.resultfiles import PROGRESS_NAME, ResultWriter, check_out, data_dir
 

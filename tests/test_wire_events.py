@@ -7,12 +7,12 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from edgegrad.errors import InvalidInput
-from edgegrad.wire.chunking import ResultAssembler, length_delimited, result_layout, result_chunks, varint
-from edgegrad.wire.events import RawChunk, as_message, decode_event
+from edgegrad.wire.chunking import ResultAssembler, result_layout, result_chunks
+from edgegrad.wire.framing import chunk_event, length_delimited, varint
+from edgegrad.wire.rawchunk import RawChunk, as_message, decode_event
 from edgegrad.engine.result import GradientResult
 from edgegrad.jobs.server_store import NetworkMeta
 from edgegrad.v1 import job_pb2, tensor_pb2
-from server.service import chunk_event
 
 _U64 = st.integers(0, 2**64 - 1)
 

@@ -16,23 +16,20 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edgegrad import events
+from edgegrad import joblog
 from edgegrad.engine.api import fold_partials, partial_gradients
 from edgegrad.wire.chunking import (buffered_chunk_limit, chunk_parts, field_arrays, is_summed, numpy_dtype,
-                               shard_bounds,
-                               shard_chunk_plans, summed_chunk_plans)
-from edgegrad.wire.codec import array_from_tensor, result_bytes
+                                    result_bytes, shard_bounds, shard_chunk_plans, summed_chunk_plans)
+from edgegrad.wire.codec import array_from_tensor
 from edgegrad.errors import EdgegradError, InvalidInput
 from edgegrad.jobs.contract import FAILED, JOB_FUNCTION, SUCCEEDED
-from edgegrad.jobs.record import error_fields, loss_fields
+from edgegrad.jobs.record import error_fields, final_state, loss_fields
 from edgegrad.engine.overflow import result_overflow_message
 from edgegrad.engine.plan import get_plan
 from edgegrad.engine.result import GradientResult
 from edgegrad.settings import Settings
 from edgegrad.jobs.tenants import DEFAULT_TENANT
 from edgegrad.v1 import job_pb2
-
-from edgegrad.jobs.record import final_state
 from edgegrad.jobs.worker_store import EMIT_WRITTEN, Started, WorkerStore
 
 from .outage import REDIS_DOWN
@@ -64,22 +61,22 @@ def get_store() -> WorkerStore:
 
 
 def job_args(args: Any) -> tuple[str, int, str]:
-    """(job id, shard, tenant) of an rq job's arguments (older jobs carry fewer)."""
-    args = list(args or [])
-    return args[0], args[1] if len(args) > 1 else 0, args[2] if len(args) > 2 else DEFAULT_TENANT
+    """(job id, shard, tenant) of an rq job's arguments, with ``run_gradient_job``'s defaults for those left out."""
+    given = list(args or [])
+    job_id, shard, tenant = given + [0, DEFAULT_TENANT][len(given) - 1:]
+    return job_id, shard, tenant
 
 
 def start_with(pipe: Any, args: Any) -> Callable[[Any], None]:
     """Put the START of the rq job with ``args`` into ``pipe`` (the worker's pipeline that starts the rq job,
-    so both take one round trip); returns what takes START's reply (a NOSCRIPT error: the job starts itself)."""
+    so both take one round trip); returns what takes START's reply (an error: the job starts itself)."""
     job_id, shard, tenant = job_args(args)
-    store = get_store().for_tenant(tenant)
-    keys, argv = store.start_call(job_id, shard)
-    pipe.evalsha(store.start_sha, len(keys), *keys, *argv)
+    read = get_store().for_tenant(tenant).start_in(pipe, job_id, shard)
 
     def take(reply: Any) -> None:
         global _prefetched
-        _prefetched = None if isinstance(reply, Exception) else ((tenant, job_id, shard), store.started(reply))
+        started = read(reply)
+        _prefetched = None if started is None else ((tenant, job_id, shard), started)
     return take
 
 
@@ -99,7 +96,7 @@ def run_gradient_job(job_id: str, shard: int = 0, tenant: str = DEFAULT_TENANT) 
         started = _start(store, tenant, job_id, shard)
         if started.kind not in ("run", "fold"):
             return
-        events.begin_shard(store, job_id, shard, started.attempt, started.kind, started.created)
+        joblog.begin_shard(store, job_id, shard, started.attempt, started.kind, started.created)
         _run(store, job_id, shard, started)
     except EdgegradError as exc:
         fail_shard(store, job_id, shard, exc.code, exc.message, exc.field)
@@ -109,12 +106,12 @@ def run_gradient_job(job_id: str, shard: int = 0, tenant: str = DEFAULT_TENANT) 
         log.exception("job %s shard %s failed", job_id, shard)
         fail_shard(store, job_id, shard, "INTERNAL", f"{type(exc).__name__}: {exc}")
     finally:
-        events.end_shard()
+        joblog.end_shard()
 
 
 def fail_shard(store: WorkerStore, job_id: str, shard: int, code: str, reason: str, field: str | None = None) -> None:
     """End the job failed with ``reason`` (one job event)."""
-    events.job_ended(store.fail(job_id, FAILED, error_fields(code, reason, field)), store, job_id, shard, reason=reason)
+    joblog.job_ended(store.fail(job_id, FAILED, error_fields(code, reason, field)), store, job_id, shard, reason=reason)
 
 
 def _run(store: WorkerStore, job_id: str, shard: int, started: Started) -> None:
@@ -156,8 +153,8 @@ def _run(store: WorkerStore, job_id: str, shard: int, started: Started) -> None:
         elif (code := store.emit(job_id, f"s:{shard}", chunks, limit)[0]) == EMIT_WRITTEN:
             replies = store.call(finish)
         if code == EMIT_WRITTEN:  # unless refused because CANCEL or DELETE ended the job already
-            events.shard_done(b - a, nbytes)
-            events.job_ended(final_state(replies[-1]), store, job_id, shard, rows=int(layout.batch),
+            joblog.shard_done(b - a, nbytes)
+            joblog.job_ended(final_state(replies[-1]), store, job_id, shard, rows=int(layout.batch),
                              nbytes=result_bytes(layout))
         return
     partial = arrays[job_pb2.RESULT_FIELD_EDGE_GRADS].tobytes() + arrays[job_pb2.RESULT_FIELD_DELTAS].tobytes() \
@@ -166,7 +163,7 @@ def _run(store: WorkerStore, job_id: str, shard: int, started: Started) -> None:
                                [store.shard_done(job_id, shard, len(plans), b - a, share, partial)])
     if code != EMIT_WRITTEN:  # cancelled or deleted: CANCEL/DELETE ended the job already
         return
-    events.shard_done(b - a, nbytes)
+    joblog.shard_done(b - a, nbytes)
     done, total = (list(replies[0]) + [0])[:2]
     if done == -2:
         fail_shard(store, job_id, shard, "INTERNAL", f"shard {shard}: result chunks missing")
@@ -202,4 +199,4 @@ def _fold(store: WorkerStore, job_id: str, request: job_pb2.GradientRequest, lay
         if code != EMIT_WRITTEN:  # cancelled or deleted meanwhile
             return
     state = store.call(store.finish(job_id, SUCCEEDED, layout.chunk_count, loss_fields(total.loss)))[-1]
-    events.job_ended(final_state(state), store, job_id, None, rows=int(layout.batch), nbytes=result_bytes(layout))
+    joblog.job_ended(final_state(state), store, job_id, None, rows=int(layout.batch), nbytes=result_bytes(layout))

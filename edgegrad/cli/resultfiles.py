@@ -19,8 +19,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..wire.codec import FIELD_NAMES
-from ..wire.events import RawChunk, chunk_values
+from ..wire.chunking import FIELD_NAMES
+from ..wire.rawchunk import RawChunk, chunk_values
 from ..errors import InvalidInput
 from .io import remove_quietly
 from ..v1 import job_pb2, tensor_pb2

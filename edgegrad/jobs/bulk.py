@@ -2,10 +2,10 @@
 a buffer of its size.
 
 The asyncio client copies a large reply five times on its way to Python (the transport's read, the
-stream reader's buffer, the slice handed to the parser, hiredis's own buffer, its result); for
-result chunks that was about 1 s of the server's CPU per 688 MiB, measured here. Here the GETs are sent
-pipelined on a connection of a blocking pool (redis-py does the connecting: TLS, AUTH, SELECT)
-and their replies are read by hand with ``recv_into``; the server runs it in a thread.
+stream reader's buffer, the slice handed to the parser, hiredis's own buffer, its result; what that
+cost is in docs/operations.md, "What limits a fleet"). Here the GETs are sent pipelined on a
+connection of a blocking pool (redis-py does the connecting: TLS, AUTH, SELECT) and their replies
+are read by hand with ``recv_into``; the server runs it in a thread.
 """
 
 from __future__ import annotations

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 from ..v1 import job_pb2
 
-__all__ = ["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "FINAL_STATES", "stored", "state_name", "JOB_FUNCTION"]
+__all__ = ["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "stored", "state_name", "JOB_FUNCTION"]
 
 QUEUED = job_pb2.JOB_STATE_QUEUED
 RUNNING = job_pb2.JOB_STATE_RUNNING
 SUCCEEDED = job_pb2.JOB_STATE_SUCCEEDED
 FAILED = job_pb2.JOB_STATE_FAILED
 CANCELLED = job_pb2.JOB_STATE_CANCELLED
-#: states a job never leaves
-FINAL_STATES = frozenset({SUCCEEDED, FAILED, CANCELLED})
 
 #: the rq job function of every shard (rq's ``func_name``), enqueued by the server, run by workers
 JOB_FUNCTION = "edgegrad.worker.jobs.run_gradient_job"

@@ -57,7 +57,7 @@ class Keys:
         return f"{self.scope}:job:{job_id}:part:{shard}"
 
     def upload(self, upload_id: str) -> str:
-        """Hash: an upload's sizes and what was found checking it (see edgegrad.uploads)."""
+        """Hash: an upload's sizes and what was found checking it (see edgegrad.wire.uploads)."""
         return f"{self.scope}:upload:{upload_id}"
 
     def piece(self, upload_id: str, field: str, index: int) -> str:

@@ -39,7 +39,7 @@ FOLD_SHARD = "r"
 
 
 def rq_job_options(settings: Settings) -> dict[str, Any]:
-    """The options of rq's ``enqueue_call`` for every rq job of ours: a shard's, or a fold started apart."""
+    """The options of rq's enqueue calls for every rq job of ours: a shard's, or a fold started apart."""
     return {"timeout": settings.job_timeout, "result_ttl": RQ_RECORD_TTL, "failure_ttl": settings.result_ttl,
             "ttl": settings.job_ttl, "retry": Retry(max=settings.job_retries) if settings.job_retries else None}
 

@@ -30,50 +30,54 @@ __all__ = ["ANNOUNCE_WORK", "CREATE", "START", "EMIT", "SHARD_DONE", "ACK", "FIN
 # now on (ZCOUNT), and expired jobs are dropped first (at most 1000 a call) from ``live``, the bytes
 # held and the job index, so the counts and the index are those of jobs that still exist.
 CREATE = """
-if ARGV[4] == '1' then
-  local cur = redis.call('GET', KEYS[4])
+local job_key, spec_key, index_key, request_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local network_key, owned_key, inflight_key, live_key, held_key = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local job_id, ttl, spec, has_request, job_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1', ARGV[5]
+local cutoff, max_jobs, max_bytes, result_bytes = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9]
+local quota_ttl, fields_end = ARGV[10], 11 + tonumber(ARGV[11])  -- the hash's fields: ARGV[12..fields_end]
+if has_request then
+  local cur = redis.call('GET', request_key)
   if cur then
-    local fp = redis.call('HGET', ARGV[5] .. cur, 'fingerprint')
+    local fp = redis.call('HGET', job_prefix .. cur, 'fingerprint')
     if fp then return {cur, fp} end
   end
 end
-if redis.call('EXISTS', KEYS[5]) == 0 or redis.call('EXISTS', KEYS[6]) == 0 then return {'nonet'} end
+if redis.call('EXISTS', network_key) == 0 or redis.call('EXISTS', owned_key) == 0 then return {'nonet'} end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local gone = redis.call('ZRANGEBYSCORE', KEYS[8], '-inf', '(' .. now, 'LIMIT', 0, 1000)
+local gone = redis.call('ZRANGEBYSCORE', live_key, '-inf', '(' .. now, 'LIMIT', 0, 1000)
 if #gone > 0 then
   local freed = 0
-  for _, size in ipairs(redis.call('HMGET', KEYS[9], unpack(gone))) do freed = freed + tonumber(size or '0') end
-  redis.call('HDEL', KEYS[9], unpack(gone))
-  redis.call('ZREM', KEYS[8], unpack(gone))
-  redis.call('ZREM', KEYS[3], unpack(gone))  -- the job index holds only jobs whose records live
-  redis.call('HINCRBY', KEYS[9], 'total', -freed)
+  for _, size in ipairs(redis.call('HMGET', held_key, unpack(gone))) do freed = freed + tonumber(size or '0') end
+  redis.call('HDEL', held_key, unpack(gone))
+  redis.call('ZREM', live_key, unpack(gone))
+  redis.call('ZREM', index_key, unpack(gone))  -- the job index holds only jobs whose records live
+  redis.call('HINCRBY', held_key, 'total', -freed)
 end
-if tonumber(ARGV[7]) > 0 then
-  local running = redis.call('ZCOUNT', KEYS[7], now, '+inf')
-  if running >= tonumber(ARGV[7]) then return {'limit', 'jobs', tostring(running)} end
+if max_jobs > 0 then
+  local running = redis.call('ZCOUNT', inflight_key, now, '+inf')
+  if running >= max_jobs then return {'limit', 'jobs', tostring(running)} end
 end
-local held = tonumber(redis.call('HGET', KEYS[9], 'total') or '0')
-if tonumber(ARGV[8]) > 0 and held + tonumber(ARGV[9]) > tonumber(ARGV[8]) then
+local held = tonumber(redis.call('HGET', held_key, 'total') or '0')
+if max_bytes > 0 and held + tonumber(result_bytes) > max_bytes then
   return {'limit', 'bytes', tostring(held)}
 end
-if ARGV[4] == '1' then redis.call('SET', KEYS[4], ARGV[1], 'EX', ARGV[2]) end
-local last = 11 + tonumber(ARGV[11])
-redis.call('HSET', KEYS[1], unpack(ARGV, 12, last))
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[2])
-redis.call('ZADD', KEYS[3], 0, ARGV[1])
-local expire = now + 1000 * tonumber(ARGV[2])
-redis.call('ZADD', KEYS[7], expire, ARGV[1])
-redis.call('ZADD', KEYS[8], expire, ARGV[1])
-redis.call('HSET', KEYS[9], ARGV[1], ARGV[9])
-redis.call('HINCRBY', KEYS[9], 'total', ARGV[9])
-if ARGV[6] ~= '' then
-  redis.call('ZREMRANGEBYLEX', KEYS[3], '-', '(' .. ARGV[6])
-  redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', '(' .. now)
-  for i = 7, 9 do redis.call('EXPIRE', KEYS[i], ARGV[10]) end
+if has_request then redis.call('SET', request_key, job_id, 'EX', ttl) end
+redis.call('HSET', job_key, unpack(ARGV, 12, fields_end))
+redis.call('EXPIRE', job_key, ttl)
+redis.call('SET', spec_key, spec, 'EX', ttl)
+redis.call('ZADD', index_key, 0, job_id)
+local expire = now + 1000 * tonumber(ttl)
+redis.call('ZADD', inflight_key, expire, job_id)
+redis.call('ZADD', live_key, expire, job_id)
+redis.call('HSET', held_key, job_id, result_bytes)
+redis.call('HINCRBY', held_key, 'total', result_bytes)
+if cutoff ~= '' then
+  redis.call('ZREMRANGEBYLEX', index_key, '-', '(' .. cutoff)
+  redis.call('ZREMRANGEBYSCORE', inflight_key, '-inf', '(' .. now)
+  for _, key in ipairs({inflight_key, live_key, held_key}) do redis.call('EXPIRE', key, quota_ttl) end
 end
-local i = last + 1
+local i = fields_end + 1  -- then the commands: each its word count, then its words
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
   redis.call(unpack(ARGV, i + 1, i + n))
@@ -92,8 +96,10 @@ return false
 # event goes to watchers when the job starts (if its estimated work, field 'work', is at least
 # the threshold) and when a shard is retried.
 START = """
-local shard = 's:' .. ARGV[4]
-local st = redis.call('HMGET', KEYS[1], 'state', 'cancel', 'work', shard, 'shards', 'shards_done', 'attempt',
+local job_key, spec_key, events_key = KEYS[1], KEYS[2], KEYS[3]
+local worker, now, announce_work, shard_index = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local shard = 's:' .. shard_index
+local st = redis.call('HMGET', job_key, 'state', 'cancel', 'work', shard, 'shards', 'shards_done', 'attempt',
                       'layout', 'pieces', 's:r', 'chunks_done', 'ev', 'create_time')
 if not st[1] then return {'gone'} end
 if st[1] ~= '1' and st[1] ~= '2' then return {'skip'} end
@@ -106,7 +112,7 @@ if sstate == '3' then
   sstate, sattempt, schunks = string.match(st[10] or '1|0|0|', '^(%d)|(%d+)|(%d+)|')
 end
 local attempt = tonumber(sattempt) + 1
-local sets = {shard, '2|' .. attempt .. '|' .. schunks .. '|' .. ARGV[1], 'worker', ARGV[1]}
+local sets = {shard, '2|' .. attempt .. '|' .. schunks .. '|' .. worker, 'worker', worker}
 if attempt > tonumber(st[7] or '0') then
   sets[#sets + 1] = 'attempt'
   sets[#sets + 1] = attempt
@@ -116,22 +122,22 @@ if st[1] == '1' then
   sets[#sets + 1] = 'state'
   sets[#sets + 1] = '2'
   sets[#sets + 1] = 'start_time'
-  sets[#sets + 1] = ARGV[2]
-  announce = announce or tonumber(st[3] or ARGV[3]) >= tonumber(ARGV[3])
+  sets[#sets + 1] = now
+  announce = announce or tonumber(st[3] or announce_work) >= tonumber(announce_work)
 end
-redis.call('HSET', KEYS[1], unpack(sets))
+redis.call('HSET', job_key, unpack(sets))
 if announce then
   -- state events after chunk `done` are done-1, done-2...: the last one used is kept in 'ev'
   -- ("done-sub"), since acknowledged chunks may have been trimmed with the events among them
   local done = st[11] or '0'
   local at, used = string.match(st[12] or '', '^(%d+)-(%d+)$')
   local sub = (at == done) and tonumber(used) + 1 or 1
-  redis.call('HSET', KEYS[1], 'ev', done .. '-' .. sub)
-  redis.call('XADD', KEYS[3], done .. '-' .. sub, 'k', 's', unpack(redis.call('HGETALL', KEYS[1])))
-  local ttl = redis.call('PTTL', KEYS[1])
-  if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
+  redis.call('HSET', job_key, 'ev', done .. '-' .. sub)
+  redis.call('XADD', events_key, done .. '-' .. sub, 'k', 's', unpack(redis.call('HGETALL', job_key)))
+  local ttl = redis.call('PTTL', job_key)
+  if ttl > 0 then redis.call('PEXPIRE', events_key, ttl) end
 end
-return {kind, redis.call('GET', KEYS[2]) or '', tostring(attempt), schunks, st[8] or '', st[9] or '', st[13] or '0'}
+return {kind, redis.call('GET', spec_key) or '', tostring(attempt), schunks, st[8] or '', st[9] or '', st[13] or '0'}
 """
 
 # KEYS: job, events.  ARGV: shard field ('s:<i>' or 's:r'), most chunks the job may hold
@@ -149,63 +155,67 @@ return {kind, redis.call('GET', KEYS[2]) or '', tostring(attempt), schunks, st[8
 # staged key whose EMIT never ran (its worker killed in between) expires after STAGED_TTL seconds.
 # A placed chunk gets the job's TTL.
 EMIT = """
-local staged = KEYS[1] .. ':staged:' .. ARGV[1] .. ':'
+local job_key, events_key = KEYS[1], KEYS[2]
+local shard_field, limit = ARGV[1], tonumber(ARGV[2])
+local FIRST = 3  -- the chunks: ARGV[FIRST], ARGV[FIRST + 1] the first one's number and bytes, and so on
+local staged = job_key .. ':staged:' .. shard_field .. ':'
 local function drop(from)
   for i = from, #ARGV, 2 do
     if ARGV[i + 1] == '' then redis.call('DEL', staged .. ARGV[i]) end
   end
 end
-local st = redis.call('HMGET', KEYS[1], 'state', 'cancel', 'chunks_done', ARGV[1], 'acked')
-if not st[1] then drop(3) return {-2, 0} end
-if st[2] == '1' then drop(3) return {-1, 0} end
-if st[1] ~= '2' then drop(3) return {-3, 0} end
+local st = redis.call('HMGET', job_key, 'state', 'cancel', 'chunks_done', shard_field, 'acked')
+if not st[1] then drop(FIRST) return {-2, 0} end
+if st[2] == '1' then drop(FIRST) return {-1, 0} end
+if st[1] ~= '2' then drop(FIRST) return {-3, 0} end
 local s1, s2, s3, s4 = string.match(st[4] or '2|1|0|', '^(%d)|(%d+)|(%d+)|(.*)$')
 local written = tonumber(s3)
 local first = tonumber(st[3] or '0')
 local seq = first
-local limit = tonumber(ARGV[2])
 local acked = tonumber(st[5] or '0')
 local placed, code, renamed = 0, 1, false
 local ttl = -1
-local i = 3
+local i = FIRST
 while i <= #ARGV do
-  local k = tonumber(ARGV[i])
+  local number, payload = ARGV[i], ARGV[i + 1]
+  local k = tonumber(number)
   if k > written then
     if k ~= written + 1 then code = -5 break end
     if limit > 0 and seq - acked >= limit then code = -4 break end
-    if ARGV[i + 1] == '' then
-      if redis.call('EXISTS', staged .. ARGV[i]) == 0 then code = -6 break end
-      if not renamed then ttl, renamed = redis.call('PTTL', KEYS[1]), true end
+    if payload == '' then
+      if redis.call('EXISTS', staged .. number) == 0 then code = -6 break end
+      if not renamed then ttl, renamed = redis.call('PTTL', job_key), true end
       seq = seq + 1
-      redis.call('RENAME', staged .. ARGV[i], KEYS[1] .. ':chunk:' .. seq)
+      local chunk_key = job_key .. ':chunk:' .. seq
+      redis.call('RENAME', staged .. number, chunk_key)
       if ttl > 0 then
-        redis.call('PEXPIRE', KEYS[1] .. ':chunk:' .. seq, ttl)
+        redis.call('PEXPIRE', chunk_key, ttl)
       else
-        redis.call('PERSIST', KEYS[1] .. ':chunk:' .. seq)  -- not the staged key's short TTL
+        redis.call('PERSIST', chunk_key)  -- not the staged key's short TTL
       end
-      redis.call('XADD', KEYS[2], seq .. '-0', 'k', 'c')
+      redis.call('XADD', events_key, seq .. '-0', 'k', 'c')
     else
       seq = seq + 1
-      redis.call('XADD', KEYS[2], seq .. '-0', 'k', 'c', 'd', ARGV[i + 1])
+      redis.call('XADD', events_key, seq .. '-0', 'k', 'c', 'd', payload)
     end
     written = k
-  elseif ARGV[i + 1] == '' then
-    redis.call('DEL', staged .. ARGV[i])  -- an earlier attempt placed this chunk already
+  elseif payload == '' then
+    redis.call('DEL', staged .. number)  -- an earlier attempt placed this chunk already
   end
   placed = placed + 1
   i = i + 2
 end
 if code ~= 1 then drop(i) end  -- Redis holds no staged chunk while the worker waits: it writes them again
 if seq > first then
-  local sets = {'chunks_done', seq, ARGV[1], s1 .. '|' .. s2 .. '|' .. written .. '|' .. s4}
+  local sets = {'chunks_done', seq, shard_field, s1 .. '|' .. s2 .. '|' .. written .. '|' .. s4}
   if renamed then
     sets[#sets + 1] = 'staged'  -- FINISH, CANCEL and DELETE look after the job's chunk keys
     sets[#sets + 1] = '1'
   end
-  redis.call('HSET', KEYS[1], unpack(sets))
+  redis.call('HSET', job_key, unpack(sets))
   if first == 0 then
-    if ttl < 0 then ttl = redis.call('PTTL', KEYS[1]) end
-    if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+    if ttl < 0 then ttl = redis.call('PTTL', job_key) end
+    if ttl > 0 then redis.call('PEXPIRE', events_key, ttl) end
   end
 end
 return {code, placed}
@@ -216,50 +226,54 @@ return {code, placed}
 # Returns {shards done, shards} after this one (this shard counted once however often it is
 # reported), or {-1} when the job is no longer running, {-2} when chunks of the shard are missing.
 SHARD_DONE = """
-local shard = 's:' .. ARGV[1]
-local st = redis.call('HMGET', KEYS[1], 'state', shard, 'shards_done', 'shards')
+local job_key, part_key = KEYS[1], KEYS[2]
+local shard_index, chunks, rows, loss_share, partial, part_ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local shard = 's:' .. shard_index
+local st = redis.call('HMGET', job_key, 'state', shard, 'shards_done', 'shards')
 if st[1] ~= '2' then return {-1} end
 local s1, s2, s3, s4 = string.match(st[2] or '2|1|0|', '^(%d)|(%d+)|(%d+)|(.*)$')
 if s1 == '3' then return {tonumber(st[3]), tonumber(st[4])} end
-if tonumber(s3) < tonumber(ARGV[2]) then return {-2} end
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'l:' .. ARGV[1], ARGV[4]) end
-if ARGV[5] ~= '' then redis.call('SET', KEYS[2], ARGV[5], 'EX', ARGV[6]) end
-redis.call('HSET', KEYS[1], shard, '3|' .. s2 .. '|' .. s3 .. '|' .. s4)
-redis.call('HINCRBY', KEYS[1], 'rows_done', ARGV[3])
-return {redis.call('HINCRBY', KEYS[1], 'shards_done', 1), tonumber(st[4])}
+if tonumber(s3) < tonumber(chunks) then return {-2} end
+if loss_share ~= '' then redis.call('HSET', job_key, 'l:' .. shard_index, loss_share) end
+if partial ~= '' then redis.call('SET', part_key, partial, 'EX', part_ttl) end
+redis.call('HSET', job_key, shard, '3|' .. s2 .. '|' .. s3 .. '|' .. s4)
+redis.call('HINCRBY', job_key, 'rows_done', rows)
+return {redis.call('HINCRBY', job_key, 'shards_done', 1), tonumber(st[4])}
 """
 
 # KEYS: job, events.  ARGV: seq the client holds.  Drops the stream's chunks up to seq (and their
 # chunk keys) so workers may write more; returns the seq acknowledged before, or nil for a job that
 # does not exist.
 ACK = """
-local st = redis.call('HMGET', KEYS[1], 'state', 'acked', 'chunks_done', 'staged')
+local job_key, events_key = KEYS[1], KEYS[2]
+local held_seq = tonumber(ARGV[1])
+local st = redis.call('HMGET', job_key, 'state', 'acked', 'chunks_done', 'staged')
 if not st[1] then return false end
 local acked = tonumber(st[2] or '0')
-local seq = math.min(tonumber(ARGV[1]), tonumber(st[3] or '0'))
+local seq = math.min(held_seq, tonumber(st[3] or '0'))
 if seq > acked then
-  redis.call('XTRIM', KEYS[2], 'MINID', (seq + 1) .. '-0')
-  redis.call('HSET', KEYS[1], 'acked', seq)
+  redis.call('XTRIM', events_key, 'MINID', (seq + 1) .. '-0')
+  redis.call('HSET', job_key, 'acked', seq)
   if st[4] == '1' then
-    for s = acked + 1, seq do redis.call('DEL', KEYS[1] .. ':chunk:' .. s) end
+    for s = acked + 1, seq do redis.call('DEL', job_key .. ':chunk:' .. s) end
   end
 end
 return acked
 """
 
-# What FINISH, CANCEL and DELETE read of the job first.
+# What FINISH, CANCEL and DELETE read of the job first (after naming their KEYS and ARGV).
 _READ_FOR_FINISH = """
-local st = redis.call('HMGET', KEYS[1], 'state', 'cancel', 'chunks_done', 'request_id', 'upload', 'upload_pieces',
+local st = redis.call('HMGET', job_key, 'state', 'cancel', 'chunks_done', 'request_id', 'upload', 'upload_pieces',
                       'shards', 'summed', 'id', 'staged', 'acked')
 """
 
 def _chunk_keys(command: str) -> str:
-    """Lua that runs ``command`` ('EXPIRE' to the result TTL, ARGV[3], or 'DEL') on the chunk keys of the
-    job's unacknowledged chunks (see EMIT); needs ``st`` as _READ_FOR_FINISH reads it."""
+    """Lua that runs ``command`` ('EXPIRE' to ``result_ttl``, or 'DEL') on the chunk keys of the job's
+    unacknowledged chunks (see EMIT); needs ``st`` as _READ_FOR_FINISH reads it."""
     return f"""
 if st[10] == '1' then
   for s = tonumber(st[11] or '0') + 1, tonumber(st[3] or '0') do
-    redis.call('{command}', KEYS[1] .. ':chunk:' .. s{", ARGV[3]" if command == "EXPIRE" else ""})
+    redis.call('{command}', job_key .. ':chunk:' .. s{", result_ttl" if command == "EXPIRE" else ""})
   end
 end
 """
@@ -273,25 +287,31 @@ if st[5] and st[5] ~= '' then
   redis.call('DEL', st[5])
 end
 if st[8] == '1' and tonumber(st[7] or '1') > 1 then
-  for i = 0, tonumber(st[7]) - 1 do redis.call('DEL', KEYS[1] .. ':part:' .. i) end
+  for i = 0, tonumber(st[7]) - 1 do redis.call('DEL', job_key .. ':part:' .. i) end
 end
+"""
+
+# The KEYS and ARGV FINISH and CANCEL share (FINISH has more ARGV: see there).
+_FINISH_ARGS = """
+local job_key, spec_key, events_key, inflight_key, live_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local state, end_time, result_ttl, expire_time, request_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 """
 
 # Needs ``st`` as _READ_FOR_FINISH reads it and ``sets``, the job's final fields.
 _FINISH_BODY = """
-redis.call('HSET', KEYS[1], unpack(sets))
+redis.call('HSET', job_key, unpack(sets))
 local seq = tonumber(st[3] or '0') + 1
-redis.call('XADD', KEYS[3], seq .. '-0', 'k', 'd', unpack(redis.call('HGETALL', KEYS[1])))
-redis.call('DEL', KEYS[2])
+redis.call('XADD', events_key, seq .. '-0', 'k', 'd', unpack(redis.call('HGETALL', job_key)))
+redis.call('DEL', spec_key)
 """ + _DROP_DATA + """
-for _, key in ipairs({KEYS[1], KEYS[3]}) do redis.call('EXPIRE', key, ARGV[3]) end
+for _, key in ipairs({job_key, events_key}) do redis.call('EXPIRE', key, result_ttl) end
 """ + _chunk_keys("EXPIRE") + """
-if st[4] and st[4] ~= '' then redis.call('EXPIRE', ARGV[5] .. st[4], ARGV[3]) end
+if st[4] and st[4] ~= '' then redis.call('EXPIRE', request_prefix .. st[4], result_ttl) end
 if st[9] then  -- no longer in flight; its result is held until the new expiry
-  redis.call('ZREM', KEYS[4], st[9])
+  redis.call('ZREM', inflight_key, st[9])
   local clock = redis.call('TIME')
-  local ends = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000) + 1000 * tonumber(ARGV[3])
-  redis.call('ZADD', KEYS[5], 'XX', ends, st[9])
+  local ends = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000) + 1000 * tonumber(result_ttl)
+  redis.call('ZADD', live_key, 'XX', ends, st[9])
 end
 """
 
@@ -301,18 +321,19 @@ end
 # chunks are missing ends failed. Drops the job's upload pieces and partial sums. Returns the state
 # this call ended the job in, or 'was ' and the state a job had already ended in (by another shard's
 # FINISH or by CANCEL), so that only one caller counts the ending.
-FINISH = _READ_FOR_FINISH + """
+FINISH = _FINISH_ARGS + """
+local expected, FIELDS = tonumber(ARGV[6]), 7  -- the final fields: ARGV[FIELDS..]
+""" + _READ_FOR_FINISH + """
 if not st[1] then return false end
 if st[1] ~= '1' and st[1] ~= '2' then return 'was ' .. st[1] end
-local state = ARGV[1]
 local sets = {}
-if state == '3' and tonumber(st[3] or '0') < tonumber(ARGV[6]) then
+if state == '3' and tonumber(st[3] or '0') < expected then
   state = '4'
   sets = {'error_code', '13', 'error_message', 'result chunks missing'}
 else
-  for i = 7, #ARGV do sets[#sets + 1] = ARGV[i] end
+  for i = FIELDS, #ARGV do sets[#sets + 1] = ARGV[i] end
 end
-for _, v in ipairs({'state', state, 'end_time', ARGV[2], 'expire_time', ARGV[4]}) do sets[#sets + 1] = v end
+for _, v in ipairs({'state', state, 'end_time', end_time, 'expire_time', expire_time}) do sets[#sets + 1] = v end
 """ + _FINISH_BODY + """
 return state
 """
@@ -321,10 +342,10 @@ return state
 # request key prefix.
 # A queued or running job ends cancelled at once (its shards' workers find it ended at their next
 # chunk, and queued shards never start). Returns the state before, or nil for an unknown job.
-CANCEL = _READ_FOR_FINISH + """
+CANCEL = _FINISH_ARGS + _READ_FOR_FINISH + """
 if not st[1] then return false end
 if st[1] == '1' or st[1] == '2' then
-  local sets = {'state', '5', 'cancel', '1', 'end_time', ARGV[2], 'expire_time', ARGV[4],
+  local sets = {'state', state, 'cancel', '1', 'end_time', end_time, 'expire_time', expire_time,
                 'error_code', '1', 'error_message', 'cancelled by request'}
 """ + _FINISH_BODY + """
 end
@@ -333,19 +354,23 @@ return st[1]
 
 # KEYS: job, spec, events, index, the tenant's inflight, live and held.  ARGV: job id, request key
 # prefix.  The job stops counting against the tenant's limits.  Returns 1, or 0 if unknown.
-DELETE = _READ_FOR_FINISH + _DROP_DATA + _chunk_keys("DEL") + """
-local exists = redis.call('EXISTS', KEYS[1])
+DELETE = """
+local job_key, spec_key, events_key, index_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local inflight_key, live_key, held_key = KEYS[5], KEYS[6], KEYS[7]
+local job_id, request_prefix = ARGV[1], ARGV[2]
+""" + _READ_FOR_FINISH + _DROP_DATA + _chunk_keys("DEL") + """
+local exists = redis.call('EXISTS', job_key)
 local rid = st[4]
-redis.call('ZREM', KEYS[4], ARGV[1])
-redis.call('ZREM', KEYS[5], ARGV[1])
-if redis.call('ZREM', KEYS[6], ARGV[1]) == 1 then
-  redis.call('HINCRBY', KEYS[7], 'total', -tonumber(redis.call('HGET', KEYS[7], ARGV[1]) or '0'))
-  redis.call('HDEL', KEYS[7], ARGV[1])
+redis.call('ZREM', index_key, job_id)
+redis.call('ZREM', inflight_key, job_id)
+if redis.call('ZREM', live_key, job_id) == 1 then
+  redis.call('HINCRBY', held_key, 'total', -tonumber(redis.call('HGET', held_key, job_id) or '0'))
+  redis.call('HDEL', held_key, job_id)
 end
 if rid and rid ~= '' then
-  local key = ARGV[2] .. rid
-  if redis.call('GET', key) == ARGV[1] then redis.call('DEL', key) end
+  local key = request_prefix .. rid
+  if redis.call('GET', key) == job_id then redis.call('DEL', key) end
 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('DEL', job_key, spec_key, events_key)
 return exists
 """

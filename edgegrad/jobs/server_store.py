@@ -14,21 +14,21 @@ from collections import OrderedDict
 from typing import Any
 
 import redis.asyncio as aioredis
-from rq import Queue
-from rq.serializers import JSONSerializer
 
 from . import scripts as jobscripts
-from .. import events
-from .contract import CANCELLED, JOB_FUNCTION, QUEUED, RUNNING, stored
-from ..errors import AlreadyExists, NotFound, ResourceExhausted
-from .record import final_state, id_prefix_at, job_from_fields, rq_job_id, rq_job_options
+from .. import joblog
+from .contract import CANCELLED, QUEUED, RUNNING, stored
+from ..errors import AlreadyExists, EdgegradError, NotFound, ResourceExhausted
+from .record import final_state, id_prefix_at, job_from_fields
 from .keys import Keys
+from .stream import CHUNK, StreamCursor, StreamEntry, stream_entry
 from ..settings import ENV_NAMES, Settings
 from ..v1 import job_pb2, network_pb2
 from .bulk import BulkReader
-from .connections import async_blocking_pool, async_redis, sync_redis
+from .connections import async_blocking_pool, async_redis
+from .rqenqueue import RqEnqueuer
 
-__all__ = ["JobStore", "NetworkMeta", "JOB_FUNCTION"]
+__all__ = ["JobStore", "NetworkMeta"]
 
 
 def _no_job(job_id: str) -> NotFound:
@@ -81,62 +81,6 @@ class NetworkMeta:
                                        edges=self.n_edges, outputs=self.n_outputs)
 
 
-class _RqEnqueuer:
-    """Records the commands rq's own ``enqueue_call`` issues, to replay them on the async client.
-
-    rq is synchronous; rather than re-implementing its job format, we let rq write into a
-    never-executed redis-py pipeline and run the recorded commands inside the CREATE script, so a
-    job is claimed, recorded and enqueued atomically in one round trip.
-    """
-
-    def __init__(self, settings: Settings) -> None:
-        self._sync = sync_redis(settings)
-        self._queue = Queue(settings.queue, connection=self._sync, serializer=JSONSerializer)
-        self._settings = settings
-        self._queue_noted = float("-inf")  #: when the queue was last added to rq's set of queues
-
-    def commands(self, job_id: str, shards: int, tenant: str) -> list[tuple[Any, ...]]:
-        """The Redis commands that enqueue ``run_gradient_job(job_id, shard, tenant)`` for every shard on the rq queue."""
-        s = self._settings
-        pipe = self._sync.pipeline(transaction=False)
-        options = rq_job_options(s)
-        for shard in range(shards):  # each shard its own rq job: any worker takes any shard, retried alone
-            self._queue.enqueue_call(JOB_FUNCTION, args=(job_id, shard, tenant), job_id=rq_job_id(job_id, shard),
-                                     pipeline=pipe, **options)
-        stack = [args for args, _ in pipe.command_stack if args[0] not in ("MULTI", "EXEC")]
-        pipe.reset()
-        return self._trimmed(stack)
-
-    def _trimmed(self, stack: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        """rq's commands less those that change nothing for our jobs: the EXPIRE of dependency keys
-        (our jobs have no dependencies, so those keys never exist), the queue's SADD to rq's set of
-        queues more than once a minute (it is there already); an HSET of the job hash right after
-        another joins it (the same fields, one command)."""
-        out: list[tuple[Any, ...]] = []
-        moment = time.monotonic()
-        for words in stack:
-            name = str(words[0]).upper()
-            key = words[1] if len(words) > 1 else ""
-            key = key.decode() if isinstance(key, bytes) else str(key)
-            if name == "EXPIRE" and key.endswith((":dependents", ":dependencies")):
-                continue
-            if name == "SADD" and key.endswith("rq:queues"):
-                if moment - self._queue_noted < QUEUE_NOTE_SECONDS:
-                    continue
-                self._queue_noted = moment
-            if name == "HSET" and out and str(out[-1][0]).upper() == "HSET" and out[-1][1] == words[1]:
-                out[-1] = (*out[-1], *words[2:])
-                continue
-            out.append(words)
-        return out
-
-    def close(self) -> None:
-        """Close the sync connection (used once, for rq's server-version probe)."""
-        self._sync.close()
-
-
-#: seconds between two SADDs of the queue to rq's set of queues (idempotent; rq's tools list queues from it)
-QUEUE_NOTE_SECONDS = 60.0
 #: seconds between two trims of the job index
 INDEX_TRIM_SECONDS = 1.0
 #: seconds between two refreshes of a used network's TTL
@@ -165,7 +109,7 @@ class JobStore:
         self.redis = client or aioredis.Redis(connection_pool=async_blocking_pool(
             settings, max_connections=settings.redis_connections, timeout=timeout, socket_timeout=timeout))
         self.streams = client or async_redis(settings, max_connections=settings.max_streams, socket_timeout=timeout)
-        self._rq = _RqEnqueuer(settings)
+        self._rq = RqEnqueuer(settings)
         self._bulk = BulkReader(settings, socket_timeout=timeout)
         self._scripts = {name: self.redis.register_script(getattr(jobscripts, name))
                          for name in ("CREATE", "CANCEL", "DELETE", "ACK")}
@@ -349,7 +293,7 @@ class JobStore:
             raise _no_job(job_id)
         job = await self.get_job(job_id)
         if final_state(before) in (stored(QUEUED), stored(RUNNING)):
-            events.job_cancelled(job, k.tenant)
+            joblog.job_cancelled(job, k.tenant)
         return job
 
     async def delete_job(self, job_id: str) -> None:
@@ -393,10 +337,42 @@ class JobStore:
                            field="request.upload")
         return {key.decode(): value.decode() for key, value in fields.items()}
 
-    async def read_events(self, job_id: str, last_id: str, block_ms: int, count: int = 8) -> list[tuple[bytes, dict]]:
-        """Stream entries after ``last_id``, blocking up to ``block_ms`` (empty list on timeout)."""
-        reply = await self.streams.xread({self.keys.events(job_id): last_id}, count=count, block=block_ms)
-        return reply[0][1] if reply else []
+    async def read_events(self, job_id: str, last_id: str, block_ms: int, count: int = 8) -> list[StreamEntry]:
+        """The job's stream entries after ``last_id``, blocking up to ``block_ms`` (empty list on timeout)."""
+        reply: Any = await self.streams.xread({self.keys.events(job_id): last_id}, count=count, block=block_ms)
+        return [stream_entry(entry_id, fields) for entry_id, fields in reply[0][1]] if reply else []
+
+    async def read_many(self, last: dict[str, str], block_ms: int, count: int = 8) -> list[tuple[str, list[StreamEntry]]]:
+        """(job id, its entries) of every job whose stream has entries after ``last[job id]``, in one read
+        blocking up to ``block_ms`` (empty list on timeout)."""
+        streams = {self.keys.events(job_id): job_id for job_id in last}
+        reply: Any = await self.streams.xread({key: last[job_id] for key, job_id in streams.items()},
+                                         count=count, block=block_ms)
+        return [(streams[key.decode() if isinstance(key, bytes) else key],
+                 [stream_entry(entry_id, fields) for entry_id, fields in entries]) for key, entries in reply or []]
+
+    async def jobs_fields(self, job_ids: list[str]) -> list[dict[bytes, bytes]]:
+        """The hashes of jobs (an empty one for a job unknown or expired), in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hgetall(self.keys.job(job_id))
+            return await pipe.execute()
+
+    async def with_chunk_data(self, job_id: str, entries: list[StreamEntry]) -> list[StreamEntry]:
+        """``entries`` with the data of their large chunks, which are kept in keys of their own, read in (data
+        None: that key is gone, acknowledged, deleted or expired)."""
+        large = [e.seq for e in entries if e.kind == CHUNK and e.data is None]
+        if not large:
+            return entries
+        data = dict(zip(large, await self.chunk_data(job_id, large)))
+        return [e._replace(data=data[e.seq]) if e.kind == CHUNK and e.data is None else e for e in entries]
+
+    async def lost_chunk(self, job_id: str, cursor: StreamCursor, seq: int) -> EdgegradError:
+        """Why chunk ``seq``'s data is gone: the job was deleted or expired (NotFound), or the client's
+        acknowledgements dropped it while the watch at ``cursor`` read (OutOfRange)."""
+        if await self.job_state(job_id) is None:
+            return NotFound(f"name: job jobs/{job_id} was deleted or expired", field="name")
+        return cursor.dropped(seq)
 
     async def chunk_data(self, job_id: str, seqs: list[int]) -> list[bytearray | None]:
         """The data of large chunks, whose stream entries carry none (None: acknowledged, deleted or expired),
@@ -405,5 +381,12 @@ class JobStore:
 
     async def job_state(self, job_id: str) -> tuple[int, int] | None:
         """(state, chunks_done), or None when the job is gone."""
-        state, done = await self.redis.hmget(self.keys.job(job_id), "state", "chunks_done")
-        return None if state is None else (int(state), int(done or 0))
+        return (await self.job_states([job_id]))[0]
+
+    async def job_states(self, job_ids: list[str]) -> list[tuple[int, int] | None]:
+        """(state, chunks_done) of each job (None for one that is gone), in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hmget(self.keys.job(job_id), "state", "chunks_done")
+            states = await pipe.execute()
+        return [None if state is None else (int(state), int(done or 0)) for state, done in states]

@@ -1,7 +1,7 @@
 """How many rows a shard of a job gets: within a worker's memory budget, about ``shard_seconds`` of work
 and at most about SHARD_RESULT_BYTES of result (so results stream while later shards compute).
 
-Memory comes from the engine's own estimate (``edgegrad.memory``). A job is admitted when one row
+Memory comes from the engine's own estimate (``edgegrad.engine.memory``). A job is admitted when one row
 of it fits a worker's budget; otherwise it is refused with RESOURCE_EXHAUSTED naming the limit
 (never a worker MemoryError or an OOM kill).
 """

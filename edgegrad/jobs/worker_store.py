@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import time
 from collections import OrderedDict
-from typing import Any, Iterable, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 import numpy as np
 import redis
@@ -86,28 +86,29 @@ class WorkerStore:
 
     def start(self, job_id: str, shard: int = 0) -> Started:
         """Mark a shard running (another attempt if its worker died), or learn it has nothing to do."""
-        keys, args = self.start_call(job_id, shard)
-        return self.started(self._scripts["START"](keys=keys, args=args))
+        keys, args = self._start_call(job_id, shard)
+        return _started(self._scripts["START"](keys=keys, args=args))
 
-    def start_call(self, job_id: str, shard: int = 0) -> tuple[list[str], list[Any]]:
-        """The keys and arguments of ``start``'s START call (the worker may send it with rq's own start commands)."""
+    def start_in(self, pipe: redis.client.Pipeline, job_id: str, shard: int = 0) -> Callable[[Any], Started | None]:
+        """Put ``start``'s START into ``pipe`` (the worker's own start of the rq job: one round trip for both);
+        returns what reads its reply there (None for an error, such as NOSCRIPT: then ``start`` sends it again)."""
+        keys, args = self._start_call(job_id, shard)
+        pipe.evalsha(self._scripts["START"].sha, len(keys), *keys, *args)
+        return lambda reply: None if isinstance(reply, Exception) else _started(reply)
+
+    def _start_call(self, job_id: str, shard: int) -> tuple[list[str], list[Any]]:
         k = self.keys
         return [k.job(job_id), k.spec(job_id), k.events(job_id)], [self.name, repr(time.time()),
                                                                      jobscripts.ANNOUNCE_WORK, shard]
 
-    @property
-    def start_sha(self) -> str:
-        """The sha of the START script (EVALSHA answers NOSCRIPT when Redis does not hold it)."""
-        return self._scripts["START"].sha
-
-    @staticmethod
-    def started(reply: list) -> Started:
-        """START's reply as a ``Started``."""
-        kind = reply[0].decode()
-        if kind not in ("run", "fold"):
-            return Started(kind)
-        return Started(kind, reply[1], int(reply[2]), int(reply[3]), reply[4] or b"", reply[5] or b"",
-                       float(reply[6] or 0))
+    def created(self, job_id: str) -> float:
+        """A job's submission time (Unix seconds), in one read; 0 when unknown (or Redis does not answer:
+        this is for log lines, never worth failing a job for)."""
+        try:
+            created = self.redis.hget(self.keys.job(job_id), "create_time")
+        except redis.RedisError:
+            return 0.0
+        return float(created) if created else 0.0
 
     def network(self, content_hash: str) -> Network:
         """The decoded network, from memory when this worker has seen it."""
@@ -262,3 +263,11 @@ class WorkerStore:
                 self._loaded = False
         raise AssertionError("unreachable")
 
+
+def _started(reply: list) -> Started:
+    """START's reply as a ``Started``."""
+    kind = reply[0].decode()
+    if kind not in ("run", "fold"):
+        return Started(kind)
+    return Started(kind, reply[1], int(reply[2]), int(reply[3]), reply[4] or b"", reply[5] or b"",
+                   float(reply[6] or 0))

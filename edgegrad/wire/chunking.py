@@ -17,11 +17,13 @@ import numpy as np
 from ..engine.result import GradientResult
 from ..model.sizes import NetworkSizes
 from ..v1 import job_pb2, tensor_pb2
-from .events import RawChunk, chunk_values
+from .framing import chunk_pieces
+from .rawchunk import RawChunk, chunk_values
 
 __all__ = ["result_layout", "result_bytes", "ChunkPlan", "shard_bounds", "shard_chunk_plans",
            "summed_chunk_plans", "plan_chunks", "result_chunks", "ResultAssembler",
-           "FIELD_NAMES", "is_summed", "field_arrays", "buffered_chunk_limit", "chunk_payloads", "chunk_parts", "length_delimited", "varint", "numpy_dtype"]
+           "FIELD_NAMES", "is_summed", "field_arrays", "buffered_chunk_limit", "chunk_payloads", "chunk_parts",
+           "numpy_dtype"]
 
 _ITEMSIZE = {tensor_pb2.DTYPE_FLOAT64: 8, tensor_pb2.DTYPE_FLOAT32: 4}
 _NUMPY = {tensor_pb2.DTYPE_FLOAT64: np.dtype("<f8"), tensor_pb2.DTYPE_FLOAT32: np.dtype("<f4")}
@@ -161,22 +163,6 @@ def field_arrays(result: GradientResult, layout: job_pb2.ResultLayout) -> dict[i
             for f in layout.fields}
 
 
-def varint(value: int) -> bytes:
-    """A non-negative integer in protobuf's varint encoding."""
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def length_delimited(tag: int, parts: list) -> list:
-    """The pieces of a length-delimited protobuf field ``tag`` holding ``parts`` (bytes-like), unjoined."""
-    size = sum(p.nbytes if isinstance(p, memoryview) else len(p) for p in parts)
-    return [bytes([(tag << 3) | 2]), varint(size), *parts]
-
-
 def chunk_payloads(arrays: Mapping[int, np.ndarray], layout: job_pb2.ResultLayout, plans: list[ChunkPlan],
                    first_row: int = 0, shard: int = 0, after: int = 0) -> Iterator[tuple[int, bytes]]:
     """(plan seq, serialized ResultChunk without seq) of flat ``arrays`` holding rows from ``first_row``.
@@ -202,9 +188,8 @@ def chunk_parts(arrays: Mapping[int, np.ndarray], layout: job_pb2.ResultLayout, 
         shape = (p.row_stop - p.row_start, *rows[p.field]) if p.whole_rows else (p.stop - p.start,)
         header = job_pb2.ResultChunk(field=p.field, start=p.start, stop=p.stop, row_start=p.row_start,
                                      row_stop=p.row_stop, shard=shard).SerializeToString()
-        tensor = [tensor_pb2.Tensor(dtype=layout.dtype, shape=shape).SerializeToString(),
-                  *length_delimited(3, [memoryview(np.ascontiguousarray(piece)).cast("B")])]  # Tensor.data = 3
-        yield p.seq, [header, *length_delimited(8, tensor)]  # ResultChunk.data = 8
+        tensor = tensor_pb2.Tensor(dtype=layout.dtype, shape=shape).SerializeToString()
+        yield p.seq, chunk_pieces(header, tensor, memoryview(np.ascontiguousarray(piece)).cast("B"))
 
 
 def result_chunks(result: GradientResult, layout: job_pb2.ResultLayout, *, after_seq: int = 0
@@ -240,7 +225,7 @@ class ResultAssembler:
         return len(self._seen) == self.layout.chunk_count
 
     def add(self, chunk: "job_pb2.ResultChunk | RawChunk") -> None:
-        """Copy one chunk (a message, or one read by ``events.decode_event``) into place; a repeated seq is ignored."""
+        """Copy one chunk (a message, or one read by ``rawchunk.decode_event``) into place; a repeated seq is ignored."""
         if chunk.seq in self._seen:
             return
         flat = self._arrays[chunk.field].reshape(-1)

@@ -1,4 +1,4 @@
-"""Conversions between numpy / Network and the edgegrad.v1 protos (results: see ``chunking``).
+"""Conversions between numpy / Network and the edgegrad.v1 protos (results: ``chunking``).
 
 Tensors travel as raw little-endian bytes, so a float64 result decodes bit for bit equal to
 what the engine produced. Networks travel in columns (ids once, then index arrays).
@@ -13,15 +13,9 @@ import numpy as np
 
 from ..errors import InvalidInput
 from ..model.network import Network
-from .chunking import (FIELD_NAMES, ChunkPlan, ResultAssembler, plan_chunks, result_bytes, result_chunks,
-                       result_layout)
 from ..v1 import network_pb2, tensor_pb2
 
-__all__ = [
-    "tensor_from_array", "array_from_tensor", "network_to_proto", "network_from_proto",
-    "result_layout", "plan_chunks", "ChunkPlan", "result_chunks", "ResultAssembler",
-    "FIELD_NAMES", "DTYPE_NAMES", "result_bytes",
-]
+__all__ = ["tensor_from_array", "array_from_tensor", "network_to_proto", "network_from_proto"]
 
 _TO_NUMPY = {
     tensor_pb2.DTYPE_FLOAT64: np.dtype("<f8"),
@@ -31,8 +25,6 @@ _TO_NUMPY = {
     tensor_pb2.DTYPE_UINT8: np.dtype("u1"),
 }
 _FROM_NUMPY = {dt.newbyteorder("=") if dt.itemsize > 1 else dt: code for code, dt in _TO_NUMPY.items()}
-#: proto dtype -> numpy name
-DTYPE_NAMES = {code: dt.name for code, dt in _TO_NUMPY.items()}
 
 
 # ------------------------------------------------------------------ tensors

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 
 import edgegrad
-from edgegrad.wire import codec
+from edgegrad.wire import chunking, codec
 from edgegrad.v1 import job_pb2, service_pb2
 
 def example_network(n_inputs: int = 3, n_nodes: int = 12, n_outputs: int = 2, density: float = 0.5,
@@ -61,7 +61,7 @@ def collect(events) -> tuple[job_pb2.Job, list[job_pb2.ResultChunk], job_pb2.Job
 
 def assemble(layout: job_pb2.ResultLayout, chunks, loss: float | None) -> edgegrad.GradientResult:
     """The GradientResult the chunks carry."""
-    asm = codec.ResultAssembler(layout)
+    asm = chunking.ResultAssembler(layout)
     for chunk in chunks:
         asm.add(chunk)
     return asm.result(loss)

@@ -105,9 +105,9 @@ def test_cancel_a_running_job_stops_it_between_chunks(namespace, thread_server) 
         store = WorkerStore(settings, name="test-worker")  # play the worker, step by step
         started = store.start(job_id)
         assert started.kind == "run"
-        from edgegrad.wire import codec
+        from edgegrad.wire import chunking
         layout = job_pb2.ResultLayout.FromString(started.layout)
-        chunks = codec.result_chunks(edgegrad.gradients(net, x), layout)
+        chunks = chunking.result_chunks(edgegrad.gradients(net, x), layout)
 
         def chunks_then_cancel():
             for i, chunk in enumerate(chunks):

@@ -397,9 +397,9 @@ def test_a_watch_whose_chunks_are_acknowledged_under_it_is_told_not_given_a_gap(
         job_id = job.name.split("/")[1]
         store = WorkerStore(settings, name="in-test")  # play the worker: every chunk on the stream
         started = store.start(job_id)
-        from edgegrad.wire import codec
+        from edgegrad.wire import chunking
 
-        chunks = [(c.seq, c.SerializeToString()) for c in codec.result_chunks(edgegrad.gradients(NET, x), job.layout)]
+        chunks = [(c.seq, c.SerializeToString()) for c in chunking.result_chunks(edgegrad.gradients(NET, x), job.layout)]
         for seq, payload in chunks:
             chunk = job_pb2.ResultChunk.FromString(payload)
             chunk.ClearField("seq")

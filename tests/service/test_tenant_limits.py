@@ -14,7 +14,7 @@ import redis
 
 from edgegrad import errors
 from edgegrad.client import Client
-from edgegrad.wire.codec import result_bytes
+from edgegrad.wire.chunking import result_bytes
 from edgegrad.jobs.keys import Keys
 from edgegrad.server.cluster import Cluster
 from edgegrad.v1 import job_pb2, service_pb2, service_pb2_grpc

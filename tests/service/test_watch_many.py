@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import collections
+import math
+import threading
+import time
 
 import grpc
 import numpy as np
@@ -14,8 +17,10 @@ from edgegrad.client import Client
 from edgegrad.client import grouping as client_group
 from edgegrad.client.base import STREAMS_AHEAD
 from edgegrad.client.protocol import WatchState
-from edgegrad.v1 import service_pb2
-from svc_helpers import example_network
+from edgegrad.jobs.worker_store import STAGE_BYTES
+from edgegrad.v1 import service_pb2, service_pb2_grpc
+from edgegrad.wire.chunking import result_bytes
+from svc_helpers import example_network, gradient_request
 
 NET = example_network(seed=97)
 X = np.random.default_rng(8).normal(size=(40, NET.n_inputs))
@@ -65,6 +70,23 @@ def test_a_watch_resumes_after_its_seq_and_a_seq_past_the_end_is_an_error_for_th
     assert [m.error.code for m in got[b.name]] == [grpc.StatusCode.OUT_OF_RANGE.value[0]]
 
 
+def test_chunks_kept_apart_from_their_stream_entries_are_watched_too(client, stub) -> None:
+    """A job small enough for a shared watch may still have a chunk of STAGE_BYTES or more, whose data a
+    worker writes to a key of its own instead of the stream entry."""
+    x = np.random.default_rng(9).normal(size=(60, NET.n_inputs))
+    handle = client.submit(NET, x)
+    handle.wait()
+    layout = handle.refresh().layout
+    assert result_bytes(layout) <= client_group.GROUP_RESULT_BYTES
+    assert max(math.prod(f.shape) for f in layout.fields) * 8 >= STAGE_BYTES
+    got = _events(stub, [service_pb2.WatchJobRequest(name=handle.name)])
+    state = WatchState(handle.name)
+    for message in got[handle.name]:
+        assert not message.HasField("error"), message.error
+        state.feed(message.event)
+    assert state.done and state.result() == edgegrad.gradients(NET, x)
+
+
 def test_bad_requests_are_refused_whole(stub) -> None:
     with pytest.raises(grpc.RpcError) as info:
         _events(stub, [service_pb2.WatchJobRequest(name="not a job")])
@@ -109,3 +131,25 @@ def test_a_job_the_shared_watch_cannot_finish_goes_on_by_its_own_watch(client, m
     finally:
         for _ in range(STREAMS_AHEAD):
             client.streams_ahead.give_back()
+
+
+def test_a_server_that_stops_ends_open_watches_unavailable(namespace, thread_server) -> None:
+    """WatchJob and WatchJobs both end with UNAVAILABLE (resume elsewhere) as soon as their server shuts down,
+    not at their next heartbeat or when the grace period runs out."""
+    server = thread_server(namespace("watch-stop", heartbeat_seconds=60.0, shutdown_grace_seconds=60.0))
+    with grpc.insecure_channel(server.address) as channel:
+        stub = service_pb2_grpc.EdgegradStub(channel)
+        job = stub.SubmitJob(service_pb2.SubmitJobRequest(request=gradient_request(NET, X[:2])))
+        one = stub.WatchJob(service_pb2.WatchJobRequest(name=job.name), timeout=60)
+        many = stub.WatchJobs(service_pb2.WatchJobsRequest(watches=[service_pb2.WatchJobRequest(name=job.name)]),
+                              timeout=60)
+        assert next(one).WhichOneof("event") == "state" and next(many).event.WhichOneof("event") == "state"
+        stopping = threading.Thread(target=server.stop)  # no workers: the job stays queued, its streams quiet
+        began = time.monotonic()
+        stopping.start()
+        for stream in (one, many):
+            with pytest.raises(grpc.RpcError) as info:
+                list(stream)
+            assert info.value.code() == grpc.StatusCode.UNAVAILABLE, info.value
+        assert time.monotonic() - began < 20
+        stopping.join(30)

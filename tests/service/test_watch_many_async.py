@@ -15,7 +15,7 @@ from edgegrad.client import AsyncClient
 from edgegrad.client import aiogroup, grouping
 from edgegrad.client.base import STREAMS_AHEAD
 from edgegrad.v1 import job_pb2, service_pb2
-from edgegrad.wire.codec import result_bytes
+from edgegrad.wire.chunking import result_bytes
 from svc_helpers import example_network
 
 NET = example_network(seed=97)

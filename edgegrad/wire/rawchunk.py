@@ -1,11 +1,12 @@
-"""A watch stream's events as the client reads them: chunk events decoded by hand, zero-copy.
+"""A watch stream's JobEvents as the client reads them: chunk events decoded by hand into a RawChunk, zero-copy.
 
 Parsing a JobEvent that carries a result chunk copies its data twice (into the message, then into
 a new ``bytes`` on each access of ``Tensor.data``); a client that assembles a large result pays that
 on every byte. ``decode_event`` reads the few numbers of a chunk event itself and keeps its data as
 a view of the received bytes, so the assembler copies each byte once, into place. Anything it does
 not recognise exactly (another event, a field repeated, a wire type it does not expect) is parsed
-by protobuf as before, so what a client sees never depends on which road was taken.
+by protobuf as before, so what a client sees never depends on which road was taken. The field
+numbers come from the descriptors (``framing.py``).
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from typing import NamedTuple
 import numpy as np
 
 from ..v1 import job_pb2, tensor_pb2
+from .codec import array_from_tensor
+from .framing import (CHUNK_DATA, CHUNK_VARINTS, EVENT_CHUNK, LENGTH_DELIMITED, TENSOR_DATA, TENSOR_DTYPE,
+                      TENSOR_SHAPE, VARINT, field_key)
 
 __all__ = ["RawChunk", "decode_event", "as_message", "chunk_values"]
 
-_CHUNK_EVENT = 0x12  # JobEvent.chunk = 2, length-delimited
-#: ResultChunk's varint fields by number (8 is its Tensor)
-_CHUNK_NUMBERS = {1: "seq", 2: "field", 3: "start", 4: "stop", 5: "row_start", 6: "row_stop", 7: "shard"}
+_CHUNK_EVENT = field_key(EVENT_CHUNK, LENGTH_DELIMITED)
+_TENSOR_FIELDS = (TENSOR_DTYPE, TENSOR_SHAPE, TENSOR_DATA)
 
 
 class _Unusual(Exception):
@@ -62,13 +65,13 @@ def _varint(buf: bytes, i: int, end: int) -> tuple[int, int]:
 
 def _skip(buf: bytes, i: int, end: int, wire: int) -> int:
     """The position after a field of an unknown number (proto3 keeps nothing of it here)."""
-    if wire == 0:
+    if wire == VARINT:
         return _varint(buf, i, end)[1]
     if wire == 1:
         i += 8
     elif wire == 5:
         i += 4
-    elif wire == 2:
+    elif wire == LENGTH_DELIMITED:
         size, i = _varint(buf, i, end)
         i += size
     else:
@@ -84,12 +87,12 @@ def _tensor(buf: bytes, i: int, end: int) -> tuple[int, tuple[int, ...], int, in
     while i < end:
         key, i = _varint(buf, i, end)
         number, wire = key >> 3, key & 7
-        if number in seen and number != 2:  # a repeated scalar or message: protobuf's merge rules apply
+        if number in seen and number != TENSOR_SHAPE:  # a repeated scalar or message: protobuf's merge rules apply
             raise _Unusual
         seen.add(number)
-        if number == 1 and wire == 0:
+        if number == TENSOR_DTYPE and wire == VARINT:
             dtype, i = _varint(buf, i, end)
-        elif number == 2 and wire == 2:  # packed shape
+        elif number == TENSOR_SHAPE and wire == LENGTH_DELIMITED:  # packed shape
             size, i = _varint(buf, i, end)
             stop = i + size
             if stop > end:
@@ -97,16 +100,16 @@ def _tensor(buf: bytes, i: int, end: int) -> tuple[int, tuple[int, ...], int, in
             while i < stop:
                 dim, i = _varint(buf, i, stop)
                 shape.append(dim)
-        elif number == 2 and wire == 0:
+        elif number == TENSOR_SHAPE and wire == VARINT:
             dim, i = _varint(buf, i, end)
             shape.append(dim)
-        elif number == 3 and wire == 2:
+        elif number == TENSOR_DATA and wire == LENGTH_DELIMITED:
             size, i = _varint(buf, i, end)
             data = (i, i + size)
             i += size
             if i > end:
                 raise _Unusual
-        elif number in (1, 2, 3):
+        elif number in _TENSOR_FIELDS:
             raise _Unusual
         else:
             i = _skip(buf, i, end, wire)
@@ -114,7 +117,7 @@ def _tensor(buf: bytes, i: int, end: int) -> tuple[int, tuple[int, ...], int, in
 
 
 def _chunk(buf: bytes, i: int, end: int) -> RawChunk:
-    numbers = dict.fromkeys(_CHUNK_NUMBERS.values(), 0)
+    numbers = dict.fromkeys(CHUNK_VARINTS.values(), 0)
     tensor = (0, (), i, i)
     seen: set[int] = set()
     first = i
@@ -124,16 +127,16 @@ def _chunk(buf: bytes, i: int, end: int) -> RawChunk:
         if number in seen:
             raise _Unusual
         seen.add(number)
-        name = _CHUNK_NUMBERS.get(number)
-        if name is not None and wire == 0:
+        name = CHUNK_VARINTS.get(number)
+        if name is not None and wire == VARINT:
             numbers[name], i = _varint(buf, i, end)
-        elif number == 8 and wire == 2:
+        elif number == CHUNK_DATA and wire == LENGTH_DELIMITED:
             size, i = _varint(buf, i, end)
             if i + size > end:
                 raise _Unusual
             tensor = _tensor(buf, i, i + size)
             i += size
-        elif name is not None or number == 8:
+        elif name is not None or number == CHUNK_DATA:
             raise _Unusual
         else:
             i = _skip(buf, i, end, wire)
@@ -146,9 +149,9 @@ def _chunk(buf: bytes, i: int, end: int) -> RawChunk:
 
 def decode_event(raw: bytes) -> job_pb2.JobEvent | RawChunk:
     """A serialized JobEvent: a RawChunk when it is one chunk event, else the parsed JobEvent."""
-    if raw[:1] == bytes([_CHUNK_EVENT]):
+    if raw[:len(_CHUNK_EVENT)] == _CHUNK_EVENT:
         try:
-            size, i = _varint(raw, 1, len(raw))
+            size, i = _varint(raw, len(_CHUNK_EVENT), len(raw))
             if i + size == len(raw):  # the chunk and nothing else
                 return _chunk(raw, i, len(raw))
         except _Unusual:
@@ -163,8 +166,6 @@ def as_message(chunk: job_pb2.ResultChunk | RawChunk) -> job_pb2.ResultChunk:
 
 def chunk_values(chunk: job_pb2.ResultChunk | RawChunk, place: str = "chunk.data") -> np.ndarray:
     """A chunk's values as a flat read-only array (a view of the received bytes for a RawChunk)."""
-    from .codec import array_from_tensor
-
     if isinstance(chunk, RawChunk):
         header = tensor_pb2.Tensor(dtype=chunk.dtype, shape=chunk.shape)
         return array_from_tensor(header, place, data=chunk.data).reshape(-1)

@@ -1,8 +1,9 @@
-"""Job events: each updates the Prometheus metrics and writes one log line (``edgegrad.jobs``).
+"""The job log: each moment of a job's life updates the Prometheus metrics and writes one log line (``edgegrad.jobs``).
 
 Server: submitted, cancelled. Worker: started and shard_done (per shard), finished or failed (by the
 worker that ends the job, with reason, duration, rows and bytes). The server and the workers call one
-function here per event; nothing here runs per element or per chunk.
+function here per moment; nothing here runs per element or per chunk, and nothing here reads Redis.
+(A job's *events*, the JobEvents of its Redis stream, are another thing: ``jobs/stream.py``.)
 """
 
 from __future__ import annotations
@@ -65,15 +66,6 @@ class _Shard:
 _current: _Shard | None = None
 
 
-def _created(store: Any, job_id: str) -> float:
-    """A job's submission time, in one read (0 when unknown)."""
-    try:
-        created = store.redis.hget(store.keys.job(job_id), "create_time")
-    except Exception:  # a log line is never worth failing a job for
-        return 0.0
-    return float(created) if created else 0.0
-
-
 def begin_shard(store: Any, job_id: str, shard: int, attempt: int, kind: str, created: float) -> None:
     """A worker started a shard (``kind`` "run") or the fold of a job's shards ("fold"); ``created``: submit time."""
     global _current
@@ -122,7 +114,7 @@ def job_ended(state: str, store: Any, job_id: str, shard: int | None, *, reason:
     if _current is not None and job_id == _current.job_id:
         tenant, created = _current.tenant, _current.created
     else:  # before its shard started, or a job abandoned by a dead worker
-        tenant, created = store.keys.tenant, _created(store, job_id)
+        tenant, created = store.keys.tenant, store.created(job_id)
     duration = max(0.0, time.time() - created) if created else None
     metrics.JOBS_FINISHED.labels(name, tenant).inc()
     if duration is not None:
