@@ -7,7 +7,8 @@ import os
 import re
 
 from edgegrad.errors import InvalidInput
-from edgegrad import GradientResult, Network
+from edgegrad.engine.result import GradientResult
+from edgegrad.model.network import Network
 
 from .layout import Layout, layout
 from .svg import full_svg, summary_svg

@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Compute (or read) the gradients, lay the network out and write the picture."""
-    from edgegrad import Network
+    from edgegrad.model.network import Network
     from edgegrad.cli.common import check_mode_flags, load_batch, show_engine_notices
 
     from . import check_picture_path, draw, load_result
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         result, what = load_result(args.result, net), f"result {os.path.basename(args.result)}"
     elif args.inputs is not None:
         check_mode_flags(args)
-        from edgegrad import gradients
+        from edgegrad.engine.api import gradients
 
         x, t = load_batch(args, net)
         show_engine_notices()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgegrad import Network
+from edgegrad.model.network import Network
 
 __all__ = ["Layout", "layout", "draw_levels", "edge_length"]
 

@@ -6,7 +6,7 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
-from edgegrad import Network
+from edgegrad.model.network import Network
 
 from .layout import Layout
 from .values import Shown

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgegrad.errors import InvalidInput
-from edgegrad import GradientResult, Network
+from edgegrad.engine.result import GradientResult
+from edgegrad.model.network import Network
 
 __all__ = ["Shown", "shown_values", "load_result"]
 
