@@ -121,11 +121,13 @@ class AsyncClient(ClientBase):
                      reduction: str = "mean", per_example: bool = False, dtype: str = "float64",
                      timeout: float | None = None, request_id: str | None = None,
                      shard_rows: int | None = None,
-                     upload_progress: Callable[[int, int], None] | None = None) -> "AsyncJobHandle":
+                     upload_progress: Callable[[int, int], None] | None = None,
+                     norms: bool = False, clip_norm: float | None = None) -> "AsyncJobHandle":
         """Enqueue a job and return its handle at once (``shard_rows``: rows per shard; ``upload_progress``:
         told ``(rows_sent, rows_in_all)`` as each piece of a batch larger than one message is uploaded)."""
         prepared = prepare(net, inputs, targets, loss, reduction, per_example, dtype, request_id=request_id,
-                           shard_rows=shard_rows)._replace(upload_progress=upload_progress)
+                           shard_rows=shard_rows, norms=norms,
+                           clip_norm=clip_norm)._replace(upload_progress=upload_progress)
         deadline = self._deadline(timeout)
 
         async def send() -> AsyncJobHandle:
@@ -201,10 +203,11 @@ class AsyncClient(ClientBase):
 
     async def gradients(self, net: Network, inputs: Any, targets: Any = None, loss: str | None = None,
                         reduction: str = "mean", per_example: bool = False, dtype: str = "float64",
-                        timeout: float | None = None, shard_rows: int | None = None) -> GradientResult:
+                        timeout: float | None = None, shard_rows: int | None = None,
+                        norms: bool = False, clip_norm: float | None = None) -> GradientResult:
         """The same call and result as ``edgegrad.gradients``, computed by the service."""
         prepared = prepare(net, inputs, targets, loss, reduction, per_example, dtype, request_id=None,
-                           shard_rows=shard_rows)
+                           shard_rows=shard_rows, norms=norms, clip_norm=clip_norm)
         deadline = self._deadline(timeout)
 
         async def run() -> GradientResult:

@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterator, NamedTuple
 import numpy as np
 
 from edgegrad.engine.batch import check_options
+from edgegrad.engine.clipping import check_clipping
 from edgegrad.wire.codec import network_to_proto, tensor_from_array
 from edgegrad.wire.chunking import ResultAssembler, buffered_chunk_limit
 from edgegrad.wire.rawchunk import RawChunk
@@ -100,15 +101,17 @@ def list_request(page_size: Any, page_token: str) -> service_pb2.ListJobsRequest
 
 
 def prepare(net: Network, inputs: Any, targets: Any, loss: str | None, reduction: str, per_example: bool,
-            dtype: str, *, request_id: str | None, inline: bool = False, shard_rows: int | None = None) -> Prepared:
+            dtype: str, *, request_id: str | None, inline: bool = False, shard_rows: int | None = None,
+            norms: bool = False, clip_norm: float | None = None) -> Prepared:
     """Check a submission like the in-process call does; the request refers to ``net`` by hash (or carries it)."""
     if not isinstance(net, Network):
         raise TypeError(f"net must be an edgegrad.Network, got {type(net).__name__}")
     if shard_rows is not None:
         check_count("shard_rows", shard_rows, 1, UINT64_MAX, "a positive number of rows")
     x, t = check_options(net, inputs, targets, loss, reduction, dtype, per_example)
+    clip = check_clipping(loss, norms, clip_norm)
     request = job_pb2.GradientRequest(loss=loss or "", reduction=reduction, per_example=bool(per_example),
-                                      dtype=str(dtype))
+                                      dtype=str(dtype), norms=bool(norms) or clip is not None, clip_norm=clip or 0.0)
     if inline:
         request.network_inline.CopyFrom(network_to_proto(net))
     else:
@@ -128,7 +131,7 @@ def build_request(net: Network, inputs: Any, targets: Any, loss: str | None, red
 
 #: the keyword arguments a ``submit_many`` request may carry (those of ``submit``)
 SUBMIT_ARGUMENTS = ("net", "inputs", "targets", "loss", "reduction", "per_example", "dtype", "request_id",
-                    "shard_rows")
+                    "shard_rows", "norms", "clip_norm")
 
 
 def submission(kwargs: dict[str, Any]) -> tuple[Network, Prepared]:
@@ -141,10 +144,10 @@ def submission(kwargs: dict[str, Any]) -> tuple[Network, Prepared]:
     if "net" not in kwargs or "inputs" not in kwargs:
         raise InvalidInput("request: needs 'net' and 'inputs'")
     options = {"targets": None, "loss": None, "reduction": "mean", "per_example": False, "dtype": "float64",
-               "request_id": None, "shard_rows": None, **kwargs}
+               "request_id": None, "shard_rows": None, "norms": False, "clip_norm": None, **kwargs}
     prepared = prepare(options["net"], options["inputs"], options["targets"], options["loss"], options["reduction"],
                        options["per_example"], options["dtype"], request_id=options["request_id"],
-                       shard_rows=options["shard_rows"])
+                       shard_rows=options["shard_rows"], norms=options["norms"], clip_norm=options["clip_norm"])
     return options["net"], prepared
 
 

@@ -105,7 +105,8 @@ class Client(ClientBase):
                reduction: str = "mean", per_example: bool = False, dtype: str = "float64",
                timeout: float | None = None, request_id: str | None = None,
                shard_rows: int | None = None,
-               upload_progress: Callable[[int, int], None] | None = None) -> JobHandle:
+               upload_progress: Callable[[int, int], None] | None = None,
+               norms: bool = False, clip_norm: float | None = None) -> JobHandle:
         """Enqueue a job and return its handle at once (``wait()``, ``result()``, ``chunks()``, ``cancel()``).
 
         ``shard_rows`` sets the rows per shard (each shard may run on another worker); a batch
@@ -113,7 +114,8 @@ class Client(ClientBase):
         as ``(rows_sent, rows_in_all)`` (inputs' rows, then targets').
         """
         prepared = prepare(net, inputs, targets, loss, reduction, per_example, dtype, request_id=request_id,
-                           shard_rows=shard_rows)._replace(upload_progress=upload_progress)
+                           shard_rows=shard_rows, norms=norms,
+                           clip_norm=clip_norm)._replace(upload_progress=upload_progress)
         deadline = self._deadline(timeout)
 
         def send() -> JobHandle:
@@ -193,10 +195,11 @@ class Client(ClientBase):
 
     def gradients(self, net: Network, inputs: Any, targets: Any = None, loss: str | None = None,
                   reduction: str = "mean", per_example: bool = False, dtype: str = "float64",
-                  timeout: float | None = None, shard_rows: int | None = None) -> GradientResult:
+                  timeout: float | None = None, shard_rows: int | None = None,
+                  norms: bool = False, clip_norm: float | None = None) -> GradientResult:
         """The same call and result as ``edgegrad.gradients``, computed by the service (one Compute stream)."""
         prepared = prepare(net, inputs, targets, loss, reduction, per_example, dtype, request_id=None,
-                           shard_rows=shard_rows)
+                           shard_rows=shard_rows, norms=norms, clip_norm=clip_norm)
         deadline = self._deadline(timeout)
 
         def run() -> GradientResult:

@@ -14,6 +14,7 @@ import numpy as np
 from edgegrad import __version__, joblog, metrics
 from edgegrad.model.activations import ACTIVATION_NAMES
 from edgegrad.engine.batch import DTYPES, check_options
+from edgegrad.engine.clipping import check_clipping
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from edgegrad.wire.chunking import result_bytes, result_layout
@@ -97,6 +98,9 @@ class Service:
         else:
             raise InvalidInput("request.network: missing (give network_hash or network_inline)")
         loss, reduction, dtype = r.loss or None, r.reduction or "mean", r.dtype or "float64"
+        with_norms = r.norms or r.clip_norm != 0                # clipping reports each example's norm too
+        if with_norms:
+            check_clipping(loss, r.norms, r.clip_norm if r.clip_norm != 0 else None)
         job_id = new_job_id()
         pieces, upload_key, x, t = None, "", None, None
         if r.upload:
@@ -130,7 +134,7 @@ class Service:
         shard_rows = shard_rows_for(meta, batch, loss, r.per_example, dtype, int(req.shard_rows),
                                     s.worker_memory_bytes, s.shard_seconds, s.max_shards)
         layout = result_layout(meta, batch, loss, r.per_example, dtype, s.chunk_bytes, shard_rows,
-                               s.result_buffer_bytes)
+                               s.result_buffer_bytes, norms=with_norms)
         size = result_bytes(layout)
         if size > s.max_result_bytes:
             raise ResourceExhausted(f"request: the result would take {size} bytes, over the limit"
@@ -308,5 +312,7 @@ def _smaller_result(loss: str | None, per_example: bool) -> str:
     if not loss:  # output mode: B×K×E derivatives
         return "use a loss for one gradient of the batch, or send a smaller batch"
     if per_example:  # B×E rows
-        return "drop per_example (--per-example) for the batch's summed gradient, or send a smaller batch"
+        return ("drop per_example (--per-example) for the batch's summed gradient (norms or clip_norm,"
+                " --norms/--clip-norm, give each example's gradient norm or the clipped sum without the rows),"
+                " or send a smaller batch")
     return "send a smaller batch"

@@ -130,7 +130,8 @@ def _run(store: WorkerStore, job_id: str, shard: int, started: Started) -> None:
         t = array_from_tensor(request.targets, "targets")[a:b] if request.HasField("targets") else None
     part = partial_gradients(net, x, targets=t, loss=loss, reduction=request.reduction or "mean",
                              per_example=request.per_example, dtype=request.dtype or "float64",
-                             total_rows=int(layout.batch), row_offset=a)
+                             total_rows=int(layout.batch), row_offset=a, norms=request.norms,
+                             clip_norm=request.clip_norm if request.clip_norm != 0 else None)
     arrays = field_arrays(part, layout)
     plans = shard_chunk_plans(layout, shard)
     only = layout.shard_count == 1

@@ -44,9 +44,6 @@ def run(args: argparse.Namespace) -> int:
     from ..model.network import Network
 
     check_mode_flags(args)
-    if args.norms or args.clip_norm is not None:
-        raise InvalidInput("--norms/--clip-norm: not yet through the service in this version"
-                           " (edgegrad grad --local computes them)")
     if args.shard_rows is not None and not 1 <= args.shard_rows <= UINT64_MAX:
         raise InvalidInput(f"--shard-rows: must be between 1 and {UINT64_MAX}, got {args.shard_rows}")
     server = server_address(args.server)
@@ -54,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     net = Network.load(args.network)
     x, t = load_batch(args, net)
     options: dict[str, Any] = {"targets": t, "loss": args.loss, "reduction": args.reduction or "mean",
-                               "per_example": args.per_example, "dtype": args.dtype, "shard_rows": args.shard_rows}
+                               "per_example": args.per_example, "dtype": args.dtype, "shard_rows": args.shard_rows,
+                               "norms": args.norms, "clip_norm": args.clip_norm}
     labels = result_labels(net)  # as `grad --out X.npz` has them
     with connect(server) as client:
         held = HeldInterrupts(reraise=False)

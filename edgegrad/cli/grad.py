@@ -47,11 +47,7 @@ def run(args: argparse.Namespace) -> int:
     net = Network.load(args.network)
     x, t = load_batch(args, net)
     options = {"targets": t, "loss": args.loss, "reduction": args.reduction or "mean",
-               "per_example": args.per_example}
-    if args.norms or args.clip_norm is not None:
-        if server is not None:
-            raise InvalidInput("--norms/--clip-norm: computed in-process only in this version (add --local)")
-        options.update(norms=args.norms, clip_norm=args.clip_norm)
+               "per_example": args.per_example, "norms": args.norms, "clip_norm": args.clip_norm}
     if server is None:
         from ..engine.api import gradients
 

@@ -32,7 +32,7 @@ PROGRESS_NAME = ".edgegrad-progress.json"  #: the progress record, inside the da
 PART_SUFFIX = ".part"  #: an .npz's data folder while it is being written: OUT + ".part"
 CHECKPOINT_SECONDS = 0.5  #: at most this long between progress records while chunks arrive
 _LABELS = ("edges", "nodes")
-_NPZ_ORDER = ("outputs", "edge_grads", "deltas", "edges", "nodes", "loss")  # as io.save_result writes them
+_NPZ_ORDER = ("outputs", "edge_grads", "deltas", "edges", "nodes", "loss", "norms")  # as io.save_result writes them
 _DTYPES = {tensor_pb2.DTYPE_FLOAT64: np.dtype("<f8"), tensor_pb2.DTYPE_FLOAT32: np.dtype("<f4")}
 
 

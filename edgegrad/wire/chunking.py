@@ -33,6 +33,7 @@ FIELD_NAMES = {
     job_pb2.RESULT_FIELD_OUTPUTS: "outputs",
     job_pb2.RESULT_FIELD_EDGE_GRADS: "edge_grads",
     job_pb2.RESULT_FIELD_DELTAS: "deltas",
+    job_pb2.RESULT_FIELD_NORMS: "norms",
 }
 
 
@@ -55,12 +56,14 @@ def numpy_dtype(layout: job_pb2.ResultLayout) -> np.dtype:
 
 def is_summed(layout: job_pb2.ResultLayout, field: job_pb2.FieldLayout) -> bool:
     """Whether a field is a sum over the batch (loss mode's edge_grads and deltas) rather than rows."""
-    return layout.loss_mode and len(field.shape) == 1
+    return layout.loss_mode and len(field.shape) == 1 and field.field != job_pb2.RESULT_FIELD_NORMS
 
 
 def result_layout(net: NetworkSizes, batch: int, loss: str | None, per_example: bool, dtype: str,
-                  chunk_bytes: int, shard_rows: int = 0, buffer_bytes: int = 0) -> job_pb2.ResultLayout:
-    """Shapes of every result field, the shards and the number of chunks they stream as."""
+                  chunk_bytes: int, shard_rows: int = 0, buffer_bytes: int = 0,
+                  norms: bool = False) -> job_pb2.ResultLayout:
+    """Shapes of every result field, the shards and the number of chunks they stream as (``norms``: loss
+    mode's per-example norms too, one number per row)."""
     k, e, n = len(net.outputs), int(net.n_edges), int(net.n_nodes)
     if loss is None:
         shapes = [(batch, k), (batch, k, e), (batch, k, n)]
@@ -73,6 +76,8 @@ def result_layout(net: NetworkSizes, batch: int, loss: str | None, per_example: 
     layout = job_pb2.ResultLayout(dtype=code, loss_mode=loss is not None, batch=batch, chunk_bytes=chunk_bytes,
                                   shard_rows=shard_rows, shard_count=-(-batch // shard_rows) if batch else 0,
                                   buffer_bytes=buffer_bytes)
+    if norms and loss is not None:
+        shapes.append((batch,))
     for field, shape in zip(FIELD_NAMES, shapes):
         layout.fields.add(field=field, shape=shape, row_elements=math.prod(shape[1:]))
     full, last = layout.shard_rows, batch - (layout.shard_count - 1) * layout.shard_rows
@@ -242,4 +247,5 @@ class ResultAssembler:
             raise ValueError(f"result incomplete: missing chunks {missing[:5]}")
         a = self._arrays
         return GradientResult(a[job_pb2.RESULT_FIELD_OUTPUTS], loss if self.layout.loss_mode else None,
-                              a[job_pb2.RESULT_FIELD_EDGE_GRADS], a[job_pb2.RESULT_FIELD_DELTAS])
+                              a[job_pb2.RESULT_FIELD_EDGE_GRADS], a[job_pb2.RESULT_FIELD_DELTAS],
+                              a.get(job_pb2.RESULT_FIELD_NORMS))

@@ -289,7 +289,9 @@ def test_a_result_over_the_size_limit_is_refused_naming_the_remedy_of_its_mode(n
     x, t = np.zeros((200, 4)), np.zeros((200, 3))
     with Client(server.address, timeout=30) as client:
         with pytest.raises(errors.ResourceExhausted, match=r"\(drop per_example \(--per-example\) for the batch's"
-                                                            r" summed gradient, or send a smaller batch\)$"):
+                                                            r" summed gradient \(norms or clip_norm, --norms/--clip-norm,"
+                                                            r" give each example's gradient norm or the clipped sum"
+                                                            r" without the rows\), or send a smaller batch\)$"):
             client.submit(NET, x, targets=t, loss="mse", per_example=True)
         with pytest.raises(errors.ResourceExhausted, match=r"\(use a loss for one gradient of the batch, or send"):
             client.submit(NET, x)
