@@ -22,9 +22,9 @@ import subprocess
 import sys
 import tempfile
 import threading
-from unittest import mock
 import time
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from unittest import mock
 
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

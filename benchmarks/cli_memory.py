@@ -18,8 +18,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 if __package__ in (None, ""):                         # run as a script: python benchmarks/cli_memory.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -93,7 +93,7 @@ class _Folder:
     def __init__(self, path: str) -> None:
         self.path = path
 
-    def __enter__(self) -> "_Folder":
+    def __enter__(self) -> _Folder:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -8,11 +8,12 @@ with the same C (``spec["clip_norm"]``), and return the clipped sum of the mean-
 from __future__ import annotations
 
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
-from .networks import batch as make_batch, build
+from .networks import batch as make_batch
+from .networks import build
 
 __all__ = ["serve"]
 

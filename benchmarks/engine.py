@@ -16,7 +16,7 @@ import os
 import platform
 import sys
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 if __package__ in (None, ""):                         # run as a script: python benchmarks/engine.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -29,8 +29,8 @@ from edgegrad import Network
 from edgegrad.engine.plan import clear_plan_cache, get_plan
 
 from . import networks, torch_baseline
-from .peers import run_peers
 from .numpy_baseline import mlp_grads, scatter_to_edges, targets_in_rows
+from .peers import run_peers
 from .timing import MiB, TorchChild, fmt_bytes, fmt_time, measure, paired, peak_bytes
 
 __all__ = ["main", "bench_network", "run_check"]

@@ -31,7 +31,8 @@ import socket
 import subprocess
 import sys
 import tempfile
-from typing import IO, Any, Mapping
+from collections.abc import Mapping
+from typing import IO, Any
 
 import redis
 from rq import Queue, Worker
@@ -149,7 +150,7 @@ class Links:
         """The command prefix that runs a program on host k."""
         return ["ip", "netns", "exec", self.namespaces[k - 1]]
 
-    def create(self) -> "Links":
+    def create(self) -> Links:
         """Make the bridge, the namespaces and the links; NamespacesUnavailable if not permitted."""
         reason = unavailable_reason()
         if reason:
@@ -198,7 +199,7 @@ class Links:
                 with contextlib.suppress(RuntimeError):
                     _ip("link", "delete", veth)
 
-    def __enter__(self) -> "Links":
+    def __enter__(self) -> Links:
         return self.create()
 
     def __exit__(self, *exc: object) -> None:
@@ -272,7 +273,7 @@ class HostFleet:
         finally:
             connection.close()
 
-    def start(self, timeout: float = 60.0) -> "HostFleet":
+    def start(self, timeout: float = 60.0) -> HostFleet:
         """Create the links, start Redis, the server and the workers; wait until every worker registered."""
         self.links.create()
         try:
@@ -306,7 +307,7 @@ class HostFleet:
                     shutil.rmtree(self._data_dir, ignore_errors=True)
                     self._data_dir = None
 
-    def __enter__(self) -> "HostFleet":
+    def __enter__(self) -> HostFleet:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

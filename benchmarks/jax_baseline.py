@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import jax
 
-    from .networks import batch as make_batch, build
+    from .networks import batch as make_batch
+    from .networks import build
     from .timing import serve_steps
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.jax_baseline")

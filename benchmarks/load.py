@@ -20,7 +20,7 @@ import os
 import sys
 import tempfile
 import time
-from typing import Callable
+from collections.abc import Callable
 
 if __package__ in (None, ""):                         # run as a script: python benchmarks/load.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 if __package__ in (None, ""):                         # run as a script: python benchmarks/memory.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -138,7 +139,8 @@ def run_peers(args: argparse.Namespace) -> None:
         if w.key == "mlp":
             layers = networks.dense_layers(net)
             rows = targets_in_rows(layers, net.output_index, T)
-            mine, theirs = paired(ours, lambda: mlp_grads(layers, X, rows), args.peer_rounds, 0)
+            mine, theirs = paired(ours, lambda layers=layers, X=X, rows=rows: mlp_grads(layers, X, rows),
+                                  args.peer_rounds, 0)
             results["numpy"] = (mine, theirs)
             numpy_time = fmt_time(float(np.median(theirs)))
             notes.append(f"numpy ÷ edgegrad {_fmt_ratio(mine, theirs)}")

@@ -15,7 +15,7 @@ import os
 import secrets
 import sys
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 if __package__ in (None, ""):                         # run as a script: python benchmarks/recovery.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -21,7 +21,7 @@ import secrets
 import subprocess
 import sys
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 if __package__ in (None, ""):                         # run as a script: python benchmarks/service.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

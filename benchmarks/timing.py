@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -179,7 +179,7 @@ class PeerChild:
             self._proc.stdout.close()
         self._stderr.close()
 
-    def __enter__(self) -> "PeerChild":
+    def __enter__(self) -> PeerChild:
         return self
 
     def __exit__(self, *exc: object) -> None:

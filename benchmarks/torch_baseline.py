@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from typing import Callable, NamedTuple, TextIO
+from collections.abc import Callable
+from typing import NamedTuple, TextIO
 
 import numpy as np
 
@@ -250,7 +251,8 @@ def _functional_step(model: LevelModel, mode: str, X: np.ndarray, T: np.ndarray
 def _timed_step(spec: dict, batch: int, seed: int, mode: str = "loss"
                 ) -> tuple[Callable[[], object], Callable[[], np.ndarray], str]:
     """(one step, edge gradients in file order, description) for ``spec``'s network in ``mode``."""
-    from .networks import batch as make_batch, build
+    from .networks import batch as make_batch
+    from .networks import build
 
     net = build(spec)
     X, T = make_batch(net, batch, seed)

@@ -33,8 +33,8 @@ import numpy as np
 import psutil
 
 from edgegrad.client import AsyncClient
-from edgegrad.jobs.record import RQ_RECORD_TTL
 from edgegrad.jobs.connections import sync_redis
+from edgegrad.jobs.record import RQ_RECORD_TTL
 from edgegrad.server.cluster import delete_namespace
 from edgegrad.settings import Settings
 

@@ -3,24 +3,34 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
 
-from edgegrad.wire.codec import network_to_proto
+from edgegrad.engine.result import GradientResult
 from edgegrad.errors import DeadlineExceeded, NotFound, Unavailable
 from edgegrad.model.network import Network
-from edgegrad.engine.result import GradientResult
 from edgegrad.v1 import job_pb2, service_pb2, service_pb2_grpc
+from edgegrad.wire.codec import network_to_proto
 from edgegrad.wire.rawchunk import RawChunk, as_message
 
 from .aiogroup import AsyncWatchGroup, open_async_group
-from .base import ClientBase, HandleBase, EventStreams
+from .base import ClientBase, EventStreams, HandleBase
 from .errors import from_rpc_error, is_retryable, stream_dropped
-from .options import Backoff, Deadline, DEFAULT_MAX_MESSAGE_BYTES
-from .protocol import (Prepared, Resume, list_request, lost_networks, merge_submitted, network_lost, prepare,
-                       submission, submit_batches)
+from .options import DEFAULT_MAX_MESSAGE_BYTES, Backoff, Deadline
+from .protocol import (
+    Prepared,
+    Resume,
+    list_request,
+    lost_networks,
+    merge_submitted,
+    network_lost,
+    prepare,
+    submission,
+    submit_batches,
+)
 
 __all__ = ["AsyncClient", "AsyncJobHandle"]
 
@@ -61,7 +71,7 @@ class AsyncClient(ClientBase):
         await asyncio.gather(*(group.stopped() for group in groups))
         await self._channel.close()
 
-    async def __aenter__(self) -> "AsyncClient":
+    async def __aenter__(self) -> AsyncClient:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -122,7 +132,7 @@ class AsyncClient(ClientBase):
                      timeout: float | None = None, request_id: str | None = None,
                      shard_rows: int | None = None,
                      upload_progress: Callable[[int, int], None] | None = None,
-                     norms: bool = False, clip_norm: float | None = None) -> "AsyncJobHandle":
+                     norms: bool = False, clip_norm: float | None = None) -> AsyncJobHandle:
         """Enqueue a job and return its handle at once (``shard_rows``: rows per shard; ``upload_progress``:
         told ``(rows_sent, rows_in_all)`` as each piece of a batch larger than one message is uploaded)."""
         prepared = prepare(net, inputs, targets, loss, reduction, per_example, dtype, request_id=request_id,
@@ -148,7 +158,7 @@ class AsyncClient(ClientBase):
         return await self._with_network(net, deadline, send)
 
     async def submit_many(self, requests: Sequence[dict[str, Any]], timeout: float | None = None
-                          ) -> list["AsyncJobHandle | Exception"]:
+                          ) -> list[AsyncJobHandle | Exception]:
         """Submit many independent jobs in one round trip: a handle or the error of each request, in order."""
         deadline = self._deadline(timeout)
         items: list[Any] = []
@@ -179,7 +189,7 @@ class AsyncClient(ClientBase):
                 answers[i] = answer
         return answers
 
-    async def _submit_items(self, items: list[Any], deadline: Deadline) -> list["AsyncJobHandle | Exception"]:
+    async def _submit_items(self, items: list[Any], deadline: Deadline) -> list[AsyncJobHandle | Exception]:
         """SubmitJobs for the requests among ``items`` (in calls that fit a message); answers in ``items``' order."""
         sent = [item for item in items if not isinstance(item, Exception)]
         replies = [await self._retrying(lambda left, call=call: self.stub.SubmitJobs(
@@ -221,7 +231,7 @@ class AsyncClient(ClientBase):
         await self._unary(self.stub.AckJob, service_pb2.AckJobRequest(name=name, seq=seq), timeout)
 
     def job(self, name: str, *, after_seq: int = 0, assemble: bool = True,
-            acknowledge: bool = True) -> "AsyncJobHandle":
+            acknowledge: bool = True) -> AsyncJobHandle:
         """A handle on an existing job by name; ``after_seq``, ``assemble``, ``acknowledge`` as in ``Client.job``."""
         return AsyncJobHandle(self, name, after_seq=after_seq, assemble=assemble, acknowledge=acknowledge)
 

@@ -7,7 +7,7 @@ import itertools
 import logging
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 __all__ = ["Alarm", "Alarms", "ALARMS"]
 

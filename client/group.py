@@ -13,7 +13,8 @@ from __future__ import annotations
 import threading
 import weakref
 from collections import deque
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import grpc
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import grpc
 
-from edgegrad.errors import DeadlineExceeded
 from edgegrad.engine.result import GradientResult
+from edgegrad.errors import DeadlineExceeded
 from edgegrad.v1 import job_pb2
 from edgegrad.wire.rawchunk import RawChunk, as_message
 

@@ -7,8 +7,8 @@ import numbers
 import os
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import grpc
 
@@ -41,7 +41,7 @@ class ConnectOptions:
     @classmethod
     def build(cls, target: str, *, tls: bool | None = None,
               root_certificates: bytes | str | os.PathLike[str] | None = None,
-              token: str | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> "ConnectOptions":
+              token: str | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> ConnectOptions:
         """Normalise user arguments; ``EDGEGRAD_TOKEN`` supplies the token when none is given."""
         if not isinstance(target, str) or not target.strip():
             raise InvalidInput("target: expected HOST:PORT, got an empty string")
@@ -101,7 +101,7 @@ class Backoff:
     attempts: int | None = None  #: tries in all, the first included (None: see above)
     give_up_after: float = 30.0
 
-    def delays(self, deadline: "Deadline | None" = None) -> Iterator[float]:
+    def delays(self, deadline: Deadline | None = None) -> Iterator[float]:
         """The pauses before the 2nd, 3rd, ... tries."""
         bounded_by_deadline = deadline is not None and deadline.timeout is not None
         ceiling, waited, pauses = self.initial, 0.0, 0

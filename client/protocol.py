@@ -6,21 +6,21 @@ The sync and async clients share everything here and differ only in how they wai
 from __future__ import annotations
 
 import uuid
-from typing import Any, Callable, Iterator, NamedTuple
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from edgegrad.engine.batch import check_options
 from edgegrad.engine.clipping import check_clipping
-from edgegrad.wire.codec import network_to_proto, tensor_from_array
-from edgegrad.wire.chunking import ResultAssembler, buffered_chunk_limit
-from edgegrad.wire.rawchunk import RawChunk
+from edgegrad.engine.result import GradientResult
 from edgegrad.errors import EdgegradError, FailedPrecondition, InvalidInput, NotFound, Unavailable
 from edgegrad.model.network import Network
-from edgegrad.engine.result import GradientResult
-from edgegrad.v1 import job_pb2, service_pb2
-
 from edgegrad.status import from_status, job_error
+from edgegrad.v1 import job_pb2, service_pb2
+from edgegrad.wire.chunking import ResultAssembler, buffered_chunk_limit
+from edgegrad.wire.codec import network_to_proto, tensor_from_array
+from edgegrad.wire.rawchunk import RawChunk
 
 from .options import Backoff, Deadline
 

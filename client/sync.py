@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterator, Sequence, TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import grpc
 
-from edgegrad.wire.codec import network_to_proto
+from edgegrad.engine.result import GradientResult
 from edgegrad.errors import NotFound
 from edgegrad.model.network import Network
-from edgegrad.engine.result import GradientResult
 from edgegrad.v1 import job_pb2, service_pb2, service_pb2_grpc
+from edgegrad.wire.codec import network_to_proto
 
 from .base import ClientBase, EventStreams
 from .errors import from_rpc_error, is_retryable
 from .job import JobHandle
-from .options import Backoff, Deadline, DEFAULT_MAX_MESSAGE_BYTES
-from .protocol import (Prepared, list_request, lost_networks, merge_submitted, network_lost, prepare, submission,
-                       submit_batches)
+from .options import DEFAULT_MAX_MESSAGE_BYTES, Backoff, Deadline
+from .protocol import (
+    Prepared,
+    list_request,
+    lost_networks,
+    merge_submitted,
+    network_lost,
+    prepare,
+    submission,
+    submit_batches,
+)
 
 __all__ = ["Client"]
 
@@ -57,7 +66,7 @@ class Client(ClientBase):
         """Close the channel; open job handles stop working."""
         self._channel.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -136,7 +145,7 @@ class Client(ClientBase):
         return self._with_network(net, deadline, send)
 
     def submit_many(self, requests: Sequence[dict[str, Any]], timeout: float | None = None
-                    ) -> list["JobHandle | Exception"]:
+                    ) -> list[JobHandle | Exception]:
         """Submit many independent jobs in one round trip: a handle or the error of each request, in order.
 
         Each request is a dict of ``submit``'s keyword arguments (``net``, ``inputs``, ``targets``,
@@ -171,7 +180,7 @@ class Client(ClientBase):
                 answers[i] = answer
         return answers
 
-    def _submit_items(self, items: list[Any], deadline: Deadline) -> list["JobHandle | Exception"]:
+    def _submit_items(self, items: list[Any], deadline: Deadline) -> list[JobHandle | Exception]:
         """SubmitJobs for the requests among ``items`` (in calls that fit a message); answers in ``items``' order."""
         sent = [item for item in items if not isinstance(item, Exception)]
         replies = [self._retrying(lambda left, call=call: self.stub.SubmitJobs(call, timeout=left,

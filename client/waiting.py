@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Awaitable, Iterable
+from typing import Any
 
 from edgegrad.v1 import job_pb2
 
@@ -28,7 +29,7 @@ def _in_event_loop() -> bool:
 
 
 def wait_all(handles: Iterable[Any], timeout: float | None = None
-             ) -> "list[job_pb2.Job | Exception] | Awaitable[list[job_pb2.Job | Exception]]":
+             ) -> list[job_pb2.Job | Exception] | Awaitable[list[job_pb2.Job | Exception]]:
     """Wait until every job ends: one entry per item, in order, the job's final ``Job`` record or,
     where ``submit_many`` answered an item with an error, that error in its place.
 
@@ -51,7 +52,7 @@ def wait_all(handles: Iterable[Any], timeout: float | None = None
     return [item if isinstance(item, Exception) else next(finals) for item in items]
 
 
-async def async_wait_all(handles: Iterable[Any], timeout: float | None = None) -> list["job_pb2.Job | Exception"]:
+async def async_wait_all(handles: Iterable[Any], timeout: float | None = None) -> list[job_pb2.Job | Exception]:
     """Wait until every asyncio handle's job ends: their final jobs in order, ``submit_many``'s errors in place."""
     deadline = Deadline(timeout)
     items = list(handles)

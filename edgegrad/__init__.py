@@ -9,7 +9,8 @@ from .errors import EdgegradError, InvalidInput, NotFound
 from .model.network import Network
 
 if _typing.TYPE_CHECKING:  # pragma: no cover
-    from . import draw as draw, interop as interop
+    from . import draw as draw
+    from . import interop as interop
     from .client import AsyncClient, Client, async_wait_all, wait_all
 
 __all__ = [

@@ -34,7 +34,7 @@ MAX_QUOTED_CHARS = 200
 #: client's default 8 KiB trailer limit, so the caller sees our status rather than RESOURCE_EXHAUSTED
 MAX_MESSAGE_BYTES = 800
 _ELLIPSIS = "…"
-_LONG_RUN = re.compile(r"\S{%d,}" % (MAX_QUOTED_CHARS + 1))
+_LONG_RUN = re.compile(rf"\S{{{MAX_QUOTED_CHARS + 1},}}")
 
 
 def bounded(text: str, max_bytes: int = MAX_MESSAGE_BYTES) -> str:

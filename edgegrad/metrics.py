@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from typing import Iterable
+from collections.abc import Iterable
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, disable_created_metrics, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import InvalidInput
 
@@ -69,7 +70,7 @@ class Settings:
     log_format: str = "text"                #: service log lines: text, or json (one object a line)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Defaults, then environment variables, then ``overrides`` (non-None values)."""
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
@@ -96,7 +97,7 @@ class Settings:
         text = (os.environ if environ is None else environ).get(var, "").strip()
         return _parse(text, _TYPES[name], var) if text else None
 
-    def with_(self, **changes: Any) -> "Settings":
+    def with_(self, **changes: Any) -> Settings:
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
 

@@ -6,8 +6,9 @@ import asyncio
 import functools
 import logging
 import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2, message_factory
@@ -21,8 +22,8 @@ from edgegrad.settings import Settings
 from edgegrad.v1 import network_pb2, service_pb2
 
 from .auth import DENIED, Authenticator, TokenAuthInterceptor, load_tokens
-from .reflection import enable_reflection
 from .multiwatch import watch_many
+from .reflection import enable_reflection
 from .service import Service
 from .status import SERVICE_ERRORS, abort
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 import grpc
 
 from edgegrad.errors import InvalidInput
-from edgegrad.settings import ENV_NAMES, Settings
 from edgegrad.jobs.tenants import DEFAULT_TENANT, check_tenant
+from edgegrad.settings import ENV_NAMES, Settings
 
 __all__ = ["Authenticator", "TokenAuthInterceptor", "OPEN_METHODS", "DENIED", "load_tokens", "parse_token_lines"]
 

@@ -92,7 +92,7 @@ class Cluster:
         """The rq name of the index-th worker started."""
         return f"{self.settings.queue}.w{index}.{os.getpid()}"
 
-    def start(self, timeout: float = 30.0) -> "Cluster":
+    def start(self, timeout: float = 30.0) -> Cluster:
         """Start the server (waiting until it listens) and the workers."""
         self.server = subprocess.Popen(
             [self.python, "-m", "edgegrad", "server", "--listen", f"{self.host}:{self.port}", *self._log_args()],
@@ -169,7 +169,7 @@ class Cluster:
         if self.server is not None and self.server.stdout:
             self.server.stdout.close()
 
-    def __enter__(self) -> "Cluster":
+    def __enter__(self) -> Cluster:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

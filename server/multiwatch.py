@@ -9,7 +9,7 @@ cannot go on gets one error event and leaves the set; the others go on.
 from __future__ import annotations
 
 import functools
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from google.protobuf.timestamp_pb2 import Timestamp
 

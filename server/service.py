@@ -7,28 +7,28 @@ import functools
 import hashlib
 import logging
 import time
-from typing import AsyncIterator, Awaitable, Callable, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 import numpy as np
-
-from edgegrad import __version__, joblog, metrics
-from edgegrad.model.activations import ACTIVATION_NAMES
-from edgegrad.engine.batch import DTYPES, check_options
-from edgegrad.engine.clipping import check_clipping
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from edgegrad import __version__, joblog, metrics
+from edgegrad.engine.batch import DTYPES, check_options
+from edgegrad.engine.clipping import check_clipping
+from edgegrad.engine.losses import LOSSES, REDUCTIONS
+from edgegrad.errors import EdgegradError, FailedPrecondition, InvalidInput, NotFound, ResourceExhausted, Unavailable
+from edgegrad.jobs.record import initial_fields, job_from_fields, job_id_from_name, new_job_id
+from edgegrad.jobs.server_store import JobStore, NetworkMeta
+from edgegrad.jobs.sharding import shard_rows_for
+from edgegrad.jobs.stream import CHUNK, DONE, STATE, StreamCursor, acked_chunks, check_after_seq
+from edgegrad.model.activations import ACTIVATION_NAMES
+from edgegrad.settings import Settings
+from edgegrad.v1 import job_pb2, network_pb2, service_pb2, tensor_pb2
 from edgegrad.wire.chunking import result_bytes, result_layout
 from edgegrad.wire.codec import array_from_tensor, network_from_proto
 from edgegrad.wire.framing import chunk_event
-from edgegrad.errors import (EdgegradError, FailedPrecondition, InvalidInput, NotFound, ResourceExhausted, Unavailable)
-from edgegrad.jobs.record import initial_fields, job_from_fields, job_id_from_name, new_job_id
-from edgegrad.jobs.server_store import JobStore, NetworkMeta
-from edgegrad.engine.losses import LOSSES, REDUCTIONS
-from edgegrad.settings import Settings
-from edgegrad.jobs.sharding import shard_rows_for
-from edgegrad.jobs.stream import CHUNK, DONE, STATE, StreamCursor, acked_chunks, check_after_seq
 from edgegrad.wire.uploads import UploadChecker, check_upload, pieces_of
-from edgegrad.v1 import job_pb2, network_pb2, service_pb2, tensor_pb2
 
 from .status import SERVICE_ERRORS, as_edgegrad_error, rich_status
 

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 from edgegrad.logs import LOG_LEVELS
 
@@ -247,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
                 embedded.stop()
 
 
-def _wait_serving(cluster: "Cluster", stop: threading.Event, timeout: float = 30.0) -> None:
+def _wait_serving(cluster: Cluster, stop: threading.Event, timeout: float = 30.0) -> None:
     """Block until the server's grpc.health.v1 check says SERVING (or a stop signal arrives)."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -275,7 +275,7 @@ def _wait_serving(cluster: "Cluster", stop: threading.Event, timeout: float = 30
             stop.wait(0.1)
 
 
-def _supervise(cluster: "Cluster", stop: threading.Event) -> int:
+def _supervise(cluster: Cluster, stop: threading.Event) -> int:
     """Wait for a stop signal; replace workers that die; 1 if the server itself dies."""
     while not stop.wait(0.5):
         if cluster.server is not None and cluster.server.poll() is not None:

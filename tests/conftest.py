@@ -5,7 +5,7 @@ needs neither; the service tests' Redis is arranged in tests/service/conftest.py
 from __future__ import annotations
 
 import os
-from typing import Iterator
+from collections.abc import Iterator
 from unittest import mock
 
 import pytest

@@ -14,8 +14,9 @@ networks in tests only.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -48,45 +49,45 @@ class Var:
 
     __slots__ = ("data", "parents")
 
-    def __init__(self, data: float, parents: tuple[tuple["Var", float], ...] = ()) -> None:
+    def __init__(self, data: float, parents: tuple[tuple[Var, float], ...] = ()) -> None:
         self.data = float(data)
         self.parents = parents
 
-    def __add__(self, other: "Var | float") -> "Var":
+    def __add__(self, other: Var | float) -> Var:
         other = _var(other)
         return Var(self.data + other.data, ((self, 1.0), (other, 1.0)))
 
     __radd__ = __add__
 
-    def __mul__(self, other: "Var | float") -> "Var":
+    def __mul__(self, other: Var | float) -> Var:
         other = _var(other)
         return Var(self.data * other.data, ((self, other.data), (other, self.data)))
 
     __rmul__ = __mul__
 
-    def __neg__(self) -> "Var":
+    def __neg__(self) -> Var:
         return Var(-self.data, ((self, -1.0),))
 
-    def __sub__(self, other: "Var | float") -> "Var":
+    def __sub__(self, other: Var | float) -> Var:
         return self + (-_var(other))
 
-    def __rsub__(self, other: float) -> "Var":
+    def __rsub__(self, other: float) -> Var:
         return _var(other) + (-self)
 
-    def exp(self) -> "Var":
+    def exp(self) -> Var:
         """e**self."""
         value = math.exp(self.data)
         return Var(value, ((self, value),))
 
-    def log(self) -> "Var":
+    def log(self) -> Var:
         """Natural log (self must be positive)."""
         return Var(math.log(self.data), ((self, 1.0 / self.data),))
 
-    def square(self) -> "Var":
+    def square(self) -> Var:
         """self**2."""
         return Var(self.data * self.data, ((self, 2.0 * self.data),))
 
-    def unary(self, value: float, derivative: float) -> "Var":
+    def unary(self, value: float, derivative: float) -> Var:
         """A node with a given value and local derivative (how activations enter the graph)."""
         return Var(value, ((self, derivative),))
 
@@ -94,7 +95,7 @@ class Var:
         return f"Var({self.data!r})"
 
 
-def _var(x: "Var | float") -> Var:
+def _var(x: Var | float) -> Var:
     return x if isinstance(x, Var) else Var(float(x))
 
 
@@ -396,7 +397,7 @@ def numeric_gradient(f: Callable[[np.ndarray], Any], params: Sequence[float], h:
     p = np.array(params, dtype=np.float64)
     cols = []
     for i in range(p.size):
-        def at(step: float) -> np.ndarray:
+        def at(step: float, i: int = i) -> np.ndarray:
             q = p.copy()
             q[i] += step
             return np.asarray(f(q), dtype=np.float64)

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks import networks  # noqa: E402
+from reference import assert_agrees, reference_gradients  # noqa: E402
 
 import edgegrad  # noqa: E402
-from reference import assert_agrees, reference_gradients  # noqa: E402
+from benchmarks import networks  # noqa: E402
 
 
 def test_irregular_dag_shape_and_reproducibility() -> None:

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from edgegrad.cli import main
-from edgegrad.cli import remote
+from edgegrad.cli import main, remote
 
 ROOT = Path(__file__).resolve().parent.parent
 XOR = str(ROOT / "examples" / "xor.json")

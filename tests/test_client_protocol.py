@@ -11,11 +11,11 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 import edgegrad
 from edgegrad import errors
-from edgegrad.wire import chunking, codec
 from edgegrad.client.errors import from_status, job_error
 from edgegrad.client.options import Backoff, ConnectOptions, Deadline
 from edgegrad.client.protocol import WatchState, build_request
 from edgegrad.v1 import job_pb2
+from edgegrad.wire import chunking, codec
 
 NET = edgegrad.Network.from_dict({
     "inputs": ["x1", "x2"], "outputs": ["y", "h1"],

@@ -7,10 +7,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-import edgegrad
-from edgegrad import Network
-from edgegrad.engine.api import node_values
 from dags import ALL_ACTIVATIONS, kink_distance
 from reference import (
     activation_derivative,
@@ -20,6 +16,10 @@ from reference import (
     reference_forward,
     reference_gradients,
 )
+
+import edgegrad
+from edgegrad import Network
+from edgegrad.engine.api import node_values
 
 pytestmark = pytest.mark.usefixtures("each_kernel")  # every test on the numpy and the compiled kernels
 

@@ -6,13 +6,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from dags import network_seeds, permuted, random_inputs, random_network_dict, random_targets
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reference import reference_gradients
 
 import edgegrad
 from edgegrad import Network
-from dags import network_seeds, permuted, random_inputs, random_network_dict, random_targets
-from reference import reference_gradients
 
 pytestmark = pytest.mark.usefixtures("each_kernel")  # every test on the numpy and the compiled kernels
 

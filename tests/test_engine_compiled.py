@@ -13,17 +13,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dags import ALL_ACTIVATIONS, random_inputs, random_network_dict, random_targets
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reference import LOSSES, assert_agrees, reference_gradients
 
 import edgegrad
 from edgegrad import InvalidInput, Network
-from edgegrad.settings import Settings
 from edgegrad.engine import kernel as seam
 from edgegrad.engine import numba_kernel, passes, pool
 from edgegrad.engine import plan as plans
-from dags import ALL_ACTIVATIONS, random_inputs, random_network_dict, random_targets
-from reference import LOSSES, assert_agrees, reference_gradients
+from edgegrad.settings import Settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks import networks  # noqa: E402

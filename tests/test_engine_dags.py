@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from dags import random_inputs, random_network_dict, random_targets
+from reference import LOSSES, assert_agrees, reference_forward, reference_gradients
 
 import edgegrad
 from edgegrad import Network
 from edgegrad.engine.api import node_values
-from dags import random_inputs, random_network_dict, random_targets
-from reference import LOSSES, assert_agrees, reference_forward, reference_gradients
 
 pytestmark = pytest.mark.usefixtures("each_kernel")  # every test on the numpy and the compiled kernels
 

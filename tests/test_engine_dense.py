@@ -6,14 +6,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from dags import random_inputs, random_network_dict
+from reference import assert_agrees, reference_gradients
 
 import edgegrad
 from edgegrad import Network
 from edgegrad.engine import plan as plans
 from edgegrad.engine.api import node_values
 from edgegrad.model.activations import ACTIVATIONS
-from dags import random_inputs, random_network_dict
-from reference import assert_agrees, reference_gradients
 
 pytestmark = pytest.mark.usefixtures("each_kernel")  # every test on the numpy and the compiled kernels
 

@@ -6,9 +6,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-import edgegrad
-from edgegrad import Network
 from dags import kink_distance, random_inputs, random_network_dict, random_targets
 from reference import (
     LOSSES,
@@ -18,6 +15,9 @@ from reference import (
     reference_forward,
     reference_gradients,
 )
+
+import edgegrad
+from edgegrad import Network
 
 pytestmark = pytest.mark.usefixtures("each_kernel")  # every test on the numpy and the compiled kernels
 
@@ -69,7 +69,7 @@ def test_per_example_rows_match_finite_differences(loss: str, reduction: str) ->
     assert res.edge_grads.shape == (B, net.n_edges) and res.deltas.shape == (B, net.n_nodes)
     share = 1.0 / B if reduction == "mean" else 1.0
     for b in range(B):
-        def L(w=None, bias=None) -> float:
+        def L(w=None, bias=None, b=b) -> float:
             return share * edgegrad.gradients(_with(net, w, bias), X[b:b + 1], targets=T[b:b + 1], loss=loss,
                                               reduction=reduction).loss
         np.testing.assert_allclose(res.edge_grads[b], numeric_gradient(lambda w: L(w=w), net.weights),

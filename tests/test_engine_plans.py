@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from dags import random_inputs, random_network_dict
+from reference import assert_agrees, reference_gradients
 
 import edgegrad
 from edgegrad import Network
-from dags import random_inputs, random_network_dict
-from reference import assert_agrees, reference_gradients
 
 pytestmark = pytest.mark.usefixtures("each_kernel")  # every test on the numpy and the compiled kernels
 

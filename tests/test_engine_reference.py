@@ -9,7 +9,6 @@ import math
 
 import numpy as np
 import pytest
-
 from dags import ALL_ACTIVATIONS, kink_distance, random_inputs, random_network_dict, random_targets
 from reference import (
     LOSSES,

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
+from dags import ALL_ACTIVATIONS, random_network_dict, random_targets
+from reference import assert_agrees, reference_gradients
 
 import edgegrad
 from edgegrad import InvalidInput, Network
-from dags import ALL_ACTIVATIONS, random_network_dict, random_targets
-from reference import assert_agrees, reference_gradients
 
 pytestmark = pytest.mark.usefixtures("each_kernel")  # every test on the numpy and the compiled kernels
 

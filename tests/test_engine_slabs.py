@@ -8,13 +8,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from dags import random_inputs, random_network, random_targets
 
 import edgegrad
 from edgegrad import InvalidInput, Network
-from edgegrad.engine import memory
-from edgegrad.engine import workspace
+from edgegrad.engine import memory, workspace
 from edgegrad.engine.api import fold_partials, partial_gradients, working_memory_bytes
-from dags import random_inputs, random_network, random_targets
 
 pytestmark = pytest.mark.usefixtures("each_kernel")  # every test on the numpy and the compiled kernels
 
@@ -202,7 +201,7 @@ def test_peak_memory_is_bounded_by_the_estimate_not_the_batch(monkeypatch, loss,
         X = random_inputs(0, B, net.n_inputs)
         T = random_targets(0, "mse", B, net.n_outputs) if loss else None
         edgegrad.gradients(net, X[:2], targets=None if T is None else T[:2], loss=loss, per_example=per_example)
-        peak = _traced_peak(lambda: edgegrad.gradients(net, X, targets=T, loss=loss, per_example=per_example))
+        peak = _traced_peak(lambda X=X, T=T: edgegrad.gradients(net, X, targets=T, loss=loss, per_example=per_example))
         estimate = working_memory_bytes(net.n_inputs, net.n_nodes, net.n_edges, net.n_outputs, B, loss,
                                         per_example, "float64", widest_level=widest)
         result = memory.result_bytes_per_row(net.n_nodes, net.n_edges, net.n_outputs, loss, per_example) * B
@@ -229,8 +228,9 @@ def test_rows_for_budget_is_the_largest_fitting_row_count() -> None:
     for loss, per_example in MODES:
         budget = 512 << 20
         rows = memory.rows_for_budget(budget, *shape, loss, per_example)
-        need = lambda r: (working_memory_bytes(*shape, r, loss, per_example)  # noqa: E731
-                          + 8 * (shape[0] + (shape[3] if loss else 0)) * r)
+        def need(r: int, loss: str | None = loss, per_example: bool = per_example) -> int:
+            return working_memory_bytes(*shape, r, loss, per_example) + 8 * (shape[0] + (shape[3] if loss else 0)) * r
+
         assert rows > 0 and need(rows) <= budget < need(rows + 1)
     assert memory.rows_for_budget(1000, *shape, "mse", False) == 0
 

@@ -7,11 +7,12 @@ import re
 from pathlib import Path
 
 import pytest
+from dags import random_network_dict
 
 from edgegrad import Network
-from edgegrad.engine import kernel, plan as plans
+from edgegrad.engine import kernel
+from edgegrad.engine import plan as plans
 from edgegrad.engine.numba_kernel import NumbaKernel
-from dags import random_network_dict
 
 ENGINE = Path(kernel.__file__).resolve().parent
 

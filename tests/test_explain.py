@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dags import random_inputs, random_network, random_targets
 
 import edgegrad
-from dags import random_inputs, random_network, random_targets
 from edgegrad import InvalidInput, Network
 from edgegrad.engine.explain import explain_edge, render
 

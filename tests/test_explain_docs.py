@@ -9,8 +9,8 @@ import pytest
 
 import edgegrad
 from edgegrad import Network
-from edgegrad.engine.explain import explain_edge, render
 from edgegrad.cli.io import dumps_result
+from edgegrad.engine.explain import explain_edge, render
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "docs" / "math.md").read_text(encoding="utf-8")

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from dags import random_network
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,7 +16,6 @@ import edgegrad.model.ids as ids_module
 from edgegrad import InvalidInput, Network
 from edgegrad.model.graph import check_edges, edge_keys, topological_levels
 from edgegrad.model.ids import IdIndex
-from dags import random_network
 
 ID_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=6)
 

@@ -7,9 +7,9 @@ import sys
 
 import numpy as np
 import pytest
+from dags import random_network
 
 import edgegrad
-from dags import random_network
 from edgegrad.interop.layers import layer_grads
 
 nx = pytest.importorskip("networkx", reason="networkx not installed (pip install 'edgegrad[networkx]')")

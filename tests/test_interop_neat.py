@@ -23,7 +23,7 @@ OVERRIDES = {
 }
 
 
-def _config(tmp_path: Path, **extra: str) -> "neat.Config":
+def _config(tmp_path: Path, **extra: str) -> neat.Config:
     lines = []
     for line in CONFIG.read_text().splitlines():
         key = line.split("=")[0].strip()
@@ -35,14 +35,14 @@ def _config(tmp_path: Path, **extra: str) -> "neat.Config":
                        neat.DefaultStagnation, str(path))
 
 
-def _evolved(config: "neat.Config", generations: int = 25, seed: int = 7) -> list:
+def _evolved(config: neat.Config, generations: int = 25, seed: int = 7) -> list:
     """Every genome of each generation of a real neat run (its own mutations and crossover)."""
     random.seed(seed)
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(6, 3))
     seen: list = []
 
-    def fitness(genomes: list, cfg: "neat.Config") -> None:
+    def fitness(genomes: list, cfg: neat.Config) -> None:
         for _, g in genomes:
             net = neat.nn.FeedForwardNetwork.create(g, cfg)
             g.fitness = -float(sum(abs(v) for x in X for v in net.activate(x.tolist())))
@@ -63,7 +63,7 @@ def evolved(tmp_path_factory: pytest.TempPathFactory) -> tuple:
     return config, _evolved(config)
 
 
-def _neat_outputs(genome: object, config: "neat.Config", X: np.ndarray) -> np.ndarray:
+def _neat_outputs(genome: object, config: neat.Config, X: np.ndarray) -> np.ndarray:
     net = neat.nn.FeedForwardNetwork.create(genome, config)
     return np.array([net.activate(x.tolist()) for x in X])
 
@@ -105,7 +105,7 @@ def test_genome_gradients_are_derivatives_of_neat_outputs_in_the_genome_weights(
     assert checked == 40
 
 
-def _central_difference(genome: object, config: "neat.Config", X: np.ndarray, gene: object, attr: str,
+def _central_difference(genome: object, config: neat.Config, X: np.ndarray, gene: object, attr: str,
                         h: float = 1e-6) -> np.ndarray:
     """d(neat's outputs)/d(gene.attr) by central differences (B×K); the gene is left as it was."""
     value = getattr(gene, attr)

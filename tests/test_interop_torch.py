@@ -14,7 +14,7 @@ nn = torch.nn
 RTOL, ATOL = 1e-9, 1e-12
 
 
-def _module(seed: int) -> "nn.Sequential":
+def _module(seed: int) -> nn.Sequential:
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(4, 7), nn.Tanh(), nn.Linear(7, 6), nn.GELU(), nn.Linear(6, 5), nn.SiLU(),
                          nn.Sequential(nn.Linear(5, 5), nn.ELU()), nn.Linear(5, 4), nn.LeakyReLU(),
@@ -22,11 +22,11 @@ def _module(seed: int) -> "nn.Sequential":
                          nn.Linear(3, 2), nn.Identity(), nn.Linear(2, 2), nn.Sigmoid())
 
 
-def _linears(module: "nn.Module") -> list:
+def _linears(module: nn.Module) -> list:
     return [m for m in module.modules() if type(m) is nn.Linear]
 
 
-def _torch_grads(module: "nn.Module", loss: "torch.Tensor") -> tuple[list[np.ndarray], list[np.ndarray]]:
+def _torch_grads(module: nn.Module, loss: torch.Tensor) -> tuple[list[np.ndarray], list[np.ndarray]]:
     lin = _linears(module)
     params = [m.weight for m in lin] + [m.bias for m in lin if m.bias is not None]
     grads = torch.autograd.grad(loss, params, retain_graph=True)

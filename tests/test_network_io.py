@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dags import network_seeds, permuted, random_inputs, random_network_dict
 from hypothesis import given, settings
 
 import edgegrad
 from edgegrad import Network
-from dags import network_seeds, permuted, random_inputs, random_network_dict
 
 
 @settings(max_examples=20, deadline=None)

@@ -12,18 +12,19 @@ import json
 import math
 import random
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
+from dags import random_network_dict
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from edgegrad import InvalidInput, Network
 from edgegrad.model.checks import JsonObject
 from edgegrad.model.network_json import read_columns
-from dags import random_network_dict
 
 BOM = b"\xef\xbb\xbf"
 

@@ -6,16 +6,17 @@ import copy
 import json
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
+from dags import random_network_dict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgegrad import InvalidInput, Network
-from dags import random_network_dict
 
 GOOD: dict[str, Any] = {
     "format": "edgegrad.network/v1",

@@ -7,7 +7,8 @@ from __future__ import annotations
 import enum
 import os
 import types
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import hiredis
 import pytest

@@ -11,9 +11,9 @@ import pytest
 
 import edgegrad
 from edgegrad import Network
-from edgegrad.wire.chunking import result_chunks, result_layout
-from edgegrad.errors import InvalidInput
 from edgegrad.cli.resultfiles import PROGRESS_NAME, ResultWriter, check_out, data_dir
+from edgegrad.errors import InvalidInput
+from edgegrad.wire.chunking import result_chunks, result_layout
 
 ROOT = Path(__file__).resolve().parent.parent
 XOR = Network.load(str(ROOT / "examples" / "xor.json"))

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from edgegrad.errors import ResourceExhausted
 from edgegrad.engine.memory import working_memory_bytes
+from edgegrad.errors import ResourceExhausted
 from edgegrad.jobs.sharding import MIN_SHARD_ROWS, WORK_PER_SECOND, shard_rows_for
 
 META = SimpleNamespace(n_inputs=64, n_nodes=1000, n_edges=10_000, n_outputs=8, widest_level=62)

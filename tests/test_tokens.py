@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from edgegrad.errors import InvalidInput
+from edgegrad.jobs.tenants import DEFAULT_TENANT, check_tenant
 from edgegrad.server.auth import Authenticator, load_tokens, parse_token_lines
 from edgegrad.settings import Settings
-from edgegrad.jobs.tenants import DEFAULT_TENANT, check_tenant
 
 
 def test_lines_are_tenant_then_token_and_one_field_is_a_default_token() -> None:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from edgegrad.errors import InvalidInput
-from edgegrad.wire.chunking import ResultAssembler, result_layout, result_chunks
-from edgegrad.wire.framing import chunk_event, length_delimited, varint
-from edgegrad.wire.rawchunk import RawChunk, as_message, decode_event
 from edgegrad.engine.result import GradientResult
+from edgegrad.errors import InvalidInput
 from edgegrad.jobs.server_store import NetworkMeta
 from edgegrad.v1 import job_pb2, tensor_pb2
+from edgegrad.wire.chunking import ResultAssembler, result_chunks, result_layout
+from edgegrad.wire.framing import chunk_event, length_delimited, varint
+from edgegrad.wire.rawchunk import RawChunk, as_message, decode_event
 
 _U64 = st.integers(0, 2**64 - 1)
 
@@ -75,7 +76,7 @@ def _decodes_as_protobuf_does(raw: bytes) -> None:
     try:
         expected = job_pb2.JobEvent.FromString(raw)
     except Exception:
-        with pytest.raises(Exception):
+        with pytest.raises(Exception):  # noqa: B017 - whatever it raises: protobuf's own parser refused it too
             decode_event(raw)
         return
     decoded = decode_event(raw)

@@ -26,7 +26,7 @@ def _messages(loss: str | None, per_example: bool, dtype: str, shard_rows: int) 
     rows = {f.field: tuple(int(s) for s in f.shape[1:]) for f in layout.fields}
     out = []
     plans = plan_chunks(layout)
-    for (seq, payload), p in zip(chunk_payloads(arrays, layout, plans, shard=3), plans):
+    for (_seq, payload), p in zip(chunk_payloads(arrays, layout, plans, shard=3), plans):
         shape = (p.row_stop - p.row_start, *rows[p.field]) if p.whole_rows else (p.stop - p.start,)
         data = arrays[p.field][p.start:p.stop].tobytes()
         expected = job_pb2.ResultChunk(field=p.field, start=p.start, stop=p.stop, row_start=p.row_start,

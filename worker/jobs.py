@@ -12,25 +12,35 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from edgegrad import joblog
 from edgegrad.engine.api import fold_partials, partial_gradients
-from edgegrad.wire.chunking import (buffered_chunk_limit, chunk_parts, field_arrays, is_summed, numpy_dtype,
-                                    result_bytes, shard_bounds, shard_chunk_plans, summed_chunk_plans)
-from edgegrad.wire.codec import array_from_tensor
-from edgegrad.errors import EdgegradError, InvalidInput
-from edgegrad.jobs.contract import FAILED, JOB_FUNCTION, SUCCEEDED
-from edgegrad.jobs.record import error_fields, final_state, loss_fields
 from edgegrad.engine.overflow import result_overflow_message
 from edgegrad.engine.plan import get_plan
 from edgegrad.engine.result import GradientResult
-from edgegrad.settings import Settings
+from edgegrad.errors import EdgegradError, InvalidInput
+from edgegrad.jobs.contract import FAILED, JOB_FUNCTION, SUCCEEDED
+from edgegrad.jobs.record import error_fields, final_state, loss_fields
 from edgegrad.jobs.tenants import DEFAULT_TENANT
-from edgegrad.v1 import job_pb2
 from edgegrad.jobs.worker_store import EMIT_WRITTEN, Started, WorkerStore
+from edgegrad.settings import Settings
+from edgegrad.v1 import job_pb2
+from edgegrad.wire.chunking import (
+    buffered_chunk_limit,
+    chunk_parts,
+    field_arrays,
+    is_summed,
+    numpy_dtype,
+    result_bytes,
+    shard_bounds,
+    shard_chunk_plans,
+    summed_chunk_plans,
+)
+from edgegrad.wire.codec import array_from_tensor
 
 from .outage import REDIS_DOWN
 

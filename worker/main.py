@@ -47,15 +47,14 @@ def run(args: argparse.Namespace) -> int:
     """Run the worker; returns the exit status (2 for a bad setting or a Redis that refuses it).
 
     A Redis that does not answer yet is waited for, and an outage later on is ridden out."""
+    from edgegrad.jobs.worker_store import WorkerStore, worker_redis
     from edgegrad.logs import configure_logging
     from edgegrad.metrics import serve_metrics
 
     from .jobs import set_store
     from .naming import NameInUse, clear_stale_registration, default_name
-    from .runner import make_worker
-    from edgegrad.jobs.worker_store import WorkerStore, worker_redis
-
     from .outage import REDIS_DOWN, Outage
+    from .runner import make_worker
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s worker %(levelname)s %(message)s")
     try:

@@ -11,12 +11,11 @@ import shlex
 import signal
 from typing import Any
 
-
+from ..errors import InvalidInput, Unavailable
 from .common import EXIT_INTERRUPTED, EXIT_UNREACHABLE, CommandFailure, add_batch_args, check_mode_flags, load_batch
+from .io import result_labels
 from .progress import Progress, format_seconds
 from .remote import HeldInterrupts, add_server_argument, connect, job_failure, say, server_address, stream_backoff
-from ..errors import InvalidInput, Unavailable
-from .io import result_labels
 from .resultfiles import ResultWriter, RowProgress, check_out, partial_place
 
 #: the largest --shard-rows the wire carries (a uint64)

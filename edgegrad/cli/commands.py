@@ -12,12 +12,12 @@ import argparse
 import importlib
 import os
 import sys
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .. import __version__
 from ..errors import EdgegradError
-from .common import (EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, CommandFailure, Parser, UsageError,
-                     rpc_message)
+from .common import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, CommandFailure, Parser, UsageError, rpc_message
 
 __all__ = ["main", "build_parser", "COMMANDS"]
 

@@ -9,13 +9,14 @@ import os
 import secrets
 import sys
 import zipfile
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from ..engine.result import GradientResult
 from ..errors import InvalidInput
 from ..model.network import Network
-from ..engine.result import GradientResult
 
 __all__ = ["MATRIX_SUFFIXES", "RESULT_SUFFIXES", "STDIN", "load_matrix", "result_to_dict", "dumps_result",
            "save_result", "check_result_path"]

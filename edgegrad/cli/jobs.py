@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from ..jobs.contract import state_name
 from .remote import add_server_argument, connect, job_failure, job_name, say, server_address
@@ -84,8 +85,8 @@ def _list(client: Any, state: str | None, as_json: bool) -> int:
 
 
 def _watch(client: Any, name: str, server: str, out: str | None) -> int:
-    from .batch import follow
     from ..v1 import job_pb2
+    from .batch import follow
 
     job = client.get_job(name)
     if out is None and job.state in (job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELLED):

@@ -12,10 +12,11 @@ import os
 import signal
 import sys
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
-from .common import EXIT_BAD_INPUT, EXIT_JOB_FAILED, EXIT_UNREACHABLE, CommandFailure, rpc_message
 from ..errors import Cancelled, DeadlineExceeded, EdgegradError, InvalidInput, JobFailed, Unavailable
+from .common import EXIT_BAD_INPUT, EXIT_JOB_FAILED, EXIT_UNREACHABLE, CommandFailure, rpc_message
 
 __all__ = ["SERVER_ENV", "TARGET_FORMS", "CONNECT_TIMEOUT_SECONDS",
            "CLI_RETRY_SECONDS", "STREAM_RETRY_SECONDS", "stream_backoff", "add_server_argument",
@@ -175,7 +176,7 @@ class HeldInterrupts:
             raise KeyboardInterrupt
         self.pending = True
 
-    def __enter__(self) -> "HeldInterrupts":
+    def __enter__(self) -> HeldInterrupts:
         try:
             self._previous = signal.signal(signal.SIGINT, self._hold)
         except ValueError:  # not the main thread

@@ -15,15 +15,16 @@ import os
 import shutil
 import time
 import zipfile
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from ..errors import InvalidInput
+from ..v1 import job_pb2, tensor_pb2
 from ..wire.chunking import FIELD_NAMES
 from ..wire.rawchunk import RawChunk, chunk_values
-from ..errors import InvalidInput
 from .io import remove_quietly
-from ..v1 import job_pb2, tensor_pb2
 
 __all__ = ["partial_place", "ResultWriter", "RowProgress", "PROGRESS_NAME", "PART_SUFFIX", "is_npz", "data_dir",
            "check_out", "layout_key"]
@@ -134,7 +135,7 @@ class ResultWriter:
     # ------------------------------------------------------------ opening
     @classmethod
     def open(cls, out: str, job_name: str, layout: job_pb2.ResultLayout,
-             labels: dict[str, Sequence[Any]] | None = None) -> "ResultWriter":
+             labels: dict[str, Sequence[Any]] | None = None) -> ResultWriter:
         """Continue ``out``'s partial result of ``job_name`` if it has one, else start afresh."""
         check_out(out)
         record = read_record(out)

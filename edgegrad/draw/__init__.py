@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 import re
 
-from edgegrad.errors import InvalidInput
 from edgegrad.engine.result import GradientResult
+from edgegrad.errors import InvalidInput
 from edgegrad.model.network import Network
 
 from .layout import Layout, layout

@@ -29,8 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Compute (or read) the gradients, lay the network out and write the picture."""
-    from edgegrad.model.network import Network
     from edgegrad.cli.common import check_mode_flags, load_batch, show_engine_notices
+    from edgegrad.model.network import Network
 
     from . import check_picture_path, draw, load_result
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgegrad.errors import InvalidInput
 from edgegrad.engine.result import GradientResult
+from edgegrad.errors import InvalidInput
 from edgegrad.model.network import Network
 
 __all__ = ["Shown", "shown_values", "load_result"]

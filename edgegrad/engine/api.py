@@ -10,20 +10,21 @@ shard): its parts, folded in row order, give the whole batch's result. Each call
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, NamedTuple
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..errors import InvalidInput
+from ..model.network import Network
 from . import passes, workspace
-from .passes import PassBuffers
 from .batch import check_options
 from .clipping import check_clipping, clip_factors, example_norms
-from ..errors import InvalidInput
 from .kernel import Kernel, choose_kernel
 from .losses import loss_and_grad, loss_scale
 from .memory import result_bytes_per_row, rows_for_budget, slab_rows, working_memory_bytes
-from ..model.network import Network
 from .overflow import overflow_message, result_overflow_message
+from .passes import PassBuffers
 from .plan import Plan, get_plan
 from .result import GradientResult
 
@@ -129,7 +130,7 @@ class _Clip(NamedTuple):
     clip_norm: float | None
 
     @staticmethod
-    def of(loss: str | None, norms: Any, clip_norm: Any) -> "_Clip | None":
+    def of(loss: str | None, norms: Any, clip_norm: Any) -> _Clip | None:
         """The call's choice, checked; None when it wants neither norms nor clipping."""
         c = check_clipping(loss, norms, clip_norm)
         return _Clip(c) if norms or c is not None else None

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidInput
-from .losses import LOSSES, REDUCTIONS
 from ..model.sizes import NetworkSizes
+from .losses import LOSSES, REDUCTIONS
 
 __all__ = ["DTYPES", "check_array", "check_modes", "check_options", "check_float32_range", "dtype_name"]
 

@@ -14,12 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from .api import gradients
-from .batch import check_array
-from .api import node_values
 from ..errors import InvalidInput
-from .losses import loss_and_grad
 from ..model.network import Network
+from .api import gradients, node_values
+from .batch import check_array
+from .losses import loss_and_grad
 
 __all__ = ["Child", "NodeTerm", "Section", "Explanation", "explain_edge", "render"]
 

@@ -20,8 +20,17 @@ import math
 import numpy as np
 from numba import njit
 
-from .rowmath import (EXPM1_SERIES, KERNEL_OPTIONS, exp_row, expm1_series, jit_kernel, log1p_unit, sigmoid_row,
-                      sincos_row, tanh_row)
+from .rowmath import (
+    EXPM1_SERIES,
+    KERNEL_OPTIONS,
+    exp_row,
+    expm1_series,
+    jit_kernel,
+    log1p_unit,
+    sigmoid_row,
+    sincos_row,
+    tanh_row,
+)
 
 __all__ = ["forward_rows", "backward_rows", "input_grads", "example_rows", "output_rows", "take_rows", "example_major_rows",
            "source_squares", "ORDER"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .passes import PassBuffers
 from ..model.network import Network
+from .passes import PassBuffers
 from .plan import Plan
 from .result import GradientResult
 

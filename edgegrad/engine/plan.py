@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from ..model.activations import ACTIVATION_NAMES, ACTIVATIONS, Activation, activation_code
+from ..model.network import Network
+from ..settings import Settings
 from .batch import check_float32_range
 from .dense import DenseEntry, DenseGrad, DenseGrads, compile_dense_grads
 from .memory import GROUP_ROWS
-from ..model.network import Network
-from ..settings import Settings
 
 __all__ = ["Plan", "Level", "Block", "Product", "GradGroup", "compile_plan", "get_plan", "clear_plan_cache",
            "plan_cache_stats", "reaches_output"]

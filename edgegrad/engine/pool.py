@@ -8,8 +8,8 @@ starts a fresh pool on first use. Both kernels (``passes``, ``numba_kernel``) ru
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable
 
 import numpy as np
 

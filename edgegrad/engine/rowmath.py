@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Callable
 from decimal import Decimal, localcontext
 from fractions import Fraction
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from numba import njit

@@ -9,8 +9,8 @@ more than the slab budget allows, so idle memory does not grow with the batch).
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import numpy as np
 

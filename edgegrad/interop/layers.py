@@ -8,12 +8,13 @@ come layer by layer, each layer's in row-major order of its out×in matrix, so t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..model.activations import ACTIVATIONS
 from ..errors import InvalidInput
+from ..model.activations import ACTIVATIONS
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..model.network import Network
@@ -27,7 +28,7 @@ def layer_id(layer: int, unit: int) -> str:
 
 
 def from_layers(weights: Sequence[Any], biases: Sequence[Any] | None = None,
-                activations: Sequence[str] | str | None = None) -> "Network":
+                activations: Sequence[str] | str | None = None) -> Network:
     """A fully connected layered network: ``weights[k]`` is out×in, ``biases[k]`` (out,), one activation a layer."""
     from ..model.network import Network
 

@@ -32,8 +32,8 @@ from ..errors import InvalidInput
 from . import require
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..model.network import Network
     from ..engine.result import GradientResult
+    from ..model.network import Network
 
 __all__ = ["NeatMap", "map_genome", "map_population", "from_neat", "NEAT_ACTIVATIONS"]
 
@@ -59,7 +59,7 @@ _WHY_NOT = {
 class NeatMap:
     """A genome's edgegrad network and the factors between its values and the genome's own."""
 
-    net: "Network"
+    net: Network
     connections: tuple[tuple[int, int], ...]   #: the genome connection key of each edge
     nodes: tuple[int, ...]                      #: the genome node key of each computed node
     weight_scale: np.ndarray                    #: per edge: s(dst)·response(dst)
@@ -67,11 +67,11 @@ class NeatMap:
     genome_weights: np.ndarray                  #: per edge: the genome's connection weight
     genome_biases: np.ndarray                   #: per node: the genome's node bias
 
-    def genome_gradients(self, result: "GradientResult") -> tuple[np.ndarray, np.ndarray]:
+    def genome_gradients(self, result: GradientResult) -> tuple[np.ndarray, np.ndarray]:
         """``(∂/∂genome weights, ∂/∂genome biases)`` from a result of ``gradients(self.net, …)``; any mode."""
         return result.edge_grads * self.weight_scale, result.deltas * self.bias_scale
 
-    def network(self, weights: Any = None, biases: Any = None) -> "Network":
+    def network(self, weights: Any = None, biases: Any = None) -> Network:
         """The network for other genome weights/biases (edge and node order as here; None keeps these)."""
         from ..model.network import Network
 
@@ -89,7 +89,7 @@ class NeatMap:
             genome.nodes[key].bias = b
 
 
-def from_neat(genome: Any, config: Any) -> "Network":
+def from_neat(genome: Any, config: Any) -> Network:
     """The edgegrad network of a neat-python genome (see the module docstring for what maps)."""
     return map_genome(genome, config).net
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["from_networkx", "to_networkx"]
 
 
-def to_networkx(net: "Network") -> Any:
+def to_networkx(net: Network) -> Any:
     """A ``networkx.DiGraph`` of ``net``: inputs, then computed nodes, then edges, all in file order."""
     nx = require("networkx", "networkx", "Network.to_networkx")
     g = nx.DiGraph(inputs=list(net.inputs), outputs=list(net.outputs))
@@ -37,7 +37,7 @@ def to_networkx(net: "Network") -> Any:
     return g
 
 
-def from_networkx(g: Any) -> "Network":
+def from_networkx(g: Any) -> Network:
     """The network a directed networkx graph describes (attributes as in the module docstring)."""
     from ..model.network import Network
 

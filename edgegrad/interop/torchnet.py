@@ -9,7 +9,8 @@ itself above ``threshold`` (20), where log(1+e^z) differs from z by under 2.1e-9
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInput
 from . import require
@@ -33,7 +34,7 @@ TORCH_ACTIVATIONS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-def from_torch(module: Any) -> "Network":
+def from_torch(module: Any) -> Network:
     """The edgegrad network computing what ``module`` (an ``nn.Sequential``) computes, in float64."""
     torch = require("torch", "torch", "Network.from_torch")
     nn = torch.nn

@@ -28,7 +28,7 @@ class Keys:
         scope = self.prefix if self.tenant == DEFAULT_TENANT else f"{self.prefix}:t:{self.tenant}"
         object.__setattr__(self, "scope", scope)
 
-    def for_tenant(self, tenant: str) -> "Keys":
+    def for_tenant(self, tenant: str) -> Keys:
         """The keys of ``tenant`` under the same prefix (InvalidInput for a bad tenant name)."""
         return Keys(self.prefix, tenant)
 

@@ -19,7 +19,8 @@ The adapters: ``SyncPacker``, a ``command_packer`` for a sync ``redis.Redis``, a
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import hiredis
 from redis._parsers import Encoder

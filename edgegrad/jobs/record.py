@@ -5,17 +5,18 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import status_pb2
 from rq import Retry
 
-from ..wire.chunking import is_summed
 from ..errors import EdgegradError, InvalidInput
 from ..settings import Settings
 from ..status import CODE_NUMBERS, rich_status
 from ..v1 import job_pb2
+from ..wire.chunking import is_summed
 from .contract import QUEUED, stored
 
 __all__ = ["new_job_id", "id_prefix_at", "job_name", "job_id_from_name", "initial_fields", "job_from_fields",

@@ -15,18 +15,18 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from . import scripts as jobscripts
 from .. import joblog
-from .contract import CANCELLED, QUEUED, RUNNING, stored
 from ..errors import AlreadyExists, EdgegradError, NotFound, ResourceExhausted
-from .record import final_state, id_prefix_at, job_from_fields
-from .keys import Keys
-from .stream import CHUNK, StreamCursor, StreamEntry, stream_entry
 from ..settings import ENV_NAMES, Settings
 from ..v1 import job_pb2, network_pb2
+from . import scripts as jobscripts
 from .bulk import BulkReader
 from .connections import async_blocking_pool, async_redis
+from .contract import CANCELLED, QUEUED, RUNNING, stored
+from .keys import Keys
+from .record import final_state, id_prefix_at, job_from_fields
 from .rqenqueue import RqEnqueuer
+from .stream import CHUNK, StreamCursor, StreamEntry, stream_entry
 
 __all__ = ["JobStore", "NetworkMeta"]
 
@@ -70,7 +70,7 @@ class NetworkMeta:
                            "edges": self.n_edges, "widest": self.widest_level}, separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, content_hash: str, text: bytes) -> "NetworkMeta":
+    def from_json(cls, content_hash: str, text: bytes) -> NetworkMeta:
         """Parse what ``to_json`` wrote."""
         d = json.loads(text)
         return cls(content_hash, d["inputs"], d["outputs"], d["nodes"], d["edges"], d.get("widest"))
@@ -119,7 +119,7 @@ class JobStore:
         self._trimmed = float("-inf")  #: when the job index was last trimmed
         self._tenants: dict[str, JobStore] = {self.keys.tenant: self}
 
-    def for_tenant(self, tenant: str) -> "JobStore":
+    def for_tenant(self, tenant: str) -> JobStore:
         """The store of ``tenant`` (made once per tenant; InvalidInput for a bad tenant name)."""
         view = self._tenants.get(tenant)
         if view is None:

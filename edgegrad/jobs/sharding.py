@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import functools
 
-from ..errors import ResourceExhausted
 from ..engine.memory import result_bytes_per_row, rows_for_budget, slab_budget, thread_count, working_memory_bytes
+from ..errors import ResourceExhausted
 from ..model.sizes import NetworkSizes
 
 __all__ = ["shard_rows_for", "WORK_PER_SECOND", "MIN_SHARD_ROWS", "SHARD_RESULT_BYTES", "PARTIAL_SUMS_BYTES"]

@@ -9,7 +9,8 @@ them, and a watch that finds a gap read too slowly for the result buffer.
 
 from __future__ import annotations
 
-from typing import Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import NamedTuple
 
 from ..errors import OutOfRange
 from ..v1 import job_pb2

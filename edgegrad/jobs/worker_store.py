@@ -5,20 +5,21 @@ from __future__ import annotations
 import copy
 import time
 from collections import OrderedDict
-from typing import Any, Callable, Iterable, NamedTuple, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import redis
 
-from edgegrad.jobs import scripts as jobscripts
-from edgegrad.wire.codec import network_from_proto
 from edgegrad.errors import EdgegradError, NotFound
+from edgegrad.jobs import scripts as jobscripts
 from edgegrad.jobs.connections import sync_redis
 from edgegrad.jobs.keys import Keys
 from edgegrad.jobs.packing import SyncPacker
 from edgegrad.model.network import Network
 from edgegrad.settings import Settings
 from edgegrad.v1 import job_pb2, network_pb2
+from edgegrad.wire.codec import network_from_proto
 
 from .contract import RUNNING, SUCCEEDED, stored
 from .record import final_state, shard_progress
@@ -75,7 +76,7 @@ class WorkerStore:
         self._networks: OrderedDict[str, Network] = OrderedDict()
         self._tenants: dict[str, WorkerStore] = {self.keys.tenant: self}
 
-    def for_tenant(self, tenant: str) -> "WorkerStore":
+    def for_tenant(self, tenant: str) -> WorkerStore:
         """The store of ``tenant``'s jobs (made once per tenant; InvalidInput for a bad tenant name)."""
         view = self._tenants.get(tenant)
         if view is None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,7 @@ class JsonObject(dict):
     duplicate: str | None = None
 
     @classmethod
-    def from_pairs(cls, pairs: list[tuple[str, Any]]) -> "JsonObject":
+    def from_pairs(cls, pairs: list[tuple[str, Any]]) -> JsonObject:
         obj = cls(pairs)
         if len(obj) != len(pairs):
             seen: set[str] = set()

@@ -9,7 +9,7 @@ word, so the answer is exact whatever the hashes do.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

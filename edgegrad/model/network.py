@@ -2,23 +2,37 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
 import os
 import zipfile
-import functools
+from collections.abc import Sequence
 from functools import cached_property
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from .activations import ACTIVATION_NAMES, activation_code
 from ..errors import InvalidInput
+from .activations import ACTIVATION_NAMES, activation_code
+from .checks import (
+    JsonObject,
+    as_list,
+    check_activation,
+    check_id,
+    check_keys,
+    check_outputs,
+    check_unique,
+    finite_number,
+    float_array,
+    id_list,
+    kind_of,
+    lookup_vertex,
+    vertex_array,
+)
 from .graph import check_edges, topological_levels
 from .ids import IdIndex
-from .checks import (JsonObject, as_list, check_activation, check_id, check_keys, check_outputs, check_unique,
-                     finite_number, float_array, id_list, kind_of, lookup_vertex, vertex_array)
 from .network_json import FORMAT, Columns, read_columns
 
 __all__ = ["Network", "FORMAT"]
@@ -121,7 +135,7 @@ class Network:
     @classmethod
     def from_arrays(cls, inputs: Sequence[str], outputs: Sequence[str], node_ids: Sequence[str],
                     activations: Sequence[str] | str | None, biases: Any, src: Any, dst: Any,
-                    weights: Any) -> "Network":
+                    weights: Any) -> Network:
         """Build from columns; ``src``/``dst`` are ids or integer indices into ``inputs + node_ids``."""
         inputs = id_list(inputs, "inputs")
         node_ids = id_list(node_ids, "nodes")
@@ -149,7 +163,7 @@ class Network:
                    _edge_keys=keys)
 
     @classmethod
-    def from_dict(cls, data: Any) -> "Network":
+    def from_dict(cls, data: Any) -> Network:
         """Build from the parsed ``edgegrad.network/v1`` JSON object, validating every field."""
         if not isinstance(data, dict):
             raise InvalidInput(f"network: expected a JSON object, got {kind_of(data)}")
@@ -214,25 +228,25 @@ class Network:
     # ---------------------------------------------- other libraries (edgegrad.interop)
     @classmethod
     def from_layers(cls, weights: Sequence[Any], biases: Sequence[Any] | None = None,
-                    activations: Sequence[str] | str | None = None) -> "Network":
+                    activations: Sequence[str] | str | None = None) -> Network:
         """A layered network from out×in weight matrices, (out,) biases and one activation a layer."""
         from ..interop.layers import from_layers
         return from_layers(weights, biases, activations)
 
     @classmethod
-    def from_torch(cls, module: Any) -> "Network":
+    def from_torch(cls, module: Any) -> Network:
         """The network of a ``torch.nn.Sequential`` of Linear layers and activations (extra ``torch``)."""
         from ..interop.torchnet import from_torch
         return from_torch(module)
 
     @classmethod
-    def from_neat(cls, genome: Any, config: Any) -> "Network":
+    def from_neat(cls, genome: Any, config: Any) -> Network:
         """The network neat-python's FeedForwardNetwork runs for ``genome`` (extra ``neat``)."""
         from ..interop.neatnet import from_neat
         return from_neat(genome, config)
 
     @classmethod
-    def from_networkx(cls, graph: Any) -> "Network":
+    def from_networkx(cls, graph: Any) -> Network:
         """The network a networkx DiGraph describes (extra ``networkx``)."""
         from ..interop.nxgraph import from_networkx
         return from_networkx(graph)
@@ -244,7 +258,7 @@ class Network:
 
     # -------------------------------------------------------------- files
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "Network":
+    def load(cls, path: str | os.PathLike[str]) -> Network:
         """Read a ``.json`` file (the contract's format) or a ``.npz`` file written by ``save``."""
         path = os.fspath(path)
         try:
@@ -265,7 +279,7 @@ class Network:
         return cls.from_dict(data)
 
     @classmethod
-    def _from_columns(cls, c: Columns) -> "Network":
+    def _from_columns(cls, c: Columns) -> Network:
         """Finish a network whose fields ``read_columns`` checked: the graph checks every road shares."""
         keys = check_edges(c.src, c.dst, len(c.inputs), c.inputs + c.node_ids)
         return cls(c.inputs, c.outputs, c.node_ids, c.activations, c.biases, c.src, c.dst, c.weights,
@@ -286,7 +300,7 @@ class Network:
             fh.write("\n")
 
     @classmethod
-    def _load_npz(cls, path: str) -> "Network":
+    def _load_npz(cls, path: str) -> Network:
         try:
             with np.load(path, allow_pickle=False) as z:
                 if str(z["format"]) != FORMAT:

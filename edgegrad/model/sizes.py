@@ -6,7 +6,8 @@ its arrays) satisfy it, so request checks and shard sizing take either.
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 __all__ = ["NetworkSizes"]
 

@@ -10,7 +10,8 @@ chunk counts are known at submit time by arithmetic.
 from __future__ import annotations
 
 import math
-from typing import Iterator, Mapping, NamedTuple
+from collections.abc import Iterator, Mapping
+from typing import NamedTuple
 
 import numpy as np
 
@@ -229,7 +230,7 @@ class ResultAssembler:
         """Whether every chunk has arrived."""
         return len(self._seen) == self.layout.chunk_count
 
-    def add(self, chunk: "job_pb2.ResultChunk | RawChunk") -> None:
+    def add(self, chunk: job_pb2.ResultChunk | RawChunk) -> None:
         """Copy one chunk (a message, or one read by ``rawchunk.decode_event``) into place; a repeated seq is ignored."""
         if chunk.seq in self._seen:
             return

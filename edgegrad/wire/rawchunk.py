@@ -17,8 +17,17 @@ import numpy as np
 
 from ..v1 import job_pb2, tensor_pb2
 from .codec import array_from_tensor
-from .framing import (CHUNK_DATA, CHUNK_VARINTS, EVENT_CHUNK, LENGTH_DELIMITED, TENSOR_DATA, TENSOR_DTYPE,
-                      TENSOR_SHAPE, VARINT, field_key)
+from .framing import (
+    CHUNK_DATA,
+    CHUNK_VARINTS,
+    EVENT_CHUNK,
+    LENGTH_DELIMITED,
+    TENSOR_DATA,
+    TENSOR_DTYPE,
+    TENSOR_SHAPE,
+    VARINT,
+    field_key,
+)
 
 __all__ = ["RawChunk", "decode_event", "as_message", "chunk_values"]
 

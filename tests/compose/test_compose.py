@@ -17,10 +17,10 @@ import time
 
 import numpy as np
 import pytest
+from stack import Stack, docker, docker_logs, free_port, say
 
 import edgegrad
 from edgegrad.v1 import job_pb2
-from stack import Stack, docker, docker_logs, free_port, say
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "service"))
 from svc_helpers import example_network  # noqa: E402
@@ -244,7 +244,7 @@ def test_scaling_down_and_up_under_load_fails_no_job(stack: Stack) -> None:
         for count in (1, WORKERS):
             t0 = time.monotonic()
             stack.compose("up", "-d", "--no-build", "--no-recreate", "--scale", f"worker={count}")
-            stack.wait(f"{count} workers", lambda: len(stack.containers("worker")) == count, timeout=150)
+            stack.wait(f"{count} workers", lambda count=count: len(stack.containers("worker")) == count, timeout=150)
             steps.append(f"{len(stack.containers('worker'))} workers in {time.monotonic() - t0:.1f} s "
                          f"({done[0]} jobs so far)")
             time.sleep(5)

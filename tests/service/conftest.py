@@ -8,19 +8,19 @@ import asyncio
 import secrets
 import sys
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 import grpc
 import pytest
 import redis
+from session_redis import SessionRedis
 
-from edgegrad.server.app import App, create_server
 from edgegrad.jobs.keys import Keys
 from edgegrad.jobs.namespace import delete_namespace, rq_job_keys
+from edgegrad.server.app import App, create_server
 from edgegrad.server.cluster import Cluster
 from edgegrad.settings import Settings
 from edgegrad.v1 import service_pb2_grpc
-from session_redis import SessionRedis
 
 _SESSION_REDIS = SessionRedis()
 #: every namespace of this session starts with it: what the session leaves in a shared Redis has one pattern

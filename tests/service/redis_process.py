@@ -39,7 +39,7 @@ class RedisProcess:
         self.ping_kwargs = ping or {}  #: how to connect for the readiness PING (TLS, user...)
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 20.0) -> "RedisProcess":
+    def start(self, timeout: float = 20.0) -> RedisProcess:
         """Start it and wait until it answers."""
         command = [redis_server_binary(), "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.folder),
                    "--save", "", "--daemonize", "no", "--logfile", str(self.folder / "redis.log"), *self.args]
@@ -76,7 +76,7 @@ class RedisProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
 
-    def __enter__(self) -> "RedisProcess":
+    def __enter__(self) -> RedisProcess:
         return self if self.proc is not None and self.proc.poll() is None else self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from svc_helpers import example_network
 
 import edgegrad
-from svc_helpers import example_network
 
 NET = example_network(n_inputs=3, n_nodes=10, n_outputs=2, seed=31)
 

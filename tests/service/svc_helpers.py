@@ -9,8 +9,9 @@ import sys
 import numpy as np
 
 import edgegrad
-from edgegrad.wire import chunking, codec
 from edgegrad.v1 import job_pb2, service_pb2
+from edgegrad.wire import chunking, codec
+
 
 def example_network(n_inputs: int = 3, n_nodes: int = 12, n_outputs: int = 2, density: float = 0.5,
                     seed: int = 0) -> edgegrad.Network:

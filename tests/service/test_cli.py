@@ -15,7 +15,6 @@ import pytest
 import edgegrad
 from edgegrad import Network
 
-
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 XOR = str(EXAMPLES / "xor.json")
@@ -112,9 +111,9 @@ def test_console_script_and_version():
 
 
 def test_grad_does_not_import_the_service_modules():
-    code = ("import sys; from edgegrad.cli import main; rc = main(['grad', %r, '--inputs', %r]);"
+    code = (f"import sys; from edgegrad.cli import main; rc = main(['grad', {CONTRACT!r}, '--inputs', {XOR_X!r}]);"
             "bad = [m for m in sys.modules if m.startswith(('edgegrad.server', 'edgegrad.worker', 'grpc'))];"
-            "sys.exit(rc or (3 if bad else 0))") % (CONTRACT, XOR_X)
+            "sys.exit(rc or (3 if bad else 0))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
 

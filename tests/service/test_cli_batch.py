@@ -8,13 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from edgegrad.client import Client
-from edgegrad.cli.resultfiles import ResultWriter
-
-from cli_helpers import (NAME, XOR, XOR_PATH, assert_matches_in_process, edgegrad_cli, load_result,
-                          start_cli, xor_batch)
+from cli_helpers import NAME, XOR, XOR_PATH, assert_matches_in_process, edgegrad_cli, load_result, start_cli, xor_batch
 from redis_process import free_port
+
+from edgegrad.cli.resultfiles import ResultWriter
+from edgegrad.client import Client
 
 MODES = {
     "output": {},

@@ -11,20 +11,29 @@ import re
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import redis
+from cli_helpers import (
+    NAME,
+    XOR,
+    XOR_PATH,
+    assert_matches_in_process,
+    edgegrad_cli,
+    interrupt,
+    load_result,
+    start_cli,
+    wait_for_stderr,
+    xor_batch,
+)
 
+from edgegrad.cli.resultfiles import PROGRESS_NAME
 from edgegrad.client import Client
 from edgegrad.jobs.keys import Keys
 from edgegrad.model.network import Network
-from edgegrad.cli.resultfiles import PROGRESS_NAME
 from edgegrad.server.cluster import Cluster
-
-from cli_helpers import (NAME, XOR, XOR_PATH, assert_matches_in_process, edgegrad_cli, interrupt, load_result,
-                         start_cli, wait_for_stderr, xor_batch)
 
 SUBMITTED = re.compile(r"^submitted (jobs/\S+)")
 

@@ -10,14 +10,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
 
 from edgegrad import Network, gradients
-
 
 ROOT = Path(__file__).resolve().parents[2]
 XOR = str(ROOT / "examples" / "xor.json")

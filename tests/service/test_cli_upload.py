@@ -7,13 +7,12 @@ import sys
 
 import numpy as np
 import pytest
+from cli_helpers import XOR, XOR_PATH, assert_matches_in_process, load_result, xor_batch
 
 from edgegrad.cli import main
 from edgegrad.cli import progress as cli_progress
 from edgegrad.client import Client
 from edgegrad.server.cluster import Cluster
-
-from cli_helpers import XOR, XOR_PATH, assert_matches_in_process, load_result, xor_batch
 
 ROWS = 90_000  # 90,000 × 2 float64 = 1.4 MB: over the server's 1 MiB messages
 

@@ -12,15 +12,15 @@ import time
 import grpc
 import numpy as np
 import pytest
+from conftest import ThreadServer
+from redis_process import free_port
+from svc_helpers import example_network
 
 import edgegrad
 from edgegrad import errors
 from edgegrad.client import Backoff, Client
 from edgegrad.server.app import create_server
 from edgegrad.v1 import job_pb2
-from conftest import ThreadServer
-from redis_process import free_port
-from svc_helpers import example_network
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NET = example_network(seed=11)

@@ -7,12 +7,12 @@ import socket
 
 import numpy as np
 import pytest
+from svc_helpers import example_network
 
 import edgegrad
 from edgegrad import errors
 from edgegrad.client import AsyncClient, Backoff
 from edgegrad.v1 import job_pb2
-from svc_helpers import example_network
 
 NET = example_network(seed=31)
 RNG = np.random.default_rng(8)

@@ -6,13 +6,12 @@ from __future__ import annotations
 import grpc
 import numpy as np
 import pytest
+from cli_helpers import XOR_PATH, edgegrad_cli, load_result, xor_batch
+from svc_helpers import example_network, gradient_request
 
 import edgegrad
 from edgegrad.client import Client
 from edgegrad.v1 import job_pb2, service_pb2, service_pb2_grpc
-
-from cli_helpers import XOR_PATH, edgegrad_cli, load_result, xor_batch
-from svc_helpers import example_network, gradient_request
 
 NET = example_network(n_inputs=4, n_nodes=30, n_outputs=3, density=0.4, seed=41)
 RNG = np.random.default_rng(42)

@@ -13,16 +13,16 @@ import grpc
 import numpy as np
 import pytest
 import redis
+from redis_process import RedisProcess
 from rq import Queue
 from rq.serializers import JSONSerializer
+from svc_helpers import example_network
 
 import edgegrad
 from edgegrad.jobs.contract import JOB_FUNCTION
 from edgegrad.jobs.keys import Keys
 from edgegrad.server.cluster import Cluster
 from edgegrad.v1 import service_pb2, service_pb2_grpc
-from redis_process import RedisProcess
-from svc_helpers import example_network
 
 NET = example_network(n_inputs=3, n_nodes=12, n_outputs=2, seed=21)
 

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rpc_fuzz import RPCS, call_raw, check, structured
+from svc_helpers import example_network
 
 import edgegrad
 from edgegrad.server.cluster import Cluster
 from edgegrad.v1 import service_pb2
-from rpc_fuzz import RPCS, call_raw, check, structured
-from svc_helpers import example_network
 
 TOKEN = "fuzz-token"
 AUTH = (("authorization", f"Bearer {TOKEN}"),)

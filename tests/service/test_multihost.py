@@ -14,12 +14,10 @@ import pytest
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+import edgegrad  # noqa: E402
 from benchmarks import networks  # noqa: E402
 from benchmarks.hosts import HostFleet, NamespacesUnavailable, host_of  # noqa: E402
-
-import edgegrad  # noqa: E402
 from edgegrad.v1 import job_pb2  # noqa: E402
-
 
 HOSTS = 2
 NET = networks.irregular_dag(1, n_inputs=64, n_levels=8, width=500, n_outputs=8)   # ~40k edges

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import redis
+from svc_helpers import example_network
 
 from edgegrad.client import Client
 from edgegrad.jobs.keys import Keys
 from edgegrad.jobs.namespace import delete_namespace, rq_job_keys
 from edgegrad.jobs.record import rq_job_id
-
-from svc_helpers import example_network
 
 NET = example_network(n_inputs=3, n_nodes=8, n_outputs=1, density=0.5, seed=4)
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from svc_helpers import example_network
 
 import edgegrad
-from svc_helpers import example_network
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "node"

@@ -11,8 +11,8 @@ import pytest
 from google.protobuf import descriptor_pb2
 
 protoc = pytest.importorskip("grpc_tools.protoc")
-import grpc_tools  # noqa: E402
 import google.rpc.status_pb2 as status_pb2  # noqa: E402
+import grpc_tools  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROTOS = sorted(glob.glob(os.path.join(ROOT, "protos", "edgegrad", "v1", "*.proto")))

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 import redis
-
-from edgegrad.server.cluster import Cluster
 from redis_process import RedisProcess, free_port
 from redis_workload import exercise
+
+from edgegrad.server.cluster import Cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = "admin-secret"

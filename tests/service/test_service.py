@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from svc_helpers import assemble, collect, example_network, get_capabilities, gradient_request, loss_of
 
 import edgegrad
-from edgegrad.wire import codec
 from edgegrad.v1 import job_pb2, service_pb2
-from svc_helpers import assemble, collect, example_network, get_capabilities, gradient_request, loss_of
+from edgegrad.wire import codec
 
 NET = example_network(seed=1)
 RNG = np.random.default_rng(7)

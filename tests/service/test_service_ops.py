@@ -11,13 +11,13 @@ import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rq import Queue
 from rq.serializers import JSONSerializer
+from svc_helpers import burst_worker, collect, example_network, gradient_request
 
 import edgegrad
-from edgegrad.wire import codec
 from edgegrad.jobs.keys import Keys
-from edgegrad.v1 import job_pb2, service_pb2, service_pb2_grpc
 from edgegrad.jobs.worker_store import EMIT_CANCELLED, WorkerStore
-from svc_helpers import burst_worker, collect, example_network, gradient_request
+from edgegrad.v1 import job_pb2, service_pb2, service_pb2_grpc
+from edgegrad.wire import codec
 
 NET = example_network(seed=2)
 X = np.random.default_rng(2).normal(size=(5, NET.n_inputs))

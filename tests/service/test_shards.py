@@ -8,16 +8,15 @@ import time
 import numpy as np
 import pytest
 import redis
+from svc_helpers import example_network
 
 import edgegrad
 from edgegrad import errors
 from edgegrad.client import Client
 from edgegrad.jobs.keys import Keys
-from edgegrad.server.cluster import Cluster
 from edgegrad.jobs.sharding import WORK_PER_SECOND
+from edgegrad.server.cluster import Cluster
 from edgegrad.v1 import job_pb2
-
-from svc_helpers import example_network
 
 NET = example_network(n_inputs=4, n_nodes=30, n_outputs=3, density=0.4, seed=31)
 SQUASHED = edgegrad.Network.from_arrays(NET.inputs, NET.outputs, NET.node_ids, ["sigmoid"] * NET.n_nodes,
@@ -204,7 +203,7 @@ def test_a_result_larger_than_the_buffer_waits_for_a_slow_reader(namespace) -> N
         job_id = handle.name.split("/")[1]
         stream = keys.events(job_id)
         peak = staged = keys_seen = 0
-        for i, _ in enumerate(handle.chunks()):
+        for _ in handle.chunks():
             time.sleep(0.005)  # a slow reader
             # the stream with the keys of its large chunks, and the chunks workers wrote for EMIT to place
             found = list(r.scan_iter(match=f"{keys.job(job_id)}:*", count=1000))
@@ -313,8 +312,8 @@ def test_wait_all_on_async_handles(cluster) -> None:
 def test_a_worker_that_dies_folding_the_shards_is_replaced_by_the_retry_of_its_shard(namespace, thread_server,
                                                                                       monkeypatch) -> None:
     """The last shard's worker dies after reporting it, before the sums are written: rq's retry folds."""
-    from edgegrad.worker import jobs
     from edgegrad.jobs.worker_store import WorkerStore
+    from edgegrad.worker import jobs
 
     settings = namespace("refold")
     server = thread_server(settings)
@@ -388,8 +387,8 @@ def test_the_readme_sharded_jobs_example_runs(cluster, monkeypatch) -> None:
 
 
 def test_a_watch_whose_chunks_are_acknowledged_under_it_is_told_not_given_a_gap(namespace, thread_server) -> None:
-    from edgegrad.v1 import service_pb2
     from edgegrad.jobs.worker_store import WorkerStore
+    from edgegrad.v1 import service_pb2
 
     settings = namespace("undercut", chunk_bytes=64 * 1024)
     server = thread_server(settings)

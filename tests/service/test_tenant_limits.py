@@ -11,15 +11,15 @@ import grpc
 import numpy as np
 import pytest
 import redis
+from svc_helpers import burst_worker, example_network, gradient_request
+from test_tenants import As, token_file
 
 from edgegrad import errors
 from edgegrad.client import Client
-from edgegrad.wire.chunking import result_bytes
 from edgegrad.jobs.keys import Keys
 from edgegrad.server.cluster import Cluster
 from edgegrad.v1 import job_pb2, service_pb2, service_pb2_grpc
-from svc_helpers import burst_worker, example_network, gradient_request
-from test_tenants import As, token_file
+from edgegrad.wire.chunking import result_bytes
 
 NET = example_network(seed=9)
 X = np.random.default_rng(9).normal(size=(4, NET.n_inputs))

@@ -4,20 +4,21 @@ tenant's job answers like an unknown job, request ids and networks are per tenan
 from __future__ import annotations
 
 import sys
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import numpy as np
 import pytest
 import redis
+from cli_helpers import edgegrad_cli
+from svc_helpers import collect, example_network, gradient_request
 
 import edgegrad
-from edgegrad.wire import codec
 from edgegrad.jobs.keys import Keys
 from edgegrad.server.cluster import Cluster
 from edgegrad.v1 import job_pb2, service_pb2, service_pb2_grpc
-from cli_helpers import edgegrad_cli
-from svc_helpers import collect, example_network, gradient_request
+from edgegrad.wire import codec
 
 NET = example_network(seed=8)
 X = np.random.default_rng(8).normal(size=(6, NET.n_inputs))

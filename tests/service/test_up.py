@@ -16,7 +16,6 @@ import pytest
 
 import edgegrad
 
-
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 

@@ -19,7 +19,6 @@ import pytest
 import edgegrad
 from edgegrad.errors import InvalidInput
 
-
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 XOR = edgegrad.Network.load(os.path.join(ROOT, "examples", "xor.json"))
 X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])

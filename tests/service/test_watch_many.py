@@ -10,6 +10,7 @@ import time
 import grpc
 import numpy as np
 import pytest
+from svc_helpers import example_network, gradient_request
 
 import edgegrad
 from edgegrad import errors
@@ -20,7 +21,6 @@ from edgegrad.client.protocol import WatchState
 from edgegrad.jobs.worker_store import STAGE_BYTES
 from edgegrad.v1 import service_pb2, service_pb2_grpc
 from edgegrad.wire.chunking import result_bytes
-from svc_helpers import example_network, gradient_request
 
 NET = example_network(seed=97)
 X = np.random.default_rng(8).normal(size=(40, NET.n_inputs))

@@ -8,15 +8,14 @@ import gc
 
 import numpy as np
 import pytest
+from svc_helpers import example_network
 
 import edgegrad
 from edgegrad import errors
-from edgegrad.client import AsyncClient
-from edgegrad.client import aiogroup, grouping
+from edgegrad.client import AsyncClient, aiogroup, grouping
 from edgegrad.client.base import STREAMS_AHEAD
 from edgegrad.v1 import job_pb2, service_pb2
 from edgegrad.wire.chunking import result_bytes
-from svc_helpers import example_network
 
 NET = example_network(seed=97)
 X = np.random.default_rng(8).normal(size=(40, NET.n_inputs))

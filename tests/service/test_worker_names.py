@@ -14,11 +14,11 @@ import numpy as np
 import psutil
 import pytest
 import redis
+from svc_helpers import example_network
 
 import edgegrad
 from edgegrad.server.cluster import settings_env
 from edgegrad.worker.naming import default_name
-from svc_helpers import example_network
 
 NET = example_network(seed=11)
 X = np.random.default_rng(11).normal(size=(6, NET.n_inputs))
