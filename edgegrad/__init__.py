@@ -4,6 +4,7 @@ import importlib as _importlib
 import typing as _typing
 
 from .engine.api import gradients
+from .engine.population import gradients_many, outputs, outputs_many
 from .engine.result import GradientResult
 from .errors import EdgegradError, InvalidInput, NotFound
 from .model.network import Network
@@ -17,6 +18,9 @@ __all__ = [
     "Network",
     "GradientResult",
     "gradients",
+    "gradients_many",
+    "outputs",
+    "outputs_many",
     "Client",
     "AsyncClient",
     "wait_all",

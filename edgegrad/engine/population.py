@@ -1,0 +1,216 @@
+"""``gradients_many``, ``outputs_many`` and ``outputs``: many networks in one engine call per slab.
+
+Networks are cut into slabs of consecutive networks (at most ``SLAB_EDGES`` edges and nodes each, so
+packing memory stays bounded whatever P is); each slab is packed (``population_pack``, topology
+cached) and run by the population kernel (``population_kernel``: every network of the slab in one
+compiled, parallel call), and its results are split back per network, in each network's own file
+order. A network's result never depends on which networks share its call.
+
+With ``EDGEGRAD_KERNEL=numpy`` (or where numba does not load) ``population_numpy`` runs instead: the
+forward pass level by level across the slab's networks, derivatives network by network on the
+single-network engine.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from ..errors import InvalidInput
+from ..model.network import Network
+from ..settings import ENV_NAMES, KERNELS, Settings
+from .batch import check_options
+from .memory import thread_count
+from .population_checks import Rows, check_nets, check_population
+from .population_pack import Packed, pack
+from .result import GradientResult
+
+__all__ = ["gradients_many", "outputs_many", "outputs", "SLAB_EDGES", "BLOCKS_PER_THREAD"]
+
+#: edges + nodes of one slab of networks (packing and per-slab temporaries stay within a few hundred MB)
+SLAB_EDGES = 1 << 21
+#: blocks of consecutive networks per kernel thread (the threads balance uneven blocks)
+BLOCKS_PER_THREAD = 4
+FORWARD, OUTPUTS, SUMS, EXAMPLES = 0, 1, 2, 3
+
+_lock = threading.Lock()
+_kernel: Any = None
+_failure: str | None = None
+
+
+def gradients_many(nets: Any, inputs: Any, targets: Any = None, loss: str | None = None, reduction: str = "mean",
+                   per_example: bool = False, dtype: str = "float64", norms: bool = False,
+                   clip_norm: float | None = None) -> list[GradientResult]:
+    """``edgegrad.gradients`` of every network of ``nets``, in one engine call per slab (see the contract).
+
+    ``inputs`` and ``targets`` are each shared (one 2-D array) or per network (a list of 2-D arrays).
+    """
+    nets = check_nets(nets)
+    if norms or clip_norm is not None:
+        name = "norms" if norms else "clip_norm"
+        raise InvalidInput(f"{name}: per-example norms and clipping are not supported by gradients_many yet")
+    dtype, x, t = check_population(nets, inputs, targets, loss, reduction, dtype, per_example)
+    mode = OUTPUTS if loss is None else (EXAMPLES if per_example else SUMS)
+    return _run(nets, x, t, loss, reduction == "mean", mode, dtype)
+
+
+def outputs_many(nets: Any, inputs: Any, dtype: str = "float64") -> list[np.ndarray]:
+    """The B×K outputs of every network (the forward pass only: no derivative is computed)."""
+    nets = check_nets(nets)
+    dtype, x, _ = check_population(nets, inputs, None, None, "mean", dtype, False)
+    return [r.outputs for r in _run(nets, x, None, None, True, FORWARD, dtype)]
+
+
+def outputs(net: Network, inputs: Any, dtype: str = "float64") -> np.ndarray:
+    """B×K outputs of ``net`` for a batch: ``gradients(net, inputs).outputs`` without the derivatives."""
+    if not isinstance(net, Network):
+        raise TypeError(f"net must be an edgegrad.Network, got {type(net).__name__}")
+    x, _ = check_options(net, inputs, None, None, "mean", dtype)
+    return _run([net], Rows(x, None), None, None, True, FORWARD, np.dtype(dtype).name)[0].outputs
+
+
+def _compiled_kernel() -> Any:
+    """The population kernel module, or None where the kernel setting is numpy or numba does not load."""
+    global _kernel, _failure
+    choice = (Settings.read("kernel") or "auto").strip().lower()
+    if choice not in KERNELS:
+        raise InvalidInput(f"{ENV_NAMES['kernel']}: expected one of {', '.join(KERNELS)}, got {choice!r}")
+    if choice == "numpy":
+        return None
+    if _kernel is None and _failure is None:
+        with _lock:
+            if _kernel is None and _failure is None:
+                try:
+                    from . import population_kernel
+                    _kernel = population_kernel
+                except Exception as exc:           # ImportError, or numba failing in its own way
+                    _failure = f"{type(exc).__name__}: {exc}"
+    return _kernel
+
+
+def _slabs(nets: list[Network]) -> list[tuple[int, int]]:
+    """Consecutive networks with at most ``SLAB_EDGES`` edges and nodes together (one network at least)."""
+    size = np.fromiter((n.src.size + len(n.node_ids) + 1 for n in nets), dtype=np.int64, count=len(nets))
+    total = np.cumsum(size)
+    cuts, start = [0], 0
+    while start < len(nets):
+        stop = int(np.searchsorted(total, (total[start - 1] if start else 0) + SLAB_EDGES, side="right"))
+        stop = max(stop, start + 1)
+        cuts.append(stop)
+        start = stop
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+def _run(nets: list[Network], x: Rows, t: Rows | None, loss: str | None, mean: bool, mode: int,
+         dtype: str) -> list[GradientResult]:
+    kernel = _compiled_kernel()
+    if kernel is None:
+        from . import population_numpy
+        return population_numpy.run(nets, x, t, loss, "mean" if mean else "sum", mode, dtype)
+    results: list[GradientResult] = []
+    for lo, hi in _slabs(nets):
+        packed = pack(nets[lo:hi], np.dtype(dtype), lo)
+        results.extend(_run_slab(kernel, nets, lo, hi, packed, x, t, loss, mean, mode, np.dtype(dtype)))
+    return results
+
+
+def _flat(rows: Rows, lo: int, hi: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(one flat array of every network's rows, offset of each network's rows in it, rows of each network)."""
+    if rows.each is None:
+        shared = np.ascontiguousarray(rows.shared, dtype=dtype).reshape(-1)
+        return shared, np.zeros(hi - lo, dtype=np.int64), np.full(hi - lo, rows.shared.shape[0], dtype=np.int64)
+    arrays = rows.each[lo:hi]
+    sizes = np.array([a.size for a in arrays], dtype=np.int64)
+    offsets = np.zeros(hi - lo, dtype=np.int64)
+    np.cumsum(sizes[:-1], out=offsets[1:])
+    flat = np.concatenate([a.reshape(-1) for a in arrays]).astype(dtype, copy=False)
+    return flat, offsets, np.array([a.shape[0] for a in arrays], dtype=np.int64)
+
+
+def _starts(sizes: np.ndarray) -> np.ndarray:
+    out = np.zeros(sizes.size + 1, dtype=np.int64)
+    np.cumsum(sizes, out=out[1:])
+    return out
+
+
+def _blocks(cost: np.ndarray, threads: int) -> np.ndarray:
+    """Network ranges of about equal cost, ``BLOCKS_PER_THREAD`` per thread (boundaries never change results)."""
+    parts = max(1, min(cost.size, threads * BLOCKS_PER_THREAD))
+    total = np.cumsum(cost, dtype=np.float64)
+    cuts = np.searchsorted(total, np.linspace(0.0, total[-1], parts + 1)[1:-1], side="right")
+    return np.unique(np.concatenate([[0], cuts, [cost.size]])).astype(np.int64)
+
+
+def _run_slab(kernel: Any, nets: list[Network], lo: int, hi: int, packed: Packed, x: Rows, t: Rows | None,
+              loss: str | None, mean: bool, mode: int, dtype: np.dtype) -> list[GradientResult]:
+    """One kernel call on networks [lo, hi); their results as views of the slab's result arrays."""
+    import numba
+
+    top = packed.topology
+    xs, x_off, batch = _flat(x, lo, hi, dtype)
+    if t is not None:
+        ts, t_off, _ = _flat(t, lo, hi, np.dtype(np.float64))
+    else:
+        ts, t_off = np.zeros(1), np.zeros(hi - lo, dtype=np.int64)
+    k, e, n = top.n_out, top.n_edges, top.n_nodes
+    per_out = {OUTPUTS: (batch * k * e, batch * k * n), SUMS: (e, n), EXAMPLES: (batch * e, batch * n)}
+    edge_sizes, node_sizes = per_out.get(mode, (np.zeros_like(e), np.zeros_like(n)))
+    out_starts, edge_starts, node_starts = _starts(batch * k), _starts(edge_sizes), _starts(node_sizes)
+    make = np.zeros if mode == SUMS else np.empty
+    res_out = np.empty(out_starts[-1], dtype=dtype)
+    res_edges = make(edge_starts[-1], dtype=dtype)
+    res_deltas = make(node_starts[-1], dtype=dtype)
+    res_loss = np.zeros(hi - lo, dtype=np.float64)
+    status = np.zeros(hi - lo, dtype=np.int8)
+    threads = max(1, min(thread_count(), numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(threads)
+    blocks = _blocks((e + n + 1) * batch, threads)
+    with np.errstate(all="ignore"):
+        kernel.run_population(mode, kernel.LOSS_CODES.get(loss, 0), mean, blocks, top.n_in, n, top.n_live, k, e,
+                              top.node_off, top.vert_off, top.edge_off, top.out_off, top.in_ptr, top.in_src,
+                              packed.in_w, packed.bias, top.codes, top.out_ptr, top.out_dst, packed.out_w,
+                              top.out_k, top.out_rows, top.f_src, top.f_dst, top.node_row, batch, xs, x_off,
+                              ts, t_off, res_out, out_starts, res_edges, edge_starts, res_deltas, node_starts,
+                              res_loss, status)
+    bad = np.flatnonzero(status)
+    if bad.size:
+        _raise_for(nets, lo + int(bad[0]), x, t, loss, mean, mode, dtype)
+    return _split(mode, batch, k, e, n, res_out, out_starts, res_edges, edge_starts, res_deltas, node_starts,
+                  res_loss)
+
+
+def _split(mode: int, batch: np.ndarray, k: np.ndarray, e: np.ndarray, n: np.ndarray, res_out: np.ndarray,
+           out_starts: np.ndarray, res_edges: np.ndarray, edge_starts: np.ndarray, res_deltas: np.ndarray,
+           node_starts: np.ndarray, res_loss: np.ndarray) -> list[GradientResult]:
+    """Each network's GradientResult: views of the slab's arrays, shaped as ``gradients`` shapes them."""
+    outs = np.split(res_out, out_starts[1:-1])
+    edges = np.split(res_edges, edge_starts[1:-1])
+    deltas = np.split(res_deltas, node_starts[1:-1])
+    losses = res_loss.tolist()
+    shapes = zip(batch.tolist(), k.tolist(), e.tolist(), n.tolist())
+    if mode == FORWARD:
+        return [GradientResult(o.reshape(b, kk), None, ge, gd) for o, ge, gd, (b, kk, _, _)
+                in zip(outs, edges, deltas, shapes)]
+    if mode == OUTPUTS:
+        return [GradientResult(o.reshape(b, kk), None, ge.reshape(b, kk, ee), gd.reshape(b, kk, nn))
+                for o, ge, gd, (b, kk, ee, nn) in zip(outs, edges, deltas, shapes)]
+    if mode == SUMS:
+        return [GradientResult(o.reshape(b, kk), value, ge, gd) for o, ge, gd, value, (b, kk, _, _)
+                in zip(outs, edges, deltas, losses, shapes)]
+    return [GradientResult(o.reshape(b, kk), value, ge.reshape(b, ee), gd.reshape(b, nn))
+            for o, ge, gd, value, (b, kk, ee, nn) in zip(outs, edges, deltas, losses, shapes)]
+
+
+def _raise_for(nets: list[Network], p: int, x: Rows, t: Rows | None, loss: str | None, mean: bool, mode: int,
+               dtype: np.dtype) -> None:
+    """Network ``p`` failed while computing (an overflow, or bce outputs outside [0, 1]): its own message."""
+    from .. import gradients
+
+    try:
+        gradients(nets[p], x.of(p), None if t is None else t.of(p), loss, "mean" if mean else "sum",
+                  mode == EXAMPLES, dtype.name)
+    except InvalidInput as exc:
+        raise InvalidInput(f"nets[{p}]: {exc}") from None
+    raise InvalidInput(f"nets[{p}]: result: a value overflows {dtype.name}")

@@ -1,0 +1,417 @@
+"""The numba kernel of a population: every network of a packed slab in one compiled, parallel call.
+
+Networks are taken one at a time (blocks of consecutive networks per thread, ``prange``), each in row
+chunks of ``ROW_CHUNK`` of its own rows, so one small network's whole working set (its activations,
+f'(z) and δ rows for one chunk) stays in L2 while it runs forward, δ-backward and its gradient
+gathers. Rows are node-major like the single-network kernels' buffers; a network's nodes are in its
+plan order (live nodes by level, activation, file position; dead ones last, held at 0) and every sum
+runs in a fixed order that depends only on the network itself (its edges in plan order, its chunk
+boundaries at multiples of ``ROW_CHUNK`` of its own rows, dot products' SIMD lanes by length), so a
+network's bits never depend on which networks share the call or on the thread count.
+
+Modes: ``FORWARD`` (outputs only: no derivative is computed), ``OUTPUTS`` (output mode, B×K×E),
+``SUMS`` (loss mode, summed over the rows) and ``EXAMPLES`` (loss mode, per example). Losses are
+computed in float64 as ``losses`` does. A network whose results are not all finite, or whose
+outputs leave [0, 1] under bce, gets a non-zero ``status``: the caller names it.
+
+Activation codes are the positions in ``model.activations.ACTIVATION_NAMES``; each activation is
+evaluated in float64 by ``rowmath``'s row functions, with the single-network compiled kernel's formulas.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from .rowmath import EXPM1_SERIES, exp_row, expm1_series, log1p_unit, sigmoid_row, sincos_row, tanh_row
+
+__all__ = ["ROW_CHUNK", "FORWARD", "OUTPUTS", "SUMS", "EXAMPLES", "LOSS_CODES", "ORDER", "run_population"]
+
+#: rows of one network taken at a time (the same for every network and dtype: chunk boundaries never
+#: depend on the neighbours)
+ROW_CHUNK = 256
+FORWARD, OUTPUTS, SUMS, EXAMPLES = 0, 1, 2, 3
+#: the losses as the kernel numbers them
+LOSS_CODES = {"mse": 0, "bce": 1, "softmax_ce": 2}
+#: the activation names in code order, as this kernel numbers them
+ORDER = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "gelu", "silu", "sin",
+         "gauss", "abs")
+
+_GAUSS_CLIP = 40.0
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_SQRT_HALF = math.sqrt(0.5)
+_LOG_FLOOR = -100.0
+_OPTIONS = {"nogil": True, "error_model": "numpy", "boundscheck": False}
+
+
+@njit(inline="always")
+def _ndtr(z: float) -> float:
+    """The standard normal CDF, as cephes computes it (erf near 0, erfc in the tails)."""
+    t = z * _SQRT_HALF
+    a = abs(t)
+    if a < _SQRT_HALF:
+        return 0.5 + 0.5 * math.erf(t)
+    y = 0.5 * math.erfc(a)
+    return 1.0 - y if t > 0.0 else y
+
+
+@njit(inline="always")
+def _clip(z: float) -> float:
+    if z > _GAUSS_CLIP:
+        return _GAUSS_CLIP
+    if z < -_GAUSS_CLIP:
+        return -_GAUSS_CLIP
+    return z
+
+
+@njit(**_OPTIONS)
+def _activate(code: int, z: np.ndarray, o: np.ndarray, d: np.ndarray, tmp: np.ndarray, slope: bool) -> None:
+    """o = f(z) over one row, and d = f'(z) when ``slope`` (``tmp``: 4 float64 rows of scratch)."""
+    n = z.shape[0]
+    f, scratch = tmp[0], tmp[1:]
+    if code == 0:                                                  # identity
+        for b in range(n):
+            o[b] = z[b]
+            if slope:
+                d[b] = 1.0
+    elif code == 1:                                                # sigmoid
+        sigmoid_row(z, f, scratch)
+        for b in range(n):
+            s = f[b]
+            o[b] = s
+            if slope:
+                d[b] = s * (1.0 - s)
+    elif code == 2:                                                # tanh
+        tanh_row(z, f, scratch)
+        for b in range(n):
+            t = f[b]
+            o[b] = t
+            if slope:
+                d[b] = 1.0 - t * t
+    elif code == 3:                                                # relu
+        for b in range(n):
+            x = z[b]
+            o[b] = 0.0 if x <= 0.0 else x
+            if slope:
+                d[b] = 1.0 if x > 0.0 else 0.0
+    elif code == 4:                                                # leaky_relu
+        for b in range(n):
+            x = z[b]
+            s = 1.0 if x > 0.0 else 0.01
+            o[b] = x * s
+            if slope:
+                d[b] = s
+    elif code == 5:                                                # elu
+        exp_row(z, f, scratch)
+        for b in range(n):
+            x = np.float64(z[b])
+            e = f[b]
+            small = expm1_series(x) if x > -EXPM1_SERIES else e - 1.0
+            o[b] = x if x > 0.0 else small
+            if slope:
+                d[b] = 1.0 if x > 0.0 else e
+    elif code == 6:                                                # softplus
+        negative = tmp[3]
+        for b in range(n):
+            negative[b] = -abs(np.float64(z[b]))
+        exp_row(negative[:n], f, scratch)
+        for b in range(n):
+            x = np.float64(z[b])
+            e = f[b]
+            o[b] = log1p_unit(e) + (x if x > 0.0 else 0.0)
+            if slope:
+                r = 1.0 / (1.0 + e)
+                d[b] = e * r if x < 0.0 else r
+    elif code == 7:                                                # gelu (erf form)
+        for b in range(n):
+            x = np.float64(z[b])
+            c = _ndtr(x)
+            o[b] = x * c
+            if slope:
+                xc = _clip(x)
+                d[b] = c + xc * (math.exp(-0.5 * xc * xc) * _INV_SQRT_2PI)
+    elif code == 8:                                                # silu
+        sigmoid_row(z, f, scratch)
+        for b in range(n):
+            x = np.float64(z[b])
+            s = f[b]
+            o[b] = x * s
+            if slope:
+                d[b] = s * (1.0 + x * (1.0 - s))
+    elif code == 9:                                                # sin
+        sincos_row(z, f, tmp[1])
+        for b in range(n):
+            o[b] = f[b]
+            if slope:
+                d[b] = tmp[1, b]
+    elif code == 10:                                               # gauss
+        negative = tmp[3]
+        for b in range(n):
+            xc = _clip(np.float64(z[b]))
+            negative[b] = -(xc * xc)
+        exp_row(negative[:n], f, scratch)
+        for b in range(n):
+            g = f[b]
+            o[b] = g
+            if slope:
+                d[b] = -2.0 * _clip(np.float64(z[b])) * g
+    else:                                                          # abs
+        for b in range(n):
+            x = z[b]
+            o[b] = abs(x)
+            if slope:
+                d[b] = 1.0 if x > 0.0 else (-1.0 if x < 0.0 else x * 0.0)
+
+
+@njit(nogil=True, boundscheck=False, fastmath={"reassoc"})
+def _dot(x: np.ndarray, y: np.ndarray) -> float:
+    """Σ x·y with SIMD lanes of partial sums whose layout depends only on the length (see ``compiled._dot``)."""
+    s = 0.0
+    for b in range(x.shape[0]):
+        s += x[b] * y[b]
+    return s
+
+
+@njit(**_OPTIONS)
+def _clamped_log(x: float) -> tuple[float, float]:
+    """ln x clamped below at -100, and its derivative (0 where the clamp holds), as ``losses`` computes them."""
+    if x <= 0.0:
+        return _LOG_FLOOR, 0.0
+    v = math.log(x)
+    if v > _LOG_FLOOR:
+        return v, 1.0 / x
+    return _LOG_FLOOR, 0.0
+
+
+@njit(**_OPTIONS)
+def _loss_rows(loss: int, scale: float, y: np.ndarray, t: np.ndarray, direct: np.ndarray) -> tuple[float, bool]:
+    """The loss terms of a chunk (``y``: K×w outputs, ``t``: w×K targets) and ∂L/∂y into ``direct`` (K×w).
+
+    Returns (Σ terms, ok); ok is False where bce meets an output outside [0, 1].
+    """
+    k_out, w = y.shape
+    total = 0.0
+    root = math.sqrt(scale)
+    if loss == 0:                                                  # mse
+        for b in range(w):
+            for k in range(k_out):
+                diff = np.float64(y[k, b]) - t[b, k]
+                scaled = diff * root
+                total += scaled * scaled
+                direct[k, b] = (2.0 * scale) * diff
+    elif loss == 1:                                                # bce
+        for b in range(w):
+            for k in range(k_out):
+                yv = np.float64(y[k, b])
+                if not (yv >= 0.0 and yv <= 1.0):
+                    return total, False
+                tv = t[b, k]
+                log_y, dlog_y = _clamped_log(yv)
+                log_1y, dlog_1y = _clamped_log(1.0 - yv)
+                total -= scale * (tv * log_y + (1.0 - tv) * log_1y)
+                direct[k, b] = -scale * (tv * dlog_y - (1.0 - tv) * dlog_1y)
+    else:                                                          # softmax_ce
+        for b in range(w):
+            top = -np.inf
+            for k in range(k_out):
+                top = max(top, np.float64(y[k, b]))
+            s = 0.0
+            t_sum = 0.0
+            for k in range(k_out):
+                s += math.exp(np.float64(y[k, b]) - top)
+                t_sum += t[b, k]
+            lse = math.log(s)
+            for k in range(k_out):
+                shifted = np.float64(y[k, b]) - top
+                total -= (scale * t[b, k]) * (shifted - lse)
+                direct[k, b] = scale * (math.exp(shifted) / s * t_sum - t[b, k])
+    return total, True
+
+
+@njit(**_OPTIONS)
+def _forward(n_in: int, n_live: int, n_nodes: int, w: int, node0: int, in_ptr: np.ndarray, in_src: np.ndarray,
+             in_w: np.ndarray, bias: np.ndarray, codes: np.ndarray, acts: np.ndarray, fprime: np.ndarray,
+             z: np.ndarray, tmp: np.ndarray, slope: bool) -> None:
+    """Live node rows in plan order: z = Σ w·o[src] (in-edges in plan order) + bias, o = f(z) (and f'(z))."""
+    zw = z[:w]
+    for v in range(n_live):
+        g = node0 + v
+        zw[:] = 0.0
+        for j in range(in_ptr[g], in_ptr[g + 1]):
+            wt = in_w[j]
+            src = acts[in_src[j]]
+            for b in range(w):
+                zw[b] += wt * src[b]
+        bv = bias[g]
+        for b in range(w):
+            zw[b] += bv
+        _activate(codes[g], zw, acts[n_in + v, :w], fprime[v, :w], tmp, slope)
+    for v in range(n_live, n_nodes):                               # dead nodes: held at 0
+        acts[n_in + v, :w] = 0.0
+
+
+@njit(**_OPTIONS)
+def _backward(n_in: int, n_live: int, n_nodes: int, w: int, node0: int, vert0: int, out_ptr: np.ndarray,
+              out_dst: np.ndarray, out_w: np.ndarray, out_k: np.ndarray, direct: np.ndarray, only_k: int,
+              fprime: np.ndarray, deltas: np.ndarray, g: np.ndarray) -> None:
+    """δ = f'(z)·(Σ w·δ[dst] over out-edges + ∂L/∂o) from the last live row; dead rows 0.
+
+    ``only_k`` ≥ 0: output mode for output ``only_k`` (∂y_k/∂o = 1 at its node), else ``direct`` (K×w).
+    """
+    gw = g[:w]
+    for v in range(n_live, n_nodes):
+        deltas[v, :w] = 0.0
+    for v in range(n_live - 1, -1, -1):
+        gw[:] = 0.0
+        u = vert0 + n_in + v
+        for j in range(out_ptr[u], out_ptr[u + 1]):
+            wt = out_w[j]
+            dc = deltas[out_dst[j]]
+            for b in range(w):
+                gw[b] += wt * dc[b]
+        k = out_k[node0 + v]
+        if k >= 0:
+            if only_k < 0:
+                for b in range(w):
+                    gw[b] += direct[k, b]
+            elif k == only_k:
+                for b in range(w):
+                    gw[b] += 1.0
+        d, fp = deltas[v], fprime[v]
+        for b in range(w):
+            d[b] = fp[b] * gw[b]
+
+
+@njit(**_OPTIONS)
+def _all_finite(values: np.ndarray) -> bool:
+    for i in range(values.shape[0]):
+        if not np.isfinite(values[i]):
+            return False
+    return True
+
+
+def _run_population(mode: int, loss: int, mean: bool, blocks: np.ndarray, n_in: np.ndarray, n_nodes: np.ndarray,
+                    n_live: np.ndarray, n_out: np.ndarray, n_edges: np.ndarray, node_off: np.ndarray,
+                    vert_off: np.ndarray, edge_off: np.ndarray, out_off: np.ndarray, in_ptr: np.ndarray,
+                    in_src: np.ndarray, in_w: np.ndarray, bias: np.ndarray, codes: np.ndarray, out_ptr: np.ndarray,
+                    out_dst: np.ndarray, out_w: np.ndarray, out_k: np.ndarray, out_rows: np.ndarray,
+                    f_src: np.ndarray, f_dst: np.ndarray, node_row: np.ndarray, batch: np.ndarray,
+                    x: np.ndarray, x_off: np.ndarray, t: np.ndarray, t_off: np.ndarray, res_out: np.ndarray,
+                    res_out_off: np.ndarray, res_edges: np.ndarray, res_edge_off: np.ndarray,
+                    res_deltas: np.ndarray, res_delta_off: np.ndarray, res_loss: np.ndarray,
+                    status: np.ndarray) -> None:
+    """Networks [blocks[i], blocks[i+1]) of each block on a thread: forward, loss, δ and gradients per chunk."""
+    slope = mode != 0
+    for blk in prange(blocks.shape[0] - 1):
+        p0, p1 = blocks[blk], blocks[blk + 1]
+        v_max, n_max, k_max = 1, 1, 1
+        for p in range(p0, p1):
+            v_max = max(v_max, n_in[p] + n_nodes[p])
+            n_max = max(n_max, n_nodes[p])
+            k_max = max(k_max, n_out[p])
+        acts = np.empty((v_max, ROW_CHUNK), dtype=res_out.dtype)
+        fprime = np.empty((n_max, ROW_CHUNK), dtype=res_out.dtype)
+        deltas = np.empty((n_max, ROW_CHUNK), dtype=res_out.dtype)
+        direct = np.empty((k_max, ROW_CHUNK), dtype=res_out.dtype)
+        direct64 = np.empty((k_max, ROW_CHUNK), dtype=np.float64)
+        z = np.empty(ROW_CHUNK, dtype=res_out.dtype)
+        g = np.empty(ROW_CHUNK, dtype=res_out.dtype)
+        tmp = np.empty((4, ROW_CHUNK), dtype=np.float64)
+        for p in range(p0, p1):
+            ni, nn, nl, k_out, ne = n_in[p], n_nodes[p], n_live[p], n_out[p], n_edges[p]
+            node0, vert0, edge0, o0 = node_off[p], vert_off[p], edge_off[p], out_off[p]
+            rows = batch[p]
+            xs, ts = x[x_off[p]:x_off[p] + rows * ni], t[t_off[p]:t_off[p] + rows * k_out]
+            outs = res_out[res_out_off[p]:res_out_off[p] + rows * k_out]
+            count = k_out if loss != 2 else 1
+            scale = 1.0 / (count * rows) if mean else 1.0
+            total = 0.0
+            ok = True
+            for r0 in range(0, rows, ROW_CHUNK):
+                w = min(ROW_CHUNK, rows - r0)
+                for i in range(ni):
+                    for b in range(w):
+                        acts[i, b] = xs[(r0 + b) * ni + i]
+                _forward(ni, nl, nn, w, node0, in_ptr, in_src, in_w, bias, codes, acts, fprime, z, tmp, slope)
+                for k in range(k_out):
+                    src = acts[ni + out_rows[o0 + k]]
+                    for b in range(w):
+                        outs[(r0 + b) * k_out + k] = src[b]
+                if mode == 0:
+                    continue
+                if mode == 1:                                      # output mode: one δ pass per output
+                    eg = res_edges[res_edge_off[p]:]
+                    dg = res_deltas[res_delta_off[p]:]
+                    for k in range(k_out):
+                        _backward(ni, nl, nn, w, node0, vert0, out_ptr, out_dst, out_w, out_k, direct, k,
+                                  fprime, deltas, g)
+                        for b in range(w):
+                            base = ((r0 + b) * k_out + k) * ne
+                            for e in range(ne):
+                                eg[base + e] = deltas[f_dst[edge0 + e], b] * acts[f_src[edge0 + e], b]
+                            base = ((r0 + b) * k_out + k) * nn
+                            for n in range(nn):
+                                dg[base + n] = deltas[node_row[node0 + n], b]
+                    continue
+                y = np.empty((k_out, w), dtype=res_out.dtype)
+                for k in range(k_out):
+                    y[k, :] = acts[ni + out_rows[o0 + k], :w]
+                part, fits = _loss_rows(loss, scale, y, ts[r0 * k_out:(r0 + w) * k_out].reshape((w, k_out)),
+                                        direct64)
+                if not fits:
+                    ok = False
+                    break
+                total += part
+                for k in range(k_out):
+                    for b in range(w):
+                        direct[k, b] = direct64[k, b]
+                _backward(ni, nl, nn, w, node0, vert0, out_ptr, out_dst, out_w, out_k, direct, -1, fprime,
+                          deltas, g)
+                if mode == 2:                                      # loss mode: sums over the rows
+                    eg = res_edges[res_edge_off[p]:res_edge_off[p] + ne]
+                    dg = res_deltas[res_delta_off[p]:res_delta_off[p] + nn]
+                    for e in range(ne):
+                        eg[e] += _dot(deltas[f_dst[edge0 + e], :w], acts[f_src[edge0 + e], :w])
+                    for n in range(nn):
+                        row = deltas[node_row[node0 + n]]
+                        s = 0.0
+                        for b in range(w):
+                            s += row[b]
+                        dg[n] += s
+                else:                                              # per example
+                    eg = res_edges[res_edge_off[p]:]
+                    dg = res_deltas[res_delta_off[p]:]
+                    for b in range(w):
+                        base = (r0 + b) * ne
+                        for e in range(ne):
+                            eg[base + e] = deltas[f_dst[edge0 + e], b] * acts[f_src[edge0 + e], b]
+                        base = (r0 + b) * nn
+                        for n in range(nn):
+                            dg[base + n] = deltas[node_row[node0 + n], b]
+            res_loss[p] = total
+            if not ok:
+                status[p] = 2
+                continue
+            fine = np.isfinite(total) and _all_finite(outs)
+            if fine and mode == 1:
+                fine = (_all_finite(res_edges[res_edge_off[p]:res_edge_off[p] + rows * k_out * ne])
+                        and _all_finite(res_deltas[res_delta_off[p]:res_delta_off[p] + rows * k_out * nn]))
+            elif fine and mode == 2:
+                fine = (_all_finite(res_edges[res_edge_off[p]:res_edge_off[p] + ne])
+                        and _all_finite(res_deltas[res_delta_off[p]:res_delta_off[p] + nn]))
+            elif fine and mode == 3:
+                fine = (_all_finite(res_edges[res_edge_off[p]:res_edge_off[p] + rows * ne])
+                        and _all_finite(res_deltas[res_delta_off[p]:res_delta_off[p] + rows * nn]))
+            status[p] = 0 if fine else 1
+
+
+def _compile(fn):  # type: ignore[no-untyped-def]
+    try:
+        return njit(parallel=True, cache=True, **_OPTIONS)(fn)
+    except RuntimeError:                       # no writable cache folder
+        return njit(parallel=True, cache=False, **_OPTIONS)(fn)
+
+
+run_population = _compile(_run_population)
