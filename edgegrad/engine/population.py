@@ -185,9 +185,7 @@ def _split(mode: int, batch: np.ndarray, k: np.ndarray, e: np.ndarray, n: np.nda
            out_starts: np.ndarray, res_edges: np.ndarray, edge_starts: np.ndarray, res_deltas: np.ndarray,
            node_starts: np.ndarray, res_loss: np.ndarray) -> list[GradientResult]:
     """Each network's GradientResult: views of the slab's arrays, shaped as ``gradients`` shapes them."""
-    outs = np.split(res_out, out_starts[1:-1])
-    edges = np.split(res_edges, edge_starts[1:-1])
-    deltas = np.split(res_deltas, node_starts[1:-1])
+    outs, edges, deltas = _pieces(res_out, out_starts), _pieces(res_edges, edge_starts), _pieces(res_deltas, node_starts)
     losses = res_loss.tolist()
     shapes = zip(batch.tolist(), k.tolist(), e.tolist(), n.tolist())
     if mode == FORWARD:
@@ -201,6 +199,12 @@ def _split(mode: int, batch: np.ndarray, k: np.ndarray, e: np.ndarray, n: np.nda
                 in zip(outs, edges, deltas, losses, shapes)]
     return [GradientResult(o.reshape(b, kk), value, ge.reshape(b, ee), gd.reshape(b, nn))
             for o, ge, gd, value, (b, kk, ee, nn) in zip(outs, edges, deltas, losses, shapes)]
+
+
+def _pieces(flat: np.ndarray, starts: np.ndarray) -> list[np.ndarray]:
+    """``flat[starts[i]:starts[i+1]]`` for every i (views)."""
+    bounds = starts.tolist()
+    return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def _raise_for(nets: list[Network], p: int, x: Rows, t: Rows | None, loss: str | None, mean: bool, mode: int,

@@ -176,8 +176,11 @@ def _build(sizes: np.ndarray, src: np.ndarray, dst: np.ndarray, codes: np.ndarra
     live = _reaches_output(vert_off[np.repeat(np.arange(count), n_out)] + n_in[np.repeat(np.arange(count), n_out)]
                            + outputs, g_src, g_dst, levels, vert_off[-1])
     dead = ~live[node_vert]
-    file_pos = np.arange(node_vert.size) - node_off[net_of_node]
-    order = np.lexsort((file_pos, codes, levels[node_vert], dead, net_of_node))   # global node row -> file node
+    # plan order: by network, dead last, level, activation, then file position (the concatenation's order:
+    # a stable sort of one combined key)
+    node_level = levels[node_vert]
+    span = int(node_level.max(initial=0)) + 1
+    order = np.argsort(((net_of_node * 2 + dead) * span + node_level) * 16 + codes, kind="stable")
     row_of = np.empty(order.size, dtype=np.int64)
     row_of[order] = np.arange(order.size)                                    # file node -> global node row
     local_row = row_of - node_off[net_of_node]
@@ -185,16 +188,18 @@ def _build(sizes: np.ndarray, src: np.ndarray, dst: np.ndarray, codes: np.ndarra
     act_row[node_vert] = n_in[net_of_node] + local_row
 
     e_src_row = act_row[g_src]
-    e_dst_node = row_of[_node_index(g_dst, vert_off, n_in, node_off, net_of_edge)]  # global node row of dst
-    in_order = np.lexsort((e_src_row, e_dst_node))
-    in_ptr = np.searchsorted(e_dst_node[in_order], np.arange(order.size + 1))
+    dst_node = _node_index(g_dst, vert_off, n_in, node_off, net_of_edge)       # global file node of dst
+    e_dst_node = row_of[dst_node]                                              # global node row of dst
+    widest = int((n_in + n_nodes).max(initial=0)) + 1
+    in_order = np.argsort(e_dst_node * widest + e_src_row, kind="stable")
+    in_ptr = _offsets(np.bincount(e_dst_node, minlength=order.size))
 
     n_live = np.bincount(net_of_node[~dead], minlength=count).astype(np.int64)
-    dst_live = ~dead[_node_index(g_dst, vert_off, n_in, node_off, net_of_edge)]
     g_src_row = vert_off[net_of_edge] + e_src_row                             # global vertex row of the source
-    keep = np.flatnonzero(dst_live)
-    out_order = keep[np.lexsort((e_dst_node[keep], g_src_row[keep]))]
-    out_ptr = np.searchsorted(g_src_row[out_order], np.arange(vert_off[-1] + 1))
+    keep = np.flatnonzero(~dead[dst_node])
+    out_order = keep[np.argsort(g_src_row[keep] * widest + (e_dst_node[keep] - node_off[net_of_edge[keep]]),
+                                kind="stable")]
+    out_ptr = _offsets(np.bincount(g_src_row[keep], minlength=int(vert_off[-1])))
 
     out_node = row_of[node_off[np.repeat(np.arange(count), n_out)] + outputs]  # global node row of each output
     out_k = np.full(order.size, -1, dtype=np.int32)
@@ -206,7 +211,7 @@ def _build(sizes: np.ndarray, src: np.ndarray, dst: np.ndarray, codes: np.ndarra
                     out_order, out_k, (out_node - node_off[np.repeat(np.arange(count), n_out)]).astype(i32),
                     e_src_row.astype(i32), (e_dst_node - node_off[net_of_edge]).astype(i32),
                     local_row.astype(i32), codes[order], order,
-                    np.where(dead[order], -1, levels[node_vert][order]))
+                    np.where(dead[order], -1, node_level[order]))
 
 
 def _node_index(g_vert: np.ndarray, vert_off: np.ndarray, n_in: np.ndarray, node_off: np.ndarray,
@@ -221,7 +226,9 @@ def _reaches_output(out_verts: np.ndarray, g_src: np.ndarray, g_dst: np.ndarray,
     live = np.zeros(n_verts, dtype=bool)
     live[out_verts] = True
     src_level = levels[g_src]
-    by_level = np.argsort(-src_level, kind="stable")             # edges by source level, deepest first
+    top = int(src_level.max(initial=0))
+    small = np.int16 if top < np.iinfo(np.int16).max else np.int64  # 16 bits: numpy sorts by radix
+    by_level = np.argsort((top - src_level).astype(small), kind="stable")   # edges by source level, deepest first
     bounds = np.flatnonzero(np.diff(src_level[by_level])) + 1
     for edges in np.split(by_level, bounds):                     # a level's sources read only deeper nodes
         live[g_src[edges[live[g_dst[edges]]]]] = True
