@@ -1,0 +1,250 @@
+"""``gradients_many``, ``outputs_many`` and ``outputs``: each network's result equals its own ``gradients`` call,
+whatever its neighbours; bad input names the entry; a fine-tuning loop reuses the packed topology."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import edgegrad
+from edgegrad import InvalidInput, Network
+from edgegrad.engine import population_pack
+from dags import network_seeds, random_inputs, random_network, random_network_dict, random_targets
+
+pytestmark = pytest.mark.usefixtures("each_kernel")  # every test on the numpy and the compiled kernels
+
+PROFILE = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FIELDS = ("outputs", "edge_grads", "deltas")
+
+
+def _agrees(got: edgegrad.GradientResult, want: edgegrad.GradientResult, rtol: float = 1e-12) -> None:
+    """Every field within ``rtol`` times that field's largest magnitude (the loss relative to itself)."""
+    for name in FIELDS:
+        a, b = getattr(got, name), getattr(want, name)
+        assert a.shape == b.shape, (name, a.shape, b.shape)
+        if b.size:
+            scale = max(float(np.abs(b).max()), 1e-300)
+            assert float(np.abs(a.astype(np.float64) - b).max()) <= rtol * scale, name
+    assert (got.loss is None) == (want.loss is None)
+    if want.loss is not None:
+        assert abs(got.loss - want.loss) <= rtol * max(abs(want.loss), 1e-300)
+
+
+def _identical(a: edgegrad.GradientResult, b: edgegrad.GradientResult) -> None:
+    assert a.loss == b.loss
+    for name in FIELDS:
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.dtype == y.dtype and np.array_equal(x, y), name
+
+
+def _population(seeds: list[dict[str, Any]], loss: str | None, shared_inputs: int | None = None) -> list[Network]:
+    out_acts = ("sigmoid",) if loss == "bce" else None
+    nets = []
+    for kw in seeds:
+        kw = dict(kw)
+        if shared_inputs is not None:
+            kw["n_inputs"] = shared_inputs
+        nets.append(Network.from_dict(random_network_dict(output_activations=out_acts, **kw)))
+    return nets
+
+
+population = st.lists(network_seeds(max_nodes=12), min_size=1, max_size=5)
+modes = st.sampled_from([(None, False), ("mse", False), ("mse", True), ("bce", False), ("softmax_ce", False),
+                         ("softmax_ce", True)])
+
+
+@PROFILE
+@given(seeds=population, mode=modes, batch=st.sampled_from([1, 4, 300]), reduction=st.sampled_from(["mean", "sum"]),
+       shared=st.booleans())
+def test_each_result_equals_its_own_gradients_call(seeds, mode, batch, reduction, shared) -> None:
+    loss, per_example = mode
+    if loss is None:
+        reduction = "mean"
+    nets = _population(seeds, loss, 3 if shared else None)
+    xs = [random_inputs(i, batch, n.n_inputs) for i, n in enumerate(nets)]
+    ts = [random_targets(i, loss, batch, n.n_outputs) if loss else None for i, n in enumerate(nets)]
+    inputs = xs[0] if shared else xs
+    if shared:
+        xs = [xs[0]] * len(nets)
+    got = edgegrad.gradients_many(nets, inputs, ts if loss else None, loss=loss, reduction=reduction,
+                                  per_example=per_example)
+    assert len(got) == len(nets)
+    for net, x, t, res in zip(nets, xs, ts, got):
+        _agrees(res, edgegrad.gradients(net, x, t, loss=loss, reduction=reduction, per_example=per_example))
+
+
+@PROFILE
+@given(seeds=population, mode=modes)
+def test_float32_agrees_with_float64(seeds, mode) -> None:
+    loss, per_example = mode
+    nets = _population(seeds, loss)
+    xs = [random_inputs(i, 20, n.n_inputs) for i, n in enumerate(nets)]
+    ts = [random_targets(i, loss, 20, n.n_outputs) for i, n in enumerate(nets)] if loss else None
+    got = edgegrad.gradients_many(nets, xs, ts, loss=loss, per_example=per_example, dtype="float32")
+    for p, (net, res) in enumerate(zip(nets, got)):
+        assert res.edge_grads.dtype == np.float32 and res.outputs.dtype == np.float32
+        want = edgegrad.gradients(net, xs[p], None if ts is None else ts[p], loss=loss, per_example=per_example)
+        _agrees(res, want, rtol=1e-4)
+
+
+@PROFILE
+@given(seeds=st.lists(network_seeds(max_nodes=10), min_size=2, max_size=6), data=st.data())
+def test_permuting_nets_permutes_results_bit_for_bit(seeds, data) -> None:
+    nets = _population(seeds, "mse", 3)
+    X = random_inputs(1, 40, 3)
+    T = [random_targets(i, "mse", 40, n.n_outputs) for i, n in enumerate(nets)]
+    perm = data.draw(st.permutations(range(len(nets))))
+    before = edgegrad.gradients_many(nets, X, T, loss="mse")
+    after = edgegrad.gradients_many([nets[i] for i in perm], X, [T[i] for i in perm], loss="mse")
+    for j, i in enumerate(perm):
+        _identical(after[j], before[i])
+
+
+@PROFILE
+@given(kw=network_seeds(), neighbours=st.lists(network_seeds(max_nodes=14), min_size=0, max_size=4),
+       mode=modes, batch=st.sampled_from([3, 260]))
+def test_a_networks_bits_do_not_depend_on_its_neighbours(kw, neighbours, mode, batch) -> None:
+    loss, per_example = mode
+    net = _population([kw], loss)[0]
+    others = _population(neighbours, loss)
+    X = random_inputs(5, batch, net.n_inputs)
+    T = random_targets(5, loss, batch, net.n_outputs) if loss else None
+    alone = edgegrad.gradients_many([net], [X], None if T is None else [T], loss=loss, per_example=per_example)[0]
+    xs = [X] + [random_inputs(i, batch + i, n.n_inputs) for i, n in enumerate(others)]
+    ts = [T] + [random_targets(i, loss, batch + i, n.n_outputs) for i, n in enumerate(others)] if loss else None
+    crowd = edgegrad.gradients_many([*others[:1], net, *others[1:]], [*xs[1:2], X, *xs[2:]],
+                                    None if ts is None else [*ts[1:2], T, *ts[2:]], loss=loss,
+                                    per_example=per_example)
+    _identical(crowd[min(1, len(others))], alone)
+
+
+def test_the_same_object_twice_gets_two_equal_independent_results() -> None:
+    net = random_network(3)
+    X = random_inputs(3, 10, net.n_inputs)
+    T = random_targets(3, "mse", 10, net.n_outputs)
+    for loss, per_example in ((None, False), ("mse", False), ("mse", True)):
+        first, second = edgegrad.gradients_many([net, net], X, T if loss else None, loss=loss,
+                                                per_example=per_example)
+        _identical(first, second)
+        kept = second.edge_grads.copy(), second.deltas.copy(), second.outputs.copy()
+        first.edge_grads[...] = 7.0
+        first.deltas[...] = 7.0
+        first.outputs[...] = 7.0
+        assert all(np.array_equal(a, b) for a, b in zip(kept, (second.edge_grads, second.deltas, second.outputs)))
+
+
+def test_shared_and_per_network_rows_give_the_same_bits() -> None:
+    nets = [random_network(s, n_inputs=3, n_outputs=2) for s in range(4)]
+    X = random_inputs(0, 30, 3)
+    T = random_targets(0, "mse", 30, 2)
+    shared = edgegrad.gradients_many(nets, X, T, loss="mse")
+    for inputs, targets in (([X] * 4, T), (X, [T] * 4), (tuple([X] * 4), [T] * 4), (X.tolist(), T.tolist())):
+        for a, b in zip(edgegrad.gradients_many(nets, inputs, targets, loss="mse"), shared):
+            _identical(a, b)
+
+
+def test_outputs_and_outputs_many_equal_the_gradients_outputs() -> None:
+    nets = [random_network(s, n_inputs=2 + s % 3, n_nodes=5 + s, n_outputs=1 + s % 3) for s in range(5)]
+    xs = [random_inputs(s, 7 + 300 * (s % 2), n.n_inputs) for s, n in enumerate(nets)]
+    many = edgegrad.outputs_many(nets, xs)
+    for net, x, out in zip(nets, xs, many):
+        want = edgegrad.gradients(net, x).outputs
+        np.testing.assert_allclose(out, want, rtol=0, atol=1e-12 * np.abs(want).max())
+        np.testing.assert_array_equal(edgegrad.outputs(net, x), out)
+    single = edgegrad.outputs(nets[0], xs[0], dtype="float32")
+    assert single.dtype == np.float32 and single.shape == (xs[0].shape[0], nets[0].n_outputs)
+
+
+def test_a_fine_tuning_loop_reuses_the_packed_topology() -> None:
+    base = [random_network_dict(s, n_inputs=3) for s in range(6)]
+    X = random_inputs(0, 16, 3)
+    T = random_targets(0, "mse", 16, 2)
+    edgegrad.gradients_many([Network.from_dict(d) for d in base], X, T, loss="mse")
+    hits, misses, _ = population_pack.topology_cache_stats()
+    rng = np.random.default_rng(0)
+    for step in range(3):                                  # new weights and biases, same topologies
+        for d in base:
+            for edge in d["edges"]:
+                edge["weight"] = float(rng.normal())
+            for node in d["nodes"]:
+                node["bias"] = float(rng.normal())
+        nets = [Network.from_dict(d) for d in base]
+        got = edgegrad.gradients_many(nets, X, T, loss="mse")
+        for net, res in zip(nets, got):                    # the new weights are the ones used
+            _agrees(res, edgegrad.gradients(net, X, T, loss="mse"))
+    if edgegrad.engine.population._compiled_kernel() is not None:
+        after = population_pack.topology_cache_stats()
+        assert after[0] - hits == 3 and after[1] == misses
+        edgegrad.gradients_many([Network.from_dict(d) for d in base[:5]], X, T, loss="mse")   # another topology
+        assert population_pack.topology_cache_stats()[1] == misses + 1
+
+
+@pytest.mark.parametrize("nets, inputs, message", [
+    ("not a list", [[1.0]], "nets: expected a sequence of edgegrad.Network, got str"),
+    ([], [[1.0]], "nets: expected at least one network"),
+])
+def test_bad_nets(nets, inputs, message) -> None:
+    with pytest.raises(InvalidInput) as info:
+        edgegrad.gradients_many(nets, inputs)
+    assert str(info.value) == message
+
+
+def test_bad_input_names_the_entry() -> None:
+    nets = [random_network(s, n_inputs=4) for s in range(12)]
+    X = random_inputs(0, 5, 4)
+
+    def message(*args: Any, **kw: Any) -> str:
+        with pytest.raises(InvalidInput) as info:
+            edgegrad.gradients_many(*args, **kw)
+        return str(info.value)
+
+    odd = list(nets)
+    odd[3] = {"inputs": []}  # type: ignore[call-overload]
+    assert message(odd, X) == "nets[3]: expected an edgegrad.Network, got dict"
+    wide = list(nets)
+    wide[7] = random_network(7, n_inputs=3)
+    assert message(wide, X).startswith("nets[7]: inputs: expected shape (B, 3) ")
+    xs = [X] * 12
+    xs[2] = random_inputs(0, 5, 3)
+    assert message(nets, xs).startswith("inputs[2]: expected shape (B, 4) ")
+    assert message(nets, [X] * 11) == "inputs: expected 12 arrays (one per network), got 11"
+    bad = [X.copy() for _ in range(12)]
+    bad[4][1, 2] = np.nan
+    assert message(nets, bad) == "inputs[4][1][2]: must be finite, got nan"
+    T = random_targets(0, "mse", 5, 2)
+    ts = [T] * 12
+    ts[9] = random_targets(0, "mse", 4, 2)
+    assert message(nets, X, ts, loss="mse") == "targets[9]: has 4 rows but inputs has 5"
+    assert message(nets, X, T) == "targets: given without a loss (pass loss='mse', 'bce' or 'softmax_ce')"
+    assert message(nets, X, T, loss="mse", norms=True).startswith("norms: ")
+    assert message(nets, X, T, loss="mse", clip_norm=1.0).startswith("clip_norm: ")
+
+
+def test_an_overflow_names_its_network() -> None:
+    nets = [random_network(s, n_inputs=3) for s in range(6)]
+    data = random_network_dict(5, n_inputs=3, activations=("identity",))
+    for edge in data["edges"]:
+        edge["weight"] = 1e200
+    nets[5] = Network.from_dict(data)
+    X = random_inputs(0, 5, 3) * 1e150
+    T = random_targets(0, "mse", 5, 2)
+    with pytest.raises(InvalidInput) as info:
+        edgegrad.gradients_many(nets, X, T, loss="mse")
+    assert str(info.value).startswith("nets[5]: nodes[")
+    with pytest.raises(InvalidInput, match=r"^nets\[5\]: "):
+        edgegrad.outputs_many(nets, X)
+    with pytest.raises(InvalidInput, match=r"^nets\[5\]: edges\[\d+\]\.weight: .* beyond float32's range"):
+        edgegrad.gradients_many(nets, X / 1e150, dtype="float32")
+
+
+def test_bce_outputs_outside_the_unit_interval_name_the_network() -> None:
+    nets = [random_network(s, n_inputs=3, output_activations=("sigmoid",)) for s in range(3)]
+    nets.append(random_network(9, n_inputs=3, output_activations=("identity",)))
+    X = random_inputs(0, 6, 3) * 5
+    T = random_targets(0, "bce", 6, 2)
+    with pytest.raises(InvalidInput, match=r"^nets\[3\]: outputs\[\d+\]\[\d\]: bce needs outputs in \[0, 1\]"):
+        edgegrad.gradients_many(nets, X, T, loss="bce")
