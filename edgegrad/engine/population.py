@@ -165,7 +165,8 @@ def _run_slab(kernel: Any, nets: list[Network], lo: int, hi: int, packed: Packed
     res_loss = np.zeros(hi - lo, dtype=np.float64)
     status = np.zeros(hi - lo, dtype=np.int8)
     threads = max(1, min(thread_count(), numba.config.NUMBA_NUM_THREADS))
-    numba.set_num_threads(threads)
+    if numba.get_num_threads() != threads:
+        numba.set_num_threads(threads)
     blocks = _blocks((e + n + 1) * batch, threads)
     with np.errstate(all="ignore"):
         kernel.run_population(mode, kernel.LOSS_CODES.get(loss, 0), mean, blocks, top.n_in, n, top.n_live, k, e,
