@@ -248,3 +248,18 @@ def test_bce_outputs_outside_the_unit_interval_name_the_network() -> None:
     T = random_targets(0, "bce", 6, 2)
     with pytest.raises(InvalidInput, match=r"^nets\[3\]: outputs\[\d+\]\[\d\]: bce needs outputs in \[0, 1\]"):
         edgegrad.gradients_many(nets, X, T, loss="bce")
+
+
+def test_the_readme_population_example_runs(monkeypatch) -> None:
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "README.md").read_text(encoding="utf-8")
+    code = next(block for block in re.findall(r"```python\n(.*?)```", text, re.S) if "gradients_many" in block)
+    monkeypatch.chdir(root)
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert len(scope["results"]) == 3 and len(scope["outs"]) == 3
+    _identical(scope["results"][0], edgegrad.gradients_many(scope["nets"][:1], scope["X"], scope["T"], loss="mse")[0])
+    np.testing.assert_array_equal(scope["out"], scope["outs"][0])
