@@ -25,6 +25,7 @@ from .batch import check_options
 from .memory import thread_count
 from .population_checks import Rows, check_nets, check_population
 from .population_pack import Packed, pack
+from .population_results import EXAMPLES, FORWARD, OUTPUTS, SUMS, allocate, raise_for
 from .result import GradientResult
 
 __all__ = ["gradients_many", "outputs_many", "outputs", "SLAB_EDGES", "BLOCKS_PER_THREAD"]
@@ -33,7 +34,6 @@ __all__ = ["gradients_many", "outputs_many", "outputs", "SLAB_EDGES", "BLOCKS_PE
 SLAB_EDGES = 1 << 21
 #: blocks of consecutive networks per kernel thread (the threads balance uneven blocks)
 BLOCKS_PER_THREAD = 4
-FORWARD, OUTPUTS, SUMS, EXAMPLES = 0, 1, 2, 3
 
 _lock = threading.Lock()
 _kernel: Any = None
@@ -111,7 +111,7 @@ def _run(nets: list[Network], x: Rows, t: Rows | None, loss: str | None, mean: b
         return population_numpy.run(nets, x, t, loss, "mean" if mean else "sum", mode, dtype)
     results: list[GradientResult] = []
     for lo, hi in _slabs(nets):
-        packed = pack(nets[lo:hi], np.dtype(dtype), lo)
+        packed = pack(nets[lo:hi], np.dtype(dtype), range(lo, hi))
         results.extend(_run_slab(kernel, nets, lo, hi, packed, x, t, loss, mean, mode, np.dtype(dtype)))
     return results
 
@@ -127,12 +127,6 @@ def _flat(rows: Rows, lo: int, hi: int, dtype: np.dtype) -> tuple[np.ndarray, np
     np.cumsum(sizes[:-1], out=offsets[1:])
     flat = np.concatenate([a.reshape(-1) for a in arrays]).astype(dtype, copy=False)
     return flat, offsets, np.array([a.shape[0] for a in arrays], dtype=np.int64)
-
-
-def _starts(sizes: np.ndarray) -> np.ndarray:
-    out = np.zeros(sizes.size + 1, dtype=np.int64)
-    np.cumsum(sizes, out=out[1:])
-    return out
 
 
 def _blocks(cost: np.ndarray, threads: int) -> np.ndarray:
@@ -154,68 +148,19 @@ def _run_slab(kernel: Any, nets: list[Network], lo: int, hi: int, packed: Packed
         ts, t_off, _ = _flat(t, lo, hi, np.dtype(np.float64))
     else:
         ts, t_off = np.zeros(1), np.zeros(hi - lo, dtype=np.int64)
-    k, e, n = top.n_out, top.n_edges, top.n_nodes
-    per_out = {OUTPUTS: (batch * k * e, batch * k * n), SUMS: (e, n), EXAMPLES: (batch * e, batch * n)}
-    edge_sizes, node_sizes = per_out.get(mode, (np.zeros_like(e), np.zeros_like(n)))
-    out_starts, edge_starts, node_starts = _starts(batch * k), _starts(edge_sizes), _starts(node_sizes)
-    make = np.zeros if mode == SUMS else np.empty
-    res_out = np.empty(out_starts[-1], dtype=dtype)
-    res_edges = make(edge_starts[-1], dtype=dtype)
-    res_deltas = make(node_starts[-1], dtype=dtype)
-    res_loss = np.zeros(hi - lo, dtype=np.float64)
-    status = np.zeros(hi - lo, dtype=np.int8)
+    res = allocate(mode, batch, top.n_out, top.n_edges, top.n_nodes, dtype)
     threads = max(1, min(thread_count(), numba.config.NUMBA_NUM_THREADS))
     if numba.get_num_threads() != threads:
         numba.set_num_threads(threads)
-    blocks = _blocks((e + n + 1) * batch, threads)
+    blocks = _blocks((top.n_edges + top.n_nodes + 1) * batch, threads)
     with np.errstate(all="ignore"):
-        kernel.run_population(mode, kernel.LOSS_CODES.get(loss, 0), mean, blocks, top.n_in, n, top.n_live, k, e,
-                              top.node_off, top.vert_off, top.edge_off, top.out_off, top.in_ptr, top.in_src,
-                              packed.in_w, packed.bias, top.codes, top.out_ptr, top.out_dst, packed.out_w,
-                              top.out_k, top.out_rows, top.f_src, top.f_dst, top.node_row, batch, xs, x_off,
-                              ts, t_off, res_out, out_starts, res_edges, edge_starts, res_deltas, node_starts,
-                              res_loss, status)
-    bad = np.flatnonzero(status)
+        kernel.run_population(mode, kernel.LOSS_CODES.get(loss, 0), mean, blocks, top.n_in, top.n_nodes,
+                              top.n_live, top.n_out, top.n_edges, top.node_off, top.vert_off, top.edge_off,
+                              top.out_off, top.in_ptr, top.in_src, packed.in_w, packed.bias, top.codes,
+                              top.out_ptr, top.out_dst, packed.out_w, top.out_k, top.out_rows, top.f_src,
+                              top.f_dst, top.node_row, batch, xs, x_off, ts, t_off, res.outputs, res.out_starts,
+                              res.edges, res.edge_starts, res.deltas, res.node_starts, res.loss, res.status)
+    bad = np.flatnonzero(res.status)
     if bad.size:
-        _raise_for(nets, lo + int(bad[0]), x, t, loss, mean, mode, dtype)
-    return _split(mode, batch, k, e, n, res_out, out_starts, res_edges, edge_starts, res_deltas, node_starts,
-                  res_loss)
-
-
-def _split(mode: int, batch: np.ndarray, k: np.ndarray, e: np.ndarray, n: np.ndarray, res_out: np.ndarray,
-           out_starts: np.ndarray, res_edges: np.ndarray, edge_starts: np.ndarray, res_deltas: np.ndarray,
-           node_starts: np.ndarray, res_loss: np.ndarray) -> list[GradientResult]:
-    """Each network's GradientResult: views of the slab's arrays, shaped as ``gradients`` shapes them."""
-    outs, edges, deltas = _pieces(res_out, out_starts), _pieces(res_edges, edge_starts), _pieces(res_deltas, node_starts)
-    losses = res_loss.tolist()
-    shapes = zip(batch.tolist(), k.tolist(), e.tolist(), n.tolist())
-    if mode == FORWARD:
-        return [GradientResult(o.reshape(b, kk), None, ge, gd) for o, ge, gd, (b, kk, _, _)
-                in zip(outs, edges, deltas, shapes)]
-    if mode == OUTPUTS:
-        return [GradientResult(o.reshape(b, kk), None, ge.reshape(b, kk, ee), gd.reshape(b, kk, nn))
-                for o, ge, gd, (b, kk, ee, nn) in zip(outs, edges, deltas, shapes)]
-    if mode == SUMS:
-        return [GradientResult(o.reshape(b, kk), value, ge, gd) for o, ge, gd, value, (b, kk, _, _)
-                in zip(outs, edges, deltas, losses, shapes)]
-    return [GradientResult(o.reshape(b, kk), value, ge.reshape(b, ee), gd.reshape(b, nn))
-            for o, ge, gd, value, (b, kk, ee, nn) in zip(outs, edges, deltas, losses, shapes)]
-
-
-def _pieces(flat: np.ndarray, starts: np.ndarray) -> list[np.ndarray]:
-    """``flat[starts[i]:starts[i+1]]`` for every i (views)."""
-    bounds = starts.tolist()
-    return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-
-
-def _raise_for(nets: list[Network], p: int, x: Rows, t: Rows | None, loss: str | None, mean: bool, mode: int,
-               dtype: np.dtype) -> None:
-    """Network ``p`` failed while computing (an overflow, or bce outputs outside [0, 1]): its own message."""
-    from .. import gradients
-
-    try:
-        gradients(nets[p], x.of(p), None if t is None else t.of(p), loss, "mean" if mean else "sum",
-                  mode == EXAMPLES, dtype.name)
-    except InvalidInput as exc:
-        raise InvalidInput(f"nets[{p}]: {exc}") from None
-    raise InvalidInput(f"nets[{p}]: result: a value overflows {dtype.name}")
+        raise_for(nets, lo + int(bad[0]), x, t, loss, mean, mode, dtype)
+    return res.split()

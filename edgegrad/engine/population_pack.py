@@ -91,10 +91,11 @@ def clear_topology_cache() -> None:
         _cache.clear()
 
 
-def pack(nets: Sequence[Network], dtype: np.dtype, first: int = 0) -> Packed:
-    """The kernel's arrays for ``nets`` (a slab: ``nets[first:]`` of the call), the topology cached by content.
+def pack(nets: Sequence[Network], dtype: np.dtype, numbers: Sequence[int] | None = None) -> Packed:
+    """The kernel's arrays for ``nets`` (a slab), the topology cached by content.
 
-    float32: a weight or bias beyond its range is InvalidInput naming ``nets[i]``.
+    float32: a weight or bias beyond its range is InvalidInput naming ``nets[i]``, ``i`` the network's
+    number in the call (``numbers``, default its position here).
     """
     sizes = np.array([(n.n_inputs, n.n_nodes, n.output_index.size, n.src.size) for n in nets],
                      dtype=np.int64).reshape(-1, 4)
@@ -121,12 +122,12 @@ def pack(nets: Sequence[Network], dtype: np.dtype, first: int = 0) -> Packed:
     weights = _concat([n.weights for n in nets], np.float64)
     biases = _concat([n.biases for n in nets], np.float64)
     if np.dtype(dtype) == np.float32:
-        _check_float32(nets, first, weights, topology.edge_off, biases, topology.node_off)
+        _check_float32(nets, numbers, weights, topology.edge_off, biases, topology.node_off)
     return Packed(topology, weights[topology.in_take].astype(dtype), weights[topology.out_take].astype(dtype),
                   biases[topology.bias_take].astype(dtype))
 
 
-def _check_float32(nets: Sequence[Network], first: int, weights: np.ndarray, edge_off: np.ndarray,
+def _check_float32(nets: Sequence[Network], numbers: Sequence[int] | None, weights: np.ndarray, edge_off: np.ndarray,
                    biases: np.ndarray, node_off: np.ndarray) -> None:
     limit = np.finfo(np.float32).max
     for values, offsets, place, field in ((biases, node_off, "nodes[{}].bias", "biases"),
@@ -137,7 +138,7 @@ def _check_float32(nets: Sequence[Network], first: int, weights: np.ndarray, edg
             try:
                 check_float32_range(getattr(nets[p], field), place)
             except InvalidInput as exc:
-                raise InvalidInput(f"nets[{first + p}]: {exc}") from None
+                raise InvalidInput(f"nets[{p if numbers is None else numbers[p]}]: {exc}") from None
 
 
 def _concat(arrays: list[np.ndarray], dtype: type) -> np.ndarray:

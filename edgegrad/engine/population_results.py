@@ -1,0 +1,96 @@
+"""A population slab's result arrays: one flat array per field for all its networks, split into per-network views.
+
+Both population paths (the numba kernel and numpy) write every network's outputs, derivatives and
+loss into these arrays at its own offsets, and flag a network whose results are not finite in
+``status``; ``raise_for`` names that network with its own ``gradients`` message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InvalidInput
+from ..model.network import Network
+from .population_checks import Rows
+from .result import GradientResult
+
+__all__ = ["FORWARD", "OUTPUTS", "SUMS", "EXAMPLES", "SlabResults", "allocate", "raise_for"]
+
+FORWARD, OUTPUTS, SUMS, EXAMPLES = 0, 1, 2, 3
+
+
+def _starts(sizes: np.ndarray) -> np.ndarray:
+    out = np.zeros(sizes.size + 1, dtype=np.int64)
+    np.cumsum(sizes, out=out[1:])
+    return out
+
+
+@dataclass
+class SlabResults:
+    """Flat result arrays of a slab's networks and where each network's part starts."""
+
+    mode: int
+    batch: np.ndarray          #: (P,) rows of each network
+    k: np.ndarray              #: (P,) outputs
+    e: np.ndarray              #: (P,) edges
+    n: np.ndarray              #: (P,) nodes
+    outputs: np.ndarray        #: Σ B·K
+    out_starts: np.ndarray
+    edges: np.ndarray          #: Σ B·K·E (output mode), Σ E (sums), Σ B·E (per example)
+    edge_starts: np.ndarray
+    deltas: np.ndarray         #: likewise with N
+    node_starts: np.ndarray
+    loss: np.ndarray           #: (P,) float64
+    status: np.ndarray         #: (P,) int8: 0 fine, 1 not finite, 2 bce outputs outside [0, 1]
+
+    def split(self) -> list[GradientResult]:
+        """Each network's GradientResult: views of the flat arrays, shaped as ``gradients`` shapes them."""
+        outs, edges, deltas = (_pieces(a, s) for a, s in ((self.outputs, self.out_starts),
+                                                             (self.edges, self.edge_starts),
+                                                             (self.deltas, self.node_starts)))
+        shapes = list(zip(self.batch.tolist(), self.k.tolist(), self.e.tolist(), self.n.tolist()))
+        if self.mode == FORWARD:
+            return [GradientResult(o.reshape(b, k), None, ge, gd) for o, ge, gd, (b, k, _, _)
+                    in zip(outs, edges, deltas, shapes)]
+        if self.mode == OUTPUTS:
+            return [GradientResult(o.reshape(b, k), None, ge.reshape(b, k, e), gd.reshape(b, k, n))
+                    for o, ge, gd, (b, k, e, n) in zip(outs, edges, deltas, shapes)]
+        losses = self.loss.tolist()
+        if self.mode == SUMS:
+            return [GradientResult(o.reshape(b, k), value, ge, gd) for o, ge, gd, value, (b, k, _, _)
+                    in zip(outs, edges, deltas, losses, shapes)]
+        return [GradientResult(o.reshape(b, k), value, ge.reshape(b, e), gd.reshape(b, n))
+                for o, ge, gd, value, (b, k, e, n) in zip(outs, edges, deltas, losses, shapes)]
+
+
+def allocate(mode: int, batch: np.ndarray, k: np.ndarray, e: np.ndarray, n: np.ndarray,
+             dtype: np.dtype) -> SlabResults:
+    """The result arrays of a slab (loss-mode sums zeroed: the row chunks add into them)."""
+    sizes = {OUTPUTS: (batch * k * e, batch * k * n), SUMS: (e, n), EXAMPLES: (batch * e, batch * n)}
+    edge_sizes, node_sizes = sizes.get(mode, (np.zeros_like(e), np.zeros_like(n)))
+    out_starts, edge_starts, node_starts = _starts(batch * k), _starts(edge_sizes), _starts(node_sizes)
+    make = np.zeros if mode == SUMS else np.empty
+    return SlabResults(mode, batch, k, e, n, np.empty(out_starts[-1], dtype=dtype), out_starts,
+                       make(edge_starts[-1], dtype=dtype), edge_starts, make(node_starts[-1], dtype=dtype),
+                       node_starts, np.zeros(batch.size, dtype=np.float64), np.zeros(batch.size, dtype=np.int8))
+
+
+def _pieces(flat: np.ndarray, starts: np.ndarray) -> list[np.ndarray]:
+    """``flat[starts[i]:starts[i+1]]`` for every i (views)."""
+    bounds = starts.tolist()
+    return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def raise_for(nets: list[Network], p: int, x: Rows, t: Rows | None, loss: str | None, mean: bool, mode: int,
+              dtype: np.dtype) -> None:
+    """Network ``p`` failed while computing (an overflow, or bce outputs outside [0, 1]): its own message."""
+    from .. import gradients
+
+    try:
+        gradients(nets[p], x.of(p), None if t is None else t.of(p), loss, "mean" if mean else "sum",
+                  mode == EXAMPLES, dtype.name)
+    except InvalidInput as exc:
+        raise InvalidInput(f"nets[{p}]: {exc}") from None
+    raise InvalidInput(f"nets[{p}]: result: a value overflows {dtype.name}")
