@@ -6,9 +6,8 @@ cached) and run by the population kernel (``population_kernel``: every network o
 compiled, parallel call), and its results are split back per network, in each network's own file
 order. A network's result never depends on which networks share its call.
 
-With ``EDGEGRAD_KERNEL=numpy`` (or where numba does not load) ``population_numpy`` runs instead: the
-forward pass level by level across the slab's networks, derivatives network by network on the
-single-network engine.
+With ``EDGEGRAD_KERNEL=numpy`` (or where numba does not load) ``population_numpy`` runs instead:
+level by level across the networks with the same rows, vectorised with numpy.
 """
 
 from __future__ import annotations

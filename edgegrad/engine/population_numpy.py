@@ -27,6 +27,8 @@ __all__ = ["run", "ROW_CHUNK"]
 ROW_CHUNK = 256
 #: elements of one gathered edge-product block
 EDGE_BLOCK = 1 << 20
+#: a group's chunk buffers are kept within this (about an L3 cache: the gathers stay in cache)
+GROUP_BYTES = 16 << 20
 _LOG_FLOOR = -100.0
 
 
@@ -54,12 +56,12 @@ def run(nets: list[Network], x: Rows, t: Rows | None, loss: str | None, reductio
 
 
 def _groups(nets: list[Network], batch: np.ndarray, dtype: np.dtype) -> list[list[int]]:
-    """Networks with the same rows, in slabs whose chunk buffers (about 6 rows per vertex) fit the budget."""
+    """Networks with the same rows, in groups whose chunk buffers (about 6 rows per vertex) fit ``GROUP_BYTES``."""
     vertices = np.array([n.n_inputs + n.n_nodes + n.n_edges // 4 for n in nets], dtype=np.int64)
     groups = []
     for rows in np.unique(batch).tolist():
         members = np.flatnonzero(batch == rows)
-        limit = max(1, slab_budget() // (6 * dtype.itemsize * min(rows, ROW_CHUNK)))
+        limit = max(1, min(slab_budget(), GROUP_BYTES) // (6 * dtype.itemsize * min(rows, ROW_CHUNK)))
         total = np.cumsum(vertices[members])
         start = 0
         while start < members.size:
