@@ -263,3 +263,22 @@ def test_the_readme_population_example_runs(monkeypatch) -> None:
     assert len(scope["results"]) == 3 and len(scope["outs"]) == 3
     _identical(scope["results"][0], edgegrad.gradients_many(scope["nets"][:1], scope["X"], scope["T"], loss="mse")[0])
     np.testing.assert_array_equal(scope["out"], scope["outs"][0])
+
+
+def test_slabs_groups_and_threads_do_not_change_a_bit(monkeypatch) -> None:
+    from edgegrad.engine import population, population_numpy
+
+    nets = [random_network(s, n_inputs=3, n_nodes=4 + s % 7) for s in range(9)]
+    xs = [random_inputs(s, 40 + 100 * (s % 3), 3) for s in range(9)]
+    ts = [random_targets(s, "mse", x.shape[0], 2) for s, x in enumerate(xs)]
+    runs = []
+    for slab_edges, group_bytes, threads in ((1 << 19, 16 << 20, "2"), (30, 4096, "1"), (1, 1, "2")):
+        monkeypatch.setattr(population, "SLAB_EDGES", slab_edges)
+        monkeypatch.setattr(population_numpy, "GROUP_BYTES", group_bytes)
+        monkeypatch.setenv("EDGEGRAD_THREADS", threads)
+        runs.append([edgegrad.gradients_many(nets, xs, ts, loss="mse", per_example=per_example)
+                     for per_example in (False, True)])
+    for other in runs[1:]:
+        for mine, theirs in zip(runs[0], other):
+            for a, b in zip(mine, theirs):
+                _identical(a, b)

@@ -29,8 +29,8 @@ from .result import GradientResult
 
 __all__ = ["gradients_many", "outputs_many", "outputs", "SLAB_EDGES", "BLOCKS_PER_THREAD"]
 
-#: edges + nodes of one slab of networks (packing and per-slab temporaries stay within a few hundred MB)
-SLAB_EDGES = 1 << 21
+#: edges + nodes of one slab of networks (packing temporaries stay within about 100 MB)
+SLAB_EDGES = 1 << 19
 #: blocks of consecutive networks per kernel thread (the threads balance uneven blocks)
 BLOCKS_PER_THREAD = 4
 

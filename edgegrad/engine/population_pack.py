@@ -26,7 +26,7 @@ from ..model.network import Network
 __all__ = ["Topology", "Packed", "pack", "topology_cache_stats", "clear_topology_cache", "TOPOLOGY_CACHE_BYTES"]
 
 #: bytes of packed topologies kept between calls (least recently used dropped first)
-TOPOLOGY_CACHE_BYTES = 256 << 20
+TOPOLOGY_CACHE_BYTES = 128 << 20
 _CODE = {name: code for code, name in enumerate(ACTIVATION_NAMES)}
 
 
@@ -205,14 +205,14 @@ def _build(sizes: np.ndarray, src: np.ndarray, dst: np.ndarray, codes: np.ndarra
     out_node = row_of[node_off[np.repeat(np.arange(count), n_out)] + outputs]  # global node row of each output
     out_k = np.full(order.size, -1, dtype=np.int32)
     out_k[out_node] = np.arange(out_node.size) - out_off[np.repeat(np.arange(count), n_out)]
-    i32 = np.int32
+    i32 = np.int32                       # a slab has far fewer than 2^31 edges and nodes
     return Topology(n_in, n_nodes, n_live, n_out, n_edges, node_off, vert_off, edge_off, out_off,
-                    in_ptr.astype(np.int64), e_src_row[in_order].astype(i32), in_order,
-                    out_ptr.astype(np.int64), (e_dst_node[out_order] - node_off[net_of_edge[out_order]]).astype(i32),
-                    out_order, out_k, (out_node - node_off[np.repeat(np.arange(count), n_out)]).astype(i32),
+                    in_ptr.astype(i32), e_src_row[in_order].astype(i32), in_order.astype(i32),
+                    out_ptr.astype(i32), (e_dst_node[out_order] - node_off[net_of_edge[out_order]]).astype(i32),
+                    out_order.astype(i32), out_k, (out_node - node_off[np.repeat(np.arange(count), n_out)]).astype(i32),
                     e_src_row.astype(i32), (e_dst_node - node_off[net_of_edge]).astype(i32),
-                    local_row.astype(i32), codes[order], order,
-                    np.where(dead[order], -1, node_level[order]))
+                    local_row.astype(i32), codes[order], order.astype(i32),
+                    np.where(dead[order], -1, node_level[order]).astype(i32))
 
 
 def _node_index(g_vert: np.ndarray, vert_off: np.ndarray, n_in: np.ndarray, node_off: np.ndarray,
