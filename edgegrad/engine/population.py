@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidInput
+from ..model.activations import ACTIVATION_NAMES
 from ..model.network import Network
 from ..settings import ENV_NAMES, KERNELS, Settings
 from .batch import check_options
@@ -83,6 +84,8 @@ def _compiled_kernel() -> Any:
             if _kernel is None and _failure is None:
                 try:
                     from . import population_kernel
+                    if population_kernel.ORDER != ACTIVATION_NAMES:
+                        raise ImportError("the population kernel numbers the activations differently")
                     _kernel = population_kernel
                 except Exception as exc:           # ImportError, or numba failing in its own way
                     _failure = f"{type(exc).__name__}: {exc}"

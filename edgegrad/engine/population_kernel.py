@@ -14,8 +14,8 @@ Modes: ``FORWARD`` (outputs only: no derivative is computed), ``OUTPUTS`` (outpu
 computed in float64 as ``losses`` does. A network whose results are not all finite, or whose
 outputs leave [0, 1] under bce, gets a non-zero ``status``: the caller names it.
 
-Activation codes are the positions in ``model.activations.ACTIVATION_NAMES``; each activation is
-evaluated in float64 by ``rowmath``'s row functions, with the single-network compiled kernel's formulas.
+Activations are ``rowact.activate`` (the single-network compiled kernel's formulas, over ``rowmath``'s row
+functions); ``ORDER`` is its activation numbering (``population`` checks it against the model's).
 """
 
 from __future__ import annotations
@@ -25,153 +25,16 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .rowmath import EXPM1_SERIES, exp_row, expm1_series, log1p_unit, sigmoid_row, sincos_row, tanh_row
+from .population_results import EXAMPLES, FORWARD, OUTPUTS, ROW_CHUNK, SUMS
+from .rowact import ORDER, activate, dot
 
 __all__ = ["ROW_CHUNK", "FORWARD", "OUTPUTS", "SUMS", "EXAMPLES", "LOSS_CODES", "ORDER", "run_population"]
 
-#: rows of one network taken at a time (the same for every network and dtype: chunk boundaries never
-#: depend on the neighbours)
-ROW_CHUNK = 256
-FORWARD, OUTPUTS, SUMS, EXAMPLES = 0, 1, 2, 3
 #: the losses as the kernel numbers them
 LOSS_CODES = {"mse": 0, "bce": 1, "softmax_ce": 2}
-#: the activation names in code order, as this kernel numbers them
-ORDER = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "gelu", "silu", "sin",
-         "gauss", "abs")
 
-_GAUSS_CLIP = 40.0
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-_SQRT_HALF = math.sqrt(0.5)
 _LOG_FLOOR = -100.0
 _OPTIONS = {"nogil": True, "error_model": "numpy", "boundscheck": False}
-
-
-@njit(inline="always")
-def _ndtr(z: float) -> float:
-    """The standard normal CDF, as cephes computes it (erf near 0, erfc in the tails)."""
-    t = z * _SQRT_HALF
-    a = abs(t)
-    if a < _SQRT_HALF:
-        return 0.5 + 0.5 * math.erf(t)
-    y = 0.5 * math.erfc(a)
-    return 1.0 - y if t > 0.0 else y
-
-
-@njit(inline="always")
-def _clip(z: float) -> float:
-    if z > _GAUSS_CLIP:
-        return _GAUSS_CLIP
-    if z < -_GAUSS_CLIP:
-        return -_GAUSS_CLIP
-    return z
-
-
-@njit(**_OPTIONS)
-def _activate(code: int, z: np.ndarray, o: np.ndarray, d: np.ndarray, tmp: np.ndarray, slope: bool) -> None:
-    """o = f(z) over one row, and d = f'(z) when ``slope`` (``tmp``: 4 float64 rows of scratch)."""
-    n = z.shape[0]
-    f, scratch = tmp[0], tmp[1:]
-    if code == 0:                                                  # identity
-        for b in range(n):
-            o[b] = z[b]
-            if slope:
-                d[b] = 1.0
-    elif code == 1:                                                # sigmoid
-        sigmoid_row(z, f, scratch)
-        for b in range(n):
-            s = f[b]
-            o[b] = s
-            if slope:
-                d[b] = s * (1.0 - s)
-    elif code == 2:                                                # tanh
-        tanh_row(z, f, scratch)
-        for b in range(n):
-            t = f[b]
-            o[b] = t
-            if slope:
-                d[b] = 1.0 - t * t
-    elif code == 3:                                                # relu
-        for b in range(n):
-            x = z[b]
-            o[b] = 0.0 if x <= 0.0 else x
-            if slope:
-                d[b] = 1.0 if x > 0.0 else 0.0
-    elif code == 4:                                                # leaky_relu
-        for b in range(n):
-            x = z[b]
-            s = 1.0 if x > 0.0 else 0.01
-            o[b] = x * s
-            if slope:
-                d[b] = s
-    elif code == 5:                                                # elu
-        exp_row(z, f, scratch)
-        for b in range(n):
-            x = np.float64(z[b])
-            e = f[b]
-            small = expm1_series(x) if x > -EXPM1_SERIES else e - 1.0
-            o[b] = x if x > 0.0 else small
-            if slope:
-                d[b] = 1.0 if x > 0.0 else e
-    elif code == 6:                                                # softplus
-        negative = tmp[3]
-        for b in range(n):
-            negative[b] = -abs(np.float64(z[b]))
-        exp_row(negative[:n], f, scratch)
-        for b in range(n):
-            x = np.float64(z[b])
-            e = f[b]
-            o[b] = log1p_unit(e) + (x if x > 0.0 else 0.0)
-            if slope:
-                r = 1.0 / (1.0 + e)
-                d[b] = e * r if x < 0.0 else r
-    elif code == 7:                                                # gelu (erf form)
-        for b in range(n):
-            x = np.float64(z[b])
-            c = _ndtr(x)
-            o[b] = x * c
-            if slope:
-                xc = _clip(x)
-                d[b] = c + xc * (math.exp(-0.5 * xc * xc) * _INV_SQRT_2PI)
-    elif code == 8:                                                # silu
-        sigmoid_row(z, f, scratch)
-        for b in range(n):
-            x = np.float64(z[b])
-            s = f[b]
-            o[b] = x * s
-            if slope:
-                d[b] = s * (1.0 + x * (1.0 - s))
-    elif code == 9:                                                # sin
-        sincos_row(z, f, tmp[1])
-        for b in range(n):
-            o[b] = f[b]
-            if slope:
-                d[b] = tmp[1, b]
-    elif code == 10:                                               # gauss
-        negative = tmp[3]
-        for b in range(n):
-            xc = _clip(np.float64(z[b]))
-            negative[b] = -(xc * xc)
-        exp_row(negative[:n], f, scratch)
-        for b in range(n):
-            g = f[b]
-            o[b] = g
-            if slope:
-                d[b] = -2.0 * _clip(np.float64(z[b])) * g
-    else:                                                          # abs
-        for b in range(n):
-            x = z[b]
-            o[b] = abs(x)
-            if slope:
-                d[b] = 1.0 if x > 0.0 else (-1.0 if x < 0.0 else x * 0.0)
-
-
-@njit(nogil=True, boundscheck=False, fastmath={"reassoc"})
-def _dot(x: np.ndarray, y: np.ndarray) -> float:
-    """Σ x·y with SIMD lanes of partial sums whose layout depends only on the length (see ``compiled._dot``)."""
-    s = 0.0
-    for b in range(x.shape[0]):
-        s += x[b] * y[b]
-    return s
 
 
 @njit(**_OPTIONS)
@@ -247,7 +110,7 @@ def _forward(n_in: int, n_live: int, n_nodes: int, w: int, node0: int, in_ptr: n
         bv = bias[g]
         for b in range(w):
             zw[b] += bv
-        _activate(codes[g], zw, acts[n_in + v, :w], fprime[v, :w], tmp, slope)
+        activate(codes[g], zw, acts[n_in + v, :w], fprime[v, :w], tmp, slope)
     for v in range(n_live, n_nodes):                               # dead nodes: held at 0
         acts[n_in + v, :w] = 0.0
 
@@ -303,7 +166,7 @@ def _run_population(mode: int, loss: int, mean: bool, blocks: np.ndarray, n_in: 
                     res_deltas: np.ndarray, res_delta_off: np.ndarray, res_loss: np.ndarray,
                     status: np.ndarray) -> None:
     """Networks [blocks[i], blocks[i+1]) of each block on a thread: forward, loss, δ and gradients per chunk."""
-    slope = mode != 0
+    slope = mode != FORWARD
     for blk in prange(blocks.shape[0] - 1):
         p0, p1 = blocks[blk], blocks[blk + 1]
         v_max, n_max, k_max = 1, 1, 1
@@ -339,9 +202,9 @@ def _run_population(mode: int, loss: int, mean: bool, blocks: np.ndarray, n_in: 
                     src = acts[ni + out_rows[o0 + k]]
                     for b in range(w):
                         outs[(r0 + b) * k_out + k] = src[b]
-                if mode == 0:
+                if mode == FORWARD:
                     continue
-                if mode == 1:                                      # output mode: one δ pass per output
+                if mode == OUTPUTS:                                # output mode: one δ pass per output
                     eg = res_edges[res_edge_off[p]:]
                     dg = res_deltas[res_delta_off[p]:]
                     for k in range(k_out):
@@ -369,11 +232,11 @@ def _run_population(mode: int, loss: int, mean: bool, blocks: np.ndarray, n_in: 
                         direct[k, b] = direct64[k, b]
                 _backward(ni, nl, nn, w, node0, vert0, out_ptr, out_dst, out_w, out_k, direct, -1, fprime,
                           deltas, g)
-                if mode == 2:                                      # loss mode: sums over the rows
+                if mode == SUMS:                                   # loss mode: sums over the rows
                     eg = res_edges[res_edge_off[p]:res_edge_off[p] + ne]
                     dg = res_deltas[res_delta_off[p]:res_delta_off[p] + nn]
                     for e in range(ne):
-                        eg[e] += _dot(deltas[f_dst[edge0 + e], :w], acts[f_src[edge0 + e], :w])
+                        eg[e] += dot(deltas[f_dst[edge0 + e], :w], acts[f_src[edge0 + e], :w])
                     for n in range(nn):
                         row = deltas[node_row[node0 + n]]
                         s = 0.0
@@ -395,13 +258,13 @@ def _run_population(mode: int, loss: int, mean: bool, blocks: np.ndarray, n_in: 
                 status[p] = 2
                 continue
             fine = np.isfinite(total) and _all_finite(outs)
-            if fine and mode == 1:
+            if fine and mode == OUTPUTS:
                 fine = (_all_finite(res_edges[res_edge_off[p]:res_edge_off[p] + rows * k_out * ne])
                         and _all_finite(res_deltas[res_delta_off[p]:res_delta_off[p] + rows * k_out * nn]))
-            elif fine and mode == 2:
+            elif fine and mode == SUMS:
                 fine = (_all_finite(res_edges[res_edge_off[p]:res_edge_off[p] + ne])
                         and _all_finite(res_deltas[res_delta_off[p]:res_delta_off[p] + nn]))
-            elif fine and mode == 3:
+            elif fine and mode == EXAMPLES:
                 fine = (_all_finite(res_edges[res_edge_off[p]:res_edge_off[p] + rows * ne])
                         and _all_finite(res_deltas[res_delta_off[p]:res_delta_off[p] + rows * nn]))
             status[p] = 0 if fine else 1

@@ -18,13 +18,10 @@ from ..model.network import Network
 from .memory import slab_budget
 from .population_checks import Rows
 from .population_pack import Topology, pack
-from .population_results import FORWARD, OUTPUTS, SUMS, SlabResults, allocate, raise_for
+from .population_results import FORWARD, OUTPUTS, ROW_CHUNK, SUMS, SlabResults, allocate, raise_for
 from .result import GradientResult
 
-__all__ = ["run", "ROW_CHUNK"]
-
-#: rows of a network taken at a time (as the kernel's ``ROW_CHUNK``)
-ROW_CHUNK = 256
+__all__ = ["run"]
 #: elements of one gathered edge-product block
 EDGE_BLOCK = 1 << 20
 #: a group's chunk buffers are kept within this (about an L3 cache: the gathers stay in cache)

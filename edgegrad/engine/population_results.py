@@ -16,9 +16,13 @@ from ..model.network import Network
 from .population_checks import Rows
 from .result import GradientResult
 
-__all__ = ["FORWARD", "OUTPUTS", "SUMS", "EXAMPLES", "SlabResults", "allocate", "raise_for"]
+__all__ = ["FORWARD", "OUTPUTS", "SUMS", "EXAMPLES", "ROW_CHUNK", "SlabResults", "allocate", "raise_for"]
 
+#: the modes: outputs alone, output mode (B×K×E), loss-mode sums, loss mode per example
 FORWARD, OUTPUTS, SUMS, EXAMPLES = 0, 1, 2, 3
+#: rows of one network taken at a time by both paths (the same for every network and dtype: chunk
+#: boundaries, and so the order of every sum over rows, never depend on the neighbours)
+ROW_CHUNK = 256
 
 
 def _starts(sizes: np.ndarray) -> np.ndarray:
