@@ -282,3 +282,41 @@ def test_slabs_groups_and_threads_do_not_change_a_bit(monkeypatch) -> None:
         for mine, theirs in zip(runs[0], other):
             for a, b in zip(mine, theirs):
                 _identical(a, b)
+
+
+def test_calls_from_several_threads_at_once_give_the_same_bits() -> None:
+    import threading
+
+    nets = [random_network(s, n_inputs=3, n_nodes=6 + s % 5) for s in range(12)]
+    X = random_inputs(0, 300, 3)
+    T = random_targets(0, "mse", 300, 2)
+    want = edgegrad.gradients_many(nets, X, T, loss="mse")
+    failures: list[str] = []
+
+    def call() -> None:
+        try:
+            for _ in range(5):
+                for a, b in zip(edgegrad.gradients_many(nets, X, T, loss="mse"), want):
+                    _identical(a, b)
+        except Exception as exc:  # reported below, in the test's thread
+            failures.append(repr(exc))
+
+    threads = [threading.Thread(target=call) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+
+
+def test_networks_without_edges_and_without_hidden_nodes() -> None:
+    bare = Network.from_arrays(["x"], ["n"], ["n"], "tanh", [0.5], [], [], [])
+    direct = Network.from_arrays(["a", "b"], ["o"], ["o"], "sigmoid", [0.1], ["a", "b"], ["o", "o"], [0.3, -0.7])
+    X = random_inputs(1, 5, 2)
+    T = random_targets(1, "mse", 5, 1)
+    xs = [X[:, :1], X]
+    for loss, per_example in ((None, False), ("mse", False), ("mse", True)):
+        got = edgegrad.gradients_many([bare, direct, bare], [xs[0], xs[1], xs[0]], T if loss else None, loss=loss,
+                                      per_example=per_example)
+        for net, x, res in zip([bare, direct, bare], [xs[0], xs[1], xs[0]], got):
+            _agrees(res, edgegrad.gradients(net, x, T if loss else None, loss=loss, per_example=per_example))

@@ -13,7 +13,8 @@ level by level across the networks with the same rows, vectorised with numpy.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -38,6 +39,8 @@ BLOCKS_PER_THREAD = 4
 _lock = threading.Lock()
 _kernel: Any = None
 _failure: str | None = None
+_serial = threading.Lock()
+_layer: str | None = None   #: numba's threading layer, known after the first kernel call
 
 
 def gradients_many(nets: Any, inputs: Any, targets: Any = None, loss: str | None = None, reduction: str = "mean",
@@ -90,6 +93,19 @@ def _compiled_kernel() -> Any:
                 except Exception as exc:           # ImportError, or numba failing in its own way
                     _failure = f"{type(exc).__name__}: {exc}"
     return _kernel
+
+
+@contextmanager
+def _launch(numba: Any) -> Iterator[None]:
+    """Run a kernel call: one at a time where numba's threading layer is ``workqueue`` (not thread-safe) or
+    not known yet, concurrently from several threads otherwise (omp, tbb)."""
+    global _layer
+    if _layer is not None and _layer != "workqueue":
+        yield
+        return
+    with _serial:
+        yield
+        _layer = numba.threading_layer()
 
 
 def _slabs(nets: list[Network]) -> list[tuple[int, int]]:
@@ -155,7 +171,7 @@ def _run_slab(kernel: Any, nets: list[Network], lo: int, hi: int, packed: Packed
     if numba.get_num_threads() != threads:
         numba.set_num_threads(threads)
     blocks = _blocks((top.n_edges + top.n_nodes + 1) * batch, threads)
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), _launch(numba):
         kernel.run_population(mode, kernel.LOSS_CODES.get(loss, 0), mean, blocks, top.n_in, top.n_nodes,
                               top.n_live, top.n_out, top.n_edges, top.node_off, top.vert_off, top.edge_off,
                               top.out_off, top.in_ptr, top.in_src, packed.in_w, packed.bias, top.codes,
