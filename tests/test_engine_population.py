@@ -265,6 +265,22 @@ def test_the_readme_population_example_runs(monkeypatch) -> None:
     np.testing.assert_array_equal(scope["out"], scope["outs"][0])
 
 
+def test_a_big_network_takes_fewer_rows_at_a_time_and_still_equals_its_gradients_call(monkeypatch) -> None:
+    from edgegrad.engine import population_results
+
+    nets = [random_network(s, n_inputs=3, n_nodes=5 + 6 * s) for s in range(4)]
+    chunk_bytes = 8 * (3 + 3 * 20 + 3 * 2 + 6) * 7      # networks of 20+ nodes: at most 7 rows at a time
+    monkeypatch.setattr(population_results, "CHUNK_BYTES", chunk_bytes)
+    chunks = population_results.row_chunks(np.array([3] * 4), np.array([n.n_nodes for n in nets]), np.array([2] * 4))
+    assert chunks[0] > 7 and chunks[-1] < 7
+    X = random_inputs(0, 40, 3)
+    T = random_targets(0, "mse", 40, 2)
+    for loss, per_example in ((None, False), ("mse", False), ("mse", True)):
+        got = edgegrad.gradients_many(nets, X, T if loss else None, loss=loss, per_example=per_example)
+        for net, res in zip(nets, got):
+            _agrees(res, edgegrad.gradients(net, X, T if loss else None, loss=loss, per_example=per_example))
+
+
 def test_slabs_groups_and_threads_do_not_change_a_bit(monkeypatch) -> None:
     from edgegrad.engine import population, population_numpy
 

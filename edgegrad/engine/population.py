@@ -26,7 +26,7 @@ from .batch import check_options
 from .memory import thread_count
 from .population_checks import Rows, check_nets, check_population
 from .population_pack import Packed, pack
-from .population_results import EXAMPLES, FORWARD, OUTPUTS, SUMS, allocate, raise_for
+from .population_results import EXAMPLES, FORWARD, OUTPUTS, SUMS, allocate, raise_for, row_chunks
 from .result import GradientResult
 
 __all__ = ["gradients_many", "outputs_many", "outputs", "SLAB_EDGES", "BLOCKS_PER_THREAD"]
@@ -176,8 +176,9 @@ def _run_slab(kernel: Any, nets: list[Network], lo: int, hi: int, packed: Packed
                               top.n_live, top.n_out, top.n_edges, top.node_off, top.vert_off, top.edge_off,
                               top.out_off, top.in_ptr, top.in_src, packed.in_w, packed.bias, top.codes,
                               top.out_ptr, top.out_dst, packed.out_w, top.out_k, top.out_rows, top.f_src,
-                              top.f_dst, top.node_row, batch, xs, x_off, ts, t_off, res.outputs, res.out_starts,
-                              res.edges, res.edge_starts, res.deltas, res.node_starts, res.loss, res.status)
+                              top.f_dst, top.node_row, batch, row_chunks(top.n_in, top.n_nodes, top.n_out),
+                              xs, x_off, ts, t_off, res.outputs, res.out_starts, res.edges, res.edge_starts,
+                              res.deltas, res.node_starts, res.loss, res.status)
     bad = np.flatnonzero(res.status)
     if bad.size:
         raise_for(nets, lo + int(bad[0]), x, t, loss, mean, mode, dtype)

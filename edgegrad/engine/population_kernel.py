@@ -1,12 +1,12 @@
 """The numba kernel of a population: every network of a packed slab in one compiled, parallel call.
 
 Networks are taken one at a time (blocks of consecutive networks per thread, ``prange``), each in row
-chunks of ``ROW_CHUNK`` of its own rows, so one small network's whole working set (its activations,
+chunks of its own (``population_results.row_chunks``: 256 rows, fewer for a big network), so one small network's whole working set (its activations,
 f'(z) and δ rows for one chunk) stays in L2 while it runs forward, δ-backward and its gradient
 gathers. Rows are node-major like the single-network kernels' buffers; a network's nodes are in its
 plan order (live nodes by level, activation, file position; dead ones last, held at 0) and every sum
 runs in a fixed order that depends only on the network itself (its edges in plan order, its chunk
-boundaries at multiples of ``ROW_CHUNK`` of its own rows, dot products' SIMD lanes by length), so a
+boundaries at multiples of its own chunk, dot products' SIMD lanes by length), so a
 network's bits never depend on which networks share the call or on the thread count.
 
 Modes: ``FORWARD`` (outputs only: no derivative is computed), ``OUTPUTS`` (output mode, B×K×E),
@@ -25,10 +25,10 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .population_results import EXAMPLES, FORWARD, OUTPUTS, ROW_CHUNK, SUMS
+from .population_results import EXAMPLES, FORWARD, OUTPUTS, SUMS
 from .rowact import ORDER, activate, dot
 
-__all__ = ["ROW_CHUNK", "FORWARD", "OUTPUTS", "SUMS", "EXAMPLES", "LOSS_CODES", "ORDER", "run_population"]
+__all__ = ["FORWARD", "OUTPUTS", "SUMS", "EXAMPLES", "LOSS_CODES", "ORDER", "run_population"]
 
 #: the losses as the kernel numbers them
 LOSS_CODES = {"mse": 0, "bce": 1, "softmax_ce": 2}
@@ -161,6 +161,7 @@ def _run_population(mode: int, loss: int, mean: bool, blocks: np.ndarray, n_in: 
                     in_src: np.ndarray, in_w: np.ndarray, bias: np.ndarray, codes: np.ndarray, out_ptr: np.ndarray,
                     out_dst: np.ndarray, out_w: np.ndarray, out_k: np.ndarray, out_rows: np.ndarray,
                     f_src: np.ndarray, f_dst: np.ndarray, node_row: np.ndarray, batch: np.ndarray,
+                    chunk: np.ndarray,
                     x: np.ndarray, x_off: np.ndarray, t: np.ndarray, t_off: np.ndarray, res_out: np.ndarray,
                     res_out_off: np.ndarray, res_edges: np.ndarray, res_edge_off: np.ndarray,
                     res_deltas: np.ndarray, res_delta_off: np.ndarray, res_loss: np.ndarray,
@@ -169,19 +170,20 @@ def _run_population(mode: int, loss: int, mean: bool, blocks: np.ndarray, n_in: 
     slope = mode != FORWARD
     for blk in prange(blocks.shape[0] - 1):
         p0, p1 = blocks[blk], blocks[blk + 1]
-        v_max, n_max, k_max = 1, 1, 1
+        v_max, n_max, k_max, c_max = 1, 1, 1, 1
         for p in range(p0, p1):
             v_max = max(v_max, n_in[p] + n_nodes[p])
             n_max = max(n_max, n_nodes[p])
             k_max = max(k_max, n_out[p])
-        acts = np.empty((v_max, ROW_CHUNK), dtype=res_out.dtype)
-        fprime = np.empty((n_max, ROW_CHUNK), dtype=res_out.dtype)
-        deltas = np.empty((n_max, ROW_CHUNK), dtype=res_out.dtype)
-        direct = np.empty((k_max, ROW_CHUNK), dtype=res_out.dtype)
-        direct64 = np.empty((k_max, ROW_CHUNK), dtype=np.float64)
-        z = np.empty(ROW_CHUNK, dtype=res_out.dtype)
-        g = np.empty(ROW_CHUNK, dtype=res_out.dtype)
-        tmp = np.empty((4, ROW_CHUNK), dtype=np.float64)
+            c_max = max(c_max, chunk[p])
+        acts = np.empty((v_max, c_max), dtype=res_out.dtype)
+        fprime = np.empty((n_max, c_max), dtype=res_out.dtype)
+        deltas = np.empty((n_max, c_max), dtype=res_out.dtype)
+        direct = np.empty((k_max, c_max), dtype=res_out.dtype)
+        direct64 = np.empty((k_max, c_max), dtype=np.float64)
+        z = np.empty(c_max, dtype=res_out.dtype)
+        g = np.empty(c_max, dtype=res_out.dtype)
+        tmp = np.empty((4, c_max), dtype=np.float64)
         for p in range(p0, p1):
             ni, nn, nl, k_out, ne = n_in[p], n_nodes[p], n_live[p], n_out[p], n_edges[p]
             node0, vert0, edge0, o0 = node_off[p], vert_off[p], edge_off[p], out_off[p]
@@ -192,8 +194,8 @@ def _run_population(mode: int, loss: int, mean: bool, blocks: np.ndarray, n_in: 
             scale = 1.0 / (count * rows) if mean else 1.0
             total = 0.0
             ok = True
-            for r0 in range(0, rows, ROW_CHUNK):
-                w = min(ROW_CHUNK, rows - r0)
+            for r0 in range(0, rows, chunk[p]):
+                w = min(chunk[p], rows - r0)
                 for i in range(ni):
                     for b in range(w):
                         acts[i, b] = xs[(r0 + b) * ni + i]

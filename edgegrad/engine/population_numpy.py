@@ -1,7 +1,7 @@
 """The population path without numba (``EDGEGRAD_KERNEL=numpy``, or numba missing): numpy, level by level.
 
-Networks with the same number of rows run together, in chunks of ``ROW_CHUNK`` of their rows (the
-kernel's chunks): each topological level's nodes of every network at once, forward and then δ
+Networks with the same number of rows (and row chunk) run together, in chunks of their rows (the kernel's
+chunks, ``population_results.row_chunks``): each topological level's nodes of every network at once, forward and then δ
 backward, every node's sum over its own edges in plan order (``np.add.reduceat``), every row-wise
 sum over one network's own values; so, as on the kernel, a network's bits do not depend on its
 neighbours. Slabs hold few enough vertices that a chunk's node-major buffers fit ``slab_budget()``.
@@ -18,7 +18,7 @@ from ..model.network import Network
 from .memory import slab_budget
 from .population_checks import Rows
 from .population_pack import Topology, pack
-from .population_results import FORWARD, OUTPUTS, ROW_CHUNK, SUMS, SlabResults, allocate, raise_for
+from .population_results import FORWARD, OUTPUTS, SUMS, SlabResults, allocate, raise_for, row_chunks
 from .result import GradientResult
 
 __all__ = ["run"]
@@ -36,14 +36,15 @@ def run(nets: list[Network], x: Rows, t: Rows | None, loss: str | None, reductio
     batch = np.array([x.of(p).shape[0] for p in range(len(nets))]) if x.each is not None \
         else np.full(len(nets), x.shared.shape[0])  # type: ignore[union-attr]
     found: list[GradientResult | None] = [None] * len(nets)
-    for members in _groups(nets, batch, kind):
+    for members, chunk in _groups(nets, batch, kind):
         group = [nets[p] for p in members]
         packed = pack(group, kind, members)
         top = packed.topology
         res = allocate(mode, batch[members], top.n_out, top.n_edges, top.n_nodes, kind)
         x_rows = _columns(x, members, group, kind)
         t_rows = None if t is None else _columns(t, members, group, np.dtype(np.float64))
-        _Group(top, packed.in_w, packed.out_w, packed.bias, loss, reduction == "mean", res).run(x_rows, t_rows)
+        _Group(top, packed.in_w, packed.out_w, packed.bias, loss, reduction == "mean", res).run(x_rows, t_rows,
+                                                                                                 chunk)
         bad = np.flatnonzero(res.status)
         if bad.size:
             raise_for(nets, members[int(bad[0])], x, t, loss, reduction == "mean", mode, kind)
@@ -52,18 +53,22 @@ def run(nets: list[Network], x: Rows, t: Rows | None, loss: str | None, reductio
     return found  # type: ignore[return-value]
 
 
-def _groups(nets: list[Network], batch: np.ndarray, dtype: np.dtype) -> list[list[int]]:
-    """Networks with the same rows, in groups whose chunk buffers (about 6 rows per vertex) fit ``GROUP_BYTES``."""
-    vertices = np.array([n.n_inputs + n.n_nodes + n.n_edges // 4 for n in nets], dtype=np.int64)
+def _groups(nets: list[Network], batch: np.ndarray, dtype: np.dtype) -> list[tuple[list[int], int]]:
+    """(networks, their row chunk): networks with the same rows and chunk, in groups whose chunk buffers
+    (about 6 rows per vertex) fit ``GROUP_BYTES``."""
+    sizes = np.array([(n.n_inputs, n.n_nodes, n.output_index.size, n.n_edges) for n in nets],
+                     dtype=np.int64).reshape(-1, 4)
+    vertices = sizes[:, 0] + sizes[:, 1] + sizes[:, 3] // 4
+    chunks = row_chunks(sizes[:, 0], sizes[:, 1], sizes[:, 2])
     groups = []
-    for rows in np.unique(batch).tolist():
-        members = np.flatnonzero(batch == rows)
-        limit = max(1, min(slab_budget(), GROUP_BYTES) // (6 * dtype.itemsize * min(rows, ROW_CHUNK)))
+    for rows, chunk in np.unique(np.stack([batch, chunks], axis=1), axis=0).tolist():
+        members = np.flatnonzero((batch == rows) & (chunks == chunk))
+        limit = max(1, min(slab_budget(), GROUP_BYTES) // (6 * dtype.itemsize * min(rows, chunk)))
         total = np.cumsum(vertices[members])
         start = 0
         while start < members.size:
             stop = max(start + 1, int(np.searchsorted(total, (total[start - 1] if start else 0) + limit, "right")))
-            groups.append(members[start:stop].tolist())
+            groups.append((members[start:stop].tolist(), int(chunk)))
             start = stop
     return groups
 
@@ -120,11 +125,11 @@ class _Group:
         bounds = np.flatnonzero(np.diff(top.row_level[order])) + 1
         self.levels = [rows for rows in np.split(order, bounds) if rows.size and top.row_level[rows[0]] >= 0]
 
-    def run(self, x_rows: np.ndarray, t_rows: np.ndarray | None) -> None:
+    def run(self, x_rows: np.ndarray, t_rows: np.ndarray | None, chunk: int) -> None:
         width = x_rows.shape[1]
         with np.errstate(all="ignore"):
-            for r0 in range(0, width, ROW_CHUNK):
-                r1 = min(r0 + ROW_CHUNK, width)
+            for r0 in range(0, width, chunk):
+                r1 = min(r0 + chunk, width)
                 acts, fprime = self._forward(x_rows[:, r0:r1])
                 self._write_rows(self.res.outputs, self.res.out_starts, self.top.n_out, acts[self.out_node_vert()],
                                  np.arange(self.net_of_out.size) - self.top.out_off[self.net_of_out],

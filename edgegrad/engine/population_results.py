@@ -16,13 +16,24 @@ from ..model.network import Network
 from .population_checks import Rows
 from .result import GradientResult
 
-__all__ = ["FORWARD", "OUTPUTS", "SUMS", "EXAMPLES", "ROW_CHUNK", "SlabResults", "allocate", "raise_for"]
+__all__ = ["FORWARD", "OUTPUTS", "SUMS", "EXAMPLES", "ROW_CHUNK", "CHUNK_BYTES", "row_chunks", "SlabResults",
+           "allocate", "raise_for"]
 
 #: the modes: outputs alone, output mode (B×K×E), loss-mode sums, loss mode per example
 FORWARD, OUTPUTS, SUMS, EXAMPLES = 0, 1, 2, 3
 #: rows of one network taken at a time by both paths (the same for every network and dtype: chunk
 #: boundaries, and so the order of every sum over rows, never depend on the neighbours)
 ROW_CHUNK = 256
+#: a big network takes fewer rows at a time: its chunk's buffers stay within this
+CHUNK_BYTES = 32 << 20
+
+
+def row_chunks(n_in: np.ndarray, n_nodes: np.ndarray, n_out: np.ndarray) -> np.ndarray:
+    """Rows each network takes at a time: ``ROW_CHUNK``, fewer where its chunk buffers (activations, f'(z), δ,
+    ∂L/∂y: about I + 3·N + 3·K + 6 rows of 8 bytes) would pass ``CHUNK_BYTES``. A network's own sizes
+    decide it, never its neighbours (nor the dtype)."""
+    per_row = (n_in + 3 * n_nodes + 3 * n_out + 6) * 8
+    return np.clip(CHUNK_BYTES // per_row, 1, ROW_CHUNK).astype(np.int64)
 
 
 def _starts(sizes: np.ndarray) -> np.ndarray:
