@@ -336,3 +336,15 @@ def test_networks_without_edges_and_without_hidden_nodes() -> None:
                                       per_example=per_example)
         for net, x, res in zip([bare, direct, bare], [xs[0], xs[1], xs[0]], got):
             _agrees(res, edgegrad.gradients(net, x, T if loss else None, loss=loss, per_example=per_example))
+
+
+def test_targets_outside_the_unit_interval_are_named() -> None:
+    nets = [random_network(s, n_inputs=3, output_activations=("sigmoid",)) for s in range(3)]
+    X = random_inputs(0, 4, 3)
+    ts = [random_targets(s, "bce", 4, 2) for s in range(3)]
+    ts[2] = ts[2].copy()
+    ts[2][3, 1] = 1.5
+    with pytest.raises(InvalidInput, match=r"^targets\[2\]\[3\]\[1\]: bce needs targets in \[0, 1\], got 1.5$"):
+        edgegrad.gradients_many(nets, X, ts, loss="bce")
+    with pytest.raises(InvalidInput, match=r"^targets\[3\]\[1\]: softmax_ce needs targets in \[0, 1\], got 1.5$"):
+        edgegrad.gradients_many(nets, X, ts[2], loss="softmax_ce")

@@ -84,6 +84,9 @@ def _check_pairs(x: Rows, t: Rows, loss: str, count: int) -> None:
     if loss not in ("bce", "softmax_ce"):
         return
     arrays = [t.shared] if t.each is None else t.each
+    flat = np.concatenate([a.ravel() for a in arrays])  # type: ignore[union-attr]
+    if not ((flat < 0) | (flat > 1)).any():              # one pass over all of them; the loop only names one
+        return
     for p, arr in enumerate(arrays):
         outside = np.argwhere((arr < 0) | (arr > 1))  # type: ignore[operator]
         if outside.size:
