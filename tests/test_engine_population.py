@@ -17,7 +17,7 @@ from dags import network_seeds, random_inputs, random_network, random_network_di
 
 pytestmark = pytest.mark.usefixtures("each_kernel")  # every test on the numpy and the compiled kernels
 
-PROFILE = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROFILE = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FIELDS = ("outputs", "edge_grads", "deltas")
 
 
