@@ -12,6 +12,7 @@ level by level across the networks with the same rows, vectorised with numpy.
 
 from __future__ import annotations
 
+import logging
 import threading
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -36,6 +37,7 @@ SLAB_EDGES = 1 << 19
 #: blocks of consecutive networks per kernel thread (the threads balance uneven blocks)
 BLOCKS_PER_THREAD = 4
 
+log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _kernel: Any = None
 _failure: str | None = None
@@ -92,6 +94,7 @@ def _compiled_kernel() -> Any:
                     _kernel = population_kernel
                 except Exception as exc:           # ImportError, or numba failing in its own way
                     _failure = f"{type(exc).__name__}: {exc}"
+                    log.warning("population kernel unavailable, using numpy: %s", _failure)
     return _kernel
 
 
