@@ -348,3 +348,19 @@ def test_targets_outside_the_unit_interval_are_named() -> None:
         edgegrad.gradients_many(nets, X, ts, loss="bce")
     with pytest.raises(InvalidInput, match=r"^targets\[3\]\[1\]: softmax_ce needs targets in \[0, 1\], got 1.5$"):
         edgegrad.gradients_many(nets, X, ts[2], loss="softmax_ce")
+
+
+def test_without_the_kernel_the_numpy_path_runs(monkeypatch) -> None:
+    from edgegrad.engine import population, population_numpy
+
+    monkeypatch.setattr(population, "_kernel", None)
+    monkeypatch.setattr(population, "_failure", "ImportError: no numba here")
+    ran = []
+    real = population_numpy.run
+    monkeypatch.setattr(population_numpy, "run", lambda *args: ran.append(1) or real(*args))
+    nets = [random_network(s, n_inputs=3) for s in range(3)]
+    X = random_inputs(0, 5, 3)
+    T = random_targets(0, "mse", 5, 2)
+    for net, res in zip(nets, edgegrad.gradients_many(nets, X, T, loss="mse")):
+        _agrees(res, edgegrad.gradients(net, X, T, loss="mse"))
+    assert ran
