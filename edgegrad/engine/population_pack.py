@@ -123,8 +123,8 @@ def pack(nets: Sequence[Network], dtype: np.dtype, numbers: Sequence[int] | None
     biases = _concat([n.biases for n in nets], np.float64)
     if np.dtype(dtype) == np.float32:
         _check_float32(nets, numbers, weights, topology.edge_off, biases, topology.node_off)
-    return Packed(topology, weights[topology.in_take].astype(dtype), weights[topology.out_take].astype(dtype),
-                  biases[topology.bias_take].astype(dtype))
+    return Packed(topology, weights[topology.in_take].astype(dtype, copy=False),
+                  weights[topology.out_take].astype(dtype, copy=False), biases[topology.bias_take].astype(dtype, copy=False))
 
 
 def _check_float32(nets: Sequence[Network], numbers: Sequence[int] | None, weights: np.ndarray, edge_off: np.ndarray,
