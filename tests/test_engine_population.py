@@ -208,6 +208,7 @@ def test_bad_input_names_the_entry() -> None:
     wide = list(nets)
     wide[7] = random_network(7, n_inputs=3)
     assert message(wide, X).startswith("nets[7]: inputs: expected shape (B, 3) ")
+    assert message(nets, X[:, :3]).startswith("inputs: expected shape (B, 4) ")     # fits no network: not one named
     xs = [X] * 12
     xs[2] = random_inputs(0, 5, 3)
     assert message(nets, xs).startswith("inputs[2]: expected shape (B, 4) ")

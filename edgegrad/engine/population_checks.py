@@ -110,7 +110,7 @@ def _rows(nets: list[Network], values: Any, name: str, columns: np.ndarray, dtyp
         except (TypeError, ValueError):
             width = -1
         bad = np.flatnonzero(columns != width)
-        if bad.size and width >= 0:
+        if bad.size and width >= 0 and (bad.size < columns.size or np.ptp(columns) > 0):  # some network fits
             p = int(bad[0])
             ids = tuple(nets[p].inputs if kind == "inputs" else nets[p].outputs)
             try:
