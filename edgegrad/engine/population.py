@@ -22,8 +22,8 @@ import numpy as np
 from ..errors import InvalidInput
 from ..model.activations import ACTIVATION_NAMES
 from ..model.network import Network
-from ..settings import ENV_NAMES, KERNELS, Settings
 from .batch import check_options
+from .kernel import kernel_setting
 from .memory import thread_count
 from .population_checks import Rows, check_nets, check_population
 from .population_pack import Packed, pack
@@ -79,10 +79,7 @@ def outputs(net: Network, inputs: Any, dtype: str = "float64") -> np.ndarray:
 def _compiled_kernel() -> Any:
     """The population kernel module, or None where the kernel setting is numpy or numba does not load."""
     global _kernel, _failure
-    choice = (Settings.read("kernel") or "auto").strip().lower()
-    if choice not in KERNELS:
-        raise InvalidInput(f"{ENV_NAMES['kernel']}: expected one of {', '.join(KERNELS)}, got {choice!r}")
-    if choice == "numpy":
+    if kernel_setting() == "numpy":
         return None
     if _kernel is None and _failure is None:
         with _lock:

@@ -101,7 +101,7 @@ def _pieces(flat: np.ndarray, starts: np.ndarray) -> list[np.ndarray]:
 def raise_for(nets: list[Network], p: int, x: Rows, t: Rows | None, loss: str | None, mean: bool, mode: int,
               dtype: np.dtype) -> None:
     """Network ``p`` failed while computing (an overflow, or bce outputs outside [0, 1]): its own message."""
-    from .. import gradients
+    from .api import gradients
 
     try:
         gradients(nets[p], x.of(p), None if t is None else t.of(p), loss, "mean" if mean else "sum",
