@@ -8,162 +8,20 @@ results are bit-identical run to run and do not depend on how rows are split bet
 loops release the GIL; ``numba_kernel`` runs a wide level's row chunks on the engine's thread pool.
 Edges are (u, v): u the source, v the target, as in the docs.
 
-Activation codes are the positions in ``model.activations.ACTIVATION_NAMES`` (``numba_kernel`` checks the
-order at import). Every activation is evaluated in float64 and stored in the buffers' dtype
-(``np.float64(x)``, since numba types ``float()`` of a float32 as float32).
+Activations and dot products are ``rowact``'s (shared with the population kernel); activation codes are
+the positions in ``model.activations.ACTIVATION_NAMES`` (``numba_kernel`` checks ``ORDER`` at import).
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit
 
-from .rowmath import (
-    EXPM1_SERIES,
-    KERNEL_OPTIONS,
-    exp_row,
-    expm1_series,
-    jit_kernel,
-    log1p_unit,
-    sigmoid_row,
-    sincos_row,
-    tanh_row,
-)
+from .rowact import ORDER, activate, dot
+from .rowmath import KERNEL_OPTIONS, jit_kernel
 
 __all__ = ["forward_rows", "backward_rows", "input_grads", "example_rows", "output_rows", "take_rows", "example_major_rows",
            "source_squares", "ORDER"]
-
-#: the activation names in code order, as these kernels number them
-ORDER = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "gelu", "silu", "sin",
-         "gauss", "abs")
-
-_GAUSS_CLIP = 40.0
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-_SQRT_HALF = math.sqrt(0.5)
-
-
-@njit(inline="always")
-def _ndtr(z: float) -> float:
-    """The standard normal CDF, as cephes computes it (erf near 0, erfc in the tails)."""
-    t = z * _SQRT_HALF
-    a = abs(t)
-    if a < _SQRT_HALF:
-        return 0.5 + 0.5 * math.erf(t)
-    y = 0.5 * math.erfc(a)
-    return 1.0 - y if t > 0.0 else y
-
-
-@njit(inline="always")
-def _clip(z: float) -> float:
-    if z > _GAUSS_CLIP:
-        return _GAUSS_CLIP
-    if z < -_GAUSS_CLIP:
-        return -_GAUSS_CLIP
-    return z                                   # NaN stays NaN
-
-
-@njit(**KERNEL_OPTIONS)
-def _activate(code: int, z: np.ndarray, o: np.ndarray, d: np.ndarray, tmp: np.ndarray) -> None:
-    """o = f(z) and d = f'(z) over one row, for the activation numbered ``code`` (NaN in, NaN out).
-
-    ``tmp`` is 4 float64 rows of scratch: exp, tanh, sigmoid, sin and cos run over the whole row in
-    ``rowmath``'s SIMD loops, then one loop derives o and d from them.
-    """
-    n = z.shape[0]
-    f, scratch = tmp[0], tmp[1:]
-    if code == 0:                                                  # identity
-        for b in range(n):
-            o[b] = z[b]
-            d[b] = 1.0
-    elif code == 1:                                                # sigmoid
-        sigmoid_row(z, f, scratch)
-        for b in range(n):
-            s = f[b]
-            o[b] = s
-            d[b] = s * (1.0 - s)
-    elif code == 2:                                                # tanh
-        tanh_row(z, f, scratch)
-        for b in range(n):
-            t = f[b]
-            o[b] = t
-            d[b] = 1.0 - t * t
-    elif code == 3:                                                # relu
-        for b in range(n):
-            x = z[b]
-            o[b] = 0.0 if x <= 0.0 else x
-            d[b] = 1.0 if x > 0.0 else 0.0
-    elif code == 4:                                                # leaky_relu
-        for b in range(n):
-            x = z[b]
-            s = 1.0 if x > 0.0 else 0.01
-            o[b] = x * s
-            d[b] = s
-    elif code == 5:                                                # elu
-        exp_row(z, f, scratch)
-        for b in range(n):
-            x = np.float64(z[b])
-            e = f[b]
-            small = expm1_series(x) if x > -EXPM1_SERIES else e - 1.0
-            o[b] = x if x > 0.0 else small
-            d[b] = 1.0 if x > 0.0 else e
-    elif code == 6:                                                # softplus
-        negative = tmp[3]
-        for b in range(n):
-            negative[b] = -abs(np.float64(z[b]))
-        exp_row(negative[:n], f, scratch)
-        for b in range(n):
-            x = np.float64(z[b])
-            e = f[b]
-            o[b] = log1p_unit(e) + (x if x > 0.0 else 0.0)
-            r = 1.0 / (1.0 + e)
-            d[b] = e * r if x < 0.0 else r
-    elif code == 7:                                                # gelu (erf form)
-        for b in range(n):
-            x = np.float64(z[b])
-            c = _ndtr(x)
-            xc = _clip(x)
-            o[b] = x * c
-            d[b] = c + xc * (math.exp(-0.5 * xc * xc) * _INV_SQRT_2PI)
-    elif code == 8:                                                # silu
-        sigmoid_row(z, f, scratch)
-        for b in range(n):
-            x = np.float64(z[b])
-            s = f[b]
-            o[b] = x * s
-            d[b] = s * (1.0 + x * (1.0 - s))
-    elif code == 9:                                                # sin
-        sincos_row(z, f, tmp[1])
-        for b in range(n):
-            o[b] = f[b]
-            d[b] = tmp[1, b]
-    elif code == 10:                                               # gauss
-        negative = tmp[3]
-        for b in range(n):
-            xc = _clip(np.float64(z[b]))
-            negative[b] = -(xc * xc)
-        exp_row(negative[:n], f, scratch)
-        for b in range(n):
-            g = f[b]
-            o[b] = g
-            d[b] = -2.0 * _clip(np.float64(z[b])) * g
-    else:                                                          # abs
-        for b in range(n):
-            x = z[b]
-            o[b] = abs(x)
-            d[b] = 1.0 if x > 0.0 else (-1.0 if x < 0.0 else x * 0.0)
-
-
-@njit(nogil=True, boundscheck=False, fastmath={"reassoc"})
-def _dot(x: np.ndarray, y: np.ndarray) -> float:
-    """Σ x·y, vectorised: ``reassoc`` lets LLVM keep SIMD lanes of partial sums (their layout depends only on
-    the length and the CPU, so a sum is the same every run and on every thread; no other fast-math flag,
-    so NaN and inf propagate as usual)."""
-    s = 0.0
-    for b in range(x.shape[0]):
-        s += x[b] * y[b]
-    return s
 
 
 def _forward_rows(r0: int, r1: int, n_in: int, in_ptr: np.ndarray, in_src: np.ndarray, in_w: np.ndarray,
@@ -188,7 +46,7 @@ def _forward_rows(r0: int, r1: int, n_in: int, in_ptr: np.ndarray, in_src: np.nd
             bv = bias[v]
             for b in range(width):
                 z[b] += bv
-        _activate(codes[v], z, acts[n_in + v], fprime[v], tmp)
+        activate(codes[v], z, acts[n_in + v], fprime[v], tmp, True)
 
 
 def _backward_rows(r0: int, r1: int, n_in: int, out_ptr: np.ndarray, out_dst: np.ndarray, out_w: np.ndarray,
@@ -216,7 +74,7 @@ def _backward_rows(r0: int, r1: int, n_in: int, out_ptr: np.ndarray, out_dst: np
             for b in range(width):
                 g[b] += w * delta_v[b]
             if fused:                          # δ(v) is in L1 now: its dot with o[u] costs no memory traffic
-                grads[j] = _dot(delta_v, o_u)  # ∂P/∂w(u,v) = Σ_b δ(v)·o[u]
+                grads[j] = dot(delta_v, o_u)  # ∂P/∂w(u,v) = Σ_b δ(v)·o[u]
         for i in range(direct_ptr[u], direct_ptr[u + 1]):
             row = direct[direct_k[i]]
             for b in range(width):
@@ -257,7 +115,7 @@ def _input_grads(u0: int, u1: int, out_ptr: np.ndarray, out_dst: np.ndarray, act
     for u in range(u0, u1):
         o_u = acts[u]
         for j in range(out_ptr[u], out_ptr[u + 1]):                       # edge j = (u, v), v = out_dst[j]
-            grads[j] = deltas[out_dst[j], 0] * o_u[0] if one else _dot(deltas[out_dst[j]], o_u)  # ∂P/∂w(u,v)
+            grads[j] = deltas[out_dst[j], 0] * o_u[0] if one else dot(deltas[out_dst[j]], o_u)  # ∂P/∂w(u,v)
 
 
 def _example_rows(r0: int, r1: int, u: np.ndarray, v: np.ndarray, acts_t: np.ndarray, deltas_t: np.ndarray,
