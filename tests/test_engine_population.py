@@ -32,10 +32,16 @@ def _agrees(got: edgegrad.GradientResult, want: edgegrad.GradientResult, rtol: f
     assert (got.loss is None) == (want.loss is None)
     if want.loss is not None:
         assert abs(got.loss - want.loss) <= rtol * max(abs(want.loss), 1e-300)
+    assert (got.norms is None) == (want.norms is None)
+    if want.norms is not None:
+        assert got.norms.shape == want.norms.shape and got.norms.dtype == want.norms.dtype
+        scale = max(float(np.abs(want.norms).max()), 1e-300)
+        assert float(np.abs(got.norms.astype(np.float64) - want.norms).max()) <= rtol * scale, "norms"
 
 
 def _identical(a: edgegrad.GradientResult, b: edgegrad.GradientResult) -> None:
     assert a.loss == b.loss
+    assert (a.norms is None and b.norms is None) or np.array_equal(a.norms, b.norms)
     for name in FIELDS:
         x, y = getattr(a, name), getattr(b, name)
         assert x.dtype == y.dtype and np.array_equal(x, y), name
@@ -75,6 +81,23 @@ def test_each_result_equals_its_own_gradients_call(seeds, mode, batch, reduction
     assert len(got) == len(nets)
     for net, x, t, res in zip(nets, xs, ts, got):
         _agrees(res, edgegrad.gradients(net, x, t, loss=loss, reduction=reduction, per_example=per_example))
+
+
+@PROFILE
+@given(seeds=population, loss=st.sampled_from(["mse", "bce", "softmax_ce"]), per_example=st.booleans(),
+       clip=st.sampled_from([None, 0.05, 1.0, 1e6]), reduction=st.sampled_from(["mean", "sum"]),
+       batch=st.sampled_from([1, 6, 300]), dtype=st.sampled_from(["float64", "float32"]))
+def test_norms_and_clipping_equal_each_networks_own_call(seeds, loss, per_example, clip, reduction, batch,
+                                                         dtype) -> None:
+    nets = _population(seeds, loss)
+    xs = [random_inputs(i, batch, n.n_inputs) for i, n in enumerate(nets)]
+    ts = [random_targets(i, loss, batch, n.n_outputs) for i, n in enumerate(nets)]
+    got = edgegrad.gradients_many(nets, xs, ts, loss=loss, reduction=reduction, per_example=per_example, norms=True,
+                                  clip_norm=clip, dtype=dtype)
+    for net, x, t, res in zip(nets, xs, ts, got):
+        want = edgegrad.gradients(net, x, t, loss=loss, reduction=reduction, per_example=per_example, norms=True,
+                                  clip_norm=clip, dtype=dtype)
+        _agrees(res, want, rtol=1e-12 if dtype == "float64" else 1e-5)
 
 
 @PROFILE
@@ -221,8 +244,8 @@ def test_bad_input_names_the_entry() -> None:
     ts[9] = random_targets(0, "mse", 4, 2)
     assert message(nets, X, ts, loss="mse") == "targets[9]: has 4 rows but inputs has 5"
     assert message(nets, X, T) == "targets: given without a loss (pass loss='mse', 'bce' or 'softmax_ce')"
-    assert message(nets, X, T, loss="mse", norms=True).startswith("norms: ")
-    assert message(nets, X, T, loss="mse", clip_norm=1.0).startswith("clip_norm: ")
+    assert message(nets, X, norms=True).startswith("norms: per-example norms and clipping need a loss")
+    assert message(nets, X, T, loss="mse", clip_norm=-1.0) == "clip_norm: must be finite and > 0, got -1.0"
 
 
 def test_an_overflow_names_its_network() -> None:
@@ -365,3 +388,21 @@ def test_without_the_kernel_the_numpy_path_runs(monkeypatch) -> None:
     for net, res in zip(nets, edgegrad.gradients_many(nets, X, T, loss="mse")):
         _agrees(res, edgegrad.gradients(net, X, T, loss="mse"))
     assert ran
+
+
+def test_clip_norm_alone_gives_norms_and_a_norm_past_the_squares_range_is_rescued_as_alone() -> None:
+    nets = [random_network(s, n_inputs=3) for s in range(3)]
+    X = random_inputs(0, 8, 3)
+    T = random_targets(0, "mse", 8, 2)
+    for res in edgegrad.gradients_many(nets, X, T, loss="mse", clip_norm=0.5):
+        assert res.norms is not None and res.norms.shape == (8,)
+    assert all(r.norms is None for r in edgegrad.gradients_many(nets, X, T, loss="mse"))
+    # sin(0) = 0 hides a huge weight from the outputs but not from δ: δ² overflows, the norm does not
+    huge = Network.from_arrays(["x"], ["o"], ["h", "o"], ["sin", "identity"], [0.0, 0.5], ["x", "h"], ["h", "o"],
+                               [1.0, 1e155])
+    xs, ts = [np.zeros((4, 1)), X], [np.ones((4, 1)), T]
+    got = edgegrad.gradients_many([huge, nets[0]], xs, ts, loss="mse", norms=True)
+    want = edgegrad.gradients(huge, xs[0], ts[0], loss="mse", norms=True)
+    assert np.isfinite(want.norms).all() and want.norms.max() > 1e150
+    _agrees(got[0], want)
+    _agrees(got[1], edgegrad.gradients(nets[0], X, T, loss="mse", norms=True))

@@ -15,19 +15,19 @@ from __future__ import annotations
 import logging
 import threading
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 
-from ..errors import InvalidInput
 from ..model.activations import ACTIVATION_NAMES
 from ..model.network import Network
 from .batch import check_options
+from .clipping import check_clipping
 from .kernel import kernel_setting
 from .memory import thread_count
 from .population_checks import Rows, check_nets, check_population
 from .population_pack import Packed, pack
-from .population_results import EXAMPLES, FORWARD, OUTPUTS, SUMS, allocate, raise_for, row_chunks
+from .population_results import EXAMPLES, FORWARD, OUTPUTS, SUMS, allocate, redo, row_chunks
 from .result import GradientResult
 
 __all__ = ["gradients_many", "outputs_many", "outputs", "SLAB_EDGES", "BLOCKS_PER_THREAD"]
@@ -51,14 +51,13 @@ def gradients_many(nets: Any, inputs: Any, targets: Any = None, loss: str | None
     """``edgegrad.gradients`` of every network of ``nets``, in one engine call per slab (see the contract).
 
     ``inputs`` and ``targets`` are each shared (one 2-D array) or per network (a list of 2-D arrays).
+    ``norms`` and ``clip_norm`` (loss mode) as for ``gradients``, with one ``clip_norm`` for every network.
     """
     nets = check_nets(nets)
-    if norms or clip_norm is not None:
-        name = "norms" if norms else "clip_norm"
-        raise InvalidInput(f"{name}: per-example norms and clipping are not supported by gradients_many yet")
+    clip = check_clipping(loss, norms, clip_norm)
     dtype, x, t = check_population(nets, inputs, targets, loss, reduction, dtype, per_example)
     mode = OUTPUTS if loss is None else (EXAMPLES if per_example else SUMS)
-    return _run(nets, x, t, loss, reduction == "mean", mode, dtype)
+    return _run(nets, x, t, loss, reduction == "mean", mode, dtype, _Norms(bool(norms) or clip is not None, clip))
 
 
 def outputs_many(nets: Any, inputs: Any, dtype: str = "float64") -> list[np.ndarray]:
@@ -74,6 +73,13 @@ def outputs(net: Network, inputs: Any, dtype: str = "float64") -> np.ndarray:
         raise TypeError(f"net must be an edgegrad.Network, got {type(net).__name__}")
     x, _ = check_options(net, inputs, None, None, "mean", dtype)
     return _run([net], Rows(x, None), None, None, True, FORWARD, np.dtype(dtype).name)[0].outputs
+
+
+class _Norms(NamedTuple):
+    """Per-example norms (``wanted``) and clipping (``clip_norm``, None for none) of a loss-mode call."""
+
+    wanted: bool = False
+    clip_norm: float | None = None
 
 
 def _compiled_kernel() -> Any:
@@ -122,15 +128,16 @@ def _slabs(nets: list[Network]) -> list[tuple[int, int]]:
 
 
 def _run(nets: list[Network], x: Rows, t: Rows | None, loss: str | None, mean: bool, mode: int,
-         dtype: str) -> list[GradientResult]:
+         dtype: str, norms: _Norms = _Norms()) -> list[GradientResult]:
     kernel = _compiled_kernel()
     if kernel is None:
         from . import population_numpy
-        return population_numpy.run(nets, x, t, loss, "mean" if mean else "sum", mode, dtype)
+        return population_numpy.run(nets, x, t, loss, "mean" if mean else "sum", mode, dtype, norms.wanted,
+                                    norms.clip_norm)
     results: list[GradientResult] = []
     for lo, hi in _slabs(nets):
         packed = pack(nets[lo:hi], np.dtype(dtype), range(lo, hi))
-        results.extend(_run_slab(kernel, nets, lo, hi, packed, x, t, loss, mean, mode, np.dtype(dtype)))
+        results.extend(_run_slab(kernel, nets, lo, hi, packed, x, t, loss, mean, mode, np.dtype(dtype), norms))
     return results
 
 
@@ -156,7 +163,7 @@ def _blocks(cost: np.ndarray, threads: int) -> np.ndarray:
 
 
 def _run_slab(kernel: Any, nets: list[Network], lo: int, hi: int, packed: Packed, x: Rows, t: Rows | None,
-              loss: str | None, mean: bool, mode: int, dtype: np.dtype) -> list[GradientResult]:
+              loss: str | None, mean: bool, mode: int, dtype: np.dtype, norms: _Norms) -> list[GradientResult]:
     """One kernel call on networks [lo, hi); their results as views of the slab's result arrays."""
     import numba
 
@@ -166,7 +173,7 @@ def _run_slab(kernel: Any, nets: list[Network], lo: int, hi: int, packed: Packed
         ts, t_off, _ = _flat(t, lo, hi, np.dtype(np.float64))
     else:
         ts, t_off = np.zeros(1), np.zeros(hi - lo, dtype=np.int64)
-    res = allocate(mode, batch, top.n_out, top.n_edges, top.n_nodes, dtype)
+    res = allocate(mode, batch, top.n_out, top.n_edges, top.n_nodes, dtype, norms.wanted)
     threads = max(1, min(thread_count(), numba.config.NUMBA_NUM_THREADS))
     if numba.get_num_threads() != threads:
         numba.set_num_threads(threads)
@@ -178,8 +185,9 @@ def _run_slab(kernel: Any, nets: list[Network], lo: int, hi: int, packed: Packed
                               top.out_ptr, top.out_dst, packed.out_w, top.out_k, top.out_rows, top.f_src,
                               top.f_dst, top.node_row, batch, row_chunks(top.n_in, top.n_nodes, top.n_out),
                               xs, x_off, ts, t_off, res.outputs, res.out_starts, res.edges, res.edge_starts,
-                              res.deltas, res.node_starts, res.loss, res.status)
-    bad = np.flatnonzero(res.status)
-    if bad.size:
-        raise_for(nets, lo + int(bad[0]), x, t, loss, mean, mode, dtype)
-    return res.split()
+                              res.deltas, res.node_starts, res.loss, res.status, norms.wanted,
+                              norms.clip_norm or 0.0, res.norms, res.norm_starts)
+    results = res.split()
+    for i in np.flatnonzero(res.status).tolist():   # rare: named (or a norm rescaled) by the network alone
+        results[i] = redo(nets, lo + i, x, t, loss, mean, mode, dtype, norms.wanted, norms.clip_norm)
+    return results

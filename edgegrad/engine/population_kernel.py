@@ -148,6 +148,38 @@ def _backward(n_in: int, n_live: int, n_nodes: int, w: int, node0: int, vert0: i
 
 
 @njit(**_OPTIONS)
+def _norms(n_live: int, w: int, node0: int, in_ptr: np.ndarray, in_src: np.ndarray, acts: np.ndarray,
+           deltas: np.ndarray, scale: float, clip: float, fan: np.ndarray, squares: np.ndarray, factors: np.ndarray,
+           out: np.ndarray) -> None:
+    """‖r_b‖ = sqrt(Σ_v δ_b(v)²·(1 + Σ_{(u,v)} o_b(u)²)) / scale of each row b (δ carry the loss's factor
+    ``scale``) into ``out``; ``clip`` > 0: each row's δ scaled by min(1, clip / ‖r_b‖) (a factor in δ's
+    dtype, as ``api`` scales them) in place."""
+    squares[:w] = 0.0
+    for v in range(n_live):                                        # node rows in plan order, row after row
+        g = node0 + v
+        fan[:w] = 1.0
+        for j in range(in_ptr[g], in_ptr[g + 1]):
+            src = acts[in_src[j]]
+            for b in range(w):
+                o = np.float64(src[b])
+                fan[b] += o * o
+        d = deltas[v]
+        for b in range(w):
+            dv = np.float64(d[b])
+            squares[b] += dv * dv * fan[b]
+    for b in range(w):
+        squares[b] = math.sqrt(squares[b]) / scale                # the norm, float64
+        out[b] = squares[b]
+    if clip > 0.0:
+        for b in range(w):
+            factors[b] = min(1.0, clip / squares[b])              # a norm of 0: clip / 0 = inf, factor 1
+        for v in range(n_live):
+            d = deltas[v]
+            for b in range(w):
+                d[b] = d[b] * factors[b]
+
+
+@njit(**_OPTIONS)
 def _all_finite(values: np.ndarray) -> bool:
     for i in range(values.shape[0]):
         if not np.isfinite(values[i]):
@@ -165,8 +197,13 @@ def _run_population(mode: int, loss: int, mean: bool, blocks: np.ndarray, n_in: 
                     x: np.ndarray, x_off: np.ndarray, t: np.ndarray, t_off: np.ndarray, res_out: np.ndarray,
                     res_out_off: np.ndarray, res_edges: np.ndarray, res_edge_off: np.ndarray,
                     res_deltas: np.ndarray, res_delta_off: np.ndarray, res_loss: np.ndarray,
-                    status: np.ndarray) -> None:
-    """Networks [blocks[i], blocks[i+1]) of each block on a thread: forward, loss, δ and gradients per chunk."""
+                    status: np.ndarray, want_norms: bool, clip: float, res_norms: np.ndarray,
+                    res_norm_off: np.ndarray) -> None:
+    """Networks [blocks[i], blocks[i+1]) of each block on a thread: forward, loss, δ and gradients per chunk.
+
+    ``want_norms`` (loss mode): each example's gradient norm into ``res_norms``; ``clip`` > 0: each example's
+    δ scaled by min(1, clip / norm) before the gathers (``clipping``'s definitions).
+    """
     slope = mode != FORWARD
     for blk in prange(blocks.shape[0] - 1):
         p0, p1 = blocks[blk], blocks[blk + 1]
@@ -184,6 +221,8 @@ def _run_population(mode: int, loss: int, mean: bool, blocks: np.ndarray, n_in: 
         z = np.empty(c_max, dtype=res_out.dtype)
         g = np.empty(c_max, dtype=res_out.dtype)
         tmp = np.empty((4, c_max), dtype=np.float64)
+        fan = np.empty(c_max, dtype=np.float64)
+        squares = np.empty(c_max, dtype=np.float64)
         for p in range(p0, p1):
             ni, nn, nl, k_out, ne = n_in[p], n_nodes[p], n_live[p], n_out[p], n_edges[p]
             node0, vert0, edge0, o0 = node_off[p], vert_off[p], edge_off[p], out_off[p]
@@ -234,6 +273,9 @@ def _run_population(mode: int, loss: int, mean: bool, blocks: np.ndarray, n_in: 
                         direct[k, b] = direct64[k, b]
                 _backward(ni, nl, nn, w, node0, vert0, out_ptr, out_dst, out_w, out_k, direct, -1, fprime,
                           deltas, g)
+                if want_norms:
+                    _norms(nl, w, node0, in_ptr, in_src, acts, deltas, scale, clip, fan, squares, g,
+                           res_norms[res_norm_off[p] + r0:res_norm_off[p] + r0 + w])
                 if mode == SUMS:                                   # loss mode: sums over the rows
                     eg = res_edges[res_edge_off[p]:res_edge_off[p] + ne]
                     dg = res_deltas[res_delta_off[p]:res_delta_off[p] + nn]
@@ -260,6 +302,8 @@ def _run_population(mode: int, loss: int, mean: bool, blocks: np.ndarray, n_in: 
                 status[p] = 2
                 continue
             fine = np.isfinite(total) and _all_finite(outs)
+            if fine and want_norms:
+                fine = _all_finite(res_norms[res_norm_off[p]:res_norm_off[p] + rows])
             if fine and mode == OUTPUTS:
                 fine = (_all_finite(res_edges[res_edge_off[p]:res_edge_off[p] + rows * k_out * ne])
                         and _all_finite(res_deltas[res_delta_off[p]:res_delta_off[p] + rows * k_out * nn]))

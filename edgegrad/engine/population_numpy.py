@@ -18,7 +18,7 @@ from ..model.network import Network
 from .memory import slab_budget
 from .population_checks import Rows
 from .population_pack import Topology, pack
-from .population_results import FORWARD, OUTPUTS, SUMS, SlabResults, allocate, raise_for, row_chunks
+from .population_results import FORWARD, OUTPUTS, SUMS, SlabResults, allocate, redo, row_chunks
 from .result import GradientResult
 
 __all__ = ["run"]
@@ -30,26 +30,28 @@ _LOG_FLOOR = -100.0
 
 
 def run(nets: list[Network], x: Rows, t: Rows | None, loss: str | None, reduction: str, mode: int,
-        dtype: str) -> list[GradientResult]:
-    """Results of every network (``mode`` as in ``population_results``)."""
+        dtype: str, norms: bool = False, clip_norm: float | None = None) -> list[GradientResult]:
+    """Results of every network (``mode`` as in ``population_results``; ``norms``, ``clip_norm`` as for
+    ``gradients``)."""
     kind = np.dtype(dtype)
     batch = np.array([x.of(p).shape[0] for p in range(len(nets))]) if x.each is not None \
         else np.full(len(nets), x.shared.shape[0])  # type: ignore[union-attr]
     found: list[GradientResult | None] = [None] * len(nets)
+    failed: list[int] = []
     for members, chunk in _groups(nets, batch, kind):
         group = [nets[p] for p in members]
         packed = pack(group, kind, members)
         top = packed.topology
-        res = allocate(mode, batch[members], top.n_out, top.n_edges, top.n_nodes, kind)
+        res = allocate(mode, batch[members], top.n_out, top.n_edges, top.n_nodes, kind, norms)
         x_rows = _columns(x, members, group, kind)
         t_rows = None if t is None else _columns(t, members, group, np.dtype(np.float64))
-        _Group(top, packed.in_w, packed.out_w, packed.bias, loss, reduction == "mean", res).run(x_rows, t_rows,
-                                                                                                 chunk)
-        bad = np.flatnonzero(res.status)
-        if bad.size:
-            raise_for(nets, members[int(bad[0])], x, t, loss, reduction == "mean", mode, kind)
+        _Group(top, packed.in_w, packed.out_w, packed.bias, loss, reduction == "mean", res,
+               clip_norm).run(x_rows, t_rows, chunk)
+        failed.extend(members[i] for i in np.flatnonzero(res.status).tolist())
         for p, result in zip(members, res.split()):
             found[p] = result
+    for p in sorted(failed):       # rare: named (or a norm rescaled) by the network alone, in nets order
+        found[p] = redo(nets, p, x, t, loss, reduction == "mean", mode, kind, norms, clip_norm)
     return found  # type: ignore[return-value]
 
 
@@ -100,10 +102,13 @@ class _Group:
     """One group's passes over its packed topology, writing into ``res``."""
 
     def __init__(self, top: Topology, in_w: np.ndarray, out_w: np.ndarray, bias: np.ndarray, loss: str | None,
-                 mean: bool, res: SlabResults) -> None:
-        self.top, self.in_w, self.out_w, self.bias, self.loss, self.mean, self.res = (top, in_w, out_w, bias, loss,
-                                                                                       mean, res)
+                 mean: bool, res: SlabResults, clip_norm: float | None = None) -> None:
+        self.top, self.in_w, self.out_w, self.bias, self.loss, self.res = top, in_w, out_w, bias, loss, res
+        self.clip_norm = clip_norm
         count = top.n_in.size
+        counts = top.n_out if loss != "softmax_ce" else np.ones_like(top.n_out)
+        #: the loss's mean factor of each network (1 for a sum)
+        self.scale = 1.0 / (counts * res.batch) if mean else np.ones(count)
         self.net_of_row = np.repeat(np.arange(count), top.n_nodes)
         self.vert_of_row = (np.arange(self.net_of_row.size) - top.node_off[self.net_of_row]
                             + top.vert_off[self.net_of_row] + top.n_in[self.net_of_row])
@@ -147,6 +152,8 @@ class _Group:
                 direct = np.zeros_like(fprime)
                 direct[self.out_node] = self._loss(acts[self.out_node_vert()], t_rows[:, r0:r1])  # type: ignore[index]
                 deltas = self._backward(fprime, direct)
+                if self.res.norms.size:
+                    self._norms(acts, deltas, r0)
                 if self.res.mode == SUMS:
                     self._sums(acts, deltas)
                 else:
@@ -197,9 +204,7 @@ class _Group:
         """∂L/∂y of every output row (in the dtype); each network's loss terms added to ``res.loss``."""
         top, res = self.top, self.res
         y64 = y.astype(np.float64)
-        counts = top.n_out if self.loss != "softmax_ce" else np.ones_like(top.n_out)
-        scale = 1.0 / (counts * res.batch) if self.mean else np.ones(counts.size)
-        s = scale[self.net_of_out][:, None]
+        s = self.scale[self.net_of_out][:, None]
         starts = top.out_off[:-1]
         if self.loss == "bce":
             outside = np.add.reduceat(((y64 < 0) | (y64 > 1) | np.isnan(y64)).any(axis=1), starts)
@@ -258,10 +263,25 @@ class _Group:
             row = row * self.top.n_out[nets][:, None] + k
         flat[starts[nets][:, None] + row * m + local[:, None]] = values
 
+    def _norms(self, acts: np.ndarray, deltas: np.ndarray, r0: int) -> None:
+        """Each row's gradient norm sqrt(Σ_v δ(v)²·(1 + Σ_{(u,v)} o(u)²)) / scale into ``res.norms`` (as
+        ``clipping`` defines it); with ``clip_norm`` each row's δ scaled by min(1, C / norm) in place."""
+        top, res = self.top, self.res
+        o2 = np.square(acts[self.src_vert], dtype=np.float64)           # every in-edge's source, squared
+        fan = _reduce(o2, self.in_counts, self.net_of_row.size) + 1.0
+        squares = np.square(deltas, dtype=np.float64) * fan
+        norms = np.sqrt(np.add.reduceat(squares, top.node_off[:-1], axis=0)) / self.scale[:, None]   # P × w
+        width = deltas.shape[1]
+        res.norms[(res.norm_starts[:-1, None] + r0 + np.arange(width)[None, :]).ravel()] = norms.ravel()
+        if self.clip_norm is not None:
+            with np.errstate(divide="ignore"):
+                factors = np.minimum(1.0, self.clip_norm / norms).astype(deltas.dtype)
+            np.multiply(deltas, factors[self.net_of_row], out=deltas)
+
     def _check(self) -> None:
         res = self.res
         for flat, starts in ((res.outputs, res.out_starts), (res.edges, res.edge_starts),
-                             (res.deltas, res.node_starts)):
+                             (res.deltas, res.node_starts), (res.norms, res.norm_starts)):
             bad = np.flatnonzero(~np.isfinite(flat))
             if bad.size:
                 nets = np.searchsorted(starts, bad, side="right") - 1

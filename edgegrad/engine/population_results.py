@@ -17,7 +17,7 @@ from .population_checks import Rows
 from .result import GradientResult
 
 __all__ = ["FORWARD", "OUTPUTS", "SUMS", "EXAMPLES", "ROW_CHUNK", "CHUNK_BYTES", "row_chunks", "SlabResults",
-           "allocate", "raise_for"]
+           "allocate", "redo"]
 
 #: the modes: outputs alone, output mode (B×K×E), loss-mode sums, loss mode per example
 FORWARD, OUTPUTS, SUMS, EXAMPLES = 0, 1, 2, 3
@@ -59,6 +59,8 @@ class SlabResults:
     node_starts: np.ndarray
     loss: np.ndarray           #: (P,) float64
     status: np.ndarray         #: (P,) int8: 0 fine, 1 not finite, 2 bce outputs outside [0, 1]
+    norms: np.ndarray          #: Σ B per-example gradient norms (empty unless asked for)
+    norm_starts: np.ndarray
 
     def split(self) -> list[GradientResult]:
         """Each network's GradientResult: views of the flat arrays, shaped as ``gradients`` shapes them."""
@@ -66,6 +68,7 @@ class SlabResults:
                                                              (self.edges, self.edge_starts),
                                                              (self.deltas, self.node_starts)))
         shapes = list(zip(self.batch.tolist(), self.k.tolist(), self.e.tolist(), self.n.tolist()))
+        norms = _pieces(self.norms, self.norm_starts) if self.norms.size else [None] * len(shapes)
         if self.mode == FORWARD:
             return [GradientResult(o.reshape(b, k), None, ge, gd) for o, ge, gd, (b, k, _, _)
                     in zip(outs, edges, deltas, shapes)]
@@ -74,22 +77,24 @@ class SlabResults:
                     for o, ge, gd, (b, k, e, n) in zip(outs, edges, deltas, shapes)]
         losses = self.loss.tolist()
         if self.mode == SUMS:
-            return [GradientResult(o.reshape(b, k), value, ge, gd) for o, ge, gd, value, (b, k, _, _)
-                    in zip(outs, edges, deltas, losses, shapes)]
-        return [GradientResult(o.reshape(b, k), value, ge.reshape(b, e), gd.reshape(b, n))
-                for o, ge, gd, value, (b, k, e, n) in zip(outs, edges, deltas, losses, shapes)]
+            return [GradientResult(o.reshape(b, k), value, ge, gd, nb) for o, ge, gd, value, nb, (b, k, _, _)
+                    in zip(outs, edges, deltas, losses, norms, shapes)]
+        return [GradientResult(o.reshape(b, k), value, ge.reshape(b, e), gd.reshape(b, n), nb)
+                for o, ge, gd, value, nb, (b, k, e, n) in zip(outs, edges, deltas, losses, norms, shapes)]
 
 
 def allocate(mode: int, batch: np.ndarray, k: np.ndarray, e: np.ndarray, n: np.ndarray,
-             dtype: np.dtype) -> SlabResults:
-    """The result arrays of a slab (loss-mode sums zeroed: the row chunks add into them)."""
+             dtype: np.dtype, norms: bool = False) -> SlabResults:
+    """The result arrays of a slab (loss-mode sums zeroed: the row chunks add into them); ``norms``: with
+    per-example norms."""
     sizes = {OUTPUTS: (batch * k * e, batch * k * n), SUMS: (e, n), EXAMPLES: (batch * e, batch * n)}
     edge_sizes, node_sizes = sizes.get(mode, (np.zeros_like(e), np.zeros_like(n)))
     out_starts, edge_starts, node_starts = _starts(batch * k), _starts(edge_sizes), _starts(node_sizes)
     make = np.zeros if mode == SUMS else np.empty
     return SlabResults(mode, batch, k, e, n, np.empty(out_starts[-1], dtype=dtype), out_starts,
                        make(edge_starts[-1], dtype=dtype), edge_starts, make(node_starts[-1], dtype=dtype),
-                       node_starts, np.zeros(batch.size, dtype=np.float64), np.zeros(batch.size, dtype=np.int8))
+                       node_starts, np.zeros(batch.size, dtype=np.float64), np.zeros(batch.size, dtype=np.int8),
+                       np.empty(int(batch.sum()) if norms else 0, dtype=dtype), _starts(batch))
 
 
 def _pieces(flat: np.ndarray, starts: np.ndarray) -> list[np.ndarray]:
@@ -98,14 +103,15 @@ def _pieces(flat: np.ndarray, starts: np.ndarray) -> list[np.ndarray]:
     return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def raise_for(nets: list[Network], p: int, x: Rows, t: Rows | None, loss: str | None, mean: bool, mode: int,
-              dtype: np.dtype) -> None:
-    """Network ``p`` failed while computing (an overflow, or bce outputs outside [0, 1]): its own message."""
+def redo(nets: list[Network], p: int, x: Rows, t: Rows | None, loss: str | None, mean: bool, mode: int,
+         dtype: np.dtype, norms: bool = False, clip_norm: float | None = None) -> GradientResult:
+    """Network ``p`` alone on the single-network engine, for one that failed in a population pass (an overflow,
+    bce outputs outside [0, 1], a norm to rescale): its result, or its own message as ``nets[p]: ...``."""
     from .api import gradients
 
     try:
-        gradients(nets[p], x.of(p), None if t is None else t.of(p), loss, "mean" if mean else "sum",
-                  mode == EXAMPLES, dtype.name)
+        result = gradients(nets[p], x.of(p), None if t is None else t.of(p), loss, "mean" if mean else "sum",
+                           mode == EXAMPLES, dtype.name, norms=norms, clip_norm=clip_norm)
     except InvalidInput as exc:
         raise InvalidInput(f"nets[{p}]: {exc}") from None
-    raise InvalidInput(f"nets[{p}]: result: a value overflows {dtype.name}")
+    return result
