@@ -1,7 +1,7 @@
 """Populations in process: ``gradients_many`` vs a Python loop of ``gradients``, ``outputs_many`` vs neat-python's
 ``FeedForwardNetwork.activate``, and peak RSS of a 100,000-network call.
 
-    python -m benchmarks.population              # P = 100, 1,000, 10,000; best of 5; neat; RSS at P = 100,000
+    python -m benchmarks.population              # P = 100, 1,000, 10,000; a fine-tuning step; neat; RSS at P = 100,000
     python -m benchmarks.population --quick      # P = 100, 1,000; best of 2; RSS at P = 20,000
 
 NEAT-size networks (4 inputs, 2 outputs, 0–40 hidden nodes, fan-in 1–4, mixed activations; fixed seed),
@@ -66,6 +66,26 @@ def bench_gradients(sizes: list[int], runs: int) -> None:
         edges = sum(n.n_edges for n in got[0])
         print(f"P={count:>6} ({edges} edges): gradients_many {many:8.4f} s | loop of gradients {loop:8.4f} s"
               f" | {loop / many:6.1f}x  (largest difference {worst:.1e} of a field's scale)")
+
+
+def _reweighted(nets: list[edgegrad.Network], seed: int) -> list[edgegrad.Network]:
+    """The same topologies with new weights and biases (a fine-tuning step's networks)."""
+    rng = np.random.default_rng(seed)
+    return [edgegrad.Network.from_arrays(n.inputs, n.outputs, n.node_ids, n.activations,
+                                         rng.normal(0.0, 0.5, n.n_nodes), n.src, n.dst, rng.normal(0.0, 1.0, n.n_edges))
+            for n in nets]
+
+
+def bench_finetune(count: int, runs: int) -> None:
+    """A fine-tuning step (same topologies, new weights: the packed topology is reused) against a fresh generation."""
+    X, T = _rows(3)
+    base = neat_size_population(77, count)
+    edgegrad.gradients_many(base, X, T, loss="mse")
+    step, _ = _best(runs, lambda i: _reweighted(base, i), lambda nets: edgegrad.gradients_many(nets, X, T, loss="mse"))
+    fresh, _ = _best(runs, lambda i: neat_size_population(7700 + i, count),
+                     lambda nets: edgegrad.gradients_many(nets, X, T, loss="mse"))
+    print(f"P={count:>6} fine-tuning step (same topologies, new weights): gradients_many {step:8.4f} s"
+          f" | a new generation {fresh:8.4f} s")
 
 
 def _neat_config(folder: str, count: int) -> Any:
@@ -166,6 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"float64, B={ROWS}, mse mean, kernel setting {os.environ.get('EDGEGRAD_KERNEL', 'auto')},"
           f" best of {runs}, {os.cpu_count()} CPUs")
     bench_gradients(sizes, runs)
+    bench_finetune(1000, runs)
     if not args.skip_neat:
         bench_neat(1000, runs)
     if rss:
