@@ -21,8 +21,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -57,9 +58,9 @@ def bench_gradients(sizes: list[int], runs: int) -> None:
     edgegrad.gradients_many(neat_size_population(99, 4), X, T, loss="mse")   # numba's load, outside the clock
     edgegrad.gradients(neat_size_population(99, 1)[0], X, T, loss="mse")
     for count in sizes:
-        many, got = _best(runs, lambda i: neat_size_population(1000 * count + i, count),
+        many, got = _best(runs, lambda i, count=count: neat_size_population(1000 * count + i, count),
                           lambda nets: (nets, edgegrad.gradients_many(nets, X, T, loss="mse")))
-        loop, want = _best(runs, lambda i: neat_size_population(1000 * count + i, count),
+        loop, want = _best(runs, lambda i, count=count: neat_size_population(1000 * count + i, count),
                            lambda nets: [edgegrad.gradients(n, X, T, loss="mse") for n in nets])
         worst = max(float(np.abs(a.edge_grads - b.edge_grads).max() / max(np.abs(b.edge_grads).max(initial=0), 1e-300))
                     for a, b in zip(got[1], want) if b.edge_grads.size)
@@ -128,6 +129,7 @@ def _fresh(nets: list[edgegrad.Network]) -> list[edgegrad.Network]:
 def bench_neat(count: int, runs: int) -> None:
     """outputs_many against neat-python's FeedForwardNetwork.activate, row by row, on mutated genomes."""
     import neat
+
     from edgegrad.interop.neatnet import map_population
 
     X, _ = _rows(1)

@@ -7,13 +7,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from dags import network_seeds, random_inputs, random_network, random_network_dict, random_targets
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import edgegrad
 from edgegrad import InvalidInput, Network
 from edgegrad.engine import population_pack
-from dags import network_seeds, random_inputs, random_network, random_network_dict, random_targets
 
 pytestmark = pytest.mark.usefixtures("each_kernel")  # every test on the numpy and the compiled kernels
 
@@ -190,7 +190,7 @@ def test_a_fine_tuning_loop_reuses_the_packed_topology() -> None:
     edgegrad.gradients_many([Network.from_dict(d) for d in base], X, T, loss="mse")
     hits, misses, _ = population_pack.topology_cache_stats()
     rng = np.random.default_rng(0)
-    for step in range(3):                                  # new weights and biases, same topologies
+    for _ in range(3):                                     # new weights and biases, same topologies
         for d in base:
             for edge in d["edges"]:
                 edge["weight"] = float(rng.normal())

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -82,6 +83,10 @@ class _Norms(NamedTuple):
     clip_norm: float | None = None
 
 
+#: a call without norms or clipping
+NO_NORMS = _Norms()
+
+
 def _compiled_kernel() -> Any:
     """The population kernel module, or None where the kernel setting is numpy or numba does not load."""
     global _kernel, _failure
@@ -128,7 +133,7 @@ def _slabs(nets: list[Network]) -> list[tuple[int, int]]:
 
 
 def _run(nets: list[Network], x: Rows, t: Rows | None, loss: str | None, mean: bool, mode: int,
-         dtype: str, norms: _Norms = _Norms()) -> list[GradientResult]:
+         dtype: str, norms: _Norms = NO_NORMS) -> list[GradientResult]:
     kernel = _compiled_kernel()
     if kernel is None:
         from . import population_numpy

@@ -9,7 +9,7 @@ neighbours. Slabs hold few enough vertices that a chunk's node-major buffers fit
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

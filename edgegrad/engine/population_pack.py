@@ -13,15 +13,15 @@ import hashlib
 import itertools
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
 from ..errors import InvalidInput
 from ..model.activations import ACTIVATION_NAMES
-from .batch import check_float32_range
 from ..model.network import Network
+from .batch import check_float32_range
 
 __all__ = ["Topology", "Packed", "pack", "topology_cache_stats", "clear_topology_cache", "TOPOLOGY_CACHE_BYTES"]
 
