@@ -12,7 +12,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2, message_factory
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from edgegrad import metrics
@@ -48,7 +48,7 @@ def _tenant(auth: Authenticator, context: grpc.aio.ServicerContext) -> str:
     return tenant
 
 
-def _decode(kind: type, data: bytes) -> Any:
+def _decode(kind: type[Message], data: bytes) -> Any:
     """Parse a request here rather than in grpc's deserializer (whose failure is UNKNOWN with a traceback)."""
     try:
         return kind.FromString(data)

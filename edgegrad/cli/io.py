@@ -187,7 +187,8 @@ def _is_number(cell: str) -> bool:
 def _kind(value: Any) -> str:
     if isinstance(value, (str, bool)) or value is None:
         return json.dumps(value)
-    return {dict: "an object", list: "a list"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {dict: "an object", list: "a list"}
+    return names.get(type(value), type(value).__name__)
 
 
 # ----------------------------------------------------------------- writers
@@ -287,7 +288,8 @@ def _plain(arr: Any) -> Any:
     arr = np.asarray(arr, dtype=np.float64)
     if np.isfinite(arr).all():
         return arr.tolist()
-    return np.where(np.isfinite(arr), arr, None).tolist()  # object array keeps None
+    cleaned: np.ndarray = np.where(np.isfinite(arr), arr, None)  # an object array keeps None
+    return cleaned.tolist()
 
 
 def _plain_float(value: float) -> float | None:

@@ -154,6 +154,7 @@ def _run(net: Network, x: np.ndarray, t: np.ndarray | None, loss: str | None, re
     with np.errstate(over="ignore", invalid="ignore"), \
             workspace.borrowed(scratch + sums_bytes * (2 if own_order else 1)) as buf:
         if summed:
+            assert t is not None  # loss mode
             slab_sums, after = workspace.carve(buf, scratch, (slots,), plan.dtype)
             total = workspace.carve(buf, after, (slots,), plan.dtype)[0] if own_order else None
             parts: Iterator[GradientResult] = (
@@ -207,6 +208,7 @@ def _slab(kernel: Kernel[Plan], net: Network, plan: Plan, x: np.ndarray, t: np.n
         outputs[...] = out_rows.T
 
     if loss is None:                                     # output mode: K backward passes at once
+        assert out is not None  # output mode writes rows
         kernel.backward(plan, buffers, None)
         kernel.write_rows(plan, buffers, out.edge_grads, out.deltas)
         part = out

@@ -14,6 +14,7 @@ the GIL in these products, ``pool``). This is the numpy kernel; ``kernel.NumpyKe
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -152,7 +153,7 @@ def _narrow_derivatives(plan: Plan, acts: np.ndarray, fprime: np.ndarray) -> Non
 
 def _pass_shapes(plan: Plan, batch: int, n_outputs: int | None) -> list[tuple[int, ...]]:
     """Shapes of a pass's buffers: activations, deltas, and (output mode) f'(z)."""
-    shapes = [(plan.n_inputs + plan.n_nodes, batch)]
+    shapes: list[tuple[int, ...]] = [(plan.n_inputs + plan.n_nodes, batch)]
     if n_outputs is None:
         return shapes + [(plan.n_nodes, batch)]
     return shapes + [(plan.n_nodes, n_outputs, batch), (plan.n_nodes, batch)]
@@ -231,6 +232,7 @@ def _delta_product(level: Level, piece: Piece, buffers: PassBuffers, flat: np.nd
             if deltas.ndim == 3:
                 g.reshape(hi - lo, -1, deltas.shape[2])[r - lo, k] += 1
             else:
+                assert direct is not None  # a 2-D delta buffer is loss mode's
                 g[r - lo] += direct[k]
     rows = slice(level.start + lo, level.start + hi)
     if deltas.ndim == 3:
@@ -258,7 +260,7 @@ def summed_edge_grads(plan: Plan, buffers: PassBuffers, out: np.ndarray) -> None
         delta_v = np.take(deltas, group.node_rows[a:b], axis=0, mode="clip")
         out[group.file_edges[a:b]] = np.einsum("vdb,vb->vd", o_u, delta_v)  # ∂P/∂w(u,v) = Σ_b δ(v)·o[u]
 
-    tasks = []
+    tasks: list[Callable[[], None]] = []
     for group in plan.grad_groups:
         step = edge_chunk_size(group.src_rows.shape[1] * width * acts.itemsize)
         tasks.extend(lambda g=group, a=a, b=b: group_grads(g, a, b) for a, b in spans(group.node_rows.size, step))
@@ -344,6 +346,7 @@ def _example_grads(plan: Plan, acts_t: np.ndarray, deltas_t: np.ndarray, out: np
 def plan_node_values(plan: Plan, x: np.ndarray) -> NodeValues:
     """z, o and f'(z) of every node for inputs ``x``, in file order (B×N, B×(I+N), B×N)."""
     buffers, z = forward(plan, x, keep_z=True)
+    assert z is not None  # keep_z
     n_in = plan.n_inputs
     o = np.concatenate([buffers.acts[:n_in], buffers.acts[n_in + plan.node_row]]).T
     return NodeValues(z[plan.node_row].T.copy(), o.copy(), buffers.fprime[plan.node_row].T.copy())

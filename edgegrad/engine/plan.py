@@ -130,7 +130,7 @@ class Plan:
 def _split_rows(indptr: np.ndarray, lo: int, hi: int, boundaries: list[int]) -> list[tuple[int, int]]:
     """Cut rows [lo, hi) at the given boundaries and into pieces of about CHUNK_NNZ entries."""
     cuts = sorted({lo, hi, *[b for b in boundaries if lo < b < hi]})
-    pieces = []
+    pieces: list[tuple[int, int]] = []
     for a, b in zip(cuts[:-1], cuts[1:]):
         nnz = indptr[b] - indptr[a]
         parts = max(1, int(nnz // CHUNK_NNZ))

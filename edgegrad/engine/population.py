@@ -179,7 +179,7 @@ def _run_slab(kernel: Any, nets: list[Network], lo: int, hi: int, packed: Packed
     else:
         ts, t_off = np.zeros(1), np.zeros(hi - lo, dtype=np.int64)
     res = allocate(mode, batch, top.n_out, top.n_edges, top.n_nodes, dtype, norms.wanted)
-    threads = max(1, min(thread_count(), numba.config.NUMBA_NUM_THREADS))
+    threads = max(1, min(thread_count(), numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
     if numba.get_num_threads() != threads:
         numba.set_num_threads(threads)
     blocks = _blocks((top.n_edges + top.n_nodes + 1) * batch, threads)

@@ -27,6 +27,7 @@ from numba import njit, prange
 
 from .population_results import EXAMPLES, FORWARD, OUTPUTS, SUMS
 from .rowact import ORDER, activate, dot
+from .rowmath import KERNEL_OPTIONS
 
 __all__ = ["FORWARD", "OUTPUTS", "SUMS", "EXAMPLES", "LOSS_CODES", "ORDER", "run_population"]
 
@@ -34,7 +35,7 @@ __all__ = ["FORWARD", "OUTPUTS", "SUMS", "EXAMPLES", "LOSS_CODES", "ORDER", "run
 LOSS_CODES = {"mse": 0, "bce": 1, "softmax_ce": 2}
 
 _LOG_FLOOR = -100.0
-_OPTIONS = {"nogil": True, "error_model": "numpy", "boundscheck": False}
+_OPTIONS = KERNEL_OPTIONS
 
 
 @njit(**_OPTIONS)

@@ -11,7 +11,7 @@ import copy
 import json
 import time
 from collections import OrderedDict
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 
@@ -254,7 +254,7 @@ class JobStore:
         fields = await self.redis.hgetall(self.keys.job(job_id))
         if not fields or b"state" not in fields:
             raise _no_job(job_id)
-        return fields
+        return cast(dict[bytes, bytes], fields)  # decode_responses is off
 
     async def get_job(self, job_id: str) -> job_pb2.Job:
         """The Job proto; NotFound when unknown or expired."""

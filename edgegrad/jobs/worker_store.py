@@ -6,7 +6,7 @@ import copy
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import redis
@@ -130,7 +130,7 @@ class WorkerStore:
         """Rows [start, stop) of a batch stored in pieces: (inputs, targets or None)."""
         size = max(1, int(pieces.piece_rows))
         first, last = start // size, (stop - 1) // size
-        out = []
+        out: list[np.ndarray | None] = []
         for name, columns in (("inputs", pieces.input_columns), ("targets", pieces.target_columns)):
             if not columns:
                 out.append(None)
@@ -141,7 +141,9 @@ class WorkerStore:
                                field="request.upload")
             rows = np.frombuffer(b"".join(blobs), dtype="<f8").reshape(-1, int(columns))
             out.append(rows[start - first * size:stop - first * size])
-        return out[0], out[1]
+        inputs, targets = out
+        assert inputs is not None  # a batch always has input columns
+        return inputs, targets
 
     def emit(self, job_id: str, shard: str, chunks: Iterable[tuple[int, bytes | list]], limit: int,
              then: list[tuple[str, list[str], list[Any]]] = (), batch_bytes: int = _PIPELINE_BYTES) -> tuple[int, list]:
@@ -236,8 +238,8 @@ class WorkerStore:
 
     def shard_shares(self, job_id: str, shards: int) -> tuple[list[bytes | None], Iterable[bytes | None]]:
         """The shards' loss shares (in order), and their partial sums read one at a time, in order."""
-        shares = self.redis.hmget(self.keys.job(job_id), [f"l:{i}" for i in range(shards)])
-        return shares, (self.redis.get(self.keys.part(job_id, i)) for i in range(shards))
+        shares = cast(list[bytes | None], self.redis.hmget(self.keys.job(job_id), [f"l:{i}" for i in range(shards)]))
+        return shares, (cast(bytes | None, self.redis.get(self.keys.part(job_id, i))) for i in range(shards))
 
     def _run(self, calls: list[tuple[str, list[str], list[Any]]], before: Sequence[tuple[Any, ...]] = ()) -> list[Any]:
         """Run script calls in one pipeline by sha, after the plain commands ``before`` (their replies

@@ -93,7 +93,7 @@ def _find_cycle(src: np.ndarray, dst: np.ndarray, indegree: np.ndarray,
     """Walk backwards through vertices Kahn's algorithm could not remove until one repeats."""
     stuck = indegree > 0
     keep = stuck[src] & stuck[dst]
-    parent = {}
+    parent: dict[int, int] = {}
     for s, d in zip(src[keep].tolist(), dst[keep].tolist()):
         parent.setdefault(d, s)
     v = int(np.flatnonzero(stuck)[0])

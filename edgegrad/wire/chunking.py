@@ -27,7 +27,7 @@ __all__ = ["result_layout", "result_bytes", "ChunkPlan", "shard_bounds", "shard_
            "numpy_dtype"]
 
 _ITEMSIZE = {tensor_pb2.DTYPE_FLOAT64: 8, tensor_pb2.DTYPE_FLOAT32: 4}
-_NUMPY = {tensor_pb2.DTYPE_FLOAT64: np.dtype("<f8"), tensor_pb2.DTYPE_FLOAT32: np.dtype("<f4")}
+_NUMPY: dict[int, np.dtype] = {tensor_pb2.DTYPE_FLOAT64: np.dtype("<f8"), tensor_pb2.DTYPE_FLOAT32: np.dtype("<f4")}
 
 #: ResultField -> GradientResult attribute
 FIELD_NAMES = {
