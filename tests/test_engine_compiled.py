@@ -21,7 +21,7 @@ from reference import LOSSES, assert_agrees, reference_gradients
 import edgegrad
 from edgegrad import InvalidInput, Network
 from edgegrad.engine import kernel as seam
-from edgegrad.engine import numba_kernel, passes, pool
+from edgegrad.engine import kernelcache, numba_kernel, passes, pool
 from edgegrad.engine import plan as plans
 from edgegrad.settings import Settings
 
@@ -173,10 +173,9 @@ def test_without_numba_every_plan_runs_on_numpy(monkeypatch, caplog) -> None:
     T = random_targets(4, "mse", 3, net.n_outputs)
     monkeypatch.setitem(sys.modules, "numba", None)                  # `import numba` raises ImportError
     monkeypatch.delitem(sys.modules, "edgegrad.engine.numba_loops", raising=False)
-    monkeypatch.setattr(numba_kernel, "_module", None)
-    monkeypatch.setattr(numba_kernel, "_failure", None)
+    monkeypatch.setattr(kernelcache, "_loaded", {})
     monkeypatch.setenv("EDGEGRAD_KERNEL", "compiled")
-    with caplog.at_level("WARNING", logger="edgegrad.engine.numba_kernel"):
+    with caplog.at_level("WARNING", logger="edgegrad.engine.kernelcache"):
         assert not seam.available()
         got = edgegrad.gradients(net, X, targets=T, loss="mse")
     assert "compiled engine kernels unavailable, using numpy" in caplog.text

@@ -375,10 +375,9 @@ def test_targets_outside_the_unit_interval_are_named() -> None:
 
 
 def test_without_the_kernel_the_numpy_path_runs(monkeypatch) -> None:
-    from edgegrad.engine import population, population_numpy
+    from edgegrad.engine import kernelcache, population_numpy
 
-    monkeypatch.setattr(population, "_kernel", None)
-    monkeypatch.setattr(population, "_failure", "ImportError: no numba here")
+    monkeypatch.setitem(kernelcache._loaded, "population_kernel", "ImportError: no numba here")
     ran = []
     real = population_numpy.run
     monkeypatch.setattr(population_numpy, "run", lambda *args: ran.append(1) or real(*args))

@@ -18,7 +18,8 @@ ENGINE = Path(kernel.__file__).resolve().parent
 
 
 def _imports(path: Path) -> set[str]:
-    """Engine modules ``path`` imports anywhere (top level, inside functions, ``import_module`` strings)."""
+    """Engine modules ``path`` imports anywhere (top level, inside functions, ``import_module`` strings,
+    ``kernelcache.load`` of a numba module)."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.level == 1:
@@ -29,6 +30,10 @@ def _imports(path: Path) -> set[str]:
             found.update(a.name.split(".")[2] for a in node.names if a.name.startswith("edgegrad.engine."))
         elif isinstance(node, ast.JoinedStr):
             found.update(re.findall(r"\{__package__\}\.(\w+)", ast.unparse(node)))
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load"
+              and isinstance(node.func.value, ast.Name) and node.func.value.id == "kernelcache" and node.args
+              and isinstance(node.args[0], ast.Constant)):  # kernelcache.load("numba_loops", ...) imports it
+            found.add(str(node.args[0].value))
     return {name for name in found if (ENGINE / f"{name}.py").exists() and name != path.stem}
 
 

@@ -47,8 +47,7 @@ def test_the_cache_is_found_where_numba_keeps_it(empty_cache: Path) -> None:
 def test_the_first_load_without_a_cache_says_it_compiles_once(empty_cache: Path, monkeypatch: pytest.MonkeyPatch,
                                                                caplog: pytest.LogCaptureFixture) -> None:
     pytest.importorskip("numba")
-    monkeypatch.setattr(numba_kernel, "_module", None)
-    monkeypatch.setattr(numba_kernel, "_failure", None)
+    monkeypatch.setattr(kernelcache, "_loaded", {})
     with caplog.at_level(logging.INFO, logger=LOGGER):
         assert numba_kernel.loops() is not None
         assert numba_kernel.loops() is not None

@@ -1,17 +1,25 @@
-"""numba's on-disk cache of the compiled kernels: where it is, whether it holds them, and the one-off notice.
+"""Loading the engine's numba modules, and numba's on-disk cache of them: where it is, whether it holds
+them, and the one-off notice.
 
-The first call of a process that runs the compiled kernels loads them from the cache, or, on a fresh
-install, compiles them (seconds per dtype): that case is logged once at INFO on this module's logger,
-which the command line shows on a terminal.
+``load`` imports a module of numba code (``numba_loops``, ``population_kernel``) once per process. The
+first call of a process that runs them loads them from the cache, or, on a fresh install, compiles them
+(seconds per dtype): that case is logged once at INFO on this module's logger, which the command line
+shows on a terminal. Where numba does not load, ``load`` says why once (WARNING) and the engine runs
+numpy.
 """
 
 from __future__ import annotations
 
 import glob
+import importlib
 import logging
 import os
+import threading
+from typing import Any
 
-__all__ = ["COMPILE_NOTICE", "cache_dir", "cached", "notice_if_uncached"]
+from ..model.activations import ACTIVATION_NAMES
+
+__all__ = ["COMPILE_NOTICE", "cache_dir", "cached", "notice_if_uncached", "load"]
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +30,9 @@ COMPILE_NOTICE = ("compiling the engine's numba kernels: a one-off (about 6 s pe
                   " for later runs")
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
+_lock = threading.Lock()
+#: module name -> the loaded module, or the reason it did not load (a str)
+_loaded: dict[str, Any] = {}
 
 
 def cache_dir() -> str:
@@ -34,15 +45,35 @@ def cache_dir() -> str:
     return os.path.join(os.path.expanduser("~"), ".cache", "numba")
 
 
-def cached() -> bool:
-    """Whether the cache holds compiled kernels of this package (an index file of KERNEL_MODULE)."""
+def cached(module: str = KERNEL_MODULE) -> bool:
+    """Whether the cache holds the compiled kernels of ``module`` (one of its index files)."""
     folder = cache_dir()
     nested = folder != os.path.join(_HERE, "__pycache__")  # numba's own caches mirror the source's path
-    pattern = os.path.join(folder, "**" if nested else "", f"{KERNEL_MODULE}.*.nbi")
+    pattern = os.path.join(folder, "**" if nested else "", f"{module}.*.nbi")
     return next(glob.iglob(pattern, recursive=nested), None) is not None
 
 
-def notice_if_uncached() -> None:
-    """Log COMPILE_NOTICE at INFO when the kernels are about to be compiled (called once, before the import)."""
-    if not cached():
+def notice_if_uncached(module: str = KERNEL_MODULE) -> None:
+    """Log COMPILE_NOTICE at INFO when ``module``'s kernels are about to be compiled (before its import)."""
+    if not cached(module):
         log.info("%s", COMPILE_NOTICE.format(cache=cache_dir()))
+
+
+def load(module: str, what: str) -> Any:
+    """``edgegrad.engine.<module>`` (numba code), imported once; None where it does not load, ``what`` and
+    the reason logged once (numba missing or failing, or activations numbered differently)."""
+    found = _loaded.get(module)
+    if found is None:
+        with _lock:
+            found = _loaded.get(module)
+            if found is None:
+                try:
+                    notice_if_uncached(module)
+                    found = importlib.import_module(f"{__package__}.{module}")
+                    if found.ORDER != ACTIVATION_NAMES:
+                        raise ImportError(f"{module} numbers the activations differently")
+                except Exception as exc:          # ImportError, or numba failing in its own way
+                    found = f"{type(exc).__name__}: {exc}"
+                    log.warning("%s unavailable, using numpy: %s", what, found)
+                _loaded[module] = found
+    return None if isinstance(found, str) else found

@@ -9,7 +9,6 @@ to load, ``available`` is False and every plan runs on numpy (logged once).
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 from dataclasses import dataclass
@@ -35,28 +34,13 @@ _INT32_MAX = 2**31 - 1
 ACTIVATION_COST = {"identity": 0.5, "sigmoid": 1.8, "tanh": 2.4, "relu": 0.5, "leaky_relu": 0.5, "elu": 2.2,
                    "softplus": 3.2, "gelu": 17.0, "silu": 1.9, "sin": 2.3, "gauss": 1.7, "abs": 0.5}
 
+
 _lock = threading.Lock()
-_module: Any = None
-_failure: str | None = None
 
 
 def loops() -> Any:
     """The ``numba_loops`` module, imported once; None (and the reason logged once) where numba fails."""
-    global _module, _failure
-    if _module is not None or _failure is not None:
-        return _module
-    with _lock:
-        if _module is None and _failure is None:
-            try:
-                kernelcache.notice_if_uncached()
-                module = importlib.import_module(f"{__package__}.numba_loops")
-                if module.ORDER != ACTIVATION_NAMES:
-                    raise ImportError("the numba loops number the activations differently")
-                _module = module
-            except Exception as exc:          # ImportError, or numba failing in its own way
-                _failure = f"{type(exc).__name__}: {exc}"
-                log.warning("compiled engine kernels unavailable, using numpy: %s", _failure)
-    return _module
+    return kernelcache.load("numba_loops", "compiled engine kernels")
 
 
 def available() -> bool:

@@ -20,8 +20,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..model.activations import ACTIVATION_NAMES
 from ..model.network import Network
+from . import kernelcache
 from .batch import check_options
 from .clipping import check_clipping
 from .kernel import kernel_setting
@@ -39,9 +39,6 @@ SLAB_EDGES = 1 << 19
 BLOCKS_PER_THREAD = 4
 
 log = logging.getLogger(__name__)
-_lock = threading.Lock()
-_kernel: Any = None
-_failure: str | None = None
 _serial = threading.Lock()
 _layer: str | None = None   #: numba's threading layer, known after the first kernel call
 
@@ -89,21 +86,9 @@ NO_NORMS = _Norms()
 
 def _compiled_kernel() -> Any:
     """The population kernel module, or None where the kernel setting is numpy or numba does not load."""
-    global _kernel, _failure
     if kernel_setting() == "numpy":
         return None
-    if _kernel is None and _failure is None:
-        with _lock:
-            if _kernel is None and _failure is None:
-                try:
-                    from . import population_kernel
-                    if population_kernel.ORDER != ACTIVATION_NAMES:
-                        raise ImportError("the population kernel numbers the activations differently")
-                    _kernel = population_kernel
-                except Exception as exc:           # ImportError, or numba failing in its own way
-                    _failure = f"{type(exc).__name__}: {exc}"
-                    log.warning("population kernel unavailable, using numpy: %s", _failure)
-    return _kernel
+    return kernelcache.load("population_kernel", "population kernel")
 
 
 @contextmanager
