@@ -42,7 +42,7 @@ def write_curves(path: str, runs: dict[str, tuple[list[float], list[float]]], ti
     parts += _panel(0, by_gen, lo, hi, "generation")
     parts += _panel(W, by_time, lo, hi, "seconds")
     for i, (colour, name) in enumerate(zip(COLOURS, runs)):
-        parts.append(f'<text x="{PAD + 10}" y="{36 + 14 * i}" fill="{colour}">{escape(name)}</text>')
+        parts.append(f'<text x="{W - 110}" y="{H - PAD - 40 + 14 * i}" fill="{colour}">{escape(name)}</text>')
     parts.append("</svg>")
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(parts) + "\n")

@@ -60,6 +60,7 @@ class Generation:
     mean: float
     seconds: float       #: the generation's wall time (neat's own evaluation left out)
     edgegrad_s: float    #: edgegrad's part: fine-tuning and evaluating every genome
+    calls_s: float       #: of which inside the population calls (the rest: building networks, Adam, write-back)
     neat_eval_s: float   #: neat-python's FeedForwardNetwork evaluating the same genomes
     agree: float         #: largest |edgegrad's fitness − neat's| over the generation
 
@@ -70,7 +71,7 @@ class Run:
 
     name: str
     generations: list[Generation] = field(default_factory=list)
-    best_net: Any = None   #: the network of neat's best genome so far (after its fine-tuning)
+    best_net: Any = None   #: the network of the fittest genome so far, as it was evaluated (after its fine-tuning)
 
     def clock(self) -> list[float]:
         return np.cumsum([g.seconds for g in self.generations]).tolist()
@@ -91,21 +92,29 @@ class Gradients:
 
     def __init__(self, server: str | None) -> None:
         self.client = None
+        self.seconds = 0.0   #: time spent inside the population calls
         if server:
             self.client = edgegrad.Client(server)
             missing = [m for m in ("gradients_many", "outputs_many") if not hasattr(self.client, m)]
             if missing:
                 self.client.close()
-                raise SystemExit(f"--server: this edgegrad's Client has no {', '.join(missing)} yet"
-                                 " (population calls through the service); run without --server")
+                print(f"--server: this edgegrad's Client has no {', '.join(missing)} yet (population calls"
+                      " through the service); run without --server", file=sys.stderr)
+                raise SystemExit(2)
 
     def gradients(self, nets: list[edgegrad.Network], X: np.ndarray, T: np.ndarray) -> list[Any]:
         source = self.client if self.client is not None else edgegrad
-        return source.gradients_many(nets, X, targets=T, loss="mse")
+        start = time.perf_counter()
+        results = source.gradients_many(nets, X, targets=T, loss="mse")
+        self.seconds += time.perf_counter() - start
+        return results
 
     def outputs(self, nets: list[edgegrad.Network], X: np.ndarray) -> list[np.ndarray]:
         source = self.client if self.client is not None else edgegrad
-        return source.outputs_many(nets, X)
+        start = time.perf_counter()
+        outs = source.outputs_many(nets, X)
+        self.seconds += time.perf_counter() - start
+        return outs
 
     def close(self) -> None:
         if self.client is not None:
@@ -158,12 +167,12 @@ def evolve(name: str, config: neat.Config, X: np.ndarray, T: np.ndarray, args: a
     random.seed(args.seed)
     population = neat.Population(config, seed=args.seed)
     run = Run(name)
-    print(f"{name}: gen   best    mean  gen s  edgegrad s  neat eval s  |edgegrad-neat|", flush=True)
+    print(f"{name}: gen   best    mean  gen s  edgegrad s (calls)  neat eval s  |edgegrad-neat|", flush=True)
     holder: dict[str, float] = {}
 
     def fitness(pairs: list[tuple[int, Any]], cfg: neat.Config) -> None:
         genomes = [g for _, g in pairs]
-        start = time.perf_counter()
+        start, calls = time.perf_counter(), engine.seconds
         maps = map_population(genomes, cfg)
         nets = finetune(maps, genomes, engine, X, T, steps, args.lr, cfg.genome_config) if steps else \
             [m.net for m in maps]
@@ -171,22 +180,24 @@ def evolve(name: str, config: neat.Config, X: np.ndarray, T: np.ndarray, args: a
         fit = np.array([1.0 - float(np.mean((y - T) ** 2)) for y in outs])
         for g, f in zip(genomes, fit.tolist()):
             g.fitness = f
-        holder["edgegrad"] = time.perf_counter() - start
+        holder["edgegrad"], holder["calls"] = time.perf_counter() - start, engine.seconds - calls
         start = time.perf_counter()
         theirs = neat_fitness(genomes, cfg, X, T)
         holder["neat"] = time.perf_counter() - start
         holder["agree"] = float(np.abs(fit - theirs).max())
         holder["best"], holder["mean"] = float(fit.max()), float(fit.mean())
+        if not run.generations or holder["best"] > max(g.best for g in run.generations):
+            run.best_net = nets[int(fit.argmax())]
 
     while len(run.generations) < args.generations and (seconds is None or sum(run.clock()[-1:]) < seconds):
         start = time.perf_counter()
         population.run(fitness, 1)
         took = time.perf_counter() - start - holder["neat"]
-        gen = Generation(holder["best"], holder["mean"], took, holder["edgegrad"], holder["neat"], holder["agree"])
+        gen = Generation(holder["best"], holder["mean"], took, holder["edgegrad"], holder["calls"], holder["neat"],
+                         holder["agree"])
         run.generations.append(gen)
         print(f"{name}: {len(run.generations) - 1:3d}  {gen.best:.4f}  {gen.mean:.4f}  {gen.seconds:5.2f}"
-              f"  {gen.edgegrad_s:10.3f}  {gen.neat_eval_s:11.3f}  {gen.agree:.1e}", flush=True)
-    run.best_net = edgegrad.Network.from_neat(population.best_genome, config)
+              f"  {gen.edgegrad_s:10.3f} ({gen.calls_s:5.3f})  {gen.neat_eval_s:11.3f}  {gen.agree:.1e}", flush=True)
     return run
 
 
@@ -210,6 +221,7 @@ def summary(plain: Run, lamarck: Run, steps: int, X_test: np.ndarray, T_test: np
             "largest_edgegrad_neat_difference": max(g.agree for g in plain.generations + lamarck.generations),
             "lamarckian_s_per_generation": round(float(np.mean([g.seconds for g in lamarck.generations])), 3),
             "plain_s_per_generation": round(float(np.mean([g.seconds for g in plain.generations])), 3),
+            "lamarckian_calls_s_per_generation": round(float(np.mean([g.calls_s for g in lamarck.generations])), 3),
             "neat_eval_s_per_generation": round(float(np.mean([g.neat_eval_s for g in plain.generations])), 3),
             "plain_curve": [round(g.best, 6) for g in plain.generations],
             "lamarckian_curve": [round(g.best, 6) for g in lamarck.generations]}
