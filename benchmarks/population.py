@@ -1,7 +1,8 @@
-"""Populations in process: ``gradients_many`` vs a Python loop of ``gradients``, ``outputs_many`` vs neat-python's
-``FeedForwardNetwork.activate``, and peak RSS of a 100,000-network call.
+"""Populations in process: ``gradients_many`` vs a Python loop of ``gradients`` and vs a padded JAX population
+(``benchmarks.jax_population``, in a child process; skipped where jax is not installed), ``outputs_many`` vs
+neat-python's ``FeedForwardNetwork.activate``, and peak RSS of a 100,000-network call.
 
-    python -m benchmarks.population              # P = 100, 1,000, 10,000; a fine-tuning step; neat; RSS at P = 100,000
+    python -m benchmarks.population              # P = 100, 1,000, 10,000; padded JAX; a fine-tuning step; neat; RSS
     python -m benchmarks.population --quick      # P = 100, 1,000; best of 2; RSS at P = 20,000
 
 NEAT-size networks (4 inputs, 2 outputs, 0–40 hidden nodes, fan-in 1–4, mixed activations; fixed seed),
@@ -31,7 +32,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import edgegrad  # noqa: E402
-from benchmarks.population_nets import NEAT_ACTIVATIONS, neat_size_population  # noqa: E402
+from benchmarks.population_nets import NEAT_ACTIVATIONS, neat_size_population, neat_size_rows  # noqa: E402
 
 ROWS = 256
 
@@ -48,8 +49,7 @@ def _best(runs: int, make: Callable[[int], Any], timed: Callable[[Any], Any]) ->
 
 
 def _rows(seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return rng.normal(size=(ROWS, 4)), rng.normal(size=(ROWS, 2))
+    return neat_size_rows(seed, ROWS)
 
 
 def bench_gradients(sizes: list[int], runs: int) -> None:
@@ -67,6 +67,46 @@ def bench_gradients(sizes: list[int], runs: int) -> None:
         edges = sum(n.n_edges for n in got[0])
         print(f"P={count:>6} ({edges} edges): gradients_many {many:8.4f} s | loop of gradients {loop:8.4f} s"
               f" | {loop / many:6.1f}x  (largest difference {worst:.1e} of a field's scale)")
+
+
+def _scaled_difference(ours: list[Any], theirs: np.ndarray) -> float:
+    """Largest |difference| of any network's edge or node gradients, relative to that field's scale in ``ours``."""
+    fields = [r.edge_grads for r in ours] + [r.deltas for r in ours]
+    cuts = np.cumsum([0] + [f.size for f in fields])
+    return max((float(np.abs(theirs[a:b] - f).max() / max(np.abs(f).max(), 1e-300))
+                for f, a, b in zip(fields, cuts[:-1], cuts[1:]) if f.size), default=0.0)
+
+
+def bench_jax(sizes: list[int], runs: int) -> None:
+    """gradients_many against a padded JAX population (TensorNEAT's way) in a child process, on the same networks."""
+    from benchmarks.jax_baseline import available
+    from benchmarks.timing import SETTLE_SECONDS, PeerChild
+
+    if not available():
+        print("padded JAX: skipped (jax not installed: pip install '.[bench]')")
+        return
+    X, T = _rows(4)
+    for count in sizes:
+        base = 5000 * count
+        spec = {"count": count, "seed": base, "fresh": runs + 1}
+        with PeerChild(spec, ROWS, 4, warmup=1, module="benchmarks.jax_population") as child:
+            worst = _scaled_difference(edgegrad.gradients_many(neat_size_population(base, count), X, T, loss="mse"),
+                                       child.edge_grads())
+            if not worst <= 1e-9:
+                raise SystemExit(f"P={count}: padded JAX's gradients differ from gradients_many's by {worst:.1e}")
+            ours = theirs = float("inf")
+            for i in range(runs):   # the child's i-th run is on population base + 1 + i (its warm-up took the first)
+                nets = neat_size_population(base + 1 + i, count)
+                time.sleep(SETTLE_SECONDS)
+                start = time.perf_counter()
+                edgegrad.gradients_many(nets, X, T, loss="mse")
+                ours = min(ours, time.perf_counter() - start)
+                time.sleep(SETTLE_SECONDS)
+                theirs = min(theirs, child.run())
+            info = child.info
+        print(f"P={count:>6}: gradients_many {ours:8.4f} s | padded JAX jit(vmap(value_and_grad)) {theirs:8.4f} s"
+              f" (compiled apart in {info['compile_s']:.1f} s; jax {info['version']}, {info['vertices']} vertices each)"
+              f" | {theirs / ours:6.1f}x  (largest difference {worst:.1e} of a field's scale)")
 
 
 def _reweighted(nets: list[edgegrad.Network], seed: int) -> list[edgegrad.Network]:
@@ -176,6 +216,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, help="repetitions, best taken (default 5)")
     parser.add_argument("--rss-networks", type=int, help="P of the peak-RSS run (default 100000; 0: skip)")
     parser.add_argument("--skip-neat", action="store_true")
+    parser.add_argument("--jax-sizes", help="P values of the padded JAX baseline (default: those of --sizes up to 1,000;"
+                        " 0: skip)")
     parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rss_child:
@@ -188,6 +230,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"float64, B={ROWS}, mse mean, kernel setting {os.environ.get('EDGEGRAD_KERNEL', 'auto')},"
           f" best of {runs}, {os.cpu_count()} CPUs")
     bench_gradients(sizes, runs)
+    jax_sizes = [int(s) for s in args.jax_sizes.split(",") if int(s)] if args.jax_sizes else \
+        [s for s in sizes if s <= 1000]
+    if jax_sizes:
+        bench_jax(jax_sizes, runs)
     bench_finetune(1000, runs)
     if not args.skip_neat:
         bench_neat(1000, runs)

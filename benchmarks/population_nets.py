@@ -7,7 +7,7 @@ import numpy as np
 
 from edgegrad import Network
 
-__all__ = ["NEAT_ACTIVATIONS", "neat_size_network", "neat_size_population"]
+__all__ = ["NEAT_ACTIVATIONS", "neat_size_network", "neat_size_population", "neat_size_rows"]
 
 NEAT_ACTIVATIONS = ("sigmoid", "tanh", "relu", "identity", "sin", "gauss", "abs", "elu", "softplus")
 
@@ -35,3 +35,9 @@ def neat_size_population(seed: int, count: int) -> list[Network]:
     """``count`` NEAT-size networks from ``seed``."""
     rng = np.random.default_rng(seed)
     return [neat_size_network(rng) for _ in range(count)]
+
+
+def neat_size_rows(seed: int, rows: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs (rows×4) and targets (rows×2) from ``seed``, standard normal."""
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(rows, 4)), rng.normal(size=(rows, 2))
