@@ -20,6 +20,7 @@ from .aiogroup import AsyncWatchGroup, open_async_group
 from .base import ClientBase, EventStreams, HandleBase
 from .errors import from_rpc_error, is_retryable, stream_dropped
 from .options import DEFAULT_MAX_MESSAGE_BYTES, Backoff, Deadline
+from .population_jobs import AsyncPopulationMethods
 from .protocol import (
     Prepared,
     Resume,
@@ -37,7 +38,7 @@ __all__ = ["AsyncClient", "AsyncJobHandle"]
 T = TypeVar("T")
 
 
-class AsyncClient(ClientBase):
+class AsyncClient(ClientBase, AsyncPopulationMethods):
     """The asyncio twin of ``Client``: ``async with edgegrad.AsyncClient(target) as c: await c.gradients(...)``.
 
     Same arguments, retries, deadlines, TLS and token handling as ``Client`` (``interceptors`` are

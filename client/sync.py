@@ -18,6 +18,7 @@ from .base import ClientBase, EventStreams
 from .errors import from_rpc_error, is_retryable
 from .job import JobHandle
 from .options import DEFAULT_MAX_MESSAGE_BYTES, Backoff, Deadline
+from .population_jobs import PopulationMethods
 from .protocol import (
     Prepared,
     list_request,
@@ -34,7 +35,7 @@ __all__ = ["Client"]
 T = TypeVar("T")
 
 
-class Client(ClientBase):
+class Client(ClientBase, PopulationMethods):
     """A connection to an edgegrad server; ``with edgegrad.Client("host:50051") as c: c.gradients(...)``.
 
     ``timeout`` is the default deadline (seconds) of each operation, retries included; ``tls`` or

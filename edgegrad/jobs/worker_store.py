@@ -126,6 +126,24 @@ class WorkerStore:
         self._networks.move_to_end(content_hash)
         return net
 
+    def networks(self, hashes: Sequence[str]) -> list[Network]:
+        """``network`` of many hashes (a population's), those not in memory read with one MGET; networks
+        beyond the memory cache are decoded for this call only."""
+        wanted = list(dict.fromkeys(hashes))
+        have = {h: self._networks[h] for h in wanted if h in self._networks}
+        missing = [h for h in wanted if h not in have]
+        if missing:
+            for h, blob in zip(missing, self.redis.mget([self.keys.network(h) for h in missing])):
+                if blob is None:
+                    raise NotFound(f"network_hash: network {h!r} expired before the job ran", field="network_hash")
+                have[h] = network_from_proto(network_pb2.Network.FromString(blob))
+        for h in wanted[-max(1, self.settings.network_cache):]:
+            self._networks[h] = have[h]
+            self._networks.move_to_end(h)
+        while len(self._networks) > max(1, self.settings.network_cache):
+            self._networks.popitem(last=False)
+        return [have[h] for h in hashes]
+
     def rows(self, pieces: job_pb2.BatchPieces, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Rows [start, stop) of a batch stored in pieces: (inputs, targets or None)."""
         size = max(1, int(pieces.piece_rows))
