@@ -19,7 +19,7 @@ from edgegrad import joblog
 from edgegrad.engine.clipping import check_clipping
 from edgegrad.engine.population_checks import check_population
 from edgegrad.engine.population_results import EXAMPLES, FORWARD, OUTPUTS, SUMS
-from edgegrad.errors import InvalidInput, NotFound, ResourceExhausted
+from edgegrad.errors import EdgegradError, InvalidInput, NotFound, ResourceExhausted
 from edgegrad.jobs.population_sharding import population_shards
 from edgegrad.jobs.record import initial_fields, job_from_fields, new_job_id
 from edgegrad.jobs.server_store import NetworkMeta
@@ -108,8 +108,16 @@ async def _networks(service: Service, store: Any, pop: job_pb2.PopulationRequest
     inline = [(i, m.network_inline) for i, m in enumerate(pop.members) if m.WhichOneof("network") == "network_inline"]
     edges = sum(msg.src.shape[0] if msg.src.shape else 0 for _, msg in inline)
 
+    def check_one(i: int, msg: Any) -> tuple[NetworkMeta, bytes]:
+        try:
+            return service.check_network(msg, f"nets[{i}]")
+        except EdgegradError as exc:  # every message names the network
+            if exc.message.startswith(f"nets[{i}]"):
+                raise
+            raise type(exc)(f"nets[{i}]: {exc.message}", field=exc.field) from None
+
     def check_all() -> list[tuple[NetworkMeta, bytes]]:
-        return [service.check_network(msg, f"nets[{i}]") for i, msg in inline]
+        return [check_one(i, msg) for i, msg in inline]
 
     fresh = await asyncio.to_thread(check_all) if edges > _THREAD_EDGES else check_all()
     by_index: dict[int, NetworkMeta] = {i: meta for (i, _), (meta, _) in zip(inline, fresh)}
