@@ -145,7 +145,7 @@ def test_cancel_mid_population_stops_its_shards_and_results_stop(namespace) -> N
             Client(cluster.address, timeout=300) as client:
         handle = client.submit_population(big, x, targets=np.zeros((20000, 2)), loss="mse", shard_networks=1)
         arrived = []
-        for index, res in handle.results():
+        for index, _res in handle.results():
             arrived.append(index)
             if len(arrived) == 1:
                 assert handle.cancel().state == job_pb2.JOB_STATE_CANCELLED
