@@ -11,6 +11,7 @@ import time
 import grpc
 import numpy as np
 import pytest
+from cli_helpers import edgegrad_cli
 from svc_helpers import example_network
 
 import edgegrad
@@ -277,3 +278,47 @@ def test_asyncio_population_results_and_gradients_many(cluster) -> None:
         _same(got, local[i])
     for got, want in zip(outs, edgegrad.outputs_many(NETS, X)):
         assert got.tobytes() == want.tobytes()
+
+
+def _cli_population(tmp_path) -> tuple[list[str], list[edgegrad.Network], str, str]:
+    """Three networks as NET arguments (a file, then a folder of two, sorted), and X, T files."""
+    folder = tmp_path / "nets"
+    folder.mkdir()
+    nets = [example_network(n_inputs=3, n_nodes=6 + i, n_outputs=2, seed=500 + i) for i in range(3)]
+    nets[0].save(str(tmp_path / "first.npz"))
+    nets[2].save(str(folder / "b.npz"))
+    nets[1].save(str(folder / "a.npz"))
+    (folder / "notes.txt").write_text("not a network")
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "t.npy", T)
+    return [str(tmp_path / "first.npz"), str(folder)], nets, str(tmp_path / "x.npy"), str(tmp_path / "t.npy")
+
+
+def test_cli_grad_of_several_networks_prints_a_list_in_argument_order(cluster, tmp_path) -> None:
+    import json
+
+    paths, nets, xp, tp = _cli_population(tmp_path)
+    local = edgegrad.gradients_many(nets, X, T, loss="mse")
+    for where in (["--local"], ["--server", cluster.address]):
+        run = edgegrad_cli("grad", *paths, "--inputs", xp, "--targets", tp, "--loss", "mse", *where)
+        assert run.returncode == 0, run.stderr
+        listed = json.loads(run.stdout)
+        assert len(listed) == 3
+        for item, want in zip(listed, local):
+            assert item["loss"] == want.loss
+            assert np.array(item["edge_grads"]).tobytes() == want.edge_grads.tobytes()
+
+
+def test_cli_batch_of_a_folder_writes_one_folder_per_network(cluster, tmp_path) -> None:
+    paths, nets, xp, tp = _cli_population(tmp_path)
+    out = tmp_path / "out"
+    run = edgegrad_cli("batch", *paths, "--inputs", xp, "--targets", tp, "--loss", "mse", "--per-example",
+                       "--out", str(out), "--server", cluster.address)
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["0", "1", "2"]
+    for i, want in enumerate(edgegrad.gradients_many(nets, X, T, loss="mse", per_example=True)):
+        assert np.load(out / str(i) / "edge_grads.npy").tobytes() == want.edge_grads.tobytes()
+        assert float(np.load(out / str(i) / "loss.npy")) == want.loss
+        assert list(np.load(out / str(i) / "nodes.npy")) == list(nets[i].node_ids)
+    bad = edgegrad_cli("batch", *paths, "--inputs", xp, "--out", str(tmp_path / "r.npz"), "--server", cluster.address)
+    assert bad.returncode == 2 and "--out is a folder" in bad.stderr
