@@ -226,8 +226,8 @@ class ResultAssembler:
 
     def __init__(self, layout: job_pb2.ResultLayout) -> None:
         self.layout = layout
-        dt = numpy_dtype(layout)
-        self._arrays = {f.field: np.empty(tuple(f.shape), dtype=dt) for f in layout.fields}
+        self._arrays = {f.field: np.empty(tuple(f.shape), dtype=_NUMPY[field_dtype(layout, f.field)])
+                        for f in layout.fields}
         self._seen: set[int] = set()
 
     @property

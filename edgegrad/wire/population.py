@@ -15,9 +15,9 @@ import numpy as np
 from ..engine.population_results import EXAMPLES, FORWARD, OUTPUTS, SUMS
 from ..engine.result import GradientResult
 from ..v1 import job_pb2, tensor_pb2
-from .chunking import FIELD_NAMES, ChunkPlan, field_dtype
+from .chunking import FIELD_NAMES, ChunkPlan, ResultAssembler, field_dtype
 from .codec import array_from_tensor, tensor_from_array
-from .rawchunk import RawChunk, chunk_values
+from .rawchunk import RawChunk
 
 __all__ = ["population_layout", "population_mode", "population_sizes", "element_counts", "population_offsets",
            "population_shard_bounds", "population_chunk_plans", "population_arrays", "PopulationAssembler"]
@@ -137,43 +137,26 @@ def population_arrays(results: Sequence[GradientResult], layout: job_pb2.ResultL
     return arrays
 
 
-class PopulationAssembler:
+class PopulationAssembler(ResultAssembler):
     """Collects a population job's chunks (in any order, each once); a shard's networks are ready when all
     its chunks have arrived."""
 
     def __init__(self, layout: job_pb2.ResultLayout) -> None:
-        self.layout = layout
+        super().__init__(layout)
         self.mode = population_mode(layout)
         self._sizes = population_sizes(layout)
         self._offsets = population_offsets(layout)
-        self._arrays = {f.field: np.empty(int(f.shape[0]), dtype=_NUMPY[field_dtype(layout, f.field)])
-                        for f in layout.fields}
         self._expected = [_shard_chunk_count(layout, self._offsets, i) for i in range(layout.shard_count)]
         self._got = [0] * layout.shard_count
         self._ready: list[int] = [i for i, n in enumerate(self._expected) if n == 0]
-        self._seen: set[int] = set()
-
-    @property
-    def last_seq(self) -> int:
-        """Highest seq received so far."""
-        return max(self._seen, default=0)
-
-    @property
-    def complete(self) -> bool:
-        """Whether every chunk has arrived."""
-        return len(self._seen) == self.layout.chunk_count
 
     def add(self, chunk: job_pb2.ResultChunk | RawChunk) -> None:
-        """Copy one chunk into place; a repeated seq is ignored."""
+        """Copy one chunk into place (a repeated seq is ignored) and count it for its shard."""
         if chunk.seq in self._seen:
             return
-        flat = self._arrays.get(chunk.field)
-        data = chunk_values(chunk)
-        if flat is None or chunk.shard >= len(self._got) or data.size != chunk.stop - chunk.start \
-                or chunk.stop > flat.size:
-            raise ValueError(f"chunk {chunk.seq}: bad range {chunk.start}..{chunk.stop} of field {chunk.field}")
-        flat[chunk.start:chunk.stop] = data
-        self._seen.add(chunk.seq)
+        if chunk.shard >= len(self._got) or chunk.field not in self._arrays:
+            raise ValueError(f"chunk {chunk.seq}: shard {chunk.shard} or field {chunk.field} is not in the layout")
+        super().add(chunk)
         self._got[chunk.shard] += 1
         if self._got[chunk.shard] == self._expected[chunk.shard]:
             self._ready.append(chunk.shard)

@@ -322,3 +322,37 @@ def test_cli_batch_of_a_folder_writes_one_folder_per_network(cluster, tmp_path) 
         assert list(np.load(out / str(i) / "nodes.npy")) == list(nets[i].node_ids)
     bad = edgegrad_cli("batch", *paths, "--inputs", xp, "--out", str(tmp_path / "r.npz"), "--server", cluster.address)
     assert bad.returncode == 2 and "--out is a folder" in bad.stderr
+
+
+def test_admission_by_working_memory_names_the_network_or_the_shard(namespace, thread_server) -> None:
+    from edgegrad.engine.memory import thread_count
+    from edgegrad.engine.population_results import CHUNK_BYTES
+
+    budget = thread_count() * CHUNK_BYTES + 200_000
+    server = thread_server(namespace("popadmit", worker_memory_bytes=budget))
+    rows = [X] * len(NETS)
+    rows[6] = RNG.normal(size=(5000, 3))   # output mode: about 3 MB of result for this network alone
+    with Client(server.address, timeout=30) as client:
+        with pytest.raises(errors.ResourceExhausted, match=r"nets\[6\]: needs about \d+ bytes of worker memory"):
+            client.submit_population(NETS, rows)
+        with pytest.raises(errors.ResourceExhausted, match=r"shard_networks: networks 0\.\.22 need about"):
+            client.submit_population(NETS, RNG.normal(size=(100, 3)), shard_networks=len(NETS))
+        job = client.submit_population(NETS, RNG.normal(size=(100, 3)))   # the service cuts shards that fit
+        assert len(job.refresh().shards) > 1
+        job.cancel()
+
+
+def test_the_readme_population_service_example_runs(cluster, monkeypatch) -> None:
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    blocks = re.findall(r"```python\n(.*?)```", (root / "README.md").read_text(encoding="utf-8"), re.S)
+    setup = next(block for block in blocks if "edgegrad.gradients_many(nets" in block)
+    service = next(block for block in blocks if "client.submit_population(" in block)
+    monkeypatch.chdir(root)
+    scope: dict = {}
+    exec(compile(setup + service.replace("localhost:50051", cluster.address), "README.md", "exec"), scope)
+    assert len(scope["results"]) == len(scope["nets"]) == len(scope["outs"])
+    for got, want in zip(scope["results"], edgegrad.gradients_many(scope["nets"], scope["X"], scope["T"], loss="mse")):
+        _same(got, want)

@@ -376,7 +376,8 @@ def test_the_readme_sharded_jobs_example_runs(cluster, monkeypatch) -> None:
 
     root = Path(__file__).resolve().parents[2]
     blocks = re.findall(r"```python\n(.*?)```", (root / "README.md").read_text(encoding="utf-8"), re.S)
-    setup, sharded = blocks[0].split("with edgegrad.Client")[0], blocks[1]
+    setup = blocks[0].split("with edgegrad.Client")[0]
+    sharded = next(block for block in blocks if "shard_rows=2" in block)  # the sharded jobs example
     monkeypatch.chdir(root)
     scope: dict = {}
     exec(compile(setup + sharded.replace("localhost:50051", cluster.address), "README.md", "exec"), scope)
