@@ -26,7 +26,7 @@ __all__ = ["result_layout", "result_bytes", "ChunkPlan", "shard_bounds", "shard_
            "FIELD_NAMES", "is_summed", "field_arrays", "buffered_chunk_limit", "chunk_payloads", "chunk_parts",
            "numpy_dtype", "field_dtype", "FLOAT64_FIELDS"]
 
-_ITEMSIZE = {tensor_pb2.DTYPE_FLOAT64: 8, tensor_pb2.DTYPE_FLOAT32: 4}
+_ITEMSIZE: dict[int, int] = {tensor_pb2.DTYPE_FLOAT64: 8, tensor_pb2.DTYPE_FLOAT32: 4}
 _NUMPY: dict[int, np.dtype] = {tensor_pb2.DTYPE_FLOAT64: np.dtype("<f8"), tensor_pb2.DTYPE_FLOAT32: np.dtype("<f4")}
 
 #: ResultField -> GradientResult attribute

@@ -24,14 +24,14 @@ __all__ = ["population_layout", "population_mode", "population_sizes", "element_
 
 _OUT, _EDGES, _DELTAS = job_pb2.RESULT_FIELD_OUTPUTS, job_pb2.RESULT_FIELD_EDGE_GRADS, job_pb2.RESULT_FIELD_DELTAS
 _NORMS, _LOSS = job_pb2.RESULT_FIELD_NORMS, job_pb2.RESULT_FIELD_LOSS
-_ITEMSIZE = {tensor_pb2.DTYPE_FLOAT64: 8, tensor_pb2.DTYPE_FLOAT32: 4}
-_NUMPY = {tensor_pb2.DTYPE_FLOAT64: np.dtype("<f8"), tensor_pb2.DTYPE_FLOAT32: np.dtype("<f4")}
+_ITEMSIZE: dict[int, int] = {tensor_pb2.DTYPE_FLOAT64: 8, tensor_pb2.DTYPE_FLOAT32: 4}
+_NUMPY: dict[int, np.dtype] = {tensor_pb2.DTYPE_FLOAT64: np.dtype("<f8"), tensor_pb2.DTYPE_FLOAT32: np.dtype("<f4")}
 
 
 def element_counts(sizes: np.ndarray, mode: int, norms: bool) -> dict[int, np.ndarray]:
     """Elements of each network's part of each field (``sizes``: int64 P×4 of B, K, E, N), by ResultField."""
     b, k, e, n = (sizes[:, i].astype(np.int64) for i in range(4))
-    counts = {_OUT: b * k}
+    counts: dict[int, np.ndarray] = {_OUT: b * k}
     if mode == OUTPUTS:
         counts.update({_EDGES: b * k * e, _DELTAS: b * k * n})
     elif mode in (SUMS, EXAMPLES):
