@@ -46,6 +46,7 @@ def bench_service(count: int, runs: int) -> None:
     """Print one line per worker count: population job (service's shards, and 4 shards), submit_many, in-process."""
     X, T = neat_size_rows(0, ROWS)
     fresh = lambda i: neat_size_population(7_000_000 + 1000 * i + count, count)  # noqa: E731
+    edgegrad.gradients_many(neat_size_population(99, 8), X, T, loss="mse")   # numba's load, outside the clock
     inproc = _best(runs, fresh, lambda nets: edgegrad.gradients_many(nets, X, T, loss="mse"))
     url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     for workers in (1, 2):

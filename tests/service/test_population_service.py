@@ -356,3 +356,34 @@ def test_the_readme_population_service_example_runs(cluster, monkeypatch) -> Non
     assert len(scope["results"]) == len(scope["nets"]) == len(scope["outs"])
     for got, want in zip(scope["results"], edgegrad.gradients_many(scope["nets"], scope["X"], scope["T"], loss="mse")):
         _same(got, want)
+
+
+def test_a_worker_decodes_a_populations_networks_once_across_steps(namespace, monkeypatch) -> None:
+    import redis
+
+    from edgegrad.jobs.worker_store import WorkerStore
+
+    settings = namespace("popdecode", network_cache=2)
+    store = WorkerStore(settings)
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        for net in NETS:
+            client.set(store.keys.network(net.content_hash), network_to_proto(net).SerializeToString(), ex=60)
+        hashes = [net.content_hash for net in NETS]
+        reads: list[int] = []
+        real = store.redis.mget
+        monkeypatch.setattr(store.redis, "mget", lambda keys: reads.append(len(keys)) or real(keys))
+        first = store.networks(hashes)
+        again = store.networks(hashes)          # the next step of a fine-tuning loop: nothing read or decoded
+        assert reads == [len(set(hashes))] and all(a is b for a, b in zip(first, again))
+        assert [n.content_hash for n in again] == hashes
+        small = WorkerStore(settings)
+        monkeypatch.setattr(small.redis, "mget", lambda keys: reads.append(len(keys)) or real(keys))
+        small._population.limit = 0             # a cache of one network: each step reads the others again
+        small.networks(hashes)
+        small.networks(hashes)
+        assert reads[1:] == [len(set(hashes)), len(set(hashes)) - 1]
+    finally:
+        for net in NETS:
+            client.delete(store.keys.network(net.content_hash))
+        client.close()
