@@ -43,9 +43,15 @@ def _best(runs: int, make: Callable[[int], Any], timed: Callable[[Any], Any]) ->
 
 
 def bench_service(count: int, runs: int) -> None:
-    """Print one line per worker count: population job (service's shards, and 4 shards), submit_many, in-process."""
+    """Print one line per worker count: population job (service's shards, and 4 shards), submit_many, in-process,
+    and a fine-tuning step (the same topologies with new weights: only the weights travel)."""
     X, T = neat_size_rows(0, ROWS)
-    fresh = lambda i: neat_size_population(7_000_000 + 1000 * i + count, count)  # noqa: E731
+    seeds = iter(range(7_000_000, 8_000_000))
+
+    def fresh(_: int) -> list[edgegrad.Network]:
+        """A population never built before in this run (no side finds its networks registered or decoded)."""
+        return neat_size_population(next(seeds), count)
+
     edgegrad.gradients_many(neat_size_population(99, 8), X, T, loss="mse")   # numba's load, outside the clock
     inproc = _best(runs, fresh, lambda nets: edgegrad.gradients_many(nets, X, T, loss="mse"))
     url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -62,13 +68,19 @@ def bench_service(count: int, runs: int) -> None:
                 one = _best(runs, fresh, lambda nets: client.gradients_many(nets, X, T, loss="mse"))
                 sharded = _best(runs, fresh, lambda nets: client.gradients_many(
                     nets, X, T, loss="mse", shard_networks=-(-len(nets) // 4)))
+                base = fresh(0)
+                client.gradients_many(base, X, T, loss="mse", shard_networks=-(-len(base) // 4))
+                step = _best(runs, lambda i, base=base: [n.with_parameters(n.weights * (1.0 + 0.01 * (i + 1))) for n in base],
+                             lambda nets: client.gradients_many(nets, X, T, loss="mse",
+                                                                shard_networks=-(-len(nets) // 4)))
                 jobs = _best(runs, fresh, lambda nets: edgegrad.wait_all(client.submit_many(
                     [dict(net=n, inputs=X, targets=T, loss="mse") for n in nets])))
         finally:
             delete_namespace(settings)
         print(f"P={count}, {workers} worker(s): one population job {one:7.3f} s (service's shards),"
               f" {sharded:7.3f} s (4 shards) | submit_many of {count} jobs {jobs:7.3f} s | {jobs / min(one, sharded):6.1f}x"
-              f" | in-process gradients_many {inproc:7.3f} s ({min(one, sharded) / inproc:.1f}x of it)")
+              f" | in-process gradients_many {inproc:7.3f} s ({min(one, sharded) / inproc:.1f}x of it)"
+              f" | a fine-tuning step (new weights, 4 shards) {step:7.3f} s")
 
 
 def main(argv: list[str] | None = None) -> None:
