@@ -387,3 +387,38 @@ def test_a_worker_decodes_a_populations_networks_once_across_steps(namespace, mo
         for net in NETS:
             client.delete(store.keys.network(net.content_hash))
         client.close()
+
+
+def test_per_network_limits_and_the_result_limit_apply_and_request_ids_are_idempotent(namespace, thread_server) -> None:
+    biggest = max(range(len(NETS)), key=lambda i: NETS[i].n_edges)
+    limit = NETS[biggest].n_edges - 1
+    server = thread_server(namespace("poplimits", max_edges=limit, max_result_bytes=20_000))
+    with Client(server.address, timeout=30) as client:
+        with pytest.raises(errors.ResourceExhausted, match=rf"nets\[{biggest}\]\.src: {limit + 1} edges, over the limit of {limit}"):
+            client.submit_population(NETS, X)
+        small = [n for n in NETS if n.n_edges <= limit]
+        with pytest.raises(errors.ResourceExhausted, match="the population's results would take"):
+            client.submit_population(small, X)                      # output mode: B×K×E per network
+        first = client.submit_population(small, X, T, loss="mse", request_id="pop-1")
+        again = client.submit_population(small, X, T, loss="mse", request_id="pop-1")   # now by hash: the same job
+        assert first.name == again.name
+        with pytest.raises(errors.AlreadyExists):
+            client.submit_population(small, X, T, loss="bce", request_id="pop-1")
+        first.cancel()
+
+
+def test_a_tenant_sees_only_its_own_population_jobs_and_networks(namespace, thread_server, tmp_path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("alice alice-token\nbob bob-token\n")
+    server = thread_server(namespace("poptenants", auth_token_file=str(tokens)))
+    with Client(server.address, timeout=30, token="alice-token") as alice, \
+            Client(server.address, timeout=30, token="bob-token") as bob:
+        job = alice.submit_population(NETS[:3], X)                 # registers alice's networks inline
+        with pytest.raises(errors.NotFound):
+            bob.get_job(job.name)
+        pop = job_pb2.PopulationRequest(inputs=tensor_from_array(X))
+        pop.members.add(network_hash=NETS[0].content_hash)       # by hash: registered by alice only
+        with pytest.raises(errors.NotFound, match=r"nets\[0\]: network_hash: no network"):
+            bob._unary(bob.stub.SubmitJob, service_pb2.SubmitJobRequest(population=pop), 30)
+        assert not list(bob.list_jobs())
+        job.cancel()
