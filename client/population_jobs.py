@@ -94,7 +94,7 @@ class PopulationMethods:
                 client.server_max_message = int(client.capabilities(timeout=deadline.remaining()).max_message_bytes)
             _too_large(client, request)
             try:
-                handle = self._send_population(request, deadline)
+                handle = client._send(request, deadline, PopulationJobHandle)
             except NotFound as exc:
                 if attempt == 2 or not network_lost(exc):
                     raise
@@ -103,18 +103,6 @@ class PopulationMethods:
             prepared.remember(inline, client._remember, client.topologies)
             return handle
         raise AssertionError("unreachable")
-
-    def _send_population(self, request: service_pb2.SubmitJobRequest, deadline: Deadline) -> PopulationJobHandle:
-        client: Any = self
-        if client.streams_ahead.try_take():  # submit and watch in one call
-            handle = PopulationJobHandle(client, "", submit=request)
-            handle._open_ahead(deadline)
-            return handle
-        job = client._retrying(lambda left: client.stub.SubmitJob(request, timeout=left, metadata=client._metadata),
-                               deadline)
-        handle = PopulationJobHandle(client, job.name)
-        handle.state.update(job)
-        return handle
 
     def gradients_many(self, nets: Any, inputs: Any, targets: Any = None, loss: str | None = None,
                        reduction: str = "mean", per_example: bool = False, dtype: str = "float64",
@@ -157,7 +145,9 @@ class AsyncPopulationMethods:
                 client.server_max_message = int(caps.max_message_bytes)
             _too_large(client, request)
             try:
-                handle = await self._send_population(request, deadline)
+                from .aiopopulation import AsyncPopulationJobHandle
+
+                handle = await client._send(request, deadline, AsyncPopulationJobHandle)
             except NotFound as exc:
                 if attempt == 2 or not network_lost(exc):
                     raise
@@ -166,20 +156,6 @@ class AsyncPopulationMethods:
             prepared.remember(inline, client._remember, client.topologies)
             return handle
         raise AssertionError("unreachable")
-
-    async def _send_population(self, request: service_pb2.SubmitJobRequest,
-                               deadline: Deadline) -> AsyncPopulationJobHandle:
-        from .aiopopulation import AsyncPopulationJobHandle
-        client: Any = self
-        if client.streams_ahead.try_take():
-            handle = AsyncPopulationJobHandle(client, "", submit=request)
-            await handle._open_ahead(deadline)
-            return handle
-        job = await client._retrying(
-            lambda left: client.stub.SubmitJob(request, timeout=left, metadata=client._metadata), deadline)
-        handle = AsyncPopulationJobHandle(client, job.name)
-        handle.state.update(job)
-        return handle
 
     async def gradients_many(self, nets: Any, inputs: Any, targets: Any = None, loss: str | None = None,
                              reduction: str = "mean", per_example: bool = False, dtype: str = "float64",
