@@ -422,3 +422,18 @@ def test_a_tenant_sees_only_its_own_population_jobs_and_networks(namespace, thre
             bob._unary(bob.stub.SubmitJob, service_pb2.SubmitJobRequest(population=pop), 30)
         assert not list(bob.list_jobs())
         job.cancel()
+
+
+def test_the_neat_example_runs_its_gradient_steps_through_the_service(cluster) -> None:
+    import json
+    import subprocess
+    from pathlib import Path
+
+    pytest.importorskip("neat", reason="neat-python not installed (pip install 'edgegrad[neat]')")
+    script = Path(__file__).resolve().parents[2] / "examples" / "neat" / "lamarckian.py"
+    run = subprocess.run([sys.executable, str(script), "--quick", "--server", cluster.address], capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert report["largest_edgegrad_neat_difference"] < 1e-9   # the service's results written back, scored by neat
+    assert len(report["lamarckian_curve"]) == 4 and report["lamarckian_curve"][0] > report["plain_curve"][0]
