@@ -437,3 +437,20 @@ def test_the_neat_example_runs_its_gradient_steps_through_the_service(cluster) -
     report = json.loads(run.stdout.strip().splitlines()[-1])
     assert report["largest_edgegrad_neat_difference"] < 1e-9   # the service's results written back, scored by neat
     assert len(report["lamarckian_curve"]) == 4 and report["lamarckian_curve"][0] > report["plain_curve"][0]
+
+
+def test_an_overflow_fails_the_job_naming_its_network_by_its_place_in_the_population(cluster) -> None:
+    nets = list(NETS[:9])
+    huge = NETS[8].with_parameters(np.full(NETS[8].n_edges, 1e200))
+    nets[8] = huge
+    x = X * 1e150
+    with pytest.raises(errors.InvalidInput) as local:
+        edgegrad.gradients_many(nets, x, T, loss="mse")
+    with Client(cluster.address, timeout=120) as client:
+        job = client.submit_population(nets, x, T, loss="mse", shard_networks=4)   # network 8 runs alone in shard 2
+        with pytest.raises(errors.EdgegradError) as remote:
+            list(job.results())
+        with pytest.raises(errors.EdgegradError):
+            job.result()
+    assert str(local.value).startswith("nets[8]: ")
+    assert remote.value.message == local.value.message       # nets[8], not its place in shard 2 (nets[0])
