@@ -4,6 +4,7 @@ neat-python's ``FeedForwardNetwork.activate``, and peak RSS of a 100,000-network
 
     python -m benchmarks.population              # P = 100, 1,000, 10,000; padded JAX; a fine-tuning step; neat; RSS
     python -m benchmarks.population --quick      # P = 100, 1,000; best of 2; RSS at P = 20,000
+    python -m benchmarks.population --service    # also one population job vs submit_many through the service
 
 NEAT-size networks (4 inputs, 2 outputs, 0–40 hidden nodes, fan-in 1–4, mixed activations; fixed seed),
 B = 256, mse with mean reduction, float64, the default kernel setting. Every timed repetition runs on
@@ -218,6 +219,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-neat", action="store_true")
     parser.add_argument("--jax-sizes", help="P values of the padded JAX baseline (default: those of --sizes up to 1,000;"
                         " 0: skip)")
+    parser.add_argument("--service", action="store_true",
+                        help="also through the service: one population job vs submit_many (benchmarks.population_service)")
     parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rss_child:
@@ -239,6 +242,10 @@ def main(argv: list[str] | None = None) -> None:
         bench_neat(1000, runs)
     if rss:
         bench_rss(rss)
+    if args.service:
+        from benchmarks.population_service import bench_service
+
+        bench_service(1000, runs)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from .aiogroup import AsyncWatchGroup, open_async_group
 from .base import ClientBase, EventStreams, HandleBase
 from .errors import from_rpc_error, is_retryable, stream_dropped
 from .options import DEFAULT_MAX_MESSAGE_BYTES, Backoff, Deadline
+from .population_jobs import AsyncPopulationMethods
 from .protocol import (
     Prepared,
     Resume,
@@ -35,9 +36,10 @@ from .protocol import (
 __all__ = ["AsyncClient", "AsyncJobHandle"]
 
 T = TypeVar("T")
+AH = TypeVar("AH", bound="AsyncJobHandle")
 
 
-class AsyncClient(ClientBase):
+class AsyncClient(ClientBase, AsyncPopulationMethods):
     """The asyncio twin of ``Client``: ``async with edgegrad.AsyncClient(target) as c: await c.gradients(...)``.
 
     Same arguments, retries, deadlines, TLS and token handling as ``Client`` (``interceptors`` are
@@ -141,21 +143,24 @@ class AsyncClient(ClientBase):
         deadline = self._deadline(timeout)
 
         async def send() -> AsyncJobHandle:
-            request = await self._request(prepared, deadline)
-            if self.streams_ahead.try_take():
-                # submit and watch in one call (Compute): wait() later reads the same stream, so
-                # submit() then wait() pays one round trip per job, not two
-                handle = AsyncJobHandle(self, "", submit=request)
-                await handle._open_ahead(deadline)
-                return handle
-            job = await self._retrying(
-                lambda left: self.stub.SubmitJob(request, timeout=left, metadata=self._metadata), deadline)
-            handle = AsyncJobHandle(self, job.name)
-            handle.state.update(job)
-            self.unwatched.add(handle)  # its wait() may share one WatchJobs stream with the next ones
-            return handle
+            return await self._send(await self._request(prepared, deadline), deadline, AsyncJobHandle)
 
         return await self._with_network(net, deadline, send)
+
+    async def _send(self, request: service_pb2.SubmitJobRequest, deadline: Deadline, handle_type: type[AH]) -> AH:
+        """Submit ``request``; its handle reads the Compute stream opened now, or a WatchJobs stream later."""
+        if self.streams_ahead.try_take():
+            # submit and watch in one call (Compute): wait() later reads the same stream, so
+            # submit() then wait() pays one round trip per job, not two
+            handle = handle_type(self, "", submit=request)
+            await handle._open_ahead(deadline)
+            return handle
+        job = await self._retrying(
+            lambda left: self.stub.SubmitJob(request, timeout=left, metadata=self._metadata), deadline)
+        handle = handle_type(self, job.name)
+        handle.state.update(job)
+        self.unwatched.add(handle)  # its wait() may share one WatchJobs stream with the next ones
+        return handle
 
     async def submit_many(self, requests: Sequence[dict[str, Any]], timeout: float | None = None
                           ) -> list[AsyncJobHandle | Exception]:

@@ -12,6 +12,7 @@ from edgegrad.wire.rawchunk import decode_event
 
 from .grouping import Unwatched
 from .options import Backoff, ConnectOptions, Deadline
+from .population import Topologies
 from .protocol import UINT64_MAX, WatchState, check_count
 
 __all__ = ["ClientBase", "HandleBase", "state_name", "EventStreams"]
@@ -77,6 +78,7 @@ class ClientBase:
         self.streams_ahead = StreamBudget(STREAMS_AHEAD)  #: watch streams opened at submit, not yet read
         self.unwatched = Unwatched()  #: small jobs submitted without a stream, for a shared WatchJobs
         self._known_lock = threading.Lock()
+        self.topologies = Topologies()  #: topologies registered through this client (population fine-tuning)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.options.target!r})"

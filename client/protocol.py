@@ -20,6 +20,7 @@ from edgegrad.status import from_status, job_error
 from edgegrad.v1 import job_pb2, service_pb2
 from edgegrad.wire.chunking import ResultAssembler, buffered_chunk_limit
 from edgegrad.wire.codec import network_to_proto, tensor_from_array
+from edgegrad.wire.population import PopulationAssembler
 from edgegrad.wire.rawchunk import RawChunk
 
 from .options import Backoff, Deadline
@@ -205,7 +206,7 @@ class WatchState:
         self.assemble = assemble
         self.acknowledge = acknowledge  #: whether this watcher frees the chunks it read (the job's consumer)
         self.done = False
-        self._assembler: ResultAssembler | None = None
+        self._assembler: ResultAssembler | PopulationAssembler | None = None
 
     def feed(self, event: job_pb2.JobEvent | RawChunk) -> job_pb2.ResultChunk | RawChunk | None:
         """Take one stream event (a RawChunk: a chunk event as ``decode_event`` read it); return it if
@@ -245,15 +246,38 @@ class WatchState:
         limit = buffered_chunk_limit(self.job.layout)
         return bool(limit) and self.job.layout.chunk_count > limit and self.after_seq - self.acked >= max(1, limit // 2)
 
-    def _assembler_for(self) -> ResultAssembler:
+    def _assembler_for(self) -> ResultAssembler | PopulationAssembler:
         if self._assembler is None:
             if self.job is None or not self.job.HasField("layout"):
                 raise FailedPrecondition(f"{self.name}: a chunk arrived before the result layout")
-            self._assembler = ResultAssembler(self.job.layout)
+            layout = self.job.layout
+            self._assembler = PopulationAssembler(layout) if layout.HasField("population") else ResultAssembler(layout)
         return self._assembler
 
-    def result(self) -> GradientResult:
-        """The assembled result of a finished job, or the job's error."""
+    def _population(self) -> PopulationAssembler:
+        assembler = self._assembler_for()
+        if not isinstance(assembler, PopulationAssembler):
+            raise FailedPrecondition(f"{self.name}: not a population job")
+        return assembler
+
+    def take_ready(self) -> list[tuple[int, GradientResult]]:
+        """A population job's networks whose results became whole since the last call: (index, result)."""
+        if self._assembler is None and (self.job is None or not self.job.HasField("layout") or not self.assemble):
+            return []
+        assembler = self._population()
+        return [(p, assembler.network(p)) for p in assembler.take_ready()]
+
+    def population_results(self) -> list[GradientResult]:
+        """Every network's result of a finished population job, in order, or the job's error."""
+        job = self._finished()
+        assembler = self._population()
+        if not assembler.complete:
+            raise FailedPrecondition(f"{self.name}: finished with {self.after_seq} of "
+                                     f"{job.layout.chunk_count} chunks received")
+        return assembler.results()
+
+    def _finished(self) -> job_pb2.Job:
+        """The job, finished successfully with its chunks kept; its error otherwise."""
         job = self.job
         if job is None or job.state not in TERMINAL_STATES:
             raise FailedPrecondition(f"{self.name}: the job has not finished")
@@ -262,7 +286,14 @@ class WatchState:
         if not self.assemble:
             raise FailedPrecondition(f"{self.name}: this handle passes chunks through without keeping them"
                                      " (assemble=False); read them with chunks()")
+        return job
+
+    def result(self) -> GradientResult:
+        """The assembled result of a finished job, or the job's error."""
+        job = self._finished()
         assembler = self._assembler_for()
+        if isinstance(assembler, PopulationAssembler):
+            raise FailedPrecondition(f"{self.name}: a population job: its results are a list (population_results)")
         if not assembler.complete:
             raise FailedPrecondition(f"{self.name}: finished with {self.after_seq} of "
                                      f"{job.layout.chunk_count} chunks received")

@@ -18,6 +18,7 @@ from .base import ClientBase, EventStreams
 from .errors import from_rpc_error, is_retryable
 from .job import JobHandle
 from .options import DEFAULT_MAX_MESSAGE_BYTES, Backoff, Deadline
+from .population_jobs import PopulationMethods
 from .protocol import (
     Prepared,
     list_request,
@@ -32,9 +33,10 @@ from .protocol import (
 __all__ = ["Client"]
 
 T = TypeVar("T")
+H = TypeVar("H", bound=JobHandle)
 
 
-class Client(ClientBase):
+class Client(ClientBase, PopulationMethods):
     """A connection to an edgegrad server; ``with edgegrad.Client("host:50051") as c: c.gradients(...)``.
 
     ``timeout`` is the default deadline (seconds) of each operation, retries included; ``tls`` or
@@ -127,22 +129,24 @@ class Client(ClientBase):
                            clip_norm=clip_norm)._replace(upload_progress=upload_progress)
         deadline = self._deadline(timeout)
 
-        def send() -> JobHandle:
-            request = self._request(prepared, deadline)
-            if self.streams_ahead.try_take():
-                # submit and watch in one call (Compute): wait() later reads the same stream, so a
-                # loop of submit() then wait() pays one round trip per job, not two
-                handle = JobHandle(self, "", submit=request)
-                handle._open_ahead(deadline)
-                return handle
-            job = self._retrying(lambda left: self.stub.SubmitJob(request, timeout=left, metadata=self._metadata),
-                                deadline)
-            handle = JobHandle(self, job.name)
-            handle.state.update(job)
-            self.unwatched.add(handle)  # its wait() may share one WatchJobs stream with the next ones
-            return handle
+        return self._with_network(net, deadline, lambda: self._send(self._request(prepared, deadline), deadline,
+                                                                    JobHandle))
 
-        return self._with_network(net, deadline, send)
+    def _send(self, request: service_pb2.SubmitJobRequest, deadline: Deadline, handle_type: type[H]) -> H:
+        """Submit ``request``; its handle (of ``handle_type``) reads the Compute stream opened now, or later
+        a WatchJobs stream it may share with the next jobs submitted without a stream."""
+        if self.streams_ahead.try_take():
+            # submit and watch in one call (Compute): wait() later reads the same stream, so a
+            # loop of submit() then wait() pays one round trip per job, not two
+            handle = handle_type(self, "", submit=request)
+            handle._open_ahead(deadline)
+            return handle
+        job = self._retrying(lambda left: self.stub.SubmitJob(request, timeout=left, metadata=self._metadata),
+                             deadline)
+        handle = handle_type(self, job.name)
+        handle.state.update(job)
+        self.unwatched.add(handle)  # its wait() may share one WatchJobs stream with the next ones
+        return handle
 
     def submit_many(self, requests: Sequence[dict[str, Any]], timeout: float | None = None
                     ) -> list[JobHandle | Exception]:

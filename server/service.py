@@ -30,6 +30,7 @@ from edgegrad.wire.codec import array_from_tensor, network_from_proto
 from edgegrad.wire.framing import chunk_event
 from edgegrad.wire.uploads import UploadChecker, check_upload, pieces_of
 
+from .population import check_request_id, submit_population
 from .status import SERVICE_ERRORS, as_edgegrad_error, rich_status
 
 __all__ = ["Service"]
@@ -37,7 +38,6 @@ __all__ = ["Service"]
 log = logging.getLogger("edgegrad.server")
 T = TypeVar("T")
 
-_MAX_REQUEST_ID = 128
 _MAX_SUBMIT_MANY = 10_000
 
 
@@ -63,18 +63,24 @@ class Service:
     # ------------------------------------------------------------ networks
     async def register_network(self, msg: network_pb2.Network, tenant: str, place: str = "network") -> NetworkMeta:
         """Validate a network (limits first) and store it under its content hash, registered by ``tenant``."""
+        edges = msg.src.shape[0] if msg.src.shape else 0
+        meta, blob = await asyncio.to_thread(self.check_network, msg, place) if edges > 10_000 \
+            else self.check_network(msg, place)
+        await self.store.for_tenant(tenant).put_network(meta, blob)
+        return meta
+
+    def check_network(self, msg: network_pb2.Network, place: str = "network") -> tuple[NetworkMeta, bytes]:
+        """A network message checked (limits first, then fully decoded): its meta and the bytes to store."""
         s = self.settings
         if len(msg.node_ids) > s.max_nodes:
             raise ResourceExhausted(f"{place}.node_ids: {len(msg.node_ids)} nodes, over the limit of {s.max_nodes}")
         edges = msg.src.shape[0] if msg.src.shape else 0
         if edges > s.max_edges:
             raise ResourceExhausted(f"{place}.src: {edges} edges, over the limit of {s.max_edges}")
-        net = await asyncio.to_thread(network_from_proto, msg, place) if edges > 10_000 \
-            else network_from_proto(msg, place)
+        net = network_from_proto(msg, place)
         widest = int(np.bincount(np.asarray(net.levels)[net.n_inputs:]).max()) if net.n_nodes else 0
         meta = NetworkMeta(net.content_hash, list(net.inputs), list(net.outputs), net.n_nodes, net.n_edges, widest)
-        await self.store.for_tenant(tenant).put_network(meta, msg.SerializeToString())
-        return meta
+        return meta, msg.SerializeToString()
 
     async def network_info(self, content_hash: str, tenant: str) -> network_pb2.NetworkInfo:
         """NetworkInfo of a network ``tenant`` registered; NotFound otherwise."""
@@ -85,11 +91,12 @@ class Service:
     # ----------------------------------------------------------------- jobs
     async def submit(self, req: service_pb2.SubmitJobRequest, tenant: str) -> job_pb2.Job:
         """Validate a request like the in-process call would, then record and enqueue its shards for ``tenant``."""
+        if req.HasField("population"):
+            return await submit_population(self, req, tenant)
         s, r = self.settings, req.request
         store = self.store.for_tenant(tenant)
         rid = req.request_id
-        if len(rid) > _MAX_REQUEST_ID or not rid.isprintable():
-            raise InvalidInput(f"request_id: must be at most {_MAX_REQUEST_ID} printable characters")
+        check_request_id(rid)
         which = r.WhichOneof("network")
         if which == "network_inline":
             meta = await self.register_network(r.network_inline, tenant, "request.network_inline")

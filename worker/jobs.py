@@ -43,6 +43,7 @@ from edgegrad.wire.chunking import (
 from edgegrad.wire.codec import array_from_tensor
 
 from .outage import REDIS_DOWN
+from .population import finish_population, run_population_shard
 
 __all__ = ["run_gradient_job", "set_store", "get_store", "start_with", "job_args", "ALLOWED_FUNCTIONS"]
 
@@ -125,8 +126,12 @@ def fail_shard(store: WorkerStore, job_id: str, shard: int, code: str, reason: s
 
 
 def _run(store: WorkerStore, job_id: str, shard: int, started: Started) -> None:
-    request = job_pb2.GradientRequest.FromString(started.spec)
     layout = job_pb2.ResultLayout.FromString(started.layout)
+    if layout.HasField("population"):  # a shard of networks (worker/population.py)
+        if started.kind == "fold" or run_population_shard(store, job_id, shard, started, layout) == "last":
+            finish_population(store, job_id, layout)
+        return
+    request = job_pb2.GradientRequest.FromString(started.spec)
     loss = request.loss or None
     if started.kind == "fold":
         _fold(store, job_id, request, layout, started.chunks_done)

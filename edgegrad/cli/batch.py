@@ -14,6 +14,7 @@ from typing import Any
 from ..errors import InvalidInput, Unavailable
 from .common import EXIT_INTERRUPTED, EXIT_UNREACHABLE, CommandFailure, add_batch_args, check_mode_flags, load_batch
 from .io import result_labels
+from .population import batch_many, is_population
 from .progress import Progress, format_seconds
 from .remote import HeldInterrupts, add_server_argument, connect, job_failure, say, server_address, stream_backoff
 from .resultfiles import ResultWriter, RowProgress, check_out, partial_place
@@ -29,8 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ("Submit one batch job (the arguments of `edgegrad grad`) to an edgegrad server and write "
                      "its result to OUT as it arrives: OUT.npz is one file; any other OUT is a folder of "
                      ".npy files (outputs, edge_grads, deltas, loss in loss mode; edges and nodes). "
-                     "Ctrl-C detaches and leaves the job running.")
-    add_batch_args(p)
+                     "Ctrl-C detaches and leaves the job running. Several networks (or a folder of them): "
+                     "one population job, network i's result in the folder OUT/<i>/.")
+    add_batch_args(p, many=True)
     p.add_argument("--shard-rows", type=int, default=None, metavar="N",
                    help="rows per shard (default: the server chooses)")
     add_server_argument(p)
@@ -46,8 +48,12 @@ def run(args: argparse.Namespace) -> int:
     if args.shard_rows is not None and not 1 <= args.shard_rows <= UINT64_MAX:
         raise InvalidInput(f"--shard-rows: must be between 1 and {UINT64_MAX}, got {args.shard_rows}")
     server = server_address(args.server)
+    if is_population(args.network):  # one population job: OUT/<i>/ per network
+        return batch_many(args, server, {"loss": args.loss, "reduction": args.reduction or "mean",
+                                         "per_example": args.per_example, "dtype": args.dtype,
+                                         "norms": args.norms, "clip_norm": args.clip_norm})
     check_out(args.out)
-    net = Network.load(args.network)
+    net = Network.load(args.network[0])
     x, t = load_batch(args, net)
     options: dict[str, Any] = {"targets": t, "loss": args.loss, "reduction": args.reduction or "mean",
                                "per_example": args.per_example, "dtype": args.dtype, "shard_rows": args.shard_rows,

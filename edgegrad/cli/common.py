@@ -51,9 +51,15 @@ def add_loss_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loss", choices=LOSSES, help="loss to differentiate (needs --targets)")
 
 
-def add_batch_args(p: argparse.ArgumentParser) -> None:
-    """The arguments of a gradient request: NET, --inputs, --targets/--loss, --reduction, --per-example, --dtype."""
-    p.add_argument("network", metavar="NET", help="network file (.json, or .npz written by Network.save)")
+def add_batch_args(p: argparse.ArgumentParser, many: bool = False) -> None:
+    """The arguments of a gradient request: NET, --inputs, --targets/--loss, --reduction, --per-example, --dtype
+    (``many``: NET [NET ...], each a network file or a folder of them)."""
+    if many:
+        p.add_argument("network", metavar="NET", nargs="+",
+                       help="network file (.json, or .npz written by Network.save); several, or a folder (its"
+                            " *.json and *.npz in sorted order), make one population call on the same rows")
+    else:
+        p.add_argument("network", metavar="NET", help="network file (.json, or .npz written by Network.save)")
     p.add_argument("--inputs", required=True, metavar="X",
                    help="inputs, one row per example (.json list of rows, .npy, or .csv; - reads JSON rows"
                         " from stdin)")

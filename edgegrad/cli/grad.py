@@ -8,6 +8,7 @@ import sys
 
 from ..errors import InvalidInput
 from .common import add_batch_args, check_mode_flags, load_batch, show_engine_notices
+from .population import grad_many, is_population
 from .remote import SERVER_ENV, remote_gradients, server_address
 
 __all__ = ["add_arguments", "run"]
@@ -17,11 +18,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``edgegrad grad``."""
     p.description = ("Compute outputs and exact gradients (edge weights and biases) of a network for a "
                      "batch of inputs and print one JSON object: outputs, loss, edge_grads, deltas, "
-                     "edges, nodes. Output mode (no --loss): derivatives of every output per example. "
+                     "edges, nodes (several networks, or a folder of them: a JSON list, one object per "
+                     "network in argument order, from one population call). Output mode (no --loss): derivatives of every output per example. "
                      "Loss mode: derivatives of the loss (--norms adds each example's gradient norm, "
                      "--clip-norm C clips each example's gradient to norm C before the sum). In-process unless --server or $EDGEGRAD_SERVER names"
                      " a server (--local: in-process whatever is set).")
-    add_batch_args(p)
+    add_batch_args(p, many=True)
     p.add_argument("--server", metavar="HOST:PORT",
                    help="compute through an edgegrad service instead of in-process (default: $EDGEGRAD_SERVER)")
     p.add_argument("--local", action="store_true", help="compute in-process, whatever $EDGEGRAD_SERVER says")
@@ -44,7 +46,11 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInput("--local: computes in-process; give either --local or --server, not both")
     server = None if args.local or (args.server is None and not os.environ.get(SERVER_ENV)) else \
         server_address(args.server)
-    net = Network.load(args.network)
+    if is_population(args.network):  # several networks: a JSON list, one result object each
+        return grad_many(args, server, {"loss": args.loss, "reduction": args.reduction or "mean",
+                                        "per_example": args.per_example, "norms": args.norms,
+                                        "clip_norm": args.clip_norm})
+    net = Network.load(args.network[0])
     x, t = load_batch(args, net)
     options = {"targets": t, "loss": args.loss, "reduction": args.reduction or "mean",
                "per_example": args.per_example, "norms": args.norms, "clip_norm": args.clip_norm}

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import InvalidInput
 from ..model.network import Network
+from ..model.sizes import NetworkSizes
 from .batch import check_array, check_float32_range, check_modes
 
 __all__ = ["Rows", "check_nets", "check_population", "is_per_network"]
@@ -54,9 +55,9 @@ def is_per_network(values: Any) -> bool:
     return isinstance(first, (list, tuple)) and len(first) > 0 and isinstance(first[0], (list, tuple, np.ndarray))
 
 
-def check_population(nets: list[Network], inputs: Any, targets: Any, loss: str | None, reduction: str,
+def check_population(nets: Sequence[NetworkSizes], inputs: Any, targets: Any, loss: str | None, reduction: str,
                      dtype: Any, per_example: bool) -> tuple[str, Rows, Rows | None]:
-    """Validate a whole population request: (dtype name, inputs, targets)."""
+    """Validate a whole population request: (dtype name, inputs, targets); ``nets`` may be any NetworkSizes."""
     dtype = check_modes(loss, reduction, dtype, per_example)
     if loss is None and targets is not None:
         raise InvalidInput("targets: given without a loss (pass loss='mse', 'bce' or 'softmax_ce')")
@@ -66,7 +67,7 @@ def check_population(nets: list[Network], inputs: Any, targets: Any, loss: str |
     x = _rows(nets, inputs, "inputs", n_in, dtype)
     if loss is None:
         return dtype, x, None
-    t = _rows(nets, targets, "targets", np.array([net.output_index.size for net in nets]), dtype)
+    t = _rows(nets, targets, "targets", np.array([net.n_outputs for net in nets]), dtype)
     _check_pairs(x, t, loss, len(nets))
     return dtype, x, t
 
@@ -102,7 +103,7 @@ def _row_counts(rows: Rows, count: int) -> np.ndarray:
     return np.array([a.shape[0] for a in rows.each])
 
 
-def _rows(nets: list[Network], values: Any, name: str, columns: np.ndarray, dtype: str) -> Rows:
+def _rows(nets: Sequence[NetworkSizes], values: Any, name: str, columns: np.ndarray, dtype: str) -> Rows:
     """Shared rows checked once (then each network's width), or one array per network checked together."""
     kind = "inputs" if name == "inputs" else "outputs"
     if not is_per_network(values):

@@ -145,12 +145,18 @@ def job_from_fields(fields: Mapping[bytes, bytes]) -> job_pb2.Job:
     job.rows_done = int(get(b"rows_done", b"0"))
     job.shards_done = int(get(b"shards_done", b"0"))
     rows = max(1, job.layout.shard_rows)
+    population = job.layout.HasField("population")
+    starts = [*job.layout.population.shard_starts, job.layout.population.size]
+    job.population_size = job.layout.population.size
     for index in range(job.layout.shard_count):
         state, attempt, chunks, worker = shard_progress(fields, index)
         if state in (job_pb2.JOB_STATE_QUEUED, job_pb2.JOB_STATE_RUNNING) and job.state > job_pb2.JOB_STATE_RUNNING:
             state = job.state  # the job ended (failed or cancelled) before this shard did
-        job.shards.add(index=index, row_start=index * rows, row_stop=min(job.layout.batch, (index + 1) * rows),
-                       state=state, worker=worker, attempt=attempt, chunks_done=chunks)
+        shard = job.shards.add(index=index, state=state, worker=worker, attempt=attempt, chunks_done=chunks)
+        if population:  # a shard is a range of networks
+            shard.network_start, shard.network_stop = starts[index], starts[index + 1]
+        else:
+            shard.row_start, shard.row_stop = index * rows, min(job.layout.batch, (index + 1) * rows)
     return job
 
 

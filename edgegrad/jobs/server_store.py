@@ -11,6 +11,7 @@ import copy
 import json
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -147,6 +148,44 @@ class JobStore:
             await pipe.execute()
         self._remember(meta)
 
+    async def put_networks(self, items: list[tuple[NetworkMeta, bytes]]) -> None:
+        """``put_network`` of many networks in one round trip."""
+        ttl, k = self.settings.network_ttl, self.keys
+        if not items:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for meta, blob in items:
+                pipe.set(k.network(meta.hash), blob, ex=ttl)
+                pipe.set(k.network_meta(meta.hash), meta.to_json(), ex=ttl)
+                pipe.set(k.network_owned(meta.hash), "1", ex=ttl)
+            await pipe.execute()
+        for meta, _ in items:
+            self._remember(meta)
+
+    async def network_metas(self, hashes: list[str]) -> list[NetworkMeta | None]:
+        """``network_meta`` of many networks (None for one unknown to this tenant), in one round trip at most."""
+        found: dict[str, NetworkMeta | None] = {}
+        for h in hashes:
+            meta = self._meta.get(h) if self.keys.network_owned(h) in self._owned else None
+            if meta is not None:
+                found[h] = meta
+        missing = [h for h in dict.fromkeys(hashes) if h not in found]
+        if missing:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for h in missing:
+                    pipe.get(self.keys.network_meta(h))
+                    pipe.exists(self.keys.network_owned(h))
+                replies = await pipe.execute()
+            for i, h in enumerate(missing):
+                text, owned = replies[2 * i], replies[2 * i + 1]
+                if text is None or not owned:
+                    self._forget(h, gone=text is None)
+                    found[h] = None
+                else:
+                    found[h] = NetworkMeta.from_json(h, text)
+                    self._remember(found[h])  # type: ignore[arg-type]
+        return [found[h] for h in hashes]
+
     async def network_meta(self, content_hash: str, fresh: bool = False) -> NetworkMeta:
         """The metadata of a network this tenant registered (from memory unless ``fresh``); NotFound when
         unknown, expired or registered by other tenants only."""
@@ -186,9 +225,11 @@ class JobStore:
     # ----------------------------------------------------------------- jobs
     async def create_job(self, job_id: str, spec: bytes, fields: dict[str, Any], request_id: str,
                          fingerprint: str, network_hash: str, shards: int = 1,
-                         extra: list[tuple[Any, ...]] = (), result_bytes: int = 0) -> tuple[str, bool]:
+                         extra: list[tuple[Any, ...]] = (), result_bytes: int = 0,
+                         networks: Sequence[str] = ()) -> tuple[str, bool]:
         """Record and enqueue a job (one rq job per shard, and the ``extra`` commands) counted against
-        the tenant's limits; with a taken request_id, return that job instead.
+        the tenant's limits; with a taken request_id, return that job instead. ``networks``: more networks
+        the job uses (a population's), whose TTLs are refreshed with ``network_hash``'s.
 
         Returns (job id, created). A request_id reused for a different request: AlreadyExists; the
         tenant at a limit: ResourceExhausted.
@@ -209,14 +250,7 @@ class JobStore:
         for name, value in fields.items():
             argv += [name, value]
         commands = [*extra, *self._rq.commands(job_id, shards, k.tenant)]
-        now, mark = time.monotonic(), k.network_owned(network_hash)
-        if now - self._refreshed.get(mark, float("-inf")) > NETWORK_REFRESH_SECONDS:
-            self._refreshed[mark] = now  # a network in use lives on, refreshed at most once a minute
-            self._refreshed.move_to_end(mark)
-            while len(self._refreshed) > REFRESHED_KEPT:
-                self._refreshed.popitem(last=False)
-            commands += [("EXPIRE", k.network(network_hash), s.network_ttl),
-                         ("EXPIRE", k.network_meta(network_hash), s.network_ttl), ("EXPIRE", mark, s.network_ttl)]
+        commands += self._refresh_commands([network_hash, *networks])
         for words in commands:
             argv += [len(words), *words]
         found = await self._scripts["CREATE"](keys=keys, args=argv)
@@ -232,6 +266,22 @@ class JobStore:
                                     f" (jobs/{existing})", field="request_id")
             return existing, False
         return job_id, True
+
+    def _refresh_commands(self, hashes: list[str]) -> list[tuple[Any, ...]]:
+        """The commands that renew the TTL of networks in use, each at most once a minute."""
+        k, s, now = self.keys, self.settings, time.monotonic()
+        commands: list[tuple[Any, ...]] = []
+        for content_hash in dict.fromkeys(hashes):
+            mark = k.network_owned(content_hash)
+            if now - self._refreshed.get(mark, float("-inf")) <= NETWORK_REFRESH_SECONDS:
+                continue
+            self._refreshed[mark] = now  # a network in use lives on, refreshed at most once a minute
+            self._refreshed.move_to_end(mark)
+            commands += [("EXPIRE", k.network(content_hash), s.network_ttl),
+                         ("EXPIRE", k.network_meta(content_hash), s.network_ttl), ("EXPIRE", mark, s.network_ttl)]
+        while len(self._refreshed) > REFRESHED_KEPT:
+            self._refreshed.popitem(last=False)
+        return commands
 
     def _over_limit(self, which: str, now: int, result_bytes: int) -> ResourceExhausted:
         """The error of a submission over one of the tenant's limits."""

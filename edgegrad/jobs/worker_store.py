@@ -36,6 +36,8 @@ STAGE_BYTES = 32 << 10
 #: seconds a staged chunk is kept if its EMIT never comes (its worker died between the two): long enough
 #: for a pipeline of half a result buffer over a slow link, short next to a job's TTL
 STAGED_TTL = 300
+#: edges and nodes of the decoded population networks a worker keeps (about 100 bytes each)
+POPULATION_CACHE_ITEMS = 4_000_000
 _RUNNING = stored(RUNNING).encode()  # the state field of a running job, as HMGET returns it
 _WAIT_FIRST, _WAIT_MOST = 0.005, 0.05  # seconds between looks at a job whose result buffer is full
 
@@ -74,6 +76,7 @@ class WorkerStore:
                          for n in ("START", "EMIT", "SHARD_DONE", "FINISH")}
         self._loaded = False
         self._networks: OrderedDict[str, Network] = OrderedDict()
+        self._population = _SizedCache(POPULATION_CACHE_ITEMS)  #: decoded networks of population jobs (all tenants')
         self._tenants: dict[str, WorkerStore] = {self.keys.tenant: self}
 
     def for_tenant(self, tenant: str) -> WorkerStore:
@@ -125,6 +128,24 @@ class WorkerStore:
                 self._networks.popitem(last=False)
         self._networks.move_to_end(content_hash)
         return net
+
+    def networks(self, hashes: Sequence[str]) -> list[Network]:
+        """``network`` of many hashes (a population's): those this worker has not decoded are read with one MGET.
+
+        Decoded population networks are kept apart from ``network``'s few (up to POPULATION_CACHE_ITEMS
+        edges and nodes in all), so a fine-tuning loop's steps decode their topologies once."""
+        cache = self._population
+        wanted = list(dict.fromkeys(hashes))
+        have = {h: net for h in wanted if (net := cache.get(h)) is not None}
+        missing = [h for h in wanted if h not in have]
+        if missing:
+            for h, blob in zip(missing, self.redis.mget([self.keys.network(h) for h in missing])):
+                if blob is None:
+                    raise NotFound(f"network_hash: network {h!r} expired before the job ran", field="network_hash")
+                have[h] = network_from_proto(network_pb2.Network.FromString(blob))
+        for h in wanted:
+            cache.put(h, have[h])
+        return [have[h] for h in hashes]
 
     def rows(self, pieces: job_pb2.BatchPieces, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Rows [start, stop) of a batch stored in pieces: (inputs, targets or None)."""
@@ -265,6 +286,33 @@ class WorkerStore:
                     raise
                 self._loaded = False
         raise AssertionError("unreachable")
+
+
+class _SizedCache:
+    """Decoded networks by hash, least recently used dropped first past ``limit`` edges and nodes in all."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: OrderedDict[str, Network] = OrderedDict()
+        self._size = 0
+
+    def get(self, key: str) -> Network | None:
+        """The network, or None."""
+        return self._items.get(key)
+
+    def put(self, key: str, net: Network) -> None:
+        """Keep (or touch) ``net``; drop the oldest while over the limit (the newest always stays)."""
+        if key not in self._items:
+            self._size += _size(net)
+        self._items[key] = net
+        self._items.move_to_end(key)
+        while len(self._items) > 1 and self._size > self.limit:
+            self._size -= _size(self._items.popitem(last=False)[1])
+
+
+def _size(net: Network) -> int:
+    """Edges and nodes of a network: what a decoded network costs a worker's memory, roughly."""
+    return net.n_edges + net.n_nodes + 1
 
 
 def _started(reply: list) -> Started:

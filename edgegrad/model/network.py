@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import io
@@ -161,6 +162,16 @@ class Network:
         keys = check_edges(src, dst, len(inputs), ids)
         return cls(inputs, outputs, node_ids, activations, biases, src, dst, weights, _checked=True,
                    _edge_keys=keys)
+
+    def with_parameters(self, weights: Any = None, biases: Any = None) -> Network:
+        """This network with new weights (E, file order) and/or biases (N), the topology shared, not rebuilt."""
+        out = copy.copy(self)
+        out.__dict__.pop("content_hash", None)
+        if weights is not None:
+            out.weights = _frozen(float_array(weights, "weights", self.n_edges, "edges[{}].weight"), np.float64)
+        if biases is not None:
+            out.biases = _frozen(float_array(biases, "biases", self.n_nodes, "nodes[{}].bias"), np.float64)
+        return out
 
     @classmethod
     def from_dict(cls, data: Any) -> Network:

@@ -29,6 +29,7 @@ class ResultField(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RESULT_FIELD_EDGE_GRADS: _ClassVar[ResultField]
     RESULT_FIELD_DELTAS: _ClassVar[ResultField]
     RESULT_FIELD_NORMS: _ClassVar[ResultField]
+    RESULT_FIELD_LOSS: _ClassVar[ResultField]
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_QUEUED: JobState
 JOB_STATE_RUNNING: JobState
@@ -40,6 +41,7 @@ RESULT_FIELD_OUTPUTS: ResultField
 RESULT_FIELD_EDGE_GRADS: ResultField
 RESULT_FIELD_DELTAS: ResultField
 RESULT_FIELD_NORMS: ResultField
+RESULT_FIELD_LOSS: ResultField
 
 class GradientRequest(_message.Message):
     __slots__ = ("network_hash", "network_inline", "inputs", "targets", "loss", "reduction", "per_example", "dtype", "upload", "norms", "clip_norm")
@@ -66,6 +68,46 @@ class GradientRequest(_message.Message):
     norms: bool
     clip_norm: float
     def __init__(self, network_hash: _Optional[str] = ..., network_inline: _Optional[_Union[_network_pb2.Network, _Mapping]] = ..., inputs: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., targets: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., loss: _Optional[str] = ..., reduction: _Optional[str] = ..., per_example: _Optional[bool] = ..., dtype: _Optional[str] = ..., upload: _Optional[str] = ..., norms: _Optional[bool] = ..., clip_norm: _Optional[float] = ...) -> None: ...
+
+class PopulationMember(_message.Message):
+    __slots__ = ("network_hash", "network_inline", "weights", "biases")
+    NETWORK_HASH_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_INLINE_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    BIASES_FIELD_NUMBER: _ClassVar[int]
+    network_hash: str
+    network_inline: _network_pb2.Network
+    weights: _tensor_pb2.Tensor
+    biases: _tensor_pb2.Tensor
+    def __init__(self, network_hash: _Optional[str] = ..., network_inline: _Optional[_Union[_network_pb2.Network, _Mapping]] = ..., weights: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., biases: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
+
+class PopulationRequest(_message.Message):
+    __slots__ = ("members", "inputs", "inputs_each", "targets", "targets_each", "loss", "reduction", "per_example", "dtype", "norms", "clip_norm", "outputs_only")
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_EACH_FIELD_NUMBER: _ClassVar[int]
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
+    TARGETS_EACH_FIELD_NUMBER: _ClassVar[int]
+    LOSS_FIELD_NUMBER: _ClassVar[int]
+    REDUCTION_FIELD_NUMBER: _ClassVar[int]
+    PER_EXAMPLE_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    NORMS_FIELD_NUMBER: _ClassVar[int]
+    CLIP_NORM_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_ONLY_FIELD_NUMBER: _ClassVar[int]
+    members: _containers.RepeatedCompositeFieldContainer[PopulationMember]
+    inputs: _tensor_pb2.Tensor
+    inputs_each: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.Tensor]
+    targets: _tensor_pb2.Tensor
+    targets_each: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.Tensor]
+    loss: str
+    reduction: str
+    per_example: bool
+    dtype: str
+    norms: bool
+    clip_norm: float
+    outputs_only: bool
+    def __init__(self, members: _Optional[_Iterable[_Union[PopulationMember, _Mapping]]] = ..., inputs: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., inputs_each: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., targets: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., targets_each: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., loss: _Optional[str] = ..., reduction: _Optional[str] = ..., per_example: _Optional[bool] = ..., dtype: _Optional[str] = ..., norms: _Optional[bool] = ..., clip_norm: _Optional[float] = ..., outputs_only: _Optional[bool] = ...) -> None: ...
 
 class BatchPieces(_message.Message):
     __slots__ = ("upload", "rows", "piece_rows", "dtype", "input_columns", "target_columns")
@@ -94,7 +136,7 @@ class FieldLayout(_message.Message):
     def __init__(self, field: _Optional[_Union[ResultField, str]] = ..., shape: _Optional[_Iterable[int]] = ..., row_elements: _Optional[int] = ...) -> None: ...
 
 class ResultLayout(_message.Message):
-    __slots__ = ("dtype", "loss_mode", "fields", "chunk_count", "batch", "chunk_bytes", "shard_rows", "shard_count", "buffer_bytes")
+    __slots__ = ("dtype", "loss_mode", "fields", "chunk_count", "batch", "chunk_bytes", "shard_rows", "shard_count", "buffer_bytes", "population")
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     LOSS_MODE_FIELD_NUMBER: _ClassVar[int]
     FIELDS_FIELD_NUMBER: _ClassVar[int]
@@ -104,6 +146,7 @@ class ResultLayout(_message.Message):
     SHARD_ROWS_FIELD_NUMBER: _ClassVar[int]
     SHARD_COUNT_FIELD_NUMBER: _ClassVar[int]
     BUFFER_BYTES_FIELD_NUMBER: _ClassVar[int]
+    POPULATION_FIELD_NUMBER: _ClassVar[int]
     dtype: _tensor_pb2.DType
     loss_mode: bool
     fields: _containers.RepeatedCompositeFieldContainer[FieldLayout]
@@ -113,10 +156,25 @@ class ResultLayout(_message.Message):
     shard_rows: int
     shard_count: int
     buffer_bytes: int
-    def __init__(self, dtype: _Optional[_Union[_tensor_pb2.DType, str]] = ..., loss_mode: _Optional[bool] = ..., fields: _Optional[_Iterable[_Union[FieldLayout, _Mapping]]] = ..., chunk_count: _Optional[int] = ..., batch: _Optional[int] = ..., chunk_bytes: _Optional[int] = ..., shard_rows: _Optional[int] = ..., shard_count: _Optional[int] = ..., buffer_bytes: _Optional[int] = ...) -> None: ...
+    population: PopulationLayout
+    def __init__(self, dtype: _Optional[_Union[_tensor_pb2.DType, str]] = ..., loss_mode: _Optional[bool] = ..., fields: _Optional[_Iterable[_Union[FieldLayout, _Mapping]]] = ..., chunk_count: _Optional[int] = ..., batch: _Optional[int] = ..., chunk_bytes: _Optional[int] = ..., shard_rows: _Optional[int] = ..., shard_count: _Optional[int] = ..., buffer_bytes: _Optional[int] = ..., population: _Optional[_Union[PopulationLayout, _Mapping]] = ...) -> None: ...
+
+class PopulationLayout(_message.Message):
+    __slots__ = ("size", "sizes", "shard_starts", "outputs_only", "per_example")
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    SIZES_FIELD_NUMBER: _ClassVar[int]
+    SHARD_STARTS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_ONLY_FIELD_NUMBER: _ClassVar[int]
+    PER_EXAMPLE_FIELD_NUMBER: _ClassVar[int]
+    size: int
+    sizes: _tensor_pb2.Tensor
+    shard_starts: _containers.RepeatedScalarFieldContainer[int]
+    outputs_only: bool
+    per_example: bool
+    def __init__(self, size: _Optional[int] = ..., sizes: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., shard_starts: _Optional[_Iterable[int]] = ..., outputs_only: _Optional[bool] = ..., per_example: _Optional[bool] = ...) -> None: ...
 
 class Shard(_message.Message):
-    __slots__ = ("index", "row_start", "row_stop", "state", "worker", "attempt", "chunks_done")
+    __slots__ = ("index", "row_start", "row_stop", "state", "worker", "attempt", "chunks_done", "network_start", "network_stop")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     ROW_START_FIELD_NUMBER: _ClassVar[int]
     ROW_STOP_FIELD_NUMBER: _ClassVar[int]
@@ -124,6 +182,8 @@ class Shard(_message.Message):
     WORKER_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     CHUNKS_DONE_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_START_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_STOP_FIELD_NUMBER: _ClassVar[int]
     index: int
     row_start: int
     row_stop: int
@@ -131,10 +191,12 @@ class Shard(_message.Message):
     worker: str
     attempt: int
     chunks_done: int
-    def __init__(self, index: _Optional[int] = ..., row_start: _Optional[int] = ..., row_stop: _Optional[int] = ..., state: _Optional[_Union[JobState, str]] = ..., worker: _Optional[str] = ..., attempt: _Optional[int] = ..., chunks_done: _Optional[int] = ...) -> None: ...
+    network_start: int
+    network_stop: int
+    def __init__(self, index: _Optional[int] = ..., row_start: _Optional[int] = ..., row_stop: _Optional[int] = ..., state: _Optional[_Union[JobState, str]] = ..., worker: _Optional[str] = ..., attempt: _Optional[int] = ..., chunks_done: _Optional[int] = ..., network_start: _Optional[int] = ..., network_stop: _Optional[int] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("name", "state", "request_id", "network_hash", "layout", "create_time", "start_time", "end_time", "error", "loss", "chunks_done", "shards", "attempt", "worker", "expire_time", "rows_done", "shards_done")
+    __slots__ = ("name", "state", "request_id", "network_hash", "layout", "create_time", "start_time", "end_time", "error", "loss", "chunks_done", "shards", "attempt", "worker", "expire_time", "rows_done", "shards_done", "population_size")
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
@@ -152,6 +214,7 @@ class Job(_message.Message):
     EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
     ROWS_DONE_FIELD_NUMBER: _ClassVar[int]
     SHARDS_DONE_FIELD_NUMBER: _ClassVar[int]
+    POPULATION_SIZE_FIELD_NUMBER: _ClassVar[int]
     name: str
     state: JobState
     request_id: str
@@ -169,7 +232,8 @@ class Job(_message.Message):
     expire_time: _timestamp_pb2.Timestamp
     rows_done: int
     shards_done: int
-    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., request_id: _Optional[str] = ..., network_hash: _Optional[str] = ..., layout: _Optional[_Union[ResultLayout, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., loss: _Optional[float] = ..., chunks_done: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[Shard, _Mapping]]] = ..., attempt: _Optional[int] = ..., worker: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., rows_done: _Optional[int] = ..., shards_done: _Optional[int] = ...) -> None: ...
+    population_size: int
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., request_id: _Optional[str] = ..., network_hash: _Optional[str] = ..., layout: _Optional[_Union[ResultLayout, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., loss: _Optional[float] = ..., chunks_done: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[Shard, _Mapping]]] = ..., attempt: _Optional[int] = ..., worker: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., rows_done: _Optional[int] = ..., shards_done: _Optional[int] = ..., population_size: _Optional[int] = ...) -> None: ...
 
 class ResultChunk(_message.Message):
     __slots__ = ("seq", "field", "start", "stop", "row_start", "row_stop", "shard", "data")

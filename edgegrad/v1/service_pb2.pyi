@@ -67,14 +67,18 @@ class GetNetworkRequest(_message.Message):
     def __init__(self, hash: _Optional[str] = ...) -> None: ...
 
 class SubmitJobRequest(_message.Message):
-    __slots__ = ("request", "request_id", "shard_rows")
+    __slots__ = ("request", "request_id", "shard_rows", "population", "shard_networks")
     REQUEST_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SHARD_ROWS_FIELD_NUMBER: _ClassVar[int]
+    POPULATION_FIELD_NUMBER: _ClassVar[int]
+    SHARD_NETWORKS_FIELD_NUMBER: _ClassVar[int]
     request: _job_pb2.GradientRequest
     request_id: str
     shard_rows: int
-    def __init__(self, request: _Optional[_Union[_job_pb2.GradientRequest, _Mapping]] = ..., request_id: _Optional[str] = ..., shard_rows: _Optional[int] = ...) -> None: ...
+    population: _job_pb2.PopulationRequest
+    shard_networks: int
+    def __init__(self, request: _Optional[_Union[_job_pb2.GradientRequest, _Mapping]] = ..., request_id: _Optional[str] = ..., shard_rows: _Optional[int] = ..., population: _Optional[_Union[_job_pb2.PopulationRequest, _Mapping]] = ..., shard_networks: _Optional[int] = ...) -> None: ...
 
 class SubmitJobsRequest(_message.Message):
     __slots__ = ("requests",)

@@ -24,9 +24,9 @@ from .rawchunk import RawChunk, chunk_values
 __all__ = ["result_layout", "result_bytes", "ChunkPlan", "shard_bounds", "shard_chunk_plans",
            "summed_chunk_plans", "plan_chunks", "result_chunks", "ResultAssembler",
            "FIELD_NAMES", "is_summed", "field_arrays", "buffered_chunk_limit", "chunk_payloads", "chunk_parts",
-           "numpy_dtype"]
+           "numpy_dtype", "field_dtype", "FLOAT64_FIELDS"]
 
-_ITEMSIZE = {tensor_pb2.DTYPE_FLOAT64: 8, tensor_pb2.DTYPE_FLOAT32: 4}
+_ITEMSIZE: dict[int, int] = {tensor_pb2.DTYPE_FLOAT64: 8, tensor_pb2.DTYPE_FLOAT32: 4}
 _NUMPY: dict[int, np.dtype] = {tensor_pb2.DTYPE_FLOAT64: np.dtype("<f8"), tensor_pb2.DTYPE_FLOAT32: np.dtype("<f4")}
 
 #: ResultField -> GradientResult attribute
@@ -36,6 +36,8 @@ FIELD_NAMES = {
     job_pb2.RESULT_FIELD_DELTAS: "deltas",
     job_pb2.RESULT_FIELD_NORMS: "norms",
 }
+#: fields whose chunks are float64 whatever the layout's dtype (a population's per-network losses)
+FLOAT64_FIELDS = frozenset({job_pb2.RESULT_FIELD_LOSS})
 
 
 class ChunkPlan(NamedTuple):
@@ -55,9 +57,14 @@ def numpy_dtype(layout: job_pb2.ResultLayout) -> np.dtype:
     return _NUMPY[layout.dtype]
 
 
+def field_dtype(layout: job_pb2.ResultLayout, field: int) -> int:
+    """The DType of one field's chunks (the layout's, float64 for FLOAT64_FIELDS)."""
+    return tensor_pb2.DTYPE_FLOAT64 if field in FLOAT64_FIELDS else int(layout.dtype)
+
+
 def is_summed(layout: job_pb2.ResultLayout, field: job_pb2.FieldLayout) -> bool:
     """Whether a field is a sum over the batch (loss mode's edge_grads and deltas) rather than rows."""
-    return layout.loss_mode and len(field.shape) == 1 and field.field != job_pb2.RESULT_FIELD_NORMS
+    return layout.loss_mode and not layout.HasField("population") and len(field.shape) == 1 and field.field != job_pb2.RESULT_FIELD_NORMS
 
 
 def result_layout(net: NetworkSizes, batch: int, loss: str | None, per_example: bool, dtype: str,
@@ -98,7 +105,7 @@ def buffered_chunk_limit(layout: job_pb2.ResultLayout) -> int:
 
 def result_bytes(layout: job_pb2.ResultLayout) -> int:
     """Total size of a result's arrays in bytes."""
-    return sum(math.prod(f.shape) for f in layout.fields) * _ITEMSIZE[layout.dtype]  # Python ints
+    return sum(math.prod(f.shape) * _ITEMSIZE[field_dtype(layout, f.field)] for f in layout.fields)  # Python ints
 
 
 def _budget(layout: job_pb2.ResultLayout) -> int:
@@ -182,11 +189,14 @@ def chunk_payloads(arrays: Mapping[int, np.ndarray], layout: job_pb2.ResultLayou
 
 
 def chunk_parts(arrays: Mapping[int, np.ndarray], layout: job_pb2.ResultLayout, plans: list[ChunkPlan],
-                first_row: int = 0, shard: int = 0, after: int = 0) -> Iterator[tuple[int, list]]:
+                first_row: int = 0, shard: int = 0, after: int = 0,
+                offsets: Mapping[int, int] | None = None) -> Iterator[tuple[int, list]]:
     """``chunk_payloads`` with each payload left as its pieces: small headers, then a view of the
-    data in ``arrays`` (no copy), for a writer that sends them one after another."""
+    data in ``arrays`` (no copy), for a writer that sends them one after another. ``offsets``: the
+    flat element of each field that ``arrays`` starts at (instead of ``first_row``'s)."""
     rows = {f.field: tuple(int(s) for s in f.shape[1:]) for f in layout.fields}
-    offset = {f.field: 0 if is_summed(layout, f) else first_row * int(f.row_elements) for f in layout.fields}
+    offset = dict(offsets) if offsets is not None else {
+        f.field: 0 if is_summed(layout, f) else first_row * int(f.row_elements) for f in layout.fields}
     for p in plans:
         if p.seq <= after:
             continue
@@ -194,7 +204,7 @@ def chunk_parts(arrays: Mapping[int, np.ndarray], layout: job_pb2.ResultLayout, 
         shape = (p.row_stop - p.row_start, *rows[p.field]) if p.whole_rows else (p.stop - p.start,)
         header = job_pb2.ResultChunk(field=p.field, start=p.start, stop=p.stop, row_start=p.row_start,
                                      row_stop=p.row_stop, shard=shard).SerializeToString()
-        tensor = tensor_pb2.Tensor(dtype=layout.dtype, shape=shape).SerializeToString()
+        tensor = tensor_pb2.Tensor(dtype=field_dtype(layout, p.field), shape=shape).SerializeToString()
         yield p.seq, chunk_pieces(header, tensor, memoryview(np.ascontiguousarray(piece)).cast("B"))
 
 
@@ -216,8 +226,8 @@ class ResultAssembler:
 
     def __init__(self, layout: job_pb2.ResultLayout) -> None:
         self.layout = layout
-        dt = numpy_dtype(layout)
-        self._arrays = {f.field: np.empty(tuple(f.shape), dtype=dt) for f in layout.fields}
+        self._arrays = {f.field: np.empty(tuple(f.shape), dtype=_NUMPY[field_dtype(layout, f.field)])
+                        for f in layout.fields}
         self._seen: set[int] = set()
 
     @property

@@ -1,0 +1,189 @@
+"""A population job's result on the wire: its layout, the chunks a shard writes, and the client's assembler.
+
+Each field is one flat array: the concatenation over the networks of each network's field flattened
+(``ResultLayout.population`` in job.proto). A shard is a range of networks; it writes every field's
+part of its networks, cut into chunks of at most ``chunk_bytes``. Chunk counts follow from the
+networks' sizes by arithmetic, so a client knows when a shard (and so each of its networks) is whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from ..engine.population_results import EXAMPLES, FORWARD, OUTPUTS, SUMS
+from ..engine.result import GradientResult
+from ..v1 import job_pb2, tensor_pb2
+from .chunking import FIELD_NAMES, ChunkPlan, ResultAssembler, field_dtype
+from .codec import array_from_tensor, tensor_from_array
+from .rawchunk import RawChunk
+
+__all__ = ["population_layout", "population_mode", "population_sizes", "element_counts", "population_offsets",
+           "population_shard_bounds", "population_chunk_plans", "population_arrays", "PopulationAssembler"]
+
+_OUT, _EDGES, _DELTAS = job_pb2.RESULT_FIELD_OUTPUTS, job_pb2.RESULT_FIELD_EDGE_GRADS, job_pb2.RESULT_FIELD_DELTAS
+_NORMS, _LOSS = job_pb2.RESULT_FIELD_NORMS, job_pb2.RESULT_FIELD_LOSS
+_ITEMSIZE: dict[int, int] = {tensor_pb2.DTYPE_FLOAT64: 8, tensor_pb2.DTYPE_FLOAT32: 4}
+_NUMPY: dict[int, np.dtype] = {tensor_pb2.DTYPE_FLOAT64: np.dtype("<f8"), tensor_pb2.DTYPE_FLOAT32: np.dtype("<f4")}
+
+
+def element_counts(sizes: np.ndarray, mode: int, norms: bool) -> dict[int, np.ndarray]:
+    """Elements of each network's part of each field (``sizes``: int64 P×4 of B, K, E, N), by ResultField."""
+    b, k, e, n = (sizes[:, i].astype(np.int64) for i in range(4))
+    counts: dict[int, np.ndarray] = {_OUT: b * k}
+    if mode == OUTPUTS:
+        counts.update({_EDGES: b * k * e, _DELTAS: b * k * n})
+    elif mode in (SUMS, EXAMPLES):
+        counts.update({_EDGES: e if mode == SUMS else b * e, _DELTAS: n if mode == SUMS else b * n})
+        if norms:
+            counts[_NORMS] = b
+        counts[_LOSS] = np.ones_like(b)
+    return counts
+
+
+def population_mode(layout: job_pb2.ResultLayout) -> int:
+    """The engine mode of a population layout (FORWARD, OUTPUTS, SUMS or EXAMPLES)."""
+    pop = layout.population
+    if pop.outputs_only:
+        return FORWARD
+    if not layout.loss_mode:
+        return OUTPUTS
+    return EXAMPLES if pop.per_example else SUMS
+
+
+def population_sizes(layout: job_pb2.ResultLayout) -> np.ndarray:
+    """int64 P×4: B, K, E, N of each network."""
+    return array_from_tensor(layout.population.sizes, "layout.population.sizes").reshape(-1, 4).astype(np.int64)
+
+
+def _budget(layout: job_pb2.ResultLayout, field: int) -> int:
+    """Elements of ``field`` one chunk may carry, leaving room for the message's own fields."""
+    return max(1, (int(layout.chunk_bytes) - 256) // _ITEMSIZE[field_dtype(layout, field)])
+
+
+def population_layout(sizes: np.ndarray, loss: str | None, per_example: bool, dtype: str, chunk_bytes: int,
+                      shard_starts: Sequence[int], buffer_bytes: int = 0, norms: bool = False,
+                      outputs_only: bool = False) -> job_pb2.ResultLayout:
+    """The layout of a population job whose networks have ``sizes`` (int64 P×4: B, K, E, N) and these shards."""
+    sizes = np.ascontiguousarray(sizes, dtype=np.int64).reshape(-1, 4)
+    code = tensor_pb2.DTYPE_FLOAT32 if dtype == "float32" else tensor_pb2.DTYPE_FLOAT64
+    layout = job_pb2.ResultLayout(dtype=code, loss_mode=loss is not None, batch=int(sizes[:, 0].max()),
+                                  chunk_bytes=chunk_bytes, shard_rows=0, shard_count=len(shard_starts),
+                                  buffer_bytes=buffer_bytes)
+    layout.population.CopyFrom(job_pb2.PopulationLayout(
+        size=sizes.shape[0], sizes=tensor_from_array(sizes), shard_starts=[int(s) for s in shard_starts],
+        outputs_only=outputs_only, per_example=bool(per_example) and loss is not None))
+    counts = element_counts(sizes, population_mode(layout), norms and loss is not None)
+    for field, count in counts.items():
+        layout.fields.add(field=field, shape=[int(count.sum())], row_elements=1)
+    offsets = {f: _starts(c) for f, c in counts.items()}
+    layout.chunk_count = sum(_shard_chunk_count(layout, offsets, i) for i in range(layout.shard_count))
+    return layout
+
+
+def _starts(counts: np.ndarray) -> np.ndarray:
+    out = np.zeros(counts.size + 1, dtype=np.int64)
+    np.cumsum(counts, out=out[1:])
+    return out
+
+
+def population_offsets(layout: job_pb2.ResultLayout) -> dict[int, np.ndarray]:
+    """Where each network's part of each field starts (P + 1 entries each), by ResultField."""
+    norms = any(f.field == _NORMS for f in layout.fields)
+    counts = element_counts(population_sizes(layout), population_mode(layout), norms)
+    return {f: _starts(c) for f, c in counts.items()}
+
+
+def population_shard_bounds(layout: job_pb2.ResultLayout, index: int) -> tuple[int, int]:
+    """Networks [start, stop) of shard ``index``."""
+    starts = layout.population.shard_starts
+    stop = starts[index + 1] if index + 1 < len(starts) else layout.population.size
+    return int(starts[index]), int(stop)
+
+
+def _shard_chunk_count(layout: job_pb2.ResultLayout, offsets: Mapping[int, np.ndarray], index: int) -> int:
+    a, b = population_shard_bounds(layout, index)
+    return sum(-(-int(off[b] - off[a]) // _budget(layout, field)) for field, off in offsets.items())
+
+
+def population_chunk_plans(layout: job_pb2.ResultLayout, index: int,
+                           offsets: Mapping[int, np.ndarray] | None = None) -> list[ChunkPlan]:
+    """The chunks shard ``index`` writes, field by field; row_start/row_stop are the networks each touches."""
+    offsets = population_offsets(layout) if offsets is None else offsets
+    a, b = population_shard_bounds(layout, index)
+    plans: list[ChunkPlan] = []
+    for field, off in offsets.items():
+        first, last, step = int(off[a]), int(off[b]), _budget(layout, field)
+        for start in range(first, last, step):
+            stop = min(last, start + step)
+            lo = int(np.searchsorted(off, start, side="right")) - 1
+            hi = int(np.searchsorted(off, stop, side="left"))
+            plans.append(ChunkPlan(len(plans) + 1, field, start, stop, lo, hi, False))
+    return plans
+
+
+def population_arrays(results: Sequence[GradientResult], layout: job_pb2.ResultLayout) -> dict[int, np.ndarray]:
+    """The flat arrays of some consecutive networks' results (a shard's), by ResultField."""
+    dtype = _NUMPY[layout.dtype]
+    arrays: dict[int, np.ndarray] = {}
+    for f in layout.fields:
+        if f.field == _LOSS:
+            arrays[f.field] = np.array([r.loss for r in results], dtype=np.float64)
+            continue
+        name = FIELD_NAMES[f.field]
+        parts = [np.asarray(getattr(r, name)).reshape(-1) for r in results]
+        arrays[f.field] = np.concatenate(parts).astype(dtype, copy=False) if parts else np.empty(0, dtype)
+    return arrays
+
+
+class PopulationAssembler(ResultAssembler):
+    """Collects a population job's chunks (in any order, each once); a shard's networks are ready when all
+    its chunks have arrived."""
+
+    def __init__(self, layout: job_pb2.ResultLayout) -> None:
+        super().__init__(layout)
+        self.mode = population_mode(layout)
+        self._sizes = population_sizes(layout)
+        self._offsets = population_offsets(layout)
+        self._expected = [_shard_chunk_count(layout, self._offsets, i) for i in range(layout.shard_count)]
+        self._got = [0] * layout.shard_count
+        self._ready: list[int] = [i for i, n in enumerate(self._expected) if n == 0]
+
+    def add(self, chunk: job_pb2.ResultChunk | RawChunk) -> None:
+        """Copy one chunk into place (a repeated seq is ignored) and count it for its shard."""
+        if chunk.seq in self._seen:
+            return
+        if chunk.shard >= len(self._got) or chunk.field not in self._arrays:
+            raise ValueError(f"chunk {chunk.seq}: shard {chunk.shard} or field {chunk.field} is not in the layout")
+        super().add(chunk)
+        self._got[chunk.shard] += 1
+        if self._got[chunk.shard] == self._expected[chunk.shard]:
+            self._ready.append(chunk.shard)
+
+    def take_ready(self) -> list[int]:
+        """The networks whose shard became whole since the last call, in index order per shard."""
+        shards, self._ready = self._ready, []
+        return [p for s in shards for p in range(*population_shard_bounds(self.layout, s))]
+
+    def network(self, p: int) -> GradientResult:
+        """Network ``p``'s result, shaped as ``edgegrad.gradients`` shapes it (views of the flat arrays)."""
+        b, k, e, n = (int(v) for v in self._sizes[p])
+        part = {f: a[int(self._offsets[f][p]):int(self._offsets[f][p + 1])] for f, a in self._arrays.items()}
+        outputs = part[_OUT].reshape(b, k)
+        if self.mode == FORWARD:
+            empty = np.empty(0, dtype=outputs.dtype)
+            return GradientResult(outputs, None, empty, empty)
+        if self.mode == OUTPUTS:
+            return GradientResult(outputs, None, part[_EDGES].reshape(b, k, e), part[_DELTAS].reshape(b, k, n))
+        shape_e, shape_n = ((e,), (n,)) if self.mode == SUMS else ((b, e), (b, n))
+        norms = part[_NORMS] if _NORMS in part else None
+        return GradientResult(outputs, float(part[_LOSS][0]), part[_EDGES].reshape(shape_e),
+                              part[_DELTAS].reshape(shape_n), norms)
+
+    def results(self) -> list[GradientResult]:
+        """Every network's result in order; raises if chunks are missing."""
+        if not self.complete:
+            raise ValueError(f"result incomplete: {len(self._seen)} of {self.layout.chunk_count} chunks")
+        return [self.network(p) for p in range(int(self.layout.population.size))]
+

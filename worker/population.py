@@ -1,0 +1,100 @@
+"""The shard of a population job: run ``gradients_many`` on its networks and stream their results.
+
+A shard is a range of networks. It reads the request (networks by hash, with new weights and biases
+where the request gives them), computes with the in-process engine, writes every field's part of its
+networks and reports itself done; the worker whose shard is the last ends the job. Nothing is folded:
+each network's result is its own, so it does not depend on which worker ran which shard.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from edgegrad import joblog
+from edgegrad.engine.population import gradients_many, outputs_many
+from edgegrad.engine.result import GradientResult
+from edgegrad.errors import InvalidInput
+from edgegrad.jobs.contract import SUCCEEDED
+from edgegrad.jobs.record import final_state
+from edgegrad.jobs.worker_store import EMIT_WRITTEN, Started, WorkerStore
+from edgegrad.model.network import Network
+from edgegrad.v1 import job_pb2
+from edgegrad.wire.chunking import buffered_chunk_limit, chunk_parts, result_bytes
+from edgegrad.wire.codec import array_from_tensor
+from edgegrad.wire.population import (
+    population_arrays,
+    population_chunk_plans,
+    population_offsets,
+    population_shard_bounds,
+)
+
+__all__ = ["run_population_shard", "finish_population"]
+
+_NETS = re.compile(r"^nets\[(\d+)\]")
+
+
+def run_population_shard(store: WorkerStore, job_id: str, shard: int, started: Started,
+                         layout: job_pb2.ResultLayout) -> str:
+    """Compute and stream one shard; returns 'last' when it was the job's last shard to finish (the caller
+    ends the job), 'done' otherwise, 'stopped' when the job was cancelled or deleted meanwhile."""
+    request = job_pb2.PopulationRequest.FromString(started.spec)
+    a, b = population_shard_bounds(layout, shard)
+    nets = _networks(store, request, a, b)
+    x = _rows(request.inputs, request.inputs_each, "inputs", a, b)
+    t = _rows(request.targets, request.targets_each, "targets", a, b) \
+        if request.HasField("targets") or len(request.targets_each) else None
+    try:
+        if request.outputs_only:
+            results = [GradientResult(o, None, o[:0].reshape(-1), o[:0].reshape(-1))
+                       for o in outputs_many(nets, x, dtype=request.dtype or "float64")]
+        else:
+            results = gradients_many(nets, x, t, loss=request.loss or None, reduction=request.reduction or "mean",
+                                     per_example=request.per_example, dtype=request.dtype or "float64",
+                                     norms=request.norms,
+                                     clip_norm=request.clip_norm if request.clip_norm != 0 else None)
+    except InvalidInput as exc:  # name the network by its place in the whole population
+        raise InvalidInput(_NETS.sub(lambda m: f"nets[{int(m.group(1)) + a}]", exc.message), field=exc.field) from None
+    arrays = population_arrays(results, layout)
+    offsets = population_offsets(layout)
+    plans = population_chunk_plans(layout, shard, offsets)
+    chunks = chunk_parts(arrays, layout, plans, shard=shard, after=started.chunks_done,
+                         offsets={f: int(off[a]) for f, off in offsets.items()})
+    code, replies = store.emit(job_id, f"s:{shard}", chunks, buffered_chunk_limit(layout),
+                               [store.shard_done(job_id, shard, len(plans), b - a, "", b"")])
+    if code != EMIT_WRITTEN:  # cancelled or deleted: CANCEL/DELETE ended the job already
+        return "stopped"
+    joblog.shard_done(b - a, sum(int(v.nbytes) for v in arrays.values()))
+    done, total = (list(replies[0]) + [0])[:2]
+    if done == -2:
+        raise InvalidInput(f"shard {shard}: result chunks missing")
+    return "last" if done == total else "done"
+
+
+def finish_population(store: WorkerStore, job_id: str, layout: job_pb2.ResultLayout) -> None:
+    """End a population job whose shards are all done (nothing to fold)."""
+    state = store.call(store.finish(job_id, SUCCEEDED, layout.chunk_count, {}))[-1]
+    joblog.job_ended(final_state(state), store, job_id, None, rows=int(layout.population.size),
+                     nbytes=result_bytes(layout))
+
+
+def _networks(store: WorkerStore, request: job_pb2.PopulationRequest, a: int, b: int) -> list[Network]:
+    """Networks [a, b) of the request, with their new weights and biases where given."""
+    members = request.members[a:b]
+    nets = store.networks([m.network_hash for m in members])
+    out = []
+    for i, (member, net) in enumerate(zip(members, nets)):
+        if member.HasField("weights") or member.HasField("biases"):
+            place = f"nets[{a + i}]"
+            weights = array_from_tensor(member.weights, f"{place}.weights") if member.HasField("weights") else None
+            biases = array_from_tensor(member.biases, f"{place}.biases") if member.HasField("biases") else None
+            net = net.with_parameters(weights, biases)
+        out.append(net)
+    return out
+
+
+def _rows(shared: Any, each: Any, name: str, a: int, b: int) -> Any:
+    """Shared rows (one array) or networks [a, b)'s own rows (a list)."""
+    if len(each):
+        return [array_from_tensor(each[p], f"{name}[{p}]") for p in range(a, b)]
+    return array_from_tensor(shared, name)
