@@ -95,12 +95,6 @@ class Gradients:
         self.seconds = 0.0   #: time spent inside the population calls
         if server:
             self.client = edgegrad.Client(server)
-            missing = [m for m in ("gradients_many", "outputs_many") if not hasattr(self.client, m)]
-            if missing:
-                self.client.close()
-                print(f"--server: this edgegrad's Client has no {', '.join(missing)} yet (population calls"
-                      " through the service); run without --server", file=sys.stderr)
-                raise SystemExit(2)
 
     def gradients(self, nets: list[edgegrad.Network], X: np.ndarray, T: np.ndarray) -> list[Any]:
         source = self.client if self.client is not None else edgegrad
