@@ -10,20 +10,19 @@ import grpc
 import grpc.aio
 
 from edgegrad.engine.result import GradientResult
-from edgegrad.errors import DeadlineExceeded, NotFound, Unavailable
+from edgegrad.errors import NotFound
 from edgegrad.model.network import Network
 from edgegrad.v1 import job_pb2, service_pb2, service_pb2_grpc
 from edgegrad.wire.codec import network_to_proto
-from edgegrad.wire.rawchunk import RawChunk, as_message
 
-from .aiogroup import AsyncWatchGroup, open_async_group
-from .base import ClientBase, EventStreams, HandleBase
-from .errors import from_rpc_error, is_retryable, stream_dropped
+from .aiogroup import AsyncWatchGroup
+from .aiojob import AsyncJobHandle
+from .aiopopulation import AsyncPopulationMethods
+from .base import ClientBase, EventStreams
+from .errors import from_rpc_error, is_retryable
 from .options import DEFAULT_MAX_MESSAGE_BYTES, Backoff, Deadline
-from .population_jobs import AsyncPopulationMethods
 from .protocol import (
     Prepared,
-    Resume,
     list_request,
     lost_networks,
     merge_submitted,
@@ -263,150 +262,3 @@ class AsyncClient(ClientBase, AsyncPopulationMethods):
     async def delete_job(self, name: str, timeout: float | None = None) -> None:
         """Delete a job and its result."""
         await self._unary(self.stub.DeleteJob, service_pb2.DeleteJobRequest(name=name), timeout)
-
-
-async def _read(call: Any, deadline: Deadline) -> Any:
-    """The stream's next message (or EOF), within ``deadline``."""
-    left = deadline.remaining()
-    if left is None:
-        return await call.read()
-    try:
-        return await asyncio.wait_for(call.read(), left)
-    except asyncio.TimeoutError:
-        call.cancel()
-        raise DeadlineExceeded("the deadline passed before the job finished") from None
-
-
-class AsyncJobHandle(HandleBase):
-    """The asyncio twin of ``JobHandle``: ``await wait()``, ``await result()``, ``async for c in chunks()``."""
-
-    def __init__(self, client: AsyncClient, name: str, *,
-                 submit: service_pb2.SubmitJobRequest | None = None, after_seq: int = 0,
-                 assemble: bool = True, acknowledge: bool = True) -> None:
-        super().__init__(client, name, submit=submit, after_seq=after_seq, assemble=assemble,
-                         acknowledge=acknowledge)
-        self._dropped = False
-
-    async def chunks(self, timeout: float | None = None, *,
-                     deadline: Deadline | None = None) -> AsyncIterator[job_pb2.ResultChunk]:
-        """Result chunks in seq order until the job ends, resuming after dropped streams."""
-        async for chunk in self._chunks(deadline or self.client._deadline(timeout)):
-            yield as_message(chunk)
-
-    async def _chunks(self, deadline: Deadline) -> AsyncIterator[job_pb2.ResultChunk | RawChunk]:
-        """``chunks()`` as they were read (the messages are made only for callers of ``chunks()``)."""
-        async for grouped in self._grouped(deadline):
-            yield grouped
-        resume = Resume(self.state, self.client.backoff, deadline)
-        while not self.state.done:
-            self._dropped = False
-            self._call = call = self._open(deadline)
-            resume.opened()
-            try:
-                # read(), not async for: a stream opened at submit was read that way (gRPC forbids mixing);
-                # such a stream has no deadline of its own, so this wait's deadline bounds each read
-                while (event := await _read(call, deadline)) is not grpc.aio.EOF:
-                    chunk = self.state.feed(event)
-                    if chunk is not None:
-                        yield chunk
-                        if self.state.ack_due():  # workers wait for room in the job's result buffer
-                            await self.client._ack(self.name, self.state.after_seq, timeout=deadline.remaining())
-                            self.state.acked = self.state.after_seq
-                    if self.state.done:
-                        break
-            except grpc.RpcError as exc:
-                last_error = resume.failed(from_rpc_error(exc), stream_dropped(exc) or self._dropped)
-            except asyncio.CancelledError:
-                # Either our own drop_stream() (resume) or the caller's task being cancelled (stop).
-                if not self._dropped:
-                    raise
-                last_error = Unavailable(f"{self.name}: the watch stream was dropped")
-            else:
-                last_error = resume.ended()
-            finally:
-                call.cancel()
-                self._call = None
-            if self.state.done:
-                break
-            pause = resume.pause(last_error)
-            self.reconnects += 1
-            await asyncio.sleep(pause)
-
-    async def _grouped(self, deadline: Deadline) -> AsyncIterator[job_pb2.ResultChunk]:
-        """Chunks from the WatchJobs stream this job shares with others (opened now if it is the first of them
-        waited on); whatever the group cannot bring, ``chunks()`` then reads from the job's own stream."""
-        if self.state.done or self._ahead is not None or self._submit is not None:
-            return
-        if self._group is None:
-            open_async_group(self, self.client)
-        group, self._group = self._group, None
-        if group is None:
-            return
-        async for event in group.events(self.name, deadline):
-            chunk = self.state.feed(event)
-            if chunk is not None:
-                yield chunk
-                if self.state.ack_due():  # not for the small results a group takes; kept in step with chunks()
-                    await self.client._ack(self.name, self.state.after_seq, timeout=deadline.remaining())
-                    self.state.acked = self.state.after_seq
-            if self.state.done:
-                return
-
-    async def _open_ahead(self, deadline: Deadline) -> None:
-        """Send the submission as a Compute stream now and read up to the job's first state (its name)."""
-        async def first(left: float | None) -> Any:
-            call = self.client.streams.Compute(self._submit, metadata=self.client._metadata)  # wait() bounds it
-            try:
-                while not self.state.name:
-                    event = await asyncio.wait_for(call.read(), deadline.remaining())
-                    if event is grpc.aio.EOF:
-                        break
-                    self.state.feed(event)
-            except asyncio.TimeoutError:
-                call.cancel()
-                raise DeadlineExceeded("submit: the deadline passed before the server answered") from None
-            except BaseException:
-                call.cancel()
-                raise
-            return call
-
-        try:
-            self._ahead = await self.client._retrying(first, deadline)
-        except BaseException:
-            self.client.streams_ahead.give_back()
-            raise
-
-    def _drop_stream(self) -> None:
-        """Cut the current stream as a network failure would (the iterator then resumes)."""
-        call = self._call
-        if call is not None:
-            self._dropped = True
-            call.cancel()
-
-    async def wait(self, timeout: float | None = None, *, deadline: Deadline | None = None) -> job_pb2.Job:
-        """Wait until the job ends (all chunks received); return the final job."""
-        async for _ in self._chunks(deadline or self.client._deadline(timeout)):
-            pass
-        assert self.state.job is not None
-        return self.state.job
-
-    async def result(self, timeout: float | None = None, *, deadline: Deadline | None = None) -> GradientResult:
-        """The job's GradientResult; JobFailed, Cancelled or the job's own error if it did not succeed."""
-        await self.wait(deadline=deadline or self.client._deadline(timeout))
-        return self.state.result()
-
-    def done(self) -> bool:
-        """Whether the handle has seen the job end."""
-        return self.state.done
-
-    async def refresh(self, timeout: float | None = None) -> job_pb2.Job:
-        """Fetch the job's current state with GetJob."""
-        return await self.client.get_job(self.name, timeout=timeout)
-
-    async def cancel(self, timeout: float | None = None) -> job_pb2.Job:
-        """Ask the service to cancel the job."""
-        return await self.client.cancel_job(self.name, timeout=timeout)
-
-    async def delete(self, timeout: float | None = None) -> None:
-        """Delete the job and its result on the service."""
-        await self.client.delete_job(self.name, timeout=timeout)

@@ -1,16 +1,21 @@
-"""``AsyncPopulationJobHandle``: a population job seen from the asyncio client."""
+"""The asyncio client's population calls (``AsyncPopulationMethods``) and ``AsyncPopulationJobHandle``."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
 
 from edgegrad.engine.result import GradientResult
+from edgegrad.errors import NotFound
 
-from .aio import AsyncJobHandle
+from .aiojob import AsyncJobHandle
 from .options import Deadline
-from .population_jobs import end_of_results
+from .population_jobs import end_of_results, forget_lost, population_request, refuse_too_large
+from .protocol import network_lost
 
-__all__ = ["AsyncPopulationJobHandle"]
+__all__ = ["AsyncPopulationJobHandle", "AsyncPopulationMethods"]
 
 
 class AsyncPopulationJobHandle(AsyncJobHandle):
@@ -32,3 +37,55 @@ class AsyncPopulationJobHandle(AsyncJobHandle):
         """Every network's GradientResult in ``nets`` order."""
         await self.wait(deadline=deadline or self.client._deadline(timeout))
         return self.state.population_results()
+
+
+class AsyncPopulationMethods:
+    """``AsyncClient``'s population calls (as ``Client``'s, awaited)."""
+
+    async def submit_population(self, nets: Any, inputs: Any, targets: Any = None, loss: str | None = None,
+                                reduction: str = "mean", per_example: bool = False, dtype: str = "float64",
+                                norms: bool = False, clip_norm: float | None = None,
+                                shard_networks: int | None = None, request_id: str | None = None,
+                                timeout: float | None = None, outputs_only: bool = False) -> AsyncPopulationJobHandle:
+        """Enqueue ONE job computing ``gradients_many(nets, inputs, ...)`` (see ``Client.submit_population``)."""
+        client: Any = self
+        prepared = population_request(nets, inputs, targets, loss, reduction, per_example, dtype, norms, clip_norm,
+                            outputs_only, shard_networks, request_id)
+        deadline = client._deadline(timeout)
+        for attempt in (1, 2):
+            request, referred, inline = prepared.request(client._is_known, client.topologies)
+            if client._needs_limit(request.ByteSize()):
+                caps = await client.capabilities(timeout=deadline.remaining())
+                client.server_max_message = int(caps.max_message_bytes)
+            refuse_too_large(client, request)
+            try:
+
+                handle = await client._send(request, deadline, AsyncPopulationJobHandle)
+            except NotFound as exc:
+                if attempt == 2 or not network_lost(exc):
+                    raise
+                forget_lost(client, referred)
+                continue
+            prepared.remember(inline, client._remember, client.topologies)
+            return handle
+        raise AssertionError("unreachable")
+
+    async def gradients_many(self, nets: Any, inputs: Any, targets: Any = None, loss: str | None = None,
+                             reduction: str = "mean", per_example: bool = False, dtype: str = "float64",
+                             norms: bool = False, clip_norm: float | None = None,
+                             shard_networks: int | None = None, timeout: float | None = None) -> list[GradientResult]:
+        """The same call and results as ``edgegrad.gradients_many``, computed by the service as one job."""
+        job = await self.submit_population(nets, inputs, targets, loss, reduction, per_example, dtype, norms,
+                                           clip_norm, shard_networks, timeout=timeout)
+        return await job.result(timeout)
+
+    async def outputs_many(self, nets: Any, inputs: Any, dtype: str = "float64", shard_networks: int | None = None,
+                           timeout: float | None = None) -> list[np.ndarray]:
+        """The same as ``edgegrad.outputs_many``, computed by the service as one job."""
+        job = await self.submit_population(nets, inputs, dtype=dtype, shard_networks=shard_networks,
+                                           timeout=timeout, outputs_only=True)
+        return [r.outputs for r in await job.result(timeout)]
+
+    def population_job(self, name: str, *, after_seq: int = 0) -> AsyncPopulationJobHandle:
+        """A handle on an existing population job by name."""
+        return AsyncPopulationJobHandle(self, name, after_seq=after_seq)

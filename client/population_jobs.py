@@ -7,7 +7,7 @@ yields ``(index, GradientResult)`` as each shard of networks completes, and ``re
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -21,10 +21,8 @@ from .options import Deadline
 from .population import PreparedPopulation, prepare_population
 from .protocol import WatchState, network_lost
 
-if TYPE_CHECKING:
-    from .aiopopulation import AsyncPopulationJobHandle
-
-__all__ = ["PopulationJobHandle", "PopulationMethods", "AsyncPopulationMethods", "end_of_results"]
+__all__ = ["PopulationJobHandle", "PopulationMethods", "end_of_results", "population_request", "refuse_too_large",
+           "forget_lost"]
 
 
 def end_of_results(state: WatchState) -> None:
@@ -52,14 +50,14 @@ class PopulationJobHandle(JobHandle):
         return self.state.population_results()
 
 
-def _prepare(nets: Any, inputs: Any, targets: Any, loss: str | None, reduction: str, per_example: bool, dtype: str,
+def population_request(nets: Any, inputs: Any, targets: Any, loss: str | None, reduction: str, per_example: bool, dtype: str,
              norms: bool, clip_norm: float | None, outputs_only: bool, shard_networks: int | None,
              request_id: str | None) -> PreparedPopulation:
     return prepare_population(nets, inputs, targets, loss, reduction, per_example, dtype, norms, clip_norm,
                               outputs_only=outputs_only, shard_networks=shard_networks, request_id=request_id)
 
 
-def _too_large(client: Any, request: service_pb2.SubmitJobRequest) -> None:
+def refuse_too_large(client: Any, request: service_pb2.SubmitJobRequest) -> None:
     """InvalidInput when the request passes the message limit (populations travel in one message)."""
     size = request.ByteSize()
     if size > client._message_bytes():
@@ -67,7 +65,7 @@ def _too_large(client: Any, request: service_pb2.SubmitJobRequest) -> None:
                            f" {client._message_bytes()}; send fewer networks (or rows) per call")
 
 
-def _lost(client: Any, referred: list[str]) -> None:
+def forget_lost(client: Any, referred: list[str]) -> None:
     """The service lost networks the request referred to: send them whole next time."""
     for digest in referred:
         client._forget(digest)
@@ -85,20 +83,20 @@ class PopulationMethods:
         """Enqueue ONE job computing ``gradients_many(nets, inputs, ...)``; its shards are groups of networks
         (``shard_networks`` each, else the service's choice). Networks not sent before travel inline."""
         client: Any = self
-        prepared = _prepare(nets, inputs, targets, loss, reduction, per_example, dtype, norms, clip_norm,
+        prepared = population_request(nets, inputs, targets, loss, reduction, per_example, dtype, norms, clip_norm,
                             outputs_only, shard_networks, request_id)
         deadline = client._deadline(timeout)
         for attempt in (1, 2):
             request, referred, inline = prepared.request(client._is_known, client.topologies)
             if client._needs_limit(request.ByteSize()):
                 client.server_max_message = int(client.capabilities(timeout=deadline.remaining()).max_message_bytes)
-            _too_large(client, request)
+            refuse_too_large(client, request)
             try:
                 handle = client._send(request, deadline, PopulationJobHandle)
             except NotFound as exc:
                 if attempt == 2 or not network_lost(exc):
                     raise
-                _lost(client, referred)
+                forget_lost(client, referred)
                 continue
             prepared.remember(inline, client._remember, client.topologies)
             return handle
@@ -123,57 +121,3 @@ class PopulationMethods:
     def population_job(self, name: str, *, after_seq: int = 0) -> PopulationJobHandle:
         """A handle on an existing population job by name (``results()`` needs ``after_seq=0``)."""
         return PopulationJobHandle(self, name, after_seq=after_seq)
-
-
-class AsyncPopulationMethods:
-    """``AsyncClient``'s population calls (as ``Client``'s, awaited)."""
-
-    async def submit_population(self, nets: Any, inputs: Any, targets: Any = None, loss: str | None = None,
-                                reduction: str = "mean", per_example: bool = False, dtype: str = "float64",
-                                norms: bool = False, clip_norm: float | None = None,
-                                shard_networks: int | None = None, request_id: str | None = None,
-                                timeout: float | None = None, outputs_only: bool = False) -> AsyncPopulationJobHandle:
-        """Enqueue ONE job computing ``gradients_many(nets, inputs, ...)`` (see ``Client.submit_population``)."""
-        client: Any = self
-        prepared = _prepare(nets, inputs, targets, loss, reduction, per_example, dtype, norms, clip_norm,
-                            outputs_only, shard_networks, request_id)
-        deadline = client._deadline(timeout)
-        for attempt in (1, 2):
-            request, referred, inline = prepared.request(client._is_known, client.topologies)
-            if client._needs_limit(request.ByteSize()):
-                caps = await client.capabilities(timeout=deadline.remaining())
-                client.server_max_message = int(caps.max_message_bytes)
-            _too_large(client, request)
-            try:
-                from .aiopopulation import AsyncPopulationJobHandle
-
-                handle = await client._send(request, deadline, AsyncPopulationJobHandle)
-            except NotFound as exc:
-                if attempt == 2 or not network_lost(exc):
-                    raise
-                _lost(client, referred)
-                continue
-            prepared.remember(inline, client._remember, client.topologies)
-            return handle
-        raise AssertionError("unreachable")
-
-    async def gradients_many(self, nets: Any, inputs: Any, targets: Any = None, loss: str | None = None,
-                             reduction: str = "mean", per_example: bool = False, dtype: str = "float64",
-                             norms: bool = False, clip_norm: float | None = None,
-                             shard_networks: int | None = None, timeout: float | None = None) -> list[GradientResult]:
-        """The same call and results as ``edgegrad.gradients_many``, computed by the service as one job."""
-        job = await self.submit_population(nets, inputs, targets, loss, reduction, per_example, dtype, norms,
-                                           clip_norm, shard_networks, timeout=timeout)
-        return await job.result(timeout)
-
-    async def outputs_many(self, nets: Any, inputs: Any, dtype: str = "float64", shard_networks: int | None = None,
-                           timeout: float | None = None) -> list[np.ndarray]:
-        """The same as ``edgegrad.outputs_many``, computed by the service as one job."""
-        job = await self.submit_population(nets, inputs, dtype=dtype, shard_networks=shard_networks,
-                                           timeout=timeout, outputs_only=True)
-        return [r.outputs for r in await job.result(timeout)]
-
-    def population_job(self, name: str, *, after_seq: int = 0) -> AsyncPopulationJobHandle:
-        """A handle on an existing population job by name."""
-        from .aiopopulation import AsyncPopulationJobHandle
-        return AsyncPopulationJobHandle(self, name, after_seq=after_seq)

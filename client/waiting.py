@@ -9,7 +9,7 @@ from typing import Any
 
 from edgegrad.v1 import job_pb2
 
-from .aio import AsyncJobHandle
+from .aiojob import AsyncJobHandle
 from .job import JobHandle
 from .options import Deadline
 

@@ -100,13 +100,19 @@ def _watch(client: Any, name: str, server: str, out: str | None) -> int:
 
 # ------------------------------------------------------------ formatting
 def job_to_dict(job: Any) -> dict[str, Any]:
-    """The job as proto3 JSON (proto field names, zero values included; states as lower-case words)."""
+    """The job as proto3 JSON (proto field names, zero values included; states as lower-case words; a shard's
+    range of rows, or of networks for a population job)."""
     from google.protobuf.json_format import MessageToDict
 
     data = MessageToDict(job, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
     data["state"] = state_name(job.state)
+    population = bool(job.population_size)
+    if not population:  # a one-network job: the population fields are all 0
+        data.pop("population_size", None)
     for shard, msg in zip(data.get("shards", ()), job.shards):
         shard["state"] = state_name(msg.state)
+        for field in (("row_start", "row_stop") if population else ("network_start", "network_stop")):
+            shard.pop(field, None)  # a population's shards are ranges of networks, a job's of rows
     return data
 
 
