@@ -110,6 +110,12 @@ class EdgegradWorker(SimpleWorker):
             return
         super()._pubsub_exception_handler(exc, pubsub, pubsub_thread)
 
+    def request_stop(self, signum: int, frame: Any) -> None:
+        """rq's warm shutdown (SIGTERM, SIGINT), the request also remembered: a StopRequested raised from
+        the handler can be lost in a blocking Redis read, and the work loop then stops at its next turn."""
+        self._stop_requested = True
+        super().request_stop(signum, frame)
+
     def teardown(self) -> None:
         """rq's unregistering on the way out; with Redis down the worker key simply expires."""
         try:
