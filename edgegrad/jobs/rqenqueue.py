@@ -10,8 +10,8 @@ from rq.serializers import JSONSerializer
 
 from ..settings import Settings
 from .connections import sync_redis
-from .contract import JOB_FUNCTION
-from .record import rq_job_id, rq_job_options
+from .contract import BATCH_FUNCTION, JOB_FUNCTION
+from .record import new_job_id, rq_job_id, rq_job_options
 
 __all__ = ["RqEnqueuer", "QUEUE_NOTE_SECONDS"]
 
@@ -46,6 +46,16 @@ class RqEnqueuer:
         stack = [args for args, _ in pipe.command_stack]
         pipe.reset()
         return self._trimmed(stack)
+
+    def batch_commands(self, lane: str, tenant: str) -> tuple[str, list[tuple[Any, ...]]]:
+        """(rq job id, the commands that enqueue it): one rq job running ``run_job_batch(lane, tenant)``."""
+        rq_id = rq_job_id(new_job_id(), "b")
+        pipe = self._sync.pipeline(transaction=False)
+        self._queue.enqueue_many([Queue.prepare_data(BATCH_FUNCTION, args=(lane, tenant), job_id=rq_id,
+                                                     **rq_job_options(self._settings))], pipeline=pipe)
+        stack = [args for args, _ in pipe.command_stack]
+        pipe.reset()
+        return rq_id, self._trimmed(stack)
 
     def _trimmed(self, stack: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         """rq's commands less those that change nothing for our jobs: the EXPIRE of dependency keys

@@ -12,7 +12,7 @@ from __future__ import annotations
 #: estimated multiply-adds (batch × edges × outputs) from which a job's start is announced on its stream
 ANNOUNCE_WORK = 1 << 20
 
-__all__ = ["ANNOUNCE_WORK", "CREATE", "START", "EMIT", "SHARD_DONE", "ACK", "FINISH", "CANCEL", "DELETE"]
+__all__ = ["ANNOUNCE_WORK", "CREATE", "START", "START_FUNCTION", "EMIT", "SHARD_DONE", "ACK", "FINISH", "CANCEL", "DELETE"]
 
 # KEYS: job, spec, index, request (the index again when none), network, the tenant's mark of the
 #       network (it registered it), the tenant's quota keys: inflight, live, held (see edgegrad.jobs.keys)
@@ -22,7 +22,9 @@ __all__ = ["ANNOUNCE_WORK", "CREATE", "START", "EMIT", "SHARD_DONE", "ACK", "FIN
 #       running (0: no limit), most result bytes its jobs may hold (0: no limit), this job's result
 #       bytes, TTL of the quota keys (outlives any job created until the next housekeeping), 2 × number
 #       of hash fields, field, value, ..., then the commands that enqueue the job on rq, each as its
-#       word count followed by its words.
+#       word count followed by its words; a negative count marks a guard, a command whose nil or false
+#       reply skips every command after it (a small job's lane: an rq job is enqueued only where
+#       ``SET <lane wake> NX`` sets the mark).
 # Claim, record, count and enqueue happen together or not at all. Returns nil when created,
 # {existing_job_id, its fingerprint} when the request id is taken, {'nonet'} when the network is gone
 # (or the tenant never registered it), {'limit', 'jobs'|'bytes', what the tenant has now} when over a limit.
@@ -80,7 +82,10 @@ end
 local i = fields_end + 1  -- then the commands: each its word count, then its words
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
-  redis.call(unpack(ARGV, i + 1, i + n))
+  local guard = n < 0  -- a guard: the commands after it run only if it answers (SET NX did set)
+  if guard then n = -n end
+  local reply = redis.call(unpack(ARGV, i + 1, i + n))
+  if guard and not reply then break end
   i = i + n + 1
 end
 return false
@@ -95,9 +100,8 @@ return false
 # not (the worker that was folding them died), or {'skip'|'gone'}. The "running" state
 # event goes to watchers when the job starts (if its estimated work, field 'work', is at least
 # the threshold) and when a shard is retried.
-START = """
-local job_key, spec_key, events_key = KEYS[1], KEYS[2], KEYS[3]
-local worker, now, announce_work, shard_index = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+START_FUNCTION = """
+local function start(job_key, spec_key, events_key, worker, now, announce_work, shard_index)
 local shard = 's:' .. shard_index
 local st = redis.call('HMGET', job_key, 'state', 'cancel', 'work', shard, 'shards', 'shards_done', 'attempt',
                       'layout', 'pieces', 's:r', 'chunks_done', 'ev', 'create_time')
@@ -138,6 +142,10 @@ if announce then
   if ttl > 0 then redis.call('PEXPIRE', events_key, ttl) end
 end
 return {kind, redis.call('GET', spec_key) or '', tostring(attempt), schunks, st[8] or '', st[9] or '', st[13] or '0'}
+end
+"""
+START = START_FUNCTION + """
+return start(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 """
 
 # KEYS: job, events.  ARGV: shard field ('s:<i>' or 's:r'), most chunks the job may hold
