@@ -37,7 +37,15 @@ from edgegrad.v1 import job_pb2
 from edgegrad.wire.chunking import buffered_chunk_limit
 from edgegrad.wire.codec import array_from_tensor
 
-from .jobs import fail_shard, failing_alone, get_store, only_shard_ended, only_shard_output, run_started
+from .jobs import (
+    fail_shard,
+    failing_alone,
+    get_store,
+    only_shard_ended,
+    only_shard_output,
+    run_started,
+    write_only_shard,
+)
 from .outage import REDIS_DOWN
 
 __all__ = ["run_job_batch", "take_with", "abandon_batch"]
@@ -213,10 +221,11 @@ def _write(store: WorkerStore, jobs: list[_Job], results: list[GradientResult]) 
         with failing_alone(store, job.job_id, 0, job.began):
             output = only_shard_output(store, job.job_id, job.started, job.layout, part)
             limit = buffered_chunk_limit(job.layout)
-            emit = store.emit_call(job.job_id, "s:0", output.chunks, limit) \
+            chunks = list(output.chunks)
+            emit = store.emit_call(job.job_id, "s:0", chunks, limit) \
                 if not limit or job.layout.chunk_count <= limit else None
-            if emit is None:  # too large for one script call: the usual path, alone
-                run_started(store, job.job_id, 0, job.started)
+            if emit is None:  # chunks too large for one script call: written alone, as any job's are
+                write_only_shard(store, job.job_id, job.layout, output._replace(chunks=iter(chunks)), job.began)
                 continue
             calls += [emit, output.finish]
             written.append((job, output.nbytes))

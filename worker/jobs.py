@@ -47,7 +47,8 @@ from .outage import REDIS_DOWN
 from .population import finish_population, run_population_shard
 
 __all__ = ["run_gradient_job", "set_store", "get_store", "start_with", "job_args", "ALLOWED_FUNCTIONS",
-           "only_shard_output", "only_shard_ended", "ShardOutput", "run_started", "failing_alone", "fail_shard"]
+           "only_shard_output", "only_shard_ended", "ShardOutput", "run_started", "failing_alone", "fail_shard",
+           "write_only_shard"]
 
 log = logging.getLogger("edgegrad.worker")
 
@@ -160,14 +161,7 @@ def run_started(store: WorkerStore, job_id: str, shard: int, started: Started) -
                              total_rows=int(layout.batch), row_offset=a, norms=request.norms,
                              clip_norm=request.clip_norm if request.clip_norm != 0 else None)
     if layout.shard_count == 1:  # one shard: no other shard to wait for, nothing to fold; the job ends with it
-        output = only_shard_output(store, job_id, started, layout, part)
-        limit = buffered_chunk_limit(layout)
-        if not limit or layout.chunk_count <= limit:  # the buffer cannot fill: end in the same round trip
-            code, replies = store.emit(job_id, "s:0", output.chunks, limit, [output.finish])
-        elif (code := store.emit(job_id, "s:0", output.chunks, limit)[0]) == EMIT_WRITTEN:
-            replies = store.call(output.finish)
-        if code == EMIT_WRITTEN:  # unless refused because CANCEL or DELETE ended the job already
-            only_shard_ended(store, job_id, layout, output.nbytes, replies[-1])
+        write_only_shard(store, job_id, layout, only_shard_output(store, job_id, started, layout, part))
         return
     arrays = field_arrays(part, layout)
     plans = shard_chunk_plans(layout, shard)
@@ -210,6 +204,18 @@ def only_shard_output(store: WorkerStore, job_id: str, started: Started, layout:
                 "s:0": f"3|{started.attempt}|{len(plans) + len(sums)}|{store.name}", **loss_fields(part.loss)}
     return ShardOutput(chunks, store.finish(job_id, SUCCEEDED, layout.chunk_count, progress),
                        sum(int(v.nbytes) for v in arrays.values()))
+
+
+def write_only_shard(store: WorkerStore, job_id: str, layout: job_pb2.ResultLayout, output: ShardOutput,
+                     began: Any = None) -> None:
+    """Write the chunks of a job of one shard and end it (in one round trip where its buffer cannot fill)."""
+    limit = buffered_chunk_limit(layout)
+    if not limit or layout.chunk_count <= limit:  # the buffer cannot fill: end in the same round trip
+        code, replies = store.emit(job_id, "s:0", output.chunks, limit, [output.finish])
+    elif (code := store.emit(job_id, "s:0", output.chunks, limit)[0]) == EMIT_WRITTEN:
+        replies = store.call(output.finish)
+    if code == EMIT_WRITTEN:  # unless refused because CANCEL or DELETE ended the job already
+        only_shard_ended(store, job_id, layout, output.nbytes, replies[-1], began)
 
 
 def only_shard_ended(store: WorkerStore, job_id: str, layout: job_pb2.ResultLayout, nbytes: int, finished: Any,
