@@ -231,7 +231,7 @@ def _write(store: WorkerStore, jobs: list[_Job], results: list[GradientResult]) 
             written.append((job, output.nbytes))
     if not calls:
         return
-    replies = store.call(*calls)
+    replies = store.call(*calls, together=True)  # each watcher wakes once, to every chunk and the end
     for i, (job, nbytes) in enumerate(written):
         if int(replies[2 * i][0]) == EMIT_WRITTEN:  # else CANCEL or DELETE ended the job meanwhile
             only_shard_ended(store, job.job_id, job.layout, nbytes, replies[2 * i + 1], job.began)

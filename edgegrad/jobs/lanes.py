@@ -32,9 +32,10 @@ def lane_of(request: job_pb2.GradientRequest, work: int, shards: int, settings: 
 
 def lane_commands(lane_key: str, wake_key: str, job_id: str, ttl: int, rq_id: str,
                   enqueue: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """CREATE's commands for a small job: onto its lane, and (guarded) the lane's rq job unless one is queued."""
-    return [("RPUSH", lane_key, job_id), ("EXPIRE", lane_key, ttl),
-            ("GUARD", "SET", wake_key, rq_id, "NX", "EX", ttl), *enqueue]
+    """CREATE's commands for a small job: onto its lane, and (guarded: where no rq job is queued for the lane)
+    the lane's TTL and its rq job."""
+    return [("RPUSH", lane_key, job_id), ("GUARD", "SET", wake_key, rq_id, "NX", "EX", ttl),
+            ("EXPIRE", lane_key, ttl), *enqueue]
 
 
 # KEYS: lane, wake mark, the batch's key.  ARGV: most jobs to take, TTL of the batch's key, the job
@@ -55,8 +56,9 @@ if #taken == 0 then
     redis.call('RPUSH', batch_key, unpack(taken))
     redis.call('EXPIRE', batch_key, ttl)
   end
-  if redis.call('LLEN', lane_key) > 0 then
+  if redis.call('LLEN', lane_key) > 0 then  -- the lane lives as long as its next rq job may wait
     redis.call('EXPIRE', wake_key, ttl)
+    redis.call('EXPIRE', lane_key, ttl)
     local i = 7
     while i <= #ARGV do
       local n = tonumber(ARGV[i])

@@ -44,7 +44,7 @@ if has_request then
     if fp then return {cur, fp} end
   end
 end
-if redis.call('EXISTS', network_key) == 0 or redis.call('EXISTS', owned_key) == 0 then return {'nonet'} end
+if redis.call('EXISTS', network_key, owned_key) < 2 then return {'nonet'} end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local gone = redis.call('ZRANGEBYSCORE', live_key, '-inf', '(' .. now, 'LIMIT', 0, 1000)

@@ -253,9 +253,10 @@ class WorkerStore:
             argv += [name, value]
         return "FINISH", [k.job(job_id), k.spec(job_id), k.events(job_id), k.inflight, k.live], argv
 
-    def call(self, *calls: tuple[str, list[str], list[Any]]) -> list[Any]:
-        """Run script calls in one pipeline."""
-        return self._run(list(calls))
+    def call(self, *calls: tuple[str, list[str], list[Any]], together: bool = False) -> list[Any]:
+        """Run script calls in one pipeline; ``together``: as one transaction, so that a client blocked on a
+        job's stream wakes once for all the calls wrote (a batch's chunks and ends), not after each."""
+        return self._run(list(calls), together=together)
 
     def fail(self, job_id: str, state: int, fields: dict[str, str]) -> str:
         """End a job as FAILED or CANCELLED; return the state it ended in, as stored."""
@@ -275,7 +276,8 @@ class WorkerStore:
         shares = cast(list[bytes | None], self.redis.hmget(self.keys.job(job_id), [f"l:{i}" for i in range(shards)]))
         return shares, (cast(bytes | None, self.redis.get(self.keys.part(job_id, i))) for i in range(shards))
 
-    def _run(self, calls: list[tuple[str, list[str], list[Any]]], before: Sequence[tuple[Any, ...]] = ()) -> list[Any]:
+    def _run(self, calls: list[tuple[str, list[str], list[Any]]], before: Sequence[tuple[Any, ...]] = (),
+             together: bool = False) -> list[Any]:
         """Run script calls in one pipeline by sha, after the plain commands ``before`` (their replies
         left out), without redis-py's SCRIPT EXISTS round trip.
 
@@ -287,7 +289,7 @@ class WorkerStore:
                 for script in self._scripts.values():
                     script.sha = self.redis.script_load(script.script)
                 self._loaded = True
-            pipe = self.redis.pipeline(transaction=False)
+            pipe = self.redis.pipeline(transaction=together)
             for command in before:
                 pipe.execute_command(*command)
             for name, keys, args in calls:
