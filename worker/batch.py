@@ -27,8 +27,8 @@ from edgegrad.engine.result import GradientResult
 from edgegrad.errors import EdgegradError
 from edgegrad.jobs.contract import BATCH_FUNCTION
 from edgegrad.jobs.lanes import TAKE
-from edgegrad.jobs.record import new_job_id, rq_job_id, rq_job_options
-from edgegrad.jobs.rqenqueue import RqEnqueuer
+from edgegrad.jobs.record import rq_job_options
+from edgegrad.jobs.rqenqueue import RqEnqueuer, batch_job_id
 from edgegrad.jobs.scripts import ANNOUNCE_WORK
 from edgegrad.jobs.tenants import DEFAULT_TENANT
 from edgegrad.jobs.worker_store import EMIT_WRITTEN, Started, WorkerStore, read_started
@@ -77,7 +77,7 @@ def run_job_batch(lane: str, tenant: str = DEFAULT_TENANT) -> None:
     global _prefetched
     store = get_store().for_tenant(tenant)
     current = get_current_job()
-    batch_id = current.id if current is not None else rq_job_id(new_job_id(), "b")
+    batch_id = current.id if current is not None else batch_job_id(store.settings.queue)
     fetched, _prefetched = _prefetched, None
     if fetched is not None and fetched[0] == (tenant, lane, batch_id):
         taken = fetched[1]
@@ -245,7 +245,7 @@ def abandon_batch(job: Job, store: WorkerStore) -> None:
     ids = [i.decode() for i in store.redis.lrange(store.keys.batch(job.id), 0, -1)]
     if not ids:
         queue = Queue(job.origin, connection=job.connection, serializer=JSONSerializer)
-        queue.enqueue_call(BATCH_FUNCTION, args=job.args, job_id=rq_job_id(new_job_id(), "b"),
+        queue.enqueue_call(BATCH_FUNCTION, args=job.args, job_id=batch_job_id(store.settings.queue),
                            **rq_job_options(store.settings))
         return
     reason = "the worker running this job's batch stopped (killed or lost) and no retries are left"

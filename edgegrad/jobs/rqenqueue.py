@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -13,10 +14,15 @@ from .connections import sync_redis
 from .contract import BATCH_FUNCTION, JOB_FUNCTION
 from .record import new_job_id, rq_job_id, rq_job_options
 
-__all__ = ["RqEnqueuer", "QUEUE_NOTE_SECONDS"]
+__all__ = ["RqEnqueuer", "QUEUE_NOTE_SECONDS", "batch_job_id"]
 
 #: seconds between two SADDs of the queue to rq's set of queues (idempotent; rq's tools list queues from it)
 QUEUE_NOTE_SECONDS = 60.0
+
+
+def batch_job_id(queue: str) -> str:
+    """A new id for an rq job of a lane: ``<id>-b-<queue>`` (rq's characters only), so the queue's name finds it."""
+    return rq_job_id(new_job_id(), "b-" + re.sub(r"[^A-Za-z0-9_-]", "_", queue))
 
 
 class RqEnqueuer:
@@ -49,7 +55,7 @@ class RqEnqueuer:
 
     def batch_commands(self, lane: str, tenant: str) -> tuple[str, list[tuple[Any, ...]]]:
         """(rq job id, the commands that enqueue it): one rq job running ``run_job_batch(lane, tenant)``."""
-        rq_id = rq_job_id(new_job_id(), "b")
+        rq_id = batch_job_id(self._settings.queue)
         pipe = self._sync.pipeline(transaction=False)
         self._queue.enqueue_many([Queue.prepare_data(BATCH_FUNCTION, args=(lane, tenant), job_id=rq_id,
                                                      **rq_job_options(self._settings))], pipeline=pipe)
