@@ -35,5 +35,5 @@ def test_a_tiny_run_takes_every_job_once(capsys: pytest.CaptureFixture[str]) -> 
     assert "submit() loop then wait() on each, 12 jobs" in out and "sequential gradients() p50" in out
     assert re.search(r"batch sizes under loop 1 .* batches of 12 jobs", out)
     assert len(re.findall(r"batch sizes under load 2, (not )?registered .* batches of 15 jobs", out)) == 2
-    assert len(re.findall(r"results: 15/15 bit-identical", out)) == 2
+    assert len(re.findall(r"bit-identical to in-process gradients_many\(\[net\]\) 15/15", out)) == 2
     assert re.search(r"Redis per tiny job under loop 1, service +\d+\.\d commands", out)
