@@ -195,8 +195,13 @@ class Service:
             job.ClearField("shards")  # GetJob lists them; the reply stays small however many shards
             return service_pb2.SubmitJobResult(job=job)
 
-        results = await asyncio.gather(*(one(item) for item in req.requests))
-        return service_pb2.SubmitJobsResponse(results=results)
+        # the items that carry their network first: a later item may refer to one of those networks by hash
+        first = [i for i, item in enumerate(req.requests) if item.request.HasField("network_inline")]
+        rest = [i for i, item in enumerate(req.requests) if not item.request.HasField("network_inline")]
+        results: dict[int, service_pb2.SubmitJobResult] = {}
+        for part in (first, rest):
+            results.update(zip(part, await asyncio.gather(*(one(req.requests[i]) for i in part))))
+        return service_pb2.SubmitJobsResponse(results=[results[i] for i in range(len(req.requests))])
 
     async def upload(self, pieces: AsyncIterator[service_pb2.UploadPiece], tenant: str) -> service_pb2.Upload:
         """Store a batch sent in pieces for ``tenant``, checking each as it arrives (never the whole batch in memory)."""
