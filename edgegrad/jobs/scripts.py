@@ -29,8 +29,9 @@ __all__ = ["ANNOUNCE_WORK", "CREATE", "START", "START_FUNCTION", "EMIT", "SHARD_
 # {existing_job_id, its fingerprint} when the request id is taken, {'nonet'} when the network is gone
 # (or the tenant never registered it), {'limit', 'jobs'|'bytes', what the tenant has now} when over a limit.
 # Scores are the Redis TIME (ms) at which a job's records expire: in-flight jobs are counted from
-# now on (ZCOUNT), and expired jobs are dropped first (at most 1000 a call) from ``live``, the bytes
-# held and the job index, so the counts and the index are those of jobs that still exist.
+# now on (ZCOUNT), and expired jobs are dropped (at most 1000 a call) from ``live``, the bytes held and
+# the job index with the housekeeping, and before a submission over the byte limit is refused, so the
+# limits count only jobs that still exist.
 CREATE = """
 local job_key, spec_key, index_key, request_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local network_key, owned_key, inflight_key, live_key, held_key = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
@@ -47,20 +48,27 @@ end
 if redis.call('EXISTS', network_key, owned_key) < 2 then return {'nonet'} end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local gone = redis.call('ZRANGEBYSCORE', live_key, '-inf', '(' .. now, 'LIMIT', 0, 1000)
-if #gone > 0 then
-  local freed = 0
-  for _, size in ipairs(redis.call('HMGET', held_key, unpack(gone))) do freed = freed + tonumber(size or '0') end
-  redis.call('HDEL', held_key, unpack(gone))
-  redis.call('ZREM', live_key, unpack(gone))
-  redis.call('ZREM', index_key, unpack(gone))  -- the job index holds only jobs whose records live
-  redis.call('HINCRBY', held_key, 'total', -freed)
+local function drop_expired()
+  local gone = redis.call('ZRANGEBYSCORE', live_key, '-inf', '(' .. now, 'LIMIT', 0, 1000)
+  if #gone > 0 then
+    local freed = 0
+    for _, size in ipairs(redis.call('HMGET', held_key, unpack(gone))) do freed = freed + tonumber(size or '0') end
+    redis.call('HDEL', held_key, unpack(gone))
+    redis.call('ZREM', live_key, unpack(gone))
+    redis.call('ZREM', index_key, unpack(gone))  -- the job index holds only jobs whose records live
+    redis.call('HINCRBY', held_key, 'total', -freed)
+  end
 end
+if cutoff ~= '' then drop_expired() end
 if max_jobs > 0 then
   local running = redis.call('ZCOUNT', inflight_key, now, '+inf')
   if running >= max_jobs then return {'limit', 'jobs', tostring(running)} end
 end
 local held = tonumber(redis.call('HGET', held_key, 'total') or '0')
+if max_bytes > 0 and held + tonumber(result_bytes) > max_bytes and cutoff == '' then
+  drop_expired()  -- at the limit between two housekeepings: what expired since the last one no longer counts
+  held = tonumber(redis.call('HGET', held_key, 'total') or '0')
+end
 if max_bytes > 0 and held + tonumber(result_bytes) > max_bytes then
   return {'limit', 'bytes', tostring(held)}
 end
