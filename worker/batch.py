@@ -231,7 +231,15 @@ def _write(store: WorkerStore, jobs: list[_Job], results: list[GradientResult]) 
             written.append((job, output.nbytes))
     if not calls:
         return
-    replies = store.call(*calls, together=True)  # each watcher wakes once, to every chunk and the end
+    try:
+        replies = store.call(*calls, together=True)  # each watcher wakes once, to every chunk and the end
+    except REDIS_DOWN:  # rq retries the batch once Redis is back: the same jobs, started again
+        raise
+    except Exception as exc:  # a bug: the jobs fail (not left running until their TTL), the worker lives on
+        log.exception("writing a batch of %d jobs failed", len(written))
+        for job, _ in written:
+            fail_shard(store, job.job_id, 0, "INTERNAL", f"{type(exc).__name__}: {exc}", None, job.began)
+        return
     for i, (job, nbytes) in enumerate(written):
         if int(replies[2 * i][0]) == EMIT_WRITTEN:  # else CANCEL or DELETE ended the job meanwhile
             only_shard_ended(store, job.job_id, job.layout, nbytes, replies[2 * i + 1], job.began)
