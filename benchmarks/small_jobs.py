@@ -50,7 +50,7 @@ from edgegrad.settings import Settings
 from edgegrad.v1 import job_pb2
 
 from . import networks
-from .batch import OwnRedis, _per_job
+from .batch import OwnRedis, ProcessCpu, _per_job
 from .service import BareRq, _timed
 
 __all__ = ["tiny_net", "batch_sizes", "histogram", "Tally", "main"]
@@ -94,22 +94,28 @@ def _net_bytes(own: OwnRedis) -> int:
 class Tally:
     """Redis commands (by command) and bytes in + out over measured stretches, summed, and the jobs they ran."""
 
-    def __init__(self, own: OwnRedis) -> None:
+    def __init__(self, own: OwnRedis, cpu: ProcessCpu | None = None) -> None:
         self.own, self.commands, self.bytes, self.jobs = own, Counter[str](), 0, 0
+        self.cpu, self.seconds = cpu, Counter[str]()
 
     @contextlib.contextmanager
     def measure(self, jobs: int) -> Iterator[None]:
         """Count what runs inside (INFO calls kept outside: commands read first, bytes last, and back)."""
         counts, sent = self.own.command_counts(), _net_bytes(self.own)
+        used = self.cpu.read() if self.cpu is not None else {}
         yield
+        used_after = self.cpu.read() if self.cpu is not None else {}
         sent_after, counts_after = _net_bytes(self.own), self.own.command_counts()
         self.bytes += sent_after - sent
         self.jobs += jobs
         self.commands.update({k: v - counts.get(k, 0) for k, v in counts_after.items()})
+        self.seconds.update({k: v - used[k] for k, v in used_after.items() if k in used})
 
     def per_job(self) -> str:
-        """Commands and bytes per job."""
-        return f"{sum(self.commands.values()) / self.jobs:.1f} commands, {self.bytes / self.jobs:,.0f} bytes"
+        """Commands and bytes per job (and CPU per job of each process, where measured)."""
+        cpu = ", ".join(f"{k} {v / self.jobs * 1e6:,.0f}" for k, v in self.seconds.items())
+        return (f"{sum(self.commands.values()) / self.jobs:.1f} commands, {self.bytes / self.jobs:,.0f} bytes"
+                + (f"; CPU µs/job: {cpu}" if cpu else ""))
 
     def split(self) -> str:
         """Commands per job by command, most frequent first."""
@@ -126,6 +132,7 @@ class _Mode:
     prefix: str
     runs: int
     seeds: Iterator[int]
+    cpu: ProcessCpu | None = None  #: the service's processes (server, workers, Redis) and this client
     net: edgegrad.Network = field(default_factory=lambda: tiny_net(0))
     x1: np.ndarray = field(default_factory=lambda: networks.batch(tiny_net(0), 1, 0)[0])  #: the one row
 
@@ -136,7 +143,7 @@ class _Mode:
 
 def _plain_loop(m: _Mode, n: int, label: str) -> Iterator[Row]:
     """Load 1: submit() n times, then wait() on each; bare rq's burst of n beside it, paired rounds."""
-    svc, rq_, tally, rq_tally, sizes = [], [], Tally(m.own), Tally(m.own), []
+    svc, rq_, tally, rq_tally, sizes = [], [], Tally(m.own, m.cpu), Tally(m.own), []
     for _ in range(m.runs):
         before = batch_sizes(m.own.client, m.prefix)
         with tally.measure(n):
@@ -219,7 +226,10 @@ def run_mode(own: OwnRedis, bare: BareRq, batching: bool, args: argparse.Namespa
     label = "[on] " if batching else "[off]"
     with Cluster(settings, workers=2, log=log) as cluster, Client(cluster.address, timeout=300) as client:
         cluster.wait_for_workers()
-        m = _Mode(own, bare, client, prefix, args.runs, seeds)
+        assert cluster.server is not None
+        cpu = ProcessCpu({"server": cluster.server.pid, "redis": own.proc.pid,
+                          **{f"worker{i}": w.pid for i, w in enumerate(cluster.workers)}})
+        m = _Mode(own, bare, client, prefix, args.runs, seeds, cpu=cpu)
         client.register(m.net)
         yield (f"{label} settings", f"batch_max_jobs {settings.batch_max_jobs}",
                f"batch_max_work {settings.batch_max_work}, batch_delay_ms {settings.batch_delay_ms}, 2 workers")
