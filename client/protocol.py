@@ -346,6 +346,6 @@ def lost_networks(answers: list[Any], nets: list[Any]) -> dict[str, list[int]]:
 
 
 def network_lost(exc: NotFound) -> bool:
-    """Whether a NotFound says the server no longer has the network a request referred to by hash
-    (the field the server sets), so registering it again and retrying once may succeed."""
-    return exc.field == "network_hash"
+    """Whether a NotFound says the server no longer has the network (or a population's topology) a request
+    referred to by hash (the field the server sets), so sending it again and retrying once may succeed."""
+    return exc.field in ("network_hash", "networks_hash")

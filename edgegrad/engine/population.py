@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..model.network import Network
+from ..model.population import PopulationColumns
 from . import kernelcache
 from .batch import check_options
 from .clipping import check_clipping
@@ -39,6 +40,8 @@ SLAB_EDGES = 1 << 19
 BLOCKS_PER_THREAD = 4
 
 log = logging.getLogger(__name__)
+#: the networks of a call: Network objects, or the same in columns
+Nets = list[Network] | PopulationColumns
 _serial = threading.Lock()
 _layer: str | None = None   #: numba's threading layer, known after the first kernel call
 
@@ -104,9 +107,12 @@ def _launch(numba: Any) -> Iterator[None]:
         _layer = numba.threading_layer()
 
 
-def _slabs(nets: list[Network]) -> list[tuple[int, int]]:
+def _slabs(nets: Nets) -> list[tuple[int, int]]:
     """Consecutive networks with at most ``SLAB_EDGES`` edges and nodes together (one network at least)."""
-    size = np.fromiter((n.src.size + len(n.node_ids) + 1 for n in nets), dtype=np.int64, count=len(nets))
+    if isinstance(nets, PopulationColumns):
+        size = nets.n_edges_each + nets.n_nodes_each + 1
+    else:
+        size = np.fromiter((n.src.size + len(n.node_ids) + 1 for n in nets), dtype=np.int64, count=len(nets))
     total = np.cumsum(size)
     cuts, start = [0], 0
     while start < len(nets):
@@ -117,16 +123,18 @@ def _slabs(nets: list[Network]) -> list[tuple[int, int]]:
     return list(zip(cuts[:-1], cuts[1:]))
 
 
-def _run(nets: list[Network], x: Rows, t: Rows | None, loss: str | None, mean: bool, mode: int,
+def _run(nets: Nets, x: Rows, t: Rows | None, loss: str | None, mean: bool, mode: int,
          dtype: str, norms: _Norms = NO_NORMS) -> list[GradientResult]:
     kernel = _compiled_kernel()
     if kernel is None:
         from . import population_numpy
-        return population_numpy.run(nets, x, t, loss, "mean" if mean else "sum", mode, dtype, norms.wanted,
+        listed = nets.networks() if isinstance(nets, PopulationColumns) else nets
+        return population_numpy.run(listed, x, t, loss, "mean" if mean else "sum", mode, dtype, norms.wanted,
                                     norms.clip_norm)
     results: list[GradientResult] = []
     for lo, hi in _slabs(nets):
-        packed = pack(nets[lo:hi], np.dtype(dtype), range(lo, hi))
+        part = nets.slice(lo, hi) if isinstance(nets, PopulationColumns) else nets[lo:hi]
+        packed = pack(part, np.dtype(dtype), range(lo, hi))
         results.extend(_run_slab(kernel, nets, lo, hi, packed, x, t, loss, mean, mode, np.dtype(dtype), norms))
     return results
 
@@ -152,7 +160,7 @@ def _blocks(cost: np.ndarray, threads: int) -> np.ndarray:
     return np.unique(np.concatenate([[0], cuts, [cost.size]])).astype(np.int64)
 
 
-def _run_slab(kernel: Any, nets: list[Network], lo: int, hi: int, packed: Packed, x: Rows, t: Rows | None,
+def _run_slab(kernel: Any, nets: Nets, lo: int, hi: int, packed: Packed, x: Rows, t: Rows | None,
               loss: str | None, mean: bool, mode: int, dtype: np.dtype, norms: _Norms) -> list[GradientResult]:
     """One kernel call on networks [lo, hi); their results as views of the slab's result arrays."""
     import numba
