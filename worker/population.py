@@ -1,4 +1,4 @@
-"""The shard of a population job: run ``gradients_many`` on its networks and stream their results.
+"""The shard of a population job: run ``gradients_many`` on its networks (its flat arrays, ``flat_results``) and stream their results.
 
 A shard is a range of networks. It reads the request (its networks sliced from the population's stored
 topology with the request's weights and biases, or, for a request of members, networks by hash with new
@@ -14,8 +14,7 @@ import re
 import numpy as np
 
 from edgegrad import joblog
-from edgegrad.engine.population import gradients_many, outputs_many
-from edgegrad.engine.result import GradientResult
+from edgegrad.engine.population import flat_results
 from edgegrad.errors import InvalidInput
 from edgegrad.jobs.contract import SUCCEEDED
 from edgegrad.jobs.population_store import worker_topology
@@ -28,7 +27,7 @@ from edgegrad.wire.chunking import buffered_chunk_limit, chunk_parts, result_byt
 from edgegrad.wire.codec import array_from_tensor
 from edgegrad.wire.columns import float_column
 from edgegrad.wire.population import (
-    population_arrays,
+    flat_arrays,
     population_chunk_plans,
     population_offsets,
     population_shard_bounds,
@@ -62,17 +61,13 @@ def run_population_shard(store: WorkerStore, job_id: str, shard: int, started: S
     x = read_rows(request, "inputs", n_in, a, b)
     t = read_rows(request, "targets", n_out, a, b)
     try:
-        if request.outputs_only:
-            results = [GradientResult(o, None, o[:0].reshape(-1), o[:0].reshape(-1))
-                       for o in outputs_many(nets, x, dtype=request.dtype or "float64")]
-        else:
-            results = gradients_many(nets, x, t, loss=request.loss or None, reduction=request.reduction or "mean",
-                                     per_example=request.per_example, dtype=request.dtype or "float64",
-                                     norms=request.norms,
-                                     clip_norm=request.clip_norm if request.clip_norm != 0 else None)
+        flat = flat_results(nets, x, t, loss=request.loss or None, reduction=request.reduction or "mean",
+                            per_example=request.per_example, dtype=request.dtype or "float64", norms=request.norms,
+                            clip_norm=request.clip_norm if request.clip_norm != 0 else None,
+                            outputs_only=request.outputs_only)
     except InvalidInput as exc:  # name the network by its place in the whole population
         raise InvalidInput(_NETS.sub(lambda m: f"nets[{int(m.group(1)) + a}]", exc.message), field=exc.field) from None
-    arrays = population_arrays(results, layout)
+    arrays = flat_arrays(flat, layout)
     offsets = population_offsets(layout)
     plans = population_chunk_plans(layout, shard, offsets)
     chunks = chunk_parts(arrays, layout, plans, shard=shard, after=started.chunks_done,

@@ -29,10 +29,20 @@ from .kernel import kernel_setting
 from .memory import thread_count
 from .population_checks import Rows, check_nets, check_population
 from .population_pack import Packed, pack
-from .population_results import EXAMPLES, FORWARD, OUTPUTS, SUMS, allocate, redo, row_chunks
+from .population_results import (
+    EXAMPLES,
+    FORWARD,
+    OUTPUTS,
+    SUMS,
+    FlatResults,
+    SlabResults,
+    allocate,
+    redo,
+    row_chunks,
+)
 from .result import GradientResult
 
-__all__ = ["gradients_many", "outputs_many", "outputs", "SLAB_EDGES", "BLOCKS_PER_THREAD"]
+__all__ = ["gradients_many", "outputs_many", "outputs", "flat_results", "SLAB_EDGES", "BLOCKS_PER_THREAD"]
 
 #: edges + nodes of one slab of networks (packing temporaries stay within about 100 MB)
 SLAB_EDGES = 1 << 19
@@ -125,18 +135,52 @@ def _slabs(nets: Nets) -> list[tuple[int, int]]:
 
 def _run(nets: Nets, x: Rows, t: Rows | None, loss: str | None, mean: bool, mode: int,
          dtype: str, norms: _Norms = NO_NORMS) -> list[GradientResult]:
+    slabs = _slab_results(nets, x, t, loss, mean, mode, dtype, norms)
+    if slabs is None:
+        return _numpy_run(nets, x, t, loss, mean, mode, dtype, norms)
+    return [result for slab in slabs for result in slab.split()]
+
+
+def _numpy_run(nets: Nets, x: Rows, t: Rows | None, loss: str | None, mean: bool, mode: int,
+               dtype: str, norms: _Norms) -> list[GradientResult]:
+    from . import population_numpy
+    listed = nets.networks() if isinstance(nets, PopulationColumns) else nets
+    return population_numpy.run(listed, x, t, loss, "mean" if mean else "sum", mode, dtype, norms.wanted,
+                                norms.clip_norm)
+
+
+def _slab_results(nets: Nets, x: Rows, t: Rows | None, loss: str | None, mean: bool, mode: int,
+                  dtype: str, norms: _Norms) -> list[SlabResults] | None:
+    """Every slab's result arrays from the compiled kernel, or None where it is not used."""
     kernel = _compiled_kernel()
     if kernel is None:
-        from . import population_numpy
-        listed = nets.networks() if isinstance(nets, PopulationColumns) else nets
-        return population_numpy.run(listed, x, t, loss, "mean" if mean else "sum", mode, dtype, norms.wanted,
-                                    norms.clip_norm)
-    results: list[GradientResult] = []
+        return None
+    slabs: list[SlabResults] = []
     for lo, hi in _slabs(nets):
         part = nets.slice(lo, hi) if isinstance(nets, PopulationColumns) else nets[lo:hi]
         packed = pack(part, np.dtype(dtype), range(lo, hi))
-        results.extend(_run_slab(kernel, nets, lo, hi, packed, x, t, loss, mean, mode, np.dtype(dtype), norms))
-    return results
+        slabs.append(_run_slab(kernel, nets, lo, hi, packed, x, t, loss, mean, mode, np.dtype(dtype), norms))
+    return slabs
+
+
+def flat_results(nets: Any, inputs: Any, targets: Any = None, loss: str | None = None, reduction: str = "mean",
+                 per_example: bool = False, dtype: str = "float64", norms: bool = False,
+                 clip_norm: float | None = None, outputs_only: bool = False) -> FlatResults:
+    """``gradients_many`` (``outputs_many`` with ``outputs_only``) with its results as one flat array per field,
+    every network's part after the one before (a population job's layout), without a result object per network."""
+    nets = check_nets(nets)
+    if outputs_only:
+        dtype, x, t = check_population(nets, inputs, None, None, "mean", dtype, False)
+        mode, how = FORWARD, NO_NORMS
+    else:
+        clip = check_clipping(loss, norms, clip_norm)
+        dtype, x, t = check_population(nets, inputs, targets, loss, reduction, dtype, per_example)
+        mode = OUTPUTS if loss is None else (EXAMPLES if per_example else SUMS)
+        how = _Norms(bool(norms) or clip is not None, clip)
+    slabs = _slab_results(nets, x, t, loss, reduction == "mean", mode, dtype, how)
+    if slabs is None:
+        return FlatResults.of(_numpy_run(nets, x, t, loss, reduction == "mean", mode, dtype, how), mode)
+    return FlatResults.join(slabs)
 
 
 def _flat(rows: Rows, lo: int, hi: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -161,8 +205,8 @@ def _blocks(cost: np.ndarray, threads: int) -> np.ndarray:
 
 
 def _run_slab(kernel: Any, nets: Nets, lo: int, hi: int, packed: Packed, x: Rows, t: Rows | None,
-              loss: str | None, mean: bool, mode: int, dtype: np.dtype, norms: _Norms) -> list[GradientResult]:
-    """One kernel call on networks [lo, hi); their results as views of the slab's result arrays."""
+              loss: str | None, mean: bool, mode: int, dtype: np.dtype, norms: _Norms) -> SlabResults:
+    """One kernel call on networks [lo, hi): the slab's result arrays."""
     import numba
 
     top = packed.topology
@@ -185,7 +229,6 @@ def _run_slab(kernel: Any, nets: Nets, lo: int, hi: int, packed: Packed, x: Rows
                               xs, x_off, ts, t_off, res.outputs, res.out_starts, res.edges, res.edge_starts,
                               res.deltas, res.node_starts, res.loss, res.status, norms.wanted,
                               norms.clip_norm or 0.0, res.norms, res.norm_starts)
-    results = res.split()
     for i in np.flatnonzero(res.status).tolist():   # rare: named (or a norm rescaled) by the network alone
-        results[i] = redo(nets, lo + i, x, t, loss, mean, mode, dtype, norms.wanted, norms.clip_norm)
-    return results
+        res.put(i, redo(nets, lo + i, x, t, loss, mean, mode, dtype, norms.wanted, norms.clip_norm))
+    return res

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..engine.population_results import EXAMPLES, FORWARD, OUTPUTS, SUMS
+from ..engine.population_results import EXAMPLES, FORWARD, OUTPUTS, SUMS, FlatResults
 from ..engine.result import GradientResult
 from ..v1 import job_pb2, tensor_pb2
 from .chunking import FIELD_NAMES, ChunkPlan, ResultAssembler, field_dtype
@@ -20,7 +20,8 @@ from .codec import array_from_tensor, tensor_from_array
 from .rawchunk import RawChunk
 
 __all__ = ["population_layout", "population_mode", "population_sizes", "element_counts", "population_offsets",
-           "population_shard_bounds", "population_chunk_plans", "population_arrays", "PopulationAssembler"]
+           "population_shard_bounds", "population_chunk_plans", "population_arrays", "flat_arrays",
+           "PopulationAssembler"]
 
 _OUT, _EDGES, _DELTAS = job_pb2.RESULT_FIELD_OUTPUTS, job_pb2.RESULT_FIELD_EDGE_GRADS, job_pb2.RESULT_FIELD_DELTAS
 _NORMS, _LOSS = job_pb2.RESULT_FIELD_NORMS, job_pb2.RESULT_FIELD_LOSS
@@ -135,6 +136,14 @@ def population_arrays(results: Sequence[GradientResult], layout: job_pb2.ResultL
         parts = [np.asarray(getattr(r, name)).reshape(-1) for r in results]
         arrays[f.field] = np.concatenate(parts).astype(dtype, copy=False) if parts else np.empty(0, dtype)
     return arrays
+
+
+def flat_arrays(flat: FlatResults, layout: job_pb2.ResultLayout) -> dict[int, np.ndarray]:
+    """The layout's fields from the engine's flat arrays of some consecutive networks (a shard's), as they are."""
+    dtype = _NUMPY[layout.dtype]
+    found = {_OUT: flat.outputs, _EDGES: flat.edge_grads, _DELTAS: flat.deltas, _NORMS: flat.norms, _LOSS: flat.loss}
+    return {f.field: found[f.field].astype(np.float64 if f.field == _LOSS else dtype, copy=False)
+            for f in layout.fields}
 
 
 class PopulationAssembler(ResultAssembler):
