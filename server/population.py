@@ -68,6 +68,7 @@ async def submit_population(service: Service, req: service_pb2.SubmitJobRequest,
     if with_norms:
         check_clipping(loss, pop.norms, pop.clip_norm if pop.clip_norm != 0 else None)
     nets: Any
+    fresh: list[tuple[NetworkMeta, bytes]]
     if columnar:
         found = await columnar_networks(service, store, pop)
         nets, fresh = found.cols, []
