@@ -265,7 +265,8 @@ class WatchState:
         if self._assembler is None and (self.job is None or not self.job.HasField("layout") or not self.assemble):
             return []
         assembler = self._population()
-        return [(p, assembler.network(p)) for p in assembler.take_ready()]
+        ready = assembler.take_ready()
+        return list(zip(ready, assembler.networks(ready)))
 
     def population_results(self) -> list[GradientResult]:
         """Every network's result of a finished population job, in order, or the job's error."""
