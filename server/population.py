@@ -23,7 +23,7 @@ from edgegrad.engine.population_checks import check_population
 from edgegrad.engine.population_results import EXAMPLES, FORWARD, OUTPUTS, SUMS
 from edgegrad.errors import EdgegradError, InvalidInput, NotFound, ResourceExhausted
 from edgegrad.jobs.population_sharding import population_shards
-from edgegrad.jobs.population_store import refresh_topology
+from edgegrad.jobs.population_store import forget_topology, refresh_topology
 from edgegrad.jobs.record import initial_fields, job_from_fields, new_job_id
 from edgegrad.jobs.server_store import NetworkMeta
 from edgegrad.v1 import job_pb2, service_pb2
@@ -120,8 +120,13 @@ async def submit_population(service: Service, req: service_pb2.SubmitJobRequest,
     job_id, now = new_job_id(), time.time()
     work = int((sizes[:, 0] * np.maximum(sizes[:, 2] + sizes[:, 3], 1)).sum())
     fields = initial_fields(job_id, rid, fingerprint, "", layout, now, now + s.job_ttl, work)
-    got, created = await store.create_job(job_id, blob, fields, rid, fingerprint, key_hash, layout.shard_count,
-                                          extra, size, networks=hashes, stored=stored)
+    try:
+        got, created = await store.create_job(job_id, blob, fields, rid, fingerprint, key_hash, layout.shard_count,
+                                              extra, size, networks=hashes, stored=stored)
+    except NotFound:
+        if columnar:
+            forget_topology(store, key_hash)
+        raise
     if created:
         joblog.job_submitted(job_id, tenant, int(sizes[:, 0].sum()), layout.shard_count, size)
         return job_from_fields({k.encode(): v if isinstance(v, bytes) else str(v).encode() for k, v in fields.items()})

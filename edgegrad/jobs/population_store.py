@@ -21,10 +21,11 @@ if TYPE_CHECKING:
     from .worker_store import WorkerStore
 
 __all__ = ["TopologyCache", "TOPOLOGY_CACHE_ITEMS", "store_topology", "load_topology", "refresh_topology",
+           "forget_topology",
            "worker_topology", "server_topologies"]
 
-#: edges and nodes of decoded topologies a process keeps (about 40 bytes each)
-TOPOLOGY_CACHE_ITEMS = 4_000_000
+#: edges and nodes of decoded topologies a worker keeps (about 40 bytes each); the service keeps half as many
+TOPOLOGY_CACHE_ITEMS = 2_000_000
 #: seconds between two renewals of a topology's TTL by one server
 _REFRESH_SECONDS = 60.0
 
@@ -62,8 +63,17 @@ def _size(cols: PopulationColumns) -> int:
 
 
 #: the service's decoded topologies (one process serves every tenant; a hash names the same content for all)
-server_topologies = TopologyCache()
+server_topologies = TopologyCache(TOPOLOGY_CACHE_ITEMS // 2)
 _refreshed: OrderedDict[str, float] = OrderedDict()
+_owned: OrderedDict[str, None] = OrderedDict()  #: tenants' marks this process saw exist (each checked again by CREATE)
+_KEPT = 4096
+
+
+def _keep(table: OrderedDict, mark: str, value: Any) -> None:
+    table[mark] = value
+    table.move_to_end(mark)
+    while len(table) > _KEPT:
+        table.popitem(last=False)
 
 
 async def store_topology(store: JobStore, digest: str, blob: bytes, cols: PopulationColumns) -> None:
@@ -73,26 +83,39 @@ async def store_topology(store: JobStore, digest: str, blob: bytes, cols: Popula
         pipe.set(k.population(digest), blob, ex=ttl)
         pipe.set(k.population_owned(digest), "1", ex=ttl)
         await pipe.execute()
-    _refreshed[k.population_owned(digest)] = time.monotonic()
+    _keep(_refreshed, k.population_owned(digest), time.monotonic())
+    _keep(_owned, k.population_owned(digest), None)
     server_topologies.put(digest, cols)
 
 
 async def load_topology(store: JobStore, digest: str) -> PopulationColumns:
-    """A stored topology (decoded from memory when this process has it; whether the tenant may use it is
-    checked again when its job is made); NotFound when unknown to the tenant or expired."""
-    found = server_topologies.get(digest)
-    if found is not None:
-        return found
+    """A stored topology the tenant sent (decoded from memory when this process has it, its tenant's mark read
+    unless seen; CREATE checks both again when the job is made); NotFound when unknown to the tenant or expired."""
     k = store.keys
+    mark = k.population_owned(digest)
+    found = server_topologies.get(digest)
+    if found is not None and mark in _owned:
+        return found
     async with store.redis.pipeline(transaction=False) as pipe:
-        pipe.get(k.population(digest))
-        pipe.exists(k.population_owned(digest))
-        blob, owned = await pipe.execute()
-    if blob is None or not owned:
+        if found is None:
+            pipe.get(k.population(digest))
+        pipe.exists(mark)
+        replies = await pipe.execute()
+    blob, owned = (None, replies[0]) if found is not None else replies
+    if not owned or (found is None and blob is None):
+        _owned.pop(mark, None)
         raise _no_topology(digest)
-    cols = topology_from_blob(blob)
-    server_topologies.put(digest, cols)
-    return cols
+    if found is None:
+        found = topology_from_blob(blob)
+        server_topologies.put(digest, found)
+    _keep(_owned, mark, None)
+    return found
+
+
+def forget_topology(store: JobStore, digest: str) -> None:
+    """The tenant's mark is gone (a job could not be made with it): read it again next time."""
+    _owned.pop(store.keys.population_owned(digest), None)
+    _refreshed.pop(store.keys.population_owned(digest), None)
 
 
 def refresh_topology(store: JobStore, digest: str) -> list[tuple[Any, ...]]:
@@ -101,10 +124,7 @@ def refresh_topology(store: JobStore, digest: str) -> list[tuple[Any, ...]]:
     mark = k.population_owned(digest)
     if now - _refreshed.get(mark, float("-inf")) <= _REFRESH_SECONDS:
         return []
-    _refreshed[mark] = now
-    _refreshed.move_to_end(mark)
-    while len(_refreshed) > 4096:
-        _refreshed.popitem(last=False)
+    _keep(_refreshed, mark, now)
     return [("EXPIRE", k.population(digest), ttl), ("EXPIRE", mark, ttl)]
 
 
