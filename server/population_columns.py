@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["Columnar", "columnar_networks", "uses_columns"]
 
 #: edges from which inline columns are checked in a thread (the event loop serves others meanwhile)
-_THREAD_EDGES = 200_000
+_THREAD_EDGES = 100_000
 
 
 class Columnar(NamedTuple):

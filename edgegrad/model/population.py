@@ -192,16 +192,17 @@ class PopulationColumns:
         return list(self)
 
 
-def graph_levels(cols: PopulationColumns) -> tuple[np.ndarray, np.ndarray, int]:
+def graph_levels(cols: PopulationColumns, keys: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """Kahn's walk over every network at once: (levels, in-degrees left, vertices reached); see ``kahn_levels``.
-    Edges must index their own network's vertices."""
+    Edges must index their own network's vertices; ``keys``: their ``edge_keys`` in the concatenated numbering,
+    when known."""
     count = len(cols)
     widths = cols.sizes[:, 0] + cols.sizes[:, 1]
     local = np.arange(int(cols.vert_off[-1])) - np.repeat(cols.vert_off[:-1], widths)
     level = (local >= np.repeat(cols.sizes[:, 0], widths)).astype(np.int64)   # inputs 0, nodes 1
     base = np.repeat(cols.vert_off[:-1], cols.sizes[:, 2]) if count else np.zeros(0, dtype=np.int64)
     g_src, g_dst = base + cols.src, base + cols.dst
-    indegree, done = kahn_levels(g_src, g_dst, level, edge_keys(g_src, g_dst, level.size))
+    indegree, done = kahn_levels(g_src, g_dst, level, edge_keys(g_src, g_dst, level.size) if keys is None else keys)
     return level, indegree, done
 
 

@@ -120,7 +120,7 @@ def _first_bad_graph(cols: PopulationColumns) -> int:
         first = int(np.searchsorted(cols.vert_off, keys[twice[0]] // n_vert, side="right")) - 1
         cols = cols.slice(0, first)
     if len(cols):
-        _, indegree, done = graph_levels(cols)
+        _, indegree, done = graph_levels(cols, None if twice.size else keys)
         if done < indegree.size:
             stuck = int(np.argmax(indegree > 0))
             first = min(first, int(np.searchsorted(cols.vert_off, stuck, side="right")) - 1)
