@@ -61,6 +61,7 @@ def gradients_many(nets: Any, inputs: Any, targets: Any = None, loss: str | None
                    clip_norm: float | None = None) -> list[GradientResult]:
     """``edgegrad.gradients`` of every network of ``nets``, in one engine call per slab (see the contract).
 
+    ``nets``: ``Network`` objects, or the same in columns (``edgegrad.model.population.PopulationColumns``).
     ``inputs`` and ``targets`` are each shared (one 2-D array) or per network (a list of 2-D arrays).
     ``norms`` and ``clip_norm`` (loss mode) as for ``gradients``, with one ``clip_norm`` for every network.
     """
