@@ -122,7 +122,8 @@ def test_up_serves_metrics_of_its_server_and_each_worker_and_logs_every_job_even
     assert total(workers, "edgegrad_queue_wait_seconds_count") >= 1 + 3 + 4 + 1
     assert total(workers, "edgegrad_shard_run_seconds_count") == total(workers, 'edgegrad_shards_total{outcome="done"}')
     assert total(workers, "edgegrad_rows_total") >= 4 + 3 * 4 + 8
-    assert total(workers, "edgegrad_plan_cache_hits_total") + total(workers, "edgegrad_plan_cache_misses_total") >= 8
+    # a plan for each shard of the sharded job (the small jobs run together on the population engine: no plan)
+    assert total(workers, "edgegrad_plan_cache_hits_total") + total(workers, "edgegrad_plan_cache_misses_total") >= 4
     assert total(workers, "edgegrad_plan_cache_hits_total") >= 1  # the same network again: its plan is reused
     assert all(w["edgegrad_rows_total"] > 0 for w in workers)  # both workers took shards
 
