@@ -42,9 +42,10 @@ def _best(runs: int, make: Callable[[int], Any], timed: Callable[[Any], Any]) ->
     return best
 
 
-def bench_service(count: int, runs: int) -> None:
-    """Print one line per worker count: population job (service's shards, and 4 shards), submit_many, in-process,
-    and a fine-tuning step (the same topologies with new weights: only the weights travel)."""
+def bench_service(count: int, runs: int, batching: tuple[str, ...] = ("off", "on")) -> None:
+    """Print one line per worker count: population job (service's shards, and 4 shards), submit_many (with small-job
+    batching off, then on), in-process, and a fine-tuning step (the same topologies with new weights: only the
+    weights travel)."""
     X, T = neat_size_rows(0, ROWS)
     seeds = iter(range(7_000_000, 8_000_000))
 
@@ -56,30 +57,39 @@ def bench_service(count: int, runs: int) -> None:
     inproc = _best(runs, fresh, lambda nets: edgegrad.gradients_many(nets, X, T, loss="mse"))
     url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     for workers in (1, 2):
-        tag = f"popbench-{secrets.token_hex(4)}"
-        settings = Settings.from_env(redis_url=url, key_prefix=tag, queue=tag, threads=1)
-        try:
-            with Cluster(settings, workers=workers) as cluster, Client(cluster.address, timeout=600) as client:
-                cluster.wait_for_workers()
-                for _ in range(4 * workers):  # every worker loads the kernel before anything is timed
-                    client.gradients_many(neat_size_population(99, 8), X, T, loss="mse", shard_networks=1)
-                    client.submit_many([dict(net=n, inputs=X, targets=T, loss="mse")
-                                        for n in neat_size_population(98, 4)])
-                one = _best(runs, fresh, lambda nets: client.gradients_many(nets, X, T, loss="mse"))
-                sharded = _best(runs, fresh, lambda nets: client.gradients_many(
-                    nets, X, T, loss="mse", shard_networks=-(-len(nets) // 4)))
-                base = fresh(0)
-                client.gradients_many(base, X, T, loss="mse", shard_networks=-(-len(base) // 4))
-                step = _best(runs, lambda i, base=base: [n.with_parameters(n.weights * (1.0 + 0.01 * (i + 1))) for n in base],
-                             lambda nets: client.gradients_many(nets, X, T, loss="mse",
-                                                                shard_networks=-(-len(nets) // 4)))
-                jobs = _best(runs, fresh, lambda nets: edgegrad.wait_all(client.submit_many(
-                    [dict(net=n, inputs=X, targets=T, loss="mse") for n in nets])))
-        finally:
-            delete_namespace(settings)
+        one = sharded = step = float("nan")
+        jobs: dict[str, float] = {}
+        for mode in batching:
+            tag = f"popbench-{secrets.token_hex(4)}"
+            settings = Settings.from_env(redis_url=url, key_prefix=tag, queue=tag, threads=1,
+                                         batch_max_jobs=None if mode == "on" else 1)
+            try:
+                with Cluster(settings, workers=workers) as cluster, Client(cluster.address, timeout=600) as client:
+                    cluster.wait_for_workers()
+                    for _ in range(4 * workers):  # every worker loads the kernel before anything is timed
+                        client.gradients_many(neat_size_population(99, 8), X, T, loss="mse", shard_networks=1)
+                        client.submit_many([dict(net=n, inputs=X, targets=T, loss="mse")
+                                            for n in neat_size_population(98, 4)])
+                    if mode == batching[0]:  # the population job does not depend on small-job batching
+                        one = _best(runs, fresh, lambda nets: client.gradients_many(nets, X, T, loss="mse"))
+                        sharded = _best(runs, fresh, lambda nets: client.gradients_many(
+                            nets, X, T, loss="mse", shard_networks=-(-len(nets) // 4)))
+                        base = fresh(0)
+                        client.gradients_many(base, X, T, loss="mse", shard_networks=-(-len(base) // 4))
+                        step = _best(runs, lambda i, base=base: [n.with_parameters(n.weights * (1.0 + 0.01 * (i + 1)))
+                                                                 for n in base],
+                                     lambda nets: client.gradients_many(nets, X, T, loss="mse",
+                                                                        shard_networks=-(-len(nets) // 4)))
+                    jobs[mode] = _best(runs, fresh, lambda nets: edgegrad.wait_all(client.submit_many(
+                        [dict(net=n, inputs=X, targets=T, loss="mse") for n in nets])))
+            finally:
+                delete_namespace(settings)
+        best = min(one, sharded)
+        many = " | ".join(f"submit_many of {count} jobs, batching {m}: {t:7.3f} s = {t / best:6.1f}x"
+                          for m, t in jobs.items())
         print(f"P={count}, {workers} worker(s): one population job {one:7.3f} s (service's shards),"
-              f" {sharded:7.3f} s (4 shards) | submit_many of {count} jobs {jobs:7.3f} s | {jobs / min(one, sharded):6.1f}x"
-              f" | in-process gradients_many {inproc:7.3f} s ({min(one, sharded) / inproc:.1f}x of it)"
+              f" {sharded:7.3f} s (4 shards) | {many}"
+              f" | in-process gradients_many {inproc:7.3f} s ({best / inproc:.1f}x of it)"
               f" | a fine-tuning step (new weights, 4 shards) {step:7.3f} s")
 
 
@@ -87,9 +97,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--networks", type=int, default=1000, help="P (default 1000)")
     parser.add_argument("--runs", type=int, default=3, help="repetitions, best taken (default 3)")
+    parser.add_argument("--batching", nargs="+", choices=("off", "on"), default=["off", "on"],
+                        help="small-job batching for the submit_many baseline (default: off, then on)")
     args = parser.parse_args(argv)
     print(f"float64, B={ROWS}, mse mean, networks not registered before, best of {args.runs}, {os.cpu_count()} CPUs")
-    bench_service(args.networks, args.runs)
+    bench_service(args.networks, args.runs, tuple(args.batching))
 
 
 if __name__ == "__main__":
