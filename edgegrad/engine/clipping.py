@@ -23,7 +23,8 @@ import scipy.sparse as sp
 from ..errors import InvalidInput
 from .plan import Plan
 
-__all__ = ["check_clipping", "example_norms", "clip_factors", "source_squares", "NORM_BLOCK_BYTES"]
+__all__ = ["check_clipping", "example_norms", "clip_factors", "source_squares", "weighed_squares",
+           "NORM_BLOCK_BYTES"]
 
 #: the norm pass works on blocks of examples whose squared activations and in-edge sums fit this
 NORM_BLOCK_BYTES = 32 << 20
@@ -85,9 +86,12 @@ def _fan_blocks(plan: Plan) -> list[_FanBlock]:
     return found
 
 
-def source_squares(plan: Plan, o2: np.ndarray, base: float = 1.0) -> np.ndarray:
-    """``base + Σ_{(u,v)∈E} o(u)²`` for every node row v (rows × columns of ``o2``, the squared activations)."""
-    fan = np.full((plan.n_nodes, o2.shape[1]), base)
+def source_squares(plan: Plan, o2: np.ndarray, base: float = 1.0, out: np.ndarray | None = None) -> np.ndarray:
+    """``base + Σ_{(u,v)∈E} o(u)²`` for every node row v (rows × columns of ``o2``, the squared activations),
+    into ``out`` (N × columns, float64) where given."""
+    fan = np.full((plan.n_nodes, o2.shape[1]), base) if out is None else out
+    if out is not None:
+        fan.fill(base)
     for block in _fan_blocks(plan):
         rows = fan[block.start:block.stop]
         src = o2[block.cols]
@@ -98,24 +102,35 @@ def source_squares(plan: Plan, o2: np.ndarray, base: float = 1.0) -> np.ndarray:
     return fan
 
 
+def weighed_squares(deltas: np.ndarray, fan: np.ndarray) -> np.ndarray:
+    """Σ_v δ[v]²·fan[v] per column, float64, summed row after row (each column's order fixed)."""
+    d = np.square(deltas, dtype=np.float64)
+    return np.multiply(d, fan, out=d).sum(axis=0)
+
+
 def example_norms(plan: Plan, acts: np.ndarray, deltas: np.ndarray, scale: float, row_offset: int = 0,
-                  squares_of: Callable[[Plan, np.ndarray, float], np.ndarray] | None = None) -> np.ndarray:
+                  squares_of: Callable[[Plan, np.ndarray, float], np.ndarray] | None = None,
+                  fan: np.ndarray | None = None,
+                  weigh: Callable[[np.ndarray, np.ndarray], np.ndarray] = weighed_squares) -> np.ndarray:
     """``‖r_b‖₂`` (float64, one per column of ``deltas``) over every edge and bias entry; ``scale`` is
-    the loss's mean factor carried by ``deltas``; ``squares_of(plan, acts, base)`` sums the sources'
-    squares per node (a kernel's ``source_squares``; default numpy's). A norm past float64's range is
+    the loss's mean factor carried by ``deltas``. ``fan``: ``1 + Σ_{(u,v)} o_b(u)²`` of every node row and
+    column where the forward pass made it (``PassBuffers.squares``), then one ``weigh(deltas, fan)``
+    (Σ_v δ²·fan per column); else ``squares_of(plan, acts, base)`` sums the sources' squares per node (a
+    kernel's ``source_squares``; default numpy's) in blocks of examples. A norm past float64's range is
     refused by row."""
     squares_of = squares_of or (lambda p, a, base: source_squares(p, np.square(a, dtype=np.float64), base))
     batch = deltas.shape[1]
-    step = max(1, min(batch, NORM_BLOCK_BYTES // (8 * (acts.shape[0] + 2 * plan.n_nodes))))
-    squares = np.empty(batch)
     with np.errstate(over="ignore", invalid="ignore"):
-        for a in range(0, batch, step):
-            b = min(a + step, batch)
-            fan = squares_of(plan, acts[:, a:b], 1.0)   # 1 + Σ_{(u,v)} o_b(u)², per node
-            d = deltas[:, a:b].astype(np.float64)
-            np.square(d, out=d)
-            squares[a:b] = np.multiply(d, fan, out=d).sum(axis=0)  # row after row: each column's order fixed
-        norms = np.sqrt(squares) / scale
+        if fan is not None:
+            squares = weigh(deltas, fan)
+        else:
+            step = max(1, min(batch, NORM_BLOCK_BYTES // (8 * (acts.shape[0] + 2 * plan.n_nodes))))
+            squares = np.empty(batch)
+            for a in range(0, batch, step):
+                b = min(a + step, batch)
+                squares[a:b] = weighed_squares(deltas[:, a:b], squares_of(plan, acts[:, a:b], 1.0))
+        norms = np.sqrt(squares, out=squares)
+        norms /= scale
     bad = np.flatnonzero(~np.isfinite(norms))
     for j in bad:  # squares past the range: again with each example's δ and o scaled by their largest
         norms[j] = _scaled_norm(plan, acts[:, j], deltas[:, j], scale, squares_of)
