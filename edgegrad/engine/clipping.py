@@ -23,7 +23,7 @@ import scipy.sparse as sp
 from ..errors import InvalidInput
 from .plan import Plan
 
-__all__ = ["check_clipping", "example_norms", "clip_factors", "source_squares", "weighed_squares",
+__all__ = ["check_clipping", "example_norms", "clip_factors", "source_squares", "fill_squares", "weighed_squares",
            "NORM_BLOCK_BYTES"]
 
 #: the norm pass works on blocks of examples whose squared activations and in-edge sums fit this
@@ -57,7 +57,7 @@ class _FanBlock(NamedTuple):
     stop: int
     kind: str                         #: "full" (every row reads every col once), "dense" (BLAS) or "sparse"
     matrix: Any                       #: counts of edges (v, u): an ndarray ("dense") or CSR ("sparse")
-    cols: np.ndarray
+    cols: np.ndarray | slice          #: a slice where they are a run of rows
 
 
 def _fan_blocks(plan: Plan) -> list[_FanBlock]:
@@ -77,7 +77,9 @@ def _fan_blocks(plan: Plan) -> list[_FanBlock]:
                 continue
             cells = (level.stop - level.start) * cols.size
             if part.nnz == cells and np.all(part.data == 1.0):
-                found.append(_FanBlock(level.start, level.stop, "full", None, cols))
+                run = int(cols[-1]) - int(cols[0]) + 1 == cols.size
+                found.append(_FanBlock(level.start, level.stop, "full", None,
+                                       slice(int(cols[0]), int(cols[-1]) + 1) if run else cols))
             elif part.nnz >= DENSE_SHARE * cells:
                 found.append(_FanBlock(level.start, level.stop, "dense", part[:, cols].toarray(), cols))
             else:
@@ -86,12 +88,9 @@ def _fan_blocks(plan: Plan) -> list[_FanBlock]:
     return found
 
 
-def source_squares(plan: Plan, o2: np.ndarray, base: float = 1.0, out: np.ndarray | None = None) -> np.ndarray:
-    """``base + Σ_{(u,v)∈E} o(u)²`` for every node row v (rows × columns of ``o2``, the squared activations),
-    into ``out`` (N × columns, float64) where given."""
-    fan = np.full((plan.n_nodes, o2.shape[1]), base) if out is None else out
-    if out is not None:
-        fan.fill(base)
+def source_squares(plan: Plan, o2: np.ndarray, base: float = 1.0) -> np.ndarray:
+    """``base + Σ_{(u,v)∈E} o(u)²`` for every node row v (rows × columns of ``o2``, the squared activations)."""
+    fan = np.full((plan.n_nodes, o2.shape[1]), base)
     for block in _fan_blocks(plan):
         rows = fan[block.start:block.stop]
         src = o2[block.cols]
@@ -100,6 +99,23 @@ def source_squares(plan: Plan, o2: np.ndarray, base: float = 1.0, out: np.ndarra
         else:
             rows += block.matrix @ src
     return fan
+
+
+def fill_squares(plan: Plan, acts: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``1 + Σ_{(u,v)∈E} o(u)²`` of every node row into ``out`` (N × columns of ``acts``, float64): a fully
+    connected level's sum is one dot per column for all its rows; the other levels square o once."""
+    out.fill(1.0)
+    o2 = None
+    for block in _fan_blocks(plan):
+        rows = out[block.start:block.stop]
+        if block.kind == "full":
+            src = acts[block.cols]
+            rows += np.einsum("ub,ub->b", src, src, dtype=np.float64)
+            continue
+        if o2 is None:
+            o2 = np.square(acts, dtype=np.float64)
+        rows += block.matrix @ o2[block.cols]
+    return out
 
 
 def weighed_squares(deltas: np.ndarray, fan: np.ndarray) -> np.ndarray:

@@ -92,10 +92,10 @@ class NumpyKernel:
 
     def forward(self, plan: Plan, x: np.ndarray, n_outputs: int | None, workspace: np.ndarray,
                 squares: bool = False) -> PassBuffers:
-        """o and f'(z) of every row (``passes.forward``), then the sources' squares (``clipping.source_squares``)."""
+        """o and f'(z) of every row (``passes.forward``), then the sources' squares (``clipping.fill_squares``)."""
         buffers = passes.forward(plan, x, n_outputs=n_outputs, workspace=workspace, squares=squares)[0]
         if buffers.squares is not None:
-            clipping.source_squares(plan, np.square(buffers.acts, dtype=np.float64), 1.0, buffers.squares)
+            clipping.fill_squares(plan, buffers.acts, buffers.squares)
         return buffers
 
     def backward(self, plan: Plan, buffers: PassBuffers, direct: np.ndarray | None) -> None:
