@@ -74,7 +74,8 @@ def fold_partials(parts: Iterable[GradientResult], edge_sums: np.ndarray | None 
 
     Losses add; loss-mode sums (1-D edge_grads and deltas) add; outputs and per-example or
     output-mode rows are concatenated. Same parts in the same order give bit-identical results.
-    ``edge_sums`` (as long as a part's edge_grads): where the edge sums accumulate instead of a new array.
+    ``edge_sums`` (as long as a part's edge_grads): where the edge sums accumulate instead of a new array (the
+    first part's own edge_grads may be that array).
     """
     outputs, rows_grads, rows_deltas, norms = [], [], [], []
     loss = grads = deltas = None
@@ -105,7 +106,8 @@ def fold_partials(parts: Iterable[GradientResult], edge_sums: np.ndarray | None 
 
 
 def _copied(part: np.ndarray, into: np.ndarray) -> np.ndarray:
-    np.copyto(into, part)
+    if part is not into:                                   # a part already written where the sums go
+        np.copyto(into, part)
     return into
 
 
@@ -159,13 +161,16 @@ def _run(net: Network, x: np.ndarray, t: np.ndarray | None, loss: str | None, re
             assert t is not None  # loss mode
             slab_sums, after = workspace.carve(buf, scratch, (slots,), plan.dtype)
             total = workspace.carve(buf, after, (slots,), plan.dtype)[0] if own_order else None
+            if len(spans) == 1:         # one slab: its sums are the total (file order: the result, a fresh array)
+                total = slab_sums if own_order else np.empty(slots, dtype=plan.dtype)
+                slab_sums = total
             parts: Iterator[GradientResult] = (
                 _slab(kernel, net, plan, x[a:b], t[a:b], loss, reduction, total_rows, row_offset + a, None, buf,
                       slab_sums, clip)
                 for a, b in spans)
             result = fold_partials(parts, total)
             result.edge_grads = kernel.file_order(plan, result.edge_grads)
-            if not result.is_finite():
+            if len(spans) > 1 and not result.is_finite():           # one slab's are checked by ``_slab``
                 raise InvalidInput(result_overflow_message(net, plan, result))
             return result
         result = _allocate(net, plan, batch, loss)
