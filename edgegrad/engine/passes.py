@@ -21,7 +21,7 @@ import numpy as np
 
 from . import pool
 from .dense import dense_grads
-from .memory import edge_chunk_size, thread_count
+from .memory import edge_chunk_size, slab_budget, thread_count
 from .plan import GradGroup, Level, Plan, Product
 from .pool import run_all, spans, thread_spans
 from .workspace import carve
@@ -160,20 +160,26 @@ def _pass_shapes(plan: Plan, batch: int, n_outputs: int | None) -> list[tuple[in
     return shapes + [(plan.n_nodes, n_outputs, batch), (plan.n_nodes, batch)]
 
 
-#: the sources' squares of the norm pass are kept for a whole slab when they take at most this (else the
+#: the sources' squares of the norm pass are kept for a whole slab when they take at most this or half the
+#: slab budget, whichever is more (else a clipped call's slabs are narrowed to fit, and a norms-only call's
 #: norm pass computes them in blocks, ``clipping.example_norms``)
 SQUARES_MAX_BYTES = 32 << 20
 
 
+def squares_limit() -> int:
+    """The most bytes a slab's ``PassBuffers.squares`` may take (see ``SQUARES_MAX_BYTES``)."""
+    return max(SQUARES_MAX_BYTES, slab_budget() // 2)
+
+
 def squares_bytes(plan: Plan, batch: int) -> int:
-    """Bytes of a slab's ``PassBuffers.squares`` for ``batch`` examples; 0 where they would pass ``SQUARES_MAX_BYTES``."""
+    """Bytes of a slab's ``PassBuffers.squares`` for ``batch`` examples; 0 where they would pass ``squares_limit``."""
     nbytes = plan.n_nodes * batch * 8
-    return (nbytes + 63) // 64 * 64 if nbytes <= SQUARES_MAX_BYTES else 0
+    return (nbytes + 63) // 64 * 64 if nbytes <= squares_limit() else 0
 
 
 def squares_rows(plan: Plan, rows: int) -> int:
-    """The most slab rows (≤ ``rows``; a multiple of 8 when fewer) whose ``PassBuffers.squares`` fit ``SQUARES_MAX_BYTES``."""
-    fit = SQUARES_MAX_BYTES // (8 * max(1, plan.n_nodes))
+    """The most slab rows (≤ ``rows``; a multiple of 8 when fewer) whose ``PassBuffers.squares`` fit ``squares_limit``."""
+    fit = squares_limit() // (8 * max(1, plan.n_nodes))
     return rows if fit >= rows else max(1, fit - fit % 8 if fit >= 8 else fit)
 
 
