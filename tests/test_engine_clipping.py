@@ -187,3 +187,56 @@ def test_a_norm_past_the_range_is_an_overflow_error_not_inf() -> None:
     with pytest.raises(edgegrad.InvalidInput, match=r"norms\[0\]: the gradient norm of inputs row 0 overflows float32"):
         edgegrad.gradients(f32, np.array([[1e18]]), np.array([[0.0]]), loss="mse", reduction="sum", norms=True,
                            dtype="float32")
+
+
+def test_the_forward_pass_sums_the_sources_squares_as_the_norm_pass_would() -> None:
+    """``PassBuffers.squares`` (made in the forward pass) is 1 + Σ o[u]² over each node's in-edges."""
+    from edgegrad.engine import kernel as seam
+    from edgegrad.engine import passes
+    from edgegrad.engine.plan import get_plan
+
+    net, X, _ = _case({"seed": 3, "n_inputs": 4, "n_nodes": 12, "n_outputs": 2, "p_edge": 0.5}, 7, "mse")
+    plan = get_plan(net)
+    chosen = seam.choose_kernel(plan)
+    work = np.empty(passes.pass_bytes(plan, 7, None, True), dtype=np.uint8)
+    buffers = chosen.forward(plan, X, None, work, True)
+    assert buffers.squares is not None and buffers.squares.shape == (net.n_nodes, 7)
+    o = buffers.acts
+    want = np.ones((net.n_nodes, 7))                                  # rows of nodes that reach no output: 1
+    live = plan.file_dst < plan.n_live
+    np.add.at(want, plan.file_dst[live], np.square(o[plan.file_src[live]]))  # each edge (u, v): o[u]² into row v
+    assert plan.n_live < net.n_nodes                                   # a dead node is among them
+    np.testing.assert_allclose(buffers.squares, want, rtol=1e-14)
+    assert chosen.forward(plan, X, None, work).squares is None
+
+
+def test_a_tight_squares_limit_narrows_clipped_slabs_and_leaves_norms_to_blocks(monkeypatch) -> None:
+    """Where a slab's squares would pass ``squares_limit``, a clipped call runs narrower slabs and a norms call
+    (whose slabs must stay those of the plain call) computes its norms in blocks: the same results."""
+    from edgegrad.engine import passes
+
+    net, X, T = _case({"seed": 6, "n_inputs": 4, "n_nodes": 10, "n_outputs": 2, "p_edge": 0.45}, 90, "mse")
+    C = float(np.median(plain_norms(net, X, T, "mse")))
+    whole = edgegrad.gradients(net, X, T, loss="mse", clip_norm=C)
+    normed = edgegrad.gradients(net, X, T, loss="mse", norms=True)
+    seen: list[tuple[int, bool]] = []
+    real = passes.pass_buffers
+
+    def spy(plan, x, n_outputs=None, workspace=None, squares=False):
+        buffers = real(plan, x, n_outputs, workspace, squares)
+        seen.append((x.shape[0], buffers.squares is not None))
+        return buffers
+
+    monkeypatch.setattr(passes, "pass_buffers", spy)
+    monkeypatch.setattr(passes, "squares_limit", lambda: 8 * net.n_nodes * 20)  # 20 rows of squares
+    narrow = edgegrad.gradients(net, X, T, loss="mse", clip_norm=C)
+    assert seen and all(rows == 16 or rows == 90 % 16 for rows, _ in seen) and all(made for _, made in seen)
+    seen.clear()
+    blocks = edgegrad.gradients(net, X, T, loss="mse", norms=True)
+    assert seen == [(90, False)]
+    np.testing.assert_allclose(narrow.edge_grads, whole.edge_grads, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(narrow.deltas, whole.deltas, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(narrow.norms, whole.norms, rtol=1e-14)
+    np.testing.assert_allclose(blocks.norms, normed.norms, rtol=1e-14)
+    for field in ("outputs", "edge_grads", "deltas"):
+        np.testing.assert_array_equal(getattr(blocks, field), getattr(normed, field))

@@ -74,7 +74,8 @@ def fold_partials(parts: Iterable[GradientResult], edge_sums: np.ndarray | None 
 
     Losses add; loss-mode sums (1-D edge_grads and deltas) add; outputs and per-example or
     output-mode rows are concatenated. Same parts in the same order give bit-identical results.
-    ``edge_sums`` (as long as a part's edge_grads): where the edge sums accumulate instead of a new array.
+    ``edge_sums`` (as long as a part's edge_grads): where the edge sums accumulate instead of a new array (the
+    first part's own edge_grads may be that array).
     """
     outputs, rows_grads, rows_deltas, norms = [], [], [], []
     loss = grads = deltas = None
@@ -105,7 +106,8 @@ def fold_partials(parts: Iterable[GradientResult], edge_sums: np.ndarray | None 
 
 
 def _copied(part: np.ndarray, into: np.ndarray) -> np.ndarray:
-    np.copyto(into, part)
+    if part is not into:                                   # a part already written where the sums go
+        np.copyto(into, part)
     return into
 
 
@@ -142,8 +144,10 @@ def _run(net: Network, x: np.ndarray, t: np.ndarray | None, loss: str | None, re
     plan = get_plan(net, dtype)
     batch = x.shape[0]
     step = slab_rows(net.n_inputs, net.n_nodes, net.n_outputs, loss, per_example, plan.dtype, net.widest_level)
+    if clip is not None and clip.clip_norm is not None:   # narrower slabs where the norm pass's squares need it
+        step = passes.squares_rows(plan, step)
     spans = [(a, min(a + step, batch)) for a in range(0, batch, step)]
-    scratch = passes.pass_bytes(plan, min(step, batch), None if loss else net.n_outputs)
+    scratch = passes.pass_bytes(plan, min(step, batch), None if loss else net.n_outputs, clip is not None)
     kernel = choose_kernel(plan)                     # once per call: every slab on the same kernel
     summed = loss is not None and not per_example
     # a loss-mode slab's edge sums (and, in a kernel's own edge order, their running total) live in the
@@ -157,13 +161,16 @@ def _run(net: Network, x: np.ndarray, t: np.ndarray | None, loss: str | None, re
             assert t is not None  # loss mode
             slab_sums, after = workspace.carve(buf, scratch, (slots,), plan.dtype)
             total = workspace.carve(buf, after, (slots,), plan.dtype)[0] if own_order else None
+            if len(spans) == 1:         # one slab: its sums are the total (file order: the result, a fresh array)
+                total = slab_sums if own_order else np.empty(slots, dtype=plan.dtype)
+                slab_sums = total
             parts: Iterator[GradientResult] = (
                 _slab(kernel, net, plan, x[a:b], t[a:b], loss, reduction, total_rows, row_offset + a, None, buf,
                       slab_sums, clip)
                 for a, b in spans)
             result = fold_partials(parts, total)
             result.edge_grads = kernel.file_order(plan, result.edge_grads)
-            if not result.is_finite():
+            if len(spans) > 1 and not result.is_finite():           # one slab's are checked by ``_slab``
                 raise InvalidInput(result_overflow_message(net, plan, result))
             return result
         result = _allocate(net, plan, batch, loss)
@@ -199,7 +206,7 @@ def _slab(kernel: Kernel[Plan], net: Network, plan: Plan, x: np.ndarray, t: np.n
     are written into ``sums`` (in the kernel's edge order, see ``Kernel.own_edge_order``).
     """
     x = x.astype(plan.dtype, copy=False)
-    buffers = kernel.forward(plan, x, None if loss else net.n_outputs, buf)
+    buffers = kernel.forward(plan, x, None if loss else net.n_outputs, buf, clip is not None)
     out_rows = buffers.acts[plan.n_inputs + plan.output_rows]
     if out is None:
         outputs = out_rows.T.copy()
@@ -218,17 +225,18 @@ def _slab(kernel: Kernel[Plan], net: Network, plan: Plan, x: np.ndarray, t: np.n
         scale = loss_scale(loss, reduction, net.n_outputs, total_rows)
         if out is not None:                              # per-example rows
             kernel.backward(plan, buffers, direct)
-            norms = None if clip is None else _clipped(kernel, plan, buffers, clip, scale, row_offset, out.norms)
+            norms = None if clip is None else _clipped(kernel, plan, buffers, clip, scale, row_offset, out.norms)[0]
             kernel.write_rows(plan, buffers, out.edge_grads, out.deltas)
             part = GradientResult(outputs, value, out.edge_grads, out.deltas, norms)
         elif clip is not None and clip.clip_norm is not None:   # clipped: δ scaled, then summed
             kernel.backward(plan, buffers, direct)
-            norms = _clipped(kernel, plan, buffers, clip, scale, row_offset, None)
+            norms, node_sums = _clipped(kernel, plan, buffers, clip, scale, row_offset, None)
+            assert node_sums is not None  # clip_norm
             kernel.edge_sums(plan, buffers, sums)
-            part = GradientResult(outputs, value, sums, buffers.deltas.sum(axis=1)[plan.node_row], norms)
+            part = GradientResult(outputs, value, sums, node_sums[plan.node_row], norms)
         else:                                            # summed over the slab's rows
             node_sums = kernel.backward_summed(plan, buffers, direct, sums)
-            norms = None if clip is None else _clipped(kernel, plan, buffers, clip, scale, row_offset, None)
+            norms = None if clip is None else _clipped(kernel, plan, buffers, clip, scale, row_offset, None)[0]
             part = GradientResult(outputs, value, sums, node_sums[plan.node_row], norms)
             if not part.is_finite():
                 in_file_order = GradientResult(outputs, value, kernel.file_order(plan, sums), part.deltas)
@@ -240,22 +248,24 @@ def _slab(kernel: Kernel[Plan], net: Network, plan: Plan, x: np.ndarray, t: np.n
 
 
 def _clipped(kernel: Kernel[Plan], plan: Plan, buffers: PassBuffers, clip: _Clip, scale: float, row_offset: int,
-             into: np.ndarray | None) -> np.ndarray:
+             into: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
     """This slab's example norms (written into ``into`` where given); with ``clip_norm``, each example's δ
-    column scaled by its clip factor in place, before the gathers. ``scale``: the loss's mean factor."""
-    norms = example_norms(plan, buffers.acts, buffers.deltas, scale, row_offset, kernel.source_squares)
+    column scaled by its clip factor in place, before the gathers, and Σ_b δ per node row after (else None).
+    ``scale``: the loss's mean factor."""
+    norms = example_norms(plan, buffers.acts, buffers.deltas, scale, row_offset, kernel.source_squares,
+                          buffers.squares, kernel.example_squares)
     limit = np.finfo(plan.dtype).max
     if plan.dtype != np.float64 and np.any(norms > limit):
         row = row_offset + int(np.argmax(norms > limit))
         raise InvalidInput(f"norms[{row}]: the gradient norm of inputs row {row} overflows {plan.dtype.name}"
                            " (its δ · o too large)")
+    node_sums = None
     if clip.clip_norm is not None:
-        deltas = buffers.deltas
-        np.multiply(deltas, clip_factors(norms, clip.clip_norm).astype(plan.dtype), out=deltas)
+        node_sums = kernel.scale_deltas(plan, buffers.deltas, clip_factors(norms, clip.clip_norm).astype(plan.dtype))
     if into is None:
-        return norms.astype(plan.dtype)
+        return norms.astype(plan.dtype), node_sums
     into[...] = norms
-    return into
+    return into, node_sums
 
 
 def node_values(net: Network, inputs: Any, dtype: str = "float64") -> passes.NodeValues:

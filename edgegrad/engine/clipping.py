@@ -23,7 +23,8 @@ import scipy.sparse as sp
 from ..errors import InvalidInput
 from .plan import Plan
 
-__all__ = ["check_clipping", "example_norms", "clip_factors", "source_squares", "NORM_BLOCK_BYTES"]
+__all__ = ["check_clipping", "example_norms", "clip_factors", "source_squares", "fill_squares", "weighed_squares",
+           "NORM_BLOCK_BYTES"]
 
 #: the norm pass works on blocks of examples whose squared activations and in-edge sums fit this
 NORM_BLOCK_BYTES = 32 << 20
@@ -56,7 +57,7 @@ class _FanBlock(NamedTuple):
     stop: int
     kind: str                         #: "full" (every row reads every col once), "dense" (BLAS) or "sparse"
     matrix: Any                       #: counts of edges (v, u): an ndarray ("dense") or CSR ("sparse")
-    cols: np.ndarray
+    cols: np.ndarray | slice          #: a slice where they are a run of rows
 
 
 def _fan_blocks(plan: Plan) -> list[_FanBlock]:
@@ -76,7 +77,9 @@ def _fan_blocks(plan: Plan) -> list[_FanBlock]:
                 continue
             cells = (level.stop - level.start) * cols.size
             if part.nnz == cells and np.all(part.data == 1.0):
-                found.append(_FanBlock(level.start, level.stop, "full", None, cols))
+                run = int(cols[-1]) - int(cols[0]) + 1 == cols.size
+                found.append(_FanBlock(level.start, level.stop, "full", None,
+                                       slice(int(cols[0]), int(cols[-1]) + 1) if run else cols))
             elif part.nnz >= DENSE_SHARE * cells:
                 found.append(_FanBlock(level.start, level.stop, "dense", part[:, cols].toarray(), cols))
             else:
@@ -98,24 +101,52 @@ def source_squares(plan: Plan, o2: np.ndarray, base: float = 1.0) -> np.ndarray:
     return fan
 
 
+def fill_squares(plan: Plan, acts: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``1 + Σ_{(u,v)∈E} o(u)²`` of every node row into ``out`` (N × columns of ``acts``, float64): a fully
+    connected level's sum is one dot per column for all its rows; the other levels square o once."""
+    out.fill(1.0)
+    o2 = None
+    for block in _fan_blocks(plan):
+        rows = out[block.start:block.stop]
+        if block.kind == "full":
+            src = acts[block.cols]
+            rows += np.einsum("ub,ub->b", src, src, dtype=np.float64)
+            continue
+        if o2 is None:
+            o2 = np.square(acts, dtype=np.float64)
+        rows += block.matrix @ o2[block.cols]
+    return out
+
+
+def weighed_squares(deltas: np.ndarray, fan: np.ndarray) -> np.ndarray:
+    """Σ_v δ[v]²·fan[v] per column, float64, summed row after row (each column's order fixed)."""
+    d = np.square(deltas, dtype=np.float64)
+    return np.multiply(d, fan, out=d).sum(axis=0)
+
+
 def example_norms(plan: Plan, acts: np.ndarray, deltas: np.ndarray, scale: float, row_offset: int = 0,
-                  squares_of: Callable[[Plan, np.ndarray, float], np.ndarray] | None = None) -> np.ndarray:
+                  squares_of: Callable[[Plan, np.ndarray, float], np.ndarray] | None = None,
+                  fan: np.ndarray | None = None,
+                  weigh: Callable[[np.ndarray, np.ndarray], np.ndarray] = weighed_squares) -> np.ndarray:
     """``‖r_b‖₂`` (float64, one per column of ``deltas``) over every edge and bias entry; ``scale`` is
-    the loss's mean factor carried by ``deltas``; ``squares_of(plan, acts, base)`` sums the sources'
-    squares per node (a kernel's ``source_squares``; default numpy's). A norm past float64's range is
+    the loss's mean factor carried by ``deltas``. ``fan``: ``1 + Σ_{(u,v)} o_b(u)²`` of every node row and
+    column where the forward pass made it (``PassBuffers.squares``), then one ``weigh(deltas, fan)``
+    (Σ_v δ²·fan per column); else ``squares_of(plan, acts, base)`` sums the sources' squares per node (a
+    kernel's ``source_squares``; default numpy's) in blocks of examples. A norm past float64's range is
     refused by row."""
     squares_of = squares_of or (lambda p, a, base: source_squares(p, np.square(a, dtype=np.float64), base))
     batch = deltas.shape[1]
-    step = max(1, min(batch, NORM_BLOCK_BYTES // (8 * (acts.shape[0] + 2 * plan.n_nodes))))
-    squares = np.empty(batch)
     with np.errstate(over="ignore", invalid="ignore"):
-        for a in range(0, batch, step):
-            b = min(a + step, batch)
-            fan = squares_of(plan, acts[:, a:b], 1.0)   # 1 + Σ_{(u,v)} o_b(u)², per node
-            d = deltas[:, a:b].astype(np.float64)
-            np.square(d, out=d)
-            squares[a:b] = np.multiply(d, fan, out=d).sum(axis=0)  # row after row: each column's order fixed
-        norms = np.sqrt(squares) / scale
+        if fan is not None:
+            squares = weigh(deltas, fan)
+        else:
+            step = max(1, min(batch, NORM_BLOCK_BYTES // (8 * (acts.shape[0] + 2 * plan.n_nodes))))
+            squares = np.empty(batch)
+            for a in range(0, batch, step):
+                b = min(a + step, batch)
+                squares[a:b] = weighed_squares(deltas[:, a:b], squares_of(plan, acts[:, a:b], 1.0))
+        norms = np.sqrt(squares, out=squares)
+        norms /= scale
     bad = np.flatnonzero(~np.isfinite(norms))
     for j in bad:  # squares past the range: again with each example's δ and o scaled by their largest
         norms[j] = _scaled_norm(plan, acts[:, j], deltas[:, j], scale, squares_of)

@@ -27,8 +27,10 @@ from .plan import Plan
 __all__ = ["Kernel", "NumpyKernel", "choose_kernel", "kernel_setting", "example_writer", "uses_compiled",
            "available", "AUTO_MIN_EDGES", "COMPILED_WRITE_MIN_BYTES"]
 
-#: ``auto`` runs plans of at least this many edges on numba (below, numba's import and cache load cost more)
-AUTO_MIN_EDGES = 20_000
+#: ``auto`` runs plans of at least this many edges on numba (below, numba's import and cache load, ~0.7 s
+#: once per process, cost more). numba's passes are faster at every size (measured here: 3× at 10k edges,
+#: B=256, 3.8 ms saved per call, the load repaid in ~200 calls; 2.3× at 20k, in ~125)
+AUTO_MIN_EDGES = 8_000
 #: ``auto`` writes per-example and output-mode results at least this large with the numba loops (one pass
 #: over the result instead of numpy's gather then multiply; the same bits: one product per value)
 COMPILED_WRITE_MIN_BYTES = 16 << 20
@@ -41,15 +43,18 @@ class Kernel(Protocol[PlanT]):
 
     Buffers are node-major (``passes.PassBuffers``). A loss-mode slab is ``forward``, then the loss,
     then ``backward_summed``; a per-example or output-mode slab is ``forward``, ``backward``,
-    ``write_rows``. Clipping (``clipping.py``) runs ``backward``, scales δ, then ``edge_sums``. ``PlanT``
+    ``write_rows``. Clipping (``clipping.py``) runs ``forward`` with ``squares``, ``backward``, the norms (``example_squares``),
+    ``scale_deltas``, then ``edge_sums``. ``PlanT``
     is ``Plan`` for one network (a population kernel takes its own plan).
     """
 
     name: ClassVar[str]              #: "numpy" or "numba"
     own_edge_order: ClassVar[bool]   #: summed edge gradients come in the kernel's order (``file_order`` fixes it)
 
-    def forward(self, plan: PlanT, x: np.ndarray, n_outputs: int | None, workspace: np.ndarray) -> PassBuffers:
-        """o of every vertex and f'(z) of every node for inputs ``x`` (B×I), buffers carved from ``workspace``."""
+    def forward(self, plan: PlanT, x: np.ndarray, n_outputs: int | None, workspace: np.ndarray,
+                squares: bool = False) -> PassBuffers:
+        """o of every vertex and f'(z) of every node for inputs ``x`` (B×I), buffers carved from ``workspace``;
+        with ``squares`` also the norm pass's ``PassBuffers.squares`` (where ``passes.pass_buffers`` makes it)."""
 
     def backward(self, plan: PlanT, buffers: PassBuffers, direct: np.ndarray | None) -> None:
         """δ in place of f'(z); ``direct`` is ∂L/∂o (K×B) in loss mode, None in output mode."""
@@ -66,6 +71,12 @@ class Kernel(Protocol[PlanT]):
     def source_squares(self, plan: PlanT, acts: np.ndarray, base: float) -> np.ndarray:
         """``base + Σ_{(u,v)∈E} o(u)²`` for every node row v, float64 (rows × columns of ``acts``): the norm pass."""
 
+    def example_squares(self, deltas: np.ndarray, fan: np.ndarray) -> np.ndarray:
+        """Σ_v δ[v]²·fan[v] per column, float64, row after row (``clipping.weighed_squares``'s sum)."""
+
+    def scale_deltas(self, plan: PlanT, deltas: np.ndarray, factors: np.ndarray) -> np.ndarray:
+        """Each example's δ column (N×B) times its factor (B), in place; returns Σ_b δ per node row after."""
+
     def file_order(self, plan: PlanT, sums: np.ndarray) -> np.ndarray:
         """Summed edge gradients in file order (``sums`` itself where they already are)."""
 
@@ -81,9 +92,13 @@ class NumpyKernel:
     name: ClassVar[str] = "numpy"
     own_edge_order: ClassVar[bool] = False
 
-    def forward(self, plan: Plan, x: np.ndarray, n_outputs: int | None, workspace: np.ndarray) -> PassBuffers:
-        """o and f'(z) of every row (``passes.forward``)."""
-        return passes.forward(plan, x, n_outputs=n_outputs, workspace=workspace)[0]
+    def forward(self, plan: Plan, x: np.ndarray, n_outputs: int | None, workspace: np.ndarray,
+                squares: bool = False) -> PassBuffers:
+        """o and f'(z) of every row (``passes.forward``), then the sources' squares (``clipping.fill_squares``)."""
+        buffers = passes.forward(plan, x, n_outputs=n_outputs, workspace=workspace, squares=squares)[0]
+        if buffers.squares is not None:
+            clipping.fill_squares(plan, buffers.acts, buffers.squares)
+        return buffers
 
     def backward(self, plan: Plan, buffers: PassBuffers, direct: np.ndarray | None) -> None:
         """δ in place of f'(z) (``passes.backward``)."""
@@ -106,6 +121,15 @@ class NumpyKernel:
     def source_squares(self, plan: Plan, acts: np.ndarray, base: float) -> np.ndarray:
         """Level by level: a column sum, a BLAS product or a sparse product (``clipping.source_squares``)."""
         return clipping.source_squares(plan, np.square(acts, dtype=np.float64), base)
+
+    def example_squares(self, deltas: np.ndarray, fan: np.ndarray) -> np.ndarray:
+        """``clipping.weighed_squares``."""
+        return clipping.weighed_squares(deltas, fan)
+
+    def scale_deltas(self, plan: Plan, deltas: np.ndarray, factors: np.ndarray) -> np.ndarray:
+        """One product, then a sum along the rows."""
+        np.multiply(deltas, factors, out=deltas)
+        return deltas.sum(axis=1)
 
     def file_order(self, plan: Plan, sums: np.ndarray) -> np.ndarray:
         """``sums`` itself: already in file order."""

@@ -17,7 +17,9 @@ plus, independent of the rows, 2 edge chunks of ``EDGE_CHUNK_BYTES`` per thread,
 gradient blocks and 3·(E + N)·s for the loss-mode sums. The figures are upper bounds by design
 (tests compare them with traced peaks): a worker that sizes its shards by them stays inside its
 budget. Between calls a process keeps up to 2 × the slab budget of scratch buffers cached
-(``workspace``), which is not part of a call's estimate.
+(``workspace``), which is not part of a call's estimate. A call with per-example norms (``norms``,
+``clip_norm``) also holds its slab's sources' squares, N float64 per row, at most
+``passes.squares_limit()`` (32 MiB or half the slab budget), beside the estimate.
 """
 
 from __future__ import annotations

@@ -166,6 +166,10 @@ def _steps(arrays: NumbaPlan, backward: bool, width: int, threads: int) -> list[
     return steps
 
 
+#: ``forward_rows``'s ``fan`` when no sources' squares are wanted
+_NO_SQUARES = np.zeros((0, 0))
+
+
 def _run(step: list[tuple[int, int]], loop: Any, *args: Any) -> None:
     """One step: its row ranges on the pool (several) or inline (one)."""
     if len(step) == 1:
@@ -184,13 +188,16 @@ class NumbaKernel:
     own_edge_order: ClassVar[bool] = True
 
     def forward(self, plan: Plan, x: np.ndarray, n_outputs: int | None = None,
-                workspace: np.ndarray | None = None) -> PassBuffers:
-        """``passes.forward`` on the numba loops: the same buffers, filled the same way (o, f'(z))."""
+                workspace: np.ndarray | None = None, squares: bool = False) -> PassBuffers:
+        """``passes.forward`` on the numba loops: the same buffers, filled the same way (o, f'(z)); with
+        ``squares`` also ``buffers.squares`` (where ``passes.pass_buffers`` makes it), in the same pass."""
         jitted = loops()
-        buffers = passes.pass_buffers(plan, x, n_outputs, workspace)
+        buffers = passes.pass_buffers(plan, x, n_outputs, workspace, squares)
         arrays = numba_plan(plan)
         acts, fprime = buffers.acts, buffers.fprime
-        args = (plan.n_inputs, arrays.in_ptr, arrays.in_src, arrays.in_w, arrays.bias, arrays.codes, acts, fprime)
+        fan = _NO_SQUARES if buffers.squares is None else buffers.squares
+        args = (plan.n_inputs, arrays.in_ptr, arrays.in_src, arrays.in_w, arrays.bias, arrays.codes, acts, fprime,
+                fan)
         for step in _steps(arrays, False, acts.shape[1], thread_count()):
             _run(step, jitted.forward_rows, *args)
         return buffers
@@ -256,6 +263,22 @@ class NumbaKernel:
                 if threads > 1 and arrays.forward_cost[live] * acts.shape[1] >= pool.PARALLEL_MIN_WORK else [(0, live)])
         _run(step, loops().source_squares, arrays.in_ptr, arrays.in_src, np.ascontiguousarray(acts), fan)
         return fan
+
+    def example_squares(self, deltas: np.ndarray, fan: np.ndarray) -> np.ndarray:
+        """Σ_v δ[v]²·fan[v] per column (float64): ``numba_loops.example_squares``, columns split between threads."""
+        out = np.empty(deltas.shape[1])
+        width, threads = deltas.shape[1], thread_count()
+        step = pool.thread_spans(width) if threads > 1 and deltas.size >= pool.PARALLEL_MIN_WORK else [(0, width)]
+        _run(step, loops().example_squares, deltas, fan, out)
+        return out
+
+    def scale_deltas(self, plan: Plan, deltas: np.ndarray, factors: np.ndarray) -> np.ndarray:
+        """Each example's δ column times its factor, in place; Σ_b δ per node row after (``numba_loops.scale_rows``)."""
+        sums = np.empty(deltas.shape[0], dtype=deltas.dtype)
+        step = (pool.thread_spans(deltas.shape[0]) if thread_count() > 1 and deltas.size >= pool.PARALLEL_MIN_WORK
+                else [(0, deltas.shape[0])])
+        _run(step, loops().scale_rows, deltas, np.ascontiguousarray(factors, dtype=deltas.dtype), sums)
+        return sums
 
     def file_order(self, plan: Plan, sums: np.ndarray) -> np.ndarray:
         """Edge sums in the loops' order (``sum_slots`` long) as a new array in file order: one gather."""

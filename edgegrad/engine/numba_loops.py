@@ -21,21 +21,49 @@ from .rowact import ORDER, activate, dot
 from .rowmath import KERNEL_OPTIONS, jit_kernel
 
 __all__ = ["forward_rows", "backward_rows", "input_grads", "example_rows", "output_rows", "take_rows", "example_major_rows",
-           "source_squares", "ORDER"]
+           "source_squares", "example_squares", "scale_rows",
+           "ORDER"]
 
 
 def _forward_rows(r0: int, r1: int, n_in: int, in_ptr: np.ndarray, in_src: np.ndarray, in_w: np.ndarray,
-                  bias: np.ndarray, codes: np.ndarray, acts: np.ndarray, fprime: np.ndarray) -> None:
-    """Node rows v in [r0, r1) in order: z = Σ w·o[u] over in-edges (u, v) (plan order) + bias, then o = f(z), f'(z)."""
+                  bias: np.ndarray, codes: np.ndarray, acts: np.ndarray, fprime: np.ndarray, fan: np.ndarray) -> None:
+    """Node rows v in [r0, r1) in order: z = Σ w·o[u] over in-edges (u, v) (plan order) + bias, then o = f(z), f'(z).
+
+    With ``fan`` (N×B float64; 0×0 for none) also fan[v] = 1 + Σ o[u]² over the same in-edges in the
+    same order, in float64: the per-example norms' source sums (``source_squares``), while o[u] is read anyway.
+    """
     width = acts.shape[1]
+    squares = fan.shape[0] > 0
     z = np.empty(width, dtype=acts.dtype)
+    sq = np.empty(width if squares else 0, dtype=np.float64)
     tmp = np.empty((4, width), dtype=np.float64)
     for v in range(r0, r1):
         if width == 1:                         # one example: scalar sums, no row loops to set up per edge
             s = acts.dtype.type(0.0)
+            q = 1.0
             for j in range(in_ptr[v], in_ptr[v + 1]):
-                s += in_w[j] * acts[in_src[j], 0]
+                x = acts[in_src[j], 0]
+                s += in_w[j] * x
+                if squares:
+                    q += np.float64(x) * np.float64(x)
             z[0] = s + bias[v]
+            if squares:
+                fan[v, 0] = q
+        elif squares:
+            z[:] = 0.0
+            sq[:] = 1.0
+            for j in range(in_ptr[v], in_ptr[v + 1]):
+                w = in_w[j]
+                src = acts[in_src[j]]
+                for b in range(width):
+                    x = src[b]
+                    z[b] += w * x
+                    x64 = np.float64(x)
+                    sq[b] += x64 * x64
+            bv = bias[v]
+            for b in range(width):
+                z[b] += bv
+            fan[v] = sq
         else:
             z[:] = 0.0
             for j in range(in_ptr[v], in_ptr[v + 1]):
@@ -171,6 +199,29 @@ def _source_squares(r0: int, r1: int, in_ptr: np.ndarray, in_src: np.ndarray, ac
                 row[b] += x * x
 
 
+def _example_squares(r0: int, r1: int, deltas: np.ndarray, fan: np.ndarray, out: np.ndarray) -> None:
+    """out[b] = Σ_v δ[v, b]² · fan[v, b] over node rows v in [0, N), row after row, for columns b in [r0, r1)
+    (float64): each example's squared gradient norm, the same sum whatever the column split."""
+    acc = np.zeros(r1 - r0)
+    for v in range(deltas.shape[0]):
+        d, f = deltas[v, r0:r1], fan[v, r0:r1]
+        for b in range(r1 - r0):
+            x = np.float64(d[b])
+            acc[b] += x * x * f[b]
+    out[r0:r1] = acc
+
+
+def _scale_rows(r0: int, r1: int, deltas: np.ndarray, factors: np.ndarray, sums: np.ndarray) -> None:
+    """Rows v in [r0, r1): δ[v, b] *= factors[b] in place (each example's clip factor), and sums[v] = Σ_b δ[v, b] after."""
+    for v in range(r0, r1):
+        d = deltas[v]
+        s = 0.0
+        for b in range(d.shape[0]):
+            d[b] *= factors[b]
+            s += d[b]
+        sums[v] = s
+
+
 forward_rows = jit_kernel(_forward_rows)
 backward_rows = jit_kernel(_backward_rows)
 input_grads = jit_kernel(_input_grads)
@@ -179,3 +230,5 @@ output_rows = jit_kernel(_output_rows)
 take_rows = jit_kernel(_take_rows)
 example_major_rows = jit_kernel(_example_major_rows)
 source_squares = jit_kernel(_source_squares)
+example_squares = jit_kernel(_example_squares)
+scale_rows = jit_kernel(_scale_rows)

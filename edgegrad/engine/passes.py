@@ -21,13 +21,13 @@ import numpy as np
 
 from . import pool
 from .dense import dense_grads
-from .memory import edge_chunk_size, thread_count
+from .memory import edge_chunk_size, slab_budget, thread_count
 from .plan import GradGroup, Level, Plan, Product
 from .pool import run_all, spans, thread_spans
 from .workspace import carve
 
-__all__ = ["PassBuffers", "NodeValues", "pass_bytes", "pass_buffers", "forward", "backward", "summed_edge_grads", "per_example_results",
-           "plan_node_values"]
+__all__ = ["PassBuffers", "NodeValues", "pass_bytes", "pass_buffers", "squares_bytes", "squares_rows", "forward",
+           "backward", "summed_edge_grads", "per_example_results", "plan_node_values"]
 
 
 class PassBuffers(NamedTuple):
@@ -36,6 +36,7 @@ class PassBuffers(NamedTuple):
     acts: np.ndarray     #: (I+N, B) o of every vertex, plan rows
     deltas: np.ndarray   #: (N, B) or (N, K, B): f'(z) after forward, δ after backward
     fprime: np.ndarray   #: (N, B) f'(z); the same array as ``deltas`` in loss mode
+    squares: np.ndarray | None = None  #: (N, B) float64 1 + Σ_{(u,v)} o[u]² per node row (per-example norms), or None
 
 
 class NodeValues(NamedTuple):
@@ -159,42 +160,78 @@ def _pass_shapes(plan: Plan, batch: int, n_outputs: int | None) -> list[tuple[in
     return shapes + [(plan.n_nodes, n_outputs, batch), (plan.n_nodes, batch)]
 
 
-def pass_bytes(plan: Plan, batch: int, n_outputs: int | None = None) -> int:
-    """Bytes of workspace ``forward`` carves its buffers from for ``batch`` examples."""
-    return sum((int(np.prod(shape)) * plan.dtype.itemsize + 63) // 64 * 64
-               for shape in _pass_shapes(plan, batch, n_outputs))
+#: the sources' squares of the norm pass are kept for a whole slab when they take at most this or half the
+#: slab budget, whichever is more (else a clipped call's slabs are narrowed to fit, and a norms-only call's
+#: norm pass computes them in blocks, ``clipping.example_norms``)
+SQUARES_MAX_BYTES = 32 << 20
+
+
+def squares_limit() -> int:
+    """The most bytes a slab's ``PassBuffers.squares`` may take (see ``SQUARES_MAX_BYTES``)."""
+    return max(SQUARES_MAX_BYTES, slab_budget() // 2)
+
+
+def squares_bytes(plan: Plan, batch: int) -> int:
+    """Bytes of a slab's ``PassBuffers.squares`` for ``batch`` examples; 0 where they would pass ``squares_limit``."""
+    nbytes = plan.n_nodes * batch * 8
+    return (nbytes + 63) // 64 * 64 if nbytes <= squares_limit() else 0
+
+
+def squares_rows(plan: Plan, rows: int) -> int:
+    """The most slab rows (≤ ``rows``; a multiple of 8 when fewer) whose ``PassBuffers.squares`` fit ``squares_limit``."""
+    fit = squares_limit() // (8 * max(1, plan.n_nodes))
+    return rows if fit >= rows else max(1, fit - fit % 8 if fit >= 8 else fit)
+
+
+def pass_bytes(plan: Plan, batch: int, n_outputs: int | None = None, squares: bool = False) -> int:
+    """Bytes of workspace ``forward`` carves its buffers from for ``batch`` examples (with ``squares``: and
+    the norm pass's ``PassBuffers.squares``)."""
+    return (sum((int(np.prod(shape)) * plan.dtype.itemsize + 63) // 64 * 64
+                for shape in _pass_shapes(plan, batch, n_outputs))
+            + (squares_bytes(plan, batch) if squares else 0))
 
 
 def pass_buffers(plan: Plan, x: np.ndarray, n_outputs: int | None = None,
-                 workspace: np.ndarray | None = None) -> PassBuffers:
+                 workspace: np.ndarray | None = None, squares: bool = False) -> PassBuffers:
     """A pass's buffers for inputs ``x`` (B×I): inputs copied in, rows of nodes that reach no output at 0.
 
     The delta buffer is (N, B) for loss mode (``n_outputs`` None) and (N, K, B) for output mode.
     With ``workspace`` (a flat uint8 buffer of at least ``pass_bytes``) the buffers are carved
-    from it instead of freshly allocated.
+    from it instead of freshly allocated. With ``squares`` (where ``squares_bytes`` allows) the
+    (N, B) float64 ``squares`` buffer comes too (loss mode), its rows of nodes that reach no output at 1;
+    the forward pass fills the rest.
     """
     shapes = _pass_shapes(plan, x.shape[0], n_outputs)
-    if workspace is None:
-        buffers = [np.empty(shape, dtype=plan.dtype) for shape in shapes]
-    else:
-        buffers, offset = [], 0
-        for shape in shapes:
+    buffers, offset = [], 0
+    for shape in shapes:
+        if workspace is None:
+            buffers.append(np.empty(shape, dtype=plan.dtype))
+        else:
             array, offset = carve(workspace, offset, shape, plan.dtype)
             buffers.append(array)
     acts, deltas = buffers[0], buffers[1]
     fprime = deltas if n_outputs is None else buffers[2]
+    fan = None
+    if squares and n_outputs is None and squares_bytes(plan, x.shape[0]):
+        shape, f64 = (plan.n_nodes, x.shape[0]), np.dtype(np.float64)
+        room = workspace is not None and offset + squares_bytes(plan, x.shape[0]) <= workspace.nbytes
+        fan = carve(workspace, offset, shape, f64)[0] if room else np.empty(shape, dtype=f64)
     acts[:plan.n_inputs] = x.T
     if plan.n_live < plan.n_nodes:                  # nodes that reach no output: never computed, held at 0
         acts[plan.n_inputs + plan.n_live:] = 0
         deltas[plan.n_live:] = 0
         fprime[plan.n_live:] = 0
-    return PassBuffers(acts, deltas, fprime)
+        if fan is not None:
+            fan[plan.n_live:] = 1
+    return PassBuffers(acts, deltas, fprime, fan)
 
 
 def forward(plan: Plan, x: np.ndarray, n_outputs: int | None = None, keep_z: bool = False,
-            workspace: np.ndarray | None = None) -> tuple[PassBuffers, np.ndarray | None]:
-    """Forward pass for inputs ``x`` (B×I) into ``pass_buffers``; with ``keep_z`` also every node's z (N×B)."""
-    buffers = pass_buffers(plan, x, n_outputs, workspace)
+            workspace: np.ndarray | None = None, squares: bool = False) -> tuple[PassBuffers, np.ndarray | None]:
+    """Forward pass for inputs ``x`` (B×I) into ``pass_buffers``; with ``keep_z`` also every node's z (N×B).
+
+    ``squares``: ``pass_buffers`` makes ``PassBuffers.squares`` (not filled here: ``kernel.NumpyKernel`` does)."""
+    buffers = pass_buffers(plan, x, n_outputs, workspace, squares)
     z = np.empty((plan.n_nodes, x.shape[0]), dtype=plan.dtype) if keep_z else None
     threads = thread_count()
     for level in plan.levels:
