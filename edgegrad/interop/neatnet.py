@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import InvalidInput
+from ..model.network import Network
 from . import require
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..engine.result import GradientResult
-    from ..model.network import Network
 
 __all__ = ["NeatMap", "map_genome", "map_population", "from_neat", "NEAT_ACTIVATIONS"]
 
@@ -73,8 +73,6 @@ class NeatMap:
 
     def network(self, weights: Any = None, biases: Any = None) -> Network:
         """The network for other genome weights/biases (edge and node order as here; None keeps these)."""
-        from ..model.network import Network
-
         w = self.genome_weights if weights is None else np.asarray(weights, dtype=np.float64)
         b = self.genome_biases if biases is None else np.asarray(biases, dtype=np.float64)
         n = self.net
@@ -146,8 +144,6 @@ class _Mapper:
 
 
 def _map(genome: Any, mapper: _Mapper) -> NeatMap:
-    from ..model.network import Network
-
     gc, required_for_output = mapper.gc, mapper.required_for_output
     inputs, outputs = list(gc.input_keys), list(gc.output_keys)
     enabled = sorted(k for k, cg in genome.connections.items() if cg.enabled)
