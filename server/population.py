@@ -64,8 +64,7 @@ async def submit_population(service: Service, req: service_pb2.SubmitJobRequest,
     t = _rows(pop, "targets", pop.HasField("targets"), pop.targets, pop.targets_each)
     _check_batch(x, s.max_batch)
     dtype, rows, _ = check_population(metas, x, t, loss, reduction, dtype, pop.per_example)
-    batches = np.full(len(metas), rows.shared.shape[0]) if rows.each is None \
-        else np.array([a.shape[0] for a in rows.each])
+    batches = rows.counts(len(metas))
     sizes = np.stack([batches, [m.n_outputs for m in metas], [m.n_edges for m in metas],
                       [m.n_nodes for m in metas]], axis=1).astype(np.int64)
     mode = FORWARD if pop.outputs_only else OUTPUTS if loss is None else EXAMPLES if pop.per_example else SUMS

@@ -132,16 +132,15 @@ def job_from_fields(fields: Mapping[bytes, bytes]) -> job_pb2.Job:
         ts = _timestamp(get(name.encode()))
         if ts is not None:
             getattr(job, name).CopyFrom(ts)
-    if get(b"error_code"):
-        if get(b"error_field"):  # the google.rpc.Status the server would send for this error
-            error = EdgegradError(get(b"error_message", b"").decode(), field=get(b"error_field").decode())
+    if code := get(b"error_code"):
+        if field := get(b"error_field"):  # the google.rpc.Status the server would send for this error
+            error = EdgegradError(get(b"error_message", b"").decode(), field=field.decode())
             job.error.CopyFrom(rich_status(error))
-            job.error.code = int(get(b"error_code"))
+            job.error.code = int(code)
         else:
-            job.error.CopyFrom(status_pb2.Status(code=int(get(b"error_code")),
-                                                 message=get(b"error_message", b"").decode()))
-    if get(b"loss"):
-        job.loss = float.fromhex(get(b"loss").decode())
+            job.error.CopyFrom(status_pb2.Status(code=int(code), message=get(b"error_message", b"").decode()))
+    if loss := get(b"loss"):
+        job.loss = float.fromhex(loss.decode())
     job.rows_done = int(get(b"rows_done", b"0"))
     job.shards_done = int(get(b"shards_done", b"0"))
     rows = max(1, job.layout.shard_rows)

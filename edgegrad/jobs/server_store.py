@@ -296,7 +296,7 @@ class JobStore:
 
     async def job_for_request(self, request_id: str) -> str | None:
         """The id of the job that claimed ``request_id``, or None."""
-        found = await self.redis.get(self.keys.request(request_id))
+        found = cast(bytes | None, await self.redis.get(self.keys.request(request_id)))  # decode_responses is off
         return found.decode() if found else None
 
     async def job_fields(self, job_id: str) -> dict[bytes, bytes]:
@@ -316,7 +316,7 @@ class JobStore:
         jobs: list[job_pb2.Job] = []
         while len(jobs) < page_size:
             want = page_size - len(jobs)
-            ids = await self.redis.zrevrangebylex(self.keys.jobs, start, "-", start=0, num=want)
+            ids = cast(list[bytes], await self.redis.zrevrangebylex(self.keys.jobs, start, "-", start=0, num=want))
             if not ids:
                 return jobs, ""
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -381,7 +381,7 @@ class JobStore:
 
     async def upload(self, upload_id: str) -> dict[str, str]:
         """An upload's record; NotFound when unknown, used by a job already, or expired."""
-        fields = await self.redis.hgetall(self.keys.upload(upload_id))
+        fields = cast(dict[bytes, bytes], await self.redis.hgetall(self.keys.upload(upload_id)))
         if not fields:
             raise NotFound(f"request.upload: no upload {upload_id!r} (unknown, already used by a job, or expired)",
                            field="request.upload")
