@@ -180,8 +180,7 @@ class AsyncClient(ClientBase, AsyncPopulationMethods):
         lost = lost_networks(answers, nets)
         if lost:  # the server lost (or expired) networks this client had registered: register them again, once
             again: list[int] = []
-            for positions in lost.values():
-                net = nets[positions[0]]
+            for net, positions in lost:
                 self._forget(net)
                 try:
                     await self.register(net, timeout=deadline.remaining())

@@ -336,13 +336,14 @@ class Resume:
         return self.deadline.clip(delay)
 
 
-def lost_networks(answers: list[Any], nets: list[Any]) -> dict[str, list[int]]:
-    """``submit_many``'s items refused because the server lost their network: positions by network hash."""
-    lost: dict[str, list[int]] = {}
-    for i, answer in enumerate(answers):
-        if isinstance(answer, NotFound) and network_lost(answer) and nets[i] is not None:
-            lost.setdefault(nets[i].content_hash, []).append(i)
-    return lost
+def lost_networks(answers: list[Any], nets: list[Network | None]) -> list[tuple[Network, list[int]]]:
+    """``submit_many``'s items refused because the server lost their network: each such network, with
+    the positions of its items."""
+    lost: dict[str, tuple[Network, list[int]]] = {}
+    for i, (answer, net) in enumerate(zip(answers, nets)):
+        if isinstance(answer, NotFound) and network_lost(answer) and net is not None:
+            lost.setdefault(net.content_hash, (net, []))[1].append(i)
+    return list(lost.values())
 
 
 def network_lost(exc: NotFound) -> bool:

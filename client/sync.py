@@ -171,8 +171,7 @@ class Client(ClientBase, PopulationMethods):
         lost = lost_networks(answers, nets)
         if lost:  # the server lost (or expired) networks this client had registered: register them again, once
             again: list[int] = []
-            for positions in lost.values():
-                net = nets[positions[0]]
+            for net, positions in lost:
                 self._forget(net)
                 try:
                     self.register(net, timeout=deadline.remaining())

@@ -288,7 +288,8 @@ def _plain(arr: Any) -> Any:
     arr = np.asarray(arr, dtype=np.float64)
     if np.isfinite(arr).all():
         return arr.tolist()
-    cleaned: np.ndarray = np.where(np.isfinite(arr), arr, None)  # an object array keeps None
+    cleaned = arr.astype(object)                   # an object array keeps None
+    cleaned[~np.isfinite(arr)] = None
     return cleaned.tolist()
 
 

@@ -119,11 +119,12 @@ class _Fold:
         """The folded result of the parts added so far."""
         if self.count == 0:
             raise ValueError("fold_partials: no parts to fold")
-        grads, deltas = self.grads, self.deltas
-        if grads is None or deltas is None:
+        if self.grads is None or self.deltas is None:
             grads, deltas = _concat(self.rows_grads), _concat(self.rows_deltas)
         elif self.rows_grads:
             raise ValueError("fold_partials: cannot fold summed parts with per-example parts")
+        else:
+            grads, deltas = self.grads, self.deltas
         return GradientResult(_concat(self.outputs), self.loss, grads, deltas,
                               _concat(self.norms) if self.norms else None)
 
@@ -190,7 +191,7 @@ def _run(net: Network, x: np.ndarray, t: np.ndarray | None, loss: str | None, re
             value, direct, scale = _loss(net, plan, loss, reduction, outputs, t[a:b], total_rows, row_offset + a)
             if clip is not None and clip.clip_norm is not None:   # clipped: δ scaled, then summed
                 kernel.backward(plan, buffers, direct)
-                norms = _clipped(kernel, plan, buffers, clip, scale, row_offset + a, None)
+                norms: np.ndarray | None = _clipped(kernel, plan, buffers, clip, scale, row_offset + a, None)
                 kernel.edge_sums(plan, buffers, sums)
                 part = GradientResult(outputs, value, sums, buffers.deltas.sum(axis=1)[plan.node_row], norms)
                 if not part.is_finite():

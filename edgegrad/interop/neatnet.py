@@ -81,10 +81,10 @@ class NeatMap:
 
     def write_back(self, genome: Any, weights: Any, biases: Any) -> None:
         """Set the genome's connection weights and node biases to these (edge and node order as here)."""
-        for key, w in zip(self.connections, np.asarray(weights, dtype=np.float64).tolist()):
-            genome.connections[key].weight = w
-        for key, b in zip(self.nodes, np.asarray(biases, dtype=np.float64).tolist()):
-            genome.nodes[key].bias = b
+        for connection, w in zip(self.connections, np.asarray(weights, dtype=np.float64).tolist()):
+            genome.connections[connection].weight = w
+        for node, b in zip(self.nodes, np.asarray(biases, dtype=np.float64).tolist()):
+            genome.nodes[node].bias = b
 
 
 def from_neat(genome: Any, config: Any) -> Network:

@@ -225,7 +225,7 @@ class JobStore:
     # ----------------------------------------------------------------- jobs
     async def create_job(self, job_id: str, spec: bytes, fields: dict[str, Any], request_id: str,
                          fingerprint: str, network_hash: str, shards: int = 1,
-                         extra: list[tuple[Any, ...]] = (), result_bytes: int = 0,
+                         extra: Sequence[tuple[Any, ...]] = (), result_bytes: int = 0,
                          networks: Sequence[str] = ()) -> tuple[str, bool]:
         """Record and enqueue a job (one rq job per shard, and the ``extra`` commands) counted against
         the tenant's limits; with a taken request_id, return that job instead. ``networks``: more networks

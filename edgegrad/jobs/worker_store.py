@@ -167,7 +167,7 @@ class WorkerStore:
         return inputs, targets
 
     def emit(self, job_id: str, shard: str, chunks: Iterable[tuple[int, bytes | list]], limit: int,
-             then: list[tuple[str, list[str], list[Any]]] = (), batch_bytes: int = _PIPELINE_BYTES) -> tuple[int, list]:
+             then: Sequence[tuple[str, list[str], list[Any]]] = (), batch_bytes: int = _PIPELINE_BYTES) -> tuple[int, list]:
         """Write a shard's (number, chunk bytes, or the chunk's pieces as ``chunk_parts`` gives them) in
         order, waiting while the job's buffer is full.
 

@@ -127,7 +127,7 @@ def _tensor(buf: bytes, i: int, end: int) -> tuple[int, tuple[int, ...], int, in
 
 def _chunk(buf: bytes, i: int, end: int) -> RawChunk:
     numbers = dict.fromkeys(CHUNK_VARINTS.values(), 0)
-    tensor = (0, (), i, i)
+    tensor: tuple[int, tuple[int, ...], int, int] = (0, (), i, i)
     seen: set[int] = set()
     first = i
     while i < end:
