@@ -96,8 +96,11 @@ class AsyncClient(ClientBase, AsyncPopulationMethods):
 
     async def _unary(self, method: Callable[..., Any], request: Any, timeout: float | None) -> Any:
         """Await the stub's ``method`` with retries under the operation's deadline."""
-        return await self._retrying(lambda left: method(request, timeout=left, metadata=self._metadata),
-                                   self._deadline(timeout))
+        return await self._unary_within(method, request, self._deadline(timeout))
+
+    async def _unary_within(self, method: Callable[..., Any], request: Any, deadline: Deadline) -> Any:
+        """Await the stub's ``method`` with retries until ``deadline``."""
+        return await self._retrying(lambda left: method(request, timeout=left, metadata=self._metadata), deadline)
 
     # ------------------------------------------------------------ API
     async def capabilities(self, timeout: float | None = None) -> service_pb2.Capabilities:
@@ -154,8 +157,7 @@ class AsyncClient(ClientBase, AsyncPopulationMethods):
             handle = handle_type(self, "", submit=request)
             await handle._open_ahead(deadline)
             return handle
-        job = await self._retrying(
-            lambda left: self.stub.SubmitJob(request, timeout=left, metadata=self._metadata), deadline)
+        job = await self._unary_within(self.stub.SubmitJob, request, deadline)
         handle = handle_type(self, job.name)
         handle.state.update(job)
         self.unwatched.add(handle)  # its wait() may share one WatchJobs stream with the next ones
@@ -195,9 +197,8 @@ class AsyncClient(ClientBase, AsyncPopulationMethods):
     async def _submit_items(self, items: list[Any], deadline: Deadline) -> list[AsyncJobHandle | Exception]:
         """SubmitJobs for the requests among ``items`` (in calls that fit a message); answers in ``items``' order."""
         sent = [item for item in items if not isinstance(item, Exception)]
-        replies = [await self._retrying(lambda left, call=call: self.stub.SubmitJobs(
-            call, timeout=left, metadata=self._metadata), deadline)
-            for call in submit_batches(sent, self._message_bytes())]
+        replies = [await self._unary_within(self.stub.SubmitJobs, call, deadline)
+                   for call in submit_batches(sent, self._message_bytes())]
         handles = merge_submitted(self, items, replies, AsyncJobHandle)
         for handle in handles:
             if isinstance(handle, AsyncJobHandle):

@@ -97,7 +97,7 @@ class AsyncJobHandle(HandleBase):
             self.reconnects += 1
             await asyncio.sleep(pause)
 
-    async def _grouped(self, deadline: Deadline) -> AsyncIterator[job_pb2.ResultChunk]:
+    async def _grouped(self, deadline: Deadline) -> AsyncIterator[job_pb2.ResultChunk | RawChunk]:
         """Chunks from the WatchJobs stream this job shares with others (opened now if it is the first of them
         waited on); whatever the group cannot bring, ``chunks()`` then reads from the job's own stream."""
         if self.state.done or self._ahead is not None or self._submit is not None:

@@ -89,7 +89,7 @@ class JobHandle(HandleBase):
             self.reconnects += 1
             time.sleep(pause)
 
-    def _grouped(self, deadline: Deadline) -> Iterator[job_pb2.ResultChunk]:
+    def _grouped(self, deadline: Deadline) -> Iterator[job_pb2.ResultChunk | RawChunk]:
         """Chunks from the WatchJobs stream this job shares with others (opened now if it is the first of them
         waited on); whatever the group cannot bring, ``chunks()`` then reads from the job's own stream."""
         if self.state.done or self._ahead is not None or self._submit is not None:

@@ -92,8 +92,11 @@ class Client(ClientBase, PopulationMethods):
 
     def _unary(self, method: Callable[..., Any], request: Any, timeout: float | None) -> Any:
         """Call the stub's ``method`` with retries under the operation's deadline."""
-        return self._retrying(lambda left: method(request, timeout=left, metadata=self._metadata),
-                             self._deadline(timeout))
+        return self._unary_within(method, request, self._deadline(timeout))
+
+    def _unary_within(self, method: Callable[..., Any], request: Any, deadline: Deadline) -> Any:
+        """Call the stub's ``method`` with retries until ``deadline``."""
+        return self._retrying(lambda left: method(request, timeout=left, metadata=self._metadata), deadline)
 
     # ------------------------------------------------------------ API
     def capabilities(self, timeout: float | None = None) -> service_pb2.Capabilities:
@@ -141,8 +144,7 @@ class Client(ClientBase, PopulationMethods):
             handle = handle_type(self, "", submit=request)
             handle._open_ahead(deadline)
             return handle
-        job = self._retrying(lambda left: self.stub.SubmitJob(request, timeout=left, metadata=self._metadata),
-                             deadline)
+        job = self._unary_within(self.stub.SubmitJob, request, deadline)
         handle = handle_type(self, job.name)
         handle.state.update(job)
         self.unwatched.add(handle)  # its wait() may share one WatchJobs stream with the next ones
@@ -186,9 +188,8 @@ class Client(ClientBase, PopulationMethods):
     def _submit_items(self, items: list[Any], deadline: Deadline) -> list[JobHandle | Exception]:
         """SubmitJobs for the requests among ``items`` (in calls that fit a message); answers in ``items``' order."""
         sent = [item for item in items if not isinstance(item, Exception)]
-        replies = [self._retrying(lambda left, call=call: self.stub.SubmitJobs(call, timeout=left,
-                                                                               metadata=self._metadata),
-                                 deadline) for call in submit_batches(sent, self._message_bytes())]
+        replies = [self._unary_within(self.stub.SubmitJobs, call, deadline)
+                   for call in submit_batches(sent, self._message_bytes())]
         handles = merge_submitted(self, items, replies, JobHandle)
         for handle in handles:
             if isinstance(handle, JobHandle):

@@ -255,6 +255,7 @@ def dumps_result(net: Network, res: GradientResult, indent: int | None = None) -
 
 def _indented(value: Any, indent: int, level: int) -> str:
     """``value`` as JSON, objects and lists of lists one item a line, lists of plain values on one line."""
+    items: list[tuple[str | None, Any]]
     if isinstance(value, dict):
         items = [(json.dumps(key), item) for key, item in value.items()]
         brackets = "{}"
