@@ -88,4 +88,5 @@ class AsyncPopulationMethods:
 
     def population_job(self, name: str, *, after_seq: int = 0) -> AsyncPopulationJobHandle:
         """A handle on an existing population job by name."""
-        return AsyncPopulationJobHandle(self, name, after_seq=after_seq)
+        client: Any = self  # the AsyncClient this is a part of
+        return AsyncPopulationJobHandle(client, name, after_seq=after_seq)

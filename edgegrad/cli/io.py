@@ -233,7 +233,7 @@ def save_result(path: str, net: Network, res: GradientResult, indent: int | None
                     arrays["loss"] = np.array(float(res.loss))
                 if res.norms is not None:
                     arrays["norms"] = np.asarray(res.norms)
-                np.savez_compressed(fh, **arrays)
+                np.savez_compressed(fh, allow_pickle=False, **arrays)  # numbers and labels only: no pickles
             else:
                 fh.write(dumps_result(net, res, indent).encode("utf-8") + b"\n")
         os.replace(tmp, path)

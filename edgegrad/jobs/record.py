@@ -6,7 +6,7 @@ import re
 import secrets
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import status_pb2
@@ -89,7 +89,7 @@ def initial_fields(job_id: str, request_id: str, fingerprint: str, network_hash:
     return fields
 
 
-def shard_progress(fields: Mapping[bytes, bytes], index: int | str) -> tuple[int, int, int, str]:
+def shard_progress(fields: Mapping[bytes, bytes | None], index: int | str) -> tuple[int, int, int, str]:
     """(state, attempt, chunks written, worker) of shard ``index`` ('r': the fold) from a job hash."""
     raw = fields.get(f"s:{index}".encode())
     if not raw:
@@ -123,7 +123,7 @@ def job_from_fields(fields: Mapping[bytes, bytes]) -> job_pb2.Job:
     """The Job proto of a job hash (as HGETALL returns it, bytes keys)."""
     get = fields.get
     job = job_pb2.Job(
-        name=job_name(get(b"id", b"").decode()), state=int(get(b"state", b"0")),
+        name=job_name(get(b"id", b"").decode()), state=cast(job_pb2.JobState, int(get(b"state", b"0"))),
         request_id=get(b"request_id", b"").decode(), network_hash=get(b"network_hash", b"").decode(),
         chunks_done=int(get(b"chunks_done", b"0")), attempt=int(get(b"attempt", b"0")),
         worker=get(b"worker", b"").decode())

@@ -375,7 +375,9 @@ class JobStore:
         """Record an upload's sizes once its pieces are stored."""
         key = self.keys.upload(upload_id)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=meta)
+            # redis-py types the mapping as Mapping[<union of field types>, ...]: a dict[str, str] does not
+            # match its invariant key type, though every str field is one redis-py takes
+            pipe.hset(key, mapping=meta)  # type: ignore[arg-type]
             pipe.expire(key, self.settings.job_ttl)
             await pipe.execute()
 
@@ -429,14 +431,15 @@ class JobStore:
         read in a thread with one copy (``bulk.BulkReader``)."""
         return await asyncio.to_thread(self._bulk.get, [self.keys.chunk(job_id, seq) for seq in seqs])
 
-    async def job_state(self, job_id: str) -> tuple[int, int] | None:
+    async def job_state(self, job_id: str) -> tuple[job_pb2.JobState, int] | None:
         """(state, chunks_done), or None when the job is gone."""
         return (await self.job_states([job_id]))[0]
 
-    async def job_states(self, job_ids: list[str]) -> list[tuple[int, int] | None]:
+    async def job_states(self, job_ids: list[str]) -> list[tuple[job_pb2.JobState, int] | None]:
         """(state, chunks_done) of each job (None for one that is gone), in one round trip."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
                 pipe.hmget(self.keys.job(job_id), "state", "chunks_done")
             states = await pipe.execute()
-        return [None if state is None else (int(state), int(done or 0)) for state, done in states]
+        return [None if state is None else (cast(job_pb2.JobState, int(state)), int(done or 0))
+                for state, done in states]

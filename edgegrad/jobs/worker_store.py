@@ -156,8 +156,9 @@ class WorkerStore:
             if not columns:
                 out.append(None)
                 continue
-            blobs = self.redis.mget([self.keys.piece(pieces.upload, name, i) for i in range(first, last + 1)])
-            if any(blob is None for blob in blobs):
+            keys = [self.keys.piece(pieces.upload, name, i) for i in range(first, last + 1)]
+            blobs = [blob for blob in cast(list[bytes | None], self.redis.mget(keys)) if blob is not None]
+            if len(blobs) != len(keys):
                 raise NotFound(f"request.upload: the {name} of upload {pieces.upload!r} expired before the job ran",
                                field="request.upload")
             rows = np.frombuffer(b"".join(blobs), dtype="<f8").reshape(-1, int(columns))
@@ -252,7 +253,7 @@ class WorkerStore:
         """(whether ``shard`` of a running job has reported its rows, whether every shard has): a shard
         whose worker died after reporting needs no rerun, only the fold if it was the last."""
         names = [b"state", f"s:{shard}".encode(), b"shards_done", b"shards"]
-        fields = dict(zip(names, self.redis.hmget(self.keys.job(job_id), names)))
+        fields = dict(zip(names, cast(list[bytes | None], self.redis.hmget(self.keys.job(job_id), names))))
         if fields[b"state"] != _RUNNING or shard_progress(fields, shard)[0] != SUCCEEDED:
             return False, False
         return True, int(fields[b"shards_done"] or 0) >= int(fields[b"shards"] or 1)
