@@ -49,11 +49,11 @@ class NetworkMeta:
     __slots__ = ("hash", "inputs", "outputs", "n_nodes", "n_edges", "widest_level")
 
     def __init__(self, content_hash: str, inputs: list[str], outputs: list[str], n_nodes: int, n_edges: int,
-                 widest_level: int | None = None) -> None:
+                 widest_level: int) -> None:
         self.hash = content_hash
         self.inputs, self.outputs = tuple(inputs), tuple(outputs)
         self.n_nodes, self.n_edges = n_nodes, n_edges
-        self.widest_level = n_nodes if widest_level is None else widest_level  #: nodes in the widest level
+        self.widest_level = widest_level  #: nodes in the widest level
 
     @property
     def n_inputs(self) -> int:
@@ -74,7 +74,7 @@ class NetworkMeta:
     def from_json(cls, content_hash: str, text: bytes) -> NetworkMeta:
         """Parse what ``to_json`` wrote."""
         d = json.loads(text)
-        return cls(content_hash, d["inputs"], d["outputs"], d["nodes"], d["edges"], d.get("widest"))
+        return cls(content_hash, d["inputs"], d["outputs"], d["nodes"], d["edges"], d["widest"])
 
     def info(self) -> network_pb2.NetworkInfo:
         """The NetworkInfo proto."""
