@@ -205,10 +205,14 @@ class AsyncClient(ClientBase, AsyncPopulationMethods):
                 self.unwatched.add(handle)
         return handles
 
+    async def _learn_limit(self, nbytes: int, deadline: Deadline) -> None:
+        """Ask the server for its message limit where sending ``nbytes`` depends on it."""
+        if self._needs_limit(nbytes):
+            self.server_max_message = int((await self.capabilities(timeout=deadline.remaining())).max_message_bytes)
+
     async def _request(self, prepared: Prepared, deadline: Deadline) -> service_pb2.SubmitJobRequest:
         """The request with its batch inline, or referring to an upload of it."""
-        if self._needs_limit(prepared.batch_bytes):
-            self.server_max_message = int((await self.capabilities(timeout=deadline.remaining())).max_message_bytes)
+        await self._learn_limit(prepared.batch_bytes, deadline)
         if self._sends_inline(prepared.batch_bytes):
             return prepared.inline()
         upload = await self._retrying(lambda left: self.stub.UploadBatch(

@@ -196,10 +196,14 @@ class Client(ClientBase, PopulationMethods):
                 self.unwatched.add(handle)
         return handles
 
+    def _learn_limit(self, nbytes: int, deadline: Deadline) -> None:
+        """Ask the server for its message limit where sending ``nbytes`` depends on it."""
+        if self._needs_limit(nbytes):
+            self.server_max_message = int(self.capabilities(timeout=deadline.remaining()).max_message_bytes)
+
     def _request(self, prepared: Prepared, deadline: Deadline) -> service_pb2.SubmitJobRequest:
         """The request with its batch inline, or referring to an upload of it."""
-        if self._needs_limit(prepared.batch_bytes):
-            self.server_max_message = int(self.capabilities(timeout=deadline.remaining()).max_message_bytes)
+        self._learn_limit(prepared.batch_bytes, deadline)
         if self._sends_inline(prepared.batch_bytes):
             return prepared.inline()
         upload = self._retrying(lambda left: self.stub.UploadBatch(

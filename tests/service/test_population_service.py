@@ -454,3 +454,35 @@ def test_an_overflow_fails_the_job_naming_its_network_by_its_place_in_the_popula
             job.result()
     assert str(local.value).startswith("nets[8]: ")
     assert remote.value.message == local.value.message       # nets[8], not its place in shard 2 (nets[0])
+
+
+
+def test_a_population_referring_to_a_network_the_service_lacks_is_sent_again_inline_once(namespace,
+                                                                                         thread_server) -> None:
+    """Both clients: a population referring by hash to a network the service does not have (the client
+    believed it registered it) is refused with NotFound naming network_hash, then sent once more with
+    that network inline; the networks it sent inline the first time stay inline."""
+    server = thread_server(namespace("poplost"))
+    nets = NETS[:4]
+    lacking = nets[1].content_hash
+    counter = _Counter()
+    with Client(server.address, timeout=30, interceptors=[counter]) as client:
+        client._remember(lacking)             # what the client believes; the service never had it
+        job = client.submit_population(nets, X)
+        job.cancel()
+        assert client._is_known(lacking)      # sent inline and accepted: known from now on
+    first, again = counter.populations
+    assert [m.WhichOneof("network") for m in first.members] == \
+        ["network_inline", "network_hash", "network_inline", "network_inline"]
+    assert [m.WhichOneof("network") for m in again.members] == ["network_inline"] * 4
+    assert job.name.startswith("jobs/")
+
+    async def asyncio_client() -> tuple[str, bool]:
+        async with AsyncClient(server.address, timeout=30) as aclient:
+            aclient._remember(NETS[6].content_hash)
+            ajob = await aclient.submit_population([NETS[6], NETS[7]], X)
+            await ajob.cancel()
+            return ajob.name, aclient._is_known(NETS[6].content_hash)
+
+    name, known = asyncio.run(asyncio_client())
+    assert name.startswith("jobs/") and known
