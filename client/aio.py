@@ -23,6 +23,7 @@ from .errors import from_rpc_error, is_retryable
 from .options import DEFAULT_MAX_MESSAGE_BYTES, Backoff, Deadline
 from .protocol import (
     Prepared,
+    carrying_network,
     list_request,
     lost_networks,
     merge_submitted,
@@ -169,16 +170,22 @@ class AsyncClient(ClientBase, AsyncPopulationMethods):
         deadline = self._deadline(timeout)
         items: list[Any] = []
         nets: list[Network | None] = []
+        carried: set[str] = set()
         for kwargs in requests:
             try:
                 net, prepared = submission(kwargs)
-                await self.register(net, timeout=deadline.remaining())
+                if not self._is_known(net.content_hash) and net.content_hash not in carried:
+                    carried.add(net.content_hash)  # inline once: registered with its job, no round trip
+                    prepared = carrying_network(prepared, net)
                 items.append(await self._request(prepared, deadline))
                 nets.append(net)
             except Exception as exc:  # this item's own problem: reported in its place
                 items.append(exc)
                 nets.append(None)
         answers = await self._submit_items(items, deadline)
+        for sent, answer in zip(nets, answers):
+            if sent is not None and not isinstance(answer, Exception):
+                self._remember(sent.content_hash)
         lost = lost_networks(answers, nets)
         if lost:  # the server lost (or expired) networks this client had registered: register them again, once
             again: list[int] = []

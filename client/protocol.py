@@ -127,6 +127,14 @@ SUBMIT_ARGUMENTS = ("net", "inputs", "targets", "loss", "reduction", "per_exampl
                     "shard_rows", "norms", "clip_norm")
 
 
+def carrying_network(prepared: Prepared, net: Network) -> Prepared:
+    """``prepared`` with its network inline instead of by hash: the submission registers it, no round trip of its own."""
+    request = service_pb2.SubmitJobRequest()
+    request.CopyFrom(prepared.request)
+    request.request.network_inline.CopyFrom(network_to_proto(net))
+    return prepared._replace(request=request)
+
+
 def submission(kwargs: dict[str, Any]) -> tuple[Network, Prepared]:
     """The network and prepared request of one ``submit_many`` item (a dict of ``submit``'s arguments)."""
     if not isinstance(kwargs, dict):

@@ -66,8 +66,11 @@ class _Shard:
 _current: _Shard | None = None
 
 
-def begin_shard(store: Any, job_id: str, shard: int, attempt: int, kind: str, created: float) -> None:
-    """A worker started a shard (``kind`` "run") or the fold of a job's shards ("fold"); ``created``: submit time."""
+def begin_shard(store: Any, job_id: str, shard: int, attempt: int, kind: str, created: float) -> _Shard:
+    """A worker started a shard (``kind`` "run") or the fold of a job's shards ("fold"); ``created``: submit time.
+
+    It is the running shard until ``end_shard``; a worker running several jobs together (a batch of
+    small ones) passes what this returns to ``shard_done`` and ``job_ended`` instead."""
     global _current
     tenant = store.keys.tenant
     _current = _Shard(job_id, shard, tenant, created, store.name)
@@ -76,6 +79,7 @@ def begin_shard(store: Any, job_id: str, shard: int, attempt: int, kind: str, cr
         metrics.QUEUE_WAIT.observe(wait)
     _write("started", job_id, tenant, shard=shard, attempt=attempt, worker=store.name, queue_wait_s=wait,
            fold=True if kind == "fold" else None)
+    return _current
 
 
 def _queue_wait() -> float | None:
@@ -91,9 +95,9 @@ def _queue_wait() -> float | None:
     return max(0.0, (job.started_at - job.enqueued_at).total_seconds())
 
 
-def shard_done(rows: int, nbytes: int) -> None:
-    """The running shard wrote all its chunks (``rows`` rows, ``nbytes`` bytes of result)."""
-    shard = _current
+def shard_done(rows: int, nbytes: int, shard: _Shard | None = None) -> None:
+    """The running shard (or ``shard``) wrote all its chunks (``rows`` rows, ``nbytes`` bytes of result)."""
+    shard = shard or _current
     if shard is None:
         return
     seconds = time.monotonic() - shard.began
@@ -106,13 +110,15 @@ def shard_done(rows: int, nbytes: int) -> None:
 
 
 def job_ended(state: str, store: Any, job_id: str, shard: int | None, *, reason: str = "",
-              rows: int | None = None, nbytes: int | None = None) -> None:
-    """This worker ended a job: ``state`` as FINISH answered it (stored: SUCCEEDED, FAILED, CANCELLED)."""
+              rows: int | None = None, nbytes: int | None = None, began: _Shard | None = None) -> None:
+    """This worker ended a job: ``state`` as FINISH answered it (stored: SUCCEEDED, FAILED, CANCELLED);
+    ``began``: what ``begin_shard`` returned for it, when it is not the running shard."""
     name = STATE_NAMES.get(state)
     if name not in ("succeeded", "failed"):
         return  # ended before this call ("was N": by another shard, or cancelled by the server) or deleted
-    if _current is not None and job_id == _current.job_id:
-        tenant, created = _current.tenant, _current.created
+    current = began or _current
+    if current is not None and job_id == current.job_id:
+        tenant, created = current.tenant, current.created
     else:  # before its shard started, or a job abandoned by a dead worker
         tenant, created = store.keys.tenant, store.created(job_id)
     duration = max(0.0, time.time() - created) if created else None

@@ -18,7 +18,7 @@ from .errors import InvalidInput
 from .settings import ENV_NAMES, Settings
 
 __all__ = ["JOBS_SUBMITTED", "JOBS_FINISHED", "SHARDS_ENQUEUED", "SHARDS", "QUEUE_WAIT", "SHARD_RUN",
-           "JOB_DURATION", "ROWS", "RESULT_BYTES_WRITTEN", "RESULT_BYTES_STREAMED", "OPEN_STREAMS",
+           "JOB_DURATION", "ROWS", "BATCH_SIZE", "RESULT_BYTES_WRITTEN", "RESULT_BYTES_STREAMED", "OPEN_STREAMS",
            "metrics_port", "process_ports", "serve_metrics", "metrics_url"]
 
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
@@ -42,6 +42,8 @@ QUEUE_WAIT = Histogram("edgegrad_queue_wait_seconds", "Time a shard waited in th
 SHARD_RUN = Histogram("edgegrad_shard_run_seconds", "Time a worker spent on a shard: read rows, compute,"
                       " write its chunks", buckets=_SECONDS)
 ROWS = Counter("edgegrad_rows", "Batch rows computed by this worker")
+BATCH_SIZE = Histogram("edgegrad_batch_size", "Small jobs a worker took together and ran as one engine call (a"
+                       " batch); _sum / _count is jobs per batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
 RESULT_BYTES_WRITTEN = Counter("edgegrad_result_bytes_written", "Result bytes this worker computed and wrote"
                                " to Redis")
 

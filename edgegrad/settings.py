@@ -56,6 +56,9 @@ class Settings:
     worker_memory_bytes: int = 2048 * MiB   #: engine working memory one shard may need on a worker
     shard_seconds: float = 1.0              #: engine time a shard aims at when the client sets no shard_rows
     max_shards: int = 4096                  #: most shards one job is split into
+    batch_max_jobs: int = 64                #: most small jobs a worker runs together in one engine call (1: no batching)
+    batch_max_work: int = 1 << 20           #: a job is small (batched) up to this estimated work (rows x edges x outputs)
+    batch_delay_ms: float = 0.0             #: a worker's wait for a batch to fill once it has taken its first jobs
     redis_connections: int = 64             #: a server's pool of Redis connections for short commands
     page_size: int = 100                    #: ListJobs page when the client asks for none
     max_page_size: int = 1000               #: largest ListJobs page

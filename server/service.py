@@ -18,6 +18,7 @@ from edgegrad.engine.batch import DTYPES, check_options
 from edgegrad.engine.clipping import check_clipping
 from edgegrad.engine.losses import LOSSES, REDUCTIONS
 from edgegrad.errors import EdgegradError, FailedPrecondition, InvalidInput, NotFound, ResourceExhausted, Unavailable
+from edgegrad.jobs.lanes import lane_of
 from edgegrad.jobs.record import initial_fields, job_from_fields, job_id_from_name, new_job_id
 from edgegrad.jobs.server_store import JobStore, NetworkMeta
 from edgegrad.jobs.sharding import shard_rows_for
@@ -169,8 +170,9 @@ class Service:
                                 pieces, upload_key)
         if r.upload:  # the job owns its upload from now on: its pieces go when the job ends
             extra.append(("HSET", upload_key, "job", job_id))
+        lane = None if pieces is not None else lane_of(spec, work, layout.shard_count, s)
         got, created = await store.create_job(job_id, blob, fields, rid, fingerprint, meta.hash,
-                                              layout.shard_count, extra, size)
+                                              layout.shard_count, extra, size, lane=lane)
         if created:
             joblog.job_submitted(job_id, tenant, batch, layout.shard_count, size)
             return job_from_fields({k.encode(): v if isinstance(v, bytes) else str(v).encode()
@@ -193,8 +195,13 @@ class Service:
             job.ClearField("shards")  # GetJob lists them; the reply stays small however many shards
             return service_pb2.SubmitJobResult(job=job)
 
-        results = await asyncio.gather(*(one(item) for item in req.requests))
-        return service_pb2.SubmitJobsResponse(results=results)
+        # the items that carry their network first: a later item may refer to one of those networks by hash
+        first = [i for i, item in enumerate(req.requests) if item.request.HasField("network_inline")]
+        rest = [i for i, item in enumerate(req.requests) if not item.request.HasField("network_inline")]
+        results: dict[int, service_pb2.SubmitJobResult] = {}
+        for part in (first, rest):
+            results.update(zip(part, await asyncio.gather(*(one(req.requests[i]) for i in part))))
+        return service_pb2.SubmitJobsResponse(results=[results[i] for i in range(len(req.requests))])
 
     async def upload(self, pieces: AsyncIterator[service_pb2.UploadPiece], tenant: str) -> service_pb2.Upload:
         """Store a batch sent in pieces for ``tenant``, checking each as it arrives (never the whole batch in memory)."""

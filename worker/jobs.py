@@ -9,11 +9,12 @@ its rq job folds again.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -23,7 +24,7 @@ from edgegrad.engine.overflow import result_overflow_message
 from edgegrad.engine.plan import get_plan
 from edgegrad.engine.result import GradientResult
 from edgegrad.errors import EdgegradError, InvalidInput
-from edgegrad.jobs.contract import FAILED, JOB_FUNCTION, SUCCEEDED
+from edgegrad.jobs.contract import BATCH_FUNCTION, FAILED, JOB_FUNCTION, SUCCEEDED
 from edgegrad.jobs.record import error_fields, final_state, loss_fields
 from edgegrad.jobs.tenants import DEFAULT_TENANT
 from edgegrad.jobs.worker_store import EMIT_WRITTEN, Started, WorkerStore
@@ -45,12 +46,14 @@ from edgegrad.wire.codec import array_from_tensor
 from .outage import REDIS_DOWN
 from .population import finish_population, run_population_shard
 
-__all__ = ["run_gradient_job", "set_store", "get_store", "start_with", "job_args", "ALLOWED_FUNCTIONS"]
+__all__ = ["run_gradient_job", "set_store", "get_store", "start_with", "job_args", "ALLOWED_FUNCTIONS",
+           "only_shard_output", "only_shard_ended", "ShardOutput", "run_started", "failing_alone", "fail_shard",
+           "write_only_shard"]
 
 log = logging.getLogger("edgegrad.worker")
 
 #: job functions a worker agrees to run, by rq's func_name
-ALLOWED_FUNCTIONS = frozenset({JOB_FUNCTION})
+ALLOWED_FUNCTIONS = frozenset({JOB_FUNCTION, BATCH_FUNCTION})
 
 _store: WorkerStore | None = None
 #: the START reply the worker fetched with rq's own start of the job: ((tenant, job id, shard), Started)
@@ -103,29 +106,39 @@ def _start(store: WorkerStore, tenant: str, job_id: str, shard: int) -> Started:
 def run_gradient_job(job_id: str, shard: int = 0, tenant: str = DEFAULT_TENANT) -> None:
     """Run one shard of a tenant's gradient job (or fold the shards of one whose folding worker died)."""
     store = get_store().for_tenant(tenant)  # every key it touches is the tenant's
-    try:
+    with failing_alone(store, job_id, shard):
         started = _start(store, tenant, job_id, shard)
         if started.kind not in ("run", "fold"):
             return
         joblog.begin_shard(store, job_id, shard, started.attempt, started.kind, started.created)
-        _run(store, job_id, shard, started)
+        run_started(store, job_id, shard, started)
+
+
+@contextlib.contextmanager
+def failing_alone(store: WorkerStore, job_id: str, shard: int, began: Any = None) -> Iterator[None]:
+    """Run a shard's work: what goes wrong fails its job (and nothing else), except Redis going away."""
+    try:
+        yield
     except EdgegradError as exc:
-        fail_shard(store, job_id, shard, exc.code, exc.message, exc.field)
+        fail_shard(store, job_id, shard, exc.code, exc.message, exc.field, began)
     except REDIS_DOWN:  # not the job's fault: the worker waits for Redis and rq retries the shard
         raise
     except Exception as exc:  # a bug or an environment problem: the job fails, the worker lives on
         log.exception("job %s shard %s failed", job_id, shard)
-        fail_shard(store, job_id, shard, "INTERNAL", f"{type(exc).__name__}: {exc}")
+        fail_shard(store, job_id, shard, "INTERNAL", f"{type(exc).__name__}: {exc}", None, began)
     finally:
         joblog.end_shard()
 
 
-def fail_shard(store: WorkerStore, job_id: str, shard: int, code: str, reason: str, field: str | None = None) -> None:
-    """End the job failed with ``reason`` (one job event)."""
-    joblog.job_ended(store.fail(job_id, FAILED, error_fields(code, reason, field)), store, job_id, shard, reason=reason)
+def fail_shard(store: WorkerStore, job_id: str, shard: int, code: str, reason: str, field: str | None = None,
+               began: Any = None) -> None:
+    """End the job failed with ``reason`` (one job event); ``began`` as for ``joblog.job_ended``."""
+    joblog.job_ended(store.fail(job_id, FAILED, error_fields(code, reason, field)), store, job_id, shard,
+                     reason=reason, began=began)
 
 
-def _run(store: WorkerStore, job_id: str, shard: int, started: Started) -> None:
+def run_started(store: WorkerStore, job_id: str, shard: int, started: Started) -> None:
+    """Run a started shard (or fold the shards of a job whose folding worker died)."""
     layout = job_pb2.ResultLayout.FromString(started.layout)
     if layout.HasField("population"):  # a shard of networks (worker/population.py)
         if started.kind == "fold" or run_population_shard(store, job_id, shard, started, layout) == "last":
@@ -147,32 +160,16 @@ def _run(store: WorkerStore, job_id: str, shard: int, started: Started) -> None:
                              per_example=request.per_example, dtype=request.dtype or "float64",
                              total_rows=int(layout.batch), row_offset=a, norms=request.norms,
                              clip_norm=request.clip_norm if request.clip_norm != 0 else None)
+    if layout.shard_count == 1:  # one shard: no other shard to wait for, nothing to fold; the job ends with it
+        write_only_shard(store, job_id, layout, only_shard_output(store, job_id, started, layout, part))
+        return
     arrays = field_arrays(part, layout)
     plans = shard_chunk_plans(layout, shard)
-    only = layout.shard_count == 1
     summed = summed_chunk_plans(layout)
     chunks = chunk_parts(arrays, layout, plans, first_row=a, shard=shard, after=started.chunks_done)
-    if only:  # nothing to fold: this shard's sums are the job's, written as the shard's last chunks
-        sums = [p._replace(seq=len(plans) + i + 1) for i, p in enumerate(summed)]
-        chunks = itertools.chain(chunks, chunk_parts(arrays, layout, sums, shard=layout.shard_count,
-                                                        after=started.chunks_done))
-        plans = plans + sums
     share = "" if part.loss is None else float(part.loss).hex()
     nbytes = sum(int(v.nbytes) for v in arrays.values())
     limit = buffered_chunk_limit(layout)
-    if only:  # one shard: no other shard to wait for, nothing to fold; the job ends with it
-        progress = {"rows_done": str(b - a), "shards_done": "1",
-                    f"s:{shard}": f"3|{started.attempt}|{len(plans)}|{store.name}", **loss_fields(part.loss)}
-        finish = store.finish(job_id, SUCCEEDED, layout.chunk_count, progress)
-        if not limit or layout.chunk_count <= limit:  # the buffer cannot fill: end in the same round trip
-            code, replies = store.emit(job_id, f"s:{shard}", chunks, limit, [finish])
-        elif (code := store.emit(job_id, f"s:{shard}", chunks, limit)[0]) == EMIT_WRITTEN:
-            replies = store.call(finish)
-        if code == EMIT_WRITTEN:  # unless refused because CANCEL or DELETE ended the job already
-            joblog.shard_done(b - a, nbytes)
-            joblog.job_ended(final_state(replies[-1]), store, job_id, shard, rows=int(layout.batch),
-                             nbytes=result_bytes(layout))
-        return
     partial = arrays[job_pb2.RESULT_FIELD_EDGE_GRADS].tobytes() + arrays[job_pb2.RESULT_FIELD_DELTAS].tobytes() \
         if summed else b""
     code, replies = store.emit(job_id, f"s:{shard}", chunks, limit,
@@ -185,6 +182,48 @@ def _run(store: WorkerStore, job_id: str, shard: int, started: Started) -> None:
         fail_shard(store, job_id, shard, "INTERNAL", f"shard {shard}: result chunks missing")
     elif done == total:  # this was the last shard to finish: fold them all, in shard order
         _fold(store, job_id, request, layout, 0)
+
+
+class ShardOutput(NamedTuple):
+    """What a job of one shard writes: its chunks (the sums last), the FINISH that ends it, its result bytes."""
+
+    chunks: Iterator[tuple[int, bytes | list]]
+    finish: tuple[str, list[str], list[Any]]
+    nbytes: int
+
+
+def only_shard_output(store: WorkerStore, job_id: str, started: Started, layout: job_pb2.ResultLayout,
+                      part: GradientResult) -> ShardOutput:
+    """The chunks and FINISH of a job of one shard: nothing to fold, its sums are written as its last chunks."""
+    arrays = field_arrays(part, layout)
+    plans = shard_chunk_plans(layout, 0)
+    sums = [p._replace(seq=len(plans) + i + 1) for i, p in enumerate(summed_chunk_plans(layout))]
+    chunks = itertools.chain(chunk_parts(arrays, layout, plans, first_row=0, shard=0, after=started.chunks_done),
+                             chunk_parts(arrays, layout, sums, shard=1, after=started.chunks_done))
+    progress = {"rows_done": str(layout.batch), "shards_done": "1",
+                "s:0": f"3|{started.attempt}|{len(plans) + len(sums)}|{store.name}", **loss_fields(part.loss)}
+    return ShardOutput(chunks, store.finish(job_id, SUCCEEDED, layout.chunk_count, progress),
+                       sum(int(v.nbytes) for v in arrays.values()))
+
+
+def write_only_shard(store: WorkerStore, job_id: str, layout: job_pb2.ResultLayout, output: ShardOutput,
+                     began: Any = None) -> None:
+    """Write the chunks of a job of one shard and end it (in one round trip where its buffer cannot fill)."""
+    limit = buffered_chunk_limit(layout)
+    if not limit or layout.chunk_count <= limit:  # the buffer cannot fill: end in the same round trip
+        code, replies = store.emit(job_id, "s:0", output.chunks, limit, [output.finish])
+    elif (code := store.emit(job_id, "s:0", output.chunks, limit)[0]) == EMIT_WRITTEN:
+        replies = store.call(output.finish)
+    if code == EMIT_WRITTEN:  # unless refused because CANCEL or DELETE ended the job already
+        only_shard_ended(store, job_id, layout, output.nbytes, replies[-1], began)
+
+
+def only_shard_ended(store: WorkerStore, job_id: str, layout: job_pb2.ResultLayout, nbytes: int, finished: Any,
+                     began: Any = None) -> None:
+    """Log a job of one shard whose chunks are written, as its FINISH answered (``finished``)."""
+    joblog.shard_done(int(layout.batch), nbytes, began)
+    joblog.job_ended(final_state(finished), store, job_id, 0, rows=int(layout.batch), nbytes=result_bytes(layout),
+                     began=began)
 
 
 def _fold(store: WorkerStore, job_id: str, request: job_pb2.GradientRequest, layout: job_pb2.ResultLayout,

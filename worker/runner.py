@@ -19,10 +19,11 @@ from rq.utils import utcformat
 from rq.worker import WorkerStatus
 
 from edgegrad.errors import bounded
-from edgegrad.jobs.contract import JOB_FUNCTION
+from edgegrad.jobs.contract import BATCH_FUNCTION, JOB_FUNCTION
 from edgegrad.jobs.record import FOLD_SHARD, RQ_RECORD_TTL, rq_job_id, rq_job_options
 from edgegrad.settings import Settings
 
+from .batch import abandon_batch, take_with
 from .jobs import ALLOWED_FUNCTIONS, fail_shard, get_store, job_args, start_with
 from .outage import REDIS_DOWN, Outage
 
@@ -216,7 +217,10 @@ class EdgegradWorker(SimpleWorker):
                 pipe.lrem(queue.intermediate_queue_key, 1, job.id)
             ours = len(pipe)
             try:
-                take = start_with(pipe, job.args)  # the job's own first call (START) rides along
+                if job.func_name == JOB_FUNCTION:  # the job's own first call (START) rides along
+                    take = start_with(pipe, job.args)
+                elif job.func_name == BATCH_FUNCTION:  # or the batch's (TAKE, which starts its jobs)
+                    take = take_with(pipe, job)
             except Exception:  # e.g. a bad tenant name: the job function meets it and fails the job
                 take = None
             replies = pipe.execute(raise_on_error=False)
@@ -334,6 +338,9 @@ def end_abandoned_job(job: Job, exc_type: type, exc_value: BaseException, traceb
     folds the shards (``run_gradient_job`` of a reported shard folds when every shard is in).
     """
     if exc_type is AbandonedJobError and not (job.retries_left and job.retries_left > 0):
+        if job.func_name == BATCH_FUNCTION:
+            abandon_batch(job, get_store())
+            return True
         job_id, shard, tenant = job_args(job.args or [job.id])
         store = get_store().for_tenant(tenant)
         reported, all_in = store.shard_reported(job_id, shard)

@@ -26,6 +26,7 @@ from .batch import check_options
 from .clipping import check_clipping
 from .kernel import kernel_setting
 from .memory import thread_count
+from .pool import PARALLEL_MIN_WORK
 from .population_checks import Rows, check_nets, check_population
 from .population_pack import Packed, pack
 from .population_results import EXAMPLES, FORWARD, OUTPUTS, SUMS, allocate, redo, row_chunks
@@ -165,10 +166,13 @@ def _run_slab(kernel: Any, nets: list[Network], lo: int, hi: int, packed: Packed
     else:
         ts, t_off = np.zeros(1), np.zeros(hi - lo, dtype=np.int64)
     res = allocate(mode, batch, top.n_out, top.n_edges, top.n_nodes, dtype, norms.wanted)
+    cost = (top.n_edges + top.n_nodes + 1) * batch
     threads = max(1, min(thread_count(), numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
+    if int(cost.sum()) < PARALLEL_MIN_WORK:  # waking the pool would cost more than the work (a batch of tiny jobs)
+        threads = 1
     if numba.get_num_threads() != threads:
         numba.set_num_threads(threads)
-    blocks = _blocks((top.n_edges + top.n_nodes + 1) * batch, threads)
+    blocks = _blocks(cost, threads)
     with np.errstate(all="ignore"), _launch(numba):
         kernel.run_population(mode, kernel.LOSS_CODES.get(loss, 0), mean, blocks, top.n_in, top.n_nodes,
                               top.n_live, top.n_out, top.n_edges, top.node_off, top.vert_off, top.edge_off,

@@ -2,14 +2,16 @@
 
 Job states are stored in the job hash (and passed to the scripts) as the decimal numbers of
 ``edgegrad.v1.JobState``; the Lua in ``scripts.py`` compares those same digits. Every shard is
-one rq job calling ``JOB_FUNCTION``, the only function a worker agrees to run.
+one rq job calling ``JOB_FUNCTION``, except small jobs: they wait in a lane, and one rq job calling
+``BATCH_FUNCTION`` runs the lane's waiting jobs together. Workers run those two functions and no other.
 """
 
 from __future__ import annotations
 
 from ..v1 import job_pb2
 
-__all__ = ["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "stored", "state_name", "JOB_FUNCTION"]
+__all__ = ["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "stored", "state_name", "JOB_FUNCTION",
+           "BATCH_FUNCTION"]
 
 QUEUED = job_pb2.JOB_STATE_QUEUED
 RUNNING = job_pb2.JOB_STATE_RUNNING
@@ -19,6 +21,8 @@ CANCELLED = job_pb2.JOB_STATE_CANCELLED
 
 #: the rq job function of every shard (rq's ``func_name``), enqueued by the server, run by workers
 JOB_FUNCTION = "edgegrad.worker.jobs.run_gradient_job"
+#: the rq job function that takes the small jobs waiting in one lane and runs them together
+BATCH_FUNCTION = "edgegrad.worker.batch.run_job_batch"
 
 
 def stored(state: int) -> str:

@@ -68,6 +68,18 @@ class Keys:
         """String: the job id claimed by a client request_id."""
         return f"{self.scope}:req:{request_id}"
 
+    def lane(self, lane: str) -> str:
+        """List: ids of the tenant's small jobs of one kind (``lane``) waiting to be run together."""
+        return f"{self.scope}:lane:{lane}"
+
+    def lane_wake(self, lane: str) -> str:
+        """String: set while an rq job that will take from ``lane`` is queued (its rq job id)."""
+        return f"{self.scope}:lane:{lane}:wake"
+
+    def batch(self, rq_job_id: str) -> str:
+        """List: ids of the small jobs the batch rq job ``rq_job_id`` took, kept for its retry."""
+        return f"{self.scope}:batch:{rq_job_id}"
+
     def network(self, content_hash: str) -> str:
         """String: a serialized edgegrad.v1.Network."""
         return f"{self.prefix}:net:{content_hash}"

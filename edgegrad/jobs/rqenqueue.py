@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -10,13 +11,18 @@ from rq.serializers import JSONSerializer
 
 from ..settings import Settings
 from .connections import sync_redis
-from .contract import JOB_FUNCTION
-from .record import rq_job_id, rq_job_options
+from .contract import BATCH_FUNCTION, JOB_FUNCTION
+from .record import new_job_id, rq_job_id, rq_job_options
 
-__all__ = ["RqEnqueuer", "QUEUE_NOTE_SECONDS"]
+__all__ = ["RqEnqueuer", "QUEUE_NOTE_SECONDS", "batch_job_id"]
 
 #: seconds between two SADDs of the queue to rq's set of queues (idempotent; rq's tools list queues from it)
 QUEUE_NOTE_SECONDS = 60.0
+
+
+def batch_job_id(queue: str) -> str:
+    """A new id for an rq job of a lane: ``<id>-b-<queue>`` (rq's characters only), so the queue's name finds it."""
+    return rq_job_id(new_job_id(), "b-" + re.sub(r"[^A-Za-z0-9_-]", "_", queue))
 
 
 class RqEnqueuer:
@@ -46,6 +52,16 @@ class RqEnqueuer:
         stack = [args for args, _ in pipe.command_stack]
         pipe.reset()
         return self._trimmed(stack)
+
+    def batch_commands(self, lane: str, tenant: str) -> tuple[str, list[tuple[Any, ...]]]:
+        """(rq job id, the commands that enqueue it): one rq job running ``run_job_batch(lane, tenant)``."""
+        rq_id = batch_job_id(self._settings.queue)
+        pipe = self._sync.pipeline(transaction=False)
+        self._queue.enqueue_many([Queue.prepare_data(BATCH_FUNCTION, args=(lane, tenant), job_id=rq_id,
+                                                     **rq_job_options(self._settings))], pipeline=pipe)
+        stack = [args for args, _ in pipe.command_stack]
+        pipe.reset()
+        return rq_id, self._trimmed(stack)
 
     def _trimmed(self, stack: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         """rq's commands less those that change nothing for our jobs: the EXPIRE of dependency keys

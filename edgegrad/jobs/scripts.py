@@ -12,7 +12,7 @@ from __future__ import annotations
 #: estimated multiply-adds (batch × edges × outputs) from which a job's start is announced on its stream
 ANNOUNCE_WORK = 1 << 20
 
-__all__ = ["ANNOUNCE_WORK", "CREATE", "START", "EMIT", "SHARD_DONE", "ACK", "FINISH", "CANCEL", "DELETE"]
+__all__ = ["ANNOUNCE_WORK", "CREATE", "START", "START_FUNCTION", "EMIT", "SHARD_DONE", "ACK", "FINISH", "CANCEL", "DELETE"]
 
 # KEYS: job, spec, index, request (the index again when none), network, the tenant's mark of the
 #       network (it registered it), the tenant's quota keys: inflight, live, held (see edgegrad.jobs.keys)
@@ -22,13 +22,16 @@ __all__ = ["ANNOUNCE_WORK", "CREATE", "START", "EMIT", "SHARD_DONE", "ACK", "FIN
 #       running (0: no limit), most result bytes its jobs may hold (0: no limit), this job's result
 #       bytes, TTL of the quota keys (outlives any job created until the next housekeeping), 2 × number
 #       of hash fields, field, value, ..., then the commands that enqueue the job on rq, each as its
-#       word count followed by its words.
+#       word count followed by its words; a negative count marks a guard, a command whose nil or false
+#       reply skips every command after it (a small job's lane: an rq job is enqueued only where
+#       ``SET <lane wake> NX`` sets the mark).
 # Claim, record, count and enqueue happen together or not at all. Returns nil when created,
 # {existing_job_id, its fingerprint} when the request id is taken, {'nonet'} when the network is gone
 # (or the tenant never registered it), {'limit', 'jobs'|'bytes', what the tenant has now} when over a limit.
 # Scores are the Redis TIME (ms) at which a job's records expire: in-flight jobs are counted from
-# now on (ZCOUNT), and expired jobs are dropped first (at most 1000 a call) from ``live``, the bytes
-# held and the job index, so the counts and the index are those of jobs that still exist.
+# now on (ZCOUNT), and expired jobs are dropped (at most 1000 a call) from ``live``, the bytes held and
+# the job index with the housekeeping, and before a submission over the byte limit is refused, so the
+# limits count only jobs that still exist.
 CREATE = """
 local job_key, spec_key, index_key, request_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local network_key, owned_key, inflight_key, live_key, held_key = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
@@ -42,23 +45,30 @@ if has_request then
     if fp then return {cur, fp} end
   end
 end
-if redis.call('EXISTS', network_key) == 0 or redis.call('EXISTS', owned_key) == 0 then return {'nonet'} end
+if redis.call('EXISTS', network_key, owned_key) < 2 then return {'nonet'} end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local gone = redis.call('ZRANGEBYSCORE', live_key, '-inf', '(' .. now, 'LIMIT', 0, 1000)
-if #gone > 0 then
-  local freed = 0
-  for _, size in ipairs(redis.call('HMGET', held_key, unpack(gone))) do freed = freed + tonumber(size or '0') end
-  redis.call('HDEL', held_key, unpack(gone))
-  redis.call('ZREM', live_key, unpack(gone))
-  redis.call('ZREM', index_key, unpack(gone))  -- the job index holds only jobs whose records live
-  redis.call('HINCRBY', held_key, 'total', -freed)
+local function drop_expired()
+  local gone = redis.call('ZRANGEBYSCORE', live_key, '-inf', '(' .. now, 'LIMIT', 0, 1000)
+  if #gone > 0 then
+    local freed = 0
+    for _, size in ipairs(redis.call('HMGET', held_key, unpack(gone))) do freed = freed + tonumber(size or '0') end
+    redis.call('HDEL', held_key, unpack(gone))
+    redis.call('ZREM', live_key, unpack(gone))
+    redis.call('ZREM', index_key, unpack(gone))  -- the job index holds only jobs whose records live
+    redis.call('HINCRBY', held_key, 'total', -freed)
+  end
 end
+if cutoff ~= '' then drop_expired() end
 if max_jobs > 0 then
   local running = redis.call('ZCOUNT', inflight_key, now, '+inf')
   if running >= max_jobs then return {'limit', 'jobs', tostring(running)} end
 end
 local held = tonumber(redis.call('HGET', held_key, 'total') or '0')
+if max_bytes > 0 and held + tonumber(result_bytes) > max_bytes and cutoff == '' then
+  drop_expired()  -- at the limit between two housekeepings: what expired since the last one no longer counts
+  held = tonumber(redis.call('HGET', held_key, 'total') or '0')
+end
 if max_bytes > 0 and held + tonumber(result_bytes) > max_bytes then
   return {'limit', 'bytes', tostring(held)}
 end
@@ -80,7 +90,10 @@ end
 local i = fields_end + 1  -- then the commands: each its word count, then its words
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
-  redis.call(unpack(ARGV, i + 1, i + n))
+  local guard = n < 0  -- a guard: the commands after it run only if it answers (SET NX did set)
+  if guard then n = -n end
+  local reply = redis.call(unpack(ARGV, i + 1, i + n))
+  if guard and not reply then break end
   i = i + n + 1
 end
 return false
@@ -95,9 +108,8 @@ return false
 # not (the worker that was folding them died), or {'skip'|'gone'}. The "running" state
 # event goes to watchers when the job starts (if its estimated work, field 'work', is at least
 # the threshold) and when a shard is retried.
-START = """
-local job_key, spec_key, events_key = KEYS[1], KEYS[2], KEYS[3]
-local worker, now, announce_work, shard_index = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+START_FUNCTION = """
+local function start(job_key, spec_key, events_key, worker, now, announce_work, shard_index)
 local shard = 's:' .. shard_index
 local st = redis.call('HMGET', job_key, 'state', 'cancel', 'work', shard, 'shards', 'shards_done', 'attempt',
                       'layout', 'pieces', 's:r', 'chunks_done', 'ev', 'create_time')
@@ -138,6 +150,10 @@ if announce then
   if ttl > 0 then redis.call('PEXPIRE', events_key, ttl) end
 end
 return {kind, redis.call('GET', spec_key) or '', tostring(attempt), schunks, st[8] or '', st[9] or '', st[13] or '0'}
+end
+"""
+START = START_FUNCTION + """
+return start(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 """
 
 # KEYS: job, events.  ARGV: shard field ('s:<i>' or 's:r'), most chunks the job may hold

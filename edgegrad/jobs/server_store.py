@@ -25,6 +25,7 @@ from .bulk import BulkReader
 from .connections import async_blocking_pool, async_redis
 from .contract import CANCELLED, QUEUED, RUNNING, stored
 from .keys import Keys
+from .lanes import lane_commands
 from .record import final_state, id_prefix_at, job_from_fields
 from .rqenqueue import RqEnqueuer
 from .stream import CHUNK, StreamCursor, StreamEntry, stream_entry
@@ -226,10 +227,11 @@ class JobStore:
     async def create_job(self, job_id: str, spec: bytes, fields: dict[str, Any], request_id: str,
                          fingerprint: str, network_hash: str, shards: int = 1,
                          extra: Sequence[tuple[Any, ...]] = (), result_bytes: int = 0,
-                         networks: Sequence[str] = ()) -> tuple[str, bool]:
+                         networks: Sequence[str] = (), lane: str | None = None) -> tuple[str, bool]:
         """Record and enqueue a job (one rq job per shard, and the ``extra`` commands) counted against
         the tenant's limits; with a taken request_id, return that job instead. ``networks``: more networks
-        the job uses (a population's), whose TTLs are refreshed with ``network_hash``'s.
+        the job uses (a population's), whose TTLs are refreshed with ``network_hash``'s. A small job given
+        a ``lane`` waits there instead, to run with others (see ``jobs/lanes.py``).
 
         Returns (job id, created). A request_id reused for a different request: AlreadyExists; the
         tenant at a limit: ResourceExhausted.
@@ -249,10 +251,17 @@ class JobStore:
                            s.tenant_max_result_bytes, result_bytes, quota_ttl, 2 * len(fields)]
         for name, value in fields.items():
             argv += [name, value]
-        commands = [*extra, *self._rq.commands(job_id, shards, k.tenant)]
-        commands += self._refresh_commands([network_hash, *networks])
+        commands = [*extra, *self._refresh_commands([network_hash, *networks])]
+        if lane is None:
+            commands += self._rq.commands(job_id, shards, k.tenant)
+        else:
+            rq_id, enqueue = self._rq.batch_commands(lane, k.tenant)
+            commands += lane_commands(k.lane(lane), k.lane_wake(lane), job_id, s.job_ttl, rq_id, enqueue)
         for words in commands:
-            argv += [len(words), *words]
+            if words[0] == "GUARD":  # CREATE runs what follows a guard only if the guard answers
+                argv += [1 - len(words), *words[1:]]
+            else:
+                argv += [len(words), *words]
         found = await self._scripts["CREATE"](keys=keys, args=argv)
         if found == [b"nonet"]:
             self._forget(network_hash, gone=False)

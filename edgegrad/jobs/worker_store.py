@@ -24,7 +24,7 @@ from edgegrad.wire.codec import network_from_proto
 from .contract import RUNNING, SUCCEEDED, stored
 from .record import final_state, shard_progress
 
-__all__ = ["WorkerStore", "Started", "EMIT_WRITTEN", "EMIT_CANCELLED", "EMIT_DELETED", "EMIT_NOT_RUNNING", "STAGE_BYTES",
+__all__ = ["WorkerStore", "Started", "read_started", "EMIT_WRITTEN", "EMIT_CANCELLED", "EMIT_DELETED", "EMIT_NOT_RUNNING", "STAGE_BYTES",
            "worker_redis"]
 
 EMIT_WRITTEN, EMIT_SKIPPED, EMIT_CANCELLED, EMIT_DELETED, EMIT_NOT_RUNNING, EMIT_FULL, EMIT_EARLY = 1, 0, -1, -2, -3, -4, -5
@@ -91,14 +91,27 @@ class WorkerStore:
     def start(self, job_id: str, shard: int = 0) -> Started:
         """Mark a shard running (another attempt if its worker died), or learn it has nothing to do."""
         keys, args = self._start_call(job_id, shard)
-        return _started(self._scripts["START"](keys=keys, args=args))
+        return read_started(self._scripts["START"](keys=keys, args=args))
 
     def start_in(self, pipe: redis.client.Pipeline, job_id: str, shard: int = 0) -> Callable[[Any], Started | None]:
         """Put ``start``'s START into ``pipe`` (the worker's own start of the rq job: one round trip for both);
         returns what reads its reply there (None for an error, such as NOSCRIPT: then ``start`` sends it again)."""
         keys, args = self._start_call(job_id, shard)
         pipe.evalsha(self._scripts["START"].sha, len(keys), *keys, *args)
-        return lambda reply: None if isinstance(reply, Exception) else _started(reply)
+        return lambda reply: None if isinstance(reply, Exception) else read_started(reply)
+
+    def emit_call(self, job_id: str, shard: str, chunks: Iterable[tuple[int, bytes | list]], limit: int
+                  ) -> tuple[str, list[str], list[Any]] | None:
+        """``emit``'s whole work as one script call, for a pipeline of several jobs' calls: None when a chunk
+        is too large for a script argument (then ``emit`` it)."""
+        args: list[Any] = [shard, limit]
+        for number, payload in chunks:
+            if not isinstance(payload, bytes):
+                payload = b"".join(payload)
+            if len(payload) >= STAGE_BYTES:
+                return None
+            args += [number, payload]
+        return "EMIT", [self.keys.job(job_id), self.keys.events(job_id)], args
 
     def _start_call(self, job_id: str, shard: int) -> tuple[list[str], list[Any]]:
         k = self.keys
@@ -241,9 +254,10 @@ class WorkerStore:
             argv += [name, value]
         return "FINISH", [k.job(job_id), k.spec(job_id), k.events(job_id), k.inflight, k.live], argv
 
-    def call(self, *calls: tuple[str, list[str], list[Any]]) -> list[Any]:
-        """Run script calls in one pipeline."""
-        return self._run(list(calls))
+    def call(self, *calls: tuple[str, list[str], list[Any]], together: bool = False) -> list[Any]:
+        """Run script calls in one pipeline; ``together``: as one transaction, so that a client blocked on a
+        job's stream wakes once for all the calls wrote (a batch's chunks and ends), not after each."""
+        return self._run(list(calls), together=together)
 
     def fail(self, job_id: str, state: int, fields: dict[str, str]) -> str:
         """End a job as FAILED or CANCELLED; return the state it ended in, as stored."""
@@ -263,7 +277,8 @@ class WorkerStore:
         shares = cast(list[bytes | None], self.redis.hmget(self.keys.job(job_id), [f"l:{i}" for i in range(shards)]))
         return shares, (cast(bytes | None, self.redis.get(self.keys.part(job_id, i))) for i in range(shards))
 
-    def _run(self, calls: list[tuple[str, list[str], list[Any]]], before: Sequence[tuple[Any, ...]] = ()) -> list[Any]:
+    def _run(self, calls: list[tuple[str, list[str], list[Any]]], before: Sequence[tuple[Any, ...]] = (),
+             together: bool = False) -> list[Any]:
         """Run script calls in one pipeline by sha, after the plain commands ``before`` (their replies
         left out), without redis-py's SCRIPT EXISTS round trip.
 
@@ -275,7 +290,7 @@ class WorkerStore:
                 for script in self._scripts.values():
                     script.sha = self.redis.script_load(script.script)
                 self._loaded = True
-            pipe = self.redis.pipeline(transaction=False)
+            pipe = self.redis.pipeline(transaction=together)
             for command in before:
                 pipe.execute_command(*command)
             for name, keys, args in calls:
@@ -316,7 +331,7 @@ def _size(net: Network) -> int:
     return net.n_edges + net.n_nodes + 1
 
 
-def _started(reply: list) -> Started:
+def read_started(reply: list) -> Started:
     """START's reply as a ``Started``."""
     kind = reply[0].decode()
     if kind not in ("run", "fold"):
