@@ -1,9 +1,10 @@
-"""The client's side of a population job, free of I/O: the checked request, and which networks travel whole.
+"""The client's side of a population job, free of I/O: the checked request, its networks in columns.
 
-A network travels inline the first time this client sends it (the service registers it for the
-tenant within the same call: no round trip of its own), by hash once the client knows the service has
-it, and as its hash of the same topology plus new weights and biases when only those changed (a
-fine-tuning step: the topology is never resent). Networks the service lost are sent inline again, once.
+The networks travel in columns (``edgegrad.v1.Networks``: a handful of tensors for all of them, no
+message per network), inline the first time this client sends their topology (the service stores it
+for the tenant within the same call: no round trip of its own), and as the topology's hash with every
+network's weights and biases once the service has it (a fine-tuning step: the topology is never
+resent). A topology the service lost is sent inline again, once.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from edgegrad.engine.clipping import check_clipping
-from edgegrad.engine.population_checks import Rows, check_nets, check_population
+from edgegrad.engine.population_checks import check_nets, check_population
 from edgegrad.errors import InvalidInput
 from edgegrad.model.network import Network
+from edgegrad.model.population import PopulationColumns
 from edgegrad.v1 import job_pb2, service_pb2
-from edgegrad.wire.codec import network_to_proto, tensor_from_array
+from edgegrad.wire.codec import tensor_from_array
+from edgegrad.wire.columns import networks_to_proto
+from edgegrad.wire.population_rows import put_rows
 
 from .protocol import UINT64_MAX, check_count, new_request_id
 
@@ -40,7 +44,8 @@ def topology_key(net: Network) -> str:
 
 
 class Topologies:
-    """Topologies whose networks this client registered: topology key -> the content hash of one such network."""
+    """Topologies this client stored on the service: a population topology's hash (or one network's
+    ``topology_key``) -> the hash a request refers to it by."""
 
     def __init__(self) -> None:
         self._known: dict[str, str] = {}
@@ -63,56 +68,49 @@ class Topologies:
 
 
 class PreparedPopulation(NamedTuple):
-    """A checked population submission, its networks not yet placed (inline, by hash, or as new weights)."""
+    """A checked population submission, its networks in columns, not yet placed (inline, or by topology hash
+    with their values)."""
 
     nets: list[Network]
-    base: job_pb2.PopulationRequest  #: everything but the members
+    base: job_pb2.PopulationRequest  #: everything but the networks
     request_id: str
     shard_networks: int
+    columns: PopulationColumns | None = None  #: the networks in columns
+    digest: str = ""                          #: the content hash of their topology
 
     def request(self, known: Any, topologies: Topologies) -> tuple[service_pb2.SubmitJobRequest, list[str], list[str]]:
-        """(the request, hashes it refers to, hashes it sends inline); ``known(hash)``: whether the service has it."""
+        """(the request, topology hashes it refers to, topology hashes it sends inline). The networks travel in
+        columns: whole the first time, then (the service has their topology) as its hash with their weights and
+        biases. ``known`` (whether the service has a network) is not needed by the columnar form."""
+        cols = self.columns if self.columns is not None else PopulationColumns.from_networks(self.nets)
+        digest = self.digest or cols.content_hash()
         pop = job_pb2.PopulationRequest()
         pop.CopyFrom(self.base)
-        referred: list[str] = []
-        inline: list[str] = []
-        sent: set[str] = set()
-        for net in self.nets:
-            member = pop.members.add()
-            digest = net.content_hash
-            if digest in sent or known(digest):  # the service has it (or gets it earlier in this request)
-                member.network_hash = digest
-                referred.append(digest)
-                continue
-            base = topologies.get(topology_key(net))
-            if base is not None:  # the same topology registered: only the values travel
-                member.network_hash = base
-                member.weights.CopyFrom(tensor_from_array(net.weights))
-                member.biases.CopyFrom(tensor_from_array(net.biases))
-                referred.append(base)
-                continue
-            member.network_inline.CopyFrom(network_to_proto(net))
-            inline.append(digest)
-            sent.add(digest)
+        if topologies.get(digest) is not None:   # the same topologies stored: only the values travel
+            pop.networks_hash = digest
+            pop.weights.CopyFrom(tensor_from_array(cols.weights, np.float64))
+            pop.biases.CopyFrom(tensor_from_array(cols.biases, np.float64))
+            referred, inline = [digest], []
+        else:
+            pop.networks.CopyFrom(networks_to_proto(cols))
+            referred, inline = [], [digest]
         submit = service_pb2.SubmitJobRequest(request_id=self.request_id, population=pop,
                                               shard_networks=self.shard_networks)
         return submit, referred, inline
 
     def remember(self, inline: Sequence[str], remember: Any, topologies: Topologies) -> None:
-        """After the service took the request: its inline networks are registered."""
-        wanted = set(inline)
-        for net in self.nets:
-            digest = net.content_hash
-            if digest in wanted:
-                remember(digest)
-                topologies.add(topology_key(net), digest)
+        """After the service took the request: the topologies it got inline are stored."""
+        for digest in inline:
+            topologies.add(digest, digest)
 
 
 def prepare_population(nets: Any, inputs: Any, targets: Any, loss: str | None, reduction: str, per_example: bool,
                        dtype: str, norms: bool, clip_norm: float | None, *, outputs_only: bool = False,
                        shard_networks: int | None = None, request_id: str | None = None) -> PreparedPopulation:
-    """Check a population submission as ``gradients_many`` does (the same messages)."""
+    """Check a population submission as ``gradients_many`` does (the same messages), its networks put in columns."""
     nets = check_nets(nets)
+    if isinstance(nets, PopulationColumns):
+        raise InvalidInput("nets: expected a sequence of edgegrad.Network, got PopulationColumns")
     if outputs_only and (loss is not None or per_example or norms or clip_norm is not None):
         raise InvalidInput("outputs_only: the forward pass takes no loss, per_example, norms or clip_norm")
     clip = check_clipping(loss, norms, clip_norm)
@@ -122,15 +120,9 @@ def prepare_population(nets: Any, inputs: Any, targets: Any, loss: str | None, r
     base = job_pb2.PopulationRequest(loss=loss or "", reduction=reduction, per_example=bool(per_example), dtype=dtype,
                                      norms=bool(norms) or clip is not None, clip_norm=clip or 0.0,
                                      outputs_only=bool(outputs_only))
-    _put_rows(base, "inputs", x)
+    put_rows(base, "inputs", x)
     if t is not None:
-        _put_rows(base, "targets", t)
-    return PreparedPopulation(nets, base, request_id or new_request_id(), int(shard_networks or 0))
-
-
-def _put_rows(pop: job_pb2.PopulationRequest, name: str, rows: Rows) -> None:
-    """Shared rows into ``name``, per-network rows into ``name_each``."""
-    if rows.each is None:
-        getattr(pop, name).CopyFrom(tensor_from_array(rows.shared))
-    else:
-        getattr(pop, f"{name}_each").extend(tensor_from_array(a) for a in rows.each)
+        put_rows(base, "targets", t)
+    cols = PopulationColumns.from_networks(nets)
+    return PreparedPopulation(nets, base, request_id or new_request_id(), int(shard_networks or 0), cols,
+                              cols.content_hash())

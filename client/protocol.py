@@ -265,7 +265,8 @@ class WatchState:
         if self._assembler is None and (self.job is None or not self.job.HasField("layout") or not self.assemble):
             return []
         assembler = self._population()
-        return [(p, assembler.network(p)) for p in assembler.take_ready()]
+        ready = assembler.take_ready()
+        return list(zip(ready, assembler.networks(ready)))
 
     def population_results(self) -> list[GradientResult]:
         """Every network's result of a finished population job, in order, or the job's error."""
@@ -347,6 +348,6 @@ def lost_networks(answers: list[Any], nets: list[Network | None]) -> list[tuple[
 
 
 def network_lost(exc: NotFound) -> bool:
-    """Whether a NotFound says the server no longer has the network a request referred to by hash
-    (the field the server sets), so registering it again and retrying once may succeed."""
-    return exc.field == "network_hash"
+    """Whether a NotFound says the server no longer has the network (or a population's topology) a request
+    referred to by hash (the field the server sets), so sending it again and retrying once may succeed."""
+    return exc.field in ("network_hash", "networks_hash")

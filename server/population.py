@@ -1,9 +1,11 @@
 """Submitting a population job: many networks, one job, its shards groups of networks (no gRPC in here).
 
-Networks come by hash (registered before by the tenant) or inline (registered here, all in one Redis
-round trip), each optionally with new weights and biases for its topology (a fine-tuning step). The
-request is checked as ``edgegrad.gradients_many`` checks it (messages name ``nets[i]`` / ``inputs[i]``)
-before anything is stored, so bad input makes no job.
+Networks come in columns (``networks``: checked as a whole, their topology stored for the tenant; or
+``networks_hash``: a stored topology with new weights and biases, a fine-tuning step; see
+``population_columns``), or as one message each (``members``): by hash (registered before by the tenant)
+or inline (registered here, all in one Redis round trip), each optionally with new weights and biases
+for its topology. The request is checked as ``edgegrad.gradients_many`` checks it (messages name
+``nets[i]``, ``inputs[i]``) before anything is stored, so bad input makes no job.
 """
 
 from __future__ import annotations
@@ -21,12 +23,16 @@ from edgegrad.engine.population_checks import check_population
 from edgegrad.engine.population_results import EXAMPLES, FORWARD, OUTPUTS, SUMS
 from edgegrad.errors import EdgegradError, InvalidInput, NotFound, ResourceExhausted
 from edgegrad.jobs.population_sharding import population_shards
+from edgegrad.jobs.population_store import forget_topology, refresh_topology
 from edgegrad.jobs.record import initial_fields, job_from_fields, new_job_id
 from edgegrad.jobs.server_store import NetworkMeta
 from edgegrad.v1 import job_pb2, service_pb2
 from edgegrad.wire.chunking import result_bytes
 from edgegrad.wire.codec import array_from_tensor
 from edgegrad.wire.population import element_counts, population_layout
+from edgegrad.wire.population_rows import read_rows
+
+from .population_columns import columnar_networks, uses_columns
 
 if TYPE_CHECKING:
     from .service import Service
@@ -45,13 +51,15 @@ def check_request_id(rid: str) -> None:
 
 
 async def submit_population(service: Service, req: service_pb2.SubmitJobRequest, tenant: str) -> job_pb2.Job:
-    """Check a population request, register its inline networks, then record and enqueue its shards."""
+    """Check a population request, store its networks (inline members, or an inline topology), then record and
+    enqueue its shards."""
     s, pop, rid = service.settings, req.population, req.request_id
     store = service.store.for_tenant(tenant)
     check_request_id(rid)
     if req.HasField("request"):
         raise InvalidInput("request: give either request or population, not both")
-    if not pop.members:
+    columnar = uses_columns(pop)
+    if not columnar and not pop.members:
         raise InvalidInput("nets: expected at least one network")
     loss, reduction, dtype = pop.loss or None, pop.reduction or "mean", pop.dtype or "float64"
     if pop.outputs_only and (loss or pop.per_example or pop.norms or pop.clip_norm):
@@ -59,41 +67,65 @@ async def submit_population(service: Service, req: service_pb2.SubmitJobRequest,
     with_norms = pop.norms or pop.clip_norm != 0
     if with_norms:
         check_clipping(loss, pop.norms, pop.clip_norm if pop.clip_norm != 0 else None)
-    metas, fresh = await _networks(service, store, pop)
-    x = _rows(pop, "inputs", pop.HasField("inputs"), pop.inputs, pop.inputs_each)
-    t = _rows(pop, "targets", pop.HasField("targets"), pop.targets, pop.targets_each)
+    nets: Any
+    fresh: list[tuple[NetworkMeta, bytes]]
+    if columnar:
+        found = await columnar_networks(service, store, pop)
+        nets, fresh = found.cols, []
+        n_in, n_nodes, n_edges, n_out = (found.cols.sizes[:, i] for i in range(4))
+    else:
+        nets, fresh = await _networks(service, store, pop)
+        n_in, n_nodes, n_edges, n_out = (np.array([getattr(m, f) for m in nets], dtype=np.int64)
+                                         for f in ("n_inputs", "n_nodes", "n_edges", "n_outputs"))
+    x = read_rows(pop, "inputs", n_in)
+    t = read_rows(pop, "targets", n_out)
     _check_batch(x, s.max_batch)
-    dtype, rows, _ = check_population(metas, x, t, loss, reduction, dtype, pop.per_example)
-    batches = rows.counts(len(metas))
-    sizes = np.stack([batches, [m.n_outputs for m in metas], [m.n_edges for m in metas],
-                      [m.n_nodes for m in metas]], axis=1).astype(np.int64)
+    dtype, rows, _ = check_population(nets, x, t, loss, reduction, dtype, pop.per_example)
+    batches = rows.counts(len(nets))
+    sizes = np.stack([batches, n_out, n_edges, n_nodes], axis=1).astype(np.int64)
     mode = FORWARD if pop.outputs_only else OUTPUTS if loss is None else EXAMPLES if pop.per_example else SUMS
     itemsize = 4 if dtype == "float32" else 8
     counts = element_counts(sizes, mode, with_norms)
     per_network = sum((c * (8 if f == job_pb2.RESULT_FIELD_LOSS else itemsize) for f, c in counts.items()),
-                      np.zeros(len(metas), dtype=np.int64))
-    starts = population_shards(sizes, np.array([m.n_inputs for m in metas]), mode, per_network,
-                               int(req.shard_networks), s.worker_memory_bytes, s.shard_seconds, s.max_shards)
+                      np.zeros(len(nets), dtype=np.int64))
+    starts = population_shards(sizes, n_in, mode, per_network, int(req.shard_networks), s.worker_memory_bytes,
+                               s.shard_seconds, s.max_shards)
     layout = population_layout(sizes, loss, pop.per_example, dtype, s.chunk_bytes, starts, s.result_buffer_bytes,
                                norms=with_norms, outputs_only=pop.outputs_only)
     size = result_bytes(layout)
     if size > s.max_result_bytes:
         raise ResourceExhausted(f"request: the population's results would take {size} bytes, over the limit of"
                                 f" {s.max_result_bytes} (send fewer networks or rows, or drop per_example)")
-    if fresh:  # checked: register the inline networks for the tenant, all in one round trip
-        await store.put_networks(fresh)
     spec = job_pb2.PopulationRequest()
     spec.CopyFrom(pop)
-    for member, meta in zip(spec.members, metas):
-        member.network_hash = meta.hash  # inline networks are stored now: the spec refers to them
+    if columnar:  # checked: store an inline topology; the spec names it, with this request's values
+        await found.store(store)
+        layout.population.networks_hash = found.digest
+        spec.ClearField("networks")
+        spec.networks_hash = found.digest
+        spec.weights.CopyFrom(found.weights)
+        spec.biases.CopyFrom(found.biases)
+        hashes, stored = [], (store.keys.population(found.digest), store.keys.population_owned(found.digest))
+        extra, key_hash = refresh_topology(store, found.digest), found.digest
+    else:
+        if fresh:  # checked: register the inline networks for the tenant, all in one round trip
+            await store.put_networks(fresh)
+        for member, meta in zip(spec.members, nets):
+            member.network_hash = meta.hash  # inline networks are stored now: the spec refers to them
+        hashes, stored, extra = [m.hash for m in nets], None, []
+        key_hash = hashes[0]
     blob = spec.SerializeToString(deterministic=True)
     fingerprint = hashlib.sha256(blob + str(int(req.shard_networks)).encode()).hexdigest()
     job_id, now = new_job_id(), time.time()
     work = int((sizes[:, 0] * np.maximum(sizes[:, 2] + sizes[:, 3], 1)).sum())
     fields = initial_fields(job_id, rid, fingerprint, "", layout, now, now + s.job_ttl, work)
-    hashes = [m.hash for m in metas]
-    got, created = await store.create_job(job_id, blob, fields, rid, fingerprint, hashes[0], layout.shard_count,
-                                          [], size, networks=hashes)
+    try:
+        got, created = await store.create_job(job_id, blob, fields, rid, fingerprint, key_hash, layout.shard_count,
+                                              extra, size, networks=hashes, stored=stored)
+    except NotFound:
+        if columnar:
+            forget_topology(store, key_hash)
+        raise
     if created:
         joblog.job_submitted(job_id, tenant, int(sizes[:, 0].sum()), layout.shard_count, size)
         return job_from_fields({k.encode(): v if isinstance(v, bytes) else str(v).encode() for k, v in fields.items()})
@@ -152,19 +184,6 @@ def _check_values(tensor: Any, place: str, count: int) -> None:
     bad = np.flatnonzero(~np.isfinite(values))
     if bad.size:
         raise InvalidInput(f"{place}[{int(bad[0])}]: expected a finite number, got {values[bad[0]]}")
-
-
-def _rows(pop: job_pb2.PopulationRequest, name: str, shared: bool, tensor: Any, each: Any) -> Any:
-    """Shared rows (one array), per-network rows (a list), or None."""
-    if shared and len(each):
-        raise InvalidInput(f"{name}: give {name} (shared) or {name}_each (per network), not both")
-    if shared:
-        return array_from_tensor(tensor, name)
-    if len(each):
-        return [array_from_tensor(t, f"{name}[{i}]") for i, t in enumerate(each)]
-    if name == "inputs":
-        raise InvalidInput("inputs: missing")
-    return None
 
 
 def _check_batch(x: Any, limit: int) -> None:

@@ -1,7 +1,8 @@
-"""The shard of a population job: run ``gradients_many`` on its networks and stream their results.
+"""The shard of a population job: run ``gradients_many`` on its networks (its flat arrays, ``flat_results``) and stream their results.
 
-A shard is a range of networks. It reads the request (networks by hash, with new weights and biases
-where the request gives them), computes with the in-process engine, writes every field's part of its
+A shard is a range of networks. It reads the request (its networks sliced from the population's stored
+topology with the request's weights and biases, or, for a request of members, networks by hash with new
+weights and biases where the request gives them), computes with the in-process engine, writes every field's part of its
 networks and reports itself done; the worker whose shard is the last ends the job. Nothing is folded:
 each network's result is its own, so it does not depend on which worker ran which shard.
 """
@@ -9,25 +10,29 @@ each network's result is its own, so it does not depend on which worker ran whic
 from __future__ import annotations
 
 import re
-from typing import Any
+
+import numpy as np
 
 from edgegrad import joblog
-from edgegrad.engine.population import gradients_many, outputs_many
-from edgegrad.engine.result import GradientResult
+from edgegrad.engine.population import flat_results
 from edgegrad.errors import InvalidInput
 from edgegrad.jobs.contract import SUCCEEDED
+from edgegrad.jobs.population_store import worker_topology
 from edgegrad.jobs.record import final_state
 from edgegrad.jobs.worker_store import EMIT_WRITTEN, Started, WorkerStore
 from edgegrad.model.network import Network
+from edgegrad.model.population import PopulationColumns
 from edgegrad.v1 import job_pb2
 from edgegrad.wire.chunking import buffered_chunk_limit, chunk_parts, result_bytes
 from edgegrad.wire.codec import array_from_tensor
+from edgegrad.wire.columns import float_column
 from edgegrad.wire.population import (
-    population_arrays,
+    flat_arrays,
     population_chunk_plans,
     population_offsets,
     population_shard_bounds,
 )
+from edgegrad.wire.population_rows import read_rows
 
 __all__ = ["run_population_shard", "finish_population"]
 
@@ -40,22 +45,29 @@ def run_population_shard(store: WorkerStore, job_id: str, shard: int, started: S
     ends the job), 'done' otherwise, 'stopped' when the job was cancelled or deleted meanwhile."""
     request = job_pb2.PopulationRequest.FromString(started.spec)
     a, b = population_shard_bounds(layout, shard)
-    nets = _networks(store, request, a, b)
-    x = _rows(request.inputs, request.inputs_each, "inputs", a, b)
-    t = _rows(request.targets, request.targets_each, "targets", a, b) \
-        if request.HasField("targets") or len(request.targets_each) else None
+    nets: list[Network] | PopulationColumns
+    if request.networks_hash:  # in columns: the shard's networks are slices, no Network built
+        whole = worker_topology(store, request.networks_hash)
+        n_in, n_out = whole.n_inputs_each, whole.n_outputs_each
+        e, n = whole.edge_off, whole.node_off
+        nets = whole.slice(a, b).with_values(
+            float_column(request.weights, "weights", int(e[-1]))[e[a]:e[b]],
+            float_column(request.biases, "biases", int(n[-1]))[n[a]:n[b]])
+    else:
+        nets = _networks(store, request, a, b)
+        n_in, n_out = (np.zeros(int(layout.population.size), dtype=np.int64) for _ in range(2))
+        n_in[a:b] = [net.n_inputs for net in nets]      # only networks [a, b) are read (packed rows go with
+        n_out[a:b] = [net.n_outputs for net in nets]    # columns, whose sizes are all known)
+    x = read_rows(request, "inputs", n_in, a, b)
+    t = read_rows(request, "targets", n_out, a, b)
     try:
-        if request.outputs_only:
-            results = [GradientResult(o, None, o[:0].reshape(-1), o[:0].reshape(-1))
-                       for o in outputs_many(nets, x, dtype=request.dtype or "float64")]
-        else:
-            results = gradients_many(nets, x, t, loss=request.loss or None, reduction=request.reduction or "mean",
-                                     per_example=request.per_example, dtype=request.dtype or "float64",
-                                     norms=request.norms,
-                                     clip_norm=request.clip_norm if request.clip_norm != 0 else None)
+        flat = flat_results(nets, x, t, loss=request.loss or None, reduction=request.reduction or "mean",
+                            per_example=request.per_example, dtype=request.dtype or "float64", norms=request.norms,
+                            clip_norm=request.clip_norm if request.clip_norm != 0 else None,
+                            outputs_only=request.outputs_only)
     except InvalidInput as exc:  # name the network by its place in the whole population
         raise InvalidInput(_NETS.sub(lambda m: f"nets[{int(m.group(1)) + a}]", exc.message), field=exc.field) from None
-    arrays = population_arrays(results, layout)
+    arrays = flat_arrays(flat, layout)
     offsets = population_offsets(layout)
     plans = population_chunk_plans(layout, shard, offsets)
     chunks = chunk_parts(arrays, layout, plans, shard=shard, after=started.chunks_done,
@@ -91,10 +103,3 @@ def _networks(store: WorkerStore, request: job_pb2.PopulationRequest, a: int, b:
             net = net.with_parameters(weights, biases)
         out.append(net)
     return out
-
-
-def _rows(shared: Any, each: Any, name: str, a: int, b: int) -> Any:
-    """Shared rows (one array) or networks [a, b)'s own rows (a list)."""
-    if len(each):
-        return [array_from_tensor(each[p], f"{name}[{p}]") for p in range(a, b)]
-    return array_from_tensor(shared, name)

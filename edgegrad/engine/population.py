@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..model.network import Network
+from ..model.population import PopulationColumns
 from . import kernelcache
 from .batch import check_options
 from .clipping import check_clipping
@@ -29,10 +30,20 @@ from .memory import thread_count
 from .pool import PARALLEL_MIN_WORK
 from .population_checks import Rows, check_nets, check_population
 from .population_pack import Packed, pack
-from .population_results import EXAMPLES, FORWARD, OUTPUTS, SUMS, allocate, redo, row_chunks
+from .population_results import (
+    EXAMPLES,
+    FORWARD,
+    OUTPUTS,
+    SUMS,
+    FlatResults,
+    SlabResults,
+    allocate,
+    redo,
+    row_chunks,
+)
 from .result import GradientResult
 
-__all__ = ["gradients_many", "outputs_many", "outputs", "SLAB_EDGES", "BLOCKS_PER_THREAD"]
+__all__ = ["gradients_many", "outputs_many", "outputs", "flat_results", "SLAB_EDGES", "BLOCKS_PER_THREAD"]
 
 #: edges + nodes of one slab of networks (packing temporaries stay within about 100 MB)
 SLAB_EDGES = 1 << 19
@@ -40,6 +51,8 @@ SLAB_EDGES = 1 << 19
 BLOCKS_PER_THREAD = 4
 
 log = logging.getLogger(__name__)
+#: the networks of a call: Network objects, or the same in columns
+Nets = list[Network] | PopulationColumns
 _serial = threading.Lock()
 _layer: str | None = None   #: numba's threading layer, known after the first kernel call
 
@@ -49,6 +62,7 @@ def gradients_many(nets: Any, inputs: Any, targets: Any = None, loss: str | None
                    clip_norm: float | None = None) -> list[GradientResult]:
     """``edgegrad.gradients`` of every network of ``nets``, in one engine call per slab (see the contract).
 
+    ``nets``: ``Network`` objects, or the same in columns (``edgegrad.model.population.PopulationColumns``).
     ``inputs`` and ``targets`` are each shared (one 2-D array) or per network (a list of 2-D arrays).
     ``norms`` and ``clip_norm`` (loss mode) as for ``gradients``, with one ``clip_norm`` for every network.
     """
@@ -105,9 +119,12 @@ def _launch(numba: Any) -> Iterator[None]:
         _layer = numba.threading_layer()
 
 
-def _slabs(nets: list[Network]) -> list[tuple[int, int]]:
+def _slabs(nets: Nets) -> list[tuple[int, int]]:
     """Consecutive networks with at most ``SLAB_EDGES`` edges and nodes together (one network at least)."""
-    size = np.fromiter((n.src.size + len(n.node_ids) + 1 for n in nets), dtype=np.int64, count=len(nets))
+    if isinstance(nets, PopulationColumns):
+        size = nets.n_edges_each + nets.n_nodes_each + 1
+    else:
+        size = np.fromiter((n.src.size + len(n.node_ids) + 1 for n in nets), dtype=np.int64, count=len(nets))
     total = np.cumsum(size)
     cuts, start = [0], 0
     while start < len(nets):
@@ -118,18 +135,54 @@ def _slabs(nets: list[Network]) -> list[tuple[int, int]]:
     return list(zip(cuts[:-1], cuts[1:]))
 
 
-def _run(nets: list[Network], x: Rows, t: Rows | None, loss: str | None, mean: bool, mode: int,
+def _run(nets: Nets, x: Rows, t: Rows | None, loss: str | None, mean: bool, mode: int,
          dtype: str, norms: _Norms = NO_NORMS) -> list[GradientResult]:
+    slabs = _slab_results(nets, x, t, loss, mean, mode, dtype, norms)
+    if slabs is None:
+        return _numpy_run(nets, x, t, loss, mean, mode, dtype, norms)
+    return [result for slab in slabs for result in slab.split()]
+
+
+def _numpy_run(nets: Nets, x: Rows, t: Rows | None, loss: str | None, mean: bool, mode: int,
+               dtype: str, norms: _Norms) -> list[GradientResult]:
+    from . import population_numpy
+    listed = nets.networks() if isinstance(nets, PopulationColumns) else nets
+    return population_numpy.run(listed, x, t, loss, "mean" if mean else "sum", mode, dtype, norms.wanted,
+                                norms.clip_norm)
+
+
+def _slab_results(nets: Nets, x: Rows, t: Rows | None, loss: str | None, mean: bool, mode: int,
+                  dtype: str, norms: _Norms) -> list[SlabResults] | None:
+    """Every slab's result arrays from the compiled kernel, or None where it is not used."""
     kernel = _compiled_kernel()
     if kernel is None:
-        from . import population_numpy
-        return population_numpy.run(nets, x, t, loss, "mean" if mean else "sum", mode, dtype, norms.wanted,
-                                    norms.clip_norm)
-    results: list[GradientResult] = []
+        return None
+    slabs: list[SlabResults] = []
     for lo, hi in _slabs(nets):
-        packed = pack(nets[lo:hi], np.dtype(dtype), range(lo, hi))
-        results.extend(_run_slab(kernel, nets, lo, hi, packed, x, t, loss, mean, mode, np.dtype(dtype), norms))
-    return results
+        part = nets.slice(lo, hi) if isinstance(nets, PopulationColumns) else nets[lo:hi]
+        packed = pack(part, np.dtype(dtype), range(lo, hi))
+        slabs.append(_run_slab(kernel, nets, lo, hi, packed, x, t, loss, mean, mode, np.dtype(dtype), norms))
+    return slabs
+
+
+def flat_results(nets: Any, inputs: Any, targets: Any = None, loss: str | None = None, reduction: str = "mean",
+                 per_example: bool = False, dtype: str = "float64", norms: bool = False,
+                 clip_norm: float | None = None, outputs_only: bool = False) -> FlatResults:
+    """``gradients_many`` (``outputs_many`` with ``outputs_only``) with its results as one flat array per field,
+    every network's part after the one before (a population job's layout), without a result object per network."""
+    nets = check_nets(nets)
+    if outputs_only:
+        dtype, x, t = check_population(nets, inputs, None, None, "mean", dtype, False)
+        mode, how = FORWARD, NO_NORMS
+    else:
+        clip = check_clipping(loss, norms, clip_norm)
+        dtype, x, t = check_population(nets, inputs, targets, loss, reduction, dtype, per_example)
+        mode = OUTPUTS if loss is None else (EXAMPLES if per_example else SUMS)
+        how = _Norms(bool(norms) or clip is not None, clip)
+    slabs = _slab_results(nets, x, t, loss, reduction == "mean", mode, dtype, how)
+    if slabs is None:
+        return FlatResults.of(_numpy_run(nets, x, t, loss, reduction == "mean", mode, dtype, how), mode)
+    return FlatResults.join(slabs)
 
 
 def _flat(rows: Rows, lo: int, hi: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -154,9 +207,9 @@ def _blocks(cost: np.ndarray, threads: int) -> np.ndarray:
     return np.unique(np.concatenate([[0], cuts, [cost.size]])).astype(np.int64)
 
 
-def _run_slab(kernel: Any, nets: list[Network], lo: int, hi: int, packed: Packed, x: Rows, t: Rows | None,
-              loss: str | None, mean: bool, mode: int, dtype: np.dtype, norms: _Norms) -> list[GradientResult]:
-    """One kernel call on networks [lo, hi); their results as views of the slab's result arrays."""
+def _run_slab(kernel: Any, nets: Nets, lo: int, hi: int, packed: Packed, x: Rows, t: Rows | None,
+              loss: str | None, mean: bool, mode: int, dtype: np.dtype, norms: _Norms) -> SlabResults:
+    """One kernel call on networks [lo, hi): the slab's result arrays."""
     import numba
 
     top = packed.topology
@@ -182,7 +235,6 @@ def _run_slab(kernel: Any, nets: list[Network], lo: int, hi: int, packed: Packed
                               xs, x_off, ts, t_off, res.outputs, res.out_starts, res.edges, res.edge_starts,
                               res.deltas, res.node_starts, res.loss, res.status, norms.wanted,
                               norms.clip_norm or 0.0, res.norms, res.norm_starts)
-    results = res.split()
     for i in np.flatnonzero(res.status).tolist():   # rare: named (or a norm rescaled) by the network alone
-        results[i] = redo(nets, lo + i, x, t, loss, mean, mode, dtype, norms.wanted, norms.clip_norm)
-    return results
+        res.put(i, redo(nets, lo + i, x, t, loss, mean, mode, dtype, norms.wanted, norms.clip_norm))
+    return res

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import InvalidInput
 from ..model.network import Network
+from ..model.population import PopulationColumns
 from ..model.sizes import NetworkSizes
 from .batch import check_array, check_float32_range, check_modes
 
@@ -45,8 +46,13 @@ class Rows(NamedTuple):
         return np.array([a.shape[0] for a in self.each])
 
 
-def check_nets(nets: Any) -> list[Network]:
-    """A non-empty list of networks, or InvalidInput naming the first entry that is not one."""
+def check_nets(nets: Any) -> list[Network] | PopulationColumns:
+    """A non-empty list of networks (or ``PopulationColumns``, checked when built), or InvalidInput naming the
+    first entry that is not one."""
+    if isinstance(nets, PopulationColumns):
+        if not len(nets):
+            raise InvalidInput("nets: expected at least one network")
+        return nets
     if isinstance(nets, Network) or not isinstance(nets, Sequence) or isinstance(nets, (str, bytes)):
         raise InvalidInput(f"nets: expected a sequence of edgegrad.Network, got {type(nets).__name__}")
     nets = list(nets)
@@ -69,7 +75,7 @@ def is_per_network(values: Any) -> bool:
     return isinstance(first, (list, tuple)) and len(first) > 0 and isinstance(first[0], (list, tuple, np.ndarray))
 
 
-def check_population(nets: Sequence[NetworkSizes], inputs: Any, targets: Any, loss: str | None, reduction: str,
+def check_population(nets: Sequence[NetworkSizes] | PopulationColumns, inputs: Any, targets: Any, loss: str | None, reduction: str,
                      dtype: Any, per_example: bool) -> tuple[str, Rows, Rows | None]:
     """Validate a whole population request: (dtype name, inputs, targets); ``nets`` may be any NetworkSizes."""
     dtype = check_modes(loss, reduction, dtype, per_example)
@@ -77,13 +83,27 @@ def check_population(nets: Sequence[NetworkSizes], inputs: Any, targets: Any, lo
         raise InvalidInput("targets: given without a loss (pass loss='mse', 'bce' or 'softmax_ce')")
     if loss is not None and targets is None:
         raise InvalidInput(f"targets: loss '{loss}' needs targets (B×K of each network)")
-    n_in = np.array([net.n_inputs for net in nets])
+    n_in, n_out = _widths(nets)
     x = _rows(nets, inputs, "inputs", n_in, dtype)
     if loss is None:
         return dtype, x, None
-    t = _rows(nets, targets, "targets", np.array([net.n_outputs for net in nets]), dtype)
+    t = _rows(nets, targets, "targets", n_out, dtype)
     _check_pairs(x, t, loss, len(nets))
     return dtype, x, t
+
+
+def _widths(nets: Sequence[NetworkSizes] | PopulationColumns) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs I, outputs K) of each network."""
+    if isinstance(nets, PopulationColumns):
+        return nets.n_inputs_each, nets.n_outputs_each
+    return np.array([net.n_inputs for net in nets]), np.array([net.n_outputs for net in nets])
+
+
+def _column_ids(nets: Sequence[NetworkSizes] | PopulationColumns, p: int, kind: str) -> tuple[str, ...]:
+    """Network p's input ids (``kind`` "inputs") or output ids: the columns of its rows."""
+    if isinstance(nets, PopulationColumns):
+        return tuple(nets.input_ids(p) if kind == "inputs" else nets.output_ids(p))
+    return tuple(nets[p].inputs if kind == "inputs" else nets[p].outputs)
 
 
 def _check_pairs(x: Rows, t: Rows, loss: str, count: int) -> None:
@@ -110,7 +130,7 @@ def _check_pairs(x: Rows, t: Rows, loss: str, count: int) -> None:
             raise InvalidInput(f"{name}[{b}][{k}]: {loss} needs targets in [0, 1], got {arr[b, k]}")
 
 
-def _rows(nets: Sequence[NetworkSizes], values: Any, name: str, columns: np.ndarray, dtype: str) -> Rows:
+def _rows(nets: Sequence[NetworkSizes] | PopulationColumns, values: Any, name: str, columns: np.ndarray, dtype: str) -> Rows:
     """Shared rows checked once (then each network's width), or one array per network checked together."""
     kind = "inputs" if name == "inputs" else "outputs"
     if not is_per_network(values):
@@ -121,12 +141,12 @@ def _rows(nets: Sequence[NetworkSizes], values: Any, name: str, columns: np.ndar
         bad = np.flatnonzero(columns != width)
         if bad.size and width >= 0 and (bad.size < columns.size or np.ptp(columns) > 0):  # some network fits
             p = int(bad[0])
-            ids = tuple(nets[p].inputs if kind == "inputs" else nets[p].outputs)
+            ids = _column_ids(nets, p, kind)
             try:
                 check_array(values, name, int(columns[p]), ids)
             except InvalidInput as exc:
                 raise InvalidInput(f"nets[{p}]: {exc}") from None
-        ids = tuple(nets[0].inputs if kind == "inputs" else nets[0].outputs)
+        ids = _column_ids(nets, 0, kind)
         arr = check_array(values, name, int(columns[0]), ids)
         if dtype == "float32":
             check_float32_range(arr, f"{name}[{{}}][{{}}]")
@@ -144,7 +164,7 @@ def _rows(nets: Sequence[NetworkSizes], values: Any, name: str, columns: np.ndar
         return Rows(None, arrays)
     checked = []
     for p, v in enumerate(values):
-        ids = tuple(nets[p].inputs if kind == "inputs" else nets[p].outputs)
+        ids = _column_ids(nets, p, kind)
         arr = check_array(v, f"{name}[{p}]", int(columns[p]), ids)
         if dtype == "float32":
             check_float32_range(arr, f"{name}[{p}][{{}}][{{}}]")

@@ -21,6 +21,7 @@ import numpy as np
 from ..errors import InvalidInput
 from ..model.activations import ACTIVATION_NAMES
 from ..model.network import Network
+from ..model.population import PopulationColumns
 from .batch import check_float32_range
 
 __all__ = ["Topology", "Packed", "pack", "topology_cache_stats", "clear_topology_cache", "TOPOLOGY_CACHE_BYTES"]
@@ -91,19 +92,28 @@ def clear_topology_cache() -> None:
         _cache.clear()
 
 
-def pack(nets: Sequence[Network], dtype: np.dtype, numbers: Sequence[int] | None = None) -> Packed:
-    """The kernel's arrays for ``nets`` (a slab), the topology cached by content.
+def pack(nets: Sequence[Network] | PopulationColumns, dtype: np.dtype, numbers: Sequence[int] | None = None) -> Packed:
+    """The kernel's arrays for ``nets`` (a slab: networks, or columns taken as they are), the topology cached
+    by content (the same for both forms).
 
     float32: a weight or bias beyond its range is InvalidInput naming ``nets[i]``, ``i`` the network's
     number in the call (``numbers``, default its position here).
     """
-    sizes = np.array([(n.n_inputs, n.n_nodes, n.output_index.size, n.src.size) for n in nets],
-                     dtype=np.int64).reshape(-1, 4)
-    src = _concat([n.src for n in nets], np.int64)
-    dst = _concat([n.dst for n in nets], np.int64)
-    codes = np.fromiter(map(_CODE.__getitem__, itertools.chain.from_iterable(n.activations for n in nets)),
-                        dtype=np.int8, count=int(sizes[:, 1].sum()))
-    outputs = _concat([n.output_index for n in nets], np.int64)
+    weights: np.ndarray | None
+    biases: np.ndarray | None
+    if isinstance(nets, PopulationColumns):
+        sizes = np.ascontiguousarray(nets.sizes[:, [0, 1, 3, 2]])   # I, N, K, E
+        src, dst, codes, outputs = nets.src, nets.dst, nets.codes, nets.outputs
+        weights, biases = nets.weights, nets.biases
+    else:
+        sizes = np.array([(n.n_inputs, n.n_nodes, n.output_index.size, n.src.size) for n in nets],
+                         dtype=np.int64).reshape(-1, 4)
+        src = _concat([n.src for n in nets], np.int64)
+        dst = _concat([n.dst for n in nets], np.int64)
+        codes = np.fromiter(map(_CODE.__getitem__, itertools.chain.from_iterable(n.activations for n in nets)),
+                            dtype=np.int8, count=int(sizes[:, 1].sum()))
+        outputs = _concat([n.output_index for n in nets], np.int64)
+        weights = biases = None
     key = _key(sizes, src, dst, codes, outputs)
     with _lock:
         topology = _cache.get(key)
@@ -113,30 +123,30 @@ def pack(nets: Sequence[Network], dtype: np.dtype, numbers: Sequence[int] | None
         else:
             _stats[1] += 1
     if topology is None:
-        levels = _concat([n.levels for n in nets], np.int64)
+        levels = nets.levels if isinstance(nets, PopulationColumns) else _concat([n.levels for n in nets], np.int64)
         topology = _build(sizes, src, dst, codes, outputs, levels)
         with _lock:
             _cache[key] = topology
             while sum(t.nbytes for t in _cache.values()) > TOPOLOGY_CACHE_BYTES and len(_cache) > 1:
                 _cache.popitem(last=False)
-    weights = _concat([n.weights for n in nets], np.float64)
-    biases = _concat([n.biases for n in nets], np.float64)
+    if weights is None or biases is None:
+        weights = _concat([n.weights for n in nets], np.float64)
+        biases = _concat([n.biases for n in nets], np.float64)
     if np.dtype(dtype) == np.float32:
-        _check_float32(nets, numbers, weights, topology.edge_off, biases, topology.node_off)
+        _check_float32(numbers, weights, topology.edge_off, biases, topology.node_off)
     return Packed(topology, weights[topology.in_take].astype(dtype, copy=False),
                   weights[topology.out_take].astype(dtype, copy=False), biases[topology.bias_take].astype(dtype, copy=False))
 
 
-def _check_float32(nets: Sequence[Network], numbers: Sequence[int] | None, weights: np.ndarray, edge_off: np.ndarray,
+def _check_float32(numbers: Sequence[int] | None, weights: np.ndarray, edge_off: np.ndarray,
                    biases: np.ndarray, node_off: np.ndarray) -> None:
     limit = np.finfo(np.float32).max
-    for values, offsets, place, field in ((biases, node_off, "nodes[{}].bias", "biases"),
-                                          (weights, edge_off, "edges[{}].weight", "weights")):
+    for values, offsets, place in ((biases, node_off, "nodes[{}].bias"), (weights, edge_off, "edges[{}].weight")):
         bad = np.flatnonzero(np.abs(values) > limit)
         if bad.size:
             p = int(np.searchsorted(offsets, bad[0], side="right")) - 1
             try:
-                check_float32_range(getattr(nets[p], field), place)
+                check_float32_range(values[offsets[p]:offsets[p + 1]], place)
             except InvalidInput as exc:
                 raise InvalidInput(f"nets[{p if numbers is None else numbers[p]}]: {exc}") from None
 

@@ -7,17 +7,20 @@ loss into these arrays at its own offsets, and flag a network whose results are 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from ..errors import InvalidInput
 from ..model.network import Network
+from ..model.population import PopulationColumns
 from .population_checks import Rows
 from .result import GradientResult
 
 __all__ = ["FORWARD", "OUTPUTS", "SUMS", "EXAMPLES", "ROW_CHUNK", "CHUNK_BYTES", "row_chunks", "SlabResults",
-           "allocate", "redo"]
+           "allocate", "redo", "FlatResults"]
 
 #: the modes: outputs alone, output mode (B×K×E), loss-mode sums, loss mode per example
 FORWARD, OUTPUTS, SUMS, EXAMPLES = 0, 1, 2, 3
@@ -83,6 +86,49 @@ class SlabResults:
                 for o, ge, gd, value, nb, (b, k, e, n) in zip(outs, edges, deltas, losses, norms, shapes)]
 
 
+    def put(self, i: int, result: GradientResult) -> None:
+        """Write network i's result (from the single-network engine) in place of what the slab computed."""
+        for flat, starts, values in ((self.outputs, self.out_starts, result.outputs),
+                                     (self.edges, self.edge_starts, result.edge_grads),
+                                     (self.deltas, self.node_starts, result.deltas),
+                                     (self.norms, self.norm_starts, result.norms)):
+            if flat.size and starts[i + 1] > starts[i] and values is not None:
+                flat[starts[i]:starts[i + 1]] = np.asarray(values).reshape(-1)
+        self.loss[i] = 0.0 if result.loss is None else result.loss
+
+
+class FlatResults(NamedTuple):
+    """Every network's results as one flat array per field: each network's field flattened (C order), network
+    after network (the layout of a population job's result fields)."""
+
+    outputs: np.ndarray
+    edge_grads: np.ndarray   #: empty for the forward pass alone
+    deltas: np.ndarray       #: empty for the forward pass alone
+    loss: np.ndarray         #: (P,) float64 (zeros in output mode)
+    norms: np.ndarray        #: empty unless asked for
+
+    @classmethod
+    def join(cls, slabs: list[SlabResults]) -> FlatResults:
+        """The slabs' arrays, one after another (a single slab's as they are)."""
+        def cat(arrays: list[np.ndarray]) -> np.ndarray:
+            return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+        return cls(cat([s.outputs for s in slabs]), cat([s.edges for s in slabs]), cat([s.deltas for s in slabs]),
+                   cat([s.loss for s in slabs]), cat([s.norms for s in slabs]))
+
+    @classmethod
+    def of(cls, results: list[GradientResult], mode: int) -> FlatResults:
+        """The flat arrays of per-network results (the numpy path's)."""
+        def cat(arrays: list[np.ndarray]) -> np.ndarray:
+            return np.concatenate([np.asarray(a).reshape(-1) for a in arrays])
+        outputs = cat([r.outputs for r in results])
+        empty = outputs[:0]
+        if mode == FORWARD:
+            return cls(outputs, empty, empty, np.zeros(len(results)), empty)
+        norms = cat([r.norms for r in results if r.norms is not None]) if results[0].norms is not None else empty
+        return cls(outputs, cat([r.edge_grads for r in results]), cat([r.deltas for r in results]),
+                   np.array([r.loss or 0.0 for r in results], dtype=np.float64), norms)
+
+
 def allocate(mode: int, batch: np.ndarray, k: np.ndarray, e: np.ndarray, n: np.ndarray,
              dtype: np.dtype, norms: bool = False) -> SlabResults:
     """The result arrays of a slab (loss-mode sums zeroed: the row chunks add into them); ``norms``: with
@@ -103,7 +149,7 @@ def _pieces(flat: np.ndarray, starts: np.ndarray) -> list[np.ndarray]:
     return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def redo(nets: list[Network], p: int, x: Rows, t: Rows | None, loss: str | None, mean: bool, mode: int,
+def redo(nets: Sequence[Network] | PopulationColumns, p: int, x: Rows, t: Rows | None, loss: str | None, mean: bool, mode: int,
          dtype: np.dtype, norms: bool = False, clip_norm: float | None = None) -> GradientResult:
     """Network ``p`` alone on the single-network engine, for one that failed in a population pass (an overflow,
     bce outputs outside [0, 1], a norm to rescale): its result, or its own message as ``nets[p]: ...``."""

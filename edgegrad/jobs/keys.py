@@ -92,6 +92,14 @@ class Keys:
         """String: marks a network the tenant registered (only those are visible to it); same TTL as the network."""
         return f"{self.scope}:netown:{content_hash}"
 
+    def population(self, content_hash: str) -> str:
+        """String: a population's topology (``edgegrad.wire.columns.topology_blob``), shared as networks are."""
+        return f"{self.prefix}:pop:{content_hash}"
+
+    def population_owned(self, content_hash: str) -> str:
+        """String: marks a population topology the tenant sent (only those are visible to it); same TTL as it."""
+        return f"{self.scope}:popown:{content_hash}"
+
     @property
     def pattern(self) -> str:
         """SCAN pattern matching every key under this prefix."""

@@ -227,18 +227,20 @@ class JobStore:
     async def create_job(self, job_id: str, spec: bytes, fields: dict[str, Any], request_id: str,
                          fingerprint: str, network_hash: str, shards: int = 1,
                          extra: Sequence[tuple[Any, ...]] = (), result_bytes: int = 0,
-                         networks: Sequence[str] = (), lane: str | None = None) -> tuple[str, bool]:
+                         networks: Sequence[str] = (), stored: tuple[str, str] | None = None,
+                         lane: str | None = None) -> tuple[str, bool]:
         """Record and enqueue a job (one rq job per shard, and the ``extra`` commands) counted against
         the tenant's limits; with a taken request_id, return that job instead. ``networks``: more networks
-        the job uses (a population's), whose TTLs are refreshed with ``network_hash``'s. A small job given
-        a ``lane`` waits there instead, to run with others (see ``jobs/lanes.py``).
+        the job uses (a population's), whose TTLs are refreshed with ``network_hash``'s. ``stored``: instead of
+        ``network_hash``'s, the (key, tenant mark) that must exist for the job to be made (a population's topology).
+        A small job given a ``lane`` waits there instead, to run with others (see ``jobs/lanes.py``).
 
         Returns (job id, created). A request_id reused for a different request: AlreadyExists; the
         tenant at a limit: ResourceExhausted.
         """
         k, s = self.keys, self.settings
         keys = [k.job(job_id), k.spec(job_id), k.jobs, k.request(request_id) if request_id else k.jobs,
-                k.network(network_hash), k.network_owned(network_hash), *k.quota]
+                *(stored or (k.network(network_hash), k.network_owned(network_hash))), *k.quota]
         # ids start with their creation time: anything older than both TTLs together has expired
         # (trimmed from the index at most once a second, not on every submission, with the other
         # housekeeping; the quota keys then live on until every job created before the next has expired)
@@ -251,7 +253,7 @@ class JobStore:
                            s.tenant_max_result_bytes, result_bytes, quota_ttl, 2 * len(fields)]
         for name, value in fields.items():
             argv += [name, value]
-        commands = [*extra, *self._refresh_commands([network_hash, *networks])]
+        commands = [*extra, *self._refresh_commands([network_hash, *networks] if stored is None else [*networks])]
         if lane is None:
             commands += self._rq.commands(job_id, shards, k.tenant)
         else:
@@ -263,6 +265,9 @@ class JobStore:
             else:
                 argv += [len(words), *words]
         found = await self._scripts["CREATE"](keys=keys, args=argv)
+        if found == [b"nonet"] and stored is not None:
+            raise NotFound(f"networks_hash: no population topology {network_hash!r} is stored (or it expired);"
+                           " send the networks again", field="networks_hash")
         if found == [b"nonet"]:
             self._forget(network_hash, gone=False)
             raise _no_network(network_hash)

@@ -22,6 +22,7 @@ from edgegrad.v1 import job_pb2, network_pb2
 from edgegrad.wire.codec import network_from_proto
 
 from .contract import RUNNING, SUCCEEDED, stored
+from .population_store import TopologyCache
 from .record import final_state, shard_progress
 
 __all__ = ["WorkerStore", "Started", "read_started", "EMIT_WRITTEN", "EMIT_CANCELLED", "EMIT_DELETED", "EMIT_NOT_RUNNING", "STAGE_BYTES",
@@ -77,6 +78,7 @@ class WorkerStore:
         self._loaded = False
         self._networks: OrderedDict[str, Network] = OrderedDict()
         self._population = _SizedCache(POPULATION_CACHE_ITEMS)  #: decoded networks of population jobs (all tenants')
+        self.topologies = TopologyCache()  #: decoded population topologies (all tenants'), by content hash
         self._tenants: dict[str, WorkerStore] = {self.keys.tenant: self}
 
     def for_tenant(self, tenant: str) -> WorkerStore:

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..errors import InvalidInput
 
-__all__ = ["check_edges", "edge_keys", "topological_levels"]
+__all__ = ["check_edges", "edge_keys", "topological_levels", "kahn_levels"]
 
 
 def edge_keys(src: np.ndarray, dst: np.ndarray, n_vertices: int) -> np.ndarray:
@@ -58,6 +58,21 @@ def topological_levels(src: np.ndarray, dst: np.ndarray, n_vertices: int, n_inpu
     """
     level = np.zeros(n_vertices, dtype=np.int64)
     level[n_inputs:] = 1
+    indegree, done = kahn_levels(src, dst, level, keys)
+    if done < n_vertices:
+        raise InvalidInput("cycle: " + " -> ".join(_find_cycle(src, dst, indegree, ids)), field="edges")
+    return level
+
+
+def kahn_levels(src: np.ndarray, dst: np.ndarray, level: np.ndarray,
+                keys: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """Raise ``level`` (each vertex's starting level, updated in place) to 1 + the highest level each
+    vertex reads from, walking the graph frontier by frontier (Kahn's algorithm, vectorised).
+
+    Returns (the in-degrees left, vertices reached): fewer reached than vertices means a cycle, and the
+    vertices left with in-degree > 0 are on or behind one. Works on several disjoint graphs at once.
+    """
+    n_vertices = level.size
     indegree = np.bincount(dst, minlength=n_vertices)
     if keys is None:
         keys = edge_keys(src, dst, n_vertices)
@@ -83,9 +98,7 @@ def topological_levels(src: np.ndarray, dst: np.ndarray, n_vertices: int, n_inpu
         positions = np.arange(ready.size)
         slot[ready] = positions                      # whichever copy's write lands, exactly one matches
         frontier = ready[slot[ready] == positions]
-    if done < n_vertices:
-        raise InvalidInput("cycle: " + " -> ".join(_find_cycle(src, dst, indegree, ids)), field="edges")
-    return level
+    return indegree, done
 
 
 def _find_cycle(src: np.ndarray, dst: np.ndarray, indegree: np.ndarray,

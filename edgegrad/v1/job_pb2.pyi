@@ -82,7 +82,7 @@ class PopulationMember(_message.Message):
     def __init__(self, network_hash: _Optional[str] = ..., network_inline: _Optional[_Union[_network_pb2.Network, _Mapping]] = ..., weights: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., biases: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
 
 class PopulationRequest(_message.Message):
-    __slots__ = ("members", "inputs", "inputs_each", "targets", "targets_each", "loss", "reduction", "per_example", "dtype", "norms", "clip_norm", "outputs_only")
+    __slots__ = ("members", "inputs", "inputs_each", "targets", "targets_each", "loss", "reduction", "per_example", "dtype", "norms", "clip_norm", "outputs_only", "networks", "networks_hash", "weights", "biases", "row_counts", "inputs_packed", "targets_packed")
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     INPUTS_EACH_FIELD_NUMBER: _ClassVar[int]
@@ -95,6 +95,13 @@ class PopulationRequest(_message.Message):
     NORMS_FIELD_NUMBER: _ClassVar[int]
     CLIP_NORM_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_ONLY_FIELD_NUMBER: _ClassVar[int]
+    NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    NETWORKS_HASH_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    BIASES_FIELD_NUMBER: _ClassVar[int]
+    ROW_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_PACKED_FIELD_NUMBER: _ClassVar[int]
+    TARGETS_PACKED_FIELD_NUMBER: _ClassVar[int]
     members: _containers.RepeatedCompositeFieldContainer[PopulationMember]
     inputs: _tensor_pb2.Tensor
     inputs_each: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.Tensor]
@@ -107,7 +114,14 @@ class PopulationRequest(_message.Message):
     norms: bool
     clip_norm: float
     outputs_only: bool
-    def __init__(self, members: _Optional[_Iterable[_Union[PopulationMember, _Mapping]]] = ..., inputs: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., inputs_each: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., targets: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., targets_each: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., loss: _Optional[str] = ..., reduction: _Optional[str] = ..., per_example: _Optional[bool] = ..., dtype: _Optional[str] = ..., norms: _Optional[bool] = ..., clip_norm: _Optional[float] = ..., outputs_only: _Optional[bool] = ...) -> None: ...
+    networks: _network_pb2.Networks
+    networks_hash: str
+    weights: _tensor_pb2.Tensor
+    biases: _tensor_pb2.Tensor
+    row_counts: _tensor_pb2.Tensor
+    inputs_packed: _tensor_pb2.Tensor
+    targets_packed: _tensor_pb2.Tensor
+    def __init__(self, members: _Optional[_Iterable[_Union[PopulationMember, _Mapping]]] = ..., inputs: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., inputs_each: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., targets: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., targets_each: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., loss: _Optional[str] = ..., reduction: _Optional[str] = ..., per_example: _Optional[bool] = ..., dtype: _Optional[str] = ..., norms: _Optional[bool] = ..., clip_norm: _Optional[float] = ..., outputs_only: _Optional[bool] = ..., networks: _Optional[_Union[_network_pb2.Networks, _Mapping]] = ..., networks_hash: _Optional[str] = ..., weights: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., biases: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., row_counts: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., inputs_packed: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., targets_packed: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
 
 class BatchPieces(_message.Message):
     __slots__ = ("upload", "rows", "piece_rows", "dtype", "input_columns", "target_columns")
@@ -160,18 +174,20 @@ class ResultLayout(_message.Message):
     def __init__(self, dtype: _Optional[_Union[_tensor_pb2.DType, str]] = ..., loss_mode: _Optional[bool] = ..., fields: _Optional[_Iterable[_Union[FieldLayout, _Mapping]]] = ..., chunk_count: _Optional[int] = ..., batch: _Optional[int] = ..., chunk_bytes: _Optional[int] = ..., shard_rows: _Optional[int] = ..., shard_count: _Optional[int] = ..., buffer_bytes: _Optional[int] = ..., population: _Optional[_Union[PopulationLayout, _Mapping]] = ...) -> None: ...
 
 class PopulationLayout(_message.Message):
-    __slots__ = ("size", "sizes", "shard_starts", "outputs_only", "per_example")
+    __slots__ = ("size", "sizes", "shard_starts", "outputs_only", "per_example", "networks_hash")
     SIZE_FIELD_NUMBER: _ClassVar[int]
     SIZES_FIELD_NUMBER: _ClassVar[int]
     SHARD_STARTS_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_ONLY_FIELD_NUMBER: _ClassVar[int]
     PER_EXAMPLE_FIELD_NUMBER: _ClassVar[int]
+    NETWORKS_HASH_FIELD_NUMBER: _ClassVar[int]
     size: int
     sizes: _tensor_pb2.Tensor
     shard_starts: _containers.RepeatedScalarFieldContainer[int]
     outputs_only: bool
     per_example: bool
-    def __init__(self, size: _Optional[int] = ..., sizes: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., shard_starts: _Optional[_Iterable[int]] = ..., outputs_only: _Optional[bool] = ..., per_example: _Optional[bool] = ...) -> None: ...
+    networks_hash: str
+    def __init__(self, size: _Optional[int] = ..., sizes: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., shard_starts: _Optional[_Iterable[int]] = ..., outputs_only: _Optional[bool] = ..., per_example: _Optional[bool] = ..., networks_hash: _Optional[str] = ...) -> None: ...
 
 class Shard(_message.Message):
     __slots__ = ("index", "row_start", "row_stop", "state", "worker", "attempt", "chunks_done", "network_start", "network_stop")

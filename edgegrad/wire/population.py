@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..engine.population_results import EXAMPLES, FORWARD, OUTPUTS, SUMS
+from ..engine.population_results import EXAMPLES, FORWARD, OUTPUTS, SUMS, FlatResults
 from ..engine.result import GradientResult
 from ..v1 import job_pb2, tensor_pb2
 from .chunking import FIELD_NAMES, ChunkPlan, ResultAssembler, field_dtype
@@ -20,7 +20,8 @@ from .codec import array_from_tensor, tensor_from_array
 from .rawchunk import RawChunk
 
 __all__ = ["population_layout", "population_mode", "population_sizes", "element_counts", "population_offsets",
-           "population_shard_bounds", "population_chunk_plans", "population_arrays", "PopulationAssembler"]
+           "population_shard_bounds", "population_chunk_plans", "population_arrays", "flat_arrays",
+           "PopulationAssembler"]
 
 _OUT, _EDGES, _DELTAS = job_pb2.RESULT_FIELD_OUTPUTS, job_pb2.RESULT_FIELD_EDGE_GRADS, job_pb2.RESULT_FIELD_DELTAS
 _NORMS, _LOSS = job_pb2.RESULT_FIELD_NORMS, job_pb2.RESULT_FIELD_LOSS
@@ -137,6 +138,14 @@ def population_arrays(results: Sequence[GradientResult], layout: job_pb2.ResultL
     return arrays
 
 
+def flat_arrays(flat: FlatResults, layout: job_pb2.ResultLayout) -> dict[int, np.ndarray]:
+    """The layout's fields from the engine's flat arrays of some consecutive networks (a shard's), as they are."""
+    dtype = _NUMPY[layout.dtype]
+    found = {_OUT: flat.outputs, _EDGES: flat.edge_grads, _DELTAS: flat.deltas, _NORMS: flat.norms, _LOSS: flat.loss}
+    return {f.field: found[f.field].astype(np.float64 if f.field == _LOSS else dtype, copy=False)
+            for f in layout.fields}
+
+
 class PopulationAssembler(ResultAssembler):
     """Collects a population job's chunks (in any order, each once); a shard's networks are ready when all
     its chunks have arrived."""
@@ -149,6 +158,8 @@ class PopulationAssembler(ResultAssembler):
         self._expected = [_shard_chunk_count(layout, self._offsets, i) for i in range(layout.shard_count)]
         self._got = [0] * layout.shard_count
         self._ready: list[int] = [i for i, n in enumerate(self._expected) if n == 0]
+        self._bounds: dict[int, list[int]] | None = None   #: offsets and sizes as lists, made on first use
+        self._shapes: list[list[int]] = []
 
     def add(self, chunk: job_pb2.ResultChunk | RawChunk) -> None:
         """Copy one chunk into place (a repeated seq is ignored) and count it for its shard."""
@@ -168,22 +179,37 @@ class PopulationAssembler(ResultAssembler):
 
     def network(self, p: int) -> GradientResult:
         """Network ``p``'s result, shaped as ``edgegrad.gradients`` shapes it (views of the flat arrays)."""
-        b, k, e, n = (int(v) for v in self._sizes[p])
-        part = {f: a[int(self._offsets[f][p]):int(self._offsets[f][p + 1])] for f, a in self._arrays.items()}
-        outputs = part[_OUT].reshape(b, k)
-        if self.mode == FORWARD:
-            empty = np.empty(0, dtype=outputs.dtype)
-            return GradientResult(outputs, None, empty, empty)
-        if self.mode == OUTPUTS:
-            return GradientResult(outputs, None, part[_EDGES].reshape(b, k, e), part[_DELTAS].reshape(b, k, n))
-        shape_e, shape_n = ((e,), (n,)) if self.mode == SUMS else ((b, e), (b, n))
-        norms = part[_NORMS] if _NORMS in part else None
-        return GradientResult(outputs, float(part[_LOSS][0]), part[_EDGES].reshape(shape_e),
-                              part[_DELTAS].reshape(shape_n), norms)
+        return self.networks([p])[0]
+
+    def networks(self, indices: Sequence[int]) -> list[GradientResult]:
+        """These networks' results (views of the flat arrays), with the sizes and offsets read once."""
+        if self._bounds is None:
+            self._bounds = {f: off.tolist() for f, off in self._offsets.items()}
+            self._shapes = self._sizes.tolist()
+        bounds, shapes, arrays, mode = self._bounds, self._shapes, self._arrays, self.mode
+        outs, at_out = arrays[_OUT], bounds[_OUT]
+        if mode == FORWARD:
+            empty = np.empty(0, dtype=outs.dtype)
+            return [GradientResult(outs[at_out[p]:at_out[p + 1]].reshape(shapes[p][0], shapes[p][1]), None, empty, empty)
+                    for p in indices]
+        edges, at_e, deltas, at_n = arrays[_EDGES], bounds[_EDGES], arrays[_DELTAS], bounds[_DELTAS]
+        found = []
+        for p in indices:
+            b, k, e, n = shapes[p]
+            outputs = outs[at_out[p]:at_out[p + 1]].reshape(b, k)
+            ge, gd = edges[at_e[p]:at_e[p + 1]], deltas[at_n[p]:at_n[p + 1]]
+            if mode == OUTPUTS:
+                found.append(GradientResult(outputs, None, ge.reshape(b, k, e), gd.reshape(b, k, n)))
+                continue
+            if mode == EXAMPLES:
+                ge, gd = ge.reshape(b, e), gd.reshape(b, n)
+            norms = arrays[_NORMS][bounds[_NORMS][p]:bounds[_NORMS][p + 1]] if _NORMS in arrays else None
+            found.append(GradientResult(outputs, float(arrays[_LOSS][p]), ge, gd, norms))
+        return found
 
     def results(self) -> list[GradientResult]:
         """Every network's result in order; raises if chunks are missing."""
         if not self.complete:
             raise ValueError(f"result incomplete: {len(self._seen)} of {self.layout.chunk_count} chunks")
-        return [self.network(p) for p in range(int(self.layout.population.size))]
+        return self.networks(range(int(self.layout.population.size)))
 

@@ -9,6 +9,8 @@ import sys
 import numpy as np
 
 import edgegrad
+from edgegrad.jobs.sharding import shard_rows_for
+from edgegrad.settings import Settings
 from edgegrad.v1 import job_pb2, service_pb2
 from edgegrad.wire import chunking, codec
 
@@ -29,6 +31,59 @@ def example_network(n_inputs: int = 3, n_nodes: int = 12, n_outputs: int = 2, de
         [f"x{i}" for i in range(n_inputs)], [f"n{n_nodes - 1 - k}" for k in range(n_outputs)],
         [f"n{i}" for i in range(n_nodes)], [acts[i % len(acts)] for i in range(n_nodes)],
         rng.normal(size=n_nodes) * 0.1, src, dst, rng.normal(size=len(src)) * 0.5)
+
+
+def is_small(net: edgegrad.Network, batch: int, *, loss: str | None = None, per_example: bool = False,
+             dtype: str = "float64", shard_rows: int | None = None, upload: bool = False,
+             settings: Settings | None = None) -> bool:
+    """Whether the server takes such a job as small (run with others by ``gradients_many``): server.service's
+    submit and jobs.lanes.lane_of, from the same sizing function and ``settings`` (default ``Settings()``)."""
+    s = settings or Settings()
+    rows = shard_rows_for(net, batch, loss, per_example, dtype, int(shard_rows or 0), s.worker_memory_bytes,
+                          s.shard_seconds, s.max_shards)
+    shards = -(-batch // rows) if rows else 0
+    work = batch * max(net.n_edges, net.n_nodes, 1) * (1 if loss else net.n_outputs)
+    return s.batch_max_jobs > 1 and shards == 1 and work <= s.batch_max_work and not upload
+
+
+def served(net: edgegrad.Network, x, targets=None, *, shard_rows: int | None = None, upload: bool = False,
+           settings: Settings | None = None, **kwargs) -> edgegrad.GradientResult:
+    """What the service computes for this job, in process: ``gradients_many([net], ...)[0]`` for a small job
+    (workers run small jobs together), ``edgegrad.gradients`` for any other; equal to the service's result
+    bit for bit."""
+    x = np.asarray(x, dtype=np.float64)
+    if is_small(net, int(x.shape[0]), loss=kwargs.get("loss"), per_example=kwargs.get("per_example", False),
+                dtype=kwargs.get("dtype", "float64"), shard_rows=shard_rows, upload=upload, settings=settings):
+        many_targets = None if targets is None else [np.asarray(targets, dtype=np.float64)]
+        return edgegrad.gradients_many([net], [x], many_targets, **kwargs)[0]
+    return edgegrad.gradients(net, x, targets, **kwargs)
+
+
+def assert_json_close(got, want, rtol: float = 1e-12, where: str = "result") -> None:
+    """Parsed JSON ``got`` like ``want``: the same keys, lengths, strings and nulls, and numbers within ``rtol``
+    (of each number, or of the largest of its array: a value that cancels to about zero may differ by ulps of the
+    array's scale). For a result of the other engine, which agrees to about 1e-16 but not always to the bit."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and list(got) == list(want), f"{where}: keys {list(got)} != {list(want)}"
+        for key, value in want.items():
+            assert_json_close(got[key], value, rtol, f"{where}.{key}")
+    elif _numeric(want):
+        assert _numeric(got), f"{where}: {got!r} is not numbers like {want!r}"
+        w, g = np.asarray(want, dtype=np.float64), np.asarray(got, dtype=np.float64)
+        np.testing.assert_allclose(g, w, rtol=rtol, atol=rtol * float(np.max(np.abs(w))), err_msg=where)
+    elif isinstance(want, list) and want:
+        assert isinstance(got, list) and len(got) == len(want), f"{where}: {got!r} != {want!r}"
+        for i, (g_item, w_item) in enumerate(zip(got, want)):
+            assert_json_close(g_item, w_item, rtol, f"{where}[{i}]")
+    else:
+        assert got == want, f"{where}: {got!r} != {want!r}"
+
+
+def _numeric(value) -> bool:
+    """Whether ``value`` is a number or a non-empty (nested) list of numbers."""
+    if isinstance(value, list):
+        return bool(value) and all(_numeric(v) for v in value)
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def gradient_request(net: edgegrad.Network | None, x, targets=None, loss: str = "", inline: bool = True,

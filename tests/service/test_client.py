@@ -8,16 +8,18 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
 from conftest import ThreadServer
 from redis_process import free_port
-from svc_helpers import example_network
+from svc_helpers import assert_json_close, example_network, served
 
 import edgegrad
 from edgegrad import errors
+from edgegrad.cli.io import dumps_result
 from edgegrad.client import Backoff, Client
 from edgegrad.server.app import create_server
 from edgegrad.v1 import job_pb2
@@ -94,14 +96,14 @@ def client(cluster):
 
 
 @pytest.mark.parametrize("options", MODES, ids=_ids)
-def test_gradients_equal_the_in_process_call_bit_for_bit(client, options) -> None:
+def test_gradients_equal_the_in_process_call_bit_for_bit(client, cluster, options) -> None:
     kwargs = _call(options)
     net = NET
     if options.get("loss") == "bce":  # outputs must lie in [0, 1]: squash them
         net = edgegrad.Network.from_arrays(NET.inputs, NET.outputs, NET.node_ids,
                                            ["sigmoid"] * NET.n_nodes, NET.biases, NET.src, NET.dst, NET.weights)
     remote = client.gradients(net, X, **kwargs)
-    local = edgegrad.gradients(net, X, **kwargs)
+    local = served(net, X, settings=cluster.settings, **kwargs)  # what the service computes, in process
     for field in ("outputs", "edge_grads", "deltas"):
         a, b = getattr(remote, field), getattr(local, field)
         assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes(), field
@@ -127,7 +129,7 @@ def test_a_network_is_registered_once_per_client(cluster) -> None:
     assert counter.counts["GetNetwork"] == 2 and counter.counts["RegisterNetwork"] == 1
 
 
-def test_chunks_resume_after_the_stream_is_cut(client) -> None:
+def test_chunks_resume_after_the_stream_is_cut(client, cluster) -> None:
     handle = client.submit(BIG, BIG_X)
     seqs = []
     for chunk in handle.chunks():
@@ -138,7 +140,7 @@ def test_chunks_resume_after_the_stream_is_cut(client) -> None:
     assert handle.reconnects >= 2
     assert seqs == list(range(1, final.layout.chunk_count + 1)), "no gap and no duplicate"
     assert final.layout.chunk_count > 100
-    assert handle.result() == edgegrad.gradients(BIG, BIG_X)
+    assert handle.result() == served(BIG, BIG_X, settings=cluster.settings)
 
 
 def test_the_iterator_continues_after_the_server_restarts_mid_stream(cluster) -> None:
@@ -158,7 +160,7 @@ def test_the_iterator_continues_after_the_server_restarts_mid_stream(cluster) ->
                     restart.start()
             assert handle.reconnects >= 1
             assert seqs == list(range(1, handle.job.layout.chunk_count + 1))
-            assert handle.result() == edgegrad.gradients(BIG, BIG_X)
+            assert handle.result() == served(BIG, BIG_X, settings=cluster.settings)
     finally:
         restart.join()
         first.stop()
@@ -176,7 +178,7 @@ def test_unavailable_is_retried_with_backoff_until_the_server_is_up(cluster) -> 
             t0 = time.monotonic()
             res = c.gradients(NET, X)  # first call lands while nothing listens
             assert time.monotonic() - t0 >= 0.5, "the call cannot have succeeded before the server started"
-        assert res == edgegrad.gradients(NET, X)
+        assert res == served(NET, X, settings=cluster.settings)
     finally:
         timer.join()
         for server in started:
@@ -189,14 +191,14 @@ def test_retries_give_up_with_unavailable_when_nobody_answers() -> None:
             c.capabilities(timeout=10)
 
 
-def test_the_same_request_id_is_the_same_job(client) -> None:
+def test_the_same_request_id_is_the_same_job(client, cluster) -> None:
     rid = f"client-test-{time.time_ns()}"
     a = client.submit(NET, X, request_id=rid)
     b = client.submit(NET, X, request_id=rid)
     assert a.name == b.name
     with pytest.raises(errors.AlreadyExists):
         client.submit(NET, X * 2, request_id=rid)
-    assert a.result() == b.result() == edgegrad.gradients(NET, X)
+    assert a.result() == b.result() == served(NET, X, settings=cluster.settings)
 
 
 def test_cancel_a_queued_job(namespace, thread_server) -> None:
@@ -241,7 +243,7 @@ def test_bearer_token(cluster, thread_server) -> None:
         with pytest.raises(errors.Unauthenticated):
             c.gradients(NET, X)
     with Client(server.address, timeout=60, token="s3cret-token") as c:
-        assert c.gradients(NET, X, targets=T, loss="mse") == edgegrad.gradients(NET, X, targets=T, loss="mse")
+        assert c.gradients(NET, X, targets=T, loss="mse") == served(NET, X, T, loss="mse", settings=cluster.settings)
 
 
 def test_errors_map_to_the_edgegrad_hierarchy(client) -> None:
@@ -284,7 +286,13 @@ def test_cli_grad_through_the_server_prints_what_the_in_process_cli_prints(clust
     local = subprocess.run(args, capture_output=True, text=True, timeout=60)
     remote = subprocess.run([*args, "--server", cluster.address], capture_output=True, text=True, timeout=60)
     assert remote.returncode == 0, remote.stderr
-    assert json.loads(remote.stdout) == json.loads(local.stdout)
+    # the service's numbers bit for bit (a small job: the population engine), the local CLI's (the
+    # single-network engine) to 1e-12
+    net = edgegrad.Network.load(args[4])
+    x, t = (np.array(json.loads(Path(args[i]).read_text()), dtype=np.float64) for i in (6, 8))
+    assert json.loads(remote.stdout) == json.loads(dumps_result(net, served(net, x, t, loss="mse",
+                                                                            settings=cluster.settings)))
+    assert_json_close(json.loads(remote.stdout), json.loads(local.stdout))
     down = subprocess.run([*args, "--server", f"127.0.0.1:{free_port()}"], capture_output=True, text=True,
                           timeout=120)
     assert down.returncode != 0 and down.stdout == "" and down.stderr.startswith("error: server 127.0.0.1:")

@@ -7,9 +7,8 @@ import socket
 
 import numpy as np
 import pytest
-from svc_helpers import example_network
+from svc_helpers import example_network, served
 
-import edgegrad
 from edgegrad import errors
 from edgegrad.client import AsyncClient, Backoff
 from edgegrad.v1 import job_pb2
@@ -38,7 +37,7 @@ def test_gradients_equal_the_in_process_call_bit_for_bit(cluster, options) -> No
             # several requests at once on one channel
             return await asyncio.gather(*(c.gradients(NET, X, **kwargs) for _ in range(3)))
 
-    local = edgegrad.gradients(NET, X, **kwargs)
+    local = served(NET, X, settings=cluster.settings, **kwargs)  # what the service computes, in process
     for remote in run(go()):
         assert remote == local and remote.loss == local.loss
         assert remote.edge_grads.tobytes() == local.edge_grads.tobytes()
@@ -58,7 +57,7 @@ def test_chunks_resume_after_the_stream_is_cut(cluster) -> None:
     handle, seqs, result = run(go())
     assert handle.reconnects >= 2
     assert seqs == list(range(1, handle.job.layout.chunk_count + 1)) and len(seqs) > 50
-    assert result == edgegrad.gradients(BIG, BIG_X)
+    assert result == served(BIG, BIG_X, settings=cluster.settings)
 
 
 def test_cancel_list_delete_and_not_found(namespace, thread_server) -> None:
@@ -90,7 +89,7 @@ def test_token_and_retries(cluster, thread_server) -> None:
         async with AsyncClient(server.address, timeout=60, token="async-token") as c:
             return await c.gradients(NET, X, targets=T, loss="mse")
 
-    assert run(go()) == edgegrad.gradients(NET, X, targets=T, loss="mse")
+    assert run(go()) == served(NET, X, T, loss="mse", settings=cluster.settings)
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

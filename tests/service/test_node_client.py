@@ -1,7 +1,8 @@
 """examples/node: the Node.js client, built from ``edgegrad protos`` alone, against the real service.
 
 Runs where ``node`` and ``npm`` are on PATH: the example's package.json is installed into a temp
-folder (npm registry), then its answers must equal in-process ``edgegrad.gradients`` bit for bit.
+folder (npm registry), then its answers must equal bit for bit what the service computes, in process
+(``svc_helpers.served``: ``edgegrad.gradients``, or ``gradients_many`` for a small job).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from svc_helpers import example_network
+from svc_helpers import example_network, served
 
 import edgegrad
 
@@ -69,7 +70,7 @@ def test_node_client_equals_in_process_gradients_bit_for_bit(node_client: Path, 
     run = _node(node_client, cluster.address, *args)
     assert run.returncode == 0, run.stderr
     got = json.loads(run.stdout)
-    want = edgegrad.gradients(net, x, targets=t if "loss" in mode else None, **mode)
+    want = served(net, x, t if "loss" in mode else None, settings=cluster.settings, **mode)
     assert got["job"].startswith("jobs/")
     assert got["loss"] == want.loss
     for field in ("outputs", "edge_grads", "deltas"):

@@ -17,9 +17,14 @@ from svc_helpers import example_network
 import edgegrad
 from edgegrad import errors
 from edgegrad.client import AsyncClient, Client
+from edgegrad.engine.population_checks import Rows
+from edgegrad.jobs.keys import Keys
+from edgegrad.model.population import PopulationColumns
 from edgegrad.server.cluster import Cluster
 from edgegrad.v1 import job_pb2, service_pb2, service_pb2_grpc
-from edgegrad.wire.codec import network_to_proto, tensor_from_array
+from edgegrad.wire.codec import array_from_tensor, network_to_proto, tensor_from_array
+from edgegrad.wire.columns import networks_to_proto
+from edgegrad.wire.population_rows import put_rows
 
 RNG = np.random.default_rng(71)
 NETS = [example_network(n_inputs=3, n_nodes=4 + i % 9, n_outputs=2, density=0.5, seed=100 + i) for i in range(23)]
@@ -200,6 +205,86 @@ def test_bad_population_input_is_invalid_argument_naming_the_entry_and_makes_no_
     assert not jobs
 
 
+def _columns_request() -> job_pb2.PopulationRequest:
+    """NETS in columns, with per-network rows packed."""
+    pop = job_pb2.PopulationRequest(networks=networks_to_proto(PopulationColumns.from_networks(NETS)))
+    put_rows(pop, "inputs", Rows(None, EACH_X))
+    return pop
+
+
+def _tensor_set(tensor, index, value) -> None:
+    arr = array_from_tensor(tensor, "t").copy()
+    arr[index] = value
+    tensor.CopyFrom(tensor_from_array(arr))
+
+
+def _rows_with_none_for(pop: job_pb2.PopulationRequest, p: int) -> None:
+    """Network p's packed rows: none."""
+    pop.ClearField("inputs_packed")
+    pop.ClearField("row_counts")
+    put_rows(pop, "inputs", Rows(None, EACH_X[:p] + [np.zeros((0, 3))] + EACH_X[p + 1:]))
+
+
+_COLS = PopulationColumns.from_networks(NETS)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda p: _tensor_set(p.networks.weights, int(_COLS.edge_off[6]) + 2, np.nan),
+     "nets[6]: edges[2].weight: must be finite, got nan"),
+    (lambda p: _tensor_set(p.networks.dst, int(_COLS.edge_off[11]), 0),
+     "nets[11]: edges[0].dst: 'x0' is an input and cannot have incoming edges"),
+    (lambda p: _tensor_set(p.networks.outputs, int(_COLS.out_off[3]) + 1, int(_COLS.outputs[_COLS.out_off[3]])),
+     "nets[3]: outputs[1]: duplicate output"),
+    (lambda p: p.networks.src.CopyFrom(tensor_from_array(np.zeros(5, dtype=np.int32))), "networks.src: expected"),
+    (lambda p: p.members.add(network_hash="ab" * 32), "networks: give the networks as members, networks or"),
+    (lambda p: p.inputs_packed.CopyFrom(tensor_from_array(np.zeros(7))), "inputs_packed: expected"),
+    (lambda p: _rows_with_none_for(p, 7), "inputs[7]: the batch is empty"),
+    (lambda p: (p.ClearField("networks"), setattr(p, "networks_hash", "cd" * 32)),
+     "networks_hash: no population topology"),
+])
+def test_bad_columns_are_invalid_argument_naming_the_network_and_make_no_job(namespace, thread_server, change,
+                                                                            message) -> None:
+    server = thread_server(namespace("popbadcols"))
+    pop = _columns_request()
+    change(pop)
+    with grpc.insecure_channel(server.address) as channel:
+        stub = service_pb2_grpc.EdgegradStub(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.SubmitJob(service_pb2.SubmitJobRequest(population=pop), timeout=30)
+        jobs = stub.ListJobs(service_pb2.ListJobsRequest(), timeout=30).jobs
+    expected = grpc.StatusCode.NOT_FOUND if "no population" in message else grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.code() == expected
+    assert message in info.value.details()
+    assert not jobs
+
+
+def test_a_fine_tuning_steps_bad_values_name_the_network(namespace, thread_server) -> None:
+    server = thread_server(namespace("popbadvalues"))
+    with grpc.insecure_channel(server.address) as channel:
+        stub = service_pb2_grpc.EdgegradStub(channel)
+        job = stub.SubmitJob(service_pb2.SubmitJobRequest(population=_columns_request()), timeout=30)
+        digest = job.layout.population.networks_hash
+        assert digest == _COLS.content_hash()
+        weights = _COLS.weights.copy()
+        weights[int(_COLS.edge_off[9]) + 1] = np.inf
+        for values, biases, message in ((weights[:-1], _COLS.biases, "weights: expected"),
+                                        (weights, _COLS.biases, "nets[9].weights[1]: expected a finite number, got inf"),
+                                        (_COLS.weights, _COLS.biases[:3], "biases: expected"),
+                                        (_COLS.weights, None, "biases: missing")):
+            pop = job_pb2.PopulationRequest(networks_hash=digest, weights=tensor_from_array(values))
+            put_rows(pop, "inputs", Rows(None, EACH_X))
+            if biases is not None:
+                pop.biases.CopyFrom(tensor_from_array(biases))
+            with pytest.raises(grpc.RpcError) as info:
+                stub.SubmitJob(service_pb2.SubmitJobRequest(population=pop), timeout=30)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and message in info.value.details()
+        pop.biases.CopyFrom(tensor_from_array(_COLS.biases))
+        pop.weights.CopyFrom(tensor_from_array(_COLS.weights * 2))
+        again = stub.SubmitJob(service_pb2.SubmitJobRequest(population=pop), timeout=30)   # a good step: a job
+        assert again.layout.population.networks_hash == digest and again.name != job.name
+        assert len(stub.ListJobs(service_pb2.ListJobsRequest(), timeout=30).jobs) == 2
+
+
 def test_bad_population_input_from_the_client_names_the_entry(cluster) -> None:
     with Client(cluster.address, timeout=30) as client:
         with pytest.raises(errors.InvalidInput, match=r"nets\[1\]: expected an edgegrad.Network, got dict"):
@@ -233,21 +318,61 @@ def test_new_networks_take_no_round_trip_and_fine_tuning_sends_weights_not_netwo
     fresh = [example_network(n_inputs=3, n_nodes=5 + i % 4, n_outputs=2, seed=900 + i) for i in range(12)]
     counter = _Counter()
     with Client(cluster.address, timeout=120, interceptors=[counter]) as client:
+        job = client.submit_population(fresh, X, T, loss="mse")
+        job.result()
+        assert counter.calls == ["Compute"]      # stored inside the one call that submits the job
+        first = counter.populations[0]
+        assert first.HasField("networks") and not first.members and not first.networks_hash   # in columns
+        assert list(first.networks.sizes.shape) == [12, 4] and first.networks.src.shape[0] == \
+            sum(n.n_edges for n in fresh)
+        digest = job.refresh().layout.population.networks_hash
+        assert digest == PopulationColumns.from_networks(fresh).content_hash()
         client.gradients_many(fresh, X, T, loss="mse")
-        assert counter.calls == ["Compute"]      # registered inside the one call that submits the job
-        assert all(m.HasField("network_inline") for m in counter.populations[0].members)
-        client.gradients_many(fresh, X, T, loss="mse")
-        assert all(m.WhichOneof("network") == "network_hash" and not m.HasField("weights")
-                   for m in counter.populations[1].members)
         rng = np.random.default_rng(3)
         tuned = [n.with_parameters(n.weights + rng.normal(size=n.n_edges) * 0.01, n.biases - 0.01) for n in fresh]
         remote = client.gradients_many(tuned, X, T, loss="mse")
-    step = counter.populations[2].members
-    assert counter.calls == ["Compute"] * 3
-    assert all(m.WhichOneof("network") == "network_hash" and m.HasField("weights") and m.HasField("biases")
-               for m in step)                  # a fine-tuning step: the topology is never sent again
+    assert counter.calls == ["Compute", "GetJob", "Compute", "Compute"]
+    for step in counter.populations[1:]:       # the topology is never sent again: its hash, and the values
+        assert step.networks_hash == digest and not step.HasField("networks") and not step.members
+        assert step.weights.shape == [sum(n.n_edges for n in fresh)] and step.biases.shape == \
+            [sum(n.n_nodes for n in fresh)]
+    assert np.frombuffer(counter.populations[2].weights.data).tobytes() == \
+        np.concatenate([n.weights for n in tuned]).tobytes()
     for got, want in zip(remote, edgegrad.gradients_many(tuned, X, T, loss="mse")):
         _same(got, want)
+
+
+def test_a_topology_the_service_lost_is_sent_again_once(cluster, redis_url) -> None:
+    import redis
+
+    nets = [example_network(n_inputs=3, n_nodes=6 + i % 3, n_outputs=2, seed=1300 + i) for i in range(7)]
+    counter = _Counter()
+    with Client(cluster.address, timeout=120, interceptors=[counter]) as client:
+        digest = client.submit_population(nets, X).refresh().layout.population.networks_hash
+        keys = Keys(cluster.settings.key_prefix)
+        with redis.Redis.from_url(redis_url) as r:
+            assert r.delete(keys.population(digest)) == 1        # expired, say
+        tuned = [n.with_parameters(n.weights * 1.5) for n in nets]
+        remote = client.gradients_many(tuned, X, T, loss="mse")
+    sent = counter.populations
+    assert [bool(p.networks_hash) for p in sent] == [False, True, False]   # refused by hash, then whole again
+    for got, want in zip(remote, edgegrad.gradients_many(tuned, X, T, loss="mse")):
+        _same(got, want)
+
+
+def test_the_member_form_still_runs_and_equals_in_process(cluster) -> None:
+    pop = job_pb2.PopulationRequest(inputs=tensor_from_array(X), targets=tensor_from_array(T), loss="mse")
+    for net in NETS[:12]:                        # one message per network: inline, then by hash with new weights
+        pop.members.add().network_inline.CopyFrom(network_to_proto(net))
+    for net in NETS[:11]:
+        pop.members.add(network_hash=net.content_hash, weights=tensor_from_array(net.weights * 2))
+    with Client(cluster.address, timeout=120) as client:
+        job = client._unary(client.stub.SubmitJob, service_pb2.SubmitJobRequest(population=pop, shard_networks=4), 30)
+        got = client.population_job(job.name).result()
+    nets = NETS[:12] + [net.with_parameters(net.weights * 2) for net in NETS[:11]]
+    assert len(got) == len(nets)
+    for a, b in zip(got, edgegrad.gradients_many(nets, X, T, loss="mse")):
+        _same(a, b)
 
 
 def test_a_population_counts_as_one_job_against_the_tenants_limit(namespace) -> None:
@@ -389,6 +514,36 @@ def test_a_worker_decodes_a_populations_networks_once_across_steps(namespace, mo
         client.close()
 
 
+def test_a_worker_reads_a_populations_topology_once_across_steps(namespace, monkeypatch) -> None:
+    import redis
+
+    from edgegrad.jobs.population_store import worker_topology
+    from edgegrad.jobs.worker_store import WorkerStore
+    from edgegrad.wire.columns import topology_blob
+
+    settings = namespace("poptopology")
+    store = WorkerStore(settings)
+    client = redis.Redis.from_url(settings.redis_url)
+    digest = _COLS.content_hash()
+    try:
+        client.set(store.keys.population(digest), topology_blob(_COLS), ex=60)
+        reads: list[str] = []
+        real = store.redis.get
+        monkeypatch.setattr(store.redis, "get", lambda key: reads.append(key) or real(key))
+        first = worker_topology(store, digest)
+        again = worker_topology(store.for_tenant("other"), digest)   # every tenant's shards share it
+        assert reads == [store.keys.population(digest)] and again is first
+        assert first.content_hash() == digest and first.slice(4, 9).sizes.tolist() == _COLS.sizes[4:9].tolist()
+        store.topologies.limit = 0                                    # the newest stays, whatever its size
+        assert worker_topology(store, digest) is first
+        client.delete(store.keys.population(digest))
+        with pytest.raises(errors.NotFound, match="networks_hash: population topology .* expired"):
+            worker_topology(WorkerStore(settings), digest)
+    finally:
+        client.delete(store.keys.population(digest))
+        client.close()
+
+
 def test_per_network_limits_and_the_result_limit_apply_and_request_ids_are_idempotent(namespace, thread_server) -> None:
     biggest = max(range(len(NETS)), key=lambda i: NETS[i].n_edges)
     limit = NETS[biggest].n_edges - 1
@@ -420,6 +575,13 @@ def test_a_tenant_sees_only_its_own_population_jobs_and_networks(namespace, thre
         pop.members.add(network_hash=NETS[0].content_hash)       # by hash: registered by alice only
         with pytest.raises(errors.NotFound, match=r"nets\[0\]: network_hash: no network"):
             bob._unary(bob.stub.SubmitJob, service_pb2.SubmitJobRequest(population=pop), 30)
+        digest = job.refresh().layout.population.networks_hash   # alice's topology: not bob's to name
+        cols = PopulationColumns.from_networks(NETS[:3])
+        pop = job_pb2.PopulationRequest(inputs=tensor_from_array(X), networks_hash=digest,
+                                        weights=tensor_from_array(cols.weights), biases=tensor_from_array(cols.biases))
+        with pytest.raises(errors.NotFound, match=r"networks_hash: no population topology"):
+            bob._unary(bob.stub.SubmitJob, service_pb2.SubmitJobRequest(population=pop), 30)
+        assert alice._unary(alice.stub.SubmitJob, service_pb2.SubmitJobRequest(population=pop), 30).name
         assert not list(bob.list_jobs())
         job.cancel()
 

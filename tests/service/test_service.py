@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from svc_helpers import assemble, collect, example_network, get_capabilities, gradient_request, loss_of
+from svc_helpers import assemble, collect, example_network, get_capabilities, gradient_request, loss_of, served
 
 import edgegrad
 from edgegrad.v1 import job_pb2, service_pb2
@@ -28,7 +28,7 @@ T = RNG.uniform(size=(9, NET.n_outputs))
     {"loss": "mse", "per_example": True},
     {"dtype": "float32"},
 ], ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()) or "output-mode")
-def test_compute_equals_the_in_process_engine_bit_for_bit(stub, options) -> None:
+def test_compute_equals_the_in_process_engine_bit_for_bit(stub, cluster, options) -> None:
     targets = T if "loss" in options else None
     first, chunks, done = collect(stub.Compute(service_pb2.SubmitJobRequest(
         request=gradient_request(NET, X, targets, **options))))
@@ -36,19 +36,19 @@ def test_compute_equals_the_in_process_engine_bit_for_bit(stub, options) -> None
     assert done.state == job_pb2.JOB_STATE_SUCCEEDED, done.error
     assert [c.seq for c in chunks] == list(range(1, done.layout.chunk_count + 1))
     got = assemble(done.layout, chunks, loss_of(done))
-    want = edgegrad.gradients(NET, X, targets=targets, **options)
+    want = served(NET, X, targets, settings=cluster.settings, **options)
     assert got == want
     assert got.edge_grads.dtype == want.edge_grads.dtype
 
 
-def test_register_once_then_submit_by_hash(stub) -> None:
+def test_register_once_then_submit_by_hash(stub, cluster) -> None:
     info = stub.RegisterNetwork(service_pb2.RegisterNetworkRequest(network=codec.network_to_proto(NET)))
     assert info.hash == NET.content_hash and info.edges == NET.n_edges and info.nodes == NET.n_nodes
     assert stub.GetNetwork(service_pb2.GetNetworkRequest(hash=NET.content_hash)) == info
     job = stub.SubmitJob(service_pb2.SubmitJobRequest(request=gradient_request(NET, X, T, "mse", inline=False)))
     assert job.name.startswith("jobs/") and job.network_hash == NET.content_hash
     _, chunks, done = collect(stub.WatchJob(service_pb2.WatchJobRequest(name=job.name)))
-    assert assemble(done.layout, chunks, loss_of(done)) == edgegrad.gradients(NET, X, targets=T, loss="mse")
+    assert assemble(done.layout, chunks, loss_of(done)) == served(NET, X, T, loss="mse", settings=cluster.settings)
     assert stub.GetJob(service_pb2.GetJobRequest(name=job.name)).state == job_pb2.JOB_STATE_SUCCEEDED
     with pytest.raises(grpc.RpcError) as err:
         stub.GetNetwork(service_pb2.GetNetworkRequest(hash="0" * 64))
@@ -62,10 +62,10 @@ def test_large_results_stream_as_many_small_chunks(stub, cluster) -> None:
     assert done.state == job_pb2.JOB_STATE_SUCCEEDED
     assert len(chunks) == done.layout.chunk_count > 20
     assert max(c.ByteSize() for c in chunks) <= cluster.settings.chunk_bytes
-    assert assemble(done.layout, chunks, None) == edgegrad.gradients(net, x)
+    assert assemble(done.layout, chunks, None) == served(net, x, settings=cluster.settings)
 
 
-def test_a_dropped_stream_resumes_without_gap_or_duplicate(stub) -> None:
+def test_a_dropped_stream_resumes_without_gap_or_duplicate(stub, cluster) -> None:
     net = example_network(n_inputs=8, n_nodes=80, n_outputs=3, density=0.4, seed=4)
     x = np.random.default_rng(4).normal(size=(40, net.n_inputs))
     job = stub.SubmitJob(service_pb2.SubmitJobRequest(request=gradient_request(net, x)))
@@ -86,7 +86,7 @@ def test_a_dropped_stream_resumes_without_gap_or_duplicate(stub) -> None:
     seen += more
     seqs = [c.seq for c in seen]
     assert seqs == list(range(1, done.layout.chunk_count + 1))
-    assert assemble(done.layout, seen, None) == edgegrad.gradients(net, x)
+    assert assemble(done.layout, seen, None) == served(net, x, settings=cluster.settings)
 
 
 def test_submission_is_idempotent_per_request_id(stub) -> None:
@@ -211,7 +211,7 @@ def test_a_sigkilled_workers_job_completes_on_another_worker(stub, cluster) -> N
     assert done.state == job_pb2.JOB_STATE_SUCCEEDED, done.error
     assert done.attempt >= 2 and done.worker != victim
     assert [c.seq for c in chunks] == list(range(1, done.layout.chunk_count + 1))
-    assert assemble(done.layout, chunks, loss_of(done)) == edgegrad.gradients(net, x, t, loss="mse")
+    assert assemble(done.layout, chunks, loss_of(done)) == served(net, x, t, loss="mse", settings=cluster.settings)
 
 
 def test_watching_a_finished_job_from_its_last_chunk_or_past_it(stub) -> None:

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 import redis
-from svc_helpers import example_network
+from svc_helpers import example_network, served
 
 import edgegrad
 from edgegrad import errors
@@ -189,7 +189,7 @@ def test_inputs_larger_than_a_message_are_uploaded_in_pieces(namespace) -> None:
     local = edgegrad.gradients(NET, x, targets=t, loss="mse")
     for field in ("outputs", "edge_grads", "deltas"):
         _close(getattr(remote, field), getattr(local, field), 1e-12)
-    assert _same(per_example, edgegrad.gradients(NET, x[:3000], targets=t[:3000], loss="mse", per_example=True))
+    assert _same(per_example, served(NET, x[:3000], t[:3000], loss="mse", per_example=True, settings=settings))
 
 
 def test_a_result_larger_than_the_buffer_waits_for_a_slow_reader(namespace) -> None:
@@ -240,7 +240,7 @@ def test_submit_many_answers_each_item_and_a_bad_one_fails_alone(cluster) -> Non
         assert isinstance(items[4], errors.InvalidInput) and "color" in str(items[4])
         finals = edgegrad.wait_all([items[0], items[2], items[3]])
         assert [f.state for f in finals] == [job_pb2.JOB_STATE_SUCCEEDED] * 3
-        assert _same(items[0].result(), edgegrad.gradients(NET, X[:5]))
+        assert _same(items[0].result(), served(NET, X[:5], settings=cluster.settings))
         _close(items[2].result().edge_grads, edgegrad.gradients(NET, X, targets=T, loss="mse").edge_grads, 1e-12)
 
 
@@ -470,7 +470,7 @@ def test_submit_many_registers_a_network_the_server_lost_again(cluster) -> None:
             assert isinstance(items[2], errors.InvalidInput)
             finals = edgegrad.wait_all([items[0], items[1], items[3]])
             assert [f.state for f in finals] == [job_pb2.JOB_STATE_SUCCEEDED] * 3
-            assert _same(items[3].result(), edgegrad.gradients(NET, X[4:9]))
+            assert _same(items[3].result(), served(NET, X[4:9], settings=cluster.settings))
         lose(NET)
 
         async def run() -> list[job_pb2.Job]:

@@ -9,6 +9,7 @@ import sys
 import grpc
 import numpy as np
 import pytest
+from svc_helpers import served
 
 import edgegrad
 from edgegrad.errors import Unavailable
@@ -48,7 +49,7 @@ def test_results_over_tls_equal_the_in_process_call(tls_cluster, certificate) ->
     t = np.array([[1.0], [0.0]])
     with edgegrad.Client(tls_cluster.address, root_certificates=certificate[0]) as client:
         got = client.gradients(NET, x, targets=t, loss="bce")
-    assert got == edgegrad.gradients(NET, x, targets=t, loss="bce")
+    assert got == served(NET, x, t, loss="bce", settings=tls_cluster.settings)
 
 
 def test_a_plaintext_client_cannot_talk_to_a_tls_server(tls_cluster) -> None:

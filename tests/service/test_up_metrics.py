@@ -15,6 +15,7 @@ import urllib.request
 import numpy as np
 import psutil
 import pytest
+from svc_helpers import served
 
 import edgegrad
 from edgegrad.errors import InvalidInput
@@ -92,7 +93,7 @@ def test_up_serves_metrics_of_its_server_and_each_worker_and_logs_every_job_even
         alices.result()
     with edgegrad.Client(address, timeout=60, token=DEFAULT_TOKEN) as client:
         for _ in range(3):
-            assert client.gradients(XOR, X, targets=T, loss="mse") == edgegrad.gradients(XOR, X, targets=T, loss="mse")
+            assert client.gradients(XOR, X, targets=T, loss="mse") == served(XOR, X, T, loss="mse")  # up's settings
         sharded = client.submit(XOR, np.tile(X, (2, 1)), shard_rows=2)  # 4 shards, output mode
         sharded.result()
         with pytest.raises(InvalidInput, match="overflows"):  # found by the worker: the job fails
@@ -121,7 +122,8 @@ def test_up_serves_metrics_of_its_server_and_each_worker_and_logs_every_job_even
     assert total(workers, "edgegrad_queue_wait_seconds_count") >= 1 + 3 + 4 + 1
     assert total(workers, "edgegrad_shard_run_seconds_count") == total(workers, 'edgegrad_shards_total{outcome="done"}')
     assert total(workers, "edgegrad_rows_total") >= 4 + 3 * 4 + 8
-    assert total(workers, "edgegrad_plan_cache_hits_total") + total(workers, "edgegrad_plan_cache_misses_total") >= 8
+    # a plan for each shard of the sharded job (the small jobs run together on the population engine: no plan)
+    assert total(workers, "edgegrad_plan_cache_hits_total") + total(workers, "edgegrad_plan_cache_misses_total") >= 4
     assert total(workers, "edgegrad_plan_cache_hits_total") >= 1  # the same network again: its plan is reused
     assert all(w["edgegrad_rows_total"] > 0 for w in workers)  # both workers took shards
 

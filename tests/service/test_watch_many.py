@@ -10,9 +10,8 @@ import time
 import grpc
 import numpy as np
 import pytest
-from svc_helpers import example_network, gradient_request
+from svc_helpers import example_network, gradient_request, served
 
-import edgegrad
 from edgegrad import errors
 from edgegrad.client import Client
 from edgegrad.client import grouping as client_group
@@ -40,7 +39,7 @@ def _events(stub, watches) -> dict[str, list]:
     return got
 
 
-def test_every_job_gets_its_own_events_with_no_gap_and_an_unknown_one_an_error(client, stub) -> None:
+def test_every_job_gets_its_own_events_with_no_gap_and_an_unknown_one_an_error(client, stub, cluster) -> None:
     handles = [client.submit(NET, X[i:i + 2]) for i in range(6)]
     for handle in handles:
         handle.wait()
@@ -53,7 +52,7 @@ def test_every_job_gets_its_own_events_with_no_gap_and_an_unknown_one_an_error(c
             assert not message.HasField("error")
             state.feed(message.event)
         assert state.done
-        assert state.result() == edgegrad.gradients(NET, X[i:i + 2])
+        assert state.result() == served(NET, X[i:i + 2], settings=cluster.settings)
     missing = got["jobs/" + "0" * 26]
     assert len(missing) == 1 and missing[0].error.code == grpc.StatusCode.NOT_FOUND.value[0]
 
@@ -70,7 +69,7 @@ def test_a_watch_resumes_after_its_seq_and_a_seq_past_the_end_is_an_error_for_th
     assert [m.error.code for m in got[b.name]] == [grpc.StatusCode.OUT_OF_RANGE.value[0]]
 
 
-def test_chunks_kept_apart_from_their_stream_entries_are_watched_too(client, stub) -> None:
+def test_chunks_kept_apart_from_their_stream_entries_are_watched_too(client, stub, cluster) -> None:
     """A job small enough for a shared watch may still have a chunk of STAGE_BYTES or more, whose data a
     worker writes to a key of its own instead of the stream entry."""
     x = np.random.default_rng(9).normal(size=(60, NET.n_inputs))
@@ -84,7 +83,7 @@ def test_chunks_kept_apart_from_their_stream_entries_are_watched_too(client, stu
     for message in got[handle.name]:
         assert not message.HasField("error"), message.error
         state.feed(message.event)
-    assert state.done and state.result() == edgegrad.gradients(NET, x)
+    assert state.done and state.result() == served(NET, x, settings=cluster.settings)
 
 
 def test_bad_requests_are_refused_whole(stub) -> None:
@@ -97,7 +96,7 @@ def test_bad_requests_are_refused_whole(stub) -> None:
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_a_submit_loop_beyond_the_streams_ahead_waits_through_shared_watches(client, monkeypatch) -> None:
+def test_a_submit_loop_beyond_the_streams_ahead_waits_through_shared_watches(client, cluster, monkeypatch) -> None:
     calls: collections.Counter = collections.Counter()
     # the handles' own watches go through client.streams, not the plain stub
     for owner, rpc in ((client.stub, "WatchJob"), (client.stub, "WatchJobs"), (client.streams, "WatchJob")):
@@ -111,23 +110,23 @@ def test_a_submit_loop_beyond_the_streams_ahead_waits_through_shared_watches(cli
     n = STREAMS_AHEAD + 30
     handles = [client.submit(NET, X[i % 40:i % 40 + 1]) for i in range(n)]
     results = [h.result() for h in handles]
-    assert all(r == edgegrad.gradients(NET, X[i % 40:i % 40 + 1]) for i, r in enumerate(results))
+    assert all(r == served(NET, X[i % 40:i % 40 + 1], settings=cluster.settings) for i, r in enumerate(results))
     assert calls["WatchJobs"] == 1 and calls["WatchJob"] == 0
 
 
-def test_a_job_the_shared_watch_cannot_finish_goes_on_by_its_own_watch(client, monkeypatch) -> None:
+def test_a_job_the_shared_watch_cannot_finish_goes_on_by_its_own_watch(client, cluster, monkeypatch) -> None:
     monkeypatch.setattr(client_group, "GROUP_SIZE", 4)
     for _ in range(STREAMS_AHEAD):  # fill the streams opened at submit, so the next ones go by SubmitJob
         client.streams_ahead.try_take()
     try:
         handles = [client.submit(NET, X[i:i + 1]) for i in range(5)]
         handles[2].delete()  # its watch in the group ends with NOT_FOUND: its own watch reports it
-        assert handles[0].result() == edgegrad.gradients(NET, X[0:1])
-        assert handles[1].result() == edgegrad.gradients(NET, X[1:2])
+        assert handles[0].result() == served(NET, X[0:1], settings=cluster.settings)
+        assert handles[1].result() == served(NET, X[1:2], settings=cluster.settings)
         with pytest.raises(errors.NotFound):
             handles[2].wait()
-        assert handles[3].result() == edgegrad.gradients(NET, X[3:4])
-        assert handles[4].result() == edgegrad.gradients(NET, X[4:5])  # outside the first group of 4
+        assert handles[3].result() == served(NET, X[3:4], settings=cluster.settings)
+        assert handles[4].result() == served(NET, X[4:5], settings=cluster.settings)  # outside the first group of 4
     finally:
         for _ in range(STREAMS_AHEAD):
             client.streams_ahead.give_back()

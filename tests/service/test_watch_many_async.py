@@ -8,7 +8,7 @@ import gc
 
 import numpy as np
 import pytest
-from svc_helpers import example_network
+from svc_helpers import example_network, served
 
 import edgegrad
 from edgegrad import errors
@@ -57,7 +57,7 @@ def test_a_submit_loop_beyond_the_streams_ahead_waits_through_one_shared_watch(c
             return calls, results
 
     calls, results = asyncio.run(go())
-    assert all(r == edgegrad.gradients(NET, X[i % 40:i % 40 + 1]) for i, r in enumerate(results))
+    assert all(r == served(NET, X[i % 40:i % 40 + 1], settings=cluster.settings) for i, r in enumerate(results))
     assert calls["WatchJobs"] == 1 and calls["WatchJob"] == 0
 
 
@@ -74,7 +74,7 @@ def test_chunks_and_wait_all_read_the_shared_watch(cluster, monkeypatch) -> None
     calls, seqs, jobs, results = asyncio.run(go())
     assert seqs == list(range(1, jobs[0].layout.chunk_count + 1))
     assert all(job.state == job_pb2.JOB_STATE_SUCCEEDED for job in jobs)
-    assert all(r == edgegrad.gradients(NET, X[i:i + 2]) for i, r in enumerate(results))
+    assert all(r == served(NET, X[i:i + 2], settings=cluster.settings) for i, r in enumerate(results))
     assert calls["WatchJobs"] == 1 and calls["WatchJob"] == 0
 
 
@@ -91,8 +91,8 @@ def test_a_large_result_goes_by_its_own_watch_and_the_small_ones_share_one(clust
 
     calls, big, big_result, results = asyncio.run(go())
     assert result_bytes(big.job.layout) > grouping.GROUP_RESULT_BYTES
-    assert big_result == edgegrad.gradients(BIG, BIG_X)
-    assert all(r == edgegrad.gradients(NET, X[i:i + 1]) for i, r in enumerate(results))
+    assert big_result == served(BIG, BIG_X, settings=cluster.settings)
+    assert all(r == served(NET, X[i:i + 1], settings=cluster.settings) for i, r in enumerate(results))
     assert calls["WatchJobs"] == 1 and calls["WatchJob"] == 1
 
 
@@ -105,12 +105,13 @@ def test_a_job_the_shared_watch_cannot_finish_goes_on_by_its_own_watch(cluster, 
             calls = counting(c, monkeypatch)
             handles = [await c.submit(NET, X[i:i + 1]) for i in range(5)]
             await handles[2].delete()  # its watch in the group ends with NOT_FOUND: its own watch reports it
-            assert await handles[0].result() == edgegrad.gradients(NET, X[0:1])
-            assert await handles[1].result() == edgegrad.gradients(NET, X[1:2])
+            assert await handles[0].result() == served(NET, X[0:1], settings=cluster.settings)
+            assert await handles[1].result() == served(NET, X[1:2], settings=cluster.settings)
             with pytest.raises(errors.NotFound):
                 await handles[2].wait()
-            assert await handles[3].result() == edgegrad.gradients(NET, X[3:4])
-            assert await handles[4].result() == edgegrad.gradients(NET, X[4:5])  # outside the first group of 4
+            assert await handles[3].result() == served(NET, X[3:4], settings=cluster.settings)
+            # outside the first group of 4
+            assert await handles[4].result() == served(NET, X[4:5], settings=cluster.settings)
             return calls
 
     calls = asyncio.run(go())
@@ -177,7 +178,7 @@ def test_a_server_without_watch_jobs_leaves_each_job_its_own_watch(cluster, monk
             return calls, first + [await h.result() for h in later]
 
     calls, results = asyncio.run(go())
-    assert all(r == edgegrad.gradients(NET, X[i:i + 1]) for i, r in enumerate(results))
+    assert all(r == served(NET, X[i:i + 1], settings=cluster.settings) for i, r in enumerate(results))
     assert calls["WatchJobs"] == 1 and calls["WatchJob"] == 6
 
 
