@@ -619,32 +619,30 @@ def test_an_overflow_fails_the_job_naming_its_network_by_its_place_in_the_popula
 
 
 
-def test_a_population_referring_to_a_network_the_service_lacks_is_sent_again_inline_once(namespace,
-                                                                                         thread_server) -> None:
-    """Both clients: a population referring by hash to a network the service does not have (the client
-    believed it registered it) is refused with NotFound naming network_hash, then sent once more with
-    that network inline; the networks it sent inline the first time stay inline."""
+def test_a_population_referring_to_a_topology_the_service_lacks_is_sent_again_inline_once(namespace,
+                                                                                          thread_server) -> None:
+    """Both clients: a population referring by hash to a topology the service does not have (the client
+    believed it stored it) is refused with NotFound, then sent once more with its networks inline."""
+    from edgegrad.model.population import PopulationColumns
+
     server = thread_server(namespace("poplost"))
-    nets = NETS[:4]
-    lacking = nets[1].content_hash
+    digest = PopulationColumns.from_networks(NETS[:4]).content_hash()
     counter = _Counter()
     with Client(server.address, timeout=30, interceptors=[counter]) as client:
-        client._remember(lacking)             # what the client believes; the service never had it
-        job = client.submit_population(nets, X)
+        client.topologies.add(digest, digest)      # what the client believes; the service never had it
+        job = client.submit_population(NETS[:4], X)
         job.cancel()
-        assert client._is_known(lacking)      # sent inline and accepted: known from now on
     first, again = counter.populations
-    assert [m.WhichOneof("network") for m in first.members] == \
-        ["network_inline", "network_hash", "network_inline", "network_inline"]
-    assert [m.WhichOneof("network") for m in again.members] == ["network_inline"] * 4
+    assert first.networks_hash == digest and not first.HasField("networks")
+    assert again.HasField("networks") and not again.networks_hash
     assert job.name.startswith("jobs/")
 
-    async def asyncio_client() -> tuple[str, bool]:
+    async def asyncio_client() -> str:
         async with AsyncClient(server.address, timeout=30) as aclient:
-            aclient._remember(NETS[6].content_hash)
-            ajob = await aclient.submit_population([NETS[6], NETS[7]], X)
+            other = PopulationColumns.from_networks(NETS[6:8]).content_hash()
+            aclient.topologies.add(other, other)
+            ajob = await aclient.submit_population(NETS[6:8], X)
             await ajob.cancel()
-            return ajob.name, aclient._is_known(NETS[6].content_hash)
+            return ajob.name
 
-    name, known = asyncio.run(asyncio_client())
-    assert name.startswith("jobs/") and known
+    assert asyncio.run(asyncio_client()).startswith("jobs/")
