@@ -80,8 +80,8 @@ class PopulationSubmission:
     """``submit_population`` between its calls (either client's), free of I/O: the request to send, and
     what a refusal means.
 
-    The request refers by hash to networks (and topologies) the client sent before; if the service
-    lost one, ``refused`` forgets what the request referred to, so the next ``request()`` carries them
+    The request refers by hash to the topology the client sent before, if any; if the service lost it,
+    ``refused`` forgets what the request referred to, so the next ``request()`` carries the networks
     inline: once. ``sent`` notes what the accepted request carried inline.
     """
 
@@ -92,7 +92,7 @@ class PopulationSubmission:
         self._inline: list[str] = []
 
     def request(self) -> service_pb2.SubmitJobRequest:
-        """The request to send now (networks this client knows the service has, by hash)."""
+        """The request to send now (a topology this client knows the service has, by hash)."""
         self.attempt += 1
         request, self._referred, self._inline = self.prepared.request(self.client._is_known, self.client.topologies)
         return request
@@ -103,8 +103,8 @@ class PopulationSubmission:
         return request
 
     def refused(self, exc: NotFound) -> None:
-        """After the send raised ``exc``: raise it, unless the service lost a network the first request
-        referred to (then forgotten, for a second request that carries it)."""
+        """After the send raised ``exc``: raise it, unless the service lost what the first request referred
+        to (then forgotten, for a second request that carries it inline)."""
         if self.attempt >= 2 or not network_lost(exc):
             raise exc
         forget_lost(self.client, self._referred)
