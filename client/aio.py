@@ -97,8 +97,11 @@ class AsyncClient(ClientBase, AsyncPopulationMethods):
 
     async def _unary(self, method: Callable[..., Any], request: Any, timeout: float | None) -> Any:
         """Await the stub's ``method`` with retries under the operation's deadline."""
-        return await self._retrying(lambda left: method(request, timeout=left, metadata=self._metadata),
-                                   self._deadline(timeout))
+        return await self._unary_within(method, request, self._deadline(timeout))
+
+    async def _unary_within(self, method: Callable[..., Any], request: Any, deadline: Deadline) -> Any:
+        """Await the stub's ``method`` with retries until ``deadline``."""
+        return await self._retrying(lambda left: method(request, timeout=left, metadata=self._metadata), deadline)
 
     # ------------------------------------------------------------ API
     async def capabilities(self, timeout: float | None = None) -> service_pb2.Capabilities:
@@ -155,8 +158,7 @@ class AsyncClient(ClientBase, AsyncPopulationMethods):
             handle = handle_type(self, "", submit=request)
             await handle._open_ahead(deadline)
             return handle
-        job = await self._retrying(
-            lambda left: self.stub.SubmitJob(request, timeout=left, metadata=self._metadata), deadline)
+        job = await self._unary_within(self.stub.SubmitJob, request, deadline)
         handle = handle_type(self, job.name)
         handle.state.update(job)
         self.unwatched.add(handle)  # its wait() may share one WatchJobs stream with the next ones
@@ -181,14 +183,13 @@ class AsyncClient(ClientBase, AsyncPopulationMethods):
                 items.append(exc)
                 nets.append(None)
         answers = await self._submit_items(items, deadline)
-        for net, answer in zip(nets, answers):
-            if net is not None and not isinstance(answer, Exception):
-                self._remember(net.content_hash)
+        for sent, answer in zip(nets, answers):
+            if sent is not None and not isinstance(answer, Exception):
+                self._remember(sent.content_hash)
         lost = lost_networks(answers, nets)
         if lost:  # the server lost (or expired) networks this client had registered: register them again, once
             again: list[int] = []
-            for positions in lost.values():
-                net = nets[positions[0]]
+            for net, positions in lost:
                 self._forget(net)
                 try:
                     await self.register(net, timeout=deadline.remaining())
@@ -203,19 +204,22 @@ class AsyncClient(ClientBase, AsyncPopulationMethods):
     async def _submit_items(self, items: list[Any], deadline: Deadline) -> list[AsyncJobHandle | Exception]:
         """SubmitJobs for the requests among ``items`` (in calls that fit a message); answers in ``items``' order."""
         sent = [item for item in items if not isinstance(item, Exception)]
-        replies = [await self._retrying(lambda left, call=call: self.stub.SubmitJobs(
-            call, timeout=left, metadata=self._metadata), deadline)
-            for call in submit_batches(sent, self._message_bytes())]
+        replies = [await self._unary_within(self.stub.SubmitJobs, call, deadline)
+                   for call in submit_batches(sent, self._message_bytes())]
         handles = merge_submitted(self, items, replies, AsyncJobHandle)
         for handle in handles:
             if isinstance(handle, AsyncJobHandle):
                 self.unwatched.add(handle)
         return handles
 
+    async def _learn_limit(self, nbytes: int, deadline: Deadline) -> None:
+        """Ask the server for its message limit where sending ``nbytes`` depends on it."""
+        if self._needs_limit(nbytes):
+            self.server_max_message = int((await self.capabilities(timeout=deadline.remaining())).max_message_bytes)
+
     async def _request(self, prepared: Prepared, deadline: Deadline) -> service_pb2.SubmitJobRequest:
         """The request with its batch inline, or referring to an upload of it."""
-        if self._needs_limit(prepared.batch_bytes):
-            self.server_max_message = int((await self.capabilities(timeout=deadline.remaining())).max_message_bytes)
+        await self._learn_limit(prepared.batch_bytes, deadline)
         if self._sends_inline(prepared.batch_bytes):
             return prepared.inline()
         upload = await self._retrying(lambda left: self.stub.UploadBatch(

@@ -18,11 +18,7 @@ from .aiogroup import open_async_group
 from .base import HandleBase
 from .errors import from_rpc_error, stream_dropped
 from .options import Deadline
-from .protocol import (
-    Resume,
-)
-
-__all__ = ["AsyncClient", "AsyncJobHandle"]
+from .protocol import Resume
 
 if TYPE_CHECKING:  # pragma: no cover
     from .aio import AsyncClient
@@ -74,9 +70,7 @@ class AsyncJobHandle(HandleBase):
                     chunk = self.state.feed(event)
                     if chunk is not None:
                         yield chunk
-                        if self.state.ack_due():  # workers wait for room in the job's result buffer
-                            await self.client._ack(self.name, self.state.after_seq, timeout=deadline.remaining())
-                            self.state.acked = self.state.after_seq
+                        await self._acknowledge(deadline)
                     if self.state.done:
                         break
             except grpc.RpcError as exc:
@@ -93,29 +87,28 @@ class AsyncJobHandle(HandleBase):
                 self._call = None
             if self.state.done:
                 break
-            pause = resume.pause(last_error)
-            self.reconnects += 1
-            await asyncio.sleep(pause)
+            await asyncio.sleep(self._resuming(resume, last_error))
 
-    async def _grouped(self, deadline: Deadline) -> AsyncIterator[job_pb2.ResultChunk]:
+    async def _grouped(self, deadline: Deadline) -> AsyncIterator[job_pb2.ResultChunk | RawChunk]:
         """Chunks from the WatchJobs stream this job shares with others (opened now if it is the first of them
         waited on); whatever the group cannot bring, ``chunks()`` then reads from the job's own stream."""
-        if self.state.done or self._ahead is not None or self._submit is not None:
-            return
-        if self._group is None:
-            open_async_group(self, self.client)
-        group, self._group = self._group, None
+        group = self._group_to_read(open_async_group)
         if group is None:
             return
         async for event in group.events(self.name, deadline):
             chunk = self.state.feed(event)
             if chunk is not None:
                 yield chunk
-                if self.state.ack_due():  # not for the small results a group takes; kept in step with chunks()
-                    await self.client._ack(self.name, self.state.after_seq, timeout=deadline.remaining())
-                    self.state.acked = self.state.after_seq
+                await self._acknowledge(deadline)  # not for the small results a group takes; as in chunks()
             if self.state.done:
                 return
+
+    async def _acknowledge(self, deadline: Deadline) -> None:
+        """Acknowledge the chunks read so far, when due (``_ack_seq``)."""
+        seq = self._ack_seq()
+        if seq is not None:
+            await self.client._ack(self.name, seq, timeout=deadline.remaining())
+            self.state.acked = seq
 
     async def _open_ahead(self, deadline: Deadline) -> None:
         """Send the submission as a Compute stream now and read up to the job's first state (its name)."""
@@ -135,11 +128,8 @@ class AsyncJobHandle(HandleBase):
                 raise
             return call
 
-        try:
+        with self._giving_back_stream_ahead():
             self._ahead = await self.client._retrying(first, deadline)
-        except BaseException:
-            self.client.streams_ahead.give_back()
-            raise
 
     def _drop_stream(self) -> None:
         """Cut the current stream as a network failure would (the iterator then resumes)."""
@@ -159,10 +149,6 @@ class AsyncJobHandle(HandleBase):
         """The job's GradientResult; JobFailed, Cancelled or the job's own error if it did not succeed."""
         await self.wait(deadline=deadline or self.client._deadline(timeout))
         return self.state.result()
-
-    def done(self) -> bool:
-        """Whether the handle has seen the job end."""
-        return self.state.done
 
     async def refresh(self, timeout: float | None = None) -> job_pb2.Job:
         """Fetch the job's current state with GetJob."""

@@ -12,8 +12,7 @@ from edgegrad.errors import NotFound
 
 from .aiojob import AsyncJobHandle
 from .options import Deadline
-from .population_jobs import end_of_results, forget_lost, population_request, refuse_too_large
-from .protocol import network_lost
+from .population_jobs import PopulationSubmission, end_of_results, population_request
 
 __all__ = ["AsyncPopulationJobHandle", "AsyncPopulationMethods"]
 
@@ -48,27 +47,20 @@ class AsyncPopulationMethods:
                                 shard_networks: int | None = None, request_id: str | None = None,
                                 timeout: float | None = None, outputs_only: bool = False) -> AsyncPopulationJobHandle:
         """Enqueue ONE job computing ``gradients_many(nets, inputs, ...)`` (see ``Client.submit_population``)."""
-        client: Any = self
-        prepared = population_request(nets, inputs, targets, loss, reduction, per_example, dtype, norms, clip_norm,
-                            outputs_only, shard_networks, request_id)
+        client: Any = self  # the AsyncClient this is a part of
+        steps = PopulationSubmission(client, population_request(nets, inputs, targets, loss, reduction, per_example,
+                                                                dtype, norms, clip_norm, outputs_only, shard_networks,
+                                                                request_id))
         deadline = client._deadline(timeout)
-        for attempt in (1, 2):
-            request, referred, inline = prepared.request(client._is_known, client.topologies)
-            if client._needs_limit(request.ByteSize()):
-                caps = await client.capabilities(timeout=deadline.remaining())
-                client.server_max_message = int(caps.max_message_bytes)
-            refuse_too_large(client, request)
+        while True:  # at most twice: refused() raises the second time
+            request = steps.request()
+            await client._learn_limit(request.ByteSize(), deadline)
             try:
-
-                handle = await client._send(request, deadline, AsyncPopulationJobHandle)
+                handle = await client._send(steps.check(request), deadline, AsyncPopulationJobHandle)
             except NotFound as exc:
-                if attempt == 2 or not network_lost(exc):
-                    raise
-                forget_lost(client, referred)
+                steps.refused(exc)
                 continue
-            prepared.remember(inline, client._remember, client.topologies)
-            return handle
-        raise AssertionError("unreachable")
+            return steps.sent(handle)
 
     async def gradients_many(self, nets: Any, inputs: Any, targets: Any = None, loss: str | None = None,
                              reduction: str = "mean", per_example: bool = False, dtype: str = "float64",
@@ -88,4 +80,5 @@ class AsyncPopulationMethods:
 
     def population_job(self, name: str, *, after_seq: int = 0) -> AsyncPopulationJobHandle:
         """A handle on an existing population job by name."""
-        return AsyncPopulationJobHandle(self, name, after_seq=after_seq)
+        client: Any = self  # the AsyncClient this is a part of
+        return AsyncPopulationJobHandle(client, name, after_seq=after_seq)

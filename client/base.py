@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from edgegrad.errors import EdgegradError
 from edgegrad.jobs.contract import state_name
 from edgegrad.model.network import Network
 from edgegrad.v1 import job_pb2, service_pb2
@@ -13,7 +16,7 @@ from edgegrad.wire.rawchunk import decode_event
 from .grouping import Unwatched
 from .options import Backoff, ConnectOptions, Deadline
 from .population import Topologies
-from .protocol import UINT64_MAX, WatchState, check_count
+from .protocol import UINT64_MAX, Resume, WatchState, check_count
 
 __all__ = ["ClientBase", "HandleBase", "state_name", "EventStreams"]
 
@@ -176,6 +179,42 @@ class HandleBase:
             self._release_ahead(cancel=True)
         except Exception:  # interpreter shutdown: nothing left to release
             pass
+
+    def done(self) -> bool:
+        """Whether the handle has seen the job end."""
+        return self.state.done
+
+    # ---------------------------------------------- steps both handles take, free of I/O
+    def _group_to_read(self, open_group: Callable[[Any, Any], None]) -> Any:
+        """The WatchJobs group to read this job's events from first, taken (``open_group`` opens one when
+        this is the first of its jobs waited on), or None: the job is done, or has a stream of its own."""
+        if self.state.done or self._ahead is not None or self._submit is not None:
+            return None
+        if self._group is None:
+            open_group(self, self.client)
+        group, self._group = self._group, None
+        return group
+
+    def _ack_seq(self) -> int | None:
+        """The seq to acknowledge after a chunk, when due (``WatchState.ack_due``: workers wait for room in
+        the job's result buffer); the caller sends it, then sets ``state.acked``."""
+        return self.state.after_seq if self.state.ack_due() else None
+
+    def _resuming(self, resume: Resume, last_error: EdgegradError) -> float:
+        """Seconds to wait before the stream is opened again after ``last_error`` (``Resume.pause``: raises it
+        when no try or time is left), counted in ``reconnects``."""
+        pause = resume.pause(last_error)
+        self.reconnects += 1
+        return pause
+
+    @contextmanager
+    def _giving_back_stream_ahead(self) -> Iterator[None]:
+        """Around opening the stream ahead: on failure, give back the stream it was counted against."""
+        try:
+            yield
+        except BaseException:
+            self.client.streams_ahead.give_back()
+            raise
 
     def _open(self, deadline: Deadline) -> Any:
         """A new stream: Compute for a not yet submitted job, WatchJob from the last seq otherwise."""

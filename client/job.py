@@ -67,9 +67,7 @@ class JobHandle(HandleBase):
                     chunk = self.state.feed(event)
                     if chunk is not None:
                         yield chunk
-                        if self.state.ack_due():  # workers wait for room in the job's result buffer
-                            self.client._ack(self.name, self.state.after_seq, timeout=deadline.remaining())
-                            self.state.acked = self.state.after_seq
+                        self._acknowledge(deadline)
                     if self.state.done:
                         break
             except grpc.RpcError as exc:
@@ -85,29 +83,28 @@ class JobHandle(HandleBase):
                 self._call = None
             if self.state.done:
                 break
-            pause = resume.pause(last_error)
-            self.reconnects += 1
-            time.sleep(pause)
+            time.sleep(self._resuming(resume, last_error))
 
-    def _grouped(self, deadline: Deadline) -> Iterator[job_pb2.ResultChunk]:
+    def _grouped(self, deadline: Deadline) -> Iterator[job_pb2.ResultChunk | RawChunk]:
         """Chunks from the WatchJobs stream this job shares with others (opened now if it is the first of them
         waited on); whatever the group cannot bring, ``chunks()`` then reads from the job's own stream."""
-        if self.state.done or self._ahead is not None or self._submit is not None:
-            return
-        if self._group is None:
-            open_group(self, self.client)
-        group, self._group = self._group, None
+        group = self._group_to_read(open_group)
         if group is None:
             return
         for event in group.events(self.name, deadline):
             chunk = self.state.feed(event)
             if chunk is not None:
                 yield chunk
-                if self.state.ack_due():  # not for the small results a group takes; kept in step with chunks()
-                    self.client._ack(self.name, self.state.after_seq, timeout=deadline.remaining())
-                    self.state.acked = self.state.after_seq
+                self._acknowledge(deadline)  # not for the small results a group takes; kept in step with chunks()
             if self.state.done:
                 return
+
+    def _acknowledge(self, deadline: Deadline) -> None:
+        """Acknowledge the chunks read so far, when due (``_ack_seq``)."""
+        seq = self._ack_seq()
+        if seq is not None:
+            self.client._ack(self.name, seq, timeout=deadline.remaining())
+            self.state.acked = seq
 
     def _open_ahead(self, deadline: Deadline) -> None:
         """Send the submission as a Compute stream now and read up to the job's first state (its name).
@@ -136,11 +133,8 @@ class JobHandle(HandleBase):
                     timer.cancel()
             return call
 
-        try:
+        with self._giving_back_stream_ahead():
             self._ahead = self.client._retrying(first, deadline)
-        except BaseException:
-            self.client.streams_ahead.give_back()
-            raise
 
     def _drop_stream(self) -> None:
         """Cut the current stream as a network failure would (the iterator then resumes); for tests and tools."""
@@ -160,10 +154,6 @@ class JobHandle(HandleBase):
         """The job's GradientResult; JobFailed, Cancelled or the job's own error if it did not succeed."""
         self.wait(deadline=deadline or self.client._deadline(timeout))
         return self.state.result()
-
-    def done(self) -> bool:
-        """Whether the handle has seen the job end."""
-        return self.state.done
 
     # ------------------------------------------------------------ control
     def refresh(self, timeout: float | None = None) -> job_pb2.Job:

@@ -2,12 +2,13 @@
 
 A population is one job (``client/population.py`` builds its request); its handle's ``results()``
 yields ``(index, GradientResult)`` as each shard of networks completes, and ``result()`` the list.
+``PopulationSubmission`` holds ``submit_population``'s steps between its calls, for both clients.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -21,8 +22,10 @@ from .options import Deadline
 from .population import PreparedPopulation, prepare_population
 from .protocol import WatchState, network_lost
 
-__all__ = ["PopulationJobHandle", "PopulationMethods", "end_of_results", "population_request", "refuse_too_large",
-           "forget_lost"]
+__all__ = ["PopulationJobHandle", "PopulationMethods", "PopulationSubmission", "end_of_results", "population_request",
+           "refuse_too_large", "forget_lost"]
+
+H = TypeVar("H")
 
 
 def end_of_results(state: WatchState) -> None:
@@ -50,9 +53,10 @@ class PopulationJobHandle(JobHandle):
         return self.state.population_results()
 
 
-def population_request(nets: Any, inputs: Any, targets: Any, loss: str | None, reduction: str, per_example: bool, dtype: str,
-             norms: bool, clip_norm: float | None, outputs_only: bool, shard_networks: int | None,
-             request_id: str | None) -> PreparedPopulation:
+def population_request(nets: Any, inputs: Any, targets: Any, loss: str | None, reduction: str, per_example: bool,
+                       dtype: str, norms: bool, clip_norm: float | None, outputs_only: bool,
+                       shard_networks: int | None, request_id: str | None) -> PreparedPopulation:
+    """``submit_population``'s arguments, in its order, checked and prepared (``prepare_population``)."""
     return prepare_population(nets, inputs, targets, loss, reduction, per_example, dtype, norms, clip_norm,
                               outputs_only=outputs_only, shard_networks=shard_networks, request_id=request_id)
 
@@ -72,6 +76,45 @@ def forget_lost(client: Any, referred: list[str]) -> None:
     client.topologies.drop(set(referred))
 
 
+class PopulationSubmission:
+    """``submit_population`` between its calls (either client's), free of I/O: the request to send, and
+    what a refusal means.
+
+    The request refers by hash to the topology the client sent before, if any; if the service lost it,
+    ``refused`` forgets what the request referred to, so the next ``request()`` carries the networks
+    inline: once. ``sent`` notes what the accepted request carried inline.
+    """
+
+    def __init__(self, client: Any, prepared: PreparedPopulation) -> None:
+        self.client, self.prepared = client, prepared
+        self.attempt = 0
+        self._referred: list[str] = []
+        self._inline: list[str] = []
+
+    def request(self) -> service_pb2.SubmitJobRequest:
+        """The request to send now (a topology this client knows the service has, by hash)."""
+        self.attempt += 1
+        request, self._referred, self._inline = self.prepared.request(self.client._is_known, self.client.topologies)
+        return request
+
+    def check(self, request: service_pb2.SubmitJobRequest) -> service_pb2.SubmitJobRequest:
+        """``request`` if it fits a message (the server's limit learned first where it matters)."""
+        refuse_too_large(self.client, request)
+        return request
+
+    def refused(self, exc: NotFound) -> None:
+        """After the send raised ``exc``: raise it, unless the service lost what the first request referred
+        to (then forgotten, for a second request that carries it inline)."""
+        if self.attempt >= 2 or not network_lost(exc):
+            raise exc
+        forget_lost(self.client, self._referred)
+
+    def sent(self, handle: H) -> H:
+        """The accepted job's ``handle``, once what its request carried inline is noted as stored."""
+        self.prepared.remember(self._inline, self.client._remember, self.client.topologies)
+        return handle
+
+
 class PopulationMethods:
     """``Client``'s population calls."""
 
@@ -82,25 +125,20 @@ class PopulationMethods:
                           outputs_only: bool = False) -> PopulationJobHandle:
         """Enqueue ONE job computing ``gradients_many(nets, inputs, ...)``; its shards are groups of networks
         (``shard_networks`` each, else the service's choice). Networks not sent before travel inline."""
-        client: Any = self
-        prepared = population_request(nets, inputs, targets, loss, reduction, per_example, dtype, norms, clip_norm,
-                            outputs_only, shard_networks, request_id)
+        client: Any = self  # the Client this is a part of
+        steps = PopulationSubmission(client, population_request(nets, inputs, targets, loss, reduction, per_example,
+                                                                dtype, norms, clip_norm, outputs_only, shard_networks,
+                                                                request_id))
         deadline = client._deadline(timeout)
-        for attempt in (1, 2):
-            request, referred, inline = prepared.request(client._is_known, client.topologies)
-            if client._needs_limit(request.ByteSize()):
-                client.server_max_message = int(client.capabilities(timeout=deadline.remaining()).max_message_bytes)
-            refuse_too_large(client, request)
+        while True:  # at most twice: refused() raises the second time
+            request = steps.request()
+            client._learn_limit(request.ByteSize(), deadline)
             try:
-                handle = client._send(request, deadline, PopulationJobHandle)
+                handle = client._send(steps.check(request), deadline, PopulationJobHandle)
             except NotFound as exc:
-                if attempt == 2 or not network_lost(exc):
-                    raise
-                forget_lost(client, referred)
+                steps.refused(exc)
                 continue
-            prepared.remember(inline, client._remember, client.topologies)
-            return handle
-        raise AssertionError("unreachable")
+            return steps.sent(handle)
 
     def gradients_many(self, nets: Any, inputs: Any, targets: Any = None, loss: str | None = None,
                        reduction: str = "mean", per_example: bool = False, dtype: str = "float64",
@@ -120,4 +158,5 @@ class PopulationMethods:
 
     def population_job(self, name: str, *, after_seq: int = 0) -> PopulationJobHandle:
         """A handle on an existing population job by name (``results()`` needs ``after_seq=0``)."""
-        return PopulationJobHandle(self, name, after_seq=after_seq)
+        client: Any = self  # the Client this is a part of
+        return PopulationJobHandle(client, name, after_seq=after_seq)

@@ -25,7 +25,7 @@ from edgegrad.wire.rawchunk import RawChunk
 
 from .options import Backoff, Deadline
 
-__all__ = ["build_request", "prepare", "check_count", "list_request", "UINT32_MAX", "UINT64_MAX", "Prepared",
+__all__ = ["prepare", "check_count", "list_request", "UINT32_MAX", "UINT64_MAX", "Prepared",
            "new_request_id", "WatchState", "TERMINAL_STATES",
            "submission", "submit_batches", "merge_submitted", "Resume", "network_lost"]
 
@@ -120,14 +120,6 @@ def prepare(net: Network, inputs: Any, targets: Any, loss: str | None, reduction
     submit = service_pb2.SubmitJobRequest(request=request, request_id=request_id or new_request_id(),
                                           shard_rows=int(shard_rows or 0))
     return Prepared(submit, x, t)
-
-
-def build_request(net: Network, inputs: Any, targets: Any, loss: str | None, reduction: str,
-                  per_example: bool, dtype: str, *, request_id: str | None,
-                  inline: bool = False, shard_rows: int | None = None) -> service_pb2.SubmitJobRequest:
-    """A validated SubmitJobRequest carrying its batch, referring to ``net`` by hash (or carrying it inline)."""
-    return prepare(net, inputs, targets, loss, reduction, per_example, dtype, request_id=request_id,
-                   inline=inline, shard_rows=shard_rows).inline()
 
 
 #: the keyword arguments a ``submit_many`` request may carry (those of ``submit``)
@@ -345,13 +337,14 @@ class Resume:
         return self.deadline.clip(delay)
 
 
-def lost_networks(answers: list[Any], nets: list[Any]) -> dict[str, list[int]]:
-    """``submit_many``'s items refused because the server lost their network: positions by network hash."""
-    lost: dict[str, list[int]] = {}
-    for i, answer in enumerate(answers):
-        if isinstance(answer, NotFound) and network_lost(answer) and nets[i] is not None:
-            lost.setdefault(nets[i].content_hash, []).append(i)
-    return lost
+def lost_networks(answers: list[Any], nets: list[Network | None]) -> list[tuple[Network, list[int]]]:
+    """``submit_many``'s items refused because the server lost their network: each such network, with
+    the positions of its items."""
+    lost: dict[str, tuple[Network, list[int]]] = {}
+    for i, (answer, net) in enumerate(zip(answers, nets)):
+        if isinstance(answer, NotFound) and network_lost(answer) and net is not None:
+            lost.setdefault(net.content_hash, (net, []))[1].append(i)
+    return list(lost.values())
 
 
 def network_lost(exc: NotFound) -> bool:

@@ -93,8 +93,11 @@ class Client(ClientBase, PopulationMethods):
 
     def _unary(self, method: Callable[..., Any], request: Any, timeout: float | None) -> Any:
         """Call the stub's ``method`` with retries under the operation's deadline."""
-        return self._retrying(lambda left: method(request, timeout=left, metadata=self._metadata),
-                             self._deadline(timeout))
+        return self._unary_within(method, request, self._deadline(timeout))
+
+    def _unary_within(self, method: Callable[..., Any], request: Any, deadline: Deadline) -> Any:
+        """Call the stub's ``method`` with retries until ``deadline``."""
+        return self._retrying(lambda left: method(request, timeout=left, metadata=self._metadata), deadline)
 
     # ------------------------------------------------------------ API
     def capabilities(self, timeout: float | None = None) -> service_pb2.Capabilities:
@@ -142,8 +145,7 @@ class Client(ClientBase, PopulationMethods):
             handle = handle_type(self, "", submit=request)
             handle._open_ahead(deadline)
             return handle
-        job = self._retrying(lambda left: self.stub.SubmitJob(request, timeout=left, metadata=self._metadata),
-                             deadline)
+        job = self._unary_within(self.stub.SubmitJob, request, deadline)
         handle = handle_type(self, job.name)
         handle.state.update(job)
         self.unwatched.add(handle)  # its wait() may share one WatchJobs stream with the next ones
@@ -172,14 +174,13 @@ class Client(ClientBase, PopulationMethods):
                 items.append(exc)
                 nets.append(None)
         answers = self._submit_items(items, deadline)
-        for net, answer in zip(nets, answers):
-            if net is not None and not isinstance(answer, Exception):
-                self._remember(net.content_hash)
+        for sent, answer in zip(nets, answers):
+            if sent is not None and not isinstance(answer, Exception):
+                self._remember(sent.content_hash)
         lost = lost_networks(answers, nets)
         if lost:  # the server lost (or expired) networks this client had registered: register them again, once
             again: list[int] = []
-            for positions in lost.values():
-                net = nets[positions[0]]
+            for net, positions in lost:
                 self._forget(net)
                 try:
                     self.register(net, timeout=deadline.remaining())
@@ -194,19 +195,22 @@ class Client(ClientBase, PopulationMethods):
     def _submit_items(self, items: list[Any], deadline: Deadline) -> list[JobHandle | Exception]:
         """SubmitJobs for the requests among ``items`` (in calls that fit a message); answers in ``items``' order."""
         sent = [item for item in items if not isinstance(item, Exception)]
-        replies = [self._retrying(lambda left, call=call: self.stub.SubmitJobs(call, timeout=left,
-                                                                               metadata=self._metadata),
-                                 deadline) for call in submit_batches(sent, self._message_bytes())]
+        replies = [self._unary_within(self.stub.SubmitJobs, call, deadline)
+                   for call in submit_batches(sent, self._message_bytes())]
         handles = merge_submitted(self, items, replies, JobHandle)
         for handle in handles:
             if isinstance(handle, JobHandle):
                 self.unwatched.add(handle)
         return handles
 
+    def _learn_limit(self, nbytes: int, deadline: Deadline) -> None:
+        """Ask the server for its message limit where sending ``nbytes`` depends on it."""
+        if self._needs_limit(nbytes):
+            self.server_max_message = int(self.capabilities(timeout=deadline.remaining()).max_message_bytes)
+
     def _request(self, prepared: Prepared, deadline: Deadline) -> service_pb2.SubmitJobRequest:
         """The request with its batch inline, or referring to an upload of it."""
-        if self._needs_limit(prepared.batch_bytes):
-            self.server_max_message = int(self.capabilities(timeout=deadline.remaining()).max_message_bytes)
+        self._learn_limit(prepared.batch_bytes, deadline)
         if self._sends_inline(prepared.batch_bytes):
             return prepared.inline()
         upload = self._retrying(lambda left: self.stub.UploadBatch(

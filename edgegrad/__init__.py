@@ -3,6 +3,7 @@
 import importlib as _importlib
 import typing as _typing
 
+from . import interop as interop  # registers Network.from_torch and its siblings (libraries load when called)
 from .engine.api import gradients
 from .engine.population import gradients_many, outputs, outputs_many
 from .engine.result import GradientResult
@@ -11,7 +12,6 @@ from .model.network import Network
 
 if _typing.TYPE_CHECKING:  # pragma: no cover
     from . import draw as draw
-    from . import interop as interop
     from .client import AsyncClient, Client, async_wait_all, wait_all
 
 __all__ = [
@@ -33,9 +33,10 @@ __all__ = [
 __version__ = "0.1.0"
 
 #: names imported on first use, so the in-process engine starts fast: the gRPC client's, and the
-#: subpackages the docs call through ``edgegrad.`` (``edgegrad.draw.draw``, ``edgegrad.interop.layers``)
+#: subpackages the docs call through ``edgegrad.`` (``edgegrad.draw.draw``); ``edgegrad.interop`` is
+#: imported above (light: its one-library modules load when first used, ``edgegrad.interop.layers``)
 _CLIENT_NAMES = ("Client", "AsyncClient", "wait_all", "async_wait_all")
-_SUBPACKAGES = ("draw", "interop", "client", "errors")
+_SUBPACKAGES = ("draw", "client", "errors")
 
 
 def __getattr__(name: str) -> _typing.Any:
@@ -49,4 +50,4 @@ def __getattr__(name: str) -> _typing.Any:
 
 def __dir__() -> list[str]:
     """The public names, and the subpackages reached through ``edgegrad.``."""
-    return sorted({*__all__, *_SUBPACKAGES, "__version__"})
+    return sorted({*__all__, *_SUBPACKAGES, "interop", "__version__"})

@@ -60,7 +60,7 @@ def configure_logging(settings: Settings, level: str, process: str, job_events: 
         handler.setFormatter(logging.Formatter(f"%(asctime)s {process} %(levelname)s %(message)s"))
     # neither format shows where a line was logged from, or its thread or process: not looking them up
     # (the logging HOWTO's "Optimization") makes a job event about a third cheaper, three of them a job
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -97,14 +97,14 @@ async def watch_many(service: Service, req: service_pb2.WatchJobsRequest, tenant
                 try:
                     if entry.kind == CHUNK and entry.data is None:
                         raise await store.lost_chunk(job_id, watch.cursor, entry.seq)
-                    event, last = watch.entry(entry)
+                    event, ended = watch.entry(entry)
                 except (NotFound, OutOfRange) as exc:
                     yield _error(watch.name, exc)
                     del active[watch.job_id]
                     break
                 if event:
                     yield event
-                if last:
+                if ended:
                     del active[watch.job_id]
                     break
 

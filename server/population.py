@@ -81,8 +81,7 @@ async def submit_population(service: Service, req: service_pb2.SubmitJobRequest,
     t = read_rows(pop, "targets", n_out)
     _check_batch(x, s.max_batch)
     dtype, rows, _ = check_population(nets, x, t, loss, reduction, dtype, pop.per_example)
-    batches = np.full(len(nets), rows.shared.shape[0]) if rows.each is None \
-        else np.array([a.shape[0] for a in rows.each])
+    batches = rows.counts(len(nets))
     sizes = np.stack([batches, n_out, n_edges, n_nodes], axis=1).astype(np.int64)
     mode = FORWARD if pop.outputs_only else OUTPUTS if loss is None else EXAMPLES if pop.per_example else SUMS
     itemsize = 4 if dtype == "float32" else 8

@@ -13,7 +13,7 @@ import edgegrad
 from edgegrad import errors
 from edgegrad.client.errors import from_status, job_error
 from edgegrad.client.options import Backoff, ConnectOptions, Deadline
-from edgegrad.client.protocol import WatchState, build_request
+from edgegrad.client.protocol import WatchState, prepare
 from edgegrad.v1 import job_pb2
 from edgegrad.wire import chunking, codec
 
@@ -101,13 +101,13 @@ def test_bad_request_details_become_invalid_input_with_the_field() -> None:
 
 def test_requests_are_validated_locally_with_the_in_process_messages() -> None:
     with pytest.raises(errors.InvalidInput, match=r"inputs: expected shape \(B, 2\)"):
-        build_request(NET, np.zeros((3, 5)), None, None, "mean", False, "float64", request_id=None)
+        prepare(NET, np.zeros((3, 5)), None, None, "mean", False, "float64", request_id=None).inline()
     with pytest.raises(errors.InvalidInput, match="loss: unknown loss 'foo'"):
-        build_request(NET, X, T, "foo", "mean", False, "float64", request_id=None)
-    req = build_request(NET, X, T, "mse", "sum", True, "float64", request_id="r1")
+        prepare(NET, X, T, "foo", "mean", False, "float64", request_id=None).inline()
+    req = prepare(NET, X, T, "mse", "sum", True, "float64", request_id="r1").inline()
     assert req.request_id == "r1" and req.request.network_hash == NET.content_hash
     assert codec.array_from_tensor(req.request.inputs, "inputs").tobytes() == X.tobytes()
-    assert build_request(NET, X, None, None, "mean", False, "float64", request_id=None).request_id
+    assert prepare(NET, X, None, None, "mean", False, "float64", request_id=None).inline().request_id
 
 
 def test_connect_options_token_tls_and_backoff() -> None:

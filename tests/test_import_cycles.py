@@ -11,9 +11,8 @@ CHECKED = {"edgegrad": "edgegrad", "edgegrad.server": "server", "edgegrad.worker
            "edgegrad.client": "client"}
 #: generated code (protoc's), not ours
 SKIPPED = ("edgegrad/v1",)
-#: the one cycle left, on purpose: ``Network.from_layers/from_torch/from_neat/from_networkx`` (public names
-#: of model.network) call into interop, and the interop modules build Networks; both imports are lazy
-ALLOWED = {("edgegrad.model.network", "edgegrad.interop")}
+#: cycles allowed on purpose: none
+ALLOWED: set[tuple[str, str]] = set()
 
 
 def _modules() -> dict[str, Path]:

@@ -15,7 +15,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from rq import Queue, get_current_job
 from rq.job import Job
@@ -250,7 +250,7 @@ def abandon_batch(job: Job, store: WorkerStore) -> None:
     again (its lane's jobs must not wait for a submission that may never come)."""
     lane, tenant = (list(job.args or []) + [DEFAULT_TENANT])[:2]
     store = store.for_tenant(tenant)
-    ids = [i.decode() for i in store.redis.lrange(store.keys.batch(job.id), 0, -1)]
+    ids = [i.decode() for i in cast(list[bytes], store.redis.lrange(store.keys.batch(job.id), 0, -1))]
     if not ids:
         queue = Queue(job.origin, connection=job.connection, serializer=JSONSerializer)
         queue.enqueue_call(BATCH_FUNCTION, args=job.args, job_id=batch_job_id(store.settings.queue),

@@ -248,7 +248,8 @@ def _fold(store: WorkerStore, job_id: str, request: job_pb2.GradientRequest, lay
         net = store.network(request.network_hash)
         raise InvalidInput(result_overflow_message(net, get_plan(net, request.dtype or "float64"), total))
     if plans:
-        arrays = {job_pb2.RESULT_FIELD_EDGE_GRADS: total.edge_grads, job_pb2.RESULT_FIELD_DELTAS: total.deltas}
+        arrays: dict[int, np.ndarray] = {job_pb2.RESULT_FIELD_EDGE_GRADS: total.edge_grads,
+                                         job_pb2.RESULT_FIELD_DELTAS: total.deltas}
         chunks = chunk_parts(arrays, layout, plans, shard=layout.shard_count, after=after)
         code, _ = store.emit(job_id, "s:r", chunks, buffered_chunk_limit(layout))
         if code != EMIT_WRITTEN:  # cancelled or deleted meanwhile

@@ -14,6 +14,7 @@ import socket
 from datetime import datetime, timezone
 
 from rq import Worker
+from rq.worker import BaseWorker
 
 __all__ = ["default_name", "stale_reason", "clear_stale_registration", "NameInUse"]
 
@@ -38,7 +39,7 @@ def _pid_running(pid: int) -> bool:
     return True
 
 
-def stale_reason(registered: Worker, worker_ttl: int) -> str | None:
+def stale_reason(registered: BaseWorker, worker_ttl: int) -> str | None:
     """Why ``registered`` (a worker found in Redis) cannot be alive, or None if it may be.
 
     Dead for sure: it was on this host with our own pid (we are that process id now, as a
@@ -58,7 +59,7 @@ def stale_reason(registered: Worker, worker_ttl: int) -> str | None:
     return None
 
 
-def clear_stale_registration(worker: Worker) -> str | None:
+def clear_stale_registration(worker: BaseWorker) -> str | None:
     """Before ``worker`` registers: mark a dead namesake's leftover registration dead.
 
     Returns why one was cleared (None if there was none); raises NameInUse when a namesake may be

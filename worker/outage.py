@@ -65,8 +65,8 @@ class Outage:
         class _Quiet(logging.Filter):
             def filter(self, record: logging.LogRecord) -> bool:
                 if _RQ_RETRY_MESSAGE in str(record.msg):
-                    outage.noticed(record.args[1] if isinstance(record.args, tuple) and len(record.args) > 1
-                                   else record.getMessage())
+                    args = record.args
+                    outage.noticed(str(args[1]) if isinstance(args, tuple) and len(args) > 1 else record.getMessage())
                     return False
                 return True
 

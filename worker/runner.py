@@ -100,7 +100,8 @@ class EdgegradWorker(SimpleWorker):
         except StopRequested:  # a SIGTERM that landed inside the clean-up: rq's own way out
             raise
         except Exception:
-            self.last_cleaned_at = rq_now()  # not again at once
+            # not again at once; rq's BaseWorker sets it None unannotated, so its inferred type is None alone
+            self.last_cleaned_at = rq_now()  # type: ignore[assignment]
             self.log.exception("registry clean-up failed; trying again in %s s", self.maintenance_interval)
 
     def _pubsub_exception_handler(self, exc: Exception, pubsub: Any, pubsub_thread: Any) -> None:

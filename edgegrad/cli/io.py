@@ -233,7 +233,7 @@ def save_result(path: str, net: Network, res: GradientResult, indent: int | None
                     arrays["loss"] = np.array(float(res.loss))
                 if res.norms is not None:
                     arrays["norms"] = np.asarray(res.norms)
-                np.savez_compressed(fh, **arrays)
+                np.savez_compressed(fh, allow_pickle=False, **arrays)  # numbers and labels only: no pickles
             else:
                 fh.write(dumps_result(net, res, indent).encode("utf-8") + b"\n")
         os.replace(tmp, path)
@@ -255,6 +255,7 @@ def dumps_result(net: Network, res: GradientResult, indent: int | None = None) -
 
 def _indented(value: Any, indent: int, level: int) -> str:
     """``value`` as JSON, objects and lists of lists one item a line, lists of plain values on one line."""
+    items: list[tuple[str | None, Any]]
     if isinstance(value, dict):
         items = [(json.dumps(key), item) for key, item in value.items()]
         brackets = "{}"
@@ -288,7 +289,8 @@ def _plain(arr: Any) -> Any:
     arr = np.asarray(arr, dtype=np.float64)
     if np.isfinite(arr).all():
         return arr.tolist()
-    cleaned: np.ndarray = np.where(np.isfinite(arr), arr, None)  # an object array keeps None
+    cleaned = arr.astype(object)                   # an object array keeps None
+    cleaned[~np.isfinite(arr)] = None
     return cleaned.tolist()
 
 

@@ -34,7 +34,7 @@ PART_SUFFIX = ".part"  #: an .npz's data folder while it is being written: OUT +
 CHECKPOINT_SECONDS = 0.5  #: at most this long between progress records while chunks arrive
 _LABELS = ("edges", "nodes")
 _NPZ_ORDER = ("outputs", "edge_grads", "deltas", "edges", "nodes", "loss", "norms")  # as io.save_result writes them
-_DTYPES = {tensor_pb2.DTYPE_FLOAT64: np.dtype("<f8"), tensor_pb2.DTYPE_FLOAT32: np.dtype("<f4")}
+_DTYPES: dict[int, np.dtype] = {tensor_pb2.DTYPE_FLOAT64: np.dtype("<f8"), tensor_pb2.DTYPE_FLOAT32: np.dtype("<f4")}
 
 
 def is_npz(out: str) -> bool:

@@ -5,12 +5,12 @@ so memory grows with the batch only by the inputs and the result. Loss-mode (sum
 folded in slab order by ``fold_partials``; per-example and output-mode slabs write their rows
 straight into the result. ``partial_gradients`` is the same path for rows of a larger batch (a
 shard): its parts, folded in row order, give the whole batch's result. Each call runs on one kernel
-(``kernel.choose_kernel``: numpy or numba); ``_slab`` calls only its ``Kernel`` methods.
+(``kernel.choose_kernel``: numpy or numba); ``_run`` and ``_rows`` call only its ``Kernel`` methods.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -77,32 +77,57 @@ def fold_partials(parts: Iterable[GradientResult], edge_sums: np.ndarray | None 
     ``edge_sums`` (as long as a part's edge_grads): where the edge sums accumulate instead of a new array (the
     first part's own edge_grads may be that array).
     """
-    outputs, rows_grads, rows_deltas, norms = [], [], [], []
-    loss = grads = deltas = None
-    count = 0
+    fold = _Fold(edge_sums)
     for part in parts:
-        count += 1
-        outputs.append(part.outputs)
+        fold.add(part)
+    return fold.result()
+
+
+class _Fold:
+    """``fold_partials`` one part at a time: ``add`` each part in row order, then ``result``."""
+
+    def __init__(self, edge_sums: np.ndarray | None = None) -> None:
+        self.edge_sums = edge_sums
+        self.outputs: list[np.ndarray] = []
+        self.rows_grads: list[np.ndarray] = []
+        self.rows_deltas: list[np.ndarray] = []
+        self.norms: list[np.ndarray] = []
+        self.loss: float | None = None
+        self.grads: np.ndarray | None = None
+        self.deltas: np.ndarray | None = None
+        self.count = 0
+
+    def add(self, part: GradientResult) -> None:
+        """Fold in the next part (rows after the last one's)."""
+        self.count += 1
+        self.outputs.append(part.outputs)
         if part.norms is not None:
-            norms.append(part.norms)
+            self.norms.append(part.norms)
         if part.loss is not None:
-            loss = part.loss if loss is None else loss + part.loss
+            self.loss = part.loss if self.loss is None else self.loss + part.loss
         if part.edge_grads.ndim == 1:       # a loss-mode sum: accumulate into our own copy
-            if grads is None:
-                grads = part.edge_grads.copy() if edge_sums is None else _copied(part.edge_grads, edge_sums)
+            if self.grads is None:
+                self.grads = (part.edge_grads.copy() if self.edge_sums is None
+                              else _copied(part.edge_grads, self.edge_sums))
             else:
-                grads = _add(grads, part.edge_grads)
-            deltas = part.deltas.copy() if deltas is None else _add(deltas, part.deltas)
+                self.grads = _add(self.grads, part.edge_grads)
+            self.deltas = part.deltas.copy() if self.deltas is None else _add(self.deltas, part.deltas)
         else:
-            rows_grads.append(part.edge_grads)
-            rows_deltas.append(part.deltas)
-    if count == 0:
-        raise ValueError("fold_partials: no parts to fold")
-    if grads is None:
-        grads, deltas = _concat(rows_grads), _concat(rows_deltas)
-    elif rows_grads:
-        raise ValueError("fold_partials: cannot fold summed parts with per-example parts")
-    return GradientResult(_concat(outputs), loss, grads, deltas, _concat(norms) if norms else None)
+            self.rows_grads.append(part.edge_grads)
+            self.rows_deltas.append(part.deltas)
+
+    def result(self) -> GradientResult:
+        """The folded result of the parts added so far."""
+        if self.count == 0:
+            raise ValueError("fold_partials: no parts to fold")
+        if self.grads is None or self.deltas is None:
+            grads, deltas = _concat(self.rows_grads), _concat(self.rows_deltas)
+        elif self.rows_grads:
+            raise ValueError("fold_partials: cannot fold summed parts with per-example parts")
+        else:
+            grads, deltas = self.grads, self.deltas
+        return GradientResult(_concat(self.outputs), self.loss, grads, deltas,
+                              _concat(self.norms) if self.norms else None)
 
 
 def _copied(part: np.ndarray, into: np.ndarray) -> np.ndarray:
@@ -140,7 +165,11 @@ class _Clip(NamedTuple):
 
 def _run(net: Network, x: np.ndarray, t: np.ndarray | None, loss: str | None, reduction: str,
          per_example: bool, dtype: str, total_rows: int, row_offset: int, clip: _Clip | None = None) -> GradientResult:
-    """Validated rows in slabs: folded (loss-mode sums) or written into a preallocated result."""
+    """Validated rows in slabs: loss-mode sums folded here, slab by slab, or rows written by ``_rows``.
+
+    A loss-mode slab is the kernel's ``forward``, the loss, then ``backward_summed``: δ, and every
+    edge's ∂P/∂w(u, v) = Σ_b δ(v)·o[u] in the same pass.
+    """
     plan = get_plan(net, dtype)
     batch = x.shape[0]
     step = slab_rows(net.n_inputs, net.n_nodes, net.n_outputs, loss, per_example, plan.dtype, net.widest_level)
@@ -149,38 +178,75 @@ def _run(net: Network, x: np.ndarray, t: np.ndarray | None, loss: str | None, re
     spans = [(a, min(a + step, batch)) for a in range(0, batch, step)]
     scratch = passes.pass_bytes(plan, min(step, batch), None if loss else net.n_outputs, clip is not None)
     kernel = choose_kernel(plan)                     # once per call: every slab on the same kernel
-    summed = loss is not None and not per_example
-    # a loss-mode slab's edge sums (and, in a kernel's own edge order, their running total) live in the
-    # reused scratch too: fresh arrays of E numbers cost page faults on every call
-    slots = kernel.sum_slots(plan) if summed else 0
+    if loss is None or per_example:
+        return _rows(kernel, net, plan, x, t, loss, reduction, total_rows, row_offset, clip, spans, scratch)
+    assert t is not None  # loss mode
+    # a slab's edge sums (and, in a kernel's own edge order, their running total) live in the reused
+    # scratch too: fresh arrays of E numbers cost page faults on every call
+    slots = kernel.sum_slots(plan)
     sums_bytes = (slots * plan.dtype.itemsize + 63) // 64 * 64
     own_order = kernel.own_edge_order
     with np.errstate(over="ignore", invalid="ignore"), \
             workspace.borrowed(scratch + sums_bytes * (2 if own_order else 1)) as buf:
-        if summed:
-            assert t is not None  # loss mode
-            slab_sums, after = workspace.carve(buf, scratch, (slots,), plan.dtype)
-            total = workspace.carve(buf, after, (slots,), plan.dtype)[0] if own_order else None
-            if len(spans) == 1:         # one slab: its sums are the total (file order: the result, a fresh array)
-                total = slab_sums if own_order else np.empty(slots, dtype=plan.dtype)
-                slab_sums = total
-            parts: Iterator[GradientResult] = (
-                _slab(kernel, net, plan, x[a:b], t[a:b], loss, reduction, total_rows, row_offset + a, None, buf,
-                      slab_sums, clip)
-                for a, b in spans)
-            result = fold_partials(parts, total)
-            result.edge_grads = kernel.file_order(plan, result.edge_grads)
-            if len(spans) > 1 and not result.is_finite():           # one slab's are checked by ``_slab``
-                raise InvalidInput(result_overflow_message(net, plan, result))
-            return result
-        result = _allocate(net, plan, batch, loss)
-        if clip is not None:
-            result.norms = np.empty(batch, dtype=plan.dtype)
+        sums, after = workspace.carve(buf, scratch, (slots,), plan.dtype)
+        total: np.ndarray | None = workspace.carve(buf, after, (slots,), plan.dtype)[0] if own_order else None
+        if len(spans) == 1:         # one slab: its sums are the total (file order: the result, a fresh array)
+            sums = total = sums if own_order else np.empty(slots, dtype=plan.dtype)
+        fold = _Fold(total)
+        norms: np.ndarray | None
         for a, b in spans:
-            rows = GradientResult(result.outputs[a:b], None, result.edge_grads[a:b], result.deltas[a:b],
-                                  None if result.norms is None else result.norms[a:b])
-            part = _slab(kernel, net, plan, x[a:b], None if t is None else t[a:b], loss, reduction, total_rows,
-                         row_offset + a, rows, buf, None, clip)
+            buffers, outputs = _forward(kernel, net, plan, x[a:b], loss, buf, None, clip is not None)
+            value, direct, scale = _loss(net, plan, loss, reduction, outputs, t[a:b], total_rows, row_offset + a)
+            if clip is not None and clip.clip_norm is not None:   # clipped: δ scaled, then summed
+                kernel.backward(plan, buffers, direct)
+                norms, scaled = _clipped(kernel, plan, buffers, clip, scale, row_offset + a, None)
+                assert scaled is not None  # clip_norm
+                kernel.edge_sums(plan, buffers, sums)
+                part = GradientResult(outputs, value, sums, scaled[plan.node_row], norms)
+                if not part.is_finite():
+                    raise InvalidInput(overflow_message(net, plan, buffers, part, row_offset + a))
+            else:
+                node_sums = kernel.backward_summed(plan, buffers, direct, sums)   # δ and Σ_b δ(v)·o[u]
+                norms = None if clip is None else _clipped(kernel, plan, buffers, clip, scale, row_offset + a,
+                                                           None)[0]
+                part = GradientResult(outputs, value, sums, node_sums[plan.node_row], norms)
+                if not part.is_finite():
+                    in_file_order = GradientResult(outputs, value, kernel.file_order(plan, sums), part.deltas)
+                    raise InvalidInput(overflow_message(net, plan, buffers, in_file_order, row_offset + a))
+            fold.add(part)
+        result = fold.result()
+        result.edge_grads = kernel.file_order(plan, result.edge_grads)
+        if len(spans) > 1 and not result.is_finite():           # one slab's are checked above
+            raise InvalidInput(result_overflow_message(net, plan, result))
+        return result
+
+
+def _rows(kernel: Kernel[Plan], net: Network, plan: Plan, x: np.ndarray, t: np.ndarray | None, loss: str | None,
+          reduction: str, total_rows: int, row_offset: int, clip: _Clip | None, spans: list[tuple[int, int]],
+          scratch: int) -> GradientResult:
+    """Per-example (loss mode) or output-mode rows, slab by slab, written into one preallocated result."""
+    with np.errstate(over="ignore", invalid="ignore"), workspace.borrowed(scratch) as buf:
+        result = _allocate(net, plan, x.shape[0], loss)
+        if clip is not None:
+            result.norms = np.empty(x.shape[0], dtype=plan.dtype)
+        for a, b in spans:
+            out = GradientResult(result.outputs[a:b], None, result.edge_grads[a:b], result.deltas[a:b],
+                                 None if result.norms is None else result.norms[a:b])
+            buffers, outputs = _forward(kernel, net, plan, x[a:b], loss, buf, out.outputs, clip is not None)
+            if loss is None:                                     # output mode: K backward passes at once
+                kernel.backward(plan, buffers, None)
+                kernel.write_rows(plan, buffers, out.edge_grads, out.deltas)
+                part = out
+            else:
+                assert t is not None  # loss mode
+                value, direct, scale = _loss(net, plan, loss, reduction, outputs, t[a:b], total_rows, row_offset + a)
+                kernel.backward(plan, buffers, direct)
+                norms = None if clip is None else _clipped(kernel, plan, buffers, clip, scale, row_offset + a,
+                                                           out.norms)[0]
+                kernel.write_rows(plan, buffers, out.edge_grads, out.deltas)
+                part = GradientResult(outputs, value, out.edge_grads, out.deltas, norms)
+            if not part.is_finite():
+                raise InvalidInput(overflow_message(net, plan, buffers, part, row_offset + a))
             if part.loss is not None:
                 result.loss = part.loss if result.loss is None else result.loss + part.loss
         if result.loss is not None and not np.isfinite(result.loss):
@@ -197,54 +263,23 @@ def _allocate(net: Network, plan: Plan, batch: int, loss: str | None) -> Gradien
                           np.empty(lead + (net.n_nodes,), dtype=plan.dtype))
 
 
-def _slab(kernel: Kernel[Plan], net: Network, plan: Plan, x: np.ndarray, t: np.ndarray | None, loss: str | None,
-          reduction: str, total_rows: int, row_offset: int, out: GradientResult | None, buf: np.ndarray,
-          sums: np.ndarray | None = None, clip: _Clip | None = None) -> GradientResult:
-    """One slab on ``kernel``: a loss-mode sum (``out`` None) or these rows written into ``out``; overflow named by row.
-
-    The pass's buffers are carved from ``buf``; only a loss-mode sum's edge_grads refer to scratch: they
-    are written into ``sums`` (in the kernel's edge order, see ``Kernel.own_edge_order``).
-    """
-    x = x.astype(plan.dtype, copy=False)
-    buffers = kernel.forward(plan, x, None if loss else net.n_outputs, buf, clip is not None)
+def _forward(kernel: Kernel[Plan], net: Network, plan: Plan, x: np.ndarray, loss: str | None, buf: np.ndarray,
+             into: np.ndarray | None, squares: bool = False) -> tuple[PassBuffers, np.ndarray]:
+    """A slab's forward pass (buffers carved from ``buf``; ``squares``: each node's 1 + Σ o² of its sources too,
+    for the norms) and its outputs (B×K: written into ``into``, or new)."""
+    buffers = kernel.forward(plan, x.astype(plan.dtype, copy=False), None if loss else net.n_outputs, buf, squares)
     out_rows = buffers.acts[plan.n_inputs + plan.output_rows]
-    if out is None:
-        outputs = out_rows.T.copy()
-    else:
-        outputs = out.outputs
-        outputs[...] = out_rows.T
+    if into is None:
+        return buffers, out_rows.T.copy()
+    into[...] = out_rows.T
+    return buffers, into
 
-    if loss is None:                                     # output mode: K backward passes at once
-        assert out is not None  # output mode writes rows
-        kernel.backward(plan, buffers, None)
-        kernel.write_rows(plan, buffers, out.edge_grads, out.deltas)
-        part = out
-    else:
-        value, d_out = loss_and_grad(loss, reduction, outputs, t, total_rows, row_offset)
-        direct = d_out.T.astype(plan.dtype)
-        scale = loss_scale(loss, reduction, net.n_outputs, total_rows)
-        if out is not None:                              # per-example rows
-            kernel.backward(plan, buffers, direct)
-            norms = None if clip is None else _clipped(kernel, plan, buffers, clip, scale, row_offset, out.norms)[0]
-            kernel.write_rows(plan, buffers, out.edge_grads, out.deltas)
-            part = GradientResult(outputs, value, out.edge_grads, out.deltas, norms)
-        elif clip is not None and clip.clip_norm is not None:   # clipped: δ scaled, then summed
-            kernel.backward(plan, buffers, direct)
-            norms, node_sums = _clipped(kernel, plan, buffers, clip, scale, row_offset, None)
-            assert node_sums is not None  # clip_norm
-            kernel.edge_sums(plan, buffers, sums)
-            part = GradientResult(outputs, value, sums, node_sums[plan.node_row], norms)
-        else:                                            # summed over the slab's rows
-            node_sums = kernel.backward_summed(plan, buffers, direct, sums)
-            norms = None if clip is None else _clipped(kernel, plan, buffers, clip, scale, row_offset, None)[0]
-            part = GradientResult(outputs, value, sums, node_sums[plan.node_row], norms)
-            if not part.is_finite():
-                in_file_order = GradientResult(outputs, value, kernel.file_order(plan, sums), part.deltas)
-                raise InvalidInput(overflow_message(net, plan, buffers, in_file_order, row_offset))
-            return part
-    if not part.is_finite():
-        raise InvalidInput(overflow_message(net, plan, buffers, part, row_offset))
-    return part
+
+def _loss(net: Network, plan: Plan, loss: str, reduction: str, outputs: np.ndarray, t: np.ndarray,
+          total_rows: int, row_offset: int) -> tuple[float, np.ndarray, float]:
+    """A slab's loss, ∂L/∂o of its outputs (K×B, the backward pass's ``direct``) and the loss's mean factor."""
+    value, d_out = loss_and_grad(loss, reduction, outputs, t, total_rows, row_offset)
+    return value, d_out.T.astype(plan.dtype), loss_scale(loss, reduction, net.n_outputs, total_rows)
 
 
 def _clipped(kernel: Kernel[Plan], plan: Plan, buffers: PassBuffers, clip: _Clip, scale: float, row_offset: int,

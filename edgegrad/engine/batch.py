@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ __all__ = ["DTYPES", "check_array", "check_modes", "check_options", "check_float
 DTYPES = ("float64", "float32")
 
 
-def check_array(values: Any, name: str, columns: int, column_names: tuple[str, ...],
+def check_array(values: Any, name: str, columns: int, column_names: Sequence[str],
                 row_offset: int = 0) -> np.ndarray:
     """A finite float64 B×columns array, or InvalidInput naming the first bad place (rows counted from ``row_offset``)."""
     try:
@@ -66,7 +67,7 @@ def check_float32_range(values: np.ndarray, place: str, row_offset: int = 0) -> 
         raise InvalidInput(f"{where}: {values[index]} is beyond float32's range (use dtype float64)")
 
 
-def _names(ids: tuple[str, ...]) -> str:
+def _names(ids: Sequence[str]) -> str:
     shown = ", ".join(ids[:6])
     return f"[{shown}{', ...' if len(ids) > 6 else ''}]"
 

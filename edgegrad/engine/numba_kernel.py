@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
@@ -175,7 +176,7 @@ def _run(step: list[tuple[int, int]], loop: Any, *args: Any) -> None:
     if len(step) == 1:
         loop(step[0][0], step[0][1], *args)
         return
-    pool.run_all([lambda a=a, b=b: loop(a, b, *args) for a, b in step], pool.PARALLEL_MIN_WORK)
+    pool.run_all([partial(loop, a, b, *args) for a, b in step], pool.PARALLEL_MIN_WORK)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -113,7 +114,7 @@ def _forward_level(plan: Plan, level: Level, acts: np.ndarray, fprime: np.ndarra
         return
     cuts = [(block.lo, block.hi) for block in level.blocks]
     pieces = _pieces(level.forward, cuts, acts)
-    run_all((lambda p=p: _forward_piece(plan, level, p, acts, fprime, z_out) for p in pieces), work)
+    run_all((partial(_forward_piece, plan, level, p, acts, fprime, z_out) for p in pieces), work)
 
 
 def _forward_inline(level: Level, acts: np.ndarray, fprime: np.ndarray, z_out: np.ndarray | None) -> None:
@@ -214,8 +215,10 @@ def pass_buffers(plan: Plan, x: np.ndarray, n_outputs: int | None = None,
     fan = None
     if squares and n_outputs is None and squares_bytes(plan, x.shape[0]):
         shape, f64 = (plan.n_nodes, x.shape[0]), np.dtype(np.float64)
-        room = workspace is not None and offset + squares_bytes(plan, x.shape[0]) <= workspace.nbytes
-        fan = carve(workspace, offset, shape, f64)[0] if room else np.empty(shape, dtype=f64)
+        if workspace is not None and offset + squares_bytes(plan, x.shape[0]) <= workspace.nbytes:
+            fan = carve(workspace, offset, shape, f64)[0]
+        else:
+            fan = np.empty(shape, dtype=f64)
     acts[:plan.n_inputs] = x.T
     if plan.n_live < plan.n_nodes:                  # nodes that reach no output: never computed, held at 0
         acts[plan.n_inputs + plan.n_live:] = 0
@@ -255,7 +258,7 @@ def backward(plan: Plan, buffers: PassBuffers, direct: np.ndarray | None) -> Non
             _delta_product(level, whole, buffers, flat, direct)
             continue
         pieces = _pieces(level.backward, [(0, level.stop - level.start)], flat)
-        run_all((lambda p=p, lv=level: _delta_product(lv, p, buffers, flat, direct) for p in pieces), work)
+        run_all((partial(_delta_product, level, p, buffers, flat, direct) for p in pieces), work)
 
 
 def _delta_product(level: Level, piece: Piece, buffers: PassBuffers, flat: np.ndarray,
@@ -300,7 +303,7 @@ def summed_edge_grads(plan: Plan, buffers: PassBuffers, out: np.ndarray) -> None
     tasks: list[Callable[[], None]] = []
     for group in plan.grad_groups:
         step = edge_chunk_size(group.src_rows.shape[1] * width * acts.itemsize)
-        tasks.extend(lambda g=group, a=a, b=b: group_grads(g, a, b) for a, b in spans(group.node_rows.size, step))
+        tasks.extend(partial(group_grads, group, a, b) for a, b in spans(group.node_rows.size, step))
     run_all(tasks, plan.sparse_edges.size * width)
 
 
@@ -335,7 +338,7 @@ def per_example_results(plan: Plan, buffers: PassBuffers, edges_out: np.ndarray,
         row_step, edge_step = cells // (per_edge * n_edges), n_edges
     else:
         row_step, edge_step = 1, max(1, cells // per_edge)
-    tasks = [lambda r=r, e=e: _example_grads(plan, acts_t, deltas_t, edges_out, r, e)
+    tasks = [partial(_example_grads, plan, acts_t, deltas_t, edges_out, r, e)
              for r in spans(batch, row_step) for e in spans(n_edges, edge_step)]
     run_all(tasks, edges_out.size)
 
@@ -355,8 +358,7 @@ def _example_major(a: np.ndarray, writer: Any = None) -> np.ndarray:
     if writer is not None:
         rows = a.shape[0]
         src, dst = a.reshape(rows, -1, a.shape[-1]), out.reshape(a.shape[-1], -1, rows)
-        run_all([lambda r=r: writer.example_major_rows(r[0], r[1], src, dst)
-                  for r in thread_spans(rows)], a.size)
+        run_all([partial(writer.example_major_rows, r[0], r[1], src, dst) for r in thread_spans(rows)], a.size)
         return out
     middle = a[0, ..., 0].size if a.shape[0] and a.shape[-1] else 1       # K, or 1
     cols = max(8, 16384 // (TRANSPOSE_ROWS * middle))
@@ -366,7 +368,7 @@ def _example_major(a: np.ndarray, writer: Any = None) -> np.ndarray:
         for c0, c1 in spans(a.shape[-1], cols):
             out[c0:c1, ..., r[0]:r[1]] = a[r[0]:r[1], ..., c0:c1].transpose(axes)
 
-    run_all((lambda r=r: tile(r) for r in spans(a.shape[0], TRANSPOSE_ROWS)), a.size)
+    run_all((partial(tile, r) for r in spans(a.shape[0], TRANSPOSE_ROWS)), a.size)
     return out
 
 

@@ -196,7 +196,8 @@ def _product_work(products: tuple[Product, ...], n_rows: int) -> int:
     """Multiply-adds per example of a level's product (rows when there is none: the zero fill)."""
     if not products:
         return n_rows
-    return products[0].matrix.size if products[0].dense else products[0].matrix.nnz
+    matrix = products[0].matrix
+    return matrix.size if isinstance(matrix, np.ndarray) else matrix.nnz
 
 
 def compile_plan(net: Network, dtype: str | np.dtype = "float64", live_only: bool = True) -> Plan:

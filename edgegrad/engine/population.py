@@ -188,8 +188,9 @@ def flat_results(nets: Any, inputs: Any, targets: Any = None, loss: str | None =
 def _flat(rows: Rows, lo: int, hi: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(one flat array of every network's rows, offset of each network's rows in it, rows of each network)."""
     if rows.each is None:
-        shared = np.ascontiguousarray(rows.shared, dtype=dtype).reshape(-1)
-        return shared, np.zeros(hi - lo, dtype=np.int64), np.full(hi - lo, rows.shared.shape[0], dtype=np.int64)
+        shared = rows.of(0)
+        flat = np.ascontiguousarray(shared, dtype=dtype).reshape(-1)
+        return flat, np.zeros(hi - lo, dtype=np.int64), np.full(hi - lo, shared.shape[0], dtype=np.int64)
     arrays = rows.each[lo:hi]
     sizes = np.array([a.size for a in arrays], dtype=np.int64)
     offsets = np.zeros(hi - lo, dtype=np.int64)

@@ -27,9 +27,23 @@ class Rows(NamedTuple):
     shared: np.ndarray | None
     each: list[np.ndarray] | None
 
+    @property
+    def arrays(self) -> list[np.ndarray]:
+        """``[shared]`` where the rows are shared, else every network's array."""
+        if self.each is not None:
+            return self.each
+        assert self.shared is not None  # a Rows holds the one or the other
+        return [self.shared]
+
     def of(self, p: int) -> np.ndarray:
         """Network ``p``'s rows."""
-        return self.shared if self.each is None else self.each[p]  # type: ignore[return-value]
+        return self.arrays[0 if self.each is None else p]
+
+    def counts(self, n: int) -> np.ndarray:
+        """Rows of each of ``n`` networks."""
+        if self.each is None:
+            return np.full(n, self.of(0).shape[0])
+        return np.array([a.shape[0] for a in self.each])
 
 
 def check_nets(nets: Any) -> list[Network] | PopulationColumns:
@@ -94,8 +108,7 @@ def _column_ids(nets: Sequence[NetworkSizes] | PopulationColumns, p: int, kind: 
 
 def _check_pairs(x: Rows, t: Rows, loss: str, count: int) -> None:
     """Targets as many rows as inputs for every network, and in [0, 1] for bce and softmax_ce."""
-    rows_x = _row_counts(x, count)
-    bad = np.flatnonzero(rows_x != _row_counts(t, count))
+    bad = np.flatnonzero(x.counts(count) != t.counts(count))
     if bad.size:
         p = int(bad[0])
         if x.each is not None and t.each is not None:
@@ -105,22 +118,16 @@ def _check_pairs(x: Rows, t: Rows, loss: str, count: int) -> None:
         raise InvalidInput(f"{where}: has {t.of(p).shape[0]} rows but {what} has {x.of(p).shape[0]}")
     if loss not in ("bce", "softmax_ce"):
         return
-    arrays = [t.shared] if t.each is None else t.each
-    flat = np.concatenate([a.ravel() for a in arrays])  # type: ignore[union-attr]
+    arrays = t.arrays
+    flat = np.concatenate([a.ravel() for a in arrays])
     if not ((flat < 0) | (flat > 1)).any():              # one pass over all of them; the loop only names one
         return
     for p, arr in enumerate(arrays):
-        outside = np.argwhere((arr < 0) | (arr > 1))  # type: ignore[operator]
+        outside = np.argwhere((arr < 0) | (arr > 1))
         if outside.size:
             b, k = outside[0]
             name = "targets" if t.each is None else f"targets[{p}]"
-            raise InvalidInput(f"{name}[{b}][{k}]: {loss} needs targets in [0, 1], got {arr[b, k]}")  # type: ignore[index]
-
-
-def _row_counts(rows: Rows, count: int) -> np.ndarray:
-    if rows.each is None:
-        return np.full(count, rows.shared.shape[0])  # type: ignore[union-attr]
-    return np.array([a.shape[0] for a in rows.each])
+            raise InvalidInput(f"{name}[{b}][{k}]: {loss} needs targets in [0, 1], got {arr[b, k]}")
 
 
 def _rows(nets: Sequence[NetworkSizes] | PopulationColumns, values: Any, name: str, columns: np.ndarray, dtype: str) -> Rows:
@@ -146,15 +153,15 @@ def _rows(nets: Sequence[NetworkSizes] | PopulationColumns, values: Any, name: s
         return Rows(arr, None)
     if len(values) != len(nets):
         raise InvalidInput(f"{name}: expected {len(nets)} arrays (one per network), got {len(values)}")
-    arrays = [v if isinstance(v, np.ndarray) and v.dtype == np.float64 else None for v in values]
-    fine = all(a is not None and a.ndim == 2 and a.shape[1] == c and a.shape[0] > 0
-               for a, c in zip(arrays, columns.tolist()))
+    arrays = [v for v in values if isinstance(v, np.ndarray) and v.dtype == np.float64]
+    fine = len(arrays) == len(values) and all(a.ndim == 2 and a.shape[1] == c and a.shape[0] > 0
+                                              for a, c in zip(arrays, columns.tolist()))
     if fine:
-        flat = np.concatenate([a.ravel() for a in arrays]) if arrays else np.zeros(0)  # type: ignore[union-attr]
+        flat = np.concatenate([a.ravel() for a in arrays]) if arrays else np.zeros(0)
         limit = np.finfo(np.float32).max if dtype == "float32" else np.inf
         fine = bool(np.isfinite(flat).all()) and (dtype != "float32" or bool((np.abs(flat) <= limit).all()))
     if fine:
-        return Rows(None, arrays)  # type: ignore[arg-type]
+        return Rows(None, arrays)
     checked = []
     for p, v in enumerate(values):
         ids = _column_ids(nets, p, kind)

@@ -21,6 +21,8 @@ functions); ``ORDER`` is its activation numbering (``population`` checks it agai
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from numba import njit, prange
@@ -317,7 +319,8 @@ def _run_population(mode: int, loss: int, mean: bool, blocks: np.ndarray, n_in: 
             status[p] = 0 if fine else 1
 
 
-def _compile(fn):  # type: ignore[no-untyped-def]
+def _compile(fn: Callable[..., None]) -> Any:
+    """``fn`` jitted (numba's parallel loops), cached on disk where a cache folder is writable."""
     try:
         return njit(parallel=True, cache=True, **_OPTIONS)(fn)
     except RuntimeError:                       # no writable cache folder

@@ -34,8 +34,7 @@ def run(nets: list[Network], x: Rows, t: Rows | None, loss: str | None, reductio
     """Results of every network (``mode`` as in ``population_results``; ``norms``, ``clip_norm`` as for
     ``gradients``)."""
     kind = np.dtype(dtype)
-    batch = np.array([x.of(p).shape[0] for p in range(len(nets))]) if x.each is not None \
-        else np.full(len(nets), x.shared.shape[0])  # type: ignore[union-attr]
+    batch = x.counts(len(nets))
     found: list[GradientResult | None] = [None] * len(nets)
     failed: list[int] = []
     for members, chunk in _groups(nets, batch, kind):
@@ -78,7 +77,7 @@ def _groups(nets: list[Network], batch: np.ndarray, dtype: np.dtype) -> list[tup
 def _columns(rows: Rows, members: Sequence[int], group: list[Network], dtype: np.dtype) -> np.ndarray:
     """The group's rows, transposed and stacked: each network's columns (inputs or targets) one after another."""
     if rows.each is None:
-        shared = np.ascontiguousarray(rows.shared.T, dtype=dtype)  # type: ignore[union-attr]
+        shared = np.ascontiguousarray(rows.of(0).T, dtype=dtype)
         return np.tile(shared, (len(group), 1)) if shared.shape[0] else shared
     return np.concatenate([rows.of(p).T for p in members]).astype(dtype, copy=False)
 

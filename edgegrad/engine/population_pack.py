@@ -99,6 +99,8 @@ def pack(nets: Sequence[Network] | PopulationColumns, dtype: np.dtype, numbers: 
     float32: a weight or bias beyond its range is InvalidInput naming ``nets[i]``, ``i`` the network's
     number in the call (``numbers``, default its position here).
     """
+    weights: np.ndarray | None
+    biases: np.ndarray | None
     if isinstance(nets, PopulationColumns):
         sizes = np.ascontiguousarray(nets.sizes[:, [0, 1, 3, 2]])   # I, N, K, E
         src, dst, codes, outputs = nets.src, nets.dst, nets.codes, nets.outputs
@@ -128,8 +130,8 @@ def pack(nets: Sequence[Network] | PopulationColumns, dtype: np.dtype, numbers: 
             while sum(t.nbytes for t in _cache.values()) > TOPOLOGY_CACHE_BYTES and len(_cache) > 1:
                 _cache.popitem(last=False)
     if weights is None or biases is None:
-        weights = _concat([n.weights for n in nets], np.float64)  # type: ignore[union-attr]
-        biases = _concat([n.biases for n in nets], np.float64)    # type: ignore[union-attr]
+        weights = _concat([n.weights for n in nets], np.float64)
+        biases = _concat([n.biases for n in nets], np.float64)
     if np.dtype(dtype) == np.float32:
         _check_float32(numbers, weights, topology.edge_off, biases, topology.node_off)
     return Packed(topology, weights[topology.in_take].astype(dtype, copy=False),

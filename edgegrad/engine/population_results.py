@@ -7,6 +7,7 @@ loss into these arrays at its own offsets, and flag a network whose results are 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from ..errors import InvalidInput
 from ..model.network import Network
+from ..model.population import PopulationColumns
 from .population_checks import Rows
 from .result import GradientResult
 
@@ -122,7 +124,7 @@ class FlatResults(NamedTuple):
         empty = outputs[:0]
         if mode == FORWARD:
             return cls(outputs, empty, empty, np.zeros(len(results)), empty)
-        norms = cat([r.norms for r in results]) if results[0].norms is not None else empty
+        norms = cat([r.norms for r in results if r.norms is not None]) if results[0].norms is not None else empty
         return cls(outputs, cat([r.edge_grads for r in results]), cat([r.deltas for r in results]),
                    np.array([r.loss or 0.0 for r in results], dtype=np.float64), norms)
 
@@ -147,7 +149,7 @@ def _pieces(flat: np.ndarray, starts: np.ndarray) -> list[np.ndarray]:
     return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def redo(nets: list[Network], p: int, x: Rows, t: Rows | None, loss: str | None, mean: bool, mode: int,
+def redo(nets: Sequence[Network] | PopulationColumns, p: int, x: Rows, t: Rows | None, loss: str | None, mean: bool, mode: int,
          dtype: np.dtype, norms: bool = False, clip_norm: float | None = None) -> GradientResult:
     """Network ``p`` alone on the single-network engine, for one that failed in a population pass (an overflow,
     bce outputs outside [0, 1], a norm to rescale): its result, or its own message as ``nets[p]: ...``."""

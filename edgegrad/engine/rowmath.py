@@ -115,7 +115,7 @@ def _exp_row(x: np.ndarray, out: np.ndarray, scratch: np.ndarray) -> None:
     n = x.shape[0]
     t_row, scale = scratch[0], scratch[1]
     for b in range(n):
-        v = np.float64(x[b])
+        v: float = np.float64(x[b])
         v = _EXP_MAX if v > _EXP_MAX else v
         v = _EXP_MIN if v < _EXP_MIN else v                   # NaN passes both and stays NaN
         t = v * _LOG2E + _SHIFT
@@ -242,7 +242,7 @@ def _sincos_row(x: np.ndarray, sin_out: np.ndarray, cos_out: np.ndarray) -> None
     n = x.shape[0]
     far = 0
     for b in range(n):
-        v = np.float64(x[b])
+        v: float = np.float64(x[b])
         near = abs(v) <= SINCOS_REDUCED_MAX                   # False for inf and NaN too
         far += 0 if near else 1
         v = v if near else 0.0

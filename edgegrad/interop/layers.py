@@ -9,15 +9,13 @@ come layer by layer, each layer's in row-major order of its out×in matrix, so t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..errors import InvalidInput
 from ..model.activations import ACTIVATIONS
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..model.network import Network
+from ..model.network import Network
 
 __all__ = ["from_layers", "layer_id", "layer_grads"]
 
@@ -30,8 +28,6 @@ def layer_id(layer: int, unit: int) -> str:
 def from_layers(weights: Sequence[Any], biases: Sequence[Any] | None = None,
                 activations: Sequence[str] | str | None = None) -> Network:
     """A fully connected layered network: ``weights[k]`` is out×in, ``biases[k]`` (out,), one activation a layer."""
-    from ..model.network import Network
-
     mats = _matrices(weights)
     widths = [mats[0].shape[1]] + [m.shape[0] for m in mats]
     acts = _activations(activations, len(mats))

@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import InvalidInput
+from ..model.network import Network
 from . import require
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..engine.result import GradientResult
-    from ..model.network import Network
 
 __all__ = ["NeatMap", "map_genome", "map_population", "from_neat", "NEAT_ACTIVATIONS"]
 
@@ -73,8 +73,6 @@ class NeatMap:
 
     def network(self, weights: Any = None, biases: Any = None) -> Network:
         """The network for other genome weights/biases (edge and node order as here; None keeps these)."""
-        from ..model.network import Network
-
         w = self.genome_weights if weights is None else np.asarray(weights, dtype=np.float64)
         b = self.genome_biases if biases is None else np.asarray(biases, dtype=np.float64)
         n = self.net
@@ -83,10 +81,10 @@ class NeatMap:
 
     def write_back(self, genome: Any, weights: Any, biases: Any) -> None:
         """Set the genome's connection weights and node biases to these (edge and node order as here)."""
-        for key, w in zip(self.connections, np.asarray(weights, dtype=np.float64).tolist()):
-            genome.connections[key].weight = w
-        for key, b in zip(self.nodes, np.asarray(biases, dtype=np.float64).tolist()):
-            genome.nodes[key].bias = b
+        for connection, w in zip(self.connections, np.asarray(weights, dtype=np.float64).tolist()):
+            genome.connections[connection].weight = w
+        for node, b in zip(self.nodes, np.asarray(biases, dtype=np.float64).tolist()):
+            genome.nodes[node].bias = b
 
 
 def from_neat(genome: Any, config: Any) -> Network:
@@ -146,8 +144,6 @@ class _Mapper:
 
 
 def _map(genome: Any, mapper: _Mapper) -> NeatMap:
-    from ..model.network import Network
-
     gc, required_for_output = mapper.gc, mapper.required_for_output
     inputs, outputs = list(gc.input_keys), list(gc.output_keys)
     enabled = sorted(k for k, cg in genome.connections.items() if cg.enabled)

@@ -11,15 +11,13 @@ labels that are not strings become ``str(label)``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..errors import InvalidInput
+from ..model.network import Network
 from . import require
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..model.network import Network
 
 __all__ = ["from_networkx", "to_networkx"]
 
@@ -39,8 +37,6 @@ def to_networkx(net: Network) -> Any:
 
 def from_networkx(g: Any) -> Network:
     """The network a directed networkx graph describes (attributes as in the module docstring)."""
-    from ..model.network import Network
-
     require("networkx", "networkx", "Network.from_networkx")
     if not getattr(g, "is_directed", lambda: False)():
         raise InvalidInput(f"graph: expected a directed networkx graph, got {type(g).__name__}")

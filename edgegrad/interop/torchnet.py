@@ -10,14 +10,12 @@ itself above ``threshold`` (20), where log(1+e^z) differs from z by under 2.1e-9
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import InvalidInput
+from ..model.network import Network
 from . import require
 from .layers import from_layers
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..model.network import Network
 
 __all__ = ["from_torch", "TORCH_ACTIVATIONS"]
 

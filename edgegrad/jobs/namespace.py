@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import cast
 
 import redis
 
@@ -43,7 +44,7 @@ def delete_namespace(settings: Settings) -> None:
     marker = settings.queue
     r = sync_redis(settings)
     try:
-        job_ids = [m.decode() for m in r.zrange(keys.jobs, 0, -1)]
+        job_ids = [m.decode() for m in cast(list[bytes], r.zrange(keys.jobs, 0, -1))]  # decode_responses is off
         found = [k for p in (keys.pattern, f"rq:*{marker}*") for k in r.scan_iter(match=p, count=1000)]
         found += rq_job_keys(r, job_ids)
         for i in range(0, len(found), 500):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import NotFound
 from ..model.population import PopulationColumns
@@ -106,7 +106,7 @@ async def load_topology(store: JobStore, digest: str) -> PopulationColumns:
         _owned.pop(mark, None)
         raise _no_topology(digest)
     if found is None:
-        found = topology_from_blob(blob)
+        found = topology_from_blob(cast(bytes, blob))  # read, and not None: checked just above
         server_topologies.put(digest, found)
     _keep(_owned, mark, None)
     return found
@@ -133,7 +133,7 @@ def worker_topology(store: WorkerStore, digest: str) -> PopulationColumns:
     cache: TopologyCache = store.topologies
     found = cache.get(digest)
     if found is None:
-        blob = store.redis.get(store.keys.population(digest))
+        blob = cast(bytes | None, store.redis.get(store.keys.population(digest)))  # decode_responses is off
         if blob is None:
             raise NotFound(f"networks_hash: population topology {digest!r} expired before the job ran",
                            field="networks_hash")

@@ -6,7 +6,7 @@ import re
 import secrets
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import status_pb2
@@ -89,7 +89,7 @@ def initial_fields(job_id: str, request_id: str, fingerprint: str, network_hash:
     return fields
 
 
-def shard_progress(fields: Mapping[bytes, bytes], index: int | str) -> tuple[int, int, int, str]:
+def shard_progress(fields: Mapping[bytes, bytes | None], index: int | str) -> tuple[int, int, int, str]:
     """(state, attempt, chunks written, worker) of shard ``index`` ('r': the fold) from a job hash."""
     raw = fields.get(f"s:{index}".encode())
     if not raw:
@@ -123,7 +123,7 @@ def job_from_fields(fields: Mapping[bytes, bytes]) -> job_pb2.Job:
     """The Job proto of a job hash (as HGETALL returns it, bytes keys)."""
     get = fields.get
     job = job_pb2.Job(
-        name=job_name(get(b"id", b"").decode()), state=int(get(b"state", b"0")),
+        name=job_name(get(b"id", b"").decode()), state=cast(job_pb2.JobState, int(get(b"state", b"0"))),
         request_id=get(b"request_id", b"").decode(), network_hash=get(b"network_hash", b"").decode(),
         chunks_done=int(get(b"chunks_done", b"0")), attempt=int(get(b"attempt", b"0")),
         worker=get(b"worker", b"").decode())
@@ -132,16 +132,15 @@ def job_from_fields(fields: Mapping[bytes, bytes]) -> job_pb2.Job:
         ts = _timestamp(get(name.encode()))
         if ts is not None:
             getattr(job, name).CopyFrom(ts)
-    if get(b"error_code"):
-        if get(b"error_field"):  # the google.rpc.Status the server would send for this error
-            error = EdgegradError(get(b"error_message", b"").decode(), field=get(b"error_field").decode())
+    if code := get(b"error_code"):
+        if field := get(b"error_field"):  # the google.rpc.Status the server would send for this error
+            error = EdgegradError(get(b"error_message", b"").decode(), field=field.decode())
             job.error.CopyFrom(rich_status(error))
-            job.error.code = int(get(b"error_code"))
+            job.error.code = int(code)
         else:
-            job.error.CopyFrom(status_pb2.Status(code=int(get(b"error_code")),
-                                                 message=get(b"error_message", b"").decode()))
-    if get(b"loss"):
-        job.loss = float.fromhex(get(b"loss").decode())
+            job.error.CopyFrom(status_pb2.Status(code=int(code), message=get(b"error_message", b"").decode()))
+    if loss := get(b"loss"):
+        job.loss = float.fromhex(loss.decode())
     job.rows_done = int(get(b"rows_done", b"0"))
     job.shards_done = int(get(b"shards_done", b"0"))
     rows = max(1, job.layout.shard_rows)

@@ -50,11 +50,11 @@ class NetworkMeta:
     __slots__ = ("hash", "inputs", "outputs", "n_nodes", "n_edges", "widest_level")
 
     def __init__(self, content_hash: str, inputs: list[str], outputs: list[str], n_nodes: int, n_edges: int,
-                 widest_level: int | None = None) -> None:
+                 widest_level: int) -> None:
         self.hash = content_hash
         self.inputs, self.outputs = tuple(inputs), tuple(outputs)
         self.n_nodes, self.n_edges = n_nodes, n_edges
-        self.widest_level = n_nodes if widest_level is None else widest_level  #: nodes in the widest level
+        self.widest_level = widest_level  #: nodes in the widest level
 
     @property
     def n_inputs(self) -> int:
@@ -75,7 +75,7 @@ class NetworkMeta:
     def from_json(cls, content_hash: str, text: bytes) -> NetworkMeta:
         """Parse what ``to_json`` wrote."""
         d = json.loads(text)
-        return cls(content_hash, d["inputs"], d["outputs"], d["nodes"], d["edges"], d.get("widest"))
+        return cls(content_hash, d["inputs"], d["outputs"], d["nodes"], d["edges"], d["widest"])
 
     def info(self) -> network_pb2.NetworkInfo:
         """The NetworkInfo proto."""
@@ -226,7 +226,7 @@ class JobStore:
     # ----------------------------------------------------------------- jobs
     async def create_job(self, job_id: str, spec: bytes, fields: dict[str, Any], request_id: str,
                          fingerprint: str, network_hash: str, shards: int = 1,
-                         extra: list[tuple[Any, ...]] = (), result_bytes: int = 0,
+                         extra: Sequence[tuple[Any, ...]] = (), result_bytes: int = 0,
                          networks: Sequence[str] = (), stored: tuple[str, str] | None = None,
                          lane: str | None = None) -> tuple[str, bool]:
         """Record and enqueue a job (one rq job per shard, and the ``extra`` commands) counted against
@@ -310,7 +310,7 @@ class JobStore:
 
     async def job_for_request(self, request_id: str) -> str | None:
         """The id of the job that claimed ``request_id``, or None."""
-        found = await self.redis.get(self.keys.request(request_id))
+        found = cast(bytes | None, await self.redis.get(self.keys.request(request_id)))  # decode_responses is off
         return found.decode() if found else None
 
     async def job_fields(self, job_id: str) -> dict[bytes, bytes]:
@@ -330,7 +330,7 @@ class JobStore:
         jobs: list[job_pb2.Job] = []
         while len(jobs) < page_size:
             want = page_size - len(jobs)
-            ids = await self.redis.zrevrangebylex(self.keys.jobs, start, "-", start=0, num=want)
+            ids = cast(list[bytes], await self.redis.zrevrangebylex(self.keys.jobs, start, "-", start=0, num=want))
             if not ids:
                 return jobs, ""
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -389,13 +389,15 @@ class JobStore:
         """Record an upload's sizes once its pieces are stored."""
         key = self.keys.upload(upload_id)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=meta)
+            # redis-py types the mapping as Mapping[<union of field types>, ...]: a dict[str, str] does not
+            # match its invariant key type, though every str field is one redis-py takes
+            pipe.hset(key, mapping=meta)  # type: ignore[arg-type]
             pipe.expire(key, self.settings.job_ttl)
             await pipe.execute()
 
     async def upload(self, upload_id: str) -> dict[str, str]:
         """An upload's record; NotFound when unknown, used by a job already, or expired."""
-        fields = await self.redis.hgetall(self.keys.upload(upload_id))
+        fields = cast(dict[bytes, bytes], await self.redis.hgetall(self.keys.upload(upload_id)))
         if not fields:
             raise NotFound(f"request.upload: no upload {upload_id!r} (unknown, already used by a job, or expired)",
                            field="request.upload")
@@ -443,14 +445,15 @@ class JobStore:
         read in a thread with one copy (``bulk.BulkReader``)."""
         return await asyncio.to_thread(self._bulk.get, [self.keys.chunk(job_id, seq) for seq in seqs])
 
-    async def job_state(self, job_id: str) -> tuple[int, int] | None:
+    async def job_state(self, job_id: str) -> tuple[job_pb2.JobState, int] | None:
         """(state, chunks_done), or None when the job is gone."""
         return (await self.job_states([job_id]))[0]
 
-    async def job_states(self, job_ids: list[str]) -> list[tuple[int, int] | None]:
+    async def job_states(self, job_ids: list[str]) -> list[tuple[job_pb2.JobState, int] | None]:
         """(state, chunks_done) of each job (None for one that is gone), in one round trip."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
                 pipe.hmget(self.keys.job(job_id), "state", "chunks_done")
             states = await pipe.execute()
-        return [None if state is None else (int(state), int(done or 0)) for state, done in states]
+        return [None if state is None else (cast(job_pb2.JobState, int(state)), int(done or 0))
+                for state, done in states]

@@ -171,8 +171,9 @@ class WorkerStore:
             if not columns:
                 out.append(None)
                 continue
-            blobs = self.redis.mget([self.keys.piece(pieces.upload, name, i) for i in range(first, last + 1)])
-            if any(blob is None for blob in blobs):
+            keys = [self.keys.piece(pieces.upload, name, i) for i in range(first, last + 1)]
+            blobs = [blob for blob in cast(list[bytes | None], self.redis.mget(keys)) if blob is not None]
+            if len(blobs) != len(keys):
                 raise NotFound(f"request.upload: the {name} of upload {pieces.upload!r} expired before the job ran",
                                field="request.upload")
             rows = np.frombuffer(b"".join(blobs), dtype="<f8").reshape(-1, int(columns))
@@ -182,7 +183,7 @@ class WorkerStore:
         return inputs, targets
 
     def emit(self, job_id: str, shard: str, chunks: Iterable[tuple[int, bytes | list]], limit: int,
-             then: list[tuple[str, list[str], list[Any]]] = (), batch_bytes: int = _PIPELINE_BYTES) -> tuple[int, list]:
+             then: Sequence[tuple[str, list[str], list[Any]]] = (), batch_bytes: int = _PIPELINE_BYTES) -> tuple[int, list]:
         """Write a shard's (number, chunk bytes, or the chunk's pieces as ``chunk_parts`` gives them) in
         order, waiting while the job's buffer is full.
 
@@ -268,7 +269,7 @@ class WorkerStore:
         """(whether ``shard`` of a running job has reported its rows, whether every shard has): a shard
         whose worker died after reporting needs no rerun, only the fold if it was the last."""
         names = [b"state", f"s:{shard}".encode(), b"shards_done", b"shards"]
-        fields = dict(zip(names, self.redis.hmget(self.keys.job(job_id), names)))
+        fields = dict(zip(names, cast(list[bytes | None], self.redis.hmget(self.keys.job(job_id), names))))
         if fields[b"state"] != _RUNNING or shard_progress(fields, shard)[0] != SUCCEEDED:
             return False, False
         return True, int(fields[b"shards_done"] or 0) >= int(fields[b"shards"] or 1)

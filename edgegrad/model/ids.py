@@ -10,6 +10,7 @@ word, so the answer is exact whatever the hashes do.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -62,6 +63,7 @@ class IdIndex:
             return self._dict_positions(names)
         if not self.ids:
             return None
+        words: np.ndarray | None | Literal[False]
         if isinstance(names, np.ndarray):
             words = _array_rows(names, self.width, self._ascii)
         else:
@@ -134,7 +136,7 @@ def _cells(width: int, itemsize: int) -> int:
     return max(1, -(-width // per_word)) * per_word
 
 
-def _joined_rows(joined: str, count: int, width: int, ascii_only: bool) -> np.ndarray | None | bool:
+def _joined_rows(joined: str, count: int, width: int, ascii_only: bool) -> np.ndarray | None | Literal[False]:
     """``count`` NUL-joined names as zero-padded rows of 8-byte words (bytes if ``ascii_only``, else UCS-4).
 
     None when a name holds a NUL (the count of separators is off); False when some name cannot
@@ -174,7 +176,7 @@ def _joined_rows(joined: str, count: int, width: int, ascii_only: bool) -> np.nd
     return words
 
 
-def _array_rows(names: np.ndarray, width: int, ascii_only: bool) -> np.ndarray | bool:
+def _array_rows(names: np.ndarray, width: int, ascii_only: bool) -> np.ndarray | Literal[False]:
     """A numpy string array as the rows ``_joined_rows`` makes; False when a name cannot equal any id."""
     own = names.dtype.itemsize // 4
     points = np.ascontiguousarray(names).reshape(-1).view(np.uint32).reshape(names.size, own)

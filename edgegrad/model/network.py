@@ -32,6 +32,7 @@ from .checks import (
     lookup_vertex,
     vertex_array,
 )
+from .converters import converter
 from .graph import check_edges, topological_levels
 from .ids import IdIndex
 from .network_json import FORMAT, Columns, read_columns
@@ -236,36 +237,31 @@ class Network:
                       for s, d, w in zip(self.src.tolist(), self.dst.tolist(), self.weights.tolist())],
         }
 
-    # ---------------------------------------------- other libraries (edgegrad.interop)
+    # ------------------------- other libraries (edgegrad.interop registers these, see model/converters.py)
     @classmethod
     def from_layers(cls, weights: Sequence[Any], biases: Sequence[Any] | None = None,
                     activations: Sequence[str] | str | None = None) -> Network:
         """A layered network from out×in weight matrices, (out,) biases and one activation a layer."""
-        from ..interop.layers import from_layers
-        return from_layers(weights, biases, activations)
+        return converter("from_layers")(weights, biases, activations)
 
     @classmethod
     def from_torch(cls, module: Any) -> Network:
         """The network of a ``torch.nn.Sequential`` of Linear layers and activations (extra ``torch``)."""
-        from ..interop.torchnet import from_torch
-        return from_torch(module)
+        return converter("from_torch")(module)
 
     @classmethod
     def from_neat(cls, genome: Any, config: Any) -> Network:
         """The network neat-python's FeedForwardNetwork runs for ``genome`` (extra ``neat``)."""
-        from ..interop.neatnet import from_neat
-        return from_neat(genome, config)
+        return converter("from_neat")(genome, config)
 
     @classmethod
     def from_networkx(cls, graph: Any) -> Network:
         """The network a networkx DiGraph describes (extra ``networkx``)."""
-        from ..interop.nxgraph import from_networkx
-        return from_networkx(graph)
+        return converter("from_networkx")(graph)
 
     def to_networkx(self) -> Any:
         """This network as a networkx DiGraph (extra ``networkx``)."""
-        from ..interop.nxgraph import to_networkx
-        return to_networkx(self)
+        return converter("to_networkx")(self)
 
     # -------------------------------------------------------------- files
     @classmethod

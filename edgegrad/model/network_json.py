@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import codecs
 from operator import attrgetter
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import msgspec
 import numpy as np
@@ -120,7 +120,8 @@ def _columns(doc: _Document, separators: int) -> Columns | None:
               + 3 * len(nodes) - unnamed - unbiased + 3 * count)
     if separators != fields + _colons_in_strings(ids, outputs, src, dst):
         return None                           # some object repeats a key
-    return Columns(inputs, outputs, node_ids, activations, biases, src, dst, weights)
+    return Columns(inputs, outputs, node_ids, cast(list[str], activations),  # no UNSET left: replaced above
+                   biases, src, dst, weights)
 
 
 def _colons_in_strings(ids: list[str], outputs: list[str], src: np.ndarray, dst: np.ndarray) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import numpy as np
 
@@ -57,9 +57,9 @@ def numpy_dtype(layout: job_pb2.ResultLayout) -> np.dtype:
     return _NUMPY[layout.dtype]
 
 
-def field_dtype(layout: job_pb2.ResultLayout, field: int) -> int:
+def field_dtype(layout: job_pb2.ResultLayout, field: int) -> tensor_pb2.DType:
     """The DType of one field's chunks (the layout's, float64 for FLOAT64_FIELDS)."""
-    return tensor_pb2.DTYPE_FLOAT64 if field in FLOAT64_FIELDS else int(layout.dtype)
+    return tensor_pb2.DTYPE_FLOAT64 if field in FLOAT64_FIELDS else layout.dtype
 
 
 def is_summed(layout: job_pb2.ResultLayout, field: job_pb2.FieldLayout) -> bool:
@@ -202,10 +202,10 @@ def chunk_parts(arrays: Mapping[int, np.ndarray], layout: job_pb2.ResultLayout, 
             continue
         piece = arrays[p.field][p.start - offset[p.field]:p.stop - offset[p.field]]
         shape = (p.row_stop - p.row_start, *rows[p.field]) if p.whole_rows else (p.stop - p.start,)
-        header = job_pb2.ResultChunk(field=p.field, start=p.start, stop=p.stop, row_start=p.row_start,
+        header = job_pb2.ResultChunk(field=cast(job_pb2.ResultField, p.field), start=p.start, stop=p.stop, row_start=p.row_start,
                                      row_stop=p.row_stop, shard=shard).SerializeToString()
         tensor = tensor_pb2.Tensor(dtype=field_dtype(layout, p.field), shape=shape).SerializeToString()
-        yield p.seq, chunk_pieces(header, tensor, memoryview(np.ascontiguousarray(piece)).cast("B"))
+        yield p.seq, chunk_pieces(header, tensor, np.ascontiguousarray(piece).data.cast("B"))
 
 
 def result_chunks(result: GradientResult, layout: job_pb2.ResultLayout, *, after_seq: int = 0

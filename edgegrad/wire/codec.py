@@ -17,14 +17,14 @@ from ..v1 import network_pb2, tensor_pb2
 
 __all__ = ["tensor_from_array", "array_from_tensor", "network_to_proto", "network_from_proto"]
 
-_TO_NUMPY: dict[int, np.dtype] = {
+_TO_NUMPY: dict[tensor_pb2.DType, np.dtype] = {
     tensor_pb2.DTYPE_FLOAT64: np.dtype("<f8"),
     tensor_pb2.DTYPE_FLOAT32: np.dtype("<f4"),
     tensor_pb2.DTYPE_INT64: np.dtype("<i8"),
     tensor_pb2.DTYPE_INT32: np.dtype("<i4"),
     tensor_pb2.DTYPE_UINT8: np.dtype("u1"),
 }
-_FROM_NUMPY: dict[np.dtype, int] = {dt.newbyteorder("=") if dt.itemsize > 1 else dt: code for code, dt in _TO_NUMPY.items()}
+_FROM_NUMPY: dict[np.dtype, tensor_pb2.DType] = {dt.newbyteorder("=") if dt.itemsize > 1 else dt: code for code, dt in _TO_NUMPY.items()}
 
 
 # ------------------------------------------------------------------ tensors

@@ -78,7 +78,7 @@ def chunk_pieces(header: bytes, tensor_header: bytes, data: memoryview) -> list[
     return [header, *length_delimited(CHUNK_DATA, [tensor_header, *length_delimited(TENSOR_DATA, [data])])]
 
 
-def chunk_event(seq: int, chunk: bytes) -> bytes:
+def chunk_event(seq: int, chunk: bytes | bytearray) -> bytes:
     """A serialized JobEvent carrying ``chunk`` (a ResultChunk written without seq) with its ``seq``.
 
     Protobuf fields may come in any order, so the seq field is put in front of the worker's bytes

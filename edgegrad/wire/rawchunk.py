@@ -11,7 +11,7 @@ numbers come from the descriptors (``framing.py``).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import numpy as np
 
@@ -127,7 +127,7 @@ def _tensor(buf: bytes, i: int, end: int) -> tuple[int, tuple[int, ...], int, in
 
 def _chunk(buf: bytes, i: int, end: int) -> RawChunk:
     numbers = dict.fromkeys(CHUNK_VARINTS.values(), 0)
-    tensor = (0, (), i, i)
+    tensor: tuple[int, tuple[int, ...], int, int] = (0, (), i, i)
     seen: set[int] = set()
     first = i
     while i < end:
@@ -176,6 +176,6 @@ def as_message(chunk: job_pb2.ResultChunk | RawChunk) -> job_pb2.ResultChunk:
 def chunk_values(chunk: job_pb2.ResultChunk | RawChunk, place: str = "chunk.data") -> np.ndarray:
     """A chunk's values as a flat read-only array (a view of the received bytes for a RawChunk)."""
     if isinstance(chunk, RawChunk):
-        header = tensor_pb2.Tensor(dtype=chunk.dtype, shape=chunk.shape)
+        header = tensor_pb2.Tensor(dtype=cast(tensor_pb2.DType, chunk.dtype), shape=chunk.shape)
         return array_from_tensor(header, place, data=chunk.data).reshape(-1)
     return array_from_tensor(chunk.data, place).reshape(-1)

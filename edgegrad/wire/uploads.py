@@ -8,6 +8,7 @@ in-process call gives.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -121,7 +122,7 @@ def check_upload(meta: NetworkSizes, record: dict[str, str], upload_id: str, los
                                target_columns=t_cols if loss else 0)
 
 
-def _shape(name: str, rows: int, cols: int, columns: int, names: tuple[str, ...]) -> None:
+def _shape(name: str, rows: int, cols: int, columns: int, names: Sequence[str]) -> None:
     if cols != columns:  # the same words check_array uses for an inline batch
         raise InvalidInput(f"{name}: expected shape (B, {columns}) with columns {_names(names)}, got {(rows, cols)}")
 

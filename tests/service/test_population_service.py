@@ -616,3 +616,33 @@ def test_an_overflow_fails_the_job_naming_its_network_by_its_place_in_the_popula
             job.result()
     assert str(local.value).startswith("nets[8]: ")
     assert remote.value.message == local.value.message       # nets[8], not its place in shard 2 (nets[0])
+
+
+
+def test_a_population_referring_to_a_topology_the_service_lacks_is_sent_again_inline_once(namespace,
+                                                                                          thread_server) -> None:
+    """Both clients: a population referring by hash to a topology the service does not have (the client
+    believed it stored it) is refused with NotFound, then sent once more with its networks inline."""
+    from edgegrad.model.population import PopulationColumns
+
+    server = thread_server(namespace("poplost"))
+    digest = PopulationColumns.from_networks(NETS[:4]).content_hash()
+    counter = _Counter()
+    with Client(server.address, timeout=30, interceptors=[counter]) as client:
+        client.topologies.add(digest, digest)      # what the client believes; the service never had it
+        job = client.submit_population(NETS[:4], X)
+        job.cancel()
+    first, again = counter.populations
+    assert first.networks_hash == digest and not first.HasField("networks")
+    assert again.HasField("networks") and not again.networks_hash
+    assert job.name.startswith("jobs/")
+
+    async def asyncio_client() -> str:
+        async with AsyncClient(server.address, timeout=30) as aclient:
+            other = PopulationColumns.from_networks(NETS[6:8]).content_hash()
+            aclient.topologies.add(other, other)
+            ajob = await aclient.submit_population(NETS[6:8], X)
+            await ajob.cancel()
+            return ajob.name
+
+    assert asyncio.run(asyncio_client()).startswith("jobs/")

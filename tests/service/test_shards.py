@@ -353,13 +353,13 @@ def test_submit_jobs_answers_a_refused_request_in_its_place(cluster) -> None:
     import grpc
     from google.rpc import code_pb2
 
-    from edgegrad.client.protocol import build_request
+    from edgegrad.client.protocol import prepare
     from edgegrad.v1 import service_pb2, service_pb2_grpc
 
     with Client(cluster.address, timeout=60) as client:
         client.register(NET)
-    good = build_request(NET, X[:3], None, None, "mean", False, "float64", request_id=None)
-    unknown = build_request(NET, X[:3], None, None, "mean", False, "float64", request_id=None)
+    good = prepare(NET, X[:3], None, None, "mean", False, "float64", request_id=None).inline()
+    unknown = prepare(NET, X[:3], None, None, "mean", False, "float64", request_id=None).inline()
     unknown.request.network_hash = "0" * 64
     with grpc.insecure_channel(cluster.address) as channel:
         reply = service_pb2_grpc.EdgegradStub(channel).SubmitJobs(
