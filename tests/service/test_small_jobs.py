@@ -54,6 +54,14 @@ def _batches(settings, tenant: str = "default") -> list[list[str]]:
         r.close()
 
 
+def _queued(client: Client, requests: list[dict]) -> list:
+    """Jobs recorded (and in their lane) when this returns: ``submit_many``, one unary call, no stream left open
+    (a worker process is forked next; gRPC must not be mid-call in this process then)."""
+    handles = client.submit_many(requests)
+    assert not [h for h in handles if isinstance(h, Exception)]
+    return handles
+
+
 def _job_id(handle) -> str:
     return handle.name.split("/", 1)[1]
 
@@ -65,7 +73,7 @@ def test_batched_jobs_equal_the_same_jobs_run_alone_bit_for_bit(namespace, mode)
     settings = namespace("lanes")
     with Cluster(settings, workers=0, log=sys.stderr) as cluster, Client(cluster.address, timeout=120) as client:
         kw = [dict(mode, targets=t) if mode.get("loss") else dict(mode) for t in TS]
-        handles = [client.submit(net, x, **k) for net, x, k in zip(NETS, XS, kw)]   # wait together: no worker yet
+        handles = _queued(client, [dict(net=net, inputs=x, **k) for net, x, k in zip(NETS, XS, kw)])
         cluster.add_worker()
         batched = [h.result() for h in handles]
         alone = [client.gradients(net, x, **k) for net, x, k in zip(NETS[:6], XS, kw)]  # one at a time
@@ -92,7 +100,7 @@ def test_a_job_that_fails_at_run_time_fails_alone_and_its_batch_mates_succeed(na
     with pytest.raises(errors.InvalidInput) as local:
         edgegrad.gradients(huge, xs[5], targets=TS[5], loss="mse")
     with Cluster(settings, workers=0, log=sys.stderr) as cluster, Client(cluster.address, timeout=120) as client:
-        handles = [client.submit(net, x, targets=t, loss="mse") for net, x, t in zip(nets, xs, TS)]
+        handles = _queued(client, [dict(net=net, inputs=x, targets=t, loss="mse") for net, x, t in zip(nets, xs, TS)])
         cluster.add_worker()
         for i, h in enumerate(handles):
             if i == 5:
@@ -111,8 +119,8 @@ def test_two_tenants_jobs_never_share_a_batch(namespace, tmp_path) -> None:
     with Cluster(settings, workers=0, log=sys.stderr) as cluster, \
             Client(cluster.address, timeout=120, token="alice-token") as alice, \
             Client(cluster.address, timeout=120, token="bob-token") as bob:
-        mine = [alice.submit(net, x) for net, x in zip(NETS[:8], XS)]
-        theirs = [bob.submit(net, x) for net, x in zip(NETS[:8], XS)]
+        mine = _queued(alice, [dict(net=net, inputs=x) for net, x in zip(NETS[:8], XS)])
+        theirs = _queued(bob, [dict(net=net, inputs=x) for net, x in zip(NETS[:8], XS)])
         cluster.add_worker()
         for a, b in zip(mine, theirs):
             assert _bits(a.result(), b.result())                     # the same job for each tenant, the same bits
@@ -130,7 +138,8 @@ def test_a_worker_killed_mid_batch_its_jobs_complete_once_on_the_other(namespace
     with Cluster(settings, workers=1, log=sys.stderr) as cluster, Client(cluster.address, timeout=300) as client:
         cluster.wait_for_workers()
         client.gradients(nets[0], x[:10], targets=t[:10], loss="mse")   # the kernels compiled
-        handles = [client.submit(n, x, targets=t, loss="mse", shard_rows=len(x)) for n in nets]  # one shard each
+        handles = _queued(client, [dict(net=n, inputs=x, targets=t, loss="mse", shard_rows=len(x))  # one shard each
+                                   for n in nets])
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # kill the worker while it runs a batch
             if any(client.get_job(h.name).state == job_pb2.JOB_STATE_RUNNING for h in handles):
@@ -155,7 +164,7 @@ def test_a_worker_killed_mid_batch_its_jobs_complete_once_on_the_other(namespace
 def test_cancelling_one_queued_job_of_a_batch_leaves_the_others(namespace) -> None:
     settings = namespace("lanecancel")
     with Cluster(settings, workers=0, log=sys.stderr) as cluster, Client(cluster.address, timeout=120) as client:
-        handles = [client.submit(net, x) for net, x in zip(NETS[:10], XS)]
+        handles = _queued(client, [dict(net=net, inputs=x) for net, x in zip(NETS[:10], XS)])
         assert handles[3].cancel().state == job_pb2.JOB_STATE_CANCELLED
         cluster.add_worker()
         for i, h in enumerate(handles):
