@@ -194,12 +194,18 @@ def test_bad_population_input_is_invalid_argument_naming_the_entry_and_makes_no_
     for net in NETS:
         pop.members.add().network_inline.CopyFrom(network_to_proto(net))
     change(pop)
-    with grpc.insecure_channel(server.address) as channel:
+    _refused_with_no_job(server.address, pop, message, "no network")
+
+
+def _refused_with_no_job(address: str, pop: job_pb2.PopulationRequest, message: str, not_found: str) -> None:
+    """SubmitJob of ``pop`` fails naming ``message`` (NOT_FOUND where it says ``not_found``, else INVALID_ARGUMENT),
+    and no job is made."""
+    with grpc.insecure_channel(address) as channel:
         stub = service_pb2_grpc.EdgegradStub(channel)
         with pytest.raises(grpc.RpcError) as info:
             stub.SubmitJob(service_pb2.SubmitJobRequest(population=pop), timeout=30)
         jobs = stub.ListJobs(service_pb2.ListJobsRequest(), timeout=30).jobs
-    expected = grpc.StatusCode.NOT_FOUND if "no network" in message else grpc.StatusCode.INVALID_ARGUMENT
+    expected = grpc.StatusCode.NOT_FOUND if not_found in message else grpc.StatusCode.INVALID_ARGUMENT
     assert info.value.code() == expected
     assert message in info.value.details()
     assert not jobs
@@ -247,15 +253,7 @@ def test_bad_columns_are_invalid_argument_naming_the_network_and_make_no_job(nam
     server = thread_server(namespace("popbadcols"))
     pop = _columns_request()
     change(pop)
-    with grpc.insecure_channel(server.address) as channel:
-        stub = service_pb2_grpc.EdgegradStub(channel)
-        with pytest.raises(grpc.RpcError) as info:
-            stub.SubmitJob(service_pb2.SubmitJobRequest(population=pop), timeout=30)
-        jobs = stub.ListJobs(service_pb2.ListJobsRequest(), timeout=30).jobs
-    expected = grpc.StatusCode.NOT_FOUND if "no population" in message else grpc.StatusCode.INVALID_ARGUMENT
-    assert info.value.code() == expected
-    assert message in info.value.details()
-    assert not jobs
+    _refused_with_no_job(server.address, pop, message, "no population")
 
 
 def test_a_fine_tuning_steps_bad_values_name_the_network(namespace, thread_server) -> None:
