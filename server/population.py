@@ -25,7 +25,7 @@ from edgegrad.errors import EdgegradError, InvalidInput, NotFound, ResourceExhau
 from edgegrad.jobs.population_sharding import population_shards
 from edgegrad.jobs.population_store import forget_topology, refresh_topology
 from edgegrad.jobs.record import initial_fields, job_from_fields, new_job_id
-from edgegrad.jobs.server_store import NetworkMeta
+from edgegrad.jobs.server_networks import NetworkMeta
 from edgegrad.v1 import job_pb2, service_pb2
 from edgegrad.wire.chunking import result_bytes
 from edgegrad.wire.codec import array_from_tensor

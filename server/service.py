@@ -20,7 +20,8 @@ from edgegrad.engine.losses import LOSSES, REDUCTIONS
 from edgegrad.errors import EdgegradError, FailedPrecondition, InvalidInput, NotFound, ResourceExhausted, Unavailable
 from edgegrad.jobs.lanes import lane_of
 from edgegrad.jobs.record import initial_fields, job_from_fields, job_id_from_name, new_job_id
-from edgegrad.jobs.server_store import JobStore, NetworkMeta
+from edgegrad.jobs.server_networks import NetworkMeta
+from edgegrad.jobs.server_store import JobStore
 from edgegrad.jobs.sharding import shard_rows_for
 from edgegrad.jobs.stream import CHUNK, DONE, STATE, StreamCursor, acked_chunks, check_after_seq
 from edgegrad.model.activations import ACTIVATION_NAMES

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from edgegrad.engine.result import GradientResult
 from edgegrad.errors import InvalidInput
-from edgegrad.jobs.server_store import NetworkMeta
+from edgegrad.jobs.server_networks import NetworkMeta
 from edgegrad.v1 import job_pb2, tensor_pb2
 from edgegrad.wire.chunking import ResultAssembler, result_chunks, result_layout
 from edgegrad.wire.framing import chunk_event, length_delimited, varint

@@ -7,7 +7,7 @@ import pytest
 from google.rpc import status_pb2
 
 from edgegrad.engine.result import GradientResult
-from edgegrad.jobs.server_store import NetworkMeta
+from edgegrad.jobs.server_networks import NetworkMeta
 from edgegrad.v1 import job_pb2, service_pb2, tensor_pb2
 from edgegrad.wire.chunking import chunk_payloads, field_arrays, plan_chunks, result_layout
 from edgegrad.wire.framing import chunk_event, jobs_event
