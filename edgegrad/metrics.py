@@ -26,7 +26,7 @@ _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120
 # server
 JOBS_SUBMITTED = Counter("edgegrad_jobs_submitted", "Jobs accepted by SubmitJob, SubmitJobs or Compute "
                          "(a repeated request_id counts once)", ["tenant"])
-SHARDS_ENQUEUED = Counter("edgegrad_shards_enqueued", "Shards (rq jobs) enqueued for submitted jobs")
+SHARDS_ENQUEUED = Counter("edgegrad_shards_enqueued", "Shards enqueued for submitted jobs (an rq job each, or a small job's place in its lane)")
 RESULT_BYTES_STREAMED = Counter("edgegrad_result_bytes_streamed", "Result chunk bytes sent to clients on "
                                 "WatchJob and Compute streams")
 OPEN_STREAMS = Gauge("edgegrad_open_streams", "WatchJob and Compute streams open on this server")
