@@ -3,11 +3,15 @@
 A dense level's gradients are the block ``δ[level rows] @ o[source rows].T``. When the level's
 edges fill the block and sit in the file as one run in row-major order (networks built from
 layers), the product is written straight into that run of the result. Otherwise the blocks go to
-a scratch buffer and one gather, sorted by file position, moves every dense edge into place.
+a scratch buffer and one gather, sorted by file position, moves every dense edge into place; where
+the scratch cells are exactly the edges of one run of the file (every block full, no edge twice:
+a layered network whose edges are listed in any order), a ``scatter`` (``numba_loops.put_cells``)
+may move them instead, reading the scratch in order (about twice as fast here as numpy's gather).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -53,6 +57,8 @@ class DenseGrads:
     files: np.ndarray = field(default_factory=_no_edges)  #: sorted file edges of the scratch blocks
     take: np.ndarray = field(default_factory=_no_edges)   #: their cells in the scratch buffer
     span: tuple[int, int] | None = None               #: ``files`` is exactly this range
+    put: np.ndarray = field(default_factory=_no_edges)    #: file edge - span start of each scratch cell, where
+    #: every cell is one edge of the span (int32 where it fits); else empty: the gather only
 
 
 def compile_dense_grads(entries: list[DenseEntry]) -> DenseGrads:
@@ -78,14 +84,20 @@ def compile_dense_grads(entries: list[DenseEntry]) -> DenseGrads:
     all_files, all_take = all_files[order], all_take[order]
     lo, hi = int(all_files[0]), int(all_files[-1]) + 1
     span = (lo, hi) if hi - lo == all_files.size else None        # no duplicates: a full range
-    return DenseGrads(tuple(levels), offset, all_files, all_take, span)
+    put = _no_edges()
+    if span is not None and all_files.size == offset:     # every cell one edge (edges never repeat: one-to-one)
+        put = np.empty(offset, dtype=np.int32 if offset < 2**31 else np.int64)
+        put[all_take] = all_files - lo
+    return DenseGrads(tuple(levels), offset, all_files, all_take, span, put)
 
 
-def dense_grads(dense: DenseGrads, acts: np.ndarray, deltas: np.ndarray, out: np.ndarray) -> None:
+def dense_grads(dense: DenseGrads, acts: np.ndarray, deltas: np.ndarray, out: np.ndarray,
+                scatter: Callable[[int, int, np.ndarray, np.ndarray, np.ndarray], None] | None = None) -> None:
     """Fill the dense levels' edges of ``out`` (file order) with Σ_b δ(v)·o[u].
 
     The gather reads the scratch at random but writes ``out`` in order (measured here: threads do
-    not speed it up, it is bound by memory).
+    not speed it up, it is bound by memory). ``scatter`` (``numba_loops.put_cells``, or None for
+    numpy's gather): where ``dense.put`` allows, it moves the cells instead. The same numbers either way.
     """
     scratch = np.empty(dense.scratch_cells, dtype=out.dtype)
     for g in dense.levels:
@@ -94,7 +106,9 @@ def dense_grads(dense: DenseGrads, acts: np.ndarray, deltas: np.ndarray, out: np
         block = target[g.offset:g.offset + rows * g.n_cols].reshape(rows, g.n_cols)
         delta_v, o_u = deltas[g.start:g.stop], acts[g.cols]             # the block's targets v, sources u
         np.matmul(delta_v, o_u.T, out=block)                           # ∂P/∂w(u,v) = Σ_b δ(v)·o[u], all at once
-    if dense.span is not None:
+    if dense.span is not None and scatter is not None and dense.put.size:
+        scatter(0, dense.put.size, scratch, dense.put, out[dense.span[0]:dense.span[1]])
+    elif dense.span is not None:
         np.take(scratch, dense.take, out=out[dense.span[0]:dense.span[1]], mode="clip")
     elif dense.files.size:
         out[dense.files] = scratch[dense.take]

@@ -281,15 +281,16 @@ def _delta_product(level: Level, piece: Piece, buffers: PassBuffers, flat: np.nd
         deltas[rows] *= g
 
 
-def summed_edge_grads(plan: Plan, buffers: PassBuffers, out: np.ndarray) -> None:
+def summed_edge_grads(plan: Plan, buffers: PassBuffers, out: np.ndarray, scatter: Any = None) -> None:
     """Fill ``out`` (E, file order) with Σ_b δ(v)·o[u] for every edge (loss mode without per_example).
 
-    Dense levels are one BLAS product each. The other edges come in groups of nodes with the same
+    Dense levels are one BLAS product each (put in file order by ``dense.dense_grads``, with its
+    ``scatter`` where given). The other edges come in groups of nodes with the same
     in-degree d: a chunk gathers its nodes' d source rows each (sized by bytes to stay in cache)
     and one δ row per node, broadcast over the node's d in-edges, instead of a δ copy per edge.
     """
     acts, deltas = buffers.acts, buffers.deltas
-    dense_grads(plan.dense, acts, deltas, out)
+    dense_grads(plan.dense, acts, deltas, out, scatter)
     out[plan.dead_edges] = 0
     width = acts.shape[1]
 
