@@ -189,13 +189,21 @@ def test_a_norm_past_the_range_is_an_overflow_error_not_inf() -> None:
                            dtype="float32")
 
 
-def test_the_forward_pass_sums_the_sources_squares_as_the_norm_pass_would() -> None:
-    """``PassBuffers.squares`` (made in the forward pass) is 1 + Σ o[u]² over each node's in-edges."""
+@pytest.mark.parametrize("layered", [False, True])
+def test_the_forward_pass_sums_the_sources_squares_as_the_norm_pass_would(layered: bool) -> None:
+    """``PassBuffers.squares`` (made in the forward pass) gives the kernel's ``example_squares`` Σ_v δ[v]²·(1 + Σ o[u]²)
+    over each node's in-edges; the numba kernel's holds every row, numpy's every row but those of a fully connected
+    level after its first."""
     from edgegrad.engine import kernel as seam
     from edgegrad.engine import passes
+    from edgegrad.engine.clipping import _fan_blocks, _segments
     from edgegrad.engine.plan import get_plan
 
     net, X, _ = _case({"seed": 3, "n_inputs": 4, "n_nodes": 12, "n_outputs": 2, "p_edge": 0.5}, 7, "mse")
+    if layered:                                                        # fully connected levels of several nodes
+        rng = np.random.default_rng(3)
+        net = Network.from_layers([rng.standard_normal((6, 4)), rng.standard_normal((5, 6)), rng.standard_normal((2, 5))],
+                                  activations=["tanh", "sigmoid", "identity"])
     plan = get_plan(net)
     chosen = seam.choose_kernel(plan)
     work = np.empty(passes.pass_bytes(plan, 7, None, True), dtype=np.uint8)
@@ -205,8 +213,16 @@ def test_the_forward_pass_sums_the_sources_squares_as_the_norm_pass_would() -> N
     want = np.ones((net.n_nodes, 7))                                  # rows of nodes that reach no output: 1
     live = plan.file_dst < plan.n_live
     np.add.at(want, plan.file_dst[live], np.square(o[plan.file_src[live]]))  # each edge (u, v): o[u]² into row v
-    assert plan.n_live < net.n_nodes                                   # a dead node is among them
-    np.testing.assert_allclose(buffers.squares, want, rtol=1e-14)
+    assert plan.n_live < net.n_nodes or layered                        # a dead node is among them
+    held = np.ones(net.n_nodes, dtype=bool)                            # rows the numpy kernel writes
+    if chosen.name == "numpy":
+        for start, stop, full in _segments(plan):
+            held[start + 1:stop] = not full
+    assert layered == all(b.kind == "full" and b.stop - b.start > 1 for b in _fan_blocks(plan))
+    np.testing.assert_allclose(buffers.squares[held], want[held], rtol=1e-14)
+    deltas = np.random.default_rng(3).standard_normal((net.n_nodes, 7))
+    np.testing.assert_allclose(chosen.example_squares(plan, deltas, buffers.squares),
+                               np.einsum("vb,vb->b", np.square(deltas), want), rtol=1e-14)
     assert chosen.forward(plan, X, None, work).squares is None
 
 

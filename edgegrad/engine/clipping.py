@@ -23,7 +23,8 @@ import scipy.sparse as sp
 from ..errors import InvalidInput
 from .plan import Plan
 
-__all__ = ["check_clipping", "example_norms", "clip_factors", "source_squares", "fill_squares", "weighed_squares",
+__all__ = ["check_clipping", "example_norms", "clip_factors", "source_squares", "fill_squares", "block_squares",
+           "weighed_squares",
            "NORM_BLOCK_BYTES"]
 
 #: the norm pass works on blocks of examples whose squared activations and in-edge sums fit this
@@ -101,21 +102,57 @@ def source_squares(plan: Plan, o2: np.ndarray, base: float = 1.0) -> np.ndarray:
     return fan
 
 
+def _segments(plan: Plan) -> list[tuple[int, int, bool]]:
+    """Node rows [0, N) cut into runs ``(start, stop, full)``: each fully connected level (its rows share one
+    sum of the sources' squares) and the runs of other rows between them; cached on the plan."""
+    found = plan.__dict__.get("_fan_segments")
+    if found is None:
+        found, at = [], 0
+        for block in _fan_blocks(plan):
+            if block.kind == "full":
+                if block.start > at:
+                    found.append((at, block.start, False))
+                found.append((block.start, block.stop, True))
+                at = block.stop
+        if at < plan.n_nodes:
+            found.append((at, plan.n_nodes, False))
+        plan.__dict__["_fan_segments"] = found
+    return found
+
+
 def fill_squares(plan: Plan, acts: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """``1 + Σ_{(u,v)∈E} o(u)²`` of every node row into ``out`` (N × columns of ``acts``, float64): a fully
-    connected level's sum is one dot per column for all its rows; the other levels square o once."""
-    out.fill(1.0)
+    """``1 + Σ_{(u,v)∈E} o(u)²`` per node row into ``out`` (N × columns of ``acts``, float64), as ``block_squares``
+    reads it: a fully connected level's one sum (a dot per column) in its first row only, its other rows
+    untouched; every other row its own (the other levels square o once)."""
     o2 = None
+    for start, stop, full in _segments(plan):
+        if not full:
+            out[start:stop] = 1.0
     for block in _fan_blocks(plan):
-        rows = out[block.start:block.stop]
         if block.kind == "full":
             src = acts[block.cols]
-            rows += np.einsum("ub,ub->b", src, src, dtype=np.float64)
+            np.einsum("ub,ub->b", src, src, dtype=np.float64, out=out[block.start])
+            out[block.start] += 1.0
             continue
         if o2 is None:
             o2 = np.square(acts, dtype=np.float64)
-        rows += block.matrix @ o2[block.cols]
+        out[block.start:block.stop] += block.matrix @ o2[block.cols]
     return out
+
+
+def block_squares(plan: Plan, deltas: np.ndarray, fan: np.ndarray) -> np.ndarray:
+    """Σ_v δ[v]²·fan[v] per column (float64) from ``fill_squares``'s ``fan``: run after run of ``_segments``, a
+    fully connected level's rows as its one fan row times Σ_v δ[v]², row after row within a run (each
+    column's order fixed). One read of δ, no N×B temporaries."""
+    total = np.zeros(deltas.shape[1])
+    for start, stop, full in _segments(plan):
+        d = deltas[start:stop]
+        if full:
+            part = np.einsum("vb,vb->b", d, d, dtype=np.float64)
+            total += np.multiply(part, fan[start], out=part)
+        else:
+            total += np.einsum("vb,vb,vb->b", d, d, fan[start:stop], dtype=np.float64)
+    return total
 
 
 def weighed_squares(deltas: np.ndarray, fan: np.ndarray) -> np.ndarray:
@@ -127,18 +164,19 @@ def weighed_squares(deltas: np.ndarray, fan: np.ndarray) -> np.ndarray:
 def example_norms(plan: Plan, acts: np.ndarray, deltas: np.ndarray, scale: float, row_offset: int = 0,
                   squares_of: Callable[[Plan, np.ndarray, float], np.ndarray] | None = None,
                   fan: np.ndarray | None = None,
-                  weigh: Callable[[np.ndarray, np.ndarray], np.ndarray] = weighed_squares) -> np.ndarray:
+                  weigh: Callable[[Plan, np.ndarray, np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """``‖r_b‖₂`` (float64, one per column of ``deltas``) over every edge and bias entry; ``scale`` is
-    the loss's mean factor carried by ``deltas``. ``fan``: ``1 + Σ_{(u,v)} o_b(u)²`` of every node row and
-    column where the forward pass made it (``PassBuffers.squares``), then one ``weigh(deltas, fan)``
-    (Σ_v δ²·fan per column); else ``squares_of(plan, acts, base)`` sums the sources' squares per node (a
+    the loss's mean factor carried by ``deltas``. ``fan``: ``1 + Σ_{(u,v)} o_b(u)²`` of the node rows and
+    columns where the forward pass made it (``PassBuffers.squares``, laid out as the kernel's
+    ``example_squares`` reads it), then one ``weigh(plan, deltas, fan)`` (Σ_v δ²·fan per column; default
+    ``block_squares``, numpy's); else ``squares_of(plan, acts, base)`` sums the sources' squares per node (a
     kernel's ``source_squares``; default numpy's) in blocks of examples. A norm past float64's range is
     refused by row."""
     squares_of = squares_of or (lambda p, a, base: source_squares(p, np.square(a, dtype=np.float64), base))
     batch = deltas.shape[1]
     with np.errstate(over="ignore", invalid="ignore"):
         if fan is not None:
-            squares = weigh(deltas, fan)
+            squares = (weigh or block_squares)(plan, deltas, fan)
         else:
             step = max(1, min(batch, NORM_BLOCK_BYTES // (8 * (acts.shape[0] + 2 * plan.n_nodes))))
             squares = np.empty(batch)

@@ -76,8 +76,8 @@ class Kernel(Protocol[PlanT]):
     def source_squares(self, plan: PlanT, acts: np.ndarray, base: float) -> np.ndarray:
         """``base + Σ_{(u,v)∈E} o(u)²`` for every node row v, float64 (rows × columns of ``acts``): the norm pass."""
 
-    def example_squares(self, deltas: np.ndarray, fan: np.ndarray) -> np.ndarray:
-        """Σ_v δ[v]²·fan[v] per column, float64, row after row (``clipping.weighed_squares``'s sum)."""
+    def example_squares(self, plan: PlanT, deltas: np.ndarray, fan: np.ndarray) -> np.ndarray:
+        """Σ_v δ[v]²·fan[v] per column, float64, from this kernel's ``forward`` ``squares`` (``fan``)."""
 
     def scale_deltas(self, plan: PlanT, deltas: np.ndarray, factors: np.ndarray) -> np.ndarray:
         """Each example's δ column (N×B) times its factor (B), in place; returns Σ_b δ per node row after."""
@@ -100,7 +100,8 @@ class NumpyKernel:
 
     def forward(self, plan: Plan, x: np.ndarray, n_outputs: int | None, workspace: np.ndarray,
                 squares: bool = False) -> PassBuffers:
-        """o and f'(z) of every row (``passes.forward``), then the sources' squares (``clipping.fill_squares``)."""
+        """o and f'(z) of every row (``passes.forward``), then the sources' squares (``clipping.fill_squares``: a
+        fully connected level's in its first row only, as ``example_squares`` reads them)."""
         buffers = passes.forward(plan, x, n_outputs=n_outputs, workspace=workspace, squares=squares)[0]
         if buffers.squares is not None:
             clipping.fill_squares(plan, buffers.acts, buffers.squares)
@@ -130,9 +131,9 @@ class NumpyKernel:
         """Level by level: a column sum, a BLAS product or a sparse product (``clipping.source_squares``)."""
         return clipping.source_squares(plan, np.square(acts, dtype=np.float64), base)
 
-    def example_squares(self, deltas: np.ndarray, fan: np.ndarray) -> np.ndarray:
-        """``clipping.weighed_squares``."""
-        return clipping.weighed_squares(deltas, fan)
+    def example_squares(self, plan: Plan, deltas: np.ndarray, fan: np.ndarray) -> np.ndarray:
+        """``clipping.block_squares`` (a fully connected level's rows read through its one fan row)."""
+        return clipping.block_squares(plan, deltas, fan)
 
     def scale_deltas(self, plan: Plan, deltas: np.ndarray, factors: np.ndarray) -> np.ndarray:
         """One product, then a sum along the rows."""

@@ -265,8 +265,9 @@ class NumbaKernel:
         _run(step, loops().source_squares, arrays.in_ptr, arrays.in_src, np.ascontiguousarray(acts), fan)
         return fan
 
-    def example_squares(self, deltas: np.ndarray, fan: np.ndarray) -> np.ndarray:
-        """Σ_v δ[v]²·fan[v] per column (float64): ``numba_loops.example_squares``, columns split between threads."""
+    def example_squares(self, plan: Plan, deltas: np.ndarray, fan: np.ndarray) -> np.ndarray:
+        """Σ_v δ[v]²·fan[v] per column (float64; ``fan`` a row per node): ``numba_loops.example_squares``, columns
+        split between threads."""
         out = np.empty(deltas.shape[1])
         width, threads = deltas.shape[1], thread_count()
         step = pool.thread_spans(width) if threads > 1 and deltas.size >= pool.PARALLEL_MIN_WORK else [(0, width)]

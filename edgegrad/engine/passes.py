@@ -37,7 +37,8 @@ class PassBuffers(NamedTuple):
     acts: np.ndarray     #: (I+N, B) o of every vertex, plan rows
     deltas: np.ndarray   #: (N, B) or (N, K, B): f'(z) after forward, δ after backward
     fprime: np.ndarray   #: (N, B) f'(z); the same array as ``deltas`` in loss mode
-    squares: np.ndarray | None = None  #: (N, B) float64 1 + Σ_{(u,v)} o[u]² per node row (per-example norms), or None
+    squares: np.ndarray | None = None  #: (N, B) float64 1 + Σ_{(u,v)} o[u]² per node row (per-example norms; as the
+    #: kernel's ``example_squares`` reads it: numpy's holds a fully connected level's in its first row), or None
 
 
 class NodeValues(NamedTuple):
