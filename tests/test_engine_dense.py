@@ -127,6 +127,8 @@ def test_the_compiled_scatter_puts_dense_blocks_in_file_order_bit_for_bit(layout
             return [edgegrad.gradients(net, X, targets=T, loss="mse"),
                     edgegrad.gradients(net, X, targets=T, loss="mse", clip_norm=0.05)]
 
+        assert kernel._NUMPY["numpy"].scatter_min_bytes == float("inf")          # never under the numpy setting
+        assert kernel._NUMPY["auto"].scatter_min_bytes == kernel.COMPILED_SCATTER_MIN_BYTES
         monkeypatch.setenv("EDGEGRAD_KERNEL", "numpy")
         gathered = both()
         assert not seen

@@ -6,7 +6,8 @@ layers), the product is written straight into that run of the result. Otherwise 
 a scratch buffer and one gather, sorted by file position, moves every dense edge into place; where
 the scratch cells are exactly the edges of one run of the file (every block full, no edge twice:
 a layered network whose edges are listed in any order), a ``scatter`` (``numba_loops.put_cells``)
-may move them instead, reading the scratch in order (about twice as fast here as numpy's gather).
+may move them instead, reading the scratch in order (measured here: 4.5–5 ms instead of numpy's 5–8.5 for
+1.58M float64 cells just written by BLAS into a fresh result; two threads did not speed it up).
 """
 
 from __future__ import annotations

@@ -36,8 +36,9 @@ AUTO_MIN_EDGES = 8_000
 #: over the result instead of numpy's gather then multiply; the same bits: one product per value)
 COMPILED_WRITE_MIN_BYTES = 16 << 20
 #: ``auto`` puts dense gradient blocks of at least this many bytes into file order with the numba loops
-#: (``dense.dense_grads``: a scatter instead of numpy's gather, the same numbers; measured here on 1.58M float64
-#: edges in a random file order: 2.5 ms instead of 4.6, numba's one-off load repaid in ~350 calls)
+#: (``dense.dense_grads``: a scatter instead of numpy's gather, the same numbers; measured here on the 1.58M-edge
+#: MLP of ``benchmarks/clip.py``, edges in a random file order, B=256: a loss-mode call 1.2–3 ms faster, of ~34;
+#: numba's load and first call, ~0.45 s once per process, repaid within a few hundred calls)
 COMPILED_SCATTER_MIN_BYTES = 8 << 20
 
 PlanT = TypeVar("PlanT", contravariant=True)
