@@ -15,9 +15,9 @@ import numpy as np
 from ..engine.population_results import EXAMPLES, FORWARD, OUTPUTS, SUMS, FlatResults
 from ..engine.result import GradientResult
 from ..v1 import job_pb2, tensor_pb2
-from .chunking import FIELD_NAMES, ChunkPlan, ResultAssembler, field_dtype
+from .chunking import FIELD_NAMES, ChunkPlan, ResultAssembler
 from .codec import array_from_tensor, tensor_from_array
-from .population_shards import fold_plans, folded_fields, row_shard_plans, row_shards
+from .population_shards import field_budget, fold_plans, folded_fields, row_shard_plans, row_shards
 from .rawchunk import RawChunk
 
 __all__ = ["population_layout", "population_mode", "population_sizes", "element_counts", "population_offsets",
@@ -26,7 +26,6 @@ __all__ = ["population_layout", "population_mode", "population_sizes", "element_
 
 _OUT, _EDGES, _DELTAS = job_pb2.RESULT_FIELD_OUTPUTS, job_pb2.RESULT_FIELD_EDGE_GRADS, job_pb2.RESULT_FIELD_DELTAS
 _NORMS, _LOSS = job_pb2.RESULT_FIELD_NORMS, job_pb2.RESULT_FIELD_LOSS
-_ITEMSIZE: dict[int, int] = {tensor_pb2.DTYPE_FLOAT64: 8, tensor_pb2.DTYPE_FLOAT32: 4}
 _NUMPY: dict[int, np.dtype] = {tensor_pb2.DTYPE_FLOAT64: np.dtype("<f8"), tensor_pb2.DTYPE_FLOAT32: np.dtype("<f4")}
 
 
@@ -57,11 +56,6 @@ def population_mode(layout: job_pb2.ResultLayout) -> int:
 def population_sizes(layout: job_pb2.ResultLayout) -> np.ndarray:
     """int64 P×4: B, K, E, N of each network."""
     return array_from_tensor(layout.population.sizes, "layout.population.sizes").reshape(-1, 4).astype(np.int64)
-
-
-def _budget(layout: job_pb2.ResultLayout, field: int) -> int:
-    """Elements of ``field`` one chunk may carry, leaving room for the message's own fields."""
-    return max(1, (int(layout.chunk_bytes) - 256) // _ITEMSIZE[field_dtype(layout, field)])
 
 
 def population_layout(sizes: np.ndarray, loss: str | None, per_example: bool, dtype: str, chunk_bytes: int,
@@ -105,11 +99,11 @@ def _expected_chunks(layout: job_pb2.ResultLayout, offsets: Mapping[int, np.ndar
     counts = []
     for a, b, r0, r1 in zip(shards.net_start, shards.net_stop, shards.row_start, shards.row_stop):
         rows = np.minimum(batch[a:b], r1) - r0
-        counts.append(sum(int((-(-(rows * per[a:b]) // _budget(layout, f))).sum()) for f, per in per_row.items()))
+        counts.append(sum(int((-(-(rows * per[a:b]) // field_budget(layout, f))).sum()) for f, per in per_row.items()))
     folded = folded_fields(layout, population_mode(layout))
     for g in range(len(shards.group_shards) - 1) if folded else ():
         a, b = shards.net_start[shards.group_shards[g]], shards.net_stop[shards.group_shards[g]]
-        counts.append(sum(-(-int(offsets[f][b] - offsets[f][a]) // _budget(layout, f)) for f in folded))
+        counts.append(sum(-(-int(offsets[f][b] - offsets[f][a]) // field_budget(layout, f)) for f in folded))
     return counts
 
 
@@ -138,7 +132,7 @@ def population_shard_bounds(layout: job_pb2.ResultLayout, index: int) -> tuple[i
 
 def _shard_chunk_count(layout: job_pb2.ResultLayout, offsets: Mapping[int, np.ndarray], index: int) -> int:
     a, b = population_shard_bounds(layout, index)
-    return sum(-(-int(off[b] - off[a]) // _budget(layout, field)) for field, off in offsets.items())
+    return sum(-(-int(off[b] - off[a]) // field_budget(layout, field)) for field, off in offsets.items())
 
 
 def population_chunk_plans(layout: job_pb2.ResultLayout, index: int,
@@ -154,7 +148,7 @@ def population_chunk_plans(layout: job_pb2.ResultLayout, index: int,
     a, b = population_shard_bounds(layout, index)
     plans: list[ChunkPlan] = []
     for field, off in offsets.items():
-        first, last, step = int(off[a]), int(off[b]), _budget(layout, field)
+        first, last, step = int(off[a]), int(off[b]), field_budget(layout, field)
         for start in range(first, last, step):
             stop = min(last, start + step)
             lo = int(np.searchsorted(off, start, side="right")) - 1

@@ -16,16 +16,16 @@ from typing import NamedTuple
 import numpy as np
 
 from ..engine.population_results import SUMS
-from ..v1 import job_pb2
+from ..v1 import job_pb2, tensor_pb2
 from .chunking import ChunkPlan, chunk_parts, field_dtype
 from .codec import array_from_tensor
 
 __all__ = ["RowShards", "row_shards", "folded_fields", "row_shard_plans", "fold_plans", "row_shard_chunks",
-           "has_partials"]
+           "has_partials", "field_budget"]
 
 _OUT, _EDGES, _DELTAS = job_pb2.RESULT_FIELD_OUTPUTS, job_pb2.RESULT_FIELD_EDGE_GRADS, job_pb2.RESULT_FIELD_DELTAS
 _LOSS = job_pb2.RESULT_FIELD_LOSS
-_ITEMSIZE = {1: 8, 2: 4}  # tensor_pb2.DTYPE_FLOAT64, DTYPE_FLOAT32
+_ITEMSIZE: dict[int, int] = {tensor_pb2.DTYPE_FLOAT64: 8, tensor_pb2.DTYPE_FLOAT32: 4}
 
 
 class RowShards(NamedTuple):
@@ -74,7 +74,8 @@ def has_partials(layout: job_pb2.ResultLayout) -> bool:
     return layout.HasField("population") and layout.loss_mode and layout.population.shard_rows > 0
 
 
-def _budget(layout: job_pb2.ResultLayout, field: int) -> int:
+def field_budget(layout: job_pb2.ResultLayout, field: int) -> int:
+    """Elements of ``field`` one chunk may carry, leaving room for the message's own fields."""
     return max(1, (int(layout.chunk_bytes) - 256) // _ITEMSIZE[field_dtype(layout, field)])
 
 
@@ -92,7 +93,7 @@ def row_shard_plans(layout: job_pb2.ResultLayout, index: int, offsets: Mapping[i
                     shards.row_stop[index])
     batch = _batch(layout).tolist()
     fields = list(row_elements)
-    steps = {f: _budget(layout, f) for f in fields}
+    steps = {f: field_budget(layout, f) for f in fields}
     plans: list[ChunkPlan] = []
     for p in range(a, b):
         stop = min(r1, batch[p])
@@ -111,7 +112,7 @@ def fold_plans(layout: job_pb2.ResultLayout, group: int, offsets: Mapping[int, n
     plans: list[ChunkPlan] = []
     for f in folded:
         lo, hi = int(offsets[f][a]), int(offsets[f][b])
-        step = _budget(layout, f)
+        step = field_budget(layout, f)
         for start in range(lo, hi, step):
             stop = min(hi, start + step)
             p0 = int(np.searchsorted(offsets[f], start, side="right")) - 1

@@ -234,3 +234,41 @@ def test_a_killed_workers_row_shard_alone_reruns_and_the_bits_do_not_change(name
     for i, got in arrived:
         _identical(alone[i], got)                # 2 workers (one killed) and 1 worker: the same bits
         _close(got, local[i], 1e-12)
+
+
+def test_a_group_whose_folding_worker_died_is_folded_by_the_worker_that_ends_the_job(namespace, thread_server,
+                                                                                    monkeypatch) -> None:
+    """Group 0's last row shard reports, then its worker dies before folding: the job's last shard folds it."""
+    from edgegrad.jobs.worker_store import WorkerStore
+    from edgegrad.worker import jobs, population_fold
+    from edgegrad.worker import population as worker_population
+
+    settings = namespace("poprowsrefold")
+    server = thread_server(settings)
+    with Client(server.address, timeout=60) as client:
+        handle = client.submit_population(NETS, X, targets=T, loss="mse", shard_networks=PER_SHARD, shard_rows=ROWS)
+        job_id = handle.name.split("/")[1]
+        jobs.set_store(WorkerStore(settings, name="in-test"))
+        folds: list[int] = []
+        real_fold = worker_population.fold_group
+
+        def die_once(store, job, layout, group, *args):
+            folds.append(group)
+            if len(folds) == 1:
+                raise SystemExit("killed while folding")
+            return real_fold(store, job, layout, group, *args)
+
+        monkeypatch.setattr(worker_population, "fold_group", die_once)
+        monkeypatch.setattr(population_fold, "fold_group", die_once)
+        try:
+            for shard in range(9):  # the rq jobs of the nine shards, one after another
+                try:
+                    jobs.run_gradient_job(job_id, shard)
+                except SystemExit:
+                    assert shard == 2                  # group 0's last row shard, after its report
+            result = handle.result()
+        finally:
+            jobs.set_store(None)
+    assert folds == [0, 1, 2, 0]                       # group 0 folded again by the worker that ended the job
+    for got, want in zip(result, _in_shard_order(NETS, X, CUTS, targets=T, loss="mse")):
+        _identical(got, want)
