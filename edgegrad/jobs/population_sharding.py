@@ -57,10 +57,11 @@ def population_shards(sizes: np.ndarray, inputs: np.ndarray, mode: int, norms: b
         return _result_bytes(capped, mode, norms, itemsize) + (e + n + inputs) * PACK_BYTES_PER_ITEM \
             + rows * (inputs + k) * 8
 
-    rows = int(requested_rows)
+    rows, most = int(requested_rows), int(b.max())
     if not rows:
         rows = _auto_rows(b, memory, work_row, room, budget, max(1.0, seconds * WORK_PER_SECOND))
-    if rows >= int(b.max()):
+        rows = -(-most // -(-most // rows)) if rows else 0   # as many row shards as that takes, of even sizes
+    if rows >= most:
         rows = 0
     capped = np.minimum(b, rows) if rows else b
     need = memory(capped)
