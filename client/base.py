@@ -179,10 +179,11 @@ class HandleBase:
         return state_name(self.job.state) if self.job is not None else "unknown"
 
     def __repr__(self) -> str:
-        pending = self._pending
-        if pending is not None and (not pending.answered or pending.error is not None):
-            return f"{type(self).__name__}({self.state.name!r}, state={'refused' if pending.answered else 'sending'!r})"
-        return f"{type(self).__name__}({self.name!r}, state={self.state_name!r})"
+        try:
+            self._settle()  # a deferred submission's answer, as ``name`` waits for it
+        except Exception:
+            return f"{type(self).__name__}({self.state.name!r}, state='refused')"
+        return f"{type(self).__name__}({self.state.name!r}, state={self.state_name!r})"
 
     def _release_ahead(self, cancel: bool) -> Any:
         """Stop holding the stream opened at submit; return it, or cancel it and return None."""

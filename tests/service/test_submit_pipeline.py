@@ -78,7 +78,8 @@ def test_a_submit_loop_returns_at_once_and_shares_calls(namespace, thread_server
         t0 = time.monotonic()
         handles = [client.submit(NET, X1 * i) for i in range(40)]
         took = time.monotonic() - t0
-        assert repr(handles[-1]) == "JobHandle('', state='sending')"
+        assert handles[-1]._pending is not None and not handles[-1]._pending.answered  # still on its way
+        assert repr(handles[-1]) == f"JobHandle('{handles[-1].name}', state='queued')"  # waits for the answer
         assert handles[-1].job.state == job_pb2.JOB_STATE_QUEUED  # the latest state: waits for the answer
         client.flush()
         names = [h.name for h in handles]
@@ -126,7 +127,6 @@ def test_a_refusal_after_submit_returned_is_raised_by_the_handle(namespace, thre
         assert isinstance(filled[-1], errors.ResourceExhausted)  # the quota is full
         handle = client.submit(NET, X1)  # the client could not tell: sent later, refused then
         assert handle._pending is not None
-        client.flush()
         assert repr(handle) == "JobHandle('', state='refused')"  # printing it never raises
         with pytest.raises(errors.ResourceExhausted, match="EDGEGRAD_TENANT_MAX_RESULT_BYTES"):
             handle.wait()
