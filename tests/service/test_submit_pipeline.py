@@ -125,7 +125,9 @@ def test_a_refusal_after_submit_returned_is_raised_by_the_handle(namespace, thre
     with Client(server.address, timeout=30) as client:
         filled = client.submit_many([{"net": NET, "inputs": X1 + i} for i in range(QUOTA_ROOM + 2)])
         assert isinstance(filled[-1], errors.ResourceExhausted)  # the quota is full
-        handle = client.submit(NET, X1)  # the client could not tell: sent later, refused then
+        with pytest.raises(errors.ResourceExhausted):
+            client.submit(NET, X1)  # a submit() on its own is answered at once: refused there
+        handle = client.submit(NET, X1)  # in a loop, the client could not tell: sent later, refused then
         assert handle._pending is not None
         assert repr(handle) == "JobHandle('', state='refused')"  # printing it never raises
         with pytest.raises(errors.ResourceExhausted, match="EDGEGRAD_TENANT_MAX_RESULT_BYTES"):
@@ -139,8 +141,12 @@ def test_a_refusal_after_submit_returned_is_raised_by_the_handle(namespace, thre
 def test_submissions_it_cannot_vouch_for_are_answered_at_once(namespace, thread_server) -> None:
     server = thread_server(namespace("pipeline-sync"))
     with Client(server.address, timeout=30) as client:
-        assert client.submit(NET, X1, request_id=f"pipeline-{time.time_ns()}")._pending is None
-        assert client.submit(NET, X1, shard_rows=1)._pending is None
+        for _ in range(3):  # in a loop, but each one of a kind the client cannot vouch for
+            assert client.submit(NET, X1, request_id=f"pipeline-{time.time_ns()}")._pending is None
+            assert client.submit(NET, X1, shard_rows=1)._pending is None
+        time.sleep(0.2)
+        assert client.submit(NET, X1)._pending is None  # a submit() on its own: answered before it returns
+        assert client.submit(NET, X1)._pending is not None  # the next one at once after it: a loop
     with Client(server.address, timeout=30, pipelining=False) as client:
         handles = [client.submit(NET, X1) for _ in range(3)]
         assert all(h._pending is None and h.state.name for h in handles)
