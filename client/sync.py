@@ -30,6 +30,7 @@ from .protocol import (
     submission,
     submit_batches,
     submitted_jobs,
+    unavailable_positions,
 )
 from .submitter import PendingSubmit, Submitter
 
@@ -248,6 +249,14 @@ class Client(ClientBase, PopulationMethods):
                 except Exception as exc:
                     for i in positions:
                         answers[i] = exc
+            for i, answer in zip(again, self._submit_items([items[i] for i in again], deadline)):
+                answers[i] = answer
+        delays = self.backoff.delays(deadline)
+        while (again := unavailable_positions(answers)) and not deadline.expired():  # an outage: send those again
+            delay = next(delays, None)
+            if delay is None:
+                break
+            time.sleep(deadline.clip(delay))
             for i, answer in zip(again, self._submit_items([items[i] for i in again], deadline)):
                 answers[i] = answer
         return answers
