@@ -12,7 +12,7 @@ import grpc
 import numpy as np
 import pytest
 from cli_helpers import edgegrad_cli
-from svc_helpers import example_network
+from svc_helpers import example_network, kill_worker_mid_shard
 
 import edgegrad
 from edgegrad import errors
@@ -118,19 +118,7 @@ def test_a_killed_workers_shard_alone_reruns_nothing_lost_or_duplicated(namespac
         cluster.wait_for_workers()
         client.gradients_many(big[:1], x[:10], t[:10], loss="mse")  # the kernel compiled in both? at least one
         handle = client.submit_population(big, x, targets=t, loss="mse", shard_networks=2)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # kill worker 0 while it runs a shard
-            job = handle.refresh()
-            running = [s.index for s in job.shards if s.state == job_pb2.JOB_STATE_RUNNING
-                       and s.worker == cluster.worker_name(0)]
-            if running:
-                cluster.kill_worker(0)
-                break
-            assert job.state in (job_pb2.JOB_STATE_QUEUED, job_pb2.JOB_STATE_RUNNING), \
-                "the job ended before a worker could be killed"
-            time.sleep(0.005)
-        else:
-            pytest.fail("worker 0 never ran a shard")
+        job, running = kill_worker_mid_shard(cluster, handle)  # worker 0, while it runs a shard
         finished_before = {s.index for s in job.shards if s.state == job_pb2.JOB_STATE_SUCCEEDED}
         arrived = list(handle.results())
         job = handle.refresh()
