@@ -24,9 +24,13 @@ from .population import PreparedPopulation, prepare_population
 from .protocol import WatchState, network_lost
 
 __all__ = ["PopulationJobHandle", "PopulationMethods", "PopulationSubmission", "end_of_results", "population_request",
-           "refuse_too_large", "forget_lost"]
+           "refuse_too_large", "forget_lost", "INLINE_POPULATION_BYTES"]
 
 H = TypeVar("H")
+
+#: a population up to this size goes in one message (where it fits one); a larger one is uploaded in pieces,
+#: which the server stores as they come (a large message costs the server several copies of it at once)
+INLINE_POPULATION_BYTES = 16 << 20
 
 
 def end_of_results(state: WatchState) -> None:
@@ -110,10 +114,11 @@ class PopulationSubmission:
     def inline(self) -> service_pb2.SubmitJobRequest | None:
         """The request with everything in it, or None when it would not fit one message (then upload
         ``pieces()`` and send ``request(upload_id)``). Learn the server's limit first (``payload_bytes``)."""
-        if self.payload_bytes > self.client._message_bytes():
+        limit = min(self.client._message_bytes(), INLINE_POPULATION_BYTES)
+        if self.payload_bytes > limit:
             return None
         request = self.request()
-        if request.ByteSize() > self.client._message_bytes():
+        if request.ByteSize() > limit:
             self.attempt -= 1
             return None
         return request

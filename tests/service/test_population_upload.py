@@ -271,3 +271,39 @@ def test_limits_name_themselves_and_an_unused_upload_expires(namespace, thread_s
             stub.SubmitJob(service_pb2.SubmitJobRequest(population=pop), timeout=30)
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
     assert f"population.upload: no upload '{upload.id}'" in info.value.details()
+
+
+def test_an_upload_serves_one_job_and_a_retried_submit_gets_that_job_and_delete_drops_its_pieces(
+        namespace, thread_server, redis_url) -> None:
+    settings = namespace("popuponce")
+    server = thread_server(settings)
+    store = redis.Redis.from_url(redis_url)
+    flat, pop = _packed([a[:5] for a in EACH_X])
+    with grpc.insecure_channel(server.address) as channel:
+        stub = service_pb2_grpc.EdgegradStub(channel)
+        pop.upload = stub.UploadBatch(iter(_pieces(NETS, packed=flat)), timeout=30).id
+        first = stub.SubmitJob(service_pb2.SubmitJobRequest(population=pop, request_id="r1"), timeout=30)
+        again = stub.SubmitJob(service_pb2.SubmitJobRequest(population=pop, request_id="r1"), timeout=30)
+        assert again.name == first.name and first.population_size == len(NETS)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.SubmitJob(service_pb2.SubmitJobRequest(population=pop, request_id="r2"), timeout=30)
+        assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert f"already used by {first.name}" in info.value.details()
+        assert store.keys(f"{settings.key_prefix}:*upload:{pop.upload}:*")
+        stub.DeleteJob(service_pb2.DeleteJobRequest(name=first.name), timeout=30)
+    assert not store.keys(f"{settings.key_prefix}:*upload:{pop.upload}*"), "the job's upload goes with it"
+
+
+def test_a_population_past_the_inline_size_is_uploaded_even_where_one_message_would_hold_it(cluster,
+                                                                                          monkeypatch) -> None:
+    from edgegrad.client import population_jobs
+
+    monkeypatch.setattr(population_jobs, "INLINE_POPULATION_BYTES", 100_000)   # 16 MiB in use: kept small here
+    seen = _Uploads()
+    with Client(cluster.address, timeout=120, interceptors=[seen]) as client:
+        small_one = client.gradients_many(NETS, X[:50], T[:50], loss="mse")
+        large_one = client.gradients_many(NETS, X, T, loss="mse")
+    assert [bool(p.upload) for p in seen.populations] == [False, True] and len(seen.uploads) == 1
+    for got, want in zip(small_one + large_one, edgegrad.gradients_many(NETS, X[:50], T[:50], loss="mse")
+                         + edgegrad.gradients_many(NETS, X, T, loss="mse"), strict=True):
+        _same(got, want)
