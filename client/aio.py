@@ -31,6 +31,7 @@ from .protocol import (
     prepare,
     submission,
     submit_batches,
+    unavailable_positions,
 )
 
 __all__ = ["AsyncClient", "AsyncJobHandle"]
@@ -197,6 +198,14 @@ class AsyncClient(ClientBase, AsyncPopulationMethods):
                 except Exception as exc:
                     for i in positions:
                         answers[i] = exc
+            for i, answer in zip(again, await self._submit_items([items[i] for i in again], deadline)):
+                answers[i] = answer
+        delays = self.backoff.delays(deadline)
+        while (again := unavailable_positions(answers)) and not deadline.expired():  # an outage: send those again
+            delay = next(delays, None)
+            if delay is None:
+                break
+            await asyncio.sleep(deadline.clip(delay))
             for i, answer in zip(again, await self._submit_items([items[i] for i in again], deadline)):
                 answers[i] = answer
         return answers

@@ -27,7 +27,7 @@ from .options import Backoff, Deadline
 
 __all__ = ["prepare", "check_count", "list_request", "UINT32_MAX", "UINT64_MAX", "Prepared",
            "new_request_id", "WatchState", "TERMINAL_STATES",
-           "submission", "submit_batches", "submitted_jobs", "merge_submitted", "Resume", "network_lost"]
+           "submission", "submit_batches", "submitted_jobs", "merge_submitted", "Resume", "network_lost", "unavailable_positions"]
 
 TERMINAL_STATES = frozenset({job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELLED})
 
@@ -353,6 +353,12 @@ def lost_networks(answers: list[Any], nets: list[Network | None]) -> list[tuple[
         if isinstance(answer, NotFound) and network_lost(answer) and net is not None:
             lost.setdefault(net.content_hash, (net, []))[1].append(i)
     return list(lost.values())
+
+
+def unavailable_positions(answers: list[Any]) -> list[int]:
+    """Where ``submit_many``'s items were refused for a passing outage (UNAVAILABLE, e.g. Redis down): the
+    items to send again after a pause (their request ids make it safe)."""
+    return [i for i, answer in enumerate(answers) if isinstance(answer, Unavailable)]
 
 
 def network_lost(exc: NotFound) -> bool:

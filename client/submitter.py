@@ -105,6 +105,11 @@ class Submitter:
                 self._thread.start()
             self._wake.notify_all()
 
+    def holding(self) -> bool:
+        """Whether submissions are queued or on the wire."""
+        with self._wake:
+            return bool(self._queue) or self._busy
+
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every queued submission is answered; False if ``timeout`` passed first."""
         with self._wake:

@@ -30,6 +30,7 @@ from .protocol import (
     submission,
     submit_batches,
     submitted_jobs,
+    unavailable_positions,
 )
 from .submitter import PendingSubmit, Submitter
 
@@ -37,6 +38,8 @@ __all__ = ["Client"]
 
 #: seconds ``close()`` waits for queued submissions without a client timeout
 CLOSE_FLUSH_SECONDS = 30.0
+#: a submit() this soon after the previous one returned is taken for a loop's: it may return before the answer
+LOOP_GAP_SECONDS = 0.05
 
 T = TypeVar("T")
 H = TypeVar("H", bound=JobHandle)
@@ -72,6 +75,7 @@ class Client(ClientBase, PopulationMethods):
         self.pipelining = pipelining
         self._submitter = Submitter(self)
         self._capabilities: service_pb2.Capabilities | None = None
+        self._last_submit = float("-inf")  #: when the last submit() returned (monotonic)
 
     # ------------------------------------------------------------ lifecycle
     def close(self) -> None:
@@ -143,14 +147,19 @@ class Client(ClientBase, PopulationMethods):
                            shard_rows=shard_rows, norms=norms,
                            clip_norm=clip_norm)._replace(upload_progress=upload_progress)
         deadline = self._deadline(timeout)
-        if self.pipelining and request_id is None and may_defer(prepared, net, self._limits(deadline)):
-            # answered with the next submissions' call (client/submitter.py): a loop pays no round trip per job
-            handle = JobHandle(self, "")
-            handle._pending = PendingSubmit()
-            self._submitter.add(handle, net, prepared, deadline)
-            return handle
-        return self._with_network(net, deadline, lambda: self._send(self._request(prepared, deadline), deadline,
-                                                                    JobHandle))
+        in_a_loop = time.monotonic() - self._last_submit < LOOP_GAP_SECONDS or self._submitter.holding()
+        try:
+            if (self.pipelining and in_a_loop and request_id is None
+                    and may_defer(prepared, net, self._limits(deadline))):
+                # answered with the next submissions' call (client/submitter.py): a loop pays no round trip per job
+                handle = JobHandle(self, "")
+                handle._pending = PendingSubmit()
+                self._submitter.add(handle, net, prepared, deadline)
+                return handle
+            return self._with_network(net, deadline, lambda: self._send(self._request(prepared, deadline), deadline,
+                                                                        JobHandle))
+        finally:
+            self._last_submit = time.monotonic()
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until the server has answered every submission ``submit()`` returned from before its answer
@@ -240,6 +249,14 @@ class Client(ClientBase, PopulationMethods):
                 except Exception as exc:
                     for i in positions:
                         answers[i] = exc
+            for i, answer in zip(again, self._submit_items([items[i] for i in again], deadline)):
+                answers[i] = answer
+        delays = self.backoff.delays(deadline)
+        while (again := unavailable_positions(answers)) and not deadline.expired():  # an outage: send those again
+            delay = next(delays, None)
+            if delay is None:
+                break
+            time.sleep(deadline.clip(delay))
             for i, answer in zip(again, self._submit_items([items[i] for i in again], deadline)):
                 answers[i] = answer
         return answers

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
 import grpc
 import numpy as np
 import pytest
+from redis_process import RedisProcess
 from svc_helpers import example_network, served
 
 from edgegrad import errors
@@ -125,7 +127,9 @@ def test_a_refusal_after_submit_returned_is_raised_by_the_handle(namespace, thre
     with Client(server.address, timeout=30) as client:
         filled = client.submit_many([{"net": NET, "inputs": X1 + i} for i in range(QUOTA_ROOM + 2)])
         assert isinstance(filled[-1], errors.ResourceExhausted)  # the quota is full
-        handle = client.submit(NET, X1)  # the client could not tell: sent later, refused then
+        with pytest.raises(errors.ResourceExhausted):
+            client.submit(NET, X1)  # a submit() on its own is answered at once: refused there
+        handle = client.submit(NET, X1)  # in a loop, the client could not tell: sent later, refused then
         assert handle._pending is not None
         assert repr(handle) == "JobHandle('', state='refused')"  # printing it never raises
         with pytest.raises(errors.ResourceExhausted, match="EDGEGRAD_TENANT_MAX_RESULT_BYTES"):
@@ -139,8 +143,12 @@ def test_a_refusal_after_submit_returned_is_raised_by_the_handle(namespace, thre
 def test_submissions_it_cannot_vouch_for_are_answered_at_once(namespace, thread_server) -> None:
     server = thread_server(namespace("pipeline-sync"))
     with Client(server.address, timeout=30) as client:
-        assert client.submit(NET, X1, request_id=f"pipeline-{time.time_ns()}")._pending is None
-        assert client.submit(NET, X1, shard_rows=1)._pending is None
+        for _ in range(3):  # in a loop, but each one of a kind the client cannot vouch for
+            assert client.submit(NET, X1, request_id=f"pipeline-{time.time_ns()}")._pending is None
+            assert client.submit(NET, X1, shard_rows=1)._pending is None
+        time.sleep(0.2)
+        assert client.submit(NET, X1)._pending is None  # a submit() on its own: answered before it returns
+        assert client.submit(NET, X1)._pending is not None  # the next one at once after it: a loop
     with Client(server.address, timeout=30, pipelining=False) as client:
         handles = [client.submit(NET, X1) for _ in range(3)]
         assert all(h._pending is None and h.state.name for h in handles)
@@ -173,3 +181,27 @@ def test_a_script_that_submits_and_ends_sends_every_job(namespace, thread_server
     with Client(server.address, timeout=60) as client:
         listed = {job.name for job in client.list_jobs()}
     assert len(listed) == 35 and set(named) <= listed
+
+
+def test_submissions_refused_by_an_outage_are_sent_again(namespace, thread_server, tmp_path) -> None:
+    persist = ("--appendonly", "yes", "--appendfsync", "always")
+    redis_server = RedisProcess(tmp_path / "redis", *persist).start()
+    server = thread_server(namespace("pipeline-outage").with_(redis_url=f"redis://127.0.0.1:{redis_server.port}/0"))
+    back: list[RedisProcess] = []
+    try:
+        with Client(server.address, timeout=60) as client:
+            client.register(NET)
+            redis_server.kill()  # the server answers each item UNAVAILABLE until Redis is back
+            restart = threading.Timer(1.5, lambda: back.append(
+                RedisProcess(redis_server.folder, *persist, port=redis_server.port).start()))
+            restart.start()
+            many = client.submit_many([{"net": NET, "inputs": X1 + i} for i in range(5)])
+            looped = [client.submit(NET, X1 - i) for i in range(5)]
+            restart.join()
+            assert back, "redis did not restart"
+            names = [h.name for h in many] + [h.name for h in looped]  # each one created once Redis was back
+            assert len(set(names)) == 10
+            assert {client.get_job(n).state for n in names} == {job_pb2.JOB_STATE_QUEUED}
+    finally:
+        for process in back:
+            process.kill()
