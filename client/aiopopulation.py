@@ -54,8 +54,12 @@ class AsyncPopulationMethods:
                                                                 request_id, shard_rows))
         deadline = client._deadline(timeout)
         while True:  # at most twice: refused() raises the second time
-            request = steps.request()
-            await client._learn_limit(request.ByteSize(), deadline)
+            await client._learn_limit(steps.payload_bytes, deadline)
+            request = steps.inline()
+            if request is None:  # larger than one message: what does not fit goes in an upload first
+                upload = await client._retrying(lambda left: client.stub.UploadBatch(
+                    steps.pieces(), timeout=left, metadata=client._metadata), deadline)
+                request = steps.request(upload.id)
             try:
                 handle = await client._send(steps.check(request), deadline, AsyncPopulationJobHandle)
             except NotFound as exc:

@@ -10,7 +10,6 @@ each network's result is its own, so it does not depend on which worker ran whic
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import numpy as np
 
@@ -36,10 +35,10 @@ from edgegrad.wire.population import (
     population_shard_bounds,
     population_sizes,
 )
-from edgegrad.wire.population_rows import read_rows
 from edgegrad.wire.population_shards import has_partials, row_shard_chunks, row_shards
 
 from .population_fold import fold_group, fold_missing, partial_bytes
+from .population_pieces import piece_values, shard_rows
 
 __all__ = ["run_population_shard", "finish_population"]
 
@@ -58,22 +57,20 @@ def run_population_shard(store: WorkerStore, job_id: str, shard: int, started: S
         whole = worker_topology(store, request.networks_hash)
         n_in, n_out = whole.n_inputs_each, whole.n_outputs_each
         e, n = whole.edge_off, whole.node_off
-        nets = whole.slice(a, b).with_values(
-            float_column(request.weights, "weights", int(e[-1]))[e[a]:e[b]],
-            float_column(request.biases, "biases", int(n[-1]))[n[a]:n[b]])
+        nets = whole.slice(a, b).with_values(_values(store, request, "weights", e, a, b),
+                                             _values(store, request, "biases", n, a, b))
     else:
         nets = _networks(store, request, a, b)
         n_in, n_out = (np.zeros(int(layout.population.size), dtype=np.int64) for _ in range(2))
         n_in[a:b] = [net.n_inputs for net in nets]      # only networks [a, b) are read (packed rows go with
         n_out[a:b] = [net.n_outputs for net in nets]    # columns, whose sizes are all known)
-    x = read_rows(request, "inputs", n_in, a, b)
-    t = read_rows(request, "targets", n_out, a, b)
     shards = row_shards(layout) if layout.population.shard_rows else None
-    span = None
+    span, window = None, None
     if shards is not None:  # a row shard: its rows of each network, "mean" over each one's whole batch
-        r0, r1 = shards.row_start[shard], shards.row_stop[shard]
-        x, t = _rows(x, r0, r1), _rows(t, r0, r1)
-        span = RowSpan(population_sizes(layout)[a:b, 0], r0)
+        window = (int(shards.row_start[shard]), int(shards.row_stop[shard]))
+        span = RowSpan(population_sizes(layout)[a:b, 0], window[0])
+    x = shard_rows(store, request, "inputs", n_in, a, b, window)
+    t = shard_rows(store, request, "targets", n_out, a, b, window)
     try:
         flat = flat_results(nets, x, t, loss=request.loss or None, reduction=request.reduction or "mean",
                             per_example=request.per_example, dtype=request.dtype or "float64", norms=request.norms,
@@ -117,11 +114,15 @@ def finish_population(store: WorkerStore, job_id: str, layout: job_pb2.ResultLay
                      nbytes=result_bytes(layout))
 
 
-def _rows(rows: Any, r0: int, r1: int) -> Any:
-    """Rows [r0, r1) of shared rows, or of each network's own (None stays None)."""
-    if rows is None or not isinstance(rows, list):
-        return None if rows is None else rows[r0:r1]
-    return [each[r0:r1] for each in rows]
+def _values(store: WorkerStore, request: job_pb2.PopulationRequest, name: str, offsets: np.ndarray, a: int,
+            b: int) -> np.ndarray:
+    """Networks [a, b)'s weights or biases: from the job's upload (only theirs read) or the request."""
+    for part in request.uploaded:
+        if part.field == name:
+            return piece_values(store, request.upload, part, int(offsets[a]), int(offsets[b]))
+    if request.upload and not request.HasField(name):   # an uploaded population of no such values
+        return np.zeros(0, dtype=np.float64)
+    return float_column(getattr(request, name), name, int(offsets[-1]))[offsets[a]:offsets[b]]
 
 
 def _networks(store: WorkerStore, request: job_pb2.PopulationRequest, a: int, b: int) -> list[Network]:

@@ -309,7 +309,9 @@ end
 _DROP_DATA = """
 if st[5] and st[5] ~= '' then
   for i = 0, tonumber(st[6] or '0') - 1 do
-    redis.call('DEL', st[5] .. ':inputs:' .. i, st[5] .. ':targets:' .. i)
+    redis.call('DEL', st[5] .. ':inputs:' .. i, st[5] .. ':targets:' .. i, st[5] .. ':inputs_packed:' .. i,
+               st[5] .. ':targets_packed:' .. i, st[5] .. ':weights:' .. i, st[5] .. ':biases:' .. i,
+               st[5] .. ':networks:' .. i)
   end
   redis.call('DEL', st[5])
 end

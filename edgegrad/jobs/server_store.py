@@ -247,6 +247,14 @@ class JobStore(NetworkRegistry):
         """Store one piece of an upload (it lives as long as an unfinished job)."""
         await self.redis.set(self.keys.piece(upload_id, field, index), data, ex=self.settings.job_ttl)
 
+    async def read_pieces(self, upload_id: str, field: str, count: int) -> bytes:
+        """The ``count`` pieces of an upload's ``field``, joined (NotFound when one expired)."""
+        keys = [self.keys.piece(upload_id, field, i) for i in range(count)]
+        blobs = cast(list[bytes | None], await self.redis.mget(keys) if keys else [])  # decode_responses is off
+        if any(blob is None for blob in blobs):
+            raise NotFound(f"population.upload: the {field} of upload {upload_id!r} expired", field="population.upload")
+        return b"".join(cast(list[bytes], blobs))
+
     async def drop_pieces(self, upload_id: str, counts: dict[str, int]) -> None:
         """Delete the pieces of an upload that did not complete."""
         keys = [self.keys.piece(upload_id, name, i) for name, n in counts.items() for i in range(n)]

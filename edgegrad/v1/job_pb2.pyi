@@ -82,7 +82,7 @@ class PopulationMember(_message.Message):
     def __init__(self, network_hash: _Optional[str] = ..., network_inline: _Optional[_Union[_network_pb2.Network, _Mapping]] = ..., weights: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., biases: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
 
 class PopulationRequest(_message.Message):
-    __slots__ = ("members", "inputs", "inputs_each", "targets", "targets_each", "loss", "reduction", "per_example", "dtype", "norms", "clip_norm", "outputs_only", "networks", "networks_hash", "weights", "biases", "row_counts", "inputs_packed", "targets_packed")
+    __slots__ = ("members", "inputs", "inputs_each", "targets", "targets_each", "loss", "reduction", "per_example", "dtype", "norms", "clip_norm", "outputs_only", "networks", "networks_hash", "weights", "biases", "row_counts", "inputs_packed", "targets_packed", "upload", "uploaded")
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     INPUTS_EACH_FIELD_NUMBER: _ClassVar[int]
@@ -102,6 +102,8 @@ class PopulationRequest(_message.Message):
     ROW_COUNTS_FIELD_NUMBER: _ClassVar[int]
     INPUTS_PACKED_FIELD_NUMBER: _ClassVar[int]
     TARGETS_PACKED_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_FIELD_NUMBER: _ClassVar[int]
+    UPLOADED_FIELD_NUMBER: _ClassVar[int]
     members: _containers.RepeatedCompositeFieldContainer[PopulationMember]
     inputs: _tensor_pb2.Tensor
     inputs_each: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.Tensor]
@@ -121,7 +123,21 @@ class PopulationRequest(_message.Message):
     row_counts: _tensor_pb2.Tensor
     inputs_packed: _tensor_pb2.Tensor
     targets_packed: _tensor_pb2.Tensor
-    def __init__(self, members: _Optional[_Iterable[_Union[PopulationMember, _Mapping]]] = ..., inputs: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., inputs_each: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., targets: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., targets_each: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., loss: _Optional[str] = ..., reduction: _Optional[str] = ..., per_example: _Optional[bool] = ..., dtype: _Optional[str] = ..., norms: _Optional[bool] = ..., clip_norm: _Optional[float] = ..., outputs_only: _Optional[bool] = ..., networks: _Optional[_Union[_network_pb2.Networks, _Mapping]] = ..., networks_hash: _Optional[str] = ..., weights: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., biases: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., row_counts: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., inputs_packed: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., targets_packed: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
+    upload: str
+    uploaded: _containers.RepeatedCompositeFieldContainer[UploadedField]
+    def __init__(self, members: _Optional[_Iterable[_Union[PopulationMember, _Mapping]]] = ..., inputs: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., inputs_each: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., targets: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., targets_each: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., loss: _Optional[str] = ..., reduction: _Optional[str] = ..., per_example: _Optional[bool] = ..., dtype: _Optional[str] = ..., norms: _Optional[bool] = ..., clip_norm: _Optional[float] = ..., outputs_only: _Optional[bool] = ..., networks: _Optional[_Union[_network_pb2.Networks, _Mapping]] = ..., networks_hash: _Optional[str] = ..., weights: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., biases: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., row_counts: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., inputs_packed: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., targets_packed: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., upload: _Optional[str] = ..., uploaded: _Optional[_Iterable[_Union[UploadedField, _Mapping]]] = ...) -> None: ...
+
+class UploadedField(_message.Message):
+    __slots__ = ("field", "values", "piece_values", "columns")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    PIECE_VALUES_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    values: int
+    piece_values: int
+    columns: int
+    def __init__(self, field: _Optional[str] = ..., values: _Optional[int] = ..., piece_values: _Optional[int] = ..., columns: _Optional[int] = ...) -> None: ...
 
 class BatchPieces(_message.Message):
     __slots__ = ("upload", "rows", "piece_rows", "dtype", "input_columns", "target_columns")

@@ -105,12 +105,14 @@ class SubmitJobsResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[SubmitJobResult, _Mapping]]] = ...) -> None: ...
 
 class UploadPiece(_message.Message):
-    __slots__ = ("field", "rows")
+    __slots__ = ("field", "rows", "data")
     FIELD_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
     field: str
     rows: _tensor_pb2.Tensor
-    def __init__(self, field: _Optional[str] = ..., rows: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
+    data: bytes
+    def __init__(self, field: _Optional[str] = ..., rows: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class Upload(_message.Message):
     __slots__ = ("id", "rows", "target_rows", "piece_rows", "expire_time")
