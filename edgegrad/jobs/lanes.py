@@ -1,7 +1,7 @@
 """Small jobs run together: which jobs wait in a lane, and the Lua that queues and takes them.
 
 A small job (one shard, rows in its request, little work) is not an rq job of its own. The server
-records it as usual and, in the same CREATE script, pushes its id onto its tenant's *lane* for its
+records it as usual and, in the same CREATE script (``creating.py``), pushes its id onto its tenant's *lane* for its
 kind of engine call (dtype, loss, reduction, per-example, norms, clip_norm), enqueueing one rq job
 that runs ``BATCH_FUNCTION`` only when none is queued for that lane yet (the lane's wake mark).
 The worker running that rq job takes up to ``batch_max_jobs`` ids at once and starts them (``TAKE``, one
@@ -12,13 +12,11 @@ stream, cancel, per-job attempts) is as for any other job.
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..settings import Settings
 from ..v1 import job_pb2
 from .scripts import _DROP_DATA, START_FUNCTION, _chunk_keys
 
-__all__ = ["lane_of", "lane_commands", "TAKE", "DONE"]
+__all__ = ["lane_of", "TAKE", "DONE"]
 
 
 def lane_of(request: job_pb2.GradientRequest, work: int, shards: int, settings: Settings) -> str | None:
@@ -28,14 +26,6 @@ def lane_of(request: job_pb2.GradientRequest, work: int, shards: int, settings: 
     clip = request.clip_norm.hex() if request.clip_norm else "0"
     return "-".join((request.dtype or "float64", request.loss or "outputs", request.reduction or "mean",
                      "rows" if request.per_example else "sums", "norms" if request.norms else "plain", clip))
-
-
-def lane_commands(lane_key: str, wake_key: str, job_id: str, ttl: int, rq_id: str,
-                  enqueue: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """CREATE's commands for a small job: onto its lane, and (guarded: where no rq job is queued for the lane)
-    the lane's TTL and its rq job."""
-    return [("RPUSH", lane_key, job_id), ("GUARD", "SET", wake_key, rq_id, "NX", "EX", ttl),
-            ("EXPIRE", lane_key, ttl), *enqueue]
 
 
 # KEYS: lane, wake mark, the batch's key.  ARGV: most jobs to take, TTL of the batch's key, the job
