@@ -77,6 +77,7 @@ class PreparedPopulation(NamedTuple):
     shard_networks: int
     columns: PopulationColumns | None = None  #: the networks in columns
     digest: str = ""                          #: the content hash of their topology
+    shard_rows: int = 0                       #: rows per row shard (0: the service's choice)
 
     def request(self, known: Any, topologies: Topologies) -> tuple[service_pb2.SubmitJobRequest, list[str], list[str]]:
         """(the request, topology hashes it refers to, topology hashes it sends inline). The networks travel in
@@ -95,7 +96,7 @@ class PreparedPopulation(NamedTuple):
             pop.networks.CopyFrom(networks_to_proto(cols))
             referred, inline = [], [digest]
         submit = service_pb2.SubmitJobRequest(request_id=self.request_id, population=pop,
-                                              shard_networks=self.shard_networks)
+                                              shard_networks=self.shard_networks, shard_rows=self.shard_rows)
         return submit, referred, inline
 
     def remember(self, inline: Sequence[str], remember: Any, topologies: Topologies) -> None:
@@ -106,7 +107,8 @@ class PreparedPopulation(NamedTuple):
 
 def prepare_population(nets: Any, inputs: Any, targets: Any, loss: str | None, reduction: str, per_example: bool,
                        dtype: str, norms: bool, clip_norm: float | None, *, outputs_only: bool = False,
-                       shard_networks: int | None = None, request_id: str | None = None) -> PreparedPopulation:
+                       shard_networks: int | None = None, request_id: str | None = None,
+                       shard_rows: int | None = None) -> PreparedPopulation:
     """Check a population submission as ``gradients_many`` does (the same messages), its networks put in columns."""
     nets = check_nets(nets)
     if isinstance(nets, PopulationColumns):
@@ -117,6 +119,8 @@ def prepare_population(nets: Any, inputs: Any, targets: Any, loss: str | None, r
     dtype, x, t = check_population(nets, inputs, targets, loss, reduction, dtype, per_example)
     if shard_networks is not None:
         check_count("shard_networks", shard_networks, 1, UINT64_MAX, "a positive number of networks")
+    if shard_rows is not None:
+        check_count("shard_rows", shard_rows, 1, UINT64_MAX, "a positive number of rows")
     base = job_pb2.PopulationRequest(loss=loss or "", reduction=reduction, per_example=bool(per_example), dtype=dtype,
                                      norms=bool(norms) or clip is not None, clip_norm=clip or 0.0,
                                      outputs_only=bool(outputs_only))
@@ -125,4 +129,4 @@ def prepare_population(nets: Any, inputs: Any, targets: Any, loss: str | None, r
         put_rows(base, "targets", t)
     cols = PopulationColumns.from_networks(nets)
     return PreparedPopulation(nets, base, request_id or new_request_id(), int(shard_networks or 0), cols,
-                              cols.content_hash())
+                              cols.content_hash(), int(shard_rows or 0))

@@ -55,10 +55,12 @@ class PopulationJobHandle(JobHandle):
 
 def population_request(nets: Any, inputs: Any, targets: Any, loss: str | None, reduction: str, per_example: bool,
                        dtype: str, norms: bool, clip_norm: float | None, outputs_only: bool,
-                       shard_networks: int | None, request_id: str | None) -> PreparedPopulation:
+                       shard_networks: int | None, request_id: str | None,
+                       shard_rows: int | None = None) -> PreparedPopulation:
     """``submit_population``'s arguments, in its order, checked and prepared (``prepare_population``)."""
     return prepare_population(nets, inputs, targets, loss, reduction, per_example, dtype, norms, clip_norm,
-                              outputs_only=outputs_only, shard_networks=shard_networks, request_id=request_id)
+                              outputs_only=outputs_only, shard_networks=shard_networks, request_id=request_id,
+                              shard_rows=shard_rows)
 
 
 def refuse_too_large(client: Any, request: service_pb2.SubmitJobRequest) -> None:
@@ -122,13 +124,14 @@ class PopulationMethods:
                           reduction: str = "mean", per_example: bool = False, dtype: str = "float64",
                           norms: bool = False, clip_norm: float | None = None, shard_networks: int | None = None,
                           request_id: str | None = None, timeout: float | None = None,
-                          outputs_only: bool = False) -> PopulationJobHandle:
+                          outputs_only: bool = False, shard_rows: int | None = None) -> PopulationJobHandle:
         """Enqueue ONE job computing ``gradients_many(nets, inputs, ...)``; its shards are groups of networks
-        (``shard_networks`` each, else the service's choice). Networks not sent before travel inline."""
+        (``shard_networks`` each, else the service's choice) and, for large batches, of rows (``shard_rows`` each,
+        else the service's choice). Networks not sent before travel inline."""
         client: Any = self  # the Client this is a part of
         steps = PopulationSubmission(client, population_request(nets, inputs, targets, loss, reduction, per_example,
                                                                 dtype, norms, clip_norm, outputs_only, shard_networks,
-                                                                request_id))
+                                                                request_id, shard_rows))
         deadline = client._deadline(timeout)
         while True:  # at most twice: refused() raises the second time
             request = steps.request()
@@ -143,17 +146,17 @@ class PopulationMethods:
     def gradients_many(self, nets: Any, inputs: Any, targets: Any = None, loss: str | None = None,
                        reduction: str = "mean", per_example: bool = False, dtype: str = "float64",
                        norms: bool = False, clip_norm: float | None = None, shard_networks: int | None = None,
-                       timeout: float | None = None) -> list[GradientResult]:
+                       timeout: float | None = None, shard_rows: int | None = None) -> list[GradientResult]:
         """The same call and results as ``edgegrad.gradients_many``, computed by the service as one job."""
         job = self.submit_population(nets, inputs, targets, loss, reduction, per_example, dtype, norms, clip_norm,
-                                     shard_networks, timeout=timeout)
+                                     shard_networks, timeout=timeout, shard_rows=shard_rows)
         return job.result(timeout)
 
     def outputs_many(self, nets: Any, inputs: Any, dtype: str = "float64", shard_networks: int | None = None,
-                     timeout: float | None = None) -> list[np.ndarray]:
+                     timeout: float | None = None, shard_rows: int | None = None) -> list[np.ndarray]:
         """The same as ``edgegrad.outputs_many`` (the forward pass only), computed by the service as one job."""
         job = self.submit_population(nets, inputs, dtype=dtype, shard_networks=shard_networks, timeout=timeout,
-                                     outputs_only=True)
+                                     outputs_only=True, shard_rows=shard_rows)
         return [r.outputs for r in job.result(timeout)]
 
     def population_job(self, name: str, *, after_seq: int = 0) -> PopulationJobHandle:

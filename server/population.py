@@ -29,7 +29,7 @@ from edgegrad.jobs.server_networks import NetworkMeta
 from edgegrad.v1 import job_pb2, service_pb2
 from edgegrad.wire.chunking import result_bytes
 from edgegrad.wire.codec import array_from_tensor
-from edgegrad.wire.population import element_counts, population_layout
+from edgegrad.wire.population import population_layout
 from edgegrad.wire.population_rows import read_rows
 
 from .population_columns import columnar_networks, uses_columns
@@ -85,13 +85,11 @@ async def submit_population(service: Service, req: service_pb2.SubmitJobRequest,
     sizes = np.stack([batches, n_out, n_edges, n_nodes], axis=1).astype(np.int64)
     mode = FORWARD if pop.outputs_only else OUTPUTS if loss is None else EXAMPLES if pop.per_example else SUMS
     itemsize = 4 if dtype == "float32" else 8
-    counts = element_counts(sizes, mode, with_norms)
-    per_network = sum((c * (8 if f == job_pb2.RESULT_FIELD_LOSS else itemsize) for f, c in counts.items()),
-                      np.zeros(len(nets), dtype=np.int64))
-    starts = population_shards(sizes, n_in, mode, per_network, int(req.shard_networks), s.worker_memory_bytes,
-                               s.shard_seconds, s.max_shards)
-    layout = population_layout(sizes, loss, pop.per_example, dtype, s.chunk_bytes, starts, s.result_buffer_bytes,
-                               norms=with_norms, outputs_only=pop.outputs_only)
+    shards = population_shards(sizes, n_in, mode, with_norms and loss is not None, itemsize, int(req.shard_networks),
+                               int(req.shard_rows), s.worker_memory_bytes, s.shard_seconds, s.max_shards)
+    layout = population_layout(sizes, loss, pop.per_example, dtype, s.chunk_bytes, shards.starts,
+                               s.result_buffer_bytes, norms=with_norms, outputs_only=pop.outputs_only,
+                               shard_rows=shards.rows)
     size = result_bytes(layout)
     if size > s.max_result_bytes:
         raise ResourceExhausted(f"request: the population's results would take {size} bytes, over the limit of"
@@ -115,7 +113,8 @@ async def submit_population(service: Service, req: service_pb2.SubmitJobRequest,
         hashes, stored, extra = [m.hash for m in nets], None, []
         key_hash = hashes[0]
     blob = spec.SerializeToString(deterministic=True)
-    fingerprint = hashlib.sha256(blob + str(int(req.shard_networks)).encode()).hexdigest()
+    knobs = str(int(req.shard_networks)) + (f"/{int(req.shard_rows)}" if req.shard_rows else "")
+    fingerprint = hashlib.sha256(blob + knobs.encode()).hexdigest()
     job_id, now = new_job_id(), time.time()
     work = int((sizes[:, 0] * np.maximum(sizes[:, 2] + sizes[:, 3], 1)).sum())
     fields = initial_fields(job_id, rid, fingerprint, "", layout, now, now + s.job_ttl, work)

@@ -60,7 +60,8 @@ class Service:
             activations=ACTIVATION_NAMES, losses=list(LOSSES), reductions=list(REDUCTIONS), dtypes=list(DTYPES),
             result_ttl_seconds=s.result_ttl, network_ttl_seconds=s.network_ttl,
             heartbeat_ms=int(s.heartbeat_seconds * 1000), result_buffer_bytes=s.result_buffer_bytes,
-            worker_memory_bytes=s.worker_memory_bytes)
+            worker_memory_bytes=s.worker_memory_bytes, tenant_max_jobs=s.tenant_max_jobs,
+            tenant_max_result_bytes=s.tenant_max_result_bytes)
 
     # ------------------------------------------------------------ networks
     async def register_network(self, msg: network_pb2.Network, tenant: str, place: str = "network") -> NetworkMeta:

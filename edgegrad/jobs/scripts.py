@@ -158,12 +158,16 @@ return {code, placed}
 """
 
 # KEYS: job, part.  ARGV: shard index, its chunk count, its rows, loss share ('' in output mode),
-# partial sums ('' unless loss mode without per_example and more than one shard), part ttl.
+# partial sums ('' unless loss mode without per_example and more than one shard), part ttl, and for a
+# population's row shard: its group's counter field ('g:<group>') and the group's number of shards (the rows
+# count once, when the group's last shard reports).
 # Returns {shards done, shards} after this one (this shard counted once however often it is
-# reported), or {-1} when the job is no longer running, {-2} when chunks of the shard are missing.
+# reported; with a group, {shards done, shards, the group's shards done}), or {-1} when the job is no
+# longer running, {-2} when chunks of the shard are missing.
 SHARD_DONE = """
 local job_key, part_key = KEYS[1], KEYS[2]
 local shard_index, chunks, rows, loss_share, partial, part_ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local group, group_shards = ARGV[7] or '', tonumber(ARGV[8] or '0')
 local shard = 's:' .. shard_index
 local st = redis.call('HMGET', job_key, 'state', shard, 'shards_done', 'shards')
 if st[1] ~= '2' then return {-1} end
@@ -173,8 +177,15 @@ if tonumber(s3) < tonumber(chunks) then return {-2} end
 if loss_share ~= '' then redis.call('HSET', job_key, 'l:' .. shard_index, loss_share) end
 if partial ~= '' then redis.call('SET', part_key, partial, 'EX', part_ttl) end
 redis.call('HSET', job_key, shard, '3|' .. s2 .. '|' .. s3 .. '|' .. s4)
+local group_done = nil
+if group ~= '' then
+  group_done = redis.call('HINCRBY', job_key, group, 1)
+  if group_done < group_shards then rows = 0 end
+end
 redis.call('HINCRBY', job_key, 'rows_done', rows)
-return {redis.call('HINCRBY', job_key, 'shards_done', 1), tonumber(st[4])}
+local done = redis.call('HINCRBY', job_key, 'shards_done', 1)
+if group_done then return {done, tonumber(st[4]), group_done} end
+return {done, tonumber(st[4])}
 """
 
 # KEYS: job, events.  ARGV: seq the client holds.  Drops the stream's chunks up to seq (and their

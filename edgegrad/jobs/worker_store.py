@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple, cast
 
 import numpy as np
@@ -254,12 +254,14 @@ class WorkerStore:
                 if state != _RUNNING or not limit or int(written or 0) - int(acked or 0) < limit:
                     break
 
-    def shard_done(self, job_id: str, shard: int, chunks: int, rows: int, loss: str, partial: bytes
-                   ) -> tuple[str, list[str], list[Any]]:
-        """The SHARD_DONE call for a shard that wrote all its ``chunks``."""
+    def shard_done(self, job_id: str, shard: int, chunks: int, rows: int, loss: str, partial: bytes,
+                   group: tuple[int, int] | None = None) -> tuple[str, list[str], list[Any]]:
+        """The SHARD_DONE call for a shard that wrote all its ``chunks``; ``group``: (group, its shards) of a
+        population's row shard (its reply then counts the group's shards done too)."""
         k = self.keys
+        more = [] if group is None else [f"g:{group[0]}", group[1]]
         return "SHARD_DONE", [k.job(job_id), k.part(job_id, shard)], [shard, chunks, rows, loss, partial,
-                                                                       self.settings.job_ttl]
+                                                                       self.settings.job_ttl, *more]
 
     def finish(self, job_id: str, state: int, expected: int, fields: dict[str, str]) -> tuple[str, list, list]:
         """The FINISH call that ends a job in ``state`` (SUCCEEDED, FAILED or CANCELLED of ``contract``)."""
@@ -287,6 +289,14 @@ class WorkerStore:
         if fields[b"state"] != _RUNNING or shard_progress(fields, shard)[0] != SUCCEEDED:
             return False, False
         return True, int(fields[b"shards_done"] or 0) >= int(fields[b"shards"] or 1)
+
+    def partials(self, job_id: str, first: int, stop: int) -> Iterator[bytes | None]:
+        """Shards [first, stop)'s partial sums, read one at a time, in order."""
+        return (cast(bytes | None, self.redis.get(self.keys.part(job_id, i))) for i in range(first, stop))
+
+    def progress(self, job_id: str, fields: Sequence[str]) -> list[bytes | None]:
+        """These fields of a job's hash (shards' and folds' progress), in one read."""
+        return cast(list[bytes | None], self.redis.hmget(self.keys.job(job_id), list(fields)))
 
     def shard_shares(self, job_id: str, shards: int) -> tuple[list[bytes | None], Iterable[bytes | None]]:
         """The shards' loss shares (in order), and their partial sums read one at a time, in order."""

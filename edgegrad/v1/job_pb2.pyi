@@ -174,20 +174,22 @@ class ResultLayout(_message.Message):
     def __init__(self, dtype: _Optional[_Union[_tensor_pb2.DType, str]] = ..., loss_mode: _Optional[bool] = ..., fields: _Optional[_Iterable[_Union[FieldLayout, _Mapping]]] = ..., chunk_count: _Optional[int] = ..., batch: _Optional[int] = ..., chunk_bytes: _Optional[int] = ..., shard_rows: _Optional[int] = ..., shard_count: _Optional[int] = ..., buffer_bytes: _Optional[int] = ..., population: _Optional[_Union[PopulationLayout, _Mapping]] = ...) -> None: ...
 
 class PopulationLayout(_message.Message):
-    __slots__ = ("size", "sizes", "shard_starts", "outputs_only", "per_example", "networks_hash")
+    __slots__ = ("size", "sizes", "shard_starts", "outputs_only", "per_example", "networks_hash", "shard_rows")
     SIZE_FIELD_NUMBER: _ClassVar[int]
     SIZES_FIELD_NUMBER: _ClassVar[int]
     SHARD_STARTS_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_ONLY_FIELD_NUMBER: _ClassVar[int]
     PER_EXAMPLE_FIELD_NUMBER: _ClassVar[int]
     NETWORKS_HASH_FIELD_NUMBER: _ClassVar[int]
+    SHARD_ROWS_FIELD_NUMBER: _ClassVar[int]
     size: int
     sizes: _tensor_pb2.Tensor
     shard_starts: _containers.RepeatedScalarFieldContainer[int]
     outputs_only: bool
     per_example: bool
     networks_hash: str
-    def __init__(self, size: _Optional[int] = ..., sizes: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., shard_starts: _Optional[_Iterable[int]] = ..., outputs_only: _Optional[bool] = ..., per_example: _Optional[bool] = ..., networks_hash: _Optional[str] = ...) -> None: ...
+    shard_rows: int
+    def __init__(self, size: _Optional[int] = ..., sizes: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., shard_starts: _Optional[_Iterable[int]] = ..., outputs_only: _Optional[bool] = ..., per_example: _Optional[bool] = ..., networks_hash: _Optional[str] = ..., shard_rows: _Optional[int] = ...) -> None: ...
 
 class Shard(_message.Message):
     __slots__ = ("index", "row_start", "row_stop", "state", "worker", "attempt", "chunks_done", "network_start", "network_stop")
