@@ -31,6 +31,7 @@ from .protocol import (
     prepare,
     submission,
     submit_batches,
+    unavailable_positions,
 )
 
 __all__ = ["AsyncClient", "AsyncJobHandle"]
@@ -49,9 +50,12 @@ class AsyncClient(ClientBase, AsyncPopulationMethods):
     def __init__(self, target: str, *, timeout: float | None = None, tls: bool | None = None,
                  root_certificates: bytes | str | None = None, token: str | None = None,
                  backoff: Backoff | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-                 interceptors: Sequence[Any] = ()) -> None:
+                 interceptors: Sequence[Any] = (), pipelining: bool = True) -> None:
         super().__init__(target, timeout=timeout, tls=tls, root_certificates=root_certificates, token=token,
                          backoff=backoff, max_message_bytes=max_message_bytes)
+        #: ``Client``'s switch, kept for code that runs on both: ``await submit()`` always has the server's
+        #: answer when it returns (submissions overlap with ``asyncio.gather`` instead)
+        self.pipelining = pipelining
         credentials = self.options.credentials()
         if credentials is None:
             self._channel = grpc.aio.insecure_channel(self.options.target, options=self.options.channel_options(),
@@ -65,6 +69,10 @@ class AsyncClient(ClientBase, AsyncPopulationMethods):
         self.groups: set[AsyncWatchGroup] = set()  #: shared WatchJobs streams being read (client/aiogroup.py)
 
     # ------------------------------------------------------------ lifecycle
+    async def flush(self, timeout: float | None = None) -> None:
+        """``Client.flush``'s twin: every ``await submit()`` already has its answer, so nothing is left to wait for."""
+        self._deadline(timeout)  # the argument checked as Client checks it
+
     async def close(self) -> None:
         """Stop the shared watches' readers and close the channel."""
         groups, self.groups = list(self.groups), set()
@@ -197,6 +205,14 @@ class AsyncClient(ClientBase, AsyncPopulationMethods):
                 except Exception as exc:
                     for i in positions:
                         answers[i] = exc
+            for i, answer in zip(again, await self._submit_items([items[i] for i in again], deadline)):
+                answers[i] = answer
+        delays = self.backoff.delays(deadline)
+        while (again := unavailable_positions(answers)) and not deadline.expired():  # an outage: send those again
+            delay = next(delays, None)
+            if delay is None:
+                break
+            await asyncio.sleep(deadline.clip(delay))
             for i, answer in zip(again, await self._submit_items([items[i] for i in again], deadline)):
                 answers[i] = answer
         return answers

@@ -45,16 +45,21 @@ class AsyncPopulationMethods:
                                 reduction: str = "mean", per_example: bool = False, dtype: str = "float64",
                                 norms: bool = False, clip_norm: float | None = None,
                                 shard_networks: int | None = None, request_id: str | None = None,
-                                timeout: float | None = None, outputs_only: bool = False) -> AsyncPopulationJobHandle:
+                                timeout: float | None = None, outputs_only: bool = False,
+                                shard_rows: int | None = None) -> AsyncPopulationJobHandle:
         """Enqueue ONE job computing ``gradients_many(nets, inputs, ...)`` (see ``Client.submit_population``)."""
         client: Any = self  # the AsyncClient this is a part of
         steps = PopulationSubmission(client, population_request(nets, inputs, targets, loss, reduction, per_example,
                                                                 dtype, norms, clip_norm, outputs_only, shard_networks,
-                                                                request_id))
+                                                                request_id, shard_rows))
         deadline = client._deadline(timeout)
         while True:  # at most twice: refused() raises the second time
-            request = steps.request()
-            await client._learn_limit(request.ByteSize(), deadline)
+            await client._learn_limit(steps.payload_bytes, deadline)
+            request = steps.inline()
+            if request is None:  # larger than one message: what does not fit goes in an upload first
+                upload = await client._retrying(lambda left: client.stub.UploadBatch(
+                    steps.pieces(), timeout=left, metadata=client._metadata), deadline)
+                request = steps.request(upload.id)
             try:
                 handle = await client._send(steps.check(request), deadline, AsyncPopulationJobHandle)
             except NotFound as exc:
@@ -65,17 +70,18 @@ class AsyncPopulationMethods:
     async def gradients_many(self, nets: Any, inputs: Any, targets: Any = None, loss: str | None = None,
                              reduction: str = "mean", per_example: bool = False, dtype: str = "float64",
                              norms: bool = False, clip_norm: float | None = None,
-                             shard_networks: int | None = None, timeout: float | None = None) -> list[GradientResult]:
+                             shard_networks: int | None = None, timeout: float | None = None,
+                             shard_rows: int | None = None) -> list[GradientResult]:
         """The same call and results as ``edgegrad.gradients_many``, computed by the service as one job."""
         job = await self.submit_population(nets, inputs, targets, loss, reduction, per_example, dtype, norms,
-                                           clip_norm, shard_networks, timeout=timeout)
+                                           clip_norm, shard_networks, timeout=timeout, shard_rows=shard_rows)
         return await job.result(timeout)
 
     async def outputs_many(self, nets: Any, inputs: Any, dtype: str = "float64", shard_networks: int | None = None,
-                           timeout: float | None = None) -> list[np.ndarray]:
+                           timeout: float | None = None, shard_rows: int | None = None) -> list[np.ndarray]:
         """The same as ``edgegrad.outputs_many``, computed by the service as one job."""
         job = await self.submit_population(nets, inputs, dtype=dtype, shard_networks=shard_networks,
-                                           timeout=timeout, outputs_only=True)
+                                           timeout=timeout, outputs_only=True, shard_rows=shard_rows)
         return [r.outputs for r in await job.result(timeout)]
 
     def population_job(self, name: str, *, after_seq: int = 0) -> AsyncPopulationJobHandle:

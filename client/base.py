@@ -17,6 +17,7 @@ from .grouping import Unwatched
 from .options import Backoff, ConnectOptions, Deadline
 from .population import Topologies
 from .protocol import UINT64_MAX, Resume, WatchState, check_count
+from .submitter import PendingSubmit
 
 __all__ = ["ClientBase", "HandleBase", "state_name", "EventStreams"]
 
@@ -144,15 +145,32 @@ class HandleBase:
         self._ahead: Any = None  # a stream opened at submit (with its first events read), until chunks() takes it
         self._group: Any = None  # a WatchJobs stream this job's events come in (client/group.py), until read
         self.reconnects = 0  #: how many times the stream was resumed after a drop
+        self._pending: PendingSubmit | None = None  # a submission the client sends later (client/submitter.py)
 
     @property
     def name(self) -> str:
-        """The job's name, ``jobs/<id>`` ("" until a Compute stream has answered)."""
+        """The job's name, ``jobs/<id>`` ("" until a Compute stream has answered); waits for a deferred
+        submission's answer, and raises its refusal."""
+        self._settle()
         return self.state.name
+
+    def _settle(self, deadline: Deadline | None = None) -> None:
+        """Wait until the server has answered this handle's deferred submission; raise its refusal, if any."""
+        pending = self._pending
+        if pending is not None:
+            pending.wait(deadline)
+            self._pending = None
+
+    def _pending_settle(self, error: BaseException | None, only_unsettled: bool = False) -> None:
+        """The sender's answer to this handle's deferred submission (``error``: its refusal)."""
+        pending = self._pending
+        if pending is not None and not (only_unsettled and pending.answered):
+            pending.settle(error)
 
     @property
     def job(self) -> job_pb2.Job | None:
-        """The latest state seen (no call made)."""
+        """The latest state seen (no call made; a deferred submission's answer is waited for)."""
+        self._settle()
         return self.state.job
 
     @property
@@ -161,7 +179,11 @@ class HandleBase:
         return state_name(self.job.state) if self.job is not None else "unknown"
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.name!r}, state={self.state_name!r})"
+        try:
+            self._settle()  # a deferred submission's answer, as ``name`` waits for it
+        except Exception:
+            return f"{type(self).__name__}({self.state.name!r}, state='refused')"
+        return f"{type(self).__name__}({self.state.name!r}, state={self.state_name!r})"
 
     def _release_ahead(self, cancel: bool) -> Any:
         """Stop holding the stream opened at submit; return it, or cancel it and return None."""

@@ -55,6 +55,7 @@ class JobHandle(HandleBase):
 
     def _chunks(self, deadline: Deadline) -> Iterator[job_pb2.ResultChunk | RawChunk]:
         """``chunks()`` as they were read (the messages are made only for callers of ``chunks()``)."""
+        self._settle(deadline)
         yield from self._grouped(deadline)
         resume = Resume(self.state, self.client.backoff, deadline)
         while not self.state.done:

@@ -1,6 +1,7 @@
 """Population jobs from both clients: ``submit_population``, ``gradients_many``, ``outputs_many`` and their handles.
 
-A population is one job (``client/population.py`` builds its request); its handle's ``results()``
+A population is one job (``client/population.py`` builds its request, and the upload of what does not fit one
+message); its handle's ``results()``
 yields ``(index, GradientResult)`` as each shard of networks completes, and ``result()`` the list.
 ``PopulationSubmission`` holds ``submit_population``'s steps between its calls, for both clients.
 """
@@ -23,9 +24,13 @@ from .population import PreparedPopulation, prepare_population
 from .protocol import WatchState, network_lost
 
 __all__ = ["PopulationJobHandle", "PopulationMethods", "PopulationSubmission", "end_of_results", "population_request",
-           "refuse_too_large", "forget_lost"]
+           "refuse_too_large", "forget_lost", "INLINE_POPULATION_BYTES"]
 
 H = TypeVar("H")
+
+#: a population up to this size goes in one message (where it fits one); a larger one is uploaded in pieces,
+#: which the server stores as they come (a large message costs the server several copies of it at once)
+INLINE_POPULATION_BYTES = 16 << 20
 
 
 def end_of_results(state: WatchState) -> None:
@@ -55,18 +60,20 @@ class PopulationJobHandle(JobHandle):
 
 def population_request(nets: Any, inputs: Any, targets: Any, loss: str | None, reduction: str, per_example: bool,
                        dtype: str, norms: bool, clip_norm: float | None, outputs_only: bool,
-                       shard_networks: int | None, request_id: str | None) -> PreparedPopulation:
+                       shard_networks: int | None, request_id: str | None,
+                       shard_rows: int | None = None) -> PreparedPopulation:
     """``submit_population``'s arguments, in its order, checked and prepared (``prepare_population``)."""
     return prepare_population(nets, inputs, targets, loss, reduction, per_example, dtype, norms, clip_norm,
-                              outputs_only=outputs_only, shard_networks=shard_networks, request_id=request_id)
+                              outputs_only=outputs_only, shard_networks=shard_networks, request_id=request_id,
+                              shard_rows=shard_rows)
 
 
 def refuse_too_large(client: Any, request: service_pb2.SubmitJobRequest) -> None:
-    """InvalidInput when the request passes the message limit (populations travel in one message)."""
+    """InvalidInput when the request passes the message limit even with its networks, values and rows uploaded."""
     size = request.ByteSize()
     if size > client._message_bytes():
-        raise InvalidInput(f"nets: the population's request takes {size} bytes, over the message limit of"
-                           f" {client._message_bytes()}; send fewer networks (or rows) per call")
+        raise InvalidInput(f"nets: the population's request takes {size} bytes with its networks and rows uploaded,"
+                           f" over the message limit of {client._message_bytes()}; send fewer networks per call")
 
 
 def forget_lost(client: Any, referred: list[str]) -> None:
@@ -91,11 +98,34 @@ class PopulationSubmission:
         self._referred: list[str] = []
         self._inline: list[str] = []
 
-    def request(self) -> service_pb2.SubmitJobRequest:
-        """The request to send now (a topology this client knows the service has, by hash)."""
+    def request(self, upload: str = "") -> service_pb2.SubmitJobRequest:
+        """The request to send now (a topology this client knows the service has, by hash); ``upload``: the id of
+        the upload of ``pieces()``, which then holds the networks' values, rows and (unless stored) topology."""
         self.attempt += 1
-        request, self._referred, self._inline = self.prepared.request(self.client._is_known, self.client.topologies)
+        request, self._referred, self._inline = self.prepared.request(self.client._is_known, self.client.topologies,
+                                                                      upload=upload)
         return request
+
+    @property
+    def payload_bytes(self) -> int:
+        """About the bytes of the request's networks and rows."""
+        return self.prepared.payload_bytes(self.client.topologies) + self.prepared.base.ByteSize()
+
+    def inline(self) -> service_pb2.SubmitJobRequest | None:
+        """The request with everything in it, or None when it would not fit one message (then upload
+        ``pieces()`` and send ``request(upload_id)``). Learn the server's limit first (``payload_bytes``)."""
+        limit = min(self.client._message_bytes(), INLINE_POPULATION_BYTES)
+        if self.payload_bytes > limit:
+            return None
+        request = self.request()
+        if request.ByteSize() > limit:
+            self.attempt -= 1
+            return None
+        return request
+
+    def pieces(self) -> Iterator[service_pb2.UploadPiece]:
+        """What an uploaded request leaves out, in UploadPieces."""
+        return self.prepared.pieces(self.client.topologies, self.client._piece_bytes())
 
     def check(self, request: service_pb2.SubmitJobRequest) -> service_pb2.SubmitJobRequest:
         """``request`` if it fits a message (the server's limit learned first where it matters)."""
@@ -122,17 +152,22 @@ class PopulationMethods:
                           reduction: str = "mean", per_example: bool = False, dtype: str = "float64",
                           norms: bool = False, clip_norm: float | None = None, shard_networks: int | None = None,
                           request_id: str | None = None, timeout: float | None = None,
-                          outputs_only: bool = False) -> PopulationJobHandle:
+                          outputs_only: bool = False, shard_rows: int | None = None) -> PopulationJobHandle:
         """Enqueue ONE job computing ``gradients_many(nets, inputs, ...)``; its shards are groups of networks
-        (``shard_networks`` each, else the service's choice). Networks not sent before travel inline."""
+        (``shard_networks`` each, else the service's choice) and, for large batches, of rows (``shard_rows`` each,
+        else the service's choice). Networks not sent before travel inline."""
         client: Any = self  # the Client this is a part of
         steps = PopulationSubmission(client, population_request(nets, inputs, targets, loss, reduction, per_example,
                                                                 dtype, norms, clip_norm, outputs_only, shard_networks,
-                                                                request_id))
+                                                                request_id, shard_rows))
         deadline = client._deadline(timeout)
         while True:  # at most twice: refused() raises the second time
-            request = steps.request()
-            client._learn_limit(request.ByteSize(), deadline)
+            client._learn_limit(steps.payload_bytes, deadline)
+            request = steps.inline()
+            if request is None:  # larger than one message: what does not fit goes in an upload first
+                upload = client._retrying(lambda left: client.stub.UploadBatch(
+                    steps.pieces(), timeout=left, metadata=client._metadata), deadline)
+                request = steps.request(upload.id)
             try:
                 handle = client._send(steps.check(request), deadline, PopulationJobHandle)
             except NotFound as exc:
@@ -143,17 +178,17 @@ class PopulationMethods:
     def gradients_many(self, nets: Any, inputs: Any, targets: Any = None, loss: str | None = None,
                        reduction: str = "mean", per_example: bool = False, dtype: str = "float64",
                        norms: bool = False, clip_norm: float | None = None, shard_networks: int | None = None,
-                       timeout: float | None = None) -> list[GradientResult]:
+                       timeout: float | None = None, shard_rows: int | None = None) -> list[GradientResult]:
         """The same call and results as ``edgegrad.gradients_many``, computed by the service as one job."""
         job = self.submit_population(nets, inputs, targets, loss, reduction, per_example, dtype, norms, clip_norm,
-                                     shard_networks, timeout=timeout)
+                                     shard_networks, timeout=timeout, shard_rows=shard_rows)
         return job.result(timeout)
 
     def outputs_many(self, nets: Any, inputs: Any, dtype: str = "float64", shard_networks: int | None = None,
-                     timeout: float | None = None) -> list[np.ndarray]:
+                     timeout: float | None = None, shard_rows: int | None = None) -> list[np.ndarray]:
         """The same as ``edgegrad.outputs_many`` (the forward pass only), computed by the service as one job."""
         job = self.submit_population(nets, inputs, dtype=dtype, shard_networks=shard_networks, timeout=timeout,
-                                     outputs_only=True)
+                                     outputs_only=True, shard_rows=shard_rows)
         return [r.outputs for r in job.result(timeout)]
 
     def population_job(self, name: str, *, after_seq: int = 0) -> PopulationJobHandle:

@@ -27,7 +27,7 @@ from .options import Backoff, Deadline
 
 __all__ = ["prepare", "check_count", "list_request", "UINT32_MAX", "UINT64_MAX", "Prepared",
            "new_request_id", "WatchState", "TERMINAL_STATES",
-           "submission", "submit_batches", "merge_submitted", "Resume", "network_lost"]
+           "submission", "submit_batches", "submitted_jobs", "merge_submitted", "Resume", "network_lost", "unavailable_positions"]
 
 TERMINAL_STATES = frozenset({job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELLED})
 
@@ -171,9 +171,9 @@ def submit_batches(requests: list[service_pb2.SubmitJobRequest], max_bytes: int)
         yield service_pb2.SubmitJobsRequest(requests=batch)
 
 
-def merge_submitted(client: Any, items: list[Any], replies: list[service_pb2.SubmitJobsResponse],
-                    handle_type: type) -> list[Any]:
-    """``submit_many``'s answer: each item's handle (``handle_type``) or its error, in request order."""
+def submitted_jobs(items: list[Any], replies: list[service_pb2.SubmitJobsResponse]) -> list[Any]:
+    """Each item's job (``job_pb2.Job``) or error, in request order: the items' own errors stay in place,
+    the others take the replies' results in turn."""
     results = iter([r for reply in replies for r in reply.results])
     out: list[Any] = []
     for item in items:
@@ -181,12 +181,20 @@ def merge_submitted(client: Any, items: list[Any], replies: list[service_pb2.Sub
             out.append(item)
             continue
         result = next(results)
-        if result.WhichOneof("result") == "job":
-            handle = handle_type(client, result.job.name)
-            handle.state.update(result.job)
-            out.append(handle)
-        else:
-            out.append(from_status(result.error, "INTERNAL"))
+        out.append(result.job if result.WhichOneof("result") == "job" else from_status(result.error, "INTERNAL"))
+    return out
+
+
+def merge_submitted(client: Any, items: list[Any], replies: list[service_pb2.SubmitJobsResponse],
+                    handle_type: type) -> list[Any]:
+    """``submit_many``'s answer: each item's handle (``handle_type``) or its error, in request order."""
+    out: list[Any] = []
+    for answer in submitted_jobs(items, replies):
+        if isinstance(answer, job_pb2.Job):
+            handle = handle_type(client, answer.name)
+            handle.state.update(answer)
+            answer = handle
+        out.append(answer)
     return out
 
 
@@ -345,6 +353,12 @@ def lost_networks(answers: list[Any], nets: list[Network | None]) -> list[tuple[
         if isinstance(answer, NotFound) and network_lost(answer) and net is not None:
             lost.setdefault(net.content_hash, (net, []))[1].append(i)
     return list(lost.values())
+
+
+def unavailable_positions(answers: list[Any]) -> list[int]:
+    """Where ``submit_many``'s items were refused for a passing outage (UNAVAILABLE, e.g. Redis down): the
+    items to send again after a pause (their request ids make it safe)."""
+    return [i for i, answer in enumerate(answers) if isinstance(answer, Unavailable)]
 
 
 def network_lost(exc: NotFound) -> bool:

@@ -9,12 +9,13 @@ from typing import Any, TypeVar
 import grpc
 
 from edgegrad.engine.result import GradientResult
-from edgegrad.errors import NotFound
+from edgegrad.errors import DeadlineExceeded, NotFound
 from edgegrad.model.network import Network
 from edgegrad.v1 import job_pb2, service_pb2, service_pb2_grpc
 from edgegrad.wire.codec import network_to_proto
 
 from .base import ClientBase, EventStreams
+from .deferral import may_defer
 from .errors import from_rpc_error, is_retryable
 from .job import JobHandle
 from .options import DEFAULT_MAX_MESSAGE_BYTES, Backoff, Deadline
@@ -24,14 +25,21 @@ from .protocol import (
     carrying_network,
     list_request,
     lost_networks,
-    merge_submitted,
     network_lost,
     prepare,
     submission,
     submit_batches,
+    submitted_jobs,
+    unavailable_positions,
 )
+from .submitter import PendingSubmit, Submitter
 
 __all__ = ["Client"]
+
+#: seconds ``close()`` waits for queued submissions without a client timeout
+CLOSE_FLUSH_SECONDS = 30.0
+#: a submit() this soon after the previous one returned is taken for a loop's: it may return before the answer
+LOOP_GAP_SECONDS = 0.05
 
 T = TypeVar("T")
 H = TypeVar("H", bound=JobHandle)
@@ -50,7 +58,7 @@ class Client(ClientBase, PopulationMethods):
     def __init__(self, target: str, *, timeout: float | None = None, tls: bool | None = None,
                  root_certificates: bytes | str | None = None, token: str | None = None,
                  backoff: Backoff | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-                 interceptors: Sequence[Any] = ()) -> None:
+                 interceptors: Sequence[Any] = (), pipelining: bool = True) -> None:
         super().__init__(target, timeout=timeout, tls=tls, root_certificates=root_certificates, token=token,
                          backoff=backoff, max_message_bytes=max_message_bytes)
         credentials = self.options.credentials()
@@ -63,10 +71,17 @@ class Client(ClientBase, PopulationMethods):
             self._channel = grpc.intercept_channel(self._channel, *interceptors)
         self.stub = service_pb2_grpc.EdgegradStub(self._channel)
         self.streams = EventStreams(self._channel)  # watches: chunk data copied once, into the result
+        #: whether ``submit()`` may return before the server's answer (``client/deferral.py`` says which may)
+        self.pipelining = pipelining
+        self._submitter = Submitter(self)
+        self._capabilities: service_pb2.Capabilities | None = None
+        self._last_submit = float("-inf")  #: when the last submit() returned (monotonic)
 
     # ------------------------------------------------------------ lifecycle
     def close(self) -> None:
-        """Close the channel; open job handles stop working."""
+        """Send what ``submit()`` has queued (within the client's timeout, 30 s without one), then close the
+        channel; open job handles stop working."""
+        self._submitter.close(self.timeout if self.timeout is not None else CLOSE_FLUSH_SECONDS)
         self._channel.close()
 
     def __enter__(self) -> Client:
@@ -132,9 +147,31 @@ class Client(ClientBase, PopulationMethods):
                            shard_rows=shard_rows, norms=norms,
                            clip_norm=clip_norm)._replace(upload_progress=upload_progress)
         deadline = self._deadline(timeout)
+        in_a_loop = time.monotonic() - self._last_submit < LOOP_GAP_SECONDS or self._submitter.holding()
+        try:
+            if (self.pipelining and in_a_loop and request_id is None
+                    and may_defer(prepared, net, self._limits(deadline))):
+                # answered with the next submissions' call (client/submitter.py): a loop pays no round trip per job
+                handle = JobHandle(self, "")
+                handle._pending = PendingSubmit()
+                self._submitter.add(handle, net, prepared, deadline)
+                return handle
+            return self._with_network(net, deadline, lambda: self._send(self._request(prepared, deadline), deadline,
+                                                                        JobHandle))
+        finally:
+            self._last_submit = time.monotonic()
 
-        return self._with_network(net, deadline, lambda: self._send(self._request(prepared, deadline), deadline,
-                                                                    JobHandle))
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until the server has answered every submission ``submit()`` returned from before its answer
+        (each handle then holds its job or its refusal); DeadlineExceeded if ``timeout`` passes first."""
+        if not self._submitter.flush(self._deadline(timeout).remaining()):
+            raise DeadlineExceeded("flush: the deadline passed before the server answered every submission")
+
+    def _limits(self, deadline: Deadline) -> service_pb2.Capabilities:
+        """The server's limits, asked once (what ``submit`` checks a deferred submission against)."""
+        if self._capabilities is None:
+            self._capabilities = self.capabilities(timeout=deadline.remaining())
+        return self._capabilities
 
     def _send(self, request: service_pb2.SubmitJobRequest, deadline: Deadline, handle_type: type[H]) -> H:
         """Submit ``request``; its handle (of ``handle_type``) reads the Compute stream opened now, or later
@@ -158,19 +195,43 @@ class Client(ClientBase, PopulationMethods):
         Each request is a dict of ``submit``'s keyword arguments (``net``, ``inputs``, ``targets``,
         ``loss``, ...); one bad request never fails the others.
         """
-        deadline = self._deadline(timeout)
+        entries: list[tuple[Network, Prepared] | Exception] = []
+        for kwargs in requests:
+            try:
+                entries.append(submission(kwargs))
+            except Exception as exc:  # this item's own problem: reported in its place
+                entries.append(exc)
+        answers: list[Any] = self._submit_jobs(entries, self._deadline(timeout))
+        for i, answer in enumerate(answers):
+            if isinstance(answer, job_pb2.Job):
+                handle = answers[i] = JobHandle(self, answer.name)
+                handle.state.update(answer)
+                self.unwatched.add(handle)
+        return answers
+
+    def _submit_jobs(self, entries: Sequence[tuple[Network, Prepared] | Exception], deadline: Deadline
+                     ) -> list[job_pb2.Job | Exception]:
+        """SubmitJobs for ``entries`` (an item's own error stays in its place): each one's job or refusal, in order.
+
+        A network this client has not registered goes inline with its first item (registered with its
+        job, no round trip of its own); networks the server lost are registered again, once.
+        """
         items: list[Any] = []
         nets: list[Network | None] = []
         carried: set[str] = set()
-        for kwargs in requests:
+        for entry in entries:
+            if isinstance(entry, Exception):
+                items.append(entry)
+                nets.append(None)
+                continue
+            net, prepared = entry
             try:
-                net, prepared = submission(kwargs)
                 if not self._is_known(net.content_hash) and net.content_hash not in carried:
-                    carried.add(net.content_hash)  # inline once: registered with its job, no round trip
+                    carried.add(net.content_hash)
                     prepared = carrying_network(prepared, net)
                 items.append(self._request(prepared, deadline))
                 nets.append(net)
-            except Exception as exc:  # this item's own problem: reported in its place
+            except Exception as exc:
                 items.append(exc)
                 nets.append(None)
         answers = self._submit_items(items, deadline)
@@ -190,18 +251,22 @@ class Client(ClientBase, PopulationMethods):
                         answers[i] = exc
             for i, answer in zip(again, self._submit_items([items[i] for i in again], deadline)):
                 answers[i] = answer
+        delays = self.backoff.delays(deadline)
+        while (again := unavailable_positions(answers)) and not deadline.expired():  # an outage: send those again
+            delay = next(delays, None)
+            if delay is None:
+                break
+            time.sleep(deadline.clip(delay))
+            for i, answer in zip(again, self._submit_items([items[i] for i in again], deadline)):
+                answers[i] = answer
         return answers
 
-    def _submit_items(self, items: list[Any], deadline: Deadline) -> list[JobHandle | Exception]:
+    def _submit_items(self, items: list[Any], deadline: Deadline) -> list[job_pb2.Job | Exception]:
         """SubmitJobs for the requests among ``items`` (in calls that fit a message); answers in ``items``' order."""
         sent = [item for item in items if not isinstance(item, Exception)]
         replies = [self._unary_within(self.stub.SubmitJobs, call, deadline)
                    for call in submit_batches(sent, self._message_bytes())]
-        handles = merge_submitted(self, items, replies, JobHandle)
-        for handle in handles:
-            if isinstance(handle, JobHandle):
-                self.unwatched.add(handle)
-        return handles
+        return submitted_jobs(items, replies)
 
     def _learn_limit(self, nbytes: int, deadline: Deadline) -> None:
         """Ask the server for its message limit where sending ``nbytes`` depends on it."""

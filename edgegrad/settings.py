@@ -39,6 +39,7 @@ class Settings:
     max_edges: int = 50_000_000
     max_batch: int = 1_000_000
     max_result_bytes: int = 4096 * MiB      #: largest result a job may produce
+    max_upload_bytes: int = 8192 * MiB      #: largest upload (a batch or a population sent in pieces)
     heartbeat_seconds: float = 5.0          #: watch-stream heartbeat period
     shutdown_grace_seconds: float = 5.0     #: time streams get to end on SIGTERM
     auth_token: str = ""                    #: bearer token clients must send ("" = no auth)

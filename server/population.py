@@ -2,7 +2,8 @@
 
 Networks come in columns (``networks``: checked as a whole, their topology stored for the tenant; or
 ``networks_hash``: a stored topology with new weights and biases, a fine-tuning step; see
-``population_columns``), or as one message each (``members``): by hash (registered before by the tenant)
+``population_columns``; parts too large for one message come in an upload, ``population_upload``), or as
+one message each (``members``): by hash (registered before by the tenant)
 or inline (registered here, all in one Redis round trip), each optionally with new weights and biases
 for its topology. The request is checked as ``edgegrad.gradients_many`` checks it (messages name
 ``nets[i]``, ``inputs[i]``) before anything is stored, so bad input makes no job.
@@ -29,10 +30,11 @@ from edgegrad.jobs.server_networks import NetworkMeta
 from edgegrad.v1 import job_pb2, service_pb2
 from edgegrad.wire.chunking import result_bytes
 from edgegrad.wire.codec import array_from_tensor
-from edgegrad.wire.population import element_counts, population_layout
+from edgegrad.wire.population import population_layout
 from edgegrad.wire.population_rows import read_rows
 
 from .population_columns import columnar_networks, uses_columns
+from .population_upload import open_upload, uploaded_columns, uploaded_rows, uploads_rows
 
 if TYPE_CHECKING:
     from .service import Service
@@ -58,7 +60,13 @@ async def submit_population(service: Service, req: service_pb2.SubmitJobRequest,
     check_request_id(rid)
     if req.HasField("request"):
         raise InvalidInput("request: give either request or population, not both")
-    columnar = uses_columns(pop)
+    up = None
+    if pop.upload:  # parts too large for one message: their pieces stay in Redis, only the record is read
+        opened = await open_upload(store, pop, rid)
+        if isinstance(opened, job_pb2.Job):
+            return opened  # a retried submission: the job it made
+        up = opened
+    columnar = uses_columns(pop) or (up is not None and up.has("networks"))
     if not columnar and not pop.members:
         raise InvalidInput("nets: expected at least one network")
     loss, reduction, dtype = pop.loss or None, pop.reduction or "mean", pop.dtype or "float64"
@@ -70,41 +78,47 @@ async def submit_population(service: Service, req: service_pb2.SubmitJobRequest,
     nets: Any
     fresh: list[tuple[NetworkMeta, bytes]]
     if columnar:
-        found = await columnar_networks(service, store, pop)
+        found = await (uploaded_columns(service, store, pop, up) if up is not None
+                       else columnar_networks(service, store, pop))
         nets, fresh = found.cols, []
         n_in, n_nodes, n_edges, n_out = (found.cols.sizes[:, i] for i in range(4))
     else:
         nets, fresh = await _networks(service, store, pop)
         n_in, n_nodes, n_edges, n_out = (np.array([getattr(m, f) for m in nets], dtype=np.int64)
                                          for f in ("n_inputs", "n_nodes", "n_edges", "n_outputs"))
-    x = read_rows(pop, "inputs", n_in)
-    t = read_rows(pop, "targets", n_out)
-    _check_batch(x, s.max_batch)
-    dtype, rows, _ = check_population(nets, x, t, loss, reduction, dtype, pop.per_example)
-    batches = rows.counts(len(nets))
+    if up is not None and uploads_rows(up):
+        dtype, batches = uploaded_rows(up, pop, found.cols, loss, reduction, dtype, s.max_batch)
+    else:
+        x = read_rows(pop, "inputs", n_in)
+        t = read_rows(pop, "targets", n_out)
+        _check_batch(x, s.max_batch)
+        dtype, rows, _ = check_population(nets, x, t, loss, reduction, dtype, pop.per_example)
+        batches = rows.counts(len(nets))
     sizes = np.stack([batches, n_out, n_edges, n_nodes], axis=1).astype(np.int64)
     mode = FORWARD if pop.outputs_only else OUTPUTS if loss is None else EXAMPLES if pop.per_example else SUMS
     itemsize = 4 if dtype == "float32" else 8
-    counts = element_counts(sizes, mode, with_norms)
-    per_network = sum((c * (8 if f == job_pb2.RESULT_FIELD_LOSS else itemsize) for f, c in counts.items()),
-                      np.zeros(len(nets), dtype=np.int64))
-    starts = population_shards(sizes, n_in, mode, per_network, int(req.shard_networks), s.worker_memory_bytes,
-                               s.shard_seconds, s.max_shards)
-    layout = population_layout(sizes, loss, pop.per_example, dtype, s.chunk_bytes, starts, s.result_buffer_bytes,
-                               norms=with_norms, outputs_only=pop.outputs_only)
+    shards = population_shards(sizes, n_in, mode, with_norms and loss is not None, itemsize, int(req.shard_networks),
+                               int(req.shard_rows), s.worker_memory_bytes, s.shard_seconds, s.max_shards)
+    layout = population_layout(sizes, loss, pop.per_example, dtype, s.chunk_bytes, shards.starts,
+                               s.result_buffer_bytes, norms=with_norms, outputs_only=pop.outputs_only,
+                               shard_rows=shards.rows)
     size = result_bytes(layout)
     if size > s.max_result_bytes:
         raise ResourceExhausted(f"request: the population's results would take {size} bytes, over the limit of"
                                 f" {s.max_result_bytes} (send fewer networks or rows, or drop per_example)")
     spec = job_pb2.PopulationRequest()
     spec.CopyFrom(pop)
+    spec.ClearField("uploaded")
+    if up is not None:
+        spec.uploaded.extend(up.fields)   # where each uploaded part lives, for the workers
     if columnar:  # checked: store an inline topology; the spec names it, with this request's values
         await found.store(store)
         layout.population.networks_hash = found.digest
         spec.ClearField("networks")
         spec.networks_hash = found.digest
-        spec.weights.CopyFrom(found.weights)
-        spec.biases.CopyFrom(found.biases)
+        for name, values in (("weights", found.weights), ("biases", found.biases)):
+            if values is not None:
+                getattr(spec, name).CopyFrom(values)
         hashes, stored = [], (store.keys.population(found.digest), store.keys.population_owned(found.digest))
         extra, key_hash = refresh_topology(store, found.digest), found.digest
     else:
@@ -115,10 +129,14 @@ async def submit_population(service: Service, req: service_pb2.SubmitJobRequest,
         hashes, stored, extra = [m.hash for m in nets], None, []
         key_hash = hashes[0]
     blob = spec.SerializeToString(deterministic=True)
-    fingerprint = hashlib.sha256(blob + str(int(req.shard_networks)).encode()).hexdigest()
+    knobs = str(int(req.shard_networks)) + (f"/{int(req.shard_rows)}" if req.shard_rows else "")
+    fingerprint = hashlib.sha256(blob + knobs.encode()).hexdigest()
     job_id, now = new_job_id(), time.time()
     work = int((sizes[:, 0] * np.maximum(sizes[:, 2] + sizes[:, 3], 1)).sum())
     fields = initial_fields(job_id, rid, fingerprint, "", layout, now, now + s.job_ttl, work)
+    if up is not None:  # the job owns the upload from now on: its pieces go when the job ends
+        fields["upload"], fields["upload_pieces"] = store.keys.upload(up.upload_id), str(up.most_pieces)
+        extra = [*extra, ("HSET", store.keys.upload(up.upload_id), "job", job_id)]
     try:
         got, created = await store.create_job(job_id, blob, fields, rid, fingerprint, key_hash, layout.shard_count,
                                               extra, size, networks=hashes, stored=stored)

@@ -30,14 +30,15 @@ _THREAD_EDGES = 100_000
 
 
 class Columnar(NamedTuple):
-    """A population's networks in columns: checked columns with their values, the topology's content hash,
-    the bytes to store it under (None when it is stored already), and the values' tensors for the spec."""
+    """A population's networks in columns: checked columns with their values (none when they are uploaded), the
+    topology's content hash, the bytes to store it under (None when it is stored already), and the values'
+    tensors for the spec."""
 
     cols: PopulationColumns
     digest: str
     blob: bytes | None
-    weights: tensor_pb2.Tensor
-    biases: tensor_pb2.Tensor
+    weights: tensor_pb2.Tensor | None  #: None: the values are in the request's upload
+    biases: tensor_pb2.Tensor | None
 
     async def store(self, store: Any) -> None:
         """Store a topology sent inline for the store's tenant (after the whole request is checked)."""

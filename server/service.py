@@ -30,7 +30,7 @@ from edgegrad.v1 import job_pb2, network_pb2, service_pb2, tensor_pb2
 from edgegrad.wire.chunking import result_bytes, result_layout
 from edgegrad.wire.codec import array_from_tensor, network_from_proto
 from edgegrad.wire.framing import chunk_event
-from edgegrad.wire.uploads import UploadChecker, check_upload, pieces_of
+from edgegrad.wire.uploads import BYTE_FIELDS, ROW_FIELDS, UploadChecker, check_upload, pieces_of
 
 from .population import check_request_id, submit_population
 from .status import SERVICE_ERRORS, as_edgegrad_error, rich_status
@@ -60,7 +60,8 @@ class Service:
             activations=ACTIVATION_NAMES, losses=list(LOSSES), reductions=list(REDUCTIONS), dtypes=list(DTYPES),
             result_ttl_seconds=s.result_ttl, network_ttl_seconds=s.network_ttl,
             heartbeat_ms=int(s.heartbeat_seconds * 1000), result_buffer_bytes=s.result_buffer_bytes,
-            worker_memory_bytes=s.worker_memory_bytes)
+            worker_memory_bytes=s.worker_memory_bytes, tenant_max_jobs=s.tenant_max_jobs,
+            tenant_max_result_bytes=s.tenant_max_result_bytes)
 
     # ------------------------------------------------------------ networks
     async def register_network(self, msg: network_pb2.Network, tenant: str, place: str = "network") -> NetworkMeta:
@@ -208,13 +209,19 @@ class Service:
         """Store a batch sent in pieces for ``tenant``, checking each as it arrives (never the whole batch in memory)."""
         upload_id, checker = new_job_id(), UploadChecker()
         store = self.store.for_tenant(tenant)
-        limit = self.settings.max_batch
+        limit, most = self.settings.max_batch, self.settings.max_upload_bytes
         try:
             async for piece in pieces:
                 name = piece.field or "inputs"
-                index, data = checker.add(name, array_from_tensor(piece.rows, f"upload.{name}.rows"))
-                if checker.fields[name].rows > limit:
+                if name in BYTE_FIELDS or piece.data:
+                    index, data = checker.add_bytes(name, piece.data)
+                else:
+                    index, data = checker.add(name, array_from_tensor(piece.rows, f"upload.{name}.rows"))
+                if name in ROW_FIELDS and checker.fields[name].rows > limit:
                     raise ResourceExhausted(f"{name}: batch of more than {limit} rows, over the limit of {limit}")
+                if checker.stored_bytes > most:
+                    raise ResourceExhausted(f"upload: more than {most} bytes, over the limit of {most}"
+                                            " (EDGEGRAD_MAX_UPLOAD_BYTES)")
                 await store.put_piece(upload_id, name, index, data)
             record = checker.record()
             await store.put_upload(upload_id, record)

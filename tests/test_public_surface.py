@@ -9,7 +9,7 @@ from edgegrad.client import AsyncClient, AsyncJobHandle, Client, JobHandle
 
 #: the methods the README and docs/operations.md name, and the lifecycle ones
 CLIENT_METHODS = {"capabilities", "register", "submit", "submit_many", "gradients", "job", "get_job", "list_jobs",
-                  "cancel_job", "delete_job", "close", "gradients_many", "outputs_many", "submit_population",
+                  "cancel_job", "delete_job", "close", "flush", "gradients_many", "outputs_many", "submit_population",
                   "population_job"}
 
 

@@ -214,25 +214,26 @@ def _fail(store: WorkerStore, job: _Job, exc: EdgegradError) -> None:
 
 
 def _write(store: WorkerStore, jobs: list[_Job], results: list[GradientResult]) -> None:
-    """Every job's chunks and FINISH in one pipeline; a job whose chunks do not fit one call is written alone."""
-    calls: list[tuple[str, list[str], list[Any]]] = []
+    """Every job's chunks and end in one DONE script call; a job whose chunks do not fit one call is written alone."""
+    parts: list[list[Any]] = []
     written: list[tuple[_Job, int]] = []
     for job, part in zip(jobs, results):
         with failing_alone(store, job.job_id, 0, job.began):
             output = only_shard_output(store, job.job_id, job.started, job.layout, part)
             limit = buffered_chunk_limit(job.layout)
             chunks = list(output.chunks)
-            emit = store.emit_call(job.job_id, "s:0", chunks, limit) \
+            given = store.done_part(job.job_id, chunks, job.layout.chunk_count, output.fields) \
                 if not limit or job.layout.chunk_count <= limit else None
-            if emit is None:  # chunks too large for one script call: written alone, as any job's are
+            if given is None:  # chunks too large for one script call: written alone, as any job's are
                 write_only_shard(store, job.job_id, job.layout, output._replace(chunks=iter(chunks)), job.began)
                 continue
-            calls += [emit, output.finish]
+            parts.append(given)
             written.append((job, output.nbytes))
-    if not calls:
+    if not parts:
         return
+    done = store.done_call(parts)
     try:
-        replies = store.call(*calls, together=True)  # each watcher wakes once, to every chunk and the end
+        replies = store.call(done)[0]  # one script: each watcher wakes once, to every chunk and the end
     except REDIS_DOWN:  # rq retries the batch once Redis is back: the same jobs, started again
         raise
     except Exception as exc:  # a bug: the jobs fail (not left running until their TTL), the worker lives on
@@ -240,9 +241,9 @@ def _write(store: WorkerStore, jobs: list[_Job], results: list[GradientResult]) 
         for job, _ in written:
             fail_shard(store, job.job_id, 0, "INTERNAL", f"{type(exc).__name__}: {exc}", None, job.began)
         return
-    for i, (job, nbytes) in enumerate(written):
-        if int(replies[2 * i][0]) == EMIT_WRITTEN:  # else CANCEL or DELETE ended the job meanwhile
-            only_shard_ended(store, job.job_id, job.layout, nbytes, replies[2 * i + 1], job.began)
+    for (job, nbytes), (code, finished) in zip(written, replies):
+        if int(code) == EMIT_WRITTEN:  # else CANCEL or DELETE ended the job meanwhile
+            only_shard_ended(store, job.job_id, job.layout, nbytes, finished, job.began)
 
 
 def abandon_batch(job: Job, store: WorkerStore) -> None:

@@ -185,11 +185,13 @@ def run_started(store: WorkerStore, job_id: str, shard: int, started: Started) -
 
 
 class ShardOutput(NamedTuple):
-    """What a job of one shard writes: its chunks (the sums last), the FINISH that ends it, its result bytes."""
+    """What a job of one shard writes: its chunks (the sums last), the FINISH that ends it, its result bytes,
+    and the fields that FINISH sets (what a DONE call of ``WorkerStore.done_call`` is given instead)."""
 
     chunks: Iterator[tuple[int, bytes | list]]
     finish: tuple[str, list[str], list[Any]]
     nbytes: int
+    fields: dict[str, str]
 
 
 def only_shard_output(store: WorkerStore, job_id: str, started: Started, layout: job_pb2.ResultLayout,
@@ -203,15 +205,22 @@ def only_shard_output(store: WorkerStore, job_id: str, started: Started, layout:
     progress = {"rows_done": str(layout.batch), "shards_done": "1",
                 "s:0": f"3|{started.attempt}|{len(plans) + len(sums)}|{store.name}", **loss_fields(part.loss)}
     return ShardOutput(chunks, store.finish(job_id, SUCCEEDED, layout.chunk_count, progress),
-                       sum(int(v.nbytes) for v in arrays.values()))
+                       sum(int(v.nbytes) for v in arrays.values()), progress)
 
 
 def write_only_shard(store: WorkerStore, job_id: str, layout: job_pb2.ResultLayout, output: ShardOutput,
                      began: Any = None) -> None:
-    """Write the chunks of a job of one shard and end it (in one round trip where its buffer cannot fill)."""
+    """Write the chunks of a job of one shard and end it (in one script call where its buffer cannot fill and
+    its chunks are small, else in one round trip where its buffer cannot fill)."""
     limit = buffered_chunk_limit(layout)
-    if not limit or layout.chunk_count <= limit:  # the buffer cannot fill: end in the same round trip
-        code, replies = store.emit(job_id, "s:0", output.chunks, limit, [output.finish])
+    fits = not limit or layout.chunk_count <= limit  # the buffer cannot fill: end in the same round trip
+    chunks = list(output.chunks) if fits else []
+    part = store.done_part(job_id, chunks, layout.chunk_count, output.fields) if fits else None
+    if part is not None:
+        reply = store.call(store.done_call([part]))[0][0]  # the job's {EMIT's code, FINISH's reply}
+        code, replies = int(reply[0]), [reply[1]]
+    elif fits:
+        code, replies = store.emit(job_id, "s:0", iter(chunks), limit, [output.finish])
     elif (code := store.emit(job_id, "s:0", output.chunks, limit)[0]) == EMIT_WRITTEN:
         replies = store.call(output.finish)
     if code == EMIT_WRITTEN:  # unless refused because CANCEL or DELETE ended the job already

@@ -36,6 +36,7 @@ from .population_results import (
     OUTPUTS,
     SUMS,
     FlatResults,
+    RowSpan,
     SlabResults,
     allocate,
     redo,
@@ -137,22 +138,22 @@ def _slabs(nets: Nets) -> list[tuple[int, int]]:
 
 def _run(nets: Nets, x: Rows, t: Rows | None, loss: str | None, mean: bool, mode: int,
          dtype: str, norms: _Norms = NO_NORMS) -> list[GradientResult]:
-    slabs = _slab_results(nets, x, t, loss, mean, mode, dtype, norms)
+    slabs = _slab_results(nets, x, t, loss, mean, mode, dtype, norms, None)
     if slabs is None:
         return _numpy_run(nets, x, t, loss, mean, mode, dtype, norms)
     return [result for slab in slabs for result in slab.split()]
 
 
 def _numpy_run(nets: Nets, x: Rows, t: Rows | None, loss: str | None, mean: bool, mode: int,
-               dtype: str, norms: _Norms) -> list[GradientResult]:
+               dtype: str, norms: _Norms, span: RowSpan | None = None) -> list[GradientResult]:
     from . import population_numpy
     listed = nets.networks() if isinstance(nets, PopulationColumns) else nets
     return population_numpy.run(listed, x, t, loss, "mean" if mean else "sum", mode, dtype, norms.wanted,
-                                norms.clip_norm)
+                                norms.clip_norm, span)
 
 
 def _slab_results(nets: Nets, x: Rows, t: Rows | None, loss: str | None, mean: bool, mode: int,
-                  dtype: str, norms: _Norms) -> list[SlabResults] | None:
+                  dtype: str, norms: _Norms, span: RowSpan | None) -> list[SlabResults] | None:
     """Every slab's result arrays from the compiled kernel, or None where it is not used."""
     kernel = _compiled_kernel()
     if kernel is None:
@@ -161,15 +162,19 @@ def _slab_results(nets: Nets, x: Rows, t: Rows | None, loss: str | None, mean: b
     for lo, hi in _slabs(nets):
         part = nets.slice(lo, hi) if isinstance(nets, PopulationColumns) else nets[lo:hi]
         packed = pack(part, np.dtype(dtype), range(lo, hi))
-        slabs.append(_run_slab(kernel, nets, lo, hi, packed, x, t, loss, mean, mode, np.dtype(dtype), norms))
+        slabs.append(_run_slab(kernel, nets, lo, hi, packed, x, t, loss, mean, mode, np.dtype(dtype), norms, span))
     return slabs
 
 
 def flat_results(nets: Any, inputs: Any, targets: Any = None, loss: str | None = None, reduction: str = "mean",
                  per_example: bool = False, dtype: str = "float64", norms: bool = False,
-                 clip_norm: float | None = None, outputs_only: bool = False) -> FlatResults:
+                 clip_norm: float | None = None, outputs_only: bool = False,
+                 span: RowSpan | None = None) -> FlatResults:
     """``gradients_many`` (``outputs_many`` with ``outputs_only``) with its results as one flat array per field,
-    every network's part after the one before (a population job's layout), without a result object per network."""
+    every network's part after the one before (a population job's layout), without a result object per network.
+
+    ``span``: these rows are a part of each network's whole batch (a population job's row shard): ``"mean"``
+    divides by the whole batch's rows and messages name rows of the whole batch, as ``partial_gradients``."""
     nets = check_nets(nets)
     if outputs_only:
         dtype, x, t = check_population(nets, inputs, None, None, "mean", dtype, False)
@@ -179,9 +184,9 @@ def flat_results(nets: Any, inputs: Any, targets: Any = None, loss: str | None =
         dtype, x, t = check_population(nets, inputs, targets, loss, reduction, dtype, per_example)
         mode = OUTPUTS if loss is None else (EXAMPLES if per_example else SUMS)
         how = _Norms(bool(norms) or clip is not None, clip)
-    slabs = _slab_results(nets, x, t, loss, reduction == "mean", mode, dtype, how)
+    slabs = _slab_results(nets, x, t, loss, reduction == "mean", mode, dtype, how, span)
     if slabs is None:
-        return FlatResults.of(_numpy_run(nets, x, t, loss, reduction == "mean", mode, dtype, how), mode)
+        return FlatResults.of(_numpy_run(nets, x, t, loss, reduction == "mean", mode, dtype, how, span), mode)
     return FlatResults.join(slabs)
 
 
@@ -208,8 +213,9 @@ def _blocks(cost: np.ndarray, threads: int) -> np.ndarray:
 
 
 def _run_slab(kernel: Any, nets: Nets, lo: int, hi: int, packed: Packed, x: Rows, t: Rows | None,
-              loss: str | None, mean: bool, mode: int, dtype: np.dtype, norms: _Norms) -> SlabResults:
-    """One kernel call on networks [lo, hi): the slab's result arrays."""
+              loss: str | None, mean: bool, mode: int, dtype: np.dtype, norms: _Norms,
+              span: RowSpan | None = None) -> SlabResults:
+    """One kernel call on networks [lo, hi): the slab's result arrays (``span``: see ``flat_results``)."""
     import numba
 
     top = packed.topology
@@ -231,10 +237,11 @@ def _run_slab(kernel: Any, nets: Nets, lo: int, hi: int, packed: Packed, x: Rows
                               top.n_live, top.n_out, top.n_edges, top.node_off, top.vert_off, top.edge_off,
                               top.out_off, top.in_ptr, top.in_src, packed.in_w, packed.bias, top.codes,
                               top.out_ptr, top.out_dst, packed.out_w, top.out_k, top.out_rows, top.f_src,
-                              top.f_dst, top.node_row, batch, row_chunks(top.n_in, top.n_nodes, top.n_out),
+                              top.f_dst, top.node_row, batch,
+                              batch if span is None else span.total[lo:hi].astype(np.int64), row_chunks(top.n_in, top.n_nodes, top.n_out),
                               xs, x_off, ts, t_off, res.outputs, res.out_starts, res.edges, res.edge_starts,
                               res.deltas, res.node_starts, res.loss, res.status, norms.wanted,
                               norms.clip_norm or 0.0, res.norms, res.norm_starts)
     for i in np.flatnonzero(res.status).tolist():   # rare: named (or a norm rescaled) by the network alone
-        res.put(i, redo(nets, lo + i, x, t, loss, mean, mode, dtype, norms.wanted, norms.clip_norm))
+        res.put(i, redo(nets, lo + i, x, t, loss, mean, mode, dtype, norms.wanted, norms.clip_norm, span))
     return res

@@ -196,7 +196,7 @@ def _run_population(mode: int, loss: int, mean: bool, blocks: np.ndarray, n_in: 
                     in_src: np.ndarray, in_w: np.ndarray, bias: np.ndarray, codes: np.ndarray, out_ptr: np.ndarray,
                     out_dst: np.ndarray, out_w: np.ndarray, out_k: np.ndarray, out_rows: np.ndarray,
                     f_src: np.ndarray, f_dst: np.ndarray, node_row: np.ndarray, batch: np.ndarray,
-                    chunk: np.ndarray,
+                    mean_rows: np.ndarray, chunk: np.ndarray,
                     x: np.ndarray, x_off: np.ndarray, t: np.ndarray, t_off: np.ndarray, res_out: np.ndarray,
                     res_out_off: np.ndarray, res_edges: np.ndarray, res_edge_off: np.ndarray,
                     res_deltas: np.ndarray, res_delta_off: np.ndarray, res_loss: np.ndarray,
@@ -204,7 +204,8 @@ def _run_population(mode: int, loss: int, mean: bool, blocks: np.ndarray, n_in: 
                     res_norm_off: np.ndarray) -> None:
     """Networks [blocks[i], blocks[i+1]) of each block on a thread: forward, loss, δ and gradients per chunk.
 
-    ``want_norms`` (loss mode): each example's gradient norm into ``res_norms``; ``clip`` > 0: each example's
+    ``mean_rows``: the rows ``reduction="mean"`` divides by, per network (``batch``, or a whole batch of which
+    these rows are a shard). ``want_norms`` (loss mode): each example's gradient norm into ``res_norms``; ``clip`` > 0: each example's
     δ scaled by min(1, clip / norm) before the gathers (``clipping``'s definitions).
     """
     slope = mode != FORWARD
@@ -233,7 +234,7 @@ def _run_population(mode: int, loss: int, mean: bool, blocks: np.ndarray, n_in: 
             xs, ts = x[x_off[p]:x_off[p] + rows * ni], t[t_off[p]:t_off[p] + rows * k_out]
             outs = res_out[res_out_off[p]:res_out_off[p] + rows * k_out]
             count = k_out if loss != 2 else 1
-            scale = 1.0 / (count * rows) if mean else 1.0
+            scale = 1.0 / (count * mean_rows[p]) if mean else 1.0
             total = 0.0
             ok = True
             for r0 in range(0, rows, chunk[p]):

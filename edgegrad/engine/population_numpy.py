@@ -18,7 +18,7 @@ from ..model.network import Network
 from .memory import slab_budget
 from .population_checks import Rows
 from .population_pack import Topology, pack
-from .population_results import FORWARD, OUTPUTS, SUMS, SlabResults, allocate, redo, row_chunks
+from .population_results import FORWARD, OUTPUTS, SUMS, RowSpan, SlabResults, allocate, redo, row_chunks
 from .result import GradientResult
 
 __all__ = ["run"]
@@ -30,9 +30,10 @@ _LOG_FLOOR = -100.0
 
 
 def run(nets: list[Network], x: Rows, t: Rows | None, loss: str | None, reduction: str, mode: int,
-        dtype: str, norms: bool = False, clip_norm: float | None = None) -> list[GradientResult]:
+        dtype: str, norms: bool = False, clip_norm: float | None = None,
+        span: RowSpan | None = None) -> list[GradientResult]:
     """Results of every network (``mode`` as in ``population_results``; ``norms``, ``clip_norm`` as for
-    ``gradients``)."""
+    ``gradients``; ``span``: these rows are a part of bigger batches, as ``flat_results`` takes it)."""
     kind = np.dtype(dtype)
     batch = x.counts(len(nets))
     found: list[GradientResult | None] = [None] * len(nets)
@@ -44,13 +45,14 @@ def run(nets: list[Network], x: Rows, t: Rows | None, loss: str | None, reductio
         res = allocate(mode, batch[members], top.n_out, top.n_edges, top.n_nodes, kind, norms)
         x_rows = _columns(x, members, group, kind)
         t_rows = None if t is None else _columns(t, members, group, np.dtype(np.float64))
+        mean_rows = res.batch if span is None else span.total[members]
         _Group(top, packed.in_w, packed.out_w, packed.bias, loss, reduction == "mean", res,
-               clip_norm).run(x_rows, t_rows, chunk)
+               clip_norm, mean_rows).run(x_rows, t_rows, chunk)
         failed.extend(members[i] for i in np.flatnonzero(res.status).tolist())
         for p, result in zip(members, res.split()):
             found[p] = result
     for p in sorted(failed):       # rare: named (or a norm rescaled) by the network alone, in nets order
-        found[p] = redo(nets, p, x, t, loss, reduction == "mean", mode, kind, norms, clip_norm)
+        found[p] = redo(nets, p, x, t, loss, reduction == "mean", mode, kind, norms, clip_norm, span)
     return found  # type: ignore[return-value]
 
 
@@ -101,13 +103,14 @@ class _Group:
     """One group's passes over its packed topology, writing into ``res``."""
 
     def __init__(self, top: Topology, in_w: np.ndarray, out_w: np.ndarray, bias: np.ndarray, loss: str | None,
-                 mean: bool, res: SlabResults, clip_norm: float | None = None) -> None:
+                 mean: bool, res: SlabResults, clip_norm: float | None = None,
+                 mean_rows: np.ndarray | None = None) -> None:
         self.top, self.in_w, self.out_w, self.bias, self.loss, self.res = top, in_w, out_w, bias, loss, res
         self.clip_norm = clip_norm
         count = top.n_in.size
         counts = top.n_out if loss != "softmax_ce" else np.ones_like(top.n_out)
         #: the loss's mean factor of each network (1 for a sum)
-        self.scale = 1.0 / (counts * res.batch) if mean else np.ones(count)
+        self.scale = 1.0 / (counts * (res.batch if mean_rows is None else mean_rows)) if mean else np.ones(count)
         self.net_of_row = np.repeat(np.arange(count), top.n_nodes)
         self.vert_of_row = (np.arange(self.net_of_row.size) - top.node_off[self.net_of_row]
                             + top.vert_off[self.net_of_row] + top.n_in[self.net_of_row])

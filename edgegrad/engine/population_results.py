@@ -20,7 +20,7 @@ from .population_checks import Rows
 from .result import GradientResult
 
 __all__ = ["FORWARD", "OUTPUTS", "SUMS", "EXAMPLES", "ROW_CHUNK", "CHUNK_BYTES", "row_chunks", "SlabResults",
-           "allocate", "redo", "FlatResults"]
+           "allocate", "redo", "FlatResults", "RowSpan"]
 
 #: the modes: outputs alone, output mode (B×K×E), loss-mode sums, loss mode per example
 FORWARD, OUTPUTS, SUMS, EXAMPLES = 0, 1, 2, 3
@@ -29,6 +29,14 @@ FORWARD, OUTPUTS, SUMS, EXAMPLES = 0, 1, 2, 3
 ROW_CHUNK = 256
 #: a big network takes fewer rows at a time: its chunk's buffers stay within this
 CHUNK_BYTES = 32 << 20
+
+
+class RowSpan(NamedTuple):
+    """The rows of a call as a part of bigger batches (a population job's row shard): ``total`` (P,) int64, the rows
+    of each network's whole batch (what ``reduction="mean"`` divides by), ``offset``: the first of these rows."""
+
+    total: np.ndarray
+    offset: int
 
 
 def row_chunks(n_in: np.ndarray, n_nodes: np.ndarray, n_out: np.ndarray) -> np.ndarray:
@@ -150,14 +158,22 @@ def _pieces(flat: np.ndarray, starts: np.ndarray) -> list[np.ndarray]:
 
 
 def redo(nets: Sequence[Network] | PopulationColumns, p: int, x: Rows, t: Rows | None, loss: str | None, mean: bool, mode: int,
-         dtype: np.dtype, norms: bool = False, clip_norm: float | None = None) -> GradientResult:
+         dtype: np.dtype, norms: bool = False, clip_norm: float | None = None,
+         span: RowSpan | None = None) -> GradientResult:
     """Network ``p`` alone on the single-network engine, for one that failed in a population pass (an overflow,
-    bce outputs outside [0, 1], a norm to rescale): its result, or its own message as ``nets[p]: ...``."""
-    from .api import gradients
+    bce outputs outside [0, 1], a norm to rescale): its result, or its own message as ``nets[p]: ...``
+    (``span``: these rows are a part of a bigger batch, as ``partial_gradients`` takes them)."""
+    from .api import gradients, partial_gradients
 
+    reduction, targets = "mean" if mean else "sum", None if t is None else t.of(p)
     try:
-        result = gradients(nets[p], x.of(p), None if t is None else t.of(p), loss, "mean" if mean else "sum",
-                           mode == EXAMPLES, dtype.name, norms=norms, clip_norm=clip_norm)
+        if span is None:
+            result = gradients(nets[p], x.of(p), targets, loss, reduction, mode == EXAMPLES, dtype.name, norms=norms,
+                               clip_norm=clip_norm)
+        else:
+            result = partial_gradients(nets[p], x.of(p), targets, loss, reduction, mode == EXAMPLES, dtype.name,
+                                       total_rows=int(span.total[p]), row_offset=span.offset, norms=norms,
+                                       clip_norm=clip_norm)
     except InvalidInput as exc:
         raise InvalidInput(f"nets[{p}]: {exc}") from None
     return result

@@ -37,7 +37,8 @@ class Keys:
         return f"{self.scope}:job:{job_id}"
 
     def spec(self, job_id: str) -> str:
-        """String: the serialized GradientRequest (network by hash) a worker runs."""
+        """String: the serialized GradientRequest (network by hash) a worker runs, when over 4 KiB (a smaller one is
+        the job record's field ``spec``)."""
         return f"{self.scope}:job:{job_id}:spec"
 
     def events(self, job_id: str) -> str:

@@ -17,6 +17,7 @@ from ..settings import Settings
 from ..status import CODE_NUMBERS, rich_status
 from ..v1 import job_pb2
 from ..wire.chunking import is_summed
+from ..wire.population_shards import has_partials, row_shards
 from .contract import QUEUED, stored
 
 __all__ = ["new_job_id", "id_prefix_at", "job_name", "job_id_from_name", "initial_fields", "job_from_fields",
@@ -76,7 +77,7 @@ def initial_fields(job_id: str, request_id: str, fingerprint: str, network_hash:
     ``pieces`` says where the batch rows are when they are not in the spec; ``upload_key`` is
     the upload's key, whose pieces are dropped with the job.
     """
-    summed = any(is_summed(layout, f) for f in layout.fields)
+    summed = any(is_summed(layout, f) for f in layout.fields) or has_partials(layout)
     fields: dict[str, bytes | str] = {
         "id": job_id, "state": stored(QUEUED), "request_id": request_id, "fingerprint": fingerprint,
         "network_hash": network_hash, "layout": layout.SerializeToString(), "create_time": repr(now),
@@ -145,15 +146,17 @@ def job_from_fields(fields: Mapping[bytes, bytes]) -> job_pb2.Job:
     job.shards_done = int(get(b"shards_done", b"0"))
     rows = max(1, job.layout.shard_rows)
     population = job.layout.HasField("population")
-    starts = [*job.layout.population.shard_starts, job.layout.population.size]
+    shards = row_shards(job.layout) if population else None
     job.population_size = job.layout.population.size
     for index in range(job.layout.shard_count):
         state, attempt, chunks, worker = shard_progress(fields, index)
         if state in (job_pb2.JOB_STATE_QUEUED, job_pb2.JOB_STATE_RUNNING) and job.state > job_pb2.JOB_STATE_RUNNING:
             state = job.state  # the job ended (failed or cancelled) before this shard did
         shard = job.shards.add(index=index, state=state, worker=worker, attempt=attempt, chunks_done=chunks)
-        if population:  # a shard is a range of networks
-            shard.network_start, shard.network_stop = starts[index], starts[index + 1]
+        if shards is not None:  # a shard is a range of networks (and of rows, with row shards)
+            shard.network_start, shard.network_stop = shards.net_start[index], shards.net_stop[index]
+            if job.layout.population.shard_rows:
+                shard.row_start, shard.row_stop = shards.row_start[index], shards.row_stop[index]
         else:
             shard.row_start, shard.row_stop = index * rows, min(job.layout.batch, (index + 1) * rows)
     return job

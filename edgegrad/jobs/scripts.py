@@ -9,95 +9,15 @@ watcher needs no second read to report them.
 
 from __future__ import annotations
 
+from .creating import CREATE as _CREATE
+
 #: estimated multiply-adds (batch × edges × outputs) from which a job's start is announced on its stream
 ANNOUNCE_WORK = 1 << 20
 
 __all__ = ["ANNOUNCE_WORK", "CREATE", "START", "START_FUNCTION", "EMIT", "SHARD_DONE", "ACK", "FINISH", "CANCEL", "DELETE"]
 
-# KEYS: job, spec, index, request (the index again when none), network, the tenant's mark of the
-#       network (it registered it), the tenant's quota keys: inflight, live, held (see edgegrad.jobs.keys)
-# ARGV: job_id, ttl, spec bytes, has_request ("1"/"0"), job key prefix, index cutoff (ids below it
-#       are past every TTL; '' to skip the housekeeping: trimming the index, dropping expired
-#       in-flight entries, renewing the quota keys' TTL), most jobs the tenant may have queued or
-#       running (0: no limit), most result bytes its jobs may hold (0: no limit), this job's result
-#       bytes, TTL of the quota keys (outlives any job created until the next housekeeping), 2 × number
-#       of hash fields, field, value, ..., then the commands that enqueue the job on rq, each as its
-#       word count followed by its words; a negative count marks a guard, a command whose nil or false
-#       reply skips every command after it (a small job's lane: an rq job is enqueued only where
-#       ``SET <lane wake> NX`` sets the mark).
-# Claim, record, count and enqueue happen together or not at all. Returns nil when created,
-# {existing_job_id, its fingerprint} when the request id is taken, {'nonet'} when the network is gone
-# (or the tenant never registered it), {'limit', 'jobs'|'bytes', what the tenant has now} when over a limit.
-# Scores are the Redis TIME (ms) at which a job's records expire: in-flight jobs are counted from
-# now on (ZCOUNT), and expired jobs are dropped (at most 1000 a call) from ``live``, the bytes held and
-# the job index with the housekeeping, and before a submission over the byte limit is refused, so the
-# limits count only jobs that still exist.
-CREATE = """
-local job_key, spec_key, index_key, request_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local network_key, owned_key, inflight_key, live_key, held_key = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
-local job_id, ttl, spec, has_request, job_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1', ARGV[5]
-local cutoff, max_jobs, max_bytes, result_bytes = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9]
-local quota_ttl, fields_end = ARGV[10], 11 + tonumber(ARGV[11])  -- the hash's fields: ARGV[12..fields_end]
-if has_request then
-  local cur = redis.call('GET', request_key)
-  if cur then
-    local fp = redis.call('HGET', job_prefix .. cur, 'fingerprint')
-    if fp then return {cur, fp} end
-  end
-end
-if redis.call('EXISTS', network_key, owned_key) < 2 then return {'nonet'} end
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local function drop_expired()
-  local gone = redis.call('ZRANGEBYSCORE', live_key, '-inf', '(' .. now, 'LIMIT', 0, 1000)
-  if #gone > 0 then
-    local freed = 0
-    for _, size in ipairs(redis.call('HMGET', held_key, unpack(gone))) do freed = freed + tonumber(size or '0') end
-    redis.call('HDEL', held_key, unpack(gone))
-    redis.call('ZREM', live_key, unpack(gone))
-    redis.call('ZREM', index_key, unpack(gone))  -- the job index holds only jobs whose records live
-    redis.call('HINCRBY', held_key, 'total', -freed)
-  end
-end
-if cutoff ~= '' then drop_expired() end
-if max_jobs > 0 then
-  local running = redis.call('ZCOUNT', inflight_key, now, '+inf')
-  if running >= max_jobs then return {'limit', 'jobs', tostring(running)} end
-end
-local held = tonumber(redis.call('HGET', held_key, 'total') or '0')
-if max_bytes > 0 and held + tonumber(result_bytes) > max_bytes and cutoff == '' then
-  drop_expired()  -- at the limit between two housekeepings: what expired since the last one no longer counts
-  held = tonumber(redis.call('HGET', held_key, 'total') or '0')
-end
-if max_bytes > 0 and held + tonumber(result_bytes) > max_bytes then
-  return {'limit', 'bytes', tostring(held)}
-end
-if has_request then redis.call('SET', request_key, job_id, 'EX', ttl) end
-redis.call('HSET', job_key, unpack(ARGV, 12, fields_end))
-redis.call('EXPIRE', job_key, ttl)
-redis.call('SET', spec_key, spec, 'EX', ttl)
-redis.call('ZADD', index_key, 0, job_id)
-local expire = now + 1000 * tonumber(ttl)
-redis.call('ZADD', inflight_key, expire, job_id)
-redis.call('ZADD', live_key, expire, job_id)
-redis.call('HSET', held_key, job_id, result_bytes)
-redis.call('HINCRBY', held_key, 'total', result_bytes)
-if cutoff ~= '' then
-  redis.call('ZREMRANGEBYLEX', index_key, '-', '(' .. cutoff)
-  redis.call('ZREMRANGEBYSCORE', inflight_key, '-inf', '(' .. now)
-  for _, key in ipairs({inflight_key, live_key, held_key}) do redis.call('EXPIRE', key, quota_ttl) end
-end
-local i = fields_end + 1  -- then the commands: each its word count, then its words
-while i <= #ARGV do
-  local n = tonumber(ARGV[i])
-  local guard = n < 0  -- a guard: the commands after it run only if it answers (SET NX did set)
-  if guard then n = -n end
-  local reply = redis.call(unpack(ARGV, i + 1, i + n))
-  if guard and not reply then break end
-  i = i + n + 1
-end
-return false
-"""
+# CREATE, which records jobs (many of one tenant in one call), is in ``creating.py``.
+CREATE = _CREATE
 
 # A shard's progress is one field of the job hash, ``s:<index>`` = "state|attempt|chunks|worker"
 # (state as above, chunks it has written); the fold of a loss-mode job's shards is ``s:r``.
@@ -112,7 +32,7 @@ START_FUNCTION = """
 local function start(job_key, spec_key, events_key, worker, now, announce_work, shard_index)
 local shard = 's:' .. shard_index
 local st = redis.call('HMGET', job_key, 'state', 'cancel', 'work', shard, 'shards', 'shards_done', 'attempt',
-                      'layout', 'pieces', 's:r', 'chunks_done', 'ev', 'create_time')
+                      'layout', 'pieces', 's:r', 'chunks_done', 'ev', 'create_time', 'spec')
 if not st[1] then return {'gone'} end
 if st[1] ~= '1' and st[1] ~= '2' then return {'skip'} end
 local sstate, sattempt, schunks = string.match(st[4] or '1|0|0|', '^(%d)|(%d+)|(%d+)|')
@@ -149,7 +69,7 @@ if announce then
   local ttl = redis.call('PTTL', job_key)
   if ttl > 0 then redis.call('PEXPIRE', events_key, ttl) end
 end
-return {kind, redis.call('GET', spec_key) or '', tostring(attempt), schunks, st[8] or '', st[9] or '', st[13] or '0'}
+return {kind, st[14] or redis.call('GET', spec_key) or '', tostring(attempt), schunks, st[8] or '', st[9] or '', st[13] or '0'}
 end
 """
 START = START_FUNCTION + """
@@ -238,12 +158,16 @@ return {code, placed}
 """
 
 # KEYS: job, part.  ARGV: shard index, its chunk count, its rows, loss share ('' in output mode),
-# partial sums ('' unless loss mode without per_example and more than one shard), part ttl.
+# partial sums ('' unless loss mode without per_example and more than one shard), part ttl, and for a
+# population's row shard: its group's counter field ('g:<group>') and the group's number of shards (the rows
+# count once, when the group's last shard reports).
 # Returns {shards done, shards} after this one (this shard counted once however often it is
-# reported), or {-1} when the job is no longer running, {-2} when chunks of the shard are missing.
+# reported; with a group, {shards done, shards, the group's shards done}), or {-1} when the job is no
+# longer running, {-2} when chunks of the shard are missing.
 SHARD_DONE = """
 local job_key, part_key = KEYS[1], KEYS[2]
 local shard_index, chunks, rows, loss_share, partial, part_ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local group, group_shards = ARGV[7] or '', tonumber(ARGV[8] or '0')
 local shard = 's:' .. shard_index
 local st = redis.call('HMGET', job_key, 'state', shard, 'shards_done', 'shards')
 if st[1] ~= '2' then return {-1} end
@@ -253,8 +177,15 @@ if tonumber(s3) < tonumber(chunks) then return {-2} end
 if loss_share ~= '' then redis.call('HSET', job_key, 'l:' .. shard_index, loss_share) end
 if partial ~= '' then redis.call('SET', part_key, partial, 'EX', part_ttl) end
 redis.call('HSET', job_key, shard, '3|' .. s2 .. '|' .. s3 .. '|' .. s4)
+local group_done = nil
+if group ~= '' then
+  group_done = redis.call('HINCRBY', job_key, group, 1)
+  if group_done < group_shards then rows = 0 end
+end
 redis.call('HINCRBY', job_key, 'rows_done', rows)
-return {redis.call('HINCRBY', job_key, 'shards_done', 1), tonumber(st[4])}
+local done = redis.call('HINCRBY', job_key, 'shards_done', 1)
+if group_done then return {done, tonumber(st[4]), group_done} end
+return {done, tonumber(st[4])}
 """
 
 # KEYS: job, events.  ARGV: seq the client holds.  Drops the stream's chunks up to seq (and their
@@ -280,7 +211,7 @@ return acked
 # What FINISH, CANCEL and DELETE read of the job first (after naming their KEYS and ARGV).
 _READ_FOR_FINISH = """
 local st = redis.call('HMGET', job_key, 'state', 'cancel', 'chunks_done', 'request_id', 'upload', 'upload_pieces',
-                      'shards', 'summed', 'id', 'staged', 'acked')
+                      'shards', 'summed', 'id', 'staged', 'acked', 'spec')
 """
 
 def _chunk_keys(command: str) -> str:
@@ -298,7 +229,9 @@ end
 _DROP_DATA = """
 if st[5] and st[5] ~= '' then
   for i = 0, tonumber(st[6] or '0') - 1 do
-    redis.call('DEL', st[5] .. ':inputs:' .. i, st[5] .. ':targets:' .. i)
+    redis.call('DEL', st[5] .. ':inputs:' .. i, st[5] .. ':targets:' .. i, st[5] .. ':inputs_packed:' .. i,
+               st[5] .. ':targets_packed:' .. i, st[5] .. ':weights:' .. i, st[5] .. ':biases:' .. i,
+               st[5] .. ':networks:' .. i)
   end
   redis.call('DEL', st[5])
 end
@@ -315,10 +248,15 @@ local state, end_time, result_ttl, expire_time, request_prefix = ARGV[1], ARGV[2
 
 # Needs ``st`` as _READ_FOR_FINISH reads it and ``sets``, the job's final fields.
 _FINISH_BODY = """
+if st[12] then  -- the request kept in the record (a small one): no longer needed
+  sets[#sets + 1] = 'spec'
+  sets[#sets + 1] = ''
+else
+  redis.call('DEL', spec_key)
+end
 redis.call('HSET', job_key, unpack(sets))
 local seq = tonumber(st[3] or '0') + 1
 redis.call('XADD', events_key, seq .. '-0', 'k', 'd', unpack(redis.call('HGETALL', job_key)))
-redis.call('DEL', spec_key)
 """ + _DROP_DATA + """
 for _, key in ipairs({job_key, events_key}) do redis.call('EXPIRE', key, result_ttl) end
 """ + _chunk_keys("EXPIRE") + """

@@ -23,8 +23,8 @@ from . import scripts as jobscripts
 from .bulk import BulkReader
 from .connections import async_blocking_pool, async_redis
 from .contract import CANCELLED, QUEUED, RUNNING, stored
+from .creating import CREATE, Coalescer
 from .keys import Keys
-from .lanes import lane_commands
 from .record import final_state, id_prefix_at, job_from_fields
 from .rqenqueue import RqEnqueuer
 from .server_networks import NetworkMeta, NetworkRegistry, no_network
@@ -40,6 +40,8 @@ def _no_job(job_id: str) -> NotFound:
 
 #: seconds between two trims of the job index
 INDEX_TRIM_SECONDS = 1.0
+#: a job's serialized request up to this size is kept in its record (field 'spec') rather than a key of its own
+RECORD_SPEC_BYTES = 4096
 #: seconds between two refreshes of a used network's TTL
 NETWORK_REFRESH_SECONDS = 60.0
 #: networks whose last refresh is remembered
@@ -67,7 +69,9 @@ class JobStore(NetworkRegistry):
         self._rq = RqEnqueuer(settings)
         self._bulk = BulkReader(settings, socket_timeout=timeout)
         self._scripts = {name: self.redis.register_script(getattr(jobscripts, name))
-                         for name in ("CREATE", "CANCEL", "DELETE", "ACK")}
+                         for name in ("CANCEL", "DELETE", "ACK")}
+        self._scripts["CREATE"] = self.redis.register_script(CREATE)
+        self._creates: Coalescer[tuple[list[Any], str | None], Any] = Coalescer(self._create)
         self._meta: OrderedDict[str, NetworkMeta] = OrderedDict()
         self._refreshed: OrderedDict[str, float] = OrderedDict()  #: network mark -> when its TTL was last refreshed
         self._owned: OrderedDict[str, None] = OrderedDict()  #: network marks known to exist
@@ -80,6 +84,7 @@ class JobStore(NetworkRegistry):
         if view is None:
             view = copy.copy(self)
             view.keys, view._trimmed = self.keys.for_tenant(tenant), float("-inf")
+            view._creates = Coalescer(view._create)
             self._tenants[tenant] = view
         return view
 
@@ -106,33 +111,21 @@ class JobStore(NetworkRegistry):
         Returns (job id, created). A request_id reused for a different request: AlreadyExists; the
         tenant at a limit: ResourceExhausted.
         """
-        k, s = self.keys, self.settings
-        keys = [k.job(job_id), k.spec(job_id), k.jobs, k.request(request_id) if request_id else k.jobs,
-                *(stored or (k.network(network_hash), k.network_owned(network_hash))), *k.quota]
-        # ids start with their creation time: anything older than both TTLs together has expired
-        # (trimmed from the index at most once a second, not on every submission, with the other
-        # housekeeping; the quota keys then live on until every job created before the next has expired)
-        cutoff = ""
-        if time.monotonic() - self._trimmed >= INDEX_TRIM_SECONDS:
-            self._trimmed = time.monotonic()
-            cutoff = id_prefix_at(time.time() - s.job_ttl - s.result_ttl)
-        quota_ttl = s.job_ttl + s.result_ttl + int(2 * INDEX_TRIM_SECONDS) + 1
-        argv: list[Any] = [job_id, s.job_ttl, spec, "1" if request_id else "0", k.job(""), cutoff, s.tenant_max_jobs,
-                           s.tenant_max_result_bytes, result_bytes, quota_ttl, 2 * len(fields)]
+        k = self.keys
+        if len(spec) <= RECORD_SPEC_BYTES:  # a small request lives in the record: no key of its own to write and read
+            fields, spec = {**fields, "spec": spec}, b""
+        part: list[Any] = [job_id, k.request(request_id) if request_id else "",
+                           *(stored or (k.network(network_hash), k.network_owned(network_hash))), spec, result_bytes,
+                           k.lane(lane) if lane is not None else "", 2 * len(fields)]
         for name, value in fields.items():
-            argv += [name, value]
+            part += [name, value]
         commands = [*extra, *self._refresh_commands([network_hash, *networks] if stored is None else [*networks])]
         if lane is None:
             commands += self._rq.commands(job_id, shards, k.tenant)
-        else:
-            rq_id, enqueue = self._rq.batch_commands(lane, k.tenant)
-            commands += lane_commands(k.lane(lane), k.lane_wake(lane), job_id, s.job_ttl, rq_id, enqueue)
-        for words in commands:
-            if words[0] == "GUARD":  # CREATE runs what follows a guard only if the guard answers
-                argv += [1 - len(words), *words[1:]]
-            else:
-                argv += [len(words), *words]
-        found = await self._scripts["CREATE"](keys=keys, args=argv)
+        words: list[Any] = []
+        for command in commands:
+            words += [len(command), *command]
+        found = await self._creates.add((part + [len(words), *words], lane))
         if found == [b"nonet"] and stored is not None:
             raise NotFound(f"networks_hash: no population topology {network_hash!r} is stored (or it expired);"
                            " send the networks again", field="networks_hash")
@@ -148,6 +141,29 @@ class JobStore(NetworkRegistry):
                                     f" (jobs/{existing})", field="request_id")
             return existing, False
         return job_id, True
+
+    async def _create(self, jobs: list[tuple[list[Any], str | None]]) -> list[Any]:
+        """One CREATE call (``creating.py``) for jobs of this tenant: each its part of the call and its lane."""
+        k, s = self.keys, self.settings
+        # ids start with their creation time: anything older than both TTLs together has expired
+        # (trimmed from the index at most once a second, not on every call, with the other
+        # housekeeping; the quota keys then live on until every job created before the next has expired)
+        cutoff = ""
+        if time.monotonic() - self._trimmed >= INDEX_TRIM_SECONDS:
+            self._trimmed = time.monotonic()
+            cutoff = id_prefix_at(time.time() - s.job_ttl - s.result_ttl)
+        quota_ttl = s.job_ttl + s.result_ttl + int(2 * INDEX_TRIM_SECONDS) + 1
+        args: list[Any] = [s.job_ttl, k.job(""), cutoff, s.tenant_max_jobs, s.tenant_max_result_bytes, quota_ttl,
+                           len(jobs)]
+        for part, _ in jobs:
+            args += part
+        for lane in dict.fromkeys(lane for _, lane in jobs if lane is not None):
+            rq_id, enqueue = self._rq.batch_commands(lane, k.tenant)
+            words: list[Any] = []
+            for command in enqueue:
+                words += [len(command), *command]
+            args += [k.lane(lane), k.lane_wake(lane), rq_id, len(words), *words]
+        return cast(list[Any], await self._scripts["CREATE"](keys=[k.jobs, *k.quota], args=args))
 
     def _refresh_commands(self, hashes: list[str]) -> list[tuple[Any, ...]]:
         """The commands that renew the TTL of networks in use, each at most once a minute."""
@@ -246,6 +262,14 @@ class JobStore(NetworkRegistry):
     async def put_piece(self, upload_id: str, field: str, index: int, data: bytes) -> None:
         """Store one piece of an upload (it lives as long as an unfinished job)."""
         await self.redis.set(self.keys.piece(upload_id, field, index), data, ex=self.settings.job_ttl)
+
+    async def read_pieces(self, upload_id: str, field: str, count: int) -> bytes:
+        """The ``count`` pieces of an upload's ``field``, joined (NotFound when one expired)."""
+        keys = [self.keys.piece(upload_id, field, i) for i in range(count)]
+        blobs = cast(list[bytes | None], await self.redis.mget(keys) if keys else [])  # decode_responses is off
+        if any(blob is None for blob in blobs):
+            raise NotFound(f"population.upload: the {field} of upload {upload_id!r} expired", field="population.upload")
+        return b"".join(cast(list[bytes], blobs))
 
     async def drop_pieces(self, upload_id: str, counts: dict[str, int]) -> None:
         """Delete the pieces of an upload that did not complete."""

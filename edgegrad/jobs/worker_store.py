@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple, cast
 
 import numpy as np
@@ -22,6 +22,7 @@ from edgegrad.v1 import job_pb2, network_pb2
 from edgegrad.wire.codec import network_from_proto
 
 from .contract import RUNNING, SUCCEEDED, stored
+from .lanes import DONE
 from .population_store import TopologyCache
 from .record import final_state, shard_progress
 
@@ -75,6 +76,7 @@ class WorkerStore:
         self.name = name
         self._scripts = {n: self.redis.register_script(getattr(jobscripts, n))
                          for n in ("START", "EMIT", "SHARD_DONE", "FINISH")}
+        self._scripts["DONE"] = self.redis.register_script(DONE)
         self._loaded = False
         self._networks: OrderedDict[str, Network] = OrderedDict()
         self._population = _SizedCache(POPULATION_CACHE_ITEMS)  #: decoded networks of population jobs (all tenants')
@@ -102,18 +104,30 @@ class WorkerStore:
         pipe.evalsha(self._scripts["START"].sha, len(keys), *keys, *args)
         return lambda reply: None if isinstance(reply, Exception) else read_started(reply)
 
-    def emit_call(self, job_id: str, shard: str, chunks: Iterable[tuple[int, bytes | list]], limit: int
-                  ) -> tuple[str, list[str], list[Any]] | None:
-        """``emit``'s whole work as one script call, for a pipeline of several jobs' calls: None when a chunk
-        is too large for a script argument (then ``emit`` it)."""
-        args: list[Any] = [shard, limit]
+    @staticmethod
+    def done_part(job_id: str, chunks: Iterable[tuple[int, bytes | list]], expected: int, fields: dict[str, str]
+                  ) -> list[Any] | None:
+        """One job's part of a DONE call (``lanes.py``: a job of one shard whose result buffer cannot fill, its
+        chunks written and the job ended succeeded with ``fields``, ``expected`` chunks in all); None when a chunk
+        is too large for a script argument (then ``emit`` it and ``finish``)."""
+        args: list[Any] = [job_id, expected, 2 * len(fields)]
+        for name, value in fields.items():
+            args += [name, value]
+        given: list[Any] = []
         for number, payload in chunks:
-            if not isinstance(payload, bytes):
-                payload = b"".join(payload)
-            if len(payload) >= STAGE_BYTES:
+            if (len(payload) if isinstance(payload, bytes) else sum(len(p) for p in payload)) >= STAGE_BYTES:
                 return None
-            args += [number, payload]
-        return "EMIT", [self.keys.job(job_id), self.keys.events(job_id)], args
+            given += [number, payload if isinstance(payload, bytes) else b"".join(payload)]
+        return [*args, len(given), *given]
+
+    def done_call(self, parts: Iterable[list[Any]]) -> tuple[str, list[str], list[Any]]:
+        """The DONE call that writes and ends the jobs of ``parts`` (``done_part``), all in one script call."""
+        k, s = self.keys, self.settings
+        now = time.time()
+        args: list[Any] = [s.result_ttl, repr(now), repr(now + s.result_ttl), k.request(""), k.job("")]
+        for part in parts:
+            args += part
+        return "DONE", [k.inflight, k.live], args
 
     def _start_call(self, job_id: str, shard: int) -> tuple[list[str], list[Any]]:
         k = self.keys
@@ -240,12 +254,14 @@ class WorkerStore:
                 if state != _RUNNING or not limit or int(written or 0) - int(acked or 0) < limit:
                     break
 
-    def shard_done(self, job_id: str, shard: int, chunks: int, rows: int, loss: str, partial: bytes
-                   ) -> tuple[str, list[str], list[Any]]:
-        """The SHARD_DONE call for a shard that wrote all its ``chunks``."""
+    def shard_done(self, job_id: str, shard: int, chunks: int, rows: int, loss: str, partial: bytes,
+                   group: tuple[int, int] | None = None) -> tuple[str, list[str], list[Any]]:
+        """The SHARD_DONE call for a shard that wrote all its ``chunks``; ``group``: (group, its shards) of a
+        population's row shard (its reply then counts the group's shards done too)."""
         k = self.keys
+        more = [] if group is None else [f"g:{group[0]}", group[1]]
         return "SHARD_DONE", [k.job(job_id), k.part(job_id, shard)], [shard, chunks, rows, loss, partial,
-                                                                       self.settings.job_ttl]
+                                                                       self.settings.job_ttl, *more]
 
     def finish(self, job_id: str, state: int, expected: int, fields: dict[str, str]) -> tuple[str, list, list]:
         """The FINISH call that ends a job in ``state`` (SUCCEEDED, FAILED or CANCELLED of ``contract``)."""
@@ -273,6 +289,14 @@ class WorkerStore:
         if fields[b"state"] != _RUNNING or shard_progress(fields, shard)[0] != SUCCEEDED:
             return False, False
         return True, int(fields[b"shards_done"] or 0) >= int(fields[b"shards"] or 1)
+
+    def partials(self, job_id: str, first: int, stop: int) -> Iterator[bytes | None]:
+        """Shards [first, stop)'s partial sums, read one at a time, in order."""
+        return (cast(bytes | None, self.redis.get(self.keys.part(job_id, i))) for i in range(first, stop))
+
+    def progress(self, job_id: str, fields: Sequence[str]) -> list[bytes | None]:
+        """These fields of a job's hash (shards' and folds' progress), in one read."""
+        return cast(list[bytes | None], self.redis.hmget(self.keys.job(job_id), list(fields)))
 
     def shard_shares(self, job_id: str, shards: int) -> tuple[list[bytes | None], Iterable[bytes | None]]:
         """The shards' loss shares (in order), and their partial sums read one at a time, in order."""

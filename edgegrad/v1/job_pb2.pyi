@@ -82,7 +82,7 @@ class PopulationMember(_message.Message):
     def __init__(self, network_hash: _Optional[str] = ..., network_inline: _Optional[_Union[_network_pb2.Network, _Mapping]] = ..., weights: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., biases: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
 
 class PopulationRequest(_message.Message):
-    __slots__ = ("members", "inputs", "inputs_each", "targets", "targets_each", "loss", "reduction", "per_example", "dtype", "norms", "clip_norm", "outputs_only", "networks", "networks_hash", "weights", "biases", "row_counts", "inputs_packed", "targets_packed")
+    __slots__ = ("members", "inputs", "inputs_each", "targets", "targets_each", "loss", "reduction", "per_example", "dtype", "norms", "clip_norm", "outputs_only", "networks", "networks_hash", "weights", "biases", "row_counts", "inputs_packed", "targets_packed", "upload", "uploaded")
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     INPUTS_EACH_FIELD_NUMBER: _ClassVar[int]
@@ -102,6 +102,8 @@ class PopulationRequest(_message.Message):
     ROW_COUNTS_FIELD_NUMBER: _ClassVar[int]
     INPUTS_PACKED_FIELD_NUMBER: _ClassVar[int]
     TARGETS_PACKED_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_FIELD_NUMBER: _ClassVar[int]
+    UPLOADED_FIELD_NUMBER: _ClassVar[int]
     members: _containers.RepeatedCompositeFieldContainer[PopulationMember]
     inputs: _tensor_pb2.Tensor
     inputs_each: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.Tensor]
@@ -121,7 +123,21 @@ class PopulationRequest(_message.Message):
     row_counts: _tensor_pb2.Tensor
     inputs_packed: _tensor_pb2.Tensor
     targets_packed: _tensor_pb2.Tensor
-    def __init__(self, members: _Optional[_Iterable[_Union[PopulationMember, _Mapping]]] = ..., inputs: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., inputs_each: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., targets: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., targets_each: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., loss: _Optional[str] = ..., reduction: _Optional[str] = ..., per_example: _Optional[bool] = ..., dtype: _Optional[str] = ..., norms: _Optional[bool] = ..., clip_norm: _Optional[float] = ..., outputs_only: _Optional[bool] = ..., networks: _Optional[_Union[_network_pb2.Networks, _Mapping]] = ..., networks_hash: _Optional[str] = ..., weights: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., biases: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., row_counts: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., inputs_packed: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., targets_packed: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
+    upload: str
+    uploaded: _containers.RepeatedCompositeFieldContainer[UploadedField]
+    def __init__(self, members: _Optional[_Iterable[_Union[PopulationMember, _Mapping]]] = ..., inputs: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., inputs_each: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., targets: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., targets_each: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., loss: _Optional[str] = ..., reduction: _Optional[str] = ..., per_example: _Optional[bool] = ..., dtype: _Optional[str] = ..., norms: _Optional[bool] = ..., clip_norm: _Optional[float] = ..., outputs_only: _Optional[bool] = ..., networks: _Optional[_Union[_network_pb2.Networks, _Mapping]] = ..., networks_hash: _Optional[str] = ..., weights: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., biases: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., row_counts: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., inputs_packed: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., targets_packed: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., upload: _Optional[str] = ..., uploaded: _Optional[_Iterable[_Union[UploadedField, _Mapping]]] = ...) -> None: ...
+
+class UploadedField(_message.Message):
+    __slots__ = ("field", "values", "piece_values", "columns")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    PIECE_VALUES_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    values: int
+    piece_values: int
+    columns: int
+    def __init__(self, field: _Optional[str] = ..., values: _Optional[int] = ..., piece_values: _Optional[int] = ..., columns: _Optional[int] = ...) -> None: ...
 
 class BatchPieces(_message.Message):
     __slots__ = ("upload", "rows", "piece_rows", "dtype", "input_columns", "target_columns")
@@ -174,20 +190,22 @@ class ResultLayout(_message.Message):
     def __init__(self, dtype: _Optional[_Union[_tensor_pb2.DType, str]] = ..., loss_mode: _Optional[bool] = ..., fields: _Optional[_Iterable[_Union[FieldLayout, _Mapping]]] = ..., chunk_count: _Optional[int] = ..., batch: _Optional[int] = ..., chunk_bytes: _Optional[int] = ..., shard_rows: _Optional[int] = ..., shard_count: _Optional[int] = ..., buffer_bytes: _Optional[int] = ..., population: _Optional[_Union[PopulationLayout, _Mapping]] = ...) -> None: ...
 
 class PopulationLayout(_message.Message):
-    __slots__ = ("size", "sizes", "shard_starts", "outputs_only", "per_example", "networks_hash")
+    __slots__ = ("size", "sizes", "shard_starts", "outputs_only", "per_example", "networks_hash", "shard_rows")
     SIZE_FIELD_NUMBER: _ClassVar[int]
     SIZES_FIELD_NUMBER: _ClassVar[int]
     SHARD_STARTS_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_ONLY_FIELD_NUMBER: _ClassVar[int]
     PER_EXAMPLE_FIELD_NUMBER: _ClassVar[int]
     NETWORKS_HASH_FIELD_NUMBER: _ClassVar[int]
+    SHARD_ROWS_FIELD_NUMBER: _ClassVar[int]
     size: int
     sizes: _tensor_pb2.Tensor
     shard_starts: _containers.RepeatedScalarFieldContainer[int]
     outputs_only: bool
     per_example: bool
     networks_hash: str
-    def __init__(self, size: _Optional[int] = ..., sizes: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., shard_starts: _Optional[_Iterable[int]] = ..., outputs_only: _Optional[bool] = ..., per_example: _Optional[bool] = ..., networks_hash: _Optional[str] = ...) -> None: ...
+    shard_rows: int
+    def __init__(self, size: _Optional[int] = ..., sizes: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., shard_starts: _Optional[_Iterable[int]] = ..., outputs_only: _Optional[bool] = ..., per_example: _Optional[bool] = ..., networks_hash: _Optional[str] = ..., shard_rows: _Optional[int] = ...) -> None: ...
 
 class Shard(_message.Message):
     __slots__ = ("index", "row_start", "row_stop", "state", "worker", "attempt", "chunks_done", "network_start", "network_stop")

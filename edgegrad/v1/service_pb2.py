@@ -30,7 +30,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65\x64gegrad/v1/service.proto\x12\x0b\x65\x64gegrad.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x15\x65\x64gegrad/v1/job.proto\x1a\x19\x65\x64gegrad/v1/network.proto\x1a\x18\x65\x64gegrad/v1/tensor.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\x18\n\x16GetCapabilitiesRequest\"\xf4\x02\n\x0c\x43\x61pabilities\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x11\n\tmax_nodes\x18\x02 \x01(\x04\x12\x11\n\tmax_edges\x18\x03 \x01(\x04\x12\x11\n\tmax_batch\x18\x04 \x01(\x04\x12\x19\n\x11max_message_bytes\x18\x05 \x01(\x04\x12\x13\n\x0b\x63hunk_bytes\x18\x06 \x01(\x04\x12\x18\n\x10max_result_bytes\x18\x07 \x01(\x04\x12\x13\n\x0b\x61\x63tivations\x18\x08 \x03(\t\x12\x0e\n\x06losses\x18\t \x03(\t\x12\x12\n\nreductions\x18\n \x03(\t\x12\x0e\n\x06\x64types\x18\x0b \x03(\t\x12\x1a\n\x12result_ttl_seconds\x18\x0c \x01(\x04\x12\x1b\n\x13network_ttl_seconds\x18\r \x01(\x04\x12\x14\n\x0cheartbeat_ms\x18\x0e \x01(\x04\x12\x1b\n\x13result_buffer_bytes\x18\x0f \x01(\x04\x12\x1b\n\x13worker_memory_bytes\x18\x10 \x01(\x04\"?\n\x16RegisterNetworkRequest\x12%\n\x07network\x18\x01 \x01(\x0b\x32\x14.edgegrad.v1.Network\"!\n\x11GetNetworkRequest\x12\x0c\n\x04hash\x18\x01 \x01(\t\"\xbb\x01\n\x10SubmitJobRequest\x12-\n\x07request\x18\x01 \x01(\x0b\x32\x1c.edgegrad.v1.GradientRequest\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x12\n\nshard_rows\x18\x04 \x01(\x04\x12\x32\n\npopulation\x18\x05 \x01(\x0b\x32\x1e.edgegrad.v1.PopulationRequest\x12\x16\n\x0eshard_networks\x18\x06 \x01(\x04J\x04\x08\x03\x10\x04\"D\n\x11SubmitJobsRequest\x12/\n\x08requests\x18\x01 \x03(\x0b\x32\x1d.edgegrad.v1.SubmitJobRequest\"a\n\x0fSubmitJobResult\x12\x1f\n\x03job\x18\x01 \x01(\x0b\x32\x10.edgegrad.v1.JobH\x00\x12#\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x12.google.rpc.StatusH\x00\x42\x08\n\x06result\"C\n\x12SubmitJobsResponse\x12-\n\x07results\x18\x01 \x03(\x0b\x32\x1c.edgegrad.v1.SubmitJobResult\"?\n\x0bUploadPiece\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12!\n\x04rows\x18\x02 \x01(\x0b\x32\x13.edgegrad.v1.Tensor\"|\n\x06Upload\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04rows\x18\x02 \x01(\x04\x12\x13\n\x0btarget_rows\x18\x03 \x01(\x04\x12\x12\n\npiece_rows\x18\x04 \x01(\x04\x12/\n\x0b\x65xpire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"*\n\rAckJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\"\x1d\n\rGetJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"8\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"K\n\x10ListJobsResponse\x12\x1e\n\x04jobs\x18\x01 \x03(\x0b\x32\x10.edgegrad.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\" \n\x10\x43\x61ncelJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\" \n\x10\x44\x65leteJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"2\n\x0fWatchJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\"A\n\x10WatchJobsRequest\x12-\n\x07watches\x18\x01 \x03(\x0b\x32\x1c.edgegrad.v1.WatchJobRequest\"b\n\tJobsEvent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12$\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x15.edgegrad.v1.JobEvent\x12!\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x12.google.rpc.Status2\xd1\x07\n\x08\x45\x64gegrad\x12Q\n\x0fGetCapabilities\x12#.edgegrad.v1.GetCapabilitiesRequest\x1a\x19.edgegrad.v1.Capabilities\x12P\n\x0fRegisterNetwork\x12#.edgegrad.v1.RegisterNetworkRequest\x1a\x18.edgegrad.v1.NetworkInfo\x12\x46\n\nGetNetwork\x12\x1e.edgegrad.v1.GetNetworkRequest\x1a\x18.edgegrad.v1.NetworkInfo\x12<\n\tSubmitJob\x12\x1d.edgegrad.v1.SubmitJobRequest\x1a\x10.edgegrad.v1.Job\x12\x36\n\x06GetJob\x12\x1a.edgegrad.v1.GetJobRequest\x1a\x10.edgegrad.v1.Job\x12G\n\x08ListJobs\x12\x1c.edgegrad.v1.ListJobsRequest\x1a\x1d.edgegrad.v1.ListJobsResponse\x12<\n\tCancelJob\x12\x1d.edgegrad.v1.CancelJobRequest\x1a\x10.edgegrad.v1.Job\x12\x42\n\tDeleteJob\x12\x1d.edgegrad.v1.DeleteJobRequest\x1a\x16.google.protobuf.Empty\x12\x41\n\x08WatchJob\x12\x1c.edgegrad.v1.WatchJobRequest\x1a\x15.edgegrad.v1.JobEvent0\x01\x12\x41\n\x07\x43ompute\x12\x1d.edgegrad.v1.SubmitJobRequest\x1a\x15.edgegrad.v1.JobEvent0\x01\x12M\n\nSubmitJobs\x12\x1e.edgegrad.v1.SubmitJobsRequest\x1a\x1f.edgegrad.v1.SubmitJobsResponse\x12>\n\x0bUploadBatch\x12\x18.edgegrad.v1.UploadPiece\x1a\x13.edgegrad.v1.Upload(\x01\x12<\n\x06\x41\x63kJob\x12\x1a.edgegrad.v1.AckJobRequest\x1a\x16.google.protobuf.Empty\x12\x44\n\tWatchJobs\x12\x1d.edgegrad.v1.WatchJobsRequest\x1a\x16.edgegrad.v1.JobsEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65\x64gegrad/v1/service.proto\x12\x0b\x65\x64gegrad.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x15\x65\x64gegrad/v1/job.proto\x1a\x19\x65\x64gegrad/v1/network.proto\x1a\x18\x65\x64gegrad/v1/tensor.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\x18\n\x16GetCapabilitiesRequest\"\xae\x03\n\x0c\x43\x61pabilities\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x11\n\tmax_nodes\x18\x02 \x01(\x04\x12\x11\n\tmax_edges\x18\x03 \x01(\x04\x12\x11\n\tmax_batch\x18\x04 \x01(\x04\x12\x19\n\x11max_message_bytes\x18\x05 \x01(\x04\x12\x13\n\x0b\x63hunk_bytes\x18\x06 \x01(\x04\x12\x18\n\x10max_result_bytes\x18\x07 \x01(\x04\x12\x13\n\x0b\x61\x63tivations\x18\x08 \x03(\t\x12\x0e\n\x06losses\x18\t \x03(\t\x12\x12\n\nreductions\x18\n \x03(\t\x12\x0e\n\x06\x64types\x18\x0b \x03(\t\x12\x1a\n\x12result_ttl_seconds\x18\x0c \x01(\x04\x12\x1b\n\x13network_ttl_seconds\x18\r \x01(\x04\x12\x14\n\x0cheartbeat_ms\x18\x0e \x01(\x04\x12\x1b\n\x13result_buffer_bytes\x18\x0f \x01(\x04\x12\x1b\n\x13worker_memory_bytes\x18\x10 \x01(\x04\x12\x17\n\x0ftenant_max_jobs\x18\x11 \x01(\x04\x12\x1f\n\x17tenant_max_result_bytes\x18\x12 \x01(\x04\"?\n\x16RegisterNetworkRequest\x12%\n\x07network\x18\x01 \x01(\x0b\x32\x14.edgegrad.v1.Network\"!\n\x11GetNetworkRequest\x12\x0c\n\x04hash\x18\x01 \x01(\t\"\xbb\x01\n\x10SubmitJobRequest\x12-\n\x07request\x18\x01 \x01(\x0b\x32\x1c.edgegrad.v1.GradientRequest\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x12\n\nshard_rows\x18\x04 \x01(\x04\x12\x32\n\npopulation\x18\x05 \x01(\x0b\x32\x1e.edgegrad.v1.PopulationRequest\x12\x16\n\x0eshard_networks\x18\x06 \x01(\x04J\x04\x08\x03\x10\x04\"D\n\x11SubmitJobsRequest\x12/\n\x08requests\x18\x01 \x03(\x0b\x32\x1d.edgegrad.v1.SubmitJobRequest\"a\n\x0fSubmitJobResult\x12\x1f\n\x03job\x18\x01 \x01(\x0b\x32\x10.edgegrad.v1.JobH\x00\x12#\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x12.google.rpc.StatusH\x00\x42\x08\n\x06result\"C\n\x12SubmitJobsResponse\x12-\n\x07results\x18\x01 \x03(\x0b\x32\x1c.edgegrad.v1.SubmitJobResult\"M\n\x0bUploadPiece\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12!\n\x04rows\x18\x02 \x01(\x0b\x32\x13.edgegrad.v1.Tensor\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"|\n\x06Upload\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04rows\x18\x02 \x01(\x04\x12\x13\n\x0btarget_rows\x18\x03 \x01(\x04\x12\x12\n\npiece_rows\x18\x04 \x01(\x04\x12/\n\x0b\x65xpire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"*\n\rAckJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\"\x1d\n\rGetJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"8\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"K\n\x10ListJobsResponse\x12\x1e\n\x04jobs\x18\x01 \x03(\x0b\x32\x10.edgegrad.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\" \n\x10\x43\x61ncelJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\" \n\x10\x44\x65leteJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"2\n\x0fWatchJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\"A\n\x10WatchJobsRequest\x12-\n\x07watches\x18\x01 \x03(\x0b\x32\x1c.edgegrad.v1.WatchJobRequest\"b\n\tJobsEvent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12$\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x15.edgegrad.v1.JobEvent\x12!\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x12.google.rpc.Status2\xd1\x07\n\x08\x45\x64gegrad\x12Q\n\x0fGetCapabilities\x12#.edgegrad.v1.GetCapabilitiesRequest\x1a\x19.edgegrad.v1.Capabilities\x12P\n\x0fRegisterNetwork\x12#.edgegrad.v1.RegisterNetworkRequest\x1a\x18.edgegrad.v1.NetworkInfo\x12\x46\n\nGetNetwork\x12\x1e.edgegrad.v1.GetNetworkRequest\x1a\x18.edgegrad.v1.NetworkInfo\x12<\n\tSubmitJob\x12\x1d.edgegrad.v1.SubmitJobRequest\x1a\x10.edgegrad.v1.Job\x12\x36\n\x06GetJob\x12\x1a.edgegrad.v1.GetJobRequest\x1a\x10.edgegrad.v1.Job\x12G\n\x08ListJobs\x12\x1c.edgegrad.v1.ListJobsRequest\x1a\x1d.edgegrad.v1.ListJobsResponse\x12<\n\tCancelJob\x12\x1d.edgegrad.v1.CancelJobRequest\x1a\x10.edgegrad.v1.Job\x12\x42\n\tDeleteJob\x12\x1d.edgegrad.v1.DeleteJobRequest\x1a\x16.google.protobuf.Empty\x12\x41\n\x08WatchJob\x12\x1c.edgegrad.v1.WatchJobRequest\x1a\x15.edgegrad.v1.JobEvent0\x01\x12\x41\n\x07\x43ompute\x12\x1d.edgegrad.v1.SubmitJobRequest\x1a\x15.edgegrad.v1.JobEvent0\x01\x12M\n\nSubmitJobs\x12\x1e.edgegrad.v1.SubmitJobsRequest\x1a\x1f.edgegrad.v1.SubmitJobsResponse\x12>\n\x0bUploadBatch\x12\x18.edgegrad.v1.UploadPiece\x1a\x13.edgegrad.v1.Upload(\x01\x12<\n\x06\x41\x63kJob\x12\x1a.edgegrad.v1.AckJobRequest\x1a\x16.google.protobuf.Empty\x12\x44\n\tWatchJobs\x12\x1d.edgegrad.v1.WatchJobsRequest\x1a\x16.edgegrad.v1.JobsEvent0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,41 +40,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETCAPABILITIESREQUEST']._serialized_start=205
   _globals['_GETCAPABILITIESREQUEST']._serialized_end=229
   _globals['_CAPABILITIES']._serialized_start=232
-  _globals['_CAPABILITIES']._serialized_end=604
-  _globals['_REGISTERNETWORKREQUEST']._serialized_start=606
-  _globals['_REGISTERNETWORKREQUEST']._serialized_end=669
-  _globals['_GETNETWORKREQUEST']._serialized_start=671
-  _globals['_GETNETWORKREQUEST']._serialized_end=704
-  _globals['_SUBMITJOBREQUEST']._serialized_start=707
-  _globals['_SUBMITJOBREQUEST']._serialized_end=894
-  _globals['_SUBMITJOBSREQUEST']._serialized_start=896
-  _globals['_SUBMITJOBSREQUEST']._serialized_end=964
-  _globals['_SUBMITJOBRESULT']._serialized_start=966
-  _globals['_SUBMITJOBRESULT']._serialized_end=1063
-  _globals['_SUBMITJOBSRESPONSE']._serialized_start=1065
-  _globals['_SUBMITJOBSRESPONSE']._serialized_end=1132
-  _globals['_UPLOADPIECE']._serialized_start=1134
-  _globals['_UPLOADPIECE']._serialized_end=1197
-  _globals['_UPLOAD']._serialized_start=1199
-  _globals['_UPLOAD']._serialized_end=1323
-  _globals['_ACKJOBREQUEST']._serialized_start=1325
-  _globals['_ACKJOBREQUEST']._serialized_end=1367
-  _globals['_GETJOBREQUEST']._serialized_start=1369
-  _globals['_GETJOBREQUEST']._serialized_end=1398
-  _globals['_LISTJOBSREQUEST']._serialized_start=1400
-  _globals['_LISTJOBSREQUEST']._serialized_end=1456
-  _globals['_LISTJOBSRESPONSE']._serialized_start=1458
-  _globals['_LISTJOBSRESPONSE']._serialized_end=1533
-  _globals['_CANCELJOBREQUEST']._serialized_start=1535
-  _globals['_CANCELJOBREQUEST']._serialized_end=1567
-  _globals['_DELETEJOBREQUEST']._serialized_start=1569
-  _globals['_DELETEJOBREQUEST']._serialized_end=1601
-  _globals['_WATCHJOBREQUEST']._serialized_start=1603
-  _globals['_WATCHJOBREQUEST']._serialized_end=1653
-  _globals['_WATCHJOBSREQUEST']._serialized_start=1655
-  _globals['_WATCHJOBSREQUEST']._serialized_end=1720
-  _globals['_JOBSEVENT']._serialized_start=1722
-  _globals['_JOBSEVENT']._serialized_end=1820
-  _globals['_EDGEGRAD']._serialized_start=1823
-  _globals['_EDGEGRAD']._serialized_end=2800
+  _globals['_CAPABILITIES']._serialized_end=662
+  _globals['_REGISTERNETWORKREQUEST']._serialized_start=664
+  _globals['_REGISTERNETWORKREQUEST']._serialized_end=727
+  _globals['_GETNETWORKREQUEST']._serialized_start=729
+  _globals['_GETNETWORKREQUEST']._serialized_end=762
+  _globals['_SUBMITJOBREQUEST']._serialized_start=765
+  _globals['_SUBMITJOBREQUEST']._serialized_end=952
+  _globals['_SUBMITJOBSREQUEST']._serialized_start=954
+  _globals['_SUBMITJOBSREQUEST']._serialized_end=1022
+  _globals['_SUBMITJOBRESULT']._serialized_start=1024
+  _globals['_SUBMITJOBRESULT']._serialized_end=1121
+  _globals['_SUBMITJOBSRESPONSE']._serialized_start=1123
+  _globals['_SUBMITJOBSRESPONSE']._serialized_end=1190
+  _globals['_UPLOADPIECE']._serialized_start=1192
+  _globals['_UPLOADPIECE']._serialized_end=1269
+  _globals['_UPLOAD']._serialized_start=1271
+  _globals['_UPLOAD']._serialized_end=1395
+  _globals['_ACKJOBREQUEST']._serialized_start=1397
+  _globals['_ACKJOBREQUEST']._serialized_end=1439
+  _globals['_GETJOBREQUEST']._serialized_start=1441
+  _globals['_GETJOBREQUEST']._serialized_end=1470
+  _globals['_LISTJOBSREQUEST']._serialized_start=1472
+  _globals['_LISTJOBSREQUEST']._serialized_end=1528
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1530
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1605
+  _globals['_CANCELJOBREQUEST']._serialized_start=1607
+  _globals['_CANCELJOBREQUEST']._serialized_end=1639
+  _globals['_DELETEJOBREQUEST']._serialized_start=1641
+  _globals['_DELETEJOBREQUEST']._serialized_end=1673
+  _globals['_WATCHJOBREQUEST']._serialized_start=1675
+  _globals['_WATCHJOBREQUEST']._serialized_end=1725
+  _globals['_WATCHJOBSREQUEST']._serialized_start=1727
+  _globals['_WATCHJOBSREQUEST']._serialized_end=1792
+  _globals['_JOBSEVENT']._serialized_start=1794
+  _globals['_JOBSEVENT']._serialized_end=1892
+  _globals['_EDGEGRAD']._serialized_start=1895
+  _globals['_EDGEGRAD']._serialized_end=2872
 # @@protoc_insertion_point(module_scope)

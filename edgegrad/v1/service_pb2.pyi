@@ -19,7 +19,7 @@ class GetCapabilitiesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Capabilities(_message.Message):
-    __slots__ = ("version", "max_nodes", "max_edges", "max_batch", "max_message_bytes", "chunk_bytes", "max_result_bytes", "activations", "losses", "reductions", "dtypes", "result_ttl_seconds", "network_ttl_seconds", "heartbeat_ms", "result_buffer_bytes", "worker_memory_bytes")
+    __slots__ = ("version", "max_nodes", "max_edges", "max_batch", "max_message_bytes", "chunk_bytes", "max_result_bytes", "activations", "losses", "reductions", "dtypes", "result_ttl_seconds", "network_ttl_seconds", "heartbeat_ms", "result_buffer_bytes", "worker_memory_bytes", "tenant_max_jobs", "tenant_max_result_bytes")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     MAX_NODES_FIELD_NUMBER: _ClassVar[int]
     MAX_EDGES_FIELD_NUMBER: _ClassVar[int]
@@ -36,6 +36,8 @@ class Capabilities(_message.Message):
     HEARTBEAT_MS_FIELD_NUMBER: _ClassVar[int]
     RESULT_BUFFER_BYTES_FIELD_NUMBER: _ClassVar[int]
     WORKER_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TENANT_MAX_JOBS_FIELD_NUMBER: _ClassVar[int]
+    TENANT_MAX_RESULT_BYTES_FIELD_NUMBER: _ClassVar[int]
     version: str
     max_nodes: int
     max_edges: int
@@ -52,7 +54,9 @@ class Capabilities(_message.Message):
     heartbeat_ms: int
     result_buffer_bytes: int
     worker_memory_bytes: int
-    def __init__(self, version: _Optional[str] = ..., max_nodes: _Optional[int] = ..., max_edges: _Optional[int] = ..., max_batch: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., chunk_bytes: _Optional[int] = ..., max_result_bytes: _Optional[int] = ..., activations: _Optional[_Iterable[str]] = ..., losses: _Optional[_Iterable[str]] = ..., reductions: _Optional[_Iterable[str]] = ..., dtypes: _Optional[_Iterable[str]] = ..., result_ttl_seconds: _Optional[int] = ..., network_ttl_seconds: _Optional[int] = ..., heartbeat_ms: _Optional[int] = ..., result_buffer_bytes: _Optional[int] = ..., worker_memory_bytes: _Optional[int] = ...) -> None: ...
+    tenant_max_jobs: int
+    tenant_max_result_bytes: int
+    def __init__(self, version: _Optional[str] = ..., max_nodes: _Optional[int] = ..., max_edges: _Optional[int] = ..., max_batch: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., chunk_bytes: _Optional[int] = ..., max_result_bytes: _Optional[int] = ..., activations: _Optional[_Iterable[str]] = ..., losses: _Optional[_Iterable[str]] = ..., reductions: _Optional[_Iterable[str]] = ..., dtypes: _Optional[_Iterable[str]] = ..., result_ttl_seconds: _Optional[int] = ..., network_ttl_seconds: _Optional[int] = ..., heartbeat_ms: _Optional[int] = ..., result_buffer_bytes: _Optional[int] = ..., worker_memory_bytes: _Optional[int] = ..., tenant_max_jobs: _Optional[int] = ..., tenant_max_result_bytes: _Optional[int] = ...) -> None: ...
 
 class RegisterNetworkRequest(_message.Message):
     __slots__ = ("network",)
@@ -101,12 +105,14 @@ class SubmitJobsResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[SubmitJobResult, _Mapping]]] = ...) -> None: ...
 
 class UploadPiece(_message.Message):
-    __slots__ = ("field", "rows")
+    __slots__ = ("field", "rows", "data")
     FIELD_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
     field: str
     rows: _tensor_pb2.Tensor
-    def __init__(self, field: _Optional[str] = ..., rows: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
+    data: bytes
+    def __init__(self, field: _Optional[str] = ..., rows: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class Upload(_message.Message):
     __slots__ = ("id", "rows", "target_rows", "piece_rows", "expire_time")

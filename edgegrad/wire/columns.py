@@ -53,9 +53,10 @@ def networks_to_proto(cols: PopulationColumns, *, canonical: bool = False) -> ne
 
 
 def networks_from_proto(msg: network_pb2.Networks, max_nodes: int = 0, max_edges: int = 0,
-                        place: str = "networks") -> PopulationColumns:
+                        place: str = "networks", *, values: bool = True) -> PopulationColumns:
     """Decode and check a Networks message: InvalidInput naming the field for malformed tensors, ``nets[i]``
-    for a network that breaks a rule (ResourceExhausted over a limit)."""
+    for a network that breaks a rule (ResourceExhausted over a limit). ``values=False``: a topology alone
+    (its weights and biases come apart; zeros stand in while it is checked)."""
     if not msg.HasField("sizes"):
         raise InvalidInput(f"{place}.sizes: missing")
     sizes = array_from_tensor(msg.sizes, f"{place}.sizes")
@@ -87,8 +88,10 @@ def networks_from_proto(msg: network_pb2.Networks, max_nodes: int = 0, max_edges
         acts, index = ["identity"], np.zeros(nodes, dtype=np.int64)
     cols = PopulationColumns(sizes, table, id_index, outs, np.zeros(0, dtype=np.int8),
                              _ints(msg, "src", edges, place), _ints(msg, "dst", edges, place),
-                             float_column(msg.weights if msg.HasField("weights") else None, f"{place}.weights", edges),
-                             float_column(msg.biases if msg.HasField("biases") else None, f"{place}.biases", nodes))
+                             float_column(msg.weights if msg.HasField("weights") else None, f"{place}.weights", edges)
+                             if values else np.zeros(edges),
+                             float_column(msg.biases if msg.HasField("biases") else None, f"{place}.biases", nodes)
+                             if values else np.zeros(nodes))
     return check_columns(cols, acts, index, max_nodes, max_edges)
 
 

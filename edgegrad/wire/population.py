@@ -15,17 +15,17 @@ import numpy as np
 from ..engine.population_results import EXAMPLES, FORWARD, OUTPUTS, SUMS, FlatResults
 from ..engine.result import GradientResult
 from ..v1 import job_pb2, tensor_pb2
-from .chunking import FIELD_NAMES, ChunkPlan, ResultAssembler, field_dtype
+from .chunking import FIELD_NAMES, ChunkPlan, ResultAssembler
 from .codec import array_from_tensor, tensor_from_array
+from .population_shards import field_budget, fold_plans, folded_fields, row_shard_plans, row_shards
 from .rawchunk import RawChunk
 
 __all__ = ["population_layout", "population_mode", "population_sizes", "element_counts", "population_offsets",
            "population_shard_bounds", "population_chunk_plans", "population_arrays", "flat_arrays",
-           "PopulationAssembler"]
+           "population_row_elements", "PopulationAssembler"]
 
 _OUT, _EDGES, _DELTAS = job_pb2.RESULT_FIELD_OUTPUTS, job_pb2.RESULT_FIELD_EDGE_GRADS, job_pb2.RESULT_FIELD_DELTAS
 _NORMS, _LOSS = job_pb2.RESULT_FIELD_NORMS, job_pb2.RESULT_FIELD_LOSS
-_ITEMSIZE: dict[int, int] = {tensor_pb2.DTYPE_FLOAT64: 8, tensor_pb2.DTYPE_FLOAT32: 4}
 _NUMPY: dict[int, np.dtype] = {tensor_pb2.DTYPE_FLOAT64: np.dtype("<f8"), tensor_pb2.DTYPE_FLOAT32: np.dtype("<f4")}
 
 
@@ -58,15 +58,12 @@ def population_sizes(layout: job_pb2.ResultLayout) -> np.ndarray:
     return array_from_tensor(layout.population.sizes, "layout.population.sizes").reshape(-1, 4).astype(np.int64)
 
 
-def _budget(layout: job_pb2.ResultLayout, field: int) -> int:
-    """Elements of ``field`` one chunk may carry, leaving room for the message's own fields."""
-    return max(1, (int(layout.chunk_bytes) - 256) // _ITEMSIZE[field_dtype(layout, field)])
-
-
 def population_layout(sizes: np.ndarray, loss: str | None, per_example: bool, dtype: str, chunk_bytes: int,
                       shard_starts: Sequence[int], buffer_bytes: int = 0, norms: bool = False,
-                      outputs_only: bool = False) -> job_pb2.ResultLayout:
-    """The layout of a population job whose networks have ``sizes`` (int64 P×4: B, K, E, N) and these shards."""
+                      outputs_only: bool = False, shard_rows: int = 0) -> job_pb2.ResultLayout:
+    """The layout of a population job whose networks have ``sizes`` (int64 P×4: B, K, E, N) and these shards
+    (``shard_rows``: rows per row shard, each group of networks' shards repeating its first network in
+    ``shard_starts``; see ``population_shards``)."""
     sizes = np.ascontiguousarray(sizes, dtype=np.int64).reshape(-1, 4)
     code = tensor_pb2.DTYPE_FLOAT32 if dtype == "float32" else tensor_pb2.DTYPE_FLOAT64
     layout = job_pb2.ResultLayout(dtype=code, loss_mode=loss is not None, batch=int(sizes[:, 0].max()),
@@ -74,13 +71,40 @@ def population_layout(sizes: np.ndarray, loss: str | None, per_example: bool, dt
                                   buffer_bytes=buffer_bytes)
     layout.population.CopyFrom(job_pb2.PopulationLayout(
         size=sizes.shape[0], sizes=tensor_from_array(sizes), shard_starts=[int(s) for s in shard_starts],
-        outputs_only=outputs_only, per_example=bool(per_example) and loss is not None))
+        outputs_only=outputs_only, per_example=bool(per_example) and loss is not None, shard_rows=int(shard_rows)))
     counts = element_counts(sizes, population_mode(layout), norms and loss is not None)
     for field, count in counts.items():
         layout.fields.add(field=field, shape=[int(count.sum())], row_elements=1)
     offsets = {f: _starts(c) for f, c in counts.items()}
-    layout.chunk_count = sum(_shard_chunk_count(layout, offsets, i) for i in range(layout.shard_count))
+    layout.chunk_count = sum(_expected_chunks(layout, offsets))
     return layout
+
+
+def population_row_elements(layout: job_pb2.ResultLayout) -> dict[int, np.ndarray]:
+    """Each network's elements per row of every per-row field (what a row shard writes of each), by ResultField."""
+    sizes = population_sizes(layout)
+    sizes[:, 0] = 1
+    mode = population_mode(layout)
+    norms = any(f.field == _NORMS for f in layout.fields)
+    folded = folded_fields(layout, mode)
+    return {f: c for f, c in element_counts(sizes, mode, norms).items() if f not in folded}
+
+
+def _expected_chunks(layout: job_pb2.ResultLayout, offsets: Mapping[int, np.ndarray]) -> list[int]:
+    """Chunks of each shard, then (row shards in loss mode) of each group's fold."""
+    if not layout.population.shard_rows:
+        return [_shard_chunk_count(layout, offsets, i) for i in range(layout.shard_count)]
+    shards, batch = row_shards(layout), population_sizes(layout)[:, 0]
+    per_row = population_row_elements(layout)
+    counts = []
+    for a, b, r0, r1 in zip(shards.net_start, shards.net_stop, shards.row_start, shards.row_stop):
+        rows = np.minimum(batch[a:b], r1) - r0
+        counts.append(sum(int((-(-(rows * per[a:b]) // field_budget(layout, f))).sum()) for f, per in per_row.items()))
+    folded = folded_fields(layout, population_mode(layout))
+    for g in range(len(shards.group_shards) - 1) if folded else ():
+        a, b = shards.net_start[shards.group_shards[g]], shards.net_stop[shards.group_shards[g]]
+        counts.append(sum(-(-int(offsets[f][b] - offsets[f][a]) // field_budget(layout, f)) for f in folded))
+    return counts
 
 
 def _starts(counts: np.ndarray) -> np.ndarray:
@@ -98,6 +122,9 @@ def population_offsets(layout: job_pb2.ResultLayout) -> dict[int, np.ndarray]:
 
 def population_shard_bounds(layout: job_pb2.ResultLayout, index: int) -> tuple[int, int]:
     """Networks [start, stop) of shard ``index``."""
+    if layout.population.shard_rows:
+        shards = row_shards(layout)
+        return shards.net_start[index], shards.net_stop[index]
     starts = layout.population.shard_starts
     stop = starts[index + 1] if index + 1 < len(starts) else layout.population.size
     return int(starts[index]), int(stop)
@@ -105,17 +132,23 @@ def population_shard_bounds(layout: job_pb2.ResultLayout, index: int) -> tuple[i
 
 def _shard_chunk_count(layout: job_pb2.ResultLayout, offsets: Mapping[int, np.ndarray], index: int) -> int:
     a, b = population_shard_bounds(layout, index)
-    return sum(-(-int(off[b] - off[a]) // _budget(layout, field)) for field, off in offsets.items())
+    return sum(-(-int(off[b] - off[a]) // field_budget(layout, field)) for field, off in offsets.items())
 
 
 def population_chunk_plans(layout: job_pb2.ResultLayout, index: int,
                            offsets: Mapping[int, np.ndarray] | None = None) -> list[ChunkPlan]:
-    """The chunks shard ``index`` writes, field by field; row_start/row_stop are the networks each touches."""
+    """The chunks shard ``index`` writes, field by field (a row shard: network by network, field by field);
+    row_start/row_stop are the networks each touches. ``index`` at ``shard_count`` + g: the g-th group's fold."""
     offsets = population_offsets(layout) if offsets is None else offsets
+    if layout.population.shard_rows:
+        if index >= layout.shard_count:
+            return fold_plans(layout, index - layout.shard_count, offsets,
+                              folded_fields(layout, population_mode(layout)))
+        return row_shard_plans(layout, index, offsets, population_row_elements(layout))
     a, b = population_shard_bounds(layout, index)
     plans: list[ChunkPlan] = []
     for field, off in offsets.items():
-        first, last, step = int(off[a]), int(off[b]), _budget(layout, field)
+        first, last, step = int(off[a]), int(off[b]), field_budget(layout, field)
         for start in range(first, last, step):
             stop = min(last, start + step)
             lo = int(np.searchsorted(off, start, side="right")) - 1
@@ -155,9 +188,20 @@ class PopulationAssembler(ResultAssembler):
         self.mode = population_mode(layout)
         self._sizes = population_sizes(layout)
         self._offsets = population_offsets(layout)
-        self._expected = [_shard_chunk_count(layout, self._offsets, i) for i in range(layout.shard_count)]
-        self._got = [0] * layout.shard_count
-        self._ready: list[int] = [i for i, n in enumerate(self._expected) if n == 0]
+        self._expected = _expected_chunks(layout, self._offsets)   # each shard's, then each group's fold
+        self._got = [0] * len(self._expected)
+        shards = row_shards(layout)
+        self._groups = [(shards.net_start[i], shards.net_stop[i]) for i in shards.group_shards[:-1]]
+        #: each shard's group, then each fold's; parts of each group not yet whole
+        self._group_of = shards.group + (list(range(len(self._groups))) if len(self._expected) > len(shards.group)
+                                         else [])
+        self._left = [0] * len(self._groups)
+        for g in self._group_of:
+            self._left[g] += 1
+        self._ready: list[int] = []
+        for part, n in enumerate(self._expected):
+            if n == 0:
+                self._part_done(part)
         self._bounds: dict[int, list[int]] | None = None   #: offsets and sizes as lists, made on first use
         self._shapes: list[list[int]] = []
 
@@ -170,12 +214,18 @@ class PopulationAssembler(ResultAssembler):
         super().add(chunk)
         self._got[chunk.shard] += 1
         if self._got[chunk.shard] == self._expected[chunk.shard]:
-            self._ready.append(chunk.shard)
+            self._part_done(chunk.shard)
+
+    def _part_done(self, part: int) -> None:
+        group = self._group_of[part]
+        self._left[group] -= 1
+        if self._left[group] == 0:
+            self._ready.append(group)
 
     def take_ready(self) -> list[int]:
-        """The networks whose shard became whole since the last call, in index order per shard."""
-        shards, self._ready = self._ready, []
-        return [p for s in shards for p in range(*population_shard_bounds(self.layout, s))]
+        """The networks whose group of shards became whole since the last call, in index order per group."""
+        groups, self._ready = self._ready, []
+        return [p for g in groups for p in range(*self._groups[g])]
 
     def network(self, p: int) -> GradientResult:
         """Network ``p``'s result, shaped as ``edgegrad.gradients`` shapes it (views of the flat arrays)."""

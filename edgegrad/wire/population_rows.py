@@ -17,7 +17,7 @@ from ..errors import InvalidInput
 from ..v1 import job_pb2
 from .codec import array_from_tensor, tensor_from_array
 
-__all__ = ["put_rows", "read_rows", "has_rows"]
+__all__ = ["put_rows", "read_rows", "has_rows", "row_counts"]
 
 
 def put_rows(pop: job_pb2.PopulationRequest, name: str, rows: Rows) -> None:
@@ -58,7 +58,7 @@ def read_rows(pop: job_pb2.PopulationRequest, name: str, widths: np.ndarray, a: 
         if name == "inputs":
             raise InvalidInput("inputs: missing")
         return None
-    rows = _row_counts(pop, count)
+    rows = row_counts(pop, count)
     flat = array_from_tensor(getattr(pop, f"{name}_packed"), f"{name}_packed")
     sizes = rows * widths
     if flat.ndim != 1 or flat.dtype.kind != "f" or flat.size != int(sizes.sum()):
@@ -72,7 +72,8 @@ def read_rows(pop: job_pb2.PopulationRequest, name: str, widths: np.ndarray, a: 
     return [flat[bounds[p]:bounds[p + 1]].reshape(shapes[p]) for p in range(a, b)]
 
 
-def _row_counts(pop: job_pb2.PopulationRequest, count: int) -> np.ndarray:
+def row_counts(pop: job_pb2.PopulationRequest, count: int) -> np.ndarray:
+    """The request's ``row_counts``: ``count`` rows counts, checked (InvalidInput naming the field)."""
     if not pop.HasField("row_counts"):
         raise InvalidInput("row_counts: missing (packed rows need each network's number of rows)")
     rows = array_from_tensor(pop.row_counts, "row_counts")

@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
+import grpc
 import numpy as np
+import pytest
 
 import edgegrad
 from edgegrad.jobs.sharding import shard_rows_for
@@ -140,3 +143,44 @@ def burst_worker(settings) -> None:
     env = {**os.environ, **settings_env(settings)}
     subprocess.run([sys.executable, "-m", "edgegrad", "worker", "--burst", "--name", f"{settings.queue}.burst",
                     "--log-level", "WARNING"], env=env, check=True, timeout=120)
+
+
+class CountCalls(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Counts a client's calls by method name (``counts``, and ``calls`` in order); each call named in ``hold``
+    is held back ``delay`` seconds first (a slow link)."""
+
+    def __init__(self, delay: float = 0.0, hold: tuple[str, ...] = ()) -> None:
+        self.counts: dict[str, int] = {}
+        self.calls: list[str] = []
+        self.delay, self.hold = delay, hold
+
+    def _count(self, details) -> None:
+        name = details.method.rsplit("/", 1)[-1]
+        self.counts[name] = self.counts.get(name, 0) + 1
+        self.calls.append(name)
+        if name in self.hold:
+            time.sleep(self.delay)
+
+    def intercept_unary_unary(self, continuation, details, request):
+        self._count(details)
+        return continuation(details, request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        self._count(details)
+        return continuation(details, request)
+
+
+def kill_worker_mid_shard(cluster, handle, worker: int = 0, timeout: float = 120.0) -> tuple[job_pb2.Job, list[int]]:
+    """SIGKILL ``worker`` while it runs a shard of ``handle``'s job; (the job as then seen, the shards it was running)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = handle.refresh()
+        running = [s.index for s in job.shards if s.state == job_pb2.JOB_STATE_RUNNING
+                   and s.worker == cluster.worker_name(worker)]
+        if running:
+            cluster.kill_worker(worker)
+            return job, running
+        assert job.state in (job_pb2.JOB_STATE_QUEUED, job_pb2.JOB_STATE_RUNNING), \
+            "the job ended before a worker could be killed"
+        time.sleep(0.005)
+    pytest.fail(f"worker {worker} never ran a shard")

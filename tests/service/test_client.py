@@ -10,12 +10,11 @@ import threading
 import time
 from pathlib import Path
 
-import grpc
 import numpy as np
 import pytest
 from conftest import ThreadServer
 from redis_process import free_port
-from svc_helpers import assert_json_close, example_network, served
+from svc_helpers import CountCalls, assert_json_close, example_network, served
 
 import edgegrad
 from edgegrad import errors
@@ -69,24 +68,6 @@ class FixedPortServer(ThreadServer):
         await app.start()
         return app
 
-
-class CountCalls(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
-    """Counts the calls of each method that go through a channel."""
-
-    def __init__(self) -> None:
-        self.counts: dict[str, int] = {}
-
-    def _count(self, details) -> None:
-        name = details.method.rsplit("/", 1)[-1]
-        self.counts[name] = self.counts.get(name, 0) + 1
-
-    def intercept_unary_unary(self, continuation, details, request):
-        self._count(details)
-        return continuation(details, request)
-
-    def intercept_unary_stream(self, continuation, details, request):
-        self._count(details)
-        return continuation(details, request)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import grpc
 import numpy as np
 import pytest
 from cli_helpers import edgegrad_cli
-from svc_helpers import example_network
+from svc_helpers import example_network, kill_worker_mid_shard
 
 import edgegrad
 from edgegrad import errors
@@ -118,19 +118,7 @@ def test_a_killed_workers_shard_alone_reruns_nothing_lost_or_duplicated(namespac
         cluster.wait_for_workers()
         client.gradients_many(big[:1], x[:10], t[:10], loss="mse")  # the kernel compiled in both? at least one
         handle = client.submit_population(big, x, targets=t, loss="mse", shard_networks=2)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # kill worker 0 while it runs a shard
-            job = handle.refresh()
-            running = [s.index for s in job.shards if s.state == job_pb2.JOB_STATE_RUNNING
-                       and s.worker == cluster.worker_name(0)]
-            if running:
-                cluster.kill_worker(0)
-                break
-            assert job.state in (job_pb2.JOB_STATE_QUEUED, job_pb2.JOB_STATE_RUNNING), \
-                "the job ended before a worker could be killed"
-            time.sleep(0.005)
-        else:
-            pytest.fail("worker 0 never ran a shard")
+        job, running = kill_worker_mid_shard(cluster, handle)  # worker 0, while it runs a shard
         finished_before = {s.index for s in job.shards if s.state == job_pb2.JOB_STATE_SUCCEEDED}
         arrived = list(handle.results())
         job = handle.refresh()
@@ -455,9 +443,16 @@ def test_admission_by_working_memory_names_the_network_or_the_shard(namespace, t
     server = thread_server(namespace("popadmit", worker_memory_bytes=budget))
     rows = [X] * len(NETS)
     rows[6] = RNG.normal(size=(5000, 3))   # output mode: about 3 MB of result for this network alone
+    huge = list(NETS)
+    huge[4] = example_network(n_inputs=3, n_nodes=400, n_outputs=2, density=0.5, seed=9)   # packing alone: MBs
     with Client(server.address, timeout=30) as client:
-        with pytest.raises(errors.ResourceExhausted, match=r"nets\[6\]: needs about \d+ bytes of worker memory"):
-            client.submit_population(NETS, rows)
+        with pytest.raises(errors.ResourceExhausted, match=r"nets\[4\]: needs about \d+ bytes of worker memory"):
+            client.submit_population(huge, X)
+        job = client.submit_population(NETS, rows)    # network 6's rows are cut into row shards that fit
+        shards = [s for s in job.refresh().shards if (s.network_start, s.network_stop) == (6, 7)]
+        assert len(shards) > 1 and shards[0].row_start == 0 and shards[-1].row_stop == 5000
+        assert all(a.row_stop == b.row_start for a, b in zip(shards, shards[1:]))
+        job.cancel()
         with pytest.raises(errors.ResourceExhausted, match=r"shard_networks: networks 0\.\.22 need about"):
             client.submit_population(NETS, RNG.normal(size=(100, 3)), shard_networks=len(NETS))
         job = client.submit_population(NETS, RNG.normal(size=(100, 3)))   # the service cuts shards that fit
