@@ -184,3 +184,19 @@ def kill_worker_mid_shard(cluster, handle, worker: int = 0, timeout: float = 120
             "the job ended before a worker could be killed"
         time.sleep(0.005)
     pytest.fail(f"worker {worker} never ran a shard")
+
+
+#: a GradientResult's array fields
+RESULT_FIELDS = ("outputs", "edge_grads", "deltas", "norms")
+
+
+def assert_same_bits(got: edgegrad.GradientResult, want: edgegrad.GradientResult) -> None:
+    """Every array of ``got`` has ``want``'s shape, dtype and bits (absent where it is absent), and the same loss."""
+    for field in RESULT_FIELDS:
+        a, b = getattr(got, field), getattr(want, field)
+        if b is None:
+            assert a is None, field
+            continue
+        assert a.shape == b.shape and a.dtype == b.dtype, field
+        assert a.tobytes() == b.tobytes(), field
+    assert got.loss == want.loss

@@ -12,7 +12,7 @@ import grpc
 import numpy as np
 import pytest
 from cli_helpers import edgegrad_cli
-from svc_helpers import example_network, kill_worker_mid_shard
+from svc_helpers import assert_same_bits, example_network, kill_worker_mid_shard
 
 import edgegrad
 from edgegrad import errors
@@ -45,23 +45,12 @@ MODES = [
     dict(inputs=EACH_X, targets=EACH_T, loss="mse", clip_norm=C),
     dict(inputs=EACH_X),
 ]
-FIELDS = ("outputs", "edge_grads", "deltas", "norms")
 
 
 def _ids(mode: dict) -> str:
     return ",".join(f"{k}={v}" if k not in ("inputs", "targets") else f"{k}=each" * isinstance(v, list)
                     for k, v in mode.items()).replace(",targets=", "") or "output-mode"
 
-
-def _same(got: edgegrad.GradientResult, want: edgegrad.GradientResult) -> None:
-    for field in FIELDS:
-        a, b = getattr(got, field), getattr(want, field)
-        if b is None:
-            assert a is None, field
-            continue
-        assert a.shape == b.shape and a.dtype == b.dtype, field
-        assert a.tobytes() == b.tobytes(), field   # bit-identical: a network's bits never depend on its shard
-    assert got.loss == want.loss
 
 
 @pytest.mark.parametrize("mode", MODES, ids=_ids)
@@ -76,10 +65,10 @@ def test_population_results_equal_in_process_gradients_many(cluster, mode) -> No
         info = job.refresh()
     assert len(remote) == len(NETS)
     for got, want in zip(remote, local):
-        _same(got, want)
+        assert_same_bits(got, want)
     assert sorted(i for i, _ in arrived) == list(range(len(NETS)))   # each network once, in any order
     for i, got in arrived:
-        _same(got, local[i])
+        assert_same_bits(got, local[i])
     assert info.population_size == len(NETS) and len(info.shards) == 5
     assert [(s.network_start, s.network_stop) for s in info.shards] == [(0, 5), (5, 10), (10, 15), (15, 20),
                                                                           (20, 23)]
@@ -125,7 +114,7 @@ def test_a_killed_workers_shard_alone_reruns_nothing_lost_or_duplicated(namespac
     local = edgegrad.gradients_many(big, x, t, loss="mse")
     assert sorted(i for i, _ in arrived) == list(range(len(big)))    # nothing lost, nothing twice
     for i, got in arrived:
-        _same(got, local[i])
+        assert_same_bits(got, local[i])
     retried = {s.index for s in job.shards if s.attempt > 1}
     assert retried == set(running)               # the killed worker's shard, and only it, ran again
     assert not retried & finished_before
@@ -161,7 +150,7 @@ def test_rewatching_a_population_from_a_seq_continues_without_gap(cluster) -> No
         again = client.population_job(job.name)          # watched again from the start: every network
         assert sorted(i for i, _ in again.results()) == list(range(len(NETS)))
         for got, want in zip(again.result(), whole):
-            _same(got, want)
+            assert_same_bits(got, want)
         chunks = list(client.job(job.name).chunks())
         later = list(client.job(job.name, after_seq=4).chunks())
     assert [c.seq for c in later] == [c.seq for c in chunks][4:]
@@ -325,7 +314,7 @@ def test_new_networks_take_no_round_trip_and_fine_tuning_sends_weights_not_netwo
     assert np.frombuffer(counter.populations[2].weights.data).tobytes() == \
         np.concatenate([n.weights for n in tuned]).tobytes()
     for got, want in zip(remote, edgegrad.gradients_many(tuned, X, T, loss="mse")):
-        _same(got, want)
+        assert_same_bits(got, want)
 
 
 def test_a_topology_the_service_lost_is_sent_again_once(cluster, redis_url) -> None:
@@ -343,7 +332,7 @@ def test_a_topology_the_service_lost_is_sent_again_once(cluster, redis_url) -> N
     sent = counter.populations
     assert [bool(p.networks_hash) for p in sent] == [False, True, False]   # refused by hash, then whole again
     for got, want in zip(remote, edgegrad.gradients_many(tuned, X, T, loss="mse")):
-        _same(got, want)
+        assert_same_bits(got, want)
 
 
 def test_the_member_form_still_runs_and_equals_in_process(cluster) -> None:
@@ -358,7 +347,7 @@ def test_the_member_form_still_runs_and_equals_in_process(cluster) -> None:
     nets = NETS[:12] + [net.with_parameters(net.weights * 2) for net in NETS[:11]]
     assert len(got) == len(nets)
     for a, b in zip(got, edgegrad.gradients_many(nets, X, T, loss="mse")):
-        _same(a, b)
+        assert_same_bits(a, b)
 
 
 def test_a_population_counts_as_one_job_against_the_tenants_limit(namespace) -> None:
@@ -383,10 +372,10 @@ def test_asyncio_population_results_and_gradients_many(cluster) -> None:
     whole, arrived, outs = asyncio.run(run())
     local = edgegrad.gradients_many(NETS, X, T, loss="mse")
     for got, want in zip(whole, local):
-        _same(got, want)
+        assert_same_bits(got, want)
     assert sorted(i for i, _ in arrived) == list(range(len(NETS)))
     for i, got in arrived:
-        _same(got, local[i])
+        assert_same_bits(got, local[i])
     for got, want in zip(outs, edgegrad.outputs_many(NETS, X)):
         assert got.tobytes() == want.tobytes()
 
@@ -473,7 +462,7 @@ def test_the_readme_population_service_example_runs(cluster, monkeypatch) -> Non
     exec(compile(setup + service.replace("localhost:50051", cluster.address), "README.md", "exec"), scope)
     assert len(scope["results"]) == len(scope["nets"]) == len(scope["outs"])
     for got, want in zip(scope["results"], edgegrad.gradients_many(scope["nets"], scope["X"], scope["T"], loss="mse")):
-        _same(got, want)
+        assert_same_bits(got, want)
 
 
 def test_a_worker_decodes_a_populations_networks_once_across_steps(namespace, monkeypatch) -> None:

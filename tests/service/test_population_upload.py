@@ -13,7 +13,7 @@ import grpc
 import numpy as np
 import pytest
 import redis
-from svc_helpers import example_network
+from svc_helpers import assert_same_bits, example_network
 
 import edgegrad
 from edgegrad import errors
@@ -34,7 +34,6 @@ T = RNG.uniform(size=(B, 2))
 EACH_X = [RNG.normal(size=(900 + 37 * i, 3)) for i in range(len(NETS))]   # packed: about 730 KB
 EACH_T = [RNG.uniform(size=(a.shape[0], 2)) for a in EACH_X]
 MANY = [example_network(n_inputs=3, n_nodes=6 + i % 11, n_outputs=2, density=0.6, seed=4000 + i) for i in range(700)]
-FIELDS = ("outputs", "edge_grads", "deltas", "norms")
 
 MODES = [
     dict(inputs=X, targets=T, loss="mse"),
@@ -43,16 +42,6 @@ MODES = [
     dict(inputs=EACH_X[:10] + [X[:40]] * (len(NETS) - 10)),               # output mode, rows per network
 ]
 
-
-def _same(got: edgegrad.GradientResult, want: edgegrad.GradientResult) -> None:
-    for field in FIELDS:
-        a, b = getattr(got, field), getattr(want, field)
-        if b is None:
-            assert a is None, field
-            continue
-        assert a.shape == b.shape and a.dtype == b.dtype, field
-        assert a.tobytes() == b.tobytes(), field
-    assert got.loss == want.loss
 
 
 class _Uploads(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor, grpc.StreamUnaryClientInterceptor):
@@ -105,10 +94,10 @@ def test_a_population_over_the_message_limit_is_uploaded_and_equals_in_process(s
         job = client.submit_population(NETS, x, shard_networks=7, **mode)
         arrived = list(job.results())
     for got, want in zip(remote, local, strict=True):
-        _same(got, want)
+        assert_same_bits(got, want)
     assert sorted(i for i, _ in arrived) == list(range(len(NETS)))
     for i, got in arrived:
-        _same(got, local[i])
+        assert_same_bits(got, local[i])
     assert len(seen.uploads) == 2 and all(p.upload for p in seen.populations)
     rows = "inputs" if not isinstance(x, list) else "inputs_packed"
     assert rows in seen.uploads[0] and "weights" in seen.uploads[0] and "biases" in seen.uploads[0]
@@ -125,9 +114,9 @@ def test_a_large_topology_goes_in_pieces_and_a_fine_tuning_step_uploads_values_n
         first = client.gradients_many(MANY, x, t, loss="mse")
         step = client.gradients_many(tuned, x, t, loss="mse")
     for got, want in zip(first, edgegrad.gradients_many(MANY, x, t, loss="mse"), strict=True):
-        _same(got, want)
+        assert_same_bits(got, want)
     for got, want in zip(step, edgegrad.gradients_many(tuned, x, t, loss="mse"), strict=True):
-        _same(got, want)
+        assert_same_bits(got, want)
     assert seen.uploads[0].count("networks") > 1, "the topology goes in several pieces"
     digest = PopulationColumns.from_networks(MANY).content_hash()
     assert "networks" not in seen.uploads[1] and "weights" in seen.uploads[1]   # the same topologies: values only
@@ -147,11 +136,11 @@ def test_asyncio_uploads_a_population_over_the_message_limit(small) -> None:
 
     whole, arrived = asyncio.run(run())
     for got, want in zip(whole, edgegrad.gradients_many(NETS, EACH_X, EACH_T, loss="mse"), strict=True):
-        _same(got, want)
+        assert_same_bits(got, want)
     local = edgegrad.gradients_many(NETS, X, T, loss="softmax_ce")
     assert sorted(i for i, _ in arrived) == list(range(len(NETS)))
     for i, got in arrived:
-        _same(got, local[i])
+        assert_same_bits(got, local[i])
 
 
 def test_a_client_unaware_of_the_servers_lower_limit_learns_it_and_uploads(small) -> None:
@@ -306,4 +295,4 @@ def test_a_population_past_the_inline_size_is_uploaded_even_where_one_message_wo
     assert [bool(p.upload) for p in seen.populations] == [False, True] and len(seen.uploads) == 1
     for got, want in zip(small_one + large_one, edgegrad.gradients_many(NETS, X[:50], T[:50], loss="mse")
                          + edgegrad.gradients_many(NETS, X, T, loss="mse"), strict=True):
-        _same(got, want)
+        assert_same_bits(got, want)
