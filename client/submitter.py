@@ -70,6 +70,8 @@ def _latest(entries: list[_Entry]) -> Deadline:
     return best
 
 
+#: seconds a sender thread with nothing to send waits before it ends (a client left open holds no thread)
+IDLE_SECONDS = 5.0
 #: seconds the interpreter's exit waits for each client's queued submissions (a script that submits and ends)
 EXIT_FLUSH_SECONDS = 30.0
 _LIVE: weakref.WeakSet[Submitter] = weakref.WeakSet()
@@ -129,8 +131,9 @@ class Submitter:
     def _run(self) -> None:
         while True:
             with self._wake:
-                self._wake.wait_for(lambda: bool(self._queue) or self._closed)
-                if not self._queue:
+                self._wake.wait_for(lambda: bool(self._queue) or self._closed, IDLE_SECONDS)
+                if not self._queue:  # closed, or idle: a later submission starts a new thread
+                    self._thread = None
                     return
                 batch, self._queue = self._queue, []
                 self._busy = True

@@ -15,7 +15,7 @@ from redis_process import RedisProcess
 from svc_helpers import CountCalls, example_network, served
 
 from edgegrad import errors
-from edgegrad.client import Client
+from edgegrad.client import Client, submitter
 from edgegrad.client.deferral import QUOTA_ROOM, may_defer
 from edgegrad.client.protocol import prepare
 from edgegrad.server.service import Service
@@ -184,3 +184,17 @@ def test_submissions_refused_by_an_outage_are_sent_again(namespace, thread_serve
     finally:
         for process in back:
             process.kill()
+
+
+def test_an_idle_client_holds_no_sender_thread(namespace, thread_server, monkeypatch) -> None:
+    monkeypatch.setattr(submitter, "IDLE_SECONDS", 0.2)
+    server = thread_server(namespace("pipeline-idle"))
+    with Client(server.address, timeout=30) as client:
+        for round_ in range(2):
+            handles = [client.submit(NET, X1 * i) for i in range(5)]
+            client.flush()
+            assert all(h.name for h in handles)
+            thread = client._submitter._thread
+            assert thread is not None and thread.is_alive()
+            thread.join(5)
+            assert not thread.is_alive() and client._submitter._thread is None, round_  # a later loop starts anew
