@@ -102,7 +102,7 @@ class Submitter:
             if self._closed:
                 raise Cancelled("submit: the client is closed")
             self._queue.append(_Entry(handle, net, prepared, deadline))
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():  # (not alive: this is a forked child)
                 self._thread = threading.Thread(target=self._run, name="edgegrad-submit", daemon=True)
                 self._thread.start()
             self._wake.notify_all()
