@@ -55,6 +55,8 @@ class JobHandle(HandleBase):
 
     def _chunks(self, deadline: Deadline) -> Iterator[job_pb2.ResultChunk | RawChunk]:
         """``chunks()`` as they were read (the messages are made only for callers of ``chunks()``)."""
+        if self._pending is not None:  # a loop's: let the loop's other submissions be answered too, so that
+            self.client._submitter.flush(deadline.remaining())  # one shared watch takes them all
         self._settle(deadline)
         yield from self._grouped(deadline)
         resume = Resume(self.state, self.client.backoff, deadline)
