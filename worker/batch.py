@@ -26,6 +26,7 @@ from edgegrad.engine.population import gradients_many
 from edgegrad.engine.result import GradientResult
 from edgegrad.errors import EdgegradError
 from edgegrad.jobs.contract import BATCH_FUNCTION
+from edgegrad.jobs.creating import script_commands
 from edgegrad.jobs.lanes import TAKE
 from edgegrad.jobs.record import rq_job_options
 from edgegrad.jobs.rqenqueue import RqEnqueuer, batch_job_id
@@ -114,9 +115,8 @@ def _take_call(store: WorkerStore, lane: str, batch_id: str) -> tuple[list[str],
     enqueuer = _enqueuers.get(id(store.redis))
     if enqueuer is None:
         enqueuer = _enqueuers[id(store.redis)] = RqEnqueuer(s)
-    args: list[Any] = [max(1, s.batch_max_jobs), s.job_ttl, k.job(""), store.name, repr(time.time()), ANNOUNCE_WORK]
-    for words in enqueuer.batch_commands(lane, k.tenant)[1]:
-        args += [len(words), *words]
+    args: list[Any] = [max(1, s.batch_max_jobs), s.job_ttl, k.job(""), store.name, repr(time.time()), ANNOUNCE_WORK,
+                       *script_commands(enqueuer.batch_commands(lane, k.tenant)[1])]
     return [k.lane(lane), k.lane_wake(lane), k.batch(batch_id)], args
 
 

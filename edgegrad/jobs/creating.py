@@ -10,10 +10,10 @@ index and quota sorted sets (one multi-member ZADD each), a lane's push and wake
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Generic, TypeVar
 
-__all__ = ["CREATE", "Coalescer", "MAX_CREATE_JOBS"]
+__all__ = ["CREATE", "Coalescer", "MAX_CREATE_JOBS", "script_commands"]
 
 #: most jobs one CREATE call records (a script blocks Redis while it runs; more go in further calls)
 MAX_CREATE_JOBS = 256
@@ -160,6 +160,14 @@ while at <= #ARGV do  -- the lanes: their jobs pushed, and an rq job enqueued wh
 end
 return replies
 """
+
+def script_commands(commands: Iterable[Sequence[Any]]) -> list[Any]:
+    """Redis commands as the scripts' ARGV carries them (CREATE's and TAKE's ``run``): each its word count, then its words."""
+    words: list[Any] = []
+    for command in commands:
+        words += [len(command), *command]
+    return words
+
 
 T = TypeVar("T")
 R = TypeVar("R")

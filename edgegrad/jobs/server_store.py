@@ -23,7 +23,7 @@ from . import scripts as jobscripts
 from .bulk import BulkReader
 from .connections import async_blocking_pool, async_redis
 from .contract import CANCELLED, QUEUED, RUNNING, stored
-from .creating import CREATE, Coalescer
+from .creating import CREATE, Coalescer, script_commands
 from .keys import Keys
 from .record import final_state, id_prefix_at, job_from_fields
 from .rqenqueue import RqEnqueuer
@@ -122,9 +122,7 @@ class JobStore(NetworkRegistry):
         commands = [*extra, *self._refresh_commands([network_hash, *networks] if stored is None else [*networks])]
         if lane is None:
             commands += self._rq.commands(job_id, shards, k.tenant)
-        words: list[Any] = []
-        for command in commands:
-            words += [len(command), *command]
+        words = script_commands(commands)
         found = await self._creates.add((part + [len(words), *words], lane))
         if found == [b"nonet"] and stored is not None:
             raise NotFound(f"networks_hash: no population topology {network_hash!r} is stored (or it expired);"
@@ -159,9 +157,7 @@ class JobStore(NetworkRegistry):
             args += part
         for lane in dict.fromkeys(lane for _, lane in jobs if lane is not None):
             rq_id, enqueue = self._rq.batch_commands(lane, k.tenant)
-            words: list[Any] = []
-            for command in enqueue:
-                words += [len(command), *command]
+            words = script_commands(enqueue)
             args += [k.lane(lane), k.lane_wake(lane), rq_id, len(words), *words]
         return cast(list[Any], await self._scripts["CREATE"](keys=[k.jobs, *k.quota], args=args))
 
