@@ -76,19 +76,15 @@ class PreparedPopulation(NamedTuple):
     base: job_pb2.PopulationRequest  #: everything but the networks and the rows
     request_id: str
     shard_networks: int
-    columns: PopulationColumns | None = None  #: the networks in columns
-    digest: str = ""                          #: the content hash of their topology
+    columns: PopulationColumns                #: the networks in columns
+    digest: str                               #: the content hash of their topology
     shard_rows: int = 0                       #: rows per row shard (0: the service's choice)
     inputs: Rows | None = None                #: the checked rows
     targets: Rows | None = None
 
-    def _cols(self) -> tuple[PopulationColumns, str]:
-        cols = self.columns if self.columns is not None else PopulationColumns.from_networks(self.nets)
-        return cols, self.digest or cols.content_hash()
-
     def payload_bytes(self, topologies: Topologies) -> int:
         """About the bytes of the request's networks and rows (to choose between one message and an upload)."""
-        cols, digest = self._cols()
+        cols, digest = self.columns, self.digest
         size = cols.weights.nbytes + cols.biases.nbytes
         if topologies.get(digest) is None:
             size += 8 * (cols.sizes.size + cols.id_index.size + cols.outputs.size + cols.src.size + cols.dst.size)
@@ -104,7 +100,7 @@ class PreparedPopulation(NamedTuple):
         weights and biases. ``upload``: the id of the upload of ``pieces()``, which holds the values, the rows and
         (the first time) the topology. ``known`` (whether the service has a network) is not needed by the
         columnar form."""
-        cols, digest = self._cols()
+        cols, digest = self.columns, self.digest
         pop = job_pb2.PopulationRequest()
         pop.CopyFrom(self.base)
         stored = topologies.get(digest) is not None
@@ -133,7 +129,7 @@ class PreparedPopulation(NamedTuple):
     def pieces(self, topologies: Topologies, piece_bytes: int) -> Iterator[service_pb2.UploadPiece]:
         """What ``request(upload=...)`` leaves out, as UploadPieces of about ``piece_bytes`` each: the topology
         (unless the service has it), the weights and biases, the rows (shared, or packed per network)."""
-        cols, digest = self._cols()
+        cols, digest = self.columns, self.digest
         if topologies.get(digest) is None:
             data = networks_to_proto(cols.topology()).SerializeToString()
             for a in range(0, len(data), piece_bytes):
