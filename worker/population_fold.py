@@ -19,6 +19,7 @@ from edgegrad.engine.api import fold_partials
 from edgegrad.engine.population_results import SUMS, FlatResults
 from edgegrad.engine.result import GradientResult
 from edgegrad.errors import InvalidInput
+from edgegrad.jobs.record import progress
 from edgegrad.jobs.worker_store import EMIT_WRITTEN, WorkerStore
 from edgegrad.v1 import job_pb2
 from edgegrad.wire.chunking import buffered_chunk_limit, chunk_parts, numpy_dtype
@@ -94,8 +95,7 @@ def fold_missing(store: WorkerStore, job_id: str, layout: job_pb2.ResultLayout) 
 
 
 def _written(found: dict[bytes, bytes | None], group: int) -> int:
-    raw = found.get(_fold_field(group).encode())
-    return int(raw.decode().split("|", 3)[2]) if raw else 0
+    return progress(found.get(_fold_field(group).encode()))[2]
 
 
 def _check_finite(arrays: dict[int, np.ndarray], offsets: dict[int, np.ndarray], a: int, b: int, sums: bool,

@@ -21,7 +21,7 @@ from ..wire.population_shards import has_partials, row_shards
 from .contract import QUEUED, stored
 
 __all__ = ["new_job_id", "id_prefix_at", "job_name", "job_id_from_name", "initial_fields", "job_from_fields",
-           "error_fields", "loss_fields", "shard_progress", "rq_job_options", "rq_job_id", "FOLD_SHARD", "RQ_RECORD_TTL"]
+           "error_fields", "loss_fields", "shard_progress", "progress", "rq_job_options", "rq_job_id", "FOLD_SHARD", "RQ_RECORD_TTL"]
 
 #: seconds rq keeps its own record of a finished job (our job function returns None; results live
 #: in edgegrad's streams). A short positive TTL lets rq expire the record instead of deleting it at
@@ -92,7 +92,12 @@ def initial_fields(job_id: str, request_id: str, fingerprint: str, network_hash:
 
 def shard_progress(fields: Mapping[bytes, bytes | None], index: int | str) -> tuple[int, int, int, str]:
     """(state, attempt, chunks written, worker) of shard ``index`` ('r': the fold) from a job hash."""
-    raw = fields.get(f"s:{index}".encode())
+    return progress(fields.get(f"s:{index}".encode()))
+
+
+def progress(raw: bytes | None) -> tuple[int, int, int, str]:
+    """(state, attempt, chunks written, worker) from one progress field (``state|attempt|chunks|worker``) of a
+    job hash; a missing one is queued, nothing written."""
     if not raw:
         return job_pb2.JOB_STATE_QUEUED, 0, 0, ""
     state, attempt, chunks, worker = raw.decode().split("|", 3)
