@@ -19,7 +19,7 @@ ENGINE = Path(kernel.__file__).resolve().parent
 
 def _imports(path: Path) -> set[str]:
     """Engine modules ``path`` imports anywhere (top level, inside functions, ``import_module`` strings,
-    ``kernelcache.load`` of a numba module)."""
+    ``kernelcache.load`` or ``compiled`` of a numba module)."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.level == 1:
@@ -30,7 +30,7 @@ def _imports(path: Path) -> set[str]:
             found.update(a.name.split(".")[2] for a in node.names if a.name.startswith("edgegrad.engine."))
         elif isinstance(node, ast.JoinedStr):
             found.update(re.findall(r"\{__package__\}\.(\w+)", ast.unparse(node)))
-        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load"
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("load", "compiled")
               and isinstance(node.func.value, ast.Name) and node.func.value.id == "kernelcache" and node.args
               and isinstance(node.args[0], ast.Constant)):  # kernelcache.load("numba_loops", ...) imports it
             found.add(str(node.args[0].value))

@@ -19,9 +19,9 @@ from typing import ClassVar, Protocol, TypeVar
 
 import numpy as np
 
-from ..errors import InvalidInput
-from ..settings import ENV_NAMES, KERNELS, Settings
+from ..settings import KERNELS
 from . import clipping, numba_kernel, passes
+from .kernelcache import kernel_setting
 from .passes import PassBuffers
 from .plan import Plan
 
@@ -149,14 +149,6 @@ class NumpyKernel:
         """Per-example or output-mode rows δ(v)·o[u] and δ (``passes.per_example_results``)."""
         writer = numba_kernel.rows_writer(edges_out.nbytes + deltas_out.nbytes, self.write_min_bytes)
         passes.per_example_results(plan, buffers, edges_out, deltas_out, writer)
-
-
-def kernel_setting() -> str:
-    """The ``kernel`` setting (EDGEGRAD_KERNEL): auto, numpy or compiled; InvalidInput for anything else."""
-    value = (Settings.read("kernel") or "auto").strip().lower()
-    if value not in KERNELS:
-        raise InvalidInput(f"{ENV_NAMES['kernel']}: expected one of {', '.join(KERNELS)}, got {value!r}")
-    return value
 
 
 def available() -> bool:

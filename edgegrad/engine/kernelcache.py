@@ -1,7 +1,8 @@
 """Loading the engine's numba modules, and numba's on-disk cache of them: where it is, whether it holds
 them, and the one-off notice.
 
-``load`` imports a module of numba code (``numba_loops``, ``population_kernel``) once per process. The
+``load`` imports a module of numba code (``numba_loops``, ``population_kernel``, ``graph_loops``) once per
+process; ``compiled`` does so unless the ``kernel`` setting (``kernel_setting``) is ``numpy``. The
 first call of a process that runs them loads them from the cache, or, on a fresh install, compiles them
 (seconds per dtype): that case is logged once at INFO on this module's logger, which the command line
 shows on a terminal. Where numba does not load, ``load`` says why once (WARNING) and the engine runs
@@ -17,9 +18,11 @@ import os
 import threading
 from typing import Any
 
+from ..errors import InvalidInput
 from ..model.activations import ACTIVATION_NAMES
+from ..settings import ENV_NAMES, KERNELS, Settings
 
-__all__ = ["COMPILE_NOTICE", "cache_dir", "cached", "notice_if_uncached", "load"]
+__all__ = ["COMPILE_NOTICE", "cache_dir", "cached", "notice_if_uncached", "load", "compiled", "kernel_setting"]
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +62,23 @@ def notice_if_uncached(module: str = KERNEL_MODULE) -> None:
         log.info("%s", COMPILE_NOTICE.format(cache=cache_dir()))
 
 
+def kernel_setting() -> str:
+    """The ``kernel`` setting (EDGEGRAD_KERNEL): auto, numpy or compiled; InvalidInput for anything else."""
+    value = (Settings.read("kernel") or "auto").strip().lower()
+    if value not in KERNELS:
+        raise InvalidInput(f"{ENV_NAMES['kernel']}: expected one of {', '.join(KERNELS)}, got {value!r}")
+    return value
+
+
+def compiled(module: str, what: str) -> Any:
+    """``load(module, what)``, or None where the kernel setting is ``numpy``."""
+    return None if kernel_setting() == "numpy" else load(module, what)
+
+
 def load(module: str, what: str) -> Any:
     """``edgegrad.engine.<module>`` (numba code), imported once; None where it does not load, ``what`` and
-    the reason logged once (numba missing or failing, or activations numbered differently)."""
+    the reason logged once (numba missing or failing, or activations numbered differently where the module
+    numbers them: its ``ORDER``)."""
     found = _loaded.get(module)
     if found is None:
         with _lock:
@@ -70,7 +87,7 @@ def load(module: str, what: str) -> Any:
                 try:
                     notice_if_uncached(module)
                     found = importlib.import_module(f"{__package__}.{module}")
-                    if found.ORDER != ACTIVATION_NAMES:
+                    if getattr(found, "ORDER", ACTIVATION_NAMES) != ACTIVATION_NAMES:
                         raise ImportError(f"{module} numbers the activations differently")
                 except Exception as exc:          # ImportError, or numba failing in its own way
                     found = f"{type(exc).__name__}: {exc}"

@@ -25,7 +25,6 @@ from ..model.population import PopulationColumns
 from . import kernelcache
 from .batch import check_options
 from .clipping import check_clipping
-from .kernel import kernel_setting
 from .memory import thread_count
 from .pool import PARALLEL_MIN_WORK
 from .population_checks import Rows, check_nets, check_population
@@ -102,9 +101,7 @@ NO_NORMS = _Norms()
 
 def _compiled_kernel() -> Any:
     """The population kernel module, or None where the kernel setting is numpy or numba does not load."""
-    if kernel_setting() == "numpy":
-        return None
-    return kernelcache.load("population_kernel", "population kernel")
+    return kernelcache.compiled("population_kernel", "population kernel")
 
 
 @contextmanager

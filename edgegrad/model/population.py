@@ -71,13 +71,30 @@ class PopulationColumns:
                    _concat([n.weights for n in nets], np.float64), _concat([n.biases for n in nets], np.float64))
 
     def with_values(self, weights: np.ndarray, biases: np.ndarray) -> PopulationColumns:
-        """The same topology with other weights (ΣE) and biases (ΣN), checked by the caller."""
-        return replace(self, weights=weights, biases=biases)
+        """The same topology with other weights (ΣE) and biases (ΣN), checked by the caller (levels kept)."""
+        return replace(self, weights=weights, biases=biases)._primed(self.known_levels())
 
     def topology(self) -> PopulationColumns:
-        """The same columns without weights and biases."""
+        """The same columns without weights and biases (levels kept)."""
         empty = np.zeros(0, dtype=np.float64)
-        return replace(self, weights=empty, biases=empty)
+        return replace(self, weights=empty, biases=empty)._primed(self.known_levels())
+
+    def with_levels(self, levels: np.ndarray) -> PopulationColumns:
+        """The same columns with ``levels`` (ΣI+N,) as their ``levels``, trusted: the checks' (or what the service
+        stored after checking), never a client's."""
+        if levels.shape != (int(self.vert_off[-1]),):
+            raise ValueError(f"with_levels: expected {int(self.vert_off[-1])} levels, got shape {levels.shape}")
+        return replace(self)._primed(levels)
+
+    def known_levels(self) -> np.ndarray | None:
+        """The levels where already known (given or computed), else None: nothing is computed."""
+        return self.__dict__.get("levels")
+
+    def _primed(self, levels: np.ndarray | None) -> PopulationColumns:
+        """Self (a fresh object) with ``levels`` cached as ``levels`` would cache them (None: left unknown)."""
+        if levels is not None:
+            self.__dict__["levels"] = levels
+        return self
 
     # ------------------------------------------------------------ sizes
     def __len__(self) -> int:
@@ -126,20 +143,23 @@ class PopulationColumns:
     @cached_property
     def levels(self) -> np.ndarray:
         """(ΣI+N,) topological level of every vertex in its own network (inputs 0), as ``Network.levels``;
-        every network at once. The networks must be acyclic (checked ones are)."""
+        every network at once. The networks must be acyclic (checked ones are). Checked columns have them
+        already (``with_levels``), and so do their topology, slices and columns with other values."""
         level, indegree, done = graph_levels(self)
         if done < level.size:
             raise ValueError("population_levels: a network has a cycle")
         return level
 
     def slice(self, lo: int, hi: int) -> PopulationColumns:
-        """Networks [lo, hi) (views of these columns)."""
+        """Networks [lo, hi) (views of these columns; their levels too where known)."""
         v, n, e, k = self.vert_off, self.node_off, self.edge_off, self.out_off
         values = self.weights.size or self.biases.size
-        return PopulationColumns(self.sizes[lo:hi], self.id_table, self.id_index[v[lo]:v[hi]],
+        part = PopulationColumns(self.sizes[lo:hi], self.id_table, self.id_index[v[lo]:v[hi]],
                                  self.outputs[k[lo]:k[hi]], self.codes[n[lo]:n[hi]], self.src[e[lo]:e[hi]],
                                  self.dst[e[lo]:e[hi]], self.weights[e[lo]:e[hi]] if values else self.weights,
                                  self.biases[n[lo]:n[hi]] if values else self.biases)
+        levels = self.known_levels()
+        return part._primed(None if levels is None else levels[v[lo]:v[hi]])
 
     def content_hash(self) -> str:
         """SHA-256 of the topology (sizes, ids, outputs, activations, edges; not weights or biases): the name the

@@ -3,22 +3,28 @@
 Each rule a network must follow (``Network.from_arrays``'s: ids non-empty and unique, known activations,
 finite values, edges within the network and not into an input, no self-loop, no repeated edge, outputs
 among its nodes and distinct, no cycle; and the service's limits on nodes and edges) is one vectorised
-test over all networks. Only when some network fails is one network looked at alone: the first that
-fails, built with ``Network.from_arrays``, so its message is the one a single network gets, led by
-``nets[i]: ``.
+test over all networks, but for repeated edges and cycles: those are found, with every vertex's level on
+the way, by ``engine.graph_loops`` in one compiled call that walks the networks one by one (numpy's Kahn
+walk over every network at once where numba does not load or the kernel setting is numpy: the same
+answers). The checked columns carry those levels. Only when some network fails is one network looked at
+alone: the first that fails, built with ``Network.from_arrays``, so its message is the one a single
+network gets, led by ``nets[i]: ``.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+from ..engine import kernelcache
 from ..errors import EdgegradError, InvalidInput, ResourceExhausted
 from .activations import ACTIVATION_NAMES
 from .graph import edge_keys
 from .network import Network
 from .population import PopulationColumns, graph_levels
 
-__all__ = ["check_columns", "network_limits"]
+__all__ = ["check_columns", "network_limits", "load_graph_checks"]
 
 
 def network_limits(sizes: np.ndarray, max_nodes: int, max_edges: int) -> None:
@@ -83,12 +89,12 @@ def check_columns(cols: PopulationColumns, activation_table: list[str], activati
     _mark(bad, net_k, ~outs_ok)
     _mark(bad, net_k, _repeats(net_k, np.where(outs_ok, cols.outputs, 0), int(sizes[:, 1].max(initial=0))))
     first = int(np.argmax(bad)) if bad.any() else count
-    if first:  # repeated edges and cycles, where every edge is known to stay within its network
-        first = min(first, _first_bad_graph(cols.slice(0, first)))
+    # repeated edges and cycles, where every edge is known to stay within its network; the levels on the way
+    first, levels = _graph_pass(cols, first)
     if first < count:
         raise _exact(cols, activation_table, acts, first, max_nodes, max_edges)
     return PopulationColumns(sizes, cols.id_table, cols.id_index, cols.outputs, lut[acts],
-                             cols.src, cols.dst, cols.weights, cols.biases)
+                             cols.src, cols.dst, cols.weights, cols.biases).with_levels(levels)
 
 
 _CODES = {name: code for code, name in enumerate(ACTIVATION_NAMES)}
@@ -109,8 +115,39 @@ def _repeats(owner: np.ndarray, values: np.ndarray, span: int) -> np.ndarray:
     return again
 
 
-def _first_bad_graph(cols: PopulationColumns) -> int:
-    """The first network with a repeated (src, dst) pair or a cycle (len(cols) when none)."""
+def load_graph_checks() -> bool:
+    """Load the compiled graph check now (numba's import and its cache, or a compile on a fresh install: about
+    0.5 s, seconds), not in the first check; whether it loaded (False also under the kernel setting numpy)."""
+    return _graph_loops() is not None
+
+
+def _graph_loops() -> Any:
+    return kernelcache.compiled("graph_loops", "compiled graph checks")
+
+
+def _graph_pass(cols: PopulationColumns, limit: int) -> tuple[int, np.ndarray]:
+    """(The first of networks [0, limit) with a repeated (src, dst) pair or a cycle, else ``limit``; every
+    vertex's level, valid when that is every network): ``graph_loops`` in one compiled call, network by
+    network, or numpy's ``_first_bad_graph`` where the kernel setting is numpy or numba does not load."""
+    if not limit:
+        return limit, np.zeros(0, dtype=np.int64)
+    loops = _graph_loops()
+    if loops is None:
+        return _first_bad_graph(cols.slice(0, limit))
+    levels = np.empty(int(cols.vert_off[limit]), dtype=np.int64)
+    first = loops.check_graphs(_int64(cols.sizes), _int64(cols.vert_off), _int64(cols.edge_off), _int64(cols.src),
+                               _int64(cols.dst), limit, levels)
+    return int(first), levels
+
+
+def _int64(arr: np.ndarray) -> np.ndarray:
+    """``arr`` as the compiled check takes it: int64, C-contiguous, writable (a copy only where it is not)."""
+    return np.require(arr, np.int64, ["C_CONTIGUOUS", "WRITEABLE"])
+
+
+def _first_bad_graph(cols: PopulationColumns) -> tuple[int, np.ndarray]:
+    """(The first network with a repeated (src, dst) pair or a cycle, len(cols) when none; every vertex's level,
+    valid when none), with numpy over every network at once."""
     first = len(cols)
     base = np.repeat(cols.vert_off[:-1], cols.sizes[:, 2])
     n_vert = max(int(cols.vert_off[-1]), 1)
@@ -119,12 +156,13 @@ def _first_bad_graph(cols: PopulationColumns) -> int:
     if twice.size:   # keys sort by global source vertex, so the first repeat is in the first such network
         first = int(np.searchsorted(cols.vert_off, keys[twice[0]] // n_vert, side="right")) - 1
         cols = cols.slice(0, first)
+    levels = np.zeros(0, dtype=np.int64)
     if len(cols):
-        _, indegree, done = graph_levels(cols, None if twice.size else keys)
+        levels, indegree, done = graph_levels(cols, None if twice.size else keys)
         if done < indegree.size:
             stuck = int(np.argmax(indegree > 0))
             first = min(first, int(np.searchsorted(cols.vert_off, stuck, side="right")) - 1)
-    return first
+    return first, levels
 
 
 def _exact(cols: PopulationColumns, table: list[str], acts: np.ndarray, p: int, max_nodes: int,
