@@ -30,7 +30,7 @@ class Network(_message.Message):
     def __init__(self, inputs: _Optional[_Iterable[str]] = ..., outputs: _Optional[_Iterable[str]] = ..., node_ids: _Optional[_Iterable[str]] = ..., activation_table: _Optional[_Iterable[str]] = ..., activation_index: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., biases: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., src: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., dst: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., weights: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
 
 class Networks(_message.Message):
-    __slots__ = ("sizes", "id_table", "id_index", "outputs", "activation_table", "activation_index", "biases", "src", "dst", "weights")
+    __slots__ = ("sizes", "id_table", "id_index", "outputs", "activation_table", "activation_index", "biases", "src", "dst", "weights", "levels")
     SIZES_FIELD_NUMBER: _ClassVar[int]
     ID_TABLE_FIELD_NUMBER: _ClassVar[int]
     ID_INDEX_FIELD_NUMBER: _ClassVar[int]
@@ -41,6 +41,7 @@ class Networks(_message.Message):
     SRC_FIELD_NUMBER: _ClassVar[int]
     DST_FIELD_NUMBER: _ClassVar[int]
     WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    LEVELS_FIELD_NUMBER: _ClassVar[int]
     sizes: _tensor_pb2.Tensor
     id_table: _containers.RepeatedScalarFieldContainer[str]
     id_index: _tensor_pb2.Tensor
@@ -51,7 +52,8 @@ class Networks(_message.Message):
     src: _tensor_pb2.Tensor
     dst: _tensor_pb2.Tensor
     weights: _tensor_pb2.Tensor
-    def __init__(self, sizes: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., id_table: _Optional[_Iterable[str]] = ..., id_index: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., outputs: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., activation_table: _Optional[_Iterable[str]] = ..., activation_index: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., biases: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., src: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., dst: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., weights: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
+    levels: _tensor_pb2.Tensor
+    def __init__(self, sizes: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., id_table: _Optional[_Iterable[str]] = ..., id_index: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., outputs: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., activation_table: _Optional[_Iterable[str]] = ..., activation_index: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., biases: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., src: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., dst: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., weights: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., levels: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
 
 class NetworkInfo(_message.Message):
     __slots__ = ("hash", "inputs", "nodes", "edges", "outputs")

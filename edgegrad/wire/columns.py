@@ -3,8 +3,9 @@
 ``networks_to_proto`` is the client's: a handful of tensors for P networks. ``networks_from_proto`` is the
 service's: tensor shapes and totals first (naming the field), then every network at once
 (``model.population_checks``, naming ``nets[i]``). What the service stores is the topology alone
-(``topology_blob``: no weights or biases, activations as indices into ACTIVATION_NAMES), which a worker
-reads back without checking again (``topology_from_blob``).
+(``topology_blob``: no weights or biases, activations as indices into ACTIVATION_NAMES, with the levels the
+checks found), which a worker reads back without checking again (``topology_from_blob``). A request's
+``levels`` are never read: levels come only from the checks.
 """
 
 from __future__ import annotations
@@ -122,18 +123,24 @@ def float_column(tensor: Any, place: str, size: int) -> np.ndarray:
 
 
 def topology_blob(cols: PopulationColumns) -> bytes:
-    """What the service stores of checked columns: their topology, activations as ACTIVATION_NAMES indices."""
-    return networks_to_proto(cols.topology(), canonical=True).SerializeToString()
+    """What the service stores of checked columns: their topology, activations as ACTIVATION_NAMES indices, and
+    their levels (the checks found them; ``topology_from_blob`` takes them as they are)."""
+    msg = networks_to_proto(cols.topology(), canonical=True)
+    levels = cols.levels
+    msg.levels.CopyFrom(tensor_from_array(levels.astype(np.uint8 if levels.max(initial=0) < 256 else np.int32)))
+    return msg.SerializeToString()
 
 
 def topology_from_blob(blob: bytes) -> PopulationColumns:
-    """Columns (no weights or biases) from ``topology_blob``'s bytes, trusted: they were checked when stored."""
+    """Columns (no weights or biases) from ``topology_blob``'s bytes, trusted: they were checked when stored. Their
+    levels come with them (computed when first needed from a blob stored without them)."""
     msg = network_pb2.Networks.FromString(blob)
     empty = np.zeros(0, dtype=np.float64)
 
     def column(name: str, dtype: Any) -> np.ndarray:
         return array_from_tensor(getattr(msg, name), name).astype(dtype)
 
-    return PopulationColumns(column("sizes", np.int64).reshape(-1, 4), msg.id_table, column("id_index", np.int64),
+    cols = PopulationColumns(column("sizes", np.int64).reshape(-1, 4), msg.id_table, column("id_index", np.int64),
                              column("outputs", np.int64), column("activation_index", np.int8),
                              column("src", np.int64), column("dst", np.int64), empty, empty)
+    return cols.with_levels(column("levels", np.int64)) if msg.HasField("levels") else cols
