@@ -6,6 +6,7 @@ import asyncio
 import functools
 import logging
 import signal
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from edgegrad import metrics
 from edgegrad.errors import InvalidInput, Unauthenticated
 from edgegrad.jobs.server_store import JobStore
+from edgegrad.model.population_checks import load_graph_checks
 from edgegrad.settings import Settings
 from edgegrad.v1 import network_pb2, service_pb2
 
@@ -217,6 +219,9 @@ async def serve(settings: Settings | None = None, address: str | None = None,
     """Run until SIGTERM or SIGINT, then stop gracefully."""
     app = create_server(settings, address)
     await app.start()
+    # the compiled check of populations in columns loads beside serving, not in the first such request (a
+    # plain thread: the interpreter waits for it at exit)
+    threading.Thread(target=load_graph_checks, name="edgegrad-load-checks").start()
     if ready:
         ready(app)
     done = asyncio.Event()
