@@ -98,7 +98,8 @@ async def submit_population(service: Service, req: service_pb2.SubmitJobRequest,
     mode = FORWARD if pop.outputs_only else OUTPUTS if loss is None else EXAMPLES if pop.per_example else SUMS
     itemsize = 4 if dtype == "float32" else 8
     shards = population_shards(sizes, n_in, mode, with_norms and loss is not None, itemsize, int(req.shard_networks),
-                               int(req.shard_rows), s.worker_memory_bytes, s.shard_seconds, s.max_shards)
+                               int(req.shard_rows), s.worker_memory_bytes, s.shard_seconds, s.max_shards,
+                               await service.fleet.workers())
     layout = population_layout(sizes, loss, pop.per_example, dtype, s.chunk_bytes, shards.starts,
                                s.result_buffer_bytes, norms=with_norms, outputs_only=pop.outputs_only,
                                shard_rows=shards.rows)

@@ -32,6 +32,7 @@ from edgegrad.wire.codec import array_from_tensor, network_from_proto
 from edgegrad.wire.framing import chunk_event
 from edgegrad.wire.uploads import BYTE_FIELDS, ROW_FIELDS, UploadChecker, check_upload, pieces_of
 
+from .fleet import Fleet
 from .population import check_request_id, submit_population
 from .status import SERVICE_ERRORS, as_edgegrad_error, rich_status
 
@@ -50,6 +51,7 @@ class Service:
         self.settings = settings
         self.store = store
         self.stopping = asyncio.Event()  #: set on shutdown: open watches end with UNAVAILABLE
+        self.fleet = Fleet(store.redis, settings.queue)  #: how many workers take this queue's shards
 
     def capabilities(self) -> service_pb2.Capabilities:
         """Limits and names this server accepts."""

@@ -67,3 +67,34 @@ def test_a_client_cannot_ask_for_more_shards_than_the_limit() -> None:
     with pytest.raises(ResourceExhausted, match="shard_rows: 1 rows make 53 shards, over the limit of 4.*at least 14"):
         _rows(53, requested=1, max_shards=4)
     assert _rows(53, requested=14, max_shards=4) == 14
+
+
+def _population_starts(count: int, batch: int, workers: int, requested: int = 0) -> list[int]:
+    import numpy as np
+
+    from edgegrad.engine.population_results import SUMS
+    from edgegrad.jobs.population_sharding import population_shards
+
+    rng = np.random.default_rng(count)
+    edges = rng.integers(5, 60, size=count)
+    sizes = np.stack([np.full(count, batch), np.full(count, 2), edges, edges // 2 + 2], axis=1).astype(np.int64)
+    return population_shards(sizes, np.full(count, 4), SUMS, False, 8, requested, 0, 2 * GiB, 1.0, 4096,
+                             workers).starts
+
+
+def test_a_population_worth_cutting_gives_every_worker_a_part_of_about_equal_work() -> None:
+    import numpy as np
+
+    from edgegrad.jobs.population_sharding import SPLIT_WORK
+
+    assert _population_starts(1000, 256, workers=1) == [0]        # one worker: one shard within the time target
+    starts = _population_starts(1000, 256, workers=3)
+    assert len(starts) == 3 and starts[0] == 0
+    rng = np.random.default_rng(1000)                              # the same sizes as _population_starts made
+    edges = rng.integers(5, 60, size=1000)
+    work = 256 * (edges + edges // 2 + 2)
+    parts = np.add.reduceat(work, starts)
+    assert parts.min() >= SPLIT_WORK and parts.max() - parts.min() <= 2 * work.max()   # even, up to a network
+    assert _population_starts(5, 256, workers=8) == [0]            # too little work to be worth a second shard
+    assert 1 < len(_population_starts(4, 100_000, workers=8)) <= 4  # never more parts than networks
+    assert _population_starts(1000, 256, workers=3, requested=600) == [0, 600]   # shard_networks decides

@@ -1,6 +1,7 @@
 """How a population job is cut into shards: consecutive networks, each shard within a worker's memory budget,
-about ``shard_seconds`` of work and about SHARD_RESULT_BYTES of result (so results stream while later shards run);
-and, where one network's rows alone would pass those limits (or ``shard_rows`` asks for it), rows too.
+about ``shard_seconds`` of work and about SHARD_RESULT_BYTES of result (so results stream while later shards run),
+and at least one part per worker of the fleet where the work is worth cutting; and, where one network's rows alone
+would pass those limits (or ``shard_rows`` asks for it), rows too.
 
 Memory is estimated per network (result arrays, packing of its edges and nodes, its rows) plus the
 kernel's per-thread chunk buffers once; a network that alone would not fit, even a row at a time, is refused
@@ -22,10 +23,13 @@ from ..v1 import job_pb2
 from ..wire.population import element_counts
 from .sharding import MIN_SHARD_ROWS, PARTIAL_SUMS_BYTES, SHARD_RESULT_BYTES, WORK_PER_SECOND
 
-__all__ = ["population_shards", "PopulationShards", "PACK_BYTES_PER_ITEM"]
+__all__ = ["population_shards", "PopulationShards", "PACK_BYTES_PER_ITEM", "SPLIT_WORK"]
 
 #: bytes the packing of one edge or node takes on a worker (plans, CSR, file-order maps), an upper bound
 PACK_BYTES_PER_ITEM = 96
+#: work (rows × (edges + nodes)) below which a part is not cut off for another worker: a few milliseconds of the
+#: engine, about what a shard's own round trips through Redis cost
+SPLIT_WORK = 2.0e6
 _LIMIT = "EDGEGRAD_WORKER_MEMORY_BYTES"
 
 
@@ -44,9 +48,11 @@ def _result_bytes(sizes: np.ndarray, mode: int, norms: bool, itemsize: int) -> n
 
 
 def population_shards(sizes: np.ndarray, inputs: np.ndarray, mode: int, norms: bool, itemsize: int, requested: int,
-                      requested_rows: int, budget: int, seconds: float, max_shards: int) -> PopulationShards:
+                      requested_rows: int, budget: int, seconds: float, max_shards: int,
+                      workers: int = 1) -> PopulationShards:
     """The shards of a population: ``sizes`` int64 P×4 (B, K, E, N); ``inputs``: I of each network; ``requested``:
-    networks per shard, ``requested_rows``: rows per row shard (0: the service picks each)."""
+    networks per shard, ``requested_rows``: rows per row shard (0: the service picks each); ``workers``: the workers
+    that take shards (the service's choice gives each of them a part, where the work is worth cutting)."""
     b, k, e, n = (sizes[:, i].astype(np.int64) for i in range(4))
     room = budget - thread_count() * CHUNK_BYTES
     work_row = np.maximum(e + n, 1) * np.where(mode == OUTPUTS, k, 1)
@@ -84,6 +90,8 @@ def population_shards(sizes: np.ndarray, inputs: np.ndarray, mode: int, norms: b
         limits = ((capped * work_row, max(1.0, seconds * WORK_PER_SECOND)), (need, float(room)),
                   (_result_bytes(_with_rows(sizes, capped), mode, norms, itemsize), float(SHARD_RESULT_BYTES)))
         starts = _groups(limits, set(cuts.tolist()), b.size)
+        if not rows:
+            starts = _spread(starts, capped * work_row, workers)
     if not requested and not rows and len(starts) > max_shards:  # fewer, larger shards, as many as the limit
         per = -(-b.size // max_shards)
         starts = list(range(0, b.size, per))
@@ -129,6 +137,17 @@ def _auto_rows(b: np.ndarray, memory, work_row: np.ndarray, room: int, budget: i
     by_memory = int((spare // per_row).min())
     by_time = max(MIN_SHARD_ROWS, int(work_limit // int(work_row.max())))
     return max(1, min(by_memory, by_time))
+
+
+def _spread(starts: list[int], work: np.ndarray, workers: int) -> list[int]:
+    """``starts`` with more cuts where fewer groups than ``workers`` would leave some idle: as many parts of about
+    equal work as there are workers (each of SPLIT_WORK at least, one network at least)."""
+    total = float(work.sum())
+    parts = min(workers, work.size, int(total // SPLIT_WORK))
+    if parts <= len(starts):
+        return starts
+    cuts = np.searchsorted(np.cumsum(work, dtype=np.float64), np.linspace(0.0, total, parts + 1)[1:-1], side="right")
+    return sorted(set(starts) | {int(c) for c in cuts if 0 < c < work.size})
 
 
 def _groups(limits: tuple[tuple[np.ndarray, float], ...], cuts: set[int], total: int) -> list[int]:

@@ -98,6 +98,18 @@ def test_a_populations_shards_run_on_two_workers_and_stream_per_shard(cluster) -
         assert c.shard <= c.row_start < c.row_stop <= c.shard + 1
 
 
+def test_the_services_own_shards_give_each_worker_a_part_of_a_population_worth_cutting(cluster) -> None:
+    nets = [example_network(n_inputs=3, n_nodes=30, n_outputs=2, density=0.5, seed=900 + i) for i in range(200)]
+    x = np.random.default_rng(5).normal(size=(512, 3))
+    with Client(cluster.address, timeout=120) as client:
+        cluster.wait_for_workers()
+        big = client.submit_population(nets, x)                       # about 10^7 rows × (edges + nodes)
+        small = client.submit_population(nets[:3], x[:8])
+        assert len(big.result()) == 200 and len(small.result()) == 3
+        assert len(big.refresh().shards) >= len(cluster.workers) == 2   # a part each (a dead worker may count)
+        assert len(small.refresh().shards) == 1                           # too little work to be worth cutting
+
+
 def test_a_killed_workers_shard_alone_reruns_nothing_lost_or_duplicated(namespace) -> None:
     big = [example_network(n_inputs=8, n_nodes=120, n_outputs=2, density=0.5, seed=200 + i) for i in range(8)]
     x = np.random.default_rng(5).normal(size=(30000, 8))
