@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -54,7 +54,7 @@ class AsyncJobHandle(HandleBase):
         async for chunk in self._chunks(deadline or self.client._deadline(timeout)):
             yield as_message(chunk)
 
-    async def _chunks(self, deadline: Deadline) -> AsyncIterator[job_pb2.ResultChunk | RawChunk]:
+    async def _chunks(self, deadline: Deadline) -> AsyncGenerator[job_pb2.ResultChunk | RawChunk, None]:
         """``chunks()`` as they were read (the messages are made only for callers of ``chunks()``)."""
         async for grouped in self._grouped(deadline):
             yield grouped

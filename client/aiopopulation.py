@@ -33,8 +33,14 @@ class AsyncPopulationJobHandle(AsyncJobHandle):
 
     async def result(self, timeout: float | None = None, *,  # type: ignore[override]
                      deadline: Deadline | None = None) -> list[GradientResult]:
-        """Every network's GradientResult in ``nets`` order."""
-        await self.wait(deadline=deadline or self.client._deadline(timeout))
+        """Every network's GradientResult in ``nets`` order (as soon as the last chunk arrives)."""
+        chunks = self._chunks(deadline or self.client._deadline(timeout))
+        try:
+            async for _ in chunks:
+                if self.state.population_whole():
+                    break
+        finally:
+            await chunks.aclose()  # and its stream
         return self.state.population_results()
 
 

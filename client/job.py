@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import grpc
@@ -53,7 +53,7 @@ class JobHandle(HandleBase):
         """
         return self._chunks(self.client._deadline(timeout))
 
-    def _chunks(self, deadline: Deadline) -> Iterator[job_pb2.ResultChunk | RawChunk]:
+    def _chunks(self, deadline: Deadline) -> Generator[job_pb2.ResultChunk | RawChunk, None, None]:
         """``chunks()`` as they were read (the messages are made only for callers of ``chunks()``)."""
         if self._pending is not None:  # a loop's: let the loop's other submissions be answered too, so that
             self.client._submitter.flush(deadline.remaining())  # one shared watch takes them all

@@ -9,6 +9,7 @@ yields ``(index, GradientResult)`` as each shard of networks completes, and ``re
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import closing
 from typing import Any, TypeVar
 
 import numpy as np
@@ -53,8 +54,12 @@ class PopulationJobHandle(JobHandle):
 
     def result(self, timeout: float | None = None, *,  # type: ignore[override]
                deadline: Deadline | None = None) -> list[GradientResult]:
-        """Every network's GradientResult in ``nets`` order; Cancelled, JobFailed or the job's own error otherwise."""
-        self.wait(deadline=deadline or self.client._deadline(timeout))
+        """Every network's GradientResult in ``nets`` order; Cancelled, JobFailed or the job's own error otherwise.
+        Returns as soon as the last chunk arrives (the job's own end follows it)."""
+        with closing(self._chunks(deadline or self.client._deadline(timeout))) as chunks:  # closed: its stream too
+            for _ in chunks:
+                if self.state.population_whole():
+                    break
         return self.state.population_results()
 
 

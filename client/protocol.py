@@ -276,8 +276,16 @@ class WatchState:
         ready = assembler.take_ready()
         return list(zip(ready, assembler.networks(ready)))
 
+    def population_whole(self) -> bool:
+        """Whether every chunk of a population job's result has arrived (its results are whole, whatever the job's
+        state says yet: the worker's last shard ends the job after writing them)."""
+        return self._assembler is not None and self.assemble and self._assembler.complete
+
     def population_results(self) -> list[GradientResult]:
-        """Every network's result of a finished population job, in order, or the job's error."""
+        """Every network's result of a population job whose chunks all arrived, or of a finished one, in order; or
+        the job's error."""
+        if self.population_whole():
+            return self._population().results()
         job = self._finished()
         assembler = self._population()
         if not assembler.complete:

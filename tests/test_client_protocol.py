@@ -150,3 +150,34 @@ def test_result_layouts_count_chunks_exactly_and_never_wrap_around() -> None:
     huge = SimpleNamespace(outputs=["y"] * 10_000_000, n_edges=50_000_000, n_nodes=10_000_000)
     layout = result_layout(huge, 1_000_000, None, False, "float64", 1 << 20)
     assert result_bytes(layout) == 8 * 1_000_000 * (10_000_000 + 10_000_000 * 50_000_000 + 10_000_000 * 10_000_000)
+
+
+def test_a_population_is_whole_once_its_last_chunk_arrives_before_the_jobs_own_end() -> None:
+    from edgegrad.engine.population import flat_results
+    from edgegrad.wire.chunking import chunk_parts
+    from edgegrad.wire.framing import chunk_event
+    from edgegrad.wire.population import flat_arrays, population_chunk_plans, population_layout, population_offsets
+    from edgegrad.wire.rawchunk import decode_event
+
+    nets = [NET, NET, NET]
+    want = edgegrad.gradients_many(nets, X, T, loss="mse")
+    sizes = np.array([[X.shape[0], 2, NET.n_edges, NET.n_nodes]] * 3, dtype=np.int64)
+    layout = population_layout(sizes, "mse", False, "float64", 256, [0, 2])
+    arrays = flat_arrays(flat_results(nets, X, T, loss="mse"), layout)
+    offsets = population_offsets(layout)
+    state = WatchState()
+    state.feed(job_pb2.JobEvent(state=job_pb2.Job(name="jobs/p", state=job_pb2.JOB_STATE_RUNNING, layout=layout)))
+    seq = 0
+    for shard in range(layout.shard_count):
+        a = int(layout.population.shard_starts[shard])
+        plans = population_chunk_plans(layout, shard, offsets)
+        for _, pieces in chunk_parts({f: v[offsets[f][a]:] for f, v in arrays.items()}, layout, plans, shard=shard,
+                                     offsets={f: int(off[a]) for f, off in offsets.items()}):
+            assert not state.population_whole()
+            with pytest.raises(errors.FailedPrecondition, match="has not finished"):
+                state.population_results()      # part of the chunks: the job's own end is still needed
+            seq += 1
+            state.feed(decode_event(chunk_event(seq, b"".join(bytes(p) for p in pieces))))
+    assert state.population_whole() and not state.done   # every chunk in, the job not ended yet
+    for got, res in zip(state.population_results(), want):
+        assert got.edge_grads.tobytes() == res.edge_grads.tobytes() and got.loss == res.loss
