@@ -45,7 +45,7 @@ def _best(runs: int, make: Callable[[int], Any], timed: Callable[[Any], Any]) ->
 def bench_service(count: int, runs: int, batching: tuple[str, ...] = ("off", "on")) -> None:
     """Print one line per worker count: population job (service's shards, and 4 shards), submit_many (with small-job
     batching off, then on), in-process, and a fine-tuning step (the same topologies with new weights: only the
-    weights travel)."""
+    weights travel; the service's shards)."""
     X, T = neat_size_rows(0, ROWS)
     seeds = iter(range(7_000_000, 8_000_000))
 
@@ -75,11 +75,10 @@ def bench_service(count: int, runs: int, batching: tuple[str, ...] = ("off", "on
                         sharded = _best(runs, fresh, lambda nets: client.gradients_many(
                             nets, X, T, loss="mse", shard_networks=-(-len(nets) // 4)))
                         base = fresh(0)
-                        client.gradients_many(base, X, T, loss="mse", shard_networks=-(-len(base) // 4))
+                        client.gradients_many(base, X, T, loss="mse")
                         step = _best(runs, lambda i, base=base: [n.with_parameters(n.weights * (1.0 + 0.01 * (i + 1)))
                                                                  for n in base],
-                                     lambda nets: client.gradients_many(nets, X, T, loss="mse",
-                                                                        shard_networks=-(-len(nets) // 4)))
+                                     lambda nets: client.gradients_many(nets, X, T, loss="mse"))
                     jobs[mode] = _best(runs, fresh, lambda nets: edgegrad.wait_all(client.submit_many(
                         [dict(net=n, inputs=X, targets=T, loss="mse") for n in nets])))
             finally:
@@ -90,7 +89,7 @@ def bench_service(count: int, runs: int, batching: tuple[str, ...] = ("off", "on
         print(f"P={count}, {workers} worker(s): one population job {one:7.3f} s (service's shards),"
               f" {sharded:7.3f} s (4 shards) | {many}"
               f" | in-process gradients_many {inproc:7.3f} s ({best / inproc:.1f}x of it)"
-              f" | a fine-tuning step (new weights, 4 shards) {step:7.3f} s")
+              f" | a fine-tuning step (new weights, service's shards) {step:7.3f} s")
 
 
 def main(argv: list[str] | None = None) -> None:
