@@ -112,8 +112,9 @@ async def submit_population(service: Service, req: service_pb2.SubmitJobRequest,
     spec.ClearField("uploaded")
     if up is not None:
         spec.uploaded.extend(up.fields)   # where each uploaded part lives, for the workers
-    if columnar:  # checked: store an inline topology; the spec names it, with this request's values
-        await found.store(store)
+    before: list[tuple[Any, ...]] = []
+    if columnar:  # checked: an inline topology is stored with the CREATE; the spec names it, with the request's values
+        before = found.commands(store)
         layout.population.networks_hash = found.digest
         spec.ClearField("networks")
         spec.networks_hash = found.digest
@@ -140,11 +141,13 @@ async def submit_population(service: Service, req: service_pb2.SubmitJobRequest,
         extra = [*extra, ("HSET", store.keys.upload(up.upload_id), "job", job_id)]
     try:
         got, created = await store.create_job(job_id, blob, fields, rid, fingerprint, key_hash, layout.shard_count,
-                                              extra, size, networks=hashes, stored=stored)
+                                              extra, size, networks=hashes, stored=stored, before=before)
     except NotFound:
         if columnar:
             forget_topology(store, key_hash)
         raise
+    if columnar:
+        found.stored(store)
     if created:
         joblog.job_submitted(job_id, tenant, int(sizes[:, 0].sum()), layout.shard_count, size)
         return job_from_fields({k.encode(): v if isinstance(v, bytes) else str(v).encode() for k, v in fields.items()})

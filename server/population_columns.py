@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from edgegrad.errors import InvalidInput
-from edgegrad.jobs.population_store import load_topology, store_topology
+from edgegrad.jobs.population_store import load_topology, topology_commands, topology_stored
 from edgegrad.model.population import PopulationColumns
 from edgegrad.v1 import job_pb2, tensor_pb2
 from edgegrad.wire.columns import float_column, networks_from_proto, topology_blob
@@ -40,10 +40,15 @@ class Columnar(NamedTuple):
     weights: tensor_pb2.Tensor | None  #: None: the values are in the request's upload
     biases: tensor_pb2.Tensor | None
 
-    async def store(self, store: Any) -> None:
-        """Store a topology sent inline for the store's tenant (after the whole request is checked)."""
+    def commands(self, store: Any) -> list[tuple[Any, ...]]:
+        """The commands storing a topology sent inline for the store's tenant (sent with the job's CREATE, once
+        the whole request is checked); none when it is stored already."""
+        return [] if self.blob is None else topology_commands(store, self.digest, self.blob)
+
+    def stored(self, store: Any) -> None:
+        """After the CREATE that ran ``commands()``: the topology is kept decoded for the next step."""
         if self.blob is not None:
-            await store_topology(store, self.digest, self.blob, self.cols.topology())
+            topology_stored(store, self.digest, self.cols.topology())
 
 
 def uses_columns(pop: job_pb2.PopulationRequest) -> bool:

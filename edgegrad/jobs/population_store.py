@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from .server_store import JobStore
     from .worker_store import WorkerStore
 
-__all__ = ["TopologyCache", "TOPOLOGY_CACHE_ITEMS", "store_topology", "load_topology", "refresh_topology",
+__all__ = ["TopologyCache", "TOPOLOGY_CACHE_ITEMS", "topology_commands", "topology_stored",
+           "load_topology", "refresh_topology",
            "forget_topology",
            "worker_topology", "server_topologies"]
 
@@ -76,13 +77,15 @@ def _keep(table: OrderedDict, mark: str, value: Any) -> None:
         table.popitem(last=False)
 
 
-async def store_topology(store: JobStore, digest: str, blob: bytes, cols: PopulationColumns) -> None:
-    """Store a checked topology for the store's tenant (one round trip), and keep it decoded."""
+def topology_commands(store: JobStore, digest: str, blob: bytes) -> list[tuple[Any, ...]]:
+    """The commands storing a checked topology for the store's tenant (sent with the job's CREATE, before it)."""
     ttl, k = store.settings.network_ttl, store.keys
-    async with store.redis.pipeline(transaction=False) as pipe:
-        pipe.set(k.population(digest), blob, ex=ttl)
-        pipe.set(k.population_owned(digest), "1", ex=ttl)
-        await pipe.execute()
+    return [("SET", k.population(digest), blob, "EX", ttl), ("SET", k.population_owned(digest), "1", "EX", ttl)]
+
+
+def topology_stored(store: JobStore, digest: str, cols: PopulationColumns) -> None:
+    """After ``topology_commands`` ran: keep the topology decoded, its tenant's mark seen and just renewed."""
+    k = store.keys
     _keep(_refreshed, k.population_owned(digest), time.monotonic())
     _keep(_owned, k.population_owned(digest), None)
     server_topologies.put(digest, cols)

@@ -71,7 +71,7 @@ class JobStore(NetworkRegistry):
         self._scripts = {name: self.redis.register_script(getattr(jobscripts, name))
                          for name in ("CANCEL", "DELETE", "ACK")}
         self._scripts["CREATE"] = self.redis.register_script(CREATE)
-        self._creates: Coalescer[tuple[list[Any], str | None], Any] = Coalescer(self._create)
+        self._creates: Coalescer[tuple[list[Any], str | None, list[tuple[Any, ...]]], Any] = Coalescer(self._create)
         self._meta: OrderedDict[str, NetworkMeta] = OrderedDict()
         self._refreshed: OrderedDict[str, float] = OrderedDict()  #: network mark -> when its TTL was last refreshed
         self._owned: OrderedDict[str, None] = OrderedDict()  #: network marks known to exist
@@ -101,12 +101,14 @@ class JobStore(NetworkRegistry):
                          fingerprint: str, network_hash: str, shards: int = 1,
                          extra: Sequence[tuple[Any, ...]] = (), result_bytes: int = 0,
                          networks: Sequence[str] = (), stored: tuple[str, str] | None = None,
-                         lane: str | None = None) -> tuple[str, bool]:
+                         lane: str | None = None, before: Sequence[tuple[Any, ...]] = ()) -> tuple[str, bool]:
         """Record and enqueue a job (one rq job per shard, and the ``extra`` commands) counted against
         the tenant's limits; with a taken request_id, return that job instead. ``networks``: more networks
         the job uses (a population's), whose TTLs are refreshed with ``network_hash``'s. ``stored``: instead of
         ``network_hash``'s, the (key, tenant mark) that must exist for the job to be made (a population's topology).
-        A small job given a ``lane`` waits there instead, to run with others (see ``jobs/lanes.py``).
+        A small job given a ``lane`` waits there instead, to run with others (see ``jobs/lanes.py``). ``before``:
+        commands sent in the same round trip just ahead of the CREATE (they run whether or not the job is made;
+        a population's new topology, which ``stored`` then finds).
 
         Returns (job id, created). A request_id reused for a different request: AlreadyExists; the
         tenant at a limit: ResourceExhausted.
@@ -123,7 +125,7 @@ class JobStore(NetworkRegistry):
         if lane is None:
             commands += self._rq.commands(job_id, shards, k.tenant)
         words = script_commands(commands)
-        found = await self._creates.add((part + [len(words), *words], lane))
+        found = await self._creates.add((part + [len(words), *words], lane, list(before)))
         if found == [b"nonet"] and stored is not None:
             raise NotFound(f"networks_hash: no population topology {network_hash!r} is stored (or it expired);"
                            " send the networks again", field="networks_hash")
@@ -140,8 +142,9 @@ class JobStore(NetworkRegistry):
             return existing, False
         return job_id, True
 
-    async def _create(self, jobs: list[tuple[list[Any], str | None]]) -> list[Any]:
-        """One CREATE call (``creating.py``) for jobs of this tenant: each its part of the call and its lane."""
+    async def _create(self, jobs: list[tuple[list[Any], str | None, list[tuple[Any, ...]]]]) -> list[Any]:
+        """One CREATE call (``creating.py``) for jobs of this tenant: each its part of the call, its lane and the
+        commands to run before the call (in its round trip)."""
         k, s = self.keys, self.settings
         # ids start with their creation time: anything older than both TTLs together has expired
         # (trimmed from the index at most once a second, not on every call, with the other
@@ -153,13 +156,20 @@ class JobStore(NetworkRegistry):
         quota_ttl = s.job_ttl + s.result_ttl + int(2 * INDEX_TRIM_SECONDS) + 1
         args: list[Any] = [s.job_ttl, k.job(""), cutoff, s.tenant_max_jobs, s.tenant_max_result_bytes, quota_ttl,
                            len(jobs)]
-        for part, _ in jobs:
+        for part, _, _ in jobs:
             args += part
-        for lane in dict.fromkeys(lane for _, lane in jobs if lane is not None):
+        for lane in dict.fromkeys(lane for _, lane, _ in jobs if lane is not None):
             rq_id, enqueue = self._rq.batch_commands(lane, k.tenant)
             words = script_commands(enqueue)
             args += [k.lane(lane), k.lane_wake(lane), rq_id, len(words), *words]
-        return cast(list[Any], await self._scripts["CREATE"](keys=[k.jobs, *k.quota], args=args))
+        before = [command for _, _, commands in jobs for command in commands]
+        if not before:
+            return cast(list[Any], await self._scripts["CREATE"](keys=[k.jobs, *k.quota], args=args))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for command in before:
+                pipe.execute_command(*command)
+            await self._scripts["CREATE"](keys=[k.jobs, *k.quota], args=args, client=pipe)
+            return cast(list[Any], (await pipe.execute())[-1])
 
     def _refresh_commands(self, hashes: list[str]) -> list[tuple[Any, ...]]:
         """The commands that renew the TTL of networks in use, each at most once a minute."""
