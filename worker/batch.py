@@ -92,9 +92,10 @@ def run_job_batch(lane: str, tenant: str = DEFAULT_TENANT) -> None:
         run_batch(store, taken)
 
 
-def take_with(pipe: Any, job: Job) -> Callable[[Any], None] | None:
+def take_with(pipe: Any, job: Job) -> Callable[[list], None] | None:
     """Put the TAKE of the batch rq job ``job`` into ``pipe`` (the worker's pipeline that starts the rq job, so
-    both take one round trip); returns what takes TAKE's reply. None where the batch is to wait and fill first."""
+    both take one round trip); returns what takes the replies from TAKE's on. None where the batch is to wait and
+    fill first."""
     lane, tenant = (list(job.args or []) + [DEFAULT_TENANT])[:2]
     store = get_store().for_tenant(tenant)
     if store.settings.batch_delay_ms > 0:
@@ -102,8 +103,9 @@ def take_with(pipe: Any, job: Job) -> Callable[[Any], None] | None:
     keys, args = _take_call(store, lane, job.id)
     pipe.evalsha(_take_script(store).sha, len(keys), *keys, *args)
 
-    def read(reply: Any) -> None:
+    def read(replies: list) -> None:
         global _prefetched
+        reply = replies[0]
         _prefetched = None if isinstance(reply, Exception) else ((tenant, lane, job.id), _read_taken(reply))
     return read
 

@@ -81,15 +81,16 @@ def job_args(args: Any) -> tuple[str, int, str]:
     return job_id, shard, tenant
 
 
-def start_with(pipe: Any, args: Any) -> Callable[[Any], None]:
+def start_with(pipe: Any, args: Any) -> Callable[[list], None]:
     """Put the START of the rq job with ``args`` into ``pipe`` (the worker's pipeline that starts the rq job,
-    so both take one round trip); returns what takes START's reply (an error: the job starts itself)."""
+    so both take one round trip); returns what takes the replies from START's on (an error: the job starts
+    itself)."""
     job_id, shard, tenant = job_args(args)
     read = get_store().for_tenant(tenant).start_in(pipe, job_id, shard)
 
-    def take(reply: Any) -> None:
+    def take(replies: list) -> None:
         global _prefetched
-        started = read(reply)
+        started = read(replies)
         _prefetched = None if started is None else ((tenant, job_id, shard), started)
     return take
 

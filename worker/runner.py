@@ -228,7 +228,7 @@ class EdgegradWorker(SimpleWorker):
         if failed:
             raise failed[0]
         if take is not None:
-            take(replies[ours])
+            take(replies[ours:])
         return execution
 
     def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:

@@ -22,14 +22,15 @@ CREATE = _CREATE
 # A shard's progress is one field of the job hash, ``s:<index>`` = "state|attempt|chunks|worker"
 # (state as above, chunks it has written); the fold of a loss-mode job's shards is ``s:r``.
 
-# KEYS: job, spec, events.  ARGV: worker name, now, announce threshold, shard index.
-# Returns {'run', spec, attempt, chunks written, layout, pieces, create_time} for a shard to run,
+# KEYS: job, spec, events.  ARGV: worker name, now, announce threshold, shard index, and '1' when the caller
+# reads a spec kept in its own key itself (a GET beside the call: no copy of megabytes through Lua).
+# Returns {'run', spec ('' where read apart), attempt, chunks written, layout, pieces, create_time} for a shard to run,
 # {'fold', ...the same} when every shard is done but the job is
 # not (the worker that was folding them died), or {'skip'|'gone'}. The "running" state
 # event goes to watchers when the job starts (if its estimated work, field 'work', is at least
 # the threshold) and when a shard is retried.
 START_FUNCTION = """
-local function start(job_key, spec_key, events_key, worker, now, announce_work, shard_index)
+local function start(job_key, spec_key, events_key, worker, now, announce_work, shard_index, spec_apart)
 local shard = 's:' .. shard_index
 local st = redis.call('HMGET', job_key, 'state', 'cancel', 'work', shard, 'shards', 'shards_done', 'attempt',
                       'layout', 'pieces', 's:r', 'chunks_done', 'ev', 'create_time', 'spec')
@@ -69,11 +70,12 @@ if announce then
   local ttl = redis.call('PTTL', job_key)
   if ttl > 0 then redis.call('PEXPIRE', events_key, ttl) end
 end
-return {kind, st[14] or redis.call('GET', spec_key) or '', tostring(attempt), schunks, st[8] or '', st[9] or '', st[13] or '0'}
+local spec = st[14] or (not spec_apart and redis.call('GET', spec_key)) or ''
+return {kind, spec, tostring(attempt), schunks, st[8] or '', st[9] or '', st[13] or '0'}
 end
 """
 START = START_FUNCTION + """
-return start(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+return start(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5] == '1')
 """
 
 # KEYS: job, events.  ARGV: shard field ('s:<i>' or 's:r'), most chunks the job may hold

@@ -95,14 +95,19 @@ class WorkerStore:
     def start(self, job_id: str, shard: int = 0) -> Started:
         """Mark a shard running (another attempt if its worker died), or learn it has nothing to do."""
         keys, args = self._start_call(job_id, shard)
-        return read_started(self._scripts["START"](keys=keys, args=args))
+        with self.redis.pipeline(transaction=False) as pipe:
+            self._scripts["START"](keys=keys, args=args, client=pipe)
+            pipe.get(keys[1])   # a spec kept in its own key: read here, not copied through the script
+            return read_started(*pipe.execute())
 
-    def start_in(self, pipe: redis.client.Pipeline, job_id: str, shard: int = 0) -> Callable[[Any], Started | None]:
-        """Put ``start``'s START into ``pipe`` (the worker's own start of the rq job: one round trip for both);
-        returns what reads its reply there (None for an error, such as NOSCRIPT: then ``start`` sends it again)."""
+    def start_in(self, pipe: redis.client.Pipeline, job_id: str, shard: int = 0) -> Callable[[list], Started | None]:
+        """Put ``start``'s START (and the GET of the spec) into ``pipe`` (the worker's own start of the rq job: one
+        round trip for all); returns what reads their replies there, a list from START's on (None for an error,
+        such as NOSCRIPT: then ``start`` sends it again)."""
         keys, args = self._start_call(job_id, shard)
         pipe.evalsha(self._scripts["START"].sha, len(keys), *keys, *args)
-        return lambda reply: None if isinstance(reply, Exception) else read_started(reply)
+        pipe.get(keys[1])
+        return lambda replies: None if any(isinstance(r, Exception) for r in replies[:2]) else read_started(*replies[:2])
 
     @staticmethod
     def done_part(job_id: str, chunks: Iterable[tuple[int, bytes | list]], expected: int, fields: dict[str, str]
@@ -132,7 +137,7 @@ class WorkerStore:
     def _start_call(self, job_id: str, shard: int) -> tuple[list[str], list[Any]]:
         k = self.keys
         return [k.job(job_id), k.spec(job_id), k.events(job_id)], [self.name, repr(time.time()),
-                                                                     jobscripts.ANNOUNCE_WORK, shard]
+                                                                     jobscripts.ANNOUNCE_WORK, shard, "1"]
 
     def created(self, job_id: str) -> float:
         """A job's submission time (Unix seconds), in one read; 0 when unknown (or Redis does not answer:
@@ -357,10 +362,10 @@ def _size(net: Network) -> int:
     return net.n_edges + net.n_nodes + 1
 
 
-def read_started(reply: list) -> Started:
-    """START's reply as a ``Started``."""
+def read_started(reply: list, spec: bytes | None = None) -> Started:
+    """START's reply as a ``Started`` (``spec``: the spec key's value, read beside a START told to leave it)."""
     kind = reply[0].decode()
     if kind not in ("run", "fold"):
         return Started(kind)
-    return Started(kind, reply[1], int(reply[2]), int(reply[3]), reply[4] or b"", reply[5] or b"",
+    return Started(kind, reply[1] or spec or b"", int(reply[2]), int(reply[3]), reply[4] or b"", reply[5] or b"",
                    float(reply[6] or 0))
