@@ -101,7 +101,9 @@ class PreparedPopulation(NamedTuple):
         (the first time) the topology. ``known`` (whether the service has a network) is not needed by the
         columnar form."""
         cols, digest = self.columns, self.digest
-        pop = job_pb2.PopulationRequest()
+        submit = service_pb2.SubmitJobRequest(request_id=self.request_id, shard_networks=self.shard_networks,
+                                              shard_rows=self.shard_rows)
+        pop = submit.population   # filled in place: megabytes of columns are not copied into the request after
         pop.CopyFrom(self.base)
         stored = topologies.get(digest) is not None
         if stored:   # the same topologies stored: only the values travel
@@ -122,8 +124,6 @@ class PreparedPopulation(NamedTuple):
                 if rows is not None:
                     put_rows(pop, name, rows)
         referred, inline = ([digest], []) if stored else ([], [digest])
-        submit = service_pb2.SubmitJobRequest(request_id=self.request_id, population=pop,
-                                              shard_networks=self.shard_networks, shard_rows=self.shard_rows)
         return submit, referred, inline
 
     def pieces(self, topologies: Topologies, piece_bytes: int) -> Iterator[service_pb2.UploadPiece]:

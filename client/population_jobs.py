@@ -32,6 +32,9 @@ H = TypeVar("H")
 #: a population up to this size goes in one message (where it fits one); a larger one is uploaded in pieces,
 #: which the server stores as they come (a large message costs the server several copies of it at once)
 INLINE_POPULATION_BYTES = 16 << 20
+#: what a request may take beyond its ``payload_bytes`` (an upper bound of its columns and rows: integers counted as
+#: int64, sent as int32 where they fit), its fields' own tags and lengths: far less than this
+SIZE_MARGIN = 64 << 10
 
 
 def end_of_results(state: WatchState) -> None:
@@ -123,7 +126,7 @@ class PopulationSubmission:
         if self.payload_bytes > limit:
             return None
         request = self.request()
-        if request.ByteSize() > limit:
+        if self.payload_bytes + SIZE_MARGIN > limit and request.ByteSize() > limit:  # measured only near the limit
             self.attempt -= 1
             return None
         return request
