@@ -21,11 +21,11 @@ REFRESH_SECONDS = 2.0
 
 
 class Fleet:
-    """``await workers()``: the workers registered for ``queue`` (1 at least), read from Redis at most every
-    REFRESH_SECONDS; a stale count is answered at once while the new one is read in the background."""
+    """``await workers()``: the workers registered for ``queue`` (1 at least), read through ``store``'s Redis at most
+    every REFRESH_SECONDS; a stale count is answered at once while the new one is read in the background."""
 
-    def __init__(self, redis: Any, queue: str, refresh: float = REFRESH_SECONDS) -> None:
-        self._redis, self._key, self._refresh = redis, WORKERS_BY_QUEUE_KEY % queue, refresh
+    def __init__(self, store: Any, queue: str, refresh: float = REFRESH_SECONDS) -> None:
+        self._store, self._key, self._refresh = store, WORKERS_BY_QUEUE_KEY % queue, refresh
         self._count: int | None = None
         self._read_at = float("-inf")
         self._reading: asyncio.Task[None] | None = None
@@ -42,7 +42,7 @@ class Fleet:
     async def _read(self) -> None:
         self._read_at = time.monotonic()
         try:
-            self._count = int(await self._redis.scard(self._key))
+            self._count = int(await self._store.redis.scard(self._key))
         except Exception:  # a hint only: Redis trouble surfaces with the job's own commands
             self._count = self._count or 1
 

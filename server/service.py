@@ -51,7 +51,7 @@ class Service:
         self.settings = settings
         self.store = store
         self.stopping = asyncio.Event()  #: set on shutdown: open watches end with UNAVAILABLE
-        self.fleet = Fleet(store.redis, settings.queue)  #: how many workers take this queue's shards
+        self.fleet = Fleet(store, settings.queue)  #: how many workers take this queue's shards
 
     def capabilities(self) -> service_pb2.Capabilities:
         """Limits and names this server accepts."""
