@@ -111,7 +111,9 @@ def test_a_submit_loop_beyond_the_streams_ahead_waits_through_shared_watches(cli
     handles = [client.submit(NET, X[i % 40:i % 40 + 1]) for i in range(n)]
     results = [h.result() for h in handles]
     assert all(r == served(NET, X[i % 40:i % 40 + 1], settings=cluster.settings) for i, r in enumerate(results))
-    assert calls["WatchJobs"] == 1 and calls["WatchJob"] == 0
+    # shared watches, never one per job: answers that come back after the first group opened (a slow machine
+    # answers the loop in more than one batch) start another group, so a few groups at most
+    assert 1 <= calls["WatchJobs"] <= 3 and calls["WatchJob"] == 0
 
 
 def test_a_job_the_shared_watch_cannot_finish_goes_on_by_its_own_watch(client, cluster, monkeypatch) -> None:
