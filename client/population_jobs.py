@@ -103,6 +103,7 @@ class PopulationSubmission:
     def __init__(self, client: Any, prepared: PreparedPopulation) -> None:
         self.client, self.prepared = client, prepared
         self.attempt = 0
+        self._fits: service_pb2.SubmitJobRequest | None = None  #: the request ``inline()`` found within the limit
         self._referred: list[str] = []
         self._inline: list[str] = []
 
@@ -129,6 +130,7 @@ class PopulationSubmission:
         if self.payload_bytes + SIZE_MARGIN > limit and request.ByteSize() > limit:  # measured only near the limit
             self.attempt -= 1
             return None
+        self._fits = request
         return request
 
     def pieces(self) -> Iterator[service_pb2.UploadPiece]:
@@ -136,8 +138,11 @@ class PopulationSubmission:
         return self.prepared.pieces(self.client.topologies, self.client._piece_bytes())
 
     def check(self, request: service_pb2.SubmitJobRequest) -> service_pb2.SubmitJobRequest:
-        """``request`` if it fits a message (the server's limit learned first where it matters)."""
-        refuse_too_large(self.client, request)
+        """``request`` if it fits a message (the server's limit learned first where it matters). A request that
+        ``inline()`` found within the limit is not measured again (measuring a megabyte request costs
+        milliseconds: upb encodes it to count its bytes)."""
+        if request is not self._fits:
+            refuse_too_large(self.client, request)
         return request
 
     def refused(self, exc: NotFound) -> None:
