@@ -13,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, cast
 
+import redis
 import redis.asyncio as aioredis
 
 from .. import joblog
@@ -165,11 +166,19 @@ class JobStore(NetworkRegistry):
         before = [command for _, _, commands in jobs for command in commands]
         if not before:
             return cast(list[Any], await self._scripts["CREATE"](keys=[k.jobs, *k.quota], args=args))
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for command in before:
-                pipe.execute_command(*command)
-            await self._scripts["CREATE"](keys=[k.jobs, *k.quota], args=args, client=pipe)
-            return cast(list[Any], (await pipe.execute())[-1])
+        script, keys = self._scripts["CREATE"], [k.jobs, *k.quota]
+        for attempt in (1, 2):  # by sha, without redis-py's SCRIPT EXISTS round trip ahead of a pipeline's script
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for command in before:
+                    pipe.execute_command(*command)
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+                try:
+                    return cast(list[Any], (await pipe.execute())[-1])
+                except redis.exceptions.NoScriptError:  # Redis lost it (a restart): the CREATE did not run
+                    if attempt == 2:
+                        raise
+                    script.sha = await self.redis.script_load(script.script)
+        raise AssertionError("unreachable")
 
     def _refresh_commands(self, hashes: list[str]) -> list[tuple[Any, ...]]:
         """The commands that renew the TTL of networks in use, each at most once a minute."""

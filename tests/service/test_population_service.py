@@ -12,6 +12,7 @@ import grpc
 import numpy as np
 import pytest
 from cli_helpers import edgegrad_cli
+from redis_process import RedisProcess
 from svc_helpers import assert_same_bits, example_network, kill_worker_mid_shard
 
 import edgegrad
@@ -345,6 +346,31 @@ def test_a_topology_the_service_lost_is_sent_again_once(cluster, redis_url) -> N
     assert [bool(p.networks_hash) for p in sent] == [False, True, False]   # refused by hash, then whole again
     for got, want in zip(remote, edgegrad.gradients_many(tuned, X, T, loss="mse")):
         assert_same_bits(got, want)
+
+
+def test_a_population_is_created_after_redis_lost_its_scripts(namespace, thread_server, tmp_path) -> None:
+    """CREATE goes by sha in the pipeline that stores a new topology (no SCRIPT EXISTS round trip): a Redis that lost
+    its scripts (a restart, SCRIPT FLUSH) gets them again and the job is made once, its topology stored."""
+    import redis
+
+    own = RedisProcess(tmp_path / "redis").start()
+    try:
+        settings = namespace("pop-noscript").with_(redis_url=f"redis://127.0.0.1:{own.port}/0")
+        server = thread_server(settings)   # no workers: the jobs stay queued
+        nets = [example_network(n_inputs=3, n_nodes=4 + i % 3, n_outputs=2, seed=1500 + i) for i in range(5)]
+        with Client(server.address, timeout=60) as client, redis.Redis(port=own.port) as r:
+            first = client.submit_population(nets, X, T, loss="mse")
+            r.script_flush()
+            again = [n.with_parameters(n.weights * 2.0) for n in reversed(nets)]   # another topology: stored anew
+            second = client.submit_population(again, X, T, loss="mse")
+            keys = Keys(settings.key_prefix)
+            for job in (first, second):
+                view = job.refresh()
+                assert view.state == job_pb2.JOB_STATE_QUEUED
+                assert r.exists(keys.population(view.layout.population.networks_hash)) == 1
+            assert len({job.name for job in client.list_jobs()}) == 2
+    finally:
+        own.kill()
 
 
 def test_the_member_form_still_runs_and_equals_in_process(cluster) -> None:
