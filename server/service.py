@@ -23,7 +23,7 @@ from edgegrad.jobs.record import initial_fields, job_from_fields, job_id_from_na
 from edgegrad.jobs.server_networks import NetworkMeta
 from edgegrad.jobs.server_store import JobStore
 from edgegrad.jobs.sharding import shard_rows_for
-from edgegrad.jobs.stream import CHUNK, DONE, STATE, StreamCursor, acked_chunks, check_after_seq
+from edgegrad.jobs.stream import CHUNK, DONE, STATE, StreamCursor, StreamEntry, acked_chunks, check_after_seq
 from edgegrad.model.activations import ACTIVATION_NAMES
 from edgegrad.settings import Settings
 from edgegrad.v1 import job_pb2, network_pb2, service_pb2, tensor_pb2
@@ -274,30 +274,44 @@ class Service:
         yield job_pb2.JobEvent(state=current)
         cursor = StreamCursor(after_seq)
         block_ms = max(1, int(self.settings.heartbeat_seconds * 1000))
-        while True:
-            read = functools.partial(store.read_events, job_id, cursor.last, block_ms)
-            entries = await store.with_chunk_data(job_id, await self.until_stopping(read))
-            if not entries:
-                state = await store.job_state(job_id)
-                if state is None:
-                    raise NotFound(f"name: job {name} was deleted or expired", field="name")
-                yield job_pb2.JobEvent(heartbeat=job_pb2.Heartbeat(
-                    state=state[0], chunks_done=state[1], time=_now()))
-                continue
-            for entry in entries:
-                if entry.kind != CHUNK:
-                    cursor.take(entry)
-                    if entry.kind == STATE:
-                        yield job_pb2.JobEvent(state=entry.job())
-                    elif entry.kind == DONE:
-                        yield job_pb2.JobEvent(done=entry.job())
-                        return
+
+        async def batch(after: str) -> list[StreamEntry]:
+            """The entries after ``after``, with their chunks' data."""
+            return await store.with_chunk_data(job_id, await store.read_events(job_id, after, block_ms))
+
+        ahead: asyncio.Future | None = None  # the next batch, read while this one is sent
+        try:
+            while True:
+                pending: Awaitable[list[StreamEntry]] = ahead or asyncio.ensure_future(batch(cursor.last))
+                ahead = None
+                entries = await self.until_stopping(functools.partial(_same, pending))
+                if not entries:
+                    state = await store.job_state(job_id)
+                    if state is None:
+                        raise NotFound(f"name: job {name} was deleted or expired", field="name")
+                    yield job_pb2.JobEvent(heartbeat=job_pb2.Heartbeat(
+                        state=state[0], chunks_done=state[1], time=_now()))
                     continue
-                if entry.data is None:  # its key went: acknowledged (by another reader), or the job deleted
-                    raise await store.lost_chunk(job_id, cursor, entry.seq)
-                cursor.take(entry)  # OutOfRange after a gap: the consumer's acknowledgements dropped chunks
-                metrics.RESULT_BYTES_STREAMED.inc(len(entry.data))
-                yield chunk_event(entry.seq, entry.data)
+                if _read_ahead(entries):
+                    ahead = asyncio.ensure_future(batch(entries[-1].id))
+                for entry in entries:
+                    if entry.kind != CHUNK:
+                        cursor.take(entry)
+                        if entry.kind == STATE:
+                            yield job_pb2.JobEvent(state=entry.job())
+                        elif entry.kind == DONE:
+                            yield job_pb2.JobEvent(done=entry.job())
+                            return
+                        continue
+                    if entry.data is None:  # its key went: acknowledged (by another reader), or the job deleted
+                        raise await store.lost_chunk(job_id, cursor, entry.seq)
+                    cursor.take(entry)  # OutOfRange after a gap: the consumer's acknowledgements dropped chunks
+                    metrics.RESULT_BYTES_STREAMED.inc(len(entry.data))
+                    yield chunk_event(entry.seq, entry.data)
+        finally:
+            if ahead is not None:  # the watch ended (or its client went) with a batch still being read
+                ahead.cancel()
+                ahead.add_done_callback(_retrieve)
 
     async def until_stopping(self, read: Callable[[], Awaitable[T]]) -> T:
         """What ``read()`` answers, unless the server shuts down first (Unavailable: a watch resumes elsewhere).
@@ -317,6 +331,23 @@ class Service:
         if not task.done() or task.cancelled():
             raise Unavailable("server is shutting down; watch again with after_seq to resume")
         return task.result()
+
+
+#: a watch reads the next batch of its job's stream while it sends one of at most this many bytes of chunks (the
+#: worker's next chunks come out of Redis while these go out on gRPC; a watch holds at most two batches)
+READ_AHEAD_BYTES = 8 << 20
+
+
+def _read_ahead(entries: list[StreamEntry]) -> bool:
+    """Whether to read the next batch while sending ``entries``: chunks of at most READ_AHEAD_BYTES, not the end."""
+    if entries[-1].kind == DONE or not any(e.kind == CHUNK for e in entries):
+        return False
+    return sum(len(e.data) for e in entries if e.data is not None) <= READ_AHEAD_BYTES
+
+
+def _same(awaitable: Awaitable[T]) -> Awaitable[T]:
+    """``awaitable`` itself (a read already under way, for ``until_stopping``)."""
+    return awaitable
 
 
 def _retrieve(task: asyncio.Future) -> None:
