@@ -19,7 +19,7 @@ from edgegrad.engine.population import flat_results
 from edgegrad.errors import EdgegradError, ResourceExhausted
 from edgegrad.model.population import PopulationColumns
 from edgegrad.v1 import network_pb2
-from edgegrad.wire.codec import tensor_from_array
+from edgegrad.wire.codec import array_from_tensor, tensor_from_array
 from edgegrad.wire.columns import networks_from_proto, networks_to_proto, topology_blob, topology_from_blob
 
 PROFILE = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -60,6 +60,20 @@ def test_columns_round_trip_and_rebuild_each_network() -> None:
     assert PopulationColumns.from_networks(swapped).content_hash() != cols.content_hash()
 
 
+@pytest.mark.parametrize("nodes, wire", [(252, np.uint8), (253, np.int32)])
+def test_indices_travel_in_the_smallest_type_that_holds_them(nodes: int, wire: type) -> None:
+    """4 inputs + 252 nodes is 256 vertices, indices 0..255: one byte each; one more vertex takes int32."""
+    wide = random_network(7, n_inputs=4, n_nodes=nodes, n_outputs=2)
+    nets = [*NETS[:3], wide]
+    msg = networks_to_proto(PopulationColumns.from_networks(nets))
+    for name in ("src", "dst", "outputs"):
+        assert array_from_tensor(getattr(msg, name), name).dtype == wire, name
+    assert array_from_tensor(msg.id_index, "id_index").dtype == (np.uint8 if len(msg.id_table) <= 256 else np.int32)
+    cols = networks_from_proto(network_pb2.Networks.FromString(msg.SerializeToString()))
+    assert cols.content_hash() == PopulationColumns.from_networks(nets).content_hash()
+    assert cols.network(3).content_hash == wide.content_hash
+
+
 @pytest.mark.usefixtures("each_kernel")
 @pytest.mark.parametrize("mode", [dict(), dict(loss="mse"), dict(loss="softmax_ce", per_example=True),
                                   dict(loss="mse", clip_norm=0.05, reduction="sum"), dict(loss="mse", dtype="float32"),
@@ -91,10 +105,11 @@ def _msg(nets: list[Network] = NETS) -> network_pb2.Networks:
 
 
 def _set(msg: network_pb2.Networks, field: str, index: int, value: Any) -> None:
-    """Element ``index`` of tensor ``field`` set to ``value`` (kept in the tensor's dtype)."""
+    """Element ``index`` of tensor ``field`` set to ``value`` (integers as int64, which hold any bad index)."""
     from edgegrad.wire.codec import array_from_tensor
 
-    arr = array_from_tensor(getattr(msg, field), field).copy()
+    arr = array_from_tensor(getattr(msg, field), field)
+    arr = arr.astype(np.int64) if arr.dtype.kind in "iu" else arr.copy()
     arr[index] = value
     getattr(msg, field).CopyFrom(tensor_from_array(arr))
 
@@ -181,7 +196,7 @@ def test_a_cycle_and_the_first_bad_network_and_limits() -> None:
     (lambda m: _set(m, "sizes", (3, 2), -1), "networks.sizes[3][2]: -1 is not a size"),
     (lambda m: _set(m, "sizes", (3, 2), 1000), "networks.src: expected"),
     (lambda m: m.weights.CopyFrom(tensor_from_array(np.zeros(3))), "networks.weights: expected"),
-    (lambda m: m.src.CopyFrom(tensor_from_array(np.zeros(3))), "networks.src.dtype: expected int32 or int64"),
+    (lambda m: m.src.CopyFrom(tensor_from_array(np.zeros(3))), "networks.src.dtype: expected uint8, int32 or int64"),
     (lambda m: m.id_table.append(m.id_table[0]), "networks.id_table["),
     (lambda m: m.ClearField("biases"), "networks.biases: missing"),
 ])

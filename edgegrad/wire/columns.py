@@ -29,7 +29,7 @@ _MAX_SIZE = 1 << 40
 
 
 def networks_to_proto(cols: PopulationColumns, *, canonical: bool = False) -> network_pb2.Networks:
-    """The columns as a Networks message (indices as int32 where they fit). ``canonical``: the activation
+    """The columns as a Networks message (indices as uint8 or int32 where they fit). ``canonical``: the activation
     table is ACTIVATION_NAMES whole (as stored), else the names used, sorted."""
     if canonical:
         table, index = list(ACTIVATION_NAMES), cols.codes.astype(np.uint8)
@@ -39,9 +39,8 @@ def networks_to_proto(cols: PopulationColumns, *, canonical: bool = False) -> ne
         lut = np.zeros(len(ACTIVATION_NAMES), dtype=np.uint8)
         lut[order] = np.arange(len(order))
         table, index = [ACTIVATION_NAMES[c] for c in order], lut[cols.codes]
-    widest = int((cols.sizes[:, 0] + cols.sizes[:, 1]).max(initial=0))
-    vertex = np.int32 if widest < 2 ** 31 else np.int64
-    ids = np.int32 if len(cols.id_table) < 2 ** 31 else np.int64
+    vertex = _index_type(int((cols.sizes[:, 0] + cols.sizes[:, 1]).max(initial=0)))
+    ids = _index_type(len(cols.id_table))
     msg = network_pb2.Networks(
         sizes=tensor_from_array(cols.sizes, np.int64), id_table=cols.id_table,
         id_index=tensor_from_array(cols.id_index.astype(ids)), outputs=tensor_from_array(cols.outputs.astype(vertex)),
@@ -51,6 +50,12 @@ def networks_to_proto(cols: PopulationColumns, *, canonical: bool = False) -> ne
         msg.weights.CopyFrom(tensor_from_array(cols.weights, np.float64))
         msg.biases.CopyFrom(tensor_from_array(cols.biases, np.float64))
     return msg
+
+
+def _index_type(count: int) -> type:
+    """The smallest integer type the wire takes (uint8, int32, int64) for indices below ``count``: a NEAT-size
+    population's vertex and id indices travel and are stored as one byte each."""
+    return np.uint8 if count <= 256 else np.int32 if count <= 2 ** 31 else np.int64
 
 
 def networks_from_proto(msg: network_pb2.Networks, max_nodes: int = 0, max_edges: int = 0,
@@ -101,7 +106,7 @@ def _ints(msg: Any, name: str, size: int, place: str) -> np.ndarray:
     arr = array_from_tensor(getattr(msg, name), f"{place}.{name}") if msg.HasField(name) \
         else np.zeros(0, dtype=np.int64)
     if arr.dtype.kind not in "iu":
-        raise InvalidInput(f"{place}.{name}.dtype: expected int32 or int64, got {arr.dtype.name}")
+        raise InvalidInput(f"{place}.{name}.dtype: expected uint8, int32 or int64, got {arr.dtype.name}")
     if arr.ndim != 1 or arr.size != size:
         raise InvalidInput(f"{place}.{name}: expected {size} entries (shape ({size},): the sum over the networks),"
                            f" got shape {list(arr.shape)}")

@@ -21,7 +21,7 @@ from edgegrad.client import AsyncClient, Client
 from edgegrad.model.population import PopulationColumns
 from edgegrad.server.cluster import Cluster
 from edgegrad.v1 import job_pb2, service_pb2, service_pb2_grpc
-from edgegrad.wire.codec import tensor_from_array
+from edgegrad.wire.codec import array_from_tensor, tensor_from_array
 from edgegrad.wire.columns import networks_to_proto
 
 LIMIT = 256 * 1024          # the server's and the clients' message limit: every population here is larger
@@ -192,9 +192,9 @@ def _bad_topology():
     nets = list(NETS)
     cols = PopulationColumns.from_networks(nets)
     msg = networks_to_proto(cols.topology())
-    src = np.frombuffer(msg.src.data, dtype=np.int32).copy()
+    src = array_from_tensor(msg.src, "src").copy()
     src[sum(n.n_edges for n in nets[:5])] = 99   # network 5's first edge leaves the network
-    msg.src.data = src.tobytes()
+    msg.src.CopyFrom(tensor_from_array(src))
     return msg.SerializeToString()
 
 
