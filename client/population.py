@@ -167,7 +167,8 @@ def prepare_population(nets: Any, inputs: Any, targets: Any, loss: str | None, r
     if outputs_only and (loss is not None or per_example or norms or clip_norm is not None):
         raise InvalidInput("outputs_only: the forward pass takes no loss, per_example, norms or clip_norm")
     clip = check_clipping(loss, norms, clip_norm)
-    dtype, x, t = check_population(nets, inputs, targets, loss, reduction, dtype, per_example)
+    cols = PopulationColumns.from_networks(nets)   # the rows are checked against the columns' sizes: no loop over nets
+    dtype, x, t = check_population(cols, inputs, targets, loss, reduction, dtype, per_example)
     if shard_networks is not None:
         check_count("shard_networks", shard_networks, 1, UINT64_MAX, "a positive number of networks")
     if shard_rows is not None:
@@ -175,7 +176,6 @@ def prepare_population(nets: Any, inputs: Any, targets: Any, loss: str | None, r
     base = job_pb2.PopulationRequest(loss=loss or "", reduction=reduction, per_example=bool(per_example), dtype=dtype,
                                      norms=bool(norms) or clip is not None, clip_norm=clip or 0.0,
                                      outputs_only=bool(outputs_only))
-    cols = PopulationColumns.from_networks(nets)
     return PreparedPopulation(nets, base, request_id or new_request_id(), int(shard_networks or 0), cols,
                               cols.content_hash(), int(shard_rows or 0), x, t)
 
