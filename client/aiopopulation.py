@@ -39,6 +39,7 @@ class AsyncPopulationJobHandle(AsyncJobHandle):
             async for _ in chunks:
                 if self.state.population_whole():
                     break
+                self.state.build_whole()   # while the next chunks are on their way
         finally:
             await chunks.aclose()  # and its stream
         return self.state.population_results()

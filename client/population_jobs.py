@@ -63,6 +63,7 @@ class PopulationJobHandle(JobHandle):
             for _ in chunks:
                 if self.state.population_whole():
                     break
+                self.state.build_whole()   # while the next chunks are on their way
         return self.state.population_results()
 
 

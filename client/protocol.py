@@ -276,6 +276,12 @@ class WatchState:
         ready = assembler.take_ready()
         return list(zip(ready, assembler.networks(ready)))
 
+    def build_whole(self) -> None:
+        """A population job's results of the shards whose chunks all arrived, built now (``population_results``
+        then has only the rest to build)."""
+        if isinstance(self._assembler, PopulationAssembler):
+            self._assembler.build_whole()
+
     def population_whole(self) -> bool:
         """Whether every chunk of a population job's result has arrived (its results are whole, whatever the job's
         state says yet: the worker's last shard ends the job after writing them)."""

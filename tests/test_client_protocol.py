@@ -178,6 +178,13 @@ def test_a_population_is_whole_once_its_last_chunk_arrives_before_the_jobs_own_e
                 state.population_results()      # part of the chunks: the job's own end is still needed
             seq += 1
             state.feed(decode_event(chunk_event(seq, b"".join(bytes(p) for p in pieces))))
+            state.build_whole()   # a whole shard's results are built while the next one's chunks come
+        if shard == 0:
+            early = state._population()._built
+            assert all(r is not None for r in early[:2]) and early[2] is None   # shard 0 built, shard 1 not yet
     assert state.population_whole() and not state.done   # every chunk in, the job not ended yet
-    for got, res in zip(state.population_results(), want):
+    results = state.population_results()
+    assert results[0] is early[0]   # built once, when its shard became whole
+    for got, res in zip(results, want):
         assert got.edge_grads.tobytes() == res.edge_grads.tobytes() and got.loss == res.loss
+        assert got.outputs.tobytes() == res.outputs.tobytes() and got.deltas.tobytes() == res.deltas.tobytes()

@@ -9,6 +9,7 @@ networks' sizes by arithmetic, so a client knows when a shard (and so each of it
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import numpy as np
 
@@ -199,6 +200,8 @@ class PopulationAssembler(ResultAssembler):
         for g in self._group_of:
             self._left[g] += 1
         self._ready: list[int] = []
+        self._whole: list[int] = []   #: groups whole whose results ``build_whole`` has not built yet
+        self._built: list[GradientResult | None] = [None] * int(layout.population.size)
         for part, n in enumerate(self._expected):
             if n == 0:
                 self._part_done(part)
@@ -221,6 +224,7 @@ class PopulationAssembler(ResultAssembler):
         self._left[group] -= 1
         if self._left[group] == 0:
             self._ready.append(group)
+            self._whole.append(group)
 
     def take_ready(self) -> list[int]:
         """The networks whose group of shards became whole since the last call, in index order per group."""
@@ -257,9 +261,18 @@ class PopulationAssembler(ResultAssembler):
             found.append(GradientResult(outputs, float(arrays[_LOSS][p]), ge, gd, norms))
         return found
 
+    def build_whole(self) -> None:
+        """Build (and keep for ``results``) the results of the groups that became whole since the last call: a
+        shard's results are made while the next shard's chunks are on their way."""
+        groups, self._whole = self._whole, []
+        for g in groups:
+            a, b = self._groups[g]
+            self._built[a:b] = self.networks(range(a, b))
+
     def results(self) -> list[GradientResult]:
         """Every network's result in order; raises if chunks are missing."""
         if not self.complete:
             raise ValueError(f"result incomplete: {len(self._seen)} of {self.layout.chunk_count} chunks")
-        return self.networks(range(int(self.layout.population.size)))
+        self.build_whole()
+        return cast(list[GradientResult], list(self._built))
 
