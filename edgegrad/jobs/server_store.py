@@ -115,8 +115,11 @@ class JobStore(NetworkRegistry):
         tenant at a limit: ResourceExhausted.
         """
         k = self.keys
+        apart: list[tuple[Any, ...]] = []
         if len(spec) <= RECORD_SPEC_BYTES:  # a small request lives in the record: no key of its own to write and read
             fields, spec = {**fields, "spec": spec}, b""
+        else:  # a large one in its own key, by a plain SET ahead of the CREATE (a script would copy it twice)
+            apart, spec = [("SET", k.spec(job_id), spec, "EX", self.settings.job_ttl)], b""
         part: list[Any] = [job_id, k.request(request_id) if request_id else "",
                            *(stored or (k.network(network_hash), k.network_owned(network_hash))), spec, result_bytes,
                            k.lane(lane) if lane is not None else "", 2 * len(fields)]
@@ -126,7 +129,9 @@ class JobStore(NetworkRegistry):
         if lane is None:
             commands += self._rq.commands(job_id, shards, k.tenant)
         words = script_commands(commands)
-        found = await self._creates.add((part + [len(words), *words], lane, list(before)))
+        found = await self._creates.add((part + [len(words), *words], lane, [*before, *apart]))
+        if found and apart:  # not made: its request's key goes (its record was never written)
+            await self.redis.delete(k.spec(job_id))
         if found == [b"nonet"] and stored is not None:
             raise NotFound(f"networks_hash: no population topology {network_hash!r} is stored (or it expired);"
                            " send the networks again", field="networks_hash")

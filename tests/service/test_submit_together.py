@@ -109,6 +109,32 @@ def test_a_small_request_lives_in_its_record_and_a_large_one_in_its_own_key(name
         channel.close()
 
 
+def test_a_refused_large_request_leaves_no_key_behind(namespace, thread_server) -> None:
+    """A large request's key is written ahead of the CREATE; a job not made (its request id taken, the tenant at
+    its limit) has it deleted: the only request keys are those of jobs that exist."""
+    settings = namespace("specrefused", tenant_max_jobs=2)
+    server = thread_server(settings)
+    channel, stub = _stub(server)
+    keys = Keys(settings.key_prefix)
+    r = redis.Redis.from_url(settings.redis_url)
+    try:
+        first = stub.SubmitJob(_item(1, request_id="big-1", rows=400))
+        assert stub.SubmitJob(_item(1, request_id="big-1", rows=400)).name == first.name    # a retry: the same job
+        with pytest.raises(grpc.RpcError) as taken:
+            stub.SubmitJob(_item(2, request_id="big-1", rows=400))                           # its id, another request
+        assert taken.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        stub.SubmitJob(_item(3, rows=400))
+        with pytest.raises(grpc.RpcError) as full:
+            stub.SubmitJob(_item(4, rows=400))                                                 # over tenant_max_jobs
+        assert full.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        specs = {key.decode() for key in r.scan_iter(match=keys.spec("*"), count=1000)}
+        jobs = {job.name[5:] for job in stub.ListJobs(service_pb2.ListJobsRequest(page_size=100)).jobs}
+        assert len(jobs) == 2 and specs == {keys.spec(job_id) for job_id in jobs}
+    finally:
+        r.close()
+        channel.close()
+
+
 def test_done_ends_a_job_as_emit_and_finish_do_and_refuses_a_cancelled_or_deleted_one(namespace, thread_server) -> None:
     settings = namespace("donescript", batch_max_jobs=1)
     server = thread_server(settings)
