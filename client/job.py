@@ -55,8 +55,8 @@ class JobHandle(HandleBase):
 
     def _chunks(self, deadline: Deadline) -> Generator[job_pb2.ResultChunk | RawChunk, None, None]:
         """``chunks()`` as they were read (the messages are made only for callers of ``chunks()``)."""
-        if self._pending is not None:  # a loop's: let the loop's other submissions be answered too, so that
-            self.client._submitter.flush(deadline.remaining())  # one shared watch takes them all
+        if self._pending is not None or self._may_share():  # a loop's: let the loop's other submissions be
+            self.client._submitter.flush(deadline.remaining())  # answered too, so that one shared watch takes them all
         self._settle(deadline)
         yield from self._grouped(deadline)
         resume = Resume(self.state, self.client.backoff, deadline)
@@ -87,6 +87,12 @@ class JobHandle(HandleBase):
             if self.state.done:
                 break
             time.sleep(self._resuming(resume, last_error))
+
+    def _may_share(self) -> bool:
+        """Whether this handle's wait would open a shared watch while submissions of the client's loop are still
+        unanswered (it was sent on its own, by SubmitJob: a pause in the loop longer than LOOP_GAP_SECONDS)."""
+        return (self._group is None and self._ahead is None and self._submit is None and not self.state.done
+                and self.client._submitter.holding())
 
     def _grouped(self, deadline: Deadline) -> Iterator[job_pb2.ResultChunk | RawChunk]:
         """Chunks from the WatchJobs stream this job shares with others (opened now if it is the first of them
