@@ -25,8 +25,9 @@ MAX_CREATE_JOBS = 256
 #       of the quota keys (outlives any job created until the next housekeeping), the number of jobs, then
 #       for each job: its id, its request-id key ('' for none), its network key and the tenant's mark of it
 #       (it registered it; or a population topology's key and mark), its spec ('': the record holds it, field
-#       'spec', or the server wrote it to the job's spec key ahead of this call), its result bytes, its lane key ('' for none), 2 × number of record fields, field, value, ...,
-#       the number of words of its commands, then its commands (each its word count followed by its words);
+#       'spec', or the server wrote it to the job's spec key ahead of this call), its result bytes, its lane key
+#       ('' for none), 2 × number of record fields, field, value, ..., the number of words of its commands, then
+#       its commands (each its word count followed by its words);
 #       after the jobs, for each lane a job named: its key, its wake mark's key, the id of the rq job that would
 #       take from it, the number of words of the commands that enqueue that rq job, and those commands.
 # Each job is created (its request id claimed, its record written, its commands run, its id onto its lane) or
