@@ -124,11 +124,11 @@ class PopulationSubmission:
     def inline(self) -> service_pb2.SubmitJobRequest | None:
         """The request with everything in it, or None when it would not fit one message (then upload
         ``pieces()`` and send ``request(upload_id)``). Learn the server's limit first (``payload_bytes``)."""
-        limit = min(self.client._message_bytes(), INLINE_POPULATION_BYTES)
-        if self.payload_bytes > limit:
+        limit, payload = min(self.client._message_bytes(), INLINE_POPULATION_BYTES), self.payload_bytes
+        if payload > limit:
             return None
         request = self.request()
-        if self.payload_bytes + SIZE_MARGIN > limit and request.ByteSize() > limit:  # measured only near the limit
+        if payload + SIZE_MARGIN > limit and request.ByteSize() > limit:  # measured only near the limit
             self.attempt -= 1
             return None
         self._fits = request
