@@ -97,7 +97,9 @@ def test_norms_and_clipping_equal_each_networks_own_call(seeds, loss, per_exampl
     for net, x, t, res in zip(nets, xs, ts, got):
         want = edgegrad.gradients(net, x, t, loss=loss, reduction=reduction, per_example=per_example, norms=True,
                                   clip_norm=clip, dtype=dtype)
-        _agrees(res, want, rtol=1e-12 if dtype == "float64" else 1e-5)
+        # float32: the two engines may sum in other orders (a hypothesis example once reached 1.2e-5 at B=1 with
+        # clipping); within 1e-4 of each field's scale, as the float32 test below
+        _agrees(res, want, rtol=1e-12 if dtype == "float64" else 1e-4)
 
 
 @PROFILE
