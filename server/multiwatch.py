@@ -8,7 +8,6 @@ cannot go on gets one error event and leaves the set; the others go on.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import AsyncIterator
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -84,7 +83,7 @@ async def watch_many(service: Service, req: service_pb2.WatchJobsRequest, tenant
     block_ms = max(1, int(service.settings.heartbeat_seconds * 1000))
     while active:
         last = {job_id: w.cursor.last for job_id, w in active.items()}
-        reply = await service.until_stopping(functools.partial(store.read_many, last, block_ms, count=_COUNT))
+        reply = await service.until_stopping(store.read_many(last, block_ms, count=_COUNT))
         if not reply:
             async for event in _heartbeats(store, active):
                 yield event

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar
 
 import numpy as np
@@ -282,9 +281,8 @@ class Service:
         ahead: asyncio.Future | None = None  # the next batch, read while this one is sent
         try:
             while True:
-                pending: Awaitable[list[StreamEntry]] = ahead or asyncio.ensure_future(batch(cursor.last))
-                ahead = None
-                entries = await self.until_stopping(functools.partial(_same, pending))
+                pending, ahead = ahead if ahead is not None else batch(cursor.last), None
+                entries = await self.until_stopping(pending)
                 if not entries:
                     state = await store.job_state(job_id)
                     if state is None:
@@ -313,13 +311,16 @@ class Service:
                 ahead.cancel()
                 ahead.add_done_callback(_retrieve)
 
-    async def until_stopping(self, read: Callable[[], Awaitable[T]]) -> T:
-        """What ``read()`` answers, unless the server shuts down first (Unavailable: a watch resumes elsewhere).
+    async def until_stopping(self, read: Awaitable[T]) -> T:
+        """What ``read`` (a read, or one already under way) answers, unless the server shuts down first
+        (Unavailable: a watch resumes elsewhere).
 
         Also when the caller is cancelled (client gone), no read is left behind."""
+        task = asyncio.ensure_future(read)
         if self.stopping.is_set():
+            task.cancel()
+            task.add_done_callback(_retrieve)
             raise Unavailable("server is shutting down; watch again with after_seq to resume")
-        task = asyncio.ensure_future(read())
         stop = asyncio.ensure_future(self.stopping.wait())
         try:
             await asyncio.wait((task, stop), return_when=asyncio.FIRST_COMPLETED)
@@ -343,11 +344,6 @@ def _read_ahead(entries: list[StreamEntry]) -> bool:
     if entries[-1].kind == DONE or not any(e.kind == CHUNK for e in entries):
         return False
     return sum(len(e.data) for e in entries if e.data is not None) <= READ_AHEAD_BYTES
-
-
-def _same(awaitable: Awaitable[T]) -> Awaitable[T]:
-    """``awaitable`` itself (a read already under way, for ``until_stopping``)."""
-    return awaitable
 
 
 def _retrieve(task: asyncio.Future) -> None:
