@@ -207,10 +207,14 @@ class HandleBase:
         return self.state.done
 
     # ---------------------------------------------- steps both handles take, free of I/O
+    def _may_read_a_group(self) -> bool:
+        """Whether this job's events may come from a WatchJobs group: it is not done and has no stream of its own."""
+        return not (self.state.done or self._ahead is not None or self._submit is not None)
+
     def _group_to_read(self, open_group: Callable[[Any, Any], None]) -> Any:
         """The WatchJobs group to read this job's events from first, taken (``open_group`` opens one when
         this is the first of its jobs waited on), or None: the job is done, or has a stream of its own."""
-        if self.state.done or self._ahead is not None or self._submit is not None:
+        if not self._may_read_a_group():
             return None
         if self._group is None:
             open_group(self, self.client)

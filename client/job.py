@@ -91,8 +91,7 @@ class JobHandle(HandleBase):
     def _may_share(self) -> bool:
         """Whether this handle's wait would open a shared watch while submissions of the client's loop are still
         unanswered (it was sent on its own, by SubmitJob: a pause in the loop longer than LOOP_GAP_SECONDS)."""
-        return (self._group is None and self._ahead is None and self._submit is None and not self.state.done
-                and self.client._submitter.holding())
+        return self._group is None and self._may_read_a_group() and self.client._submitter.holding()
 
     def _grouped(self, deadline: Deadline) -> Iterator[job_pb2.ResultChunk | RawChunk]:
         """Chunks from the WatchJobs stream this job shares with others (opened now if it is the first of them
