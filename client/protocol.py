@@ -274,7 +274,7 @@ class WatchState:
             return []
         assembler = self._population()
         ready = assembler.take_ready()
-        return list(zip(ready, assembler.networks(ready)))
+        return list(zip(ready, assembler.built(ready)))
 
     def build_whole(self) -> None:
         """A population job's results of the shards whose chunks all arrived, built now (``population_results``

@@ -185,6 +185,8 @@ def test_a_population_is_whole_once_its_last_chunk_arrives_before_the_jobs_own_e
     assert state.population_whole() and not state.done   # every chunk in, the job not ended yet
     results = state.population_results()
     assert results[0] is early[0]   # built once, when its shard became whole
+    ready = state.take_ready()   # what results() iterates: the same objects, not built again
+    assert [i for i, _ in ready] == [0, 1, 2] and all(r is results[i] for i, r in ready)
     for got, res in zip(results, want):
         assert got.edge_grads.tobytes() == res.edge_grads.tobytes() and got.loss == res.loss
         assert got.outputs.tobytes() == res.outputs.tobytes() and got.deltas.tobytes() == res.deltas.tobytes()

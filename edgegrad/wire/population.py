@@ -261,18 +261,24 @@ class PopulationAssembler(ResultAssembler):
             found.append(GradientResult(outputs, float(arrays[_LOSS][p]), ge, gd, norms))
         return found
 
+    def built(self, indices: Sequence[int]) -> list[GradientResult]:
+        """These networks' results (their chunks whole), each built once and kept: ``take_ready``'s, ``build_whole``'s
+        and ``results`` share them."""
+        missing = [p for p in indices if self._built[p] is None]
+        for p, result in zip(missing, self.networks(missing)):
+            self._built[p] = result
+        return cast(list[GradientResult], [self._built[p] for p in indices])
+
     def build_whole(self) -> None:
-        """Build (and keep for ``results``) the results of the groups that became whole since the last call: a
-        shard's results are made while the next shard's chunks are on their way."""
+        """Build the results of the groups that became whole since the last call: a shard's results are made while
+        the next shard's chunks are on their way."""
         groups, self._whole = self._whole, []
         for g in groups:
-            a, b = self._groups[g]
-            self._built[a:b] = self.networks(range(a, b))
+            self.built(range(*self._groups[g]))
 
     def results(self) -> list[GradientResult]:
         """Every network's result in order; raises if chunks are missing."""
         if not self.complete:
             raise ValueError(f"result incomplete: {len(self._seen)} of {self.layout.chunk_count} chunks")
-        self.build_whole()
-        return cast(list[GradientResult], list(self._built))
+        return self.built(range(int(self.layout.population.size)))
 
